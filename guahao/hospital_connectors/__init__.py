@@ -1,0 +1,1 @@
+"""Adapters between hospital systems (HIS) and the platform's service API."""

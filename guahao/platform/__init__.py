@@ -1,0 +1,1 @@
+"""The core: slot pool, holds, bookings, payments. Imports no other guahao subpackage."""

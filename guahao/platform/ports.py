@@ -1,0 +1,209 @@
+"""What the platform needs from the outside world, as protocols.
+
+Adapters live beside the domain (``inventory/``, ``payments/``, ``persistence/``) and are
+chosen by settings in the composition root. Tests use the real adapters (a real Redis, a real
+database); where an external party cannot run here (a bank, a government service) the
+embedded default is a sandbox with the same contract, not a mock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Literal, Protocol
+
+import msgspec
+
+__all__ = [
+    "HeldUnit",
+    "HoldGrant",
+    "Inventory",
+    "Notifier",
+    "PaymentGateway",
+    "PaymentIntent",
+    "PaymentNotification",
+    "RefundReceipt",
+    "ReturningUnit",
+    "SlotCounts",
+    "SlotState",
+    "SlotStatus",
+]
+
+SlotStatus = Literal["open", "stopped", "closed"]
+
+
+class HeldUnit(msgspec.Struct, frozen=True):
+    """A unit reserved for one account until ``expires_at_ms``."""
+
+    hold_id: str
+    account_id: str
+    expires_at_ms: int
+
+
+class ReturningUnit(msgspec.Struct, frozen=True):
+    """A unit given back by a cancellation, invisible to the public until ``return_at_ms``.
+
+    The delay is what stops a scalper timing a cancel-then-rebook hand-over to a buyer.
+    """
+
+    unit_id: str
+    return_at_ms: int
+
+
+class SlotState(msgspec.Struct, frozen=True):
+    """The whole inventory state of one slot, as rebuilt from SQL."""
+
+    slot_id: str
+    capacity: int
+    booked: int
+    release_at_ms: int
+    status: SlotStatus = "open"
+    holds: tuple[HeldUnit, ...] = ()
+    returning: tuple[ReturningUnit, ...] = ()
+
+
+class SlotCounts(msgspec.Struct, frozen=True):
+    """A consistent snapshot; ``available + held + booked + returning == capacity``."""
+
+    capacity: int
+    booked: int
+    held: int
+    returning: int
+    available: int
+    release_at_ms: int
+    status: SlotStatus
+
+
+class HoldGrant(msgspec.Struct, frozen=True):
+    """The answer to a successful hold (also replayed for a repeated idempotency key)."""
+
+    hold_id: str
+    expires_at_ms: int
+    replayed: bool = False
+
+
+class Inventory(Protocol):
+    """The hot slot pool. Every method is one atomic step on one slot.
+
+    Refusals raise catalogued errors: ``SLOT_NOT_RELEASED``, ``SLOT_SOLD_OUT``,
+    ``SLOT_CLOSED``, ``HOLD_EXPIRED``, ``HOLD_ALREADY_ACTIVE``. A slot that Redis does not
+    know raises ``KeyError`` so the caller can load it from SQL and retry.
+    """
+
+    async def load(self, state: SlotState) -> None:
+        """Replace the slot's state wholesale (rebuild from the record of truth)."""
+        ...
+
+    async def hold(
+        self,
+        slot_id: str,
+        *,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        ttl_ms: int,
+        idempotency_key: str,
+    ) -> HoldGrant:
+        """Reserve one unit for ``account_id``; at most one unfinished hold per account."""
+        ...
+
+    async def extend(
+        self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int, until_ms: int
+    ) -> None:
+        """Keep a live hold until ``until_ms`` (a payment order's expiry)."""
+        ...
+
+    async def confirm(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
+        """Turn a live hold into a booked unit; False if it was already confirmed."""
+        ...
+
+    async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
+        """Give a held unit back now; False if there was nothing to give back."""
+        ...
+
+    async def cancel_booked(
+        self, slot_id: str, *, unit_id: str, now_ms: int, return_at_ms: int
+    ) -> bool:
+        """Un-book one unit; it becomes available at ``return_at_ms``. False if repeated."""
+        ...
+
+    async def set_capacity(self, slot_id: str, *, capacity: int, now_ms: int) -> SlotCounts:
+        """Change the online quota (add-on units, cut-off); never below booked + held."""
+        ...
+
+    async def set_status(self, slot_id: str, *, status: SlotStatus) -> None:
+        """Open, stop (停诊) or close a slot to new holds."""
+        ...
+
+    async def counts(self, slot_ids: list[str], *, now_ms: int) -> dict[str, SlotCounts]:
+        """Snapshots of many slots in one round trip; unknown slots are left out."""
+        ...
+
+
+class PaymentIntent(msgspec.Struct, frozen=True):
+    """What the gateway answers to a new order: where the payer goes to pay."""
+
+    order_no: str
+    gateway_trade_no: str
+    pay_url: str
+
+
+class PaymentNotification(msgspec.Struct, frozen=True):
+    """A verified payment notice from the gateway."""
+
+    notification_id: str
+    order_no: str
+    gateway_trade_no: str
+    amount_cents: int
+    channel: Literal["self_pay", "insurance"]
+    paid_at: datetime
+
+
+class RefundReceipt(msgspec.Struct, frozen=True):
+    """The gateway's acknowledgement of a refund; repeated refund numbers repeat it."""
+
+    refund_no: str
+    order_no: str
+    amount_cents: int
+    refunded_at: datetime
+
+
+class PaymentGateway(Protocol):
+    """A payment provider. The embedded default is a signed sandbox."""
+
+    async def create_order(
+        self,
+        *,
+        order_no: str,
+        amount_cents: int,
+        description: str,
+        expires_at: datetime,
+    ) -> PaymentIntent:
+        """Open an order the payer can pay until ``expires_at``; idempotent per order_no."""
+        ...
+
+    def verify_notification(
+        self, headers: Mapping[str, str], body: bytes, *, now: datetime
+    ) -> PaymentNotification:
+        """Check signature and freshness; raise ``PAYMENT_SIGNATURE_INVALID`` or
+        ``PAYMENT_CALLBACK_STALE``. Replay of a fresh, valid notice is caught by the caller,
+        which records every ``notification_id`` it has processed."""
+        ...
+
+    async def close_order(self, *, order_no: str) -> None:
+        """Stop an unpaid order from being paid (it expired or was abandoned)."""
+        ...
+
+    async def refund(
+        self, *, order_no: str, refund_no: str, amount_cents: int, reason: str
+    ) -> RefundReceipt:
+        """Refund a paid order; idempotent per ``refund_no``."""
+        ...
+
+
+class Notifier(Protocol):
+    """Tells a person something (SMS, app push). Embedded default: the outbox log."""
+
+    async def notify(self, *, account_id: str, template: str, params: Mapping[str, str]) -> None:
+        """Send one message; at-least-once, so templates must read well if repeated."""
+        ...

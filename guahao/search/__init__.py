@@ -1,0 +1,1 @@
+"""Indexing and querying hospitals, departments and doctors of the region."""

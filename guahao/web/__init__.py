@@ -1,0 +1,1 @@
+"""The Litestar application: HTTP API, authentication, later the pages."""

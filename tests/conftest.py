@@ -1,0 +1,6 @@
+"""Test-wide fixtures: real services (Redis, SQLite, PostgreSQL) started by the suite itself."""
+
+pytest_plugins = [
+    "tests.fixtures.redis_server",
+    "tests.fixtures.databases",
+]
