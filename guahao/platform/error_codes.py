@@ -45,7 +45,11 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
     "SLOT_SOLD_OUT": (_C, "号源已约满", "This slot is fully booked"),
     "SLOT_CLOSED": (_C, "该出诊单元已停诊或已结束预约", "This session is stopped or closed"),
     "SLOT_IN_PAST": (_C, "就诊时间已过，不能预约", "This slot has already started"),
-    "HOLD_EXPIRED": (_C, "锁号已超时，号源已释放，请重新挂号", "The hold expired and the slot was released"),
+    "HOLD_EXPIRED": (
+        _C,
+        "锁号已超时，号源已释放，请重新挂号",
+        "The hold expired and the slot was released",
+    ),
     "HOLD_ALREADY_ACTIVE": (
         _C,
         "您有一笔未完成的挂号，请先完成或取消",
@@ -58,14 +62,22 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "当前预约状态不允许此操作",
         "The booking's current state does not allow this step",
     ),
-    "BOOKING_ALREADY_CONFIRMED": (_C, "该预约已确认，无需重复提交", "This booking is already confirmed"),
+    "BOOKING_ALREADY_CONFIRMED": (
+        _C,
+        "该预约已确认，无需重复提交",
+        "This booking is already confirmed",
+    ),
     "PATIENT_NOT_CHOSEN": (_C, "请先选择就诊人", "Choose a patient first"),
     "PATIENT_ALREADY_BOOKED_SESSION": (
         _C,
         "该就诊人在此出诊单元已有预约",
         "This patient already has a booking in this session",
     ),
-    "PATIENT_NOT_OWNED": (_F, "该就诊人不属于当前账号", "This patient is not managed by this account"),
+    "PATIENT_NOT_OWNED": (
+        _F,
+        "该就诊人不属于当前账号",
+        "This patient is not managed by this account",
+    ),
     "CANCEL_DEADLINE_PASSED": (
         _C,
         "已超过退号截止时间，不能退号",
@@ -77,14 +89,57 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "This hospital does not accept this way of paying",
     ),
     # payments
-    "PAYMENT_ORDER_EXPIRED": (_C, "支付订单已过期，号源已释放", "The payment order expired; the slot was released"),
+    "PAYMENT_ORDER_EXPIRED": (
+        _C,
+        "支付订单已过期，号源已释放",
+        "The payment order expired; the slot was released",
+    ),
     "PAYMENT_AMOUNT_MISMATCH": (_C, "支付金额与订单不符", "The paid amount differs from the order"),
-    "PAYMENT_SIGNATURE_INVALID": (_F, "支付回调签名无效", "The payment callback signature is invalid"),
+    "PAYMENT_SIGNATURE_INVALID": (
+        _F,
+        "支付回调签名无效",
+        "The payment callback signature is invalid",
+    ),
     "PAYMENT_CALLBACK_STALE": (_F, "支付回调已过期", "The payment callback is too old"),
-    "PAYMENT_CALLBACK_REPLAYED": (_C, "重复的支付回调", "This payment callback was already received"),
+    "PAYMENT_CALLBACK_REPLAYED": (
+        _C,
+        "重复的支付回调",
+        "This payment callback was already received",
+    ),
     "REFUND_FAILED": (_U, "退款失败，将自动重试", "The refund failed and will be retried"),
+    "PAYMENT_ORDER_CLOSED": (
+        _C,
+        "支付订单已关闭，不能支付",
+        "The payment order is closed and cannot be paid",
+    ),
+    "PAYMENT_ORDER_ALREADY_PAID": (
+        _C,
+        "支付订单已支付，不能关闭",
+        "The payment order is already paid and cannot be closed",
+    ),
+    "PAYMENT_NOTIFICATION_MALFORMED": (
+        _I,
+        "支付回调内容无法解析",
+        "The payment callback is signed but its content cannot be read",
+    ),
+    "PAYMENT_GATEWAY_UNAVAILABLE": (
+        _U,
+        "支付服务暂时不可用，请稍后再试",
+        "The payment service is unavailable; retry shortly",
+    ),
+    "REFUND_ORDER_NOT_PAID": (
+        _C,
+        "订单未支付，不能退款",
+        "This order was not paid; there is nothing to refund",
+    ),
+    "REFUND_EXCEEDS_PAID": (
+        _C,
+        "退款金额超过可退金额",
+        "The refund is more than what is left to refund",
+    ),
     # input, auth, limits
     "VALIDATION_FAILED": (_I, "请求参数有误", "The request is invalid"),
+    "ID_NUMBER_INVALID": (_I, "证件号码无效", "The identity number is invalid"),
     "IDEMPOTENCY_KEY_REUSED": (
         _C,
         "幂等键已用于另一个请求",
@@ -95,7 +150,11 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
     "ACCOUNT_EXISTS": (_C, "该手机号已注册", "This phone number is already registered"),
     "PERMISSION_DENIED": (_F, "无权执行此操作", "You may not do this"),
     "RATE_LIMITED": (_R, "操作过于频繁，请稍后再试", "Too many attempts; try again later"),
-    "INVENTORY_UNAVAILABLE": (_U, "号源服务暂时不可用，请稍后再试", "The slot pool is unavailable; retry shortly"),
+    "INVENTORY_UNAVAILABLE": (
+        _U,
+        "号源服务暂时不可用，请稍后再试",
+        "The slot pool is unavailable; retry shortly",
+    ),
 }
 
 

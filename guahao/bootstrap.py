@@ -1,0 +1,182 @@
+"""The composition root: settings in, a running platform out.
+
+Nothing connects at import time. ``open_platform`` starts (or connects to) Redis, opens the
+database and brings its schema up to date, wires the adapters chosen by settings into the
+services, starts the job worker if asked, and undoes all of it on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from guahao.config import Settings
+from guahao.platform.clock import Clock, SystemClock
+from guahao.platform.inventory.redis_inventory import RedisInventory
+from guahao.platform.jobs import SaqJobs
+from guahao.platform.outbox import OutboxDispatcher
+from guahao.platform.payments.sandbox import SandboxGateway
+from guahao.platform.persistence.database import create_engine, session_factory, upgrade_async
+from guahao.platform.personal_data import PersonalDataVault
+from guahao.platform.redis_server import EmbeddedRedis
+from guahao.platform.services.accounts import AccountService
+from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.inventory_sync import InventorySync
+from guahao.platform.services.notifications import InboxNotifier
+from guahao.platform.services.queries import QueryService
+from guahao.platform.services.runtime import Ports
+from guahao.platform.services.supply import SupplyService
+
+__all__ = ["Platform", "open_platform"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Platform:
+    """The running platform's services and the resources behind them."""
+
+    settings: Settings
+    ports: Ports
+    engine: AsyncEngine
+    redis: aioredis.Redis
+    redis_url: str
+    jobs: SaqJobs
+    gateway: SandboxGateway
+    bookings: BookingService
+    supply: SupplyService
+    accounts: AccountService
+    queries: QueryService
+    inventory_sync: InventorySync
+    dispatcher: OutboxDispatcher
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    def job_functions(self) -> dict[str, Any]:
+        """The job queue's functions: each is a safe-to-repeat step of a service."""
+
+        async def expire_booking(booking_id: str) -> bool:
+            return await self.bookings.expire(booking_id)
+
+        async def process_refund(refund_no: str) -> bool:
+            return await self.bookings.process_refund(refund_no)
+
+        async def dispatch_outbox() -> int:
+            return await self.dispatcher.dispatch_pending()
+
+        async def sweep() -> dict[str, int]:
+            refunds = 0
+            for refund_no in await self.bookings.pending_refunds():
+                with contextlib.suppress(Exception):
+                    refunds += await self.bookings.process_refund(refund_no)
+            return {
+                "expired": await self.bookings.expire_due(),
+                "cutoff_units": await self.supply.run_cutoffs(),
+                "no_shows": await self.bookings.mark_due_no_shows(),
+                "refunds": refunds,
+            }
+
+        return {
+            "expire_booking": expire_booking,
+            "process_refund": process_refund,
+            "dispatch_outbox": dispatch_outbox,
+            "sweep": sweep,
+        }
+
+    async def start_worker(self) -> None:
+        worker = self.jobs.worker(
+            self.job_functions(),
+            sweeps={"dispatch_outbox": "* * * * * */2", "sweep": "* * * * * */15"},
+            context={"platform": self},
+        )
+        self._tasks.append(asyncio.create_task(worker.start(), name="guahao-jobs"))
+
+
+def _data_key(settings: Settings) -> str:
+    key = settings.secret("data_key")
+    if len(base64.b64decode(key)) != 32:
+        raise ValueError("GUAHAO_DATA_KEY must be 32 bytes, base64-encoded")
+    return key
+
+
+@contextlib.asynccontextmanager
+async def open_platform(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    migrate: bool = True,
+    run_jobs: bool | None = None,
+) -> AsyncIterator[Platform]:
+    """Start everything the settings describe; stop it all on exit."""
+    clock = clock or SystemClock()
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    embedded: EmbeddedRedis | None = None
+    redis_url = settings.redis_url
+    if not redis_url:
+        embedded = EmbeddedRedis(Path(settings.data_dir) / "redis", persist=True)
+        redis_url = await asyncio.to_thread(embedded.start)
+        log.info("started embedded redis at %s", redis_url)
+    database_url = settings.resolved_database_url()
+    engine = create_engine(database_url)
+    client: aioredis.Redis = aioredis.Redis.from_url(redis_url)
+    jobs = SaqJobs(redis_url)
+    try:
+        if migrate:
+            await upgrade_async(database_url)
+        await jobs.connect()
+        gateway = SandboxGateway(
+            client,
+            base64.b64decode(settings.secret("payment_secret")),
+            clock,
+            settings.resolved_public_url(),
+        )
+        ports = Ports(
+            sessions=session_factory(engine),
+            inventory=RedisInventory(client),
+            gateway=gateway,
+            vault=PersonalDataVault(_data_key(settings)),
+            clock=clock,
+            jobs=jobs,
+        )
+        sync = InventorySync(ports)
+        dispatcher = OutboxDispatcher(ports.sessions, clock)
+        dispatcher.subscribe("", InboxNotifier(ports))
+        platform = Platform(
+            settings=settings,
+            ports=ports,
+            engine=engine,
+            redis=client,
+            redis_url=redis_url,
+            jobs=jobs,
+            gateway=gateway,
+            bookings=BookingService(ports, sync),
+            supply=SupplyService(ports, sync),
+            accounts=AccountService(ports),
+            queries=QueryService(ports),
+            inventory_sync=sync,
+            dispatcher=dispatcher,
+        )
+        if settings.run_jobs if run_jobs is None else run_jobs:
+            await platform.start_worker()
+        yield platform
+    finally:
+        with contextlib.suppress(Exception):
+            await jobs.close()
+        await client.aclose()
+        await engine.dispose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def describe_database(url: str) -> str:
+    """The database URL without its password, for logs and the CLI."""
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,116 @@
+"""Settings: one typed object, read once by the composition root.
+
+Values come from an optional TOML file (``GUAHAO_CONFIG``) and then from environment variables
+``GUAHAO_<FIELD>`` (upper case), which win. Nothing here connects to anything.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Everything an operator can set. Each field: ``GUAHAO_<NAME>`` in the environment."""
+
+    data_dir: str = ".guahao"
+    """Where the embedded default keeps its SQLite file, Redis files and keys."""
+
+    database_url: str = ""
+    """SQLAlchemy async URL of the record of truth; empty means SQLite in ``data_dir``.
+    Production: ``postgresql+asyncpg://user:password@host:5432/guahao``."""
+
+    redis_url: str = ""
+    """Redis for the hot slot pool, holds, rate limits and jobs; empty means the app starts a
+    private ``redis-server`` in ``data_dir`` and stops it on exit. Production:
+    ``redis://host:6379/0`` (or ``rediss://`` with TLS)."""
+
+    host: str = "127.0.0.1"
+    """Interface the HTTP server binds."""
+
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
+    """HTTP port (0 picks a free one)."""
+
+    public_url: str = ""
+    """The URL citizens reach the platform at (payment pages link back to it); empty means
+    ``http://host:port``."""
+
+    secret_key: str = ""
+    """Signs access tokens. Empty: a random key is generated once and kept in ``data_dir``."""
+
+    data_key: str = ""
+    """Base64 32-byte key that encrypts personal data at rest (AES-256-GCM) and keys its lookup
+    hashes. Empty: generated once and kept in ``data_dir`` (embedded default only)."""
+
+    payment_secret: str = ""
+    """Shared secret of the payment gateway's signed callbacks (sandbox: generated)."""
+
+    payment_gateway: str = "sandbox"
+    """Which payment provider adapter; ``sandbox`` is the embedded default."""
+
+    token_minutes: Annotated[int, msgspec.Meta(ge=1)] = 120
+    """Lifetime of a citizen's access token."""
+
+    run_jobs: bool = True
+    """Whether this process also runs the job worker (outbox dispatch, expiries, no-shows)."""
+
+    job_poll_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    """How often the worker looks for due work (outbox rows, expired holds)."""
+
+    log_level: str = "INFO"
+    """Python logging level name."""
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{Path(self.data_dir).resolve()}/guahao.db"
+
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def secret(self, name: str) -> str:
+        """A secret field, or one generated once and kept in ``data_dir`` (0600)."""
+        value: str = getattr(self, name)
+        if value:
+            return value
+        path = Path(self.data_dir) / "keys" / name
+        if path.exists():
+            return path.read_text().strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        import base64
+
+        value = base64.b64encode(secrets.token_bytes(32)).decode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+        return value
+
+
+_FIELDS = frozenset(Settings.__struct_fields__)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the TOML file named by ``GUAHAO_CONFIG``, the environment, then overrides.
+
+    >>> load_settings({"GUAHAO_PORT": "9000", "GUAHAO_RUN_JOBS": "false"}).port
+    9000
+    """
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    config_file = env.get("GUAHAO_CONFIG")
+    if config_file:
+        with open(config_file, "rb") as handle:
+            raw.update(tomllib.load(handle))
+    for key, value in env.items():
+        if key.startswith("GUAHAO_") and key != "GUAHAO_CONFIG":
+            name = key.removeprefix("GUAHAO_").lower()
+            if name in _FIELDS:
+                raw[name] = value
+    raw.update(overrides)
+    return msgspec.convert(raw, Settings, strict=False)

@@ -1,0 +1,20 @@
+-- Turn a live hold into a booked unit (减量). A repeat answers ALREADY and counts nothing.
+-- ARGV: hold_id, account_id, now_ms
+local hold_id, account_id, now = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
+purge(now)
+local owner = redis.call('HGET', HOLD_OWNER, hold_id)
+if owner then
+  if owner ~= account_id then return {'REFUSED', 'HOLD_NOT_OWNED'} end
+  redis.call('ZREM', HOLD_EXPIRY, hold_id)
+  redis.call('HDEL', HOLD_OWNER, hold_id)
+  redis.call('HINCRBY', META, 'booked', 1)
+  redis.call('HSET', CONFIRMED, hold_id, account_id)
+  return {'CONFIRMED'}
+end
+local confirmed_by = redis.call('HGET', CONFIRMED, hold_id)
+if confirmed_by then
+  if confirmed_by ~= account_id then return {'REFUSED', 'HOLD_NOT_OWNED'} end
+  return {'ALREADY'}
+end
+return {'REFUSED', 'HOLD_EXPIRED'}

@@ -1,0 +1,30 @@
+-- Reserve one unit. KEYS[7] is this request's idempotency record.
+-- ARGV: hold_id, account_id, now_ms, expires_at_ms, replay_ttl_ms
+local hold_id, account_id, now, expires = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
+
+-- A repeated request gets its first answer back, whatever happened since.
+local prior = redis.call('GET', KEYS[7])
+if prior then
+  local grant = cjson.decode(prior)
+  if grant[1] ~= account_id then return {'REFUSED', 'IDEMPOTENCY_KEY_REUSED'} end
+  return {'REPLAYED', grant[2], grant[3]}
+end
+
+purge(now)
+if redis.call('HEXISTS', HOLD_OWNER, hold_id) == 1
+    or redis.call('HEXISTS', CONFIRMED, hold_id) == 1 then
+  return {'REFUSED', 'VALIDATION_FAILED'}
+end
+
+local m = redis.call('HMGET', META, 'capacity', 'booked', 'release_at_ms', 'status')
+if m[4] ~= 'open' then return {'REFUSED', 'SLOT_CLOSED'} end
+if tonumber(now) < tonumber(m[3]) then return {'REFUSED', 'SLOT_NOT_RELEASED'} end
+local available = tonumber(m[1]) - tonumber(m[2])
+    - redis.call('ZCARD', HOLD_EXPIRY) - redis.call('ZCARD', RETURNING)
+if available <= 0 then return {'REFUSED', 'SLOT_SOLD_OUT'} end
+
+redis.call('ZADD', HOLD_EXPIRY, expires, hold_id)
+redis.call('HSET', HOLD_OWNER, hold_id, account_id)
+redis.call('SET', KEYS[7], cjson.encode({account_id, hold_id, expires}), 'PX', ARGV[5])
+return {'GRANTED', hold_id, expires}

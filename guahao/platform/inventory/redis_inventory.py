@@ -1,0 +1,302 @@
+"""The hot slot pool (号源池) in Redis: the ``Inventory`` port over Lua scripts.
+
+Each method is one script on one slot, so a step is atomic and a crowd cannot oversell. The
+"one unfinished hold per account" rule spans two hash tags (the account's and the slot's),
+which a single script may not touch on Redis Cluster; it is kept by a marker claimed before
+the slot script and dropped (compare-and-delete) when the slot refuses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NoReturn, cast
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import (
+    BusyLoadingError,
+    ConnectionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TimeoutError,
+)
+
+from guahao.platform.error_codes import error, refuse
+from guahao.platform.inventory.lua_scripts import ACCOUNT_SCRIPTS, SLOT_SCRIPTS, LuaScript
+from guahao.platform.inventory.slot_keys import KeyNames
+from guahao.platform.ports import HoldGrant, SlotCounts, SlotState, SlotStatus
+
+__all__ = ["DEFAULT_REPLAY_TTL_MS", "MARKER_GRACE_MS", "RedisInventory"]
+
+DEFAULT_REPLAY_TTL_MS = 24 * 60 * 60 * 1000
+"""How long a hold's first answer is kept for a repeated idempotency key."""
+
+MARKER_GRACE_MS = 60 * 1000
+"""Slack on the account marker's PX beyond its hold's expiry.
+
+Whether the marker still binds is judged by the hold's expiry against the caller's clock
+(``account_claim.lua``); the PX only collects the key afterwards. It follows the server's
+clock, so it gets slack: a service clock running behind Redis must not see a marker vanish
+while its hold is still live.
+"""
+
+_STATUSES: frozenset[str] = frozenset({"open", "stopped", "closed"})
+
+# Redis did not answer, or answered that it cannot serve now: the caller may retry.
+_UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OutOfMemoryError)
+
+_marker_encoder = msgspec.json.Encoder()
+_replay_decoder = msgspec.json.Decoder(list[str])
+
+
+class RedisInventory:
+    """``Inventory`` on a real Redis (6.2 or later, standalone, Sentinel or Cluster).
+
+    Times are the caller's epoch milliseconds, never the Redis clock: the service's clock
+    decides when holds run out, and tests walk through time without sleeping.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        key_prefix: str = "",
+        *,
+        replay_ttl_ms: int = DEFAULT_REPLAY_TTL_MS,
+    ) -> None:
+        self._redis = redis
+        self._keys = KeyNames(key_prefix)
+        self._replay_ttl_ms = replay_ttl_ms
+
+    async def load(self, state: SlotState) -> None:
+        _check_state(state)
+        args: list[str | int] = [
+            state.capacity,
+            state.booked,
+            state.release_at_ms,
+            state.status,
+            len(state.holds),
+        ]
+        for held in state.holds:
+            args += [held.hold_id, held.account_id, held.expires_at_ms]
+        for unit in state.returning:
+            args += [unit.unit_id, unit.return_at_ms]
+        await self._slot("load", state.slot_id, args)
+
+    async def hold(
+        self,
+        slot_id: str,
+        *,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        ttl_ms: int,
+        idempotency_key: str,
+    ) -> HoldGrant:
+        if ttl_ms <= 0:
+            refuse("VALIDATION_FAILED", field="ttl_ms", reason="must be positive")
+        expires_at_ms = now_ms + ttl_ms
+        marker = self._keys.account_marker(account_id)
+        replay_key = self._keys.replay_record(slot_id, idempotency_key)
+        claim = await self._run(
+            ACCOUNT_SCRIPTS["account_claim"],
+            [marker],
+            [_marker(slot_id, hold_id, expires_at_ms), now_ms, ttl_ms + MARKER_GRACE_MS],
+        )
+        if _text(claim[0]) == "TAKEN":
+            replayed = await self._replayed(replay_key, slot_id, account_id)
+            if replayed is not None:
+                return replayed
+            refuse(
+                "HOLD_ALREADY_ACTIVE",
+                slot_id=slot_id,
+                active_slot_id=_text(claim[1]),
+                active_hold_id=_text(claim[2]),
+            )
+        # From here the marker names this hold. If the slot script fails in transit we
+        # cannot tell whether it granted, so the marker stays (it runs out with the hold):
+        # better to make the account wait than to let it hold twice.
+        reply = await self._run(
+            SLOT_SCRIPTS["hold"],
+            [*self._keys.slot_family(slot_id), replay_key],
+            [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms],
+        )
+        outcome = _text(reply[0])
+        if outcome == "GRANTED":
+            return HoldGrant(hold_id=hold_id, expires_at_ms=expires_at_ms)
+        if outcome == "REPLAYED":
+            first = HoldGrant(hold_id=_text(reply[1]), expires_at_ms=int(reply[2]), replayed=True)
+            # The client library may resend a script whose reply was lost; then the "first
+            # answer" is this very hold and the marker must keep naming it.
+            if first.hold_id != hold_id:
+                await self._forget_marker(marker, hold_id)
+            return first
+        await self._forget_marker(marker, hold_id)
+        if outcome == "MISSING":
+            raise KeyError(slot_id)
+        _raise_refusal(reply, slot_id, hold_id=hold_id)
+
+    async def extend(
+        self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int, until_ms: int
+    ) -> None:
+        if until_ms <= now_ms:
+            refuse("VALIDATION_FAILED", field="until_ms", reason="must be after now_ms")
+        reply = await self._slot("extend", slot_id, [hold_id, account_id, now_ms, until_ms])
+        if _text(reply[0]) != "EXTENDED":
+            _raise_refusal(reply, slot_id, hold_id=hold_id)
+        expires_at_ms = int(reply[1])
+        await self._run(
+            ACCOUNT_SCRIPTS["account_extend"],
+            [self._keys.account_marker(account_id)],
+            [
+                hold_id,
+                _marker(slot_id, hold_id, expires_at_ms),
+                expires_at_ms - now_ms + MARKER_GRACE_MS,
+            ],
+        )
+
+    async def confirm(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
+        reply = await self._slot("confirm", slot_id, [hold_id, account_id, now_ms])
+        outcome = _text(reply[0])
+        if outcome == "REFUSED":
+            _raise_refusal(reply, slot_id, hold_id=hold_id)
+        # Also on a repeat: an earlier confirm may have lost its connection before this step.
+        await self._forget_marker(self._keys.account_marker(account_id), hold_id)
+        return outcome == "CONFIRMED"
+
+    async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
+        reply = await self._slot("release", slot_id, [hold_id, account_id, now_ms])
+        outcome = _text(reply[0])
+        if outcome == "REFUSED":
+            _raise_refusal(reply, slot_id, hold_id=hold_id)
+        await self._forget_marker(self._keys.account_marker(account_id), hold_id)
+        return outcome == "RELEASED"
+
+    async def cancel_booked(
+        self, slot_id: str, *, unit_id: str, now_ms: int, return_at_ms: int
+    ) -> bool:
+        reply = await self._slot("cancel_booked", slot_id, [unit_id, now_ms, return_at_ms])
+        outcome = _text(reply[0])
+        if outcome == "REFUSED":
+            _raise_refusal(reply, slot_id, unit_id=unit_id, reason="no booked unit to cancel")
+        return outcome == "CANCELLED"
+
+    async def set_capacity(self, slot_id: str, *, capacity: int, now_ms: int) -> SlotCounts:
+        """Refuses with ``SLOT_SOLD_OUT`` (detail ``minimum_capacity``) below the floor.
+
+        The request is well formed; the units already taken make it impossible, which is a
+        conflict with the state, like a hold on a full slot, not bad input.
+        """
+        if capacity < 0:
+            refuse("VALIDATION_FAILED", field="capacity", reason="must not be negative")
+        reply = await self._slot("set_capacity", slot_id, [capacity, now_ms])
+        if _text(reply[0]) != "OK":
+            _raise_refusal(reply, slot_id, minimum_capacity=int(reply[2]))
+        return _counts(reply[1])
+
+    async def set_status(self, slot_id: str, *, status: SlotStatus) -> None:
+        if status not in _STATUSES:
+            refuse("VALIDATION_FAILED", field="status", reason=f"one of {sorted(_STATUSES)}")
+        await self._slot("set_status", slot_id, [status])
+
+    async def counts(self, slot_ids: list[str], *, now_ms: int) -> dict[str, SlotCounts]:
+        """One pipelined round trip; a server that lacks the script costs one more."""
+        if not slot_ids:
+            return {}
+        script = SLOT_SCRIPTS["counts"]
+        families = [self._keys.slot_family(slot_id) for slot_id in slot_ids]
+        for attempt in (1, 2):
+            try:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for keys in families:
+                        pipe.evalsha(script.sha, len(keys), *keys, now_ms)
+                    replies: list[Any] = await pipe.execute(raise_on_error=False)
+                if any(isinstance(r, NoScriptError) for r in replies) and attempt == 1:
+                    await script.load_into(self._redis)
+                    continue
+            except _UNAVAILABLE as exc:
+                raise error("INVENTORY_UNAVAILABLE", operation="counts") from exc
+            break
+        found: dict[str, SlotCounts] = {}
+        for slot_id, reply in zip(slot_ids, replies, strict=True):
+            if isinstance(reply, BaseException):
+                if isinstance(reply, _UNAVAILABLE):
+                    raise error("INVENTORY_UNAVAILABLE", operation="counts") from reply
+                raise reply
+            if reply is not None:
+                found[slot_id] = _counts(reply)
+        return found
+
+    async def _slot(self, name: str, slot_id: str, args: Sequence[str | int]) -> Any:
+        """Run a slot script; a slot Redis does not know raises KeyError (rebuild, retry)."""
+        reply = await self._run(SLOT_SCRIPTS[name], self._keys.slot_family(slot_id), args)
+        if _text(reply[0]) == "MISSING":
+            raise KeyError(slot_id)
+        return reply
+
+    async def _run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        try:
+            return await script.run(self._redis, keys, args)
+        except _UNAVAILABLE as exc:
+            raise error("INVENTORY_UNAVAILABLE", operation=script.name) from exc
+
+    async def _replayed(self, replay_key: str, slot_id: str, account_id: str) -> HoldGrant | None:
+        """The first answer to this idempotency key, if one was given."""
+        try:
+            raw = await self._redis.get(replay_key)
+        except _UNAVAILABLE as exc:
+            raise error("INVENTORY_UNAVAILABLE", operation="hold") from exc
+        if raw is None:
+            return None
+        owner, hold_id, expires_at_ms = _replay_decoder.decode(raw)
+        if owner != account_id:
+            refuse("IDEMPOTENCY_KEY_REUSED", slot_id=slot_id)
+        return HoldGrant(hold_id=hold_id, expires_at_ms=int(expires_at_ms), replayed=True)
+
+    async def _forget_marker(self, marker: str, hold_id: str) -> None:
+        await self._run(ACCOUNT_SCRIPTS["account_forget"], [marker], [hold_id])
+
+
+def _marker(slot_id: str, hold_id: str, expires_at_ms: int) -> str:
+    return _marker_encoder.encode([slot_id, hold_id, str(expires_at_ms)]).decode()
+
+
+def _text(value: bytes | str) -> str:
+    """Replies are bytes unless the client was made with ``decode_responses=True``."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _counts(reply: Sequence[Any]) -> SlotCounts:
+    capacity, booked, held, returning, available, release_at_ms, status = reply
+    return SlotCounts(
+        capacity=int(capacity),
+        booked=int(booked),
+        held=int(held),
+        returning=int(returning),
+        available=int(available),
+        release_at_ms=int(release_at_ms),
+        status=cast(SlotStatus, _text(status)),
+    )
+
+
+def _raise_refusal(reply: Sequence[Any], slot_id: str, **detail: Any) -> NoReturn:
+    code = _text(reply[1])
+    if code == "VALIDATION_FAILED":
+        refuse(code, slot_id=slot_id, field="hold_id", reason="already used on this slot")
+    refuse(code, slot_id=slot_id, **detail)
+
+
+def _check_state(state: SlotState) -> None:
+    """Refuse a state that breaks the pool's invariant before it reaches Redis."""
+    if state.status not in _STATUSES:
+        refuse("VALIDATION_FAILED", field="status", slot_id=state.slot_id)
+    if state.capacity < 0 or state.booked < 0:
+        refuse("VALIDATION_FAILED", field="capacity", slot_id=state.slot_id)
+    taken = state.booked + len(state.holds) + len(state.returning)
+    if taken > state.capacity:
+        refuse(
+            "VALIDATION_FAILED",
+            field="capacity",
+            slot_id=state.slot_id,
+            reason=f"booked + held + returning = {taken} exceeds capacity {state.capacity}",
+        )

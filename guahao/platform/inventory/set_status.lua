@@ -1,0 +1,5 @@
+-- Open, stop (停诊) or close a slot to new holds; live holds and bookings are untouched.
+-- ARGV: status
+if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
+redis.call('HSET', META, 'status', ARGV[1])
+return {'OK'}

@@ -1,0 +1,54 @@
+"""Redis key names: one hash tag per slot and one per account.
+
+Everything a slot script touches shares the tag ``{slot:<id>}`` so that, on Redis Cluster,
+the script runs on one shard. The account marker has its own tag ``{acct:<id>}`` and is
+therefore changed by its own scripts, never inside a slot script.
+"""
+
+from __future__ import annotations
+
+from guahao.platform.error_codes import refuse
+
+__all__ = ["KeyNames"]
+
+
+class KeyNames:
+    """Builds key names under an optional prefix (one Redis shared by several regions/tests).
+
+    >>> k = KeyNames("gh:")
+    >>> k.slot_family("s1")[0], k.account_marker("a1")
+    ('gh:{slot:s1}:meta', 'gh:{acct:a1}:hold')
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        if "{" in prefix or "}" in prefix:
+            # Redis hashes the first {...} in a key; a brace in the prefix would move every
+            # key of every slot onto the same shard.
+            raise ValueError("key_prefix must not contain braces")
+        self.prefix = prefix
+
+    def slot_family(self, slot_id: str) -> list[str]:
+        """KEYS[1..6] of every slot script, in the order the prelude names them."""
+        tag = f"{self.prefix}{{slot:{_tag_safe('slot_id', slot_id)}}}"
+        return [
+            f"{tag}:meta",
+            f"{tag}:hold_expiry",
+            f"{tag}:hold_owner",
+            f"{tag}:returning",
+            f"{tag}:confirmed",
+            f"{tag}:cancelled",
+        ]
+
+    def replay_record(self, slot_id: str, idempotency_key: str) -> str:
+        """Where the first answer to an idempotency key is kept, inside the slot's tag."""
+        return f"{self.prefix}{{slot:{_tag_safe('slot_id', slot_id)}}}:replay:{idempotency_key}"
+
+    def account_marker(self, account_id: str) -> str:
+        """The key naming an account's one unfinished hold."""
+        return f"{self.prefix}{{acct:{_tag_safe('account_id', account_id)}}}:hold"
+
+
+def _tag_safe(field: str, value: str) -> str:
+    if not value or "{" in value or "}" in value:
+        refuse("VALIDATION_FAILED", field=field, reason="empty or contains a brace")
+    return value

@@ -1,0 +1,34 @@
+-- Prepended to every slot script: the key layout and lazy expiry they share.
+-- KEYS[1..6] are the slot's family, all under one hash tag {slot:<id>} so a script touches
+-- one cluster shard. Times are epoch milliseconds passed in by the caller (never the Redis
+-- clock), so that the service's clock, not the server's, decides when a hold is over.
+local META = KEYS[1]         -- hash: capacity, booked, release_at_ms, status
+local HOLD_EXPIRY = KEYS[2]  -- zset: hold_id -> expires_at_ms
+local HOLD_OWNER = KEYS[3]   -- hash: hold_id -> account_id
+local RETURNING = KEYS[4]    -- zset: unit_id -> return_at_ms
+local CONFIRMED = KEYS[5]    -- hash: confirmed hold_id -> account_id (repeats count once)
+local CANCELLED = KEYS[6]    -- set: cancelled unit ids (repeats count once)
+
+-- A hold is live while now < expires_at_ms; a returning unit is unavailable while
+-- now < return_at_ms. Removing what has run out before counting is what makes a timer
+-- unnecessary for correctness. Holds go in batches so unpack() stays far below Lua's limit.
+local function purge(now)
+  while true do
+    local expired = redis.call('ZRANGEBYSCORE', HOLD_EXPIRY, '-inf', now, 'LIMIT', 0, 500)
+    if #expired == 0 then break end
+    redis.call('ZREM', HOLD_EXPIRY, unpack(expired))
+    redis.call('HDEL', HOLD_OWNER, unpack(expired))
+    if #expired < 500 then break end
+  end
+  redis.call('ZREMRANGEBYSCORE', RETURNING, '-inf', now)
+end
+
+-- The snapshot every caller sees, read after purge(): capacity, booked, held, returning,
+-- available, release_at_ms, status.
+local function tally()
+  local m = redis.call('HMGET', META, 'capacity', 'booked', 'release_at_ms', 'status')
+  local capacity, booked = tonumber(m[1]), tonumber(m[2])
+  local held = redis.call('ZCARD', HOLD_EXPIRY)
+  local returning = redis.call('ZCARD', RETURNING)
+  return {capacity, booked, held, returning, capacity - booked - held - returning, m[3], m[4]}
+end

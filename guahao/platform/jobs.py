@@ -1,0 +1,94 @@
+"""Background jobs on a Redis-backed queue (saq): expiries, no-shows, outbox, refunds.
+
+Correctness never depends on a job running on time: holds expire inside the inventory scripts
+and every job is a sweep that is safe to repeat. Jobs only make the record of truth catch up
+quickly (a payment order expires the moment its time is up, not at the next sweep).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from saq import CronJob, Worker
+from saq.queue.redis import RedisQueue
+
+__all__ = ["JobScheduler", "SaqJobs"]
+
+log = logging.getLogger(__name__)
+
+
+class JobScheduler(Protocol):
+    """Schedules a named job once per key."""
+
+    async def schedule(
+        self, function: str, *, key: str, at: datetime | None = None, **kwargs: Any
+    ) -> None:
+        """Run ``function(**kwargs)`` at ``at`` (now if None); a pending job of the same key
+        is not scheduled twice."""
+        ...
+
+
+JobFunction = Callable[..., Awaitable[Any]]
+
+
+class SaqJobs:
+    """The saq queue and, when asked, a worker running our job functions in this process."""
+
+    def __init__(self, redis_url: str, *, name: str = "guahao") -> None:
+        # Built from a client (not ``Queue.from_url``) so unix:// URLs of the embedded Redis work.
+        self.queue = RedisQueue(aioredis.Redis.from_url(redis_url), name=name)
+        self._worker: Worker[Any] | None = None
+
+    async def connect(self) -> None:
+        await self.queue.connect()
+
+    async def schedule(
+        self, function: str, *, key: str, at: datetime | None = None, **kwargs: Any
+    ) -> None:
+        scheduled = int(at.timestamp()) + 1 if at is not None else 0
+        await self.queue.enqueue(
+            function,
+            key=key,
+            scheduled=scheduled,
+            timeout=60,
+            retries=5,
+            retry_delay=2.0,
+            retry_backoff=True,
+            **kwargs,
+        )
+
+    def worker(
+        self,
+        functions: dict[str, JobFunction],
+        *,
+        sweeps: dict[str, str],
+        context: dict[str, Any],
+    ) -> Worker[Any]:
+        """A worker for ``functions``; ``sweeps`` maps a function name to its cron schedule."""
+
+        async def startup(ctx: dict[str, Any]) -> None:
+            ctx.update(context)
+
+        named = []
+        for name, fn in functions.items():
+
+            async def job(ctx: dict[str, Any], *, _fn: JobFunction = fn, **kw: Any) -> Any:
+                return await _fn(**kw)
+
+            job.__qualname__ = job.__name__ = name
+            named.append(job)
+        by_name = {fn.__name__: fn for fn in named}
+        cron = [CronJob(by_name[name], cron=spec, timeout=120) for name, spec in sweeps.items()]
+        self._worker = Worker(
+            self.queue, functions=named, cron_jobs=cron, startup=startup, concurrency=8
+        )
+        return self._worker
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop()
+        await self.queue.disconnect()

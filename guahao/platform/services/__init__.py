@@ -1,0 +1,1 @@
+"""Application services: each public method is one command (hold, submit, cancel, …)."""

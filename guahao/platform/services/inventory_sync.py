@@ -1,0 +1,129 @@
+"""Rebuilding the hot pool in Redis from the record of truth in SQL.
+
+Redis may be lost at any time (restart, failover) without losing a confirmed booking: the
+state of every slot can be computed from SQL, which keeps booked counts, live holds (bookings
+in a holding state with their deadlines) and units still on their way back after a
+cancellation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from guahao.platform.bookings import HOLDING_STATUSES, BookingStatus
+from guahao.platform.clock import to_epoch_ms
+from guahao.platform.persistence.tables import BookingRow, SessionRow, SlotRow
+from guahao.platform.ports import HeldUnit, ReturningUnit, SlotState, SlotStatus
+from guahao.platform.services.runtime import Ports
+
+__all__ = ["InventorySync"]
+
+PAYMENT_GRACE = timedelta(minutes=2)
+"""How long past an order's expiry the unit stays held, so a payment made in the last second
+whose notice arrives a little late still books (the gateway itself refuses late payments)."""
+
+
+class InventorySync:
+    """Loads slot states into the inventory from SQL."""
+
+    def __init__(self, ports: Ports) -> None:
+        self._p = ports
+
+    async def _states(
+        self, slot_ids: Sequence[str] | None, session_id: str | None, now: datetime
+    ) -> list[SlotState]:
+        async with self._p.sessions() as session:
+            query = select(SlotRow, SessionRow.status).join(
+                SessionRow, SessionRow.id == SlotRow.session_id
+            )
+            if slot_ids is not None:
+                query = query.where(SlotRow.id.in_(slot_ids))
+            if session_id is not None:
+                query = query.where(SlotRow.session_id == session_id)
+            slots = (await session.execute(query)).all()
+            ids = [slot.id for slot, _ in slots]
+            live: dict[str, list[BookingRow]] = {}
+            for chunk in range(0, len(ids), 500):
+                rows = (
+                    await session.scalars(
+                        select(BookingRow).where(
+                            BookingRow.slot_id.in_(ids[chunk : chunk + 500]),
+                            (BookingRow.status.in_([s.value for s in HOLDING_STATUSES]))
+                            | (
+                                (BookingRow.status == BookingStatus.CANCELLED_BY_PATIENT.value)
+                                & (BookingRow.unit_returns_at > now)
+                            ),
+                        )
+                    )
+                ).all()
+                for row in rows:
+                    live.setdefault(row.slot_id, []).append(row)
+        states = []
+        for slot, session_status in slots:
+            holds: list[HeldUnit] = []
+            returning: list[ReturningUnit] = []
+            for row in live.get(slot.id, []):
+                if row.status == BookingStatus.CANCELLED_BY_PATIENT.value:
+                    assert row.unit_returns_at is not None
+                    returning.append(ReturningUnit(row.id, to_epoch_ms(row.unit_returns_at)))
+                    continue
+                deadline = (
+                    row.payment_expires_at + PAYMENT_GRACE
+                    if row.status == BookingStatus.AWAITING_PAYMENT.value and row.payment_expires_at
+                    else row.hold_expires_at
+                )
+                if deadline > now:
+                    holds.append(HeldUnit(row.id, row.account_id, to_epoch_ms(deadline)))
+            status: SlotStatus = "stopped" if "stopped" in (slot.status, session_status) else "open"
+            # A slot whose quota cannot cover what SQL says is live is loaded with the
+            # quota it has; the extra holds then simply cannot confirm.
+            states.append(
+                SlotState(
+                    slot_id=slot.id,
+                    capacity=slot.online_quota,
+                    booked=slot.online_booked,
+                    release_at_ms=to_epoch_ms(slot.release_at),
+                    status=status,
+                    holds=tuple(holds[: max(0, slot.online_quota - slot.online_booked)]),
+                    returning=tuple(
+                        returning[: max(0, slot.online_quota - slot.online_booked - len(holds))]
+                    ),
+                )
+            )
+        return states
+
+    async def load_slot(self, slot_id: str) -> None:
+        for state in await self._states([slot_id], None, self._p.clock.now()):
+            await self._p.inventory.load(state)
+
+    async def load_session(self, session_id: str) -> None:
+        for state in await self._states(None, session_id, self._p.clock.now()):
+            await self._p.inventory.load(state)
+
+    async def rebuild_all(
+        self, progress: Callable[[int, int], None] | None = None, batch: int = 2000
+    ) -> int:
+        """Load every slot of sessions not yet over; returns how many slots were loaded."""
+        now = self._p.clock.now()
+        async with self._p.sessions() as session:
+            ids = list(
+                (
+                    await session.scalars(
+                        select(SlotRow.id)
+                        .join(SessionRow, SessionRow.id == SlotRow.session_id)
+                        .where(SessionRow.ends_at > now)
+                        .order_by(SlotRow.id)
+                    )
+                ).all()
+            )
+        done = 0
+        for start in range(0, len(ids), batch):
+            for state in await self._states(ids[start : start + batch], None, now):
+                await self._p.inventory.load(state)
+            done = min(len(ids), start + batch)
+            if progress is not None:
+                progress(done, len(ids))
+        return len(ids)

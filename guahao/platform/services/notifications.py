@@ -1,0 +1,60 @@
+"""Telling people what happened to their bookings, from outbox events.
+
+The embedded notifier writes each message to the account's inbox table (visible in the app);
+an SMS or push adapter would subscribe the same way. Each message is keyed by the event id, so
+at-least-once delivery never shows a message twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+
+from guahao.platform.ids import new_id
+from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.tables import NotificationRow
+from guahao.platform.services.runtime import Ports
+
+__all__ = ["TEMPLATES", "InboxNotifier"]
+
+TEMPLATES: dict[str, tuple[str, str]] = {
+    "booking.confirmed": ("预约成功，请按时就诊。", "Your appointment is confirmed."),
+    "booking.expired": ("锁号已超时，号源已释放。", "Your hold expired and the slot was released."),
+    "booking.cancelled_by_patient": ("退号成功，如已支付将原路退款。",
+                                     "Cancelled; any payment will be refunded."),
+    "booking.cancelled_by_hospital": (
+        "很抱歉，医生停诊，您的预约已取消并全额退款，您将优先获得改约机会。",
+        "The doctor's session was stopped: your booking is cancelled, fully refunded, and you "
+        "get priority to rebook.",
+    ),
+    "payment.refunded": ("退款已原路退回。", "Your refund has been paid back."),
+    "booking.no_show": ("您未按时就诊，已记录爽约一次。", "You missed your appointment; a no-show was recorded."),
+}
+
+
+class InboxNotifier:
+    """Writes a message per relevant event into the account's inbox."""
+
+    def __init__(self, ports: Ports) -> None:
+        self._p = ports
+
+    async def __call__(self, event: OutboxEvent) -> None:
+        template = TEMPLATES.get(event.topic)
+        account_id = event.payload.get("account_id")
+        if template is None or not account_id:
+            return
+        try:
+            async with self._p.sessions() as session, session.begin():
+                session.add(
+                    NotificationRow(
+                        id=new_id(),
+                        account_id=account_id,
+                        template=event.topic,
+                        params={k: str(v) for k, v in event.payload.items()
+                                if k in ("booking_id", "refund_no", "session_id")}
+                        | {"zh": template[0], "en": template[1]},
+                        dedupe_key=f"outbox:{event.id}",
+                        created_at=self._p.clock.now(),
+                    )
+                )
+        except IntegrityError:
+            return  # already delivered once

@@ -1,0 +1,259 @@
+"""Read models for citizens: hospitals, departments, doctors and live availability.
+
+Availability joins SQL (what exists) with the hot pool (what is left right now) in one round
+trip to Redis per page, so what a citizen sees is what a hold would find.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import msgspec
+from sqlalchemy import select
+
+from guahao.platform.clock import to_epoch_ms
+from guahao.platform.error_codes import refuse
+from guahao.platform.persistence.tables import (
+    BookingRow,
+    DepartmentRow,
+    DoctorRow,
+    HospitalRow,
+    PaymentOrderRow,
+    SessionRow,
+    SlotRow,
+)
+from guahao.platform.services.runtime import Ports
+
+__all__ = [
+    "BookingDetail",
+    "DepartmentView",
+    "DoctorView",
+    "HospitalView",
+    "QueryService",
+    "SessionAvailability",
+    "SlotAvailability",
+]
+
+
+class HospitalView(msgspec.Struct, frozen=True, rename="camel"):
+    id: str
+    code: str
+    name: str
+    grade: str
+    district: str
+    address: str
+    aliases: list[str]
+    payment_mode: str
+
+
+class DepartmentView(msgspec.Struct, frozen=True, rename="camel"):
+    id: str
+    hospital_id: str
+    code: str
+    name: str
+    catalog_code: str
+    aliases: list[str]
+
+
+class DoctorView(msgspec.Struct, frozen=True, rename="camel"):
+    id: str
+    hospital_id: str
+    department_id: str
+    name: str
+    title: str
+    expertise: str
+
+
+class SlotAvailability(msgspec.Struct, frozen=True, rename="camel"):
+    id: str
+    starts_at: datetime
+    ends_at: datetime
+    online_quota: int
+    available: int
+    release_at: datetime
+    status: str
+
+
+class SessionAvailability(msgspec.Struct, frozen=True, rename="camel"):
+    id: str
+    doctor_id: str
+    date: date
+    period: str
+    category: str
+    fee_cents: int
+    status: str
+    release_at: datetime
+    released: bool
+    available: int
+    slots: list[SlotAvailability]
+
+
+class BookingDetail(msgspec.Struct, frozen=True, rename="camel"):
+    id: str
+    status: str
+    slot_id: str
+    session_id: str
+    patient_id: str | None
+    fee_cents: int
+    channel: str | None
+    hold_expires_at: datetime
+    payment_order_no: str | None
+    payment_expires_at: datetime | None
+    pay_url: str | None
+    paid: bool
+    starts_at: datetime
+    ends_at: datetime
+    doctor_name: str
+    department_name: str
+    hospital_name: str
+    end_reason: str | None
+
+
+class QueryService:
+    """Read-only views; never changes state."""
+
+    def __init__(self, ports: Ports) -> None:
+        self._p = ports
+
+    async def hospitals(self) -> list[HospitalView]:
+        async with self._p.sessions() as session:
+            rows = (await session.scalars(select(HospitalRow).order_by(HospitalRow.code))).all()
+        return [
+            HospitalView(
+                id=h.id, code=h.code, name=h.name, grade=h.grade, district=h.district,
+                address=h.address, aliases=list(h.aliases),
+                payment_mode=str(h.policies.get("payment_mode", "")),
+            )
+            for h in rows
+        ]
+
+    async def departments(self, hospital_id: str) -> list[DepartmentView]:
+        async with self._p.sessions() as session:
+            if await session.get(HospitalRow, hospital_id) is None:
+                refuse("HOSPITAL_NOT_FOUND", hospital_id=hospital_id)
+            rows = (
+                await session.scalars(
+                    select(DepartmentRow)
+                    .where(DepartmentRow.hospital_id == hospital_id)
+                    .order_by(DepartmentRow.code)
+                )
+            ).all()
+        return [
+            DepartmentView(id=d.id, hospital_id=d.hospital_id, code=d.code, name=d.name,
+                           catalog_code=d.catalog_code, aliases=list(d.aliases))
+            for d in rows
+        ]
+
+    async def doctors(self, department_id: str) -> list[DoctorView]:
+        async with self._p.sessions() as session:
+            if await session.get(DepartmentRow, department_id) is None:
+                refuse("DEPARTMENT_NOT_FOUND", department_id=department_id)
+            rows = (
+                await session.scalars(
+                    select(DoctorRow)
+                    .where(DoctorRow.department_id == department_id)
+                    .order_by(DoctorRow.code)
+                )
+            ).all()
+        return [
+            DoctorView(id=d.id, hospital_id=d.hospital_id, department_id=d.department_id,
+                       name=d.name, title=d.title, expertise=d.expertise)
+            for d in rows
+        ]
+
+    async def doctor_availability(
+        self, doctor_id: str, *, start: date, end: date
+    ) -> list[SessionAvailability]:
+        """The doctor's sessions between two dates (inclusive) with units left per segment."""
+        now = self._p.clock.now()
+        async with self._p.sessions() as session:
+            if await session.get(DoctorRow, doctor_id) is None:
+                refuse("DOCTOR_NOT_FOUND", doctor_id=doctor_id)
+            sessions = (
+                await session.scalars(
+                    select(SessionRow)
+                    .where(
+                        SessionRow.doctor_id == doctor_id,
+                        SessionRow.date >= start,
+                        SessionRow.date <= end,
+                    )
+                    .order_by(SessionRow.starts_at)
+                )
+            ).all()
+            slots = (
+                await session.scalars(
+                    select(SlotRow)
+                    .where(SlotRow.session_id.in_([s.id for s in sessions]))
+                    .order_by(SlotRow.session_id, SlotRow.seq)
+                )
+            ).all()
+        counts = await self._p.inventory.counts([s.id for s in slots], now_ms=to_epoch_ms(now))
+        by_session: dict[str, list[SlotAvailability]] = {}
+        for slot in slots:
+            snap = counts.get(slot.id)
+            by_session.setdefault(slot.session_id, []).append(
+                SlotAvailability(
+                    id=slot.id,
+                    starts_at=slot.starts_at,
+                    ends_at=slot.ends_at,
+                    online_quota=slot.online_quota,
+                    available=snap.available if snap and slot.starts_at > now else 0,
+                    release_at=slot.release_at,
+                    status=snap.status if snap else slot.status,
+                )
+            )
+        return [
+            SessionAvailability(
+                id=s.id, doctor_id=s.doctor_id, date=s.date, period=s.period,
+                category=s.category, fee_cents=s.fee_cents, status=s.status,
+                release_at=s.release_at, released=now >= s.release_at,
+                available=sum(x.available for x in by_session.get(s.id, [])),
+                slots=by_session.get(s.id, []),
+            )
+            for s in sessions
+        ]
+
+    async def booking(self, booking_id: str, *, account_id: str | None) -> BookingDetail:
+        async with self._p.sessions() as session:
+            found = (
+                await session.execute(
+                    select(BookingRow, SlotRow, DoctorRow, DepartmentRow, HospitalRow)
+                    .join(SlotRow, SlotRow.id == BookingRow.slot_id)
+                    .join(SessionRow, SessionRow.id == BookingRow.session_id)
+                    .join(DoctorRow, DoctorRow.id == SessionRow.doctor_id)
+                    .join(DepartmentRow, DepartmentRow.id == SessionRow.department_id)
+                    .join(HospitalRow, HospitalRow.id == SessionRow.hospital_id)
+                    .where(BookingRow.id == booking_id)
+                )
+            ).first()
+            if found is None:
+                refuse("BOOKING_NOT_FOUND", booking_id=booking_id)
+            b, slot, doctor, dep, hospital = found
+            if account_id is not None and b.account_id != account_id:
+                refuse("BOOKING_NOT_FOUND", booking_id=booking_id)
+            order = (
+                await session.get(PaymentOrderRow, b.payment_order_no)
+                if b.payment_order_no else None
+            )
+        return BookingDetail(
+            id=b.id, status=b.status, slot_id=b.slot_id, session_id=b.session_id,
+            patient_id=b.patient_id, fee_cents=b.fee_cents, channel=b.channel,
+            hold_expires_at=b.hold_expires_at, payment_order_no=b.payment_order_no,
+            payment_expires_at=b.payment_expires_at,
+            pay_url=order.pay_url if order and order.status == "created" else None,
+            paid=b.paid, starts_at=slot.starts_at, ends_at=slot.ends_at,
+            doctor_name=doctor.name, department_name=dep.name, hospital_name=hospital.name,
+            end_reason=b.end_reason,
+        )
+
+    async def bookings_of(self, account_id: str) -> list[BookingDetail]:
+        async with self._p.sessions() as session:
+            ids = (
+                await session.scalars(
+                    select(BookingRow.id)
+                    .where(BookingRow.account_id == account_id)
+                    .order_by(BookingRow.created_at.desc())
+                    .limit(100)
+                )
+            ).all()
+        return [await self.booking(i, account_id=account_id) for i in ids]

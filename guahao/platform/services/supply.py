@@ -1,0 +1,279 @@
+"""Supply: hospitals, departments and doctors join; rosters become sessions and slots.
+
+This is the one place where slots are generated (from a weekly roster or from a
+``SessionSpec`` a connector delivers): release time, the online/offline split per segment and
+the cut-off all come from the hospital's policies here, so every source of supply obeys them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import date, timedelta
+
+import msgspec
+from sqlalchemy import select
+
+from guahao.platform.clock import to_epoch_ms
+from guahao.platform.error_codes import refuse
+from guahao.platform.hospitals import HospitalPolicies
+from guahao.platform.ids import new_id
+from guahao.platform.outbox import record_event
+from guahao.platform.persistence.tables import (
+    DepartmentRow,
+    DoctorRow,
+    HospitalRow,
+    SessionRow,
+    SlotRow,
+)
+from guahao.platform.schedules import HospitalSpec, SessionSpec, cut_segments
+from guahao.platform.services.inventory_sync import InventorySync
+from guahao.platform.services.runtime import Ports
+
+__all__ = ["SupplyService"]
+
+
+class SupplyService:
+    """Brings hospitals and their schedules into the platform."""
+
+    def __init__(self, ports: Ports, inventory_sync: InventorySync) -> None:
+        self._p = ports
+        self._sync = inventory_sync
+
+    async def register_hospital(self, spec: HospitalSpec) -> str:
+        """Insert or update a hospital with its departments and doctors; returns its id."""
+        async with self._p.sessions() as session, session.begin():
+            hospital = await session.scalar(
+                select(HospitalRow).where(HospitalRow.code == spec.code)
+            )
+            if hospital is None:
+                hospital = HospitalRow(id=new_id(), code=spec.code)
+                session.add(hospital)
+            hospital.name = spec.name
+            hospital.grade = spec.grade.value
+            hospital.district = spec.district
+            hospital.address = spec.address
+            hospital.aliases = list(spec.aliases)
+            hospital.timezone = spec.timezone
+            hospital.policies = msgspec.to_builtins(spec.policies)
+            departments = {
+                d.code: d
+                for d in (
+                    await session.scalars(
+                        select(DepartmentRow).where(DepartmentRow.hospital_id == hospital.id)
+                    )
+                ).all()
+            }
+            for dep in spec.departments:
+                row = departments.get(dep.code)
+                if row is None:
+                    row = DepartmentRow(id=new_id(), hospital_id=hospital.id, code=dep.code)
+                    session.add(row)
+                    departments[dep.code] = row
+                row.name, row.catalog_code = dep.name, dep.catalog_code
+                row.aliases, row.location = list(dep.aliases), dep.location
+            doctors = {
+                d.code: d
+                for d in (
+                    await session.scalars(
+                        select(DoctorRow).where(DoctorRow.hospital_id == hospital.id)
+                    )
+                ).all()
+            }
+            for doc in spec.doctors:
+                if doc.department_code not in departments:
+                    refuse("DEPARTMENT_NOT_FOUND", department_code=doc.department_code)
+                doctor = doctors.get(doc.code)
+                if doctor is None:
+                    doctor = DoctorRow(id=new_id(), hospital_id=hospital.id, code=doc.code)
+                    session.add(doctor)
+                doctor.department_id = departments[doc.department_code].id
+                doctor.name, doctor.title = doc.name, doc.title.value
+                doctor.expertise, doctor.sex = doc.expertise, doc.sex
+            self._p.slot_facts.forget_hospital(hospital.id)
+            record_event(
+                session,
+                "hospital.registered",
+                hospital.id,
+                {"hospital_id": hospital.id, "code": spec.code},
+                self._p.clock.now(),
+            )
+            return hospital.id
+
+    def sessions_from_roster(self, spec: HospitalSpec, days: Iterable[date]) -> list[SessionSpec]:
+        """Expand the weekly roster over ``days`` into concrete sessions."""
+        result = []
+        for day in days:
+            for entry in spec.roster:
+                if entry.weekday != day.weekday():
+                    continue
+                result.append(
+                    SessionSpec(
+                        hospital_code=spec.code,
+                        doctor_code=entry.doctor_code,
+                        date=day,
+                        period=entry.period,
+                        category=entry.category,
+                        fee_cents=entry.fee_cents,
+                        segments=cut_segments(
+                            day,
+                            entry.period,
+                            minutes=entry.segment_minutes,
+                            capacity=entry.units_per_segment,
+                            zone=spec.timezone,
+                        ),
+                    )
+                )
+        return result
+
+    async def publish_sessions(
+        self,
+        sessions: list[SessionSpec],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        batch: int = 200,
+    ) -> int:
+        """Create sessions and their slots (skipping ones that exist); load them into Redis."""
+        created = 0
+        for start in range(0, len(sessions), batch):
+            chunk = sessions[start : start + batch]
+            new_slot_ids: list[str] = []
+            async with self._p.sessions() as session, session.begin():
+                hospitals = {
+                    h.code: h
+                    for h in (
+                        await session.scalars(
+                            select(HospitalRow).where(
+                                HospitalRow.code.in_({s.hospital_code for s in chunk})
+                            )
+                        )
+                    ).all()
+                }
+                doctors = {
+                    (d.hospital_id, d.code): d
+                    for d in (
+                        await session.scalars(
+                            select(DoctorRow).where(
+                                DoctorRow.hospital_id.in_([h.id for h in hospitals.values()])
+                            )
+                        )
+                    ).all()
+                }
+                for spec in chunk:
+                    hospital = hospitals.get(spec.hospital_code)
+                    if hospital is None:
+                        refuse("HOSPITAL_NOT_FOUND", hospital_code=spec.hospital_code)
+                    doctor = doctors.get((hospital.id, spec.doctor_code))
+                    if doctor is None:
+                        refuse("DOCTOR_NOT_FOUND", doctor_code=spec.doctor_code)
+                    exists = await session.scalar(
+                        select(SessionRow.id).where(
+                            SessionRow.doctor_id == doctor.id,
+                            SessionRow.date == spec.date,
+                            SessionRow.period == spec.period.value,
+                        )
+                    )
+                    if exists is not None or not spec.segments:
+                        continue
+                    policies = msgspec.convert(hospital.policies, HospitalPolicies)
+                    starts_at = spec.segments[0].start
+                    release_at = policies.release.release_at(spec.date, hospital.timezone)
+                    row = SessionRow(
+                        id=new_id(),
+                        hospital_id=hospital.id,
+                        department_id=doctor.department_id,
+                        doctor_id=doctor.id,
+                        date=spec.date,
+                        period=spec.period.value,
+                        category=spec.category.value,
+                        fee_cents=spec.fee_cents,
+                        starts_at=starts_at,
+                        ends_at=spec.segments[-1].end,
+                        release_at=release_at,
+                        cutoff_at=policies.cutoff.cutoff_at(starts_at),
+                        status="open",
+                        external_id=spec.external_id,
+                    )
+                    session.add(row)
+                    for seq, segment in enumerate(spec.segments):
+                        online, offline = policies.quota.split(segment.capacity, segment_index=seq)
+                        slot_id = new_id()
+                        session.add(
+                            SlotRow(
+                                id=slot_id,
+                                session_id=row.id,
+                                seq=seq,
+                                starts_at=segment.start,
+                                ends_at=segment.end,
+                                capacity=segment.capacity,
+                                online_quota=online,
+                                offline_quota=offline,
+                                online_booked=0,
+                                release_at=release_at,
+                                status="open",
+                            )
+                        )
+                        new_slot_ids.append(slot_id)
+                    record_event(
+                        session,
+                        "session.published",
+                        row.id,
+                        {"session_id": row.id, "doctor_id": doctor.id},
+                        self._p.clock.now(),
+                    )
+                    created += 1
+            for slot_id in new_slot_ids:
+                await self._sync.load_slot(slot_id)
+            if progress is not None:
+                progress(min(len(sessions), start + batch), len(sessions))
+        return created
+
+    async def run_cutoffs(self) -> int:
+        """Move unsold online units to the on-site quota for sessions past their cut-off."""
+        now = self._p.clock.now()
+        moved = 0
+        async with self._p.sessions() as session:
+            due = (
+                await session.scalars(
+                    select(SessionRow)
+                    .where(
+                        SessionRow.cutoff_at <= now,
+                        SessionRow.cutoff_done.is_(False),
+                        SessionRow.status == "open",
+                    )
+                    .limit(500)
+                )
+            ).all()
+        for sess in due:
+            async with self._p.sessions() as session, session.begin():
+                slots = (
+                    await session.scalars(select(SlotRow).where(SlotRow.session_id == sess.id))
+                ).all()
+                counts = await self._p.inventory.counts(
+                    [s.id for s in slots], now_ms=to_epoch_ms(now)
+                )
+                for slot in slots:
+                    snap = counts.get(slot.id)
+                    if snap is None:
+                        continue
+                    keep = snap.booked + snap.held + snap.returning
+                    new = await self._p.inventory.set_capacity(
+                        slot.id, capacity=keep, now_ms=to_epoch_ms(now)
+                    )
+                    moved += slot.online_quota - new.capacity
+                    slot.online_quota = new.capacity
+                    slot.offline_quota = slot.capacity - new.capacity
+                row = await session.get(SessionRow, sess.id)
+                assert row is not None
+                row.cutoff_done = True
+                record_event(
+                    session,
+                    "session.cutoff",
+                    sess.id,
+                    {"session_id": sess.id, "moved_to_offline": moved},
+                    now,
+                )
+        return moved
+
+    @staticmethod
+    def days(start: date, count: int) -> list[date]:
+        return [start + timedelta(days=i) for i in range(count)]

@@ -1,0 +1,82 @@
+"""``create_app(settings)``: the Litestar application, its lifespan owning the platform."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from sqlalchemy import text
+
+from guahao import __version__
+from guahao.bootstrap import Platform, open_platform
+from guahao.config import Settings
+from guahao.platform.clock import Clock
+from guahao.web.auth import TokenIssuer
+from guahao.web.errors import exception_handlers
+from guahao.web.routes.accounts import AccountController, PatientController
+from guahao.web.routes.bookings import BookingController
+from guahao.web.routes.catalog import CatalogController
+from guahao.web.routes.payments import PaymentController, SandboxCashierController
+
+__all__ = ["create_app"]
+
+
+@get("/health", operation_id="health", tags=["operations"])
+async def health(platform: Platform) -> dict[str, Any]:
+    """Liveness and readiness: the database and Redis both answer."""
+    async with platform.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+    await platform.redis.ping()
+    return {"status": "ok", "version": __version__}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    platform: Platform | None = None,
+) -> Litestar:
+    """The app for ``settings``; pass ``platform`` to serve one that is already open."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if platform is not None:
+            app.state.platform = platform
+            yield
+            return
+        async with open_platform(settings, clock=clock) as opened:
+            app.state.platform = opened
+            yield
+
+    def provide_platform(state: State) -> Platform:
+        found: Platform = state.platform
+        return found
+
+    return Litestar(
+        route_handlers=[
+            health,
+            CatalogController,
+            AccountController,
+            PatientController,
+            BookingController,
+            PaymentController,
+            SandboxCashierController,
+        ],
+        dependencies={"platform": Provide(provide_platform, sync_to_thread=False)},
+        exception_handlers=exception_handlers,
+        lifespan=[lifespan],
+        state=State({"tokens": TokenIssuer(settings.secret("secret_key"), settings.token_minutes)}),
+        openapi_config=OpenAPIConfig(
+            title="Guahao 区域统一预约挂号平台",
+            version=__version__,
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        debug=False,
+    )

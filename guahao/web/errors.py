@@ -1,0 +1,85 @@
+"""One table from error kinds and codes to HTTP statuses, and the error body.
+
+Every error response has the same shape: ``{"code", "message": {"zh", "en"}, "detail"}``.
+Bad input never becomes a 500: Litestar's own validation errors are re-shaped into
+``VALIDATION_FAILED`` naming the failing field.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    ValidationException,
+)
+
+from guahao.platform.error_codes import CODES
+from guahao.platform.errors import GuahaoError
+
+__all__ = ["STATUS_BY_CODE", "STATUS_BY_KIND", "exception_handlers"]
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_KIND = {
+    "not_found": 404,
+    "conflict": 409,
+    "invalid": 422,
+    "forbidden": 403,
+    "rate_limited": 429,
+    "unavailable": 503,
+}
+STATUS_BY_CODE = {"UNAUTHENTICATED": 401, "CREDENTIALS_INVALID": 401}
+
+
+def _body(code: str, zh: str, en: str, detail: dict[str, Any]) -> dict[str, Any]:
+    return {"code": code, "message": {"zh": zh, "en": en}, "detail": detail}
+
+
+def _guahao(_: Request[Any, Any, Any], exc: GuahaoError) -> Response[dict[str, Any]]:
+    status = STATUS_BY_CODE.get(exc.code, STATUS_BY_KIND.get(exc.kind, 400))
+    return Response(_body(exc.code, exc.message_zh, exc.message_en, exc.detail), status_code=status)
+
+
+def _catalogued(code: str, status: int, **detail: Any) -> Response[dict[str, Any]]:
+    _, zh, en = CODES[code]
+    return Response(_body(code, zh, en, detail), status_code=status)
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    extra = exc.extra if isinstance(exc.extra, list) else [exc.extra] if exc.extra else []
+    return _catalogued("VALIDATION_FAILED", 422, problems=extra, reason=exc.detail)
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    if isinstance(exc, NotAuthorizedException):
+        return _catalogued("UNAUTHENTICATED", 401)
+    if isinstance(exc, NotFoundException):
+        return Response(
+            _body("ROUTE_NOT_FOUND", "请求的地址不存在", "No such address", {}), status_code=404
+        )
+    if exc.status_code < 500:
+        return Response(
+            _body("REQUEST_REFUSED", "请求被拒绝", exc.detail, {}), status_code=exc.status_code
+        )
+    return _internal(_, exc)
+
+
+def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error", exc_info=exc)
+    return Response(
+        _body("INTERNAL_ERROR", "系统繁忙，请稍后再试", "Something went wrong; try again", {}),
+        status_code=500,
+    )
+
+
+exception_handlers: dict[type[Exception] | int, Any] = {
+    GuahaoError: _guahao,
+    ValidationException: _validation,
+    HTTPException: _http,
+    Exception: _internal,
+}

@@ -1,0 +1,82 @@
+"""Accounts, sign-in, the account's patients and its inbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from sqlalchemy import select
+
+from guahao.bootstrap import Platform
+from guahao.platform.persistence.tables import NotificationRow
+from guahao.platform.services.accounts import PatientView
+from guahao.web.auth import TokenIssuer, require_account
+from guahao.web.schemas import AccountCreate, PatientCreate, TokenRequest, TokenResponse
+
+__all__ = ["AccountController", "PatientController"]
+
+
+class AccountController(Controller):
+    path = "/api/v1"
+    tags = ["accounts"]  # noqa: RUF012
+
+    @post("/accounts", operation_id="registerAccount")
+    async def register(self, platform: Platform, data: AccountCreate) -> dict[str, str]:
+        account_id = await platform.accounts.register(
+            phone=data.phone, password=data.password, display_name=data.display_name
+        )
+        return {"accountId": account_id}
+
+    @post("/auth/token", operation_id="issueToken", status_code=200)
+    async def token(
+        self, platform: Platform, data: TokenRequest, request: Request[Any, Any, Any]
+    ) -> TokenResponse:
+        account_id = await platform.accounts.authenticate(phone=data.phone, password=data.password)
+        issuer: TokenIssuer = request.app.state.tokens
+        return TokenResponse(
+            access_token=issuer.issue(account_id),
+            token_type="Bearer",
+            expires_in=platform.settings.token_minutes * 60,
+            account_id=account_id,
+        )
+
+
+class PatientController(Controller):
+    path = "/api/v1/me"
+    tags = ["accounts"]  # noqa: RUF012
+    guards = [require_account]  # noqa: RUF012
+
+    @get("/patients", operation_id="listPatients")
+    async def patients(self, platform: Platform, request: Request[Any, Any, Any]) -> list[PatientView]:
+        return await platform.accounts.patients(request.state.account_id)
+
+    @post("/patients", operation_id="addPatient")
+    async def add_patient(
+        self, platform: Platform, request: Request[Any, Any, Any], data: PatientCreate
+    ) -> PatientView:
+        return await platform.accounts.add_patient(
+            account_id=request.state.account_id,
+            name=data.name,
+            document_type=data.document_type,
+            document_number=data.document_number,
+            phone=data.phone,
+            relation=data.relation,
+        )
+
+    @get("/notifications", operation_id="listNotifications")
+    async def notifications(
+        self, platform: Platform, request: Request[Any, Any, Any]
+    ) -> list[dict[str, Any]]:
+        async with platform.ports.sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(NotificationRow)
+                    .where(NotificationRow.account_id == request.state.account_id)
+                    .order_by(NotificationRow.created_at.desc())
+                    .limit(100)
+                )
+            ).all()
+        return [
+            {"id": r.id, "topic": r.template, "params": r.params, "createdAt": r.created_at}
+            for r in rows
+        ]

@@ -1,0 +1,96 @@
+"""The booking journey: hold, choose patient, submit (pay), view, leave, cancel."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, get, post, put
+from litestar.params import Parameter
+
+from guahao.bootstrap import Platform
+from guahao.platform.services.queries import BookingDetail
+from guahao.web.auth import require_account
+from guahao.web.schemas import BookingSubmit, HoldCreate, PatientChoice
+
+__all__ = ["BookingController"]
+
+IdempotencyKey = Annotated[
+    str,
+    Parameter(
+        header="Idempotency-Key",
+        min_length=1,
+        max_length=100,
+        description="Repeat a request with the same key to get the same hold back, never two.",
+    ),
+]
+
+
+class BookingController(Controller):
+    path = "/api/v1"
+    tags = ["bookings"]  # noqa: RUF012
+    guards = [require_account]  # noqa: RUF012
+
+    @post("/holds", operation_id="holdSlot", status_code=201)
+    async def hold(
+        self,
+        platform: Platform,
+        request: Request[Any, Any, Any],
+        data: HoldCreate,
+        idempotency_key: IdempotencyKey,
+    ) -> BookingDetail:
+        """锁号: reserve one unit of a slot for this account for the hospital's hold time."""
+        account = request.state.account_id
+        booking = await platform.bookings.hold(
+            account_id=account, slot_id=data.slot_id, idempotency_key=idempotency_key
+        )
+        return await platform.queries.booking(booking.id, account_id=account)
+
+    @get("/bookings", operation_id="listBookings")
+    async def list(self, platform: Platform, request: Request[Any, Any, Any]) -> list[BookingDetail]:
+        return await platform.queries.bookings_of(request.state.account_id)
+
+    @get("/bookings/{booking_id:str}", operation_id="getBooking")
+    async def get(
+        self, platform: Platform, request: Request[Any, Any, Any], booking_id: str
+    ) -> BookingDetail:
+        return await platform.queries.booking(booking_id, account_id=request.state.account_id)
+
+    @put("/bookings/{booking_id:str}/patient", operation_id="choosePatient")
+    async def choose_patient(
+        self, platform: Platform, request: Request[Any, Any, Any], booking_id: str,
+        data: PatientChoice,
+    ) -> BookingDetail:
+        account = request.state.account_id
+        await platform.bookings.choose_patient(
+            account_id=account, booking_id=booking_id, patient_id=data.patient_id
+        )
+        return await platform.queries.booking(booking_id, account_id=account)
+
+    @post("/bookings/{booking_id:str}/submit", operation_id="submitBooking", status_code=200)
+    async def submit(
+        self, platform: Platform, request: Request[Any, Any, Any], booking_id: str,
+        data: BookingSubmit,
+    ) -> BookingDetail:
+        """Confirm now, or open a payment order whose ``payUrl`` the payer follows."""
+        account = request.state.account_id
+        await platform.bookings.submit(account_id=account, booking_id=booking_id,
+                                       channel=data.channel)
+        return await platform.queries.booking(booking_id, account_id=account)
+
+    @post("/bookings/{booking_id:str}/leave", operation_id="leaveBooking", status_code=200)
+    async def leave(
+        self, platform: Platform, request: Request[Any, Any, Any], booking_id: str
+    ) -> BookingDetail:
+        """The patient left the flow: the unit is released at once."""
+        account = request.state.account_id
+        await platform.bookings.leave(account_id=account, booking_id=booking_id)
+        return await platform.queries.booking(booking_id, account_id=account)
+
+    @post("/bookings/{booking_id:str}/cancel", operation_id="cancelBooking", status_code=200)
+    async def cancel(
+        self, platform: Platform, request: Request[Any, Any, Any], booking_id: str
+    ) -> BookingDetail:
+        """退号 before the hospital's deadline; paid fees are refunded."""
+        account = request.state.account_id
+        await platform.bookings.cancel(account_id=account, booking_id=booking_id)
+        return await platform.queries.booking(booking_id, account_id=account)

@@ -1,0 +1,59 @@
+"""The payment gateway's callback, and the sandbox gateway's cashier page."""
+
+from __future__ import annotations
+
+import html
+from typing import Any, Literal
+
+from litestar import Controller, MediaType, Request, Response, get, post
+from litestar.params import Parameter
+
+from guahao.bootstrap import Platform
+from guahao.platform.services.booking_service import PaymentOutcome
+
+__all__ = ["PaymentController", "SandboxCashierController"]
+
+
+class PaymentController(Controller):
+    path = "/api/v1/payments"
+    tags = ["payments"]  # noqa: RUF012
+
+    @post("/notify", operation_id="paymentNotify", status_code=200)
+    async def notify(self, platform: Platform, request: Request[Any, Any, Any]) -> PaymentOutcome:
+        """Signed notice from the gateway; replays and forgeries are refused, nothing changes."""
+        body = await request.body()
+        return await platform.bookings.handle_payment_notice(dict(request.headers), body)
+
+
+class SandboxCashierController(Controller):
+    """What a payer sees at the sandbox gateway: pay the order, then the notice is delivered."""
+
+    path = "/sandbox/pay"
+    tags = ["sandbox"]  # noqa: RUF012
+    include_in_schema = False
+
+    @get("/{order_no:str}", media_type=MediaType.HTML)
+    async def page(self, platform: Platform, order_no: str) -> str:
+        order = await platform.gateway.query_order(order_no)
+        amount = f"{order.amount_cents / 100:.2f}"
+        no = html.escape(order_no)
+        return (
+            "<!doctype html><html lang='zh-CN'><meta charset='utf-8'>"
+            "<title>沙箱收银台 Sandbox cashier</title>"
+            f"<h1>沙箱收银台</h1><p>订单 {no}：¥{amount}（{html.escape(order.status)}）</p>"
+            f"<form method='post' action='/sandbox/pay/{no}?channel=self_pay'>"
+            "<button>自费支付 Pay self-pay</button></form>"
+            f"<form method='post' action='/sandbox/pay/{no}?channel=insurance'>"
+            "<button>医保支付 Pay with insurance</button></form></html>"
+        )
+
+    @post("/{order_no:str}", status_code=200)
+    async def pay(
+        self,
+        platform: Platform,
+        order_no: str,
+        channel: Literal["self_pay", "insurance"] = Parameter(query="channel", default="self_pay"),
+    ) -> Response[PaymentOutcome]:
+        headers, body = await platform.gateway.pay(order_no, channel=channel)
+        outcome = await platform.bookings.handle_payment_notice(headers, body)
+        return Response(outcome)

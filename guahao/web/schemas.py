@@ -1,0 +1,64 @@
+"""Request and response shapes of the citizen API (camelCase, unknown fields refused)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+__all__ = [
+    "AccountCreate",
+    "BookingSubmit",
+    "HoldCreate",
+    "PatientChoice",
+    "PatientCreate",
+    "TokenRequest",
+    "TokenResponse",
+]
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class _In(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class AccountCreate(_In):
+    phone: Annotated[str, msgspec.Meta(min_length=5, max_length=20)]
+    password: Annotated[str, msgspec.Meta(min_length=8, max_length=200)]
+    display_name: Annotated[str, msgspec.Meta(max_length=50)] = ""
+
+
+class TokenRequest(_In):
+    phone: Annotated[str, msgspec.Meta(max_length=20)]
+    password: Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class TokenResponse(msgspec.Struct, rename="camel", frozen=True):
+    access_token: str
+    token_type: str
+    expires_in: int
+    account_id: str
+
+
+class PatientCreate(_In):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+    document_type: Literal[
+        "resident_id", "passport", "hk_macao_permit", "taiwan_permit",
+        "foreign_permanent_resident", "household_register",
+    ]
+    document_number: Annotated[str, msgspec.Meta(min_length=5, max_length=30)]
+    phone: Annotated[str, msgspec.Meta(max_length=20)] = ""
+    relation: Literal["self", "spouse", "child", "parent", "other"] = "self"
+
+
+class HoldCreate(_In):
+    slot_id: Id
+
+
+class PatientChoice(_In):
+    patient_id: Id
+
+
+class BookingSubmit(_In):
+    channel: Literal["self_pay", "insurance"] = "self_pay"

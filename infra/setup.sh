@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Make .venv ready: create it if missing, then install guahao with its dev extras, pinned by
+# requirements.lock. Idempotent and fast when nothing changed: the install is skipped while
+# the stamp in .venv matches pyproject.toml, requirements.lock and the interpreter.
+#
+#   bash infra/setup.sh            GUAHAO_PYTHON=/path/to/python3.11 to choose the interpreter
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+venv="$root/.venv"
+stamp="$venv/.guahao-setup-stamp"
+
+say() { printf 'setup: %s\n' "$*"; }
+
+pick_python() {
+    local candidate
+    for candidate in ${GUAHAO_PYTHON:-} python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    echo "setup: no Python 3.11 or newer found (tried ${GUAHAO_PYTHON:-} python3.11 python3)" >&2
+    return 1
+}
+
+# A venv whose interpreter no longer runs (moved or removed Python) is made again.
+if [[ -e "$venv" ]] && ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    say "removing broken .venv"
+    rm -rf "$venv"
+fi
+if [[ ! -x "$venv/bin/python" ]]; then
+    python="$(pick_python)"
+    say "creating .venv with $python ($("$python" --version 2>&1))"
+    "$python" -m venv "$venv"
+fi
+
+want="$(
+    {
+        cat pyproject.toml requirements.lock
+        "$venv/bin/python" -c 'import sys; print(sys.version)'
+    } | sha256sum | cut -d' ' -f1
+)"
+if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+    say ".venv is up to date"
+    exit 0
+fi
+
+started=$SECONDS
+rm -f "$stamp"
+say "upgrading pip"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+say "installing guahao[dev] pinned by requirements.lock (a minute or two on a fresh tree)"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+    -c requirements.lock -e '.[dev]'
+printf '%s\n' "$want" >"$stamp"
+say "done in $((SECONDS - started))s"
