@@ -118,7 +118,7 @@ async def open_platform(
 ) -> AsyncIterator[Platform]:
     """Start everything the settings describe; stop it all on exit."""
     clock = clock or SystemClock()
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
     embedded: EmbeddedRedis | None = None
     redis_url = settings.redis_url
     if not redis_url:

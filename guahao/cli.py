@@ -21,8 +21,11 @@ def _progress(label: str) -> Callable[[int, int], None]:
     def show(done: int, total: int) -> None:
         width = 30
         filled = width * done // max(total, 1)
-        click.echo(f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
-                   nl=done >= total, err=True)
+        click.echo(
+            f"\r  {label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}",
+            nl=done >= total,
+            err=True,
+        )
 
     return show
 
@@ -44,16 +47,19 @@ async def _serve(platform: Platform, settings: Settings) -> None:
     from guahao.web.app import create_app
 
     app = create_app(settings, platform=platform)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
-                            lifespan="on")
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", lifespan="on"
+    )
     server = uvicorn.Server(config)
 
     async def announce() -> None:
-        while not server.started:
+        while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.05)
         port = server.servers[0].sockets[0].getsockname()[1]
         host = settings.host
-        click.echo(f"Guahao is running at http://{host}:{port}/  (API docs: http://{host}:{port}/schema/swagger)")
+        click.echo(
+            f"Guahao is running at http://{host}:{port}/  (API docs: http://{host}:{port}/schema/swagger)"
+        )
         click.echo("Press Ctrl+C to stop.")
 
     task = asyncio.create_task(announce())
@@ -76,6 +82,8 @@ async def _seed_demo(platform: Platform, days: int) -> None:
         )
     created = await platform.supply.publish_sessions(sessions, progress=_progress("sessions"))
     click.echo(f"  {created} new sessions published", err=True)
+    if not created:  # a restart: make sure the hot pool matches the record
+        await platform.inventory_sync.rebuild_all(progress=_progress("slot pool"))
 
 
 @main.command()
@@ -89,7 +97,6 @@ def demo(host: str | None, port: int | None, days: int) -> None:
     async def run() -> None:
         async with open_platform(settings) as platform:
             await _seed_demo(platform, days)
-            await platform.inventory_sync.rebuild_all(progress=_progress("slot pool"))
             await _serve(platform, settings)
 
     asyncio.run(run())

@@ -82,7 +82,9 @@ class SaqJobs:
             job.__qualname__ = job.__name__ = name
             named.append(job)
         by_name = {fn.__name__: fn for fn in named}
-        cron = [CronJob(by_name[name], cron=spec, timeout=120) for name, spec in sweeps.items()]
+        cron: list[Any] = [
+            CronJob(by_name[name], cron=spec, timeout=120) for name, spec in sweeps.items()
+        ]
         self._worker = Worker(
             self.queue, functions=named, cron_jobs=cron, startup=startup, concurrency=8
         )

@@ -21,7 +21,9 @@ class TokenIssuer:
     """Issues and checks access tokens with one symmetric key."""
 
     def __init__(self, secret: str, minutes: int) -> None:
-        self._key = OctKey.import_key(base64.b64decode(secret) if len(secret) >= 44 else secret.encode())
+        self._key = OctKey.import_key(
+            base64.b64decode(secret) if len(secret) >= 44 else secret.encode()
+        )
         self._seconds = minutes * 60
 
     def issue(self, account_id: str) -> str:
@@ -44,7 +46,7 @@ class TokenIssuer:
 def require_account(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
     """Guard: a valid bearer token; puts the account id in the connection state."""
     header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _sep, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         refuse("UNAUTHENTICATED")
     issuer: TokenIssuer = connection.app.state.tokens

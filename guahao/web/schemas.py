@@ -19,7 +19,7 @@ __all__ = [
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
-class _In(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
+class _In(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
     pass
 
 
@@ -44,8 +44,12 @@ class TokenResponse(msgspec.Struct, rename="camel", frozen=True):
 class PatientCreate(_In):
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
     document_type: Literal[
-        "resident_id", "passport", "hk_macao_permit", "taiwan_permit",
-        "foreign_permanent_resident", "household_register",
+        "resident_id",
+        "passport",
+        "hk_macao_permit",
+        "taiwan_permit",
+        "foreign_permanent_resident",
+        "household_register",
     ]
     document_number: Annotated[str, msgspec.Meta(min_length=5, max_length=30)]
     phone: Annotated[str, msgspec.Meta(max_length=20)] = ""

@@ -608,25 +608,35 @@ def test_every_status_is_reachable_from_a_fresh_hold() -> None:
 
 # ----------------------------------------------------------------------------- property
 
-minutes = st.integers(min_value=-5, max_value=24 * 60).map(lambda m: T0 + timedelta(minutes=m))
+def _at(lo: int, hi: int) -> st.SearchStrategy[datetime]:
+    return st.integers(min_value=lo, max_value=hi).map(lambda m: T0 + timedelta(minutes=m))
 
-moves = st.one_of(
-    st.tuples(st.just("choose_patient"), minutes, st.sampled_from(["p-1", "p-2"])),
+
+# Times land mostly around the hold and the payment order, sometimes anywhere in the day, and
+# need not move forward: a late sweeper or a replayed callback can come with any clock.
+when = st.one_of(_at(-2, 40), _at(-2, 40), _at(-5, 24 * 60))
+forward = [
+    st.tuples(st.just("choose_patient"), when, st.sampled_from(["p-1", "p-2"])),
     st.tuples(
         st.just("submit"),
-        minutes,
+        when,
         st.sampled_from(["self_pay", "insurance"]),
         st.booleans(),
         st.integers(min_value=1, max_value=60),
     ),
-    st.tuples(st.just("confirm_payment"), minutes),
-    st.tuples(st.just("abandon"), minutes),
-    st.tuples(st.just("expire"), minutes),
-    st.tuples(st.just("cancel_by_patient"), minutes, minutes),
-    st.tuples(st.just("cancel_by_hospital"), minutes),
-    st.tuples(st.just("check_in"), minutes),
-    st.tuples(st.just("mark_no_show"), minutes, minutes),
-)
+    st.tuples(st.just("confirm_payment"), when),
+]
+sideways = [
+    st.tuples(st.just("abandon"), when),
+    st.tuples(st.just("expire"), when),
+    st.tuples(st.just("cancel_by_patient"), when, when),
+    st.tuples(st.just("cancel_by_hospital"), when),
+    st.tuples(st.just("check_in"), when),
+    st.tuples(st.just("mark_no_show"), when, when),
+]
+# The steps that move a booking forward are drawn more often, so that walks reach payment and
+# the visit instead of ending at the first abandon.
+moves = st.one_of(*forward, *forward, *forward, *sideways)
 
 
 def apply(booking: Booking, move: tuple[Any, ...]) -> None:
@@ -696,7 +706,7 @@ def assert_consistent(booking: Booking) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(moves, max_size=12))
+@given(st.lists(moves, max_size=15))
 def test_random_steps_at_random_times_never_leave_the_state_graph(
     walk: list[tuple[Any, ...]],
 ) -> None:

@@ -22,14 +22,20 @@ from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
-from guahao.platform.personal_data import mask_document, mask_phone
 from guahao.platform.persistence.tables import AccountRow, PatientRow
+from guahao.platform.personal_data import mask_document, mask_phone
 from guahao.platform.services.runtime import Ports
 
 __all__ = ["AccountService", "PatientView", "check_resident_id", "hash_password", "verify_password"]
 
-DocumentType = Literal["resident_id", "passport", "hk_macao_permit", "taiwan_permit",
-                       "foreign_permanent_resident", "household_register"]
+DocumentType = Literal[
+    "resident_id",
+    "passport",
+    "hk_macao_permit",
+    "taiwan_permit",
+    "foreign_permanent_resident",
+    "household_register",
+]
 PHONE = re.compile(r"^1[3-9]\d{9}$")
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK = "10X98765432"
@@ -113,7 +119,9 @@ class AccountService:
         phone = unicodedata.normalize("NFKC", phone).strip()
         async with self._p.sessions() as session:
             row = await session.scalar(
-                select(AccountRow).where(AccountRow.phone_hash == self._p.vault.index("phone", phone))
+                select(AccountRow).where(
+                    AccountRow.phone_hash == self._p.vault.index("phone", phone)
+                )
             )
         if row is None or not verify_password(password, row.password_hash):
             refuse("CREDENTIALS_INVALID")

@@ -96,8 +96,14 @@ class InventorySync:
         return states
 
     async def load_slot(self, slot_id: str) -> None:
-        for state in await self._states([slot_id], None, self._p.clock.now()):
-            await self._p.inventory.load(state)
+        await self.load_slots([slot_id])
+
+    async def load_slots(self, slot_ids: Sequence[str]) -> None:
+        """Load these slots, reading SQL in chunks (new sessions publish thousands at once)."""
+        now = self._p.clock.now()
+        for start in range(0, len(slot_ids), 500):
+            for state in await self._states(slot_ids[start : start + 500], None, now):
+                await self._p.inventory.load(state)
 
     async def load_session(self, session_id: str) -> None:
         for state in await self._states(None, session_id, self._p.clock.now()):

@@ -19,15 +19,20 @@ __all__ = ["TEMPLATES", "InboxNotifier"]
 TEMPLATES: dict[str, tuple[str, str]] = {
     "booking.confirmed": ("预约成功，请按时就诊。", "Your appointment is confirmed."),
     "booking.expired": ("锁号已超时，号源已释放。", "Your hold expired and the slot was released."),
-    "booking.cancelled_by_patient": ("退号成功，如已支付将原路退款。",
-                                     "Cancelled; any payment will be refunded."),
+    "booking.cancelled_by_patient": (
+        "退号成功，如已支付将原路退款。",
+        "Cancelled; any payment will be refunded.",
+    ),
     "booking.cancelled_by_hospital": (
         "很抱歉，医生停诊，您的预约已取消并全额退款，您将优先获得改约机会。",
         "The doctor's session was stopped: your booking is cancelled, fully refunded, and you "
         "get priority to rebook.",
     ),
     "payment.refunded": ("退款已原路退回。", "Your refund has been paid back."),
-    "booking.no_show": ("您未按时就诊，已记录爽约一次。", "You missed your appointment; a no-show was recorded."),
+    "booking.no_show": (
+        "您未按时就诊，已记录爽约一次。",
+        "You missed your appointment; a no-show was recorded.",
+    ),
 }
 
 
@@ -49,8 +54,11 @@ class InboxNotifier:
                         id=new_id(),
                         account_id=account_id,
                         template=event.topic,
-                        params={k: str(v) for k, v in event.payload.items()
-                                if k in ("booking_id", "refund_no", "session_id")}
+                        params={
+                            k: str(v)
+                            for k, v in event.payload.items()
+                            if k in ("booking_id", "refund_no", "session_id")
+                        }
                         | {"zh": template[0], "en": template[1]},
                         dedupe_key=f"outbox:{event.id}",
                         created_at=self._p.clock.now(),

@@ -120,8 +120,13 @@ class QueryService:
             rows = (await session.scalars(select(HospitalRow).order_by(HospitalRow.code))).all()
         return [
             HospitalView(
-                id=h.id, code=h.code, name=h.name, grade=h.grade, district=h.district,
-                address=h.address, aliases=list(h.aliases),
+                id=h.id,
+                code=h.code,
+                name=h.name,
+                grade=h.grade,
+                district=h.district,
+                address=h.address,
+                aliases=list(h.aliases),
                 payment_mode=str(h.policies.get("payment_mode", "")),
             )
             for h in rows
@@ -139,8 +144,14 @@ class QueryService:
                 )
             ).all()
         return [
-            DepartmentView(id=d.id, hospital_id=d.hospital_id, code=d.code, name=d.name,
-                           catalog_code=d.catalog_code, aliases=list(d.aliases))
+            DepartmentView(
+                id=d.id,
+                hospital_id=d.hospital_id,
+                code=d.code,
+                name=d.name,
+                catalog_code=d.catalog_code,
+                aliases=list(d.aliases),
+            )
             for d in rows
         ]
 
@@ -156,8 +167,14 @@ class QueryService:
                 )
             ).all()
         return [
-            DoctorView(id=d.id, hospital_id=d.hospital_id, department_id=d.department_id,
-                       name=d.name, title=d.title, expertise=d.expertise)
+            DoctorView(
+                id=d.id,
+                hospital_id=d.hospital_id,
+                department_id=d.department_id,
+                name=d.name,
+                title=d.title,
+                expertise=d.expertise,
+            )
             for d in rows
         ]
 
@@ -204,9 +221,15 @@ class QueryService:
             )
         return [
             SessionAvailability(
-                id=s.id, doctor_id=s.doctor_id, date=s.date, period=s.period,
-                category=s.category, fee_cents=s.fee_cents, status=s.status,
-                release_at=s.release_at, released=now >= s.release_at,
+                id=s.id,
+                doctor_id=s.doctor_id,
+                date=s.date,
+                period=s.period,
+                category=s.category,
+                fee_cents=s.fee_cents,
+                status=s.status,
+                release_at=s.release_at,
+                released=now >= s.release_at,
                 available=sum(x.available for x in by_session.get(s.id, [])),
                 slots=by_session.get(s.id, []),
             )
@@ -233,16 +256,27 @@ class QueryService:
                 refuse("BOOKING_NOT_FOUND", booking_id=booking_id)
             order = (
                 await session.get(PaymentOrderRow, b.payment_order_no)
-                if b.payment_order_no else None
+                if b.payment_order_no
+                else None
             )
         return BookingDetail(
-            id=b.id, status=b.status, slot_id=b.slot_id, session_id=b.session_id,
-            patient_id=b.patient_id, fee_cents=b.fee_cents, channel=b.channel,
-            hold_expires_at=b.hold_expires_at, payment_order_no=b.payment_order_no,
+            id=b.id,
+            status=b.status,
+            slot_id=b.slot_id,
+            session_id=b.session_id,
+            patient_id=b.patient_id,
+            fee_cents=b.fee_cents,
+            channel=b.channel,
+            hold_expires_at=b.hold_expires_at,
+            payment_order_no=b.payment_order_no,
             payment_expires_at=b.payment_expires_at,
             pay_url=order.pay_url if order and order.status == "created" else None,
-            paid=b.paid, starts_at=slot.starts_at, ends_at=slot.ends_at,
-            doctor_name=doctor.name, department_name=dep.name, hospital_name=hospital.name,
+            paid=b.paid,
+            starts_at=slot.starts_at,
+            ends_at=slot.ends_at,
+            doctor_name=doctor.name,
+            department_name=dep.name,
+            hospital_name=hospital.name,
             end_reason=b.end_reason,
         )
 

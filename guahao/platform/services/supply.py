@@ -221,8 +221,7 @@ class SupplyService:
                         self._p.clock.now(),
                     )
                     created += 1
-            for slot_id in new_slot_ids:
-                await self._sync.load_slot(slot_id)
+            await self._sync.load_slots(new_slot_ids)
             if progress is not None:
                 progress(min(len(sessions), start + batch), len(sessions))
         return created

@@ -47,7 +47,9 @@ class PatientController(Controller):
     guards = [require_account]  # noqa: RUF012
 
     @get("/patients", operation_id="listPatients")
-    async def patients(self, platform: Platform, request: Request[Any, Any, Any]) -> list[PatientView]:
+    async def patients(
+        self, platform: Platform, request: Request[Any, Any, Any]
+    ) -> list[PatientView]:
         return await platform.accounts.patients(request.state.account_id)
 
     @post("/patients", operation_id="addPatient")

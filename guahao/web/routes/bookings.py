@@ -46,7 +46,9 @@ class BookingController(Controller):
         return await platform.queries.booking(booking.id, account_id=account)
 
     @get("/bookings", operation_id="listBookings")
-    async def list(self, platform: Platform, request: Request[Any, Any, Any]) -> list[BookingDetail]:
+    async def list(
+        self, platform: Platform, request: Request[Any, Any, Any]
+    ) -> list[BookingDetail]:
         return await platform.queries.bookings_of(request.state.account_id)
 
     @get("/bookings/{booking_id:str}", operation_id="getBooking")
@@ -57,7 +59,10 @@ class BookingController(Controller):
 
     @put("/bookings/{booking_id:str}/patient", operation_id="choosePatient")
     async def choose_patient(
-        self, platform: Platform, request: Request[Any, Any, Any], booking_id: str,
+        self,
+        platform: Platform,
+        request: Request[Any, Any, Any],
+        booking_id: str,
         data: PatientChoice,
     ) -> BookingDetail:
         account = request.state.account_id
@@ -68,13 +73,17 @@ class BookingController(Controller):
 
     @post("/bookings/{booking_id:str}/submit", operation_id="submitBooking", status_code=200)
     async def submit(
-        self, platform: Platform, request: Request[Any, Any, Any], booking_id: str,
+        self,
+        platform: Platform,
+        request: Request[Any, Any, Any],
+        booking_id: str,
         data: BookingSubmit,
     ) -> BookingDetail:
         """Confirm now, or open a payment order whose ``payUrl`` the payer follows."""
         account = request.state.account_id
-        await platform.bookings.submit(account_id=account, booking_id=booking_id,
-                                       channel=data.channel)
+        await platform.bookings.submit(
+            account_id=account, booking_id=booking_id, channel=data.channel
+        )
         return await platform.queries.booking(booking_id, account_id=account)
 
     @post("/bookings/{booking_id:str}/leave", operation_id="leaveBooking", status_code=200)
