@@ -67,6 +67,32 @@ async def _serve(platform: Platform, settings: Settings) -> None:
     task.cancel()
 
 
+async def _publish_demo_days(
+    platform: Platform, days: int, progress: Callable[[int, int], None] | None = None
+) -> int:
+    """Publish the demo roster from today on; sessions that exist are skipped, so this is
+    repeated every hour and the demo always offers ``days`` days ahead."""
+    from guahao.platform.demo_region import build_demo_region
+
+    region = build_demo_region()
+    today = platform.ports.clock.now().date()
+    sessions = []
+    for hospital in region.hospitals:
+        sessions += platform.supply.sessions_from_roster(
+            hospital, [today + timedelta(days=i) for i in range(days)]
+        )
+    return await platform.supply.publish_sessions(sessions, progress=progress)
+
+
+async def _keep_demo_rolling(platform: Platform, days: int) -> None:
+    while True:
+        await asyncio.sleep(3600)
+        try:
+            await _publish_demo_days(platform, days)
+        except Exception:  # the demo keeps serving; the next hour tries again
+            logging.getLogger(__name__).exception("could not extend the demo roster")
+
+
 async def _seed_demo(platform: Platform, days: int) -> None:
     from guahao.platform.demo_region import build_demo_region
 
@@ -74,13 +100,7 @@ async def _seed_demo(platform: Platform, days: int) -> None:
     click.echo(f"Building demo region {region.name} ({len(region.hospitals)} hospitals)…", err=True)
     for hospital in region.hospitals:
         await platform.supply.register_hospital(hospital)
-    today = platform.ports.clock.now().date()
-    sessions = []
-    for hospital in region.hospitals:
-        sessions += platform.supply.sessions_from_roster(
-            hospital, [today + timedelta(days=i) for i in range(days)]
-        )
-    created = await platform.supply.publish_sessions(sessions, progress=_progress("sessions"))
+    created = await _publish_demo_days(platform, days, _progress("sessions"))
     click.echo(f"  {created} new sessions published", err=True)
     if not created:  # a restart: make sure the hot pool matches the record
         await platform.inventory_sync.rebuild_all(progress=_progress("slot pool"))
@@ -97,7 +117,11 @@ def demo(host: str | None, port: int | None, days: int) -> None:
     async def run() -> None:
         async with open_platform(settings) as platform:
             await _seed_demo(platform, days)
-            await _serve(platform, settings)
+            rolling = asyncio.create_task(_keep_demo_rolling(platform, days))
+            try:
+                await _serve(platform, settings)
+            finally:
+                rolling.cancel()
 
     asyncio.run(run())
 

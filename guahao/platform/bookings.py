@@ -3,9 +3,10 @@
 ::
 
     held ─► patient_chosen ─► awaiting_payment ─► confirmed ─► checked_in | no_show
-      │            │                 │                │
-      └─ abandoned / expired ◄───────┘                ├─► cancelled_by_patient (退号)
-                                                      └─► cancelled_by_hospital (停诊)
+      │            │  └──── (nothing paid online) ───►│
+      │            │                 │                ├─► cancelled_by_patient (退号)
+      └────────────┴──► abandoned / expired           │
+      any of the four live statuses ──────────────────┴─► cancelled_by_hospital (停诊)
 
 The functions here are pure: they check the rule and move the state. Inventory, SQL and
 payments are the services' business; a transition that refuses raises a catalogued error and
@@ -39,7 +40,8 @@ __all__ = [
 
 
 class BookingStatus(StrEnum):
-    """Where a booking stands. The first four hold inventory; the rest are final or past."""
+    """Where a booking stands. The first three hold a unit, ``confirmed`` has booked one; the
+    rest are final."""
 
     HELD = "held"
     PATIENT_CHOSEN = "patient_chosen"
@@ -96,11 +98,13 @@ class Booking:
         return self.hold_expires_at
 
 
-def _require(booking: Booking, *allowed: BookingStatus) -> None:
+def _require(booking: Booking, *allowed: BookingStatus, confirming: bool = False) -> None:
+    """Refuse unless the booking is in one of ``allowed``. ``confirming`` steps (submit, pay)
+    tell a booking that is already confirmed so, since a repeat is what usually happened."""
     if booking.status not in allowed:
         if booking.status is BookingStatus.EXPIRED:
             refuse("HOLD_EXPIRED", booking_id=booking.id)
-        if booking.status is BookingStatus.CONFIRMED and BookingStatus.AWAITING_PAYMENT in allowed:
+        if booking.status is BookingStatus.CONFIRMED and confirming:
             refuse("BOOKING_ALREADY_CONFIRMED", booking_id=booking.id)
         refuse(
             "BOOKING_STATE_INVALID",
@@ -147,13 +151,14 @@ def submit(
     paid online (pay at hospital, insurance on site, pay after visit)."""
     if booking.status is BookingStatus.HELD:
         refuse("PATIENT_NOT_CHOSEN", booking_id=booking.id)
-    _require(booking, BookingStatus.PATIENT_CHOSEN)
+    _require(booking, BookingStatus.PATIENT_CHOSEN, confirming=True)
     _require_live(booking, now)
+    if payment_required and (order_no is None or order_expires_at is None):
+        raise ValueError("an online payment needs an order number and its expiry")
     booking.channel = channel
     booking.payment_required = payment_required
     if payment_required:
-        if order_no is None or order_expires_at is None:
-            raise ValueError("an online payment needs an order number and its expiry")
+        assert order_no is not None and order_expires_at is not None
         booking.payment_order_no = order_no
         booking.payment_expires_at = order_expires_at
         booking.status = BookingStatus.AWAITING_PAYMENT
@@ -164,7 +169,7 @@ def submit(
 
 def confirm_payment(booking: Booking, now: datetime) -> None:
     """The payment arrived in time: the unit is booked (减量)."""
-    _require(booking, BookingStatus.AWAITING_PAYMENT)
+    _require(booking, BookingStatus.AWAITING_PAYMENT, confirming=True)
     _require_live(booking, now)
     booking.paid = True
     booking.status = BookingStatus.CONFIRMED
@@ -204,6 +209,7 @@ def check_in(booking: Booking, now: datetime) -> None:
     _require(booking, BookingStatus.CONFIRMED)
     booking.status = BookingStatus.CHECKED_IN
     booking.ended_at = now
+    booking.end_reason = "checked_in"
 
 
 def mark_no_show(booking: Booking, *, session_end: datetime, now: datetime) -> None:

@@ -140,6 +140,11 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
     # input, auth, limits
     "VALIDATION_FAILED": (_I, "请求参数有误", "The request is invalid"),
     "ID_NUMBER_INVALID": (_I, "证件号码无效", "The identity number is invalid"),
+    "REQUEST_IN_PROGRESS": (
+        _C,
+        "相同的请求正在处理中，请稍候",
+        "The same request is still being processed; wait a moment",
+    ),
     "IDEMPOTENCY_KEY_REUSED": (
         _C,
         "幂等键已用于另一个请求",

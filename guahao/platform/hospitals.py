@@ -33,7 +33,7 @@ __all__ = [
 
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Share = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01]\d|2[0-3]):[0-5]\d\Z")]
 
 
 class HospitalGrade(StrEnum):
@@ -218,4 +218,10 @@ class HospitalPolicies(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cutoff: CutoffPolicy = CutoffPolicy()
     hold_minutes: Annotated[int, msgspec.Meta(ge=1, le=60)] = 10
     payment_minutes: Annotated[int, msgspec.Meta(ge=1, le=120)] = 15
-    cancel_return_delay_seconds: Annotated[tuple[int, int], msgspec.Meta()] = (60, 300)
+    cancel_return_delay_seconds: tuple[NonNegative, NonNegative] = (60, 300)
+    """Bounds of the random delay before a cancelled unit returns to the public pool."""
+
+    def __post_init__(self) -> None:
+        low, high = self.cancel_return_delay_seconds
+        if low > high:
+            raise ValueError("cancel_return_delay_seconds must be (low, high) with low <= high")

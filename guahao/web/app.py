@@ -19,6 +19,7 @@ from guahao.config import Settings
 from guahao.platform.clock import Clock
 from guahao.web.auth import TokenIssuer
 from guahao.web.errors import exception_handlers
+from guahao.web.idempotency import IdempotencyMiddleware
 from guahao.web.routes.accounts import AccountController, PatientController
 from guahao.web.routes.bookings import BookingController
 from guahao.web.routes.catalog import CatalogController
@@ -70,6 +71,7 @@ def create_app(
         ],
         dependencies={"platform": Provide(provide_platform, sync_to_thread=False)},
         exception_handlers=exception_handlers,
+        middleware=[IdempotencyMiddleware],
         lifespan=[lifespan],
         state=State({"tokens": TokenIssuer(settings.secret("secret_key"), settings.token_minutes)}),
         openapi_config=OpenAPIConfig(

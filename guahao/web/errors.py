@@ -12,9 +12,11 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import (
+    ClientException,
     HTTPException,
     NotAuthorizedException,
     NotFoundException,
+    SerializationException,
     ValidationException,
 )
 
@@ -62,11 +64,43 @@ def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, A
         return Response(
             _body("ROUTE_NOT_FOUND", "请求的地址不存在", "No such address", {}), status_code=404
         )
+    if isinstance(exc, ClientException) and exc.status_code == 400:
+        # A body that cannot be decoded at all (malformed JSON, wrong encoding): Litestar
+        # raises a bare 400 before any validation runs. It is bad input like any other.
+        reason = (
+            "malformed_body" if isinstance(exc.__cause__, SerializationException) else "bad_request"
+        )
+        return _catalogued("VALIDATION_FAILED", 422, reason=reason, problem=exc.detail)
     if exc.status_code < 500:
         return Response(
             _body("REQUEST_REFUSED", "请求被拒绝", exc.detail, {}), status_code=exc.status_code
         )
     return _internal(_, exc)
+
+
+_BODY_DECODER = "litestar.serialization.msgspec_hooks"
+
+
+def _raised_decoding_the_body(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of Litestar decoding the request body (JSON or MessagePack)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__") == _BODY_DECODER:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _undecodable(
+    request: Request[Any, Any, Any], exc: UnicodeDecodeError
+) -> Response[dict[str, Any]]:
+    # msgspec reports a string that is not UTF-8 with UnicodeDecodeError, which Litestar does
+    # not turn into a 400 as it does msgspec.DecodeError: without this it would be a 500.
+    if _raised_decoding_the_body(exc):
+        return _catalogued(
+            "VALIDATION_FAILED", 422, reason="malformed_body", problem="the body is not UTF-8"
+        )
+    return _internal(request, exc)
 
 
 def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -81,5 +115,6 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     GuahaoError: _guahao,
     ValidationException: _validation,
     HTTPException: _http,
+    UnicodeDecodeError: _undecodable,
     Exception: _internal,
 }

@@ -236,7 +236,7 @@ class SlotPoolMachine(RuleBasedStateMachine):
                 slot_id, hold_id=hold_id, account_id=account, now_ms=self.now, until_ms=until
             )
         )
-        expected: None | str = None
+        expected: str | None = None
         if hold_id in slot.holds:
             owner, expires = slot.holds[hold_id]
             if owner != account:

@@ -12,6 +12,8 @@ from redis.backoff import NoBackoff
 
 from guahao.platform.errors import GuahaoError, UnavailableError
 from guahao.platform.inventory import RedisInventory
+from guahao.platform.inventory.lua_scripts import SLOT_SCRIPTS
+from guahao.platform.inventory.slot_keys import KeyNames
 from guahao.platform.ports import HeldUnit, ReturningUnit, SlotCounts, SlotState
 
 RELEASE = 1_780_000_000_000
@@ -202,7 +204,8 @@ async def test_every_key_of_a_slot_shares_one_hash_tag(
     )
     keys = sorted(k.decode() for k in await redis_client.keys("*"))
     slot_keys = [k for k in keys if "{slot:" in k]
-    assert slot_keys and all(k.startswith("test:{slot:s1}:") for k in slot_keys)
+    assert slot_keys
+    assert all(k.startswith("test:{slot:s1}:") for k in slot_keys)
     assert [k for k in keys if k not in slot_keys] == ["test:{acct:a3}:hold"]
 
 
@@ -217,7 +220,8 @@ async def test_a_client_that_decodes_replies_works_the_same(redis_url: str) -> N
         again = await inventory.hold(
             "s1", hold_id="h2", account_id="a1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k"
         )
-        assert again.replayed and again.hold_id == grant.hold_id
+        assert again.replayed
+        assert again.hold_id == grant.hold_id
         assert (await inventory.counts(["s1"], now_ms=RELEASE))["s1"].status == "open"
     finally:
         await client.flushdb()
@@ -236,3 +240,25 @@ async def test_ids_that_would_break_the_hash_tag_are_invalid(
 def test_a_prefix_with_a_brace_is_rejected(redis_client: aioredis.Redis) -> None:
     with pytest.raises(ValueError, match="braces"):
         RedisInventory(redis_client, key_prefix="{x}")
+
+
+async def test_a_hold_resent_after_a_lost_reply_keeps_the_account_marked(
+    inventory: RedisInventory, redis_client: aioredis.Redis
+) -> None:
+    """redis-py may resend a script whose reply was lost; the first send already granted."""
+    await inventory.load(SlotState(slot_id="s1", capacity=2, booked=0, release_at_ms=RELEASE))
+    keys = KeyNames("test:")
+    await SLOT_SCRIPTS["hold"].run(
+        redis_client,
+        [*keys.slot_family("s1"), keys.replay_record("s1", "k1")],
+        ["h1", "a1", RELEASE, RELEASE + TTL, 60_000],
+    )
+    grant = await inventory.hold(
+        "s1", hold_id="h1", account_id="a1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k1"
+    )
+    assert (grant.hold_id, grant.replayed) == ("h1", True)
+    with pytest.raises(GuahaoError) as caught:
+        await inventory.hold(
+            "s1", hold_id="h2", account_id="a1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k2"
+        )
+    assert caught.value.code == "HOLD_ALREADY_ACTIVE"

@@ -7,7 +7,7 @@
 local current = redis.call('GET', KEYS[1])
 if current then
   local held = cjson.decode(current)
-  if tonumber(held[3]) >= tonumber(ARGV[2]) then return {'TAKEN', held[1], held[2]} end
+  if tonumber(held[3]) > tonumber(ARGV[2]) then return {'TAKEN', held[1], held[2]} end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return {'CLAIMED'}

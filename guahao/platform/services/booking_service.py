@@ -10,6 +10,8 @@ fails.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import random
 from datetime import datetime, timedelta
@@ -19,6 +21,7 @@ import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from guahao.platform import bookings as flow
 from guahao.platform.bookings import Booking, BookingStatus
@@ -107,14 +110,33 @@ class BookingService:
     def __init__(self, ports: Ports, inventory_sync: InventorySync) -> None:
         self._p = ports
         self._sync = inventory_sync
+        self._facts_loading: dict[str, asyncio.Future[SlotFacts]] = {}
 
     # ----------------------------------------------------------------- lookups
 
     async def slot_facts(self, slot_id: str) -> SlotFacts:
-        """The slot's immutable facts, from the process cache or SQL once."""
+        """The slot's immutable facts, from the process cache or SQL once.
+
+        Concurrent misses of one slot share a single read: at release time the whole crowd
+        arrives on a cold cache together, and must not each query SQL.
+        """
         facts = self._p.slot_facts.get(slot_id)
         if facts is not None:
             return facts
+        loading = self._facts_loading.get(slot_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_slot_facts(slot_id))
+            self._facts_loading[slot_id] = loading
+
+            def done(task: asyncio.Future[SlotFacts]) -> None:
+                self._facts_loading.pop(slot_id, None)
+                if not task.cancelled():
+                    task.exception()  # retrieved here too, so a refusal is never "unretrieved"
+
+            loading.add_done_callback(done)
+        return await asyncio.shield(loading)
+
+    async def _load_slot_facts(self, slot_id: str) -> SlotFacts:
         async with self._p.sessions() as session:
             found = (
                 await session.execute(
@@ -217,9 +239,12 @@ class BookingService:
                 )
                 record_event(session, "booking.held", booking.id, _event(booking), now)
         except IntegrityError:
-            await self._p.inventory.release(
-                slot_id, hold_id=booking.id, account_id=account_id, now_ms=to_epoch_ms(now)
-            )
+            if not grant.replayed:
+                # Our own fresh hold cannot be recorded: give it back. A replayed grant is the
+                # first request's hold, which that request is recording right now.
+                await self._p.inventory.release(
+                    slot_id, hold_id=booking.id, account_id=account_id, now_ms=to_epoch_ms(now)
+                )
             async with self._p.sessions() as session:
                 same = await session.scalar(
                     select(BookingRow).where(
@@ -346,19 +371,27 @@ class BookingService:
             expires_at=order_expires,
             created_at=now,
         )
-        async with self._p.sessions() as session, session.begin():
-            row = await self._booking_row(session, booking_id, account_id)
-            if row.status != BookingStatus.PATIENT_CHOSEN.value:
-                refuse("BOOKING_STATE_INVALID", booking_id=booking_id, status=row.status)
-            _apply(row, booking, now)
-            session.add(order)
-            record_event(
-                session,
-                "booking.awaiting_payment",
-                booking.id,
-                _event(booking, order_no=order_no, expires_at=order_expires.isoformat()),
-                now,
-            )
+        try:
+            async with self._p.sessions() as session, session.begin():
+                row = await self._booking_row(session, booking_id, account_id)
+                if row.status != BookingStatus.PATIENT_CHOSEN.value:
+                    refuse("BOOKING_STATE_INVALID", booking_id=booking_id, status=row.status)
+                _apply(row, booking, now)
+                session.add(order)
+                record_event(
+                    session,
+                    "booking.awaiting_payment",
+                    booking.id,
+                    _event(booking, order_no=order_no, expires_at=order_expires.isoformat()),
+                    now,
+                )
+        except (ConflictError, StaleDataError) as exc:
+            # A concurrent submit opened its own order first: this one must not stay payable.
+            with contextlib.suppress(Exception):
+                await self._p.gateway.close_order(order_no=order_no)
+            if isinstance(exc, StaleDataError):
+                refuse("BOOKING_STATE_INVALID", booking_id=booking_id, reason="changed_meanwhile")
+            raise
         await self._p.jobs.schedule(
             "expire_booking",
             key=f"expire:{booking.id}:payment",
@@ -376,11 +409,23 @@ class BookingService:
         order_no: str | None = None,
         paid_at: datetime | None = None,
     ) -> None:
-        """Record a confirmation in SQL and Redis together (减量)."""
+        """Record a confirmation in SQL and Redis together (减量).
+
+        The row must still be in the state the caller's transition started from (awaiting
+        payment when an order was paid, patient chosen otherwise): a second submit or payment
+        racing the first is refused here instead of counting the unit twice in SQL.
+        """
+        started_from = (
+            BookingStatus.AWAITING_PAYMENT if order_no is not None else BookingStatus.PATIENT_CHOSEN
+        )
         confirmed_in_redis = False
         try:
             async with self._p.sessions() as session, session.begin():
                 row = await self._booking_row(session, booking.id, None)
+                if row.status != started_from.value:
+                    if row.status == BookingStatus.CONFIRMED.value:
+                        refuse("BOOKING_ALREADY_CONFIRMED", booking_id=booking.id)
+                    refuse("BOOKING_STATE_INVALID", booking_id=booking.id, status=row.status)
                 _apply(row, booking, now)
                 await session.execute(
                     update(SlotRow)
@@ -406,7 +451,7 @@ class BookingService:
             if exc.code == "HOLD_EXPIRED":
                 await self.expire(booking.id, force=True)
             raise
-        except BaseException:
+        except BaseException as exc:
             if confirmed_in_redis:
                 await self._p.inventory.cancel_booked(
                     booking.slot_id,
@@ -414,6 +459,8 @@ class BookingService:
                     now_ms=to_epoch_ms(now),
                     return_at_ms=to_epoch_ms(now),
                 )
+            if isinstance(exc, StaleDataError):  # another request moved the booking first
+                refuse("BOOKING_STATE_INVALID", booking_id=booking.id, reason="changed_meanwhile")
             raise
 
     async def handle_payment_notice(self, headers: dict[str, str], body: bytes) -> PaymentOutcome:

@@ -1,0 +1,419 @@
+"""Release surge (抢号) benchmark: the Redis slot pool against its two baselines, side by side.
+
+Not a test: it prints a table and writes ``bench/results/release_surge-<time>.json``.
+
+1. **surge** - ``RedisInventory.hold`` exactly as a platform worker calls it: one request, one
+   ``await``, no batching across requests (a web worker cannot pipeline separate people's
+   requests). Many coroutines share a blocking pool of TCP connections to a loopback Redis, in
+   one or more worker processes. Every attempt is a new account on a random slot, so most
+   attempts after sell-out are refusals, as at a real release. Each hold costs 2 Redis round
+   trips when granted (account marker, slot script) and 3 when refused (plus dropping the
+   marker). Oversell is checked afterwards with ``counts``.
+2. **redis-benchmark** - the Redis ceiling: a minimal decrement Lua script by EVALSHA on the
+   same server over loopback TCP, same number of connections, no pipelining.
+3. **postgres** - a hot-row hold in PostgreSQL (asyncpg): ``UPDATE slot SET remaining =
+   remaining - 1 WHERE id = $1 AND remaining > 0`` in a transaction, same crowd, same harness.
+
+The machine has 2 cores shared by the server under test and its clients; figures are only
+meaningful as ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from guahao.platform.errors import GuahaoError  # noqa: E402
+from guahao.platform.inventory import RedisInventory  # noqa: E402
+from guahao.platform.ports import SlotState  # noqa: E402
+from guahao.platform.redis_server import EmbeddedRedis  # noqa: E402
+
+RELEASE_MS = 1_780_000_000_000
+TTL_MS = 15 * 60 * 1000
+DECREMENT_LUA = (
+    "local v = tonumber(redis.call('GET', KEYS[1]) or '0') "
+    "if v > 0 then redis.call('DECR', KEYS[1]) return 1 end return 0"
+)
+
+
+@dataclass
+class Plan:
+    slots: int
+    capacity: int
+    attempts: int
+    coroutines: int
+    connections: int
+
+
+@dataclass
+class Run:
+    backend: str
+    processes: int
+    attempts: int = 0
+    granted: int = 0
+    refused: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    decisions_per_s: float = 0.0
+    grants_per_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    oversold: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- one worker process -------------------------------------------------------------------
+
+
+async def _redis_worker(url: str, plan: Plan, share: int, seed: int, prefix: str) -> Any:
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=plan.connections)
+    client = aioredis.Redis(connection_pool=pool)
+    inventory = RedisInventory(client, key_prefix=prefix)
+    rng = random.Random(seed)
+    todo = iter(range(share))
+
+    async def hold_once(n: int) -> str:
+        try:
+            await inventory.hold(
+                f"s{rng.randrange(plan.slots)}",
+                hold_id=f"h{seed}-{n}",
+                account_id=f"a{seed}-{n}",
+                now_ms=RELEASE_MS,
+                ttl_ms=TTL_MS,
+                idempotency_key=f"k{seed}-{n}",
+            )
+        except GuahaoError as err:
+            return "refused" if err.code == "SLOT_SOLD_OUT" else err.code
+        return "granted"
+
+    await client.ping()  # connect before the clock starts
+    result = await _crowd(hold_once, todo, plan.coroutines)
+    await client.aclose()
+    return result
+
+
+async def _postgres_worker(dsn: str, plan: Plan, share: int, seed: int) -> Any:
+    pool = await asyncpg.create_pool(dsn, min_size=plan.connections, max_size=plan.connections)
+    rng = random.Random(seed)
+    todo = iter(range(share))
+
+    async def hold_once(n: int) -> str:
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE slot SET remaining = remaining - 1"
+                " WHERE id = $1 AND remaining > 0 RETURNING remaining",
+                rng.randrange(plan.slots),
+            )
+        return "granted" if row is not None else "refused"
+
+    result = await _crowd(hold_once, todo, plan.coroutines)
+    await pool.close()
+    return result
+
+
+async def _crowd(hold_once: Any, todo: Any, coroutines: int) -> dict[str, Any]:
+    latencies: list[int] = []
+    outcomes: dict[str, int] = {}
+
+    async def person() -> None:
+        for n in todo:
+            t0 = time.perf_counter_ns()
+            try:
+                outcome = await hold_once(n)
+            except Exception as exc:
+                outcome = f"error:{type(exc).__name__}"
+            latencies.append(time.perf_counter_ns() - t0)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    started = time.time()
+    await asyncio.gather(*(person() for _ in range(coroutines)))
+    return {"started": started, "ended": time.time(), "lat": latencies, "outcomes": outcomes}
+
+
+def _process_main(
+    kind: str, target: str, plan: Plan, share: int, seed: int, prefix: str, go: Any, out: Any
+) -> None:
+    go.wait()
+    if kind == "redis":
+        out.put(asyncio.run(_redis_worker(target, plan, share, seed, prefix)))
+    else:
+        out.put(asyncio.run(_postgres_worker(target, plan, share, seed)))
+
+
+def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") -> Run:
+    """Split the crowd over ``processes`` worker processes, start them together, merge."""
+    ctx = mp.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    per_process = Plan(
+        plan.slots,
+        plan.capacity,
+        plan.attempts,
+        max(1, plan.coroutines // processes),
+        max(1, plan.connections // processes),
+    )
+    workers = [
+        ctx.Process(
+            target=_process_main,
+            args=(kind, target, per_process, plan.attempts // processes, i, prefix, go, out),
+        )
+        for i in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    time.sleep(1.5)  # let every process import and wait at the gate
+    go.set()
+    parts = [out.get() for _ in workers]
+    for w in workers:
+        w.join()
+    lat = sorted(x for p in parts for x in p["lat"])
+    outcomes: dict[str, int] = {}
+    for p in parts:
+        for k, v in p["outcomes"].items():
+            outcomes[k] = outcomes.get(k, 0) + v
+    seconds = max(p["ended"] for p in parts) - min(p["started"] for p in parts)
+    run = Run(backend=kind, processes=processes)
+    run.attempts = len(lat)
+    run.granted = outcomes.pop("granted", 0)
+    run.refused = outcomes.pop("refused", 0)
+    run.errors = sum(outcomes.values())
+    if outcomes:
+        run.notes.append(f"other outcomes: {outcomes}")
+    run.seconds = seconds
+    run.decisions_per_s = run.attempts / seconds
+    run.grants_per_s = run.granted / seconds
+    run.p50_ms = lat[len(lat) // 2] / 1e6
+    run.p99_ms = lat[min(len(lat) - 1, int(len(lat) * 0.99))] / 1e6
+    return run
+
+
+# --- backends -----------------------------------------------------------------------------
+
+
+async def load_redis(url: str, plan: Plan, prefix: str) -> None:
+    client = aioredis.Redis.from_url(url)
+    inventory = RedisInventory(client, key_prefix=prefix)
+    for s in range(plan.slots):
+        await inventory.load(
+            SlotState(slot_id=f"s{s}", capacity=plan.capacity, booked=0, release_at_ms=RELEASE_MS)
+        )
+    await client.aclose()
+
+
+async def redis_oversold(url: str, plan: Plan, prefix: str, granted: int) -> tuple[int, str]:
+    client = aioredis.Redis.from_url(url)
+    counts = await RedisInventory(client, key_prefix=prefix).counts(
+        [f"s{s}" for s in range(plan.slots)], now_ms=RELEASE_MS + 1
+    )
+    await client.aclose()
+    bad = sum(
+        1
+        for c in counts.values()
+        if min(c.available, c.held) < 0
+        or c.available + c.held + c.booked + c.returning != c.capacity
+    )
+    held = sum(c.held for c in counts.values())
+    # Oversell: more grants answered than the pool could give, or a slot out of balance.
+    return max(0, granted - plan.slots * plan.capacity) + bad + abs(held - granted), (
+        f"held in Redis {held}, grants answered {granted}"
+    )
+
+
+async def setup_postgres(dsn: str, plan: Plan) -> None:
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(
+        "DROP TABLE IF EXISTS slot;"
+        " CREATE TABLE slot (id int PRIMARY KEY, remaining int NOT NULL CHECK (remaining >= 0))"
+    )
+    await conn.executemany(
+        "INSERT INTO slot VALUES ($1, $2)", [(s, plan.capacity) for s in range(plan.slots)]
+    )
+    await conn.close()
+
+
+async def postgres_oversold(dsn: str, plan: Plan, granted: int) -> tuple[int, str]:
+    conn = await asyncpg.connect(dsn)
+    taken = await conn.fetchval("SELECT sum($1 - remaining) FROM slot", plan.capacity)
+    negative = await conn.fetchval("SELECT count(*) FROM slot WHERE remaining < 0")
+    await conn.close()
+    return abs(int(taken) - granted) + int(negative), f"taken in SQL {taken}"
+
+
+def redis_benchmark(port: int, sha: str, connections: int, requests: int) -> dict[str, Any]:
+    exe = shutil.which("redis-benchmark")
+    if exe is None:
+        return {"available": False, "why": "redis-benchmark not installed (see bench/run.sh)"}
+    command = [
+        exe,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-c",
+        str(connections),
+        "-n",
+        str(requests),
+        "-P",
+        "1",
+        "--csv",
+        "EVALSHA",
+        sha,
+        "1",
+        "bench:{stock}",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    rows = [line.split('","') for line in done.stdout.splitlines() if line.startswith('"EVALSHA')]
+    rps = float(rows[-1][1].strip('"'))
+    return {"available": True, "ops_per_s": rps, "command": " ".join(command)}
+
+
+def start_postgres(directory: Path) -> str | None:
+    helper = ROOT / "infra" / "local_postgres.py"
+    done = subprocess.run(
+        [sys.executable, str(helper), "start", str(directory)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        print(f"postgres did not start: {done.stderr.strip()}", file=sys.stderr)
+        return None
+    return done.stdout.strip().splitlines()[-1].replace("postgresql+asyncpg://", "postgresql://")
+
+
+def stop_postgres(directory: Path) -> None:
+    helper = ROOT / "infra" / "local_postgres.py"
+    subprocess.run([sys.executable, str(helper), "stop", str(directory)], check=False)
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slots", type=int, default=200)
+    parser.add_argument("--capacity", type=int, default=50)
+    parser.add_argument("--attempts", type=int, default=40_000)
+    parser.add_argument("--coroutines", type=int, default=200)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--benchmark-requests", type=int, default=200_000)
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    plan = Plan(args.slots, args.capacity, args.attempts, args.coroutines, args.connections)
+    runs: list[Run] = []
+    report: dict[str, Any] = {"plan": asdict(plan), "when": datetime.now(UTC).isoformat()}
+
+    port = free_port()
+    server = EmbeddedRedis(port=port)
+    url = server.start()
+    try:
+        for processes in args.processes:
+            prefix = f"surge{processes}:"
+            asyncio.run(load_redis(url, plan, prefix))
+            run = crowd("redis", url, plan, processes, prefix)
+            run.oversold, note = asyncio.run(redis_oversold(url, plan, prefix, run.granted))
+            run.notes.append(note)
+            runs.append(run)
+        sync = __import__("redis").Redis(host="127.0.0.1", port=port)
+        sync.set("bench:{stock}", 10**12)
+        sha = sync.script_load(DECREMENT_LUA)
+        sync.close()
+        report["redis_benchmark"] = redis_benchmark(
+            port, sha, args.connections, args.benchmark_requests
+        )
+        report["redis_server"] = server_version(url)
+    finally:
+        server.stop()
+
+    if not args.skip_postgres:
+        pg_dir = Path(tempfile.mkdtemp(prefix="guahao-bench-pg-", dir="/tmp"))
+        dsn = start_postgres(pg_dir)
+        try:
+            if dsn is not None:
+                for processes in args.processes:
+                    asyncio.run(setup_postgres(dsn, plan))
+                    run = crowd("postgres", dsn, plan, processes)
+                    run.oversold, note = asyncio.run(postgres_oversold(dsn, plan, run.granted))
+                    run.notes.append(note)
+                    runs.append(run)
+        finally:
+            stop_postgres(pg_dir)
+            shutil.rmtree(pg_dir, ignore_errors=True)
+
+    report["runs"] = [asdict(r) for r in runs]
+    best_redis = max((r for r in runs if r.backend == "redis"), key=lambda r: r.decisions_per_s)
+    pg_runs = [r for r in runs if r.backend == "postgres"]
+    ceiling = report["redis_benchmark"].get("ops_per_s")
+    ratios: dict[str, Any] = {"surge_processes": best_redis.processes}
+    if ceiling:
+        ratios["surge_over_redis_benchmark"] = best_redis.decisions_per_s / ceiling
+        ratios["surge_round_trips_over_redis_benchmark"] = (
+            (2 * best_redis.granted + 3 * best_redis.refused) / best_redis.seconds / ceiling
+        )
+    if pg_runs:
+        best_pg = max(pg_runs, key=lambda r: r.decisions_per_s)
+        ratios["surge_over_postgres"] = best_redis.decisions_per_s / best_pg.decisions_per_s
+        ratios["postgres_processes"] = best_pg.processes
+    report["ratios"] = ratios
+    print_table(runs, report)
+    out = ROOT / "bench" / "results" / f"release_surge-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten {out.relative_to(ROOT)}")
+
+
+def server_version(url: str) -> str:
+    sync = __import__("redis").Redis.from_url(url)
+    version = str(sync.info("server")["redis_version"])
+    sync.close()
+    return version
+
+
+def print_table(runs: list[Run], report: dict[str, Any]) -> None:
+    plan = report["plan"]
+    print(
+        f"\nrelease surge: {plan['slots']} slots x {plan['capacity']} units, "
+        f"{plan['attempts']} hold attempts, {plan['coroutines']} coroutines, "
+        f"{plan['connections']} connections; Redis {report.get('redis_server', '?')}\n"
+    )
+    head = f"{'backend':<10}{'procs':>6}{'decisions/s':>13}{'grants/s':>10}{'p50 ms':>9}"
+    print(head + f"{'p99 ms':>9}{'granted':>9}{'refused':>9}{'errors':>8}{'oversold':>10}")
+    for r in runs:
+        print(
+            f"{r.backend:<10}{r.processes:>6}{r.decisions_per_s:>13.0f}{r.grants_per_s:>10.0f}"
+            f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.granted:>9}{r.refused:>9}{r.errors:>8}"
+            f"{r.oversold:>10}"
+        )
+    rb = report["redis_benchmark"]
+    if rb.get("available"):
+        print(f"{'redis-benchmark EVALSHA decrement (ceiling)':<44}{rb['ops_per_s']:>12.0f} ops/s")
+    else:
+        print(f"redis-benchmark: {rb.get('why')}")
+    for k, v in report["ratios"].items():
+        print(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Release-surge benchmark with its baselines; see bench/README.md. Arguments go to
+# bench/release_surge.py (e.g. --processes 1 2 --slots 5 --capacity 2000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v redis-benchmark >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null \
+      || echo "apt-get could not install redis-tools: the Redis ceiling will be missing" >&2
+  else
+    echo "no apt-get here: install redis-benchmark by hand for the Redis ceiling" >&2
+  fi
+fi
+exec .venv/bin/python bench/release_surge.py "$@"

@@ -1,0 +1,156 @@
+"""Idempotency keys on every write: a repeated request gets the first answer, never a second
+effect.
+
+A phone on a bad network repeats requests; a repeated "submit" or "cancel" must not be taken
+for a new one. Any POST/PUT/PATCH/DELETE carrying ``Idempotency-Key`` from a signed-in account
+is remembered for 24 hours in Redis: the same key with the same request replays the stored
+response (``Idempotent-Replayed: true``); the same key with a different request is refused
+with ``IDEMPOTENCY_KEY_REUSED``; a repeat while the first is still running gets
+``REQUEST_IN_PROGRESS``. Server errors are not remembered, so they can be retried.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
+
+from guahao.platform.error_codes import CODES
+from guahao.platform.errors import GuahaoError
+
+__all__ = ["IdempotencyMiddleware"]
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+PENDING_SECONDS = 60
+REMEMBER_SECONDS = 24 * 3600
+
+
+class _Stored(msgspec.Struct, array_like=True):
+    fingerprint: str
+    status: int
+    content_type: str
+    body: bytes
+
+
+def _error_response(code: str, status: int) -> tuple[int, bytes]:
+    _, zh, en = CODES[code]
+    body = msgspec.json.encode({"code": code, "message": {"zh": zh, "en": en}, "detail": {}})
+    return status, body
+
+
+class IdempotencyMiddleware:
+    """ASGI middleware; needs ``app.state.platform`` (Redis) and ``app.state.tokens``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["method"] not in WRITE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        key = headers.get("idempotency-key", "")
+        account = self._account(scope, headers.get("authorization", ""))
+        if not key or account is None or len(key) > 100:
+            await self.app(scope, receive, send)
+            return
+        body, replay_receive = await _buffer(receive)
+        fingerprint = hashlib.sha256(
+            method.encode() + b" " + scope["path"].encode() + b"\n" + body
+        ).hexdigest()
+        redis = scope["app"].state.platform.redis
+        record = f"idem:{{acct:{account}}}:{hashlib.sha256(key.encode()).hexdigest()}"
+        claimed = await redis.set(
+            record, b"pending:" + fingerprint.encode(), nx=True, ex=PENDING_SECONDS
+        )
+        if not claimed:
+            existing: bytes | None = await redis.get(record)
+            if existing is None or existing.startswith(b"pending:"):
+                same = existing is not None and existing[8:].decode() == fingerprint
+                status, payload = _error_response(
+                    "REQUEST_IN_PROGRESS" if same or existing is None else "IDEMPOTENCY_KEY_REUSED",
+                    409,
+                )
+                await _respond(send, status, "application/json", payload, replayed=False)
+                return
+            stored = msgspec.msgpack.decode(existing, type=_Stored)
+            if stored.fingerprint != fingerprint:
+                status, payload = _error_response("IDEMPOTENCY_KEY_REUSED", 409)
+                await _respond(send, status, "application/json", payload, replayed=False)
+                return
+            await _respond(send, stored.status, stored.content_type, stored.body, replayed=True)
+            return
+
+        captured: dict[str, Any] = {"status": 500, "type": "application/json", "body": b""}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"content-type":
+                        captured["type"] = value.decode("latin-1")
+            elif message["type"] == "http.response.body":
+                captured["body"] += message.get("body", b"")
+            await send(message)
+
+        try:
+            await self.app(scope, replay_receive, capture)
+        finally:
+            if captured["status"] < 500:
+                stored = _Stored(
+                    fingerprint, captured["status"], captured["type"], captured["body"]
+                )
+                await redis.set(record, msgspec.msgpack.encode(stored), ex=REMEMBER_SECONDS)
+            else:
+                await redis.delete(record)
+
+    @staticmethod
+    def _account(scope: Scope, authorization: str) -> str | None:
+        scheme, _sep, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        try:
+            account: str = scope["app"].state.tokens.account_of(token.strip())
+        except GuahaoError:
+            return None
+        return account
+
+
+async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
+    """Read the whole request body and give the app a ``receive`` that plays it back."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> ReceiveMessage:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, replay
+
+
+async def _respond(
+    send: Send, status: int, content_type: str, body: bytes, *, replayed: bool
+) -> None:
+    headers = [
+        (b"content-type", content_type.encode("latin-1")),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if replayed:
+        headers.append((b"idempotent-replayed", b"true"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})

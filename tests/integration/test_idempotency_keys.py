@@ -1,0 +1,68 @@
+"""Idempotency keys on every write, through the ASGI app in this event loop (real Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import httpx
+
+from guahao.bootstrap import Platform
+from guahao.web.app import create_app
+from tests.fixtures.platforms import settings_for
+
+
+@pytest.fixture
+async def client(
+    sqlite_platform: Platform, tmp_path: Path, sqlite_url: str, redis_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings_for(tmp_path, sqlite_url, redis_url), platform=sqlite_platform)
+    app.state.platform = sqlite_platform  # what the lifespan does; ASGITransport runs none
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        await c.post("/api/v1/accounts", json={"phone": "13800000009", "password": "password9"})
+        token = (
+            await c.post(
+                "/api/v1/auth/token", json={"phone": "13800000009", "password": "password9"}
+            )
+        ).json()["accessToken"]
+        c.headers["authorization"] = f"Bearer {token}"
+        yield c
+
+
+PATIENT = {"name": "李四", "documentType": "resident_id", "documentNumber": "440524188001010014"}
+
+
+async def test_a_repeated_write_replays_the_first_answer_and_acts_once(client) -> None:  # type: ignore[no-untyped-def]
+    first = await client.post("/api/v1/me/patients", json=PATIENT, headers={"Idempotency-Key": "p1"})
+    again = await client.post("/api/v1/me/patients", json=PATIENT, headers={"Idempotency-Key": "p1"})
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert len((await client.get("/api/v1/me/patients")).json()) == 1
+
+
+async def test_a_key_reused_for_another_request_is_refused(client) -> None:  # type: ignore[no-untyped-def]
+    await client.post("/api/v1/me/patients", json=PATIENT, headers={"Idempotency-Key": "p2"})
+    other = {**PATIENT, "name": "王五"}
+    reused = await client.post("/api/v1/me/patients", json=other, headers={"Idempotency-Key": "p2"})
+    assert reused.status_code == 409
+    assert reused.json()["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert reused.json()["message"]["zh"]
+    assert len((await client.get("/api/v1/me/patients")).json()) == 1
+
+
+async def test_refusals_are_remembered_too_so_a_retry_cannot_turn_them_into_success(client) -> None:  # type: ignore[no-untyped-def]
+    bad = {**PATIENT, "documentNumber": "110105194912310021"}
+    first = await client.post("/api/v1/me/patients", json=bad, headers={"Idempotency-Key": "p3"})
+    again = await client.post("/api/v1/me/patients", json=bad, headers={"Idempotency-Key": "p3"})
+    assert first.status_code == again.status_code == 422
+    assert again.json()["code"] == "ID_NUMBER_INVALID"
+
+
+async def test_writes_without_a_key_are_not_remembered(client) -> None:  # type: ignore[no-untyped-def]
+    await client.post("/api/v1/me/patients", json=PATIENT)
+    second = await client.post("/api/v1/me/patients", json=PATIENT)
+    assert second.status_code == 422  # the same document twice: the domain refuses, not a replay
+    assert "idempotent-replayed" not in second.headers
