@@ -41,6 +41,12 @@ __all__ = ["Platform", "open_platform"]
 
 log = logging.getLogger(__name__)
 
+REDIS_POOL_SIZE = 100
+"""Connections a process keeps to Redis; more concurrent commands queue for one."""
+
+REDIS_POOL_TIMEOUT_SECONDS = 10.0
+"""How long a command waits for a free connection before INVENTORY_UNAVAILABLE."""
+
 
 @dataclass
 class Platform:
@@ -127,7 +133,14 @@ async def open_platform(
         log.info("started embedded redis at %s", redis_url)
     database_url = settings.resolved_database_url()
     engine = create_engine(database_url)
-    client: aioredis.Redis = aioredis.Redis.from_url(redis_url)
+    # A blocking pool: past REDIS_POOL_SIZE concurrent commands a request waits its turn
+    # (as with the SQL pool) instead of failing with INVENTORY_UNAVAILABLE, which the plain
+    # pool (max 100 in redis-py 8) did to most of a release surge.
+    client: aioredis.Redis = aioredis.Redis.from_pool(
+        aioredis.BlockingConnectionPool.from_url(
+            redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_SECONDS
+        )
+    )
     jobs = SaqJobs(redis_url)
     try:
         if migrate:

@@ -2,7 +2,8 @@
 
 Every error response has the same shape: ``{"code", "message": {"zh", "en"}, "detail"}``.
 Bad input never becomes a 500: Litestar's own validation errors are re-shaped into
-``VALIDATION_FAILED`` naming the failing field.
+``VALIDATION_FAILED`` naming the failing field, and so is a body that cannot be decoded at all
+(malformed JSON, text that is not UTF-8), with ``detail.reason == "malformed_body"``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ for a new one. Any POST/PUT/PATCH/DELETE carrying ``Idempotency-Key`` from a sig
 is remembered for 24 hours in Redis: the same key with the same request replays the stored
 response (``Idempotent-Replayed: true``); the same key with a different request is refused
 with ``IDEMPOTENCY_KEY_REUSED``; a repeat while the first is still running gets
-``REQUEST_IN_PROGRESS``. Server errors are not remembered, so they can be retried.
+``REQUEST_IN_PROGRESS``. Only successful answers are remembered: a refusal changed nothing,
+so repeating it is safe, and a hold refused before release time must succeed when retried
+after it.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class IdempotencyMiddleware:
         try:
             await self.app(scope, replay_receive, capture)
         finally:
-            if captured["status"] < 500:
+            if 200 <= captured["status"] < 300:
                 stored = _Stored(
                     fingerprint, captured["status"], captured["type"], captured["body"]
                 )

@@ -194,8 +194,8 @@ async def test_submitting_a_confirmed_booking_again_is_409(
     path = f"/api/v1/bookings/{booking['id']}"
 
     again = await citizen.post(f"{path}/submit", json={"channel": "self_pay"})
-    body = assert_refused(again, 409, "BOOKING_STATE_INVALID")
-    assert body["detail"]["status"] == "confirmed"
+    body = assert_refused(again, 409, "BOOKING_ALREADY_CONFIRMED")
+    assert body["detail"]["booking_id"] == booking["id"]
     # Paying the same order again at the cashier re-sends the same notice: refused as a replay.
     paid_again = await citizen.http.post(
         f"/sandbox/pay/{booking['paymentOrderNo']}", params={"channel": "self_pay"}

@@ -53,12 +53,15 @@ async def test_a_key_reused_for_another_request_is_refused(client) -> None:  # t
     assert len((await client.get("/api/v1/me/patients")).json()) == 1
 
 
-async def test_refusals_are_remembered_too_so_a_retry_cannot_turn_them_into_success(client) -> None:  # type: ignore[no-untyped-def]
+async def test_a_refusal_is_not_remembered_so_the_retry_runs_again(client) -> None:  # type: ignore[no-untyped-def]
     bad = {**PATIENT, "documentNumber": "110105194912310021"}
     first = await client.post("/api/v1/me/patients", json=bad, headers={"Idempotency-Key": "p3"})
     again = await client.post("/api/v1/me/patients", json=bad, headers={"Idempotency-Key": "p3"})
     assert first.status_code == again.status_code == 422
     assert again.json()["code"] == "ID_NUMBER_INVALID"
+    assert "idempotent-replayed" not in again.headers
+    fixed = await client.post("/api/v1/me/patients", json=bad, headers={"Idempotency-Key": "p3"})
+    assert fixed.status_code == 422  # still refused on its merits, not replayed
 
 
 async def test_writes_without_a_key_are_not_remembered(client) -> None:  # type: ignore[no-untyped-def]

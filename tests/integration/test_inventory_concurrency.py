@@ -26,7 +26,8 @@ async def test_crowd_at_release_gets_exactly_capacity_holds_and_the_rest_sold_ou
     redis_url: str,
 ) -> None:
     clients = [connected(redis_url, 32) for _ in range(CLIENTS)]
-    inventories = [RedisInventory(c, key_prefix="surge:") for c in clients]
+    # Small pipelines, so the crowd's scripts interleave over many connections at once.
+    inventories = [RedisInventory(c, key_prefix="surge:", pipeline_batch=4) for c in clients]
     try:
         await clients[0].flushdb()
         await inventories[0].load(

@@ -133,12 +133,9 @@ class SlotPoolMachine(RuleBasedStateMachine):
     def expected_hold(
         self, slot_id: str, account: str, hold_id: str, ttl: int, key: str
     ) -> HoldGrant | str:
+        # Precedence: a replayed key answers first; then the slot decides (closed, not
+        # released, sold out); only a unit the slot would grant meets the account's marker.
         replay = self.replays.get((slot_id, key))
-        marker = self.markers.get(account)
-        if marker is not None and marker[1] > self.now:
-            if replay is None:
-                return "HOLD_ALREADY_ACTIVE"
-            return replay[1] if replay[0] == account else "IDEMPOTENCY_KEY_REUSED"
         if replay is not None:
             return replay[1] if replay[0] == account else "IDEMPOTENCY_KEY_REUSED"
         slot = self.slots[slot_id]
@@ -149,6 +146,9 @@ class SlotPoolMachine(RuleBasedStateMachine):
             return "SLOT_NOT_RELEASED"
         if slot.available() <= 0:
             return "SLOT_SOLD_OUT"
+        marker = self.markers.get(account)
+        if marker is not None and marker[1] > self.now:
+            return "HOLD_ALREADY_ACTIVE"
         expires = self.now + ttl
         slot.holds[hold_id] = (account, expires)
         self.markers[account] = (hold_id, expires)

@@ -19,10 +19,21 @@ end
 
 local m = redis.call('HMGET', META, 'capacity', 'booked', 'release_at_ms', 'status')
 if m[4] ~= 'open' then return {'REFUSED', 'SLOT_CLOSED'} end
-if tonumber(now) < tonumber(m[3]) then return {'REFUSED', 'SLOT_NOT_RELEASED'} end
+-- Refusals carry the earliest time the answer could change on its own (release time; the
+-- first hold to run out or unit to return), so a worker can refuse repeats locally until then.
+if tonumber(now) < tonumber(m[3]) then return {'REFUSED', 'SLOT_NOT_RELEASED', m[3]} end
 local available = tonumber(m[1]) - tonumber(m[2])
     - redis.call('ZCARD', HOLD_EXPIRY) - redis.call('ZCARD', RETURNING)
-if available <= 0 then return {'REFUSED', 'SLOT_SOLD_OUT'} end
+if available <= 0 then
+  local next_free = nil
+  local first_hold = redis.call('ZRANGE', HOLD_EXPIRY, 0, 0, 'WITHSCORES')
+  if first_hold[2] then next_free = tonumber(first_hold[2]) end
+  local first_return = redis.call('ZRANGE', RETURNING, 0, 0, 'WITHSCORES')
+  if first_return[2] and (next_free == nil or tonumber(first_return[2]) < next_free) then
+    next_free = tonumber(first_return[2])
+  end
+  return {'REFUSED', 'SLOT_SOLD_OUT', tostring(next_free or -1)}
+end
 
 redis.call('ZADD', HOLD_EXPIRY, expires, hold_id)
 redis.call('HSET', HOLD_OWNER, hold_id, account_id)

@@ -58,6 +58,7 @@ def _slot_scripts() -> dict[str, LuaScript]:
         "set_status",
         "counts",
         "load",
+        "unhold",
     )
     return {name: LuaScript.from_package(name, prelude=prelude) for name in names}
 

@@ -8,6 +8,8 @@ the slot script and dropped (compare-and-delete) when the slot refuses.
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
@@ -24,10 +26,19 @@ from redis.exceptions import (
 
 from guahao.platform.error_codes import error, refuse
 from guahao.platform.inventory.lua_scripts import ACCOUNT_SCRIPTS, SLOT_SCRIPTS, LuaScript
+from guahao.platform.inventory.pipelining import AutoPipeline
 from guahao.platform.inventory.slot_keys import KeyNames
 from guahao.platform.ports import HoldGrant, SlotCounts, SlotState, SlotStatus
 
 __all__ = ["DEFAULT_REPLAY_TTL_MS", "MARKER_GRACE_MS", "RedisInventory"]
+
+REFUSAL_HINT_MS = 250
+"""How long a worker may repeat a sold-out answer locally when a unit could come back
+earlier than the slot's own clock says (a hold given back by another worker). Never grants;
+at worst a freed unit is offered a quarter of a second later to this worker's callers."""
+
+GRANTED_MEMORY = 100_000
+"""How many recently granted replay records a worker remembers (see ``_granted``)."""
 
 DEFAULT_REPLAY_TTL_MS = 24 * 60 * 60 * 1000
 """How long a hold's first answer is kept for a repeated idempotency key."""
@@ -63,8 +74,19 @@ class RedisInventory:
         key_prefix: str = "",
         *,
         replay_ttl_ms: int = DEFAULT_REPLAY_TTL_MS,
+        pipeline_batch: int = 256,
     ) -> None:
         self._redis = redis
+        self._pipeline = AutoPipeline(redis, max_batch=pipeline_batch)
+        # slot id -> (refusal code, caller time until which the same refusal holds). At a
+        # release surge most attempts hit sold-out or not-yet-released slots; answering
+        # repeats here keeps Redis and this worker's event loop for the attempts that can win.
+        self._refusals: dict[str, tuple[str, int]] = {}
+        # Replay records of holds this worker granted: a repeated request must get its hold
+        # back, never a remembered refusal. (A repeat reaching another worker is answered
+        # there by Redis once that worker's remembered refusal lapses, within
+        # REFUSAL_HINT_MS; the web layer's idempotency store answers most repeats first.)
+        self._granted: OrderedDict[str, None] = OrderedDict()
         self._keys = KeyNames(key_prefix)
         self._replay_ttl_ms = replay_ttl_ms
 
@@ -82,6 +104,19 @@ class RedisInventory:
         for unit in state.returning:
             args += [unit.unit_id, unit.return_at_ms]
         await self._slot("load", state.slot_id, args)
+        # A rebuild after losing Redis must also restore "one unfinished hold per account":
+        # each live hold claims its account's marker again (a marker already there stays).
+        wall_ms = int(time.time() * 1000)
+        for held in state.holds:
+            await self._run(
+                ACCOUNT_SCRIPTS["account_claim"],
+                [self._keys.account_marker(held.account_id)],
+                [
+                    _marker(state.slot_id, held.hold_id, held.expires_at_ms),
+                    0,
+                    max(MARKER_GRACE_MS, held.expires_at_ms - wall_ms + MARKER_GRACE_MS),
+                ],
+            )
 
     async def hold(
         self,
@@ -95,46 +130,58 @@ class RedisInventory:
     ) -> HoldGrant:
         if ttl_ms <= 0:
             refuse("VALIDATION_FAILED", field="ttl_ms", reason="must be positive")
+        replay_key = self._keys.replay_record(slot_id, idempotency_key)
+        known = self._refusals.get(slot_id)
+        if known is not None:
+            if now_ms < known[1] and replay_key not in self._granted:
+                refuse(known[0], slot_id=slot_id, hold_id=hold_id, answered="locally")
+            if now_ms >= known[1]:
+                del self._refusals[slot_id]
         expires_at_ms = now_ms + ttl_ms
         marker = self._keys.account_marker(account_id)
-        replay_key = self._keys.replay_record(slot_id, idempotency_key)
+        slot_keys = [*self._keys.slot_family(slot_id), replay_key]
+        # The slot decides first: at a release surge most attempts are refused (sold out, not
+        # yet released), and a refusal then costs one script and touches no marker. Only a
+        # grant claims the account's marker; if the account already holds elsewhere, the
+        # grant is undone at once. Two concurrent holds of one account may both be granted
+        # for that instant, but only the one that claims the marker survives.
+        reply = await self._run(
+            SLOT_SCRIPTS["hold"],
+            slot_keys,
+            [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms],
+        )
+        outcome = _text(reply[0])
+        if outcome == "REPLAYED":
+            first = HoldGrant(hold_id=_text(reply[1]), expires_at_ms=int(reply[2]), replayed=True)
+            if first.hold_id != hold_id:  # an earlier request's hold: it claimed its marker
+                return first
+            # The client library resent this very call after a lost reply: the first send
+            # granted, so this call still owes the hold its marker.
+            expires_at_ms = first.expires_at_ms
+        elif outcome == "MISSING":
+            raise KeyError(slot_id)
+        elif outcome != "GRANTED":
+            self._remember_refusal(slot_id, reply, now_ms)
+            _raise_refusal(reply, slot_id, hold_id=hold_id)
         claim = await self._run(
             ACCOUNT_SCRIPTS["account_claim"],
             [marker],
             [_marker(slot_id, hold_id, expires_at_ms), now_ms, ttl_ms + MARKER_GRACE_MS],
         )
-        if _text(claim[0]) == "TAKEN":
-            replayed = await self._replayed(replay_key, slot_id, account_id)
-            if replayed is not None:
-                return replayed
+        if _text(claim[0]) == "TAKEN" and _text(claim[2]) != hold_id:
+            await self._run(SLOT_SCRIPTS["unhold"], slot_keys, [hold_id, account_id])
             refuse(
                 "HOLD_ALREADY_ACTIVE",
                 slot_id=slot_id,
                 active_slot_id=_text(claim[1]),
                 active_hold_id=_text(claim[2]),
             )
-        # From here the marker names this hold. If the slot script fails in transit we
-        # cannot tell whether it granted, so the marker stays (it runs out with the hold):
-        # better to make the account wait than to let it hold twice.
-        reply = await self._run(
-            SLOT_SCRIPTS["hold"],
-            [*self._keys.slot_family(slot_id), replay_key],
-            [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms],
+        self._granted[replay_key] = None
+        if len(self._granted) > GRANTED_MEMORY:
+            self._granted.popitem(last=False)
+        return HoldGrant(
+            hold_id=hold_id, expires_at_ms=expires_at_ms, replayed=outcome == "REPLAYED"
         )
-        outcome = _text(reply[0])
-        if outcome == "GRANTED":
-            return HoldGrant(hold_id=hold_id, expires_at_ms=expires_at_ms)
-        if outcome == "REPLAYED":
-            first = HoldGrant(hold_id=_text(reply[1]), expires_at_ms=int(reply[2]), replayed=True)
-            # The client library may resend a script whose reply was lost; then the "first
-            # answer" is this very hold and the marker must keep naming it.
-            if first.hold_id != hold_id:
-                await self._forget_marker(marker, hold_id)
-            return first
-        await self._forget_marker(marker, hold_id)
-        if outcome == "MISSING":
-            raise KeyError(slot_id)
-        _raise_refusal(reply, slot_id, hold_id=hold_id)
 
     async def extend(
         self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int, until_ms: int
@@ -229,6 +276,7 @@ class RedisInventory:
 
     async def _slot(self, name: str, slot_id: str, args: Sequence[str | int]) -> Any:
         """Run a slot script; a slot Redis does not know raises KeyError (rebuild, retry)."""
+        self._forget_refusal(slot_id)
         reply = await self._run(SLOT_SCRIPTS[name], self._keys.slot_family(slot_id), args)
         if _text(reply[0]) == "MISSING":
             raise KeyError(slot_id)
@@ -236,7 +284,7 @@ class RedisInventory:
 
     async def _run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         try:
-            return await script.run(self._redis, keys, args)
+            return await self._pipeline.run(script, keys, args)
         except _UNAVAILABLE as exc:
             raise error("INVENTORY_UNAVAILABLE", operation=script.name) from exc
 
@@ -252,6 +300,19 @@ class RedisInventory:
         if owner != account_id:
             refuse("IDEMPOTENCY_KEY_REUSED", slot_id=slot_id)
         return HoldGrant(hold_id=hold_id, expires_at_ms=int(expires_at_ms), replayed=True)
+
+    def _remember_refusal(self, slot_id: str, reply: Sequence[Any], now_ms: int) -> None:
+        code = _text(reply[1])
+        if code == "SLOT_NOT_RELEASED":
+            self._refusals[slot_id] = (code, int(reply[2]))
+        elif code == "SLOT_SOLD_OUT":
+            next_free = int(reply[2])
+            horizon = now_ms + REFUSAL_HINT_MS
+            self._refusals[slot_id] = (code, horizon if next_free < 0 else min(next_free, horizon))
+
+    def _forget_refusal(self, slot_id: str) -> None:
+        """Something this worker did may change the slot's answer: ask Redis next time."""
+        self._refusals.pop(slot_id, None)
 
     async def _forget_marker(self, marker: str, hold_id: str) -> None:
         await self._run(ACCOUNT_SCRIPTS["account_forget"], [marker], [hold_id])

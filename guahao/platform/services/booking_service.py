@@ -239,18 +239,22 @@ class BookingService:
                 )
                 record_event(session, "booking.held", booking.id, _event(booking), now)
         except IntegrityError:
-            if not grant.replayed:
-                # Our own fresh hold cannot be recorded: give it back. A replayed grant is the
-                # first request's hold, which that request is recording right now.
-                await self._p.inventory.release(
-                    slot_id, hold_id=booking.id, account_id=account_id, now_ms=to_epoch_ms(now)
-                )
             async with self._p.sessions() as session:
                 same = await session.scalar(
                     select(BookingRow).where(
                         BookingRow.account_id == account_id,
                         BookingRow.idempotency_key == idempotency_key,
                     )
+                )
+            if same is not None and same.id == booking.id:
+                # A repeat of this request was answered our grant and recorded it first: the
+                # hold is ours and recorded, so it must not be given back.
+                return _to_domain(same)
+            if not grant.replayed:
+                # Our own fresh hold cannot be recorded: give it back. A replayed grant is the
+                # first request's hold, which that request is recording right now.
+                await self._p.inventory.release(
+                    slot_id, hold_id=booking.id, account_id=account_id, now_ms=to_epoch_ms(now)
                 )
             if same is not None and same.slot_id == slot_id:
                 return _to_domain(same)
@@ -523,6 +527,19 @@ class BookingService:
             row = await self._booking_row(session, booking.id, None)
             row.paid = True
             refund_no = self._add_refund(session, order, booking.id, "paid_after_expiry", now)
+            record_event(
+                session,
+                "payment.paid_too_late",
+                booking.id,
+                {
+                    "booking_id": booking.id,
+                    "account_id": booking.account_id,
+                    "order_no": order.order_no,
+                    "refund_no": refund_no,
+                    "amount_cents": order.amount_cents,
+                },
+                now,
+            )
         await self._p.jobs.schedule(
             "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
         )
@@ -766,6 +783,7 @@ class BookingService:
         now = self._p.clock.now()
         refunds: list[str] = []
         ended: list[Booking] = []
+        was_holding: list[Booking] = []
         async with self._p.sessions() as session, session.begin():
             sess = await session.get(SessionRow, session_id)
             if sess is None:
@@ -785,6 +803,8 @@ class BookingService:
             ).all()
             for row in rows:
                 booking = _to_domain(row)
+                if booking.holds_inventory:
+                    was_holding.append(booking)
                 flow.cancel_by_hospital(booking, now, reason="session_stopped")
                 refund_no = await self._end_confirmed(
                     booking,
@@ -805,6 +825,10 @@ class BookingService:
                 now,
             )
         await self._sync.load_session(session_id)
+        for booking in was_holding:
+            # The reload dropped their holds; this also frees each account's one-hold marker,
+            # so the people the hospital turned away can book elsewhere at once.
+            await self._release_unit(booking, now)
         for refund_no in refunds:
             await self._p.jobs.schedule(
                 "process_refund", key=f"refund:{refund_no}", refund_no=refund_no

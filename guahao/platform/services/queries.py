@@ -214,7 +214,11 @@ class QueryService:
                     starts_at=slot.starts_at,
                     ends_at=slot.ends_at,
                     online_quota=slot.online_quota,
-                    available=snap.available if snap and slot.starts_at > now else 0,
+                    available=(
+                        snap.available
+                        if snap and snap.status == "open" and slot.starts_at > now
+                        else 0
+                    ),
                     release_at=slot.release_at,
                     status=snap.status if snap else slot.status,
                 )

@@ -206,7 +206,24 @@ async def test_every_key_of_a_slot_shares_one_hash_tag(
     slot_keys = [k for k in keys if "{slot:" in k]
     assert slot_keys
     assert all(k.startswith("test:{slot:s1}:") for k in slot_keys)
-    assert [k for k in keys if k not in slot_keys] == ["test:{acct:a3}:hold"]
+    # Besides the slot's family: one marker per account with a live hold (the two restored
+    # by the rebuild, and the new one).
+    assert [k for k in keys if k not in slot_keys] == [
+        "test:{acct:a1}:hold",
+        "test:{acct:a2}:hold",
+        "test:{acct:a3}:hold",
+    ]
+
+
+async def test_a_rebuild_restores_one_unfinished_hold_per_account(
+    inventory: RedisInventory,
+) -> None:
+    await inventory.load(rebuilt_state())
+    with pytest.raises(GuahaoError) as caught:
+        await inventory.hold(
+            "s1", hold_id="h9", account_id="a1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k9"
+        )
+    assert caught.value.code == "HOLD_ALREADY_ACTIVE"
 
 
 async def test_a_client_that_decodes_replies_works_the_same(redis_url: str) -> None:
