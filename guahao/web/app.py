@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar import Litestar, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from sqlalchemy import text
@@ -29,7 +29,7 @@ __all__ = ["create_app"]
 
 
 @get("/health", operation_id="health", tags=["operations"])
-async def health(platform: Platform) -> dict[str, Any]:
+async def health(platform: NamedDependency[Platform]) -> dict[str, Any]:
     """Liveness and readiness: the database and Redis both answer."""
     async with platform.engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
@@ -41,7 +41,7 @@ def create_app(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    platform: Platform | None = None,
+    platform: NamedDependency[Platform] | None = None,
 ) -> Litestar:
     """The app for ``settings``; pass ``platform`` to serve one that is already open."""
 

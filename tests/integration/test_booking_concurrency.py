@@ -126,9 +126,7 @@ async def test_a_crowd_on_the_last_units_of_a_session_never_oversells_any_segmen
     crowd = await bulk_accounts(platform, 60)
     results = await asyncio.gather(
         *(
-            platform.bookings.hold(
-                account_id=a, slot_id=slots[i % 3], idempotency_key=f"surge-{i}"
-            )
+            platform.bookings.hold(account_id=a, slot_id=slots[i % 3], idempotency_key=f"surge-{i}")
             for i, a in enumerate(crowd)
         ),
         return_exceptions=True,
@@ -144,7 +142,7 @@ async def test_a_double_tap_with_one_idempotency_key_holds_one_unit_and_names_on
     slots = await publish_clinic(platform)
     (account,) = await bulk_accounts(platform, 1)
 
-    def tap():  # noqa: ANN202
+    def tap():
         return platform.bookings.hold(account_id=account, slot_id=slots[0], idempotency_key="tap")
 
     results = await asyncio.gather(*(tap() for _ in range(10)), return_exceptions=True)
@@ -202,14 +200,16 @@ async def test_two_concurrent_submits_of_one_booking_take_effect_once(platform, 
     )
 
     seen = outcomes(results)
-    assert seen["ok"] == 1 and sum(seen.values()) == 2
+    assert seen["ok"] == 1
+    assert sum(seen.values()) == 2
     assert set(seen) - {"ok"} <= {"BOOKING_STATE_INVALID", "BOOKING_ALREADY_CONFIRMED"}
     row = await booking_row(platform, booking_id)
     async with platform.ports.sessions() as session:
         orders = (await session.scalars(select(PaymentOrderRow))).all()
     topics = await outbox_topics(platform)
     if mode is PaymentMode.PAY_AT_HOSPITAL:
-        assert row.status == "confirmed" and orders == []
+        assert row.status == "confirmed"
+        assert orders == []
         assert topics["booking.confirmed"] == 1
     else:
         assert row.status == "awaiting_payment"

@@ -79,7 +79,9 @@ async def test_the_payment_mode_decides_whether_submit_confirms_or_opens_a_payme
     )
     if pays_online:
         assert booking.status is BookingStatus.AWAITING_PAYMENT
-        assert order is not None and order.amount_cents == 3000 and order.channel == channel
+        assert order is not None
+        assert order.amount_cents == 3000
+        assert order.channel == channel
         assert (await slot_row(platform, slots[0])).online_booked == 0
         outcome = await pay(platform, order.order_no, channel)
         assert outcome.result == "confirmed"
@@ -89,8 +91,11 @@ async def test_the_payment_mode_decides_whether_submit_confirms_or_opens_a_payme
         assert booking.status is BookingStatus.CONFIRMED
 
     row = await booking_row(platform, held.id)
-    assert row.status == "confirmed" and row.patient_id == patient and row.channel == channel
-    assert row.paid is pays_online and row.payment_required is pays_online
+    assert row.status == "confirmed"
+    assert row.patient_id == patient
+    assert row.channel == channel
+    assert row.paid is pays_online
+    assert row.payment_required is pays_online
     assert (row.payment_order_no is not None) is pays_online
     async with platform.ports.sessions() as session:
         orders = (await session.scalars(select(PaymentOrderRow))).all()
@@ -157,7 +162,8 @@ async def test_an_unpaid_order_expires_and_the_sweep_releases_its_unit_and_close
     assert await platform.bookings.expire_due() == 1
 
     row = await booking_row(platform, booking_id)
-    assert row.status == "expired" and row.end_reason == "timed_out"
+    assert row.status == "expired"
+    assert row.end_reason == "timed_out"
     assert await available(platform, slots[0]) == full
     async with platform.ports.sessions() as session:
         assert (await session.get(PaymentOrderRow, order.order_no)).status == "expired"
@@ -186,14 +192,17 @@ async def test_a_payment_made_in_time_whose_notice_comes_after_the_unit_was_lost
 
     assert outcome.result == "refunded_late_payment"
     row = await booking_row(platform, booking_id)
-    assert row.status == "expired" and row.paid is True
+    assert row.status == "expired"
+    assert row.paid is True
     async with platform.ports.sessions() as session:
         refund = await session.scalar(select(RefundRow).where(RefundRow.booking_id == booking_id))
         assert (await session.get(PaymentOrderRow, order.order_no)).status == "refunded"
-    assert refund.reason == "paid_after_expiry" and refund.amount_cents == 3000
+    assert refund.reason == "paid_after_expiry"
+    assert refund.amount_cents == 3000
     assert await platform.bookings.process_refund(refund.refund_no) is True
     gateway_order = await platform.gateway.query_order(order.order_no)
-    assert gateway_order.status == "refunded" and gateway_order.refunded_cents == 3000
+    assert gateway_order.status == "refunded"
+    assert gateway_order.refunded_cents == 3000
     # The winner keeps the one unit: SQL and Redis agree.
     assert (await slot_row(platform, slots[0])).online_booked == 1
     assert (await counts(platform, slots[0])).booked == 1
@@ -230,7 +239,8 @@ async def test_cancelling_a_paid_booking_before_the_deadline_refunds_it_and_retu
 
     assert cancelled.status is BookingStatus.CANCELLED_BY_PATIENT
     row = await booking_row(platform, booking_id)
-    assert row.status == "cancelled_by_patient" and row.unit_returns_at is not None
+    assert row.status == "cancelled_by_patient"
+    assert row.unit_returns_at is not None
     delay = (row.unit_returns_at - clock.now()).total_seconds()
     assert 60 <= delay <= 120  # the hospital's cancel_return_delay_seconds
     assert (await slot_row(platform, slots[0])).online_booked == 0
@@ -240,15 +250,18 @@ async def test_cancelling_a_paid_booking_before_the_deadline_refunds_it_and_retu
     # The refund: a pending row, processed by its job, visible at the gateway.
     async with platform.ports.sessions() as session:
         refund = await session.scalar(select(RefundRow).where(RefundRow.booking_id == booking_id))
-    assert refund.status == "pending" and refund.amount_cents == 3000
+    assert refund.status == "pending"
+    assert refund.amount_cents == 3000
     assert await platform.bookings.process_refund(refund.refund_no) is True
     assert await platform.bookings.process_refund(refund.refund_no) is False  # once only
     async with platform.ports.sessions() as session:
         refund = await session.get(RefundRow, refund.refund_no)
         assert (await session.get(PaymentOrderRow, order.order_no)).status == "refunded"
-    assert refund.status == "succeeded" and refund.refunded_at is not None
+    assert refund.status == "succeeded"
+    assert refund.refunded_at is not None
     gateway_order = await platform.gateway.query_order(order.order_no)
-    assert gateway_order.status == "refunded" and gateway_order.refunded_cents == 3000
+    assert gateway_order.status == "refunded"
+    assert gateway_order.refunded_cents == 3000
 
     # The unit stays out of the public pool for the randomised delay, then comes back.
     clock.advance(seconds=59)
@@ -281,7 +294,7 @@ async def test_the_cutoff_moves_unsold_online_units_to_the_on_site_quota(platfor
 
     clock.set(cutoff_at - timedelta(minutes=5))
     assert await platform.supply.run_cutoffs() == 0  # not yet
-    account, _, _ = await held_with_patient(platform, slots[1])  # live across the cut-off
+    _account, _, _ = await held_with_patient(platform, slots[1])  # live across the cut-off
     clock.set(cutoff_at)
 
     moved = await platform.supply.run_cutoffs()

@@ -12,6 +12,7 @@ from datetime import timedelta
 import pytest
 
 from guahao.platform.bookings import BookingStatus
+from guahao.platform.errors import ConflictError
 from guahao.platform.hospitals import PaymentMode
 from guahao.platform.payments.signatures import SIGNATURE_HEADER
 from tests.fixtures.platforms import (
@@ -32,7 +33,6 @@ from tests.fixtures.platforms import (
     publish_clinic,
     slot_row,
 )
-
 
 # ----------------------------------------------------------------------------- holding
 
@@ -96,8 +96,9 @@ async def test_a_hold_on_a_slot_that_has_started_is_refused(platform):
         platform.bookings.hold(account_id=account, slot_id=slots[0], idempotency_key="x"),
     )
     # the next segment has not started yet
-    assert (await platform.bookings.hold(account_id=account, slot_id=slots[1],
-                                         idempotency_key="y")).status is BookingStatus.HELD
+    assert (
+        await platform.bookings.hold(account_id=account, slot_id=slots[1], idempotency_key="y")
+    ).status is BookingStatus.HELD
 
 
 async def test_an_account_may_have_only_one_unfinished_hold(platform):
@@ -120,7 +121,8 @@ async def test_repeating_a_hold_with_the_same_idempotency_key_answers_the_same_b
 
     again = await platform.bookings.hold(account_id=account, slot_id=slots[0], idempotency_key="k")
 
-    assert again.id == first.id and again.hold_expires_at == first.hold_expires_at
+    assert again.id == first.id
+    assert again.hold_expires_at == first.hold_expires_at
     assert await observe(platform) == before  # no second unit, row or event
 
 
@@ -129,7 +131,7 @@ async def test_repeating_a_hold_with_the_same_idempotency_key_answers_the_same_b
 
 async def test_another_accounts_booking_cannot_be_touched(platform):
     slots = await publish_clinic(platform)
-    owner, patient, booking_id = await held_with_patient(platform, slots[0])
+    _owner, patient, booking_id = await held_with_patient(platform, slots[0])
     intruder = await new_account(platform)
     intruder_patient = await new_patient(platform, intruder)
     for action in (
@@ -149,8 +151,9 @@ async def test_a_patient_of_another_account_cannot_be_chosen(platform):
     slots = await publish_clinic(platform)
     account = await new_account(platform)
     stranger = await new_patient(platform, await new_account(platform), name="李四")
-    booking = await platform.bookings.hold(account_id=account, slot_id=slots[0],
-                                           idempotency_key="k")
+    booking = await platform.bookings.hold(
+        account_id=account, slot_id=slots[0], idempotency_key="k"
+    )
     await assert_refused(
         platform,
         "PATIENT_NOT_OWNED",
@@ -167,8 +170,9 @@ async def test_a_patient_may_have_only_one_booking_per_session(platform):
         account_id=account, booking_id=first, channel="insurance"
     )
     assert (await pay(platform, order.order_no, "insurance")).result == "confirmed"
-    second = await platform.bookings.hold(account_id=account, slot_id=slots[4],
-                                          idempotency_key="second")
+    second = await platform.bookings.hold(
+        account_id=account, slot_id=slots[4], idempotency_key="second"
+    )
     await assert_refused(
         platform,
         "PATIENT_ALREADY_BOOKED_SESSION",
@@ -187,8 +191,9 @@ async def test_a_patient_may_have_only_one_booking_per_session(platform):
 async def test_submitting_before_choosing_a_patient_is_refused(platform):
     slots = await publish_clinic(platform)
     account = await new_account(platform)
-    booking = await platform.bookings.hold(account_id=account, slot_id=slots[0],
-                                           idempotency_key="k")
+    booking = await platform.bookings.hold(
+        account_id=account, slot_id=slots[0], idempotency_key="k"
+    )
     await assert_refused(
         platform,
         "PATIENT_NOT_CHOSEN",
@@ -209,7 +214,7 @@ async def test_a_hold_past_its_time_is_refused_as_expired_and_its_unit_is_free_a
     assert await available(platform, slots[0]) == 0
     clock.advance(minutes=10)  # the clinic's hold_minutes
 
-    def attempt():  # noqa: ANN202
+    def attempt():
         if step == "choose_patient":
             return platform.bookings.choose_patient(
                 account_id=account, booking_id=booking_id, patient_id=patient
@@ -218,20 +223,22 @@ async def test_a_hold_past_its_time_is_refused_as_expired_and_its_unit_is_free_a
             account_id=account, booking_id=booking_id, channel="self_pay"
         )
 
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ConflictError) as caught:
         await attempt()
-    assert getattr(caught.value, "code", None) == "HOLD_EXPIRED"
+    assert caught.value.code == "HOLD_EXPIRED"
     # The refusal only records what time had already done (as the sweep would).
     row = await booking_row(platform, booking_id)
-    assert row.status == "expired" and row.end_reason == "timed_out"
+    assert row.status == "expired"
+    assert row.end_reason == "timed_out"
     assert await available(platform, slots[0]) == 1
     assert (await outbox_topics(platform))["booking.expired"] == 1
     assert await platform.bookings.expire_due() == 0
     # Asking again changes nothing at all, and the unit can be held by anyone.
     await assert_refused(platform, "HOLD_EXPIRED", attempt())
     other = await new_account(platform)
-    assert (await platform.bookings.hold(account_id=other, slot_id=slots[0],
-                                         idempotency_key="k")).status is BookingStatus.HELD
+    assert (
+        await platform.bookings.hold(account_id=other, slot_id=slots[0], idempotency_key="k")
+    ).status is BookingStatus.HELD
 
 
 async def test_an_expired_hold_no_longer_blocks_its_account(platform):
@@ -239,8 +246,7 @@ async def test_an_expired_hold_no_longer_blocks_its_account(platform):
     account = await new_account(platform)
     await platform.bookings.hold(account_id=account, slot_id=slots[0], idempotency_key="a")
     manual_clock(platform).advance(minutes=10)
-    again = await platform.bookings.hold(account_id=account, slot_id=slots[1],
-                                         idempotency_key="b")
+    again = await platform.bookings.hold(account_id=account, slot_id=slots[1], idempotency_key="b")
     assert again.status is BookingStatus.HELD
 
 
@@ -291,7 +297,8 @@ async def test_a_replayed_payment_notice_is_refused(platform):
     )
     # the gateway re-sends: a new signature over the same notification id
     headers2, body2 = await platform.gateway.pay(order.order_no, channel="self_pay")
-    assert body2 == body and headers2 != headers
+    assert body2 == body
+    assert headers2 != headers
     await assert_refused(
         platform,
         "PAYMENT_CALLBACK_REPLAYED",
@@ -300,16 +307,15 @@ async def test_a_replayed_payment_notice_is_refused(platform):
     assert (await slot_row(platform, slots[0])).online_booked == 1
 
 
-async def test_a_confirmed_booking_cannot_be_submitted_again(platform):
+async def test_a_confirmed_booking_cannot_be_submitted_again_and_says_so(platform):
     slots = await publish_clinic(platform, clinic(PaymentMode.ONLINE_SELF_PAY))
     for channel in ("self_pay", "insurance"):
         account, booking_id, _ = await confirmed_booking(platform, slots[0], channel=channel)
         for again in ("self_pay", "insurance"):
             await assert_refused(
                 platform,
-                "BOOKING_STATE_INVALID",
-                platform.bookings.submit(account_id=account, booking_id=booking_id,
-                                         channel=again),
+                "BOOKING_ALREADY_CONFIRMED",
+                platform.bookings.submit(account_id=account, booking_id=booking_id, channel=again),
             )
     assert (await slot_row(platform, slots[0])).online_booked == 2
 
@@ -356,6 +362,6 @@ async def test_a_confirmed_booking_cannot_be_left_like_a_hold(platform):
     account, booking_id, _ = await confirmed_booking(platform, slots[0])
     await assert_refused(
         platform,
-        "BOOKING_ALREADY_CONFIRMED",
+        "BOOKING_STATE_INVALID",
         platform.bookings.leave(account_id=account, booking_id=booking_id),
     )

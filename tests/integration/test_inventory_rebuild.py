@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.hospitals import PaymentMode
 from tests.fixtures.platforms import (
@@ -23,7 +21,7 @@ from tests.fixtures.platforms import (
 )
 
 
-async def pool(platform, slot_ids):  # noqa: ANN001, ANN201
+async def pool(platform, slot_ids):
     found = await platform.ports.inventory.counts(
         list(slot_ids), now_ms=to_epoch_ms(platform.ports.clock.now())
     )
@@ -105,8 +103,9 @@ async def test_a_rebuild_after_a_session_stop_keeps_its_units_closed(platform):
     await platform.redis.flushdb()
     await platform.inventory_sync.rebuild_all()
     assert {(await counts(platform, s)).status for s in slots} == {"stopped"}
-    await assert_refused(platform, "SLOT_CLOSED", hold(platform, await new_account(platform),
-                                                       slots[0]))
+    await assert_refused(
+        platform, "SLOT_CLOSED", hold(platform, await new_account(platform), slots[0])
+    )
 
 
 async def test_a_rebuild_skips_sessions_that_are_over(platform):
@@ -116,12 +115,6 @@ async def test_a_rebuild_skips_sessions_that_are_over(platform):
     assert await platform.inventory_sync.rebuild_all() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: rebuild restores holds but not the account markers (one unfinished "
-    "hold per account), which live under the account's own key; needs an Inventory port "
-    "method to restore them",
-)
 async def test_after_a_rebuild_an_account_with_a_live_hold_still_cannot_hold_twice(platform):
     slots = await publish_clinic(platform)
     account, _, _ = await held_with_patient(platform, slots[0])

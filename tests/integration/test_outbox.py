@@ -44,12 +44,14 @@ class Recorder:
         return dict(grouped)
 
 
-async def pending_rows(platform) -> list[OutboxRow]:  # noqa: ANN001
+async def pending_rows(platform) -> list[OutboxRow]:
     async with platform.ports.sessions() as session:
         return list(
             (
                 await session.scalars(
-                    select(OutboxRow).where(OutboxRow.dispatched_at.is_(None)).order_by(OutboxRow.id)
+                    select(OutboxRow)
+                    .where(OutboxRow.dispatched_at.is_(None))
+                    .order_by(OutboxRow.id)
                 )
             ).all()
         )
@@ -65,8 +67,9 @@ async def test_every_state_change_of_a_journey_writes_exactly_its_event(platform
     leaver, _, left = await held_with_patient(platform, slots[1])
     await platform.bookings.leave(account_id=leaver, booking_id=left)
     late, _, late_id = await held_with_patient(platform, slots[2])
-    _, order = await platform.bookings.submit(account_id=late, booking_id=late_id,
-                                              channel="self_pay")
+    _, order = await platform.bookings.submit(
+        account_id=late, booking_id=late_id, channel="self_pay"
+    )
     await platform.gateway.pay(order.order_no, channel="self_pay")
     clock.advance(minutes=20)
     await platform.bookings.expire_due()
@@ -90,13 +93,20 @@ async def test_every_state_change_of_a_journey_writes_exactly_its_event(platform
     await platform.dispatcher.dispatch_pending()
     history = recorder.by_aggregate()
     assert history[cancelled] == [
-        "booking.held", "booking.patient_chosen", "booking.awaiting_payment",
-        "booking.confirmed", "booking.cancelled_by_patient", "payment.refunded",
+        "booking.held",
+        "booking.patient_chosen",
+        "booking.awaiting_payment",
+        "booking.confirmed",
+        "booking.cancelled_by_patient",
+        "payment.refunded",
     ]
     assert history[left] == ["booking.held", "booking.patient_chosen", "booking.abandoned"]
     assert history[late_id] == [
-        "booking.held", "booking.patient_chosen", "booking.awaiting_payment",
-        "booking.expired", "payment.paid_too_late",
+        "booking.held",
+        "booking.patient_chosen",
+        "booking.awaiting_payment",
+        "booking.expired",
+        "payment.paid_too_late",
     ]
 
 
@@ -112,8 +122,9 @@ async def test_an_event_never_outlives_its_rolled_back_change(platform):
     before = await outbox_topics(platform)
 
     with pytest.raises(IntegrityError):
-        await platform.bookings.submit(account_id=account, booking_id=booking_id,
-                                       channel="self_pay")
+        await platform.bookings.submit(
+            account_id=account, booking_id=booking_id, channel="self_pay"
+        )
 
     assert await outbox_topics(platform) == before  # no "booking.confirmed" without the change
     assert (await booking_row(platform, booking_id)).status == "patient_chosen"
@@ -135,8 +146,12 @@ async def test_dispatch_delivers_each_bookings_events_in_the_order_they_happened
     assert delivered == 2 + 3 + 4  # hospital and session events too
     assert recorder.by_aggregate() == {
         first: ["booking.held", "booking.patient_chosen", "booking.abandoned"],
-        second: ["booking.held", "booking.patient_chosen", "booking.awaiting_payment",
-                 "booking.abandoned"],
+        second: [
+            "booking.held",
+            "booking.patient_chosen",
+            "booking.awaiting_payment",
+            "booking.abandoned",
+        ],
     }
     assert await pending_rows(platform) == []
     assert await platform.dispatcher.dispatch_pending() == 0  # nothing is delivered twice
@@ -163,7 +178,8 @@ async def test_a_failing_handler_holds_back_only_its_own_booking_and_is_retried(
         (stuck, "booking.patient_chosen"),
         (stuck, "booking.abandoned"),
     ]
-    assert pending[0].attempts == 1 and "downstream refused" in (pending[0].last_error or "")
+    assert pending[0].attempts == 1
+    assert "downstream refused" in (pending[0].last_error or "")
     assert pending[1].attempts == 0
 
     await platform.dispatcher.dispatch_pending()  # still failing: retried, still held back
@@ -198,5 +214,6 @@ async def test_delivery_is_at_least_once_and_the_inbox_shows_each_message_once(p
             )
         ).all()
         total = await session.scalar(select(func.count()).select_from(NotificationRow))
-    assert inbox == ["booking.confirmed"] and total == 1
+    assert inbox == ["booking.confirmed"]
+    assert total == 1
     assert await pending_rows(platform) == []

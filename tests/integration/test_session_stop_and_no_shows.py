@@ -31,7 +31,7 @@ from tests.fixtures.platforms import (
 )
 
 
-async def notifications_of(platform, account_id: str) -> list[str]:  # noqa: ANN001
+async def notifications_of(platform, account_id: str) -> list[str]:
     async with platform.ports.sessions() as session:
         return list(
             (
@@ -44,7 +44,7 @@ async def notifications_of(platform, account_id: str) -> list[str]:  # noqa: ANN
         )
 
 
-async def another_hospitals_slot(platform) -> str:  # noqa: ANN001
+async def another_hospitals_slot(platform) -> str:
     """A slot of a second hospital (same day), for rebooking elsewhere."""
     async with platform.ports.sessions() as session:
         known = set((await session.scalars(select(SlotRow.id))).all())
@@ -114,7 +114,8 @@ async def test_stopping_a_session_cancels_every_live_booking_refunds_and_tells_e
             expected |= {"booking.confirmed"}
         assert set(await notifications_of(platform, account_id)) == expected
     topics = await outbox_topics(platform)
-    assert topics["booking.cancelled_by_hospital"] == 4 and topics["session.stopped"] == 1
+    assert topics["booking.cancelled_by_hospital"] == 4
+    assert topics["session.stopped"] == 1
 
 
 async def test_accounts_whose_holds_were_stopped_may_book_elsewhere_at_once(platform):
@@ -184,7 +185,8 @@ async def test_a_stopped_session_has_no_no_shows(platform):
     session_id = await session_of(platform, slots[0])
     _, booking_id, _ = await confirmed_booking(platform, slots[0])
     await platform.bookings.stop_session(session_id, reason="停诊")
-    manual_clock(platform).set((await booking_row(platform, booking_id)).hold_expires_at
-                               + timedelta(days=3))
+    manual_clock(platform).set(
+        (await booking_row(platform, booking_id)).hold_expires_at + timedelta(days=3)
+    )
     assert await platform.bookings.mark_due_no_shows() == 0
     assert (await booking_row(platform, booking_id)).status == "cancelled_by_hospital"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 from sqlalchemy import select
 
 from guahao.bootstrap import Platform
@@ -21,7 +23,9 @@ class AccountController(Controller):
     tags = ["accounts"]  # noqa: RUF012
 
     @post("/accounts", operation_id="registerAccount")
-    async def register(self, platform: Platform, data: AccountCreate) -> dict[str, str]:
+    async def register(
+        self, platform: NamedDependency[Platform], data: JSONBody[AccountCreate]
+    ) -> dict[str, str]:
         account_id = await platform.accounts.register(
             phone=data.phone, password=data.password, display_name=data.display_name
         )
@@ -29,7 +33,10 @@ class AccountController(Controller):
 
     @post("/auth/token", operation_id="issueToken", status_code=200)
     async def token(
-        self, platform: Platform, data: TokenRequest, request: Request[Any, Any, Any]
+        self,
+        platform: NamedDependency[Platform],
+        data: JSONBody[TokenRequest],
+        request: Request[Any, Any, Any],
     ) -> TokenResponse:
         account_id = await platform.accounts.authenticate(phone=data.phone, password=data.password)
         issuer: TokenIssuer = request.app.state.tokens
@@ -48,13 +55,16 @@ class PatientController(Controller):
 
     @get("/patients", operation_id="listPatients")
     async def patients(
-        self, platform: Platform, request: Request[Any, Any, Any]
+        self, platform: NamedDependency[Platform], request: Request[Any, Any, Any]
     ) -> list[PatientView]:
         return await platform.accounts.patients(request.state.account_id)
 
     @post("/patients", operation_id="addPatient")
     async def add_patient(
-        self, platform: Platform, request: Request[Any, Any, Any], data: PatientCreate
+        self,
+        platform: NamedDependency[Platform],
+        request: Request[Any, Any, Any],
+        data: JSONBody[PatientCreate],
     ) -> PatientView:
         return await platform.accounts.add_patient(
             account_id=request.state.account_id,
@@ -67,7 +77,7 @@ class PatientController(Controller):
 
     @get("/notifications", operation_id="listNotifications")
     async def notifications(
-        self, platform: Platform, request: Request[Any, Any, Any]
+        self, platform: NamedDependency[Platform], request: Request[Any, Any, Any]
     ) -> list[dict[str, Any]]:
         async with platform.ports.sessions() as session:
             rows = (

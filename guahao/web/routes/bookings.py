@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from guahao.bootstrap import Platform
 from guahao.platform.services.queries import BookingDetail
@@ -16,8 +17,8 @@ __all__ = ["BookingController"]
 
 IdempotencyKey = Annotated[
     str,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         min_length=1,
         max_length=100,
         description="Repeat a request with the same key to get the same hold back, never two.",
@@ -33,9 +34,9 @@ class BookingController(Controller):
     @post("/holds", operation_id="holdSlot", status_code=201)
     async def hold(
         self,
-        platform: Platform,
+        platform: NamedDependency[Platform],
         request: Request[Any, Any, Any],
-        data: HoldCreate,
+        data: JSONBody[HoldCreate],
         idempotency_key: IdempotencyKey,
     ) -> BookingDetail:
         """锁号: reserve one unit of a slot for this account for the hospital's hold time."""
@@ -47,23 +48,26 @@ class BookingController(Controller):
 
     @get("/bookings", operation_id="listBookings")
     async def list(
-        self, platform: Platform, request: Request[Any, Any, Any]
+        self, platform: NamedDependency[Platform], request: Request[Any, Any, Any]
     ) -> list[BookingDetail]:
         return await platform.queries.bookings_of(request.state.account_id)
 
     @get("/bookings/{booking_id:str}", operation_id="getBooking")
     async def get(
-        self, platform: Platform, request: Request[Any, Any, Any], booking_id: str
+        self,
+        platform: NamedDependency[Platform],
+        request: Request[Any, Any, Any],
+        booking_id: FromPath[str],
     ) -> BookingDetail:
         return await platform.queries.booking(booking_id, account_id=request.state.account_id)
 
     @put("/bookings/{booking_id:str}/patient", operation_id="choosePatient")
     async def choose_patient(
         self,
-        platform: Platform,
+        platform: NamedDependency[Platform],
         request: Request[Any, Any, Any],
-        booking_id: str,
-        data: PatientChoice,
+        booking_id: FromPath[str],
+        data: JSONBody[PatientChoice],
     ) -> BookingDetail:
         account = request.state.account_id
         await platform.bookings.choose_patient(
@@ -74,10 +78,10 @@ class BookingController(Controller):
     @post("/bookings/{booking_id:str}/submit", operation_id="submitBooking", status_code=200)
     async def submit(
         self,
-        platform: Platform,
+        platform: NamedDependency[Platform],
         request: Request[Any, Any, Any],
-        booking_id: str,
-        data: BookingSubmit,
+        booking_id: FromPath[str],
+        data: JSONBody[BookingSubmit],
     ) -> BookingDetail:
         """Confirm now, or open a payment order whose ``payUrl`` the payer follows."""
         account = request.state.account_id
@@ -88,7 +92,10 @@ class BookingController(Controller):
 
     @post("/bookings/{booking_id:str}/leave", operation_id="leaveBooking", status_code=200)
     async def leave(
-        self, platform: Platform, request: Request[Any, Any, Any], booking_id: str
+        self,
+        platform: NamedDependency[Platform],
+        request: Request[Any, Any, Any],
+        booking_id: FromPath[str],
     ) -> BookingDetail:
         """The patient left the flow: the unit is released at once."""
         account = request.state.account_id
@@ -97,7 +104,10 @@ class BookingController(Controller):
 
     @post("/bookings/{booking_id:str}/cancel", operation_id="cancelBooking", status_code=200)
     async def cancel(
-        self, platform: Platform, request: Request[Any, Any, Any], booking_id: str
+        self,
+        platform: NamedDependency[Platform],
+        request: Request[Any, Any, Any],
+        booking_id: FromPath[str],
     ) -> BookingDetail:
         """退号 before the hospital's deadline; paid fees are refunded."""
         account = request.state.account_id

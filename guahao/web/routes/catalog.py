@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, timedelta
+from typing import Annotated
 
 from litestar import Controller, get
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 
 from guahao.bootstrap import Platform
 from guahao.platform.error_codes import refuse
@@ -24,24 +26,28 @@ class CatalogController(Controller):
     tags = ["catalog"]  # noqa: RUF012
 
     @get("/hospitals", operation_id="listHospitals")
-    async def hospitals(self, platform: Platform) -> list[HospitalView]:
+    async def hospitals(self, platform: NamedDependency[Platform]) -> list[HospitalView]:
         return await platform.queries.hospitals()
 
     @get("/hospitals/{hospital_id:str}/departments", operation_id="listDepartments")
-    async def departments(self, platform: Platform, hospital_id: str) -> list[DepartmentView]:
+    async def departments(
+        self, platform: NamedDependency[Platform], hospital_id: FromPath[str]
+    ) -> list[DepartmentView]:
         return await platform.queries.departments(hospital_id)
 
     @get("/departments/{department_id:str}/doctors", operation_id="listDoctors")
-    async def doctors(self, platform: Platform, department_id: str) -> list[DoctorView]:
+    async def doctors(
+        self, platform: NamedDependency[Platform], department_id: FromPath[str]
+    ) -> list[DoctorView]:
         return await platform.queries.doctors(department_id)
 
     @get("/doctors/{doctor_id:str}/availability", operation_id="doctorAvailability")
     async def availability(
         self,
-        platform: Platform,
-        doctor_id: str,
-        start: date | None = Parameter(query="from", default=None),
-        end: date | None = Parameter(query="to", default=None),
+        platform: NamedDependency[Platform],
+        doctor_id: FromPath[str],
+        start: Annotated[date | None, QueryParameter(name="from")] = None,
+        end: Annotated[date | None, QueryParameter(name="to")] = None,
     ) -> list[SessionAvailability]:
         """Sessions between ``from`` and ``to`` (default: today and the next 14 days)."""
         today = platform.ports.clock.now().date()

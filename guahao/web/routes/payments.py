@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import html
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from litestar import Controller, MediaType, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
 
 from guahao.bootstrap import Platform
 from guahao.platform.services.booking_service import PaymentOutcome
@@ -19,7 +20,9 @@ class PaymentController(Controller):
     tags = ["payments"]  # noqa: RUF012
 
     @post("/notify", operation_id="paymentNotify", status_code=200)
-    async def notify(self, platform: Platform, request: Request[Any, Any, Any]) -> PaymentOutcome:
+    async def notify(
+        self, platform: NamedDependency[Platform], request: Request[Any, Any, Any]
+    ) -> PaymentOutcome:
         """Signed notice from the gateway; replays and forgeries are refused, nothing changes."""
         body = await request.body()
         return await platform.bookings.handle_payment_notice(dict(request.headers), body)
@@ -33,7 +36,7 @@ class SandboxCashierController(Controller):
     include_in_schema = False
 
     @get("/{order_no:str}", media_type=MediaType.HTML)
-    async def page(self, platform: Platform, order_no: str) -> str:
+    async def page(self, platform: NamedDependency[Platform], order_no: FromPath[str]) -> str:
         order = await platform.gateway.query_order(order_no)
         amount = f"{order.amount_cents / 100:.2f}"
         no = html.escape(order_no)
@@ -50,9 +53,11 @@ class SandboxCashierController(Controller):
     @post("/{order_no:str}", status_code=200)
     async def pay(
         self,
-        platform: Platform,
-        order_no: str,
-        channel: Literal["self_pay", "insurance"] = Parameter(query="channel", default="self_pay"),
+        platform: NamedDependency[Platform],
+        order_no: FromPath[str],
+        channel: Annotated[
+            Literal["self_pay", "insurance"], QueryParameter(name="channel")
+        ] = "self_pay",
     ) -> Response[PaymentOutcome]:
         headers, body = await platform.gateway.pay(order_no, channel=channel)
         outcome = await platform.bookings.handle_payment_notice(headers, body)
