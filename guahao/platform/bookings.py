@@ -158,7 +158,8 @@ def submit(
     booking.channel = channel
     booking.payment_required = payment_required
     if payment_required:
-        assert order_no is not None and order_expires_at is not None
+        assert order_no is not None
+        assert order_expires_at is not None
         booking.payment_order_no = order_no
         booking.payment_expires_at = order_expires_at
         booking.status = BookingStatus.AWAITING_PAYMENT

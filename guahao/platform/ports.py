@@ -86,12 +86,16 @@ class Inventory(Protocol):
     """The hot slot pool. Every method is one atomic step on one slot.
 
     Refusals raise catalogued errors: ``SLOT_NOT_RELEASED``, ``SLOT_SOLD_OUT``,
-    ``SLOT_CLOSED``, ``HOLD_EXPIRED``, ``HOLD_ALREADY_ACTIVE``. A slot that Redis does not
-    know raises ``KeyError`` so the caller can load it from SQL and retry.
+    ``SLOT_CLOSED``, ``HOLD_EXPIRED``, ``HOLD_ALREADY_ACTIVE``, ``HOLD_NOT_OWNED``,
+    ``IDEMPOTENCY_KEY_REUSED``, ``BOOKING_ALREADY_CONFIRMED``, ``BOOKING_STATE_INVALID``,
+    ``VALIDATION_FAILED``; a Redis that does not answer raises ``INVENTORY_UNAVAILABLE``. A
+    slot that Redis does not know raises ``KeyError`` so the caller can load it from SQL and
+    retry.
     """
 
-    async def load(self, state: SlotState) -> None:
-        """Replace the slot's state wholesale (rebuild from the record of truth)."""
+    async def load(self, state: SlotState, *, only_if_missing: bool = False) -> None:
+        """Replace the slot's state wholesale (rebuild from the record of truth); with
+        ``only_if_missing``, leave a slot Redis already knows untouched."""
         ...
 
     async def hold(
@@ -128,7 +132,8 @@ class Inventory(Protocol):
         ...
 
     async def set_capacity(self, slot_id: str, *, capacity: int, now_ms: int) -> SlotCounts:
-        """Change the online quota (add-on units, cut-off); never below booked + held."""
+        """Change the online quota (add-on units, cut-off); never below booked + held +
+        returning."""
         ...
 
     async def set_status(self, slot_id: str, *, status: SlotStatus) -> None:

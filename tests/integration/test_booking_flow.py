@@ -11,9 +11,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import redis.asyncio as aioredis
 from sqlalchemy import select
 
 from guahao.platform.bookings import BookingStatus
+from guahao.platform.errors import GuahaoError
 from guahao.platform.hospitals import PaymentMode
 from guahao.platform.persistence.tables import PaymentOrderRow, RefundRow, SessionRow, SlotRow
 from guahao.platform.services.booking_service import PAYMENT_GRACE
@@ -317,3 +319,32 @@ async def test_the_cutoff_moves_unsold_online_units_to_the_on_site_quota(platfor
         "SLOT_SOLD_OUT",
         platform.bookings.hold(account_id=other, slot_id=slots[5], idempotency_key="late"),
     )
+
+
+async def test_a_notice_whose_processing_failed_is_processed_when_sent_again(platform, tmp_path):
+    """The notice id is recorded with its outcome: a failure is not later taken for a replay."""
+    from guahao.platform.inventory import RedisInventory
+
+    slots = await publish_clinic(platform)
+    account, _, booking_id = await held_with_patient(platform, slots[0])
+    _, order = await platform.bookings.submit(
+        account_id=account, booking_id=booking_id, channel="self_pay"
+    )
+    headers, body = await platform.gateway.pay(order.order_no, channel="self_pay")
+
+    working = platform.ports.inventory
+    unreachable = aioredis.Redis(unix_socket_path=str(tmp_path / "no-redis-here.sock"))
+    platform.ports.inventory = RedisInventory(unreachable)  # Redis is down for this delivery
+    try:
+        with pytest.raises(GuahaoError) as failed:
+            await platform.bookings.handle_payment_notice(headers, body)
+        assert failed.value.code == "INVENTORY_UNAVAILABLE"
+    finally:
+        platform.ports.inventory = working
+        await unreachable.aclose()
+    assert (await booking_row(platform, booking_id)).status == BookingStatus.AWAITING_PAYMENT.value
+
+    outcome = await platform.bookings.handle_payment_notice(headers, body)  # the gateway retries
+    assert outcome.result == "confirmed"
+    assert (await booking_row(platform, booking_id)).status == BookingStatus.CONFIRMED.value
+    assert (await counts(platform, slots[0])).booked == 1

@@ -279,3 +279,19 @@ async def test_a_hold_resent_after_a_lost_reply_keeps_the_account_marked(
             "s1", hold_id="h2", account_id="a1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k2"
         )
     assert caught.value.code == "HOLD_ALREADY_ACTIVE"
+
+
+async def test_a_lazy_load_leaves_a_slot_redis_already_knows_untouched(
+    inventory: RedisInventory,
+) -> None:
+    """After a Redis loss several first attempts may race to load one slot from SQL; a later
+    load must not wipe the holds the first one already granted."""
+    await inventory.load(SlotState(slot_id="s1", capacity=2, booked=0, release_at_ms=RELEASE))
+    await inventory.hold(
+        "s1", hold_id="h1", account_id="a1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k1"
+    )
+    stale = SlotState(slot_id="s1", capacity=2, booked=0, release_at_ms=RELEASE)
+    await inventory.load(stale, only_if_missing=True)
+    assert (await inventory.counts(["s1"], now_ms=RELEASE))["s1"].held == 1
+    await inventory.load(stale)  # a rebuild replaces wholesale, on purpose
+    assert (await inventory.counts(["s1"], now_ms=RELEASE))["s1"].held == 0

@@ -64,6 +64,16 @@ def _slot_scripts() -> dict[str, LuaScript]:
 
 
 SLOT_SCRIPTS: dict[str, LuaScript] = _slot_scripts()
+SLOT_SCRIPTS["load_if_missing"] = LuaScript(
+    "load_if_missing",
+    # The hold path's lazy load after a Redis loss: several first attempts may race to load
+    # the same slot, and the later loads must not wipe holds the first one already granted.
+    SLOT_SCRIPTS["load"].source.replace(
+        "redis.call('DEL', META,",
+        "if redis.call('EXISTS', META) == 1 then return {'PRESENT'} end\nredis.call('DEL', META,",
+        1,
+    ),
+)
 """Scripts on one slot's key family (KEYS[1..6], plus the idempotency record for hold)."""
 
 ACCOUNT_SCRIPTS: dict[str, LuaScript] = {

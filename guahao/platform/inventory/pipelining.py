@@ -41,9 +41,7 @@ class AutoPipeline:
     client's pool instead of one enormous packet.
     """
 
-    def __init__(
-        self, redis: Redis, *, max_batch: int = 256, reply_timeout: float = 10.0
-    ) -> None:
+    def __init__(self, redis: Redis, *, max_batch: int = 256, reply_timeout: float = 10.0) -> None:
         self._redis = redis
         self._reply_timeout = reply_timeout
         self._max_batch = max_batch

@@ -90,7 +90,7 @@ class RedisInventory:
         self._keys = KeyNames(key_prefix)
         self._replay_ttl_ms = replay_ttl_ms
 
-    async def load(self, state: SlotState) -> None:
+    async def load(self, state: SlotState, *, only_if_missing: bool = False) -> None:
         _check_state(state)
         args: list[str | int] = [
             state.capacity,
@@ -103,7 +103,11 @@ class RedisInventory:
             args += [held.hold_id, held.account_id, held.expires_at_ms]
         for unit in state.returning:
             args += [unit.unit_id, unit.return_at_ms]
-        await self._slot("load", state.slot_id, args)
+        reply = await self._slot(
+            "load_if_missing" if only_if_missing else "load", state.slot_id, args
+        )
+        if _text(reply[0]) == "PRESENT":
+            return
         # A rebuild after losing Redis must also restore "one unfinished hold per account":
         # each live hold claims its account's marker again (a marker already there stays).
         wall_ms = int(time.time() * 1000)

@@ -203,7 +203,7 @@ class BookingService:
         try:
             grant = await attempt()
         except KeyError:
-            await self._sync.load_slot(slot_id)
+            await self._sync.load_slot(slot_id, only_if_missing=True)
             grant = await attempt()
         if grant.replayed:
             async with self._p.sessions() as session:
@@ -412,6 +412,7 @@ class BookingService:
         topic_extra: dict[str, Any],
         order_no: str | None = None,
         paid_at: datetime | None = None,
+        notice: PaymentNotificationRow | None = None,
     ) -> None:
         """Record a confirmation in SQL and Redis together (减量).
 
@@ -441,6 +442,8 @@ class BookingService:
                     if order is not None:
                         order.status = "paid"
                         order.paid_at = paid_at
+                if notice is not None:  # recorded with its outcome, or not at all
+                    session.add(notice)
                 record_event(
                     session, "booking.confirmed", booking.id, _event(booking, **topic_extra), now
                 )
@@ -468,62 +471,103 @@ class BookingService:
             raise
 
     async def handle_payment_notice(self, headers: dict[str, str], body: bytes) -> PaymentOutcome:
-        """A signed notice from the gateway: verify, refuse replays, then book or refund."""
+        """A signed notice from the gateway: verify, refuse replays, then book or refund.
+
+        The notice's id is recorded in the same transaction as what the notice did, so a notice
+        whose processing failed is not mistaken for a replay when the gateway sends it again.
+        """
         now = self._p.clock.now()
         notice = self._p.gateway.verify_notification(headers, body, now=now)
-        try:
-            async with self._p.sessions() as session, session.begin():
-                session.add(
-                    PaymentNotificationRow(
-                        notification_id=notice.notification_id,
-                        order_no=notice.order_no,
-                        received_at=now,
-                    )
+        async with self._p.sessions() as session:
+            if await session.get(PaymentNotificationRow, notice.notification_id) is not None:
+                refuse("PAYMENT_CALLBACK_REPLAYED", notification_id=notice.notification_id)
+            order = await session.get(PaymentOrderRow, notice.order_no)
+            if order is None:
+                refuse("PAYMENT_ORDER_NOT_FOUND", order_no=notice.order_no)
+            if notice.amount_cents != order.amount_cents:
+                refuse(
+                    "PAYMENT_AMOUNT_MISMATCH",
+                    order_no=order.order_no,
+                    paid=notice.amount_cents,
+                    expected=order.amount_cents,
                 )
-                order = await session.get(PaymentOrderRow, notice.order_no)
-                if order is None:
-                    refuse("PAYMENT_ORDER_NOT_FOUND", order_no=notice.order_no)
-                if notice.amount_cents != order.amount_cents:
-                    refuse(
-                        "PAYMENT_AMOUNT_MISMATCH",
-                        order_no=order.order_no,
-                        paid=notice.amount_cents,
-                        expected=order.amount_cents,
+            booking = _to_domain(await self._booking_row(session, order.booking_id, None))
+            order_status = order.status
+
+        def record() -> PaymentNotificationRow:
+            return PaymentNotificationRow(
+                notification_id=notice.notification_id, order_no=notice.order_no, received_at=now
+            )
+
+        try:
+            if order_status == "paid" and booking.status is not BookingStatus.AWAITING_PAYMENT:
+                async with self._p.sessions() as session, session.begin():
+                    session.add(record())
+                return PaymentOutcome(booking.id, notice.order_no, "already_confirmed")
+            in_time = (
+                booking.status is BookingStatus.AWAITING_PAYMENT
+                and booking.payment_expires_at is not None
+                and notice.paid_at < booking.payment_expires_at
+            )
+            if in_time:
+                booking.paid = True
+                booking.status = BookingStatus.CONFIRMED
+                booking.confirmed_at = now
+                try:
+                    await self._confirm(
+                        booking,
+                        now,
+                        topic_extra={"paid_online": True, "order_no": notice.order_no},
+                        order_no=notice.order_no,
+                        paid_at=notice.paid_at,
+                        notice=record(),
                     )
-                row = await self._booking_row(session, order.booking_id, None)
-                booking = _to_domain(row)
-                order_status = order.status
+                    return PaymentOutcome(booking.id, notice.order_no, "confirmed")
+                except ConflictError as exc:
+                    if exc.code in ("BOOKING_ALREADY_CONFIRMED", "BOOKING_STATE_INVALID"):
+                        # Another delivery moved the booking first: this one is its replay,
+                        # or a second notice for an order already paid.
+                        async with self._p.sessions() as session, session.begin():
+                            if (
+                                await session.get(PaymentNotificationRow, notice.notification_id)
+                                is not None
+                            ):
+                                refuse(
+                                    "PAYMENT_CALLBACK_REPLAYED",
+                                    notification_id=notice.notification_id,
+                                )
+                            current = await self._booking_row(session, booking.id, None)
+                            if current.status != BookingStatus.CONFIRMED.value:
+                                raise
+                            session.add(record())
+                        return PaymentOutcome(booking.id, notice.order_no, "already_confirmed")
+                    if exc.code != "HOLD_EXPIRED":
+                        raise
+            refund_no = await self._refund_late_payment(
+                booking, notice.order_no, notice.paid_at, now, record()
+            )
         except IntegrityError:
             refuse("PAYMENT_CALLBACK_REPLAYED", notification_id=notice.notification_id)
-        if order_status == "paid" and booking.status is not BookingStatus.AWAITING_PAYMENT:
-            return PaymentOutcome(booking.id, notice.order_no, "already_confirmed")
-        in_time = (
-            booking.status is BookingStatus.AWAITING_PAYMENT
-            and booking.payment_expires_at is not None
-            and notice.paid_at < booking.payment_expires_at
+        await self._p.jobs.schedule(
+            "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
         )
-        if in_time:
-            booking.paid = True
-            booking.status = BookingStatus.CONFIRMED
-            booking.confirmed_at = now
-            try:
-                await self._confirm(
-                    booking,
-                    now,
-                    topic_extra={"paid_online": True, "order_no": notice.order_no},
-                    order_no=notice.order_no,
-                    paid_at=notice.paid_at,
-                )
-                return PaymentOutcome(booking.id, notice.order_no, "confirmed")
-            except ConflictError as exc:
-                if exc.code != "HOLD_EXPIRED":
-                    raise
-        # Paid too late (or the unit was lost): keep the money's trail and give it back.
+        return PaymentOutcome(booking.id, notice.order_no, "refunded_late_payment")
+
+    async def _refund_late_payment(
+        self,
+        booking: Booking,
+        order_no: str,
+        paid_at: datetime,
+        now: datetime,
+        notice: PaymentNotificationRow,
+    ) -> str:
+        """Paid too late (or the unit was lost): keep the money's trail and give it back."""
         async with self._p.sessions() as session, session.begin():
-            order = await session.get(PaymentOrderRow, notice.order_no)
+            session.add(notice)
+            order = await session.get(PaymentOrderRow, order_no)
             assert order is not None
             order.status = "paid"
-            order.paid_at = notice.paid_at
+            order.paid_at = paid_at
             row = await self._booking_row(session, booking.id, None)
             row.paid = True
             refund_no = self._add_refund(session, order, booking.id, "paid_after_expiry", now)
@@ -540,10 +584,7 @@ class BookingService:
                 },
                 now,
             )
-        await self._p.jobs.schedule(
-            "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
-        )
-        return PaymentOutcome(booking.id, notice.order_no, "refunded_late_payment")
+        return refund_no
 
     # ----------------------------------------------------------------- ends
 

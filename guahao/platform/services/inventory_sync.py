@@ -95,15 +95,15 @@ class InventorySync:
             )
         return states
 
-    async def load_slot(self, slot_id: str) -> None:
-        await self.load_slots([slot_id])
+    async def load_slot(self, slot_id: str, *, only_if_missing: bool = False) -> None:
+        await self.load_slots([slot_id], only_if_missing=only_if_missing)
 
-    async def load_slots(self, slot_ids: Sequence[str]) -> None:
+    async def load_slots(self, slot_ids: Sequence[str], *, only_if_missing: bool = False) -> None:
         """Load these slots, reading SQL in chunks (new sessions publish thousands at once)."""
         now = self._p.clock.now()
         for start in range(0, len(slot_ids), 500):
             for state in await self._states(slot_ids[start : start + 500], None, now):
-                await self._p.inventory.load(state)
+                await self._p.inventory.load(state, only_if_missing=only_if_missing)
 
     async def load_session(self, session_id: str) -> None:
         for state in await self._states(None, session_id, self._p.clock.now()):
