@@ -22,6 +22,7 @@ from tests.fixtures.platforms import (
     booking_row,
     bulk_accounts,
     clinic,
+    confirmed_booking,
     counts,
     held_with_patient,
     new_patient,
@@ -244,3 +245,22 @@ async def test_two_concurrent_deliveries_of_one_payment_notice_confirm_once(plat
     assert (await slot_row(platform, slots[0])).online_booked == 1
     assert (await counts(platform, slots[0])).booked == 1
     assert (await outbox_topics(platform))["booking.confirmed"] == 1
+
+
+async def test_two_concurrent_cancellations_end_the_booking_once(platform):
+    slots = await publish_clinic(platform)
+    account, booking_id, order = await confirmed_booking(platform, slots[0])
+    assert order is not None
+
+    results = await asyncio.gather(
+        platform.bookings.cancel(account_id=account, booking_id=booking_id),
+        platform.bookings.cancel(account_id=account, booking_id=booking_id),
+        return_exceptions=True,
+    )
+
+    assert outcomes(results) == {"ok": 1, "BOOKING_STATE_INVALID": 1}
+    assert (await booking_row(platform, booking_id)).status == "cancelled_by_patient"
+    assert (await slot_row(platform, slots[0])).online_booked == 0
+    assert (await counts(platform, slots[0])).booked == 0
+    assert (await outbox_topics(platform))["booking.cancelled_by_patient"] == 1
+    assert len(await platform.bookings.pending_refunds()) == 1

@@ -304,21 +304,28 @@ async def test_the_cutoff_moves_unsold_online_units_to_the_on_site_quota(platfor
     assert moved == 8 * 4 - 2
     async with platform.ports.sessions() as s:
         rows = {r.id: r for r in (await s.scalars(select(SlotRow))).all()}
-        assert (await s.get(SessionRow, session_id)).cutoff_done is True
+        # A unit still held online keeps the session's cut-off open until the hold ends.
+        assert (await s.get(SessionRow, session_id)).cutoff_done is False
     for slot_id in slots:
         row, snap = rows[slot_id], await counts(platform, slot_id)
         kept = 1 if slot_id in slots[:2] else 0
         assert (row.online_quota, row.offline_quota) == (kept, 4 - kept)
-        assert (snap.capacity, snap.available) == (kept, 0)
+        assert (snap.capacity, snap.available, snap.status) == (kept, 0, "closed")
     assert (await booking_row(platform, sold)).status == "confirmed"
-    assert await platform.supply.run_cutoffs() == 0  # done once
-    assert (await outbox_topics(platform))["session.cutoff"] == 1
     other = await new_account(platform)
     await assert_refused(
         platform,
-        "SLOT_SOLD_OUT",
+        "SLOT_CLOSED",
         platform.bookings.hold(account_id=other, slot_id=slots[5], idempotency_key="late"),
     )
+
+    clock.advance(minutes=10)  # the held unit's hold runs out after the cut-off
+    assert await platform.supply.run_cutoffs() == 1  # it goes on site, not back online
+    async with platform.ports.sessions() as s:
+        assert (await s.get(SessionRow, session_id)).cutoff_done is True
+        assert (await s.get(SlotRow, slots[1])).offline_quota == 4
+    assert await platform.supply.run_cutoffs() == 0  # done
+    assert (await outbox_topics(platform))["session.cutoff"] == 2
 
 
 async def test_a_notice_whose_processing_failed_is_processed_when_sent_again(platform, tmp_path):

@@ -661,6 +661,7 @@ class BookingService:
             topic="booking.cancelled_by_patient",
             refund_reason="patient_cancelled",
             returns_at=returns_at,
+            started_from=BookingStatus.CONFIRMED,
         )
         await self._p.inventory.cancel_booked(
             booking.slot_id,
@@ -683,11 +684,18 @@ class BookingService:
         refund_reason: str,
         returns_at: datetime | None,
         session: AsyncSession | None = None,
+        started_from: BookingStatus | None = None,
     ) -> str | None:
-        """Write the end of a confirmed booking: un-book in SQL, refund if it was paid."""
+        """Write the end of a confirmed booking: un-book in SQL, refund if it was paid.
+
+        ``started_from`` is the status the caller's transition was checked against; a row that
+        moved meanwhile (a second cancellation racing the first) is refused, not ended twice.
+        """
 
         async def write(s: AsyncSession) -> str | None:
             row = await self._booking_row(s, booking.id, None)
+            if started_from is not None and row.status != started_from.value:
+                refuse("BOOKING_STATE_INVALID", booking_id=booking.id, status=row.status)
             was_confirmed = row.status == BookingStatus.CONFIRMED.value
             _apply(row, booking, now)
             row.unit_returns_at = returns_at
@@ -709,8 +717,11 @@ class BookingService:
 
         if session is not None:
             return await write(session)
-        async with self._p.sessions() as s, s.begin():
-            return await write(s)
+        try:
+            async with self._p.sessions() as s, s.begin():
+                return await write(s)
+        except StaleDataError:  # another request moved the booking first
+            refuse("BOOKING_STATE_INVALID", booking_id=booking.id, reason="changed_meanwhile")
 
     def _add_refund(
         self,

@@ -77,7 +77,13 @@ class InventorySync:
                 )
                 if deadline > now:
                     holds.append(HeldUnit(row.id, row.account_id, to_epoch_ms(deadline)))
-            status: SlotStatus = "stopped" if "stopped" in (slot.status, session_status) else "open"
+            status: SlotStatus = (
+                "stopped"
+                if "stopped" in (slot.status, session_status)
+                else "closed"
+                if slot.status == "closed"
+                else "open"
+            )
             # A slot whose quota cannot cover what SQL says is live is loaded with the
             # quota it has; the extra holds then simply cannot confirm.
             states.append(

@@ -227,15 +227,22 @@ class SupplyService:
         return created
 
     async def run_cutoffs(self) -> int:
-        """Move unsold online units to the on-site quota for sessions past their cut-off."""
+        """Move unsold online units to the on-site quota for sessions past their cut-off.
+
+        The slots close to new online holds at once; units still held online stay online until
+        their holds end (booked, or given back), so each sweep moves what has become free. A
+        session is done when no online hold is left. Returns the units moved in this sweep.
+        """
         now = self._p.clock.now()
-        moved = 0
+        now_ms = to_epoch_ms(now)
+        total = 0
         async with self._p.sessions() as session:
             due = (
                 await session.scalars(
                     select(SessionRow)
                     .where(
                         SessionRow.cutoff_at <= now,
+                        SessionRow.starts_at > now,
                         SessionRow.cutoff_done.is_(False),
                         SessionRow.status == "open",
                     )
@@ -243,35 +250,42 @@ class SupplyService:
                 )
             ).all()
         for sess in due:
+            moved = 0
+            still_held = 0
             async with self._p.sessions() as session, session.begin():
                 slots = (
                     await session.scalars(select(SlotRow).where(SlotRow.session_id == sess.id))
                 ).all()
-                counts = await self._p.inventory.counts(
-                    [s.id for s in slots], now_ms=to_epoch_ms(now)
-                )
+                for slot in slots:
+                    if slot.status == "open":
+                        await self._p.inventory.set_status(slot.id, status="closed")
+                        slot.status = "closed"
+                counts = await self._p.inventory.counts([s.id for s in slots], now_ms=now_ms)
                 for slot in slots:
                     snap = counts.get(slot.id)
                     if snap is None:
                         continue
                     keep = snap.booked + snap.held + snap.returning
                     new = await self._p.inventory.set_capacity(
-                        slot.id, capacity=keep, now_ms=to_epoch_ms(now)
+                        slot.id, capacity=keep, now_ms=now_ms
                     )
                     moved += slot.online_quota - new.capacity
+                    still_held += snap.held + snap.returning
                     slot.online_quota = new.capacity
                     slot.offline_quota = slot.capacity - new.capacity
                 row = await session.get(SessionRow, sess.id)
                 assert row is not None
-                row.cutoff_done = True
-                record_event(
-                    session,
-                    "session.cutoff",
-                    sess.id,
-                    {"session_id": sess.id, "moved_to_offline": moved},
-                    now,
-                )
-        return moved
+                row.cutoff_done = still_held == 0
+                if moved:
+                    record_event(
+                        session,
+                        "session.cutoff",
+                        sess.id,
+                        {"session_id": sess.id, "moved_to_offline": moved},
+                        now,
+                    )
+            total += moved
+        return total
 
     @staticmethod
     def days(start: date, count: int) -> list[date]:
