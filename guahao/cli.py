@@ -39,6 +39,7 @@ def _settings(**overrides: Any) -> Settings:
 def main() -> None:
     """Guahao 区域统一预约挂号平台 — regional unified booking platform."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("saq").setLevel(logging.WARNING)  # it logs every job at INFO
 
 
 async def _serve(platform: Platform, settings: Settings) -> None:
