@@ -38,6 +38,7 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -178,9 +179,10 @@ def _process_main(
 ) -> None:
     go.wait()
     if kind == "redis":
-        out.put(asyncio.run(_redis_worker(target, plan, share, seed, prefix)))
+        # uvloop, as in `guahao serve` (and the same loop for the baseline, to be fair).
+        out.put(uvloop.run(_redis_worker(target, plan, share, seed, prefix)))
     else:
-        out.put(asyncio.run(_postgres_worker(target, plan, share, seed)))
+        out.put(uvloop.run(_postgres_worker(target, plan, share, seed)))
 
 
 def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") -> Run:
