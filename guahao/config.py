@@ -11,7 +11,7 @@ import secrets
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -53,8 +53,10 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     payment_secret: str = ""
     """Shared secret of the payment gateway's signed callbacks (sandbox: generated)."""
 
-    payment_gateway: str = "sandbox"
-    """Which payment provider adapter; ``sandbox`` is the embedded default."""
+    payment_gateway: Literal["sandbox"] = "sandbox"
+    """Which payment provider adapter; ``sandbox`` is the embedded default and, so far, the
+    only one: any other name is refused rather than silently served by the sandbox (whose
+    cashier page confirms bookings without money)."""
 
     token_minutes: Annotated[int, msgspec.Meta(ge=1)] = 120
     """Lifetime of a citizen's access token."""
@@ -86,9 +88,20 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         import base64
 
         value = base64.b64encode(secrets.token_bytes(32)).decode()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(value)
+        # Written in full to a private temporary file, then linked into place (atomic, and
+        # refused if it exists): a process starting at the same moment never reads a
+        # half-written (empty) key, and the loser of the race uses the winner's key.
+        draft = path.with_name(f".{name}.{secrets.token_hex(8)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(value)
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                return path.read_text().strip()
+        finally:
+            draft.unlink()
         return value
 
 

@@ -1,0 +1,354 @@
+"""What every booking command shares: reading and writing booking rows, slot facts, the
+confirmation step (减量), the end of a confirmed booking, refunds and giving units back.
+
+Ordering rule between Redis (the hot pool) and SQL (the record): whatever could fail is done
+so that a crash in between errs on the safe side. A hold is granted in Redis first and only
+winners write SQL; giving a unit back is committed in SQL first and then returned to Redis (a
+lost Redis step leaves a unit unsold until it expires or is rebuilt, never sold twice); a
+confirmation runs the Redis step inside the open SQL transaction and undoes it if the commit
+fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
+
+from guahao.platform import bookings as flow
+from guahao.platform.bookings import Booking, BookingStatus
+from guahao.platform.clock import to_epoch_ms
+from guahao.platform.error_codes import refuse
+from guahao.platform.errors import ConflictError
+from guahao.platform.hospitals import HospitalPolicies
+from guahao.platform.ids import new_order_no
+from guahao.platform.outbox import record_event
+from guahao.platform.persistence.tables import (
+    BookingRow,
+    HospitalRow,
+    PaymentNotificationRow,
+    PaymentOrderRow,
+    RefundRow,
+    SessionRow,
+    SlotRow,
+)
+from guahao.platform.services.inventory_sync import PAYMENT_GRACE, InventorySync
+from guahao.platform.services.runtime import Ports, SlotFacts
+
+__all__ = ["BookingRecords", "apply_to_row", "event_payload", "to_domain"]
+
+log = logging.getLogger(__name__)
+
+
+def to_domain(row: BookingRow) -> Booking:
+    """The domain booking a row records."""
+    return Booking(
+        id=row.id,
+        account_id=row.account_id,
+        slot_id=row.slot_id,
+        session_id=row.session_id,
+        status=BookingStatus(row.status),
+        hold_expires_at=row.hold_expires_at,
+        fee_cents=row.fee_cents,
+        patient_id=row.patient_id,
+        channel=row.channel,  # type: ignore[arg-type]
+        payment_required=row.payment_required,
+        payment_order_no=row.payment_order_no,
+        payment_expires_at=row.payment_expires_at,
+        paid=row.paid,
+        confirmed_at=row.confirmed_at,
+        ended_at=row.ended_at,
+        end_reason=row.end_reason,
+    )
+
+
+def apply_to_row(row: BookingRow, booking: Booking, now: datetime) -> None:
+    """Write a booking's new state back to its row."""
+    row.status = booking.status.value
+    row.patient_id = booking.patient_id
+    row.channel = booking.channel
+    row.payment_required = booking.payment_required
+    row.payment_order_no = booking.payment_order_no
+    row.payment_expires_at = booking.payment_expires_at
+    row.paid = booking.paid
+    row.confirmed_at = booking.confirmed_at
+    row.ended_at = booking.ended_at
+    row.end_reason = booking.end_reason
+    row.updated_at = now
+
+
+def event_payload(booking: Booking, **extra: Any) -> dict[str, Any]:
+    """The outbox payload every booking event carries."""
+    return {
+        "booking_id": booking.id,
+        "account_id": booking.account_id,
+        "slot_id": booking.slot_id,
+        "session_id": booking.session_id,
+        "patient_id": booking.patient_id,
+        "status": booking.status.value,
+        **extra,
+    }
+
+
+class BookingRecords:
+    """The shared steps of the booking commands (see the module docstring)."""
+
+    def __init__(self, ports: Ports, inventory_sync: InventorySync) -> None:
+        self._p = ports
+        self._sync = inventory_sync
+        self._facts_loading: dict[str, asyncio.Future[SlotFacts]] = {}
+
+    async def slot_facts(self, slot_id: str) -> SlotFacts:
+        """The slot's immutable facts, from the process cache or SQL once.
+
+        Concurrent misses of one slot share a single read: at release time the whole crowd
+        arrives on a cold cache together, and must not each query SQL.
+        """
+        facts = self._p.slot_facts.get(slot_id)
+        if facts is not None:
+            return facts
+        loading = self._facts_loading.get(slot_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_slot_facts(slot_id))
+            self._facts_loading[slot_id] = loading
+
+            def done(task: asyncio.Future[SlotFacts]) -> None:
+                self._facts_loading.pop(slot_id, None)
+                if not task.cancelled():
+                    task.exception()  # retrieved here too, so a refusal is never "unretrieved"
+
+            loading.add_done_callback(done)
+        return await asyncio.shield(loading)
+
+    async def _load_slot_facts(self, slot_id: str) -> SlotFacts:
+        async with self._p.sessions() as session:
+            found = (
+                await session.execute(
+                    select(SlotRow, SessionRow, HospitalRow)
+                    .join(SessionRow, SessionRow.id == SlotRow.session_id)
+                    .join(HospitalRow, HospitalRow.id == SessionRow.hospital_id)
+                    .where(SlotRow.id == slot_id)
+                )
+            ).first()
+        if found is None:
+            refuse("SLOT_NOT_FOUND", slot_id=slot_id)
+        slot, sess, hospital = found
+        facts = SlotFacts(
+            slot_id=slot.id,
+            session_id=sess.id,
+            hospital_id=hospital.id,
+            timezone=hospital.timezone,
+            policies=msgspec.convert(hospital.policies, HospitalPolicies),
+            starts_at=slot.starts_at,
+            ends_at=slot.ends_at,
+            fee_cents=sess.fee_cents,
+        )
+        self._p.slot_facts.put(facts)
+        return facts
+
+    async def _booking_row(
+        self, session: AsyncSession, booking_id: str, account_id: str | None
+    ) -> BookingRow:
+        row = await session.get(BookingRow, booking_id)
+        if row is None:
+            refuse("BOOKING_NOT_FOUND", booking_id=booking_id)
+        if account_id is not None and row.account_id != account_id:
+            refuse("HOLD_NOT_OWNED", booking_id=booking_id)
+        return row
+
+    async def get(self, booking_id: str, *, account_id: str | None = None) -> Booking:
+        async with self._p.sessions() as session:
+            return to_domain(await self._booking_row(session, booking_id, account_id))
+
+    async def _confirm(
+        self,
+        booking: Booking,
+        now: datetime,
+        *,
+        topic_extra: dict[str, Any],
+        order_no: str | None = None,
+        paid_at: datetime | None = None,
+        notice: PaymentNotificationRow | None = None,
+    ) -> None:
+        """Record a confirmation in SQL and Redis together (减量).
+
+        The row must still be in the state the caller's transition started from (awaiting
+        payment when an order was paid, patient chosen otherwise): a second submit or payment
+        racing the first is refused here instead of counting the unit twice in SQL.
+        """
+        started_from = (
+            BookingStatus.AWAITING_PAYMENT if order_no is not None else BookingStatus.PATIENT_CHOSEN
+        )
+        confirmed_in_redis = False
+        try:
+            async with self._p.sessions() as session, session.begin():
+                row = await self._booking_row(session, booking.id, None)
+                if row.status != started_from.value:
+                    if row.status == BookingStatus.CONFIRMED.value:
+                        refuse("BOOKING_ALREADY_CONFIRMED", booking_id=booking.id)
+                    refuse("BOOKING_STATE_INVALID", booking_id=booking.id, status=row.status)
+                apply_to_row(row, booking, now)
+                await session.execute(
+                    update(SlotRow)
+                    .where(SlotRow.id == booking.slot_id)
+                    .values(online_booked=SlotRow.online_booked + 1)
+                )
+                if order_no is not None:
+                    order = await session.get(PaymentOrderRow, order_no)
+                    if order is not None:
+                        order.status = "paid"
+                        order.paid_at = paid_at
+                if notice is not None:  # recorded with its outcome, or not at all
+                    session.add(notice)
+                record_event(
+                    session,
+                    "booking.confirmed",
+                    booking.id,
+                    event_payload(booking, **topic_extra),
+                    now,
+                )
+                await session.flush()
+                confirmed_in_redis = await self._p.inventory.confirm(
+                    booking.slot_id,
+                    hold_id=booking.id,
+                    account_id=booking.account_id,
+                    now_ms=to_epoch_ms(now),
+                )
+        except ConflictError as exc:
+            if exc.code == "HOLD_EXPIRED":
+                await self.expire(booking.id, force=True)
+            raise
+        except BaseException as exc:
+            if confirmed_in_redis:
+                await self._p.inventory.cancel_booked(
+                    booking.slot_id,
+                    unit_id=booking.id,
+                    now_ms=to_epoch_ms(now),
+                    return_at_ms=to_epoch_ms(now),
+                )
+            if isinstance(exc, StaleDataError):  # another request moved the booking first
+                refuse("BOOKING_STATE_INVALID", booking_id=booking.id, reason="changed_meanwhile")
+            raise
+
+    async def expire(self, booking_id: str, *, force: bool = False) -> bool:
+        """Time ran out: mark the booking expired and give its unit back. Safe to repeat."""
+        now = self._p.clock.now()
+        async with self._p.sessions() as session, session.begin():
+            row = await session.get(BookingRow, booking_id)
+            if row is None or BookingStatus(row.status) not in flow.HOLDING_STATUSES:
+                return False
+            booking = to_domain(row)
+            if force and now < booking.deadline():
+                booking.status = BookingStatus.EXPIRED
+                booking.ended_at = now
+                booking.end_reason = "hold_lost"
+            else:
+                if now < booking.deadline() + (
+                    PAYMENT_GRACE
+                    if booking.status is BookingStatus.AWAITING_PAYMENT
+                    else timedelta(0)
+                ):
+                    return False
+                flow.expire(booking, now)
+            apply_to_row(row, booking, now)
+            record_event(session, "booking.expired", booking.id, event_payload(booking), now)
+            if booking.payment_order_no:
+                await self._close_order(session, booking.payment_order_no, status="expired")
+        await self._release_unit(booking, now)
+        return True
+
+    async def _end_confirmed(
+        self,
+        booking: Booking,
+        now: datetime,
+        *,
+        topic: str,
+        refund_reason: str,
+        returns_at: datetime | None,
+        session: AsyncSession | None = None,
+        started_from: BookingStatus | None = None,
+    ) -> str | None:
+        """Write the end of a confirmed booking: un-book in SQL, refund if it was paid.
+
+        ``started_from`` is the status the caller's transition was checked against; a row that
+        moved meanwhile (a second cancellation racing the first) is refused, not ended twice.
+        """
+
+        async def write(s: AsyncSession) -> str | None:
+            row = await self._booking_row(s, booking.id, None)
+            if started_from is not None and row.status != started_from.value:
+                refuse("BOOKING_STATE_INVALID", booking_id=booking.id, status=row.status)
+            was_confirmed = row.status == BookingStatus.CONFIRMED.value
+            apply_to_row(row, booking, now)
+            row.unit_returns_at = returns_at
+            if was_confirmed:
+                await s.execute(
+                    update(SlotRow)
+                    .where(SlotRow.id == booking.slot_id)
+                    .values(online_booked=SlotRow.online_booked - 1)
+                )
+            refund_no = None
+            if booking.paid and booking.payment_order_no:
+                order = await s.get(PaymentOrderRow, booking.payment_order_no)
+                if order is not None and order.status == "paid":
+                    refund_no = self._add_refund(s, order, booking.id, refund_reason, now)
+            elif booking.payment_order_no:
+                await self._close_order(s, booking.payment_order_no)
+            record_event(s, topic, booking.id, event_payload(booking, refund_no=refund_no), now)
+            return refund_no
+
+        if session is not None:
+            return await write(session)
+        try:
+            async with self._p.sessions() as s, s.begin():
+                return await write(s)
+        except StaleDataError:  # another request moved the booking first
+            refuse("BOOKING_STATE_INVALID", booking_id=booking.id, reason="changed_meanwhile")
+
+    def _add_refund(
+        self,
+        session: AsyncSession,
+        order: PaymentOrderRow,
+        booking_id: str,
+        reason: str,
+        now: datetime,
+    ) -> str:
+        refund_no = new_order_no(now, prefix="RF")
+        order.status = "refunded"
+        session.add(
+            RefundRow(
+                refund_no=refund_no,
+                order_no=order.order_no,
+                booking_id=booking_id,
+                amount_cents=order.amount_cents,
+                reason=reason,
+                status="pending",
+                created_at=now,
+            )
+        )
+        return refund_no
+
+    async def _close_order(
+        self, session: AsyncSession, order_no: str, *, status: str = "closed"
+    ) -> None:
+        order = await session.get(PaymentOrderRow, order_no)
+        if order is not None and order.status == "created":
+            order.status = status
+            try:
+                await self._p.gateway.close_order(order_no=order_no)
+            except ConflictError:
+                log.info("order %s could not be closed at the gateway (already paid?)", order_no)
+
+    async def _release_unit(self, booking: Booking, now: datetime) -> None:
+        await self._p.inventory.release(
+            booking.slot_id,
+            hold_id=booking.id,
+            account_id=booking.account_id,
+            now_ms=to_epoch_ms(now),
+        )

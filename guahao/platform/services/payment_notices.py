@@ -1,0 +1,205 @@
+"""Payment notices from the gateway, late payments and refunds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from guahao.platform.bookings import Booking, BookingStatus
+from guahao.platform.error_codes import refuse
+from guahao.platform.errors import ConflictError
+from guahao.platform.outbox import record_event
+from guahao.platform.persistence.tables import (
+    BookingRow,
+    PaymentNotificationRow,
+    PaymentOrderRow,
+    RefundRow,
+)
+from guahao.platform.services.booking_records import (
+    BookingRecords,
+    to_domain,
+)
+
+__all__ = ["PaymentNotices", "PaymentOutcome"]
+
+
+class PaymentOutcome(msgspec.Struct, frozen=True, rename="camel"):
+    """What a payment notice did."""
+
+    booking_id: str
+    order_no: str
+    result: str  # "confirmed" | "already_confirmed" | "refunded_late_payment"
+
+
+class PaymentNotices(BookingRecords):
+    """Turns verified payment notices into confirmations or refunds, and pays refunds."""
+
+    async def handle_payment_notice(self, headers: dict[str, str], body: bytes) -> PaymentOutcome:
+        """A signed notice from the gateway: verify, refuse replays, then book or refund.
+
+        The notice's id is recorded in the same transaction as what the notice did, so a notice
+        whose processing failed is not mistaken for a replay when the gateway sends it again.
+        """
+        now = self._p.clock.now()
+        notice = self._p.gateway.verify_notification(headers, body, now=now)
+        async with self._p.sessions() as session:
+            if await session.get(PaymentNotificationRow, notice.notification_id) is not None:
+                refuse("PAYMENT_CALLBACK_REPLAYED", notification_id=notice.notification_id)
+            order = await session.get(PaymentOrderRow, notice.order_no)
+            if order is None:
+                refuse("PAYMENT_ORDER_NOT_FOUND", order_no=notice.order_no)
+            if notice.amount_cents != order.amount_cents:
+                refuse(
+                    "PAYMENT_AMOUNT_MISMATCH",
+                    order_no=order.order_no,
+                    paid=notice.amount_cents,
+                    expected=order.amount_cents,
+                )
+            booking = to_domain(await self._booking_row(session, order.booking_id, None))
+            order_status = order.status
+
+        def record() -> PaymentNotificationRow:
+            return PaymentNotificationRow(
+                notification_id=notice.notification_id, order_no=notice.order_no, received_at=now
+            )
+
+        try:
+            if order_status == "paid" and booking.status is not BookingStatus.AWAITING_PAYMENT:
+                async with self._p.sessions() as session, session.begin():
+                    session.add(record())
+                return PaymentOutcome(booking.id, notice.order_no, "already_confirmed")
+            in_time = (
+                booking.status is BookingStatus.AWAITING_PAYMENT
+                and booking.payment_expires_at is not None
+                and notice.paid_at < booking.payment_expires_at
+            )
+            if in_time:
+                booking.paid = True
+                booking.status = BookingStatus.CONFIRMED
+                booking.confirmed_at = now
+                try:
+                    await self._confirm(
+                        booking,
+                        now,
+                        topic_extra={"paid_online": True, "order_no": notice.order_no},
+                        order_no=notice.order_no,
+                        paid_at=notice.paid_at,
+                        notice=record(),
+                    )
+                    return PaymentOutcome(booking.id, notice.order_no, "confirmed")
+                except ConflictError as exc:
+                    if exc.code in ("BOOKING_ALREADY_CONFIRMED", "BOOKING_STATE_INVALID"):
+                        # Another delivery moved the booking first: this one is its replay,
+                        # or a second notice for an order already paid.
+                        async with self._p.sessions() as session, session.begin():
+                            if (
+                                await session.get(PaymentNotificationRow, notice.notification_id)
+                                is not None
+                            ):
+                                refuse(
+                                    "PAYMENT_CALLBACK_REPLAYED",
+                                    notification_id=notice.notification_id,
+                                )
+                            current = await self._booking_row(session, booking.id, None)
+                            if current.status != BookingStatus.CONFIRMED.value:
+                                raise
+                            session.add(record())
+                        return PaymentOutcome(booking.id, notice.order_no, "already_confirmed")
+                    if exc.code != "HOLD_EXPIRED":
+                        raise
+            refund_no = await self._refund_late_payment(
+                booking, notice.order_no, notice.paid_at, now, record()
+            )
+        except IntegrityError:
+            refuse("PAYMENT_CALLBACK_REPLAYED", notification_id=notice.notification_id)
+        await self._p.jobs.schedule(
+            "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
+        )
+        return PaymentOutcome(booking.id, notice.order_no, "refunded_late_payment")
+
+    async def _refund_late_payment(
+        self,
+        booking: Booking,
+        order_no: str,
+        paid_at: datetime,
+        now: datetime,
+        notice: PaymentNotificationRow,
+    ) -> str:
+        """Paid too late (or the unit was lost): keep the money's trail and give it back."""
+        async with self._p.sessions() as session, session.begin():
+            session.add(notice)
+            order = await session.get(PaymentOrderRow, order_no)
+            assert order is not None
+            order.status = "paid"
+            order.paid_at = paid_at
+            row = await self._booking_row(session, booking.id, None)
+            row.paid = True
+            refund_no = self._add_refund(session, order, booking.id, "paid_after_expiry", now)
+            record_event(
+                session,
+                "payment.paid_too_late",
+                booking.id,
+                {
+                    "booking_id": booking.id,
+                    "account_id": booking.account_id,
+                    "order_no": order.order_no,
+                    "refund_no": refund_no,
+                    "amount_cents": order.amount_cents,
+                },
+                now,
+            )
+        return refund_no
+
+    async def process_refund(self, refund_no: str) -> bool:
+        """Ask the gateway to refund; idempotent per refund number, retried by the job queue."""
+        async with self._p.sessions() as session:
+            refund = await session.get(RefundRow, refund_no)
+            if refund is None or refund.status == "succeeded":
+                return False
+        try:
+            receipt = await self._p.gateway.refund(
+                order_no=refund.order_no,
+                refund_no=refund.refund_no,
+                amount_cents=refund.amount_cents,
+                reason=refund.reason,
+            )
+        except Exception:
+            async with self._p.sessions() as session, session.begin():
+                row = await session.get(RefundRow, refund_no)
+                assert row is not None
+                row.attempts += 1
+            raise
+        async with self._p.sessions() as session, session.begin():
+            row = await session.get(RefundRow, refund_no)
+            assert row is not None
+            row.status = "succeeded"
+            owner = await session.get(BookingRow, row.booking_id)
+            row.attempts += 1
+            row.refunded_at = receipt.refunded_at
+            record_event(
+                session,
+                "payment.refunded",
+                row.booking_id,
+                {
+                    "refund_no": refund_no,
+                    "order_no": row.order_no,
+                    "amount_cents": row.amount_cents,
+                    "booking_id": row.booking_id,
+                    "account_id": owner.account_id if owner else None,
+                },
+                self._p.clock.now(),
+            )
+        return True
+
+    async def pending_refunds(self) -> list[str]:
+        async with self._p.sessions() as session:
+            return list(
+                (
+                    await session.scalars(
+                        select(RefundRow.refund_no).where(RefundRow.status == "pending")
+                    )
+                ).all()
+            )
