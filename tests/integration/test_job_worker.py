@@ -47,9 +47,7 @@ async def worker_platform(
     client = aioredis.Redis.from_url(redis_url)
     await client.flushdb()
     await client.aclose()
-    settings = msgspec.structs.replace(
-        settings_for(tmp_path, sqlite_url, redis_url), run_jobs=True
-    )
+    settings = msgspec.structs.replace(settings_for(tmp_path, sqlite_url, redis_url), run_jobs=True)
     async with open_platform(settings, clock=ManualClock(START)) as platform:
         yield platform
 
