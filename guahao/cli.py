@@ -39,7 +39,10 @@ def _run_server(main: Coroutine[Any, Any, None]) -> None:
 
 
 def _settings(**overrides: Any) -> Settings:
-    return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    logging.getLogger().setLevel(settings.log_level)
+    logging.getLogger("saq").setLevel(settings.log_level)
+    return settings
 
 
 @click.group()
@@ -47,7 +50,6 @@ def _settings(**overrides: Any) -> Settings:
 def main() -> None:
     """Guahao 区域统一预约挂号平台 — regional unified booking platform."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("saq").setLevel(logging.WARNING)  # it logs every job at INFO
 
 
 async def _serve(platform: Platform, settings: Settings) -> None:

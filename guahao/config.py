@@ -64,11 +64,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     run_jobs: bool = True
     """Whether this process also runs the job worker (outbox dispatch, expiries, no-shows)."""
 
-    job_poll_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.0
-    """How often the worker looks for due work (outbox rows, expired holds)."""
-
-    log_level: str = "INFO"
-    """Python logging level name."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    """Python logging level of the ``guahao`` command's processes (INFO also shows every
+    background job)."""
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{Path(self.data_dir).resolve()}/guahao.db"

@@ -86,7 +86,12 @@ class SaqJobs:
             CronJob(by_name[name], cron=spec, timeout=120) for name, spec in sweeps.items()
         ]
         self._worker = Worker(
-            self.queue, functions=named, cron_jobs=cron, startup=startup, concurrency=8
+            self.queue,
+            functions=named,
+            cron_jobs=cron,
+            startup=startup,
+            concurrency=8,
+            shutdown_grace_period_s=5,  # let a running job finish on a clean stop
         )
         return self._worker
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 import httpx
+import pytest
 
 from guahao.bootstrap import Platform
 from guahao.web.app import create_app
@@ -35,8 +35,12 @@ PATIENT = {"name": "李四", "documentType": "resident_id", "documentNumber": "4
 
 
 async def test_a_repeated_write_replays_the_first_answer_and_acts_once(client) -> None:  # type: ignore[no-untyped-def]
-    first = await client.post("/api/v1/me/patients", json=PATIENT, headers={"Idempotency-Key": "p1"})
-    again = await client.post("/api/v1/me/patients", json=PATIENT, headers={"Idempotency-Key": "p1"})
+    first = await client.post(
+        "/api/v1/me/patients", json=PATIENT, headers={"Idempotency-Key": "p1"}
+    )
+    again = await client.post(
+        "/api/v1/me/patients", json=PATIENT, headers={"Idempotency-Key": "p1"}
+    )
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers["idempotent-replayed"] == "true"

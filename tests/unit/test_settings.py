@@ -31,15 +31,13 @@ def test_defaults_without_file_or_environment() -> None:
 def test_toml_file_is_read_and_environment_wins(tmp_path: Path) -> None:
     config = _toml(
         tmp_path,
-        'host = "0.0.0.0"\nport = 9000\nlog_level = "DEBUG"\nrun_jobs = false\n'
-        "job_poll_seconds = 2.5\n",
+        'host = "0.0.0.0"\nport = 9000\nlog_level = "DEBUG"\nrun_jobs = false\n',
     )
     settings = load_settings({"GUAHAO_CONFIG": config, "GUAHAO_PORT": "9100"})
     assert settings.port == 9100  # environment over file
     assert settings.host == "0.0.0.0"  # file over default
     assert settings.log_level == "DEBUG"
     assert settings.run_jobs is False
-    assert settings.job_poll_seconds == 2.5
 
 
 def test_overrides_win_over_environment_and_file(tmp_path: Path) -> None:
@@ -50,11 +48,11 @@ def test_overrides_win_over_environment_and_file(tmp_path: Path) -> None:
 
 def test_environment_strings_are_converted_to_field_types() -> None:
     settings = load_settings(
-        {"GUAHAO_RUN_JOBS": "false", "GUAHAO_TOKEN_MINUTES": "30", "GUAHAO_JOB_POLL_SECONDS": "0.5"}
+        {"GUAHAO_RUN_JOBS": "false", "GUAHAO_TOKEN_MINUTES": "30", "GUAHAO_LOG_LEVEL": "INFO"}
     )
     assert settings.run_jobs is False
     assert settings.token_minutes == 30
-    assert settings.job_poll_seconds == 0.5
+    assert settings.log_level == "INFO"
 
 
 def test_unknown_guahao_variables_and_other_variables_are_ignored() -> None:
@@ -83,7 +81,7 @@ def test_unknown_keys_in_the_toml_file_are_refused(tmp_path: Path) -> None:
         ({"GUAHAO_PORT": "70000"}, "port"),
         ({"GUAHAO_PORT": "-1"}, "port"),
         ({"GUAHAO_TOKEN_MINUTES": "0"}, "token_minutes"),
-        ({"GUAHAO_JOB_POLL_SECONDS": "0"}, "job_poll_seconds"),
+        ({"GUAHAO_LOG_LEVEL": "LOUD"}, "log_level"),
         ({"GUAHAO_RUN_JOBS": "perhaps"}, "run_jobs"),
     ],
 )
