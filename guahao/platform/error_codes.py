@@ -155,6 +155,16 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
     "ACCOUNT_EXISTS": (_C, "该手机号已注册", "This phone number is already registered"),
     "PERMISSION_DENIED": (_F, "无权执行此操作", "You may not do this"),
     "RATE_LIMITED": (_R, "操作过于频繁，请稍后再试", "Too many attempts; try again later"),
+    "DATABASE_UNAVAILABLE": (
+        _U,
+        "系统繁忙，预约记录暂时无法写入，请稍后再试",
+        "The booking record is unavailable; retry shortly",
+    ),
+    "SERVICE_UNAVAILABLE": (
+        _U,
+        "系统繁忙，请稍后再试",
+        "The service is unavailable; retry shortly",
+    ),
     "INVENTORY_UNAVAILABLE": (
         _U,
         "号源服务暂时不可用，请稍后再试",

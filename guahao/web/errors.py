@@ -20,6 +20,9 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from guahao.platform.error_codes import CODES
 from guahao.platform.errors import GuahaoError
@@ -112,7 +115,20 @@ def _internal(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, A
     )
 
 
+def _unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A dependency (database, Redis) did not answer: 503 with Retry-After, never a 500."""
+    log.warning("dependency unavailable: %s", exc)
+    response = _catalogued("SERVICE_UNAVAILABLE", 503)
+    response.headers["Retry-After"] = "2"
+    return response
+
+
 exception_handlers: dict[type[Exception] | int, Any] = {
+    OperationalError: _unavailable,
+    InterfaceError: _unavailable,
+    ConnectionError: _unavailable,  # a driver's refused or reset connection, unwrapped
+    RedisConnectionError: _unavailable,
+    RedisTimeoutError: _unavailable,
     GuahaoError: _guahao,
     ValidationException: _validation,
     HTTPException: _http,

@@ -152,6 +152,20 @@ class BookingRecords:
         self._p.slot_facts.put(facts)
         return facts
 
+    async def _schedule(
+        self, function: str, *, key: str, at: datetime | None = None, **kwargs: Any
+    ) -> None:
+        """Schedule follow-up work after a commit, never failing the command that committed.
+
+        Every job is also a sweep (``expire_due``, pending refunds), so a job that could not be
+        queued (Redis briefly away) is done by the next sweep instead; the caller's change is
+        already recorded and must be reported as done.
+        """
+        try:
+            await self._p.jobs.schedule(function, key=key, at=at, **kwargs)
+        except Exception as exc:
+            log.warning("could not queue %s (%s); the sweep will do it: %s", function, key, exc)
+
     async def _booking_row(
         self, session: AsyncSession, booking_id: str, account_id: str | None
     ) -> BookingRow:

@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
 from guahao.platform import bookings as flow
 from guahao.platform.bookings import Booking, BookingStatus
 from guahao.platform.clock import to_epoch_ms
-from guahao.platform.error_codes import refuse
+from guahao.platform.error_codes import error, refuse
 from guahao.platform.errors import ConflictError
 from guahao.platform.hospitals import PaymentChannel
 from guahao.platform.ids import new_id, new_order_no
@@ -123,7 +123,19 @@ class BookingService(PaymentNotices, HospitalActions):
             if same is not None and same.slot_id == slot_id:
                 return to_domain(same)
             refuse("IDEMPOTENCY_KEY_REUSED", idempotency_key=idempotency_key)
-        await self._p.jobs.schedule(
+        except (SQLAlchemyError, ConnectionError) as exc:
+            # The record cannot be written (database away): give the unit back rather than
+            # leave a hold nobody can see, and tell the caller to retry.
+            if not grant.replayed:
+                with contextlib.suppress(Exception):
+                    await self._p.inventory.release(
+                        slot_id,
+                        hold_id=booking.id,
+                        account_id=account_id,
+                        now_ms=to_epoch_ms(now),
+                    )
+            raise error("DATABASE_UNAVAILABLE", operation="hold") from exc
+        await self._schedule(
             "expire_booking",
             key=f"expire:{booking.id}:held",
             at=expires_at,
@@ -258,7 +270,7 @@ class BookingService(PaymentNotices, HospitalActions):
             if isinstance(exc, StaleDataError):
                 refuse("BOOKING_STATE_INVALID", booking_id=booking_id, reason="changed_meanwhile")
             raise
-        await self._p.jobs.schedule(
+        await self._schedule(
             "expire_booking",
             key=f"expire:{booking.id}:payment",
             at=order_expires + PAYMENT_GRACE,
@@ -321,7 +333,5 @@ class BookingService(PaymentNotices, HospitalActions):
             return_at_ms=to_epoch_ms(returns_at),
         )
         if refund_no:
-            await self._p.jobs.schedule(
-                "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
-            )
+            await self._schedule("process_refund", key=f"refund:{refund_no}", refund_no=refund_no)
         return booking

@@ -90,9 +90,7 @@ class HospitalActions(BookingRecords):
             # so the people the hospital turned away can book elsewhere at once.
             await self._release_unit(booking, now)
         for refund_no in refunds:
-            await self._p.jobs.schedule(
-                "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
-            )
+            await self._schedule("process_refund", key=f"refund:{refund_no}", refund_no=refund_no)
         return [b.id for b in ended]
 
     async def mark_no_shows(self, session_id: str) -> int:

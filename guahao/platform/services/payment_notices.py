@@ -115,9 +115,7 @@ class PaymentNotices(BookingRecords):
             )
         except IntegrityError:
             refuse("PAYMENT_CALLBACK_REPLAYED", notification_id=notice.notification_id)
-        await self._p.jobs.schedule(
-            "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
-        )
+        await self._schedule("process_refund", key=f"refund:{refund_no}", refund_no=refund_no)
         return PaymentOutcome(booking.id, notice.order_no, "refunded_late_payment")
 
     async def _refund_late_payment(
