@@ -62,7 +62,11 @@ _replay_decoder = msgspec.json.Decoder(list[str])
 
 
 class RedisInventory:
-    """``Inventory`` on a real Redis (6.2 or later, standalone, Sentinel or Cluster).
+    """``Inventory`` on a real Redis (6.2 or later; a standalone or Sentinel-managed server).
+
+    Every script touches one hash tag, so the key layout is ready for Redis Cluster; running
+    on Cluster needs a client that routes the pipelined batches by slot, which this adapter
+    (one connection pool) does not do yet.
 
     Times are the caller's epoch milliseconds, never the Redis clock: the service's clock
     decides when holds run out, and tests walk through time without sleeping.
