@@ -129,7 +129,9 @@ async def open_platform(
     redis_url = settings.redis_url
     if not redis_url:
         embedded = EmbeddedRedis(Path(settings.data_dir) / "redis", persist=True)
-        redis_url = await asyncio.to_thread(embedded.start)
+        # Started from this (the main) thread, not a worker thread: the server is tied to the
+        # life of the thread that started it (see redis_server._die_with_parent).
+        redis_url = embedded.start()
         log.info("started embedded redis at %s", redis_url)
     database_url = settings.resolved_database_url()
     engine = create_engine(database_url)

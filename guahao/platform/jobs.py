@@ -91,7 +91,7 @@ class SaqJobs:
             cron_jobs=cron,
             startup=startup,
             concurrency=8,
-            shutdown_grace_period_s=5,  # let a running job finish on a clean stop
+            shutdown_grace_period_s=2,  # let a running job finish on a clean stop
         )
         return self._worker
 

