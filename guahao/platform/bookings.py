@@ -16,7 +16,7 @@ changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from guahao.platform.error_codes import refuse
@@ -25,6 +25,7 @@ from guahao.platform.hospitals import PaymentChannel
 __all__ = [
     "ACTIVE_STATUSES",
     "HOLDING_STATUSES",
+    "PAYMENT_GRACE",
     "Booking",
     "BookingStatus",
     "abandon",
@@ -36,6 +37,7 @@ __all__ = [
     "expire",
     "mark_no_show",
     "submit",
+    "unit_held_until",
 ]
 
 
@@ -59,6 +61,20 @@ HOLDING_STATUSES = frozenset(
     {BookingStatus.HELD, BookingStatus.PATIENT_CHOSEN, BookingStatus.AWAITING_PAYMENT}
 )
 ACTIVE_STATUSES = HOLDING_STATUSES | {BookingStatus.CONFIRMED}
+
+PAYMENT_GRACE = timedelta(minutes=2)
+"""How long past a payment order's expiry its unit stays held, so a payment made in the last
+second whose notice arrives a little late still books (the gateway refuses late payments)."""
+
+
+def unit_held_until(
+    status: BookingStatus, hold_expires_at: datetime, payment_expires_at: datetime | None
+) -> datetime:
+    """When the inventory gives a held unit back by itself: the hold's end, or for a booking
+    awaiting payment its order's end plus ``PAYMENT_GRACE``."""
+    if status is BookingStatus.AWAITING_PAYMENT and payment_expires_at is not None:
+        return payment_expires_at + PAYMENT_GRACE
+    return hold_expires_at
 
 
 @dataclass
@@ -96,6 +112,10 @@ class Booking:
         if self.status is BookingStatus.AWAITING_PAYMENT and self.payment_expires_at:
             return self.payment_expires_at
         return self.hold_expires_at
+
+    def unit_held_until(self) -> datetime:
+        """When the inventory gives the reserved unit back by itself (see the function)."""
+        return unit_held_until(self.status, self.hold_expires_at, self.payment_expires_at)
 
 
 def _require(booking: Booking, *allowed: BookingStatus, confirming: bool = False) -> None:
@@ -183,12 +203,16 @@ def abandon(booking: Booking, now: datetime) -> None:
     _end(booking, BookingStatus.ABANDONED, now, "left_the_flow")
 
 
-def expire(booking: Booking, now: datetime) -> None:
-    """The hold or the payment order ran out: the unit goes back to the pool."""
+def expire(booking: Booking, now: datetime, *, hold_lost: bool = False) -> None:
+    """The hold or the payment order ran out: the unit goes back to the pool.
+
+    ``hold_lost``: the inventory no longer has the unit (its hold ran out there first, or
+    Redis lost it), so the booking ends now whatever its own deadline says.
+    """
     _require(booking, *HOLDING_STATUSES)
-    if now < booking.deadline():
+    if not hold_lost and now < booking.deadline():
         refuse("BOOKING_STATE_INVALID", booking_id=booking.id, reason="not_yet_expired")
-    _end(booking, BookingStatus.EXPIRED, now, "timed_out")
+    _end(booking, BookingStatus.EXPIRED, now, "hold_lost" if hold_lost else "timed_out")
 
 
 def cancel_by_patient(booking: Booking, *, deadline: datetime, now: datetime) -> None:

@@ -265,10 +265,16 @@ async def test_a_hold_resent_after_a_lost_reply_keeps_the_account_marked(
     """redis-py may resend a script whose reply was lost; the first send already granted."""
     await inventory.load(SlotState(slot_id="s1", capacity=2, booked=0, release_at_ms=RELEASE))
     keys = KeyNames("test:")
-    await SLOT_SCRIPTS["hold"].run(
-        redis_client,
-        [*keys.slot_family("s1"), keys.replay_record("s1", "k1")],
-        ["h1", "a1", RELEASE, RELEASE + TTL, 60_000],
+    script_keys = [*keys.slot_family("s1"), keys.replay_record("s1", "k1")]
+    await redis_client.eval(
+        SLOT_SCRIPTS["hold"].source,
+        len(script_keys),
+        *script_keys,
+        "h1",
+        "a1",
+        RELEASE,
+        RELEASE + TTL,
+        60_000,
     )
     grant = await inventory.hold(
         "s1", hold_id="h1", account_id="a1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k1"

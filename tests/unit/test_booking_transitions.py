@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from guahao.platform.bookings import (
     ACTIVE_STATUSES,
     HOLDING_STATUSES,
+    PAYMENT_GRACE,
     Booking,
     BookingStatus,
     abandon,
@@ -746,3 +747,18 @@ def test_random_steps_at_random_times_never_leave_the_state_graph(
         reached.add(booking.status)
         assert_consistent(booking)
     assert reached <= reachable_from(S.HELD)
+
+
+def test_a_lost_hold_ends_the_booking_before_its_own_deadline() -> None:
+    booking = booking_in(S.PATIENT_CHOSEN)
+    expire(booking, LIVE, hold_lost=True)
+    assert (booking.status, booking.ended_at, booking.end_reason) == (
+        S.EXPIRED,
+        LIVE,
+        "hold_lost",
+    )
+
+
+def test_a_unit_awaiting_payment_stays_held_for_a_grace_after_the_order() -> None:
+    assert booking_in(S.PATIENT_CHOSEN).unit_held_until() == HOLD_UNTIL
+    assert booking_in(S.AWAITING_PAYMENT).unit_held_until() == ORDER_UNTIL + PAYMENT_GRACE

@@ -2,18 +2,14 @@
 
 Scripts run by SHA1 (EVALSHA) so a surge sends a few dozen bytes per call instead of the
 script text. A server that has not seen a script yet (first call, restart, failover, SCRIPT
-FLUSH) answers NOSCRIPT; we load it once and retry, so nothing has to be loaded ahead.
+FLUSH) answers NOSCRIPT; `pipelining.AutoPipeline` then loads it once and resends, so nothing
+has to be loaded ahead.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from importlib.resources import files
-from typing import Any
-
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 __all__ = ["ACCOUNT_SCRIPTS", "SLOT_SCRIPTS", "LuaScript"]
 
@@ -32,18 +28,6 @@ class LuaScript:
     def from_package(cls, name: str, *, prelude: str = "") -> LuaScript:
         body = files(_PACKAGE).joinpath(f"{name}.lua").read_text(encoding="utf-8")
         return cls(name, prelude + body)
-
-    async def run(self, client: Redis, keys: Sequence[str], args: Sequence[str | int]) -> Any:
-        """EVALSHA, loading the script first if the server does not know it."""
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-
-    async def load_into(self, client: Redis) -> None:
-        """SCRIPT LOAD, for callers that pipeline EVALSHA and cannot retry one call."""
-        await client.script_load(self.source)
 
 
 def _slot_scripts() -> dict[str, LuaScript]:

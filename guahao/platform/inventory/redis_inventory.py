@@ -8,6 +8,7 @@ the slot script and dropped (compare-and-delete) when the slot refuses.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -18,7 +19,6 @@ from redis.asyncio import Redis
 from redis.exceptions import (
     BusyLoadingError,
     ConnectionError,
-    NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
     TimeoutError,
@@ -58,7 +58,6 @@ _STATUSES: frozenset[str] = frozenset({"open", "stopped", "closed"})
 _UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OutOfMemoryError)
 
 _marker_encoder = msgspec.json.Encoder()
-_replay_decoder = msgspec.json.Decoder(list[str])
 
 
 class RedisInventory:
@@ -255,32 +254,16 @@ class RedisInventory:
         await self._slot("set_status", slot_id, [status])
 
     async def counts(self, slot_ids: list[str], *, now_ms: int) -> dict[str, SlotCounts]:
-        """One pipelined round trip; a server that lacks the script costs one more."""
-        if not slot_ids:
-            return {}
+        """One pipelined round trip: the calls are queued in one loop turn (see pipelining)."""
         script = SLOT_SCRIPTS["counts"]
-        families = [self._keys.slot_family(slot_id) for slot_id in slot_ids]
-        for attempt in (1, 2):
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for keys in families:
-                        pipe.evalsha(script.sha, len(keys), *keys, now_ms)
-                    replies: list[Any] = await pipe.execute(raise_on_error=False)
-                if any(isinstance(r, NoScriptError) for r in replies) and attempt == 1:
-                    await script.load_into(self._redis)
-                    continue
-            except _UNAVAILABLE as exc:
-                raise error("INVENTORY_UNAVAILABLE", operation="counts") from exc
-            break
-        found: dict[str, SlotCounts] = {}
-        for slot_id, reply in zip(slot_ids, replies, strict=True):
-            if isinstance(reply, BaseException):
-                if isinstance(reply, _UNAVAILABLE):
-                    raise error("INVENTORY_UNAVAILABLE", operation="counts") from reply
-                raise reply
-            if reply is not None:
-                found[slot_id] = _counts(reply)
-        return found
+        replies = await asyncio.gather(
+            *(self._run(script, self._keys.slot_family(slot_id), [now_ms]) for slot_id in slot_ids)
+        )
+        return {
+            slot_id: _counts(reply)
+            for slot_id, reply in zip(slot_ids, replies, strict=True)
+            if reply is not None
+        }
 
     async def _slot(self, name: str, slot_id: str, args: Sequence[str | int]) -> Any:
         """Run a slot script; a slot Redis does not know raises KeyError (rebuild, retry)."""
@@ -295,19 +278,6 @@ class RedisInventory:
             return await self._pipeline.run(script, keys, args)
         except _UNAVAILABLE as exc:
             raise error("INVENTORY_UNAVAILABLE", operation=script.name) from exc
-
-    async def _replayed(self, replay_key: str, slot_id: str, account_id: str) -> HoldGrant | None:
-        """The first answer to this idempotency key, if one was given."""
-        try:
-            raw = await self._redis.get(replay_key)
-        except _UNAVAILABLE as exc:
-            raise error("INVENTORY_UNAVAILABLE", operation="hold") from exc
-        if raw is None:
-            return None
-        owner, hold_id, expires_at_ms = _replay_decoder.decode(raw)
-        if owner != account_id:
-            refuse("IDEMPOTENCY_KEY_REUSED", slot_id=slot_id)
-        return HoldGrant(hold_id=hold_id, expires_at_ms=int(expires_at_ms), replayed=True)
 
     def _remember_refusal(self, slot_id: str, reply: Sequence[Any], now_ms: int) -> None:
         code = _text(reply[1])

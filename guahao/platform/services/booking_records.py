@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -38,7 +38,7 @@ from guahao.platform.persistence.tables import (
     SessionRow,
     SlotRow,
 )
-from guahao.platform.services.inventory_sync import PAYMENT_GRACE, InventorySync
+from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.runtime import Ports, SlotFacts
 
 __all__ = ["BookingRecords", "apply_to_row", "event_payload", "to_domain"]
@@ -258,18 +258,10 @@ class BookingRecords:
             if row is None or BookingStatus(row.status) not in flow.HOLDING_STATUSES:
                 return False
             booking = to_domain(row)
-            if force and now < booking.deadline():
-                booking.status = BookingStatus.EXPIRED
-                booking.ended_at = now
-                booking.end_reason = "hold_lost"
-            else:
-                if now < booking.deadline() + (
-                    PAYMENT_GRACE
-                    if booking.status is BookingStatus.AWAITING_PAYMENT
-                    else timedelta(0)
-                ):
-                    return False
-                flow.expire(booking, now)
+            hold_lost = force and now < booking.deadline()
+            if not hold_lost and now < booking.unit_held_until():
+                return False
+            flow.expire(booking, now, hold_lost=hold_lost)
             apply_to_row(row, booking, now)
             record_event(session, "booking.expired", booking.id, event_payload(booking), now)
             if booking.payment_order_no:

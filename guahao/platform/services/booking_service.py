@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm.exc import StaleDataError
 
 from guahao.platform import bookings as flow
-from guahao.platform.bookings import Booking, BookingStatus
+from guahao.platform.bookings import PAYMENT_GRACE, Booking, BookingStatus
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import error, refuse
 from guahao.platform.errors import ConflictError
@@ -33,7 +33,6 @@ from guahao.platform.services.booking_records import (
     to_domain,
 )
 from guahao.platform.services.hospital_actions import HospitalActions
-from guahao.platform.services.inventory_sync import PAYMENT_GRACE
 from guahao.platform.services.payment_notices import PaymentNotices, PaymentOutcome
 
 __all__ = ["PAYMENT_GRACE", "BookingService", "PaymentOutcome"]
@@ -226,7 +225,7 @@ class BookingService(PaymentNotices, HospitalActions):
                 hold_id=booking.id,
                 account_id=account_id,
                 now_ms=to_epoch_ms(now),
-                until_ms=to_epoch_ms(order_expires + PAYMENT_GRACE),
+                until_ms=to_epoch_ms(booking.unit_held_until()),
             )
         except ConflictError as exc:
             if exc.code == "HOLD_EXPIRED":
@@ -273,7 +272,7 @@ class BookingService(PaymentNotices, HospitalActions):
         await self._schedule(
             "expire_booking",
             key=f"expire:{booking.id}:payment",
-            at=order_expires + PAYMENT_GRACE,
+            at=booking.unit_held_until(),
             booking_id=booking.id,
         )
         return booking, order

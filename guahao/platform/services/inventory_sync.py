@@ -9,21 +9,17 @@ cancellation.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import select
 
-from guahao.platform.bookings import HOLDING_STATUSES, BookingStatus
+from guahao.platform.bookings import HOLDING_STATUSES, BookingStatus, unit_held_until
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.persistence.tables import BookingRow, SessionRow, SlotRow
 from guahao.platform.ports import HeldUnit, ReturningUnit, SlotState, SlotStatus
 from guahao.platform.services.runtime import Ports
 
 __all__ = ["InventorySync"]
-
-PAYMENT_GRACE = timedelta(minutes=2)
-"""How long past an order's expiry the unit stays held, so a payment made in the last second
-whose notice arrives a little late still books (the gateway itself refuses late payments)."""
 
 
 class InventorySync:
@@ -70,10 +66,8 @@ class InventorySync:
                     assert row.unit_returns_at is not None
                     returning.append(ReturningUnit(row.id, to_epoch_ms(row.unit_returns_at)))
                     continue
-                deadline = (
-                    row.payment_expires_at + PAYMENT_GRACE
-                    if row.status == BookingStatus.AWAITING_PAYMENT.value and row.payment_expires_at
-                    else row.hold_expires_at
+                deadline = unit_held_until(
+                    BookingStatus(row.status), row.hold_expires_at, row.payment_expires_at
                 )
                 if deadline > now:
                     holds.append(HeldUnit(row.id, row.account_id, to_epoch_ms(deadline)))
