@@ -170,6 +170,9 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "号源服务暂时不可用，请稍后再试",
         "The slot pool is unavailable; retry shortly",
     ),
+    # region rules (issue [rules])
+    # hospital connectors (issue [connectors])
+    # search (issue [search])
 }
 
 
