@@ -24,6 +24,7 @@ from guahao.platform.persistence.tables import (
     DoctorRow,
     HospitalRow,
     PatientRow,
+    PersonRow,
     SessionRow,
     SlotRow,
 )
@@ -211,10 +212,26 @@ async def _seed(engine: AsyncEngine) -> dict[str, str]:
             ],
         )
         await connection.execute(
+            insert(PersonRow),
+            [
+                {
+                    "id": "person1",
+                    "document_hash": "dh",
+                    "document_type": "resident_id",
+                    "sex": "",
+                    "verification_level": "format_checked",
+                    "verified_by": "test",
+                    "created_at": T0,
+                    "lock_version": 0,
+                }
+            ],
+        )
+        await connection.execute(
             insert(PatientRow),
             [
                 {
                     "id": "p1",
+                    "person_id": "person1",
                     "account_id": "a1",
                     "name": "张三",
                     "relation": "self",
@@ -305,3 +322,49 @@ async def test_database_refuses_to_oversell_a_slot(database_url: str) -> None:
         assert booked == 2
     finally:
         await engine.dispose()
+
+
+async def test_patients_recorded_before_the_rules_each_become_a_person(database_url: str) -> None:
+    """Upgrading a database with patients: one person per document, shared across accounts."""
+    await upgrade_async(database_url, "0001")
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            for account in ("a1", "a2"):
+                await connection.execute(
+                    text(
+                        "INSERT INTO accounts (id, phone_hash, phone_enc, password_hash,"
+                        " display_name, created_at) VALUES (:id, :id, :x, 'pw', '', :t)"
+                    ),
+                    {"id": account, "x": b"x", "t": T0.replace(tzinfo=None)},
+                )
+            for patient, account, document in (
+                ("p1", "a1", "d1"),
+                ("p2", "a2", "d1"),
+                ("p3", "a2", "d2"),
+            ):
+                await connection.execute(
+                    text(
+                        "INSERT INTO patients (id, account_id, name, relation, document_type,"
+                        " document_hash, document_enc, document_masked, phone_masked, created_at)"
+                        " VALUES (:id, :a, '张三', 'other', 'resident_id', :d, :x, '1***', '', :t)"
+                    ),
+                    {
+                        "id": patient,
+                        "a": account,
+                        "d": document,
+                        "x": b"x",
+                        "t": T0.replace(tzinfo=None),
+                    },
+                )
+        await upgrade_async(database_url)
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(text("SELECT id, person_id FROM patients ORDER BY id"))
+            ).all()
+            persons = (await connection.execute(text("SELECT COUNT(*) FROM persons"))).scalar()
+    finally:
+        await engine.dispose()
+    by_patient = dict(rows)
+    assert persons == 2
+    assert by_patient["p1"] == by_patient["p2"] != by_patient["p3"]

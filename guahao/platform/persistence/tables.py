@@ -33,20 +33,34 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "AccountRow",
+    "AddOnUnitRow",
+    "AuditRow",
+    "BlacklistAppealRow",
+    "BlacklistEntryRow",
     "Base",
     "BookingRow",
     "DepartmentRow",
     "DoctorRow",
     "HospitalRow",
+    "HospitalRuleOverrideRow",
+    "LotteryEntryRow",
     "NotificationRow",
     "OutboxRow",
+    "PatientFilingRow",
+    "PatientIdentityChangeRow",
     "PatientRow",
     "PaymentNotificationRow",
     "PaymentOrderRow",
+    "PersonRow",
     "RefundRow",
+    "RegionRulesRow",
     "SessionRow",
     "SlotRow",
+    "StaffAccountRow",
+    "StrikeRow",
+    "SuspicionSignalRow",
     "UTCDateTime",
+    "WaitlistEntryRow",
 ]
 
 NAMING = {
@@ -137,6 +151,7 @@ class SessionRow(Base):
         UniqueConstraint("doctor_id", "date", "period"),
         CheckConstraint("starts_at < ends_at", name="starts_before_it_ends"),
         CheckConstraint("status IN ('open', 'stopped', 'finished')", name="status_known"),
+        CheckConstraint("allocation IN ('first_come', 'lottery')", name="allocation_known"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -156,6 +171,13 @@ class SessionRow(Base):
     cutoff_done: Mapped[bool] = mapped_column(Boolean, default=False)
     no_shows_marked: Mapped[bool] = mapped_column(Boolean, default=False)
     external_id: Mapped[str] = mapped_column(String(200), default="")
+    allocation: Mapped[str] = mapped_column(String(16), default="first_come")
+    """``first_come`` (先到先得) or ``lottery`` (摇号: requests collected, then drawn)."""
+    lottery_opens_at: Mapped[datetime | None] = mapped_column(default=None)
+    lottery_draw_at: Mapped[datetime | None] = mapped_column(default=None)
+    lottery_drawn: Mapped[bool] = mapped_column(Boolean, default=False)
+    add_on_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Add-on units (诊间加号) given in this session, counted against the region's limit."""
 
 
 class SlotRow(Base):
@@ -196,14 +218,51 @@ class AccountRow(Base):
     created_at: Mapped[datetime] = mapped_column()
 
 
+class PersonRow(Base):
+    """A real person, identified by one identity document across the whole region.
+
+    Patients of different accounts carrying the same document are the same person: limits,
+    strikes and the blacklist are keyed here, never by account, so moving from account to
+    account (or hospital to hospital) changes nothing.
+    """
+
+    __tablename__ = "persons"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    document_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    document_type: Mapped[str] = mapped_column(String(32))
+    birth_date: Mapped[date | None] = mapped_column(Date, default=None)
+    sex: Mapped[str] = mapped_column(String(8), default="")
+    verification_level: Mapped[str] = mapped_column(String(32), default="format_checked")
+    verified_by: Mapped[str] = mapped_column(String(64), default="")
+    verified_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column()
+    lock_version: Mapped[int] = mapped_column(Integer, default=0)
+    """Bumped first thing by every transaction that checks this person's limits, so two of
+    them (even at two hospitals) take turns instead of both passing on the last allowance."""
+
+
+SELF_PATIENT = "relation = 'self' AND removed_at IS NULL"
+
+
 class PatientRow(Base):
     """就诊人. Document and phone are encrypted; lookups go through keyed hashes."""
 
     __tablename__ = "patients"
-    __table_args__ = (UniqueConstraint("account_id", "document_hash"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "document_hash"),
+        Index(
+            "uq_patients_self_person",
+            "person_id",
+            unique=True,
+            sqlite_where=text(SELF_PATIENT),
+            postgresql_where=text(SELF_PATIENT),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     relation: Mapped[str] = mapped_column(String(16), default="self")
     document_type: Mapped[str] = mapped_column(String(32))
@@ -213,6 +272,41 @@ class PatientRow(Base):
     phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     phone_masked: Mapped[str] = mapped_column(String(20), default="")
     created_at: Mapped[datetime] = mapped_column()
+    removed_at: Mapped[datetime | None] = mapped_column(default=None)
+    identity_changed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PatientIdentityChangeRow(Base):
+    """Every change of a patient's name or document, counted against the region's limit."""
+
+    __tablename__ = "patient_identity_changes"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    old_person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"))
+    new_person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"))
+    changed_at: Mapped[datetime] = mapped_column()
+
+
+class PatientFilingRow(Base):
+    """建档: whether a person has a record in a hospital's HIS, and its number there."""
+
+    __tablename__ = "patient_filings"
+    __table_args__ = (
+        UniqueConstraint("person_id", "hospital_id"),
+        CheckConstraint("status IN ('pending', 'filed', 'failed')", name="status_known"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
+    hospital_id: Mapped[str] = mapped_column(ForeignKey("hospitals.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    his_patient_id: Mapped[str] = mapped_column(String(64), default="")
+    """The hospital's own number for the patient (病案号 / 就诊卡号)."""
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
 
 
 class BookingRow(Base):
@@ -228,6 +322,10 @@ class BookingRow(Base):
             postgresql_where=text(ACTIVE_WITH_PATIENT),
         ),
         Index("ix_bookings_status_deadline", "status", "hold_expires_at"),
+        Index("ix_bookings_person_visit", "person_id", "visit_date"),
+        CheckConstraint(
+            "kind IN ('regular', 'waitlist', 'lottery', 'add_on')", name="kind_known"
+        ),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -251,6 +349,21 @@ class BookingRow(Base):
     end_reason: Mapped[str | None] = mapped_column(String(64), default=None)
     unit_returns_at: Mapped[datetime | None] = mapped_column(default=None)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    kind: Mapped[str] = mapped_column(String(16), default="regular")
+    """How the unit was obtained: a hold (``regular``), the waitlist, the lottery, or an
+    add-on unit (``add_on``: outside the slot's quota, never counted in ``online_booked``)."""
+    person_id: Mapped[str | None] = mapped_column(ForeignKey("persons.id"), default=None)
+    hospital_id: Mapped[str | None] = mapped_column(ForeignKey("hospitals.id"), default=None)
+    department_id: Mapped[str | None] = mapped_column(ForeignKey("departments.id"), default=None)
+    doctor_id: Mapped[str | None] = mapped_column(ForeignKey("doctors.id"), default=None)
+    visit_date: Mapped[date | None] = mapped_column(Date, default=None)
+    """The session's local date; with the three ids above, copied from the session when the
+    patient is chosen so that limit checks are one indexed read."""
+    ip_hash: Mapped[str] = mapped_column(String(64), default="")
+    device_hash: Mapped[str] = mapped_column(String(64), default="")
+    follow_up_until: Mapped[date | None] = mapped_column(Date, default=None)
+    """Follow-up validity (复诊有效期): visits on or before this date need no new booking."""
+    follow_up_visits: Mapped[int] = mapped_column(Integer, default=0)
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
@@ -297,6 +410,231 @@ class RefundRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column()
     refunded_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RegionRulesRow(Base):
+    """One version of the region's rules; the newest is in force. Never updated in place."""
+
+    __tablename__ = "region_rules"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rules: Mapped[dict[str, Any]] = mapped_column()
+    changed_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column()
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class HospitalRuleOverrideRow(Base):
+    """One version of a hospital's overrides of the region's rules (only fields the region
+    lets hospitals override). The newest version per hospital is in force."""
+
+    __tablename__ = "hospital_rule_overrides"
+    __table_args__ = (UniqueConstraint("hospital_id", "version"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    hospital_id: Mapped[str] = mapped_column(ForeignKey("hospitals.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    overrides: Mapped[dict[str, Any]] = mapped_column()
+    changed_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column()
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class StrikeRow(Base):
+    """One counted violation of a person (爽约, late 退号, unpaid order, …)."""
+
+    __tablename__ = "strikes"
+    __table_args__ = (
+        UniqueConstraint("booking_id", "kind"),
+        Index("ix_strikes_person_kind_time", "person_id", "kind", "occurred_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    booking_id: Mapped[str | None] = mapped_column(ForeignKey("bookings.id"), default=None)
+    hospital_id: Mapped[str | None] = mapped_column(ForeignKey("hospitals.id"), default=None)
+    occurred_at: Mapped[datetime] = mapped_column()
+    recorded_at: Mapped[datetime] = mapped_column()
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class BlacklistEntryRow(Base):
+    """黑名单: a ban of a person from online booking across the region, until ``ends_at``."""
+
+    __tablename__ = "blacklist_entries"
+    __table_args__ = (
+        Index("ix_blacklist_person_ends", "person_id", "ends_at"),
+        CheckConstraint("source IN ('automatic', 'manual')", name="source_known"),
+        CheckConstraint("starts_at < ends_at", name="starts_before_it_ends"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"))
+    policy: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16))
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime] = mapped_column()
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column()
+    lifted_at: Mapped[datetime | None] = mapped_column(default=None)
+    lifted_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    lift_reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class BlacklistAppealRow(Base):
+    """申诉: a patient asks the authority to lift a ban; the authority decides."""
+
+    __tablename__ = "blacklist_appeals"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'granted', 'rejected')", name="status_known"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    entry_id: Mapped[str] = mapped_column(ForeignKey("blacklist_entries.id"), index=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    statement: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    filed_at: Mapped[datetime] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    decision_reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class StaffAccountRow(Base):
+    """Staff of the health authority or of a hospital (never citizens)."""
+
+    __tablename__ = "staff_accounts"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ('authority_admin', 'authority_auditor', 'hospital_staff')",
+            name="role_known",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    role: Mapped[str] = mapped_column(String(32))
+    hospital_id: Mapped[str | None] = mapped_column(ForeignKey("hospitals.id"), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class AuditRow(Base):
+    """Every change made by staff and every staff access to personal data, append-only."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    actor: Mapped[str] = mapped_column(String(64))
+    actor_role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column()
+    at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WaitlistEntryRow(Base):
+    """候补: a patient waiting for a freed unit of one session, or of a department (or one
+    doctor) over a date range. Served in order of (priority desc, joined_at)."""
+
+    __tablename__ = "waitlist_entries"
+    __table_args__ = (
+        Index("ix_waitlist_session_status", "session_id", "status"),
+        Index("ix_waitlist_department_status", "department_id", "status"),
+        Index("ix_waitlist_person_status", "person_id", "status"),
+        CheckConstraint(
+            "status IN ('waiting', 'fulfilled', 'cancelled', 'expired', 'removed')",
+            name="status_known",
+        ),
+        CheckConstraint("scope IN ('session', 'department', 'doctor')", name="scope_known"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"))
+    scope: Mapped[str] = mapped_column(String(16))
+    hospital_id: Mapped[str] = mapped_column(ForeignKey("hospitals.id"))
+    department_id: Mapped[str | None] = mapped_column(ForeignKey("departments.id"), default=None)
+    doctor_id: Mapped[str | None] = mapped_column(ForeignKey("doctors.id"), default=None)
+    session_id: Mapped[str | None] = mapped_column(ForeignKey("sessions.id"), default=None)
+    date_from: Mapped[date] = mapped_column(Date)
+    date_to: Mapped[date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(16), default="self_pay")
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    """0 for everyone; higher for patients whose session the hospital stopped (停诊)."""
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    booking_id: Mapped[str | None] = mapped_column(ForeignKey("bookings.id"), default=None)
+    joined_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    end_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class LotteryEntryRow(Base):
+    """摇号: one request for a unit of a lottery session, drawn at ``lottery_draw_at``."""
+
+    __tablename__ = "lottery_entries"
+    __table_args__ = (
+        UniqueConstraint("session_id", "person_id"),
+        CheckConstraint(
+            "status IN ('entered', 'won', 'lost', 'ineligible', 'withdrawn')",
+            name="status_known",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"))
+    channel: Mapped[str] = mapped_column(String(16), default="self_pay")
+    status: Mapped[str] = mapped_column(String(16), default="entered")
+    booking_id: Mapped[str | None] = mapped_column(ForeignKey("bookings.id"), default=None)
+    entered_at: Mapped[datetime] = mapped_column()
+    drawn_at: Mapped[datetime | None] = mapped_column(default=None)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class AddOnUnitRow(Base):
+    """诊间加号: a unit a doctor adds to a session for one named patient, outside the quota."""
+
+    __tablename__ = "add_on_units"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
+    added_by: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class SuspicionSignalRow(Base):
+    """A pattern worth the authority's look (possible 黄牛), recorded once per dedupe key."""
+
+    __tablename__ = "suspicion_signals"
+    __table_args__ = (Index("ix_signals_kind_time", "kind", "detected_at"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(64))
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    score: Mapped[int] = mapped_column(Integer, default=1)
+    detail: Mapped[dict[str, Any]] = mapped_column()
+    detected_at: Mapped[datetime] = mapped_column()
+    reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
+    reviewed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    review_note: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class OutboxRow(Base):

@@ -19,10 +19,11 @@ from typing import Literal
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
-from guahao.platform.persistence.tables import AccountRow, PatientRow
+from guahao.platform.persistence.tables import AccountRow, PatientRow, PersonRow
 from guahao.platform.personal_data import mask_document, mask_phone
 from guahao.platform.services.runtime import Ports
 
@@ -148,13 +149,15 @@ class AccountService:
                 refuse("ID_NUMBER_INVALID", reason="format")
         if phone and not PHONE.fullmatch(phone):
             refuse("VALIDATION_FAILED", field="phone")
+        document_hash = self._p.vault.index("document", f"{document_type}:{number}")
         row = PatientRow(
             id=new_id(),
             account_id=account_id,
+            person_id="",
             name=name,
             relation=relation,
             document_type=document_type,
-            document_hash=self._p.vault.index("document", f"{document_type}:{number}"),
+            document_hash=document_hash,
             document_enc=self._p.vault.seal("document", number),
             document_masked=mask_document(number),
             phone_enc=self._p.vault.seal("phone", phone) if phone else None,
@@ -163,10 +166,28 @@ class AccountService:
         )
         try:
             async with self._p.sessions() as session, session.begin():
+                row.person_id = await self._person_for(session, document_hash, document_type)
                 session.add(row)
         except IntegrityError:
             refuse("VALIDATION_FAILED", field="document_number", reason="already a patient here")
         return _view(row)
+
+    async def _person_for(
+        self, session: AsyncSession, document_hash: str, document_type: str
+    ) -> str:
+        person = await session.scalar(
+            select(PersonRow).where(PersonRow.document_hash == document_hash)
+        )
+        if person is None:
+            person = PersonRow(
+                id=new_id(),
+                document_hash=document_hash,
+                document_type=document_type,
+                created_at=self._p.clock.now(),
+            )
+            session.add(person)
+            await session.flush()
+        return person.id
 
     async def patients(self, account_id: str) -> list[PatientView]:
         async with self._p.sessions() as session:
