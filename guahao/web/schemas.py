@@ -42,18 +42,25 @@ class TokenResponse(msgspec.Struct, rename="camel", frozen=True):
 
 
 class PatientCreate(_In):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
-    document_type: Literal[
-        "resident_id",
-        "passport",
-        "hk_macao_permit",
-        "taiwan_permit",
-        "foreign_permanent_resident",
-        "household_register",
-    ]
-    document_number: Annotated[str, msgspec.Meta(min_length=5, max_length=30)]
+    """A patient to add. Type, number and name are checked by the real-name rules, which
+    answer with their own codes (``DOCUMENT_TYPE_UNKNOWN``, ``ID_NUMBER_CHECKSUM_MISMATCH``,
+    ``PATIENT_NAME_INVALID``…) rather than a generic validation error."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    document_type: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    """``resident_id``, ``household_register``, ``hmt_residence_permit``,
+    ``foreign_permanent_resident``, ``hk_macao_permit``, ``taiwan_permit`` or ``passport``."""
+    document_number: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
     phone: Annotated[str, msgspec.Meta(max_length=20)] = ""
-    relation: Literal["self", "spouse", "child", "parent", "other"] = "self"
+    relation: Literal["self", "spouse", "child", "parent", "sibling", "other"] = "self"
+
+
+class PatientIdentityChange(_In):
+    """New real-name data for a patient (limited a few times a year)."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    document_type: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+    document_number: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 
 
 class HoldCreate(_In):

@@ -3,6 +3,7 @@ small readers of the public views (availability, one booking) to compare before 
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from guahao.platform.error_codes import CODES
+from tests.fixtures.platforms import resident_id
 
 __all__ = [
     "PASSWORD",
@@ -32,6 +34,10 @@ VALID_ID = "11010519491231002X"
 PASSWORD = "correct-horse-9"
 
 _serials = count(1)
+
+
+_SERIALS = count(int.from_bytes(os.urandom(3), "big") + 1)
+"""Resident id serials: random per process, so servers shared across test runs differ."""
 
 
 @dataclass
@@ -73,10 +79,16 @@ class Citizen:
     async def put(self, path: str, **kwargs: Any) -> httpx.Response:
         return await self.http.put(path, headers=self.auth, **kwargs)
 
-    async def add_patient(self, name: str = "张三", number: str = VALID_ID) -> dict[str, Any]:
+    async def add_patient(self, name: str = "张三", number: str | None = None) -> dict[str, Any]:
+        """Add a patient; by default a person nobody else has (a document can be the account
+        holder of one account only, and the e2e server is shared by a module's tests)."""
         response = await self.post(
             "/api/v1/me/patients",
-            json={"name": name, "documentType": "resident_id", "documentNumber": number},
+            json={
+                "name": name,
+                "documentType": "resident_id",
+                "documentNumber": number or resident_id(next(_SERIALS)),
+            },
         )
         assert response.status_code == 201, response.text
         patient: dict[str, Any] = response.json()

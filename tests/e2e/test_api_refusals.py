@@ -383,7 +383,7 @@ BAD_INPUT: list[Any] = [
     pytest.param(
         _patient(documentNumber="110105194912310021"),
         422,
-        "ID_NUMBER_INVALID",
+        "ID_NUMBER_CHECKSUM_MISMATCH",
         id="patient-id-check-character",
     ),
     pytest.param(
@@ -392,7 +392,17 @@ BAD_INPUT: list[Any] = [
     pytest.param(_patient(phone="12345"), 422, "VALIDATION_FAILED", id="patient-bad-phone"),
     pytest.param(_patient(nickname="x"), 422, "VALIDATION_FAILED", id="patient-unknown-field"),
     pytest.param(
-        _patient(documentType="library_card"), 422, "VALIDATION_FAILED", id="patient-bad-type"
+        _patient(documentType="library_card"), 422, "DOCUMENT_TYPE_UNKNOWN", id="patient-bad-type"
+    ),
+    pytest.param(
+        _patient(documentNumber="110105194902300020"),
+        422,
+        "ID_BIRTH_DATE_INVALID",
+        id="patient-id-impossible-birth-date",
+    ),
+    pytest.param(_patient(name="张3"), 422, "PATIENT_NAME_INVALID", id="patient-name-with-digit"),
+    pytest.param(
+        _patient(name="Zhang San"), 422, "PATIENT_NAME_SCRIPT_MISMATCH", id="patient-latin-on-id"
     ),
     pytest.param(
         _register(b'{"phone": "12345678", "password": "long-enough-1"}'),

@@ -62,7 +62,7 @@ async def test_a_refusal_is_not_remembered_so_the_retry_runs_again(client) -> No
     first = await client.post("/api/v1/me/patients", json=bad, headers={"Idempotency-Key": "p3"})
     again = await client.post("/api/v1/me/patients", json=bad, headers={"Idempotency-Key": "p3"})
     assert first.status_code == again.status_code == 422
-    assert again.json()["code"] == "ID_NUMBER_INVALID"
+    assert again.json()["code"] == "ID_NUMBER_CHECKSUM_MISMATCH"
     assert "idempotent-replayed" not in again.headers
     fixed = await client.post("/api/v1/me/patients", json=bad, headers={"Idempotency-Key": "p3"})
     assert fixed.status_code == 422  # still refused on its merits, not replayed
@@ -71,5 +71,7 @@ async def test_a_refusal_is_not_remembered_so_the_retry_runs_again(client) -> No
 async def test_writes_without_a_key_are_not_remembered(client) -> None:  # type: ignore[no-untyped-def]
     await client.post("/api/v1/me/patients", json=PATIENT)
     second = await client.post("/api/v1/me/patients", json=PATIENT)
-    assert second.status_code == 422  # the same document twice: the domain refuses, not a replay
+    # the same document twice: the domain refuses, not a replay
+    assert second.status_code == 409
+    assert second.json()["code"] == "PATIENT_ALREADY_ADDED"
     assert "idempotent-replayed" not in second.headers

@@ -1,9 +1,11 @@
-"""Accounts (账号) and the patients (就诊人) each one manages.
+"""Accounts (账号) and the patients (就诊人) each one manages, under the real-name rules.
 
-The full real-name rules (document types, limits, verification levels) belong to the rules
-work; here every patient already carries a validated document, sealed at rest, and the
-account's phone is sealed too. Passwords are hashed with scrypt (memory-hard, in the standard
-library).
+A patient is one person seen from one account: the person is the identity document, found
+again by a keyed hash of the part of its number that never changes, so the same person on two
+accounts (a parent on each child's phone) is one person for limits and the blacklist. One
+person can be the account holder (本人) of one account only; children without an ID card are
+added by a guardian on the household register (户口簿). Documents and phones are sealed at rest
+and shown masked. Passwords are hashed with scrypt (memory-hard, in the standard library).
 """
 
 from __future__ import annotations
@@ -14,51 +16,76 @@ import hmac
 import os
 import re
 import unicodedata
-from typing import Literal
+from datetime import date, timedelta
+from typing import Literal, get_args
+from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.error_codes import refuse
+from guahao.platform.identity_documents import (
+    DocumentType,
+    IdentityDocument,
+    age_on,
+    parse_document_type,
+    validate_document,
+)
+from guahao.platform.identity_verification import (
+    FormatChecksumVerifier,
+    IdentityVerifier,
+    VerificationLevel,
+)
 from guahao.platform.ids import new_id
-from guahao.platform.persistence.tables import AccountRow, PatientRow, PersonRow
-from guahao.platform.personal_data import mask_document, mask_phone
+from guahao.platform.persistence.tables import (
+    AccountRow,
+    BookingRow,
+    PatientIdentityChangeRow,
+    PatientRow,
+    PersonRow,
+)
+from guahao.platform.person_names import validate_person_name
+from guahao.platform.personal_data import mask_phone
+from guahao.platform.services.booking_limits import LIVE_WITH_PATIENT
+from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 
-__all__ = ["AccountService", "PatientView", "check_resident_id", "hash_password", "verify_password"]
-
-DocumentType = Literal[
-    "resident_id",
-    "passport",
-    "hk_macao_permit",
-    "taiwan_permit",
-    "foreign_permanent_resident",
-    "household_register",
+__all__ = [
+    "RELATIONS",
+    "AccountService",
+    "PatientView",
+    "Relation",
+    "hash_password",
+    "person_key",
+    "verify_password",
 ]
+
 PHONE = re.compile(r"^1[3-9]\d{9}$")
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_CHECK = "10X98765432"
+Relation = Literal["self", "spouse", "child", "parent", "sibling", "other"]
+RELATIONS: frozenset[str] = frozenset(get_args(Relation))
+REGION_ZONE = "Asia/Shanghai"
+"""The region's calendar: birth dates and ages are judged on its day, not UTC's."""
 
 
-def check_resident_id(number: str) -> str:
-    """Normalise and check a resident identity number (GB 11643-1999); returns it upper-case.
+def person_key(document: IdentityDocument) -> str:
+    """What identifies the person behind a document, before hashing.
 
-    >>> check_resident_id("11010519491231002x")
-    '11010519491231002X'
-    >>> check_resident_id("110105194912310021")
-    Traceback (most recent call last):
-    ...
-    guahao.platform.errors.InvalidInputError: ID_NUMBER_INVALID: The identity number is invalid
+    A household register carries the child's resident identity number, so both name the same
+    person; other documents are their own family. The holder part of the number leaves out
+    what changes when a card is renewed.
+
+    >>> from datetime import date
+    >>> day = date(2026, 1, 1)
+    >>> child = validate_document("household_register", "110105202001010015", today=day)
+    >>> person_key(child) == person_key(validate_document("resident_id", child.number, today=day))
+    True
     """
-    value = unicodedata.normalize("NFKC", number).strip().upper()
-    if not re.fullmatch(r"\d{17}[\dX]", value):
-        refuse("ID_NUMBER_INVALID", reason="format")
-    total = sum(int(d) * w for d, w in zip(value[:17], _WEIGHTS, strict=True))
-    if _CHECK[total % 11] != value[17]:
-        refuse("ID_NUMBER_INVALID", reason="check_character")
-    return value
+    family = document.type
+    if family is DocumentType.HOUSEHOLD_REGISTER:
+        family = DocumentType.RESIDENT_ID
+    return f"{family.value}:{document.holder_number}"
 
 
 def hash_password(password: str) -> str:
@@ -85,13 +112,23 @@ class PatientView(msgspec.Struct, frozen=True, rename="camel"):
     document_type: str
     document_masked: str
     phone_masked: str
+    sex: str = ""
+    verification_level: str = ""
+    booked_by_guardian: bool = False
 
 
 class AccountService:
-    """Register, sign in, and manage the patients of an account."""
+    """Register, sign in, and manage the patients of an account under the real-name rules."""
 
-    def __init__(self, ports: Ports) -> None:
+    def __init__(
+        self,
+        ports: Ports,
+        rules: RuleBook | None = None,
+        verifier: IdentityVerifier | None = None,
+    ) -> None:
         self._p = ports
+        self._rules = rules or RuleBook(ports)
+        self._verifier: IdentityVerifier = verifier or FormatChecksumVerifier(REGION_ZONE)
 
     async def register(self, *, phone: str, password: str, display_name: str = "") -> str:
         phone = unicodedata.normalize("NFKC", phone).strip()
@@ -118,6 +155,11 @@ class AccountService:
 
     async def authenticate(self, *, phone: str, password: str) -> str:
         phone = unicodedata.normalize("NFKC", phone).strip()
+        if self._p.limiter is not None and PHONE.fullmatch(phone):
+            limits = (await self._rules.region()).rate_limits
+            await self._p.limiter.hit(
+                [("sign_in:phone", limits.sign_in_per_phone, self._p.vault.index("phone", phone))]
+            )
         async with self._p.sessions() as session:
             row = await session.scalar(
                 select(AccountRow).where(
@@ -128,80 +170,257 @@ class AccountService:
             refuse("CREDENTIALS_INVALID")
         return row.id
 
+    def _today(self) -> date:
+        return self._p.clock.now().astimezone(ZoneInfo(REGION_ZONE)).date()
+
+    async def _identify(
+        self, name: str, document_type: str, document_number: str, relation: str
+    ) -> tuple[IdentityDocument, str]:
+        """Validate everything about a patient's identity before anything is stored."""
+        if relation not in RELATIONS:
+            refuse("VALIDATION_FAILED", field="relation", allowed=sorted(RELATIONS))
+        kind = parse_document_type(document_type)
+        document = validate_document(kind, document_number, today=self._today())
+        person_name = validate_person_name(name, kind)
+        rules = (await self._rules.region()).identity
+        if relation == "self":
+            if kind.booked_by_guardian:
+                refuse("PATIENT_TOO_YOUNG_FOR_SELF", field="relation", document_type=kind.value)
+            if (
+                document.birth_date is not None
+                and age_on(document.birth_date, self._today()) < rules.self_min_age_years
+            ):
+                refuse(
+                    "PATIENT_TOO_YOUNG_FOR_SELF",
+                    field="relation",
+                    min_age=rules.self_min_age_years,
+                )
+        return document, person_name.value
+
     async def add_patient(
         self,
         *,
         account_id: str,
         name: str,
-        document_type: DocumentType,
+        document_type: str,
         document_number: str,
         phone: str = "",
         relation: str = "self",
     ) -> PatientView:
-        name = unicodedata.normalize("NFKC", name).strip()
-        if not name or len(name) > 50 or any(ch.isdigit() for ch in name):
-            refuse("VALIDATION_FAILED", field="name")
-        if document_type == "resident_id":
-            number = check_resident_id(document_number)
-        else:
-            number = unicodedata.normalize("NFKC", document_number).strip().upper()
-            if not re.fullmatch(r"[A-Z0-9]{5,20}", number):
-                refuse("ID_NUMBER_INVALID", reason="format")
+        """添加就诊人: validated, verified as far as the verifier can, within the limits."""
+        document, clean_name = await self._identify(name, document_type, document_number, relation)
+        phone = unicodedata.normalize("NFKC", phone).strip()
         if phone and not PHONE.fullmatch(phone):
             refuse("VALIDATION_FAILED", field="phone")
-        document_hash = self._p.vault.index("document", f"{document_type}:{number}")
-        row = PatientRow(
-            id=new_id(),
-            account_id=account_id,
-            person_id="",
-            name=name,
-            relation=relation,
-            document_type=document_type,
-            document_hash=document_hash,
-            document_enc=self._p.vault.seal("document", number),
-            document_masked=mask_document(number),
-            phone_enc=self._p.vault.seal("phone", phone) if phone else None,
-            phone_masked=mask_phone(phone) if phone else "",
-            created_at=self._p.clock.now(),
+        now = self._p.clock.now()
+        verification = await self._verifier.verify(
+            document, validate_person_name(clean_name, document.type), checked_at=now
         )
+        rules = (await self._rules.region()).identity
+        document_hash = self._p.vault.index("document", person_key(document))
         try:
             async with self._p.sessions() as session, session.begin():
-                row.person_id = await self._person_for(session, document_hash, document_type)
-                session.add(row)
+                await _lock_account(session, account_id)
+                existing = await session.scalar(
+                    select(PatientRow).where(
+                        PatientRow.account_id == account_id,
+                        PatientRow.document_hash == document_hash,
+                    )
+                )
+                if existing is not None and existing.removed_at is None:
+                    refuse("PATIENT_ALREADY_ADDED", patient_id=existing.id)
+                live = await session.scalar(
+                    select(func.count())
+                    .select_from(PatientRow)
+                    .where(PatientRow.account_id == account_id, PatientRow.removed_at.is_(None))
+                )
+                if (live or 0) >= rules.max_patients_per_account:
+                    refuse("PATIENT_LIMIT_REACHED", limit=rules.max_patients_per_account)
+                recent = await session.scalar(
+                    select(func.count())
+                    .select_from(PatientRow)
+                    .where(
+                        PatientRow.account_id == account_id,
+                        PatientRow.created_at > now - timedelta(days=30),
+                    )
+                )
+                if (recent or 0) >= rules.patient_additions_per_30_days:
+                    refuse(
+                        "PATIENT_ADDITIONS_TOO_FREQUENT",
+                        limit=rules.patient_additions_per_30_days,
+                    )
+                if relation == "self":
+                    has_self = await session.scalar(
+                        select(PatientRow.id).where(
+                            PatientRow.account_id == account_id,
+                            PatientRow.relation == "self",
+                            PatientRow.removed_at.is_(None),
+                        )
+                    )
+                    if has_self is not None:
+                        refuse("VALIDATION_FAILED", field="relation", reason="already has self")
+                person = await self._person_for(session, document_hash, document, verification)
+                row = existing or PatientRow(id=new_id(), account_id=account_id)
+                row.person_id = person.id
+                row.name = clean_name
+                row.relation = relation
+                row.document_type = document.type.value
+                row.document_hash = document_hash
+                row.document_enc = self._p.vault.seal("document", document.number)
+                row.document_masked = document.masked
+                row.phone_enc = self._p.vault.seal("phone", phone) if phone else None
+                row.phone_masked = mask_phone(phone) if phone else ""
+                row.created_at = now
+                row.removed_at = None
+                if existing is None:
+                    session.add(row)
+                await session.flush()
         except IntegrityError:
-            refuse("VALIDATION_FAILED", field="document_number", reason="already a patient here")
-        return _view(row)
+            # The partial unique index: this document is already 本人 of another account.
+            refuse("PERSON_IS_SELF_ELSEWHERE", field="document_number")
+        return _view(row, person)
 
     async def _person_for(
-        self, session: AsyncSession, document_hash: str, document_type: str
-    ) -> str:
+        self,
+        session: AsyncSession,
+        document_hash: str,
+        document: IdentityDocument,
+        verification: object,
+    ) -> PersonRow:
         person = await session.scalar(
             select(PersonRow).where(PersonRow.document_hash == document_hash)
         )
+        level = getattr(verification, "level", VerificationLevel.FORMAT_CHECKED)
         if person is None:
             person = PersonRow(
                 id=new_id(),
                 document_hash=document_hash,
-                document_type=document_type,
+                document_type=document.type.value,
                 created_at=self._p.clock.now(),
+                verification_level=VerificationLevel.FORMAT_CHECKED.value,
             )
             session.add(person)
-            await session.flush()
-        return person.id
+        person.birth_date = document.birth_date
+        person.sex = document.sex.value if document.sex else ""
+        if VerificationLevel(level).rank > VerificationLevel(person.verification_level).rank:
+            person.verification_level = VerificationLevel(level).value
+            person.verified_by = str(getattr(verification, "verifier", ""))
+            person.verified_at = getattr(verification, "checked_at", None)
+        await session.flush()
+        return person
+
+    async def remove_patient(self, *, account_id: str, patient_id: str) -> None:
+        """删除就诊人: never while the patient has a live booking (it would orphan it)."""
+        now = self._p.clock.now()
+        async with self._p.sessions() as session, session.begin():
+            row = await self._own_patient(session, account_id, patient_id)
+            await _refuse_if_booked(session, patient_id)
+            row.removed_at = now
+
+    async def change_identity(
+        self,
+        *,
+        account_id: str,
+        patient_id: str,
+        name: str,
+        document_type: str,
+        document_number: str,
+    ) -> PatientView:
+        """修改实名信息: a few times a year at most, never with live bookings (changing the
+        person behind a booking is how a scalper would hand it to a buyer)."""
+        now = self._p.clock.now()
+        async with self._p.sessions() as session:
+            current = await self._own_patient(session, account_id, patient_id)
+            relation = current.relation
+        document, clean_name = await self._identify(name, document_type, document_number, relation)
+        verification = await self._verifier.verify(
+            document, validate_person_name(clean_name, document.type), checked_at=now
+        )
+        rules = (await self._rules.region()).identity
+        document_hash = self._p.vault.index("document", person_key(document))
+        try:
+            async with self._p.sessions() as session, session.begin():
+                await _lock_account(session, account_id)
+                row = await self._own_patient(session, account_id, patient_id)
+                await _refuse_if_booked(session, patient_id)
+                changes = await session.scalar(
+                    select(func.count())
+                    .select_from(PatientIdentityChangeRow)
+                    .where(
+                        PatientIdentityChangeRow.patient_id == patient_id,
+                        PatientIdentityChangeRow.changed_at > now - timedelta(days=365),
+                    )
+                )
+                if (changes or 0) >= rules.identity_changes_per_year:
+                    refuse("IDENTITY_CHANGE_LIMIT", limit=rules.identity_changes_per_year)
+                person = await self._person_for(session, document_hash, document, verification)
+                session.add(
+                    PatientIdentityChangeRow(
+                        id=new_id(),
+                        patient_id=patient_id,
+                        account_id=account_id,
+                        old_person_id=row.person_id,
+                        new_person_id=person.id,
+                        changed_at=now,
+                    )
+                )
+                row.person_id = person.id
+                row.name = clean_name
+                row.document_type = document.type.value
+                row.document_hash = document_hash
+                row.document_enc = self._p.vault.seal("document", document.number)
+                row.document_masked = document.masked
+                row.identity_changed_at = now
+                await session.flush()
+        except IntegrityError:
+            refuse("PERSON_IS_SELF_ELSEWHERE", field="document_number")
+        return _view(row, person)
+
+    @staticmethod
+    async def _own_patient(session: AsyncSession, account_id: str, patient_id: str) -> PatientRow:
+        row = await session.get(PatientRow, patient_id)
+        if row is None or row.removed_at is not None:
+            refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
+        if row.account_id != account_id:
+            refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
+        return row
 
     async def patients(self, account_id: str) -> list[PatientView]:
         async with self._p.sessions() as session:
             rows = (
-                await session.scalars(
-                    select(PatientRow)
-                    .where(PatientRow.account_id == account_id)
+                await session.execute(
+                    select(PatientRow, PersonRow)
+                    .join(PersonRow, PersonRow.id == PatientRow.person_id)
+                    .where(PatientRow.account_id == account_id, PatientRow.removed_at.is_(None))
                     .order_by(PatientRow.created_at)
                 )
             ).all()
-        return [_view(r) for r in rows]
+        return [_view(patient, person) for patient, person in rows]
 
 
-def _view(row: PatientRow) -> PatientView:
+async def _lock_account(session: AsyncSession, account_id: str) -> None:
+    """Take the account's turn (first statement): a no-op write locks the row on PostgreSQL
+    and takes SQLite's write lock, so two requests cannot both add the last allowed patient."""
+    result = await session.execute(
+        update(AccountRow)
+        .where(AccountRow.id == account_id)
+        .values(display_name=AccountRow.display_name)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        refuse("ACCOUNT_NOT_FOUND", account_id=account_id)
+
+
+async def _refuse_if_booked(session: AsyncSession, patient_id: str) -> None:
+    live = await session.scalar(
+        select(BookingRow.id)
+        .where(BookingRow.patient_id == patient_id, BookingRow.status.in_(LIVE_WITH_PATIENT))
+        .limit(1)
+    )
+    if live is not None:
+        refuse("PATIENT_HAS_ACTIVE_BOOKINGS", patient_id=patient_id)
+
+
+def _view(row: PatientRow, person: PersonRow) -> PatientView:
     return PatientView(
         id=row.id,
         name=row.name,
@@ -209,4 +428,7 @@ def _view(row: PatientRow) -> PatientView:
         document_type=row.document_type,
         document_masked=row.document_masked,
         phone_masked=row.phone_masked,
+        sex=person.sex,
+        verification_level=person.verification_level,
+        booked_by_guardian=DocumentType(row.document_type).booked_by_guardian,
     )

@@ -39,9 +39,10 @@ from guahao.platform.persistence.tables import (
     SlotRow,
 )
 from guahao.platform.services.inventory_sync import InventorySync
+from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFacts
 
-__all__ = ["BookingRecords", "apply_to_row", "event_payload", "to_domain"]
+__all__ = ["BookingRecords", "apply_to_row", "describe_visit", "event_payload", "to_domain"]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,16 @@ def apply_to_row(row: BookingRow, booking: Booking, now: datetime) -> None:
     row.updated_at = now
 
 
+def describe_visit(row: BookingRow, sess: SessionRow, person_id: str) -> None:
+    """Copy who and what the booking is for onto its row, so limit checks and the
+    authority's statistics read one indexed table."""
+    row.person_id = person_id
+    row.hospital_id = sess.hospital_id
+    row.department_id = sess.department_id
+    row.doctor_id = sess.doctor_id
+    row.visit_date = sess.date
+
+
 def event_payload(booking: Booking, **extra: Any) -> dict[str, Any]:
     """The outbox payload every booking event carries."""
     return {
@@ -99,9 +110,12 @@ def event_payload(booking: Booking, **extra: Any) -> dict[str, Any]:
 class BookingRecords:
     """The shared steps of the booking commands (see the module docstring)."""
 
-    def __init__(self, ports: Ports, inventory_sync: InventorySync) -> None:
+    def __init__(
+        self, ports: Ports, inventory_sync: InventorySync, rules: RuleBook | None = None
+    ) -> None:
         self._p = ports
         self._sync = inventory_sync
+        self._rules = rules or RuleBook(ports)
         self._facts_loading: dict[str, asyncio.Future[SlotFacts]] = {}
 
     async def slot_facts(self, slot_id: str) -> SlotFacts:

@@ -22,13 +22,17 @@ from guahao.platform.errors import ConflictError
 from guahao.platform.hospitals import PaymentChannel
 from guahao.platform.ids import new_id, new_order_no
 from guahao.platform.outbox import record_event
+from guahao.platform.rate_limits import ClientContext
 from guahao.platform.persistence.tables import (
     BookingRow,
     PatientRow,
     PaymentOrderRow,
+    SessionRow,
 )
+from guahao.platform.services.booking_limits import admit, lock_person
 from guahao.platform.services.booking_records import (
     apply_to_row,
+    describe_visit,
     event_payload,
     to_domain,
 )
@@ -41,10 +45,31 @@ __all__ = ["PAYMENT_GRACE", "BookingService", "PaymentOutcome"]
 class BookingService(PaymentNotices, HospitalActions):
     """Commands of the citizen's booking journey and its automatic ends."""
 
-    async def hold(self, *, account_id: str, slot_id: str, idempotency_key: str) -> Booking:
-        """锁号: reserve one unit for this account for the hospital's hold time."""
+    async def hold(
+        self,
+        *,
+        account_id: str,
+        slot_id: str,
+        idempotency_key: str,
+        client: ClientContext | None = None,
+    ) -> Booking:
+        """锁号: reserve one unit for this account for the hospital's hold time.
+
+        Rate limits per account, device and address come first: a bot that hammers the
+        release moment is turned away before it costs the slot pool anything.
+        """
         if not idempotency_key or len(idempotency_key) > 100:
             refuse("VALIDATION_FAILED", field="idempotency_key")
+        client = client or ClientContext()
+        if self._p.limiter is not None:
+            limits = (await self._rules.region()).rate_limits
+            await self._p.limiter.hit(
+                [
+                    ("hold:account", limits.hold_per_account, account_id),
+                    ("hold:device", limits.hold_per_device, client.device_hash),
+                    ("hold:ip", limits.hold_per_ip, client.ip_hash),
+                ]
+            )
         facts = await self.slot_facts(slot_id)
         now = self._p.clock.now()
         if now >= facts.starts_at:
@@ -98,6 +123,8 @@ class BookingService(PaymentNotices, HospitalActions):
                         hold_expires_at=expires_at,
                         created_at=now,
                         updated_at=now,
+                        ip_hash=client.ip_hash,
+                        device_hash=client.device_hash,
                     )
                 )
                 record_event(session, "booking.held", booking.id, event_payload(booking), now)
@@ -143,19 +170,38 @@ class BookingService(PaymentNotices, HospitalActions):
         return booking
 
     async def choose_patient(self, *, account_id: str, booking_id: str, patient_id: str) -> Booking:
-        """选择就诊人: one of the account's own patients, at most one active booking a session."""
+        """选择就诊人: one of the account's own patients, admitted by the region's rules
+        (blacklist, filing, per-person and per-account limits, rebooking waits)."""
         now = self._p.clock.now()
+        async with self._p.sessions() as session:
+            row = await self._booking_row(session, booking_id, account_id)
+            patient = await session.get(PatientRow, patient_id)
+            if patient is None or patient.removed_at is not None:
+                refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
+            if patient.account_id != account_id:
+                refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
+            sess = await session.get(SessionRow, row.session_id)
+            assert sess is not None
+        facts = await self.slot_facts(row.slot_id)
+        rules = await self._rules.for_hospital(sess.hospital_id)
         try:
             async with self._p.sessions() as session, session.begin():
+                await lock_person(session, patient.person_id)
                 row = await self._booking_row(session, booking_id, account_id)
-                patient = await session.get(PatientRow, patient_id)
-                if patient is None:
-                    refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
-                if patient.account_id != account_id:
-                    refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
                 booking = to_domain(row)
                 flow.choose_patient(booking, patient_id, now)
+                await admit(
+                    session,
+                    rules=rules,
+                    policies=facts.policies,
+                    person_id=patient.person_id,
+                    account_id=account_id,
+                    sess=sess,
+                    now=now,
+                    exclude_booking_id=booking.id,
+                )
                 apply_to_row(row, booking, now)
+                describe_visit(row, sess, patient.person_id)
                 await session.flush()
                 record_event(
                     session, "booking.patient_chosen", booking.id, event_payload(booking), now

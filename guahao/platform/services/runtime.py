@@ -13,6 +13,7 @@ from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.jobs import JobScheduler
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.ports import Inventory, PaymentGateway
+from guahao.platform.rate_limits import RequestLimiter
 
 __all__ = ["Ports", "SlotFacts", "SlotFactsCache"]
 
@@ -70,3 +71,5 @@ class Ports:
     clock: Clock
     jobs: JobScheduler
     slot_facts: SlotFactsCache = field(default_factory=SlotFactsCache)
+    limiter: RequestLimiter | None = None
+    """Request rate limits on Redis; ``None`` only where a caller checks none (tools)."""

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from sqlalchemy import select
 
 from guahao.bootstrap import Platform
 from guahao.platform.persistence.tables import NotificationRow
 from guahao.platform.services.accounts import PatientView
 from guahao.web.auth import TokenIssuer, require_account
-from guahao.web.schemas import AccountCreate, PatientCreate, TokenRequest, TokenResponse
+from guahao.web.schemas import (
+    AccountCreate,
+    PatientCreate,
+    PatientIdentityChange,
+    TokenRequest,
+    TokenResponse,
+)
 
 __all__ = ["AccountController", "PatientController"]
 
@@ -73,6 +79,35 @@ class PatientController(Controller):
             document_number=data.document_number,
             phone=data.phone,
             relation=data.relation,
+        )
+
+    @delete("/patients/{patient_id:str}", operation_id="removePatient", status_code=204)
+    async def remove_patient(
+        self,
+        platform: NamedDependency[Platform],
+        request: Request[Any, Any, Any],
+        patient_id: FromPath[str],
+    ) -> None:
+        """删除就诊人 (refused while the patient has a live booking)."""
+        await platform.accounts.remove_patient(
+            account_id=request.state.account_id, patient_id=patient_id
+        )
+
+    @put("/patients/{patient_id:str}/identity", operation_id="changePatientIdentity")
+    async def change_identity(
+        self,
+        platform: NamedDependency[Platform],
+        request: Request[Any, Any, Any],
+        patient_id: FromPath[str],
+        data: JSONBody[PatientIdentityChange],
+    ) -> PatientView:
+        """修改实名信息 (a few times a year; never while the patient has a live booking)."""
+        return await platform.accounts.change_identity(
+            account_id=request.state.account_id,
+            patient_id=patient_id,
+            name=data.name,
+            document_type=data.document_type,
+            document_number=data.document_number,
         )
 
     @get("/notifications", operation_id="listNotifications")

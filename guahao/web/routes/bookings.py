@@ -9,6 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from guahao.bootstrap import Platform
+from guahao.platform.rate_limits import ClientContext
 from guahao.platform.services.queries import BookingDetail
 from guahao.web.auth import require_account
 from guahao.web.schemas import BookingSubmit, HoldCreate, PatientChoice
@@ -24,6 +25,19 @@ IdempotencyKey = Annotated[
         description="Repeat a request with the same key to get the same hold back, never two.",
     ),
 ]
+
+
+def client_context(request: Request[Any, Any, Any], platform: Platform) -> ClientContext:
+    """The request's address and device as keyed hashes, for rate limits and the authority's
+    suspicion signals. The address is the peer's (a proxy in front must set it, e.g.
+    uvicorn ``--proxy-headers``); the device is the app's ``X-Device-Id``."""
+    vault = platform.ports.vault
+    host = request.client.host if request.client else ""
+    device = request.headers.get("x-device-id", "")[:200]
+    return ClientContext(
+        ip_hash=vault.index("ip", host) if host else "",
+        device_hash=vault.index("device", device) if device else "",
+    )
 
 
 class BookingController(Controller):
@@ -42,7 +56,10 @@ class BookingController(Controller):
         """锁号: reserve one unit of a slot for this account for the hospital's hold time."""
         account = request.state.account_id
         booking = await platform.bookings.hold(
-            account_id=account, slot_id=data.slot_id, idempotency_key=idempotency_key
+            account_id=account,
+            slot_id=data.slot_id,
+            idempotency_key=idempotency_key,
+            client=client_context(request, platform),
         )
         return await platform.queries.booking(booking.id, account_id=account)
 

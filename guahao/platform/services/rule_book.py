@@ -1,0 +1,282 @@
+"""The rules in force: the region's newest version, merged with a hospital's overrides.
+
+Changing a rule writes a new version (never an update in place) with who changed it, when and
+why, plus an audit row and an outbox event, in one transaction; the version number is the
+primary key, so two administrators saving at once cannot both win (the second is told to
+reload). Reads are cached per process for a few seconds: a rule change reaches every worker
+within ``CACHE_SECONDS`` without a database read on every booking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guahao.platform.error_codes import refuse
+from guahao.platform.ids import new_id
+from guahao.platform.outbox import record_event
+from guahao.platform.persistence.tables import (
+    AuditRow,
+    HospitalRow,
+    HospitalRuleOverrideRow,
+    RegionRulesRow,
+)
+from guahao.platform.region_rules import RegionRules, apply_changes, merged_for_hospital
+from guahao.platform.services.runtime import Ports
+
+__all__ = ["CACHE_SECONDS", "RuleBook", "RuleVersion"]
+
+CACHE_SECONDS = 5.0
+
+
+class RuleVersion(msgspec.Struct, frozen=True, rename="camel"):
+    """One saved version, as the authority's history shows it."""
+
+    version: int
+    scope: str
+    """``region`` or the hospital's id."""
+    rules: dict[str, Any]
+    changed_by: str
+    changed_at: str
+    reason: str
+
+
+class RuleBook:
+    """Reads and changes the region's rules and each hospital's overrides."""
+
+    def __init__(self, ports: Ports) -> None:
+        self._p = ports
+        self._region: tuple[float, int, RegionRules] | None = None
+        self._hospitals: dict[str, tuple[float, RegionRules]] = {}
+        self._loading: asyncio.Future[tuple[int, RegionRules]] | None = None
+
+    def forget(self) -> None:
+        """Drop the cache (after a change made by another process, in tests)."""
+        self._region = None
+        self._hospitals.clear()
+
+    async def region(self) -> RegionRules:
+        """The region's rules in force."""
+        return (await self._current())[1]
+
+    async def version(self) -> int:
+        """The region's version in force (0: the defaults of this release, never changed)."""
+        return (await self._current())[0]
+
+    async def _current(self) -> tuple[int, RegionRules]:
+        cached = self._region
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1], cached[2]
+        # A release surge arrives on a cold (or just expired) cache all at once: one read
+        # serves every waiting request instead of one read each.
+        loading = self._loading
+        if loading is None:
+            loading = self._loading = asyncio.ensure_future(self._load_region())
+            loading.add_done_callback(lambda _: setattr(self, "_loading", None))
+        return await asyncio.shield(loading)
+
+    async def _load_region(self) -> tuple[int, RegionRules]:
+        async with self._p.sessions() as session:
+            version, rules = await self._read_region(session)
+        self._region = (time.monotonic(), version, rules)
+        return version, rules
+
+    @staticmethod
+    async def _read_region(session: AsyncSession) -> tuple[int, RegionRules]:
+        row = await session.scalar(
+            select(RegionRulesRow).order_by(RegionRulesRow.version.desc()).limit(1)
+        )
+        if row is None:
+            return 0, RegionRules()
+        return row.version, msgspec.convert(row.rules, RegionRules)
+
+    async def for_hospital(self, hospital_id: str) -> RegionRules:
+        """The rules in force at one hospital: the region's plus the overrides it allows.
+
+        An override the region no longer allows (the authority narrowed
+        ``hospital_overridable`` after it was saved) is ignored, not an error.
+        """
+        cached = self._hospitals.get(hospital_id)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        region = await self.region()
+        async with self._p.sessions() as session:
+            overrides = await self._read_overrides(session, hospital_id)
+        allowed = {
+            key: value for key, value in overrides.items() if key in region.hospital_overridable
+        }
+        rules = merged_for_hospital(region, allowed)
+        self._hospitals[hospital_id] = (time.monotonic(), rules)
+        return rules
+
+    @staticmethod
+    async def _read_overrides(session: AsyncSession, hospital_id: str) -> dict[str, Any]:
+        row = await session.scalar(
+            select(HospitalRuleOverrideRow)
+            .where(HospitalRuleOverrideRow.hospital_id == hospital_id)
+            .order_by(HospitalRuleOverrideRow.version.desc())
+            .limit(1)
+        )
+        return dict(row.overrides) if row is not None else {}
+
+    async def change_region(
+        self,
+        changes: dict[str, Any],
+        *,
+        changed_by: str,
+        role: str,
+        reason: str,
+        expected_version: int | None = None,
+    ) -> int:
+        """Save a new version of the region's rules; returns its number.
+
+        ``expected_version`` (optional) is the version the administrator was looking at: if
+        someone saved meanwhile, the change is refused instead of silently undoing theirs.
+        """
+        if not reason.strip():
+            refuse("VALIDATION_FAILED", field="reason", reason="say why the rules change")
+        now = self._p.clock.now()
+        try:
+            async with self._p.sessions() as session, session.begin():
+                version, current = await self._read_region(session)
+                if expected_version is not None and expected_version != version:
+                    refuse("RULES_CHANGED_MEANWHILE", version=version)
+                new_rules = apply_changes(current, changes)
+                new_version = version + 1
+                body = msgspec.to_builtins(new_rules)
+                session.add(
+                    RegionRulesRow(
+                        version=new_version,
+                        rules=body,
+                        changed_by=changed_by,
+                        changed_at=now,
+                        reason=reason,
+                    )
+                )
+                session.add(
+                    AuditRow(
+                        actor=changed_by,
+                        actor_role=role,
+                        action="rules.region_changed",
+                        subject_type="region_rules",
+                        subject_id=str(new_version),
+                        detail={"changes": changes, "reason": reason},
+                        at=now,
+                    )
+                )
+                record_event(
+                    session,
+                    "rules.changed",
+                    f"rules:{new_version}",
+                    {"scope": "region", "version": new_version, "changes": changes},
+                    now,
+                )
+        except IntegrityError:
+            refuse("RULES_CHANGED_MEANWHILE")
+        self.forget()
+        return new_version
+
+    async def change_hospital(
+        self,
+        hospital_id: str,
+        overrides: dict[str, Any],
+        *,
+        changed_by: str,
+        role: str,
+        reason: str,
+    ) -> int:
+        """Replace a hospital's overrides (a new version); only fields the region allows."""
+        if not reason.strip():
+            refuse("VALIDATION_FAILED", field="reason", reason="say why the rules change")
+        now = self._p.clock.now()
+        region = await self.region()
+        merged_for_hospital(region, overrides)  # refuses what the region does not allow
+        try:
+            async with self._p.sessions() as session, session.begin():
+                if await session.get(HospitalRow, hospital_id) is None:
+                    refuse("HOSPITAL_NOT_FOUND", hospital_id=hospital_id)
+                latest = await session.scalar(
+                    select(func.max(HospitalRuleOverrideRow.version)).where(
+                        HospitalRuleOverrideRow.hospital_id == hospital_id
+                    )
+                )
+                version = (latest or 0) + 1
+                session.add(
+                    HospitalRuleOverrideRow(
+                        id=new_id(),
+                        hospital_id=hospital_id,
+                        version=version,
+                        overrides=overrides,
+                        changed_by=changed_by,
+                        changed_at=now,
+                        reason=reason,
+                    )
+                )
+                session.add(
+                    AuditRow(
+                        actor=changed_by,
+                        actor_role=role,
+                        action="rules.hospital_changed",
+                        subject_type="hospital",
+                        subject_id=hospital_id,
+                        detail={"overrides": overrides, "version": version, "reason": reason},
+                        at=now,
+                    )
+                )
+                record_event(
+                    session,
+                    "rules.changed",
+                    f"rules:{hospital_id}:{version}",
+                    {"scope": hospital_id, "version": version, "changes": overrides},
+                    now,
+                )
+        except IntegrityError:
+            refuse("RULES_CHANGED_MEANWHILE")
+        self.forget()
+        return version
+
+    async def history(self, hospital_id: str | None = None, limit: int = 50) -> list[RuleVersion]:
+        """Saved versions, newest first: the region's, or one hospital's overrides."""
+        async with self._p.sessions() as session:
+            if hospital_id is None:
+                rows = (
+                    await session.scalars(
+                        select(RegionRulesRow).order_by(RegionRulesRow.version.desc()).limit(limit)
+                    )
+                ).all()
+                return [
+                    RuleVersion(
+                        version=r.version,
+                        scope="region",
+                        rules=dict(r.rules),
+                        changed_by=r.changed_by,
+                        changed_at=r.changed_at.isoformat(),
+                        reason=r.reason,
+                    )
+                    for r in rows
+                ]
+            found = (
+                await session.scalars(
+                    select(HospitalRuleOverrideRow)
+                    .where(HospitalRuleOverrideRow.hospital_id == hospital_id)
+                    .order_by(HospitalRuleOverrideRow.version.desc())
+                    .limit(limit)
+                )
+            ).all()
+            return [
+                RuleVersion(
+                    version=r.version,
+                    scope=hospital_id,
+                    rules=dict(r.overrides),
+                    changed_by=r.changed_by,
+                    changed_at=r.changed_at.isoformat(),
+                    reason=r.reason,
+                )
+                for r in found
+            ]
