@@ -14,7 +14,7 @@ import os
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["PersonalDataVault", "mask_document", "mask_phone"]
+__all__ = ["PersonalDataVault", "mask_document", "mask_middle", "mask_phone"]
 
 
 class PersonalDataVault:
@@ -50,9 +50,22 @@ def mask_document(number: str) -> str:
     'E12****78'
     """
     if len(number) >= 15:
-        return number[:6] + "*" * (len(number) - 10) + number[-4:]
+        return mask_middle(number, 6, 4)
     keep = max(1, len(number) // 4)
-    return number[: keep + 1] + "*" * (len(number) - 2 * keep - 1) + number[-keep:]
+    return mask_middle(number, keep + 1, keep)
+
+
+def mask_middle(value: str, head: int, tail: int) -> str:
+    """Keep ``head`` characters at the start and ``tail`` at the end, star the rest.
+
+    A value too short to keep that much is starred whole: a mask never shows more than asked.
+
+    >>> mask_middle("13812345678", 3, 4), mask_middle("1234", 3, 4)
+    ('138****5678', '****')
+    """
+    if len(value) <= head + tail:
+        return "*" * len(value)
+    return value[:head] + "*" * (len(value) - head - tail) + value[len(value) - tail :]
 
 
 def mask_phone(phone: str) -> str:
@@ -63,4 +76,4 @@ def mask_phone(phone: str) -> str:
     """
     if len(phone) < 7:
         return "*" * len(phone)
-    return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+    return mask_middle(phone, 3, 4)
