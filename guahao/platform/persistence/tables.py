@@ -323,9 +323,7 @@ class BookingRow(Base):
         ),
         Index("ix_bookings_status_deadline", "status", "hold_expires_at"),
         Index("ix_bookings_person_visit", "person_id", "visit_date"),
-        CheckConstraint(
-            "kind IN ('regular', 'waitlist', 'lottery', 'add_on')", name="kind_known"
-        ),
+        CheckConstraint("kind IN ('regular', 'waitlist', 'lottery', 'add_on')", name="kind_known"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
