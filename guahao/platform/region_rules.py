@@ -14,7 +14,10 @@ from typing import Annotated, Any
 import msgspec
 
 from guahao.platform.error_codes import refuse
+from guahao.platform.lottery import LotteryRules
 from guahao.platform.strikes import BlacklistRules
+from guahao.platform.suspicion_rules import SuspicionRules
+from guahao.platform.waitlist import WaitlistRules
 
 __all__ = [
     "BookingLimitRules",
@@ -92,6 +95,9 @@ class RegionRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     limits: BookingLimitRules = BookingLimitRules()
     rate_limits: RateLimitRules = RateLimitRules()
     blacklist: BlacklistRules = BlacklistRules()
+    suspicion: SuspicionRules = SuspicionRules()
+    waitlist: WaitlistRules = WaitlistRules()
+    lottery: LotteryRules = LotteryRules()
     add_on_per_session: Annotated[int, msgspec.Meta(ge=0, le=50)] = 5
     """诊间加号 a doctor may give in one session (each to a named, real-name patient)."""
     follow_up_valid_days: Annotated[int, msgspec.Meta(ge=0, le=30)] = 0
@@ -162,10 +168,12 @@ def merged_for_hospital(rules: RegionRules, overrides: dict[str, Any]) -> Region
     >>> r = merged_for_hospital(RegionRules(), {"follow_up_valid_days": 7})
     >>> r.follow_up_valid_days
     7
-    >>> merged_for_hospital(RegionRules(), {"limits.per_patient_day": 9})
-    Traceback (most recent call last):
-    ...
-    guahao.platform.errors.ForbiddenError: RULE_NOT_OVERRIDABLE: The region does not let hospitals change this rule
+    >>> from guahao.platform.errors import GuahaoError
+    >>> try:
+    ...     merged_for_hospital(RegionRules(), {"limits.per_patient_day": 9})
+    ... except GuahaoError as refused:
+    ...     print(refused.code)
+    RULE_NOT_OVERRIDABLE
     """
     flat = _flatten(overrides)
     for path in flat:

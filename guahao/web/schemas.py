@@ -55,6 +55,10 @@ class PatientCreate(_In):
     relation: Literal["self", "spouse", "child", "parent", "sibling", "other"] = "self"
 
 
+class FilingRequest(_In):
+    hospital_id: Id
+
+
 class PatientIdentityChange(_In):
     """New real-name data for a patient (limited a few times a year)."""
 

@@ -18,6 +18,8 @@ if redis.call('HEXISTS', HOLD_OWNER, hold_id) == 1
 end
 
 local m = redis.call('HMGET', META, 'capacity', 'booked', 'release_at_ms', 'status')
+-- A lottery session (摇号) takes requests, not holds, until its draw.
+if m[4] == 'lottery' then return {'REFUSED', 'SESSION_IS_LOTTERY'} end
 if m[4] ~= 'open' then return {'REFUSED', 'SLOT_CLOSED'} end
 -- Refusals carry the earliest time the answer could change on its own (release time; the
 -- first hold to run out or unit to return), so a worker can refuse repeats locally until then.

@@ -10,10 +10,6 @@ and shown masked. Passwords are hashed with scrypt (memory-hard, in the standard
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import os
 import re
 import unicodedata
 from datetime import date, timedelta
@@ -39,6 +35,7 @@ from guahao.platform.identity_verification import (
     VerificationLevel,
 )
 from guahao.platform.ids import new_id
+from guahao.platform.passwords import hash_password, verify_password
 from guahao.platform.persistence.tables import (
     AccountRow,
     BookingRow,
@@ -86,21 +83,6 @@ def person_key(document: IdentityDocument) -> str:
     if family is DocumentType.HOUSEHOLD_REGISTER:
         family = DocumentType.RESIDENT_ID
     return f"{family.value}:{document.holder_number}"
-
-
-def hash_password(password: str) -> str:
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        _, salt, digest = stored.split("$")
-    except ValueError:
-        return False
-    again = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=2**14, r=8, p=1)
-    return hmac.compare_digest(again, base64.b64decode(digest))
 
 
 class PatientView(msgspec.Struct, frozen=True, rename="camel"):

@@ -304,10 +304,11 @@ class BookingRecords:
             row = await self._booking_row(s, booking.id, None)
             if started_from is not None and row.status != started_from.value:
                 refuse("BOOKING_STATE_INVALID", booking_id=booking.id, status=row.status)
-            was_confirmed = row.status == BookingStatus.CONFIRMED.value
+            # An add-on unit (诊间加号) was never part of the slot's quota: nothing to give back.
+            counted = row.status == BookingStatus.CONFIRMED.value and row.kind != "add_on"
             apply_to_row(row, booking, now)
-            row.unit_returns_at = returns_at
-            if was_confirmed:
+            row.unit_returns_at = returns_at if row.kind != "add_on" else None
+            if counted:
                 await s.execute(
                     update(SlotRow)
                     .where(SlotRow.id == booking.slot_id)

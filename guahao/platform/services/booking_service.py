@@ -355,7 +355,8 @@ class BookingService(PaymentNotices, HospitalActions):
         randomised delay so a cancel-then-rebook hand-over cannot be timed."""
         now = self._p.clock.now()
         async with self._p.sessions() as session:
-            booking = to_domain(await self._booking_row(session, booking_id, account_id))
+            row = await self._booking_row(session, booking_id, account_id)
+            booking, kind = to_domain(row), row.kind
         facts = await self.slot_facts(booking.slot_id)
         deadline = facts.policies.cancel.deadline(facts.starts_at, facts.timezone)
         if booking.status in flow.HOLDING_STATUSES:
@@ -371,12 +372,13 @@ class BookingService(PaymentNotices, HospitalActions):
             returns_at=returns_at,
             started_from=BookingStatus.CONFIRMED,
         )
-        await self._p.inventory.cancel_booked(
-            booking.slot_id,
-            unit_id=booking.id,
-            now_ms=to_epoch_ms(now),
-            return_at_ms=to_epoch_ms(returns_at),
-        )
+        if kind != "add_on":  # an add-on unit was outside the pool: nothing returns to it
+            await self._p.inventory.cancel_booked(
+                booking.slot_id,
+                unit_id=booking.id,
+                now_ms=to_epoch_ms(now),
+                return_at_ms=to_epoch_ms(returns_at),
+            )
         if refund_no:
             await self._schedule("process_refund", key=f"refund:{refund_no}", refund_no=refund_no)
         return booking

@@ -76,6 +76,8 @@ class InventorySync:
                 if "stopped" in (slot.status, session_status)
                 else "closed"
                 if slot.status == "closed"
+                else "lottery"
+                if slot.status == "lottery"
                 else "open"
             )
             # A slot whose quota cannot cover what SQL says is live is loaded with the

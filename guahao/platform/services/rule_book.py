@@ -22,13 +22,14 @@ from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
 from guahao.platform.outbox import record_event
 from guahao.platform.persistence.tables import (
-    AuditRow,
     HospitalRow,
     HospitalRuleOverrideRow,
     RegionRulesRow,
 )
 from guahao.platform.region_rules import RegionRules, apply_changes, merged_for_hospital
+from guahao.platform.services.audit import record_audit
 from guahao.platform.services.runtime import Ports
+from guahao.platform.services.staff import StaffActor, StaffRole, require_role
 
 __all__ = ["CACHE_SECONDS", "RuleBook", "RuleVersion"]
 
@@ -129,8 +130,7 @@ class RuleBook:
         self,
         changes: dict[str, Any],
         *,
-        changed_by: str,
-        role: str,
+        staff: StaffActor,
         reason: str,
         expected_version: int | None = None,
     ) -> int:
@@ -139,6 +139,7 @@ class RuleBook:
         ``expected_version`` (optional) is the version the administrator was looking at: if
         someone saved meanwhile, the change is refused instead of silently undoing theirs.
         """
+        require_role(staff, StaffRole.AUTHORITY_ADMIN)
         if not reason.strip():
             refuse("VALIDATION_FAILED", field="reason", reason="say why the rules change")
         now = self._p.clock.now()
@@ -154,21 +155,20 @@ class RuleBook:
                     RegionRulesRow(
                         version=new_version,
                         rules=body,
-                        changed_by=changed_by,
+                        changed_by=staff.username,
                         changed_at=now,
                         reason=reason,
                     )
                 )
-                session.add(
-                    AuditRow(
-                        actor=changed_by,
-                        actor_role=role,
-                        action="rules.region_changed",
-                        subject_type="region_rules",
-                        subject_id=str(new_version),
-                        detail={"changes": changes, "reason": reason},
-                        at=now,
-                    )
+                record_audit(
+                    session,
+                    staff.username,
+                    staff.role.value,
+                    "rules.region_changed",
+                    "region_rules",
+                    str(new_version),
+                    {"changes": changes, "reason": reason},
+                    now,
                 )
                 record_event(
                     session,
@@ -187,11 +187,15 @@ class RuleBook:
         hospital_id: str,
         overrides: dict[str, Any],
         *,
-        changed_by: str,
-        role: str,
+        staff: StaffActor,
         reason: str,
     ) -> int:
-        """Replace a hospital's overrides (a new version); only fields the region allows."""
+        """Replace a hospital's overrides (a new version); only fields the region allows.
+
+        The authority sets any hospital's; a hospital's own staff set their hospital's."""
+        require_role(staff, StaffRole.AUTHORITY_ADMIN, StaffRole.HOSPITAL_STAFF)
+        if staff.role is StaffRole.HOSPITAL_STAFF and staff.hospital_id != hospital_id:
+            refuse("PERMISSION_DENIED", reason="another hospital's rules")
         if not reason.strip():
             refuse("VALIDATION_FAILED", field="reason", reason="say why the rules change")
         now = self._p.clock.now()
@@ -213,21 +217,20 @@ class RuleBook:
                         hospital_id=hospital_id,
                         version=version,
                         overrides=overrides,
-                        changed_by=changed_by,
+                        changed_by=staff.username,
                         changed_at=now,
                         reason=reason,
                     )
                 )
-                session.add(
-                    AuditRow(
-                        actor=changed_by,
-                        actor_role=role,
-                        action="rules.hospital_changed",
-                        subject_type="hospital",
-                        subject_id=hospital_id,
-                        detail={"overrides": overrides, "version": version, "reason": reason},
-                        at=now,
-                    )
+                record_audit(
+                    session,
+                    staff.username,
+                    staff.role.value,
+                    "rules.hospital_changed",
+                    "hospital",
+                    hospital_id,
+                    {"overrides": overrides, "version": version, "reason": reason},
+                    now,
                 )
                 record_event(
                     session,

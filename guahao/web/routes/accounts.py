@@ -12,9 +12,11 @@ from sqlalchemy import select
 from guahao.bootstrap import Platform
 from guahao.platform.persistence.tables import NotificationRow
 from guahao.platform.services.accounts import PatientView
+from guahao.platform.services.filings import FilingView
 from guahao.web.auth import TokenIssuer, require_account
 from guahao.web.schemas import (
     AccountCreate,
+    FilingRequest,
     PatientCreate,
     PatientIdentityChange,
     TokenRequest,
@@ -108,6 +110,32 @@ class PatientController(Controller):
             name=data.name,
             document_type=data.document_type,
             document_number=data.document_number,
+        )
+
+    @post("/patients/{patient_id:str}/filings", operation_id="requestFiling", status_code=201)
+    async def request_filing(
+        self,
+        platform: NamedDependency[Platform],
+        request: Request[Any, Any, Any],
+        patient_id: FromPath[str],
+        data: JSONBody[FilingRequest],
+    ) -> FilingView:
+        """建档: ask a hospital's HIS to file this patient (needed where it files first)."""
+        return await platform.filings.request(
+            account_id=request.state.account_id,
+            patient_id=patient_id,
+            hospital_id=data.hospital_id,
+        )
+
+    @get("/patients/{patient_id:str}/filings", operation_id="listFilings")
+    async def filings(
+        self,
+        platform: NamedDependency[Platform],
+        request: Request[Any, Any, Any],
+        patient_id: FromPath[str],
+    ) -> list[FilingView]:
+        return await platform.filings.for_patient(
+            account_id=request.state.account_id, patient_id=patient_id
         )
 
     @get("/notifications", operation_id="listNotifications")

@@ -1,0 +1,124 @@
+"""The region's rules over HTTP: read them (anyone signed in as staff), change them (the
+authority), override the allowed fields for one hospital (the authority or that hospital's
+staff), and the history of every version. The rules themselves live in
+``guahao.platform.region_rules``; this layer authenticates, decodes and encodes."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, get, put
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from guahao.bootstrap import Platform
+from guahao.platform.region_rules import RegionRules
+from guahao.platform.services.add_on_units import AddOnSummary
+from guahao.platform.services.rule_book import RuleVersion
+from guahao.platform.services.staff import StaffRole
+from guahao.web.staff_auth import require_staff, staff_of
+
+__all__ = ["RulesController"]
+
+ANY_STAFF = require_staff()
+READER = require_staff(StaffRole.AUTHORITY_ADMIN, StaffRole.AUTHORITY_AUDITOR)
+ADMIN = require_staff(StaffRole.AUTHORITY_ADMIN)
+HOSPITAL_RULES = require_staff(StaffRole.AUTHORITY_ADMIN, StaffRole.HOSPITAL_STAFF)
+
+
+class RulesInForce(msgspec.Struct, frozen=True, rename="camel"):
+    version: int
+    rules: RegionRules
+
+
+class RulesChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """Changes as nested or dotted keys, e.g. ``{"limits.per_patient_day": 2}``."""
+
+    changes: dict[str, Any]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+    expected_version: int | None = None
+
+
+class HospitalOverrides(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
+    """The hospital's complete overrides (replacing its previous ones)."""
+
+    overrides: dict[str, Any]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+
+class SavedVersion(msgspec.Struct, frozen=True, rename="camel"):
+    version: int
+
+
+class RulesController(Controller):
+    path = "/api/v1/rules"
+    tags = ["rules"]  # noqa: RUF012
+
+    @get("/region", operation_id="regionRules", guards=[ANY_STAFF])
+    async def region(self, platform: NamedDependency[Platform]) -> RulesInForce:
+        """The region's rules in force and their version."""
+        return RulesInForce(
+            version=await platform.rules.version(), rules=await platform.rules.region()
+        )
+
+    @put("/region", operation_id="changeRegionRules", guards=[ADMIN])
+    async def change_region(
+        self,
+        platform: NamedDependency[Platform],
+        request: Request[Any, Any, Any],
+        data: JSONBody[RulesChange],
+    ) -> SavedVersion:
+        """Save a new version of the region's rules (audited, with the reason)."""
+        version = await platform.rules.change_region(
+            data.changes,
+            staff=staff_of(request),
+            reason=data.reason,
+            expected_version=data.expected_version,
+        )
+        return SavedVersion(version=version)
+
+    @get("/hospitals/{hospital_id:str}", operation_id="hospitalRules", guards=[ANY_STAFF])
+    async def hospital(
+        self, platform: NamedDependency[Platform], hospital_id: FromPath[str]
+    ) -> RegionRules:
+        """The rules in force at one hospital (the region's plus its allowed overrides)."""
+        return await platform.rules.for_hospital(hospital_id)
+
+    @put(
+        "/hospitals/{hospital_id:str}",
+        operation_id="changeHospitalRules",
+        guards=[HOSPITAL_RULES],
+    )
+    async def change_hospital(
+        self,
+        platform: NamedDependency[Platform],
+        request: Request[Any, Any, Any],
+        hospital_id: FromPath[str],
+        data: JSONBody[HospitalOverrides],
+    ) -> SavedVersion:
+        """Replace one hospital's overrides (only fields the region lets hospitals change)."""
+        version = await platform.rules.change_hospital(
+            hospital_id, data.overrides, staff=staff_of(request), reason=data.reason
+        )
+        return SavedVersion(version=version)
+
+    @get("/history", operation_id="rulesHistory", guards=[ANY_STAFF])
+    async def history(
+        self,
+        platform: NamedDependency[Platform],
+        hospital_id: Annotated[str | None, QueryParameter(name="hospitalId")] = None,
+    ) -> list[RuleVersion]:
+        """Every saved version, newest first: the region's, or one hospital's overrides."""
+        return await platform.rules.history(hospital_id)
+
+    @get("/add-on-units", operation_id="addOnSummary", guards=[READER])
+    async def add_on_units(
+        self,
+        platform: NamedDependency[Platform],
+        since: Annotated[date, QueryParameter()],
+        until: Annotated[date, QueryParameter()],
+    ) -> list[AddOnSummary]:
+        """诊间加号 per hospital and day: the authority watches how add-on units are used."""
+        return await platform.add_on_units.summary(since=since, until=until)
