@@ -51,7 +51,7 @@ class RequestLimiter:
             f"async+{scheme}://{rest}",
             implementation="redispy",
             key_prefix=key_prefix,
-            connection_pool=pool,
+            connection_pool=pool,  # type: ignore[arg-type]  # passed through to redis-py
         )
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._parsed: dict[str, list[RateLimitItem]] = {}

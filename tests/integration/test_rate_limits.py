@@ -110,3 +110,16 @@ async def test_the_hold_records_the_device_and_address_as_keyed_hashes(platform:
     )
     row = await booking_row(platform, booking.id)
     assert (row.device_hash, row.ip_hash) == ("d" * 64, "i" * 64)
+
+
+async def test_registrations_from_one_address_are_limited(platform: Platform) -> None:
+    await tighten(platform, register_per_ip="2/hour")
+    farm = ClientContext(ip_hash="ip-farm")
+    for phone in ("13800000001", "13800000002"):
+        await platform.accounts.register(phone=phone, password="password-1", client=farm)
+    refused = await assert_refused(
+        platform,
+        "RATE_LIMITED",
+        platform.accounts.register(phone="13800000003", password="password-1", client=farm),
+    )
+    assert refused.detail["limit"] == "register:ip"

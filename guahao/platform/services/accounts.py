@@ -45,6 +45,7 @@ from guahao.platform.persistence.tables import (
 )
 from guahao.platform.person_names import validate_person_name
 from guahao.platform.personal_data import mask_phone
+from guahao.platform.rate_limits import ClientContext
 from guahao.platform.services.booking_limits import LIVE_WITH_PATIENT
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
@@ -112,12 +113,24 @@ class AccountService:
         self._rules = rules or RuleBook(ports)
         self._verifier: IdentityVerifier = verifier or FormatChecksumVerifier(REGION_ZONE)
 
-    async def register(self, *, phone: str, password: str, display_name: str = "") -> str:
+    async def register(
+        self,
+        *,
+        phone: str,
+        password: str,
+        display_name: str = "",
+        client: ClientContext | None = None,
+    ) -> str:
+        """注册: one account per phone; registrations per address are limited (bulk-made
+        accounts are how scalpers multiply their one-hold-per-account allowance)."""
         phone = unicodedata.normalize("NFKC", phone).strip()
         if not PHONE.fullmatch(phone):
             refuse("VALIDATION_FAILED", field="phone")
         if len(password) < 8:
             refuse("VALIDATION_FAILED", field="password", reason="at least 8 characters")
+        if self._p.limiter is not None and client is not None and client.ip_hash:
+            limits = (await self._rules.region()).rate_limits
+            await self._p.limiter.hit([("register:ip", limits.register_per_ip, client.ip_hash)])
         account_id = new_id()
         try:
             async with self._p.sessions() as session, session.begin():

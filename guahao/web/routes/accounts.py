@@ -14,6 +14,7 @@ from guahao.platform.persistence.tables import NotificationRow
 from guahao.platform.services.accounts import PatientView
 from guahao.platform.services.filings import FilingView
 from guahao.web.auth import TokenIssuer, require_account
+from guahao.web.routes.bookings import client_context
 from guahao.web.schemas import (
     AccountCreate,
     FilingRequest,
@@ -32,10 +33,16 @@ class AccountController(Controller):
 
     @post("/accounts", operation_id="registerAccount")
     async def register(
-        self, platform: NamedDependency[Platform], data: JSONBody[AccountCreate]
+        self,
+        platform: NamedDependency[Platform],
+        data: JSONBody[AccountCreate],
+        request: Request[Any, Any, Any],
     ) -> dict[str, str]:
         account_id = await platform.accounts.register(
-            phone=data.phone, password=data.password, display_name=data.display_name
+            phone=data.phone,
+            password=data.password,
+            display_name=data.display_name,
+            client=client_context(request, platform),
         )
         return {"accountId": account_id}
 
