@@ -48,7 +48,15 @@ def _body(code: str, zh: str, en: str, detail: dict[str, Any]) -> dict[str, Any]
 
 def _guahao(_: Request[Any, Any, Any], exc: GuahaoError) -> Response[dict[str, Any]]:
     status = STATUS_BY_CODE.get(exc.code, STATUS_BY_KIND.get(exc.kind, 400))
-    return Response(_body(exc.code, exc.message_zh, exc.message_en, exc.detail), status_code=status)
+    headers = {}
+    retry = exc.detail.get("retry_after_seconds")
+    if status == 429 and isinstance(retry, int):  # clients and proxies honour the header
+        headers["Retry-After"] = str(retry)
+    return Response(
+        _body(exc.code, exc.message_zh, exc.message_en, exc.detail),
+        status_code=status,
+        headers=headers,
+    )
 
 
 def _catalogued(code: str, status: int, **detail: Any) -> Response[dict[str, Any]]:
