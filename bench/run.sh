@@ -3,6 +3,14 @@
 # bench/release_surge.py (e.g. --processes 1 2 --slots 5 --capacity 2000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "fhir-ingest" ]; then  # bash bench/run.sh fhir-ingest [--slots N] [--publish]
+  shift
+  exec .venv/bin/python bench/fhir_ingest.py "$@"
+fi
+if [ "${1:-}" = "search" ]; then  # bash bench/run.sh search [--doctors N] [--rounds N]
+  shift
+  exec .venv/bin/python bench/search_latency.py "$@"
+fi
 if ! command -v redis-benchmark >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq redis-tools >/dev/null \

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guahao.config import Settings
+from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.platform.clock import Clock, SystemClock
 from guahao.platform.inventory.redis_inventory import RedisInventory
 from guahao.platform.jobs import SaqJobs
@@ -28,14 +29,29 @@ from guahao.platform.outbox import OutboxDispatcher
 from guahao.platform.payments.sandbox import SandboxGateway
 from guahao.platform.persistence.database import create_engine, session_factory, upgrade_async
 from guahao.platform.personal_data import PersonalDataVault
+from guahao.platform.rate_limits import RequestLimiter
 from guahao.platform.redis_server import EmbeddedRedis
 from guahao.platform.services.accounts import AccountService
+from guahao.platform.services.add_on_units import AddOnUnits
+from guahao.platform.services.audit import AuditLog
+from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.filings import Filings
+from guahao.platform.services.follow_ups import FollowUps
+from guahao.platform.services.hospital_feed import HospitalFeed
 from guahao.platform.services.inventory_sync import InventorySync
+from guahao.platform.services.lottery import LotteryService
 from guahao.platform.services.notifications import InboxNotifier
+from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.queries import QueryService
+from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
+from guahao.platform.services.staff import StaffService
 from guahao.platform.services.supply import SupplyService
+from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
+from guahao.platform.services.unit_offers import UnitOffers
+from guahao.platform.services.waitlist import WaitlistService
+from guahao.search.service import SearchService, search_service_for
 
 __all__ = ["Platform", "open_platform"]
 
@@ -65,6 +81,19 @@ class Platform:
     queries: QueryService
     inventory_sync: InventorySync
     dispatcher: OutboxDispatcher
+    rules: RuleBook
+    feed: HospitalFeed
+    connectors: ConnectorHub
+    search: SearchService
+    staff: StaffService
+    blacklist: BlacklistService
+    audit: AuditLog
+    suspicion: SuspicionService
+    waitlist: WaitlistService
+    lottery: LotteryService
+    add_on_units: AddOnUnits
+    follow_ups: FollowUps
+    filings: Filings
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -79,6 +108,9 @@ class Platform:
         async def dispatch_outbox() -> int:
             return await self.dispatcher.dispatch_pending()
 
+        async def sync_connectors() -> int:
+            return len(await self.connectors.sync.pull_all())
+
         async def sweep() -> dict[str, int]:
             refunds = 0
             for refund_no in await self.bookings.pending_refunds():
@@ -89,6 +121,9 @@ class Platform:
                 "cutoff_units": await self.supply.run_cutoffs(),
                 "no_shows": await self.bookings.mark_due_no_shows(),
                 "refunds": refunds,
+                "search_refreshed": await self.search.refresh_due(),
+                "lotteries_drawn": await self.lottery.draw_due(),
+                "waitlist_granted": await self.waitlist.serve_due(),
             }
 
         return {
@@ -96,12 +131,17 @@ class Platform:
             "process_refund": process_refund,
             "dispatch_outbox": dispatch_outbox,
             "sweep": sweep,
+            "sync_connectors": sync_connectors,
         }
 
     async def start_worker(self) -> None:
         worker = self.jobs.worker(
             self.job_functions(),
-            sweeps={"dispatch_outbox": "* * * * * */2", "sweep": "* * * * * */15"},
+            sweeps={
+                "dispatch_outbox": "* * * * * */2",
+                "sweep": "* * * * * */15",
+                "sync_connectors": f"*/{self.settings.connector_sync_minutes} * * * *",
+            },
             context={"platform": self},
         )
         self._tasks.append(asyncio.create_task(worker.start(), name="guahao-jobs"))
@@ -144,6 +184,8 @@ async def open_platform(
         )
     )
     jobs = SaqJobs(redis_url)
+    connectors: ConnectorHub | None = None
+    search: SearchService | None = None
     try:
         if migrate:
             await upgrade_async(database_url)
@@ -161,10 +203,30 @@ async def open_platform(
             vault=PersonalDataVault(_data_key(settings)),
             clock=clock,
             jobs=jobs,
+            limiter=RequestLimiter(redis_url),
         )
         sync = InventorySync(ports)
         dispatcher = OutboxDispatcher(ports.sessions, clock)
         dispatcher.subscribe("", InboxNotifier(ports))
+        search = search_service_for(settings, ports)
+        dispatcher.subscribe("", search.indexer.handle)
+        rules = RuleBook(ports)
+        blacklist = BlacklistService(ports, blacklist_rules_of(rules))
+        dispatcher.subscribe("booking.", blacklist.recorder)
+        suspicion = SuspicionService(ports, suspicion_rules_of(rules))
+        dispatcher.subscribe("booking.", suspicion.detector)
+        bookings = BookingService(ports, sync, rules)
+        supply = SupplyService(ports, sync)
+        feed = HospitalFeed(ports, supply, bookings, sync)
+        offers = UnitOffers(ports, bookings, rules)
+        waitlist = WaitlistService(ports, bookings, offers, rules)
+        dispatcher.subscribe("booking.", waitlist.on_booking_event, name="waitlist:booking")
+        dispatcher.subscribe("session.stopped", waitlist.on_session_event, name="waitlist:stop")
+        dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices")
+        filings = Filings(ports)
+        feed.use_filings(filings)
+        dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
+        connectors = ConnectorHub(ports, feed, dispatcher)
         platform = Platform(
             settings=settings,
             ports=ports,
@@ -173,19 +235,38 @@ async def open_platform(
             redis_url=redis_url,
             jobs=jobs,
             gateway=gateway,
-            bookings=BookingService(ports, sync),
-            supply=SupplyService(ports, sync),
-            accounts=AccountService(ports),
+            bookings=bookings,
+            supply=supply,
+            accounts=AccountService(ports, rules),
+            rules=rules,
             queries=QueryService(ports),
             inventory_sync=sync,
             dispatcher=dispatcher,
+            search=search,
+            feed=feed,
+            connectors=connectors,
+            staff=StaffService(ports),
+            blacklist=blacklist,
+            audit=AuditLog(ports),
+            suspicion=suspicion,
+            waitlist=waitlist,
+            lottery=LotteryService(ports, bookings, offers, rules),
+            add_on_units=AddOnUnits(ports, rules),
+            follow_ups=FollowUps(ports, rules),
+            filings=filings,
         )
+        if settings.hl7_mllp_port >= 0:
+            await connectors.start_mllp(settings.host, settings.hl7_mllp_port)
         if settings.run_jobs if run_jobs is None else run_jobs:
             await platform.start_worker()
         yield platform
     finally:
+        if connectors is not None:
+            await connectors.close()
         with contextlib.suppress(Exception):
             await jobs.close()
+        if search is not None:
+            await search.backend.close()
         await client.aclose()
         await engine.dispose()
         if embedded is not None:

@@ -13,6 +13,8 @@ import click
 
 from guahao.bootstrap import Platform, describe_database, open_platform
 from guahao.config import Settings, load_settings
+from guahao.lottery_cli import lottery
+from guahao.search.cli import search as search_commands
 
 __all__ = ["main"]
 
@@ -83,12 +85,15 @@ async def _publish_demo_days(
 ) -> int:
     """Publish the demo roster from today on; sessions that exist are skipped, so this is
     repeated every hour and the demo always offers ``days`` days ahead."""
+    from guahao.hospital_connectors.demo import DEMO_PULLED
     from guahao.platform.demo_region import build_demo_region
 
     region = build_demo_region()
     today = platform.ports.clock.now().date()
     sessions = []
     for hospital in region.hospitals:
+        if hospital.code in DEMO_PULLED:  # its sessions come from its HIS (FHIR pull)
+            continue
         sessions += platform.supply.sessions_from_roster(
             hospital, [today + timedelta(days=i) for i in range(days)]
         )
@@ -115,6 +120,91 @@ async def _seed_demo(platform: Platform, days: int) -> None:
     click.echo(f"  {created} new sessions published", err=True)
     if not created:  # a restart: make sure the hot pool matches the record
         await platform.inventory_sync.rebuild_all(progress=_progress("slot pool"))
+    await _demo_staff(platform, settings_dir=platform.settings.data_dir)
+    await _demo_lotteries(platform)
+    # The search index is rebuilt from the record at every start, so the demo's search
+    # (embedded: its own SQLite file) always matches what was just seeded.
+    await platform.search.reindex(progress=_progress("search index"))
+
+
+async def _demo_staff(platform: Platform, *, settings_dir: str) -> None:
+    """Staff accounts to try the authority's and a hospital's side of the demo with: one
+    password, made once and kept (0600) in the data directory, printed at every start."""
+    import secrets
+    from pathlib import Path
+
+    from guahao.platform.errors import GuahaoError
+
+    path = Path(settings_dir) / "demo-staff-password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(12))
+        path.chmod(0o600)
+    password = path.read_text().strip()
+    for username, role, hospital in (
+        ("admin", "authority_admin", None),
+        ("auditor", "authority_auditor", None),
+        ("desk-city-first", "hospital_staff", "city-first"),
+    ):
+        try:
+            await platform.staff.create(
+                username=username, password=password, role=role, hospital_code=hospital
+            )
+        except GuahaoError as exc:
+            if exc.code != "STAFF_USERNAME_TAKEN":
+                raise
+    click.echo(
+        f"Staff sign-in (POST /api/v1/staff/token): admin, auditor, desk-city-first; "
+        f"password {password}",
+        err=True,
+    )
+
+
+async def _demo_lotteries(platform: Platform) -> None:
+    """Make the premium (特需) sessions of the last day not yet released lottery sessions
+    (摇号), so the demo shows a draw; sessions already marked or released are left alone."""
+    from sqlalchemy import select
+
+    from guahao.platform.errors import GuahaoError
+    from guahao.platform.persistence.tables import SessionRow
+
+    now = platform.ports.clock.now()
+    async with platform.ports.sessions() as session:
+        ids = (
+            await session.scalars(
+                select(SessionRow.id)
+                .where(
+                    SessionRow.category == "premium",
+                    SessionRow.allocation == "first_come",
+                    SessionRow.release_at > now,
+                )
+                .order_by(SessionRow.starts_at.desc())
+                .limit(3)
+            )
+        ).all()
+    for session_id in ids:
+        try:
+            await platform.lottery.mark_lottery(session_id, actor="demo")
+        except GuahaoError:
+            continue
+
+
+async def _connect_demo(platform: Platform, settings: Settings, days: int) -> Any:
+    """Put demo hospitals behind reference HIS simulators on FHIR, HL7 v2 and the push API;
+    the demo still serves (on rosters) if they cannot start."""
+    from pathlib import Path
+
+    from guahao.hospital_connectors.demo import connect_demo
+    from guahao.platform.demo_region import build_demo_region
+
+    try:
+        connected = await connect_demo(platform, build_demo_region(), days, Path(settings.data_dir))
+    except Exception as exc:
+        logging.getLogger(__name__).warning("demo connectors not started: %s", exc)
+        return None
+    click.echo("Hospital connectors (reference HIS simulators):", err=True)
+    for line in connected.lines:
+        click.echo(line, err=True)
+    return connected
 
 
 @main.command()
@@ -128,11 +218,14 @@ def demo(host: str | None, port: int | None, days: int) -> None:
     async def run() -> None:
         async with open_platform(settings) as platform:
             await _seed_demo(platform, days)
+            connected = await _connect_demo(platform, settings, days)
             rolling = asyncio.create_task(_keep_demo_rolling(platform, days))
             try:
                 await _serve(platform, settings)
             finally:
                 rolling.cancel()
+                if connected is not None:
+                    await connected.stop()
 
     _run_server(run())
 
@@ -185,6 +278,26 @@ def inventory_rebuild() -> None:
 
     count = asyncio.run(run())
     click.echo(f"rebuilt {count} slots")
+
+
+from guahao.staff_cli import staff  # noqa: E402 - the group registers itself below
+
+main.add_command(staff)
+
+
+main.add_command(search_commands)
+main.add_command(lottery)
+
+
+from guahao.hospital_connectors.commands import (  # noqa: E402 - groups register below
+    connectors as connector_commands,
+)
+from guahao.hospital_connectors.commands import his_simulator  # noqa: E402
+from guahao.hospital_connectors.commands import hospital as hospital_commands  # noqa: E402
+
+main.add_command(hospital_commands)
+main.add_command(connector_commands)
+main.add_command(his_simulator)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -68,6 +68,35 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Python logging level of the ``guahao`` command's processes (INFO also shows every
     background job)."""
 
+    search_backend: Literal["embedded", "meilisearch"] = "embedded"
+    """Search engine: ``embedded`` (SQLite FTS5 in its own file, no server; one process) or
+    ``meilisearch`` (production; every worker shares it)."""
+
+    search_index_dir: str = ""
+    """Directory of the embedded search index; empty means ``data_dir/search``, and
+    ``:memory:`` keeps it in memory (tests). It is not the record of truth: delete it and
+    ``guahao search reindex`` rebuilds it from the platform."""
+
+    meili_url: str = ""
+    """Meilisearch URL (``search_backend = "meilisearch"``), e.g. ``http://search:7700``."""
+
+    meili_api_key: str = ""
+    """Meilisearch API key with document and settings rights on ``meili_index``."""
+
+    meili_index: str = "guahao"
+    """Name of the live Meilisearch index; a reindex fills ``<name>_next`` and swaps."""
+
+    search_districts_file: str = ""
+    """JSON file of the region's district positions (``{"districts": {"朝阳区": [x, y]}}``,
+    kilometres) for "nearest district first"; empty means the demo region's."""
+
+    hl7_mllp_port: Annotated[int, msgspec.Meta(ge=-1, le=65535)] = -1
+    """Port of the HL7 v2 MLLP listener hospitals send SIU/ADT messages to (on ``host``);
+    -1 means no listener, 0 any free port. The usual MLLP port is 2575."""
+
+    connector_sync_minutes: Annotated[int, msgspec.Meta(ge=1, le=59)] = 5
+    """How often the job worker pulls every FHIR hospital's schedules (incrementally)."""
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{Path(self.data_dir).resolve()}/guahao.db"
 

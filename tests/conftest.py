@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.redis_server",
     "tests.fixtures.databases",
     "tests.fixtures.platforms",
+    "tests.fixtures.his_simulator",
+    "tests.fixtures.search",
 ]

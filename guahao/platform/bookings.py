@@ -25,6 +25,7 @@ from guahao.platform.hospitals import PaymentChannel
 __all__ = [
     "ACTIVE_STATUSES",
     "HOLDING_STATUSES",
+    "LIVE_WITH_PATIENT",
     "PAYMENT_GRACE",
     "Booking",
     "BookingStatus",
@@ -61,6 +62,13 @@ HOLDING_STATUSES = frozenset(
     {BookingStatus.HELD, BookingStatus.PATIENT_CHOSEN, BookingStatus.AWAITING_PAYMENT}
 )
 ACTIVE_STATUSES = HOLDING_STATUSES | {BookingStatus.CONFIRMED}
+LIVE_WITH_PATIENT = (
+    BookingStatus.PATIENT_CHOSEN.value,
+    BookingStatus.AWAITING_PAYMENT.value,
+    BookingStatus.CONFIRMED.value,
+    BookingStatus.CHECKED_IN.value,
+)
+"""Bookings that use up a person's allowance: a patient is on the unit and it has not ended."""
 
 PAYMENT_GRACE = timedelta(minutes=2)
 """How long past a payment order's expiry its unit stays held, so a payment made in the last

@@ -171,8 +171,368 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "The slot pool is unavailable; retry shortly",
     ),
     # region rules (issue [rules])
+    # waitlist (候补) and lottery (摇号) (guahao.platform.services.waitlist, lottery)
+    "UNIT_NOT_RETURNING": (
+        _C,
+        "该号源已不在回收途中（已回到号源池或已分配给其他候补者）",
+        "This unit is no longer on its way back (it went public or another waiter got it)",
+    ),
+    "SESSION_IS_LOTTERY": (
+        _C,
+        "该出诊单元采用摇号分配，请在报名时间内参加摇号",
+        "This session is allocated by lottery; enter the draw during its window",
+    ),
+    "SESSION_NOT_LOTTERY": (
+        _C,
+        "该出诊单元不采用摇号分配",
+        "This session is not allocated by lottery",
+    ),
+    "WAITLIST_SCOPE_INVALID": (
+        _I,
+        "候补对象不完整或与候补范围不符",
+        "The wait must name the session, doctor or department its scope calls for",
+    ),
+    "WAITLIST_DATE_RANGE_INVALID": (
+        _I,
+        "候补日期范围无效（开始晚于结束或早于今天）",
+        "The date range is empty or starts before today",
+    ),
+    "WAITLIST_TOO_FAR_AHEAD": (
+        _I,
+        "候补日期超出允许的范围",
+        "The dates reach further ahead than waits may",
+    ),
+    "WAITLIST_LIMIT_REACHED": (
+        _C,
+        "该就诊人的候补数量已达上限",
+        "This person already holds as many waits as allowed",
+    ),
+    "WAITLIST_ALREADY_WAITING": (
+        _C,
+        "该就诊人已在此候补",
+        "This patient is already waiting for this",
+    ),
+    "WAITLIST_SESSION_CLOSED": (
+        _C,
+        "该出诊单元已停诊、已开始或已结束，不能候补",
+        "This session is stopped, started or over; it cannot be waited for",
+    ),
+    "WAITLIST_SESSION_NOT_RELEASED": (
+        _C,
+        "号源尚未放出，放号后约满才可候补",
+        "This session's units are not released yet; wait only once it is fully booked",
+    ),
+    "WAITLIST_UNITS_AVAILABLE": (
+        _C,
+        "该出诊单元尚有号源，请直接预约",
+        "This session still has units; book one directly",
+    ),
+    "WAITLIST_ENTRY_NOT_FOUND": (_N, "候补记录不存在", "No such wait"),
+    "WAITLIST_ENTRY_NOT_WAITING": (_C, "该候补已结束", "This wait has already ended"),
+    "LOTTERY_WINDOW_INVALID": (
+        _I,
+        "摇号时间无效：报名须早于开奖，开奖须早于就诊",
+        "The entry window must open before the draw, and the draw come before the session",
+    ),
+    "LOTTERY_MARK_TOO_LATE": (
+        _C,
+        "号源已放出或已有预约，不能改为摇号",
+        "This session's units are already released or booked; it cannot become a lottery",
+    ),
+    "LOTTERY_NOT_OPEN": (_C, "当前不在摇号报名时间内", "The draw is not taking entries now"),
+    "LOTTERY_ALREADY_ENTERED": (
+        _C,
+        "该就诊人已参加本次摇号",
+        "This person has already entered this draw",
+    ),
+    "LOTTERY_ENTRY_LIMIT_REACHED": (
+        _C,
+        "该就诊人同一就诊日的摇号报名已达上限",
+        "This person has entered as many draws for that visit day as allowed",
+    ),
+    "LOTTERY_ENTRY_NOT_FOUND": (_N, "摇号报名记录不存在", "No such lottery entry"),
+    "LOTTERY_ALREADY_DRAWN": (
+        _C,
+        "摇号已开奖，报名不能再更改",
+        "The draw has taken place; the entry can no longer change",
+    ),
+    # strikes, blacklist, appeals, staff, audit, suspicion (guahao.platform.services.blacklist…)
+    "PERSON_NOT_FOUND": (_N, "该人员不存在", "No such person"),
+    "BAN_NOT_FOUND": (_N, "黑名单记录不存在", "No such blacklist entry"),
+    "BAN_NOT_ACTIVE": (
+        _C,
+        "该黑名单记录已解除或已到期",
+        "This blacklist entry was already lifted or has ended",
+    ),
+    "BAN_ALREADY_ACTIVE": (
+        _C,
+        "该人员已在黑名单中，请先解除现有记录",
+        "This person is already blacklisted; lift the current entry first",
+    ),
+    "BAN_LENGTH_INVALID": (_I, "限制天数须在1至3650天之间", "A ban lasts 1 to 3650 days"),
+    "REASON_REQUIRED": (_I, "请填写原因", "A reason is required"),
+    "APPEAL_NOT_FOUND": (_N, "申诉不存在", "No such appeal"),
+    "APPEAL_ALREADY_PENDING": (
+        _C,
+        "该记录已有待处理的申诉，请等待处理结果",
+        "An appeal against this entry is already waiting for a decision",
+    ),
+    "APPEAL_ALREADY_DECIDED": (_C, "该申诉已处理", "This appeal was already decided"),
+    "APPEAL_WINDOW_CLOSED": (
+        _C,
+        "已超过申诉期限",
+        "The time to appeal against this entry has passed",
+    ),
+    "APPEAL_NOT_ALLOWED": (
+        _F,
+        "只能为本账号下被列入黑名单的就诊人申诉",
+        "Only a patient of this account who is on the blacklist can appeal",
+    ),
+    "STAFF_CREDENTIALS_INVALID": (_F, "用户名或密码错误", "Wrong username or password"),
+    "STAFF_ROLE_REQUIRED": (
+        _F,
+        "当前工作人员角色无权执行此操作",
+        "This staff role may not do this",
+    ),
+    "STAFF_USERNAME_TAKEN": (_C, "该用户名已被使用", "This username is taken"),
+    "STAFF_ROLE_INVALID": (
+        _I,
+        "工作人员角色无效，或医院工作人员未指定医院",
+        "Unknown staff role, or a hospital staff account without its hospital",
+    ),
+    "SIGNAL_NOT_FOUND": (_N, "可疑信号不存在", "No such suspicion signal"),
+    "STAFF_NOT_FOUND": (_N, "工作人员账号不存在", "No such staff account"),
+    "STRIKE_NOT_FOUND": (_N, "违约记录不存在", "No such strike"),
+    # region rules as data, limits, real-name patients (region_rules, booking_limits)
+    "RULES_INVALID": (_I, "规则设置无效", "The rules are invalid"),
+    "RULE_NOT_OVERRIDABLE": (
+        _F,
+        "区域规则不允许医院修改此项",
+        "The region does not let hospitals change this rule",
+    ),
+    "RULES_CHANGED_MEANWHILE": (
+        _C,
+        "规则已被他人修改，请刷新后重试",
+        "The rules were changed meanwhile; reload and retry",
+    ),
+    "PATIENT_BLACKLISTED": (
+        _F,
+        "该就诊人因违约已被暂停网上预约，到期自动恢复，可提出申诉；现场挂号不受影响",
+        "This patient is barred from online booking for violations until the date given; "
+        "appeals are possible and on-site registration is not affected",
+    ),
+    "PATIENT_NOT_FILED": (
+        _F,
+        "该医院要求先建档后预约，请先到医院或通过医院渠道建档",
+        "This hospital requires a patient record (建档) before online booking",
+    ),
+    "LIMIT_PATIENT_DEPARTMENT_DAY": (
+        _C,
+        "同一就诊人同一天同一科室的预约已达上限",
+        "This patient already has the most bookings allowed in this department that day",
+    ),
+    "LIMIT_PATIENT_DAY": (
+        _C,
+        "同一就诊人当天的预约已达上限",
+        "This patient already has the most bookings allowed that day",
+    ),
+    "LIMIT_PATIENT_MONTH": (
+        _C,
+        "该就诊人本月的预约已达上限",
+        "This patient already has the most bookings allowed in that month",
+    ),
+    "LIMIT_ACCOUNT_MONTH": (
+        _C,
+        "该账号本月的预约已达上限",
+        "This account already has the most bookings allowed in that month",
+    ),
+    "REBOOK_TOO_SOON": (
+        _C,
+        "退号后需等待一段时间才能再次预约",
+        "After a cancellation, booking again here must wait a little",
+    ),
+    "PATIENT_LIMIT_REACHED": (
+        _C,
+        "该账号的就诊人数量已达上限",
+        "This account already has the most patients allowed",
+    ),
+    "PATIENT_ADDITIONS_TOO_FREQUENT": (
+        _R,
+        "近期添加就诊人过于频繁，请稍后再试",
+        "Too many patients were added recently; try later",
+    ),
+    "PATIENT_ALREADY_ADDED": (
+        _C,
+        "该证件已是本账号的就诊人",
+        "A patient with this document is already on this account",
+    ),
+    "PERSON_IS_SELF_ELSEWHERE": (
+        _C,
+        "该证件已被其他账号登记为本人",
+        "This document is already the account holder (本人) of another account",
+    ),
+    "PATIENT_TOO_YOUNG_FOR_SELF": (
+        _I,
+        "未满规定年龄的就诊人须由监护人添加",
+        "A patient this young must be added by a guardian, not as the account holder",
+    ),
+    "IDENTITY_CHANGE_LIMIT": (
+        _C,
+        "就诊人实名信息修改次数已达上限",
+        "This patient's identity has been changed as often as allowed",
+    ),
+    "PATIENT_HAS_ACTIVE_BOOKINGS": (
+        _C,
+        "该就诊人有未完成的预约，不能修改或删除",
+        "This patient has live bookings and cannot be changed or removed",
+    ),
+    "ADD_ON_LIMIT_REACHED": (
+        _C,
+        "本出诊单元的加号已达上限",
+        "This session already has the most add-on units allowed",
+    ),
+    "FOLLOW_UP_NOT_OFFERED": (
+        _C,
+        "该医院未开通复诊有效期",
+        "This hospital does not offer follow-up validity",
+    ),
+    "FILING_NOT_FOUND": (_N, "建档记录不存在", "No such filing request"),
+    "FOLLOW_UP_EXPIRED": (
+        _C,
+        "复诊有效期已过，请重新挂号",
+        "The follow-up validity has ended; book again",
+    ),
+    # identity documents and patient names (guahao.platform.identity_documents, person_names)
+    "DOCUMENT_TYPE_UNKNOWN": (_I, "不支持该证件类型", "This document type is not accepted"),
+    "DOCUMENT_NUMBER_INVALID": (
+        _I,
+        "证件号码格式与所选证件类型不符，请核对",
+        "The number does not have the format of the chosen document; check it",
+    ),
+    "DOCUMENT_NUMBER_TYPE_MISMATCH": (
+        _I,
+        "该号码属于另一种证件，请选择正确的证件类型",
+        "This number belongs to another kind of document; choose the right document type",
+    ),
+    "ID_NUMBER_CHECKSUM_MISMATCH": (
+        _I,
+        "证件号码校验位不正确，请检查是否输错",
+        "The check character does not match the number; check it for a typo",
+    ),
+    "ID_NUMBER_AREA_UNKNOWN": (
+        _I,
+        "证件号码的地区代码不存在",
+        "The area code at the start of the number does not exist",
+    ),
+    "ID_BIRTH_DATE_INVALID": (
+        _I,
+        "证件号码中的出生日期不是有效日期",
+        "The birth date in the number is not a possible date",
+    ),
+    "ID_BIRTH_DATE_IN_FUTURE": (
+        _I,
+        "证件号码中的出生日期晚于今天",
+        "The birth date in the number is later than today",
+    ),
+    "PATIENT_NAME_INVALID": (
+        _I,
+        "姓名只能由汉字（少数民族姓名可含间隔号“·”）或拉丁字母组成，不能含数字、符号或表情",
+        "A name is written in Chinese characters (with the middle dot · of minority names)"
+        " or Latin letters, without digits, symbols or emoji",
+    ),
+    "PATIENT_NAME_LENGTH_INVALID": (
+        _I,
+        "姓名长度不符合要求：中文姓名2至30个字，外文姓名2至70个字符",
+        "The name's length is out of range: 2 to 30 Chinese characters, or 2 to 70 Latin"
+        " characters",
+    ),
+    "PATIENT_NAME_MIXED_SCRIPTS": (
+        _I,
+        "姓名不能混用汉字和拉丁字母",
+        "A name cannot mix Chinese characters and Latin letters",
+    ),
+    "PATIENT_NAME_SEPARATOR_MISPLACED": (
+        _I,
+        "姓名中的间隔号或分隔符不能在开头、结尾或连续出现",
+        "A middle dot or separator cannot begin or end a name or follow another",
+    ),
+    "PATIENT_NAME_SCRIPT_MISMATCH": (
+        _I,
+        "居民身份证和户口簿上的姓名须为中文",
+        "The name on a resident identity card or household register is in Chinese characters",
+    ),
     # hospital connectors (issue [connectors])
+    "CONNECTOR_NOT_FOUND": (_N, "该医院未登记此类接口", "No connector of this kind is registered"),
+    "FHIR_RESOURCE_INVALID": (
+        _I,
+        "FHIR 资源不符合 R4 规范",
+        "The FHIR resource does not conform to R4",
+    ),
+    "FHIR_RESOURCE_UNSUPPORTED": (
+        _I,
+        "平台不接收此类 FHIR 资源",
+        "The platform does not take this kind of FHIR resource",
+    ),
+    "FHIR_REFERENCE_UNRESOLVED": (
+        _I,
+        "FHIR 资源引用的对象不存在",
+        "A FHIR reference points to nothing the platform knows",
+    ),
+    "CONNECTOR_CODE_UNMAPPED": (
+        _I,
+        "医院数据缺少平台需要的编码（如诊疗科目代码）",
+        "The hospital's data lacks a code the platform needs (such as the department catalog code)",
+    ),
+    "HL7_MESSAGE_INVALID": (_I, "HL7 v2 消息无法解析", "The HL7 v2 message cannot be parsed"),
+    "HL7_MESSAGE_UNSUPPORTED": (
+        _I,
+        "平台不接收此类 HL7 v2 消息",
+        "The platform does not take this HL7 v2 message type",
+    ),
+    "BATCH_FILE_INVALID": (
+        _I,
+        "排班文件有错误，未导入任何数据",
+        "The schedule file has errors; nothing was imported",
+    ),
+    "CAPACITY_BELOW_TAKEN": (
+        _C,
+        "调整后的号源数少于已预约或锁定的号源",
+        "The new capacity is below the units already booked or held",
+    ),
+    "SESSION_SEGMENTS_CHANGED": (
+        _C,
+        "已发布出诊单元的分时段不能改变，请停诊后重新排班",
+        "The time segments of a published session cannot change; stop it and publish anew",
+    ),
+    "HIS_UNAVAILABLE": (
+        _U,
+        "医院信息系统暂时无法访问，将自动重试",
+        "The hospital's system is unavailable; it will be retried",
+    ),
+    "HIS_REFUSED": (_C, "医院信息系统拒绝了请求", "The hospital's system refused the request"),
+    "HIS_CIRCUIT_OPEN": (
+        _U,
+        "医院信息系统连续失败，暂停访问",
+        "The hospital's system failed repeatedly; calls to it are paused",
+    ),
+    "HOSPITAL_CLIENT_INVALID": (
+        _F,
+        "医院客户端凭据无效",
+        "The hospital client's credentials are invalid",
+    ),
+    "HOSPITAL_SCOPE_DENIED": (
+        _F,
+        "无权访问其他医院的数据",
+        "This client may not read or change another hospital",
+    ),
     # search (issue [search])
+    "SEARCH_QUERY_INVALID": (_I, "搜索内容有误", "The search text is invalid"),
+    "SEARCH_FILTER_INVALID": (_I, "筛选条件有误", "A search filter is invalid"),
+    "SEARCH_UNAVAILABLE": (
+        _U,
+        "搜索服务暂时不可用，请稍后再试",
+        "Search is unavailable; retry shortly",
+    ),
 }
 
 

@@ -29,7 +29,9 @@ __all__ = [
     "SlotStatus",
 ]
 
-SlotStatus = Literal["open", "stopped", "closed"]
+SlotStatus = Literal["open", "stopped", "closed", "lottery"]
+"""``lottery``: the session allocates by draw (摇号); ordinary holds are refused until it is
+drawn (see ``guahao.platform.services.lottery``)."""
 
 
 class HeldUnit(msgspec.Struct, frozen=True):
@@ -38,6 +40,9 @@ class HeldUnit(msgspec.Struct, frozen=True):
     hold_id: str
     account_id: str
     expires_at_ms: int
+    claims_marker: bool = True
+    """Whether the hold is the account's own "one unfinished hold" (a user's click). Units
+    the platform offers (waitlist, lottery) hold without it, so a rebuild must not claim it."""
 
 
 class ReturningUnit(msgspec.Struct, frozen=True):
@@ -129,6 +134,55 @@ class Inventory(Protocol):
         self, slot_id: str, *, unit_id: str, now_ms: int, return_at_ms: int
     ) -> bool:
         """Un-book one unit; it becomes available at ``return_at_ms``. False if repeated."""
+        ...
+
+    async def claim_returning(
+        self,
+        slot_id: str,
+        *,
+        unit_id: str,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        expires_at_ms: int,
+    ) -> bool:
+        """候补: turn the returning unit ``unit_id`` into a hold for a waiting patient, with no
+        account marker; refuses ``UNIT_NOT_RETURNING`` when it is no longer returning. False
+        if this very claim was granted before."""
+        ...
+
+    async def unclaim_returning(
+        self,
+        slot_id: str,
+        *,
+        unit_id: str,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        return_at_ms: int,
+    ) -> bool:
+        """Undo ``claim_returning``: the unit is returning again until ``return_at_ms``."""
+        ...
+
+    async def offer_hold(
+        self,
+        slot_id: str,
+        *,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        ttl_ms: int,
+        idempotency_key: str,
+    ) -> HoldGrant:
+        """Reserve an available unit for a waiting patient: a hold without the account's
+        "one unfinished hold" marker (the platform's offer, not the user's click)."""
+        ...
+
+    async def grant_drawn(
+        self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int, expires_at_ms: int
+    ) -> bool:
+        """摇号: reserve an available unit for a lottery winner while the slot's status is
+        ``lottery``; False if this very grant was made before."""
         ...
 
     async def set_capacity(self, slot_id: str, *, capacity: int, now_ms: int) -> SlotCounts:

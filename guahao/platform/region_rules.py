@@ -25,6 +25,7 @@ __all__ = [
     "RateLimitRules",
     "RegionRules",
     "apply_changes",
+    "flatten_changes",
     "merged_for_hospital",
 ]
 
@@ -131,18 +132,32 @@ def _flatten(changes: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in changes.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{path}."))
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{path}."))  # an empty section changes nothing
         else:
             flat[path] = value
     return flat
 
 
+def flatten_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Nested or dotted changes as dotted paths.
+
+    >>> flatten_changes({"limits": {"per_patient_day": 2}, "add_on_per_session": 3})
+    {'limits.per_patient_day': 2, 'add_on_per_session': 3}
+    """
+    return _flatten(changes)
+
+
 def _convert(tree: dict[str, Any]) -> RegionRules:
     try:
-        return msgspec.convert(tree, RegionRules)
+        rules = msgspec.convert(tree, RegionRules)
     except msgspec.ValidationError as exc:
         refuse("RULES_INVALID", reason=str(exc))
+    leaves = set(_flatten(tree))
+    unknown = sorted(set(rules.hospital_overridable) - leaves)
+    if unknown:  # a typo here would silently let hospitals override nothing
+        refuse("RULES_INVALID", field="hospital_overridable", unknown=unknown)
+    return rules
 
 
 def apply_changes(rules: RegionRules, changes: dict[str, Any]) -> RegionRules:

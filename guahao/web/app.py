@@ -19,11 +19,20 @@ from guahao.config import Settings
 from guahao.platform.clock import Clock
 from guahao.web.auth import TokenIssuer
 from guahao.web.errors import exception_handlers
+from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
 from guahao.web.routes.accounts import AccountController, PatientController
+from guahao.web.routes.appeals import AppealController
+from guahao.web.routes.authority import AuthorityController, StaffSignInController
 from guahao.web.routes.bookings import BookingController
 from guahao.web.routes.catalog import CatalogController
+from guahao.web.routes.hospital_api import HospitalApiController
+from guahao.web.routes.hospital_desk import HospitalDeskController
 from guahao.web.routes.payments import PaymentController, SandboxCashierController
+from guahao.web.routes.rules import RulesController
+from guahao.web.routes.search import SearchController
+from guahao.web.routes.waitlist import LotteryController, WaitlistController
+from guahao.web.staff_auth import StaffTokenIssuer
 
 __all__ = ["create_app"]
 
@@ -63,17 +72,35 @@ def create_app(
         route_handlers=[
             health,
             CatalogController,
+            SearchController,
             AccountController,
             PatientController,
             BookingController,
             PaymentController,
             SandboxCashierController,
+            AppealController,
+            StaffSignInController,
+            AuthorityController,
+            WaitlistController,
+            LotteryController,
+            token_endpoint,
+            HospitalApiController,
+            RulesController,
+            HospitalDeskController,
         ],
         dependencies={"platform": Provide(provide_platform, sync_to_thread=False)},
         exception_handlers=exception_handlers,
         middleware=[IdempotencyMiddleware],
         lifespan=[lifespan],
-        state=State({"tokens": TokenIssuer(settings.secret("secret_key"), settings.token_minutes)}),
+        state=State(
+            {
+                "tokens": TokenIssuer(settings.secret("secret_key"), settings.token_minutes),
+                "hospital_tokens": HospitalTokens(settings.secret("secret_key")),
+                "staff_tokens": StaffTokenIssuer(
+                    settings.secret("secret_key"), settings.token_minutes
+                ),
+            }
+        ),
         openapi_config=OpenAPIConfig(
             title="Guahao 区域统一预约挂号平台",
             version=__version__,

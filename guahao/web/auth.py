@@ -34,9 +34,12 @@ class TokenIssuer:
     def account_of(self, token: str) -> str:
         try:
             decoded = jwt.decode(token, self._key, algorithms=["HS256"])
-            jwt.JWTClaimsRegistry(exp={"essential": True}, sub={"essential": True}).validate(
-                decoded.claims
-            )
+            jwt.JWTClaimsRegistry(
+                exp={"essential": True},
+                sub={"essential": True},
+                # a second safeguard beside the separate keys: only citizen tokens pass here
+                scope={"essential": True, "value": "citizen"},
+            ).validate(decoded.claims)
         except (JoseError, ValueError):
             refuse("UNAUTHENTICATED")
         subject: Any = decoded.claims["sub"]

@@ -39,7 +39,11 @@ STATUS_BY_KIND = {
     "rate_limited": 429,
     "unavailable": 503,
 }
-STATUS_BY_CODE = {"UNAUTHENTICATED": 401, "CREDENTIALS_INVALID": 401}
+STATUS_BY_CODE = {
+    "UNAUTHENTICATED": 401,
+    "CREDENTIALS_INVALID": 401,
+    "STAFF_CREDENTIALS_INVALID": 401,
+}
 
 
 def _body(code: str, zh: str, en: str, detail: dict[str, Any]) -> dict[str, Any]:

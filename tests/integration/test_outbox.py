@@ -4,6 +4,7 @@ once, in order per booking; a failing handler holds back only its own booking.""
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -217,3 +218,75 @@ async def test_delivery_is_at_least_once_and_the_inbox_shows_each_message_once(p
     assert inbox == ["booking.confirmed"]
     assert total == 1
     assert await pending_rows(platform) == []
+
+
+async def test_each_subscriber_has_its_own_cursor_and_retry_list(platform):
+    slots = await publish_clinic(platform)
+    account, _, booking_id = await held_with_patient(platform, slots[0])
+    await platform.bookings.leave(account_id=account, booking_id=booking_id)
+    down, up = Recorder(), Recorder()
+    down.failing.add((booking_id, "booking.held"))
+    down_name = platform.dispatcher.subscribe("booking.", down, name="his")
+    platform.dispatcher.subscribe("booking.", up, name="search")
+
+    await platform.dispatcher.dispatch_pending()
+
+    # the healthy subscriber has the whole history; the failing one is held at its failure
+    assert up.by_aggregate()[booking_id] == [
+        "booking.held",
+        "booking.patient_chosen",
+        "booking.abandoned",
+    ]
+    assert down.by_aggregate()[booking_id] == ["booking.held"]
+    parked = await platform.dispatcher.parked(down_name)
+    assert [p.attempts for p in parked] == [1, 0, 0]  # the failure, and two waiting behind it
+    assert len(await pending_rows(platform)) == 3  # not done until every subscriber has them
+
+    down.failing.clear()
+    await platform.dispatcher.dispatch_pending()
+    assert down.by_aggregate()[booking_id] == [
+        "booking.held",
+        "booking.held",
+        "booking.patient_chosen",
+        "booking.abandoned",
+    ]
+    assert await platform.dispatcher.parked(down_name) == []
+    assert await pending_rows(platform) == []
+
+
+async def test_a_lasting_failure_backs_off_and_is_retried_when_due(platform):
+    slots = await publish_clinic(platform)
+    _, _, booking_id = await held_with_patient(platform, slots[0])
+    recorder = Recorder()
+    recorder.failing.add((booking_id, "booking.held"))
+    name = platform.dispatcher.subscribe("booking.", recorder)
+    clock = manual_clock(platform)
+
+    for _ in range(4):  # three free retries at the next rounds, then the backoff starts
+        await platform.dispatcher.dispatch_pending()
+    [first, *_] = await platform.dispatcher.parked(name)
+    assert first.attempts == 4
+    assert first.next_attempt_at == clock.now() + timedelta(seconds=2)
+    tries = len(recorder.seen)
+    await platform.dispatcher.dispatch_pending()
+    assert len(recorder.seen) == tries  # not due yet: not tried
+
+    recorder.failing.clear()
+    clock.advance(seconds=2)
+    await platform.dispatcher.dispatch_pending()
+    assert recorder.by_aggregate()[booking_id][-2:] == ["booking.held", "booking.patient_chosen"]
+    assert await platform.dispatcher.parked(name) == []
+
+
+async def test_a_subscriber_may_join_from_now_on(platform):
+    slots = await publish_clinic(platform)
+    account, _, booking_id = await held_with_patient(platform, slots[0])
+    await platform.dispatcher.dispatch_pending()
+    late = Recorder()
+    platform.dispatcher.subscribe("booking.", late, from_start=False)
+    await platform.dispatcher.dispatch_pending()
+    await platform.bookings.leave(account_id=account, booking_id=booking_id)
+
+    await platform.dispatcher.dispatch_pending()
+
+    assert late.by_aggregate() == {booking_id: ["booking.abandoned"]}

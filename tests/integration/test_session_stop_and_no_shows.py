@@ -105,9 +105,13 @@ async def test_stopping_a_session_cancels_every_live_booking_refunds_and_tells_e
     assert {s.available for s in availability[0].slots} == {0}
 
     # Each account hears of it once the outbox is dispatched; the refund is announced too.
+    # Patients the hospital turned away also go first in the waitlist, and are told so.
+    await platform.dispatcher.dispatch_pending()
     await platform.dispatcher.dispatch_pending()
     for booking_id, account_id in accounts.items():
         expected = {"booking.cancelled_by_hospital"}
+        if (await booking_row(platform, booking_id)).patient_id is not None:
+            expected |= {"waitlist.joined"}
         if booking_id == paid:
             expected |= {"booking.confirmed", "payment.refunded"}
         if booking_id == insured:

@@ -43,6 +43,9 @@ def _slot_scripts() -> dict[str, LuaScript]:
         "counts",
         "load",
         "unhold",
+        "claim_returning",
+        "unclaim_returning",
+        "grant_drawn",
     )
     return {name: LuaScript.from_package(name, prelude=prelude) for name in names}
 

@@ -52,7 +52,7 @@ clock, so it gets slack: a service clock running behind Redis must not see a mar
 while its hold is still live.
 """
 
-_STATUSES: frozenset[str] = frozenset({"open", "stopped", "closed"})
+_STATUSES: frozenset[str] = frozenset({"open", "stopped", "closed", "lottery"})
 
 # Redis did not answer, or answered that it cannot serve now: the caller may retry.
 _UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OutOfMemoryError)
@@ -115,6 +115,8 @@ class RedisInventory:
         # each live hold claims its account's marker again (a marker already there stays).
         wall_ms = int(time.time() * 1000)
         for held in state.holds:
+            if not held.claims_marker:
+                continue
             await self._run(
                 ACCOUNT_SCRIPTS["account_claim"],
                 [self._keys.account_marker(held.account_id)],
@@ -234,6 +236,96 @@ class RedisInventory:
         if outcome == "REFUSED":
             _raise_refusal(reply, slot_id, unit_id=unit_id, reason="no booked unit to cancel")
         return outcome == "CANCELLED"
+
+    async def claim_returning(
+        self,
+        slot_id: str,
+        *,
+        unit_id: str,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        expires_at_ms: int,
+    ) -> bool:
+        """候补: turn a returning unit into a marker-less hold for a waiting patient.
+
+        No account marker is claimed (the platform makes the offer), and confirm, release and
+        extend only ever touch a marker that names their own hold, so finishing or expiring
+        this hold never disturbs a marker of the account's own hold elsewhere. True when
+        granted now, False when this very claim was granted before (a repeat).
+        """
+        if expires_at_ms <= now_ms:
+            refuse("VALIDATION_FAILED", field="expires_at_ms", reason="must be after now_ms")
+        reply = await self._slot(
+            "claim_returning", slot_id, [unit_id, hold_id, account_id, now_ms, expires_at_ms]
+        )
+        outcome = _text(reply[0])
+        if outcome == "REFUSED":
+            _raise_refusal(reply, slot_id, unit_id=unit_id, hold_id=hold_id)
+        return outcome == "GRANTED"
+
+    async def unclaim_returning(
+        self,
+        slot_id: str,
+        *,
+        unit_id: str,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        return_at_ms: int,
+    ) -> bool:
+        """Undo ``claim_returning`` (its record could not be written): the unit is returning
+        again until ``return_at_ms``, never handed straight to the public. False if the hold
+        was not there."""
+        reply = await self._slot(
+            "unclaim_returning", slot_id, [unit_id, hold_id, account_id, now_ms, return_at_ms]
+        )
+        return _text(reply[0]) == "UNDONE"
+
+    async def offer_hold(
+        self,
+        slot_id: str,
+        *,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        ttl_ms: int,
+        idempotency_key: str,
+    ) -> HoldGrant:
+        """The ``hold`` script for the platform's own offer to a waiting patient: no account
+        marker and no locally remembered refusals (a sweep asks rarely and must see Redis)."""
+        if ttl_ms <= 0:
+            refuse("VALIDATION_FAILED", field="ttl_ms", reason="must be positive")
+        self._forget_refusal(slot_id)
+        expires_at_ms = now_ms + ttl_ms
+        reply = await self._run(
+            SLOT_SCRIPTS["hold"],
+            [*self._keys.slot_family(slot_id), self._keys.replay_record(slot_id, idempotency_key)],
+            [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms],
+        )
+        outcome = _text(reply[0])
+        if outcome == "MISSING":
+            raise KeyError(slot_id)
+        if outcome == "REPLAYED":
+            return HoldGrant(hold_id=_text(reply[1]), expires_at_ms=int(reply[2]), replayed=True)
+        if outcome != "GRANTED":
+            _raise_refusal(reply, slot_id, hold_id=hold_id)
+        return HoldGrant(hold_id=hold_id, expires_at_ms=expires_at_ms)
+
+    async def grant_drawn(
+        self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int, expires_at_ms: int
+    ) -> bool:
+        """摇号: a marker-less hold for a lottery winner while the slot refuses ordinary holds
+        (status ``lottery``). True when granted now, False for a repeat of the same grant."""
+        if expires_at_ms <= now_ms:
+            refuse("VALIDATION_FAILED", field="expires_at_ms", reason="must be after now_ms")
+        reply = await self._slot(
+            "grant_drawn", slot_id, [hold_id, account_id, now_ms, expires_at_ms]
+        )
+        outcome = _text(reply[0])
+        if outcome == "REFUSED":
+            _raise_refusal(reply, slot_id, hold_id=hold_id)
+        return outcome == "GRANTED"
 
     async def set_capacity(self, slot_id: str, *, capacity: int, now_ms: int) -> SlotCounts:
         """Refuses with ``SLOT_SOLD_OUT`` (detail ``minimum_capacity``) below the floor.

@@ -35,9 +35,9 @@ __all__ = [
     "AccountRow",
     "AddOnUnitRow",
     "AuditRow",
+    "Base",
     "BlacklistAppealRow",
     "BlacklistEntryRow",
-    "Base",
     "BookingRow",
     "DepartmentRow",
     "DoctorRow",
@@ -323,6 +323,8 @@ class BookingRow(Base):
         ),
         Index("ix_bookings_status_deadline", "status", "hold_expires_at"),
         Index("ix_bookings_person_visit", "person_id", "visit_date"),
+        Index("ix_bookings_device_time", "device_hash", "created_at"),
+        Index("ix_bookings_ip_time", "ip_hash", "created_at"),
         CheckConstraint("kind IN ('regular', 'waitlist', 'lottery', 'add_on')", name="kind_known"),
     )
 

@@ -86,12 +86,23 @@ class AddOnUnits:
                 )
                 if booked is not None:
                     refuse("PATIENT_ALREADY_BOOKED_SESSION", session_id=session_id)
+                # Counted and checked open in one statement: a stop (停诊) committing meanwhile
+                # either sees this unit and cancels it, or this unit is refused.
                 counted = await session.execute(
                     update(SessionRow)
-                    .where(SessionRow.id == session_id, SessionRow.add_on_count < limit)
+                    .where(
+                        SessionRow.id == session_id,
+                        SessionRow.status == "open",
+                        SessionRow.add_on_count < limit,
+                    )
                     .values(add_on_count=SessionRow.add_on_count + 1)
                 )
                 if counted.rowcount != 1:  # type: ignore[attr-defined]
+                    status = await session.scalar(
+                        select(SessionRow.status).where(SessionRow.id == session_id)
+                    )
+                    if status != "open":
+                        refuse("SLOT_CLOSED", session_id=session_id, status=status)
                     refuse("ADD_ON_LIMIT_REACHED", limit=limit, session_id=session_id)
                 last_slot = await session.scalar(
                     select(SlotRow.id)

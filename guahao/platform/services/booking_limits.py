@@ -22,12 +22,11 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.platform.bookings import BookingStatus
+from guahao.platform.bookings import LIVE_WITH_PATIENT, BookingStatus
 from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import FilingMode, HospitalPolicies
 from guahao.platform.persistence.tables import (
     AccountRow,
-    BlacklistEntryRow,
     BookingRow,
     DepartmentRow,
     PatientFilingRow,
@@ -35,17 +34,10 @@ from guahao.platform.persistence.tables import (
     SessionRow,
 )
 from guahao.platform.region_rules import RegionRules
+from guahao.platform.services.blacklist import active_ban
 from guahao.platform.strikes import ban_exempts
 
 __all__ = ["LIVE_WITH_PATIENT", "active_ban_of", "admit", "lock_person", "month_bounds"]
-
-LIVE_WITH_PATIENT = (
-    BookingStatus.PATIENT_CHOSEN.value,
-    BookingStatus.AWAITING_PAYMENT.value,
-    BookingStatus.CONFIRMED.value,
-    BookingStatus.CHECKED_IN.value,
-)
-"""Bookings that use up an allowance: a patient is on the unit and it has not ended."""
 
 
 def month_bounds(day: date) -> tuple[date, date]:
@@ -70,22 +62,8 @@ async def lock_person(session: AsyncSession, person_id: str) -> None:
         refuse("PATIENT_NOT_FOUND", person_id=person_id)
 
 
-async def active_ban_of(
-    session: AsyncSession, person_id: str, now: datetime
-) -> BlacklistEntryRow | None:
-    """The ban in force on a person, the one ending last; bans end by themselves."""
-    found: BlacklistEntryRow | None = await session.scalar(
-        select(BlacklistEntryRow)
-        .where(
-            BlacklistEntryRow.person_id == person_id,
-            BlacklistEntryRow.lifted_at.is_(None),
-            BlacklistEntryRow.starts_at <= now,
-            BlacklistEntryRow.ends_at > now,
-        )
-        .order_by(BlacklistEntryRow.ends_at.desc())
-        .limit(1)
-    )
-    return found
+active_ban_of = active_ban
+"""The ban in force on a person (kept under this name for callers of the limits module)."""
 
 
 async def _count(session: AsyncSession, *conditions: Any) -> int:

@@ -22,13 +22,13 @@ from guahao.platform.errors import ConflictError
 from guahao.platform.hospitals import PaymentChannel
 from guahao.platform.ids import new_id, new_order_no
 from guahao.platform.outbox import record_event
-from guahao.platform.rate_limits import ClientContext
 from guahao.platform.persistence.tables import (
     BookingRow,
     PatientRow,
     PaymentOrderRow,
     SessionRow,
 )
+from guahao.platform.rate_limits import ClientContext
 from guahao.platform.services.booking_limits import admit, lock_person
 from guahao.platform.services.booking_records import (
     apply_to_row,

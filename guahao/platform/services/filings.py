@@ -70,17 +70,22 @@ class Filings:
     async def request(self, *, account_id: str, patient_id: str, hospital_id: str) -> FilingView:
         """Ask the hospital's HIS to file this patient (safe to repeat)."""
         now = self._p.clock.now()
-        async with self._p.sessions() as session, session.begin():
-            patient = await session.get(PatientRow, patient_id)
-            if patient is None or patient.removed_at is not None:
-                refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
-            if patient.account_id != account_id:
-                refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
-            hospital = await session.get(HospitalRow, hospital_id)
-            if hospital is None:
-                refuse("HOSPITAL_NOT_FOUND", hospital_id=hospital_id)
-            row = await self._ensure_requested(session, patient, hospital_id, now)
-            return _view(row)
+        for _attempt in range(2):  # two accounts of one person asking at once: read it back
+            try:
+                async with self._p.sessions() as session, session.begin():
+                    patient = await session.get(PatientRow, patient_id)
+                    if patient is None or patient.removed_at is not None:
+                        refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
+                    if patient.account_id != account_id:
+                        refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
+                    hospital = await session.get(HospitalRow, hospital_id)
+                    if hospital is None:
+                        refuse("HOSPITAL_NOT_FOUND", hospital_id=hospital_id)
+                    row = await self._ensure_requested(session, patient, hospital_id, now)
+                    return _view(row)
+            except IntegrityError:
+                continue
+        refuse("DATABASE_UNAVAILABLE", operation="request_filing")
 
     async def _ensure_requested(
         self, session: AsyncSession, patient: PatientRow, hospital_id: str, now: datetime
@@ -214,8 +219,14 @@ class Filings:
     async def on_booking_confirmed(self, event: OutboxEvent) -> None:
         """Outbox subscriber: mode A hospitals get a filing request for each new patient."""
         now = self._p.clock.now()
+        try:
+            await self._request_for_booking(str(event.payload.get("booking_id", "")), now)
+        except IntegrityError:  # the person's request was made meanwhile (another booking)
+            await self._request_for_booking(str(event.payload.get("booking_id", "")), now)
+
+    async def _request_for_booking(self, booking_id: str, now: datetime) -> None:
         async with self._p.sessions() as session, session.begin():
-            booking = await session.get(BookingRow, event.payload.get("booking_id", ""))
+            booking = await session.get(BookingRow, booking_id)
             if booking is None or booking.patient_id is None or booking.hospital_id is None:
                 return
             hospital = await session.get(HospitalRow, booking.hospital_id)

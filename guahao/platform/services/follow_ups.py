@@ -48,6 +48,8 @@ class FollowUps:
         async with self._p.sessions() as session, session.begin():
             row = await session.get(BookingRow, booking_id)
             assert row is not None
+            if row.status != BookingStatus.CHECKED_IN.value:  # changed since it was read
+                refuse("BOOKING_STATE_INVALID", booking_id=booking_id, status=row.status)
             row.follow_up_until = until
             row.updated_at = now
             record_audit(

@@ -70,7 +70,14 @@ class InventorySync:
                     BookingStatus(row.status), row.hold_expires_at, row.payment_expires_at
                 )
                 if deadline > now:
-                    holds.append(HeldUnit(row.id, row.account_id, to_epoch_ms(deadline)))
+                    holds.append(
+                        HeldUnit(
+                            row.id,
+                            row.account_id,
+                            to_epoch_ms(deadline),
+                            claims_marker=row.kind == "regular",
+                        )
+                    )
             status: SlotStatus = (
                 "stopped"
                 if "stopped" in (slot.status, session_status)

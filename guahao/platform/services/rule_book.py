@@ -26,7 +26,12 @@ from guahao.platform.persistence.tables import (
     HospitalRuleOverrideRow,
     RegionRulesRow,
 )
-from guahao.platform.region_rules import RegionRules, apply_changes, merged_for_hospital
+from guahao.platform.region_rules import (
+    RegionRules,
+    apply_changes,
+    flatten_changes,
+    merged_for_hospital,
+)
 from guahao.platform.services.audit import record_audit
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffActor, StaffRole, require_role
@@ -56,10 +61,14 @@ class RuleBook:
         self._region: tuple[float, int, RegionRules] | None = None
         self._hospitals: dict[str, tuple[float, RegionRules]] = {}
         self._loading: asyncio.Future[tuple[int, RegionRules]] | None = None
+        self._generation = 0
+        """Bumped by ``forget``: a read that started before a change never caches its result."""
 
     def forget(self) -> None:
         """Drop the cache (after a change made by another process, in tests)."""
+        self._generation += 1
         self._region = None
+        self._loading = None
         self._hospitals.clear()
 
     async def region(self) -> RegionRules:
@@ -79,13 +88,17 @@ class RuleBook:
         loading = self._loading
         if loading is None:
             loading = self._loading = asyncio.ensure_future(self._load_region())
-            loading.add_done_callback(lambda _: setattr(self, "_loading", None))
+            loading.add_done_callback(
+                lambda done: setattr(self, "_loading", None) if self._loading is done else None
+            )
         return await asyncio.shield(loading)
 
     async def _load_region(self) -> tuple[int, RegionRules]:
+        generation = self._generation
         async with self._p.sessions() as session:
             version, rules = await self._read_region(session)
-        self._region = (time.monotonic(), version, rules)
+        if generation == self._generation:
+            self._region = (time.monotonic(), version, rules)
         return version, rules
 
     @staticmethod
@@ -106,14 +119,18 @@ class RuleBook:
         cached = self._hospitals.get(hospital_id)
         if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
             return cached[1]
+        generation = self._generation
         region = await self.region()
         async with self._p.sessions() as session:
             overrides = await self._read_overrides(session, hospital_id)
         allowed = {
-            key: value for key, value in overrides.items() if key in region.hospital_overridable
+            key: value
+            for key, value in flatten_changes(overrides).items()
+            if key in region.hospital_overridable
         }
         rules = merged_for_hospital(region, allowed)
-        self._hospitals[hospital_id] = (time.monotonic(), rules)
+        if generation == self._generation:
+            self._hospitals[hospital_id] = (time.monotonic(), rules)
         return rules
 
     @staticmethod

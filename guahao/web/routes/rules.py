@@ -14,6 +14,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from guahao.bootstrap import Platform
+from guahao.platform.error_codes import refuse
+from guahao.platform.persistence.tables import HospitalRow
 from guahao.platform.region_rules import RegionRules
 from guahao.platform.services.add_on_units import AddOnSummary
 from guahao.platform.services.rule_book import RuleVersion
@@ -84,6 +86,10 @@ class RulesController(Controller):
         self, platform: NamedDependency[Platform], hospital_id: FromPath[str]
     ) -> RegionRules:
         """The rules in force at one hospital (the region's plus its allowed overrides)."""
+        async with platform.ports.sessions() as session:
+            if await session.get(HospitalRow, hospital_id) is None:
+                # not the region's rules under a made-up id (nor a cache entry for each one)
+                refuse("HOSPITAL_NOT_FOUND", hospital_id=hospital_id)
         return await platform.rules.for_hospital(hospital_id)
 
     @put(

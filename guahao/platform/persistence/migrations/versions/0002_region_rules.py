@@ -475,6 +475,10 @@ def upgrade() -> None:
             sa.Column("follow_up_visits", sa.Integer(), nullable=False, server_default="0")
         )
         batch_op.create_index("ix_bookings_person_visit", ["person_id", "visit_date"], unique=False)
+        batch_op.create_index(
+            "ix_bookings_device_time", ["device_hash", "created_at"], unique=False
+        )
+        batch_op.create_index("ix_bookings_ip_time", ["ip_hash", "created_at"], unique=False)
         batch_op.create_foreign_key(
             batch_op.f("fk_bookings_department_id_departments"),
             "departments",
@@ -577,6 +581,8 @@ def downgrade() -> None:
         batch_op.drop_constraint(
             batch_op.f("fk_bookings_department_id_departments"), type_="foreignkey"
         )
+        batch_op.drop_index("ix_bookings_ip_time")
+        batch_op.drop_index("ix_bookings_device_time")
         batch_op.drop_index("ix_bookings_person_visit")
         batch_op.drop_column("follow_up_visits")
         batch_op.drop_column("follow_up_until")

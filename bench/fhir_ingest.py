@@ -1,0 +1,147 @@
+"""FHIR Slot bundle ingest through the connector, beside parsing the same bundle with
+fhir.resources (R4B pydantic models) alone, in one run.
+
+The bundle is what the reference HIS publishes (Schedules, Practitioners, roles, departments
+and ``--slots`` Slots). Rows:
+
+- ``connector ingest``: bytes → msgspec decode of the Bundle (status value sets enforced) →
+  the platform's checks (instants with a zone, start before end, references resolve) →
+  grouping into sessions and segments → ``SessionSpec`` structs ready for the platform.
+- ``fhir.resources parse``: ``Bundle.model_validate_json`` of the same bytes (R4B models):
+  a parse and structural validation only, no mapping at all. The baseline.
+- ``platform publish`` (with ``--publish``): the connector's sessions written to SQLite and
+  loaded into a Redis started here, through ``HospitalFeed``; reported separately because it
+  is storage work, not parsing.
+
+Each row is the median of ``--repeat`` runs; the ratio is baseline / connector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from guahao.hospital_connectors.fhir_mapping import (  # noqa: E402
+    MappingDefaults,
+    decode_resources,
+    schedule_from_resources,
+)
+from guahao.hospital_connectors.simulator.store import slot_bundle  # noqa: E402
+
+
+def connector_ingest(data: bytes) -> Any:
+    resources, refusals = decode_resources(data)
+    assert not refusals, refusals[:3]
+    mapped = schedule_from_resources(resources, MappingDefaults(hospital_code="bench"))
+    assert not mapped.refusals, mapped.refusals[:3]
+    return mapped
+
+
+def fhir_resources_parse(data: bytes) -> Any:
+    from fhir.resources.R4B.bundle import Bundle
+
+    return Bundle.model_validate_json(data)
+
+
+def timed(fn: Any, data: bytes, repeat: int) -> tuple[float, Any]:
+    times = []
+    result = None
+    for _ in range(repeat):
+        gc.collect()
+        started = time.perf_counter()
+        result = fn(data)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+async def publish(mapped: Any) -> float:
+    """Register the bench hospital and publish the mapped sessions on a fresh embedded
+    platform (SQLite + a Redis it starts); returns the seconds the publish took."""
+    import base64
+
+    from guahao.bootstrap import open_platform
+    from guahao.config import Settings
+    from guahao.platform.hospitals import HospitalGrade
+    from guahao.platform.schedules import HospitalSpec
+
+    key = base64.b64encode(b"b" * 32).decode()
+    with tempfile.TemporaryDirectory() as directory:
+        settings = Settings(
+            data_dir=directory, secret_key=key, data_key=key, payment_secret=key, run_jobs=False
+        )
+        async with open_platform(settings) as platform:
+            await platform.supply.register_hospital(
+                HospitalSpec(
+                    code="bench", name="基准医院", grade=HospitalGrade.GRADE_3A, district="-"
+                )
+            )
+            await platform.feed.upsert_staff("bench", mapped.departments, mapped.doctors)
+            started = time.perf_counter()
+            report = await platform.feed.apply_sessions("bench", mapped.sessions)
+            elapsed = time.perf_counter() - started
+            assert report.created == len(mapped.sessions)
+            return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--slots", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--publish", action="store_true", help="also publish into the platform")
+    args = parser.parse_args()
+
+    data = json.dumps(slot_bundle(args.slots), separators=(",", ":")).encode()
+    print(f"bundle: {args.slots} slots, {len(data) / 1e6:.1f} MB", flush=True)
+    ours, mapped = timed(connector_ingest, data, args.repeat)
+    segments = sum(len(s.segments) for s in mapped.sessions)
+    baseline, parsed = timed(fhir_resources_parse, data, args.repeat)
+    assert len(parsed.entry) == len(json.loads(data)["entry"])
+    rows = [
+        ("connector ingest (msgspec + mapping)", ours, args.slots / ours),
+        ("fhir.resources R4B parse (baseline)", baseline, args.slots / baseline),
+    ]
+    published = None
+    if args.publish:
+        published = asyncio.run(publish(mapped))
+        rows.append(("platform publish (SQLite + Redis)", published, args.slots / published))
+    print(f"{'row':40} {'seconds':>9} {'slots/s':>12}")
+    for name, seconds, rate in rows:
+        print(f"{name:40} {seconds:9.3f} {rate:12,.0f}")
+    ratio = baseline / ours
+    print(
+        f"sessions {len(mapped.sessions)}, segments {segments}; "
+        f"connector ingest is {ratio:.1f}x faster than the parse alone (target >= 5x)"
+    )
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "fhir_ingest.json").write_text(
+        json.dumps(
+            {
+                "slots": args.slots,
+                "bytes": len(data),
+                "repeat": args.repeat,
+                "connector_ingest_s": ours,
+                "fhir_resources_parse_s": baseline,
+                "ratio": ratio,
+                "platform_publish_s": published,
+                "sessions": len(mapped.sessions),
+                "segments": segments,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

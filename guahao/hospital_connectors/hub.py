@@ -1,0 +1,36 @@
+"""The connectors of a running platform: registry, scheduled pulls, the HL7 v2 listener and
+the HIS notifier, built once by the composition root."""
+
+from __future__ import annotations
+
+from guahao.hospital_connectors.hl7_inbox import Hl7Inbox
+from guahao.hospital_connectors.mllp import MllpServer
+from guahao.hospital_connectors.registry import ConnectorRegistry
+from guahao.hospital_connectors.sync import FhirSync, HisNotifier
+from guahao.platform.outbox import OutboxDispatcher
+from guahao.platform.services.hospital_feed import HospitalFeed
+from guahao.platform.services.runtime import Ports
+
+__all__ = ["ConnectorHub"]
+
+
+class ConnectorHub:
+    def __init__(self, ports: Ports, feed: HospitalFeed, dispatcher: OutboxDispatcher) -> None:
+        self.feed = feed
+        self.registry = ConnectorRegistry(ports.sessions, ports.clock)
+        self.sync = FhirSync(feed, self.registry, ports.clock)
+        self.inbox = Hl7Inbox(feed, self.registry)
+        self.notifier = HisNotifier(feed, self.registry, ports.clock)
+        dispatcher.subscribe("booking.", self.notifier, name="hospital_connectors.his_notifier")
+        self.mllp: MllpServer | None = None
+
+    async def start_mllp(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Listen for HL7 v2 over MLLP; returns the port."""
+        self.mllp = MllpServer(self.inbox.handle, host, port)
+        return await self.mllp.start()
+
+    async def close(self) -> None:
+        if self.mllp is not None:
+            await self.mllp.stop()
+        for client in self.notifier.mllp_clients.values():
+            await client.close()

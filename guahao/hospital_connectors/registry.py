@@ -1,0 +1,309 @@
+"""The connector layer's own records: registrations, OAuth2 clients, message log, sync runs.
+
+These tables belong to the connectors (``connector_tables.py``); the platform's own tables are
+only ever changed through its services.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from guahao.platform.clock import Clock
+from guahao.platform.error_codes import refuse
+from guahao.platform.ids import new_id
+from guahao.platform.persistence.connector_tables import (
+    ConnectorMessageRow,
+    ConnectorRow,
+    HospitalClientRow,
+    SyncRunRow,
+)
+from guahao.platform.persistence.tables import HospitalRow
+from guahao.platform.services.accounts import hash_password, verify_password
+
+__all__ = ["ConnectorHealth", "ConnectorInfo", "ConnectorRegistry", "IssuedClient"]
+
+Kind = Literal["fhir", "hl7v2", "push", "batch"]
+
+
+class ConnectorInfo(msgspec.Struct, frozen=True):
+    id: str
+    hospital_id: str
+    hospital_code: str
+    timezone: str
+    kind: Kind
+    base_url: str
+    config: dict[str, Any]
+    notify: bool
+    sync_cursor: datetime | None
+
+
+class IssuedClient(msgspec.Struct, frozen=True):
+    """Shown once at onboarding: the secret is stored only as a hash."""
+
+    client_id: str
+    client_secret: str
+    hospital_code: str
+
+
+class ConnectorHealth(msgspec.Struct, frozen=True):
+    """For the console: how a connector is doing."""
+
+    hospital_code: str
+    kind: str
+    last_sync_at: datetime | None
+    last_status: str
+    lag_seconds: float | None
+    runs: int
+    failures: int
+    error_rate: float
+    last_error: str | None
+
+
+class ConnectorRegistry:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def register(
+        self,
+        hospital_code: str,
+        kind: Kind,
+        *,
+        base_url: str = "",
+        config: dict[str, Any] | None = None,
+        notify: bool = False,
+    ) -> ConnectorInfo:
+        """Record (or update) how a hospital's system is reached."""
+        now = self._clock.now()
+        async with self._sessions() as session, session.begin():
+            hospital = await session.scalar(
+                select(HospitalRow).where(HospitalRow.code == hospital_code)
+            )
+            if hospital is None:
+                refuse("HOSPITAL_NOT_FOUND", hospital_code=hospital_code)
+            row = await session.scalar(
+                select(ConnectorRow).where(
+                    ConnectorRow.hospital_id == hospital.id, ConnectorRow.kind == kind
+                )
+            )
+            if row is None:
+                row = ConnectorRow(
+                    id=new_id(), hospital_id=hospital.id, kind=kind, created_at=now, active=True
+                )
+                session.add(row)
+            row.base_url = base_url.rstrip("/")
+            row.config = dict(config or {})
+            row.notify = notify
+            row.updated_at = now
+        return await self.get(hospital_code, kind)
+
+    async def get(self, hospital_code: str, kind: str) -> ConnectorInfo:
+        found = [c for c in await self.all() if c.hospital_code == hospital_code and c.kind == kind]
+        if not found:
+            refuse("CONNECTOR_NOT_FOUND", hospital_code=hospital_code, kind=kind)
+        return found[0]
+
+    async def all(self) -> list[ConnectorInfo]:
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(ConnectorRow, HospitalRow.code, HospitalRow.timezone)
+                    .join(HospitalRow, HospitalRow.id == ConnectorRow.hospital_id)
+                    .where(ConnectorRow.active.is_(True))
+                    .order_by(HospitalRow.code, ConnectorRow.kind)
+                )
+            ).all()
+        return [
+            ConnectorInfo(
+                id=row.id,
+                hospital_id=row.hospital_id,
+                hospital_code=code,
+                timezone=zone,
+                kind=row.kind,  # type: ignore[arg-type]
+                base_url=row.base_url,
+                config=row.config,
+                notify=row.notify,
+                sync_cursor=row.sync_cursor,
+            )
+            for row, code, zone in rows
+        ]
+
+    async def by_facility(self, facility: str) -> ConnectorInfo | None:
+        """The HL7 v2 connector whose sending facility (MSH-4) is ``facility``."""
+        for info in await self.all():
+            if info.kind == "hl7v2" and info.config.get("facility") == facility:
+                return info
+        return None
+
+    async def set_cursor(self, connector_id: str, cursor: datetime) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(ConnectorRow, connector_id)
+            if row is not None:
+                row.sync_cursor = cursor
+
+    # ------------------------------------------------------------------ OAuth2 clients
+
+    async def issue_client(self, hospital_code: str, scopes: list[str]) -> IssuedClient:
+        """A new client id and secret for the hospital (the secret is returned only here)."""
+        client_id = f"{hospital_code}.{secrets.token_hex(6)}"
+        secret = secrets.token_urlsafe(32)
+        async with self._sessions() as session, session.begin():
+            hospital = await session.scalar(
+                select(HospitalRow).where(HospitalRow.code == hospital_code)
+            )
+            if hospital is None:
+                refuse("HOSPITAL_NOT_FOUND", hospital_code=hospital_code)
+            session.add(
+                HospitalClientRow(
+                    client_id=client_id,
+                    hospital_id=hospital.id,
+                    secret_hash=hash_password(secret),
+                    scopes=scopes,
+                    created_at=self._clock.now(),
+                )
+            )
+        return IssuedClient(client_id, secret, hospital_code)
+
+    async def authenticate(self, client_id: str, secret: str) -> tuple[str, list[str]]:
+        """The hospital code and scopes of valid client credentials."""
+        async with self._sessions() as session:
+            found = (
+                await session.execute(
+                    select(HospitalClientRow, HospitalRow.code)
+                    .join(HospitalRow, HospitalRow.id == HospitalClientRow.hospital_id)
+                    .where(HospitalClientRow.client_id == client_id)
+                )
+            ).first()
+        if found is None:
+            # the same work as a real check, so a missing client cannot be told by timing
+            verify_password(secret, hash_password("-"))
+            refuse("HOSPITAL_CLIENT_INVALID")
+        client, code = found
+        if client.revoked_at is not None or not verify_password(secret, client.secret_hash):
+            refuse("HOSPITAL_CLIENT_INVALID")
+        return code, list(client.scopes)
+
+    # ------------------------------------------------------------------ message log
+
+    async def answered(
+        self, hospital_id: str, channel: str, control_id: str
+    ) -> ConnectorMessageRow | None:
+        async with self._sessions() as session:
+            return await session.scalar(
+                select(ConnectorMessageRow).where(
+                    ConnectorMessageRow.hospital_id == hospital_id,
+                    ConnectorMessageRow.channel == channel,
+                    ConnectorMessageRow.control_id == control_id,
+                )
+            )
+
+    async def remember(
+        self,
+        hospital_id: str,
+        channel: str,
+        control_id: str,
+        message_type: str,
+        outcome: str,
+        detail: str,
+    ) -> bool:
+        """Log an answered message; False if a concurrent copy was logged first."""
+        try:
+            async with self._sessions() as session, session.begin():
+                session.add(
+                    ConnectorMessageRow(
+                        id=new_id(),
+                        hospital_id=hospital_id,
+                        channel=channel,
+                        control_id=control_id[:100],
+                        message_type=message_type[:32],
+                        outcome=outcome,
+                        detail=detail[:4000],
+                        received_at=self._clock.now(),
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ sync runs
+
+    async def start_run(self, connector_id: str) -> str:
+        run_id = new_id()
+        async with self._sessions() as session, session.begin():
+            session.add(
+                SyncRunRow(
+                    id=run_id,
+                    connector_id=connector_id,
+                    started_at=self._clock.now(),
+                    status="running",
+                )
+            )
+        return run_id
+
+    async def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        *,
+        received: int = 0,
+        created: int = 0,
+        changed: int = 0,
+        drift: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(SyncRunRow, run_id)
+            assert row is not None
+            row.finished_at = self._clock.now()
+            row.status = status
+            row.received, row.created, row.changed = received, created, changed
+            row.drift = drift or {}
+            row.error = error
+
+    async def health(self, window: int = 50) -> list[ConnectorHealth]:
+        """Last sync, lag behind now and error rate over the last ``window`` runs."""
+        now = self._clock.now()
+        result = []
+        for info in await self.all():
+            async with self._sessions() as session:
+                runs = (
+                    await session.scalars(
+                        select(SyncRunRow)
+                        .where(SyncRunRow.connector_id == info.id, SyncRunRow.status != "running")
+                        .order_by(SyncRunRow.started_at.desc())
+                        .limit(window)
+                    )
+                ).all()
+                total = await session.scalar(
+                    select(func.count()).where(SyncRunRow.connector_id == info.id)
+                )
+            ok = next((r for r in runs if r.status == "ok"), None)
+            failures = sum(1 for r in runs if r.status == "failed")
+            result.append(
+                ConnectorHealth(
+                    hospital_code=info.hospital_code,
+                    kind=info.kind,
+                    last_sync_at=ok.finished_at if ok else None,
+                    last_status=runs[0].status if runs else "never",
+                    lag_seconds=(now - ok.finished_at).total_seconds()
+                    if ok and ok.finished_at
+                    else None,
+                    runs=int(total or 0),
+                    failures=failures,
+                    error_rate=failures / len(runs) if runs else 0.0,
+                    last_error=next((r.error for r in runs if r.error), None),
+                )
+            )
+        return result
+
+
+def fingerprint(*parts: bytes) -> str:
+    return hashlib.sha256(b"\n".join(parts)).hexdigest()

@@ -1,0 +1,1 @@
+"""A reference hospital system (HIS) that runs as its own process: see ``app`` and ``store``."""

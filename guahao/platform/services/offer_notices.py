@@ -1,0 +1,113 @@
+"""Messages about waits and draws: joined (after a stop), a unit found, pay by a deadline,
+removed, ended, drawn.
+
+Written to the account's inbox like ``notifications.InboxNotifier`` (whose table it shares),
+keyed by the event id with its own prefix, so at-least-once delivery shows each message once
+and never collides with the booking messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from guahao.platform.ids import new_id
+from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.tables import NotificationRow
+from guahao.platform.services.runtime import Ports
+
+__all__ = ["OFFER_TEMPLATES", "OfferNotifier"]
+
+OFFER_TEMPLATES: dict[str, tuple[str, str]] = {
+    "waitlist.joined:session_stopped": (
+        "医生停诊，您已被优先加入候补，有号源时将自动为您预约。",
+        "The doctor's session was stopped; you are first in the waitlist and will be booked "
+        "automatically when a unit frees up.",
+    ),
+    "waitlist.joined:lottery_lost": (
+        "很遗憾本次摇号未中签，您已按摇号顺序加入该出诊单元的候补。",
+        "You were not drawn this time; you wait for this session in the order of the draw.",
+    ),
+    "waitlist.granted": (
+        "候补成功，已为您保留号源。",
+        "Your wait is over: a unit is reserved for you.",
+    ),
+    "booking.awaiting_payment:offer": (
+        "已为您分配号源，请在 {pay_by} 前完成支付，逾期号源将释放。",
+        "A unit is reserved for you; pay by {pay_by} or it is released.",
+    ),
+    "waitlist.removed": (
+        "您的候补已被移除（当前不符合预约条件）。",
+        "Your wait was removed: you may not book online at present.",
+    ),
+    "waitlist.ended": (
+        "医生停诊，您的候补已结束。",
+        "The doctor's session was stopped; your wait has ended.",
+    ),
+    "waitlist.expired": (
+        "您的候补已结束（未按时支付或日期已过）。",
+        "Your wait has ended (the offer was not paid in time, or its dates passed).",
+    ),
+    "lottery.won": (
+        "恭喜，摇号中签！号源已为您保留。",
+        "You were drawn: a unit is reserved for you.",
+    ),
+    "lottery.lost": ("很遗憾，本次摇号未中签。", "You were not drawn this time."),
+    "lottery.ineligible": (
+        "摇号时您不符合预约条件，本次报名无效。",
+        "At the draw you could not book (a rule refused), so the entry did not take part.",
+    ),
+}
+
+
+def _template(event: OutboxEvent) -> tuple[str, str] | None:
+    payload = event.payload
+    if event.topic == "waitlist.joined":
+        return OFFER_TEMPLATES.get(f"waitlist.joined:{payload.get('reason')}")
+    if event.topic == "booking.awaiting_payment":
+        if payload.get("kind") in ("waitlist", "lottery"):
+            zh, en = OFFER_TEMPLATES["booking.awaiting_payment:offer"]
+            pay_by = str(payload.get("pay_by") or payload.get("expires_at", ""))
+            return zh.format(pay_by=pay_by), en.format(pay_by=pay_by)
+        return None
+    return OFFER_TEMPLATES.get(event.topic)
+
+
+class OfferNotifier:
+    """Outbox subscriber writing one inbox message per waitlist or lottery event."""
+
+    def __init__(self, ports: Ports) -> None:
+        self._p = ports
+
+    async def __call__(self, event: OutboxEvent) -> None:
+        template = _template(event)
+        account_id = event.payload.get("account_id")
+        if template is None or not account_id:
+            return
+        keep = (
+            "booking_id",
+            "entry_id",
+            "session_id",
+            "expires_at",
+            "pay_by",
+            "pay_url",
+            "order_no",
+        )
+        params: dict[str, Any] = {
+            k: str(v) for k, v in event.payload.items() if k in keep and v is not None
+        }
+        try:
+            async with self._p.sessions() as session, session.begin():
+                session.add(
+                    NotificationRow(
+                        id=new_id(),
+                        account_id=account_id,
+                        template=event.topic,
+                        params=params | {"zh": template[0], "en": template[1]},
+                        dedupe_key=f"offer:{event.id}",
+                        created_at=self._p.clock.now(),
+                    )
+                )
+        except IntegrityError:
+            return  # already delivered once

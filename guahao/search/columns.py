@@ -1,0 +1,269 @@
+"""The embedded index's filter, facet and sort values, held in memory as numpy columns.
+
+FTS5 finds matching rowids fast, but reading each match's row back from SQLite costs a few
+microseconds, and a department name or a symptom matches thousands of documents at region
+scale: filtering, counting facets and ranking them row by row in SQL (or Python) blows the
+latency budget. So, as Meilisearch keeps bitmaps, the embedded backend keeps one array per
+attribute indexed by rowid (kinds, districts, grades, codes and titles as small integers;
+free units as a day × category grid), and works on a query's matches with vectorised numpy
+operations. The arrays are loaded from SQLite when the index opens and kept in step by every
+write; SQLite stays the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from guahao.search.documents import GRADE_RANK, SearchDocument
+
+__all__ = ["CATEGORIES", "DAYS", "Columns", "Interned"]
+
+CATEGORIES = ("general", "specialist", "premium")
+DAYS = 64
+"""Dates the availability grid covers from its first day (a reindex, at least daily, moves
+it; dates outside count as without free units)."""
+
+_KIND_RANK = {"hospital": 0, "department": 1, "doctor": 2}
+_NO_DAY = np.int32(2**31 - 1)
+IntArray = npt.NDArray[np.int32]
+
+
+class Interned:
+    """Strings as small integers (0 is the empty string)."""
+
+    def __init__(self) -> None:
+        self.code: dict[Any, int] = {"": 0}
+        self.values: list[Any] = [""]
+
+    def __call__(self, value: Any) -> int:
+        found = self.code.get(value)
+        if found is None:
+            found = self.code[value] = len(self.values)
+            self.values.append(value)
+        return found
+
+    def codes(self, values: Iterable[Any]) -> list[int]:
+        """Codes of known values only (an unknown value matches nothing)."""
+        return [self.code[v] for v in values if v in self.code]
+
+
+class Columns:
+    """Per-rowid attributes of the live documents."""
+
+    def __init__(self, first_day: date) -> None:
+        self.first_day = first_day
+        self.kind = Interned()
+        self.district = Interned()
+        self.grade = Interned()
+        self.catalog = Interned()
+        self.title = Interned()
+        self.hospital = Interned()
+        self.name = Interned()  # (name, name keys)
+        self.aliases = Interned()  # alias keys
+        self.exact_name: dict[str, set[int]] = {}
+        self.exact_alias: dict[str, set[int]] = {}
+        self._keys: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        # Each interned name's text, full pinyin and initials, for vectorised matching.
+        self._name_text = np.zeros(1024, dtype="<U64")
+        self._name_full = np.zeros(1024, dtype="<U64")
+        self._name_init = np.zeros(1024, dtype="<U64")
+        self._size = 0
+        self._grow(1024)
+
+    def _intern_name(self, name: str, keys: tuple[str, ...]) -> int:
+        code = self.name((name, keys))
+        if code >= self._name_text.shape[0]:
+            size = code * 2
+            for attribute in ("_name_text", "_name_full", "_name_init"):
+                old = getattr(self, attribute)
+                new = np.zeros(size, dtype=old.dtype)
+                new[: old.shape[0]] = old
+                setattr(self, attribute, new)
+        latin = [k for k in keys if k.isascii()]
+        self._name_text[code] = name.lower()
+        self._name_full[code] = latin[0] if latin else ""
+        self._name_init[code] = latin[1] if len(latin) > 1 else ""
+        return code
+
+    def _grow(self, size: int) -> None:
+        def widen(old: Any, shape: tuple[int, ...], dtype: Any, fill: Any = 0) -> Any:
+            new = np.full(shape, fill, dtype=dtype)
+            if old is not None:
+                new[: old.shape[0]] = old
+            return new
+
+        get = self.__dict__.get
+        self.alive = widen(get("alive"), (size,), np.bool_, False)
+        self.kind_of = widen(get("kind_of"), (size,), np.int32)
+        self.district_of = widen(get("district_of"), (size,), np.int32)
+        self.grade_of = widen(get("grade_of"), (size,), np.int32)
+        self.catalog_of = widen(get("catalog_of"), (size,), np.int32)
+        self.parent_of = widen(get("parent_of"), (size,), np.int32)
+        self.title_of = widen(get("title_of"), (size,), np.int32)
+        self.hospital_of = widen(get("hospital_of"), (size,), np.int32)
+        self.name_of = widen(get("name_of"), (size,), np.int32)
+        self.aliases_of = widen(get("aliases_of"), (size,), np.int32)
+        self.kind_rank = widen(get("kind_rank"), (size,), np.int32)
+        self.grade_rank = widen(get("grade_rank"), (size,), np.int32)
+        self.name_length = widen(get("name_length"), (size,), np.int32)
+        self.next_day = widen(get("next_day"), (size,), np.int32, _NO_DAY)
+        self.offers = widen(get("offers"), (size, len(CATEGORIES)), np.bool_, False)
+        self.free = widen(get("free"), (size, DAYS, len(CATEGORIES)), np.bool_, False)
+        self._size = size
+
+    def put(self, rowid: int, doc: SearchDocument) -> None:
+        if rowid >= self._size:
+            self._grow(max(rowid + 1, self._size * 2))
+        code = doc.catalog_code
+        self.alive[rowid] = True
+        self.kind_of[rowid] = self.kind(doc.kind)
+        self.district_of[rowid] = self.district(doc.district)
+        self.grade_of[rowid] = self.grade(doc.grade)
+        self.catalog_of[rowid] = self.catalog(code)
+        self.parent_of[rowid] = self.catalog(code[:2] if "." in code else code)
+        self.title_of[rowid] = self.title(doc.title)
+        self.hospital_of[rowid] = self.hospital(doc.hospital_id)
+        self.name_of[rowid] = self._intern_name(doc.name, doc.name_keys)
+        self.aliases_of[rowid] = self.aliases(doc.alias_keys)
+        self.kind_rank[rowid] = _KIND_RANK[doc.kind]
+        self.grade_rank[rowid] = GRADE_RANK.get(doc.grade, 9)
+        self.name_length[rowid] = len(doc.name)
+        a = doc.availability
+        self.next_day[rowid] = a.next_date.toordinal() if a.next_date else _NO_DAY
+        self.offers[rowid] = [c in a.categories for c in CATEGORIES]
+        self.free[rowid] = False
+        for cell in a.cells:
+            offset = (cell.day - self.first_day).days
+            if 0 <= offset < DAYS and cell.category in CATEGORIES and cell.free > 0:
+                self.free[rowid, offset, CATEGORIES.index(cell.category)] = True
+        for key in doc.name_keys:
+            self.exact_name.setdefault(key, set()).add(rowid)
+        for key in doc.alias_keys:
+            self.exact_alias.setdefault(key, set()).add(rowid)
+        self._keys[rowid] = (doc.name_keys, doc.alias_keys)
+
+    def drop(self, rowid: int) -> None:
+        if rowid >= self._size or not self.alive[rowid]:
+            return
+        self.alive[rowid] = False
+        name_keys, alias_keys = self._keys.pop(rowid, ((), ()))
+        for key in name_keys:
+            self.exact_name.get(key, set()).discard(rowid)
+        for key in alias_keys:
+            self.exact_alias.get(key, set()).discard(rowid)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def live(self, rows: IntArray | None) -> IntArray:
+        """The given rowids that are live documents (every live document when ``None``)."""
+        if rows is None:
+            found: IntArray = np.flatnonzero(self.alive[: self._size]).astype(np.int32)
+            return found
+        rows = rows[rows < self._size]
+        kept: IntArray = rows[self.alive[rows]]
+        return kept
+
+    def among(self, rows: IntArray, column: IntArray, codes: Sequence[int]) -> IntArray:
+        kept: IntArray = rows[np.isin(column[rows], np.asarray(codes, dtype=np.int32))]
+        return kept
+
+    def covers(self, days: Sequence[date]) -> bool:
+        """Whether every one of ``days`` lies inside the availability grid."""
+        return all(0 <= (d - self.first_day).days < DAYS for d in days)
+
+    def with_free_units(
+        self, rows: IntArray, days: Sequence[date], category: str | None
+    ) -> IntArray:
+        offsets = [o for o in ((d - self.first_day).days for d in days) if 0 <= o < DAYS]
+        if not offsets:
+            return rows[:0]
+        grid = self.free[rows][:, offsets, :]
+        if category is not None:
+            hit = grid[:, :, CATEGORIES.index(category)].any(axis=1)
+        else:
+            hit = grid.any(axis=(1, 2))
+        kept: IntArray = rows[hit]
+        return kept
+
+    def offering(self, rows: IntArray, category: str) -> IntArray:
+        kept: IntArray = rows[self.offers[rows, CATEGORIES.index(category)]]
+        return kept
+
+    def exact(self, rows: IntArray, keys: Sequence[str]) -> IntArray:
+        """2 where the whole query is the name, 1 where it is an alias, else 0."""
+        on_name = set().union(*(self.exact_name.get(k, set()) for k in keys)) if keys else set()
+        on_alias = set().union(*(self.exact_alias.get(k, set()) for k in keys)) if keys else set()
+        out = np.zeros(rows.shape[0], dtype=np.int32)
+        if on_alias:
+            out[np.isin(rows, np.fromiter(on_alias, dtype=np.int32))] = 1
+        if on_name:
+            out[np.isin(rows, np.fromiter(on_name, dtype=np.int32))] = 2
+        return out
+
+    def weight(self, rows: IntArray, needles: Sequence[str]) -> IntArray:
+        """4 where a needle is in the name (Chinese: a substring; Latin: a prefix of the name's
+        pinyin or initials), 2 where in an alias, else 1 (it matched elsewhere)."""
+        out = np.ones(rows.shape[0], dtype=np.int32)
+        alias_codes = self.aliases_of[rows]
+        for code in np.unique(alias_codes):  # few: only hospitals and departments have aliases
+            keys = self.aliases.values[int(code)]
+            if code and any(_contains(k, n) for k in keys for n in needles):
+                out[alias_codes == code] = 2
+        name_codes = self.name_of[rows]
+        text = self._name_text[name_codes]
+        on_name = np.zeros(rows.shape[0], dtype=np.bool_)
+        for needle in needles:
+            if needle.isascii():
+                on_name |= np.strings.startswith(self._name_full[name_codes], needle)
+                on_name |= np.strings.startswith(self._name_init[name_codes], needle)
+                on_name |= np.strings.startswith(text, needle)
+            else:
+                on_name |= np.strings.find(text, needle) >= 0
+        out[on_name] = 4
+        return out
+
+    def triage(self, rows: IntArray, codes: Sequence[str]) -> IntArray:
+        """The position of the document's department in the triage guidance (last + 1 when
+        it is not in it)."""
+        rank = np.full(len(self.catalog.values), len(codes), dtype=np.int32)
+        for position in reversed(range(len(codes))):
+            code = self.catalog.code.get(codes[position])
+            if code is not None:
+                rank[code] = position
+        out: IntArray = np.minimum(rank[self.catalog_of[rows]], rank[self.parent_of[rows]])
+        return out
+
+    def facets(self, rows: IntArray) -> dict[str, list[tuple[str, int]]]:
+        out: dict[str, list[tuple[str, int]]] = {}
+        for name, column, interned in (
+            ("kind", self.kind_of, self.kind),
+            ("district", self.district_of, self.district),
+            ("grade", self.grade_of, self.grade),
+            ("catalogCode", self.catalog_of, self.catalog),
+            ("title", self.title_of, self.title),
+        ):
+            counts = np.bincount(column[rows], minlength=len(interned.values))
+            out[name] = [(str(interned.values[i]), int(n)) for i, n in enumerate(counts) if n and i]
+        offered = self.offers[rows].sum(axis=0)
+        out["category"] = [(c, int(n)) for c, n in zip(CATEGORIES, offered, strict=True) if n]
+        return out
+
+    def order(self, rows: IntArray, keys: list[IntArray]) -> IntArray:
+        """``rows`` sorted by ``keys`` (first key first; ties by rowid)."""
+        ordered: IntArray = rows[np.lexsort([rows, *reversed(keys)])]
+        return ordered
+
+
+def _contains(key: str, needle: str) -> bool:
+    return key.startswith(needle) if needle.isascii() else needle in key
+
+
+def first_day_for(today: date) -> date:
+    """Where a new grid starts: a week back, so clocks and time zones a little behind still
+    fall inside it."""
+    return today - timedelta(days=7)

@@ -1,0 +1,198 @@
+"""The search vocabulary kept as data: department synonyms, triage guidance, pinyin readings,
+district positions.
+
+Each file under ``guahao/search/data/`` names its sources; the code only loads and checks
+them, so the health authority can correct a mapping without a code change. Files are read
+through ``importlib.resources`` (works from a wheel) and parsed once per process.
+
+>>> vocab = load_vocabulary()
+>>> "心血管内科" in vocab.synonyms_of("心内科")
+True
+>>> [t.catalog_codes for t in vocab.symptoms_in("最近总是头痛")]
+[('03.03', '20')]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from guahao.platform.reference.catalog import load_catalog
+
+__all__ = [
+    "DistrictMap",
+    "PinyinReadings",
+    "SymptomRule",
+    "Vocabulary",
+    "catalog_covers",
+    "load_districts",
+    "load_vocabulary",
+]
+
+_PACKAGE = "guahao.search"
+
+
+class SymptomRule(msgspec.Struct, frozen=True):
+    """One line of triage guidance: these words → these catalog departments, first first."""
+
+    terms: tuple[str, ...]
+    catalog_codes: tuple[str, ...]
+
+
+class PinyinReadings(msgspec.Struct, frozen=True):
+    """Readings that override pypinyin: place-name phrases and surnames."""
+
+    places: dict[str, tuple[str, ...]]
+    surnames: dict[str, tuple[str, ...]]
+
+
+class DistrictMap:
+    """Where districts lie, for "nearest district first".
+
+    >>> m = DistrictMap({"甲区": (0.0, 0.0), "乙区": (3.0, 4.0)})
+    >>> m.distance("甲区", "乙区"), m.distance("甲区", "甲区"), m.distance("甲区", "丙区")
+    (5.0, 0.0, inf)
+    """
+
+    def __init__(self, positions: dict[str, tuple[float, float]]) -> None:
+        self._positions = positions
+
+    def distance(self, a: str, b: str) -> float:
+        if a == b:
+            return 0.0
+        pa, pb = self._positions.get(a), self._positions.get(b)
+        if pa is None or pb is None:
+            return math.inf
+        return math.dist(pa, pb)
+
+
+def catalog_covers(rule_code: str, catalog_code: str) -> bool:
+    """Whether a department with ``catalog_code`` falls under ``rule_code``: the same code,
+    or a speciality of that subject.
+
+    >>> catalog_covers("07", "07.04"), catalog_covers("07.04", "07"), catalog_covers("03", "03")
+    (True, False, True)
+    """
+    return catalog_code == rule_code or catalog_code.startswith(rule_code + ".")
+
+
+class Vocabulary:
+    """Synonym groups, triage rules and pinyin readings, with the lookups search needs."""
+
+    def __init__(
+        self,
+        groups: list[tuple[str, ...]],
+        symptoms: list[SymptomRule],
+        readings: PinyinReadings,
+        sources: dict[str, list[str]],
+    ) -> None:
+        self.groups = groups
+        self.symptoms = symptoms
+        self.readings = readings
+        self.sources = sources
+        self._synonyms: dict[str, tuple[str, ...]] = {}
+        self._groups_of: dict[str, tuple[int, ...]] = {}
+        for index, group in enumerate(groups):
+            for word in group:
+                self._groups_of[word] = (*self._groups_of.get(word, ()), index)
+        for group in groups:
+            for word in group:
+                merged = dict.fromkeys(self._synonyms.get(word, ()) + group)
+                self._synonyms[word] = tuple(w for w in merged if w != word)
+        self._symptom_terms = sorted(
+            ((term, rule) for rule in symptoms for term in rule.terms),
+            key=lambda pair: -len(pair[0]),
+        )
+
+    def groups_of(self, word: str) -> tuple[int, ...]:
+        """The synonym groups ``word`` belongs to (their positions in the data file).
+
+        >>> load_vocabulary().groups_of("心血管内科")
+        (0,)
+        """
+        return self._groups_of.get(word, ())
+
+    def synonyms_of(self, word: str) -> tuple[str, ...]:
+        """The other names of ``word``'s department group (empty when it has none)."""
+        return self._synonyms.get(word, ())
+
+    def symptom_rule(self, word: str) -> SymptomRule | None:
+        """The triage rule whose terms include exactly ``word``."""
+        for term, rule in self._symptom_terms:
+            if term == word:
+                return rule
+        return None
+
+    def symptoms_in(self, text: str) -> list[SymptomRule]:
+        """Triage rules whose terms occur in ``text``, in the order they occur, each once.
+        Longer terms are matched first, so 小儿咳嗽 is not also read as 咳嗽."""
+        found: list[tuple[int, SymptomRule]] = []
+        rest = text
+        for term, rule in self._symptom_terms:
+            at = rest.find(term)
+            if at >= 0:
+                rest = rest.replace(term, " " * len(term))
+                found.append((at, rule))
+        ordered: list[SymptomRule] = []
+        for _, rule in sorted(found, key=lambda pair: pair[0]):
+            if rule not in ordered:
+                ordered.append(rule)
+        return ordered
+
+    def dictionary_words(self) -> list[str]:
+        """Words the Chinese segmenter must keep whole: every synonym, symptom and catalog
+        name (jieba splits 耳鼻咽喉科 wrongly without them)."""
+        words = [w for group in self.groups for w in group]
+        words += [t for rule in self.symptoms for t in rule.terms]
+        for entry in load_catalog():
+            words.append(entry.name)
+            if entry.name.endswith("专业"):
+                words.append(entry.name.removesuffix("专业"))
+        words += list(self.readings.places)
+        return sorted(dict.fromkeys(w for w in words if len(w) >= 2))
+
+
+def _read(name: str) -> Any:
+    return json.loads(files(_PACKAGE).joinpath("data", name).read_text(encoding="utf-8"))
+
+
+@cache
+def load_vocabulary() -> Vocabulary:
+    """The vocabulary shipped with the package; checks every catalog code it names."""
+    catalog = load_catalog()
+    synonyms = _read("department-synonyms.json")
+    symptoms = _read("symptoms.json")
+    readings = _read("pinyin-readings.json")
+    rules = []
+    for entry in symptoms["symptoms"]:
+        for code in entry["catalog"]:
+            if code not in catalog:
+                raise ValueError(f"symptoms.json: unknown catalog code {code!r}")
+        rules.append(
+            SymptomRule(terms=tuple(entry["terms"]), catalog_codes=tuple(entry["catalog"]))
+        )
+    return Vocabulary(
+        groups=[tuple(g) for g in synonyms["groups"]],
+        symptoms=rules,
+        readings=PinyinReadings(
+            places={k: tuple(v) for k, v in readings["places"].items()},
+            surnames={k: tuple(v) for k, v in readings["surnames"].items()},
+        ),
+        sources={
+            "department-synonyms.json": list(synonyms["sources"]),
+            "symptoms.json": [*symptoms["sources"], symptoms["status"]],
+            "pinyin-readings.json": list(readings["sources"]),
+        },
+    )
+
+
+def load_districts(path: str = "") -> DistrictMap:
+    """District positions from ``path``, or the demo region's shipped with the package."""
+    raw = json.loads(Path(path).read_text(encoding="utf-8")) if path else _read("districts.json")
+    return DistrictMap({k: (float(v[0]), float(v[1])) for k, v in raw["districts"].items()})
