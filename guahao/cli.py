@@ -143,7 +143,7 @@ async def _demo_staff(platform: Platform, *, settings_dir: str) -> None:
     for username, role, hospital in (
         ("admin", "authority_admin", None),
         ("auditor", "authority_auditor", None),
-        ("desk-city-first", "hospital_staff", "city-first"),
+        ("desk_city_first", "hospital_staff", "city-first"),
     ):
         try:
             await platform.staff.create(
@@ -153,7 +153,7 @@ async def _demo_staff(platform: Platform, *, settings_dir: str) -> None:
             if exc.code != "STAFF_USERNAME_TAKEN":
                 raise
     click.echo(
-        f"Staff sign-in (POST /api/v1/staff/token): admin, auditor, desk-city-first; "
+        f"Staff sign-in (POST /api/v1/staff/token): admin, auditor, desk_city_first; "
         f"password {password}",
         err=True,
     )
