@@ -226,7 +226,9 @@ async def open_platform(
         filings = Filings(ports)
         feed.use_filings(filings)
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
-        connectors = ConnectorHub(ports, feed, dispatcher)
+        connectors = ConnectorHub(ports, feed, dispatcher, actions=bookings, filings=filings)
+        ports.his_inventory = connectors.his_inventory  # holds where the HIS owns units
+        await connectors.his_inventory.load()
         platform = Platform(
             settings=settings,
             ports=ports,

@@ -16,6 +16,7 @@ from guahao.platform.services.hospital_feed import FilingResult, SessionKey
 
 __all__ = [
     "BookingNotice",
+    "CancelNotice",
     "CapacityNotice",
     "CheckInNotice",
     "FilingNotice",
@@ -48,6 +49,13 @@ class CheckInNotice(msgspec.Struct, frozen=True):
     booking_id: str
 
 
+class CancelNotice(msgspec.Struct, frozen=True):
+    """The hospital cancels one platform booking (not the whole session)."""
+
+    booking_id: str
+    reason: str = "医院取消"
+
+
 class FilingNotice(msgspec.Struct, frozen=True):
     """建档 result for a platform booking."""
 
@@ -63,7 +71,7 @@ class CapacityNotice(msgspec.Struct, frozen=True):
     add_units: int = 0
 
 
-Notice = StopNotice | CheckInNotice | FilingNotice | CapacityNotice
+Notice = StopNotice | CheckInNotice | FilingNotice | CapacityNotice | CancelNotice
 
 
 class HisSchedule(msgspec.Struct):

@@ -180,3 +180,17 @@ class FhirClient:
         )
         data: dict[str, Any] = response.json()
         return data
+
+    async def put_resource(
+        self, kind: str, resource: dict[str, Any], identifier: str
+    ) -> dict[str, Any]:
+        """Conditional update of any resource by its identifier (idempotent)."""
+        response = await self._request(
+            "PUT",
+            f"{self.base_url}/{kind}",
+            params={"identifier": identifier},
+            content=_ENCODER.encode(resource),
+            headers={"content-type": FHIR_JSON},
+        )
+        data: dict[str, Any] = response.json()
+        return data

@@ -18,6 +18,7 @@ from guahao.hospital_connectors.failures import MappingError
 from guahao.hospital_connectors.fhir_mapping import MappingDefaults, ingest_document
 from guahao.hospital_connectors.notices import apply_notice
 from guahao.platform.errors import GuahaoError
+from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.hospital_feed import FeedReport, HospitalFeed, describe
 
 __all__ = ["ImportOutcome", "import_file"]
@@ -32,7 +33,11 @@ class ImportOutcome(msgspec.Struct):
 
 
 async def import_file(
-    feed: HospitalFeed, hospital_code: str, kind: str, data: bytes
+    feed: HospitalFeed,
+    hospital_code: str,
+    kind: str,
+    data: bytes,
+    actions: HospitalActions | None = None,
 ) -> ImportOutcome:
     zone = await feed.timezone_of(hospital_code)
     if kind in ("csv", "xlsx"):
@@ -78,7 +83,9 @@ async def import_file(
         try:
             reading = hl7_mapping.read(message, timezone=zone)
             for message_notice in reading.notices:
-                outcome.applied.append(await apply_notice(feed, hospital_code, message_notice))
+                outcome.applied.append(
+                    await apply_notice(feed, hospital_code, message_notice, actions)
+                )
             if reading.note:
                 outcome.applied.append(f"{reading.header.control_id}: {reading.note}")
         except MappingError as exc:

@@ -16,6 +16,7 @@ from guahao.hospital_connectors.notices import apply_notice
 from guahao.hospital_connectors.registry import ConnectorRegistry
 from guahao.platform.errors import GuahaoError, UnavailableError
 from guahao.platform.ids import new_id
+from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.hospital_feed import HospitalFeed
 
 __all__ = ["Hl7Inbox"]
@@ -26,9 +27,15 @@ CHANNEL = "hl7v2"
 
 
 class Hl7Inbox:
-    def __init__(self, feed: HospitalFeed, registry: ConnectorRegistry) -> None:
+    def __init__(
+        self,
+        feed: HospitalFeed,
+        registry: ConnectorRegistry,
+        actions: HospitalActions | None = None,
+    ) -> None:
         self._feed = feed
         self._registry = registry
+        self._actions = actions
 
     async def handle(self, raw: bytes, peer: tuple[str, int] = ("?", 0)) -> str:
         """The ACK (or NAK) for one framed message."""
@@ -62,7 +69,7 @@ class Hl7Inbox:
         try:
             reading = hl7_mapping.read(raw, timezone=connector.timezone)
             done = [
-                await apply_notice(self._feed, connector.hospital_code, notice)
+                await apply_notice(self._feed, connector.hospital_code, notice, self._actions)
                 for notice in reading.notices
             ]
             outcome, text = "AA", "; ".join(done) or reading.note or "accepted"

@@ -9,8 +9,8 @@ Inbound (HIS → platform):
 - SIU^S12/S13/S14 whose SCH-1 placer id is assigned by ``GUAHAO``: the filing result (HIS
   appointment id SCH-2, record number PID-3).
 - SIU^S15/S16/S17 with SCH-6 event reason ``STOP``: session stop (停诊) of doctor AIP-3 at
-  SCH-11.4. Without ``STOP`` on a platform booking: refused (AR); the hospital cancels by
-  stopping a session.
+  SCH-11.4. Without ``STOP`` on a platform booking (SCH-1 ``<id>^GUAHAO``): the hospital
+  cancels that one booking (reason SCH-7).
 - SIU^S26: informational (the platform decides no-shows from check-ins).
 - ADT^A04 whose PV1-19 visit number is assigned by ``GUAHAO``: check-in (签到) of that booking.
 - ADT^A28/A31 with such a PV1-19: filing result, record number PID-3 (type MR).
@@ -31,6 +31,7 @@ import msgspec
 
 from guahao.hospital_connectors.canonical import (
     BookingNotice,
+    CancelNotice,
     CheckInNotice,
     FilingNotice,
     Notice,
@@ -282,11 +283,9 @@ def _read_siu(message: hl7.Message, header: Hl7Header, zone: ZoneInfo) -> Hl7Rea
             his_appointment_id=appt["filler_id"],
         )
         return Hl7Reading(header, (FilingNotice(filing),), appointment=appt)
-    raise MappingError(
-        "HL7_MESSAGE_UNSUPPORTED",
-        "SCH-6",
-        "the hospital cancels platform bookings by stopping the session (SCH-6 = STOP)",
-    )
+    # S15/S16/S17 without STOP: the hospital cancels this one booking
+    cancel = CancelNotice(booking_id=appt["placer_id"], reason=appt["reason"] or "医院取消")
+    return Hl7Reading(header, (cancel,), appointment=appt)
 
 
 def _read_adt(message: hl7.Message, header: Hl7Header) -> Hl7Reading:

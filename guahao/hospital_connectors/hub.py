@@ -3,11 +3,15 @@ the HIS notifier, built once by the composition root."""
 
 from __future__ import annotations
 
+from guahao.hospital_connectors.filing_requests import FilingSender
+from guahao.hospital_connectors.his_inventory import HisHoldEvents, HisHolds
 from guahao.hospital_connectors.hl7_inbox import Hl7Inbox
 from guahao.hospital_connectors.mllp import MllpServer
 from guahao.hospital_connectors.registry import ConnectorRegistry
 from guahao.hospital_connectors.sync import FhirSync, HisNotifier
 from guahao.platform.outbox import OutboxDispatcher
+from guahao.platform.services.filings import Filings
+from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.hospital_feed import HospitalFeed
 from guahao.platform.services.runtime import Ports
 
@@ -15,13 +19,34 @@ __all__ = ["ConnectorHub"]
 
 
 class ConnectorHub:
-    def __init__(self, ports: Ports, feed: HospitalFeed, dispatcher: OutboxDispatcher) -> None:
+    def __init__(
+        self,
+        ports: Ports,
+        feed: HospitalFeed,
+        dispatcher: OutboxDispatcher,
+        actions: HospitalActions | None = None,
+        filings: Filings | None = None,
+    ) -> None:
         self.feed = feed
+        self.actions = actions
         self.registry = ConnectorRegistry(ports.sessions, ports.clock)
         self.sync = FhirSync(feed, self.registry, ports.clock)
-        self.inbox = Hl7Inbox(feed, self.registry)
+        self.inbox = Hl7Inbox(feed, self.registry, actions)
         self.notifier = HisNotifier(feed, self.registry, ports.clock)
         dispatcher.subscribe("booking.", self.notifier, name="hospital_connectors.his_notifier")
+        self.filing_sender: FilingSender | None = None
+        if filings is not None:
+            self.filing_sender = FilingSender(ports, filings, self.registry)
+            dispatcher.subscribe(
+                "patient.filing_requested",
+                self.filing_sender,
+                name="hospital_connectors.filing_sender",
+            )
+        self.his_inventory = HisHolds(ports, self.registry)
+        self.registry.on_change.append(self.his_inventory.forget)
+        dispatcher.subscribe(
+            "booking.", HisHoldEvents(self.his_inventory), name="hospital_connectors.his_holds"
+        )
         self.mllp: MllpServer | None = None
 
     async def start_mllp(self, host: str = "127.0.0.1", port: int = 0) -> int:

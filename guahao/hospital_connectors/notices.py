@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from guahao.hospital_connectors.canonical import (
+    CancelNotice,
     CapacityNotice,
     CheckInNotice,
     FilingNotice,
     Notice,
     StopNotice,
 )
+from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.hospital_feed import HospitalFeed
 
 __all__ = ["apply_notice"]
 
 
-async def apply_notice(feed: HospitalFeed, hospital_code: str, notice: Notice) -> str:
+async def apply_notice(
+    feed: HospitalFeed,
+    hospital_code: str,
+    notice: Notice,
+    actions: HospitalActions | None = None,
+) -> str:
     """Apply one notice for ``hospital_code``; returns a short account of what it did.
 
     Every notice is idempotent here (a repeated stop, check-in or filing changes nothing
@@ -22,6 +29,15 @@ async def apply_notice(feed: HospitalFeed, hospital_code: str, notice: Notice) -
     if isinstance(notice, StopNotice):
         ended = await feed.stop_session(hospital_code, notice.key, notice.reason)
         return f"session stopped, {len(ended)} bookings cancelled"
+    if isinstance(notice, CancelNotice):
+        if actions is None:
+            raise TypeError("a booking cancellation needs the hospital actions")
+        booking = await actions.cancel_by_hospital(
+            notice.booking_id,
+            reason=notice.reason,
+            hospital_id=await feed.hospital_id(hospital_code),
+        )
+        return f"booking {booking.id} {booking.status.value}"
     if isinstance(notice, CheckInNotice):
         status = await feed.check_in(hospital_code, notice.booking_id)
         return f"booking {notice.booking_id} {status}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -71,6 +72,8 @@ class ConnectorRegistry:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self._sessions = sessions
         self._clock = clock
+        self.on_change: list[Callable[[], None]] = []
+        """Called after a registration changed (caches of connector facts forget them)."""
 
     async def register(
         self,
@@ -103,6 +106,8 @@ class ConnectorRegistry:
             row.config = dict(config or {})
             row.notify = notify
             row.updated_at = now
+        for changed in self.on_change:
+            changed()
         return await self.get(hospital_code, kind)
 
     async def get(self, hospital_code: str, kind: str) -> ConnectorInfo:

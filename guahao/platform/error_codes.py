@@ -525,6 +525,16 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "无权访问其他医院的数据",
         "This client may not read or change another hospital",
     ),
+    "HIS_SLOT_REFUSED": (
+        _C,
+        "医院系统未能锁定该号源，请选择其他时段",
+        "The hospital's system would not hold this unit; choose another time",
+    ),
+    "HIS_HOLD_UNAVAILABLE": (
+        _U,
+        "医院系统暂时无法锁号，请稍后再试",
+        "The hospital's system cannot hold units right now; retry shortly",
+    ),
     # search (issue [search])
     "SEARCH_QUERY_INVALID": (_I, "搜索内容有误", "The search text is invalid"),
     "SEARCH_FILTER_INVALID": (_I, "筛选条件有误", "A search filter is invalid"),

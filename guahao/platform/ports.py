@@ -16,6 +16,7 @@ import msgspec
 
 __all__ = [
     "HeldUnit",
+    "HisInventory",
     "HoldGrant",
     "Inventory",
     "Notifier",
@@ -265,4 +266,32 @@ class Notifier(Protocol):
 
     async def notify(self, *, account_id: str, template: str, params: Mapping[str, str]) -> None:
         """Send one message; at-least-once, so templates must read well if repeated."""
+        ...
+
+
+class HisInventory(Protocol):
+    """The hospital's own system where it, not the platform, owns the inventory (IHE ITI
+    Scheduling): a platform hold must also be a hold there, and the HIS may say no.
+
+    Only hospitals for which ``owns`` answers True are affected; ``owns`` is answered from
+    memory (refreshed now and then), so the hold path of every other hospital costs nothing.
+    Every call is idempotent by ``booking_id``.
+    """
+
+    async def owns(self, hospital_id: str) -> bool:
+        """Whether this hospital's HIS owns its inventory (no I/O on the hot path)."""
+        ...
+
+    async def hold(self, hospital_id: str, slot_id: str, booking_id: str) -> None:
+        """Hold one unit of ``slot_id`` in the HIS for ``booking_id``; refuses with
+        ``HIS_SLOT_REFUSED`` when the HIS says no, ``HIS_HOLD_UNAVAILABLE`` when it cannot
+        be asked."""
+        ...
+
+    async def book(self, hospital_id: str, slot_id: str, booking_id: str) -> None:
+        """Turn the booking's hold in the HIS into a booked appointment."""
+        ...
+
+    async def release(self, hospital_id: str, slot_id: str, booking_id: str) -> None:
+        """Give the booking's hold (or appointment) in the HIS back."""
         ...

@@ -154,6 +154,21 @@ class TextAnalyzer:
             self._extra_words.add(word)
         self._phrase_tokens.cache_clear()
 
+    def _word_starts(self, run: str) -> list[int]:
+        """Where words begin in a run, including the words inside a long one: a hospital
+        name taught as one word (澜江市第一人民医院) must still be found from 人民 or 医院."""
+        starts: set[int] = set()
+        at = 0
+        for word in self.words(run):
+            starts.add(at)
+            if len(word) > 3:
+                for inner in self._jieba().cut_for_search(word, HMM=False):  # type: ignore[attr-defined]
+                    found = word.find(inner)
+                    if found > 0 and len(inner) > 1:
+                        starts.add(at + found)
+            at += len(word)
+        return sorted(starts)
+
     def words(self, run: str) -> list[str]:
         """jieba's words of a run of Chinese characters."""
         cut = self._jieba().cut(run, HMM=False)  # type: ignore[attr-defined]
@@ -199,11 +214,7 @@ class TextAnalyzer:
             tokens.extend(char_grams(run))
             syllables = self.syllables(run)
             tokens.extend(syllables)
-            starts, at = [], 0
-            for word in self.words(run):
-                starts.append(at)
-                at += len(word)
-            tokens.extend(self._joined(syllables, starts))
+            tokens.extend(self._joined(syllables, self._word_starts(run)))
         return tuple(tokens)
 
     def text_tokens(self, values: Iterable[str]) -> list[str]:

@@ -50,6 +50,16 @@ def test_departments_give_full_pinyin_and_initials_at_word_boundaries(
     assert "rmyy" in hospital
 
 
+def test_a_name_taught_as_one_word_is_still_found_from_its_inner_words(
+    analyzer: TextAnalyzer,
+) -> None:
+    analyzer.add_words(["澜江市第二人民医院"])
+    assert analyzer.words("澜江市第二人民医院") == ["澜江市第二人民医院"]
+    tokens = analyzer.text_tokens(["澜江市第二人民医院"])
+    assert "renminyiyuan" in tokens
+    assert "dierrenminyiyuan" in tokens
+
+
 def test_the_catalog_teaches_the_segmenter_whole_department_names(
     analyzer: TextAnalyzer,
 ) -> None:

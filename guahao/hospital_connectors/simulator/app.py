@@ -4,7 +4,10 @@ API through which a test (or a vendor trying the platform) makes the hospital do
 FHIR: ``GET /fhir/metadata``; ``GET /fhir/{type}`` searches with ``_count`` paging (Bundle
 ``next`` links), ``_lastUpdated=gt…``, ``schedule=`` and ``identifier=``; ``POST
 /fhir/Appointment`` (conditional on ``If-None-Exist``) and ``PUT /fhir/Appointment?identifier=``
-take the platform's bookings and mark the slot busy or free again.
+take the platform's bookings and mark the slot busy or free again. IHE ITI Scheduling:
+``Appointment/$find`` proposes free slots, ``$hold`` holds one (idempotent by the client's
+identifier; a pending hold takes a unit as a booking does, so a full slot is refused 409) and
+``$book`` books a hold (also the client's own hold named by its identifier).
 
 Admin: ``POST /admin/outage`` (``{"down": true}``: every FHIR call answers 503, and the MLLP
 listener refuses connections), ``POST /admin/stop`` (停诊: the session's slots become
@@ -248,14 +251,23 @@ class Simulator:
                 if ref.startswith("Practitioner/"):
                     doctor = ref.split("/")[1]
             schedules = sim.store.schedules_of(doctor)
+
+            def instant(text: str | None) -> str:
+                return datetime.fromisoformat((text or "").replace("Z", "+00:00")).isoformat()
+
             for slot in sim.store.resources["Slot"].values():
-                if slot["start"].replace("Z", "+00:00") == (start or "").replace(
-                    "Z", "+00:00"
-                ) and (slot["schedule"]["reference"] in schedules):
+                if (
+                    start
+                    and instant(slot["start"]) == instant(start)
+                    and (slot["schedule"]["reference"] in schedules)
+                ):
+                    # a hold (pending, IHE $hold) takes a unit as a booking does
                     taken = sum(
                         1
                         for a in sim.store.resources["Appointment"].values()
-                        if a.get("start") == start and a["status"] == "booked"
+                        if a.get("start")
+                        and instant(a["start"]) == instant(start)
+                        and a["status"] in ("booked", "pending")
                     )
                     capacity = slot.get("extension", [{}])[0].get("valueInteger", 1)
                     slot["status"] = "busy" if taken >= capacity else "free"
@@ -361,13 +373,29 @@ class Simulator:
             if sim.refuses():
                 return _outcome(503, "HIS down")
             body = await request.json()
+            resource = _parameter(body, "appointment-resource").get("resource") or {}
             reference = _parameter(body, "appointment-reference").get("valueReference", {})
-            proposal = _proposal(str(reference.get("reference", "")))
+            identifiers = resource.get("identifier", [])
+            for ident in identifiers:  # $hold is idempotent by the client's identifier
+                known = sim.store.search(
+                    "Appointment", identifier=f"{ident.get('system')}|{ident.get('value')}"
+                )
+                if known and known[0]["status"] in ("pending", "booked"):
+                    return Response(
+                        {
+                            "resourceType": "Bundle",
+                            "type": "collection",
+                            "entry": [{"resource": known[0]}],
+                        },
+                        media_type=FHIR_JSON,
+                    )
+            proposal = _proposal(str(resource.get("id") or reference.get("reference", "")))
             if proposal is None:
                 return _outcome(409, "the proposed appointment is no longer available")
             held = {
                 "resourceType": "Appointment",
-                "id": f"hold-{proposal['slot']['id']}",
+                "id": f"hold-{len(sim.store.resources['Appointment']) + 1}",
+                "identifier": identifiers,
                 "status": "pending",
                 "start": proposal["start"],
                 "end": proposal["end"],
@@ -381,6 +409,7 @@ class Simulator:
             }
             sim.store.touch(held, sim.now())
             sim.store.resources["Appointment"][held["id"]] = held
+            _book(held, "pending")
             sim.store.save()
             return Response(
                 {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": held}]},
@@ -406,6 +435,9 @@ class Simulator:
                     known = sim.store.search(
                         "Appointment", identifier=f"{ident.get('system')}|{ident.get('value')}"
                     )
+                    if known and known[0]["status"] == "pending":
+                        booked = known[0]  # the client's own hold ($hold), booked now
+                        break
                     if known:  # $book is idempotent by the client's identifier
                         return Response(
                             {
@@ -415,8 +447,9 @@ class Simulator:
                             },
                             media_type=FHIR_JSON,
                         )
-                booked = dict(resource)
-                booked["id"] = f"appt-{len(sim.store.resources['Appointment']) + 1}"
+                else:
+                    booked = dict(resource)
+                    booked["id"] = f"appt-{len(sim.store.resources['Appointment']) + 1}"
             else:
                 ref = str(reference.get("reference", "")).removeprefix("Appointment/")
                 held = sim.store.resources["Appointment"].get(ref)

@@ -99,6 +99,23 @@ class BookingService(PaymentNotices, HospitalActions):
                 if existing is not None:
                     return to_domain(existing)
             booking_id = grant.hold_id  # the first attempt died before writing SQL
+        his = self._p.his_inventory
+        in_his = his is not None and await his.owns(facts.hospital_id)
+        if his is not None and in_his:
+            # The hospital owns its inventory: the HIS must hold the unit too, or nobody does.
+            try:
+                await his.hold(facts.hospital_id, slot_id, booking_id)
+            except BaseException:
+                await self._p.inventory.release(
+                    slot_id, hold_id=booking_id, account_id=account_id, now_ms=to_epoch_ms(now)
+                )
+                raise
+
+        async def give_back_his() -> None:
+            if his is not None and in_his:
+                with contextlib.suppress(Exception):
+                    await his.release(facts.hospital_id, slot_id, booking_id)
+
         expires_at = datetime.fromtimestamp(grant.expires_at_ms / 1000, now.tzinfo)
         booking = Booking(
             id=booking_id,
@@ -146,6 +163,7 @@ class BookingService(PaymentNotices, HospitalActions):
                 await self._p.inventory.release(
                     slot_id, hold_id=booking.id, account_id=account_id, now_ms=to_epoch_ms(now)
                 )
+                await give_back_his()
             if same is not None and same.slot_id == slot_id:
                 return to_domain(same)
             refuse("IDEMPOTENCY_KEY_REUSED", idempotency_key=idempotency_key)
@@ -160,6 +178,7 @@ class BookingService(PaymentNotices, HospitalActions):
                         account_id=account_id,
                         now_ms=to_epoch_ms(now),
                     )
+                await give_back_his()
             raise error("DATABASE_UNAVAILABLE", operation="hold") from exc
         await self._schedule(
             "expire_booking",

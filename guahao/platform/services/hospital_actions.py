@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
+
 from sqlalchemy import select, update
+from sqlalchemy.orm.exc import StaleDataError
 
 from guahao.platform import bookings as flow
 from guahao.platform.bookings import Booking, BookingStatus
+from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
+from guahao.platform.errors import GuahaoError
 from guahao.platform.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
@@ -20,7 +26,12 @@ from guahao.platform.services.booking_records import (
     to_domain,
 )
 
-__all__ = ["HospitalActions"]
+__all__ = ["HOSPITAL_CANCELLED", "HospitalActions"]
+
+log = logging.getLogger(__name__)
+
+HOSPITAL_CANCELLED = "hospital_cancelled"
+"""The end reason of one booking the hospital cancelled (a session stop is ``session_stopped``)."""
 
 
 class HospitalActions(BookingRecords):
@@ -92,6 +103,86 @@ class HospitalActions(BookingRecords):
         for refund_no in refunds:
             await self._schedule("process_refund", key=f"refund:{refund_no}", refund_no=refund_no)
         return [b.id for b in ended]
+
+    async def cancel_by_hospital(
+        self, booking_id: str, *, reason: str, hospital_id: str | None = None
+    ) -> Booking:
+        """The hospital cancels one live booking (its HIS cannot see that patient): cancelled
+        by the hospital, refunded in full if paid, notified, never a strike.
+
+        The unit does not go back on sale: the hospital took that appointment away, so the
+        segment's capacity shrinks by one (SQL ``capacity`` and ``online_quota``). In Redis
+        the unit is parked as *returning* until the slot ends, which keeps the pool's
+        available count equal to what a rebuild from SQL would give, with no window in which
+        another citizen could take it. ``hospital_id`` scopes the call to one hospital's
+        bookings (connectors always pass it). A repeat answers the booking as it is.
+        """
+        now = self._p.clock.now()
+        async with self._p.sessions() as session:
+            row = await session.get(BookingRow, booking_id)
+            sess = await session.get(SessionRow, row.session_id) if row is not None else None
+            if row is None or sess is None or (hospital_id and sess.hospital_id != hospital_id):
+                refuse("BOOKING_NOT_FOUND", booking_id=booking_id)
+            booking, kind = to_domain(row), row.kind
+            slot = await session.get(SlotRow, row.slot_id)
+            assert slot is not None
+            slot_ends_at = slot.ends_at
+        if booking.status == BookingStatus.CANCELLED_BY_HOSPITAL:
+            return booking  # a repeated cancellation changes nothing
+        started_from = booking.status
+        was_holding = booking.holds_inventory
+        flow.cancel_by_hospital(booking, now, reason=HOSPITAL_CANCELLED)
+        in_pool = kind != "add_on"  # an add-on unit (加号) was never part of the quota
+        try:
+            async with self._p.sessions() as session, session.begin():
+                refund_no = await self._end_confirmed(
+                    booking,
+                    now,
+                    topic="booking.cancelled_by_hospital",
+                    refund_reason=HOSPITAL_CANCELLED,
+                    returns_at=None,
+                    session=session,
+                    started_from=started_from,
+                )
+                if in_pool:
+                    await session.execute(
+                        update(SlotRow)
+                        .where(SlotRow.id == booking.slot_id, SlotRow.online_quota > 0)
+                        .values(
+                            capacity=SlotRow.capacity - 1, online_quota=SlotRow.online_quota - 1
+                        )
+                    )
+        except StaleDataError:  # the patient or a payment moved the booking meanwhile
+            refuse("BOOKING_STATE_INVALID", booking_id=booking_id, reason="changed_meanwhile")
+        log.info("booking %s cancelled by the hospital: %s", booking_id, reason[:200])
+        if in_pool:
+            await self._retire_unit(booking, was_holding=was_holding, until=slot_ends_at)
+        if refund_no:
+            await self._schedule("process_refund", key=f"refund:{refund_no}", refund_no=refund_no)
+        return booking
+
+    async def _retire_unit(self, booking: Booking, *, was_holding: bool, until: datetime) -> None:
+        """Take the booking's unit out of the hot pool for good (SQL already shrank)."""
+        now_ms = to_epoch_ms(self._p.clock.now())
+        try:
+            if was_holding:  # the hold becomes a booked unit first, so it is never free
+                await self._p.inventory.confirm(
+                    booking.slot_id,
+                    hold_id=booking.id,
+                    account_id=booking.account_id,
+                    now_ms=now_ms,
+                )
+            await self._p.inventory.cancel_booked(
+                booking.slot_id,
+                unit_id=booking.id,
+                now_ms=now_ms,
+                return_at_ms=max(to_epoch_ms(until), now_ms + 1),
+            )
+        except (KeyError, GuahaoError) as exc:
+            # The hold had already lapsed in Redis (its unit went back to the pool) or Redis
+            # lost the slot: SQL is right, so load the slot from it.
+            log.info("slot %s reloaded after a hospital cancellation: %r", booking.slot_id, exc)
+            await self._sync.load_slot(booking.slot_id)
 
     async def mark_no_shows(self, session_id: str) -> int:
         """爽约: at the end of a session every confirmed booking not checked in is a no-show."""

@@ -12,7 +12,7 @@ from guahao.platform.clock import Clock
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.jobs import JobScheduler
 from guahao.platform.personal_data import PersonalDataVault
-from guahao.platform.ports import Inventory, PaymentGateway
+from guahao.platform.ports import HisInventory, Inventory, PaymentGateway
 from guahao.platform.rate_limits import RequestLimiter
 
 __all__ = ["Ports", "SlotFacts", "SlotFactsCache"]
@@ -73,3 +73,6 @@ class Ports:
     slot_facts: SlotFactsCache = field(default_factory=SlotFactsCache)
     limiter: RequestLimiter | None = None
     """Request rate limits on Redis; ``None`` only where a caller checks none (tools)."""
+    his_inventory: HisInventory | None = None
+    """Holds in the HIS of hospitals that own their inventory (hospital connectors);
+    ``None``: every hospital's inventory is the platform's alone."""

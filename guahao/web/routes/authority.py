@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
@@ -34,6 +35,22 @@ ADMIN = require_staff(StaffRole.AUTHORITY_ADMIN)
 READER = require_staff(StaffRole.AUTHORITY_ADMIN, StaffRole.AUTHORITY_AUDITOR)
 
 Limit = Annotated[int, QueryParameter(ge=1, le=500)]
+
+
+class ConnectorHealthView(msgspec.Struct, frozen=True, rename="camel"):
+    """How one hospital connector is doing, for the authority's console."""
+
+    hospital_code: str
+    kind: str
+    last_sync_at: datetime | None
+    last_status: str
+    lag_seconds: float | None
+    runs: int
+    failures: int
+    error_rate: float
+    last_error: str | None
+
+
 Offset = Annotated[int, QueryParameter(ge=0)]
 
 
@@ -195,6 +212,18 @@ class AuthorityController(Controller):
             page=page,
             per_page=per_page,
         )
+
+    @get("/connectors/health", operation_id="connectorHealth", guards=[READER])
+    async def connector_health(
+        self,
+        platform: NamedDependency[Platform],
+        window: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+    ) -> list[ConnectorHealthView]:
+        """Each hospital connector's last sync, lag and error rate over its last runs."""
+        return [
+            ConnectorHealthView(**msgspec.structs.asdict(h))
+            for h in await platform.connectors.registry.health(window)
+        ]
 
     @get("/signals", operation_id="listSignals", guards=[READER])
     async def signals(

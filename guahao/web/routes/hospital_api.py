@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from guahao.bootstrap import Platform
 from guahao.hospital_connectors.batch_files import read_schedule_file, template_csv, template_xlsx
 from guahao.hospital_connectors.canonical import (
+    CancelNotice,
     CapacityNotice,
     CheckInNotice,
     FilingNotice,
@@ -117,8 +118,17 @@ class CheckIn(Camel, frozen=True):
     booking_id: str
 
 
-class Filing(Camel, frozen=True):
+class Cancellation(Camel, frozen=True):
     booking_id: str
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=300)] = "医院取消"
+
+
+class Filing(Camel, frozen=True):
+    """The answer to a booking's filing (``bookingId``) or to a person's filing request
+    (``filingId``, from ``patient.filing_requested``): exactly one of the two."""
+
+    booking_id: str = ""
+    filing_id: str = ""
     status: str = "filed"
     medical_record_no: str = ""
     his_appointment_id: str = ""
@@ -293,6 +303,23 @@ class HospitalApiController(Controller):
 
         return await _idempotent(request, platform, work)
 
+    @post("/cancellations", operation_id="pushCancellation", status_code=200)
+    async def cancellation(
+        self,
+        request: Request[Any, Any, Any],
+        platform: NamedDependency[Platform],
+        data: JSONBody[Cancellation],
+    ) -> Response[Any]:
+        """The hospital cancels one of its bookings (refunded in full, never a strike; the
+        unit is withdrawn, not sold again)."""
+        hospital = _hospital(request)
+        notice = CancelNotice(booking_id=data.booking_id, reason=data.reason)
+
+        async def work() -> Applied:
+            return Applied(await apply_notice(platform.feed, hospital, notice, platform.bookings))
+
+        return await _idempotent(request, platform, work)
+
     @post("/filings", operation_id="pushFiling", status_code=200)
     async def filing(
         self,
@@ -300,10 +327,25 @@ class HospitalApiController(Controller):
         platform: NamedDependency[Platform],
         data: JSONBody[Filing],
     ) -> Response[Any]:
-        """建档 result for one of this hospital's bookings."""
+        """建档 result for one of this hospital's bookings or filing requests."""
         if data.status not in ("filed", "failed"):
             refuse("VALIDATION_FAILED", field="status", reason="filed or failed")
+        if bool(data.booking_id) == bool(data.filing_id):
+            refuse("VALIDATION_FAILED", field="bookingId", reason="either bookingId or filingId")
         hospital = _hospital(request)
+        if data.filing_id:
+
+            async def answer() -> Applied:
+                view = await platform.filings.record_result(
+                    hospital_id=await platform.feed.hospital_id(hospital),
+                    filing_id=data.filing_id,
+                    status="filed" if data.status == "filed" else "failed",
+                    his_patient_id=data.medical_record_no,
+                    detail=data.detail,
+                )
+                return Applied(f"filing {view.id} {view.status}")
+
+            return await _idempotent(request, platform, answer)
         result = FilingResult(
             booking_id=data.booking_id,
             status="filed" if data.status == "filed" else "failed",
