@@ -239,6 +239,11 @@ def serve(host: str | None, port: int | None) -> None:
 
     async def run() -> None:
         async with open_platform(settings) as platform:
+            if not await platform.search.count():
+                # A first start (or a new embedded index file): build the index from the
+                # record before answering, or search would answer nothing until the
+                # events of new bookings trickled in.
+                await platform.search.reindex(progress=_progress("search index"))
             await _serve(platform, settings)
 
     _run_server(run())
