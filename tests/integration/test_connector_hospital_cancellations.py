@@ -182,3 +182,36 @@ async def test_a_siu_s15_without_stop_cancels_that_one_booking_over_mllp(platfor
     # a cancellation of a booking that is not this hospital's is refused for good
     unknown = await his.admin("hl7", {"message": cancellation("nope", "CXL-2")})
     assert msa(unknown["ack"])[0] == "AR"
+
+
+async def test_the_patient_of_a_booking_the_hospital_cancelled_goes_first_in_the_waitlist(
+    platform,
+):
+    from guahao.platform.persistence.tables import NotificationRow, WaitlistEntryRow
+
+    slots = await publish_clinic(platform, clinic(PaymentMode.PAY_AT_HOSPITAL))
+    account_id, booking_id, _ = await confirmed_booking(platform, slots[0])
+    await platform.bookings.cancel_by_hospital(
+        booking_id, reason="医生临时手术", hospital_id=await hospital_id_of(platform)
+    )
+    await platform.dispatcher.dispatch_pending()
+    await platform.dispatcher.dispatch_pending()
+    row = await booking_row(platform, booking_id)
+    async with platform.ports.sessions() as session:
+        [wait] = (await session.scalars(select(WaitlistEntryRow))).all()
+        texts = (
+            await session.scalars(
+                select(NotificationRow).where(
+                    NotificationRow.account_id == account_id,
+                    NotificationRow.template == "booking.cancelled_by_hospital",
+                )
+            )
+        ).all()
+    assert (wait.patient_id, wait.status) == (row.patient_id, "waiting")
+    assert wait.priority == (await platform.rules.region()).waitlist.hospital_stop_priority
+    # the message says the hospital cancelled this booking, not that the session stopped
+    [text] = texts
+    assert "医院取消" in text.params["zh"]
+    assert "停诊" not in text.params["zh"]
+    # a repeated delivery adds no second wait
+    assert await platform.waitlist.on_hospital_cancelled(booking_id) == 0

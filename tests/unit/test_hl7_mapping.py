@@ -12,6 +12,7 @@ import pytest
 from guahao.hospital_connectors import hl7_mapping
 from guahao.hospital_connectors.canonical import (
     BookingNotice,
+    CancelNotice,
     CheckInNotice,
     FilingNotice,
     StopNotice,
@@ -109,11 +110,10 @@ def test_unsupported_and_broken_messages_are_refused_with_a_code(
     assert (refused.value.code, refused.value.path) == (code, path)
 
 
-def test_a_platform_booking_cancelled_by_s15_without_stop_is_refused() -> None:
+def test_s15_without_stop_cancels_the_one_platform_booking_it_names() -> None:
     raw = (DATA / "siu_s12_platform_booking.hl7").read_bytes().replace(b"SIU^S12", b"SIU^S15")
-    with pytest.raises(MappingError) as refused:
-        hl7_mapping.read(raw)
-    assert refused.value.code == "HL7_MESSAGE_UNSUPPORTED"
+    reading = hl7_mapping.read(raw)
+    assert reading.notices == (CancelNotice(booking_id="BOOKING_ID"),)
 
 
 def test_bad_timestamps_are_refused_with_their_field() -> None:

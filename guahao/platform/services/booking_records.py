@@ -103,6 +103,7 @@ def event_payload(booking: Booking, **extra: Any) -> dict[str, Any]:
         "session_id": booking.session_id,
         "patient_id": booking.patient_id,
         "status": booking.status.value,
+        "end_reason": booking.end_reason,
         **extra,
     }
 

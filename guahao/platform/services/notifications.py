@@ -36,6 +36,16 @@ TEMPLATES: dict[str, tuple[str, str]] = {
 }
 
 
+BY_END_REASON: dict[tuple[str, str], tuple[str, str]] = {
+    ("booking.cancelled_by_hospital", "hospital_cancelled"): (
+        "很抱歉，医院取消了您的这次预约并全额退款，您将优先获得改约机会。",
+        "The hospital cancelled this booking: it is fully refunded, and you get priority to "
+        "rebook.",
+    ),
+}
+"""Where one event means different things to the patient, the booking's end reason decides."""
+
+
 class InboxNotifier:
     """Writes a message per relevant event into the account's inbox."""
 
@@ -43,7 +53,8 @@ class InboxNotifier:
         self._p = ports
 
     async def __call__(self, event: OutboxEvent) -> None:
-        template = TEMPLATES.get(event.topic)
+        reason = event.payload.get("end_reason")
+        template = BY_END_REASON.get((event.topic, str(reason))) or TEMPLATES.get(event.topic)
         account_id = event.payload.get("account_id")
         if template is None or not account_id:
             return

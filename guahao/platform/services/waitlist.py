@@ -19,6 +19,7 @@ a grant and its completion are ``unit_offers``. Every handler is safe to run twi
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -355,6 +356,8 @@ class WaitlistService:
         an expiry or an abandoned hold frees one now; an unpaid waitlist offer ends its wait."""
         if event.topic == "booking.cancelled_by_patient":
             await self.serve_returned_unit(event.aggregate_id)
+        elif event.topic == "booking.cancelled_by_hospital":
+            await self.on_hospital_cancelled(event.aggregate_id)
         elif event.topic in ("booking.expired", "booking.abandoned"):
             await self._end_unpaid_offer(event.aggregate_id)
             slot_id = event.payload.get("slot_id")
@@ -503,7 +506,6 @@ class WaitlistService:
             rows = (
                 await session.scalars(select(BookingRow).where(BookingRow.id.in_(booking_ids)))
             ).all()
-        waitlist = await self.rules_for(sess.hospital_id)
         async with self._p.sessions() as session, session.begin():
             ended = (
                 await session.scalars(
@@ -530,6 +532,33 @@ class WaitlistService:
                     },
                     now,
                 )
+        return await self._join_turned_away(sess, hospital, rows, "session_stopped")
+
+    async def on_hospital_cancelled(self, booking_id: str) -> int:
+        """The hospital cancelled one booking (not the session): its patient goes first in the
+        line like the patients of a stopped session. Safe to repeat."""
+        async with self._p.sessions() as session:
+            booking = await session.get(BookingRow, booking_id)
+            if booking is None or booking.end_reason != "hospital_cancelled":
+                return 0
+            sess = await session.get(SessionRow, booking.session_id)
+            assert sess is not None
+            hospital = await session.get(HospitalRow, sess.hospital_id)
+            assert hospital is not None
+        return await self._join_turned_away(sess, hospital, [booking], "hospital_cancelled")
+
+    async def _join_turned_away(
+        self,
+        sess: SessionRow,
+        hospital: HospitalRow,
+        rows: Sequence[BookingRow],
+        reason: str,
+    ) -> int:
+        """Patients the hospital turned away (``reason`` is their bookings' end reason) join
+        the line with the stop priority, when the rules say so; one wait per booking."""
+        now = self._p.clock.now()
+        session_id = sess.id
+        waitlist = await self.rules_for(sess.hospital_id)
         if not waitlist.stopped_patients_auto_join:
             return 0
         today = _local_today(now, hospital.timezone)
@@ -537,7 +566,7 @@ class WaitlistService:
         date_to = max(sess.date + timedelta(days=waitlist.auto_join_days), date_from)
         joined = 0
         for booking in rows:
-            if booking.patient_id is None or booking.end_reason != "session_stopped":
+            if booking.patient_id is None or booking.end_reason != reason:
                 continue
             entry_id = derived_id("waitlist-stopped", booking.id)
             try:
@@ -580,7 +609,7 @@ class WaitlistService:
                             "stopped_session_id": session_id,
                             "date_from": date_from.isoformat(),
                             "date_to": date_to.isoformat(),
-                            "reason": "session_stopped",
+                            "reason": reason,
                         },
                         now,
                     )
