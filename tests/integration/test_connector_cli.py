@@ -13,7 +13,7 @@ from tests.fixtures.his_simulator import SIM_HOSPITAL
 
 GUAHAO = Path(sys.executable).parent / "guahao"
 DATA = Path(__file__).parents[1] / "fixtures" / "data"
-SHARED = Path(__file__).parents[3] / "shared" / "data"
+SHARED = Path(__file__).parents[1] / "fixtures" / "data" / "reference"
 
 
 def _env(tmp_path: Path, redis_url: str) -> dict[str, str]:

@@ -21,14 +21,11 @@ from guahao.hospital_connectors.failures import MappingError
 from guahao.hospital_connectors.mllp import frame
 
 DATA = Path(__file__).parents[1] / "fixtures" / "data" / "hl7"
-SHARED = Path(__file__).parents[3] / "shared" / "data" / "hl7v2"
+SHARED = Path(__file__).parents[1] / "fixtures" / "data" / "reference" / "hl7v2"
 
 
 def sample(name: str) -> bytes:
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"{path} is not on this machine")
-    return path.read_bytes()
+    return (SHARED / name).read_bytes()
 
 
 def test_the_interfaceware_siu_s12_maps_field_by_field() -> None:

@@ -200,6 +200,10 @@ def test_any_change_that_validates_round_trips_through_json(changes: dict[str, A
         node: Any = msgspec.to_builtins(rules)
         for part in path.split("."):
             node = node[part]
-        assert node == value, path
+        if isinstance(value, list) and path == "hospital_overridable":
+            # a set: its order in JSON follows string hashing, which changes per process
+            assert sorted(node) == sorted(value), path
+        else:
+            assert node == value, path
     # what a stored version holds (to_builtins, as the database keeps it) converts back
     assert msgspec.convert(msgspec.to_builtins(rules), RegionRules) == rules
