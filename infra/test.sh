@@ -2,7 +2,7 @@
 # Run the test suite: prepare .venv (infra/setup.sh), then pytest with the arguments given
 # (none: the whole suite). Paths are relative to the repository root.
 #
-#   bash infra/test.sh                          everything
+#   bash infra/test.sh                          everything, in parallel on every core
 #   bash infra/test.sh tests/unit -k booking    any pytest arguments
 set -euo pipefail
 
@@ -11,6 +11,11 @@ cd "$root"
 
 bash infra/setup.sh
 
+# The whole suite runs on every core (pytest-xdist: each worker starts its own Redis and
+# PostgreSQL); with arguments, pytest runs exactly as asked (add -n 2 yourself if you like).
+if [[ $# -eq 0 ]]; then
+    set -- -n auto
+fi
 status=0
 .venv/bin/pytest "$@" || status=$?
 if [[ $status -eq 5 ]]; then
