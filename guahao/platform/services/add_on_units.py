@@ -15,7 +15,7 @@ import msgspec
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from guahao.platform.bookings import BookingStatus
+from guahao.platform.bookings import LIVE_WITH_PATIENT, BookingStatus
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
 from guahao.platform.outbox import record_event
@@ -27,8 +27,8 @@ from guahao.platform.persistence.tables import (
     SlotRow,
 )
 from guahao.platform.services.audit import record_audit
-from guahao.platform.services.booking_limits import LIVE_WITH_PATIENT, lock_person
 from guahao.platform.services.booking_records import describe_visit
+from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffActor, StaffRole, require_role

@@ -25,7 +25,7 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +48,7 @@ from guahao.platform.persistence.tables import (
 from guahao.platform.personal_data import mask_middle
 from guahao.platform.services.accounts import REGION_ZONE, person_key
 from guahao.platform.services.audit import SYSTEM_ACTOR, record_audit
+from guahao.platform.services.person_locks import try_lock_person
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffActor, StaffRole, require_role
 from guahao.platform.strikes import (
@@ -344,17 +345,6 @@ def ban_refusal_detail(
     return detail
 
 
-async def _lock_person(session: AsyncSession, person_id: str) -> bool:
-    """Take the person's row lock (the same one limit checks bump) so blacklist writes of
-    one person take turns. False if there is no such person."""
-    result = await session.execute(
-        update(PersonRow)
-        .where(PersonRow.id == person_id)
-        .values(lock_version=PersonRow.lock_version + 1)
-    )
-    return bool(getattr(result, "rowcount", 0))
-
-
 def _notify(
     session: AsyncSession,
     account_id: str,
@@ -517,7 +507,7 @@ class StrikeRecorder:
             kinds.append((StrikeKind.UNPAID_EXPIRY, ended_at, booking.end_reason or "expired"))
         if not kinds:
             return
-        if not await _lock_person(session, person_id):
+        if not await try_lock_person(session, person_id):
             return
         known = set(
             (
@@ -689,7 +679,7 @@ class BlacklistService:
             refuse("BAN_LENGTH_INVALID", days=days)
         now = self._p.clock.now()
         async with self._p.sessions() as session, session.begin():
-            if not await _lock_person(session, person_id):
+            if not await try_lock_person(session, person_id):
                 refuse("PERSON_NOT_FOUND", person_id=person_id)
             current = await active_ban(session, person_id, now)
             if current is not None:
@@ -739,7 +729,7 @@ class BlacklistService:
             entry = await session.get(BlacklistEntryRow, entry_id)
             if entry is None:
                 refuse("BAN_NOT_FOUND", entry_id=entry_id)
-            await _lock_person(session, entry.person_id)
+            await try_lock_person(session, entry.person_id)
             await session.refresh(entry)
             if not _is_active(entry, now):
                 refuse("BAN_NOT_ACTIVE", entry_id=entry_id)
@@ -769,7 +759,7 @@ class BlacklistService:
             row = await session.get(StrikeRow, strike_id)
             if row is None:
                 refuse("STRIKE_NOT_FOUND", strike_id=strike_id)
-            await _lock_person(session, row.person_id)
+            await try_lock_person(session, row.person_id)
             view = (await _strike_views(session, [row]))[0]
             record_audit(
                 session,
@@ -827,7 +817,7 @@ class BlacklistService:
             appeal = await session.get(BlacklistAppealRow, appeal_id)
             if appeal is None:
                 refuse("APPEAL_NOT_FOUND", appeal_id=appeal_id)
-            await _lock_person(session, appeal.person_id)
+            await try_lock_person(session, appeal.person_id)
             await session.refresh(appeal)
             if appeal.status != "pending":
                 refuse("APPEAL_ALREADY_DECIDED", appeal_id=appeal_id, status=appeal.status)
@@ -1073,7 +1063,7 @@ class BlacklistService:
         now = self._p.clock.now()
         async with self._p.sessions() as session, session.begin():
             patient = await self._own_patient(session, account_id, patient_id)
-            await _lock_person(session, patient.person_id)
+            await try_lock_person(session, patient.person_id)
             if entry_id is None:
                 entry = await active_ban(session, patient.person_id, now)
                 if entry is None:

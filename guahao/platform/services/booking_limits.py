@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.bookings import LIVE_WITH_PATIENT, BookingStatus
@@ -30,14 +30,13 @@ from guahao.platform.persistence.tables import (
     BookingRow,
     DepartmentRow,
     PatientFilingRow,
-    PersonRow,
     SessionRow,
 )
 from guahao.platform.region_rules import RegionRules
 from guahao.platform.services.blacklist import active_ban
 from guahao.platform.strikes import ban_exempts
 
-__all__ = ["LIVE_WITH_PATIENT", "active_ban_of", "admit", "lock_person", "month_bounds"]
+__all__ = ["LIVE_WITH_PATIENT", "admit", "month_bounds"]
 
 
 def month_bounds(day: date) -> tuple[date, date]:
@@ -49,21 +48,6 @@ def month_bounds(day: date) -> tuple[date, date]:
     first = day.replace(day=1)
     following = (first + timedelta(days=32)).replace(day=1)
     return first, following
-
-
-async def lock_person(session: AsyncSession, person_id: str) -> None:
-    """Take the person's turn; must be the first statement of the caller's transaction."""
-    result = await session.execute(
-        update(PersonRow)
-        .where(PersonRow.id == person_id)
-        .values(lock_version=PersonRow.lock_version + 1)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        refuse("PATIENT_NOT_FOUND", person_id=person_id)
-
-
-active_ban_of = active_ban
-"""The ban in force on a person (kept under this name for callers of the limits module)."""
 
 
 async def _count(session: AsyncSession, *conditions: Any) -> int:
@@ -92,7 +76,7 @@ async def admit(
     """
     department = await session.get(DepartmentRow, sess.department_id)
     assert department is not None
-    ban = await active_ban_of(session, person_id, now)
+    ban = await active_ban(session, person_id, now)
     if ban is not None and not ban_exempts(
         rules.blacklist, department.catalog_code, department.name
     ):

@@ -12,8 +12,9 @@ fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -26,7 +27,7 @@ from guahao.platform.bookings import Booking, BookingStatus
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
 from guahao.platform.errors import ConflictError
-from guahao.platform.hospitals import HospitalPolicies
+from guahao.platform.hospitals import HospitalPolicies, PaymentChannel
 from guahao.platform.ids import new_order_no
 from guahao.platform.outbox import record_event
 from guahao.platform.persistence.tables import (
@@ -264,6 +265,84 @@ class BookingRecords:
             if isinstance(exc, StaleDataError):  # another request moved the booking first
                 refuse("BOOKING_STATE_INVALID", booking_id=booking.id, reason="changed_meanwhile")
             raise
+
+    async def _open_payment_order(
+        self,
+        booking: Booking,
+        *,
+        channel: PaymentChannel,
+        minutes: int,
+        now: datetime,
+        **extra: Any,
+    ) -> PaymentOrderRow:
+        """Move a booking with its patient chosen to awaiting payment: an order of
+        ``minutes`` at the gateway, the unit held until its end (plus the grace), and the
+        order, the new state and ``booking.awaiting_payment`` (with ``extra``) recorded
+        together. Whatever fails after the gateway made the order closes it again, so it never
+        stays payable for a booking that did not move."""
+        order_no = new_order_no(now)
+        order_expires = now + timedelta(minutes=minutes)
+        flow.submit(
+            booking,
+            channel=channel,
+            payment_required=True,
+            now=now,
+            order_no=order_no,
+            order_expires_at=order_expires,
+        )
+        await self._p.inventory.extend(
+            booking.slot_id,
+            hold_id=booking.id,
+            account_id=booking.account_id,
+            now_ms=to_epoch_ms(now),
+            until_ms=to_epoch_ms(booking.unit_held_until()),
+        )
+        intent = await self._p.gateway.create_order(
+            order_no=order_no,
+            amount_cents=booking.fee_cents,
+            description=f"挂号费 booking {booking.id}",
+            expires_at=order_expires,
+        )
+        order = PaymentOrderRow(
+            order_no=order_no,
+            booking_id=booking.id,
+            amount_cents=booking.fee_cents,
+            channel=channel,
+            status="created",
+            pay_url=intent.pay_url,
+            gateway_trade_no=intent.gateway_trade_no,
+            expires_at=order_expires,
+            created_at=now,
+        )
+        try:
+            async with self._p.sessions() as session, session.begin():
+                row = await self._booking_row(session, booking.id, None)
+                if row.status != BookingStatus.PATIENT_CHOSEN.value:
+                    refuse("BOOKING_STATE_INVALID", booking_id=booking.id, status=row.status)
+                apply_to_row(row, booking, now)
+                session.add(order)
+                record_event(
+                    session,
+                    "booking.awaiting_payment",
+                    booking.id,
+                    event_payload(
+                        booking,
+                        order_no=order_no,
+                        expires_at=order_expires.isoformat(),
+                        pay_url=intent.pay_url,
+                        **extra,
+                    ),
+                    now,
+                )
+        except BaseException as exc:
+            # A concurrent submit or completion opened its own order first, or the record
+            # failed: this order must not stay payable.
+            with contextlib.suppress(Exception):
+                await self._p.gateway.close_order(order_no=order_no)
+            if isinstance(exc, StaleDataError):
+                refuse("BOOKING_STATE_INVALID", booking_id=booking.id, reason="changed_meanwhile")
+            raise
+        return order
 
     async def expire(self, booking_id: str, *, force: bool = False) -> bool:
         """Time ran out: mark the booking expired and give its unit back. Safe to repeat."""

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm.exc import StaleDataError
 
 from guahao.platform import bookings as flow
 from guahao.platform.bookings import PAYMENT_GRACE, Booking, BookingStatus
@@ -20,7 +19,7 @@ from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import error, refuse
 from guahao.platform.errors import ConflictError
 from guahao.platform.hospitals import PaymentChannel
-from guahao.platform.ids import new_id, new_order_no
+from guahao.platform.ids import new_id
 from guahao.platform.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
@@ -29,7 +28,7 @@ from guahao.platform.persistence.tables import (
     SessionRow,
 )
 from guahao.platform.rate_limits import ClientContext
-from guahao.platform.services.booking_limits import admit, lock_person
+from guahao.platform.services.booking_limits import admit
 from guahao.platform.services.booking_records import (
     apply_to_row,
     describe_visit,
@@ -38,6 +37,7 @@ from guahao.platform.services.booking_records import (
 )
 from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.payment_notices import PaymentNotices, PaymentOutcome
+from guahao.platform.services.person_locks import lock_person
 
 __all__ = ["PAYMENT_GRACE", "BookingService", "PaymentOutcome"]
 
@@ -100,8 +100,9 @@ class BookingService(PaymentNotices, HospitalActions):
                     return to_domain(existing)
             booking_id = grant.hold_id  # the first attempt died before writing SQL
         his = self._p.his_inventory
-        in_his = his is not None and await his.owns(facts.hospital_id)
-        if his is not None and in_his:
+        if his is not None and not await his.owns(facts.hospital_id):
+            his = None  # the platform's pool is this hospital's inventory
+        if his is not None:
             # The hospital owns its inventory: the HIS must hold the unit too, or nobody does.
             try:
                 await his.hold(facts.hospital_id, slot_id, booking_id)
@@ -112,7 +113,7 @@ class BookingService(PaymentNotices, HospitalActions):
                 raise
 
         async def give_back_his() -> None:
-            if his is not None and in_his:
+            if his is not None:
                 with contextlib.suppress(Exception):
                     await his.release(facts.hospital_id, slot_id, booking_id)
 
@@ -269,70 +270,13 @@ class BookingService(PaymentNotices, HospitalActions):
             flow.submit(booking, channel=channel, payment_required=False, now=now)
             await self._confirm(booking, now, topic_extra={"paid_online": False})
             return booking, None
-        order_no = new_order_no(now)
-        order_expires = now + timedelta(minutes=facts.policies.payment_minutes)
         try:
-            flow.submit(
-                booking,
-                channel=channel,
-                payment_required=True,
-                now=now,
-                order_no=order_no,
-                order_expires_at=order_expires,
+            order = await self._open_payment_order(
+                booking, channel=channel, minutes=facts.policies.payment_minutes, now=now
             )
         except ConflictError as exc:
             if exc.code == "HOLD_EXPIRED":
                 await self.expire(booking_id)
-            raise
-        try:
-            await self._p.inventory.extend(
-                booking.slot_id,
-                hold_id=booking.id,
-                account_id=account_id,
-                now_ms=to_epoch_ms(now),
-                until_ms=to_epoch_ms(booking.unit_held_until()),
-            )
-        except ConflictError as exc:
-            if exc.code == "HOLD_EXPIRED":
-                await self.expire(booking_id)
-            raise
-        intent = await self._p.gateway.create_order(
-            order_no=order_no,
-            amount_cents=booking.fee_cents,
-            description=f"挂号费 booking {booking.id}",
-            expires_at=order_expires,
-        )
-        order = PaymentOrderRow(
-            order_no=order_no,
-            booking_id=booking.id,
-            amount_cents=booking.fee_cents,
-            channel=channel,
-            status="created",
-            pay_url=intent.pay_url,
-            gateway_trade_no=intent.gateway_trade_no,
-            expires_at=order_expires,
-            created_at=now,
-        )
-        try:
-            async with self._p.sessions() as session, session.begin():
-                row = await self._booking_row(session, booking_id, account_id)
-                if row.status != BookingStatus.PATIENT_CHOSEN.value:
-                    refuse("BOOKING_STATE_INVALID", booking_id=booking_id, status=row.status)
-                apply_to_row(row, booking, now)
-                session.add(order)
-                record_event(
-                    session,
-                    "booking.awaiting_payment",
-                    booking.id,
-                    event_payload(booking, order_no=order_no, expires_at=order_expires.isoformat()),
-                    now,
-                )
-        except (ConflictError, StaleDataError) as exc:
-            # A concurrent submit opened its own order first: this one must not stay payable.
-            with contextlib.suppress(Exception):
-                await self._p.gateway.close_order(order_no=order_no)
-            if isinstance(exc, StaleDataError):
-                refuse("BOOKING_STATE_INVALID", booking_id=booking_id, reason="changed_meanwhile")
             raise
         await self._schedule(
             "expire_booking",

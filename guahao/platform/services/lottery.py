@@ -42,8 +42,9 @@ from guahao.platform.persistence.tables import (
     SlotRow,
     WaitlistEntryRow,
 )
-from guahao.platform.services.booking_limits import admit, lock_person
+from guahao.platform.services.booking_limits import admit
 from guahao.platform.services.booking_records import BookingRecords
+from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.unit_offers import (

@@ -36,24 +36,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.platform import bookings as flow
 from guahao.platform.bookings import Booking, BookingStatus
 from guahao.platform.clock import to_epoch_ms
-from guahao.platform.error_codes import error, refuse
+from guahao.platform.error_codes import error
 from guahao.platform.errors import ConflictError, GuahaoError
-from guahao.platform.ids import new_order_no
 from guahao.platform.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     PatientRow,
-    PaymentOrderRow,
     SessionRow,
 )
-from guahao.platform.services.booking_limits import admit, lock_person
+from guahao.platform.services.booking_limits import admit
 from guahao.platform.services.booking_records import (
-    apply_to_row,
     describe_visit,
     event_payload,
     to_domain,
 )
 from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 
@@ -274,7 +272,17 @@ class UnitOffers:
                     booking, now, topic_extra={"paid_online": False, "kind": kind}
                 )
                 return booking
-            await self._open_order(booking, kind, now, payment_minutes, facts.timezone)
+            deadline = now + timedelta(minutes=payment_minutes)
+            await self._bookings._open_payment_order(
+                booking,
+                channel=channel,
+                minutes=payment_minutes,
+                now=now,
+                kind=kind,
+                # The deadline as the patient reads it (the waiter is told by a message, not
+                # waiting at the cashier): the hospital's wall time.
+                pay_by=deadline.astimezone(ZoneInfo(facts.timezone)).strftime("%Y-%m-%d %H:%M"),
+            )
         except ConflictError as exc:
             if exc.code in ("HOLD_EXPIRED", "PAYMENT_ORDER_EXPIRED"):
                 await self._bookings.expire(booking_id, force=True)
@@ -283,78 +291,6 @@ class UnitOffers:
                 return await self._bookings.get(booking_id)  # a concurrent completion won
             raise
         return booking
-
-    async def _open_order(
-        self, booking: Booking, kind: str, now: datetime, payment_minutes: int, zone: str
-    ) -> None:
-        """The online-payment half of ``BookingService.submit`` with the offer's own deadline
-        (the waiter is told by a message, not waiting at the cashier)."""
-        channel = booking.channel or "self_pay"
-        order_no = new_order_no(now)
-        order_expires = now + timedelta(minutes=payment_minutes)
-        flow.submit(
-            booking,
-            channel=channel,
-            payment_required=True,
-            now=now,
-            order_no=order_no,
-            order_expires_at=order_expires,
-        )
-        await self._p.inventory.extend(
-            booking.slot_id,
-            hold_id=booking.id,
-            account_id=booking.account_id,
-            now_ms=to_epoch_ms(now),
-            until_ms=to_epoch_ms(booking.unit_held_until()),
-        )
-        intent = await self._p.gateway.create_order(
-            order_no=order_no,
-            amount_cents=booking.fee_cents,
-            description=f"挂号费 booking {booking.id}",
-            expires_at=order_expires,
-        )
-        try:
-            async with self._p.sessions() as session, session.begin():
-                row = await session.get(BookingRow, booking.id)
-                if row is None or row.status != BookingStatus.PATIENT_CHOSEN.value:
-                    refuse(
-                        "BOOKING_STATE_INVALID", booking_id=booking.id, reason="changed_meanwhile"
-                    )
-                apply_to_row(row, booking, now)
-                session.add(
-                    PaymentOrderRow(
-                        order_no=order_no,
-                        booking_id=booking.id,
-                        amount_cents=booking.fee_cents,
-                        channel=channel,
-                        status="created",
-                        pay_url=intent.pay_url,
-                        gateway_trade_no=intent.gateway_trade_no,
-                        expires_at=order_expires,
-                        created_at=now,
-                    )
-                )
-                record_event(
-                    session,
-                    "booking.awaiting_payment",
-                    booking.id,
-                    event_payload(
-                        booking,
-                        order_no=order_no,
-                        expires_at=order_expires.isoformat(),
-                        kind=kind,
-                        pay_url=intent.pay_url,
-                        # The deadline as the patient reads it: the hospital's wall time.
-                        pay_by=order_expires.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M"),
-                    ),
-                    now,
-                )
-        except BaseException:
-            # Another completion opened its order first, or the record failed: this order
-            # must not stay payable.
-            with contextlib.suppress(Exception):
-                await self._p.gateway.close_order(order_no=order_no)
-            raise
         await self._bookings._schedule(
             "expire_booking",
             key=f"expire:{booking.id}:payment",

@@ -46,8 +46,9 @@ from guahao.platform.persistence.tables import (
     SlotRow,
     WaitlistEntryRow,
 )
-from guahao.platform.services.booking_limits import active_ban_of, lock_person
+from guahao.platform.services.blacklist import active_ban
 from guahao.platform.services.booking_records import BookingRecords
+from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.unit_offers import (
@@ -242,7 +243,7 @@ class WaitlistService:
         )
         async with self._p.sessions() as session, session.begin():
             await lock_person(session, patient.person_id)
-            ban = await active_ban_of(session, patient.person_id, now)
+            ban = await active_ban(session, patient.person_id, now)
             if ban is not None and not ban_exempts(
                 rules.blacklist, department.catalog_code, department.name
             ):
