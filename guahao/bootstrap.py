@@ -23,14 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from guahao.config import Settings
 from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.platform.clock import Clock, SystemClock
+from guahao.platform.embedded_redis import EmbeddedRedis
 from guahao.platform.inventory.redis_inventory import RedisInventory
 from guahao.platform.jobs import SaqJobs
 from guahao.platform.outbox import OutboxDispatcher
 from guahao.platform.payments.sandbox import SandboxGateway
 from guahao.platform.persistence.database import create_engine, session_factory, upgrade_async
 from guahao.platform.personal_data import PersonalDataVault
-from guahao.platform.rate_limits import RequestLimiter
-from guahao.platform.redis_server import EmbeddedRedis
+from guahao.platform.rate_limiting import RequestLimiter
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.audit import AuditLog
@@ -170,7 +170,7 @@ async def open_platform(
     if not redis_url:
         embedded = EmbeddedRedis(Path(settings.data_dir) / "redis", persist=True)
         # Started from this (the main) thread, not a worker thread: the server is tied to the
-        # life of the thread that started it (see redis_server._die_with_parent).
+        # life of the thread that started it (see embedded_redis/server.py, _die_with_parent).
         redis_url = embedded.start()
         log.info("started embedded redis at %s", redis_url)
     database_url = settings.resolved_database_url()

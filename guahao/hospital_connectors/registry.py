@@ -29,9 +29,13 @@ from guahao.platform.persistence.connector_tables import (
 from guahao.platform.persistence.tables import HospitalRow
 from guahao.platform.services.accounts import hash_password, verify_password
 
-__all__ = ["ConnectorHealth", "ConnectorInfo", "ConnectorRegistry", "IssuedClient"]
+__all__ = ["SCOPES", "ConnectorHealth", "ConnectorInfo", "ConnectorRegistry", "IssuedClient"]
 
 Kind = Literal["fhir", "hl7v2", "push", "batch"]
+
+SCOPES = ("hospital:push", "hospital:read")
+"""What a hospital's OAuth2 client may be granted: the vocabulary of the clients this registry
+issues, read by the push API's guard (``guahao.web.hospital_auth``) to check a token."""
 
 
 class ConnectorInfo(msgspec.Struct, frozen=True):

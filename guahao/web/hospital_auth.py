@@ -36,9 +36,8 @@ from guahao.bootstrap import Platform
 from guahao.platform.error_codes import refuse
 from guahao.platform.errors import GuahaoError
 
-__all__ = ["SCOPES", "HospitalTokens", "require_hospital", "token_endpoint"]
+__all__ = ["HospitalTokens", "require_hospital", "token_endpoint"]
 
-SCOPES = ("hospital:push", "hospital:read")
 AUDIENCE = "guahao-hospital-api"
 TOKEN_SECONDS = 3600
 

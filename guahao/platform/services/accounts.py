@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.bookings import LIVE_WITH_PATIENT
+from guahao.platform.client_context import ClientContext
 from guahao.platform.error_codes import refuse
 from guahao.platform.identity_documents import (
     DocumentType,
@@ -46,7 +47,6 @@ from guahao.platform.persistence.tables import (
 )
 from guahao.platform.person_names import validate_person_name
 from guahao.platform.personal_data import mask_phone
-from guahao.platform.rate_limits import ClientContext
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 

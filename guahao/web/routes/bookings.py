@@ -9,7 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
 from guahao.bootstrap import Platform
-from guahao.platform.rate_limits import ClientContext
+from guahao.platform.client_context import ClientContext
 from guahao.platform.services.queries import BookingDetail
 from guahao.web.auth import require_account
 from guahao.web.schemas import BookingSubmit, HoldCreate, PatientChoice

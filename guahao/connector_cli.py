@@ -1,5 +1,10 @@
 """``guahao hospital onboard``, ``guahao connectors verify|import|sync|health`` and
-``guahao his-simulator``: the command-line side of the connectors."""
+``guahao his-simulator``: the command-line side of the connectors.
+
+These commands open the whole platform (the composition root), so they live in the CLI layer
+beside ``guahao.cli``, not inside ``guahao.hospital_connectors``: the connectors package must
+not import what wires it (import contracts in pyproject.toml).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,20 @@ from typing import Any, cast
 import click
 import msgspec
 
+from guahao.bootstrap import open_platform
+from guahao.config import Settings, load_settings
+from guahao.hospital_connectors.conformance import render, verify_fhir, verify_mllp
+from guahao.hospital_connectors.file_imports import import_file as run_import
+from guahao.hospital_connectors.registry import SCOPES, Kind
+from guahao.hospital_connectors.sync import defaults_of
+from guahao.platform.errors import GuahaoError
+from guahao.platform.hospitals import HospitalGrade
+from guahao.platform.schedules import HospitalSpec
+
 __all__ = ["connectors", "his_simulator", "hospital"]
 
 
-def _settings() -> Any:
-    from guahao.config import load_settings
-
+def _settings() -> Settings:
     return load_settings()
 
 
@@ -57,12 +70,6 @@ def onboard(
     notify: bool,
 ) -> None:
     """Register a hospital, record its connector and issue its OAuth2 client."""
-    from guahao.bootstrap import open_platform
-    from guahao.hospital_connectors.registry import Kind
-    from guahao.platform.errors import GuahaoError
-    from guahao.platform.hospitals import HospitalGrade
-    from guahao.platform.schedules import HospitalSpec
-    from guahao.web.hospital_auth import SCOPES
 
     async def run() -> tuple[Any, Any]:
         async with open_platform(_settings(), run_jobs=False) as platform:
@@ -111,9 +118,6 @@ def connectors() -> None:
 )
 def verify(hospital_code: str, write_test: bool) -> None:
     """Run the conformance checklist against the hospital's live HIS."""
-    from guahao.bootstrap import open_platform
-    from guahao.hospital_connectors.conformance import render, verify_fhir, verify_mllp
-    from guahao.hospital_connectors.sync import defaults_of
 
     async def run() -> tuple[str, bool]:
         async with open_platform(_settings(), run_jobs=False) as platform:
@@ -153,8 +157,6 @@ def verify(hospital_code: str, write_test: bool) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_file(kind: str, hospital_code: str, file: Path) -> None:
     """Ingest a file for a hospital: a FHIR Bundle, HL7 v2 messages, or a schedule sheet."""
-    from guahao.bootstrap import open_platform
-    from guahao.hospital_connectors.file_imports import import_file as run_import
 
     data = file.read_bytes()
 
@@ -172,7 +174,6 @@ def import_file(kind: str, hospital_code: str, file: Path) -> None:
 @click.option("--full", is_flag=True, help="reconcile everything, reporting drift")
 def sync(hospital_code: str, full: bool) -> None:
     """Pull a FHIR hospital's schedules now."""
-    from guahao.bootstrap import open_platform
 
     async def run() -> Any:
         async with open_platform(_settings(), run_jobs=False) as platform:
@@ -186,7 +187,6 @@ def sync(hospital_code: str, full: bool) -> None:
 @connectors.command("health")
 def health() -> None:
     """Last sync, lag and error rate of every connector."""
-    from guahao.bootstrap import open_platform
 
     async def run() -> Any:
         async with open_platform(_settings(), run_jobs=False) as platform:
