@@ -21,7 +21,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guahao.config import Settings
+from guahao.hospital_connectors.his_inventory import HisHolds
 from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.hospital_connectors.registry import ConnectorRegistry
 from guahao.platform.clock import Clock, SystemClock
 from guahao.platform.embedded_redis import EmbeddedRedis
 from guahao.platform.inventory.redis_inventory import RedisInventory
@@ -44,6 +46,7 @@ from guahao.platform.services.lottery import LotteryService
 from guahao.platform.services.notifications import InboxNotifier
 from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.queries import QueryService
+from guahao.platform.services.readiness import Readiness
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffService
@@ -73,6 +76,7 @@ class Platform:
     engine: AsyncEngine
     redis: aioredis.Redis
     redis_url: str
+    readiness: Readiness
     jobs: SaqJobs
     gateway: SandboxGateway
     bookings: BookingService
@@ -196,14 +200,19 @@ async def open_platform(
             clock,
             settings.resolved_public_url(),
         )
+        sessions = session_factory(engine)
+        # Holds where the HIS owns its units: built first, so the ports carry it from the start.
+        registry = ConnectorRegistry(sessions, clock)
+        his_inventory = HisHolds(sessions, clock, registry)
         ports = Ports(
-            sessions=session_factory(engine),
+            sessions=sessions,
             inventory=RedisInventory(client),
             gateway=gateway,
             vault=PersonalDataVault(_data_key(settings)),
             clock=clock,
             jobs=jobs,
             limiter=RequestLimiter(redis_url),
+            his_inventory=his_inventory,
         )
         sync = InventorySync(ports)
         dispatcher = OutboxDispatcher(ports.sessions, clock)
@@ -217,24 +226,25 @@ async def open_platform(
         dispatcher.subscribe("booking.", suspicion.detector)
         bookings = BookingService(ports, sync, rules)
         supply = SupplyService(ports, sync)
-        feed = HospitalFeed(ports, supply, bookings, sync)
         offers = UnitOffers(ports, bookings, rules)
         waitlist = WaitlistService(ports, bookings, offers, rules)
         dispatcher.subscribe("booking.", waitlist.on_booking_event, name="waitlist:booking")
         dispatcher.subscribe("session.stopped", waitlist.on_session_event, name="waitlist:stop")
         dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices")
         filings = Filings(ports)
-        feed.use_filings(filings)
+        feed = HospitalFeed(ports, supply, bookings, sync, filings)
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
-        connectors = ConnectorHub(ports, feed, dispatcher, actions=bookings, filings=filings)
-        ports.his_inventory = connectors.his_inventory  # holds where the HIS owns units
-        await connectors.his_inventory.load()
+        connectors = ConnectorHub(
+            ports, feed, dispatcher, registry, his_inventory, actions=bookings, filings=filings
+        )
+        await his_inventory.load()
         platform = Platform(
             settings=settings,
             ports=ports,
             engine=engine,
             redis=client,
             redis_url=redis_url,
+            readiness=Readiness(ports.sessions, client),
             jobs=jobs,
             gateway=gateway,
             bookings=bookings,

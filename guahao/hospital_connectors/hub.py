@@ -24,12 +24,16 @@ class ConnectorHub:
         ports: Ports,
         feed: HospitalFeed,
         dispatcher: OutboxDispatcher,
+        registry: ConnectorRegistry,
+        his_inventory: HisHolds,
         actions: HospitalActions | None = None,
         filings: Filings | None = None,
     ) -> None:
+        """``registry`` and ``his_inventory`` come built: the hold path reaches the HIS
+        through ``ports.his_inventory``, which exists before the services and this hub."""
         self.feed = feed
         self.actions = actions
-        self.registry = ConnectorRegistry(ports.sessions, ports.clock)
+        self.registry = registry
         self.sync = FhirSync(feed, self.registry, ports.clock)
         self.inbox = Hl7Inbox(feed, self.registry, actions)
         self.notifier = HisNotifier(feed, self.registry, ports.clock)
@@ -42,10 +46,12 @@ class ConnectorHub:
                 self.filing_sender,
                 name="hospital_connectors.filing_sender",
             )
-        self.his_inventory = HisHolds(ports, self.registry)
+        self.his_inventory = his_inventory
         self.registry.on_change.append(self.his_inventory.forget)
         dispatcher.subscribe(
-            "booking.", HisHoldEvents(self.his_inventory), name="hospital_connectors.his_holds"
+            "booking.",
+            HisHoldEvents(self.his_inventory, ports),
+            name="hospital_connectors.his_holds",
         )
         self.mllp: MllpServer | None = None
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, timedelta
-from typing import Literal, get_args
+from datetime import date, datetime, timedelta
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -41,6 +41,7 @@ from guahao.platform.passwords import hash_password, verify_password
 from guahao.platform.persistence.tables import (
     AccountRow,
     BookingRow,
+    NotificationRow,
     PatientIdentityChangeRow,
     PatientRow,
     PersonRow,
@@ -53,6 +54,7 @@ from guahao.platform.services.runtime import Ports
 __all__ = [
     "RELATIONS",
     "AccountService",
+    "NotificationView",
     "PatientView",
     "Relation",
     "hash_password",
@@ -98,6 +100,19 @@ class PatientView(msgspec.Struct, frozen=True, rename="camel"):
     sex: str = ""
     verification_level: str = ""
     booked_by_guardian: bool = False
+
+
+class NotificationView(msgspec.Struct, frozen=True, rename="camel"):
+    """A message in the account's inbox: ``topic`` names the template, ``params`` fill it."""
+
+    id: str
+    topic: str
+    params: dict[str, Any]
+    created_at: datetime
+
+
+INBOX_PAGE = 100
+"""The newest messages an inbox shows."""
 
 
 class AccountService:
@@ -391,6 +406,22 @@ class AccountService:
                 )
             ).all()
         return [_view(patient, person) for patient, person in rows]
+
+    async def notifications(self, account_id: str) -> list[NotificationView]:
+        """The account's inbox, newest first (the ``INBOX_PAGE`` newest messages)."""
+        async with self._p.sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(NotificationRow)
+                    .where(NotificationRow.account_id == account_id)
+                    .order_by(NotificationRow.created_at.desc())
+                    .limit(INBOX_PAGE)
+                )
+            ).all()
+        return [
+            NotificationView(id=r.id, topic=r.template, params=r.params, created_at=r.created_at)
+            for r in rows
+        ]
 
 
 async def _lock_account(session: AsyncSession, account_id: str) -> None:
