@@ -71,7 +71,9 @@ class Simulator:
         *,
         platform_mllp: tuple[str, int] | None = None,
         client_keys: dict[str, dict[str, Any]] | None = None,
+        mllp_listen: tuple[str, int] = ("127.0.0.1", 0),
     ) -> None:
+        """``mllp_listen``: where its own MLLP listener binds (port 0: any free port)."""
         self.store = store
         self.client_keys = client_keys or {}
         """client_id -> public JWK; when any is set, FHIR calls need a SMART access token."""
@@ -80,8 +82,9 @@ class Simulator:
         self.down_after: int | None = None
         self.facility = store.hospital_code
         self.platform_mllp = platform_mllp
-        self.mllp_server = MllpServer(self._receive_hl7)
+        self.mllp_server = MllpServer(self._receive_hl7, *mllp_listen)
         self.base_url = ""
+        """Known once its HTTP server has bound its port (``serve`` sets it then)."""
 
     def authorized(self, request: Request[Any, Any, Any]) -> bool:
         if not self.client_keys:
