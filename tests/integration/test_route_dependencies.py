@@ -13,6 +13,7 @@ from litestar.di import NamedDependency
 from litestar.routes import HTTPRoute
 
 from guahao.bootstrap import Platform
+from guahao.platform.client_context import ClientContext
 from guahao.web.app import create_app
 from guahao.web.dependencies import DEPENDENCY_NAMES, PLATFORM_FIELDS
 from tests.fixtures.platforms import settings_for
@@ -73,3 +74,18 @@ def test_the_dependency_names_are_the_platform_fields() -> None:
     assert "platform" not in DEPENDENCY_NAMES
     assert {"bookings", "queries", "accounts", "search", "blacklist"} <= set(PLATFORM_FIELDS)
     assert set(PLATFORM_FIELDS) | {"clock", "client"} == set(DEPENDENCY_NAMES)
+
+
+async def test_each_declared_type_accepts_what_the_platform_provides(
+    sqlite_platform: Platform, tmp_path: Path
+) -> None:
+    """Litestar checks every dependency against the handler's declared type (a protocol must be
+    checkable at run time); this is that check, for every handler, against a running
+    platform."""
+    provided: dict[str, Any] = {name: getattr(sqlite_platform, name) for name in PLATFORM_FIELDS}
+    provided["clock"] = sqlite_platform.ports.clock
+    provided["client"] = ClientContext()
+    for handler in our_handlers(_app(tmp_path)):
+        for name, field in handler.parsed_fn_signature.parameters.items():
+            if any(type(meta) is type(_NAMED) for meta in field.metadata):
+                assert isinstance(provided[name], field.annotation), (handler.handler_name, name)
