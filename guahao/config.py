@@ -91,8 +91,24 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     kilometres) for "nearest district first"; empty means the demo region's."""
 
     hl7_mllp_port: Annotated[int, msgspec.Meta(ge=-1, le=65535)] = -1
-    """Port of the HL7 v2 MLLP listener hospitals send SIU/ADT messages to (on ``host``);
-    -1 means no listener, 0 any free port. The usual MLLP port is 2575."""
+    """Port of the HL7 v2 MLLP listener hospitals send SIU/ADT messages to (on
+    ``hl7_mllp_host``); -1 means no listener, 0 any free port. The usual MLLP port is 2575."""
+
+    hl7_mllp_host: str = "127.0.0.1"
+    """Address of the MLLP listener: its own, on the private link to the hospitals, never the
+    public HTTP address (``host``). Each hospital's connector names the source addresses or
+    client certificates allowed to speak for it (docs/connectors.md)."""
+
+    hl7_mllp_tls_certificate: str = ""
+    """PEM certificate chain of the MLLP listener; with ``hl7_mllp_tls_key`` it speaks MLLP
+    over TLS. Empty: plain MLLP (bind connectors by source address then)."""
+
+    hl7_mllp_tls_key: str = ""
+    """PEM private key of ``hl7_mllp_tls_certificate``."""
+
+    hl7_mllp_tls_client_ca: str = ""
+    """PEM bundle of the CAs that issue hospitals' client certificates; when set, a client
+    certificate is required and checked against it (and pinned per hospital by fingerprint)."""
 
     connector_sync_minutes: Annotated[int, msgspec.Meta(ge=1, le=59)] = 5
     """How often the job worker pulls every FHIR hospital's schedules (incrementally)."""

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from guahao.hospital_connectors.mllp_senders import binding_of
 from guahao.platform.clock import Clock
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
@@ -84,7 +85,13 @@ class ConnectorRegistry:
         config: dict[str, Any] | None = None,
         notify: bool = False,
     ) -> ConnectorInfo:
-        """Record (or update) how a hospital's system is reached."""
+        """Record (or update) how a hospital's system is reached.
+
+        An ``hl7v2`` connector must carry a sender binding (``mllp_senders``): without one,
+        anyone who reaches the MLLP port could speak for the hospital.
+        """
+        if kind == "hl7v2" and not binding_of(config or {}).bound:
+            refuse("HL7_SENDER_BINDING_INVALID", hospital_code=hospital_code, field="senders")
         now = self._clock.now()
         async with self._sessions() as session, session.begin():
             hospital = await session.scalar(
