@@ -20,7 +20,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from guahao.bootstrap import Platform
-from guahao.hospital_connectors.batch_files import read_schedule_file, template_csv, template_xlsx
+from guahao.hospital_connectors.batch_files import (
+    check_schedule_file,
+    template_csv,
+    template_xlsx,
+)
 from guahao.hospital_connectors.canonical import (
     CancelNotice,
     CapacityNotice,
@@ -372,7 +376,7 @@ class HospitalApiController(Controller):
             refuse("VALIDATION_FAILED", field="format", reason="csv or xlsx")
         hospital = _hospital(request)
         body = await request.body()
-        checked = read_schedule_file(
+        checked = await check_schedule_file(
             body,
             kind=format,
             hospital_code=hospital,
