@@ -18,6 +18,18 @@ import msgspec
 __all__ = ["Settings", "load_settings"]
 
 
+SigningSecret = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(|.{32,})$",
+        description="empty (generated) or at least 32 characters",
+    ),
+]
+"""A key that signs tokens or callbacks: a short one can be guessed offline from a single signed
+value, so one under 32 characters is refused at start rather than used (a generated key is 32
+random bytes, 44 characters of base64)."""
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Everything an operator can set. Each field: ``GUAHAO_<NAME>`` in the environment."""
 
@@ -43,15 +55,17 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The URL citizens reach the platform at (payment pages link back to it); empty means
     ``http://host:port``."""
 
-    secret_key: str = ""
-    """Signs access tokens. Empty: a random key is generated once and kept in ``data_dir``."""
+    secret_key: SigningSecret = ""
+    """Signs access tokens (at least 32 characters). Empty: a random key is generated once and
+    kept in ``data_dir``."""
 
     data_key: str = ""
     """Base64 32-byte key that encrypts personal data at rest (AES-256-GCM) and keys its lookup
     hashes. Empty: generated once and kept in ``data_dir`` (embedded default only)."""
 
-    payment_secret: str = ""
-    """Shared secret of the payment gateway's signed callbacks (sandbox: generated)."""
+    payment_secret: SigningSecret = ""
+    """Shared secret of the payment gateway's signed callbacks (sandbox: generated; at least 32
+    characters)."""
 
     payment_gateway: Literal["sandbox"] = "sandbox"
     """Which payment provider adapter; ``sandbox`` is the embedded default and, so far, the

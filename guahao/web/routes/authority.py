@@ -51,7 +51,8 @@ class ConnectorHealthView(msgspec.Struct, frozen=True, rename="camel"):
     last_error: str | None
 
 
-Offset = Annotated[int, QueryParameter(ge=0)]
+Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000)]
+"""Bounded: a larger offset overflowed the database's integer and answered 500."""
 
 
 class StaffSignInController(Controller):
