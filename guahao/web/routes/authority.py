@@ -200,7 +200,7 @@ class AuthorityController(Controller):
         action: Annotated[str | None, QueryParameter()] = None,
         since: Annotated[datetime | None, QueryParameter()] = None,
         until: Annotated[datetime | None, QueryParameter()] = None,
-        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> AuditPage:
         return await platform.audit.query(
