@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from guahao.config import Settings
 from guahao.hospital_connectors.his_inventory import HisHolds
 from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.hospital_connectors.mllp import server_ssl_context
 from guahao.hospital_connectors.registry import ConnectorRegistry
 from guahao.platform.clock import Clock, SystemClock
 from guahao.platform.embedded_redis import EmbeddedRedis
@@ -268,7 +269,15 @@ async def open_platform(
             filings=filings,
         )
         if settings.hl7_mllp_port >= 0:
-            await connectors.start_mllp(settings.host, settings.hl7_mllp_port)
+            await connectors.start_mllp(
+                settings.hl7_mllp_host,
+                settings.hl7_mllp_port,
+                ssl_context=server_ssl_context(
+                    settings.hl7_mllp_tls_certificate,
+                    settings.hl7_mllp_tls_key,
+                    settings.hl7_mllp_tls_client_ca,
+                ),
+            )
         if settings.run_jobs if run_jobs is None else run_jobs:
             await platform.start_worker()
         yield platform

@@ -20,6 +20,7 @@ from guahao.bootstrap import open_platform
 from guahao.config import Settings, load_settings
 from guahao.hospital_connectors.conformance import render, verify_fhir, verify_mllp
 from guahao.hospital_connectors.file_imports import import_file as run_import
+from guahao.hospital_connectors.mllp_senders import senders_config
 from guahao.hospital_connectors.registry import SCOPES, Kind
 from guahao.hospital_connectors.sync import defaults_of
 from guahao.platform.errors import GuahaoError
@@ -56,6 +57,18 @@ def hospital() -> None:
 @click.option("--notify-host", default="", help="MLLP host for SIU notifications (hl7v2)")
 @click.option("--notify-port", type=int, default=0)
 @click.option("--notify/--no-notify", default=False, help="tell the HIS about bookings")
+@click.option(
+    "--mllp-source",
+    "mllp_sources",
+    multiple=True,
+    help="network (CIDR) the HIS sends HL7 v2 from (hl7v2; repeatable)",
+)
+@click.option(
+    "--mllp-certificate",
+    "mllp_certificates",
+    multiple=True,
+    help="SHA-256 fingerprint of the HIS's MLLP/TLS client certificate (hl7v2; repeatable)",
+)
 def onboard(
     code: str,
     name: str,
@@ -68,8 +81,23 @@ def onboard(
     notify_host: str,
     notify_port: int,
     notify: bool,
+    mllp_sources: tuple[str, ...],
+    mllp_certificates: tuple[str, ...],
 ) -> None:
-    """Register a hospital, record its connector and issue its OAuth2 client."""
+    """Register a hospital, record its connector and issue its OAuth2 client.
+
+    An hl7v2 connector needs --mllp-source or --mllp-certificate: the platform takes HL7 v2
+    for a hospital only from the connections bound to it.
+    """
+
+    senders: dict[str, list[str]] = {}
+    if kind == "hl7v2":
+        try:
+            senders = senders_config(mllp_sources, mllp_certificates)
+        except GuahaoError as exc:
+            raise click.UsageError(
+                f"{exc.message_en} (--mllp-source CIDR and/or --mllp-certificate SHA256)"
+            ) from None
 
     async def run() -> tuple[Any, Any]:
         async with open_platform(_settings(), run_jobs=False) as platform:
@@ -87,7 +115,10 @@ def onboard(
                 )
             config: dict[str, Any] = {}
             if kind == "hl7v2":
-                config = {"facility": facility or code}
+                config = {
+                    "facility": facility or code,
+                    "senders": senders,
+                }
                 if notify_host:
                     config.update(notify_host=notify_host, notify_port=notify_port)
             info = await platform.connectors.registry.register(
@@ -182,6 +213,41 @@ def sync(hospital_code: str, full: bool) -> None:
     outcome = asyncio.run(run())
     click.echo(msgspec.json.format(msgspec.json.encode(outcome)).decode())
     sys.exit(0 if outcome.status == "ok" else 1)
+
+
+@connectors.command("bind-senders")
+@click.argument("hospital_code")
+@click.option("--source", "sources", multiple=True, help="network (CIDR) the HIS sends from")
+@click.option(
+    "--certificate", "certificates", multiple=True, help="SHA-256 of its MLLP/TLS client cert"
+)
+def bind_senders(
+    hospital_code: str, sources: tuple[str, ...], certificates: tuple[str, ...]
+) -> None:
+    """Bind a hospital's HL7 v2 connector to the connections allowed to speak for it.
+
+    Replaces the previous binding; the listener applies it to the next message.
+    """
+
+    try:
+        senders = senders_config(sources, certificates)
+    except GuahaoError as exc:
+        raise click.UsageError(f"{exc.message_en} (--source CIDR, --certificate SHA256)") from None
+
+    async def run() -> Any:
+        async with open_platform(_settings(), run_jobs=False) as platform:
+            registry = platform.connectors.registry
+            info = await registry.get(hospital_code, "hl7v2")
+            return await registry.register(
+                hospital_code,
+                "hl7v2",
+                base_url=info.base_url,
+                config={**info.config, "senders": senders},
+                notify=info.notify,
+            )
+
+    info = asyncio.run(run())
+    click.echo(f"{hospital_code}: HL7 v2 accepted from {info.config['senders']}")
 
 
 @connectors.command("health")

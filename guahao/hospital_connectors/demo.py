@@ -129,6 +129,9 @@ async def connect_demo(
             "facility": HL7_HOSPITAL,
             "notify_host": "127.0.0.1",
             "notify_port": hl7["mllp_port"],
+            # the simulator sends from this machine; a real HIS is bound to its own network
+            # or its client certificate (docs/connectors.md)
+            "senders": {"addresses": ["127.0.0.1/32", "::1/128"]},
         },
         notify=True,
     )

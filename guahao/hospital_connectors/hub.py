@@ -3,6 +3,8 @@ the HIS notifier, built once by the composition root."""
 
 from __future__ import annotations
 
+import ssl
+
 from guahao.hospital_connectors.filing_requests import FilingSender
 from guahao.hospital_connectors.his_inventory import HisHoldEvents, HisHolds
 from guahao.hospital_connectors.hl7_inbox import Hl7Inbox
@@ -55,9 +57,11 @@ class ConnectorHub:
         )
         self.mllp: MllpServer | None = None
 
-    async def start_mllp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen for HL7 v2 over MLLP; returns the port."""
-        self.mllp = MllpServer(self.inbox.handle, host, port)
+    async def start_mllp(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> int:
+        """Listen for HL7 v2 over MLLP (over TLS with ``ssl_context``); returns the port."""
+        self.mllp = MllpServer(self.inbox.handle, host, port, ssl_context=ssl_context)
         return await self.mllp.start()
 
     async def close(self) -> None:

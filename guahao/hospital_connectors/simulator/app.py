@@ -35,7 +35,7 @@ from litestar.datastructures import State
 
 from guahao.hospital_connectors import hl7_mapping
 from guahao.hospital_connectors.fhir_resources import CANONICAL_SYSTEMS
-from guahao.hospital_connectors.mllp import MllpClient, MllpServer
+from guahao.hospital_connectors.mllp import MllpClient, MllpServer, Peer
 from guahao.hospital_connectors.simulator.store import HisStore
 
 __all__ = ["Simulator"]
@@ -104,7 +104,7 @@ class Simulator:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
-    async def _receive_hl7(self, raw: bytes, _peer: tuple[str, int]) -> str:
+    async def _receive_hl7(self, raw: bytes, _peer: Peer) -> str:
         if self.down:
             return hl7_mapping.ack(raw, "AE", "HIS down", control_id=secrets.token_hex(8))
         self.store.received_hl7.append(raw.decode("utf-8", errors="replace"))

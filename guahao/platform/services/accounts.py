@@ -37,7 +37,13 @@ from guahao.platform.identity_verification import (
     VerificationLevel,
 )
 from guahao.platform.ids import new_id
-from guahao.platform.passwords import hash_password, verify_password
+from guahao.platform.passwords import (
+    hash_password,
+    hash_password_off_loop,
+    verify_password,
+    verify_password_off_loop,
+    verify_unknown_off_loop,
+)
 from guahao.platform.persistence.tables import (
     AccountRow,
     BookingRow,
@@ -147,6 +153,7 @@ class AccountService:
             limits = (await self._rules.region()).rate_limits
             await self._p.limiter.hit([("register:ip", limits.register_per_ip, client.ip_hash)])
         account_id = new_id()
+        password_hash = await hash_password_off_loop(password)
         try:
             async with self._p.sessions() as session, session.begin():
                 session.add(
@@ -154,7 +161,7 @@ class AccountService:
                         id=account_id,
                         phone_hash=self._p.vault.index("phone", phone),
                         phone_enc=self._p.vault.seal("phone", phone),
-                        password_hash=hash_password(password),
+                        password_hash=password_hash,
                         display_name=display_name,
                         created_at=self._p.clock.now(),
                     )
@@ -176,7 +183,10 @@ class AccountService:
                     AccountRow.phone_hash == self._p.vault.index("phone", phone)
                 )
             )
-        if row is None or not verify_password(password, row.password_hash):
+        if row is None:  # the same work as a real check: timing does not tell who has an account
+            await verify_unknown_off_loop(password)
+            refuse("CREDENTIALS_INVALID")
+        if not await verify_password_off_loop(password, row.password_hash):
             refuse("CREDENTIALS_INVALID")
         return row.id
 

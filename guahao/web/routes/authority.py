@@ -57,7 +57,8 @@ class ConnectorHealthView(msgspec.Struct, frozen=True, rename="camel"):
     last_error: str | None
 
 
-Offset = Annotated[int, QueryParameter(ge=0)]
+Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000)]
+"""Bounded: a larger offset overflowed the database's integer and answered 500."""
 
 
 class StaffSignInController(Controller):
@@ -201,7 +202,7 @@ class AuthorityController(Controller):
         action: Annotated[str | None, QueryParameter()] = None,
         since: Annotated[datetime | None, QueryParameter()] = None,
         until: Annotated[datetime | None, QueryParameter()] = None,
-        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> AuditPage:
         return await audit.query(

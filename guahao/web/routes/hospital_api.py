@@ -17,7 +17,11 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
-from guahao.hospital_connectors.batch_files import read_schedule_file, template_csv, template_xlsx
+from guahao.hospital_connectors.batch_files import (
+    check_schedule_file,
+    template_csv,
+    template_xlsx,
+)
 from guahao.hospital_connectors.canonical import (
     CancelNotice,
     CapacityNotice,
@@ -302,7 +306,7 @@ class HospitalApiController(Controller):
             refuse("VALIDATION_FAILED", field="format", reason="csv or xlsx")
         hospital = _hospital(request)
         body = await request.body()
-        checked = read_schedule_file(
+        checked = await check_schedule_file(
             body,
             kind=format,
             hospital_code=hospital,
