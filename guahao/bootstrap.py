@@ -31,6 +31,7 @@ from guahao.platform.persistence.database import create_engine, session_factory,
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.rate_limits import RequestLimiter
 from guahao.platform.redis_server import EmbeddedRedis
+from guahao.platform.refused_demand import RefusedDemandCounter
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.audit import AuditLog
@@ -48,6 +49,7 @@ from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffService
 from guahao.platform.services.supply import SupplyService
+from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER, SupplyDemandRollups
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
 from guahao.platform.services.unit_offers import UnitOffers
 from guahao.platform.services.waitlist import WaitlistService
@@ -94,6 +96,7 @@ class Platform:
     add_on_units: AddOnUnits
     follow_ups: FollowUps
     filings: Filings
+    rollups: SupplyDemandRollups
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -124,6 +127,8 @@ class Platform:
                 "search_refreshed": await self.search.refresh_due(),
                 "lotteries_drawn": await self.lottery.draw_due(),
                 "waitlist_granted": await self.waitlist.serve_due(),
+                "refusals_folded": await self.rollups.fold_refusals(),
+                "access_measured": await self.rollups.measure_access_if_due(),
             }
 
         return {
@@ -186,6 +191,7 @@ async def open_platform(
     jobs = SaqJobs(redis_url)
     connectors: ConnectorHub | None = None
     search: SearchService | None = None
+    ports: Ports | None = None
     try:
         if migrate:
             await upgrade_async(database_url)
@@ -204,6 +210,7 @@ async def open_platform(
             clock=clock,
             jobs=jobs,
             limiter=RequestLimiter(redis_url),
+            refused_demand=RefusedDemandCounter(client),
         )
         sync = InventorySync(ports)
         dispatcher = OutboxDispatcher(ports.sessions, clock)
@@ -226,6 +233,8 @@ async def open_platform(
         filings = Filings(ports)
         feed.use_filings(filings)
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
+        rollups = SupplyDemandRollups(ports, client)
+        dispatcher.subscribe("", rollups.on_event, name=ROLLUP_SUBSCRIBER)
         connectors = ConnectorHub(ports, feed, dispatcher, actions=bookings, filings=filings)
         ports.his_inventory = connectors.his_inventory  # holds where the HIS owns units
         await connectors.his_inventory.load()
@@ -256,6 +265,7 @@ async def open_platform(
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),
             filings=filings,
+            rollups=rollups,
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(settings.host, settings.hl7_mllp_port)
@@ -265,6 +275,9 @@ async def open_platform(
     finally:
         if connectors is not None:
             await connectors.close()
+        if ports is not None and ports.refused_demand is not None:
+            with contextlib.suppress(Exception):
+                await ports.refused_demand.close()
         with contextlib.suppress(Exception):
             await jobs.close()
         if search is not None:

@@ -293,6 +293,10 @@ main.add_command(staff)
 main.add_command(search_commands)
 main.add_command(lottery)
 
+from guahao.console_cli import console  # noqa: E402 - the group registers itself below
+
+main.add_command(console)
+
 
 from guahao.hospital_connectors.commands import (  # noqa: E402 - groups register below
     connectors as connector_commands,

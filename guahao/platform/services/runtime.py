@@ -14,6 +14,7 @@ from guahao.platform.jobs import JobScheduler
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.ports import HisInventory, Inventory, PaymentGateway
 from guahao.platform.rate_limits import RequestLimiter
+from guahao.platform.refused_demand import RefusedDemandCounter
 
 __all__ = ["Ports", "SlotFacts", "SlotFactsCache"]
 
@@ -76,3 +77,5 @@ class Ports:
     his_inventory: HisInventory | None = None
     """Holds in the HIS of hospitals that own their inventory (hospital connectors);
     ``None``: every hospital's inventory is the platform's alone."""
+    refused_demand: RefusedDemandCounter | None = None
+    """Counts holds refused ``SLOT_SOLD_OUT`` (unmet demand); ``None``: not counted."""
