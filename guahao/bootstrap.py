@@ -35,6 +35,7 @@ from guahao.platform.refused_demand import RefusedDemandCounter
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.audit import AuditLog
+from guahao.platform.services.authority_figures import AuthorityFigures
 from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.filings import Filings
@@ -53,6 +54,7 @@ from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER, SupplyDema
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
 from guahao.platform.services.unit_offers import UnitOffers
 from guahao.platform.services.waitlist import WaitlistService
+from guahao.search.nearby_supply import SearchNearbySupply
 from guahao.search.service import SearchService, search_service_for
 
 __all__ = ["Platform", "open_platform"]
@@ -97,6 +99,7 @@ class Platform:
     follow_ups: FollowUps
     filings: Filings
     rollups: SupplyDemandRollups
+    figures: AuthorityFigures
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -266,6 +269,7 @@ async def open_platform(
             follow_ups=FollowUps(ports, rules),
             filings=filings,
             rollups=rollups,
+            figures=AuthorityFigures(ports, SearchNearbySupply(search)),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(settings.host, settings.hl7_mllp_port)

@@ -24,6 +24,7 @@ from guahao.web.idempotency import IdempotencyMiddleware
 from guahao.web.routes.accounts import AccountController, PatientController
 from guahao.web.routes.appeals import AppealController
 from guahao.web.routes.authority import AuthorityController, StaffSignInController
+from guahao.web.routes.authority_figures import AuthorityFiguresController
 from guahao.web.routes.bookings import BookingController
 from guahao.web.routes.catalog import CatalogController
 from guahao.web.routes.hospital_api import HospitalApiController
@@ -81,6 +82,7 @@ def create_app(
             AppealController,
             StaffSignInController,
             AuthorityController,
+            AuthorityFiguresController,
             WaitlistController,
             LotteryController,
             token_endpoint,
