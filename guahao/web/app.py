@@ -21,6 +21,8 @@ from guahao.web.auth import TokenIssuer
 from guahao.web.errors import exception_handlers
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
+from guahao.web.metrics import WebMetrics, metrics_endpoint, telemetry_middleware
+from guahao.web.request_logs import configure_logging
 from guahao.web.routes.accounts import AccountController, PatientController
 from guahao.web.routes.appeals import AppealController
 from guahao.web.routes.authority import AuthorityController, StaffSignInController
@@ -65,6 +67,9 @@ def create_app(
             app.state.platform = opened
             yield
 
+    configure_logging()
+    metrics = WebMetrics()
+
     def provide_platform(state: State) -> Platform:
         found: Platform = state.platform
         return found
@@ -72,6 +77,7 @@ def create_app(
     return Litestar(
         route_handlers=[
             health,
+            metrics_endpoint,
             CatalogController,
             SearchController,
             AccountController,
@@ -92,7 +98,7 @@ def create_app(
         ],
         dependencies={"platform": Provide(provide_platform, sync_to_thread=False)},
         exception_handlers=exception_handlers,
-        middleware=[IdempotencyMiddleware],
+        middleware=[telemetry_middleware(metrics), IdempotencyMiddleware],
         lifespan=[lifespan],
         state=State(
             {
@@ -101,6 +107,7 @@ def create_app(
                 "staff_tokens": StaffTokenIssuer(
                     settings.secret("secret_key"), settings.token_minutes
                 ),
+                "metrics": metrics,
             }
         ),
         openapi_config=OpenAPIConfig(
