@@ -60,7 +60,9 @@ __all__ = [
     "SlotRow",
     "StaffAccountRow",
     "StrikeRow",
+    "SupplyDemandAreaRow",
     "SupplyDemandDayRow",
+    "SupplyDemandHospitalRow",
     "SuspicionSignalRow",
     "UTCDateTime",
     "WaitlistEntryRow",
@@ -722,6 +724,57 @@ class SupplyDemandDayRow(Base):
     max_segment_minutes: Mapped[int] = mapped_column(Integer, default=0)
     midnight_releases: Mapped[int] = mapped_column(Integer, default=0)
     """Sessions released at local midnight (00:00), which the city's rules forbid."""
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class SupplyDemandAreaRow(Base):
+    """The region's view: one district's catalog specialty on one day, summed from
+    ``supply_demand_days`` whenever one of its rows changes, so the region's figures read a
+    few thousand rows instead of grouping a hundred thousand on every page load."""
+
+    __tablename__ = "supply_demand_areas"
+    __table_args__ = (Index("ix_supply_demand_areas_catalog_day", "catalog_code", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    district: Mapped[str] = mapped_column(String(100), primary_key=True)
+    catalog_code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    hospitals: Mapped[int] = mapped_column(Integer, default=0)
+    departments: Mapped[int] = mapped_column(Integer, default=0)
+    released: Mapped[int] = mapped_column(Integer, default=0)
+    online_released: Mapped[int] = mapped_column(Integer, default=0)
+    offline_released: Mapped[int] = mapped_column(Integer, default=0)
+    booked: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    no_shows: Mapped[int] = mapped_column(Integer, default=0)
+    checked_in: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    waitlist_joined: Mapped[int] = mapped_column(Integer, default=0)
+    waitlist_unserved: Mapped[int] = mapped_column(Integer, default=0)
+    waitlist_waiting: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class SupplyDemandHospitalRow(Base):
+    """One hospital's day, summed from its departments' rows whenever one changes: what the
+    monthly rankings and the compliance checks read (a month is 30 rows a hospital)."""
+
+    __tablename__ = "supply_demand_hospital_days"
+    __table_args__ = (Index("ix_supply_demand_hospital_days_hospital", "hospital_id", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    hospital_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    district: Mapped[str] = mapped_column(String(100))
+    released: Mapped[int] = mapped_column(Integer, default=0)
+    online_released: Mapped[int] = mapped_column(Integer, default=0)
+    offline_released: Mapped[int] = mapped_column(Integer, default=0)
+    booked: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    no_shows: Mapped[int] = mapped_column(Integer, default=0)
+    add_on_untraced: Mapped[int] = mapped_column(Integer, default=0)
+    midnight_releases: Mapped[int] = mapped_column(Integer, default=0)
+    max_segment_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    min_onsite_permille: Mapped[int] = mapped_column(Integer, default=1000)
+    """The smallest on-site share (‰) of any of its departments that released units."""
     updated_at: Mapped[datetime] = mapped_column()
 
 

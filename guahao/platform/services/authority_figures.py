@@ -20,7 +20,6 @@ Definitions (the API guide repeats them):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any, Protocol
 
@@ -34,7 +33,9 @@ from guahao.platform.persistence.tables import (
     DepartmentRow,
     DoctorRow,
     HospitalRow,
+    SupplyDemandAreaRow,
     SupplyDemandDayRow,
+    SupplyDemandHospitalRow,
 )
 from guahao.platform.reference.catalog import load_catalog
 from guahao.platform.services.runtime import Ports
@@ -52,6 +53,7 @@ __all__ = [
     "NearbySupply",
     "SupplyDemandFigure",
     "UnmetDemandFigure",
+    "suggestion_of",
 ]
 
 MAX_RANGE_DAYS = 400
@@ -196,20 +198,19 @@ def ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def suggestion(unmet_by_day: Sequence[int], offline_by_day: Sequence[int]) -> tuple[int, int]:
+def suggestion_of(unmet: int, offline: int, days: int) -> tuple[int, int]:
     """More online units a day that would have met the unmet demand, and how many of them
-    the on-site quota could give (the mean day, rounded up, over the days with sessions).
+    the on-site quota could give: the mean day, rounded up, over the days with sessions.
 
-    >>> suggestion([4, 0, 2], [1, 1, 1])
+    >>> suggestion_of(6, 3, 3)
     (2, 1)
-    >>> suggestion([], [])
+    >>> suggestion_of(0, 0, 0)
     (0, 0)
     """
-    if not unmet_by_day:
+    if days <= 0:
         return 0, 0
-    more = math.ceil(sum(unmet_by_day) / len(unmet_by_day))
-    onsite = math.ceil(sum(offline_by_day) / len(offline_by_day)) if offline_by_day else 0
-    return more, min(more, onsite)
+    more = math.ceil(unmet / days)
+    return more, min(more, math.ceil(offline / days))
 
 
 _S = SupplyDemandDayRow
@@ -248,6 +249,7 @@ class AuthorityFigures:
         self._nearby = nearby
         self.compliance_rules = compliance_rules or ComplianceRules()
         self._catalog = load_catalog()
+        self._specialties: dict[str, str] = {}
 
     def use_nearby(self, nearby: NearbySupply) -> None:
         """Wire the alternatives finder (the composition root does, after search exists)."""
@@ -280,8 +282,12 @@ class AuthorityFigures:
         return where
 
     def _specialty(self, code: str) -> str:
-        entry = self._catalog.get(code)
-        return self._catalog.qualified_name(code) if entry is not None else code
+        found = self._specialties.get(code)
+        if found is None:
+            entry = self._catalog.get(code)
+            found = self._catalog.qualified_name(code) if entry is not None else code
+            self._specialties[code] = found
+        return found
 
     async def _hospitals(self, ids: set[str]) -> dict[str, tuple[str, str]]:
         if not ids:
@@ -301,53 +307,99 @@ class AuthorityFigures:
     async def supply_demand(
         self, staff: StaffActor, scope: FigureScope
     ) -> list[SupplyDemandFigure]:
-        """By district × catalog specialty × day."""
+        """By district × catalog specialty × day: from the region's rows, or from the
+        departments' rows when one hospital is asked for (a hospital's own view)."""
         scope = self._scoped(staff, scope)
-        query: Select[Any] = (
-            select(
-                _S.day,
-                _S.district,
-                _S.catalog_code,
-                func.count(func.distinct(_S.hospital_id)),
-                func.count(),
-                *_SUMS.values(),
-            )
-            .where(*self._where(scope))
-            .group_by(_S.day, _S.district, _S.catalog_code)
-            .order_by(_S.day, _S.district, _S.catalog_code)
+        counts = (
+            "released",
+            "online_released",
+            "offline_released",
+            "booked",
+            "cancelled",
+            "no_shows",
+            "checked_in",
+            "waitlist_joined",
+            "waitlist_waiting",
+            "waitlist_unserved",
+            "refused",
         )
+        if scope.hospital_id is None:
+            a = SupplyDemandAreaRow
+            where: list[ColumnElement[bool]] = [a.day >= scope.date_from, a.day <= scope.date_to]
+            if scope.district is not None:
+                where.append(a.district == scope.district)
+            if scope.catalog_code is not None:
+                where.append(a.catalog_code == scope.catalog_code)
+            query: Select[Any] = (
+                select(
+                    a.day,
+                    a.district,
+                    a.catalog_code,
+                    a.hospitals,
+                    a.departments,
+                    *[getattr(a, c) for c in counts],
+                )
+                .where(*where)
+                .order_by(a.day, a.district, a.catalog_code)
+            )
+        else:
+            query = (
+                select(
+                    _S.day,
+                    _S.district,
+                    _S.catalog_code,
+                    func.count(func.distinct(_S.hospital_id)),
+                    func.count(),
+                    *[_SUMS[c] for c in counts],
+                )
+                .where(*self._where(scope))
+                .group_by(_S.day, _S.district, _S.catalog_code)
+                .order_by(_S.day, _S.district, _S.catalog_code)
+            )
         async with self._p.sessions() as session:
             rows = (await session.execute(query)).all()
-        names = list(_SUMS)
+        specialty = self._specialty
         result = []
         for row in rows:
-            s = {name: _n(v) for name, v in zip(names, row[5:], strict=True)}
-            kept = s["booked"] - s["cancelled"]
+            (
+                released,
+                online,
+                offline,
+                booked,
+                cancelled,
+                no_shows,
+                checked_in,
+                joined,
+                waiting,
+                unserved,
+                refused,
+            ) = (int(v or 0) for v in row[5:])
+            kept = booked - cancelled
             result.append(
                 SupplyDemandFigure(
                     day=row[0],
                     district=row[1],
                     catalog_code=row[2],
-                    specialty=self._specialty(row[2]),
-                    hospitals=_n(row[3]),
-                    departments=_n(row[4]),
-                    released=s["released"],
-                    online_released=s["online_released"],
-                    offline_released=s["offline_released"],
-                    booked=s["booked"],
-                    cancelled=s["cancelled"],
-                    no_shows=s["no_shows"],
-                    checked_in=s["checked_in"],
-                    booking_rate=ratio(s["booked"], s["online_released"]),
-                    online_share=ratio(s["online_released"], s["released"]),
-                    utilisation=ratio(kept, s["online_released"]),
-                    no_show_rate=ratio(s["no_shows"], kept),
-                    cancellation_rate=ratio(s["cancelled"], s["booked"]),
-                    waitlist_joined=s["waitlist_joined"],
-                    waitlist_length=s["waitlist_waiting"],
-                    waitlist_unserved=s["waitlist_unserved"],
-                    refused=s["refused"],
-                    unmet_demand=s["refused"] + s["waitlist_unserved"],
+                    specialty=specialty(row[2]),
+                    hospitals=int(row[3]),
+                    departments=int(row[4]),
+                    released=released,
+                    online_released=online,
+                    offline_released=offline,
+                    booked=booked,
+                    cancelled=cancelled,
+                    no_shows=no_shows,
+                    checked_in=checked_in,
+                    booking_rate=ratio(booked, online),
+                    online_share=ratio(online, released),
+                    utilisation=ratio(kept, online),
+                    no_show_rate=ratio(no_shows, kept),
+                    cancellation_rate=ratio(cancelled, booked),
+                    waitlist_joined=joined,
+                    waitlist_length=waiting,
+                    waitlist_unserved=unserved,
+                    refused=refused,
+                    unmet_demand=refused + unserved,
                 )
             )
         return result
@@ -370,38 +422,61 @@ class AuthorityFigures:
         async with self._p.sessions() as session:
             rows = (
                 await session.execute(
-                    select(a, HospitalRow.name)
-                    .join(HospitalRow, HospitalRow.id == a.hospital_id)
+                    select(
+                        a.measured_on,
+                        a.hospital_id,
+                        a.district,
+                        a.catalog_code,
+                        a.third_next_days,
+                        a.free_units,
+                    )
                     .where(*where)
                     .order_by(a.catalog_code, a.hospital_id, a.measured_on)
                 )
             ).all()
+        names = await self._hospitals({r[1] for r in rows})
+        specialty = self._specialty
         return [
             AccessFigure(
-                measured_on=m.measured_on,
-                hospital_id=m.hospital_id,
-                hospital_name=name,
-                district=m.district,
-                catalog_code=m.catalog_code,
-                specialty=self._specialty(m.catalog_code),
-                third_next_days=m.third_next_days,
-                free_units=m.free_units,
+                measured_on=measured_on,
+                hospital_id=hospital_id,
+                hospital_name=names.get(hospital_id, ("", ""))[0],
+                district=district,
+                catalog_code=catalog_code,
+                specialty=specialty(catalog_code),
+                third_next_days=days,
+                free_units=free,
             )
-            for m, name in rows
+            for measured_on, hospital_id, district, catalog_code, days, free in rows
         ]
 
     async def _by_hospital(self, scope: FigureScope) -> list[tuple[str, dict[str, int]]]:
-        names = list(_SUMS)
+        h = SupplyDemandHospitalRow
+        where: list[ColumnElement[bool]] = [h.day >= scope.date_from, h.day <= scope.date_to]
+        if scope.district is not None:
+            where.append(h.district == scope.district)
+        if scope.hospital_id is not None:
+            where.append(h.hospital_id == scope.hospital_id)
+        sums = {
+            "released": func.sum(h.released),
+            "online_released": func.sum(h.online_released),
+            "offline_released": func.sum(h.offline_released),
+            "booked": func.sum(h.booked),
+            "cancelled": func.sum(h.cancelled),
+            "no_shows": func.sum(h.no_shows),
+            "add_on_untraced": func.sum(h.add_on_untraced),
+            "midnight_releases": func.sum(h.midnight_releases),
+            "max_segment_minutes": func.max(h.max_segment_minutes),
+            "min_onsite_permille": func.min(h.min_onsite_permille),
+        }
         async with self._p.sessions() as session:
             rows = (
                 await session.execute(
-                    select(_S.hospital_id, *_SUMS.values())
-                    .where(*self._where(scope))
-                    .group_by(_S.hospital_id)
+                    select(h.hospital_id, *sums.values()).where(*where).group_by(h.hospital_id)
                 )
             ).all()
         return [
-            (row[0], {name: _n(v) for name, v in zip(names, row[1:], strict=True)}) for row in rows
+            (row[0], {name: _n(v) for name, v in zip(sums, row[1:], strict=True)}) for row in rows
         ]
 
     async def rankings(self, staff: StaffActor, month: date) -> list[HospitalRanking]:
@@ -447,28 +522,16 @@ class AuthorityFigures:
     async def compliance(self, staff: StaffActor, scope: FigureScope) -> list[ComplianceFigure]:
         """Each hospital against the rules: segments of 30 minutes or less, the share of
         units open online, no release at midnight, an on-site quota kept on every department
-        day, every add-on unit traceable to who added it for whom."""
+        day (the check's value is the smallest share kept on any), every add-on unit
+        traceable to who added it for whom."""
         scope = self._scoped(staff, scope)
         rules = self.compliance_rules
         totals = dict(await self._by_hospital(scope))
-        without_onsite: dict[str, int] = {}
-        async with self._p.sessions() as session:
-            for hospital_id, n in (
-                await session.execute(
-                    select(_S.hospital_id, func.count())
-                    .where(
-                        *self._where(scope),
-                        _S.released > 0,
-                        _S.offline_released < _S.released * rules.min_onsite_share,
-                    )
-                    .group_by(_S.hospital_id)
-                )
-            ).all():
-                without_onsite[hospital_id] = int(n)
         labels = await self._hospitals(set(totals))
         result = []
         for hospital_id, s in sorted(totals.items(), key=lambda kv: labels.get(kv[0], ("",))[0]):
             online_share = ratio(s["online_released"], s["released"]) or 0.0
+            onsite_share = s["min_onsite_permille"] / 1000  # the least kept on any dept day
             checks = [
                 ComplianceCheck(
                     rule="segment_minutes",
@@ -490,9 +553,9 @@ class AuthorityFigures:
                 ),
                 ComplianceCheck(
                     rule="onsite_quota",
-                    passed=without_onsite.get(hospital_id, 0) == 0,
-                    value=float(without_onsite.get(hospital_id, 0)),
-                    limit=0.0,
+                    passed=onsite_share >= rules.min_onsite_share,
+                    value=onsite_share,
+                    limit=rules.min_onsite_share,
                 ),
                 ComplianceCheck(
                     rule="add_on_traceable",
@@ -530,7 +593,14 @@ class AuthorityFigures:
         async with self._p.sessions() as session:
             top = (
                 await session.execute(
-                    select(_S.department_id, func.sum(unmet))
+                    select(
+                        _S.department_id,
+                        func.sum(_S.refused),
+                        func.sum(_S.waitlist_unserved),
+                        func.count(),
+                        func.sum(_S.online_released),
+                        func.sum(_S.offline_released),
+                    )
                     .where(*self._where(scope))
                     .group_by(_S.department_id)
                     .having(func.sum(unmet) > 0)
@@ -541,17 +611,6 @@ class AuthorityFigures:
             department_ids = [r[0] for r in top]
             if not department_ids:
                 return []
-            days = (
-                await session.execute(
-                    select(
-                        _S.department_id,
-                        _S.refused,
-                        _S.waitlist_unserved,
-                        _S.online_released,
-                        _S.offline_released,
-                    ).where(*self._where(scope), _S.department_id.in_(department_ids))
-                )
-            ).all()
             departments = {
                 r[0]: r
                 for r in (
@@ -579,16 +638,11 @@ class AuthorityFigures:
             ).all():
                 if doctor_id is not None:
                     doctors[department_id] = doctor_id
-        per_day: dict[str, list[tuple[int, int, int, int]]] = {}
-        for department_id, refused, unserved, online, offline in days:
-            per_day.setdefault(department_id, []).append((refused, unserved, online, offline))
         result = []
-        for department_id in department_ids:
-            rows = per_day.get(department_id, [])
+        for department_id, refused_sum, unserved_sum, days, online_sum, offline_sum in top:
             dep = departments[department_id]
-            refused = sum(r[0] for r in rows)
-            unserved = sum(r[1] for r in rows)
-            more, onsite = suggestion([r[0] + r[1] for r in rows], [r[3] for r in rows])
+            refused, unserved = _n(refused_sum), _n(unserved_sum)
+            more, onsite = suggestion_of(refused + unserved, _n(offline_sum), _n(days))
             nearby: list[NearbyOption] = []
             first_doctor = doctors.get(department_id)
             if self._nearby is not None and first_doctor is not None:
@@ -604,12 +658,12 @@ class AuthorityFigures:
                     department_name=dep[1],
                     catalog_code=dep[2],
                     specialty=self._specialty(dep[2]),
-                    days=len(rows),
+                    days=_n(days),
                     refused=refused,
                     waitlist_unserved=unserved,
                     unmet_demand=refused + unserved,
-                    online_released=sum(r[2] for r in rows),
-                    offline_released=sum(r[3] for r in rows),
+                    online_released=_n(online_sum),
+                    offline_released=_n(offline_sum),
                     suggested_more_online_per_day=more,
                     of_which_from_onsite_per_day=onsite,
                     nearby=nearby,

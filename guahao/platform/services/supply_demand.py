@@ -25,7 +25,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,7 +40,9 @@ from guahao.platform.persistence.tables import (
     RefusedDemandRow,
     SessionRow,
     SlotRow,
+    SupplyDemandAreaRow,
     SupplyDemandDayRow,
+    SupplyDemandHospitalRow,
     WaitlistEntryRow,
 )
 from guahao.platform.refused_demand import DIRTY_KEY, refused_key
@@ -58,6 +60,24 @@ ACCESS_HORIZON_DAYS = 60
 
 RollupKey = tuple[date, str]
 """(visit day, department id)."""
+
+AreaKey = tuple[date, str, str]
+"""(visit day, district, catalog code)."""
+
+AREA_SUMS = (
+    "released",
+    "online_released",
+    "offline_released",
+    "booked",
+    "cancelled",
+    "no_shows",
+    "checked_in",
+    "refused",
+    "waitlist_joined",
+    "waitlist_unserved",
+    "waitlist_waiting",
+)
+"""The counts the region's rows sum from the departments' rows."""
 
 _CANCELLED = frozenset({"cancelled_by_patient", "cancelled_by_hospital"})
 _FOLDING_KEY = DIRTY_KEY + ":folding"
@@ -212,12 +232,42 @@ class SupplyDemandRollups:
                     )
                 )
             ).all()
+            s = SupplyDemandDayRow
+            areas: set[AreaKey] = {
+                (r[0], r[1], r[2])
+                for r in (
+                    await session.execute(
+                        select(s.day, s.district, s.catalog_code).where(
+                            s.hospital_id == hospital_id
+                        )
+                    )
+                ).all()
+            }
+            moved = 0
             for department_id, catalog_code in departments:
-                await session.execute(
-                    update(SupplyDemandDayRow)
-                    .where(SupplyDemandDayRow.department_id == department_id)
+                done = await session.execute(
+                    update(s)
+                    .where(s.department_id == department_id)
+                    .where((s.district != hospital.district) | (s.catalog_code != catalog_code))
                     .values(district=hospital.district, catalog_code=catalog_code)
                 )
+                moved += done.rowcount  # type: ignore[attr-defined]
+            if not moved:
+                return
+            changed = {
+                (r[0], r[1], r[2])
+                for r in (
+                    await session.execute(
+                        select(s.day, s.district, s.catalog_code).where(
+                            s.hospital_id == hospital_id
+                        )
+                    )
+                ).all()
+            }
+            now = self._p.clock.now()
+            await self._recompute_areas(session, areas | changed, now)
+            days = {(day, hospital_id) for day, *_ in areas}
+            await self._recompute_hospitals(session, days, now)
 
     # ------------------------------------------------------------------ recomputation
 
@@ -234,13 +284,30 @@ class SupplyDemandRollups:
             try:
                 async with self._p.sessions() as session, session.begin():
                     tallies = await self._tally(session, days, departments)
-                    await session.execute(
-                        delete(SupplyDemandDayRow).where(
-                            SupplyDemandDayRow.day.in_(days),
-                            SupplyDemandDayRow.department_id.in_(departments),
-                        )
+                    mine = (
+                        SupplyDemandDayRow.day.in_(days),
+                        SupplyDemandDayRow.department_id.in_(departments),
                     )
-                    session.add_all([tally.row(key, now) for key, tally in tallies.items()])
+                    before = (
+                        await session.execute(
+                            select(
+                                SupplyDemandDayRow.day,
+                                SupplyDemandDayRow.district,
+                                SupplyDemandDayRow.catalog_code,
+                                SupplyDemandDayRow.hospital_id,
+                            ).where(*mine)
+                        )
+                    ).all()
+                    areas: set[AreaKey] = {(r[0], r[1], r[2]) for r in before}
+                    hospitals: set[tuple[date, str]] = {(r[0], r[3]) for r in before}
+                    await session.execute(delete(SupplyDemandDayRow).where(*mine))
+                    rows = [tally.row(key, now) for key, tally in tallies.items()]
+                    session.add_all(rows)
+                    areas |= {(r.day, r.district, r.catalog_code) for r in rows}
+                    hospitals |= {(r.day, r.hospital_id) for r in rows}
+                    await session.flush()
+                    await self._recompute_areas(session, areas, now)
+                    await self._recompute_hospitals(session, hospitals, now)
             except IntegrityError:
                 # another worker recomputed the same key at the same moment: read again
                 if attempt == 2:
@@ -248,6 +315,121 @@ class SupplyDemandRollups:
                 continue
             return len(tallies)
         return 0
+
+    async def _recompute_areas(
+        self, session: AsyncSession, areas: set[AreaKey], now: datetime
+    ) -> None:
+        """Sum the region's rows (district × specialty × day) of ``areas`` again.
+
+        On PostgreSQL each area is locked for the transaction first (advisory locks, in one
+        order), so two workers changing departments of one area take turns and the second
+        sums what the first committed; SQLite has one writer at a time anyway."""
+        if not areas:
+            return
+        ordered = sorted(areas)
+        if session.get_bind().dialect.name == "postgresql":
+            for day, district, catalog_code in ordered:
+                await session.execute(
+                    select(
+                        func.pg_advisory_xact_lock(
+                            func.hashtext(f"{day}|{district}|{catalog_code}")
+                        )
+                    )
+                )
+        s = SupplyDemandDayRow
+        area = tuple_(s.day, s.district, s.catalog_code)
+        sums = (
+            await session.execute(
+                select(
+                    s.day,
+                    s.district,
+                    s.catalog_code,
+                    func.count(func.distinct(s.hospital_id)),
+                    func.count(),
+                    *[func.sum(getattr(s, name)) for name in AREA_SUMS],
+                )
+                .where(area.in_(ordered))
+                .group_by(s.day, s.district, s.catalog_code)
+            )
+        ).all()
+        a = SupplyDemandAreaRow
+        await session.execute(
+            delete(a).where(tuple_(a.day, a.district, a.catalog_code).in_(ordered))
+        )
+        session.add_all(
+            [
+                SupplyDemandAreaRow(
+                    day=row[0],
+                    district=row[1],
+                    catalog_code=row[2],
+                    hospitals=int(row[3]),
+                    departments=int(row[4]),
+                    **{name: int(v or 0) for name, v in zip(AREA_SUMS, row[5:], strict=True)},
+                    updated_at=now,
+                )
+                for row in sums
+            ]
+        )
+
+    async def _recompute_hospitals(
+        self, session: AsyncSession, keys: set[tuple[date, str]], now: datetime
+    ) -> None:
+        """Sum the hospitals' days of ``keys`` again from their departments' rows (locked per
+        key on PostgreSQL, as the areas are)."""
+        if not keys:
+            return
+        ordered = sorted(keys)
+        if session.get_bind().dialect.name == "postgresql":
+            for day, hospital_id in ordered:
+                await session.execute(
+                    select(func.pg_advisory_xact_lock(func.hashtext(f"h|{day}|{hospital_id}")))
+                )
+        s = SupplyDemandDayRow
+        onsite = case((s.released > 0, (s.offline_released * 1000) / s.released), else_=1000)
+        sums = (
+            await session.execute(
+                select(
+                    s.day,
+                    s.hospital_id,
+                    func.min(s.district),
+                    func.sum(s.released),
+                    func.sum(s.online_released),
+                    func.sum(s.offline_released),
+                    func.sum(s.booked),
+                    func.sum(s.cancelled),
+                    func.sum(s.no_shows),
+                    func.sum(s.add_on_untraced),
+                    func.sum(s.midnight_releases),
+                    func.max(s.max_segment_minutes),
+                    func.min(onsite),
+                )
+                .where(tuple_(s.day, s.hospital_id).in_(ordered))
+                .group_by(s.day, s.hospital_id)
+            )
+        ).all()
+        h = SupplyDemandHospitalRow
+        await session.execute(delete(h).where(tuple_(h.day, h.hospital_id).in_(ordered)))
+        session.add_all(
+            [
+                SupplyDemandHospitalRow(
+                    day=row[0],
+                    hospital_id=row[1],
+                    district=row[2],
+                    released=int(row[3] or 0),
+                    online_released=int(row[4] or 0),
+                    offline_released=int(row[5] or 0),
+                    booked=int(row[6] or 0),
+                    cancelled=int(row[7] or 0),
+                    no_shows=int(row[8] or 0),
+                    add_on_untraced=int(row[9] or 0),
+                    midnight_releases=int(row[10] or 0),
+                    max_segment_minutes=int(row[11] or 0),
+                    min_onsite_permille=int(row[12] if row[12] is not None else 1000),
+                    updated_at=now,
+                )
+                for row in sums
+            ]
+        )
 
     async def _tally(
         self, session: AsyncSession, days: list[date], departments: list[str]

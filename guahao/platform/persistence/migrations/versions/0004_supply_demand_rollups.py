@@ -37,6 +37,35 @@ _COUNTS = (
     "midnight_releases",
 )
 
+_AREA_COUNTS = (
+    "hospitals",
+    "departments",
+    "released",
+    "online_released",
+    "offline_released",
+    "booked",
+    "cancelled",
+    "no_shows",
+    "checked_in",
+    "refused",
+    "waitlist_joined",
+    "waitlist_unserved",
+    "waitlist_waiting",
+)
+
+_HOSPITAL_COUNTS = (
+    "released",
+    "online_released",
+    "offline_released",
+    "booked",
+    "cancelled",
+    "no_shows",
+    "add_on_untraced",
+    "midnight_releases",
+    "max_segment_minutes",
+    "min_onsite_permille",
+)
+
 
 def upgrade() -> None:
     op.create_table(
@@ -57,6 +86,34 @@ def upgrade() -> None:
     )
     op.create_index(
         "ix_supply_demand_days_hospital_day", "supply_demand_days", ["hospital_id", "day"]
+    )
+    op.create_table(
+        "supply_demand_areas",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("district", sa.String(length=100), nullable=False),
+        sa.Column("catalog_code", sa.String(length=8), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in _AREA_COUNTS),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "day", "district", "catalog_code", name=op.f("pk_supply_demand_areas")
+        ),
+    )
+    op.create_index(
+        "ix_supply_demand_areas_catalog_day", "supply_demand_areas", ["catalog_code", "day"]
+    )
+    op.create_table(
+        "supply_demand_hospital_days",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("hospital_id", sa.String(length=32), nullable=False),
+        sa.Column("district", sa.String(length=100), nullable=False),
+        *(sa.Column(name, sa.Integer(), nullable=False) for name in _HOSPITAL_COUNTS),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("day", "hospital_id", name=op.f("pk_supply_demand_hospital_days")),
+    )
+    op.create_index(
+        "ix_supply_demand_hospital_days_hospital",
+        "supply_demand_hospital_days",
+        ["hospital_id", "day"],
     )
     op.create_table(
         "refused_demand",
@@ -87,6 +144,12 @@ def downgrade() -> None:
     op.drop_index("ix_access_measures_catalog_day", table_name="access_measures")
     op.drop_table("access_measures")
     op.drop_table("refused_demand")
+    op.drop_index(
+        "ix_supply_demand_hospital_days_hospital", table_name="supply_demand_hospital_days"
+    )
+    op.drop_table("supply_demand_hospital_days")
+    op.drop_index("ix_supply_demand_areas_catalog_day", table_name="supply_demand_areas")
+    op.drop_table("supply_demand_areas")
     op.drop_index("ix_supply_demand_days_hospital_day", table_name="supply_demand_days")
     op.drop_index("ix_supply_demand_days_day_district", table_name="supply_demand_days")
     op.drop_table("supply_demand_days")
