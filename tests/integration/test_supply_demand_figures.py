@@ -32,7 +32,9 @@ from guahao.platform.persistence.tables import (
     PatientRow,
     SessionRow,
     SlotRow,
+    SupplyDemandAreaRow,
     SupplyDemandDayRow,
+    SupplyDemandHospitalRow,
 )
 from guahao.platform.schedules import HospitalSpec
 from guahao.platform.services.authority_figures import FigureScope
@@ -266,9 +268,22 @@ async def test_rollups_from_the_outbox_match_the_hand_counts(platform: Platform)
     assert ROLLUP_SUBSCRIBER in platform.dispatcher.subscribers
 
 
+async def figures_of(platform: Platform) -> bytes:
+    """Every figure the region's and the hospitals' rollups feed, as one document."""
+    admin = await staff_of(platform, "admin", "authority_admin", None)
+    return msgspec.json.encode(
+        [
+            await platform.figures.supply_demand(admin, SCOPE),
+            await platform.figures.rankings(admin, DAY),
+            await platform.figures.compliance(admin, SCOPE),
+        ]
+    )
+
+
 async def test_redelivered_events_and_a_rebuild_change_nothing(platform: Platform) -> None:
     await build_region(platform)
     before = {k: counts(v) for k, v in (await rollup_rows(platform)).items()}
+    shown = await figures_of(platform)
     async with platform.ports.sessions() as session, session.begin():
         from guahao.platform.persistence.connector_tables import OutboxCursorRow
 
@@ -277,10 +292,13 @@ async def test_redelivered_events_and_a_rebuild_change_nothing(platform: Platfor
         cursor.position = 0  # at-least-once: every event delivered a second time
     await deliver(platform)
     assert {k: counts(v) for k, v in (await rollup_rows(platform)).items()} == before
+    assert await figures_of(platform) == shown
     async with platform.ports.sessions() as session, session.begin():
-        await session.execute(SupplyDemandDayRow.__table__.delete())
+        for table in (SupplyDemandDayRow, SupplyDemandAreaRow, SupplyDemandHospitalRow):
+            await session.execute(table.__table__.delete())
     assert await platform.rollups.rebuild() == 2
     assert {k: counts(v) for k, v in (await rollup_rows(platform)).items()} == before
+    assert await figures_of(platform) == shown
     assert await platform.rollups.fold_refusals() == 0  # nothing new refused
 
 
