@@ -34,9 +34,11 @@ from guahao.platform.payments.sandbox import SandboxGateway
 from guahao.platform.persistence.database import create_engine, session_factory, upgrade_async
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.rate_limiting import RequestLimiter
+from guahao.platform.refused_demand import RefusedDemandCounter
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.audit import AuditLog
+from guahao.platform.services.authority_figures import AuthorityFigures
 from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.filings import Filings
@@ -52,9 +54,11 @@ from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffService
 from guahao.platform.services.supply import SupplyService
+from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER, SupplyDemandRollups
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
 from guahao.platform.services.unit_offers import UnitOffers
 from guahao.platform.services.waitlist import WaitlistService
+from guahao.search.nearby_supply import SearchNearbySupply
 from guahao.search.service import SearchService, search_service_for
 
 __all__ = ["Platform", "open_platform"]
@@ -99,6 +103,8 @@ class Platform:
     add_on_units: AddOnUnits
     follow_ups: FollowUps
     filings: Filings
+    rollups: SupplyDemandRollups
+    figures: AuthorityFigures
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -129,6 +135,8 @@ class Platform:
                 "search_refreshed": await self.search.refresh_due(),
                 "lotteries_drawn": await self.lottery.draw_due(),
                 "waitlist_granted": await self.waitlist.serve_due(),
+                "refusals_folded": await self.rollups.fold_refusals(),
+                "access_measured": await self.rollups.measure_access_if_due(),
             }
 
         return {
@@ -191,6 +199,7 @@ async def open_platform(
     jobs = SaqJobs(redis_url)
     connectors: ConnectorHub | None = None
     search: SearchService | None = None
+    ports: Ports | None = None
     try:
         if migrate:
             await upgrade_async(database_url)
@@ -214,6 +223,7 @@ async def open_platform(
             jobs=jobs,
             limiter=RequestLimiter(redis_url),
             his_inventory=his_inventory,
+            refused_demand=RefusedDemandCounter(client),
         )
         sync = InventorySync(ports)
         dispatcher = OutboxDispatcher(ports.sessions, clock)
@@ -235,6 +245,8 @@ async def open_platform(
         filings = Filings(ports)
         feed = HospitalFeed(ports, supply, bookings, sync, filings)
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
+        rollups = SupplyDemandRollups(ports, client)
+        dispatcher.subscribe("", rollups.on_event, name=ROLLUP_SUBSCRIBER)
         connectors = ConnectorHub(
             ports, feed, dispatcher, registry, his_inventory, actions=bookings, filings=filings
         )
@@ -267,6 +279,8 @@ async def open_platform(
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),
             filings=filings,
+            rollups=rollups,
+            figures=AuthorityFigures(ports, SearchNearbySupply(search)),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(
@@ -284,6 +298,9 @@ async def open_platform(
     finally:
         if connectors is not None:
             await connectors.close()
+        if ports is not None and ports.refused_demand is not None:
+            with contextlib.suppress(Exception):
+                await ports.refused_demand.close()
         with contextlib.suppress(Exception):
             await jobs.close()
         if search is not None:

@@ -301,6 +301,10 @@ main.add_command(staff)
 main.add_command(search_commands)
 main.add_command(lottery)
 
+from guahao.console_cli import console  # noqa: E402 - the group registers itself below
+
+main.add_command(console)
+
 
 from guahao.connector_cli import connectors as connector_commands  # noqa: E402 - see above
 from guahao.connector_cli import his_simulator  # noqa: E402

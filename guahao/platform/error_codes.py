@@ -551,6 +551,17 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "医院系统暂时无法锁号，请稍后再试",
         "The hospital's system cannot hold units right now; retry shortly",
     ),
+    # the authority's figures (issue [console])
+    "FIGURES_RANGE_INVALID": (
+        _I,
+        "统计期间有误：结束日期不能早于开始日期，且不超过400天",
+        "The period is invalid: it must not end before it starts or exceed 400 days",
+    ),
+    "EXPORT_FORMAT_UNSUPPORTED": (
+        _I,
+        "不支持该导出格式，请选择 CSV 或 XLSX",
+        "This export format is not supported; choose CSV or XLSX",
+    ),
     # search (issue [search])
     "SEARCH_QUERY_INVALID": (_I, "搜索内容有误", "The search text is invalid"),
     "SEARCH_FILTER_INVALID": (_I, "筛选条件有误", "A search filter is invalid"),

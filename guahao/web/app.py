@@ -22,9 +22,12 @@ from guahao.web.dependencies import platform_dependencies
 from guahao.web.errors import exception_handlers
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
+from guahao.web.metrics import WebMetrics, metrics_endpoint, telemetry_middleware
+from guahao.web.request_logs import configure_logging
 from guahao.web.routes.accounts import AccountController, PatientController
 from guahao.web.routes.appeals import AppealController
 from guahao.web.routes.authority import AuthorityController, StaffSignInController
+from guahao.web.routes.authority_figures import AuthorityFiguresController
 from guahao.web.routes.bookings import BookingController
 from guahao.web.routes.catalog import CatalogController
 from guahao.web.routes.hospital_api import HospitalApiController
@@ -63,9 +66,13 @@ def create_app(
             app.state.platform = opened
             yield
 
+    configure_logging()
+    metrics = WebMetrics()
+
     return Litestar(
         route_handlers=[
             health,
+            metrics_endpoint,
             CatalogController,
             SearchController,
             AccountController,
@@ -76,6 +83,7 @@ def create_app(
             AppealController,
             StaffSignInController,
             AuthorityController,
+            AuthorityFiguresController,
             WaitlistController,
             LotteryController,
             token_endpoint,
@@ -85,7 +93,7 @@ def create_app(
         ],
         dependencies=platform_dependencies(),
         exception_handlers=exception_handlers,
-        middleware=[IdempotencyMiddleware],
+        middleware=[telemetry_middleware(metrics), IdempotencyMiddleware],
         lifespan=[lifespan],
         state=State(
             {
@@ -94,6 +102,7 @@ def create_app(
                 "staff_tokens": StaffTokenIssuer(
                     settings.secret("secret_key"), settings.token_minutes
                 ),
+                "metrics": metrics,
             }
         ),
         openapi_config=OpenAPIConfig(

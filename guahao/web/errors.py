@@ -50,8 +50,9 @@ def _body(code: str, zh: str, en: str, detail: dict[str, Any]) -> dict[str, Any]
     return {"code": code, "message": {"zh": zh, "en": en}, "detail": detail}
 
 
-def _guahao(_: Request[Any, Any, Any], exc: GuahaoError) -> Response[dict[str, Any]]:
+def _guahao(request: Request[Any, Any, Any], exc: GuahaoError) -> Response[dict[str, Any]]:
     status = STATUS_BY_CODE.get(exc.code, STATUS_BY_KIND.get(exc.kind, 400))
+    request.state.error_code = exc.code  # for the metrics (hold outcomes by refusal code)
     headers = {}
     retry = exc.detail.get("retry_after_seconds")
     if status == 429 and isinstance(retry, int):  # clients and proxies honour the header

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AccessMeasureRow",
     "AccountRow",
     "AddOnUnitRow",
     "AuditRow",
@@ -53,11 +54,15 @@ __all__ = [
     "PaymentOrderRow",
     "PersonRow",
     "RefundRow",
+    "RefusedDemandRow",
     "RegionRulesRow",
     "SessionRow",
     "SlotRow",
     "StaffAccountRow",
     "StrikeRow",
+    "SupplyDemandAreaRow",
+    "SupplyDemandDayRow",
+    "SupplyDemandHospitalRow",
     "SuspicionSignalRow",
     "UTCDateTime",
     "WaitlistEntryRow",
@@ -668,3 +673,138 @@ class NotificationRow(Base):
     dedupe_key: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column()
     read_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# --------------------------------------------------------------- the authority's read models
+#
+# Kept current from the outbox by ``services/supply_demand.py`` (subscriber
+# ``supply-demand-rollups``) and rebuilt from the record of truth by ``guahao console rebuild``;
+# every authority figure is read from these, never from scanning bookings on a page load.
+
+
+class SupplyDemandDayRow(Base):
+    """One department's supply and demand on one visit day (rollup, recomputed per key).
+
+    District and catalog specialty are copied from the hospital and department so that the
+    region's views group without joins. Units are counted in units (号), not slots.
+    """
+
+    __tablename__ = "supply_demand_days"
+    __table_args__ = (
+        Index("ix_supply_demand_days_day_district", "day", "district", "catalog_code"),
+        Index("ix_supply_demand_days_hospital_day", "hospital_id", "day"),
+    )
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    department_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    hospital_id: Mapped[str] = mapped_column(ID)
+    district: Mapped[str] = mapped_column(String(100))
+    catalog_code: Mapped[str] = mapped_column(String(8))
+    sessions: Mapped[int] = mapped_column(Integer, default=0)
+    released: Mapped[int] = mapped_column(Integer, default=0)
+    """放号量: every unit of the day's sessions (online and on-site)."""
+    online_released: Mapped[int] = mapped_column(Integer, default=0)
+    """Units opened for online booking (counting those moved on-site at the cut-off)."""
+    offline_released: Mapped[int] = mapped_column(Integer, default=0)
+    booked: Mapped[int] = mapped_column(Integer, default=0)
+    """预约量: online bookings that were confirmed (whatever happened to them later)."""
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    no_shows: Mapped[int] = mapped_column(Integer, default=0)
+    checked_in: Mapped[int] = mapped_column(Integer, default=0)
+    add_on_units: Mapped[int] = mapped_column(Integer, default=0)
+    add_on_untraced: Mapped[int] = mapped_column(Integer, default=0)
+    """Add-on bookings without an ``add_on_units`` record (who added it, for whom, why)."""
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    """Unmet demand: distinct accounts refused ``SLOT_SOLD_OUT``, summed over sessions."""
+    waitlist_joined: Mapped[int] = mapped_column(Integer, default=0)
+    waitlist_served: Mapped[int] = mapped_column(Integer, default=0)
+    waitlist_unserved: Mapped[int] = mapped_column(Integer, default=0)
+    """Waits that ended (expired) without a unit: unmet demand too."""
+    waitlist_waiting: Mapped[int] = mapped_column(Integer, default=0)
+    max_segment_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    midnight_releases: Mapped[int] = mapped_column(Integer, default=0)
+    """Sessions released at local midnight (00:00), which the city's rules forbid."""
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class SupplyDemandAreaRow(Base):
+    """The region's view: one district's catalog specialty on one day, summed from
+    ``supply_demand_days`` whenever one of its rows changes, so the region's figures read a
+    few thousand rows instead of grouping a hundred thousand on every page load."""
+
+    __tablename__ = "supply_demand_areas"
+    __table_args__ = (Index("ix_supply_demand_areas_catalog_day", "catalog_code", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    district: Mapped[str] = mapped_column(String(100), primary_key=True)
+    catalog_code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    hospitals: Mapped[int] = mapped_column(Integer, default=0)
+    departments: Mapped[int] = mapped_column(Integer, default=0)
+    released: Mapped[int] = mapped_column(Integer, default=0)
+    online_released: Mapped[int] = mapped_column(Integer, default=0)
+    offline_released: Mapped[int] = mapped_column(Integer, default=0)
+    booked: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    no_shows: Mapped[int] = mapped_column(Integer, default=0)
+    checked_in: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    waitlist_joined: Mapped[int] = mapped_column(Integer, default=0)
+    waitlist_unserved: Mapped[int] = mapped_column(Integer, default=0)
+    waitlist_waiting: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class SupplyDemandHospitalRow(Base):
+    """One hospital's day, summed from its departments' rows whenever one changes: what the
+    monthly rankings and the compliance checks read (a month is 30 rows a hospital)."""
+
+    __tablename__ = "supply_demand_hospital_days"
+    __table_args__ = (Index("ix_supply_demand_hospital_days_hospital", "hospital_id", "day"),)
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    hospital_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    district: Mapped[str] = mapped_column(String(100))
+    released: Mapped[int] = mapped_column(Integer, default=0)
+    online_released: Mapped[int] = mapped_column(Integer, default=0)
+    offline_released: Mapped[int] = mapped_column(Integer, default=0)
+    booked: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    no_shows: Mapped[int] = mapped_column(Integer, default=0)
+    add_on_untraced: Mapped[int] = mapped_column(Integer, default=0)
+    midnight_releases: Mapped[int] = mapped_column(Integer, default=0)
+    max_segment_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    min_onsite_permille: Mapped[int] = mapped_column(Integer, default=1000)
+    """The smallest on-site share (‰) of any of its departments that released units."""
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class RefusedDemandRow(Base):
+    """Distinct accounts refused ``SLOT_SOLD_OUT`` on one session, folded from Redis.
+
+    The hot path only adds the account to a HyperLogLog in Redis; the sweep copies its count
+    here (never lowering it, so a lost Redis loses no recorded demand)."""
+
+    __tablename__ = "refused_demand"
+
+    session_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class AccessMeasureRow(Base):
+    """第三个可预约号 (third next available): measured once a day per hospital and specialty.
+
+    ``third_next_days`` is the number of days from ``measured_on`` to the visit day of the
+    third unit free for online booking at that moment; ``None`` when fewer than three were.
+    """
+
+    __tablename__ = "access_measures"
+    __table_args__ = (Index("ix_access_measures_catalog_day", "catalog_code", "measured_on"),)
+
+    measured_on: Mapped[date] = mapped_column(Date, primary_key=True)
+    hospital_id: Mapped[str] = mapped_column(ID, primary_key=True)
+    catalog_code: Mapped[str] = mapped_column(String(8), primary_key=True)
+    district: Mapped[str] = mapped_column(String(100))
+    third_next_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    free_units: Mapped[int] = mapped_column(Integer, default=0)
+    measured_at: Mapped[datetime] = mapped_column()

@@ -18,7 +18,7 @@ from guahao.platform.bookings import PAYMENT_GRACE, Booking, BookingStatus
 from guahao.platform.client_context import ClientContext
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import error, refuse
-from guahao.platform.errors import ConflictError
+from guahao.platform.errors import ConflictError, GuahaoError
 from guahao.platform.hospitals import PaymentChannel
 from guahao.platform.ids import new_id
 from guahao.platform.outbox import record_event
@@ -89,10 +89,15 @@ class BookingService(PaymentNotices, HospitalActions):
             )
 
         try:
-            grant = await attempt()
-        except KeyError:
-            await self._sync.load_slot(slot_id, only_if_missing=True)
-            grant = await attempt()
+            try:
+                grant = await attempt()
+            except KeyError:
+                await self._sync.load_slot(slot_id, only_if_missing=True)
+                grant = await attempt()
+        except GuahaoError as exc:
+            if exc.code == "SLOT_SOLD_OUT" and self._p.refused_demand is not None:
+                self._p.refused_demand.note(facts.session_id, account_id)  # unmet demand
+            raise
         if grant.replayed:
             async with self._p.sessions() as session:
                 existing = await session.get(BookingRow, grant.hold_id)

@@ -18,6 +18,7 @@ from guahao.platform.ports import (
     PaymentGateway,
     RequestLimits,
 )
+from guahao.platform.refused_demand import RefusedDemandCounter
 
 __all__ = ["Ports", "SlotFacts", "SlotFactsCache"]
 
@@ -80,3 +81,5 @@ class Ports:
     his_inventory: HisInventory | None = None
     """Holds in the HIS of hospitals that own their inventory (hospital connectors);
     ``None``: every hospital's inventory is the platform's alone."""
+    refused_demand: RefusedDemandCounter | None = None
+    """Counts holds refused ``SLOT_SOLD_OUT`` (unmet demand); ``None``: not counted."""

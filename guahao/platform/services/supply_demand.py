@@ -1,0 +1,770 @@
+"""The authority's read models, kept current from the outbox and rebuilt from the record.
+
+``supply_demand_days`` holds one row per department and visit day. An event does not add to
+or subtract from a row: it names the keys it touches (a booking's session, a session, a
+waitlist entry) and those keys are *recomputed* from the record of truth. A recomputation
+reads one department's day (tens to hundreds of rows) and gives the same row however often
+and in whatever order events arrive, so at-least-once delivery needs no applied-events
+ledger, and the rebuild command (``guahao console rebuild``) is the same code over every key.
+
+Refused holds (unmet demand) are not in SQL at all on the hot path: the hold path feeds a
+HyperLogLog per session in Redis (``guahao.platform.refused_demand``) and the sweep folds
+the counts into ``refused_demand`` and the rollups here.
+
+``access_measures`` keeps the third-next-available measure once a day per hospital and
+catalog specialty (``measure_access``), so its trend is a read, not a reconstruction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import redis.asyncio as aioredis
+from sqlalchemy import case, delete, func, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.tables import (
+    AccessMeasureRow,
+    AddOnUnitRow,
+    BookingRow,
+    DepartmentRow,
+    HospitalRow,
+    OutboxRow,
+    RefusedDemandRow,
+    SessionRow,
+    SlotRow,
+    SupplyDemandAreaRow,
+    SupplyDemandDayRow,
+    SupplyDemandHospitalRow,
+    WaitlistEntryRow,
+)
+from guahao.platform.refused_demand import DIRTY_KEY, refused_key
+from guahao.platform.services.runtime import Ports
+
+__all__ = ["ROLLUP_SUBSCRIBER", "RollupKey", "SupplyDemandRollups", "third_next_days"]
+
+log = logging.getLogger(__name__)
+
+ROLLUP_SUBSCRIBER = "supply-demand-rollups"
+"""The outbox cursor's stable name (declared, never derived from the class)."""
+
+ACCESS_HORIZON_DAYS = 60
+"""How far ahead the third-next-available measure looks for free units."""
+
+RollupKey = tuple[date, str]
+"""(visit day, department id)."""
+
+AreaKey = tuple[date, str, str]
+"""(visit day, district, catalog code)."""
+
+AREA_SUMS = (
+    "released",
+    "online_released",
+    "offline_released",
+    "booked",
+    "cancelled",
+    "no_shows",
+    "checked_in",
+    "refused",
+    "waitlist_joined",
+    "waitlist_unserved",
+    "waitlist_waiting",
+)
+"""The counts the region's rows sum from the departments' rows."""
+
+_CANCELLED = frozenset({"cancelled_by_patient", "cancelled_by_hospital"})
+_FOLDING_KEY = DIRTY_KEY + ":folding"
+
+
+def third_next_days(free_units_by_day: Iterable[tuple[date, int]], today: date) -> int | None:
+    """Days from ``today`` to the day of the third free unit, in visit order.
+
+    >>> d = date(2026, 3, 2)
+    >>> third_next_days([(date(2026, 3, 3), 1), (date(2026, 3, 5), 1), (date(2026, 3, 9), 4)], d)
+    7
+    >>> third_next_days([(date(2026, 3, 2), 3)], d)
+    0
+    >>> third_next_days([(date(2026, 3, 3), 2)], d) is None
+    True
+    """
+    seen = 0
+    for day, free in sorted(free_units_by_day):
+        seen += max(free, 0)
+        if seen >= 3:
+            return (day - today).days
+    return None
+
+
+@dataclass
+class _Tally:
+    hospital_id: str
+    district: str
+    catalog_code: str
+    session_ids: set[str] = field(default_factory=set)
+    released: int = 0
+    online_released: int = 0
+    booked: int = 0
+    cancelled: int = 0
+    no_shows: int = 0
+    checked_in: int = 0
+    add_on_units: int = 0
+    add_on_untraced: int = 0
+    refused: int = 0
+    waitlist_joined: int = 0
+    waitlist_served: int = 0
+    waitlist_unserved: int = 0
+    waitlist_waiting: int = 0
+    max_segment_minutes: int = 0
+    midnight_releases: int = 0
+
+    def row(self, key: RollupKey, now: datetime) -> SupplyDemandDayRow:
+        return SupplyDemandDayRow(
+            day=key[0],
+            department_id=key[1],
+            hospital_id=self.hospital_id,
+            district=self.district,
+            catalog_code=self.catalog_code,
+            sessions=len(self.session_ids),
+            released=self.released,
+            online_released=self.online_released,
+            offline_released=self.released - self.online_released,
+            booked=self.booked,
+            cancelled=self.cancelled,
+            no_shows=self.no_shows,
+            checked_in=self.checked_in,
+            add_on_units=self.add_on_units,
+            add_on_untraced=self.add_on_untraced,
+            refused=self.refused,
+            waitlist_joined=self.waitlist_joined,
+            waitlist_served=self.waitlist_served,
+            waitlist_unserved=self.waitlist_unserved,
+            waitlist_waiting=self.waitlist_waiting,
+            max_segment_minutes=self.max_segment_minutes,
+            midnight_releases=self.midnight_releases,
+            updated_at=now,
+        )
+
+
+def _released_at_midnight(release_at: datetime, zone: str) -> bool:
+    local = release_at.astimezone(ZoneInfo(zone))
+    return local.time() == time(0, 0)
+
+
+class SupplyDemandRollups:
+    """Outbox subscriber and rebuild of the supply-and-demand read models."""
+
+    def __init__(self, ports: Ports, redis: aioredis.Redis, *, zone: str = "Asia/Shanghai") -> None:
+        self._p = ports
+        self._redis = redis
+        self._zone = ZoneInfo(zone)
+
+    # ------------------------------------------------------------------ the subscriber
+
+    async def on_event(self, event: OutboxEvent) -> None:
+        """Recompute the rows the event touches (idempotent: a recomputation, not a sum)."""
+        topic = event.topic
+        if topic == "hospital.registered":
+            await self._refresh_labels(str(event.payload.get("hospital_id") or event.aggregate_id))
+            return
+        async with self._p.sessions() as session:
+            keys = await self._keys_of(session, event)
+        if keys:
+            await self.recompute(keys)
+
+    async def _keys_of(self, session: AsyncSession, event: OutboxEvent) -> set[RollupKey]:
+        topic, payload = event.topic, event.payload
+        if topic.startswith(("booking.", "session.", "slot.")):
+            session_id = payload.get("session_id")
+            if session_id is None and topic.startswith("session."):
+                session_id = event.aggregate_id
+            if session_id is None:
+                return set()
+            found = (
+                await session.execute(
+                    select(SessionRow.date, SessionRow.department_id).where(
+                        SessionRow.id == str(session_id)
+                    )
+                )
+            ).first()
+            return {(found[0], found[1])} if found is not None else set()
+        if topic.startswith("waitlist."):
+            entry_id = str(payload.get("entry_id") or event.aggregate_id)
+            entry = await session.get(WaitlistEntryRow, entry_id)
+            if entry is None:
+                return set()
+            key = await self._waitlist_key(session, entry)
+            return {key} if key is not None else set()
+        return set()
+
+    async def _waitlist_key(
+        self, session: AsyncSession, entry: WaitlistEntryRow
+    ) -> RollupKey | None:
+        if entry.session_id is not None:
+            found = (
+                await session.execute(
+                    select(SessionRow.date, SessionRow.department_id).where(
+                        SessionRow.id == entry.session_id
+                    )
+                )
+            ).first()
+            return (found[0], found[1]) if found is not None else None
+        if entry.department_id is not None:
+            return (entry.date_from, entry.department_id)
+        return None
+
+    async def _refresh_labels(self, hospital_id: str) -> None:
+        """A hospital's district or a department's specialty changed: relabel its rows."""
+        async with self._p.sessions() as session, session.begin():
+            hospital = await session.get(HospitalRow, hospital_id)
+            if hospital is None:
+                return
+            departments = (
+                await session.execute(
+                    select(DepartmentRow.id, DepartmentRow.catalog_code).where(
+                        DepartmentRow.hospital_id == hospital_id
+                    )
+                )
+            ).all()
+            s = SupplyDemandDayRow
+            areas: set[AreaKey] = {
+                (r[0], r[1], r[2])
+                for r in (
+                    await session.execute(
+                        select(s.day, s.district, s.catalog_code).where(
+                            s.hospital_id == hospital_id
+                        )
+                    )
+                ).all()
+            }
+            moved = 0
+            for department_id, catalog_code in departments:
+                done = await session.execute(
+                    update(s)
+                    .where(s.department_id == department_id)
+                    .where((s.district != hospital.district) | (s.catalog_code != catalog_code))
+                    .values(district=hospital.district, catalog_code=catalog_code)
+                )
+                moved += done.rowcount  # type: ignore[attr-defined]
+            if not moved:
+                return
+            changed = {
+                (r[0], r[1], r[2])
+                for r in (
+                    await session.execute(
+                        select(s.day, s.district, s.catalog_code).where(
+                            s.hospital_id == hospital_id
+                        )
+                    )
+                ).all()
+            }
+            now = self._p.clock.now()
+            await self._recompute_areas(session, areas | changed, now)
+            days = {(day, hospital_id) for day, *_ in areas}
+            await self._recompute_hospitals(session, days, now)
+
+    # ------------------------------------------------------------------ recomputation
+
+    async def recompute(self, keys: Iterable[RollupKey]) -> int:
+        """Recompute every (day, department) of the days × departments the keys span;
+        returns the rows written."""
+        keys = set(keys)
+        if not keys:
+            return 0
+        days = sorted({k[0] for k in keys})
+        departments = sorted({k[1] for k in keys})
+        for attempt in range(3):
+            now = self._p.clock.now()
+            try:
+                async with self._p.sessions() as session, session.begin():
+                    tallies = await self._tally(session, days, departments)
+                    mine = (
+                        SupplyDemandDayRow.day.in_(days),
+                        SupplyDemandDayRow.department_id.in_(departments),
+                    )
+                    before = (
+                        await session.execute(
+                            select(
+                                SupplyDemandDayRow.day,
+                                SupplyDemandDayRow.district,
+                                SupplyDemandDayRow.catalog_code,
+                                SupplyDemandDayRow.hospital_id,
+                            ).where(*mine)
+                        )
+                    ).all()
+                    areas: set[AreaKey] = {(r[0], r[1], r[2]) for r in before}
+                    hospitals: set[tuple[date, str]] = {(r[0], r[3]) for r in before}
+                    await session.execute(delete(SupplyDemandDayRow).where(*mine))
+                    rows = [tally.row(key, now) for key, tally in tallies.items()]
+                    session.add_all(rows)
+                    areas |= {(r.day, r.district, r.catalog_code) for r in rows}
+                    hospitals |= {(r.day, r.hospital_id) for r in rows}
+                    await session.flush()
+                    await self._recompute_areas(session, areas, now)
+                    await self._recompute_hospitals(session, hospitals, now)
+            except IntegrityError:
+                # another worker recomputed the same key at the same moment: read again
+                if attempt == 2:
+                    raise
+                continue
+            return len(tallies)
+        return 0
+
+    async def _recompute_areas(
+        self, session: AsyncSession, areas: set[AreaKey], now: datetime
+    ) -> None:
+        """Sum the region's rows (district × specialty × day) of ``areas`` again.
+
+        On PostgreSQL each area is locked for the transaction first (advisory locks, in one
+        order), so two workers changing departments of one area take turns and the second
+        sums what the first committed; SQLite has one writer at a time anyway."""
+        if not areas:
+            return
+        ordered = sorted(areas)
+        if session.get_bind().dialect.name == "postgresql":
+            for day, district, catalog_code in ordered:
+                await session.execute(
+                    select(
+                        func.pg_advisory_xact_lock(
+                            func.hashtext(f"{day}|{district}|{catalog_code}")
+                        )
+                    )
+                )
+        s = SupplyDemandDayRow
+        area = tuple_(s.day, s.district, s.catalog_code)
+        sums = (
+            await session.execute(
+                select(
+                    s.day,
+                    s.district,
+                    s.catalog_code,
+                    func.count(func.distinct(s.hospital_id)),
+                    func.count(),
+                    *[func.sum(getattr(s, name)) for name in AREA_SUMS],
+                )
+                .where(area.in_(ordered))
+                .group_by(s.day, s.district, s.catalog_code)
+            )
+        ).all()
+        a = SupplyDemandAreaRow
+        await session.execute(
+            delete(a).where(tuple_(a.day, a.district, a.catalog_code).in_(ordered))
+        )
+        session.add_all(
+            [
+                SupplyDemandAreaRow(
+                    day=row[0],
+                    district=row[1],
+                    catalog_code=row[2],
+                    hospitals=int(row[3]),
+                    departments=int(row[4]),
+                    **{name: int(v or 0) for name, v in zip(AREA_SUMS, row[5:], strict=True)},
+                    updated_at=now,
+                )
+                for row in sums
+            ]
+        )
+
+    async def _recompute_hospitals(
+        self, session: AsyncSession, keys: set[tuple[date, str]], now: datetime
+    ) -> None:
+        """Sum the hospitals' days of ``keys`` again from their departments' rows (locked per
+        key on PostgreSQL, as the areas are)."""
+        if not keys:
+            return
+        ordered = sorted(keys)
+        if session.get_bind().dialect.name == "postgresql":
+            for day, hospital_id in ordered:
+                await session.execute(
+                    select(func.pg_advisory_xact_lock(func.hashtext(f"h|{day}|{hospital_id}")))
+                )
+        s = SupplyDemandDayRow
+        onsite = case((s.released > 0, (s.offline_released * 1000) / s.released), else_=1000)
+        sums = (
+            await session.execute(
+                select(
+                    s.day,
+                    s.hospital_id,
+                    func.min(s.district),
+                    func.sum(s.released),
+                    func.sum(s.online_released),
+                    func.sum(s.offline_released),
+                    func.sum(s.booked),
+                    func.sum(s.cancelled),
+                    func.sum(s.no_shows),
+                    func.sum(s.add_on_untraced),
+                    func.sum(s.midnight_releases),
+                    func.max(s.max_segment_minutes),
+                    func.min(onsite),
+                )
+                .where(tuple_(s.day, s.hospital_id).in_(ordered))
+                .group_by(s.day, s.hospital_id)
+            )
+        ).all()
+        h = SupplyDemandHospitalRow
+        await session.execute(delete(h).where(tuple_(h.day, h.hospital_id).in_(ordered)))
+        session.add_all(
+            [
+                SupplyDemandHospitalRow(
+                    day=row[0],
+                    hospital_id=row[1],
+                    district=row[2],
+                    released=int(row[3] or 0),
+                    online_released=int(row[4] or 0),
+                    offline_released=int(row[5] or 0),
+                    booked=int(row[6] or 0),
+                    cancelled=int(row[7] or 0),
+                    no_shows=int(row[8] or 0),
+                    add_on_untraced=int(row[9] or 0),
+                    midnight_releases=int(row[10] or 0),
+                    max_segment_minutes=int(row[11] or 0),
+                    min_onsite_permille=int(row[12] if row[12] is not None else 1000),
+                    updated_at=now,
+                )
+                for row in sums
+            ]
+        )
+
+    async def _tally(
+        self, session: AsyncSession, days: list[date], departments: list[str]
+    ) -> dict[RollupKey, _Tally]:
+        labels = {
+            row[0]: (row[1], row[2], row[3], row[4])
+            for row in (
+                await session.execute(
+                    select(
+                        DepartmentRow.id,
+                        DepartmentRow.hospital_id,
+                        HospitalRow.district,
+                        DepartmentRow.catalog_code,
+                        HospitalRow.timezone,
+                    )
+                    .join(HospitalRow, HospitalRow.id == DepartmentRow.hospital_id)
+                    .where(DepartmentRow.id.in_(departments))
+                )
+            ).all()
+        }
+        tallies: dict[RollupKey, _Tally] = {}
+
+        def tally(key: RollupKey) -> _Tally | None:
+            found = tallies.get(key)
+            if found is None:
+                label = labels.get(key[1])
+                if label is None:
+                    return None
+                found = tallies[key] = _Tally(label[0], label[1], label[2])
+            return found
+
+        sessions = (
+            await session.execute(
+                select(
+                    SessionRow.id, SessionRow.date, SessionRow.department_id, SessionRow.release_at
+                ).where(SessionRow.department_id.in_(departments), SessionRow.date.in_(days))
+            )
+        ).all()
+        key_of_session: dict[str, RollupKey] = {}
+        for session_id, day, department_id, release_at in sessions:
+            key = (day, department_id)
+            found = tally(key)
+            if found is None:
+                continue
+            key_of_session[session_id] = key
+            found.session_ids.add(session_id)
+            if _released_at_midnight(release_at, labels[department_id][3]):
+                found.midnight_releases += 1
+        session_ids = list(key_of_session)
+        if session_ids:
+            await self._tally_sessions(session, session_ids, key_of_session, tallies)
+        await self._tally_waitlist(session, days, departments, key_of_session, tally)
+        return {k: t for k, t in tallies.items() if t.session_ids or t.waitlist_joined}
+
+    async def _tally_sessions(
+        self,
+        session: AsyncSession,
+        session_ids: list[str],
+        key_of_session: dict[str, RollupKey],
+        tallies: dict[RollupKey, _Tally],
+    ) -> None:
+        for chunk_start in range(0, len(session_ids), 500):
+            chunk = session_ids[chunk_start : chunk_start + 500]
+            for session_id, starts_at, ends_at, capacity, online in (
+                await session.execute(
+                    select(
+                        SlotRow.session_id,
+                        SlotRow.starts_at,
+                        SlotRow.ends_at,
+                        SlotRow.capacity,
+                        SlotRow.online_quota,
+                    ).where(SlotRow.session_id.in_(chunk))
+                )
+            ).all():
+                t = tallies[key_of_session[session_id]]
+                t.released += capacity
+                t.online_released += online
+                minutes = int((ends_at - starts_at).total_seconds() // 60)
+                t.max_segment_minutes = max(t.max_segment_minutes, minutes)
+            # units moved on-site at the cut-off were opened online all the same
+            for aggregate_id, payload in (
+                await session.execute(
+                    select(OutboxRow.aggregate_id, OutboxRow.payload).where(
+                        OutboxRow.topic == "session.cutoff", OutboxRow.aggregate_id.in_(chunk)
+                    )
+                )
+            ).all():
+                moved = int(payload.get("moved_to_offline", 0))
+                tallies[key_of_session[aggregate_id]].online_released += moved
+            bookings = (
+                await session.execute(
+                    select(
+                        BookingRow.id,
+                        BookingRow.session_id,
+                        BookingRow.status,
+                        BookingRow.kind,
+                        BookingRow.confirmed_at,
+                    ).where(BookingRow.session_id.in_(chunk))
+                )
+            ).all()
+            add_on_ids = [b[0] for b in bookings if b[3] == "add_on" and b[4] is not None]
+            traced: set[str] = set()
+            if add_on_ids:
+                traced = set(
+                    (
+                        await session.scalars(
+                            select(AddOnUnitRow.booking_id).where(
+                                AddOnUnitRow.booking_id.in_(add_on_ids)
+                            )
+                        )
+                    ).all()
+                )
+            for booking_id, session_id, status, kind, confirmed_at in bookings:
+                if confirmed_at is None:
+                    continue
+                t = tallies[key_of_session[session_id]]
+                if kind == "add_on":
+                    t.add_on_units += 1
+                    t.add_on_untraced += booking_id not in traced
+                    continue
+                t.booked += 1
+                t.cancelled += status in _CANCELLED
+                t.no_shows += status == "no_show"
+                t.checked_in += status == "checked_in"
+            for session_id, refused in (
+                await session.execute(
+                    select(RefusedDemandRow.session_id, RefusedDemandRow.refused).where(
+                        RefusedDemandRow.session_id.in_(chunk)
+                    )
+                )
+            ).all():
+                tallies[key_of_session[session_id]].refused += refused
+
+    async def _tally_waitlist(
+        self,
+        session: AsyncSession,
+        days: list[date],
+        departments: list[str],
+        key_of_session: dict[str, RollupKey],
+        tally: Callable[[RollupKey], _Tally | None],
+    ) -> None:
+        entries = (
+            await session.execute(
+                select(
+                    WaitlistEntryRow.session_id,
+                    WaitlistEntryRow.department_id,
+                    WaitlistEntryRow.date_from,
+                    WaitlistEntryRow.status,
+                ).where(
+                    WaitlistEntryRow.department_id.in_(departments),
+                    WaitlistEntryRow.date_from.in_(days)
+                    | WaitlistEntryRow.session_id.in_(list(key_of_session) or [""]),
+                )
+            )
+        ).all()
+        wanted = set(days)
+        for session_id, department_id, date_from, status in entries:
+            if session_id is not None:
+                key = key_of_session.get(session_id)
+                if key is None:
+                    continue
+            else:
+                if department_id is None or date_from not in wanted:
+                    continue
+                key = (date_from, department_id)
+            found = tally(key)
+            if found is None:
+                continue
+            found.waitlist_joined += 1
+            found.waitlist_served += status == "fulfilled"
+            found.waitlist_unserved += status == "expired"
+            found.waitlist_waiting += status == "waiting"
+
+    # ------------------------------------------------------------------ backfill
+
+    async def rebuild(
+        self,
+        *,
+        since: date | None = None,
+        until: date | None = None,
+        progress: Callable[[date, int], None] | None = None,
+    ) -> int:
+        """Recompute every row of the days from ``since`` to ``until`` (default: every day
+        with a session or a wait) from the record of truth; returns the rows written.
+
+        Refused demand comes from ``refused_demand`` (folded from Redis), which this keeps."""
+        async with self._p.sessions() as session:
+            bounds = (
+                await session.execute(select(func.min(SessionRow.date), func.max(SessionRow.date)))
+            ).first()
+            departments = list((await session.scalars(select(DepartmentRow.id))).all())
+        if bounds is None or bounds[0] is None or not departments:
+            return 0
+        first = since or bounds[0]
+        last = until or bounds[1]
+        written = 0
+        day = first
+        while day <= last:
+            for start in range(0, len(departments), 2000):
+                written += await self.recompute((day, d) for d in departments[start : start + 2000])
+            if progress is not None:
+                progress(day, written)
+            day += timedelta(days=1)
+        return written
+
+    # ------------------------------------------------------------------ refused demand
+
+    async def fold_refusals(self) -> int:
+        """Copy the refused-demand counts of sessions that changed into SQL and their rows;
+        returns the sessions folded. Safe to repeat: counts are absolute and never lowered."""
+        # move the dirty set aside atomically, keeping what a failed fold left there
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sunionstore(_FOLDING_KEY, [_FOLDING_KEY, DIRTY_KEY])
+            pipe.delete(DIRTY_KEY)
+            await pipe.execute()
+        raw = await self._redis.smembers(_FOLDING_KEY)
+        session_ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
+        if not session_ids:
+            return 0
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for session_id in session_ids:
+                    pipe.pfcount(refused_key(session_id))
+                counts = [int(n) for n in await pipe.execute()]
+            now = self._p.clock.now()
+            keys: set[RollupKey] = set()
+            async with self._p.sessions() as session, session.begin():
+                found = {
+                    r.session_id: r
+                    for r in (
+                        await session.scalars(
+                            select(RefusedDemandRow).where(
+                                RefusedDemandRow.session_id.in_(session_ids)
+                            )
+                        )
+                    ).all()
+                }
+                for session_id, count in zip(session_ids, counts, strict=True):
+                    row = found.get(session_id)
+                    if row is None:
+                        session.add(
+                            RefusedDemandRow(session_id=session_id, refused=count, updated_at=now)
+                        )
+                    elif count > row.refused:
+                        row.refused, row.updated_at = count, now
+                keys = {
+                    (day, department_id)
+                    for day, department_id in (
+                        await session.execute(
+                            select(SessionRow.date, SessionRow.department_id).where(
+                                SessionRow.id.in_(session_ids)
+                            )
+                        )
+                    ).all()
+                }
+            await self.recompute(keys)
+        except BaseException:
+            # put the sessions back for the next fold rather than lose them
+            await self._redis.sadd(DIRTY_KEY, *session_ids)
+            raise
+        await self._redis.delete(_FOLDING_KEY)
+        return len(session_ids)
+
+    # ------------------------------------------------------------------ access measure
+
+    def today(self) -> date:
+        return self._p.clock.now().astimezone(self._zone).date()
+
+    async def measure_access_if_due(self) -> int:
+        """Measure today's third-next-available once (the sweep calls this every round)."""
+        today = self.today()
+        async with self._p.sessions() as session:
+            done = await session.scalar(
+                select(AccessMeasureRow.hospital_id)
+                .where(AccessMeasureRow.measured_on == today)
+                .limit(1)
+            )
+        if done is not None:
+            return 0
+        return await self.measure_access()
+
+    async def measure_access(self) -> int:
+        """For each hospital and catalog specialty: the days until the third unit free for
+        online booking now (released, open, in the future). Replaces today's measure."""
+        now = self._p.clock.now()
+        today = self.today()
+        async with self._p.sessions() as session, session.begin():
+            pairs = (
+                await session.execute(
+                    select(
+                        DepartmentRow.hospital_id, DepartmentRow.catalog_code, HospitalRow.district
+                    )
+                    .join(HospitalRow, HospitalRow.id == DepartmentRow.hospital_id)
+                    .where(HospitalRow.active.is_(True))
+                    .distinct()
+                )
+            ).all()
+            free = (
+                await session.execute(
+                    select(
+                        SessionRow.hospital_id,
+                        DepartmentRow.catalog_code,
+                        SessionRow.date,
+                        func.sum(SlotRow.online_quota - SlotRow.online_booked),
+                    )
+                    .join(SessionRow, SessionRow.id == SlotRow.session_id)
+                    .join(DepartmentRow, DepartmentRow.id == SessionRow.department_id)
+                    .where(
+                        SlotRow.release_at <= now,
+                        SlotRow.starts_at > now,
+                        SlotRow.status == "open",
+                        SessionRow.status == "open",
+                        SlotRow.online_quota > SlotRow.online_booked,
+                        SessionRow.date <= today + timedelta(days=ACCESS_HORIZON_DAYS),
+                    )
+                    .group_by(SessionRow.hospital_id, DepartmentRow.catalog_code, SessionRow.date)
+                )
+            ).all()
+            by_pair: dict[tuple[str, str], list[tuple[date, int]]] = defaultdict(list)
+            for hospital_id, catalog_code, day, free_units in free:
+                by_pair[(hospital_id, catalog_code)].append((day, int(free_units or 0)))
+            await session.execute(
+                delete(AccessMeasureRow).where(AccessMeasureRow.measured_on == today)
+            )
+            for hospital_id, catalog_code, district in pairs:
+                units = by_pair.get((hospital_id, catalog_code), [])
+                session.add(
+                    AccessMeasureRow(
+                        measured_on=today,
+                        hospital_id=hospital_id,
+                        catalog_code=catalog_code,
+                        district=district,
+                        third_next_days=third_next_days(units, today),
+                        free_units=sum(n for _, n in units),
+                        measured_at=now,
+                    )
+                )
+        return len(pairs)

@@ -1,0 +1,229 @@
+"""Prometheus metrics of the web process (prometheus-client), served at ``GET /metrics``.
+
+Request rate and latency by route *template* (``/api/v1/bookings/{booking_id:str}``, never the
+raw path), hold outcomes (granted or the refusal code), and, read when Prometheus scrapes:
+the outbox's pending events and lag per subscriber, the job queue's depth, refused demand not
+counted, and each hospital connector's health. No label ever holds a person's data: labels are
+methods, templates, status codes, refusal codes, subscriber names and hospital codes.
+
+The per-request cost is one ASGI wrapper, a perf counter, two pre-resolved metric children
+(cached per method, route and status) and one log line: a few microseconds next to the
+request itself (bench/README.md has the ``wrk`` figures on ``GET /health``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from litestar import Request, Response, get
+from litestar.di import NamedDependency
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import func, select
+
+from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.platform.jobs import SaqJobs
+from guahao.platform.persistence.connector_tables import OutboxCursorRow
+from guahao.platform.persistence.tables import OutboxRow
+from guahao.platform.services.runtime import Ports
+from guahao.web.request_logs import request_log
+
+__all__ = ["HOLD_ROUTE", "WebMetrics", "metrics_endpoint", "telemetry_middleware"]
+
+HOLD_ROUTE = "/api/v1/holds"
+_REQUEST_LINES = logging.getLogger("guahao.requests")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class WebMetrics:
+    """The metrics of one app, in their own registry (several apps may share a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "guahao_http_requests",
+            "HTTP requests answered, by method, route template and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "guahao_http_request_duration_seconds",
+            "Time to answer, by method and route template",
+            ["method", "route"],
+            buckets=_BUCKETS,
+            registry=r,
+        )
+        self.holds = Counter(
+            "guahao_hold_outcomes",
+            "Hold attempts by outcome (granted or refusal code)",
+            ["outcome"],
+            registry=r,
+        )
+        self.outbox_pending = Gauge(
+            "guahao_outbox_pending_events",
+            "Outbox rows not yet delivered to every subscriber",
+            registry=r,
+        )
+        self.outbox_lag = Gauge(
+            "guahao_outbox_lag_seconds", "Age of the oldest undelivered outbox row", registry=r
+        )
+        self.subscriber_backlog = Gauge(
+            "guahao_outbox_subscriber_backlog",
+            "Outbox rows past each subscriber's cursor",
+            ["subscriber"],
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "guahao_job_queue_depth", "Jobs in the saq queue by state", ["state"], registry=r
+        )
+        self.refusals_uncounted = Gauge(
+            "guahao_refused_demand_dropped",
+            "Refusals not counted as demand (memory bound hit)",
+            registry=r,
+        )
+        self.connector_up = Gauge(
+            "guahao_connector_up",
+            "1 if the connector's last sync succeeded",
+            ["hospital", "kind"],
+            registry=r,
+        )
+        self.connector_lag = Gauge(
+            "guahao_connector_lag_seconds",
+            "Seconds since the connector's last sync",
+            ["hospital", "kind"],
+            registry=r,
+        )
+        self.connector_errors = Gauge(
+            "guahao_connector_error_rate",
+            "Share of the connector's recent runs that failed",
+            ["hospital", "kind"],
+            registry=r,
+        )
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    async def collect_platform(self, ports: Ports, jobs: SaqJobs, connectors: ConnectorHub) -> None:
+        """Read the figures that live outside this process (outbox, queue, connectors)."""
+        now = ports.clock.now()
+        async with ports.sessions() as session:
+            pending, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(OutboxRow.created_at)).where(
+                        OutboxRow.dispatched_at.is_(None)
+                    )
+                )
+            ).one()
+            newest = int(await session.scalar(select(func.max(OutboxRow.id))) or 0)
+            cursors = (
+                await session.execute(select(OutboxCursorRow.subscriber, OutboxCursorRow.position))
+            ).all()
+        self.outbox_pending.set(int(pending))
+        lag = 0.0
+        if oldest is not None:
+            oldest_utc = oldest if oldest.tzinfo is not None else oldest.replace(tzinfo=now.tzinfo)
+            lag = max(0.0, (now - oldest_utc).total_seconds())
+        self.outbox_lag.set(lag)
+        for subscriber, position in cursors:
+            self.subscriber_backlog.labels(subscriber).set(max(0, newest - int(position)))
+        queue = jobs.queue
+        for state in ("queued", "active", "incomplete"):
+            self.queue_depth.labels(state).set(await queue.count(state))
+        counter = ports.refused_demand
+        self.refusals_uncounted.set(counter.dropped if counter is not None else 0)
+        for health in await connectors.registry.health(50):
+            labels = (health.hospital_code, health.kind)
+            self.connector_up.labels(*labels).set(1 if health.last_status == "ok" else 0)
+            self.connector_lag.labels(*labels).set(health.lag_seconds or 0.0)
+            self.connector_errors.labels(*labels).set(health.error_rate)
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            if _REQUEST_ID.match(text):
+                return text
+            break
+    return os.urandom(8).hex()
+
+
+def telemetry_middleware(metrics: WebMetrics) -> Callable[[ASGIApp], ASGIApp]:
+    """Request ids, one structured log line and the request metrics for every request that
+    reaches a route (Litestar answers unknown routes before any middleware runs)."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            request_id = _request_id(scope)
+            header = request_id.encode()
+            status = 500
+            started = time.perf_counter()
+
+            async def send_with_id(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    message["headers"] = [*message.get("headers", ()), (b"x-request-id", header)]
+                await send(message)
+
+            tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+            try:
+                await app(scope, receive, send_with_id)
+            finally:
+                seconds = time.perf_counter() - started
+                route = scope.get("path_template") or "unmatched"
+                method = str(scope.get("method", ""))
+                metrics.observe(method, route, status, seconds)
+                if route == HOLD_ROUTE and method == "POST":
+                    state = scope.get("state") or {}
+                    outcome = "granted" if status < 300 else state.get("error_code", str(status))
+                    metrics.holds.labels(outcome).inc()
+                if _REQUEST_LINES.isEnabledFor(logging.INFO):  # render nothing nobody keeps
+                    request_log.info(
+                        "request",
+                        method=method,
+                        route=route,
+                        status=status,
+                        ms=round(seconds * 1000, 2),
+                    )
+                structlog.contextvars.reset_contextvars(**tokens)
+
+        return middleware
+
+    return wrap
+
+
+@get("/metrics", operation_id="metrics", tags=["operations"], include_in_schema=False)
+async def metrics_endpoint(
+    ports: NamedDependency[Ports],
+    jobs: NamedDependency[SaqJobs],
+    connectors: NamedDependency[ConnectorHub],
+    request: Request[Any, Any, Any],
+) -> Response[bytes]:
+    """The Prometheus exposition of this process's metrics."""
+    metrics: WebMetrics = request.app.state.metrics
+    await metrics.collect_platform(ports, jobs, connectors)
+    return Response(content=generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
