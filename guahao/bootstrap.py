@@ -34,8 +34,10 @@ from guahao.platform.redis_server import EmbeddedRedis
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.audit import AuditLog
+from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.citizen_views import CitizenViews
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.follow_ups import FollowUps
 from guahao.platform.services.hospital_feed import HospitalFeed
@@ -46,6 +48,7 @@ from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
+from guahao.platform.services.sign_in_codes import ConsoleTextMessages, SignInCodes
 from guahao.platform.services.staff import StaffService
 from guahao.platform.services.supply import SupplyService
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
@@ -94,6 +97,9 @@ class Platform:
     add_on_units: AddOnUnits
     follow_ups: FollowUps
     filings: Filings
+    sign_in_codes: SignInCodes
+    availability_feed: AvailabilityFeed
+    citizen_views: CitizenViews
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -227,6 +233,12 @@ async def open_platform(
         feed.use_filings(filings)
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
         connectors = ConnectorHub(ports, feed, dispatcher, actions=bookings, filings=filings)
+        # citizen pages: SMS sign-in codes, and live availability for every worker process
+        availability_feed = AvailabilityFeed(client)
+        dispatcher.subscribe(
+            "", availability_feed.on_event, name="availability-feed", from_start=False
+        )
+        sign_in_codes = SignInCodes(ports, client, ConsoleTextMessages(ports), rules)
         ports.his_inventory = connectors.his_inventory  # holds where the HIS owns units
         await connectors.his_inventory.load()
         platform = Platform(
@@ -256,6 +268,9 @@ async def open_platform(
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),
             filings=filings,
+            sign_in_codes=sign_in_codes,
+            availability_feed=availability_feed,
+            citizen_views=CitizenViews(ports),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(settings.host, settings.hl7_mllp_port)

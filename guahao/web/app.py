@@ -6,7 +6,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Litestar, get
+from litestar import Litestar, Request, get
+from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
@@ -17,10 +18,14 @@ from guahao import __version__
 from guahao.bootstrap import Platform, open_platform
 from guahao.config import Settings
 from guahao.platform.clock import Clock
+from guahao.platform.rate_limits import ClientContext
 from guahao.web.auth import TokenIssuer
 from guahao.web.errors import exception_handlers
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
+from guahao.web.pages import pages_router, static_router, template_config
+from guahao.web.pages.live_availability import stop_hub
+from guahao.web.pages.page_context import provide_page
 from guahao.web.routes.accounts import AccountController, PatientController
 from guahao.web.routes.appeals import AppealController
 from guahao.web.routes.authority import AuthorityController, StaffSignInController
@@ -46,6 +51,55 @@ async def health(platform: NamedDependency[Platform]) -> dict[str, Any]:
     return {"status": "ok", "version": __version__}
 
 
+PLATFORM_SERVICES = (
+    "accounts",
+    "availability_feed",
+    "blacklist",
+    "bookings",
+    "citizen_views",
+    "gateway",
+    "lottery",
+    "queries",
+    "search",
+    "sign_in_codes",
+    "waitlist",
+)
+"""Platform fields page handlers may declare as dependencies, by the same name."""
+
+
+def _service(name: str) -> Provide:
+    def provide(state: State) -> Any:
+        return getattr(state.platform, name)
+
+    return Provide(provide, sync_to_thread=False)
+
+
+def _client(request: Request[Any, Any, Any], state: State) -> ClientContext:
+    """The request's address and device as keyed hashes (rate limits, suspicion signals)."""
+    vault = state.platform.ports.vault
+    host = request.client.host if request.client else ""
+    device = request.headers.get("x-device-id", "")[:200]
+    return ClientContext(
+        ip_hash=vault.index("ip", host) if host else "",
+        device_hash=vault.index("device", device) if device else "",
+    )
+
+
+def _clock(state: State) -> Clock:
+    found: Clock = state.platform.ports.clock
+    return found
+
+
+def page_dependencies() -> dict[str, Provide]:
+    """The citizen pages' dependencies: services by Platform field name, the page context,
+    the client's hashed address and the platform's clock."""
+    return {name: _service(name) for name in PLATFORM_SERVICES} | {
+        "page": Provide(provide_page),
+        "client": Provide(_client, sync_to_thread=False),
+        "clock": Provide(_clock, sync_to_thread=False),
+    }
+
+
 def create_app(
     settings: Settings,
     *,
@@ -58,11 +112,17 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if platform is not None:
             app.state.platform = platform
-            yield
+            try:
+                yield
+            finally:
+                await stop_hub(app.state)
             return
         async with open_platform(settings, clock=clock) as opened:
             app.state.platform = opened
-            yield
+            try:
+                yield
+            finally:
+                await stop_hub(app.state)
 
     def provide_platform(state: State) -> Platform:
         found: Platform = state.platform
@@ -87,8 +147,17 @@ def create_app(
             HospitalApiController,
             RulesController,
             HospitalDeskController,
+            pages_router(),
+            static_router(),
         ],
-        dependencies={"platform": Provide(provide_platform, sync_to_thread=False)},
+        dependencies={
+            "platform": Provide(provide_platform, sync_to_thread=False),
+            **page_dependencies(),
+        },
+        template_config=template_config(),
+        # Pages and JSON go out compressed (phones on poor networks); the live stream is
+        # not, so that every event leaves at once.
+        compression_config=CompressionConfig(backend="gzip", minimum_size=500, exclude="^/live/"),
         exception_handlers=exception_handlers,
         middleware=[IdempotencyMiddleware],
         lifespan=[lifespan],
@@ -105,7 +174,16 @@ def create_app(
             title="Guahao 区域统一预约挂号平台",
             version=__version__,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            # served from the swagger-ui-dist npm package (infra/setup.sh), never a CDN
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url="/static/vendor/swagger-ui-bundle.js",
+                    css_url="/static/vendor/swagger-ui.css",
+                    standalone_preset_js_url="/static/vendor/swagger-ui-standalone-preset.js",
+                    favicon="<link rel='icon' type='image/png' "
+                    "href='/static/vendor/favicon-32x32.png'>",
+                )
+            ],
         ),
         debug=False,
     )
