@@ -13,6 +13,7 @@ from typing import Literal
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
 from guahao.platform.errors import GuahaoError
@@ -87,8 +88,8 @@ class BookingFlowPages(Controller):
         queries: NamedDependency[QueryService],
         accounts: NamedDependency[AccountService],
         citizen_views: NamedDependency[CitizenViews],
-        booking_id: str,
-        patient: str | None = None,
+        booking_id: FromPath[str],
+        patient: FromQuery[str | None] = None,
     ) -> Template | Redirect:
         account_id = page.require_account()
         booking = await queries.booking(booking_id, account_id=account_id)
@@ -133,7 +134,7 @@ class BookingFlowPages(Controller):
         queries: NamedDependency[QueryService],
         accounts: NamedDependency[AccountService],
         citizen_views: NamedDependency[CitizenViews],
-        booking_id: str,
+        booking_id: FromPath[str],
     ) -> Template | Redirect:
         """添加就诊人 without leaving the flow (the unit stays held)."""
         form = await verified_form(page)
@@ -162,7 +163,7 @@ class BookingFlowPages(Controller):
         accounts: NamedDependency[AccountService],
         bookings: NamedDependency[BookingService],
         citizen_views: NamedDependency[CitizenViews],
-        booking_id: str,
+        booking_id: FromPath[str],
     ) -> Template | Redirect:
         """Choose the patient and commit: confirmed now, or on to the cashier."""
         form = await verified_form(page)
@@ -192,7 +193,7 @@ class BookingFlowPages(Controller):
         bookings: NamedDependency[BookingService],
         citizen_views: NamedDependency[CitizenViews],
         availability_feed: NamedDependency[AvailabilityFeed],
-        booking_id: str,
+        booking_id: FromPath[str],
     ) -> Redirect:
         """Going back or closing the page: the unit goes back to the pool now. Also the
         target of the page's ``sendBeacon`` (a repeated leave of an ended booking is a no-op)."""
@@ -210,7 +211,7 @@ class BookingFlowPages(Controller):
         self,
         page: NamedDependency[PageContext],
         queries: NamedDependency[QueryService],
-        booking_id: str,
+        booking_id: FromPath[str],
     ) -> Template | Redirect:
         account_id = page.require_account()
         booking = await queries.booking(booking_id, account_id=account_id)
@@ -230,7 +231,7 @@ class BookingFlowPages(Controller):
         queries: NamedDependency[QueryService],
         bookings: NamedDependency[BookingService],
         gateway: NamedDependency[SandboxGateway],
-        booking_id: str,
+        booking_id: FromPath[str],
     ) -> Redirect:
         """The sandbox cashier's 'pay' button: the gateway takes the money and its signed
         notice confirms the booking, exactly as ``/sandbox/pay`` does for the API."""
@@ -251,7 +252,7 @@ class BookingFlowPages(Controller):
         queries: NamedDependency[QueryService],
         accounts: NamedDependency[AccountService],
         citizen_views: NamedDependency[CitizenViews],
-        booking_id: str,
+        booking_id: FromPath[str],
     ) -> Template | Redirect:
         account_id = page.require_account()
         booking = await queries.booking(booking_id, account_id=account_id)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, get
 from litestar.di import NamedDependency
-from litestar.params import QueryParameter
+from litestar.params import FromPath, QueryParameter
 from litestar.response import Redirect, Template
 
 from guahao.platform.error_codes import refuse
@@ -118,7 +118,7 @@ class BrowsingPages(Controller):
         self,
         page: NamedDependency[PageContext],
         queries: NamedDependency[QueryService],
-        hospital_id: str,
+        hospital_id: FromPath[str],
     ) -> Template:
         hospital = next((h for h in await queries.hospitals() if h.id == hospital_id), None)
         if hospital is None:
@@ -132,7 +132,7 @@ class BrowsingPages(Controller):
         page: NamedDependency[PageContext],
         queries: NamedDependency[QueryService],
         citizen_views: NamedDependency[CitizenViews],
-        department_id: str,
+        department_id: FromPath[str],
     ) -> Template:
         name, hospital_id, hospital_name = await citizen_views.department_hospital(department_id)
         doctors = await queries.doctors(department_id)
@@ -151,7 +151,7 @@ class BrowsingPages(Controller):
         page: NamedDependency[PageContext],
         queries: NamedDependency[QueryService],
         citizen_views: NamedDependency[CitizenViews],
-        doctor_id: str,
+        doctor_id: FromPath[str],
         all_days: Annotated[bool, QueryParameter(name="all")] = False,
     ) -> Template:
         profile = await citizen_views.doctor(doctor_id)

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from litestar import Controller, Request, get
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from guahao.platform.clock import Clock, to_epoch_ms
@@ -194,7 +195,7 @@ class LivePages(Controller):
         self,
         queries: NamedDependency[QueryService],
         clock: NamedDependency[Clock],
-        doctor_id: str,
+        doctor_id: FromPath[str],
         request: Request[Any, Any, Any],
     ) -> Snapshot:
         """The doctor's units now (the page asks when a release countdown reaches zero)."""
@@ -206,7 +207,7 @@ class LivePages(Controller):
         self,
         queries: NamedDependency[QueryService],
         clock: NamedDependency[Clock],
-        doctor_id: str,
+        doctor_id: FromPath[str],
         request: Request[Any, Any, Any],
     ) -> ServerSentEvent:
         """``text/event-stream`` of ``Snapshot``s: one now, then one per change."""

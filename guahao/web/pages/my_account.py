@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from guahao.platform.errors import GuahaoError
@@ -83,7 +84,7 @@ class MyPages(Controller):
         bookings: NamedDependency[BookingService],
         citizen_views: NamedDependency[CitizenViews],
         availability_feed: NamedDependency[AvailabilityFeed],
-        booking_id: str,
+        booking_id: FromPath[str],
     ) -> Template | Redirect:
         """退号: refused after the hospital's deadline (the page says why)."""
         await verified_form(page)
@@ -147,7 +148,7 @@ class MyPages(Controller):
         self,
         page: NamedDependency[PageContext],
         accounts: NamedDependency[AccountService],
-        patient_id: str,
+        patient_id: FromPath[str],
     ) -> Template | Redirect:
         await verified_form(page)
         account_id = page.require_account()
@@ -163,7 +164,7 @@ class MyPages(Controller):
         page: NamedDependency[PageContext],
         blacklist: NamedDependency[BlacklistService],
         accounts: NamedDependency[AccountService],
-        patient_id: str,
+        patient_id: FromPath[str],
     ) -> Template:
         account_id = page.require_account()
         return await self._standing_page(page, blacklist, accounts, account_id, patient_id)
@@ -174,7 +175,7 @@ class MyPages(Controller):
         blacklist: BlacklistService,
         accounts: AccountService,
         account_id: str,
-        patient_id: str,
+        patient_id: FromPath[str],
         error: GuahaoError | None = None,
     ) -> Template:
         standing = await blacklist.standing(account_id, patient_id)
@@ -194,7 +195,7 @@ class MyPages(Controller):
         page: NamedDependency[PageContext],
         blacklist: NamedDependency[BlacklistService],
         accounts: NamedDependency[AccountService],
-        patient_id: str,
+        patient_id: FromPath[str],
     ) -> Template | Redirect:
         """申诉 against the patient's ban in force; the authority decides."""
         form = await verified_form(page)

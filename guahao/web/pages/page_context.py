@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 from litestar import Request
@@ -88,8 +88,14 @@ class PageContext:
         return self.request.url.path + (f"?{query}" if query else "")
 
     def require_account(self) -> str:
+        """The signed-in account, or off to sign in and back: to this page, or for a form
+        post to the page the form was on (a post cannot be repeated by a redirect)."""
         if self.account_id is None:
-            raise SignInRequired(self.path)
+            if self.request.method == "GET":
+                raise SignInRequired(self.path)
+            referer = urlsplit(self.request.headers.get("referer", ""))
+            same_site = referer.netloc == self.request.url.netloc
+            raise SignInRequired(local_path(referer.path if same_site else None))
         return self.account_id
 
     def now(self) -> datetime:
