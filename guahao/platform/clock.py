@@ -7,11 +7,12 @@ the edges (see ``guahao.platform.hospitals``).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = ["Clock", "ManualClock", "SystemClock", "to_epoch_ms"]
 
 
+@runtime_checkable  # web handlers receive it as a dependency, which Litestar type-checks
 class Clock(Protocol):
     """Tells the current UTC time."""
 

@@ -24,9 +24,10 @@
       if (left > 0) { el.textContent = fmt(left); return true; }
       el.textContent = el.dataset.done || "0:00";
       el.dispatchEvent(new CustomEvent("countdown-done", { bubbles: true }));
-      var form = el.dataset.expireForm && document.getElementById(el.dataset.expireForm);
-      if (form) {
-        Array.prototype.forEach.call(form.querySelectorAll("button, input[type=radio]"),
+      if (el.dataset.expireForm) {
+        // the hold or the payment order is over: nothing on this step can succeed now
+        Array.prototype.forEach.call(
+          document.querySelectorAll("main form button, main form input, main form select"),
           function (b) { b.disabled = true; });
         var note = document.getElementById("hold-expired");
         if (note) { note.hidden = false; }

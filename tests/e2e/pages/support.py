@@ -107,6 +107,7 @@ async def sign_in(page: Page, caplog: pytest.LogCaptureFixture, phone: str) -> N
 async def shot(page: Page, name: str) -> None:
     """A phone-sized screenshot kept in docs/screenshots/ (committed, linked from README)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await page.evaluate("window.scrollTo(0, 0)")
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
 
 
