@@ -133,7 +133,11 @@ async def first_load_bytes(browser: Browser, url: str) -> int:
     finished: list[Request] = []
     try:
         page = await context.new_page()
-        page.on("requestfinished", finished.append)
+
+        def keep(request: Request) -> None:
+            finished.append(request)
+
+        page.on("requestfinished", keep)
         await page.goto(url, wait_until="load")
         await page.wait_for_timeout(300)
         total = 0
