@@ -166,6 +166,7 @@ class BrowsingPages(Controller):
             doctor=profile,
             sessions=sessions,
             shortened=days < SCHEDULE_DAYS,
+            days=days,
             hold_key=secrets.token_urlsafe(16),
             **schedule_view(page, sessions),
         )
