@@ -104,10 +104,14 @@ async def sign_in(page: Page, caplog: pytest.LogCaptureFixture, phone: str) -> N
     await page.wait_for_load_state()
 
 
-async def shot(page: Page, name: str) -> None:
-    """A phone-sized screenshot kept in docs/screenshots/ (committed, linked from README)."""
+async def shot(page: Page, name: str, *, scroll_to: str | None = None) -> None:
+    """A phone-sized screenshot kept in docs/screenshots/ (committed, linked from README),
+    from the top of the page or from the element ``scroll_to`` names."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    await page.evaluate("window.scrollTo(0, 0)")
+    if scroll_to is None:
+        await page.evaluate("window.scrollTo(0, 0)")
+    else:
+        await page.locator(scroll_to).evaluate("el => el.scrollIntoView()")
     await page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=False)
 
 

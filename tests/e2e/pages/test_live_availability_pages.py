@@ -74,7 +74,8 @@ async def test_release_moment_counts_down_then_units_fall_live_while_others_book
         await expect(button).to_be_disabled()
         countdown = page.locator(".countdown[data-release]")
         await expect(countdown).to_have_text(re.compile(r"^0:0[1-3]$"))
-        await shot(page, "release-countdown-zh")
+        section = f"section:has(button[data-slot='{next_week}'])"
+        await shot(page, "release-countdown-zh", scroll_to=section)
 
         clock.set(release)  # the platform reaches the release time as the page's count ends
         await expect(countdown).to_have_text(zh("doctor.releasing"), timeout=6000)
@@ -92,7 +93,7 @@ async def test_release_moment_counts_down_then_units_fall_live_while_others_book
             expected = zh("doctor.left", n=left) if left else zh("doctor.full")
             await expect(units).to_have_text(expected, timeout=5000)
             if left == 2:
-                await shot(page, "release-live-zh")
+                await shot(page, "release-live-zh", scroll_to=section)
         await expect(button).to_be_disabled()
     finally:
         await context.close()
