@@ -238,7 +238,7 @@ async def open_platform(
         dispatcher.subscribe(
             "", availability_feed.on_event, name="availability-feed", from_start=False
         )
-        sign_in_codes = SignInCodes(ports, client, ConsoleTextMessages(ports), rules)
+        sign_in_codes = SignInCodes(ports, client, ConsoleTextMessages(), rules)
         ports.his_inventory = connectors.his_inventory  # holds where the HIS owns units
         await connectors.his_inventory.load()
         platform = Platform(

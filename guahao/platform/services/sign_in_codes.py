@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
-from guahao.platform.persistence.tables import AccountRow, NotificationRow
+from guahao.platform.persistence.tables import AccountRow
 from guahao.platform.personal_data import mask_phone
 from guahao.platform.phone_numbers import normalise_phone
 from guahao.platform.ports import Notifier
@@ -104,31 +104,16 @@ class SignInResult:
 
 
 class ConsoleTextMessages:
-    """The embedded ``Notifier``: each message is printed to the console (the demo's SMS
-    gateway) and, when the phone has an account, also kept in the account's inbox.
+    """The embedded ``Notifier`` for text messages: each is printed on the console (the
+    demo's SMS gateway, logger ``guahao.sms``), the phone masked.
 
-    A production SMS adapter implements the same port; nothing else changes.
+    Nothing is written to the account's inbox table: a sign-in code there would be a plain
+    copy of a secret the platform otherwise keeps only as a hash, and whoever can read the
+    inbox is signed in already. A production SMS adapter implements the same port.
     """
 
-    def __init__(self, ports: Ports) -> None:
-        self._p = ports
-
     async def notify(self, *, account_id: str, template: str, params: Mapping[str, str]) -> None:
-        text_zh, text_en = params.get("zh", ""), params.get("en", "")
-        log.warning("SMS to %s: %s / %s", params.get("to", ""), text_zh, text_en)
-        if not account_id:
-            return
-        async with self._p.sessions() as session, session.begin():
-            session.add(
-                NotificationRow(
-                    id=new_id(),
-                    account_id=account_id,
-                    template=template,
-                    params={"zh": text_zh, "en": text_en},
-                    dedupe_key=f"sms:{new_id()}",
-                    created_at=self._p.clock.now(),
-                )
-            )
+        log.warning("SMS to %s: %s / %s", params.get("to", ""), params.get("zh"), params.get("en"))
 
 
 class SignInCodes:

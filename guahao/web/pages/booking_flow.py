@@ -72,11 +72,11 @@ class BookingFlowPages(Controller):
         """锁号: the unit is the account's for the hospital's hold time."""
         form = await verified_form(page)
         account_id = page.require_account()
+        slot_id = form.get("slot_id", "")
+        # one key per rendered page and unit: a double tap gets the same hold back
+        key = f"{form.get('key', '')[:60] or page.csrf[:40]}:{slot_id[:39]}"
         booking = await bookings.hold(
-            account_id=account_id,
-            slot_id=form.get("slot_id", ""),
-            idempotency_key=form.get("key", "")[:100] or page.csrf[:40],
-            client=client,
+            account_id=account_id, slot_id=slot_id, idempotency_key=key, client=client
         )
         await availability_feed.changed([booking.session_id])
         return see_other(f"/book/{booking.id}")

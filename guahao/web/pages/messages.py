@@ -64,7 +64,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Booking for family: add them as patients, then pick them when booking.",
     ),
     "search.title": ("搜索结果", "Search results"),
-    "search.total": ("共 {total} 条", "{total} results"),
+    "search.total": ("共 {total} 条", "({total})"),
     "search.none": ("没有找到，换个词试试", "Nothing found; try other words"),
     "search.filters": ("筛选", "Filters"),
     "search.apply": ("筛选", "Apply"),
@@ -285,6 +285,11 @@ class Translator:
             entry = load_catalog().get(value)
             return entry.name if entry is not None else value
         return value
+
+    @property
+    def colon(self) -> str:
+        """Chinese text takes the full-width colon."""
+        return "：" if self.language == "zh" else ": "
 
     def pick(self, zh: str, en: str) -> str:
         return zh if self.language == "zh" else en

@@ -107,6 +107,18 @@ class PageContext:
             return 0
         return max(0, int((instant - self.clock.now()).total_seconds() * 1000))
 
+    @staticmethod
+    def countdown(ms: int) -> str:
+        """Time left as the page's script shows it (``m:ss``, ``h:mm:ss`` past an hour).
+
+        >>> PageContext.countdown(61_000), PageContext.countdown(3_725_000)
+        ('1:01', '1:02:05')
+        """
+        seconds = -(-max(0, ms) // 1000)
+        hours, rest = divmod(seconds, 3600)
+        minutes, secs = divmod(rest, 60)
+        return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
     def local(self, instant: datetime | None, pattern: str = "%m-%d %H:%M") -> str:
         """An instant as the region's wall time (the hospital's clock, what people read)."""
         if instant is None:

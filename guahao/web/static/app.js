@@ -95,10 +95,13 @@
       navigator.sendBeacon(hold.dataset.leave, body);
       leaving = false;
     });
-    window.addEventListener("pageshow", function (e) {
-      if (e.persisted) { location.reload(); } // back from the cache: show where it stands
-    });
   }
+
+  // Back (or forward) to a page kept in the browser's cache: units, holds and forms may be
+  // stale (a hold key already used, a unit gone), so show where things stand now.
+  window.addEventListener("pageshow", function (e) {
+    if (e.persisted) { location.reload(); }
+  });
 
   // Confirmation before irreversible buttons (退号).
   document.addEventListener("click", function (e) {
