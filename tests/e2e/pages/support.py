@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, Request
+from playwright.async_api import Browser, BrowserContext, Page, Request, expect
 
 from guahao.bootstrap import Platform
 
@@ -49,6 +49,10 @@ PHONE_VIEWPORT = {"width": 390, "height": 844}
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
+EXPECT_TIMEOUT_MS = 15_000
+"""How long a browser assertion waits: generous, the suite shares two cores with others."""
+expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+
 _phones = iter(range(10_000_000, 99_999_999, 7919))
 
 
@@ -76,7 +80,7 @@ class Site:
             base_url=self.base,
         )
         page = await context.new_page()
-        page.set_default_timeout(15_000)
+        page.set_default_timeout(EXPECT_TIMEOUT_MS * 2)
         if lang != "zh" or elder:
             mode = "elder" if elder else "standard"
             await page.goto(f"/prefs?lang={lang}&mode={mode}&next=/")

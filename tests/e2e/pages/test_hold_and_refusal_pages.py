@@ -32,18 +32,18 @@ async def test_the_hold_countdown_runs_out_and_the_unit_goes_back(
         await sign_in(page, caplog, new_phone())
         await page.locator(f"button[data-slot='{slot}']").click()
         countdown = page.locator("#hold-countdown")
-        await expect(countdown).to_have_text(re.compile(r"^(1:00|0:5\d)$"))
+        await expect(countdown).to_have_text(re.compile(r"^(1:00|0:[1-5]\d)$"))
         assert await available(site.platform, slot) == 3
 
-        manual_clock(site.platform).advance(seconds=57)  # three seconds of the hold left
+        manual_clock(site.platform).advance(seconds=50)  # ten seconds of the hold left
         await page.reload()
-        await expect(countdown).to_have_text(re.compile(r"^0:0[1-3]$"))
-        await expect(page.locator("#hold-expired")).to_be_visible(timeout=6000)
+        await expect(countdown).to_have_text(re.compile(r"^0:(0[1-9]|10)$"))
+        await expect(page.locator("#hold-expired")).to_be_visible(timeout=25_000)
         await expect(countdown).to_have_text(zh("flow.hold_expired"))
         await expect(page.locator("#add-patient button[type=submit]")).to_be_disabled()
         await shot(page, "booking-hold-expired-zh")
 
-        manual_clock(site.platform).advance(seconds=4)
+        manual_clock(site.platform).advance(seconds=11)
         assert await available(site.platform, slot) == 4  # the hold lapsed in the pool
     finally:
         await context.close()

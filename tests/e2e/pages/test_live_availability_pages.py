@@ -48,7 +48,7 @@ async def test_leaving_the_patient_step_frees_the_unit_and_another_browser_sees_
         # back from the patient step: the page gives the unit back (sendBeacon on pagehide)
         await holder.go_back()
         await expect(holder.locator("h1")).to_contain_text("王伟")
-        await expect(units).to_have_text(zh("doctor.left", n=4), timeout=5000)
+        await expect(units).to_have_text(zh("doctor.left", n=4))
         assert await available(site.platform, slot) == 4
         await expect(holder.locator(f"[data-slot-left='{slot}']")).to_have_text(
             zh("doctor.left", n=4)
@@ -65,7 +65,7 @@ async def test_release_moment_counts_down_then_units_fall_live_while_others_book
     clock = manual_clock(platform)
     release = at_local(SESSION_DAY, 8)  # next Wednesday's session opens a week before
     next_week = site.slot_ids[8]  # the first segment of next Wednesday
-    clock.set(release - timedelta(seconds=3))
+    clock.set(release - timedelta(seconds=10))
 
     context, page = await site.page(browser)
     try:
@@ -73,13 +73,13 @@ async def test_release_moment_counts_down_then_units_fall_live_while_others_book
         button = page.locator(f"button[data-slot='{next_week}']")
         await expect(button).to_be_disabled()
         countdown = page.locator(".countdown[data-release]")
-        await expect(countdown).to_have_text(re.compile(r"^0:0[1-3]$"))
+        await expect(countdown).to_have_text(re.compile(r"^0:(0[1-9]|10)$"))
         section = f"section:has(button[data-slot='{next_week}'])"
         await shot(page, "release-countdown-zh", scroll_to=section)
 
         clock.set(release)  # the platform reaches the release time as the page's count ends
-        await expect(countdown).to_have_text(zh("doctor.releasing"), timeout=6000)
-        await expect(button).to_be_enabled(timeout=5000)
+        await expect(countdown).to_have_text(zh("doctor.releasing"), timeout=25_000)
+        await expect(button).to_be_enabled()
         units = page.locator(f"[data-slot-left='{next_week}']")
         await expect(units).to_have_text(zh("doctor.left", n=4))
 
@@ -91,7 +91,7 @@ async def test_release_moment_counts_down_then_units_fall_live_while_others_book
             )
             await platform.dispatcher.dispatch_pending()
             expected = zh("doctor.left", n=left) if left else zh("doctor.full")
-            await expect(units).to_have_text(expected, timeout=5000)
+            await expect(units).to_have_text(expected)
             if left == 2:
                 await shot(page, "release-live-zh", scroll_to=section)
         await expect(button).to_be_disabled()
