@@ -147,13 +147,12 @@ def create_app(
             HospitalApiController,
             RulesController,
             HospitalDeskController,
-            pages_router(),
+            # the pages' dependencies live on their router: an app-wide ``page`` would shadow
+            # the API's ``page`` query parameters
+            pages_router(dependencies=page_dependencies()),
             static_router(),
         ],
-        dependencies={
-            "platform": Provide(provide_platform, sync_to_thread=False),
-            **page_dependencies(),
-        },
+        dependencies={"platform": Provide(provide_platform, sync_to_thread=False)},
         template_config=template_config(),
         # Pages and JSON go out compressed (phones on poor networks); the live stream is
         # not, so that every event leaves at once.

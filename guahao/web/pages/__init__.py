@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from litestar import Request, Response, Router
 from litestar.datastructures import CacheControlHeader
+from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -74,10 +75,13 @@ def _refused(request: Request[Any, Any, Any], exc: GuahaoError) -> Response[Any]
     return render(page, "error.html", status_code=status_of(exc), error=exc)
 
 
-def pages_router() -> Router:
+def pages_router(dependencies: dict[str, Provide]) -> Router:
+    """Every page, with ``dependencies`` (the services by Platform field name, ``page``,
+    ``client`` and ``clock``) on this router only."""
     return Router(
         path="/",
         route_handlers=[BrowsingPages, SignInPages, BookingFlowPages, MyPages, LivePages],
+        dependencies=dependencies,
         exception_handlers={SignInRequired: _sign_in_first, GuahaoError: _refused},
         include_in_schema=False,
     )
