@@ -39,8 +39,10 @@ from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.audit import AuditLog
 from guahao.platform.services.authority_figures import AuthorityFigures
+from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.citizen_views import CitizenViews
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.follow_ups import FollowUps
 from guahao.platform.services.hospital_feed import HospitalFeed
@@ -52,6 +54,7 @@ from guahao.platform.services.queries import QueryService
 from guahao.platform.services.readiness import Readiness
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
+from guahao.platform.services.sign_in_codes import ConsoleTextMessages, SignInCodes
 from guahao.platform.services.staff import StaffService
 from guahao.platform.services.supply import SupplyService
 from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER, SupplyDemandRollups
@@ -105,6 +108,9 @@ class Platform:
     filings: Filings
     rollups: SupplyDemandRollups
     figures: AuthorityFigures
+    sign_in_codes: SignInCodes
+    availability_feed: AvailabilityFeed
+    citizen_views: CitizenViews
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -251,6 +257,12 @@ async def open_platform(
             ports, feed, dispatcher, registry, his_inventory, actions=bookings, filings=filings
         )
         await his_inventory.load()
+        # citizen pages: SMS sign-in codes, and live availability for every worker process
+        availability_feed = AvailabilityFeed(client)
+        dispatcher.subscribe(
+            "", availability_feed.on_event, name="availability-feed", from_start=False
+        )
+        sign_in_codes = SignInCodes(ports, client, ConsoleTextMessages(), rules)
         platform = Platform(
             settings=settings,
             ports=ports,
@@ -281,6 +293,9 @@ async def open_platform(
             filings=filings,
             rollups=rollups,
             figures=AuthorityFigures(ports, SearchNearbySupply(search)),
+            sign_in_codes=sign_in_codes,
+            availability_feed=availability_feed,
+            citizen_views=CitizenViews(ports),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(

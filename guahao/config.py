@@ -127,11 +127,25 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     connector_sync_minutes: Annotated[int, msgspec.Meta(ge=1, le=59)] = 5
     """How often the job worker pulls every FHIR hospital's schedules (incrementally)."""
 
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+    """Whether the citizen pages' cookies carry ``Secure`` (sent over https only): ``auto``
+    when ``public_url`` is https, ``never`` for a local http demo, ``always`` behind a proxy
+    that ends TLS in front of an http ``public_url``."""
+
+    citizen_session_hours: Annotated[int, msgspec.Meta(ge=1, le=720)] = 12
+    """How long a citizen stays signed in to the pages without using them."""
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{Path(self.data_dir).resolve()}/guahao.db"
 
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def secure_cookies(self) -> bool:
+        """Whether cookies carry ``Secure`` (see ``cookie_secure``)."""
+        if self.cookie_secure == "auto":
+            return self.resolved_public_url().startswith("https://")
+        return self.cookie_secure == "always"
 
     def secret(self, name: str) -> str:
         """A secret field, or one generated once and kept in ``data_dir`` (0600)."""

@@ -37,6 +37,31 @@ if [[ ! -x "$venv/bin/python" ]]; then
     "$python" -m venv "$venv"
 fi
 
+# Web assets come from the npm registry at set-up, never from a CDN at run time: `npm ci`
+# when node_modules is missing or older than package-lock.json, then the files the app serves
+# are copied into guahao/web/static/vendor (not committed).
+web_assets() {
+    local vendor="$root/guahao/web/static/vendor"
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "setup: npm not found: install Node.js (Debian: apt-get install nodejs npm)" >&2
+        return 1
+    fi
+    if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+        say "installing web assets (npm ci)"
+        npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+        touch node_modules/.package-lock.json
+    fi
+    mkdir -p "$vendor"
+    local file
+    for file in swagger-ui-dist/swagger-ui-bundle.js swagger-ui-dist/swagger-ui.css \
+        swagger-ui-dist/swagger-ui-standalone-preset.js swagger-ui-dist/favicon-32x32.png; do
+        if [[ ! -f "$vendor/$(basename "$file")" || "node_modules/$file" -nt "$vendor/$(basename "$file")" ]]; then
+            cp "node_modules/$file" "$vendor/"
+        fi
+    done
+}
+web_assets
+
 want="$(
     {
         cat pyproject.toml requirements.lock

@@ -570,6 +570,22 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "搜索服务暂时不可用，请稍后再试",
         "Search is unavailable; retry shortly",
     ),
+    # citizen pages: sign-in by SMS code and the page session (issue [web])
+    "SIGN_IN_CODE_INVALID": (
+        _I,
+        "验证码错误或已失效，请重新获取",
+        "The code is wrong or no longer valid; ask for a new one",
+    ),
+    "SIGN_IN_CODE_WAIT": (
+        _R,
+        "尝试过于频繁，请稍候再输入验证码",
+        "Too many tries; wait a moment before entering a code again",
+    ),
+    "CSRF_TOKEN_INVALID": (
+        _F,
+        "页面已过期，请刷新后重试",
+        "This page has expired; reload it and try again",
+    ),
 }
 
 

@@ -87,6 +87,12 @@ class RateLimitRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hold_per_ip: RateLimit = "600/minute"
     sign_in_per_phone: RateLimit = "10/15minutes"
     register_per_ip: RateLimit = "30/hour"
+    sign_in_code_per_phone: RateLimit = "1/minute;5/hour"
+    """SMS sign-in codes sent to one phone (each costs an SMS and annoys its owner)."""
+    sign_in_code_per_ip: RateLimit = "20/hour"
+    """SMS sign-in codes asked for from one address (bulk SMS bombing, bulk accounts)."""
+    sign_in_attempt_per_ip: RateLimit = "60/hour"
+    """SMS codes entered from one address (guessing across many phones)."""
 
 
 class RegionRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):

@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Litestar, get
+from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
-from litestar.di import NamedDependency
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
@@ -23,6 +24,9 @@ from guahao.web.errors import exception_handlers
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
 from guahao.web.metrics import WebMetrics, metrics_endpoint, telemetry_middleware
+from guahao.web.pages import pages_router, static_router, template_config
+from guahao.web.pages.live_availability import stop_hub
+from guahao.web.pages.page_context import provide_page
 from guahao.web.request_logs import configure_logging
 from guahao.web.routes.accounts import AccountController, PatientController
 from guahao.web.routes.appeals import AppealController
@@ -48,6 +52,14 @@ async def health(readiness: NamedDependency[Readiness]) -> dict[str, Any]:
     return {"status": "ok", "version": __version__}
 
 
+def page_dependencies() -> dict[str, Provide]:
+    """The citizen pages' own dependency, the page context (language, elderly mode, the signed-in
+    account); services, ``client`` and ``clock`` come from the app-wide ones
+    (``guahao.web.dependencies``). It lives on the pages' router: an app-wide ``page`` would
+    shadow the API's ``page`` query parameters."""
+    return {"page": Provide(provide_page)}
+
+
 def create_app(
     settings: Settings,
     *,
@@ -60,11 +72,17 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if platform is not None:
             app.state.platform = platform
-            yield
+            try:
+                yield
+            finally:
+                await stop_hub(app.state)
             return
         async with open_platform(settings, clock=clock) as opened:
             app.state.platform = opened
-            yield
+            try:
+                yield
+            finally:
+                await stop_hub(app.state)
 
     configure_logging()
     metrics = WebMetrics()
@@ -90,8 +108,16 @@ def create_app(
             HospitalApiController,
             RulesController,
             HospitalDeskController,
+            # the pages' dependencies live on their router: an app-wide ``page`` would shadow
+            # the API's ``page`` query parameters
+            pages_router(dependencies=page_dependencies()),
+            static_router(),
         ],
         dependencies=platform_dependencies(),
+        template_config=template_config(),
+        # Pages and JSON go out compressed (phones on poor networks); the live stream is
+        # not, so that every event leaves at once.
+        compression_config=CompressionConfig(backend="gzip", minimum_size=500, exclude="^/live/"),
         exception_handlers=exception_handlers,
         middleware=[telemetry_middleware(metrics), IdempotencyMiddleware],
         lifespan=[lifespan],
@@ -109,7 +135,16 @@ def create_app(
             title="Guahao 区域统一预约挂号平台",
             version=__version__,
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin()],
+            # served from the swagger-ui-dist npm package (infra/setup.sh), never a CDN
+            render_plugins=[
+                SwaggerRenderPlugin(
+                    js_url="/static/vendor/swagger-ui-bundle.js",
+                    css_url="/static/vendor/swagger-ui.css",
+                    standalone_preset_js_url="/static/vendor/swagger-ui-standalone-preset.js",
+                    favicon="<link rel='icon' type='image/png' "
+                    "href='/static/vendor/favicon-32x32.png'>",
+                )
+            ],
         ),
         debug=False,
     )

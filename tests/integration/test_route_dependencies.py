@@ -57,7 +57,8 @@ def test_every_named_dependency_is_a_platform_field_or_the_request_context(
     declared = named_dependencies(_app(tmp_path))
     assert declared["holdSlot"] == {"bookings", "queries", "client"}
     assert declared["health"] == {"readiness"}
-    unknown = {op: names - set(DEPENDENCY_NAMES) for op, names in declared.items()}
+    # ``page`` (language, elderly mode, the signed-in account) exists on the pages' router only
+    unknown = {op: names - set(DEPENDENCY_NAMES) - {"page"} for op, names in declared.items()}
     assert {op: names for op, names in unknown.items() if names} == {}
 
 
@@ -87,5 +88,5 @@ async def test_each_declared_type_accepts_what_the_platform_provides(
     provided["client"] = ClientContext()
     for handler in our_handlers(_app(tmp_path)):
         for name, field in handler.parsed_fn_signature.parameters.items():
-            if any(type(meta) is type(_NAMED) for meta in field.metadata):
+            if name != "page" and any(type(meta) is type(_NAMED) for meta in field.metadata):
                 assert isinstance(provided[name], field.annotation), (handler.handler_name, name)

@@ -1,0 +1,40 @@
+"""Tell every worker process that a session's free units changed (Redis pub/sub).
+
+Pages showing live availability listen on one channel; a message names a session whose
+counts may have moved, and each listener re-reads the counts it shows (the hot pool stays the
+only truth, a message carries no number that could be stale or out of order). Messages are
+published by the outbox subscriber below for every booking or session event (at least once,
+from whichever process dispatches), and directly by the web layer right after a page's own
+hold or release, so the citizen's second browser sees it at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis.asyncio as aioredis
+
+from guahao.platform.outbox import OutboxEvent
+
+__all__ = ["CHANNEL", "AvailabilityFeed"]
+
+CHANNEL = "guahao:availability:sessions"
+"""The pub/sub channel (a durable name: every process of every version listens on it)."""
+
+
+class AvailabilityFeed:
+    """Publishes session ids whose availability changed."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self._redis = redis
+
+    async def changed(self, session_ids: Iterable[str]) -> None:
+        for session_id in sorted(set(session_ids)):
+            if session_id:
+                await self._redis.publish(CHANNEL, session_id)
+
+    async def on_event(self, event: OutboxEvent) -> None:
+        """Outbox subscriber: booking and session events carry the session they touch."""
+        session_id = event.payload.get("session_id")
+        if isinstance(session_id, str):
+            await self.changed([session_id])
