@@ -217,16 +217,18 @@ async def open_platform(
         dispatcher.subscribe("booking.", suspicion.detector)
         bookings = BookingService(ports, sync, rules)
         supply = SupplyService(ports, sync)
-        feed = HospitalFeed(ports, supply, bookings, sync)
-        offers = UnitOffers(ports, bookings, rules)
-        waitlist = WaitlistService(ports, bookings, offers, rules)
+        feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync)
+        offers = UnitOffers(ports, bookings.records, bookings.steps, rules)
+        waitlist = WaitlistService(ports, sync, offers, rules)
         dispatcher.subscribe("booking.", waitlist.on_booking_event, name="waitlist:booking")
         dispatcher.subscribe("session.stopped", waitlist.on_session_event, name="waitlist:stop")
         dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices")
         filings = Filings(ports)
         feed.use_filings(filings)
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
-        connectors = ConnectorHub(ports, feed, dispatcher, actions=bookings, filings=filings)
+        connectors = ConnectorHub(
+            ports, feed, dispatcher, actions=bookings.hospital_actions, filings=filings
+        )
         ports.his_inventory = connectors.his_inventory  # holds where the HIS owns units
         await connectors.his_inventory.load()
         platform = Platform(
@@ -252,7 +254,7 @@ async def open_platform(
             audit=AuditLog(ports),
             suspicion=suspicion,
             waitlist=waitlist,
-            lottery=LotteryService(ports, bookings, offers, rules),
+            lottery=LotteryService(ports, sync, offers, rules),
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),
             filings=filings,

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
+from functools import partial
+from typing import cast
 
 import msgspec
 from sqlalchemy import func, select, update
@@ -42,8 +44,9 @@ from guahao.platform.persistence.tables import (
     SlotRow,
     WaitlistEntryRow,
 )
+from guahao.platform.ports import SlotStatus
 from guahao.platform.services.booking_limits import admit
-from guahao.platform.services.booking_records import BookingRecords
+from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
@@ -95,10 +98,10 @@ class LotteryService:
     """Mark lottery sessions, take entries, draw and serve (see the module docstring)."""
 
     def __init__(
-        self, ports: Ports, bookings: BookingRecords, offers: UnitOffers, rules: RuleBook
+        self, ports: Ports, inventory_sync: InventorySync, offers: UnitOffers, rules: RuleBook
     ) -> None:
         self._p = ports
-        self._bookings = bookings
+        self._sync = inventory_sync
         self._offers = offers
         self._rules = rules
 
@@ -512,12 +515,11 @@ class LotteryService:
                     expires_at_ms=expires_ms,
                 )
 
-            try:
-                await attempt()
-            except KeyError:
-                await self._bookings._sync.load_slot(slot_id, only_if_missing=True)
+            async def reload() -> None:
+                await self._sync.load_slot(slot_id, only_if_missing=True)
                 await self._set_slots(sess.id, "lottery", "lottery")
-                await attempt()
+
+            await self._sync.with_slot_loaded(slot_id, attempt, reload=reload)
 
         async def undo() -> None:
             await inventory.release(
@@ -674,12 +676,11 @@ class LotteryService:
                 await session.execute(
                     update(SlotRow).where(SlotRow.id.in_(slot_ids)).values(status=status)
                 )
+        slot_status = cast(SlotStatus, status)
         for slot_id in slot_ids:
-            try:
-                await self._p.inventory.set_status(slot_id, status=status)  # type: ignore[arg-type]
-            except KeyError:
-                await self._bookings._sync.load_slot(slot_id, only_if_missing=True)
-                await self._p.inventory.set_status(slot_id, status=status)  # type: ignore[arg-type]
+            await self._sync.with_slot_loaded(
+                slot_id, partial(self._p.inventory.set_status, slot_id, status=slot_status)
+            )
 
 
 def _entry_view(entry: LotteryEntryRow, draw_at: datetime | None) -> LotteryEntryView:

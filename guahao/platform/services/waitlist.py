@@ -22,6 +22,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.platform.bookings import ACTIVE_STATUSES, BookingStatus
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
+from guahao.platform.errors import SlotNotLoadedError
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.ids import new_id
 from guahao.platform.outbox import OutboxEvent, record_event
@@ -47,7 +49,7 @@ from guahao.platform.persistence.tables import (
     WaitlistEntryRow,
 )
 from guahao.platform.services.blacklist import active_ban
-from guahao.platform.services.booking_records import BookingRecords
+from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
@@ -158,10 +160,10 @@ class WaitlistService:
     """Join, leave and list waits; serve the line from freed units (module docstring)."""
 
     def __init__(
-        self, ports: Ports, bookings: BookingRecords, offers: UnitOffers, rules: RuleBook
+        self, ports: Ports, inventory_sync: InventorySync, offers: UnitOffers, rules: RuleBook
     ) -> None:
         self._p = ports
-        self._bookings = bookings
+        self._sync = inventory_sync
         self._offers = offers
         self._rules = rules
 
@@ -419,11 +421,8 @@ class WaitlistService:
                         expires_at_ms=expires_ms,
                     )
 
-                try:
-                    await attempt()
-                except KeyError:  # Redis lost the slot: rebuild it (the unit returns too)
-                    await self._bookings._sync.load_slot(slot_id, only_if_missing=True)
-                    await attempt()
+                # Redis may have lost the slot: rebuilt from SQL, the unit is returning again.
+                await self._sync.with_slot_loaded(slot_id, attempt)
 
             async def undo(account_id: str = account_id) -> None:
                 await inventory.unclaim_returning(
@@ -676,18 +675,18 @@ class WaitlistService:
 
         async def claim(expires_ms: int) -> None:
             now_ms = to_epoch_ms(now)
-            try:
-                await inventory.offer_hold(
+            await self._sync.with_slot_loaded(
+                slot_id,
+                partial(
+                    inventory.offer_hold,
                     slot_id,
                     hold_id=booking_id,
                     account_id=entry.account_id,
                     now_ms=now_ms,
                     ttl_ms=expires_ms - now_ms,
                     idempotency_key=f"waitlist:{entry.id}:{booking_id}",
-                )
-            except KeyError:
-                await self._bookings._sync.load_slot(slot_id, only_if_missing=True)
-                raise
+                ),
+            )
 
         async def undo() -> None:
             await inventory.release(
@@ -699,7 +698,7 @@ class WaitlistService:
 
         try:
             return await self._try(entry, sess, slot_id, booking_id, claim, undo, "available")
-        except KeyError:
+        except SlotNotLoadedError:  # not even a reload brought the slot back: nothing to give
             return GrantOutcome.UNIT_GONE
 
     async def _complete(self, booking_id: str, hospital_id: str) -> None:

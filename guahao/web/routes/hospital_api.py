@@ -316,7 +316,8 @@ class HospitalApiController(Controller):
         notice = CancelNotice(booking_id=data.booking_id, reason=data.reason)
 
         async def work() -> Applied:
-            return Applied(await apply_notice(platform.feed, hospital, notice, platform.bookings))
+            actions = platform.bookings.hospital_actions
+            return Applied(await apply_notice(platform.feed, hospital, notice, actions))
 
         return await _idempotent(request, platform, work)
 
