@@ -212,7 +212,12 @@ async def open_platform(
         dispatcher.subscribe("", search.indexer.handle)
         rules = RuleBook(ports)
         blacklist = BlacklistService(ports, blacklist_rules_of(rules))
-        dispatcher.subscribe("booking.", blacklist.recorder)
+        dispatcher.subscribe(
+            "booking.",
+            blacklist.recorder,
+            # its name from when it lived in services/blacklist.py: the cursor stays
+            name="guahao.platform.services.blacklist.StrikeRecorder:booking.",
+        )
         suspicion = SuspicionService(ports, suspicion_rules_of(rules))
         dispatcher.subscribe("booking.", suspicion.detector)
         bookings = BookingService(ports, sync, rules)

@@ -691,16 +691,36 @@ async def test_person_record_is_masked_and_reading_it_is_audited(sqlite_platform
     await refused("PERSON_NOT_FOUND", platform.blacklist.person_record("nobody", auditor))
 
 
-async def test_refusal_detail_says_why_until_when_and_how_to_appeal(
+async def test_the_refusal_a_banned_patient_gets_says_why_until_when_and_how_to_appeal(
+    platform: Platform,
+) -> None:
+    account, patient, _person_id, ban, _admin = await banned_person(platform)
+    slot = await slot_on(platform, "h1", SESSION_DAY)
+    manual_clock(platform).set(at_local(SESSION_DAY - timedelta(days=1), 9))
+    booking = await hold(platform, account, slot)
+    err = await refused(
+        "PATIENT_BLACKLISTED",
+        platform.bookings.choose_patient(
+            account_id=account, booking_id=booking.id, patient_id=patient
+        ),
+    )
+    assert err.detail == ban_refusal_detail(ban, BlacklistRules())
+    assert err.detail["entry_id"] == ban.id
+    assert err.detail["until"] == ban.ends_at.isoformat()
+    assert err.detail["reason"] == "scalping proven by the police"
+    assert (err.detail["policy"], err.detail["source"]) == ("manual", "manual")
+    assert err.detail["appeal"] == {"method": "POST", "path": "/api/v1/appeals", "entry_id": ban.id}
+    assert err.detail["appeal_until"] == (ban.starts_at + timedelta(days=30)).isoformat()
+
+
+async def test_the_strike_recorder_keeps_the_outbox_cursor_it_had_before_the_split(
     sqlite_platform: Platform,
 ) -> None:
-    platform = sqlite_platform
-    _account, _patient, _person_id, ban, _admin = await banned_person(platform)
-    detail = ban_refusal_detail(ban, BlacklistRules())
-    assert detail["until"] == ban.ends_at.isoformat()
-    assert detail["reason"] == "scalping proven by the police"
-    assert detail["appeal"] == {"method": "POST", "path": "/api/v1/appeals", "entry_id": ban.id}
-    assert detail["appeal_until"] == (ban.starts_at + timedelta(days=30)).isoformat()
+    # Moved from services/blacklist.py to services/strike_recorder.py: a new derived name
+    # would replay every booking event to it.
+    assert "guahao.platform.services.blacklist.StrikeRecorder:booking." in (
+        sqlite_platform.dispatcher.subscribers
+    )
 
 
 # --------------------------------------------------------------------------- staff accounts

@@ -551,13 +551,20 @@ async def test_a_banned_person_cannot_join_the_waitlist(sqlite_platform):
     account = await new_account(platform)
     patient = await new_patient(platform, account)
     await ban(platform, patient)
-    await assert_refused(
+    err = await assert_refused(
         platform,
         "PATIENT_BLACKLISTED",
         platform.waitlist.join(
             account_id=account, patient_id=patient, scope="session", session_id=sess.id
         ),
     )
+    # the same refusal as at booking: how to appeal is a request, not a sentence
+    assert err.detail["appeal"] == {
+        "method": "POST",
+        "path": "/api/v1/appeals",
+        "entry_id": err.detail["entry_id"],
+    }
+    assert {"until", "reason", "policy", "source", "appeal_until"} <= set(err.detail)
 
 
 async def test_a_hospital_without_insurance_refuses_an_insurance_wait(sqlite_platform):

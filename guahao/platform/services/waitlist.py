@@ -48,7 +48,7 @@ from guahao.platform.persistence.tables import (
     SlotRow,
     WaitlistEntryRow,
 )
-from guahao.platform.services.blacklist import active_ban
+from guahao.platform.services.ban_checks import refuse_if_banned
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
@@ -59,7 +59,6 @@ from guahao.platform.services.unit_offers import (
     UnitOffers,
     derived_id,
 )
-from guahao.platform.strikes import ban_exempts
 from guahao.platform.waitlist import (
     Scope,
     Wait,
@@ -245,18 +244,14 @@ class WaitlistService:
         )
         async with self._p.sessions() as session, session.begin():
             await lock_person(session, patient.person_id)
-            ban = await active_ban(session, patient.person_id, now)
-            if ban is not None and not ban_exempts(
-                rules.blacklist, department.catalog_code, department.name
-            ):
-                refuse(
-                    "PATIENT_BLACKLISTED",
-                    ban_id=ban.id,
-                    until=ban.ends_at.isoformat(),
-                    policy=ban.policy,
-                    reason=ban.reason,
-                    appeal="POST /api/v1/appeals",
-                )
+            await refuse_if_banned(
+                session,
+                person_id=patient.person_id,
+                rules=rules.blacklist,
+                catalog_code=department.catalog_code,
+                department_name=department.name,
+                now=now,
+            )
             if target.sess is not None and (
                 await session.scalar(_active_in_session(target.sess.id, patient.person_id))
             ):
