@@ -43,10 +43,10 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from guahao.platform.errors import GuahaoError  # noqa: E402
 from guahao.platform.inventory import RedisInventory  # noqa: E402
 from guahao.platform.ports import SlotState  # noqa: E402
-from guahao.platform.redis_server import EmbeddedRedis  # noqa: E402
 
 RELEASE_MS = 1_780_000_000_000
 TTL_MS = 15 * 60 * 1000

@@ -21,16 +21,19 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guahao.config import Settings
+from guahao.hospital_connectors.his_inventory import HisHolds
 from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.hospital_connectors.mllp import server_ssl_context
+from guahao.hospital_connectors.registry import ConnectorRegistry
 from guahao.platform.clock import Clock, SystemClock
+from guahao.platform.embedded_redis import EmbeddedRedis
 from guahao.platform.inventory.redis_inventory import RedisInventory
 from guahao.platform.jobs import SaqJobs
 from guahao.platform.outbox import OutboxDispatcher
 from guahao.platform.payments.sandbox import SandboxGateway
 from guahao.platform.persistence.database import create_engine, session_factory, upgrade_async
 from guahao.platform.personal_data import PersonalDataVault
-from guahao.platform.rate_limits import RequestLimiter
-from guahao.platform.redis_server import EmbeddedRedis
+from guahao.platform.rate_limiting import RequestLimiter
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.audit import AuditLog
@@ -44,6 +47,7 @@ from guahao.platform.services.lottery import LotteryService
 from guahao.platform.services.notifications import InboxNotifier
 from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.queries import QueryService
+from guahao.platform.services.readiness import Readiness
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffService
@@ -73,6 +77,7 @@ class Platform:
     engine: AsyncEngine
     redis: aioredis.Redis
     redis_url: str
+    readiness: Readiness
     jobs: SaqJobs
     gateway: SandboxGateway
     bookings: BookingService
@@ -170,7 +175,7 @@ async def open_platform(
     if not redis_url:
         embedded = EmbeddedRedis(Path(settings.data_dir) / "redis", persist=True)
         # Started from this (the main) thread, not a worker thread: the server is tied to the
-        # life of the thread that started it (see redis_server._die_with_parent).
+        # life of the thread that started it (see embedded_redis/server.py, _die_with_parent).
         redis_url = embedded.start()
         log.info("started embedded redis at %s", redis_url)
     database_url = settings.resolved_database_url()
@@ -196,14 +201,19 @@ async def open_platform(
             clock,
             settings.resolved_public_url(),
         )
+        sessions = session_factory(engine)
+        # Holds where the HIS owns its units: built first, so the ports carry it from the start.
+        registry = ConnectorRegistry(sessions, clock)
+        his_inventory = HisHolds(sessions, clock, registry)
         ports = Ports(
-            sessions=session_factory(engine),
+            sessions=sessions,
             inventory=RedisInventory(client),
             gateway=gateway,
             vault=PersonalDataVault(_data_key(settings)),
             clock=clock,
             jobs=jobs,
             limiter=RequestLimiter(redis_url),
+            his_inventory=his_inventory,
         )
         sync = InventorySync(ports)
         dispatcher = OutboxDispatcher(ports.sessions, clock)
@@ -222,26 +232,31 @@ async def open_platform(
         dispatcher.subscribe("booking.", suspicion.detector)
         bookings = BookingService(ports, sync, rules)
         supply = SupplyService(ports, sync)
-        feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync)
         offers = UnitOffers(ports, bookings.records, bookings.steps, rules)
         waitlist = WaitlistService(ports, sync, offers, rules)
         dispatcher.subscribe("booking.", waitlist.on_booking_event, name="waitlist:booking")
         dispatcher.subscribe("session.stopped", waitlist.on_session_event, name="waitlist:stop")
         dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices")
         filings = Filings(ports)
-        feed.use_filings(filings)
+        feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync, filings)
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
         connectors = ConnectorHub(
-            ports, feed, dispatcher, actions=bookings.hospital_actions, filings=filings
+            ports,
+            feed,
+            dispatcher,
+            registry,
+            his_inventory,
+            actions=bookings.hospital_actions,
+            filings=filings,
         )
-        ports.his_inventory = connectors.his_inventory  # holds where the HIS owns units
-        await connectors.his_inventory.load()
+        await his_inventory.load()
         platform = Platform(
             settings=settings,
             ports=ports,
             engine=engine,
             redis=client,
             redis_url=redis_url,
+            readiness=Readiness(ports.sessions, client),
             jobs=jobs,
             gateway=gateway,
             bookings=bookings,
@@ -265,7 +280,15 @@ async def open_platform(
             filings=filings,
         )
         if settings.hl7_mllp_port >= 0:
-            await connectors.start_mllp(settings.host, settings.hl7_mllp_port)
+            await connectors.start_mllp(
+                settings.hl7_mllp_host,
+                settings.hl7_mllp_port,
+                ssl_context=server_ssl_context(
+                    settings.hl7_mllp_tls_certificate,
+                    settings.hl7_mllp_tls_key,
+                    settings.hl7_mllp_tls_client_ca,
+                ),
+            )
         if settings.run_jobs if run_jobs is None else run_jobs:
             await platform.start_worker()
         yield platform

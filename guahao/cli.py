@@ -14,7 +14,7 @@ import click
 from guahao.bootstrap import Platform, describe_database, open_platform
 from guahao.config import Settings, load_settings
 from guahao.lottery_cli import lottery
-from guahao.search.cli import search as search_commands
+from guahao.search_cli import search as search_commands
 
 __all__ = ["main"]
 
@@ -197,7 +197,15 @@ async def _connect_demo(platform: Platform, settings: Settings, days: int) -> An
     from guahao.platform.demo_region import build_demo_region
 
     try:
-        connected = await connect_demo(platform, build_demo_region(), days, Path(settings.data_dir))
+        connected = await connect_demo(
+            platform.connectors,
+            platform.supply,
+            platform.ports.clock,
+            host=settings.host,
+            region=build_demo_region(),
+            days=days,
+            data_dir=Path(settings.data_dir),
+        )
     except Exception as exc:
         logging.getLogger(__name__).warning("demo connectors not started: %s", exc)
         return None
@@ -294,11 +302,9 @@ main.add_command(search_commands)
 main.add_command(lottery)
 
 
-from guahao.hospital_connectors.commands import (  # noqa: E402 - groups register below
-    connectors as connector_commands,
-)
-from guahao.hospital_connectors.commands import his_simulator  # noqa: E402
-from guahao.hospital_connectors.commands import hospital as hospital_commands  # noqa: E402
+from guahao.connector_cli import connectors as connector_commands  # noqa: E402 - see above
+from guahao.connector_cli import his_simulator  # noqa: E402
+from guahao.connector_cli import hospital as hospital_commands  # noqa: E402
 
 main.add_command(hospital_commands)
 main.add_command(connector_commands)

@@ -18,6 +18,18 @@ import msgspec
 __all__ = ["Settings", "load_settings"]
 
 
+SigningSecret = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^(|.{32,})$",
+        description="empty (generated) or at least 32 characters",
+    ),
+]
+"""A key that signs tokens or callbacks: a short one can be guessed offline from a single signed
+value, so one under 32 characters is refused at start rather than used (a generated key is 32
+random bytes, 44 characters of base64)."""
+
+
 class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Everything an operator can set. Each field: ``GUAHAO_<NAME>`` in the environment."""
 
@@ -43,15 +55,17 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The URL citizens reach the platform at (payment pages link back to it); empty means
     ``http://host:port``."""
 
-    secret_key: str = ""
-    """Signs access tokens. Empty: a random key is generated once and kept in ``data_dir``."""
+    secret_key: SigningSecret = ""
+    """Signs access tokens (at least 32 characters). Empty: a random key is generated once and
+    kept in ``data_dir``."""
 
     data_key: str = ""
     """Base64 32-byte key that encrypts personal data at rest (AES-256-GCM) and keys its lookup
     hashes. Empty: generated once and kept in ``data_dir`` (embedded default only)."""
 
-    payment_secret: str = ""
-    """Shared secret of the payment gateway's signed callbacks (sandbox: generated)."""
+    payment_secret: SigningSecret = ""
+    """Shared secret of the payment gateway's signed callbacks (sandbox: generated; at least 32
+    characters)."""
 
     payment_gateway: Literal["sandbox"] = "sandbox"
     """Which payment provider adapter; ``sandbox`` is the embedded default and, so far, the
@@ -91,8 +105,24 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     kilometres) for "nearest district first"; empty means the demo region's."""
 
     hl7_mllp_port: Annotated[int, msgspec.Meta(ge=-1, le=65535)] = -1
-    """Port of the HL7 v2 MLLP listener hospitals send SIU/ADT messages to (on ``host``);
-    -1 means no listener, 0 any free port. The usual MLLP port is 2575."""
+    """Port of the HL7 v2 MLLP listener hospitals send SIU/ADT messages to (on
+    ``hl7_mllp_host``); -1 means no listener, 0 any free port. The usual MLLP port is 2575."""
+
+    hl7_mllp_host: str = "127.0.0.1"
+    """Address of the MLLP listener: its own, on the private link to the hospitals, never the
+    public HTTP address (``host``). Each hospital's connector names the source addresses or
+    client certificates allowed to speak for it (docs/connectors.md)."""
+
+    hl7_mllp_tls_certificate: str = ""
+    """PEM certificate chain of the MLLP listener; with ``hl7_mllp_tls_key`` it speaks MLLP
+    over TLS. Empty: plain MLLP (bind connectors by source address then)."""
+
+    hl7_mllp_tls_key: str = ""
+    """PEM private key of ``hl7_mllp_tls_certificate``."""
+
+    hl7_mllp_tls_client_ca: str = ""
+    """PEM bundle of the CAs that issue hospitals' client certificates; when set, a client
+    certificate is required and checked against it (and pinned per hospital by fingerprint)."""
 
     connector_sync_minutes: Annotated[int, msgspec.Meta(ge=1, le=59)] = 5
     """How often the job worker pulls every FHIR hospital's schedules (incrementally)."""

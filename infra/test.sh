@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run the test suite: prepare .venv (infra/setup.sh), then pytest with the arguments given
-# (none: the whole suite). Paths are relative to the repository root.
+# (none: the import contracts of pyproject.toml, then the whole suite). Paths are relative to
+# the repository root.
 #
-#   bash infra/test.sh                          everything, in parallel on every core
+#   bash infra/test.sh                          contracts, then everything on every core
 #   bash infra/test.sh tests/unit -k booking    any pytest arguments
 set -euo pipefail
 
@@ -14,6 +15,9 @@ bash infra/setup.sh
 # The whole suite runs on every core (pytest-xdist: each worker starts its own Redis and
 # PostgreSQL); with arguments, pytest runs exactly as asked (add -n 2 yourself if you like).
 if [[ $# -eq 0 ]]; then
+    # The seams first (a second or so): an import across a forbidden boundary fails the run
+    # before ten minutes of tests (`.venv/bin/lint-imports` runs them alone).
+    .venv/bin/lint-imports
     set -- -n auto
 fi
 status=0

@@ -9,10 +9,12 @@ file with any problem imports nothing.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import itertools
 import re
+import zipfile
 from collections.abc import Iterable
 from datetime import date, datetime, time
 from decimal import Decimal, InvalidOperation
@@ -28,6 +30,7 @@ __all__ = [
     "COLUMNS",
     "RowError",
     "ScheduleFile",
+    "check_schedule_file",
     "read_schedule_file",
     "template_csv",
     "template_xlsx",
@@ -73,6 +76,9 @@ CATEGORIES = {
 }
 EXAMPLE = ("d001", "2026-03-04", "上午", "专家", "30.00", "08:00", "08:30", "4", "")
 MAX_ROWS = 20_000
+MAX_UNPACKED_BYTES = 64 * 1024 * 1024
+"""An XLSX is a zip: what it unpacks to is checked before openpyxl reads it, so that a small
+upload cannot expand into gigabytes (a zip bomb). 20,000 template rows unpack to about 5 MB."""
 
 
 class RowError(msgspec.Struct, frozen=True):
@@ -119,6 +125,33 @@ def _rows_of_csv(data: bytes) -> Iterable[list[str]]:
     return csv.reader(io.StringIO(text))
 
 
+def _check_unpacked_size(data: bytes) -> None:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        unpacked = sum(info.file_size for info in archive.infolist())
+    if unpacked > MAX_UNPACKED_BYTES:
+        raise ValueError(f"it unpacks to {unpacked} bytes, more than {MAX_UNPACKED_BYTES}")
+
+
+async def check_schedule_file(
+    data: bytes,
+    *,
+    kind: str,
+    hospital_code: str,
+    timezone: str,
+    known_doctors: set[str] | None = None,
+) -> ScheduleFile:
+    """``read_schedule_file`` in a worker thread: checking 20,000 rows (or unpacking an XLSX)
+    takes long enough to stall every other request if done on the event loop."""
+    return await asyncio.to_thread(
+        read_schedule_file,
+        data,
+        kind=kind,
+        hospital_code=hospital_code,
+        timezone=timezone,
+        known_doctors=known_doctors,
+    )
+
+
 def _rows_of_xlsx(data: bytes) -> Iterable[list[str]]:
     from openpyxl import load_workbook
 
@@ -159,7 +192,12 @@ def read_schedule_file(
         result.errors.append(RowError(row, column, code, zh, en))
 
     try:
-        rows = list(_rows_of_xlsx(data) if kind == "xlsx" else _rows_of_csv(data))
+        if kind == "xlsx":
+            _check_unpacked_size(data)
+        # one row past the limit (plus the two heading rows) is enough to refuse the file:
+        # the rest is never read
+        reader = _rows_of_xlsx(data) if kind == "xlsx" else _rows_of_csv(data)
+        rows = list(itertools.islice(reader, MAX_ROWS + 3))
     except Exception as exc:  # not a spreadsheet at all
         fail(0, "", "BATCH_FILE_INVALID", "文件无法读取", f"the file cannot be read: {exc}")
         return result

@@ -18,13 +18,14 @@ import sys
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.hospital_connectors.registry import SCOPES
 from guahao.hospital_connectors.simulator.store import store_from_platform
+from guahao.platform.clock import Clock
 from guahao.platform.schedules import RegionSpec
-
-if TYPE_CHECKING:
-    from guahao.bootstrap import Platform
+from guahao.platform.services.supply import SupplyService
 
 __all__ = ["DEMO_PULLED", "DemoConnectors", "connect_demo"]
 
@@ -81,36 +82,42 @@ async def _simulator(
 
 
 async def connect_demo(
-    platform: Platform, region: RegionSpec, days: int, data_dir: Path
+    hub: ConnectorHub,
+    supply: SupplyService,
+    clock: Clock,
+    *,
+    host: str,
+    region: RegionSpec,
+    days: int,
+    data_dir: Path,
 ) -> DemoConnectors:
-    """Start the demo's HIS simulators and register the connectors (idempotent on restart)."""
-    from guahao.web.hospital_auth import SCOPES
-
+    """Start the demo's HIS simulators and register the connectors (idempotent on restart);
+    the platform's MLLP listener is started on ``host`` if it is not running yet."""
     done = DemoConnectors()
     specs = {h.code: h for h in region.hospitals}
-    if platform.connectors.mllp is None:
-        await platform.connectors.start_mllp(platform.settings.host, 0)
-    assert platform.connectors.mllp is not None
-    mllp_port = platform.connectors.mllp.port
+    if hub.mllp is None:
+        await hub.start_mllp(host, 0)
+    assert hub.mllp is not None
+    mllp_port = hub.mllp.port
     folder = data_dir / "his"
     folder.mkdir(parents=True, exist_ok=True)
-    today = platform.ports.clock.now().date()
+    today = clock.now().date()
     for code in (FHIR_HOSPITAL, HL7_HOSPITAL):
         spec = specs[code]
         path = folder / f"{code}.json"
         if not path.exists():
-            sessions = platform.supply.sessions_from_roster(
+            sessions = supply.sessions_from_roster(
                 spec, [today + timedelta(days=i) for i in range(days)]
             )
-            store_from_platform(spec, sessions, now=platform.ports.clock.now(), path=path)
+            store_from_platform(spec, sessions, now=clock.now(), path=path)
     (fhir_process, fhir), (hl7_process, hl7) = await asyncio.gather(
         _simulator(folder / f"{FHIR_HOSPITAL}.json", FHIR_HOSPITAL, mllp_port),
         _simulator(folder / f"{HL7_HOSPITAL}.json", HL7_HOSPITAL, mllp_port),
     )
     done.processes += [fhir_process, hl7_process]
-    registry = platform.connectors.registry
+    registry = hub.registry
     await registry.register(FHIR_HOSPITAL, "fhir", base_url=fhir["fhir"], notify=True)
-    outcome = await platform.connectors.sync.pull(FHIR_HOSPITAL)
+    outcome = await hub.sync.pull(FHIR_HOSPITAL)
     created = outcome.report.created if outcome.report else 0
     done.lines.append(
         f"  {FHIR_HOSPITAL}: FHIR R4 from {fhir['fhir']} ({outcome.status}, {created} new sessions)"
@@ -122,6 +129,9 @@ async def connect_demo(
             "facility": HL7_HOSPITAL,
             "notify_host": "127.0.0.1",
             "notify_port": hl7["mllp_port"],
+            # the simulator sends from this machine; a real HIS is bound to its own network
+            # or its client certificate (docs/connectors.md)
+            "senders": {"addresses": ["127.0.0.1/32", "::1/128"]},
         },
         notify=True,
     )

@@ -12,7 +12,7 @@ import re
 import msgspec
 
 from guahao.hospital_connectors import hl7_mapping
-from guahao.hospital_connectors.batch_files import RowError, read_schedule_file
+from guahao.hospital_connectors.batch_files import RowError, check_schedule_file
 from guahao.hospital_connectors.canonical import Refusal
 from guahao.hospital_connectors.failures import MappingError
 from guahao.hospital_connectors.fhir_mapping import MappingDefaults, ingest_document
@@ -41,7 +41,7 @@ async def import_file(
 ) -> ImportOutcome:
     zone = await feed.timezone_of(hospital_code)
     if kind in ("csv", "xlsx"):
-        checked = read_schedule_file(
+        checked = await check_schedule_file(
             data,
             kind=kind,
             hospital_code=hospital_code,

@@ -34,11 +34,13 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guahao.hospital_connectors.failures import PermanentError, RetryableError
 from guahao.hospital_connectors.fhir_client import FhirClient
 from guahao.hospital_connectors.fhir_resources import CANONICAL_SYSTEMS
 from guahao.hospital_connectors.registry import ConnectorInfo, ConnectorRegistry
+from guahao.platform.clock import Clock
 from guahao.platform.error_codes import refuse
 from guahao.platform.outbox import OutboxEvent
 from guahao.platform.persistence.tables import DoctorRow, SessionRow, SlotRow
@@ -69,9 +71,13 @@ class _SlotTime(msgspec.Struct, frozen=True):
 
 @dataclass
 class HisHolds:
-    """``HisInventory`` (``guahao.platform.ports``) over the hospitals' FHIR connectors."""
+    """``HisInventory`` (``guahao.platform.ports``) over the hospitals' FHIR connectors.
 
-    ports: Ports
+    Built by the composition root before the platform's ``Ports`` (which carry it to the hold
+    path), so it takes the session factory and the clock, not the ports."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
     registry: ConnectorRegistry
     refresh: timedelta = timedelta(minutes=1)
     _owners: dict[str, ConnectorInfo] | None = None
@@ -93,7 +99,7 @@ class HisHolds:
         loading = self._loading
         try:
             self._owners = await asyncio.shield(loading)
-            self._loaded_at = self.ports.clock.now()
+            self._loaded_at = self.clock.now()
         finally:
             if self._loading is loading and loading.done():
                 self._loading = None
@@ -109,7 +115,7 @@ class HisHolds:
         if (
             self._owners is None
             or self._loaded_at is None
-            or self.ports.clock.now() - self._loaded_at >= self.refresh
+            or self.clock.now() - self._loaded_at >= self.refresh
         ):
             await self.load()
         assert self._owners is not None
@@ -138,7 +144,7 @@ class HisHolds:
         known = self._slots.get(slot_id)
         if known is not None:
             return known
-        async with self.ports.sessions() as session:
+        async with self.sessions() as session:
             found = (
                 await session.execute(
                     select(DoctorRow.code, SlotRow.starts_at, SlotRow.ends_at)
@@ -267,6 +273,7 @@ class HisHoldEvents:
     backoff); a permanent refusal is logged and not retried forever."""
 
     holds: HisHolds
+    ports: Ports
 
     async def __call__(self, event: OutboxEvent) -> None:
         if event.topic != "booking.confirmed" and event.topic not in RELEASING_TOPICS:
@@ -274,7 +281,7 @@ class HisHoldEvents:
         slot_id = event.payload.get("slot_id")
         if not isinstance(slot_id, str) or not await self.holds.any_owner():
             return
-        facts = self.holds.ports.slot_facts.get(slot_id)
+        facts = self.ports.slot_facts.get(slot_id)
         hospital_id = facts.hospital_id if facts is not None else await self._hospital(slot_id)
         if hospital_id is None or not await self.holds.owns(hospital_id):
             return
@@ -287,7 +294,7 @@ class HisHoldEvents:
             log.error("HIS refused %s of %s for good: %s", event.topic, event.aggregate_id, exc)
 
     async def _hospital(self, slot_id: str) -> str | None:
-        async with self.holds.ports.sessions() as session:
+        async with self.ports.sessions() as session:
             found: str | None = await session.scalar(
                 select(SessionRow.hospital_id)
                 .join(SlotRow, SlotRow.session_id == SessionRow.id)

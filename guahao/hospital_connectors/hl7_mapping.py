@@ -42,16 +42,22 @@ from guahao.hospital_connectors.failures import MappingError
 from guahao.platform.services.hospital_feed import FilingResult, SessionKey
 
 __all__ = [
+    "MAX_MESSAGE_BYTES",
+    "MAX_SEGMENTS",
+    "MAX_SEPARATORS",
     "PLATFORM_AUTHORITY",
     "Hl7Header",
     "Hl7Reading",
     "ack",
+    "ack_message",
     "booking_siu",
     "field_of",
+    "message_kind",
     "normalize",
     "parse",
     "patient_a28",
     "read",
+    "read_message",
 ]
 
 PLATFORM_AUTHORITY = "GUAHAO"
@@ -86,6 +92,36 @@ class Hl7Reading(msgspec.Struct, frozen=True):
     appointment: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+MAX_MESSAGE_BYTES = 256 * 1024
+"""Far above any SIU or ADT message (a few KB); the MLLP frame limit is larger still."""
+
+MAX_SEGMENTS = 1_000
+MAX_SEPARATORS = 5_000
+"""Field, component, repetition and subcomponent separators in one message. python-hl7 spends
+about 15 µs on each, so an unbounded count lets one frame of separators hold a CPU for
+seconds; real messages carry a few hundred."""
+
+
+def _check_size(text: str) -> None:
+    """Refuse what would cost too much to parse, before parsing it (cheap counts only)."""
+    if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
+        raise MappingError(
+            "HL7_MESSAGE_TOO_LARGE", "MSH", f"a message is at most {MAX_MESSAGE_BYTES} bytes"
+        )
+    if text.count("\r") + 1 > MAX_SEGMENTS:
+        raise MappingError(
+            "HL7_MESSAGE_TOO_LARGE", "MSH", f"a message has at most {MAX_SEGMENTS} segments"
+        )
+    # MSH-1 is the field separator, MSH-2 the encoding characters: the sender chooses them.
+    separators = {text[3]} | set(text[4:8].split(text[3], 1)[0])
+    if sum(text.count(sep) for sep in separators) > MAX_SEPARATORS:
+        raise MappingError(
+            "HL7_MESSAGE_TOO_LARGE",
+            "MSH",
+            f"a message has at most {MAX_SEPARATORS} field and component separators",
+        )
+
+
 def normalize(raw: str | bytes) -> str:
     """Segments separated by ``\\r`` only, whatever the sender used; no blank segments."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
@@ -94,12 +130,21 @@ def normalize(raw: str | bytes) -> str:
 
 
 def parse(raw: str | bytes) -> hl7.Message:
-    """A python-hl7 message, or ``HL7_MESSAGE_INVALID`` naming what is wrong."""
+    """A python-hl7 message, or ``HL7_MESSAGE_INVALID`` / ``HL7_MESSAGE_TOO_LARGE``.
+
+    Parsing costs CPU in proportion to the separators, so callers on an event loop run it in
+    a worker thread, once per message, and hand the parsed message on.
+    """
+    if len(raw) > 4 * MAX_MESSAGE_BYTES:  # before decoding and splitting a huge input
+        raise MappingError(
+            "HL7_MESSAGE_TOO_LARGE", "MSH", f"a message is at most {MAX_MESSAGE_BYTES} bytes"
+        )
     text = normalize(raw)
     if not text.startswith("MSH"):
         raise MappingError("HL7_MESSAGE_INVALID", "MSH", "a message starts with an MSH segment")
     if len(text) < 8:
         raise MappingError("HL7_MESSAGE_INVALID", "MSH", "the MSH segment is truncated")
+    _check_size(text)
     try:
         return hl7.parse(text)
     except Exception as exc:  # python-hl7 raises plain errors on broken encoding characters
@@ -240,8 +285,18 @@ def _platform_visit(message: hl7.Message) -> str:
 
 def read(raw: str | bytes, *, timezone: str = "Asia/Shanghai") -> Hl7Reading:
     """Read one message: header, the notices it carries, or a refusal (``MappingError``)."""
+    return read_message(parse(raw), timezone=timezone)
+
+
+def message_kind(message: hl7.Message) -> str:
+    """``SIU^S15``-style type and trigger (MSH-9), for logs; ``?`` when absent."""
+    kind, trigger = field_of(message, "MSH", 9, 1), field_of(message, "MSH", 9, 2)
+    return f"{kind}^{trigger}" if kind and trigger else "?"
+
+
+def read_message(message: hl7.Message, *, timezone: str = "Asia/Shanghai") -> Hl7Reading:
+    """``read`` for a message already parsed (``parse``), so that it is parsed only once."""
     zone = ZoneInfo(timezone)
-    message = parse(raw)
     header = _header(message, zone)
     triggers = SUPPORTED.get(header.message_type)
     if triggers is None or header.trigger not in triggers:
@@ -313,12 +368,27 @@ def ack(
 ) -> str:
     """ACK for ``raw``: AA accepted, AE error (send again), AR rejected (do not)."""
     try:
-        message = parse(raw)
+        message: hl7.Message | None = parse(raw)
+    except MappingError:
+        message = None
+    return ack_message(message, code, text, control_id=control_id, error_code=error_code)
+
+
+def ack_message(
+    message: hl7.Message | None,
+    code: str,
+    text: str = "",
+    *,
+    control_id: str,
+    error_code: str = "",
+) -> str:
+    """``ack`` for a message already parsed, or for one that could not be (``None``)."""
+    if message is not None:
         reply = message.create_ack(
             ack_code=code, message_id=control_id, application="GUAHAO", facility="REGION"
         )
         msh_control = field_of(message, "MSH", 10)
-    except MappingError:
+    else:
         now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         reply = hl7.parse(f"MSH|^~\\&|GUAHAO|REGION|||{now}||ACK|{control_id}|P|2.5\rMSA|{code}|")
         msh_control = ""

@@ -3,6 +3,8 @@ the HIS notifier, built once by the composition root."""
 
 from __future__ import annotations
 
+import ssl
+
 from guahao.hospital_connectors.filing_requests import FilingSender
 from guahao.hospital_connectors.his_inventory import HisHoldEvents, HisHolds
 from guahao.hospital_connectors.hl7_inbox import Hl7Inbox
@@ -24,12 +26,16 @@ class ConnectorHub:
         ports: Ports,
         feed: HospitalFeed,
         dispatcher: OutboxDispatcher,
+        registry: ConnectorRegistry,
+        his_inventory: HisHolds,
         actions: HospitalActions | None = None,
         filings: Filings | None = None,
     ) -> None:
+        """``registry`` and ``his_inventory`` come built: the hold path reaches the HIS
+        through ``ports.his_inventory``, which exists before the services and this hub."""
         self.feed = feed
         self.actions = actions
-        self.registry = ConnectorRegistry(ports.sessions, ports.clock)
+        self.registry = registry
         self.sync = FhirSync(feed, self.registry, ports.clock)
         self.inbox = Hl7Inbox(feed, self.registry, actions)
         self.notifier = HisNotifier(feed, self.registry, ports.clock)
@@ -42,16 +48,20 @@ class ConnectorHub:
                 self.filing_sender,
                 name="hospital_connectors.filing_sender",
             )
-        self.his_inventory = HisHolds(ports, self.registry)
+        self.his_inventory = his_inventory
         self.registry.on_change.append(self.his_inventory.forget)
         dispatcher.subscribe(
-            "booking.", HisHoldEvents(self.his_inventory), name="hospital_connectors.his_holds"
+            "booking.",
+            HisHoldEvents(self.his_inventory, ports),
+            name="hospital_connectors.his_holds",
         )
         self.mllp: MllpServer | None = None
 
-    async def start_mllp(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        """Listen for HL7 v2 over MLLP; returns the port."""
-        self.mllp = MllpServer(self.inbox.handle, host, port)
+    async def start_mllp(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> int:
+        """Listen for HL7 v2 over MLLP (over TLS with ``ssl_context``); returns the port."""
+        self.mllp = MllpServer(self.inbox.handle, host, port, ssl_context=ssl_context)
         return await self.mllp.start()
 
     async def close(self) -> None:

@@ -17,9 +17,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from guahao.hospital_connectors.mllp_senders import binding_of
 from guahao.platform.clock import Clock
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
+from guahao.platform.passwords import (
+    hash_password_off_loop,
+    verify_password_off_loop,
+    verify_unknown_off_loop,
+)
 from guahao.platform.persistence.connector_tables import (
     ConnectorMessageRow,
     ConnectorRow,
@@ -27,11 +33,21 @@ from guahao.platform.persistence.connector_tables import (
     SyncRunRow,
 )
 from guahao.platform.persistence.tables import HospitalRow
-from guahao.platform.services.accounts import hash_password, verify_password
 
-__all__ = ["ConnectorHealth", "ConnectorInfo", "ConnectorRegistry", "IssuedClient"]
+__all__ = [
+    "SCOPES",
+    "ConnectorHealth",
+    "ConnectorInfo",
+    "ConnectorRegistry",
+    "HospitalClient",
+    "IssuedClient",
+]
 
 Kind = Literal["fhir", "hl7v2", "push", "batch"]
+
+SCOPES = ("hospital:push", "hospital:read")
+"""What a hospital's OAuth2 client may be granted: the vocabulary of the clients this registry
+issues, read by the push API's guard (``guahao.web.hospital_auth``) to check a token."""
 
 
 class ConnectorInfo(msgspec.Struct, frozen=True):
@@ -52,6 +68,16 @@ class IssuedClient(msgspec.Struct, frozen=True):
     client_id: str
     client_secret: str
     hospital_code: str
+
+
+class HospitalClient(msgspec.Struct, frozen=True):
+    """An OAuth2 client as the authority and the hospital see it (the secret never)."""
+
+    client_id: str
+    hospital_code: str
+    scopes: list[str]
+    created_at: datetime
+    revoked_at: datetime | None
 
 
 class ConnectorHealth(msgspec.Struct, frozen=True):
@@ -84,7 +110,13 @@ class ConnectorRegistry:
         config: dict[str, Any] | None = None,
         notify: bool = False,
     ) -> ConnectorInfo:
-        """Record (or update) how a hospital's system is reached."""
+        """Record (or update) how a hospital's system is reached.
+
+        An ``hl7v2`` connector must carry a sender binding (``mllp_senders``): without one,
+        anyone who reaches the MLLP port could speak for the hospital.
+        """
+        if kind == "hl7v2" and not binding_of(config or {}).bound:
+            refuse("HL7_SENDER_BINDING_INVALID", hospital_code=hospital_code, field="senders")
         now = self._clock.now()
         async with self._sessions() as session, session.begin():
             hospital = await session.scalar(
@@ -160,6 +192,7 @@ class ConnectorRegistry:
         """A new client id and secret for the hospital (the secret is returned only here)."""
         client_id = f"{hospital_code}.{secrets.token_hex(6)}"
         secret = secrets.token_urlsafe(32)
+        secret_hash = await hash_password_off_loop(secret)
         async with self._sessions() as session, session.begin():
             hospital = await session.scalar(
                 select(HospitalRow).where(HospitalRow.code == hospital_code)
@@ -170,7 +203,7 @@ class ConnectorRegistry:
                 HospitalClientRow(
                     client_id=client_id,
                     hospital_id=hospital.id,
-                    secret_hash=hash_password(secret),
+                    secret_hash=secret_hash,
                     scopes=scopes,
                     created_at=self._clock.now(),
                 )
@@ -189,12 +222,74 @@ class ConnectorRegistry:
             ).first()
         if found is None:
             # the same work as a real check, so a missing client cannot be told by timing
-            verify_password(secret, hash_password("-"))
+            await verify_unknown_off_loop(secret)
             refuse("HOSPITAL_CLIENT_INVALID")
         client, code = found
-        if client.revoked_at is not None or not verify_password(secret, client.secret_hash):
+        valid = await verify_password_off_loop(secret, client.secret_hash)
+        if client.revoked_at is not None or not valid:
             refuse("HOSPITAL_CLIENT_INVALID")
         return code, list(client.scopes)
+
+    async def client_active(self, client_id: str) -> bool:
+        """Whether a client may still act: checked on every push-API request, so that a revoked
+        client's tokens stop working at once rather than when they expire."""
+        async with self._sessions() as session:
+            found = (
+                await session.execute(
+                    select(HospitalClientRow.revoked_at).where(
+                        HospitalClientRow.client_id == client_id
+                    )
+                )
+            ).first()
+        return found is not None and found.revoked_at is None
+
+    async def clients(self, hospital_code: str) -> list[HospitalClient]:
+        """A hospital's OAuth2 clients, newest first (never their secrets)."""
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(HospitalClientRow)
+                    .join(HospitalRow, HospitalRow.id == HospitalClientRow.hospital_id)
+                    .where(HospitalRow.code == hospital_code)
+                    .order_by(HospitalClientRow.created_at.desc())
+                )
+            ).scalars()
+            return [
+                HospitalClient(
+                    client_id=row.client_id,
+                    hospital_code=hospital_code,
+                    scopes=list(row.scopes),
+                    created_at=row.created_at,
+                    revoked_at=row.revoked_at,
+                )
+                for row in rows
+            ]
+
+    async def revoke_client(self, client_id: str) -> HospitalClient:
+        """Revoke a client: its secret no longer signs in and its tokens stop working.
+
+        Revoking twice keeps the first time. ``HOSPITAL_CLIENT_INVALID`` for an unknown id.
+        """
+        async with self._sessions() as session, session.begin():
+            found = (
+                await session.execute(
+                    select(HospitalClientRow, HospitalRow.code)
+                    .join(HospitalRow, HospitalRow.id == HospitalClientRow.hospital_id)
+                    .where(HospitalClientRow.client_id == client_id)
+                )
+            ).first()
+            if found is None:
+                refuse("HOSPITAL_CLIENT_INVALID", client_id=client_id)
+            row, code = found
+            if row.revoked_at is None:
+                row.revoked_at = self._clock.now()
+            return HospitalClient(
+                client_id=row.client_id,
+                hospital_code=code,
+                scopes=list(row.scopes),
+                created_at=row.created_at,
+                revoked_at=row.revoked_at,
+            )
 
     # ------------------------------------------------------------------ message log
 

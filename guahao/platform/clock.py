@@ -7,13 +7,18 @@ the edges (see ``guahao.platform.hospitals``).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 __all__ = ["Clock", "ManualClock", "SystemClock", "to_epoch_ms"]
 
 
+@runtime_checkable
 class Clock(Protocol):
-    """Tells the current UTC time."""
+    """Tells the current UTC time.
+
+    Checkable at run time because route handlers receive it as a dependency
+    (``clock: NamedDependency[Clock]``) and Litestar checks each dependency against its type.
+    """
 
     def now(self) -> datetime:
         """The current instant, timezone-aware UTC."""

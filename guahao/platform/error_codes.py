@@ -495,6 +495,22 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "平台不接收此类 HL7 v2 消息",
         "The platform does not take this HL7 v2 message type",
     ),
+    "HL7_MESSAGE_TOO_LARGE": (
+        _I,
+        "HL7 v2 消息过大或分隔符过多",
+        "The HL7 v2 message is too large or has too many separators",
+    ),
+    "HL7_SENDER_NOT_AUTHORISED": (
+        _F,
+        "该连接无权代表此医院发送 HL7 v2 消息",
+        "This connection may not send HL7 v2 messages for that hospital",
+    ),
+    "HL7_SENDER_BINDING_INVALID": (
+        _I,
+        "HL7 v2 接口须绑定发送方的来源地址或客户端证书，且格式正确",
+        "An HL7 v2 connector needs a valid sender binding: source addresses or a client "
+        "certificate fingerprint",
+    ),
     "BATCH_FILE_INVALID": (
         _I,
         "排班文件有错误，未导入任何数据",

@@ -1,16 +1,17 @@
 """What the platform needs from the outside world, as protocols.
 
-Adapters live beside the domain (``inventory/``, ``payments/``, ``persistence/``) and are
-chosen by settings in the composition root. Tests use the real adapters (a real Redis, a real
+Adapters live beside the domain (``inventory/``, ``payments/``, ``persistence/``, ``jobs/``,
+``rate_limiting/``; ``embedded_redis/`` starts the Redis they share) and are chosen by settings
+in the composition root. Tests use the real adapters (a real Redis, a real
 database); where an external party cannot run here (a bank, a government service) the
 embedded default is a sandbox with the same contract, not a mock.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 
@@ -19,11 +20,13 @@ __all__ = [
     "HisInventory",
     "HoldGrant",
     "Inventory",
+    "JobScheduler",
     "Notifier",
     "PaymentGateway",
     "PaymentIntent",
     "PaymentNotification",
     "RefundReceipt",
+    "RequestLimits",
     "ReturningUnit",
     "SlotCounts",
     "SlotState",
@@ -294,4 +297,25 @@ class HisInventory(Protocol):
 
     async def release(self, hospital_id: str, slot_id: str, booking_id: str) -> None:
         """Give the booking's hold (or appointment) in the HIS back."""
+        ...
+
+
+class JobScheduler(Protocol):
+    """Schedules a named job once per key (adapter: ``guahao.platform.jobs.SaqJobs``)."""
+
+    async def schedule(
+        self, function: str, *, key: str, at: datetime | None = None, **kwargs: Any
+    ) -> None:
+        """Run ``function(**kwargs)`` at ``at`` (now if None); a pending job of the same key
+        is not scheduled twice."""
+        ...
+
+
+class RequestLimits(Protocol):
+    """Request rate limits shared by every worker process (adapter:
+    ``guahao.platform.rate_limiting.RequestLimiter``, sliding windows on Redis)."""
+
+    async def hit(self, checks: Sequence[tuple[str, str, str]]) -> None:
+        """Count one request against every ``(limit name, spec, identifier)``; refuse with
+        ``RATE_LIMITED`` if any is over. Checks with an empty identifier are skipped."""
         ...

@@ -8,16 +8,17 @@ from typing import Any
 
 from litestar import Litestar, get
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from sqlalchemy import text
 
 from guahao import __version__
 from guahao.bootstrap import Platform, open_platform
 from guahao.config import Settings
 from guahao.platform.clock import Clock
+from guahao.platform.services.readiness import Readiness
 from guahao.web.auth import TokenIssuer
+from guahao.web.dependencies import platform_dependencies
 from guahao.web.errors import exception_handlers
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
@@ -38,11 +39,9 @@ __all__ = ["create_app"]
 
 
 @get("/health", operation_id="health", tags=["operations"])
-async def health(platform: NamedDependency[Platform]) -> dict[str, Any]:
+async def health(readiness: NamedDependency[Readiness]) -> dict[str, Any]:
     """Liveness and readiness: the database and Redis both answer."""
-    async with platform.engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
-    await platform.redis.ping()
+    await readiness.check()
     return {"status": "ok", "version": __version__}
 
 
@@ -50,7 +49,7 @@ def create_app(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    platform: NamedDependency[Platform] | None = None,
+    platform: Platform | None = None,
 ) -> Litestar:
     """The app for ``settings``; pass ``platform`` to serve one that is already open."""
 
@@ -63,10 +62,6 @@ def create_app(
         async with open_platform(settings, clock=clock) as opened:
             app.state.platform = opened
             yield
-
-    def provide_platform(state: State) -> Platform:
-        found: Platform = state.platform
-        return found
 
     return Litestar(
         route_handlers=[
@@ -88,7 +83,7 @@ def create_app(
             RulesController,
             HospitalDeskController,
         ],
-        dependencies={"platform": Provide(provide_platform, sync_to_thread=False)},
+        dependencies=platform_dependencies(),
         exception_handlers=exception_handlers,
         middleware=[IdempotencyMiddleware],
         lifespan=[lifespan],

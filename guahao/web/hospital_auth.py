@@ -32,13 +32,12 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
-from guahao.bootstrap import Platform
+from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.platform.error_codes import refuse
 from guahao.platform.errors import GuahaoError
 
-__all__ = ["SCOPES", "HospitalTokens", "require_hospital", "token_endpoint"]
+__all__ = ["HospitalTokens", "require_hospital", "token_endpoint"]
 
-SCOPES = ("hospital:push", "hospital:read")
 AUDIENCE = "guahao-hospital-api"
 TOKEN_SECONDS = 3600
 
@@ -106,7 +105,7 @@ def _oauth_error(error: OAuth2Error, status: int | None = None) -> Response[dict
     status_code=200,
 )
 async def token_endpoint(
-    request: Request[Any, Any, Any], platform: NamedDependency[Platform]
+    request: Request[Any, Any, Any], connectors: NamedDependency[ConnectorHub]
 ) -> Response[dict[str, Any]]:
     """Client credentials grant for hospital systems (form-encoded, RFC 6749 §4.4)."""
     raw = (await request.body()).decode("utf-8", errors="replace")
@@ -133,7 +132,7 @@ async def token_endpoint(
             InvalidClientError(description="client authentication is required"), 401
         )
     try:
-        hospital, allowed = await platform.connectors.registry.authenticate(client_id, secret)
+        hospital, allowed = await connectors.registry.authenticate(client_id, secret)
     except GuahaoError:
         return _oauth_error(InvalidClientError(description="unknown client or wrong secret"), 401)
     wanted = form.get("scope", "").split() or allowed

@@ -1,14 +1,18 @@
 """Idempotency keys on every write: a repeated request gets the first answer, never a second
-effect.
+effect. The one mechanism of the API, for citizens, staff and hospital systems alike.
 
-A phone on a bad network repeats requests; a repeated "submit" or "cancel" must not be taken
-for a new one. Any POST/PUT/PATCH/DELETE carrying ``Idempotency-Key`` from a signed-in account
-is remembered for 24 hours in Redis: the same key with the same request replays the stored
-response (``Idempotent-Replayed: true``); the same key with a different request is refused
-with ``IDEMPOTENCY_KEY_REUSED``; a repeat while the first is still running gets
+A phone on a bad network repeats requests, and so does a hospital system whose connection
+dropped; a repeated "submit", "cancel" or schedule push must not be taken for a new one. Any
+POST/PUT/PATCH/DELETE carrying ``Idempotency-Key`` from a signed-in principal (a citizen's
+account, a staff member, or a hospital's OAuth2 client) is remembered for 24 hours in Redis,
+per principal: the same key with the same request replays the stored response
+(``Idempotent-Replayed: true``); the same key with a different request is refused with
+``IDEMPOTENCY_KEY_REUSED``; a repeat while the first is still running gets
 ``REQUEST_IN_PROGRESS``. Only successful answers are remembered: a refusal changed nothing,
 so repeating it is safe, and a hold refused before release time must succeed when retried
-after it.
+after it. A route whose writes must carry a key (the hospital push API) says so with
+``opt={IDEMPOTENCY_KEY_OPT: "required"}``; a signed-in write there without one is refused
+``VALIDATION_FAILED`` before it runs.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Sen
 from guahao.platform.error_codes import CODES
 from guahao.platform.errors import GuahaoError
 
-__all__ = ["IdempotencyMiddleware"]
+__all__ = ["IDEMPOTENCY_KEY_OPT", "IdempotencyMiddleware"]
 
+IDEMPOTENCY_KEY_OPT = "idempotency_key"
+"""Route ``opt`` naming whether its writes must carry ``Idempotency-Key`` (``"required"``)."""
+MAX_KEY_LENGTH = 100
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PENDING_SECONDS = 60
 REMEMBER_SECONDS = 24 * 3600
@@ -37,14 +44,15 @@ class _Stored(msgspec.Struct, array_like=True):
     body: bytes
 
 
-def _error_response(code: str, status: int) -> tuple[int, bytes]:
+def _error_response(code: str, status: int, **detail: Any) -> tuple[int, bytes]:
     _, zh, en = CODES[code]
-    body = msgspec.json.encode({"code": code, "message": {"zh": zh, "en": en}, "detail": {}})
+    body = msgspec.json.encode({"code": code, "message": {"zh": zh, "en": en}, "detail": detail})
     return status, body
 
 
 class IdempotencyMiddleware:
-    """ASGI middleware; needs ``app.state.platform`` (Redis) and ``app.state.tokens``."""
+    """ASGI middleware; needs ``app.state.platform`` (Redis) and the token issuers in
+    ``app.state`` (``tokens``, ``staff_tokens``, ``hospital_tokens``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -56,16 +64,29 @@ class IdempotencyMiddleware:
         method: str = scope["method"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         key = headers.get("idempotency-key", "")
-        account = self._account(scope, headers.get("authorization", ""))
-        if not key or account is None or len(key) > 100:
+        principal = self._principal(scope, headers.get("authorization", ""))
+        if principal is None:
+            await self.app(scope, receive, send)
+            return
+        if not key or len(key) > MAX_KEY_LENGTH:
+            route = scope.get("route_handler")
+            required = route is not None and route.opt.get(IDEMPOTENCY_KEY_OPT) == "required"
+            if required or key:
+                reason = "required on these writes" if not key else "at most 100 characters"
+                status, payload = _error_response(
+                    "VALIDATION_FAILED", 422, field="Idempotency-Key", reason=reason
+                )
+                await _respond(send, status, "application/json", payload, replayed=False)
+                return
             await self.app(scope, receive, send)
             return
         body, replay_receive = await _buffer(receive)
-        fingerprint = hashlib.sha256(
-            method.encode() + b" " + scope["path"].encode() + b"\n" + body
-        ).hexdigest()
+        target = scope["path"].encode()
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        fingerprint = hashlib.sha256(method.encode() + b" " + target + b"\n" + body).hexdigest()
         redis = scope["app"].state.platform.redis
-        record = f"idem:{{acct:{account}}}:{hashlib.sha256(key.encode()).hexdigest()}"
+        record = f"idem:{{{principal}}}:{hashlib.sha256(key.encode()).hexdigest()}"
         claimed = await redis.set(
             record, b"pending:" + fingerprint.encode(), nx=True, ex=PENDING_SECONDS
         )
@@ -111,15 +132,28 @@ class IdempotencyMiddleware:
                 await redis.delete(record)
 
     @staticmethod
-    def _account(scope: Scope, authorization: str) -> str | None:
+    def _principal(scope: Scope, authorization: str) -> str | None:
+        """Who is writing, as the Redis hash tag its keys live under (``acct:…``,
+        ``staff:…``, ``hosp:…``); ``None`` without a valid bearer token (the route's guard
+        then refuses the request, or it is an anonymous write that nothing remembers)."""
         scheme, _sep, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return None
+        token = token.strip()
+        state = scope["app"].state
         try:
-            account: str = scope["app"].state.tokens.account_of(token.strip())
+            return f"acct:{state.tokens.account_of(token)}"
+        except GuahaoError:
+            pass
+        try:
+            return f"staff:{state.staff_tokens.staff_id_of(token)}"
+        except GuahaoError:
+            pass
+        try:
+            hospital, _scopes = state.hospital_tokens.principal(token)
         except GuahaoError:
             return None
-        return account
+        return f"hosp:{hospital}"
 
 
 async def _buffer(receive: Receive) -> tuple[bytes, Receive]:

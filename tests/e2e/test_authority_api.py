@@ -215,3 +215,17 @@ async def test_auditors_are_refused_every_change(
     response = await auditor.post(path, json=body)
     assert response.status_code == 403
     assert code_of(response) == "STAFF_ROLE_REQUIRED"
+
+
+async def test_a_page_offset_past_any_list_is_refused_as_bad_input_not_a_server_error(
+    http: httpx.AsyncClient, sqlite_platform: Platform
+) -> None:
+    """schemathesis, signed in as an administrator, found ``offset=10**19`` answering 500."""
+    admin = await sign_in(http, sqlite_platform, "chief", "authority_admin")
+    for path in ("/api/v1/authority/signals", "/api/v1/authority/bans"):
+        huge = await admin.get(path, params={"offset": str(10**19)})
+        assert huge.status_code == 422, (path, huge.text)
+        assert code_of(huge) == "VALIDATION_FAILED"
+        assert (await admin.get(path, params={"offset": "1000000"})).status_code == 200
+    audit = await admin.get("/api/v1/authority/audit", params={"page": str(10**19)})
+    assert audit.status_code == 422, audit.text

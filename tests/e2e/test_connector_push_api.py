@@ -11,8 +11,8 @@ import pytest
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from guahao.hospital_connectors.batch_files import template_csv, template_xlsx
+from guahao.hospital_connectors.registry import SCOPES
 from guahao.platform.schedules import HospitalSpec
-from guahao.web.hospital_auth import SCOPES
 from tests.fixtures.his_simulator import sim_hospital
 from tests.fixtures.platforms import clinic, confirmed_booking, publish_clinic
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from guahao.platform.persistence.tables import SessionRow, SlotRow
 from tests.e2e.support import Citizen
-from tests.fixtures.his_simulator import SIM_HOSPITAL, sim_hospital
+from tests.fixtures.his_simulator import LOOPBACK_SENDERS, SIM_HOSPITAL, sim_hospital
 
 
 async def test_a_stop_from_the_his_refunds_and_notifies_the_patient(
@@ -25,7 +25,7 @@ async def test_a_stop_from_the_his_refunds_and_notifies_the_patient(
         SIM_HOSPITAL, "fhir", base_url=his.fhir, notify=True
     )
     await platform.connectors.registry.register(
-        SIM_HOSPITAL, "hl7v2", config={"facility": SIM_HOSPITAL}
+        SIM_HOSPITAL, "hl7v2", config={"facility": SIM_HOSPITAL, "senders": LOOPBACK_SENDERS}
     )
     assert (await platform.connectors.sync.pull(SIM_HOSPITAL)).status == "ok"
     async with platform.ports.sessions() as session:

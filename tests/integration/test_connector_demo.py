@@ -19,7 +19,15 @@ async def test_the_demo_puts_hospitals_on_fhir_hl7v2_and_push(sqlite_platform, t
         if spec.code in (FHIR_HOSPITAL, HL7_HOSPITAL, PUSH_HOSPITAL):
             await platform.supply.register_hospital(spec)
 
-    connected = await connect_demo(platform, region, 2, tmp_path)
+    connected = await connect_demo(
+        platform.connectors,
+        platform.supply,
+        platform.ports.clock,
+        host=platform.settings.host,
+        region=region,
+        days=2,
+        data_dir=tmp_path,
+    )
     try:
         assert "(ok," in connected.lines[0]
         async with platform.ports.sessions() as session:

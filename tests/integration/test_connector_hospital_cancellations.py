@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.hospitals import PaymentMode
 from guahao.platform.persistence.tables import RefundRow, StrikeRow
-from tests.fixtures.his_simulator import SIM_HOSPITAL, sim_hospital
+from tests.fixtures.his_simulator import LOOPBACK_SENDERS, SIM_HOSPITAL, sim_hospital
 from tests.fixtures.platforms import (
     assert_refused,
     booking_row,
@@ -153,7 +153,7 @@ async def test_a_siu_s15_without_stop_cancels_that_one_booking_over_mllp(platfor
     await platform.connectors.registry.register(SIM_HOSPITAL, "fhir", base_url=his.fhir)
     assert (await platform.connectors.sync.pull(SIM_HOSPITAL)).status == "ok"
     await platform.connectors.registry.register(
-        SIM_HOSPITAL, "hl7v2", config={"facility": SIM_HOSPITAL}
+        SIM_HOSPITAL, "hl7v2", config={"facility": SIM_HOSPITAL, "senders": LOOPBACK_SENDERS}
     )
     from tests.integration.test_hl7_mllp import first_slot
 

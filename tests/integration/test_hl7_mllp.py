@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from guahao.hospital_connectors.mllp import MllpClient
 from guahao.platform.persistence.tables import NotificationRow, SessionRow, SlotRow
-from tests.fixtures.his_simulator import SIM_HOSPITAL, sim_hospital
+from tests.fixtures.his_simulator import LOOPBACK_SENDERS, SIM_HOSPITAL, sim_hospital
 from tests.fixtures.platforms import clinic, confirmed_booking, publish_clinic
 
 
@@ -24,7 +24,12 @@ async def connected(platform, his_simulator, *, notify: bool = False):
     await platform.connectors.registry.register(
         SIM_HOSPITAL,
         "hl7v2",
-        config={"facility": SIM_HOSPITAL, "notify_host": "127.0.0.1", "notify_port": his.mllp_port},
+        config={
+            "facility": SIM_HOSPITAL,
+            "notify_host": "127.0.0.1",
+            "notify_port": his.mllp_port,
+            "senders": LOOPBACK_SENDERS,
+        },
         notify=notify,
     )
     return port, his

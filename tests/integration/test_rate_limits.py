@@ -5,7 +5,7 @@ retry, and changes nothing."""
 from __future__ import annotations
 
 from guahao.bootstrap import Platform
-from guahao.platform.rate_limits import ClientContext
+from guahao.platform.client_context import ClientContext
 from guahao.platform.services.staff import StaffActor, StaffRole
 from tests.fixtures.platforms import assert_refused, hold, new_account, publish_clinic
 

@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from guahao.bootstrap import Platform
+from guahao.platform.client_context import ClientContext
 from guahao.platform.errors import GuahaoError
 from guahao.platform.hospitals import PaymentMode
 from guahao.platform.persistence.tables import AuditRow, BookingRow, SuspicionSignalRow
-from guahao.platform.rate_limits import ClientContext
 from guahao.platform.services.staff import StaffRole
 from guahao.platform.services.suspicion import SuspicionDetector
 from guahao.platform.suspicion_rules import SuspicionRules

@@ -79,3 +79,48 @@ def test_the_templates_read_back_with_their_example_row() -> None:
         result = read_schedule_file(data, kind=kind, hospital_code="h1", timezone="Asia/Shanghai")
         assert result.errors == [], kind
         assert [len(s.segments) for s in result.sessions] == [1]
+
+
+def test_a_file_over_the_row_limit_is_refused_without_reading_the_rest() -> None:
+    """Rows past the limit are never read: a file of a million rows costs what 20,001 do."""
+
+    class Endless:
+        """A CSV body that would never end if it were read whole."""
+
+        read = 0
+
+        def rows(self):  # type: ignore[no-untyped-def]
+            yield HEAD.strip().split(",")
+            while True:
+                self.read += 1
+                yield ["d1", "2026-03-04", "上午", "专家", "30", "08:00", "08:30", "1", ""]
+
+    import guahao.hospital_connectors.batch_files as batch_files
+
+    endless = Endless()
+    original = batch_files._rows_of_csv
+    batch_files._rows_of_csv = lambda _data: endless.rows()  # type: ignore[assignment]
+    try:
+        result = read_schedule_file(b"", kind="csv", hospital_code="h1", timezone="Asia/Shanghai")
+    finally:
+        batch_files._rows_of_csv = original
+    assert result.errors[-1].code == "BATCH_FILE_INVALID"
+    assert "at most 20000 rows" in result.errors[-1].en
+    assert endless.read <= batch_files.MAX_ROWS + 2
+
+
+def test_an_xlsx_that_unpacks_to_too_much_is_refused_before_it_is_opened() -> None:
+    import io
+    import zipfile
+
+    from guahao.hospital_connectors.batch_files import MAX_UNPACKED_BYTES
+
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", b"\0" * (MAX_UNPACKED_BYTES + 1))
+    assert len(bomb.getvalue()) < 200_000  # small upload, huge unpacked
+    result = read_schedule_file(
+        bomb.getvalue(), kind="xlsx", hospital_code="h1", timezone="Asia/Shanghai"
+    )
+    assert [e.code for e in result.errors] == ["BATCH_FILE_INVALID"]
+    assert "unpacks to" in result.errors[0].en

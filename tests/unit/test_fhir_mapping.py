@@ -139,6 +139,7 @@ def test_fhir_resources_agrees_that_the_fixture_and_the_official_examples_are_r4
     """The structural validator (fhir.resources R4B models) accepts what we accept, and still
     lets through what only this mapping refuses (a slot ending before it starts)."""
     from fhir.resources.R4B import bundle as r4b
+
     bundle = r4b.Bundle.model_validate_json((DATA / "fhir_hospital_bundle.json").read_bytes())
     assert len(bundle.entry) > 30
     from fhir.resources.R4B.slot import Slot

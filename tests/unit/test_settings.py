@@ -83,6 +83,8 @@ def test_unknown_keys_in_the_toml_file_are_refused(tmp_path: Path) -> None:
         ({"GUAHAO_TOKEN_MINUTES": "0"}, "token_minutes"),
         ({"GUAHAO_LOG_LEVEL": "LOUD"}, "log_level"),
         ({"GUAHAO_RUN_JOBS": "perhaps"}, "run_jobs"),
+        ({"GUAHAO_SECRET_KEY": "s3cret"}, "secret_key"),
+        ({"GUAHAO_PAYMENT_SECRET": "x" * 31}, "payment_secret"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(environ: dict[str, str], field: str) -> None:
@@ -144,8 +146,9 @@ def test_an_explicit_secret_wins_and_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_explicit_secret_from_the_environment(tmp_path: Path) -> None:
-    settings = load_settings({"GUAHAO_DATA_DIR": str(tmp_path), "GUAHAO_SECRET_KEY": "s3cret"})
-    assert settings.secret("secret_key") == "s3cret"
+    key = "an operator's key of 32 characters"
+    settings = load_settings({"GUAHAO_DATA_DIR": str(tmp_path), "GUAHAO_SECRET_KEY": key})
+    assert settings.secret("secret_key") == key
     assert not (tmp_path / "keys").exists()
 
 

@@ -64,8 +64,12 @@ async def serve(args: argparse.Namespace) -> None:
     for entry in args.client_jwk:
         client_id, _, file = entry.partition("=")
         keys[client_id] = json.loads(await asyncio.to_thread(Path(file).read_text))
-    sim = Simulator(store, platform_mllp=target, client_keys=keys)
-    sim.mllp_server = type(sim.mllp_server)(sim.mllp_server._handler, args.host, args.mllp_port)
+    sim = Simulator(
+        store,
+        platform_mllp=target,
+        client_keys=keys,
+        mllp_listen=(args.host, args.mllp_port),
+    )
     mllp_port = await sim.mllp_server.start()
     config = uvicorn.Config(
         sim.app(), host=args.host, port=args.port, log_level="warning", lifespan="on"

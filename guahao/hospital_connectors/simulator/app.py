@@ -35,7 +35,7 @@ from litestar.datastructures import State
 
 from guahao.hospital_connectors import hl7_mapping
 from guahao.hospital_connectors.fhir_resources import CANONICAL_SYSTEMS
-from guahao.hospital_connectors.mllp import MllpClient, MllpServer
+from guahao.hospital_connectors.mllp import MllpClient, MllpServer, Peer
 from guahao.hospital_connectors.simulator.store import HisStore
 
 __all__ = ["Simulator"]
@@ -71,7 +71,9 @@ class Simulator:
         *,
         platform_mllp: tuple[str, int] | None = None,
         client_keys: dict[str, dict[str, Any]] | None = None,
+        mllp_listen: tuple[str, int] = ("127.0.0.1", 0),
     ) -> None:
+        """``mllp_listen``: where its own MLLP listener binds (port 0: any free port)."""
         self.store = store
         self.client_keys = client_keys or {}
         """client_id -> public JWK; when any is set, FHIR calls need a SMART access token."""
@@ -80,8 +82,9 @@ class Simulator:
         self.down_after: int | None = None
         self.facility = store.hospital_code
         self.platform_mllp = platform_mllp
-        self.mllp_server = MllpServer(self._receive_hl7)
+        self.mllp_server = MllpServer(self._receive_hl7, *mllp_listen)
         self.base_url = ""
+        """Known once its HTTP server has bound its port (``serve`` sets it then)."""
 
     def authorized(self, request: Request[Any, Any, Any]) -> bool:
         if not self.client_keys:
@@ -101,7 +104,7 @@ class Simulator:
     def now(self) -> datetime:
         return datetime.now(UTC)
 
-    async def _receive_hl7(self, raw: bytes, _peer: tuple[str, int]) -> str:
+    async def _receive_hl7(self, raw: bytes, _peer: Peer) -> str:
         if self.down:
             return hl7_mapping.ack(raw, "AE", "HIS down", control_id=secrets.token_hex(8))
         self.store.received_hl7.append(raw.decode("utf-8", errors="replace"))

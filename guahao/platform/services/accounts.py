@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, timedelta
-from typing import Literal, get_args
+from datetime import date, datetime, timedelta
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.bookings import LIVE_WITH_PATIENT
+from guahao.platform.client_context import ClientContext
 from guahao.platform.error_codes import refuse
 from guahao.platform.identity_documents import (
     DocumentType,
@@ -36,23 +37,30 @@ from guahao.platform.identity_verification import (
     VerificationLevel,
 )
 from guahao.platform.ids import new_id
-from guahao.platform.passwords import hash_password, verify_password
+from guahao.platform.passwords import (
+    hash_password,
+    hash_password_off_loop,
+    verify_password,
+    verify_password_off_loop,
+    verify_unknown_off_loop,
+)
 from guahao.platform.persistence.tables import (
     AccountRow,
     BookingRow,
+    NotificationRow,
     PatientIdentityChangeRow,
     PatientRow,
     PersonRow,
 )
 from guahao.platform.person_names import validate_person_name
 from guahao.platform.personal_data import mask_phone
-from guahao.platform.rate_limits import ClientContext
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 
 __all__ = [
     "RELATIONS",
     "AccountService",
+    "NotificationView",
     "PatientView",
     "Relation",
     "hash_password",
@@ -100,6 +108,19 @@ class PatientView(msgspec.Struct, frozen=True, rename="camel"):
     booked_by_guardian: bool = False
 
 
+class NotificationView(msgspec.Struct, frozen=True, rename="camel"):
+    """A message in the account's inbox: ``topic`` names the template, ``params`` fill it."""
+
+    id: str
+    topic: str
+    params: dict[str, Any]
+    created_at: datetime
+
+
+INBOX_PAGE = 100
+"""The newest messages an inbox shows."""
+
+
 class AccountService:
     """Register, sign in, and manage the patients of an account under the real-name rules."""
 
@@ -132,6 +153,7 @@ class AccountService:
             limits = (await self._rules.region()).rate_limits
             await self._p.limiter.hit([("register:ip", limits.register_per_ip, client.ip_hash)])
         account_id = new_id()
+        password_hash = await hash_password_off_loop(password)
         try:
             async with self._p.sessions() as session, session.begin():
                 session.add(
@@ -139,7 +161,7 @@ class AccountService:
                         id=account_id,
                         phone_hash=self._p.vault.index("phone", phone),
                         phone_enc=self._p.vault.seal("phone", phone),
-                        password_hash=hash_password(password),
+                        password_hash=password_hash,
                         display_name=display_name,
                         created_at=self._p.clock.now(),
                     )
@@ -161,7 +183,10 @@ class AccountService:
                     AccountRow.phone_hash == self._p.vault.index("phone", phone)
                 )
             )
-        if row is None or not verify_password(password, row.password_hash):
+        if row is None:  # the same work as a real check: timing does not tell who has an account
+            await verify_unknown_off_loop(password)
+            refuse("CREDENTIALS_INVALID")
+        if not await verify_password_off_loop(password, row.password_hash):
             refuse("CREDENTIALS_INVALID")
         return row.id
 
@@ -391,6 +416,22 @@ class AccountService:
                 )
             ).all()
         return [_view(patient, person) for patient, person in rows]
+
+    async def notifications(self, account_id: str) -> list[NotificationView]:
+        """The account's inbox, newest first (the ``INBOX_PAGE`` newest messages)."""
+        async with self._p.sessions() as session:
+            rows = (
+                await session.scalars(
+                    select(NotificationRow)
+                    .where(NotificationRow.account_id == account_id)
+                    .order_by(NotificationRow.created_at.desc())
+                    .limit(INBOX_PAGE)
+                )
+            ).all()
+        return [
+            NotificationView(id=r.id, topic=r.template, params=r.params, created_at=r.created_at)
+            for r in rows
+        ]
 
 
 async def _lock_account(session: AsyncSession, account_id: str) -> None:

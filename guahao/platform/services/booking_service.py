@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from guahao.platform import bookings as flow
 from guahao.platform.bookings import PAYMENT_GRACE, Booking, BookingStatus
+from guahao.platform.client_context import ClientContext
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import error, refuse
 from guahao.platform.errors import ConflictError
@@ -33,7 +34,6 @@ from guahao.platform.persistence.tables import (
     SessionRow,
 )
 from guahao.platform.ports import HoldGrant
-from guahao.platform.rate_limits import ClientContext
 from guahao.platform.services.booking_limits import admit
 from guahao.platform.services.booking_records import (
     BookingRecords,

@@ -153,16 +153,14 @@ class HospitalFeed:
         supply: SupplyService,
         actions: HospitalActions,
         inventory_sync: InventorySync,
+        filings: Filings | None = None,
     ) -> None:
+        """``filings``: person-level filing records (region rules), so that a filing a HIS
+        reports for a booking also marks the booking's person as filed at that hospital."""
         self._p = ports
         self._supply = supply
         self._actions = actions
         self._sync = inventory_sync
-        self._filings: Filings | None = None
-
-    def use_filings(self, filings: Filings) -> None:
-        """Person-level filing records (region rules): a filing a HIS reports for a booking
-        also marks the booking's person as filed at that hospital."""
         self._filings = filings
 
     async def hospital_id(self, hospital_code: str) -> str:

@@ -133,6 +133,15 @@ class RuleBook:
             self._hospitals[hospital_id] = (time.monotonic(), rules)
         return rules
 
+    async def for_known_hospital(self, hospital_id: str) -> RegionRules:
+        """``for_hospital`` for an id that came from outside (a URL): an unknown hospital is
+        refused ``HOSPITAL_NOT_FOUND`` instead of answered with the region's rules, and
+        leaves no cache entry behind (one per made-up id would grow without bound)."""
+        async with self._p.sessions() as session:
+            if await session.get(HospitalRow, hospital_id) is None:
+                refuse("HOSPITAL_NOT_FOUND", hospital_id=hospital_id)
+        return await self.for_hospital(hospital_id)
+
     @staticmethod
     async def _read_overrides(session: AsyncSession, hospital_id: str) -> dict[str, Any]:
         row = await session.scalar(

@@ -10,10 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guahao.platform.clock import Clock
 from guahao.platform.hospitals import HospitalPolicies
-from guahao.platform.jobs import JobScheduler
 from guahao.platform.personal_data import PersonalDataVault
-from guahao.platform.ports import HisInventory, Inventory, PaymentGateway
-from guahao.platform.rate_limits import RequestLimiter
+from guahao.platform.ports import (
+    HisInventory,
+    Inventory,
+    JobScheduler,
+    PaymentGateway,
+    RequestLimits,
+)
 
 __all__ = ["Ports", "SlotFacts", "SlotFactsCache"]
 
@@ -71,7 +75,7 @@ class Ports:
     clock: Clock
     jobs: JobScheduler
     slot_facts: SlotFactsCache = field(default_factory=SlotFactsCache)
-    limiter: RequestLimiter | None = None
+    limiter: RequestLimits | None = None
     """Request rate limits on Redis; ``None`` only where a caller checks none (tools)."""
     his_inventory: HisInventory | None = None
     """Holds in the HIS of hospitals that own their inventory (hospital connectors);

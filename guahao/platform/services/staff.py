@@ -12,7 +12,6 @@ Passwords are scrypt-hashed exactly as citizens' are. Creating staff is audited.
 
 from __future__ import annotations
 
-import functools
 import unicodedata
 from datetime import datetime
 from enum import StrEnum
@@ -23,7 +22,11 @@ from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
-from guahao.platform.passwords import hash_password, verify_password
+from guahao.platform.passwords import (
+    hash_password_off_loop,
+    verify_password_off_loop,
+    verify_unknown_off_loop,
+)
 from guahao.platform.persistence.tables import HospitalRow, StaffAccountRow
 from guahao.platform.services.audit import SYSTEM_ACTOR, record_audit
 from guahao.platform.services.runtime import Ports
@@ -45,12 +48,6 @@ class StaffRole(StrEnum):
 
 
 AUTHORITY_ROLES = frozenset({StaffRole.AUTHORITY_ADMIN, StaffRole.AUTHORITY_AUDITOR})
-
-
-@functools.cache
-def _dummy_hash() -> str:
-    """Checked against when the username is unknown, so timing does not tell names apart."""
-    return hash_password("never-a-password")
 
 
 STAFF_SIGN_IN_LIMIT = "10/15minutes"
@@ -124,6 +121,7 @@ class StaffService:
         if (staff_role is StaffRole.HOSPITAL_STAFF) != bool(hospital_code):
             refuse("STAFF_ROLE_INVALID", role=role, hospital=hospital_code or "")
         now = self._p.clock.now()
+        password_hash = await hash_password_off_loop(password)
         try:
             async with self._p.sessions() as session, session.begin():
                 hospital_id = None
@@ -136,7 +134,7 @@ class StaffService:
                 row = StaffAccountRow(
                     id=new_id(),
                     username=name,
-                    password_hash=hash_password(password),
+                    password_hash=password_hash,
                     display_name=display_name,
                     role=staff_role.value,
                     hospital_id=hospital_id,
@@ -168,9 +166,9 @@ class StaffService:
                 select(StaffAccountRow).where(StaffAccountRow.username == name)
             )
         if row is None:
-            verify_password(password, _dummy_hash())
+            await verify_unknown_off_loop(password)
             refuse("STAFF_CREDENTIALS_INVALID")
-        if not verify_password(password, row.password_hash) or not row.active:
+        if not await verify_password_off_loop(password, row.password_hash) or not row.active:
             refuse("STAFF_CREDENTIALS_INVALID")
         return _actor(row)
 

@@ -8,8 +8,7 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from guahao.bootstrap import Platform
-from guahao.platform.services.blacklist import AppealView, Standing
+from guahao.platform.services.blacklist import AppealView, BlacklistService, Standing
 from guahao.web.auth import require_account
 from guahao.web.authority_schemas import AppealCreate
 
@@ -24,27 +23,27 @@ class AppealController(Controller):
     @post("/appeals", operation_id="fileAppeal")
     async def file(
         self,
-        platform: NamedDependency[Platform],
+        blacklist: NamedDependency[BlacklistService],
         request: Request[Any, Any, Any],
         data: JSONBody[AppealCreate],
     ) -> AppealView:
         """申诉 against a patient's ban; the authority decides and the account is told."""
-        return await platform.blacklist.file_appeal(
+        return await blacklist.file_appeal(
             request.state.account_id, data.patient_id, data.entry_id, data.statement
         )
 
     @get("/appeals", operation_id="listMyAppeals")
     async def list(
-        self, platform: NamedDependency[Platform], request: Request[Any, Any, Any]
+        self, blacklist: NamedDependency[BlacklistService], request: Request[Any, Any, Any]
     ) -> list[AppealView]:
-        return await platform.blacklist.appeals_of(request.state.account_id)
+        return await blacklist.appeals_of(request.state.account_id)
 
     @get("/patients/{patient_id:str}/standing", operation_id="patientStanding")
     async def standing(
         self,
-        platform: NamedDependency[Platform],
+        blacklist: NamedDependency[BlacklistService],
         request: Request[Any, Any, Any],
         patient_id: FromPath[str],
     ) -> Standing:
         """Strikes, how far from a ban under each policy, the ban in force and how to appeal."""
-        return await platform.blacklist.standing(request.state.account_id, patient_id)
+        return await blacklist.standing(request.state.account_id, patient_id)

@@ -12,11 +12,17 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from guahao.bootstrap import Platform
-from guahao.platform.services.audit import AuditPage
-from guahao.platform.services.blacklist import AppealView, BanView, PersonRecord, StrikeView
-from guahao.platform.services.staff import StaffRole
-from guahao.platform.services.suspicion import SignalView
+from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.platform.services.audit import AuditLog, AuditPage
+from guahao.platform.services.blacklist import (
+    AppealView,
+    BanView,
+    BlacklistService,
+    PersonRecord,
+    StrikeView,
+)
+from guahao.platform.services.staff import StaffRole, StaffService
+from guahao.platform.services.suspicion import SignalView, SuspicionService
 from guahao.web.authority_schemas import (
     AppealDecision,
     BanCreate,
@@ -51,7 +57,8 @@ class ConnectorHealthView(msgspec.Struct, frozen=True, rename="camel"):
     last_error: str | None
 
 
-Offset = Annotated[int, QueryParameter(ge=0)]
+Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000)]
+"""Bounded: a larger offset overflowed the database's integer and answered 500."""
 
 
 class StaffSignInController(Controller):
@@ -61,11 +68,11 @@ class StaffSignInController(Controller):
     @post("/token", operation_id="issueStaffToken", status_code=200)
     async def token(
         self,
-        platform: NamedDependency[Platform],
+        staff: NamedDependency[StaffService],
         data: JSONBody[StaffTokenRequest],
         request: Request[Any, Any, Any],
     ) -> StaffTokenResponse:
-        actor = await platform.staff.authenticate(username=data.username, password=data.password)
+        actor = await staff.authenticate(username=data.username, password=data.password)
         issuer: StaffTokenIssuer = request.app.state.staff_tokens
         return StaffTokenResponse(
             access_token=issuer.issue(actor),
@@ -84,37 +91,35 @@ class AuthorityController(Controller):
     @get("/bans", operation_id="listBans", guards=[READER])
     async def bans(
         self,
-        platform: NamedDependency[Platform],
+        blacklist: NamedDependency[BlacklistService],
         request: Request[Any, Any, Any],
         active: Annotated[bool, QueryParameter()] = True,
         person_id: Annotated[str | None, QueryParameter(name="personId")] = None,
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> list[BanView]:
-        return await platform.blacklist.list_bans(
+        return await blacklist.list_bans(
             staff_of(request), active_only=active, person_id=person_id, limit=limit, offset=offset
         )
 
     @post("/bans", operation_id="addBan", guards=[ADMIN])
     async def add_ban(
         self,
-        platform: NamedDependency[Platform],
+        blacklist: NamedDependency[BlacklistService],
         request: Request[Any, Any, Any],
         data: JSONBody[BanCreate],
     ) -> BanView:
-        return await platform.blacklist.add_ban(
-            data.person_id, data.days, data.reason, staff_of(request)
-        )
+        return await blacklist.add_ban(data.person_id, data.days, data.reason, staff_of(request))
 
     @post("/bans/{entry_id:str}/lift", operation_id="liftBan", guards=[ADMIN], status_code=200)
     async def lift_ban(
         self,
-        platform: NamedDependency[Platform],
+        blacklist: NamedDependency[BlacklistService],
         request: Request[Any, Any, Any],
         entry_id: FromPath[str],
         data: JSONBody[BanLift],
     ) -> BanView:
-        return await platform.blacklist.lift_ban(entry_id, data.reason, staff_of(request))
+        return await blacklist.lift_ban(entry_id, data.reason, staff_of(request))
 
     @post(
         "/strikes/{strike_id:str}/remove",
@@ -124,18 +129,18 @@ class AuthorityController(Controller):
     )
     async def remove_strike(
         self,
-        platform: NamedDependency[Platform],
+        blacklist: NamedDependency[BlacklistService],
         request: Request[Any, Any, Any],
         strike_id: FromPath[str],
         data: JSONBody[BanLift],
     ) -> StrikeView:
         """Strike out a strike recorded wrongly (the reason is required and audited)."""
-        return await platform.blacklist.remove_strike(strike_id, data.reason, staff_of(request))
+        return await blacklist.remove_strike(strike_id, data.reason, staff_of(request))
 
     @get("/appeals", operation_id="listAppeals", guards=[READER])
     async def appeals(
         self,
-        platform: NamedDependency[Platform],
+        blacklist: NamedDependency[BlacklistService],
         request: Request[Any, Any, Any],
         status: Annotated[
             Literal["pending", "granted", "rejected", "all"], QueryParameter()
@@ -143,7 +148,7 @@ class AuthorityController(Controller):
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> list[AppealView]:
-        return await platform.blacklist.list_appeals(
+        return await blacklist.list_appeals(
             staff_of(request),
             status=None if status == "all" else status,
             limit=limit,
@@ -158,33 +163,31 @@ class AuthorityController(Controller):
     )
     async def decide(
         self,
-        platform: NamedDependency[Platform],
+        blacklist: NamedDependency[BlacklistService],
         request: Request[Any, Any, Any],
         appeal_id: FromPath[str],
         data: JSONBody[AppealDecision],
     ) -> AppealView:
-        return await platform.blacklist.decide_appeal(
-            appeal_id, data.grant, data.reason, staff_of(request)
-        )
+        return await blacklist.decide_appeal(appeal_id, data.grant, data.reason, staff_of(request))
 
     @get("/persons/{person_id:str}", operation_id="personRecord", guards=[READER])
     async def person(
         self,
-        platform: NamedDependency[Platform],
+        blacklist: NamedDependency[BlacklistService],
         request: Request[Any, Any, Any],
         person_id: FromPath[str],
     ) -> PersonRecord:
-        return await platform.blacklist.person_record(person_id, staff_of(request))
+        return await blacklist.person_record(person_id, staff_of(request))
 
     @post("/persons/lookup", operation_id="findPerson", guards=[READER], status_code=200)
     async def find_person(
         self,
-        platform: NamedDependency[Platform],
+        blacklist: NamedDependency[BlacklistService],
         request: Request[Any, Any, Any],
         data: JSONBody[PersonLookup],
     ) -> PersonRef:
         """By document (in the body, never in a URL that servers log)."""
-        person_id = await platform.blacklist.find_person(
+        person_id = await blacklist.find_person(
             data.document_type, data.document_number, staff_of(request)
         )
         return PersonRef(person_id=person_id)
@@ -192,17 +195,17 @@ class AuthorityController(Controller):
     @get("/audit", operation_id="auditLog", guards=[READER])
     async def audit(
         self,
-        platform: NamedDependency[Platform],
+        audit: NamedDependency[AuditLog],
         subject_type: Annotated[str | None, QueryParameter(name="subjectType")] = None,
         subject_id: Annotated[str | None, QueryParameter(name="subjectId")] = None,
         actor: Annotated[str | None, QueryParameter()] = None,
         action: Annotated[str | None, QueryParameter()] = None,
         since: Annotated[datetime | None, QueryParameter()] = None,
         until: Annotated[datetime | None, QueryParameter()] = None,
-        page: Annotated[int, QueryParameter(ge=1)] = 1,
+        page: Annotated[int, QueryParameter(ge=1, le=100_000)] = 1,
         per_page: Annotated[int, QueryParameter(name="perPage", ge=1, le=200)] = 50,
     ) -> AuditPage:
-        return await platform.audit.query(
+        return await audit.query(
             subject_type=subject_type,
             subject_id=subject_id,
             actor=actor,
@@ -216,26 +219,26 @@ class AuthorityController(Controller):
     @get("/connectors/health", operation_id="connectorHealth", guards=[READER])
     async def connector_health(
         self,
-        platform: NamedDependency[Platform],
+        connectors: NamedDependency[ConnectorHub],
         window: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> list[ConnectorHealthView]:
         """Each hospital connector's last sync, lag and error rate over its last runs."""
         return [
             ConnectorHealthView(**msgspec.structs.asdict(h))
-            for h in await platform.connectors.registry.health(window)
+            for h in await connectors.registry.health(window)
         ]
 
     @get("/signals", operation_id="listSignals", guards=[READER])
     async def signals(
         self,
-        platform: NamedDependency[Platform],
+        suspicion: NamedDependency[SuspicionService],
         request: Request[Any, Any, Any],
         kind: Annotated[str | None, QueryParameter()] = None,
         reviewed: Annotated[bool | None, QueryParameter()] = False,
         limit: Limit = 100,
         offset: Offset = 0,
     ) -> list[SignalView]:
-        return await platform.suspicion.list(
+        return await suspicion.list(
             staff_of(request), kind=kind, reviewed=reviewed, limit=limit, offset=offset
         )
 
@@ -247,9 +250,9 @@ class AuthorityController(Controller):
     )
     async def review(
         self,
-        platform: NamedDependency[Platform],
+        suspicion: NamedDependency[SuspicionService],
         request: Request[Any, Any, Any],
         signal_id: FromPath[str],
         data: JSONBody[SignalReview],
     ) -> SignalView:
-        return await platform.suspicion.review(signal_id, data.note, staff_of(request))
+        return await suspicion.review(signal_id, data.note, staff_of(request))

@@ -8,9 +8,9 @@ from litestar import Controller, Request, get, post, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 
-from guahao.bootstrap import Platform
-from guahao.platform.rate_limits import ClientContext
-from guahao.platform.services.queries import BookingDetail
+from guahao.platform.client_context import ClientContext
+from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.queries import BookingDetail, QueryService
 from guahao.web.auth import require_account
 from guahao.web.schemas import BookingSubmit, HoldCreate, PatientChoice
 
@@ -27,19 +27,6 @@ IdempotencyKey = Annotated[
 ]
 
 
-def client_context(request: Request[Any, Any, Any], platform: Platform) -> ClientContext:
-    """The request's address and device as keyed hashes, for rate limits and the authority's
-    suspicion signals. The address is the peer's (a proxy in front must set it, e.g.
-    uvicorn ``--proxy-headers``); the device is the app's ``X-Device-Id``."""
-    vault = platform.ports.vault
-    host = request.client.host if request.client else ""
-    device = request.headers.get("x-device-id", "")[:200]
-    return ClientContext(
-        ip_hash=vault.index("ip", host) if host else "",
-        device_hash=vault.index("device", device) if device else "",
-    )
-
-
 class BookingController(Controller):
     path = "/api/v1"
     tags = ["bookings"]  # noqa: RUF012
@@ -48,85 +35,89 @@ class BookingController(Controller):
     @post("/holds", operation_id="holdSlot", status_code=201)
     async def hold(
         self,
-        platform: NamedDependency[Platform],
+        bookings: NamedDependency[BookingService],
+        queries: NamedDependency[QueryService],
+        client: NamedDependency[ClientContext],
         request: Request[Any, Any, Any],
         data: JSONBody[HoldCreate],
         idempotency_key: IdempotencyKey,
     ) -> BookingDetail:
         """锁号: reserve one unit of a slot for this account for the hospital's hold time."""
         account = request.state.account_id
-        booking = await platform.bookings.hold(
+        booking = await bookings.hold(
             account_id=account,
             slot_id=data.slot_id,
             idempotency_key=idempotency_key,
-            client=client_context(request, platform),
+            client=client,
         )
-        return await platform.queries.booking(booking.id, account_id=account)
+        return await queries.booking(booking.id, account_id=account)
 
     @get("/bookings", operation_id="listBookings")
     async def list(
-        self, platform: NamedDependency[Platform], request: Request[Any, Any, Any]
+        self, queries: NamedDependency[QueryService], request: Request[Any, Any, Any]
     ) -> list[BookingDetail]:
-        return await platform.queries.bookings_of(request.state.account_id)
+        return await queries.bookings_of(request.state.account_id)
 
     @get("/bookings/{booking_id:str}", operation_id="getBooking")
     async def get(
         self,
-        platform: NamedDependency[Platform],
+        queries: NamedDependency[QueryService],
         request: Request[Any, Any, Any],
         booking_id: FromPath[str],
     ) -> BookingDetail:
-        return await platform.queries.booking(booking_id, account_id=request.state.account_id)
+        return await queries.booking(booking_id, account_id=request.state.account_id)
 
     @put("/bookings/{booking_id:str}/patient", operation_id="choosePatient")
     async def choose_patient(
         self,
-        platform: NamedDependency[Platform],
+        bookings: NamedDependency[BookingService],
+        queries: NamedDependency[QueryService],
         request: Request[Any, Any, Any],
         booking_id: FromPath[str],
         data: JSONBody[PatientChoice],
     ) -> BookingDetail:
         account = request.state.account_id
-        await platform.bookings.choose_patient(
+        await bookings.choose_patient(
             account_id=account, booking_id=booking_id, patient_id=data.patient_id
         )
-        return await platform.queries.booking(booking_id, account_id=account)
+        return await queries.booking(booking_id, account_id=account)
 
     @post("/bookings/{booking_id:str}/submit", operation_id="submitBooking", status_code=200)
     async def submit(
         self,
-        platform: NamedDependency[Platform],
+        bookings: NamedDependency[BookingService],
+        queries: NamedDependency[QueryService],
         request: Request[Any, Any, Any],
         booking_id: FromPath[str],
         data: JSONBody[BookingSubmit],
     ) -> BookingDetail:
         """Confirm now, or open a payment order whose ``payUrl`` the payer follows."""
         account = request.state.account_id
-        await platform.bookings.submit(
-            account_id=account, booking_id=booking_id, channel=data.channel
-        )
-        return await platform.queries.booking(booking_id, account_id=account)
+        await bookings.submit(account_id=account, booking_id=booking_id, channel=data.channel)
+        return await queries.booking(booking_id, account_id=account)
 
     @post("/bookings/{booking_id:str}/leave", operation_id="leaveBooking", status_code=200)
     async def leave(
         self,
-        platform: NamedDependency[Platform],
+        bookings: NamedDependency[BookingService],
+        queries: NamedDependency[QueryService],
         request: Request[Any, Any, Any],
         booking_id: FromPath[str],
     ) -> BookingDetail:
         """The patient left the flow: the unit is released at once."""
         account = request.state.account_id
-        await platform.bookings.leave(account_id=account, booking_id=booking_id)
-        return await platform.queries.booking(booking_id, account_id=account)
+        await bookings.leave(account_id=account, booking_id=booking_id)
+        return await queries.booking(booking_id, account_id=account)
 
     @post("/bookings/{booking_id:str}/cancel", operation_id="cancelBooking", status_code=200)
     async def cancel(
         self,
-        platform: NamedDependency[Platform],
+        bookings: NamedDependency[BookingService],
+        queries: NamedDependency[QueryService],
         request: Request[Any, Any, Any],
         booking_id: FromPath[str],
     ) -> BookingDetail:
         """退号 before the hospital's deadline; paid fees are refunded."""
         account = request.state.account_id
-        await platform.bookings.cancel(account_id=account, booking_id=booking_id)
-        return await platform.queries.booking(booking_id, account_id=account)
+        await bookings.cancel(account_id=account, booking_id=booking_id)
+        return await queries.booking(booking_id, account_id=account)

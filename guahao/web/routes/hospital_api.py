@@ -2,13 +2,13 @@
 results, schedule files, and the hospital's own bookings.
 
 Authenticated by OAuth2 client credentials (``guahao.web.hospital_auth``); the hospital is
-always the token's. Writes take an ``Idempotency-Key`` (kept per hospital in SQL): the same
-key with the same body replays the first answer, with another body is refused.
+always the token's. Writes must carry an ``Idempotency-Key``, kept per hospital by the API's
+one idempotency mechanism (``guahao.web.idempotency``): the same key with the same body
+replays the first answer, with another body is refused.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import date, datetime
 from typing import Annotated, Any
 
@@ -16,11 +16,12 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody, QueryParameter
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from guahao.bootstrap import Platform
-from guahao.hospital_connectors.batch_files import read_schedule_file, template_csv, template_xlsx
+from guahao.hospital_connectors.batch_files import (
+    check_schedule_file,
+    template_csv,
+    template_xlsx,
+)
 from guahao.hospital_connectors.canonical import (
     CancelNotice,
     CapacityNotice,
@@ -31,16 +32,18 @@ from guahao.hospital_connectors.canonical import (
 from guahao.hospital_connectors.notices import apply_notice
 from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import Period, SlotCategory, Title
-from guahao.platform.ids import new_id
-from guahao.platform.persistence.connector_tables import PushRequestRow
 from guahao.platform.schedules import DepartmentSpec, DoctorSpec, SegmentSpec, SessionSpec
+from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.filings import Filings
 from guahao.platform.services.hospital_feed import (
     FeedReport,
     FilingResult,
     HospitalBooking,
+    HospitalFeed,
     SessionKey,
 )
 from guahao.web.hospital_auth import require_hospital
+from guahao.web.idempotency import IDEMPOTENCY_KEY_OPT
 
 __all__ = ["HospitalApiController"]
 
@@ -144,116 +147,70 @@ def _hospital(request: Request[Any, Any, Any]) -> str:
     return code
 
 
-async def _idempotent(
-    request: Request[Any, Any, Any], platform: Platform, work: Any
-) -> Response[Any]:
-    """Run ``work()`` once per (hospital, Idempotency-Key); replay its answer to a repeat."""
-    key = request.headers.get("idempotency-key", "")
-    if not key:
-        refuse("VALIDATION_FAILED", field="Idempotency-Key", reason="required on push writes")
-    if len(key) > 100:
-        refuse("VALIDATION_FAILED", field="Idempotency-Key", reason="at most 100 characters")
-    hospital_id = await platform.feed.hospital_id(_hospital(request))
-    body = await request.body()
-    fingerprint = hashlib.sha256(request.url.path.encode() + b"\n" + body).hexdigest()
-    async with platform.ports.sessions() as session:
-        earlier = await session.scalar(
-            select(PushRequestRow).where(
-                PushRequestRow.hospital_id == hospital_id, PushRequestRow.idempotency_key == key
-            )
-        )
-    if earlier is not None:
-        if earlier.fingerprint != fingerprint:
-            refuse("IDEMPOTENCY_KEY_REUSED", idempotency_key=key)
-        return Response(
-            earlier.body, status_code=earlier.status, headers={"Idempotent-Replayed": "true"}
-        )
-    answer = msgspec.to_builtins(await work())
-    try:
-        async with platform.ports.sessions() as session, session.begin():
-            session.add(
-                PushRequestRow(
-                    id=new_id(),
-                    hospital_id=hospital_id,
-                    idempotency_key=key,
-                    fingerprint=fingerprint,
-                    status=200,
-                    body=answer if isinstance(answer, dict) else {"items": answer},
-                    created_at=platform.ports.clock.now(),
-                )
-            )
-    except IntegrityError:
-        pass  # a concurrent repeat recorded it first; both did the same idempotent work
-    return Response(answer, status_code=200)
-
-
 class HospitalApiController(Controller):
     path = "/api/v1/hospital"
     tags = ["hospital connectors"]  # noqa: RUF012
     guards = [require_hospital]  # noqa: RUF012
+    opt = {IDEMPOTENCY_KEY_OPT: "required"}  # noqa: RUF012 - a vendor's retry must be safe
 
     @post("/schedules", operation_id="pushSchedules", status_code=200)
     async def schedules(
         self,
         request: Request[Any, Any, Any],
-        platform: NamedDependency[Platform],
+        feed: NamedDependency[HospitalFeed],
         data: JSONBody[PushSchedule],
-    ) -> Response[Any]:
+    ) -> FeedReport:
         """Departments, doctors and sessions (upserted: new sessions published, capacity
         changes applied, other differences reported as drift)."""
         hospital = _hospital(request)
-
-        async def work() -> FeedReport:
-            if data.departments or data.doctors:
-                await platform.feed.upsert_staff(
-                    hospital,
-                    [
-                        DepartmentSpec(
-                            code=d.code,
-                            name=d.name,
-                            catalog_code=d.catalog_code,
-                            location=d.location,
-                        )
-                        for d in data.departments
-                    ],
-                    [
-                        DoctorSpec(
-                            code=d.code,
-                            name=d.name,
-                            title=d.title,
-                            department_code=d.department_code,
-                        )
-                        for d in data.doctors
-                    ],
-                )
-            sessions = []
-            for s in data.sessions:
-                for g in s.segments:
-                    if g.start >= g.end:
-                        refuse("VALIDATION_FAILED", field="segments", reason="start before end")
-                sessions.append(
-                    SessionSpec(
-                        hospital_code=hospital,
-                        doctor_code=s.doctor_code,
-                        date=s.date,
-                        period=s.period,
-                        category=s.category,
-                        fee_cents=s.fee_cents,
-                        segments=tuple(SegmentSpec(g.start, g.end, g.capacity) for g in s.segments),
-                        external_id=s.external_id,
+        if data.departments or data.doctors:
+            await feed.upsert_staff(
+                hospital,
+                [
+                    DepartmentSpec(
+                        code=d.code,
+                        name=d.name,
+                        catalog_code=d.catalog_code,
+                        location=d.location,
                     )
+                    for d in data.departments
+                ],
+                [
+                    DoctorSpec(
+                        code=d.code,
+                        name=d.name,
+                        title=d.title,
+                        department_code=d.department_code,
+                    )
+                    for d in data.doctors
+                ],
+            )
+        sessions = []
+        for s in data.sessions:
+            for g in s.segments:
+                if g.start >= g.end:
+                    refuse("VALIDATION_FAILED", field="segments", reason="start before end")
+            sessions.append(
+                SessionSpec(
+                    hospital_code=hospital,
+                    doctor_code=s.doctor_code,
+                    date=s.date,
+                    period=s.period,
+                    category=s.category,
+                    fee_cents=s.fee_cents,
+                    segments=tuple(SegmentSpec(g.start, g.end, g.capacity) for g in s.segments),
+                    external_id=s.external_id,
                 )
-            return await platform.feed.apply_sessions(hospital, sessions)
-
-        return await _idempotent(request, platform, work)
+            )
+        return await feed.apply_sessions(hospital, sessions)
 
     @post("/capacity", operation_id="pushCapacity", status_code=200)
     async def capacity(
         self,
         request: Request[Any, Any, Any],
-        platform: NamedDependency[Platform],
+        feed: NamedDependency[HospitalFeed],
         data: JSONBody[CapacityChange],
-    ) -> Response[Any]:
+    ) -> Applied:
         """A segment's whole capacity (``capacity``) or add-on units (加号, ``addUnits``)."""
         if (data.capacity is None) == (data.add_units == 0):
             refuse("VALIDATION_FAILED", field="capacity", reason="either capacity or addUnits")
@@ -264,70 +221,53 @@ class HospitalApiController(Controller):
             add_units=data.add_units,
         )
         hospital = _hospital(request)
-
-        async def work() -> Applied:
-            return Applied(await apply_notice(platform.feed, hospital, notice))
-
-        return await _idempotent(request, platform, work)
+        return Applied(await apply_notice(feed, hospital, notice))
 
     @post("/session-stops", operation_id="pushSessionStop", status_code=200)
     async def stop(
         self,
         request: Request[Any, Any, Any],
-        platform: NamedDependency[Platform],
+        feed: NamedDependency[HospitalFeed],
         data: JSONBody[SessionStop],
-    ) -> Response[Any]:
+    ) -> Applied:
         """停诊: every booking of the session is cancelled by the hospital and refunded."""
         hospital = _hospital(request)
-
-        async def work() -> Applied:
-            notice = StopNotice(key=data.session.key(), reason=data.reason)
-            return Applied(await apply_notice(platform.feed, hospital, notice))
-
-        return await _idempotent(request, platform, work)
+        notice = StopNotice(key=data.session.key(), reason=data.reason)
+        return Applied(await apply_notice(feed, hospital, notice))
 
     @post("/check-ins", operation_id="pushCheckIn", status_code=200)
     async def check_in(
         self,
         request: Request[Any, Any, Any],
-        platform: NamedDependency[Platform],
+        feed: NamedDependency[HospitalFeed],
         data: JSONBody[CheckIn],
-    ) -> Response[Any]:
+    ) -> Applied:
         """签到 of one of this hospital's bookings."""
         hospital = _hospital(request)
-
-        async def work() -> Applied:
-            return Applied(
-                await apply_notice(platform.feed, hospital, CheckInNotice(data.booking_id))
-            )
-
-        return await _idempotent(request, platform, work)
+        return Applied(await apply_notice(feed, hospital, CheckInNotice(data.booking_id)))
 
     @post("/cancellations", operation_id="pushCancellation", status_code=200)
     async def cancellation(
         self,
         request: Request[Any, Any, Any],
-        platform: NamedDependency[Platform],
+        feed: NamedDependency[HospitalFeed],
+        bookings: NamedDependency[BookingService],
         data: JSONBody[Cancellation],
-    ) -> Response[Any]:
+    ) -> Applied:
         """The hospital cancels one of its bookings (refunded in full, never a strike; the
         unit is withdrawn, not sold again)."""
         hospital = _hospital(request)
         notice = CancelNotice(booking_id=data.booking_id, reason=data.reason)
-
-        async def work() -> Applied:
-            actions = platform.bookings.hospital_actions
-            return Applied(await apply_notice(platform.feed, hospital, notice, actions))
-
-        return await _idempotent(request, platform, work)
+        return Applied(await apply_notice(feed, hospital, notice, bookings.hospital_actions))
 
     @post("/filings", operation_id="pushFiling", status_code=200)
     async def filing(
         self,
         request: Request[Any, Any, Any],
-        platform: NamedDependency[Platform],
+        filings: NamedDependency[Filings],
+        feed: NamedDependency[HospitalFeed],
         data: JSONBody[Filing],
-    ) -> Response[Any]:
+    ) -> Applied:
         """建档 result for one of this hospital's bookings or filing requests."""
         if data.status not in ("filed", "failed"):
             refuse("VALIDATION_FAILED", field="status", reason="filed or failed")
@@ -335,18 +275,15 @@ class HospitalApiController(Controller):
             refuse("VALIDATION_FAILED", field="bookingId", reason="either bookingId or filingId")
         hospital = _hospital(request)
         if data.filing_id:
+            view = await filings.record_result(
+                hospital_id=await feed.hospital_id(hospital),
+                filing_id=data.filing_id,
+                status="filed" if data.status == "filed" else "failed",
+                his_patient_id=data.medical_record_no,
+                detail=data.detail,
+            )
+            return Applied(f"filing {view.id} {view.status}")
 
-            async def answer() -> Applied:
-                view = await platform.filings.record_result(
-                    hospital_id=await platform.feed.hospital_id(hospital),
-                    filing_id=data.filing_id,
-                    status="filed" if data.status == "filed" else "failed",
-                    his_patient_id=data.medical_record_no,
-                    detail=data.detail,
-                )
-                return Applied(f"filing {view.id} {view.status}")
-
-            return await _idempotent(request, platform, answer)
         result = FilingResult(
             booking_id=data.booking_id,
             status="filed" if data.status == "filed" else "failed",
@@ -354,31 +291,27 @@ class HospitalApiController(Controller):
             his_appointment_id=data.his_appointment_id,
             detail=data.detail,
         )
-
-        async def work() -> Applied:
-            return Applied(await apply_notice(platform.feed, hospital, FilingNotice(result)))
-
-        return await _idempotent(request, platform, work)
+        return Applied(await apply_notice(feed, hospital, FilingNotice(result)))
 
     @post("/schedule-files", operation_id="pushScheduleFile", status_code=200)
     async def schedule_file(
         self,
         request: Request[Any, Any, Any],
-        platform: NamedDependency[Platform],
+        feed: NamedDependency[HospitalFeed],
         format: FromQuery[str] = "csv",
-    ) -> Response[Any]:
+    ) -> FeedReport:
         """A CSV or XLSX schedule from the template (the body is the file). Nothing is imported
         from a file with errors; the answer lists each error by row and column."""
         if format not in ("csv", "xlsx"):
             refuse("VALIDATION_FAILED", field="format", reason="csv or xlsx")
         hospital = _hospital(request)
         body = await request.body()
-        checked = read_schedule_file(
+        checked = await check_schedule_file(
             body,
             kind=format,
             hospital_code=hospital,
-            timezone=await platform.feed.timezone_of(hospital),
-            known_doctors=await platform.feed.doctor_codes(hospital),
+            timezone=await feed.timezone_of(hospital),
+            known_doctors=await feed.doctor_codes(hospital),
         )
         if checked.errors:
             refuse(
@@ -386,11 +319,7 @@ class HospitalApiController(Controller):
                 rows=checked.rows,
                 errors=[msgspec.to_builtins(e) for e in checked.errors[:500]],
             )
-
-        async def work() -> FeedReport:
-            return await platform.feed.apply_sessions(hospital, checked.sessions)
-
-        return await _idempotent(request, platform, work)
+        return await feed.apply_sessions(hospital, checked.sessions)
 
     @get("/schedule-template", operation_id="scheduleTemplate", opt={"scope": "hospital:read"})
     async def template(self, format: FromQuery[str] = "csv") -> Response[bytes]:
@@ -411,8 +340,8 @@ class HospitalApiController(Controller):
     async def bookings(
         self,
         request: Request[Any, Any, Any],
-        platform: NamedDependency[Platform],
+        feed: NamedDependency[HospitalFeed],
         day: Annotated[date, QueryParameter(name="date")],
     ) -> list[HospitalBooking]:
         """This hospital's bookings of one day, with their filing state."""
-        return await platform.feed.bookings_of(_hospital(request), day)
+        return await feed.bookings_of(_hospital(request), day)

@@ -11,8 +11,9 @@ from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from guahao.bootstrap import Platform
-from guahao.platform.services.filings import FilingView
+from guahao.platform.services.add_on_units import AddOnUnits
+from guahao.platform.services.filings import Filings, FilingView
+from guahao.platform.services.follow_ups import FollowUps
 from guahao.platform.services.staff import StaffRole
 from guahao.web.staff_auth import require_staff, staff_of
 
@@ -52,13 +53,13 @@ class HospitalDeskController(Controller):
     @post("/sessions/{session_id:str}/add-on-units", operation_id="addOnUnit", status_code=201)
     async def add_on(
         self,
-        platform: NamedDependency[Platform],
+        add_on_units: NamedDependency[AddOnUnits],
         request: Request[Any, Any, Any],
         session_id: FromPath[str],
         data: JSONBody[AddOnCreate],
     ) -> AddOnCreated:
         """诊间加号 for a named, real-name patient (limited per session, audited)."""
-        booking_id = await platform.add_on_units.add(
+        booking_id = await add_on_units.add(
             staff=staff_of(request),
             session_id=session_id,
             patient_id=data.patient_id,
@@ -69,12 +70,12 @@ class HospitalDeskController(Controller):
     @post("/bookings/{booking_id:str}/follow-up", operation_id="grantFollowUp", status_code=200)
     async def grant_follow_up(
         self,
-        platform: NamedDependency[Platform],
+        follow_ups: NamedDependency[FollowUps],
         request: Request[Any, Any, Any],
         booking_id: FromPath[str],
     ) -> FollowUpGranted:
         """The visit continues (results pending): valid for the hospital's follow-up days."""
-        until = await platform.follow_ups.grant(staff=staff_of(request), booking_id=booking_id)
+        until = await follow_ups.grant(staff=staff_of(request), booking_id=booking_id)
         return FollowUpGranted(valid_until=until)
 
     @post(
@@ -84,27 +85,25 @@ class HospitalDeskController(Controller):
     )
     async def follow_up_visit(
         self,
-        platform: NamedDependency[Platform],
+        follow_ups: NamedDependency[FollowUps],
         request: Request[Any, Any, Any],
         booking_id: FromPath[str],
     ) -> FollowUpVisit:
         """A return visit within the follow-up validity (no new registration)."""
-        visits = await platform.follow_ups.record_visit(
-            staff=staff_of(request), booking_id=booking_id
-        )
+        visits = await follow_ups.record_visit(staff=staff_of(request), booking_id=booking_id)
         return FollowUpVisit(visits=visits)
 
     @post("/filings/{filing_id:str}", operation_id="recordFilingResult", status_code=200)
     async def filing_result(
         self,
-        platform: NamedDependency[Platform],
+        filings: NamedDependency[Filings],
         request: Request[Any, Any, Any],
         filing_id: FromPath[str],
         data: JSONBody[FilingResult],
     ) -> FilingView:
         """The result of a filing request, entered by the hospital (connectors do the same)."""
         staff = staff_of(request)
-        return await platform.filings.record_result(
+        return await filings.record_result(
             hospital_id=staff.hospital_id or "",
             filing_id=filing_id,
             status=data.status,

@@ -9,8 +9,8 @@ from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
-from guahao.bootstrap import Platform
-from guahao.platform.services.booking_service import PaymentOutcome
+from guahao.platform.payments.sandbox import SandboxGateway
+from guahao.platform.services.booking_service import BookingService, PaymentOutcome
 
 __all__ = ["PaymentController", "SandboxCashierController"]
 
@@ -21,11 +21,11 @@ class PaymentController(Controller):
 
     @post("/notify", operation_id="paymentNotify", status_code=200)
     async def notify(
-        self, platform: NamedDependency[Platform], request: Request[Any, Any, Any]
+        self, bookings: NamedDependency[BookingService], request: Request[Any, Any, Any]
     ) -> PaymentOutcome:
         """Signed notice from the gateway; replays and forgeries are refused, nothing changes."""
         body = await request.body()
-        return await platform.bookings.handle_payment_notice(dict(request.headers), body)
+        return await bookings.handle_payment_notice(dict(request.headers), body)
 
 
 class SandboxCashierController(Controller):
@@ -36,8 +36,8 @@ class SandboxCashierController(Controller):
     include_in_schema = False
 
     @get("/{order_no:str}", media_type=MediaType.HTML)
-    async def page(self, platform: NamedDependency[Platform], order_no: FromPath[str]) -> str:
-        order = await platform.gateway.query_order(order_no)
+    async def page(self, gateway: NamedDependency[SandboxGateway], order_no: FromPath[str]) -> str:
+        order = await gateway.query_order(order_no)
         amount = f"{order.amount_cents / 100:.2f}"
         no = html.escape(order_no)
         return (
@@ -53,12 +53,13 @@ class SandboxCashierController(Controller):
     @post("/{order_no:str}", status_code=200)
     async def pay(
         self,
-        platform: NamedDependency[Platform],
+        gateway: NamedDependency[SandboxGateway],
+        bookings: NamedDependency[BookingService],
         order_no: FromPath[str],
         channel: Annotated[
             Literal["self_pay", "insurance"], QueryParameter(name="channel")
         ] = "self_pay",
     ) -> Response[PaymentOutcome]:
-        headers, body = await platform.gateway.pay(order_no, channel=channel)
-        outcome = await platform.bookings.handle_payment_notice(headers, body)
+        headers, body = await gateway.pay(order_no, channel=channel)
+        outcome = await bookings.handle_payment_notice(headers, body)
         return Response(outcome)

@@ -13,12 +13,9 @@ from litestar import Controller, Request, get, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from guahao.bootstrap import Platform
-from guahao.platform.error_codes import refuse
-from guahao.platform.persistence.tables import HospitalRow
 from guahao.platform.region_rules import RegionRules
-from guahao.platform.services.add_on_units import AddOnSummary
-from guahao.platform.services.rule_book import RuleVersion
+from guahao.platform.services.add_on_units import AddOnSummary, AddOnUnits
+from guahao.platform.services.rule_book import RuleBook, RuleVersion
 from guahao.platform.services.staff import StaffRole
 from guahao.web.staff_auth import require_staff, staff_of
 
@@ -59,21 +56,19 @@ class RulesController(Controller):
     tags = ["rules"]  # noqa: RUF012
 
     @get("/region", operation_id="regionRules", guards=[ANY_STAFF])
-    async def region(self, platform: NamedDependency[Platform]) -> RulesInForce:
+    async def region(self, rules: NamedDependency[RuleBook]) -> RulesInForce:
         """The region's rules in force and their version."""
-        return RulesInForce(
-            version=await platform.rules.version(), rules=await platform.rules.region()
-        )
+        return RulesInForce(version=await rules.version(), rules=await rules.region())
 
     @put("/region", operation_id="changeRegionRules", guards=[ADMIN])
     async def change_region(
         self,
-        platform: NamedDependency[Platform],
+        rules: NamedDependency[RuleBook],
         request: Request[Any, Any, Any],
         data: JSONBody[RulesChange],
     ) -> SavedVersion:
         """Save a new version of the region's rules (audited, with the reason)."""
-        version = await platform.rules.change_region(
+        version = await rules.change_region(
             data.changes,
             staff=staff_of(request),
             reason=data.reason,
@@ -83,14 +78,10 @@ class RulesController(Controller):
 
     @get("/hospitals/{hospital_id:str}", operation_id="hospitalRules", guards=[ANY_STAFF])
     async def hospital(
-        self, platform: NamedDependency[Platform], hospital_id: FromPath[str]
+        self, rules: NamedDependency[RuleBook], hospital_id: FromPath[str]
     ) -> RegionRules:
         """The rules in force at one hospital (the region's plus its allowed overrides)."""
-        async with platform.ports.sessions() as session:
-            if await session.get(HospitalRow, hospital_id) is None:
-                # not the region's rules under a made-up id (nor a cache entry for each one)
-                refuse("HOSPITAL_NOT_FOUND", hospital_id=hospital_id)
-        return await platform.rules.for_hospital(hospital_id)
+        return await rules.for_known_hospital(hospital_id)
 
     @put(
         "/hospitals/{hospital_id:str}",
@@ -99,13 +90,13 @@ class RulesController(Controller):
     )
     async def change_hospital(
         self,
-        platform: NamedDependency[Platform],
+        rules: NamedDependency[RuleBook],
         request: Request[Any, Any, Any],
         hospital_id: FromPath[str],
         data: JSONBody[HospitalOverrides],
     ) -> SavedVersion:
         """Replace one hospital's overrides (only fields the region lets hospitals change)."""
-        version = await platform.rules.change_hospital(
+        version = await rules.change_hospital(
             hospital_id, data.overrides, staff=staff_of(request), reason=data.reason
         )
         return SavedVersion(version=version)
@@ -113,18 +104,18 @@ class RulesController(Controller):
     @get("/history", operation_id="rulesHistory", guards=[ANY_STAFF])
     async def history(
         self,
-        platform: NamedDependency[Platform],
+        rules: NamedDependency[RuleBook],
         hospital_id: Annotated[str | None, QueryParameter(name="hospitalId")] = None,
     ) -> list[RuleVersion]:
         """Every saved version, newest first: the region's, or one hospital's overrides."""
-        return await platform.rules.history(hospital_id)
+        return await rules.history(hospital_id)
 
     @get("/add-on-units", operation_id="addOnSummary", guards=[READER])
     async def add_on_units(
         self,
-        platform: NamedDependency[Platform],
+        add_on_units: NamedDependency[AddOnUnits],
         since: Annotated[date, QueryParameter()],
         until: Annotated[date, QueryParameter()],
     ) -> list[AddOnSummary]:
         """诊间加号 per hospital and day: the authority watches how add-on units are used."""
-        return await platform.add_on_units.summary(since=since, until=until)
+        return await add_on_units.summary(since=since, until=until)

@@ -10,9 +10,9 @@ from litestar import Controller, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
-from guahao.bootstrap import Platform
 from guahao.platform.error_codes import refuse
 from guahao.search.query import Alternatives, SearchQuery, SearchResult
+from guahao.search.service import SearchService
 
 __all__ = ["SearchController"]
 
@@ -33,7 +33,7 @@ class SearchController(Controller):
     @get("/search", operation_id="search")
     async def search(
         self,
-        platform: NamedDependency[Platform],
+        search: NamedDependency[SearchService],
         q: Annotated[str, QueryParameter(max_length=100)] = "",
         kind: _Many = None,
         district: _Many = None,
@@ -73,16 +73,16 @@ class SearchController(Controller):
                 "facets": facets,
             }
         )
-        return await platform.search.search(query)
+        return await search.search(query)
 
     @get("/doctors/{doctor_id:str}/alternatives", operation_id="doctorAlternatives")
     async def alternatives(
         self,
-        platform: NamedDependency[Platform],
+        search: NamedDependency[SearchService],
         doctor_id: FromPath[str],
         within_days: Annotated[int, QueryParameter(name="withinDays")] = 7,
         limit: Annotated[int, QueryParameter()] = 10,
     ) -> Alternatives:
         """The same catalog department with free units at other hospitals, nearest district
         first (what a hospital's own app cannot offer when its doctor is full)."""
-        return await platform.search.alternatives(doctor_id, within_days=within_days, limit=limit)
+        return await search.alternatives(doctor_id, within_days=within_days, limit=limit)

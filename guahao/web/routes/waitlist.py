@@ -11,9 +11,8 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from guahao.bootstrap import Platform
-from guahao.platform.services.lottery import LotteryEntryView
-from guahao.platform.services.waitlist import WaitView
+from guahao.platform.services.lottery import LotteryEntryView, LotteryService
+from guahao.platform.services.waitlist import WaitlistService, WaitView
 from guahao.web.auth import require_account
 
 __all__ = ["LotteryController", "LotteryEntryCreate", "WaitCreate", "WaitlistController"]
@@ -52,13 +51,13 @@ class WaitlistController(Controller):
     @post("/", operation_id="joinWaitlist", status_code=201)
     async def join(
         self,
-        platform: NamedDependency[Platform],
+        waitlist: NamedDependency[WaitlistService],
         request: Request[Any, Any, Any],
         data: JSONBody[WaitCreate],
     ) -> WaitView:
         """候补: a freed unit is given to the first in line automatically (booked, or held
         with a payment notice); patients of a stopped session go first."""
-        return await platform.waitlist.join(
+        return await waitlist.join(
             account_id=request.state.account_id,
             patient_id=data.patient_id,
             scope=data.scope,
@@ -72,19 +71,19 @@ class WaitlistController(Controller):
 
     @get("/", operation_id="listWaits")
     async def waits(
-        self, platform: NamedDependency[Platform], request: Request[Any, Any, Any]
+        self, waitlist: NamedDependency[WaitlistService], request: Request[Any, Any, Any]
     ) -> list[WaitView]:
         """The account's waits, each waiting one with its ``position`` in line."""
-        return await platform.waitlist.waits(request.state.account_id)
+        return await waitlist.waits(request.state.account_id)
 
     @post("/{entry_id:str}/leave", operation_id="leaveWaitlist", status_code=200)
     async def leave(
         self,
-        platform: NamedDependency[Platform],
+        waitlist: NamedDependency[WaitlistService],
         request: Request[Any, Any, Any],
         entry_id: FromPath[str],
     ) -> WaitView:
-        return await platform.waitlist.leave(account_id=request.state.account_id, entry_id=entry_id)
+        return await waitlist.leave(account_id=request.state.account_id, entry_id=entry_id)
 
 
 class LotteryController(Controller):
@@ -95,13 +94,13 @@ class LotteryController(Controller):
     @post("/", operation_id="enterLottery", status_code=201)
     async def enter(
         self,
-        platform: NamedDependency[Platform],
+        lottery: NamedDependency[LotteryService],
         request: Request[Any, Any, Any],
         data: JSONBody[LotteryEntryCreate],
     ) -> LotteryEntryView:
         """摇号: ask for a unit of a lottery session during its window; units are drawn at
         random among eligible entries at ``drawAt``."""
-        return await platform.lottery.enter(
+        return await lottery.enter(
             account_id=request.state.account_id,
             patient_id=data.patient_id,
             session_id=data.session_id,
@@ -110,17 +109,15 @@ class LotteryController(Controller):
 
     @get("/", operation_id="listLotteryEntries")
     async def entries(
-        self, platform: NamedDependency[Platform], request: Request[Any, Any, Any]
+        self, lottery: NamedDependency[LotteryService], request: Request[Any, Any, Any]
     ) -> list[LotteryEntryView]:
-        return await platform.lottery.entries(request.state.account_id)
+        return await lottery.entries(request.state.account_id)
 
     @post("/{entry_id:str}/withdraw", operation_id="withdrawLotteryEntry", status_code=200)
     async def withdraw(
         self,
-        platform: NamedDependency[Platform],
+        lottery: NamedDependency[LotteryService],
         request: Request[Any, Any, Any],
         entry_id: FromPath[str],
     ) -> LotteryEntryView:
-        return await platform.lottery.withdraw(
-            account_id=request.state.account_id, entry_id=entry_id
-        )
+        return await lottery.withdraw(account_id=request.state.account_id, entry_id=entry_id)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse_many
@@ -21,22 +20,16 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from guahao.platform.error_codes import refuse
 
-__all__ = ["POOL_SIZE", "ClientContext", "RequestLimiter"]
+__all__ = ["POOL_SIZE", "RequestLimiter"]
 
 POOL_SIZE = 50
 """Connections the limiter keeps to Redis."""
 
 
-@dataclass(frozen=True)
-class ClientContext:
-    """Where a request came from, as the web layer saw it (keyed hashes, never raw)."""
-
-    ip_hash: str = ""
-    device_hash: str = ""
-
-
 class RequestLimiter:
-    """Checks and counts requests against named limits; refuses with ``RATE_LIMITED``."""
+    """Checks and counts requests against named limits; refuses with ``RATE_LIMITED``.
+
+    The adapter of the ``RequestLimits`` port (``guahao.platform.ports``)."""
 
     def __init__(self, redis_url: str, *, key_prefix: str = "guahao-limits") -> None:
         scheme, _, rest = redis_url.partition("://")

@@ -1,5 +1,10 @@
 """``guahao hospital onboard``, ``guahao connectors verify|import|sync|health`` and
-``guahao his-simulator``: the command-line side of the connectors."""
+``guahao his-simulator``: the command-line side of the connectors.
+
+These commands open the whole platform (the composition root), so they live in the CLI layer
+beside ``guahao.cli``, not inside ``guahao.hospital_connectors``: the connectors package must
+not import what wires it (import contracts in pyproject.toml).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,21 @@ from typing import Any, cast
 import click
 import msgspec
 
+from guahao.bootstrap import open_platform
+from guahao.config import Settings, load_settings
+from guahao.hospital_connectors.conformance import render, verify_fhir, verify_mllp
+from guahao.hospital_connectors.file_imports import import_file as run_import
+from guahao.hospital_connectors.mllp_senders import senders_config
+from guahao.hospital_connectors.registry import SCOPES, Kind
+from guahao.hospital_connectors.sync import defaults_of
+from guahao.platform.errors import GuahaoError
+from guahao.platform.hospitals import HospitalGrade
+from guahao.platform.schedules import HospitalSpec
+
 __all__ = ["connectors", "his_simulator", "hospital"]
 
 
-def _settings() -> Any:
-    from guahao.config import load_settings
-
+def _settings() -> Settings:
     return load_settings()
 
 
@@ -43,6 +57,18 @@ def hospital() -> None:
 @click.option("--notify-host", default="", help="MLLP host for SIU notifications (hl7v2)")
 @click.option("--notify-port", type=int, default=0)
 @click.option("--notify/--no-notify", default=False, help="tell the HIS about bookings")
+@click.option(
+    "--mllp-source",
+    "mllp_sources",
+    multiple=True,
+    help="network (CIDR) the HIS sends HL7 v2 from (hl7v2; repeatable)",
+)
+@click.option(
+    "--mllp-certificate",
+    "mllp_certificates",
+    multiple=True,
+    help="SHA-256 fingerprint of the HIS's MLLP/TLS client certificate (hl7v2; repeatable)",
+)
 def onboard(
     code: str,
     name: str,
@@ -55,14 +81,23 @@ def onboard(
     notify_host: str,
     notify_port: int,
     notify: bool,
+    mllp_sources: tuple[str, ...],
+    mllp_certificates: tuple[str, ...],
 ) -> None:
-    """Register a hospital, record its connector and issue its OAuth2 client."""
-    from guahao.bootstrap import open_platform
-    from guahao.hospital_connectors.registry import Kind
-    from guahao.platform.errors import GuahaoError
-    from guahao.platform.hospitals import HospitalGrade
-    from guahao.platform.schedules import HospitalSpec
-    from guahao.web.hospital_auth import SCOPES
+    """Register a hospital, record its connector and issue its OAuth2 client.
+
+    An hl7v2 connector needs --mllp-source or --mllp-certificate: the platform takes HL7 v2
+    for a hospital only from the connections bound to it.
+    """
+
+    senders: dict[str, list[str]] = {}
+    if kind == "hl7v2":
+        try:
+            senders = senders_config(mllp_sources, mllp_certificates)
+        except GuahaoError as exc:
+            raise click.UsageError(
+                f"{exc.message_en} (--mllp-source CIDR and/or --mllp-certificate SHA256)"
+            ) from None
 
     async def run() -> tuple[Any, Any]:
         async with open_platform(_settings(), run_jobs=False) as platform:
@@ -80,7 +115,10 @@ def onboard(
                 )
             config: dict[str, Any] = {}
             if kind == "hl7v2":
-                config = {"facility": facility or code}
+                config = {
+                    "facility": facility or code,
+                    "senders": senders,
+                }
                 if notify_host:
                     config.update(notify_host=notify_host, notify_port=notify_port)
             info = await platform.connectors.registry.register(
@@ -111,9 +149,6 @@ def connectors() -> None:
 )
 def verify(hospital_code: str, write_test: bool) -> None:
     """Run the conformance checklist against the hospital's live HIS."""
-    from guahao.bootstrap import open_platform
-    from guahao.hospital_connectors.conformance import render, verify_fhir, verify_mllp
-    from guahao.hospital_connectors.sync import defaults_of
 
     async def run() -> tuple[str, bool]:
         async with open_platform(_settings(), run_jobs=False) as platform:
@@ -153,8 +188,6 @@ def verify(hospital_code: str, write_test: bool) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def import_file(kind: str, hospital_code: str, file: Path) -> None:
     """Ingest a file for a hospital: a FHIR Bundle, HL7 v2 messages, or a schedule sheet."""
-    from guahao.bootstrap import open_platform
-    from guahao.hospital_connectors.file_imports import import_file as run_import
 
     data = file.read_bytes()
 
@@ -174,7 +207,6 @@ def import_file(kind: str, hospital_code: str, file: Path) -> None:
 @click.option("--full", is_flag=True, help="reconcile everything, reporting drift")
 def sync(hospital_code: str, full: bool) -> None:
     """Pull a FHIR hospital's schedules now."""
-    from guahao.bootstrap import open_platform
 
     async def run() -> Any:
         async with open_platform(_settings(), run_jobs=False) as platform:
@@ -185,10 +217,44 @@ def sync(hospital_code: str, full: bool) -> None:
     sys.exit(0 if outcome.status == "ok" else 1)
 
 
+@connectors.command("bind-senders")
+@click.argument("hospital_code")
+@click.option("--source", "sources", multiple=True, help="network (CIDR) the HIS sends from")
+@click.option(
+    "--certificate", "certificates", multiple=True, help="SHA-256 of its MLLP/TLS client cert"
+)
+def bind_senders(
+    hospital_code: str, sources: tuple[str, ...], certificates: tuple[str, ...]
+) -> None:
+    """Bind a hospital's HL7 v2 connector to the connections allowed to speak for it.
+
+    Replaces the previous binding; the listener applies it to the next message.
+    """
+
+    try:
+        senders = senders_config(sources, certificates)
+    except GuahaoError as exc:
+        raise click.UsageError(f"{exc.message_en} (--source CIDR, --certificate SHA256)") from None
+
+    async def run() -> Any:
+        async with open_platform(_settings(), run_jobs=False) as platform:
+            registry = platform.connectors.registry
+            info = await registry.get(hospital_code, "hl7v2")
+            return await registry.register(
+                hospital_code,
+                "hl7v2",
+                base_url=info.base_url,
+                config={**info.config, "senders": senders},
+                notify=info.notify,
+            )
+
+    info = asyncio.run(run())
+    click.echo(f"{hospital_code}: HL7 v2 accepted from {info.config['senders']}")
+
+
 @connectors.command("health")
 def health() -> None:
     """Last sync, lag and error rate of every connector."""
-    from guahao.bootstrap import open_platform
 
     async def run() -> Any:
         async with open_platform(_settings(), run_jobs=False) as platform:

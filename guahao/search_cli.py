@@ -1,4 +1,8 @@
-"""``guahao search``: rebuild the index, ask it a question, find alternatives."""
+"""``guahao search``: rebuild the index, ask it a question, find alternatives.
+
+In the CLI layer beside ``guahao.cli``, not inside ``guahao.search``: these commands open the
+whole platform, and the search package must not import the composition root that wires it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 import click
 import msgspec
 
+from guahao.bootstrap import open_platform
 from guahao.config import load_settings
 from guahao.platform.errors import GuahaoError
 from guahao.search.query import SearchQuery, SearchResult
@@ -40,8 +45,6 @@ def _progress(label: str) -> Callable[[int, int], None]:
 
 def _run(work: Callable[[Any], Any]) -> Any:
     """Open the platform (no job worker), run ``work(platform)``, close it."""
-    from guahao.bootstrap import open_platform
-
     settings = load_settings()
     logging.getLogger().setLevel(settings.log_level)
 

@@ -10,33 +10,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import redis.asyncio as aioredis
 from saq import CronJob, Worker
 from saq.queue.redis import RedisQueue
 
-__all__ = ["JobScheduler", "SaqJobs"]
+__all__ = ["SaqJobs"]
 
 log = logging.getLogger(__name__)
-
-
-class JobScheduler(Protocol):
-    """Schedules a named job once per key."""
-
-    async def schedule(
-        self, function: str, *, key: str, at: datetime | None = None, **kwargs: Any
-    ) -> None:
-        """Run ``function(**kwargs)`` at ``at`` (now if None); a pending job of the same key
-        is not scheduled twice."""
-        ...
 
 
 JobFunction = Callable[..., Awaitable[Any]]
 
 
 class SaqJobs:
-    """The saq queue and, when asked, a worker running our job functions in this process."""
+    """The saq queue and, when asked, a worker running our job functions in this process.
+
+    The ``JobScheduler`` port (``guahao.platform.ports``) is what services see of it.
+    """
 
     def __init__(self, redis_url: str, *, name: str = "guahao") -> None:
         # Built from a client (not ``Queue.from_url``) so unix:// URLs of the embedded Redis work.

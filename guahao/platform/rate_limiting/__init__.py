@@ -1,0 +1,5 @@
+"""Request rate limits on the shared Redis: the adapter of the ``RequestLimits`` port."""
+
+from guahao.platform.rate_limiting.redis_limiter import POOL_SIZE, RequestLimiter
+
+__all__ = ["POOL_SIZE", "RequestLimiter"]
