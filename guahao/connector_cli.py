@@ -193,7 +193,9 @@ def import_file(kind: str, hospital_code: str, file: Path) -> None:
 
     async def run() -> Any:
         async with open_platform(_settings(), run_jobs=False) as platform:
-            return await run_import(platform.feed, hospital_code, kind, data, platform.bookings)
+            return await run_import(
+                platform.feed, hospital_code, kind, data, platform.bookings.hospital_actions
+            )
 
     outcome = asyncio.run(run())
     click.echo(msgspec.json.format(msgspec.json.encode(outcome)).decode())

@@ -15,6 +15,7 @@ from guahao.platform.errors import (
     InvalidInputError,
     NotFoundError,
     RateLimitedError,
+    SlotNotLoadedError,
     UnavailableError,
 )
 
@@ -169,6 +170,11 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         _U,
         "号源服务暂时不可用，请稍后再试",
         "The slot pool is unavailable; retry shortly",
+    ),
+    "SLOT_NOT_LOADED": (
+        SlotNotLoadedError,
+        "号源数据正在加载，请稍后再试",
+        "The slot is being loaded into the slot pool; retry shortly",
     ),
     # region rules (issue [rules])
     # waitlist (候补) and lottery (摇号) (guahao.platform.services.waitlist, lottery)

@@ -16,6 +16,7 @@ __all__ = [
     "InvalidInputError",
     "NotFoundError",
     "RateLimitedError",
+    "SlotNotLoadedError",
     "UnavailableError",
 ]
 
@@ -76,3 +77,13 @@ class UnavailableError(GuahaoError):
     """A dependency (Redis, a gateway, a HIS) did not answer; the request may be retried."""
 
     kind = "unavailable"
+
+
+class SlotNotLoadedError(UnavailableError):
+    """The hot pool does not know this slot (Redis restarted, failed over, or never loaded it).
+
+    Not a refusal: SQL is the record, so the caller loads the slot from it and repeats the
+    step once (``InventorySync.with_slot_loaded``). Its own type, not a bare ``KeyError``, so
+    that a mistyped dictionary key elsewhere is never mistaken for a lost slot. Should it
+    reach a client after all (the reload failed too) it says "unavailable, retry" (503).
+    """

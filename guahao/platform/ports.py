@@ -98,8 +98,8 @@ class Inventory(Protocol):
     ``SLOT_CLOSED``, ``HOLD_EXPIRED``, ``HOLD_ALREADY_ACTIVE``, ``HOLD_NOT_OWNED``,
     ``IDEMPOTENCY_KEY_REUSED``, ``BOOKING_ALREADY_CONFIRMED``, ``BOOKING_STATE_INVALID``,
     ``VALIDATION_FAILED``; a Redis that does not answer raises ``INVENTORY_UNAVAILABLE``. A
-    slot that Redis does not know raises ``KeyError`` so the caller can load it from SQL and
-    retry.
+    slot that Redis does not know raises ``SlotNotLoadedError`` (``SLOT_NOT_LOADED``) so the
+    caller can load it from SQL and retry (``InventorySync.with_slot_loaded``).
     """
 
     async def load(self, state: SlotState, *, only_if_missing: bool = False) -> None:

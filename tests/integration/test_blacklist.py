@@ -7,10 +7,7 @@ the rule it shows.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,7 +30,6 @@ from guahao.platform.persistence.tables import (
 from guahao.platform.services.blacklist import active_ban, ban_refusal_detail
 from guahao.platform.services.staff import StaffActor, StaffRole
 from guahao.platform.strikes import BlacklistRules
-from tests.fixtures.databases import sqlite_url_in
 from tests.fixtures.platforms import (
     SESSION_DAY,
     at_local,
@@ -44,23 +40,8 @@ from tests.fixtures.platforms import (
     pay,
     resident_id,
 )
-from tests.fixtures.platforms import _open as open_test_platform
 
 WEEK = timedelta(days=7)
-
-
-@pytest.fixture
-async def sqlite_platform(
-    migrated_sqlite_template: Path, redis_url: str, tmp_path: Path
-) -> AsyncIterator[Platform]:
-    """SQLite only, cloned from the migrated template (the shared fixture migrates each time,
-    which costs more than most of these scenarios)."""
-    (tmp_path / "db").mkdir()
-    shutil.copyfile(migrated_sqlite_template, tmp_path / "db" / "guahao.db")
-    async for opened in open_test_platform(
-        tmp_path, sqlite_url_in(tmp_path / "db"), redis_url, migrate=False
-    ):
-        yield opened
 
 
 _serials = iter(range(70_000, 99_999))
@@ -285,8 +266,7 @@ async def test_three_no_shows_in_90_days_ban_the_person_for_90_days_everywhere(
     assert events == 1
 
 
-async def test_third_no_show_after_91_days_does_not_ban(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_third_no_show_after_91_days_does_not_ban(platform: Platform) -> None:
     await hospitals(platform, "h1")
     account = await new_account(platform)
     person = Person()
@@ -302,9 +282,8 @@ async def test_third_no_show_after_91_days_does_not_ban(sqlite_platform: Platfor
 
 
 async def test_warnings_before_a_ban_tell_how_many_strikes_remain(
-    sqlite_platform: Platform,
+    platform: Platform,
 ) -> None:
-    platform = sqlite_platform
     await hospitals(platform, "h1")
     account = await new_account(platform)
     person = Person()
@@ -317,8 +296,7 @@ async def test_warnings_before_a_ban_tell_how_many_strikes_remain(
     assert "1 more" in warnings[1]["en"]
 
 
-async def test_a_ban_expires_by_itself(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_a_ban_expires_by_itself(platform: Platform) -> None:
     await hospitals(platform, "h1")
     account = await new_account(platform)
     person = Person()
@@ -336,9 +314,8 @@ async def test_a_ban_expires_by_itself(sqlite_platform: Platform) -> None:
 
 
 async def test_a_ban_answers_its_strikes_a_new_strike_after_it_starts_counting_afresh(
-    sqlite_platform: Platform,
+    platform: Platform,
 ) -> None:
-    platform = sqlite_platform
     await hospitals(platform, "h1")
     account = await new_account(platform)
     person = Person()
@@ -373,9 +350,8 @@ async def test_three_cancellations_in_a_month_ban_for_a_month(platform: Platform
 
 
 async def test_cancellations_further_apart_than_a_month_do_not_ban(
-    sqlite_platform: Platform,
+    platform: Platform,
 ) -> None:
-    platform = sqlite_platform
     await hospitals(platform, "h1")
     account = await new_account(platform)
     person = Person()
@@ -386,9 +362,8 @@ async def test_cancellations_further_apart_than_a_month_do_not_ban(
 
 
 async def test_late_cancellation_counts_as_a_violation_as_well_as_a_cancellation(
-    sqlite_platform: Platform,
+    platform: Platform,
 ) -> None:
-    platform = sqlite_platform
     await hospitals(platform, "h1")
     account = await new_account(platform)
     person = Person()
@@ -407,8 +382,7 @@ async def test_late_cancellation_counts_as_a_violation_as_well_as_a_cancellation
     assert kinds == ["cancellation", "late_cancellation"]
 
 
-async def test_a_session_stop_by_the_hospital_never_counts(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_a_session_stop_by_the_hospital_never_counts(platform: Platform) -> None:
     await hospitals(platform, "h1")
     account = await new_account(platform)
     person = Person()
@@ -434,9 +408,8 @@ async def test_a_session_stop_by_the_hospital_never_counts(sqlite_platform: Plat
 
 
 async def test_unpaid_orders_left_to_expire_are_violations_plain_abandoned_holds_are_not(
-    sqlite_platform: Platform,
+    platform: Platform,
 ) -> None:
-    platform = sqlite_platform
     mode = PaymentMode.ONLINE_SELF_PAY
     await hospitals(platform, "h1", mode=mode)
     account = await new_account(platform)
@@ -470,8 +443,7 @@ async def test_unpaid_orders_left_to_expire_are_violations_plain_abandoned_holds
     ]
 
 
-async def test_a_paid_booking_is_never_an_unpaid_expiry(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_a_paid_booking_is_never_an_unpaid_expiry(platform: Platform) -> None:
     mode = PaymentMode.ONLINE_SELF_PAY
     await hospitals(platform, "h1", mode=mode)
     account = await new_account(platform)
@@ -495,8 +467,7 @@ async def test_a_paid_booking_is_never_an_unpaid_expiry(sqlite_platform: Platfor
 # --------------------------------------------------------------------------- delivery
 
 
-async def test_repeated_event_delivery_records_one_strike(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_repeated_event_delivery_records_one_strike(platform: Platform) -> None:
     await hospitals(platform, "h1")
     account = await new_account(platform)
     person = Person()
@@ -516,10 +487,9 @@ async def test_repeated_event_delivery_records_one_strike(sqlite_platform: Platf
     assert len(await notes(platform, account, "blacklist.warning")) == 1
 
 
-async def test_strikes_follow_the_region_rules_in_force(sqlite_platform: Platform) -> None:
+async def test_strikes_follow_the_region_rules_in_force(platform: Platform) -> None:
     """The authority changes the policies (a new version of the region's rules); the next
     strike is judged by the new version."""
-    platform = sqlite_platform
     strict = {
         "name": "one_strike",
         "counts": ["no_show"],
@@ -576,8 +546,7 @@ async def test_appeal_granted_lifts_the_ban(platform: Platform) -> None:
     )
 
 
-async def test_appeal_rejected_keeps_the_ban(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_appeal_rejected_keeps_the_ban(platform: Platform) -> None:
     account, patient, person_id, ban, admin = await banned_person(platform)
     appeal = await platform.blacklist.file_appeal(account, patient, ban.id, "请解除")
     await platform.blacklist.decide_appeal(appeal.id, False, "无新证据", admin)
@@ -591,8 +560,7 @@ async def test_appeal_rejected_keeps_the_ban(sqlite_platform: Platform) -> None:
     assert again.status == "pending"
 
 
-async def test_appeal_refusals(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_appeal_refusals(platform: Platform) -> None:
     account, patient, _person_id, ban, admin = await banned_person(platform)
     other = await new_account(platform)
     stranger = await Person().of(platform, other)
@@ -613,8 +581,7 @@ async def test_appeal_refusals(sqlite_platform: Platform) -> None:
     await refused("APPEAL_NOT_FOUND", platform.blacklist.decide_appeal("nope", True, "x", admin))
 
 
-async def test_appeal_window_closes_after_the_configured_days(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_appeal_window_closes_after_the_configured_days(platform: Platform) -> None:
     account, patient, _person_id, ban, _admin = await banned_person(platform)
     window = BlacklistRules().appeal_window_days
     manual_clock(platform).set(ban.starts_at + timedelta(days=window))
@@ -623,8 +590,7 @@ async def test_appeal_window_closes_after_the_configured_days(sqlite_platform: P
     )
 
 
-async def test_no_appeal_against_a_ban_that_has_ended(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_no_appeal_against_a_ban_that_has_ended(platform: Platform) -> None:
     account, patient, _person_id, ban, admin = await banned_person(platform)
     await platform.blacklist.lift_ban(ban.id, "误判", admin)
     await refused(
@@ -654,8 +620,7 @@ async def test_manual_add_and_lift_are_audited_and_refused_when_wrong(platform: 
     assert len(await notes(platform, account, "blacklist.lifted")) == 1
 
 
-async def test_an_auditor_reads_but_cannot_change(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_an_auditor_reads_but_cannot_change(platform: Platform) -> None:
     _account, _patient, person_id, ban, _admin = await banned_person(platform)
     auditor = await staff_member(platform, StaffRole.AUTHORITY_AUDITOR)
     hospital = StaffActor(id="x", username="h", role=StaffRole.HOSPITAL_STAFF, hospital_id=None)
@@ -667,8 +632,7 @@ async def test_an_auditor_reads_but_cannot_change(sqlite_platform: Platform) -> 
     assert (auditor.username, "ban.list") in await audit_actions(platform, "*")
 
 
-async def test_person_record_is_masked_and_reading_it_is_audited(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_person_record_is_masked_and_reading_it_is_audited(platform: Platform) -> None:
     await hospitals(platform, "h1")
     account = await new_account(platform)
     person = Person()
@@ -691,23 +655,42 @@ async def test_person_record_is_masked_and_reading_it_is_audited(sqlite_platform
     await refused("PERSON_NOT_FOUND", platform.blacklist.person_record("nobody", auditor))
 
 
-async def test_refusal_detail_says_why_until_when_and_how_to_appeal(
-    sqlite_platform: Platform,
+async def test_the_refusal_a_banned_patient_gets_says_why_until_when_and_how_to_appeal(
+    platform: Platform,
 ) -> None:
-    platform = sqlite_platform
-    _account, _patient, _person_id, ban, _admin = await banned_person(platform)
-    detail = ban_refusal_detail(ban, BlacklistRules())
-    assert detail["until"] == ban.ends_at.isoformat()
-    assert detail["reason"] == "scalping proven by the police"
-    assert detail["appeal"] == {"method": "POST", "path": "/api/v1/appeals", "entry_id": ban.id}
-    assert detail["appeal_until"] == (ban.starts_at + timedelta(days=30)).isoformat()
+    account, patient, _person_id, ban, _admin = await banned_person(platform)
+    slot = await slot_on(platform, "h1", SESSION_DAY)
+    manual_clock(platform).set(at_local(SESSION_DAY - timedelta(days=1), 9))
+    booking = await hold(platform, account, slot)
+    err = await refused(
+        "PATIENT_BLACKLISTED",
+        platform.bookings.choose_patient(
+            account_id=account, booking_id=booking.id, patient_id=patient
+        ),
+    )
+    assert err.detail == ban_refusal_detail(ban, BlacklistRules())
+    assert err.detail["entry_id"] == ban.id
+    assert err.detail["until"] == ban.ends_at.isoformat()
+    assert err.detail["reason"] == "scalping proven by the police"
+    assert (err.detail["policy"], err.detail["source"]) == ("manual", "manual")
+    assert err.detail["appeal"] == {"method": "POST", "path": "/api/v1/appeals", "entry_id": ban.id}
+    assert err.detail["appeal_until"] == (ban.starts_at + timedelta(days=30)).isoformat()
+
+
+async def test_the_strike_recorder_keeps_the_outbox_cursor_it_had_before_the_split(
+    platform: Platform,
+) -> None:
+    # Moved from services/blacklist.py to services/strike_recorder.py: a new derived name
+    # would replay every booking event to it.
+    assert "guahao.platform.services.blacklist.StrikeRecorder:booking." in (
+        platform.dispatcher.subscribers
+    )
 
 
 # --------------------------------------------------------------------------- staff accounts
 
 
-async def test_staff_accounts_refusals(sqlite_platform: Platform) -> None:
-    platform = sqlite_platform
+async def test_staff_accounts_refusals(platform: Platform) -> None:
     await hospitals(platform, "h1")
     await platform.staff.create(
         username="ops.li", password="long-password-1", role="authority_admin"
@@ -763,9 +746,8 @@ async def test_staff_accounts_refusals(sqlite_platform: Platform) -> None:
 
 
 async def test_a_wrongly_recorded_strike_is_struck_out_with_a_reason_and_audited(
-    sqlite_platform: Platform,
+    platform: Platform,
 ) -> None:
-    platform = sqlite_platform
     await hospitals(platform, "h1")
     account = await new_account(platform)
     person = Person()

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from guahao.platform.errors import GuahaoError, UnavailableError
+from guahao.platform.errors import GuahaoError, SlotNotLoadedError, UnavailableError
 from guahao.platform.inventory import RedisInventory
 from guahao.platform.inventory.lua_scripts import SLOT_SCRIPTS
 from guahao.platform.inventory.slot_keys import KeyNames
@@ -147,17 +147,19 @@ STEPS_ON_ONE_SLOT: dict[str, Step] = {
 
 
 @pytest.mark.parametrize("step", STEPS_ON_ONE_SLOT.values(), ids=STEPS_ON_ONE_SLOT.keys())
-async def test_a_slot_redis_does_not_know_raises_key_error(
+async def test_a_slot_redis_does_not_know_raises_slot_not_loaded(
     inventory: RedisInventory, step: Step
 ) -> None:
-    with pytest.raises(KeyError, match="ghost"):
+    with pytest.raises(SlotNotLoadedError) as caught:
         await step(inventory)
+    assert caught.value.code == "SLOT_NOT_LOADED"
+    assert caught.value.detail["slot_id"] == "ghost"
 
 
 async def test_hold_on_an_unknown_slot_leaves_the_account_free(
     inventory: RedisInventory,
 ) -> None:
-    with pytest.raises(KeyError):
+    with pytest.raises(SlotNotLoadedError):
         await STEPS_ON_ONE_SLOT["hold"](inventory)
     await inventory.load(SlotState(slot_id="s1", capacity=1, booked=0, release_at_ms=RELEASE))
     grant = await inventory.hold(
@@ -191,7 +193,7 @@ async def test_prefixes_keep_two_pools_apart(redis_client: aioredis.Redis) -> No
     south = RedisInventory(redis_client, key_prefix="south:")
     await north.load(SlotState(slot_id="s1", capacity=1, booked=0, release_at_ms=RELEASE))
     assert await south.counts(["s1"], now_ms=RELEASE) == {}
-    with pytest.raises(KeyError):
+    with pytest.raises(SlotNotLoadedError):
         await south.set_status("s1", status="closed")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import redis.asyncio as aioredis
 
-from guahao.platform.errors import GuahaoError
+from guahao.platform.errors import GuahaoError, SlotNotLoadedError
 from guahao.platform.inventory import RedisInventory
 from guahao.platform.ports import SlotState
 
@@ -106,10 +106,10 @@ async def test_a_claim_on_a_stopped_slot_is_refused(inventory: RedisInventory) -
     assert code == "SLOT_CLOSED"
 
 
-async def test_an_unknown_slot_raises_key_error_so_the_caller_can_rebuild_it(
+async def test_an_unknown_slot_raises_slot_not_loaded_so_the_caller_can_rebuild_it(
     inventory: RedisInventory,
 ) -> None:
-    with pytest.raises(KeyError):
+    with pytest.raises(SlotNotLoadedError):
         await inventory.claim_returning(
             "nope", unit_id="b1", hold_id="w1", account_id="a1", now_ms=NOW, expires_at_ms=NOW + 1
         )

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
+
+import pytest
 
 from guahao.platform.clock import to_epoch_ms
+from guahao.platform.errors import GuahaoError, SlotNotLoadedError
 from guahao.platform.hospitals import PaymentMode
 from tests.fixtures.platforms import (
     assert_refused,
@@ -121,3 +125,25 @@ async def test_after_a_rebuild_an_account_with_a_live_hold_still_cannot_hold_twi
     await platform.redis.flushdb()
     await platform.inventory_sync.rebuild_all()
     await assert_refused(platform, "HOLD_ALREADY_ACTIVE", hold(platform, account, slots[1]))
+
+
+async def test_a_hold_on_a_slot_redis_lost_loads_it_from_sql_and_never_sells_it_twice(platform):
+    slots = await publish_clinic(platform, clinic(PaymentMode.PAY_AT_HOSPITAL, units=1))
+    await held_with_patient(platform, slots[0])
+    await platform.redis.flushdb()  # no rebuild: the hold path must load each slot it needs
+    other = await new_account(platform)
+    with pytest.raises(GuahaoError) as caught:
+        await hold(platform, other, slots[0])
+    assert caught.value.code == "SLOT_SOLD_OUT"  # the live hold came back from SQL first
+    booking = await hold(platform, other, slots[1])
+    assert booking.status == "held"
+    restored = await pool(platform, slots[:2])
+    assert [(restored[s].held, restored[s].booked) for s in slots[:2]] == [(1, 0), (1, 0)]
+
+
+async def test_a_slot_sql_does_not_know_either_stays_not_loaded(platform):
+    await publish_clinic(platform)
+    step = partial(platform.ports.inventory.set_status, "ghost", status="closed")
+    with pytest.raises(SlotNotLoadedError) as caught:
+        await platform.inventory_sync.with_slot_loaded("ghost", step)
+    assert caught.value.code == "SLOT_NOT_LOADED"

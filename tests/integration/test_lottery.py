@@ -207,8 +207,7 @@ async def test_a_rebuilt_pool_is_closed_again_by_the_sweep_before_the_draw(platf
 # ------------------------------------------------------------------ refusals
 
 
-async def test_a_first_come_session_takes_no_lottery_entries(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_first_come_session_takes_no_lottery_entries(platform):
     spec = one_slot_clinic(sessions=((LATER.weekday(), Period.MORNING),))
     await publish(platform, spec, [LATER])
     sess = await session_on(platform, LATER)
@@ -221,8 +220,7 @@ async def test_a_first_come_session_takes_no_lottery_entries(sqlite_platform):
     )
 
 
-async def test_entries_are_taken_only_during_the_window(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_entries_are_taken_only_during_the_window(platform):
     sess, view = await lottery_session(platform)
     account = await new_account(platform)
     patient = await new_patient(platform, account)
@@ -240,8 +238,7 @@ async def test_entries_are_taken_only_during_the_window(sqlite_platform):
     )
 
 
-async def test_a_person_enters_a_draw_once(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_person_enters_a_draw_once(platform):
     sess, view = await lottery_session(platform)
     at(platform, view.opens_at)
     account, patient, _ = await entrant(platform, sess.id)
@@ -252,8 +249,7 @@ async def test_a_person_enters_a_draw_once(sqlite_platform):
     )
 
 
-async def test_a_person_enters_only_so_many_draws_for_one_visit_day(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_person_enters_only_so_many_draws_for_one_visit_day(platform):
     sess, view = await lottery_session(
         platform, periods=(Period.MORNING, Period.AFTERNOON, Period.EVENING)
     )
@@ -274,8 +270,7 @@ async def test_a_person_enters_only_so_many_draws_for_one_visit_day(sqlite_platf
     )
 
 
-async def test_after_the_draw_an_entry_can_no_longer_change(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_after_the_draw_an_entry_can_no_longer_change(platform):
     sess, view = await lottery_session(platform, units=1)
     at(platform, view.opens_at)
     account, _patient, entry = await entrant(platform, sess.id)
@@ -295,8 +290,7 @@ async def test_after_the_draw_an_entry_can_no_longer_change(sqlite_platform):
     )
 
 
-async def test_another_accounts_entry_is_not_found(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_another_accounts_entry_is_not_found(platform):
     sess, view = await lottery_session(platform)
     at(platform, view.opens_at)
     _, _, entry = await entrant(platform, sess.id)
@@ -309,9 +303,8 @@ async def test_another_accounts_entry_is_not_found(sqlite_platform):
 
 
 async def test_the_window_opens_before_the_draw_and_the_draw_comes_before_the_session(
-    sqlite_platform,
+    platform,
 ):
-    platform = sqlite_platform  # the rule, not the database, is under test
     spec = one_slot_clinic(sessions=((LATER.weekday(), Period.MORNING),))
     await publish(platform, spec, [LATER])
     sess = await session_on(platform, LATER)
@@ -327,8 +320,7 @@ async def test_the_window_opens_before_the_draw_and_the_draw_comes_before_the_se
         )
 
 
-async def test_a_released_session_cannot_become_a_lottery(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_released_session_cannot_become_a_lottery(platform):
     spec = one_slot_clinic(sessions=((SESSION_DAY.weekday(), Period.MORNING),))
     await publish(platform, spec, [SESSION_DAY])
     sess = await session_on(platform, SESSION_DAY)
@@ -341,8 +333,7 @@ async def test_a_released_session_cannot_become_a_lottery(sqlite_platform):
     )
 
 
-async def test_an_undrawn_lottery_session_cannot_be_waited_for(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_an_undrawn_lottery_session_cannot_be_waited_for(platform):
     sess, _view = await lottery_session(platform)
     account = await new_account(platform)
     patient = await new_patient(platform, account)
@@ -355,8 +346,7 @@ async def test_an_undrawn_lottery_session_cannot_be_waited_for(sqlite_platform):
     )
 
 
-async def test_when_the_rules_say_so_losers_only_lose(sqlite_platform):
-    platform = sqlite_platform
+async def test_when_the_rules_say_so_losers_only_lose(platform):
     await set_region_rules(platform, {"lottery": {"losers_join_waitlist": False}})
     sess, view = await lottery_session(platform, units=1)
     at(platform, view.opens_at)
@@ -369,8 +359,7 @@ async def test_when_the_rules_say_so_losers_only_lose(sqlite_platform):
         assert await platform.waitlist.waits(account) == []
 
 
-async def test_the_region_sets_the_default_window_before_the_release(sqlite_platform):
-    platform = sqlite_platform
+async def test_the_region_sets_the_default_window_before_the_release(platform):
     await set_region_rules(platform, {"lottery": {"window_hours": 6}})
     sess, view = await lottery_session(platform)
     assert view.opens_at == sess.release_at - timedelta(hours=6)

@@ -354,8 +354,7 @@ async def test_waits_whose_session_started_expire(platform):
 # ------------------------------------------------------------------ refusals of join and leave
 
 
-async def test_a_session_with_units_on_sale_cannot_be_waited_for(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_session_with_units_on_sale_cannot_be_waited_for(platform):
     await publish_week(platform, one_slot_clinic())
     sess = await session_on(platform, SESSION_DAY)
     account = await new_account(platform)
@@ -369,8 +368,7 @@ async def test_a_session_with_units_on_sale_cannot_be_waited_for(sqlite_platform
     )
 
 
-async def test_a_session_not_yet_released_cannot_be_waited_for(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_session_not_yet_released_cannot_be_waited_for(platform):
     spec = one_slot_clinic()
     later = SESSION_DAY + timedelta(days=7)
     await publish(platform, spec, [later])
@@ -386,8 +384,7 @@ async def test_a_session_not_yet_released_cannot_be_waited_for(sqlite_platform):
     )
 
 
-async def test_a_stopped_session_cannot_be_waited_for(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_stopped_session_cannot_be_waited_for(platform):
     sess, _slot, _ = await sold_out_session(platform)
     await platform.bookings.stop_session(sess.id, reason="doctor ill")
     account = await new_account(platform)
@@ -401,8 +398,7 @@ async def test_a_stopped_session_cannot_be_waited_for(sqlite_platform):
     )
 
 
-async def test_a_patient_booked_in_the_session_cannot_wait_for_it(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_patient_booked_in_the_session_cannot_wait_for_it(platform):
     sess, _slot, [(holder, _)] = await sold_out_session(platform)
     [booked] = await bookings_of(platform, holder)
     await assert_refused(
@@ -414,8 +410,7 @@ async def test_a_patient_booked_in_the_session_cannot_wait_for_it(sqlite_platfor
     )
 
 
-async def test_a_patient_waits_once_for_the_same_thing(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_patient_waits_once_for_the_same_thing(platform):
     sess, _slot, _ = await sold_out_session(platform)
     account, patient, _ = await waiter(platform, sess.id)
     await assert_refused(
@@ -427,8 +422,7 @@ async def test_a_patient_waits_once_for_the_same_thing(sqlite_platform):
     )
 
 
-async def test_a_patient_holds_at_most_the_allowed_number_of_waits(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_patient_holds_at_most_the_allowed_number_of_waits(platform):
     await publish_week(platform, one_slot_clinic())
     sess = await session_on(platform, SESSION_DAY)
     account = await new_account(platform)
@@ -474,8 +468,7 @@ async def test_a_patient_holds_at_most_the_allowed_number_of_waits(sqlite_platfo
     ],
     ids=["session-without-id", "session-with-extra", "doctor-without-id", "no-dates", "mixed"],
 )
-async def test_a_wait_names_exactly_what_its_scope_needs(sqlite_platform, shape):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_wait_names_exactly_what_its_scope_needs(platform, shape):
     await publish_week(platform, one_slot_clinic())
     account = await new_account(platform)
     patient = await new_patient(platform, account)
@@ -486,8 +479,7 @@ async def test_a_wait_names_exactly_what_its_scope_needs(sqlite_platform, shape)
     )
 
 
-async def test_a_wait_cannot_start_in_the_past_or_end_before_it_starts(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_wait_cannot_start_in_the_past_or_end_before_it_starts(platform):
     await publish_week(platform, one_slot_clinic())
     sess = await session_on(platform, SESSION_DAY)
     account = await new_account(platform)
@@ -510,8 +502,7 @@ async def test_a_wait_cannot_start_in_the_past_or_end_before_it_starts(sqlite_pl
         )
 
 
-async def test_a_wait_cannot_reach_further_ahead_than_the_rules_allow(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_wait_cannot_reach_further_ahead_than_the_rules_allow(platform):
     await publish_week(platform, one_slot_clinic())
     sess = await session_on(platform, SESSION_DAY)
     account = await new_account(platform)
@@ -530,8 +521,7 @@ async def test_a_wait_cannot_reach_further_ahead_than_the_rules_allow(sqlite_pla
     )
 
 
-async def test_only_the_accounts_own_patient_can_wait(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_only_the_accounts_own_patient_can_wait(platform):
     sess, _slot, _ = await sold_out_session(platform)
     owner = await new_account(platform)
     patient = await new_patient(platform, owner)
@@ -545,23 +535,28 @@ async def test_only_the_accounts_own_patient_can_wait(sqlite_platform):
     )
 
 
-async def test_a_banned_person_cannot_join_the_waitlist(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_banned_person_cannot_join_the_waitlist(platform):
     sess, _slot, _ = await sold_out_session(platform)
     account = await new_account(platform)
     patient = await new_patient(platform, account)
     await ban(platform, patient)
-    await assert_refused(
+    err = await assert_refused(
         platform,
         "PATIENT_BLACKLISTED",
         platform.waitlist.join(
             account_id=account, patient_id=patient, scope="session", session_id=sess.id
         ),
     )
+    # the same refusal as at booking: how to appeal is a request, not a sentence
+    assert err.detail["appeal"] == {
+        "method": "POST",
+        "path": "/api/v1/appeals",
+        "entry_id": err.detail["entry_id"],
+    }
+    assert {"until", "reason", "policy", "source", "appeal_until"} <= set(err.detail)
 
 
-async def test_a_hospital_without_insurance_refuses_an_insurance_wait(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_hospital_without_insurance_refuses_an_insurance_wait(platform):
     sess, _slot, _ = await sold_out_session(platform, PaymentMode.ONLINE_NO_INSURANCE)
     account = await new_account(platform)
     patient = await new_patient(platform, account)
@@ -578,8 +573,7 @@ async def test_a_hospital_without_insurance_refuses_an_insurance_wait(sqlite_pla
     )
 
 
-async def test_a_wait_that_ended_cannot_be_left_and_others_waits_are_not_found(sqlite_platform):
-    platform = sqlite_platform  # the rule, not the database, is under test
+async def test_a_wait_that_ended_cannot_be_left_and_others_waits_are_not_found(platform):
     sess, _slot, _ = await sold_out_session(platform)
     account, _, wait = await waiter(platform, sess.id)
     stranger = await new_account(platform)
@@ -612,8 +606,7 @@ async def test_a_waiter_who_turns_the_offer_down_stops_waiting_and_the_next_is_s
     assert next_offer.status == "awaiting_payment"
 
 
-async def test_wide_waits_expire_after_their_last_day_in_the_hospitals_time(sqlite_platform):
-    platform = sqlite_platform
+async def test_wide_waits_expire_after_their_last_day_in_the_hospitals_time(platform):
     await publish_week(platform, one_slot_clinic())
     sess = await session_on(platform, SESSION_DAY)
     account = await new_account(platform)
@@ -637,8 +630,7 @@ async def test_wide_waits_expire_after_their_last_day_in_the_hospitals_time(sqli
     assert (ended.status, ended.end_reason) == ("expired", "dates_passed")
 
 
-async def test_when_the_rules_say_so_stopped_patients_are_not_put_in_line(sqlite_platform):
-    platform = sqlite_platform
+async def test_when_the_rules_say_so_stopped_patients_are_not_put_in_line(platform):
     await set_region_rules(platform, {"waitlist": {"stopped_patients_auto_join": False}})
     sess, _slot, [(holder, _)] = await sold_out_session(platform)
     await platform.bookings.stop_session(sess.id, reason="doctor ill")
@@ -646,8 +638,7 @@ async def test_when_the_rules_say_so_stopped_patients_are_not_put_in_line(sqlite
     assert await platform.waitlist.waits(holder) == []
 
 
-async def test_the_automatic_wait_after_a_stop_may_cover_the_same_doctor_only(sqlite_platform):
-    platform = sqlite_platform
+async def test_the_automatic_wait_after_a_stop_may_cover_the_same_doctor_only(platform):
     await set_region_rules(
         platform, {"waitlist": {"auto_join_scope": "doctor", "auto_join_days": 3}}
     )
@@ -659,8 +650,7 @@ async def test_the_automatic_wait_after_a_stop_may_cover_the_same_doctor_only(sq
     assert (auto.date_from, auto.date_to) == (SESSION_DAY, SESSION_DAY + timedelta(days=3))
 
 
-async def test_the_region_sets_how_long_a_waiter_has_to_pay(sqlite_platform):
-    platform = sqlite_platform
+async def test_the_region_sets_how_long_a_waiter_has_to_pay(platform):
     await set_region_rules(platform, {"waitlist": {"offer_payment_minutes": 60}})
     sess, _slot, [(holder, booking)] = await sold_out_session(
         platform, PaymentMode.ONLINE_SELF_PAY_OR_INSURANCE

@@ -168,7 +168,7 @@ class RedisInventory:
             # granted, so this call still owes the hold its marker.
             expires_at_ms = first.expires_at_ms
         elif outcome == "MISSING":
-            raise KeyError(slot_id)
+            refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         elif outcome != "GRANTED":
             self._remember_refusal(slot_id, reply, now_ms)
             _raise_refusal(reply, slot_id, hold_id=hold_id)
@@ -305,7 +305,7 @@ class RedisInventory:
         )
         outcome = _text(reply[0])
         if outcome == "MISSING":
-            raise KeyError(slot_id)
+            refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         if outcome == "REPLAYED":
             return HoldGrant(hold_id=_text(reply[1]), expires_at_ms=int(reply[2]), replayed=True)
         if outcome != "GRANTED":
@@ -358,11 +358,11 @@ class RedisInventory:
         }
 
     async def _slot(self, name: str, slot_id: str, args: Sequence[str | int]) -> Any:
-        """Run a slot script; a slot Redis does not know raises KeyError (rebuild, retry)."""
+        """Run a slot script; a slot Redis does not know raises ``SlotNotLoadedError``."""
         self._forget_refusal(slot_id)
         reply = await self._run(SLOT_SCRIPTS[name], self._keys.slot_family(slot_id), args)
         if _text(reply[0]) == "MISSING":
-            raise KeyError(slot_id)
+            refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         return reply
 
     async def _run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:

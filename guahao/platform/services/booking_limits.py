@@ -33,8 +33,7 @@ from guahao.platform.persistence.tables import (
     SessionRow,
 )
 from guahao.platform.region_rules import RegionRules
-from guahao.platform.services.blacklist import active_ban
-from guahao.platform.strikes import ban_exempts
+from guahao.platform.services.ban_checks import refuse_if_banned
 
 __all__ = ["LIVE_WITH_PATIENT", "admit", "month_bounds"]
 
@@ -76,18 +75,14 @@ async def admit(
     """
     department = await session.get(DepartmentRow, sess.department_id)
     assert department is not None
-    ban = await active_ban(session, person_id, now)
-    if ban is not None and not ban_exempts(
-        rules.blacklist, department.catalog_code, department.name
-    ):
-        refuse(
-            "PATIENT_BLACKLISTED",
-            ban_id=ban.id,
-            until=ban.ends_at.isoformat(),
-            policy=ban.policy,
-            reason=ban.reason,
-            appeal="POST /api/v1/appeals",
-        )
+    await refuse_if_banned(
+        session,
+        person_id=person_id,
+        rules=rules.blacklist,
+        catalog_code=department.catalog_code,
+        department_name=department.name,
+        now=now,
+    )
     if policies.filing_mode is FilingMode.REQUIRED_BEFORE_BOOKING:
         filed = await session.scalar(
             select(PatientFilingRow.id).where(

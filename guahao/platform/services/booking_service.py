@@ -1,6 +1,12 @@
 """The citizen's booking journey as commands: hold → choose patient → submit/pay → confirmed,
-and the ways out (leave, expiry, 退号). ``BookingService`` is the one facade the web layer and
-jobs call; payment notices and the hospital side live in their own modules.
+and the ways out (leave, expiry, 退号).
+
+``BookingService`` is the one facade the web layer, the CLI and the jobs call. It is composed,
+not inherited: ``records`` (finding bookings, slot facts, follow-up jobs) and ``steps`` (the
+transitions several commands share) are shared with its other parts, ``payments`` (payment
+notices, refunds) and ``hospital_actions`` (check-in, 停诊, no-shows), and with the units
+offered from the waitlist and the lottery. Its methods for payments and the hospital side only
+forward, so callers keep one object to talk to.
 """
 
 from __future__ import annotations
@@ -8,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import random
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -28,22 +33,39 @@ from guahao.platform.persistence.tables import (
     PaymentOrderRow,
     SessionRow,
 )
+from guahao.platform.ports import HoldGrant
 from guahao.platform.services.booking_limits import admit
 from guahao.platform.services.booking_records import (
+    BookingRecords,
     apply_to_row,
     describe_visit,
     event_payload,
     to_domain,
 )
+from guahao.platform.services.booking_steps import BookingSteps
 from guahao.platform.services.hospital_actions import HospitalActions
+from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.payment_notices import PaymentNotices, PaymentOutcome
 from guahao.platform.services.person_locks import lock_person
+from guahao.platform.services.rule_book import RuleBook
+from guahao.platform.services.runtime import Ports, SlotFacts
 
 __all__ = ["PAYMENT_GRACE", "BookingService", "PaymentOutcome"]
 
 
-class BookingService(PaymentNotices, HospitalActions):
+class BookingService:
     """Commands of the citizen's booking journey and its automatic ends."""
+
+    def __init__(
+        self, ports: Ports, inventory_sync: InventorySync, rules: RuleBook | None = None
+    ) -> None:
+        self._p = ports
+        self._sync = inventory_sync
+        self._rules = rules or RuleBook(ports)
+        self.records = BookingRecords(ports)
+        self.steps = BookingSteps(ports, self.records)
+        self.payments = PaymentNotices(ports, self.records, self.steps)
+        self.hospital_actions = HospitalActions(ports, self.records, self.steps, inventory_sync)
 
     async def hold(
         self,
@@ -78,7 +100,7 @@ class BookingService(PaymentNotices, HospitalActions):
         booking_id = new_id()
         redis_key = f"{account_id}:{idempotency_key}"
 
-        async def attempt() -> Any:
+        async def attempt() -> HoldGrant:
             return await self._p.inventory.hold(
                 slot_id,
                 hold_id=booking_id,
@@ -89,11 +111,7 @@ class BookingService(PaymentNotices, HospitalActions):
             )
 
         try:
-            try:
-                grant = await attempt()
-            except KeyError:
-                await self._sync.load_slot(slot_id, only_if_missing=True)
-                grant = await attempt()
+            grant = await self._sync.with_slot_loaded(slot_id, attempt)
         except GuahaoError as exc:
             if exc.code == "SLOT_SOLD_OUT" and self._p.refused_demand is not None:
                 self._p.refused_demand.note(facts.session_id, account_id)  # unmet demand
@@ -186,7 +204,7 @@ class BookingService(PaymentNotices, HospitalActions):
                     )
                 await give_back_his()
             raise error("DATABASE_UNAVAILABLE", operation="hold") from exc
-        await self._schedule(
+        await self.records.schedule(
             "expire_booking",
             key=f"expire:{booking.id}:held",
             at=expires_at,
@@ -199,7 +217,7 @@ class BookingService(PaymentNotices, HospitalActions):
         (blacklist, filing, per-person and per-account limits, rebooking waits)."""
         now = self._p.clock.now()
         async with self._p.sessions() as session:
-            row = await self._booking_row(session, booking_id, account_id)
+            row = await self.records.booking_row(session, booking_id, account_id)
             patient = await session.get(PatientRow, patient_id)
             if patient is None or patient.removed_at is not None:
                 refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
@@ -212,7 +230,7 @@ class BookingService(PaymentNotices, HospitalActions):
         try:
             async with self._p.sessions() as session, session.begin():
                 await lock_person(session, patient.person_id)
-                row = await self._booking_row(session, booking_id, account_id)
+                row = await self.records.booking_row(session, booking_id, account_id)
                 booking = to_domain(row)
                 flow.choose_patient(booking, patient_id, now)
                 await admit(
@@ -235,7 +253,7 @@ class BookingService(PaymentNotices, HospitalActions):
             refuse("PATIENT_ALREADY_BOOKED_SESSION", patient_id=patient_id)
         except ConflictError as exc:
             if exc.code == "HOLD_EXPIRED":
-                await self.expire(booking_id)
+                await self.steps.expire(booking_id)
             raise
         return booking
 
@@ -243,15 +261,15 @@ class BookingService(PaymentNotices, HospitalActions):
         """The patient left the flow (went back, closed the page, gave up paying): release now."""
         now = self._p.clock.now()
         async with self._p.sessions() as session, session.begin():
-            row = await self._booking_row(session, booking_id, account_id)
+            row = await self.records.booking_row(session, booking_id, account_id)
             booking = to_domain(row)
             flow.abandon(booking, now)
             apply_to_row(row, booking, now)
             record_event(session, "booking.abandoned", booking.id, event_payload(booking), now)
             order_no = booking.payment_order_no
             if order_no:
-                await self._close_order(session, order_no)
-        await self._release_unit(booking, now)
+                await self.steps.close_order(session, order_no)
+        await self.steps.release_unit(booking, now)
         return booking
 
     async def submit(
@@ -260,7 +278,7 @@ class BookingService(PaymentNotices, HospitalActions):
         """Commit to the chosen patient: confirm now, or open a payment order."""
         now = self._p.clock.now()
         async with self._p.sessions() as session:
-            row = await self._booking_row(session, booking_id, account_id)
+            row = await self.records.booking_row(session, booking_id, account_id)
             booking = to_domain(row)
         facts = await self.slot_facts(booking.slot_id)
         required = facts.policies.payment_mode.online_payment_required(channel)
@@ -273,17 +291,17 @@ class BookingService(PaymentNotices, HospitalActions):
         required = required and booking.fee_cents > 0
         if not required:
             flow.submit(booking, channel=channel, payment_required=False, now=now)
-            await self._confirm(booking, now, topic_extra={"paid_online": False})
+            await self.steps.confirm(booking, now, topic_extra={"paid_online": False})
             return booking, None
         try:
-            order = await self._open_payment_order(
+            order = await self.steps.open_payment_order(
                 booking, channel=channel, minutes=facts.policies.payment_minutes, now=now
             )
         except ConflictError as exc:
             if exc.code == "HOLD_EXPIRED":
-                await self.expire(booking_id)
+                await self.steps.expire(booking_id)
             raise
-        await self._schedule(
+        await self.records.schedule(
             "expire_booking",
             key=f"expire:{booking.id}:payment",
             at=booking.unit_held_until(),
@@ -315,7 +333,7 @@ class BookingService(PaymentNotices, HospitalActions):
             ).all()
         count = 0
         for booking_id in ids:
-            count += await self.expire(booking_id)
+            count += await self.steps.expire(booking_id)
         return count
 
     async def cancel(self, *, account_id: str, booking_id: str) -> Booking:
@@ -323,7 +341,7 @@ class BookingService(PaymentNotices, HospitalActions):
         randomised delay so a cancel-then-rebook hand-over cannot be timed."""
         now = self._p.clock.now()
         async with self._p.sessions() as session:
-            row = await self._booking_row(session, booking_id, account_id)
+            row = await self.records.booking_row(session, booking_id, account_id)
             booking, kind = to_domain(row), row.kind
         facts = await self.slot_facts(booking.slot_id)
         deadline = facts.policies.cancel.deadline(facts.starts_at, facts.timezone)
@@ -332,7 +350,7 @@ class BookingService(PaymentNotices, HospitalActions):
         flow.cancel_by_patient(booking, deadline=deadline, now=now)
         low, high = facts.policies.cancel_return_delay_seconds
         returns_at = now + timedelta(seconds=random.randint(low, max(low, high)))
-        refund_no = await self._end_confirmed(
+        refund_no = await self.steps.end_confirmed(
             booking,
             now,
             topic="booking.cancelled_by_patient",
@@ -348,5 +366,57 @@ class BookingService(PaymentNotices, HospitalActions):
                 return_at_ms=to_epoch_ms(returns_at),
             )
         if refund_no:
-            await self._schedule("process_refund", key=f"refund:{refund_no}", refund_no=refund_no)
+            await self.records.schedule(
+                "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
+            )
         return booking
+
+    # ------------------------------------------------------------------ forwarded to the parts
+
+    async def get(self, booking_id: str, *, account_id: str | None = None) -> Booking:
+        """The booking as it is now (the account's own when ``account_id`` is given)."""
+        return await self.records.get(booking_id, account_id=account_id)
+
+    async def slot_facts(self, slot_id: str) -> SlotFacts:
+        """The slot's immutable facts (process cache; see ``BookingRecords.slot_facts``)."""
+        return await self.records.slot_facts(slot_id)
+
+    async def expire(self, booking_id: str, *, force: bool = False) -> bool:
+        """Time ran out: expire the booking and give its unit back. Safe to repeat."""
+        return await self.steps.expire(booking_id, force=force)
+
+    async def handle_payment_notice(self, headers: dict[str, str], body: bytes) -> PaymentOutcome:
+        """A signed notice from the gateway (see ``PaymentNotices``)."""
+        return await self.payments.handle_payment_notice(headers, body)
+
+    async def process_refund(self, refund_no: str) -> bool:
+        """Pay one refund out at the gateway; idempotent per refund number."""
+        return await self.payments.process_refund(refund_no)
+
+    async def pending_refunds(self) -> list[str]:
+        """Refunds not paid out yet."""
+        return await self.payments.pending_refunds()
+
+    async def check_in(self, booking_id: str) -> Booking:
+        """签到 (see ``HospitalActions``)."""
+        return await self.hospital_actions.check_in(booking_id)
+
+    async def stop_session(self, session_id: str, *, reason: str) -> list[str]:
+        """停诊: every live booking of the session is cancelled by the hospital and refunded."""
+        return await self.hospital_actions.stop_session(session_id, reason=reason)
+
+    async def cancel_by_hospital(
+        self, booking_id: str, *, reason: str, hospital_id: str | None = None
+    ) -> Booking:
+        """The hospital cancels one live booking (see ``HospitalActions.cancel_by_hospital``)."""
+        return await self.hospital_actions.cancel_by_hospital(
+            booking_id, reason=reason, hospital_id=hospital_id
+        )
+
+    async def mark_no_shows(self, session_id: str) -> int:
+        """爽约 at the end of one session."""
+        return await self.hospital_actions.mark_no_shows(session_id)
+
+    async def mark_due_no_shows(self) -> int:
+        """Sweep: every finished session not yet examined."""
+        return await self.hospital_actions.mark_due_no_shows()

@@ -1,4 +1,9 @@
-"""What the hospital side does to bookings: check-ins, session stops (停诊), no-shows."""
+"""What the hospital side does to bookings: check-ins, session stops (停诊), no-shows.
+
+``HospitalActions`` is the part of the booking service that connectors and the hospital API
+are given (``BookingService.hospital_actions``): they can check in, stop and cancel, and
+nothing of the citizen's journey.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ from guahao.platform.services.booking_records import (
     event_payload,
     to_domain,
 )
+from guahao.platform.services.booking_steps import BookingSteps
+from guahao.platform.services.inventory_sync import InventorySync
+from guahao.platform.services.runtime import Ports
 
 __all__ = ["HOSPITAL_CANCELLED", "HospitalActions"]
 
@@ -34,14 +42,26 @@ HOSPITAL_CANCELLED = "hospital_cancelled"
 """The end reason of one booking the hospital cancelled (a session stop is ``session_stopped``)."""
 
 
-class HospitalActions(BookingRecords):
+class HospitalActions:
     """Check-in (签到), session stop (停诊) and no-show (爽约) marking."""
+
+    def __init__(
+        self,
+        ports: Ports,
+        records: BookingRecords,
+        steps: BookingSteps,
+        inventory_sync: InventorySync,
+    ) -> None:
+        self._p = ports
+        self._records = records
+        self._steps = steps
+        self._sync = inventory_sync
 
     async def check_in(self, booking_id: str) -> Booking:
         """签到, reported by the HIS or the hospital."""
         now = self._p.clock.now()
         async with self._p.sessions() as session, session.begin():
-            row = await self._booking_row(session, booking_id, None)
+            row = await self._records.booking_row(session, booking_id, None)
             booking = to_domain(row)
             flow.check_in(booking, now)
             apply_to_row(row, booking, now)
@@ -77,7 +97,7 @@ class HospitalActions(BookingRecords):
                 if booking.holds_inventory:
                     was_holding.append(booking)
                 flow.cancel_by_hospital(booking, now, reason="session_stopped")
-                refund_no = await self._end_confirmed(
+                refund_no = await self._steps.end_confirmed(
                     booking,
                     now,
                     topic="booking.cancelled_by_hospital",
@@ -99,9 +119,11 @@ class HospitalActions(BookingRecords):
         for booking in was_holding:
             # The reload dropped their holds; this also frees each account's one-hold marker,
             # so the people the hospital turned away can book elsewhere at once.
-            await self._release_unit(booking, now)
+            await self._steps.release_unit(booking, now)
         for refund_no in refunds:
-            await self._schedule("process_refund", key=f"refund:{refund_no}", refund_no=refund_no)
+            await self._records.schedule(
+                "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
+            )
         return [b.id for b in ended]
 
     async def cancel_by_hospital(
@@ -135,7 +157,7 @@ class HospitalActions(BookingRecords):
         in_pool = kind != "add_on"  # an add-on unit (加号) was never part of the quota
         try:
             async with self._p.sessions() as session, session.begin():
-                refund_no = await self._end_confirmed(
+                refund_no = await self._steps.end_confirmed(
                     booking,
                     now,
                     topic="booking.cancelled_by_hospital",
@@ -158,7 +180,9 @@ class HospitalActions(BookingRecords):
         if in_pool:
             await self._retire_unit(booking, was_holding=was_holding, until=slot_ends_at)
         if refund_no:
-            await self._schedule("process_refund", key=f"refund:{refund_no}", refund_no=refund_no)
+            await self._records.schedule(
+                "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
+            )
         return booking
 
     async def _retire_unit(self, booking: Booking, *, was_holding: bool, until: datetime) -> None:
@@ -178,7 +202,7 @@ class HospitalActions(BookingRecords):
                 now_ms=now_ms,
                 return_at_ms=max(to_epoch_ms(until), now_ms + 1),
             )
-        except (KeyError, GuahaoError) as exc:
+        except GuahaoError as exc:
             # The hold had already lapsed in Redis (its unit went back to the pool) or Redis
             # lost the slot: SQL is right, so load the slot from it.
             log.info("slot %s reloaded after a hospital cancellation: %r", booking.slot_id, exc)

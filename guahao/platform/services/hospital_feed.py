@@ -495,11 +495,10 @@ class HospitalFeed:
     ) -> None:
         now_ms = to_epoch_ms(now)
         try:
-            try:
-                await self._p.inventory.set_capacity(slot_id, capacity=online, now_ms=now_ms)
-            except KeyError:
-                await self._sync.load_slot(slot_id)
-                await self._p.inventory.set_capacity(slot_id, capacity=online, now_ms=now_ms)
+            await self._sync.with_slot_loaded(
+                slot_id,
+                lambda: self._p.inventory.set_capacity(slot_id, capacity=online, now_ms=now_ms),
+            )
         except GuahaoError as exc:
             if undo or exc.code != "SLOT_SOLD_OUT":
                 raise

@@ -8,18 +8,22 @@ cancellation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import select
 
 from guahao.platform.bookings import HOLDING_STATUSES, BookingStatus, unit_held_until
 from guahao.platform.clock import to_epoch_ms
+from guahao.platform.errors import SlotNotLoadedError
 from guahao.platform.persistence.tables import BookingRow, SessionRow, SlotRow
 from guahao.platform.ports import HeldUnit, ReturningUnit, SlotState, SlotStatus
 from guahao.platform.services.runtime import Ports
 
 __all__ = ["InventorySync"]
+
+T = TypeVar("T")
 
 
 class InventorySync:
@@ -103,6 +107,31 @@ class InventorySync:
                 )
             )
         return states
+
+    async def with_slot_loaded(
+        self,
+        slot_id: str,
+        step: Callable[[], Awaitable[T]],
+        *,
+        reload: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        """Run one inventory step on ``slot_id``; if Redis does not know the slot, load it
+        from SQL and run the step once more.
+
+        The one place where "slot not loaded, load and retry" is written: Redis may lose a
+        slot at any moment and SQL can always rebuild it, so no command should fail for it.
+        ``reload`` replaces the plain load when the caller must put more back than SQL's
+        state (it must load the slot too). A second ``SlotNotLoadedError`` propagates: the
+        load itself failed, and the caller's client is told to retry.
+        """
+        try:
+            return await step()
+        except SlotNotLoadedError:
+            if reload is None:
+                await self.load_slot(slot_id, only_if_missing=True)
+            else:
+                await reload()
+            return await step()
 
     async def load_slot(self, slot_id: str, *, only_if_missing: bool = False) -> None:
         await self.load_slots([slot_id], only_if_missing=only_if_missing)

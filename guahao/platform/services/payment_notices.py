@@ -1,4 +1,9 @@
-"""Payment notices from the gateway, late payments and refunds."""
+"""Payment notices from the gateway, late payments and refunds.
+
+``PaymentNotices`` is one part of the booking service (``BookingService`` forwards to it): it
+confirms through the shared ``BookingSteps``, so a paid notice and a free submit book a unit
+the same way.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ from guahao.platform.services.booking_records import (
     BookingRecords,
     to_domain,
 )
+from guahao.platform.services.booking_steps import BookingSteps
+from guahao.platform.services.runtime import Ports
 
 __all__ = ["PaymentNotices", "PaymentOutcome"]
 
@@ -34,8 +41,13 @@ class PaymentOutcome(msgspec.Struct, frozen=True, rename="camel"):
     result: str  # "confirmed" | "already_confirmed" | "refunded_late_payment"
 
 
-class PaymentNotices(BookingRecords):
+class PaymentNotices:
     """Turns verified payment notices into confirmations or refunds, and pays refunds."""
+
+    def __init__(self, ports: Ports, records: BookingRecords, steps: BookingSteps) -> None:
+        self._p = ports
+        self._records = records
+        self._steps = steps
 
     async def handle_payment_notice(self, headers: dict[str, str], body: bytes) -> PaymentOutcome:
         """A signed notice from the gateway: verify, refuse replays, then book or refund.
@@ -58,7 +70,7 @@ class PaymentNotices(BookingRecords):
                     paid=notice.amount_cents,
                     expected=order.amount_cents,
                 )
-            booking = to_domain(await self._booking_row(session, order.booking_id, None))
+            booking = to_domain(await self._records.booking_row(session, order.booking_id, None))
             order_status = order.status
 
         def record() -> PaymentNotificationRow:
@@ -81,7 +93,7 @@ class PaymentNotices(BookingRecords):
                 booking.status = BookingStatus.CONFIRMED
                 booking.confirmed_at = now
                 try:
-                    await self._confirm(
+                    await self._steps.confirm(
                         booking,
                         now,
                         topic_extra={"paid_online": True, "order_no": notice.order_no},
@@ -103,7 +115,7 @@ class PaymentNotices(BookingRecords):
                                     "PAYMENT_CALLBACK_REPLAYED",
                                     notification_id=notice.notification_id,
                                 )
-                            current = await self._booking_row(session, booking.id, None)
+                            current = await self._records.booking_row(session, booking.id, None)
                             if current.status != BookingStatus.CONFIRMED.value:
                                 raise
                             session.add(record())
@@ -115,7 +127,9 @@ class PaymentNotices(BookingRecords):
             )
         except IntegrityError:
             refuse("PAYMENT_CALLBACK_REPLAYED", notification_id=notice.notification_id)
-        await self._schedule("process_refund", key=f"refund:{refund_no}", refund_no=refund_no)
+        await self._records.schedule(
+            "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
+        )
         return PaymentOutcome(booking.id, notice.order_no, "refunded_late_payment")
 
     async def _refund_late_payment(
@@ -133,9 +147,9 @@ class PaymentNotices(BookingRecords):
             assert order is not None
             order.status = "paid"
             order.paid_at = paid_at
-            row = await self._booking_row(session, booking.id, None)
+            row = await self._records.booking_row(session, booking.id, None)
             row.paid = True
-            refund_no = self._add_refund(session, order, booking.id, "paid_after_expiry", now)
+            refund_no = self._steps.add_refund(session, order, booking.id, "paid_after_expiry", now)
             record_event(
                 session,
                 "payment.paid_too_late",
@@ -193,6 +207,7 @@ class PaymentNotices(BookingRecords):
         return True
 
     async def pending_refunds(self) -> list[str]:
+        """Refunds not paid out yet (the sweep asks the gateway again for each)."""
         async with self._p.sessions() as session:
             return list(
                 (

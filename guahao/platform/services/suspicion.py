@@ -30,7 +30,7 @@ from guahao.platform.ids import new_id
 from guahao.platform.outbox import OutboxEvent
 from guahao.platform.persistence.tables import BookingRow, PatientRow, SuspicionSignalRow
 from guahao.platform.services.audit import record_audit
-from guahao.platform.services.blacklist import RegionRulesBook, person_of_booking
+from guahao.platform.services.ban_records import RegionRulesBook, person_of_booking
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffActor, StaffRole, require_role
 from guahao.platform.suspicion_rules import SuspicionRules

@@ -46,11 +46,12 @@ from guahao.platform.persistence.tables import (
 )
 from guahao.platform.services.booking_limits import admit
 from guahao.platform.services.booking_records import (
+    BookingRecords,
     describe_visit,
     event_payload,
     to_domain,
 )
-from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.booking_steps import BookingSteps
 from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
@@ -128,9 +129,12 @@ class _NotWaitingError(Exception):
 class UnitOffers:
     """Grants a unit to a named entry and completes the offer (see the module docstring)."""
 
-    def __init__(self, ports: Ports, bookings: BookingService, rules: RuleBook) -> None:
+    def __init__(
+        self, ports: Ports, records: BookingRecords, steps: BookingSteps, rules: RuleBook
+    ) -> None:
         self._p = ports
-        self._bookings = bookings
+        self._records = records
+        self._steps = steps
         self._rules = rules
 
     async def grant(
@@ -152,7 +156,7 @@ class UnitOffers:
         that said so.
         """
         now = self._p.clock.now()
-        facts = await self._bookings.slot_facts(slot_id)
+        facts = await self._records.slot_facts(slot_id)
         rules = await self._rules.for_hospital(sess.hospital_id)
         hold_until = now + timedelta(minutes=facts.policies.hold_minutes)
         claimed = False
@@ -262,18 +266,18 @@ class UnitOffers:
             kind = row.kind
         if booking.status is not BookingStatus.PATIENT_CHOSEN:
             return booking
-        facts = await self._bookings.slot_facts(booking.slot_id)
+        facts = await self._records.slot_facts(booking.slot_id)
         channel = booking.channel or "self_pay"
         required = facts.policies.payment_mode.online_payment_required(channel)
         try:
             if not (required and booking.fee_cents > 0):
                 flow.submit(booking, channel=channel, payment_required=False, now=now)
-                await self._bookings._confirm(
+                await self._steps.confirm(
                     booking, now, topic_extra={"paid_online": False, "kind": kind}
                 )
                 return booking
             deadline = now + timedelta(minutes=payment_minutes)
-            await self._bookings._open_payment_order(
+            await self._steps.open_payment_order(
                 booking,
                 channel=channel,
                 minutes=payment_minutes,
@@ -285,18 +289,19 @@ class UnitOffers:
             )
         except ConflictError as exc:
             if exc.code in ("HOLD_EXPIRED", "PAYMENT_ORDER_EXPIRED"):
-                await self._bookings.expire(booking_id, force=True)
+                await self._steps.expire(booking_id, force=True)
                 return None
             if exc.code in ("BOOKING_ALREADY_CONFIRMED", "BOOKING_STATE_INVALID"):
-                return await self._bookings.get(booking_id)  # a concurrent completion won
+                return await self._records.get(booking_id)  # a concurrent completion won
             raise
-        return booking
-        await self._bookings._schedule(
+        # The order's end is also found by the sweep (``expire_due``); the job ends it on time.
+        await self._records.schedule(
             "expire_booking",
             key=f"expire:{booking.id}:payment",
             at=booking.unit_held_until(),
             booking_id=booking.id,
         )
+        return booking
 
     async def unfinished(self, kind: OfferKind, limit: int = 200) -> list[str]:
         """Offers granted but not completed (the completion was interrupted)."""

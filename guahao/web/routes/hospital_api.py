@@ -258,7 +258,7 @@ class HospitalApiController(Controller):
         unit is withdrawn, not sold again)."""
         hospital = _hospital(request)
         notice = CancelNotice(booking_id=data.booking_id, reason=data.reason)
-        return Applied(await apply_notice(feed, hospital, notice, bookings))
+        return Applied(await apply_notice(feed, hospital, notice, bookings.hospital_actions))
 
     @post("/filings", operation_id="pushFiling", status_code=200)
     async def filing(
