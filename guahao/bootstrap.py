@@ -25,9 +25,9 @@ from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.platform.clock import Clock, SystemClock
 from guahao.platform.inventory.redis_inventory import RedisInventory
 from guahao.platform.jobs import SaqJobs
-from guahao.platform.outbox import OutboxDispatcher
 from guahao.platform.payments.sandbox import SandboxGateway
 from guahao.platform.persistence.database import create_engine, session_factory, upgrade_async
+from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.rate_limits import RequestLimiter
 from guahao.platform.redis_server import EmbeddedRedis
@@ -161,8 +161,14 @@ async def open_platform(
     clock: Clock | None = None,
     migrate: bool = True,
     run_jobs: bool | None = None,
+    check_outbox: bool = True,
 ) -> AsyncIterator[Platform]:
-    """Start everything the settings describe; stop it all on exit."""
+    """Start everything the settings describe; stop it all on exit.
+
+    Refuses to start (``UnknownSubscriptionError``) when an outbox subscription has no cursor
+    in a database with history; ``check_outbox=False`` is for the ``guahao outbox`` commands
+    an operator uses to settle exactly that.
+    """
     clock = clock or SystemClock()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
     embedded: EmbeddedRedis | None = None
@@ -207,14 +213,28 @@ async def open_platform(
         )
         sync = InventorySync(ports)
         dispatcher = OutboxDispatcher(ports.sessions, clock)
-        dispatcher.subscribe("", InboxNotifier(ports))
+        # Cursor names are stored in the database: keep each one when its handler's code moves
+        # (the first four are what the names derived from the code's layout used to be).
+        dispatcher.subscribe(
+            "", InboxNotifier(ports), name="guahao.platform.services.notifications.InboxNotifier:"
+        )
         search = search_service_for(settings, ports)
-        dispatcher.subscribe("", search.indexer.handle)
+        dispatcher.subscribe(
+            "", search.indexer.handle, name="guahao.search.indexer.SearchIndexer.handle:"
+        )
         rules = RuleBook(ports)
         blacklist = BlacklistService(ports, blacklist_rules_of(rules))
-        dispatcher.subscribe("booking.", blacklist.recorder)
+        dispatcher.subscribe(
+            "booking.",
+            blacklist.recorder,
+            name="guahao.platform.services.blacklist.StrikeRecorder:booking.",
+        )
         suspicion = SuspicionService(ports, suspicion_rules_of(rules))
-        dispatcher.subscribe("booking.", suspicion.detector)
+        dispatcher.subscribe(
+            "booking.",
+            suspicion.detector,
+            name="guahao.platform.services.suspicion.SuspicionDetector:booking.",
+        )
         bookings = BookingService(ports, sync, rules)
         supply = SupplyService(ports, sync)
         feed = HospitalFeed(ports, supply, bookings, sync)
@@ -228,6 +248,8 @@ async def open_platform(
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
         connectors = ConnectorHub(ports, feed, dispatcher, actions=bookings, filings=filings)
         ports.his_inventory = connectors.his_inventory  # holds where the HIS owns units
+        if check_outbox:
+            await dispatcher.start()
         await connectors.his_inventory.load()
         platform = Platform(
             settings=settings,

@@ -40,7 +40,7 @@ from guahao.hospital_connectors.fhir_client import FhirClient
 from guahao.hospital_connectors.fhir_resources import CANONICAL_SYSTEMS
 from guahao.hospital_connectors.registry import ConnectorInfo, ConnectorRegistry
 from guahao.platform.error_codes import refuse
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import DoctorRow, SessionRow, SlotRow
 from guahao.platform.services.runtime import Ports
 

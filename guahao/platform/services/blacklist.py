@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.platform.error_codes import refuse
 from guahao.platform.identity_documents import validate_document
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import OutboxEvent, record_event
+from guahao.platform.persistence.outbox import OutboxEvent, record_event
 from guahao.platform.persistence.tables import (
     BlacklistAppealRow,
     BlacklistEntryRow,

@@ -32,7 +32,7 @@ from guahao.platform.errors import GuahaoError
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.ids import new_id
 from guahao.platform.lottery import LotteryRules, draw_order, lottery_rules_of, new_seed
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     HospitalRow,
