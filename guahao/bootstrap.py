@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -49,6 +50,7 @@ from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffService
 from guahao.platform.services.supply import SupplyService
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
+from guahao.platform.services.sweep import Sweep, SweepStep
 from guahao.platform.services.unit_offers import UnitOffers
 from guahao.platform.services.waitlist import WaitlistService
 from guahao.search.service import SearchService, search_service_for
@@ -94,6 +96,8 @@ class Platform:
     add_on_units: AddOnUnits
     follow_ups: FollowUps
     filings: Filings
+    sweep: Sweep
+    """The periodic sweep's steps; its ``failures`` count failed rounds per step."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -111,20 +115,9 @@ class Platform:
         async def sync_connectors() -> int:
             return len(await self.connectors.sync.pull_all())
 
-        async def sweep() -> dict[str, int]:
-            refunds = 0
-            for refund_no in await self.bookings.pending_refunds():
-                with contextlib.suppress(Exception):
-                    refunds += await self.bookings.process_refund(refund_no)
-            return {
-                "expired": await self.bookings.expire_due(),
-                "cutoff_units": await self.supply.run_cutoffs(),
-                "no_shows": await self.bookings.mark_due_no_shows(),
-                "refunds": refunds,
-                "search_refreshed": await self.search.refresh_due(),
-                "lotteries_drawn": await self.lottery.draw_due(),
-                "waitlist_granted": await self.waitlist.serve_due(),
-            }
+        async def sweep() -> dict[str, Any]:
+            report: dict[str, Any] = msgspec.to_builtins(await self.sweep.run())
+            return report
 
         return {
             "expire_booking": expire_booking,
@@ -145,6 +138,38 @@ class Platform:
             context={"platform": self},
         )
         self._tasks.append(asyncio.create_task(worker.start(), name="guahao-jobs"))
+
+
+def _sweep_of(
+    bookings: BookingService,
+    supply: SupplyService,
+    search: SearchService,
+    lottery: LotteryService,
+    waitlist: WaitlistService,
+) -> Sweep:
+    """The sweep's steps in their order: refunds and expiries first, so that the units they
+    free are there for the waitlist at the end of the same round."""
+
+    async def refunds() -> int:
+        done = 0
+        for refund_no in await bookings.pending_refunds():
+            try:
+                done += await bookings.process_refund(refund_no)
+            except Exception:  # one refund the gateway refuses must not hold back the rest
+                log.warning("refund %s not processed; retried next round", refund_no, exc_info=True)
+        return done
+
+    return Sweep(
+        [
+            SweepStep("refunds", refunds),
+            SweepStep("expired", bookings.expire_due),
+            SweepStep("cutoff_units", supply.run_cutoffs),
+            SweepStep("no_shows", bookings.mark_due_no_shows),
+            SweepStep("search_refreshed", search.refresh_due),
+            SweepStep("lotteries_drawn", lottery.draw_due),
+            SweepStep("waitlist_granted", waitlist.serve_due),
+        ]
+    )
 
 
 def _data_key(settings: Settings) -> str:
@@ -251,6 +276,7 @@ async def open_platform(
         if check_outbox:
             await dispatcher.start()
         await connectors.his_inventory.load()
+        lottery = LotteryService(ports, bookings, offers, rules)
         platform = Platform(
             settings=settings,
             ports=ports,
@@ -274,10 +300,11 @@ async def open_platform(
             audit=AuditLog(ports),
             suspicion=suspicion,
             waitlist=waitlist,
-            lottery=LotteryService(ports, bookings, offers, rules),
+            lottery=lottery,
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),
             filings=filings,
+            sweep=_sweep_of(bookings, supply, search, lottery, waitlist),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(settings.host, settings.hl7_mllp_port)
