@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from guahao.config import Settings
 from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.platform.clock import Clock, SystemClock
+from guahao.platform.inventory.fact_versions import RedisFactVersions
 from guahao.platform.inventory.redis_inventory import RedisInventory
 from guahao.platform.jobs import SaqJobs
 from guahao.platform.payments.sandbox import SandboxGateway
@@ -46,7 +47,7 @@ from guahao.platform.services.notifications import InboxNotifier
 from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.rule_book import RuleBook
-from guahao.platform.services.runtime import Ports
+from guahao.platform.services.runtime import Ports, SlotFactsCache
 from guahao.platform.services.staff import StaffService
 from guahao.platform.services.supply import SupplyService
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
@@ -235,6 +236,7 @@ async def open_platform(
             clock=clock,
             jobs=jobs,
             limiter=RequestLimiter(redis_url),
+            slot_facts=SlotFactsCache(versions=RedisFactVersions(client)),
         )
         sync = InventorySync(ports)
         dispatcher = OutboxDispatcher(ports.sessions, clock)

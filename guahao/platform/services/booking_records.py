@@ -126,6 +126,7 @@ class BookingRecords:
         Concurrent misses of one slot share a single read: at release time the whole crowd
         arrives on a cold cache together, and must not each query SQL.
         """
+        await self._p.slot_facts.refresh()  # other processes' policy changes, once a second
         facts = self._p.slot_facts.get(slot_id)
         if facts is not None:
             return facts
@@ -143,6 +144,7 @@ class BookingRecords:
         return await asyncio.shield(loading)
 
     async def _load_slot_facts(self, slot_id: str) -> SlotFacts:
+        generation = self._p.slot_facts.generation
         async with self._p.sessions() as session:
             found = (
                 await session.execute(
@@ -165,7 +167,7 @@ class BookingRecords:
             ends_at=slot.ends_at,
             fee_cents=sess.fee_cents,
         )
-        self._p.slot_facts.put(facts)
+        self._p.slot_facts.put(facts, generation)
         return facts
 
     async def _schedule(

@@ -1,6 +1,9 @@
-"""The periodic sweep keeps going when one of its steps fails: with Redis down, expiring holds
+"""Redis down for a while, on a Redis of the test's own that it stops and starts again.
+
+The periodic sweep keeps going when one of its steps fails: with Redis down, expiring holds
 fails (and is counted and logged) while the steps that need only SQL still run; once Redis is
-back the failed step catches up at the next round.
+back the failed step catches up at the next round. A hospital's policy change, which every
+process must learn of through Redis, is refused rather than written unannounced.
 
 Expiry writes the record first and then releases the unit in Redis; when the release fails
 the booking is expired already (its Redis hold lapses by itself), and the bookings after it
@@ -14,10 +17,14 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
+from sqlalchemy import select
 
 from guahao.bootstrap import Platform
+from guahao.platform.errors import GuahaoError
 from guahao.platform.hospitals import PaymentMode
+from guahao.platform.persistence.tables import HospitalRow
 from guahao.platform.redis_server import EmbeddedRedis
 from tests.fixtures.platforms import (
     SESSION_DAY,
@@ -96,3 +103,26 @@ async def test_with_redis_down_the_sweep_still_marks_no_shows_and_expires_later(
     report = await platform.job_functions()["sweep"]()  # what the job queue stores
     assert report["failures"]["expired"] == 1
     assert report["failed"] == {}
+
+
+async def test_with_redis_down_a_policy_change_is_refused_and_nothing_is_written(
+    outage_platform: Platform, own_redis: EmbeddedRedis
+) -> None:
+    platform = outage_platform
+    spec = clinic()
+    await publish_clinic(platform, spec)
+    changed = msgspec.structs.replace(
+        spec, policies=msgspec.structs.replace(spec.policies, hold_minutes=5)
+    )
+    await asyncio.to_thread(own_redis.stop)
+
+    with pytest.raises(GuahaoError) as refused:
+        await platform.supply.register_hospital(changed)
+
+    assert refused.value.code == "INVENTORY_UNAVAILABLE"
+    async with platform.ports.sessions() as session:
+        row = await session.scalar(select(HospitalRow).where(HospitalRow.code == spec.code))
+    assert row is not None
+    assert row.policies["hold_minutes"] == 10
+    await asyncio.to_thread(own_redis.start)
+    await platform.supply.register_hospital(changed)  # once Redis is back it goes through
