@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import redis.asyncio as aioredis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,11 +28,12 @@ from guahao.hospital_connectors.mllp import server_ssl_context
 from guahao.hospital_connectors.registry import ConnectorRegistry
 from guahao.platform.clock import Clock, SystemClock
 from guahao.platform.embedded_redis import EmbeddedRedis
+from guahao.platform.inventory.fact_versions import RedisFactVersions
 from guahao.platform.inventory.redis_inventory import RedisInventory
 from guahao.platform.jobs import SaqJobs
-from guahao.platform.outbox import OutboxDispatcher
 from guahao.platform.payments.sandbox import SandboxGateway
 from guahao.platform.persistence.database import create_engine, session_factory, upgrade_async
+from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.rate_limiting import RequestLimiter
 from guahao.platform.refused_demand import RefusedDemandCounter
@@ -53,12 +55,13 @@ from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.readiness import Readiness
 from guahao.platform.services.rule_book import RuleBook
-from guahao.platform.services.runtime import Ports
+from guahao.platform.services.runtime import Ports, SlotFactsCache
 from guahao.platform.services.sign_in_codes import ConsoleTextMessages, SignInCodes
 from guahao.platform.services.staff import StaffService
 from guahao.platform.services.supply import SupplyService
 from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER, SupplyDemandRollups
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
+from guahao.platform.services.sweep import Sweep, SweepStep
 from guahao.platform.services.unit_offers import UnitOffers
 from guahao.platform.services.waitlist import WaitlistService
 from guahao.search.nearby_supply import SearchNearbySupply
@@ -111,6 +114,8 @@ class Platform:
     sign_in_codes: SignInCodes
     availability_feed: AvailabilityFeed
     citizen_views: CitizenViews
+    sweep: Sweep
+    """The periodic sweep's steps; its ``failures`` count failed rounds per step."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -128,22 +133,9 @@ class Platform:
         async def sync_connectors() -> int:
             return len(await self.connectors.sync.pull_all())
 
-        async def sweep() -> dict[str, int]:
-            refunds = 0
-            for refund_no in await self.bookings.pending_refunds():
-                with contextlib.suppress(Exception):
-                    refunds += await self.bookings.process_refund(refund_no)
-            return {
-                "expired": await self.bookings.expire_due(),
-                "cutoff_units": await self.supply.run_cutoffs(),
-                "no_shows": await self.bookings.mark_due_no_shows(),
-                "refunds": refunds,
-                "search_refreshed": await self.search.refresh_due(),
-                "lotteries_drawn": await self.lottery.draw_due(),
-                "waitlist_granted": await self.waitlist.serve_due(),
-                "refusals_folded": await self.rollups.fold_refusals(),
-                "access_measured": await self.rollups.measure_access_if_due(),
-            }
+        async def sweep() -> dict[str, Any]:
+            report: dict[str, Any] = msgspec.to_builtins(await self.sweep.run())
+            return report
 
         return {
             "expire_booking": expire_booking,
@@ -166,6 +158,41 @@ class Platform:
         self._tasks.append(asyncio.create_task(worker.start(), name="guahao-jobs"))
 
 
+def _sweep_of(
+    bookings: BookingService,
+    supply: SupplyService,
+    search: SearchService,
+    lottery: LotteryService,
+    waitlist: WaitlistService,
+    rollups: SupplyDemandRollups,
+) -> Sweep:
+    """The sweep's steps in their order: refunds and expiries first, so that the units they
+    free are there for the waitlist at the end of the same round."""
+
+    async def refunds() -> int:
+        done = 0
+        for refund_no in await bookings.pending_refunds():
+            try:
+                done += await bookings.process_refund(refund_no)
+            except Exception:  # one refund the gateway refuses must not hold back the rest
+                log.warning("refund %s not processed; retried next round", refund_no, exc_info=True)
+        return done
+
+    return Sweep(
+        [
+            SweepStep("refunds", refunds),
+            SweepStep("expired", bookings.expire_due),
+            SweepStep("cutoff_units", supply.run_cutoffs),
+            SweepStep("no_shows", bookings.mark_due_no_shows),
+            SweepStep("search_refreshed", search.refresh_due),
+            SweepStep("lotteries_drawn", lottery.draw_due),
+            SweepStep("waitlist_granted", waitlist.serve_due),
+            SweepStep("refusals_folded", rollups.fold_refusals),
+            SweepStep("access_measured", rollups.measure_access_if_due),
+        ]
+    )
+
+
 def _data_key(settings: Settings) -> str:
     key = settings.secret("data_key")
     if len(base64.b64decode(key)) != 32:
@@ -180,8 +207,14 @@ async def open_platform(
     clock: Clock | None = None,
     migrate: bool = True,
     run_jobs: bool | None = None,
+    check_outbox: bool = True,
 ) -> AsyncIterator[Platform]:
-    """Start everything the settings describe; stop it all on exit."""
+    """Start everything the settings describe; stop it all on exit.
+
+    Refuses to start (``UnknownSubscriptionError``) when an outbox subscription has no cursor
+    in a database with history; ``check_outbox=False`` is for the ``guahao outbox`` commands
+    an operator uses to settle exactly that.
+    """
     clock = clock or SystemClock()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
     embedded: EmbeddedRedis | None = None
@@ -230,12 +263,19 @@ async def open_platform(
             limiter=RequestLimiter(redis_url),
             his_inventory=his_inventory,
             refused_demand=RefusedDemandCounter(client),
+            slot_facts=SlotFactsCache(versions=RedisFactVersions(client)),
         )
         sync = InventorySync(ports)
         dispatcher = OutboxDispatcher(ports.sessions, clock)
-        dispatcher.subscribe("", InboxNotifier(ports))
+        # Cursor names are stored in the database: keep each one when its handler's code moves
+        # (the first four are what the names derived from the code's layout used to be).
+        dispatcher.subscribe(
+            "", InboxNotifier(ports), name="guahao.platform.services.notifications.InboxNotifier:"
+        )
         search = search_service_for(settings, ports)
-        dispatcher.subscribe("", search.indexer.handle)
+        dispatcher.subscribe(
+            "", search.indexer.handle, name="guahao.search.indexer.SearchIndexer.handle:"
+        )
         rules = RuleBook(ports)
         blacklist = BlacklistService(ports, blacklist_rules_of(rules))
         dispatcher.subscribe(
@@ -245,7 +285,11 @@ async def open_platform(
             name="guahao.platform.services.blacklist.StrikeRecorder:booking.",
         )
         suspicion = SuspicionService(ports, suspicion_rules_of(rules))
-        dispatcher.subscribe("booking.", suspicion.detector)
+        dispatcher.subscribe(
+            "booking.",
+            suspicion.detector,
+            name="guahao.platform.services.suspicion.SuspicionDetector:booking.",
+        )
         bookings = BookingService(ports, sync, rules)
         supply = SupplyService(ports, sync)
         offers = UnitOffers(ports, bookings.records, bookings.steps, rules)
@@ -257,7 +301,8 @@ async def open_platform(
         feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync, filings)
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
         rollups = SupplyDemandRollups(ports, client)
-        dispatcher.subscribe("", rollups.on_event, name=ROLLUP_SUBSCRIBER)
+        # declared new: a database from before the rollups replays its history into them
+        dispatcher.subscribe("", rollups.on_event, name=ROLLUP_SUBSCRIBER, starts_at="beginning")
         connectors = ConnectorHub(
             ports,
             feed,
@@ -267,13 +312,16 @@ async def open_platform(
             actions=bookings.hospital_actions,
             filings=filings,
         )
-        await his_inventory.load()
         # citizen pages: SMS sign-in codes, and live availability for every worker process
         availability_feed = AvailabilityFeed(client)
         dispatcher.subscribe(
-            "", availability_feed.on_event, name="availability-feed", from_start=False
+            "", availability_feed.on_event, name="availability-feed", starts_at="now"
         )
         sign_in_codes = SignInCodes(ports, client, ConsoleTextMessages(), rules)
+        if check_outbox:
+            await dispatcher.start()
+        await his_inventory.load()
+        lottery = LotteryService(ports, sync, offers, rules)
         platform = Platform(
             settings=settings,
             ports=ports,
@@ -298,7 +346,7 @@ async def open_platform(
             audit=AuditLog(ports),
             suspicion=suspicion,
             waitlist=waitlist,
-            lottery=LotteryService(ports, sync, offers, rules),
+            lottery=lottery,
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),
             filings=filings,
@@ -307,6 +355,7 @@ async def open_platform(
             sign_in_codes=sign_in_codes,
             availability_feed=availability_feed,
             citizen_views=CitizenViews(ports),
+            sweep=_sweep_of(bookings, supply, search, lottery, waitlist, rollups),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(

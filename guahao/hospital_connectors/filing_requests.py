@@ -30,7 +30,7 @@ from guahao.hospital_connectors.fhir_client import FhirClient
 from guahao.hospital_connectors.fhir_mapping import filing_to_patient
 from guahao.hospital_connectors.fhir_resources import CANONICAL_SYSTEMS
 from guahao.hospital_connectors.registry import ConnectorInfo, ConnectorRegistry
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import PatientFilingRow, PatientRow, PersonRow
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.runtime import Ports

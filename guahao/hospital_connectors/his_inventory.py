@@ -42,7 +42,7 @@ from guahao.hospital_connectors.fhir_resources import CANONICAL_SYSTEMS
 from guahao.hospital_connectors.registry import ConnectorInfo, ConnectorRegistry
 from guahao.platform.clock import Clock
 from guahao.platform.error_codes import refuse
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import DoctorRow, SessionRow, SlotRow
 from guahao.platform.services.runtime import Ports
 

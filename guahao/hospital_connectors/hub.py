@@ -11,7 +11,7 @@ from guahao.hospital_connectors.hl7_inbox import Hl7Inbox
 from guahao.hospital_connectors.mllp import MllpServer
 from guahao.hospital_connectors.registry import ConnectorRegistry
 from guahao.hospital_connectors.sync import FhirSync, HisNotifier
-from guahao.platform.outbox import OutboxDispatcher
+from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.hospital_feed import HospitalFeed

@@ -36,7 +36,7 @@ from guahao.hospital_connectors.notices import apply_notice
 from guahao.hospital_connectors.registry import ConnectorInfo, ConnectorRegistry
 from guahao.platform.clock import Clock
 from guahao.platform.errors import GuahaoError
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.services.hospital_feed import FeedReport, FilingResult, HospitalFeed
 
 __all__ = ["CircuitBreaker", "FhirSync", "HisNotifier", "SyncOutcome"]

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 __all__ = [
+    "FactVersions",
     "HeldUnit",
     "HisInventory",
     "HoldGrant",
@@ -269,6 +270,24 @@ class Notifier(Protocol):
 
     async def notify(self, *, account_id: str, template: str, params: Mapping[str, str]) -> None:
         """Send one message; at-least-once, so templates must read well if repeated."""
+        ...
+
+
+class FactVersions(Protocol):
+    """A version counter per hospital, shared by every process of the platform.
+
+    A process that changes what it caches about a hospital (its policies, its time zone)
+    bumps the hospital's version; every process compares the versions now and then and drops
+    what it cached of a hospital whose version moved (``SlotFactsCache``).
+    """
+
+    async def current(self) -> dict[str, int]:
+        """Every hospital's version (a hospital never bumped is absent: version 0)."""
+        ...
+
+    async def bump(self, hospital_id: str) -> int:
+        """Move the hospital's version on; returns the new one. Refuses with
+        ``INVENTORY_UNAVAILABLE`` when the shared store cannot be reached."""
         ...
 
 

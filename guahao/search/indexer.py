@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select
 
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import (
     BookingRow,
     DepartmentRow,

@@ -1,9 +1,11 @@
 """End-to-end fixtures: the real app served by uvicorn on a real socket, reached with httpx.
 
-``live_server`` serves ``create_app(settings, platform=sqlite_platform)`` in this test's event
+``live_server`` serves ``create_app(settings, platform=platform)`` in this test's event
 loop (uvicorn's ``Server.serve`` in an asyncio task) on 127.0.0.1 and a port the OS picks, and
-yields its base URL. Tests move time with ``sqlite_platform.ports.clock`` (a ``ManualClock``)
-and run the outbox themselves; nothing is replaced by an imitation.
+yields its base URL. ``platform`` is the shared fixture, parametrized over SQLite and
+PostgreSQL, so every end-to-end scenario runs on both databases. Tests move time with
+``platform.ports.clock`` (a ``ManualClock``) and run the outbox themselves; nothing is replaced
+by an imitation.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ class _InProcessServer(uvicorn.Server):
 
 
 @pytest.fixture
-async def live_server(sqlite_platform: Platform) -> AsyncIterator[str]:
-    """Base URL (``http://127.0.0.1:<port>``) of the app serving ``sqlite_platform``."""
-    app = create_app(sqlite_platform.settings, platform=sqlite_platform)
+async def live_server(platform: Platform) -> AsyncIterator[str]:
+    """Base URL (``http://127.0.0.1:<port>``) of the app serving ``platform``."""
+    app = create_app(platform.settings, platform=platform)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",

@@ -23,10 +23,10 @@ def _clock(platform: Platform) -> ManualClock:
 
 
 async def test_book_pay_confirm_cancel_and_be_told(
-    sqlite_platform: Platform, http: httpx.AsyncClient, citizen: Citizen
+    platform: Platform, http: httpx.AsyncClient, citizen: Citizen
 ) -> None:
-    await publish_clinic(sqlite_platform)
-    clock = _clock(sqlite_platform)
+    await publish_clinic(platform)
+    clock = _clock(platform)
     clock.set(at_local(RELEASE_DAY, 8, 5))
 
     # The account's patient, shown masked.
@@ -114,7 +114,7 @@ async def test_book_pay_confirm_cancel_and_be_told(
 
     # The inbox, once the outbox has been dispatched.
     assert (await citizen.get("/api/v1/me/notifications")).json() == []
-    assert await sqlite_platform.dispatcher.dispatch_pending() > 0
+    assert await platform.dispatcher.dispatch_pending() > 0
     inbox = await citizen.get("/api/v1/me/notifications")
     assert inbox.status_code == 200, inbox.text
     messages = {m["topic"]: m for m in inbox.json()}
@@ -126,10 +126,10 @@ async def test_book_pay_confirm_cancel_and_be_told(
 
 
 async def test_leaving_the_flow_gives_the_unit_back_at_once(
-    sqlite_platform: Platform, http: httpx.AsyncClient, citizen: Citizen
+    platform: Platform, http: httpx.AsyncClient, citizen: Citizen
 ) -> None:
-    await publish_clinic(sqlite_platform)
-    _clock(sqlite_platform).set(at_local(RELEASE_DAY, 9))
+    await publish_clinic(platform)
+    _clock(platform).set(at_local(RELEASE_DAY, 9))
     doctor_id = await find_doctor(http, "h1", "心内科")
     before = await availability(http, doctor_id, SESSION_DAY)
     slot_id = next(iter(before))

@@ -63,8 +63,8 @@ async def _on_sale(
 
 
 @pytest.fixture
-async def on_sale(sqlite_platform: Platform, http: httpx.AsyncClient) -> OnSale:
-    return await _on_sale(sqlite_platform, http)
+async def on_sale(platform: Platform, http: httpx.AsyncClient) -> OnSale:
+    return await _on_sale(platform, http)
 
 
 async def _held_with_patient(citizen: Citizen, slot_id: str) -> dict[str, Any]:
@@ -112,11 +112,11 @@ async def test_a_slot_not_yet_released_is_refused_until_release(
 
 
 async def test_a_sold_out_slot_is_refused(
-    sqlite_platform: Platform,
+    platform: Platform,
     http: httpx.AsyncClient,
     sign_up: Callable[[], Awaitable[Citizen]],
 ) -> None:
-    shop = await _on_sale(sqlite_platform, http, clinic(units=1))
+    shop = await _on_sale(platform, http, clinic(units=1))
     first, second = await sign_up(), await sign_up()
     slot_id = shop.slot_ids[0]
     held = await first.hold(slot_id)
@@ -278,7 +278,7 @@ async def test_forged_and_replayed_payment_notices_change_nothing(
 
 
 async def test_without_a_valid_token_nothing_is_served_or_held(
-    sqlite_platform: Platform, on_sale: OnSale, citizen: Citizen
+    platform: Platform, on_sale: OnSale, citizen: Citizen
 ) -> None:
     before = await on_sale.seen()
     foreign_key = base64.b64encode(b"x" * 32).decode()
@@ -466,9 +466,9 @@ async def test_unknown_routes_and_ids(http: httpx.AsyncClient, citizen: Citizen)
 
 
 async def test_insurance_at_a_hospital_without_it_is_refused(
-    sqlite_platform: Platform, http: httpx.AsyncClient, citizen: Citizen
+    platform: Platform, http: httpx.AsyncClient, citizen: Citizen
 ) -> None:
-    shop = await _on_sale(sqlite_platform, http, clinic(PaymentMode.ONLINE_NO_INSURANCE))
+    shop = await _on_sale(platform, http, clinic(PaymentMode.ONLINE_NO_INSURANCE))
     held = await _held_with_patient(citizen, shop.slot_ids[0])
     before = await shop.seen()
     submit = await citizen.post(

@@ -3,9 +3,6 @@ appeals, person records, the audit log."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,25 +11,9 @@ import pytest
 from guahao.bootstrap import Platform
 from guahao.platform.schedules import HospitalSpec
 from tests.e2e.support import VALID_ID, Citizen
-from tests.fixtures.databases import sqlite_url_in
-from tests.fixtures.platforms import _open as open_test_platform
 from tests.fixtures.platforms import clinic
 
 PASSWORD = "staff-password-1"
-
-
-@pytest.fixture
-async def sqlite_platform(
-    migrated_sqlite_template: Path, redis_url: str, tmp_path: Path
-) -> AsyncIterator[Platform]:
-    """SQLite only, cloned from the migrated template (the shared fixture migrates each time,
-    which costs more than most of these scenarios)."""
-    (tmp_path / "db").mkdir()
-    shutil.copyfile(migrated_sqlite_template, tmp_path / "db" / "guahao.db")
-    async for opened in open_test_platform(
-        tmp_path, sqlite_url_in(tmp_path / "db"), redis_url, migrate=False
-    ):
-        yield opened
 
 
 class Staff:
@@ -77,9 +58,9 @@ def code_of(response: httpx.Response) -> str:
 
 
 async def test_staff_sign_in_refuses_wrong_passwords(
-    http: httpx.AsyncClient, sqlite_platform: Platform
+    http: httpx.AsyncClient, platform: Platform
 ) -> None:
-    await sign_in(http, sqlite_platform, "chief", "authority_admin")
+    await sign_in(http, platform, "chief", "authority_admin")
     wrong = await http.post("/api/v1/staff/token", json={"username": "chief", "password": "no"})
     assert wrong.status_code == 401
     assert code_of(wrong) == "STAFF_CREDENTIALS_INVALID"
@@ -88,9 +69,9 @@ async def test_staff_sign_in_refuses_wrong_passwords(
 
 
 async def test_a_citizen_token_never_passes_a_staff_guard_and_vice_versa(
-    http: httpx.AsyncClient, sqlite_platform: Platform, citizen: Citizen
+    http: httpx.AsyncClient, platform: Platform, citizen: Citizen
 ) -> None:
-    admin = await sign_in(http, sqlite_platform, "chief", "authority_admin")
+    admin = await sign_in(http, platform, "chief", "authority_admin")
     as_citizen = await citizen.get("/api/v1/authority/bans")
     assert as_citizen.status_code == 401
     assert code_of(as_citizen) == "UNAUTHENTICATED"
@@ -104,9 +85,9 @@ async def test_a_citizen_token_never_passes_a_staff_guard_and_vice_versa(
 
 
 async def test_hospital_staff_have_no_blacklist_powers(
-    http: httpx.AsyncClient, sqlite_platform: Platform
+    http: httpx.AsyncClient, platform: Platform
 ) -> None:
-    nurse = await sign_in(http, sqlite_platform, "nurse", "hospital_staff", clinic(code="h9"))
+    nurse = await sign_in(http, platform, "nurse", "hospital_staff", clinic(code="h9"))
     for path in ("/api/v1/authority/bans", "/api/v1/authority/audit", "/api/v1/authority/signals"):
         response = await nurse.get(path)
         assert response.status_code == 403, path
@@ -114,23 +95,23 @@ async def test_hospital_staff_have_no_blacklist_powers(
 
 
 async def test_a_deactivated_staff_token_stops_working_at_once(
-    http: httpx.AsyncClient, sqlite_platform: Platform
+    http: httpx.AsyncClient, platform: Platform
 ) -> None:
-    admin = await sign_in(http, sqlite_platform, "chief", "authority_admin")
-    other = await sign_in(http, sqlite_platform, "leaver", "authority_auditor")
+    admin = await sign_in(http, platform, "chief", "authority_admin")
+    other = await sign_in(http, platform, "leaver", "authority_auditor")
     assert (await other.get("/api/v1/authority/bans")).status_code == 200
-    actor = await sqlite_platform.staff.authenticate(username="chief", password=PASSWORD)
-    leaver = await sqlite_platform.staff.authenticate(username="leaver", password=PASSWORD)
-    await sqlite_platform.staff.deactivate(leaver.id, by=actor)
+    actor = await platform.staff.authenticate(username="chief", password=PASSWORD)
+    leaver = await platform.staff.authenticate(username="leaver", password=PASSWORD)
+    await platform.staff.deactivate(leaver.id, by=actor)
     assert (await other.get("/api/v1/authority/bans")).status_code == 401
     assert (await admin.get("/api/v1/authority/bans")).status_code == 200
 
 
 async def test_ban_appeal_and_decision_over_http(
-    http: httpx.AsyncClient, sqlite_platform: Platform, citizen: Citizen
+    http: httpx.AsyncClient, platform: Platform, citizen: Citizen
 ) -> None:
-    admin = await sign_in(http, sqlite_platform, "chief", "authority_admin")
-    auditor = await sign_in(http, sqlite_platform, "reader", "authority_auditor")
+    admin = await sign_in(http, platform, "chief", "authority_admin")
+    auditor = await sign_in(http, platform, "reader", "authority_auditor")
     patient = await citizen.add_patient(number=VALID_ID)
     # the authority finds the person by document (in the body) and bans by hand
     found = await auditor.post(
@@ -206,9 +187,9 @@ async def test_ban_appeal_and_decision_over_http(
     ],
 )
 async def test_auditors_are_refused_every_change(
-    http: httpx.AsyncClient, sqlite_platform: Platform, method: str, path: str
+    http: httpx.AsyncClient, platform: Platform, method: str, path: str
 ) -> None:
-    auditor = await sign_in(http, sqlite_platform, "reader", "authority_auditor")
+    auditor = await sign_in(http, platform, "reader", "authority_auditor")
     body = {"reason": "x", "grant": True} if "decision" in path else {"reason": "x"}
     if "review" in path:
         body = {"note": "x"}

@@ -4,42 +4,24 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
-import pytest
 from openpyxl import load_workbook
 
 from guahao.bootstrap import Platform
 from tests.e2e.test_authority_api import sign_in
-from tests.fixtures.databases import sqlite_url_in
-from tests.fixtures.platforms import _open as open_test_platform
 from tests.integration.test_supply_demand_figures import build_region, chaoyang
 
 PERIOD = {"from": "2026-03-01", "to": "2026-03-07"}
 
 
-@pytest.fixture
-async def sqlite_platform(
-    migrated_sqlite_template: Path, redis_url: str, tmp_path: Path
-) -> AsyncIterator[Platform]:
-    (tmp_path / "db").mkdir()
-    shutil.copyfile(migrated_sqlite_template, tmp_path / "db" / "guahao.db")
-    async for opened in open_test_platform(
-        tmp_path, sqlite_url_in(tmp_path / "db"), redis_url, migrate=False
-    ):
-        yield opened
-
-
 async def test_staff_read_figures_within_their_scope(
-    http: httpx.AsyncClient, sqlite_platform: Platform
+    http: httpx.AsyncClient, platform: Platform
 ) -> None:
-    desk = await sign_in(http, sqlite_platform, "desk", "hospital_staff", chaoyang())
-    admin = await sign_in(http, sqlite_platform, "admin", "authority_admin")
-    auditor = await sign_in(http, sqlite_platform, "auditor", "authority_auditor")
-    await build_region(sqlite_platform)
+    desk = await sign_in(http, platform, "desk", "hospital_staff", chaoyang())
+    admin = await sign_in(http, platform, "admin", "authority_admin")
+    auditor = await sign_in(http, platform, "auditor", "authority_auditor")
+    await build_region(platform)
 
     region = await admin.get("/api/v1/authority/figures/supply-demand", params=PERIOD)
     assert region.status_code == 200, region.text
@@ -74,11 +56,11 @@ async def test_staff_read_figures_within_their_scope(
 
 
 async def test_every_figure_exports_as_csv_and_xlsx(
-    http: httpx.AsyncClient, sqlite_platform: Platform
+    http: httpx.AsyncClient, platform: Platform
 ) -> None:
-    admin = await sign_in(http, sqlite_platform, "admin", "authority_admin")
-    await build_region(sqlite_platform)
-    await sqlite_platform.rollups.measure_access()
+    admin = await sign_in(http, platform, "admin", "authority_admin")
+    await build_region(platform)
+    await platform.rollups.measure_access()
     for figure in ("supply-demand", "access", "compliance", "unmet-demand", "rankings"):
         params = {"month": "2026-03"} if figure == "rankings" else PERIOD
         lines = (await admin.get(f"/api/v1/authority/figures/{figure}", params=params)).json()

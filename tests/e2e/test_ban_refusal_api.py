@@ -7,36 +7,16 @@ wire cannot drift apart.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import httpx
-import pytest
 
 from guahao.bootstrap import Platform
 from guahao.platform.clock import ManualClock
 from tests.e2e.support import VALID_ID, Citizen, assert_refused
-from tests.fixtures.databases import sqlite_url_in
 from tests.fixtures.platforms import SESSION_DAY, at_local, publish_clinic
-from tests.fixtures.platforms import _open as open_test_platform
 
 PASSWORD = "staff-password-1"
-
-
-@pytest.fixture
-async def sqlite_platform(
-    migrated_sqlite_template: Path, redis_url: str, tmp_path: Path
-) -> AsyncIterator[Platform]:
-    """SQLite, cloned from the migrated template (the refusal, not the database, is tested;
-    the service suites run it on PostgreSQL too)."""
-    (tmp_path / "db").mkdir()
-    shutil.copyfile(migrated_sqlite_template, tmp_path / "db" / "guahao.db")
-    async for opened in open_test_platform(
-        tmp_path, sqlite_url_in(tmp_path / "db"), redis_url, migrate=False
-    ):
-        yield opened
 
 
 async def _admin_headers(http: httpx.AsyncClient, platform: Platform) -> dict[str, str]:
@@ -64,14 +44,14 @@ async def _ban_by_hand(http: httpx.AsyncClient, admin: dict[str, str]) -> dict[s
 
 
 async def test_a_banned_patient_is_refused_with_the_documented_detail_and_can_follow_it_to_appeal(
-    http: httpx.AsyncClient, sqlite_platform: Platform, citizen: Citizen
+    http: httpx.AsyncClient, platform: Platform, citizen: Citizen
 ) -> None:
-    slot_ids = await publish_clinic(sqlite_platform)
-    clock = sqlite_platform.ports.clock
+    slot_ids = await publish_clinic(platform)
+    clock = platform.ports.clock
     assert isinstance(clock, ManualClock)
     clock.set(at_local(SESSION_DAY - timedelta(days=1), 9))
     patient = await citizen.add_patient(number=VALID_ID)
-    ban = await _ban_by_hand(http, await _admin_headers(http, sqlite_platform))
+    ban = await _ban_by_hand(http, await _admin_headers(http, platform))
 
     held = await citizen.hold(slot_ids[0])
     assert held.status_code == 201, held.text

@@ -9,9 +9,8 @@ from tests.fixtures.platforms import clinic, confirmed_booking, publish_clinic, 
 
 
 async def test_a_hospital_cancels_one_of_its_bookings_once_and_never_anothers(
-    sqlite_platform, live_server
+    platform, live_server
 ):
-    platform = sqlite_platform
     spec = clinic(PaymentMode.ONLINE_SELF_PAY)
     async with await hospital_client(platform, live_server, spec) as api:
         slots = await publish_clinic(platform, spec)

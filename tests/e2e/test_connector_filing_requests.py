@@ -10,8 +10,7 @@ from tests.e2e.test_connector_push_api import hospital_client
 from tests.fixtures.platforms import clinic, new_account, new_patient, publish_clinic
 
 
-async def test_the_push_api_answers_a_filing_request(sqlite_platform, live_server):
-    platform = sqlite_platform
+async def test_the_push_api_answers_a_filing_request(platform, live_server):
     spec = clinic(code="h1")
     spec = msgspec.structs.replace(
         spec,

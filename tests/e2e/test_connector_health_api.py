@@ -8,10 +8,7 @@ from tests.fixtures.his_simulator import SIM_HOSPITAL, sim_hospital
 from tests.fixtures.platforms import clinic, manual_clock
 
 
-async def test_the_authority_sees_each_connectors_health(
-    http, sqlite_platform, his_simulator
-) -> None:
-    platform = sqlite_platform
+async def test_the_authority_sees_each_connectors_health(http, platform, his_simulator) -> None:
     his = await his_simulator(doctors=1, capacity=2)
     await platform.supply.register_hospital(sim_hospital())
     await platform.connectors.registry.register(SIM_HOSPITAL, "fhir", base_url=his.fhir)

@@ -65,9 +65,9 @@ async def hospital_client(platform, base: str, spec: HospitalSpec) -> httpx.Asyn
     )
 
 
-async def test_the_token_endpoint_speaks_rfc_6749(sqlite_platform, live_server):
-    await sqlite_platform.supply.register_hospital(sim_hospital())
-    issued = await sqlite_platform.connectors.registry.issue_client("sim1", list(SCOPES))
+async def test_the_token_endpoint_speaks_rfc_6749(platform, live_server):
+    await platform.supply.register_hospital(sim_hospital())
+    issued = await platform.connectors.registry.issue_client("sim1", list(SCOPES))
     async with httpx.AsyncClient(base_url=live_server) as http:
         wrong = await http.post(
             "/api/v1/oauth/token",
@@ -94,10 +94,8 @@ async def test_the_token_endpoint_speaks_rfc_6749(sqlite_platform, live_server):
         assert anonymous.status_code == 401
 
 
-async def test_a_pushed_schedule_is_published_once_per_idempotency_key(
-    sqlite_platform, live_server
-):
-    async with await hospital_client(sqlite_platform, live_server, sim_hospital()) as api:
+async def test_a_pushed_schedule_is_published_once_per_idempotency_key(platform, live_server):
+    async with await hospital_client(platform, live_server, sim_hospital()) as api:
         first = await api.post("/schedules", json=SCHEDULE, headers={"Idempotency-Key": "s-1"})
         assert first.status_code == 200, first.text
         assert (first.json()["created"], first.json()["received"]) == (1, 1)
@@ -146,10 +144,10 @@ async def test_a_pushed_schedule_is_published_once_per_idempotency_key(
         assert "2 units added (4)" in add.json()["result"]
 
 
-async def test_one_hospital_can_never_read_or_change_another(sqlite_platform, live_server):
-    other_slots = await publish_clinic(sqlite_platform, clinic(code="h2"))
-    _, foreign_booking, _ = await confirmed_booking(sqlite_platform, other_slots[0])
-    async with await hospital_client(sqlite_platform, live_server, sim_hospital()) as api:
+async def test_one_hospital_can_never_read_or_change_another(platform, live_server):
+    other_slots = await publish_clinic(platform, clinic(code="h2"))
+    _, foreign_booking, _ = await confirmed_booking(platform, other_slots[0])
+    async with await hospital_client(platform, live_server, sim_hospital()) as api:
         check_in = await api.post(
             "/check-ins", json={"bookingId": foreign_booking}, headers={"Idempotency-Key": "x-1"}
         )
@@ -169,13 +167,13 @@ async def test_one_hospital_can_never_read_or_change_another(sqlite_platform, li
         listed = await api.get("/bookings", params={"date": "2026-03-04"})
         assert listed.status_code == 200
         assert listed.json() == []
-    assert (await sqlite_platform.bookings.get(foreign_booking)).status.value == "confirmed"
+    assert (await platform.bookings.get(foreign_booking)).status.value == "confirmed"
 
 
-async def test_stop_check_in_and_filing_of_its_own_bookings(sqlite_platform, live_server):
-    async with await hospital_client(sqlite_platform, live_server, clinic(code="h1")) as api:
-        slots = await publish_clinic(sqlite_platform, clinic(code="h1"))
-        _, arriving, _ = await confirmed_booking(sqlite_platform, slots[0])
+async def test_stop_check_in_and_filing_of_its_own_bookings(platform, live_server):
+    async with await hospital_client(platform, live_server, clinic(code="h1")) as api:
+        slots = await publish_clinic(platform, clinic(code="h1"))
+        _, arriving, _ = await confirmed_booking(platform, slots[0])
         filed = await api.post(
             "/filings",
             json={"bookingId": arriving, "medicalRecordNo": "MR1", "hisAppointmentId": "A9"},
@@ -203,8 +201,8 @@ async def test_stop_check_in_and_filing_of_its_own_bookings(sqlite_platform, liv
 
 
 @pytest.mark.parametrize("kind", ["csv", "xlsx"])
-async def test_schedule_files_import_everything_or_nothing(sqlite_platform, live_server, kind):
-    async with await hospital_client(sqlite_platform, live_server, sim_hospital()) as api:
+async def test_schedule_files_import_everything_or_nothing(platform, live_server, kind):
+    async with await hospital_client(platform, live_server, sim_hospital()) as api:
         await api.post(
             "/schedules", json={**SCHEDULE, "sessions": []}, headers={"Idempotency-Key": "staff"}
         )

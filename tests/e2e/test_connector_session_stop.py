@@ -15,9 +15,8 @@ from tests.fixtures.his_simulator import LOOPBACK_SENDERS, SIM_HOSPITAL, sim_hos
 
 
 async def test_a_stop_from_the_his_refunds_and_notifies_the_patient(
-    sqlite_platform, live_server, his_simulator
+    platform, live_server, his_simulator
 ):
-    platform = sqlite_platform
     port = await platform.connectors.start_mllp()
     his = await his_simulator(platform_mllp=port, doctors=1, capacity=2)
     await platform.supply.register_hospital(sim_hospital())

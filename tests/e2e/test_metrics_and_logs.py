@@ -35,15 +35,15 @@ def sample(metrics: str, name: str, **labels: str) -> float:
 
 
 async def test_a_booking_journey_is_measured_and_logged_without_personal_data(
-    sqlite_platform: Platform,
+    platform: Platform,
     http: httpx.AsyncClient,
     citizen: Citizen,
     sign_up: object,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)  # the most an operator runs; DEBUG of drivers prints SQL
-    await publish_clinic(sqlite_platform)
-    manual_clock(sqlite_platform).set(at_local(RELEASE_DAY, 8, 5))
+    await publish_clinic(platform)
+    manual_clock(platform).set(at_local(RELEASE_DAY, 8, 5))
     name = "欧阳明月"
     patient = await citizen.add_patient(name, VALID_ID)
     doctor_id = await find_doctor(http, "h1", "心内科")
@@ -57,7 +57,7 @@ async def test_a_booking_journey_is_measured_and_logged_without_personal_data(
     booking = await citizen.confirmed_booking(slot["id"], patient["id"])
     refused = await citizen.hold("no-such-slot")
     assert refused.status_code == 404
-    await sqlite_platform.dispatcher.dispatch_pending()
+    await platform.dispatcher.dispatch_pending()
 
     traced = await http.get("/health", headers={"X-Request-ID": "trace-42"})
     assert traced.headers["x-request-id"] == "trace-42"

@@ -13,9 +13,9 @@ from tests.fixtures.platforms import publish_clinic
 ADMIN = StaffActor(id="s1", username="admin", role=StaffRole.AUTHORITY_ADMIN)
 
 
-async def test_a_device_hammering_holds_gets_429_with_retry_after(sqlite_platform, sign_up):
-    slots = await publish_clinic(sqlite_platform)
-    await sqlite_platform.rules.change_region(
+async def test_a_device_hammering_holds_gets_429_with_retry_after(platform, sign_up):
+    slots = await publish_clinic(platform)
+    await platform.rules.change_region(
         {"rate_limits.hold_per_device": "2/minute"}, staff=ADMIN, reason="test"
     )
     device = {"X-Device-Id": "bot-phone-1"}
@@ -36,17 +36,17 @@ async def test_a_device_hammering_holds_gets_429_with_retry_after(sqlite_platfor
     assert 1 <= int(refused.headers["retry-after"]) <= 61
 
 
-async def test_a_hold_keeps_the_device_and_address_only_as_keyed_hashes(sqlite_platform, citizen):
-    slots = await publish_clinic(sqlite_platform)
+async def test_a_hold_keeps_the_device_and_address_only_as_keyed_hashes(platform, citizen):
+    slots = await publish_clinic(platform)
     held = await citizen.post(
         "/api/v1/holds",
         json={"slotId": slots[0]},
         headers={"X-Device-Id": "my-phone", "Idempotency-Key": "k"},
     )
     assert held.status_code == 201, held.text
-    async with sqlite_platform.ports.sessions() as session:
+    async with platform.ports.sessions() as session:
         row = await session.scalar(select(BookingRow))
-    vault = sqlite_platform.ports.vault
+    vault = platform.ports.vault
     assert row.device_hash == vault.index("device", "my-phone")
     assert row.ip_hash == vault.index("ip", "127.0.0.1")
     assert "my-phone" not in (row.device_hash + row.ip_hash)

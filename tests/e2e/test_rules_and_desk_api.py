@@ -3,39 +3,20 @@ read and change the region's rules, a hospital's own overrides, 诊间加号, �
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
-import pytest
 from sqlalchemy import select
 
 from guahao.bootstrap import Platform
 from guahao.platform.hospitals import FilingMode
 from guahao.platform.persistence.tables import HospitalRow, SessionRow, SlotRow
 from tests.e2e.support import _SERIALS, Citizen, assert_refused
-from tests.fixtures.databases import sqlite_url_in
 from tests.fixtures.platforms import SESSION_DAY, clinic, publish_clinic, resident_id
-from tests.fixtures.platforms import _open as open_test_platform
 
 PASSWORD = "staff-password-1"
-
-
-@pytest.fixture
-async def sqlite_platform(
-    migrated_sqlite_template: Path, redis_url: str, tmp_path: Path
-) -> AsyncIterator[Platform]:
-    """SQLite only, cloned from the migrated template (cheaper than migrating each time)."""
-    (tmp_path / "db").mkdir()
-    shutil.copyfile(migrated_sqlite_template, tmp_path / "db" / "guahao.db")
-    async for opened in open_test_platform(
-        tmp_path, sqlite_url_in(tmp_path / "db"), redis_url, migrate=False
-    ):
-        yield opened
 
 
 class Staff:
@@ -93,10 +74,10 @@ async def session_and_slots(platform: Platform, code: str) -> tuple[str, list[st
 
 
 async def test_staff_read_the_rules_and_only_an_administrator_changes_them(
-    http: httpx.AsyncClient, sqlite_platform: Platform
+    http: httpx.AsyncClient, platform: Platform
 ) -> None:
-    admin = await sign_in(http, sqlite_platform, "chief", "authority_admin")
-    auditor = await sign_in(http, sqlite_platform, "reader", "authority_auditor")
+    admin = await sign_in(http, platform, "chief", "authority_admin")
+    auditor = await sign_in(http, platform, "reader", "authority_auditor")
 
     current = await auditor.get("/api/v1/rules/region")
     assert current.status_code == 200, current.text
@@ -141,16 +122,16 @@ async def test_staff_read_the_rules_and_only_an_administrator_changes_them(
 
 
 async def test_a_hospitals_staff_override_their_own_hospitals_rules_only(
-    http: httpx.AsyncClient, sqlite_platform: Platform
+    http: httpx.AsyncClient, platform: Platform
 ) -> None:
     for code in ("h1", "h2"):
-        await sqlite_platform.supply.register_hospital(clinic(code=code))
+        await platform.supply.register_hospital(clinic(code=code))
     h1, h2 = (
-        await hospital_id_of(sqlite_platform, "h1"),
-        await hospital_id_of(sqlite_platform, "h2"),
+        await hospital_id_of(platform, "h1"),
+        await hospital_id_of(platform, "h2"),
     )
-    nurse = await sign_in(http, sqlite_platform, "nurse", "hospital_staff", "h1")
-    admin = await sign_in(http, sqlite_platform, "chief", "authority_admin")
+    nurse = await sign_in(http, platform, "nurse", "hospital_staff", "h1")
+    admin = await sign_in(http, platform, "chief", "authority_admin")
     body = {"overrides": {"follow_up_valid_days": 3}, "reason": "检验结果次日出"}
 
     saved = await nurse.put(f"/api/v1/rules/hospitals/{h1}", json=body)
@@ -185,12 +166,12 @@ async def test_a_hospitals_staff_override_their_own_hospitals_rules_only(
 
 
 async def test_an_add_on_unit_and_a_follow_up_through_the_hospital_desk(
-    http: httpx.AsyncClient, sqlite_platform: Platform, citizen: Citizen
+    http: httpx.AsyncClient, platform: Platform, citizen: Citizen
 ) -> None:
-    await publish_clinic(sqlite_platform)
-    session_id, slots = await session_and_slots(sqlite_platform, "h1")
-    nurse = await sign_in(http, sqlite_platform, "nurse", "hospital_staff", "h1")
-    auditor = await sign_in(http, sqlite_platform, "reader", "authority_auditor")
+    await publish_clinic(platform)
+    session_id, slots = await session_and_slots(platform, "h1")
+    nurse = await sign_in(http, platform, "nurse", "hospital_staff", "h1")
+    auditor = await sign_in(http, platform, "reader", "authority_auditor")
     patient = await citizen.add_patient()
 
     # 诊间加号 for the citizen's patient: a confirmed booking the citizen sees
@@ -216,7 +197,7 @@ async def test_an_add_on_unit_and_a_follow_up_through_the_hospital_desk(
     assert summary.status_code == 200, summary.text
     assert summary.json() == [
         {
-            "hospitalId": await hospital_id_of(sqlite_platform, "h1"),
+            "hospitalId": await hospital_id_of(platform, "h1"),
             "date": SESSION_DAY.isoformat(),
             "units": 1,
         }
@@ -243,11 +224,11 @@ async def test_an_add_on_unit_and_a_follow_up_through_the_hospital_desk(
     assert added_other.status_code == 201, added_other.text
     other = added_other.json()
     visit = await citizen.confirmed_booking(slots[0], other["id"])
-    await sqlite_platform.bookings.check_in(visit["id"])  # the HIS reports the arrival
+    await platform.bookings.check_in(visit["id"])  # the HIS reports the arrival
     follow_up = f"/api/v1/hospital-desk/bookings/{visit['id']}/follow-up"
     assert_refused(await nurse.post(follow_up), 409, "FOLLOW_UP_NOT_OFFERED")
     opted = await nurse.put(
-        f"/api/v1/rules/hospitals/{await hospital_id_of(sqlite_platform, 'h1')}",
+        f"/api/v1/rules/hospitals/{await hospital_id_of(platform, 'h1')}",
         json={"overrides": {"follow_up_valid_days": 3}, "reason": "开通复诊有效期"},
     )
     assert opted.status_code == 200, opted.text
@@ -260,9 +241,9 @@ async def test_an_add_on_unit_and_a_follow_up_through_the_hospital_desk(
 
 
 async def test_staff_routes_refuse_citizen_tokens_and_the_wrong_staff(
-    http: httpx.AsyncClient, sqlite_platform: Platform, citizen: Citizen
+    http: httpx.AsyncClient, platform: Platform, citizen: Citizen
 ) -> None:
-    admin = await sign_in(http, sqlite_platform, "chief", "authority_admin")
+    admin = await sign_in(http, platform, "chief", "authority_admin")
     desk = "/api/v1/hospital-desk/sessions/any/add-on-units"
     body = {"patientId": "p", "reason": "r"}
     for response in (
@@ -282,7 +263,7 @@ async def test_staff_routes_refuse_citizen_tokens_and_the_wrong_staff(
 
 async def test_a_citizen_asks_for_a_filing_and_books_once_the_hospital_has_filed_them(
     http: httpx.AsyncClient,
-    sqlite_platform: Platform,
+    platform: Platform,
     citizen: Citizen,
 ) -> None:
     spec = clinic()
@@ -292,10 +273,10 @@ async def test_a_citizen_asks_for_a_filing_and_books_once_the_hospital_has_filed
             spec.policies, filing_mode=FilingMode.REQUIRED_BEFORE_BOOKING
         ),
     )
-    await publish_clinic(sqlite_platform, spec)
-    hospital_id = await hospital_id_of(sqlite_platform, "h1")
-    _, slots = await session_and_slots(sqlite_platform, "h1")
-    nurse = await sign_in(http, sqlite_platform, "nurse", "hospital_staff", "h1")
+    await publish_clinic(platform, spec)
+    hospital_id = await hospital_id_of(platform, "h1")
+    _, slots = await session_and_slots(platform, "h1")
+    nurse = await sign_in(http, platform, "nurse", "hospital_staff", "h1")
     patient = await citizen.add_patient()
     filings = f"/api/v1/me/patients/{patient['id']}/filings"
 

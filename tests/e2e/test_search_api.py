@@ -9,10 +9,10 @@ from tests.fixtures.platforms import clinic, confirmed_booking, publish_clinic
 
 
 async def test_search_by_initials_with_filters_and_facets(
-    live_server: str, sqlite_platform: Platform
+    live_server: str, platform: Platform
 ) -> None:
-    await publish_clinic(sqlite_platform, clinic(units=1))
-    await sqlite_platform.search.reindex()
+    await publish_clinic(platform, clinic(units=1))
+    await platform.search.reindex()
     async with httpx.AsyncClient(base_url=live_server) as client:
         response = await client.get(
             "/api/v1/search",
@@ -36,9 +36,7 @@ async def test_search_by_initials_with_filters_and_facets(
         assert symptom["hits"][0]["name"] == "心内科"
 
 
-async def test_bad_filters_are_refused_with_a_code(
-    live_server: str, sqlite_platform: Platform
-) -> None:
+async def test_bad_filters_are_refused_with_a_code(live_server: str, platform: Platform) -> None:
     async with httpx.AsyncClient(base_url=live_server) as client:
         for params in (
             {"grade": "5A"},
@@ -60,12 +58,12 @@ async def test_bad_filters_are_refused_with_a_code(
         assert unknown.json()["code"] == "DOCTOR_NOT_FOUND"
 
 
-async def test_alternatives_for_a_full_doctor(live_server: str, sqlite_platform: Platform) -> None:
-    slots = await publish_clinic(sqlite_platform, clinic(units=1))
-    await sqlite_platform.search.reindex()
+async def test_alternatives_for_a_full_doctor(live_server: str, platform: Platform) -> None:
+    slots = await publish_clinic(platform, clinic(units=1))
+    await platform.search.reindex()
     for slot_id in slots:
-        await confirmed_booking(sqlite_platform, slot_id)
-    await sqlite_platform.dispatcher.dispatch_pending()
+        await confirmed_booking(platform, slot_id)
+    await platform.dispatcher.dispatch_pending()
     async with httpx.AsyncClient(base_url=live_server) as client:
         found = (await client.get("/api/v1/search", params={"q": "王伟"})).json()
         doctor = found["hits"][0]

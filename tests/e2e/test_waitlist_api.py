@@ -17,9 +17,8 @@ from tests.integration.offer_scenarios import (
 
 
 async def test_a_citizen_waits_sees_their_place_and_is_booked_when_a_unit_frees_up(
-    sqlite_platform, sign_up
+    platform, sign_up
 ):
-    platform = sqlite_platform
     await publish(
         platform, one_slot_clinic(PaymentMode.ONLINE_SELF_PAY_OR_INSURANCE), [SESSION_DAY]
     )
@@ -80,8 +79,7 @@ async def test_a_citizen_waits_sees_their_place_and_is_booked_when_a_unit_frees_
     assert told["booking.awaiting_payment"]["pay_by"] in told["booking.awaiting_payment"]["zh"]
 
 
-async def test_bad_waits_are_refused_with_their_codes(sqlite_platform, citizen):
-    platform = sqlite_platform
+async def test_bad_waits_are_refused_with_their_codes(platform, citizen):
     await publish(platform, one_slot_clinic(), [SESSION_DAY])
     sess = await session_on(platform, SESSION_DAY)
     patient = await citizen.add_patient(number=resident_id(9104))
@@ -103,10 +101,7 @@ async def test_bad_waits_are_refused_with_their_codes(sqlite_platform, citizen):
     assert_refused(unauthenticated, 401, "UNAUTHENTICATED")
 
 
-async def test_a_citizen_enters_a_lottery_withdraws_enters_again_and_is_drawn(
-    sqlite_platform, citizen
-):
-    platform = sqlite_platform
+async def test_a_citizen_enters_a_lottery_withdraws_enters_again_and_is_drawn(platform, citizen):
     later = SESSION_DAY + timedelta(days=7)
     await publish(platform, one_slot_clinic(sessions=((later.weekday(), Period.MORNING),)), [later])
     sess = await session_on(platform, later)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.web.pages.live_availability import AvailabilityHub
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from guahao.bootstrap import Platform
 from guahao.platform.errors import GuahaoError
 from guahao.platform.hospitals import PaymentMode
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import (
     AuditRow,
     BlacklistEntryRow,

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from guahao.bootstrap import Platform
 from guahao.platform.errors import GuahaoError
 from guahao.platform.hospitals import FilingMode
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import (
     HospitalRow,
     OutboxRow,

@@ -107,3 +107,37 @@ async def test_a_restock_here_is_offered_at_once(worker: RedisInventory) -> None
     assert await attempt(worker, 2, RELEASE + 1) == "SLOT_SOLD_OUT"
     await worker.set_capacity("s1", capacity=2, now_ms=RELEASE + 2)
     assert await attempt(worker, 3, RELEASE + 3) == "granted"
+
+
+async def test_a_worker_remembers_refusals_of_a_bounded_number_of_slots(
+    redis_client: aioredis.Redis,
+) -> None:
+    worker = RedisInventory(redis_client, key_prefix="local:", refusal_memory=3)
+    slots = [f"s{n}" for n in range(5)]
+    for slot in slots:  # five slots released next week: each refusal would hold for days
+        await worker.load(SlotState(slot_id=slot, capacity=1, booked=0, release_at_ms=RELEASE))
+
+    async def attempt_on(slot: str, n: int) -> str:
+        try:
+            await worker.hold(
+                slot,
+                hold_id=f"h{n}",
+                account_id=f"a{n}",
+                now_ms=RELEASE - 10,
+                ttl_ms=TTL,
+                idempotency_key=f"k{n}",
+            )
+        except GuahaoError as err:
+            return err.code + ("/local" if err.detail.get("answered") == "locally" else "")
+        return "granted"
+
+    for n, slot in enumerate(slots):
+        assert await attempt_on(slot, n) == "SLOT_NOT_RELEASED"
+
+    assert worker.remembered_refusals == 3
+    # the two oldest were dropped: Redis is asked again; the three newest answer here
+    assert [await attempt_on(slot, 10 + n) for n, slot in enumerate(slots[2:])] == [
+        "SLOT_NOT_RELEASED/local"
+    ] * 3
+    assert await attempt_on("s0", 20) == "SLOT_NOT_RELEASED"
+    assert worker.remembered_refusals == 3

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.hospitals import PaymentMode
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import NotificationRow, OutboxRow, SlotRow
 from tests.fixtures.platforms import (
     booking_row,
@@ -90,7 +90,7 @@ async def test_every_state_change_of_a_journey_writes_exactly_its_event(platform
         "payment.paid_too_late": 1,
     }
     recorder = Recorder()
-    platform.dispatcher.subscribe("", recorder)
+    platform.dispatcher.subscribe("", recorder, name="recorder", starts_at="beginning")
     await platform.dispatcher.dispatch_pending()
     history = recorder.by_aggregate()
     assert history[cancelled] == [
@@ -140,7 +140,7 @@ async def test_dispatch_delivers_each_bookings_events_in_the_order_they_happened
     await platform.bookings.leave(account_id=a, booking_id=first)
     await platform.bookings.leave(account_id=b, booking_id=second)
     recorder = Recorder()
-    platform.dispatcher.subscribe("booking.", recorder)
+    platform.dispatcher.subscribe("booking.", recorder, name="recorder", starts_at="beginning")
 
     delivered = await platform.dispatcher.dispatch_pending()
 
@@ -166,7 +166,7 @@ async def test_a_failing_handler_holds_back_only_its_own_booking_and_is_retried(
     await platform.bookings.leave(account_id=b, booking_id=flowing)
     recorder = Recorder()
     recorder.failing.add((stuck, "booking.patient_chosen"))
-    platform.dispatcher.subscribe("booking.", recorder)
+    platform.dispatcher.subscribe("booking.", recorder, name="recorder", starts_at="beginning")
 
     await platform.dispatcher.dispatch_pending()
 
@@ -198,7 +198,7 @@ async def test_delivery_is_at_least_once_and_the_inbox_shows_each_message_once(p
     account, booking_id, _ = await confirmed_booking(platform, slots[0])
     recorder = Recorder()  # subscribed after the inbox notifier: it fails after the inbox wrote
     recorder.failing.add((booking_id, "booking.confirmed"))
-    platform.dispatcher.subscribe("booking.", recorder)
+    platform.dispatcher.subscribe("booking.", recorder, name="recorder", starts_at="beginning")
 
     await platform.dispatcher.dispatch_pending()
     await platform.dispatcher.dispatch_pending()
@@ -226,8 +226,8 @@ async def test_each_subscriber_has_its_own_cursor_and_retry_list(platform):
     await platform.bookings.leave(account_id=account, booking_id=booking_id)
     down, up = Recorder(), Recorder()
     down.failing.add((booking_id, "booking.held"))
-    down_name = platform.dispatcher.subscribe("booking.", down, name="his")
-    platform.dispatcher.subscribe("booking.", up, name="search")
+    down_name = platform.dispatcher.subscribe("booking.", down, name="his", starts_at="beginning")
+    platform.dispatcher.subscribe("booking.", up, name="search", starts_at="beginning")
 
     await platform.dispatcher.dispatch_pending()
 
@@ -259,7 +259,9 @@ async def test_a_lasting_failure_backs_off_and_is_retried_when_due(platform):
     _, _, booking_id = await held_with_patient(platform, slots[0])
     recorder = Recorder()
     recorder.failing.add((booking_id, "booking.held"))
-    name = platform.dispatcher.subscribe("booking.", recorder)
+    name = platform.dispatcher.subscribe(
+        "booking.", recorder, name="recorder", starts_at="beginning"
+    )
     clock = manual_clock(platform)
 
     for _ in range(4):  # three free retries at the next rounds, then the backoff starts
@@ -283,7 +285,7 @@ async def test_a_subscriber_may_join_from_now_on(platform):
     account, _, booking_id = await held_with_patient(platform, slots[0])
     await platform.dispatcher.dispatch_pending()
     late = Recorder()
-    platform.dispatcher.subscribe("booking.", late, from_start=False)
+    platform.dispatcher.subscribe("booking.", late, name="late", starts_at="now")
     await platform.dispatcher.dispatch_pending()
     await platform.bookings.leave(account_id=account, booking_id=booking_id)
 

@@ -18,6 +18,7 @@ from guahao.platform.persistence.tables import (
     RegionRulesRow,
 )
 from guahao.platform.region_rules import RegionRules
+from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.staff import StaffActor
 from tests.fixtures.platforms import (
     SESSION_DAY,
@@ -409,3 +410,12 @@ async def first_slot_at(platform: Platform, code: str) -> str:
         )
     assert found is not None
     return found
+
+
+async def test_a_process_keeps_the_rules_of_a_bounded_number_of_hospitals(
+    sqlite_platform: Platform,
+) -> None:
+    rules = RuleBook(sqlite_platform.ports, hospital_memory=2)
+    for hospital_id in ("h-a", "h-b", "h-c"):
+        assert await rules.for_hospital(hospital_id) == await rules.region()
+    assert rules.remembered_hospitals == 2

@@ -10,7 +10,7 @@ from datetime import date, timedelta
 
 from guahao.bootstrap import Platform
 from guahao.platform.hospitals import HospitalGrade
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.schedules import DepartmentSpec, DoctorSpec, HospitalSpec
 from guahao.search.query import SearchFilters, SearchQuery, SearchResult
 from tests.fixtures.platforms import (

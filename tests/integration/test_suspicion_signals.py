@@ -122,7 +122,7 @@ async def test_cancel_rebook_within_seconds_by_an_unrelated_account_is_a_signal(
     assert signal.score == 1
     # the same events delivered again record nothing new
     detector = SuspicionDetector(platform.ports)
-    platform.dispatcher.subscribe("booking.", detector, name="again")
+    platform.dispatcher.subscribe("booking.", detector, name="again", starts_at="beginning")
     await deliver(platform)
     assert len(await signals(platform, "cancel_rebook")) == 1
 
@@ -139,7 +139,9 @@ async def test_one_account_booking_for_many_persons_is_a_signal(sqlite_platform:
     async def source() -> SuspicionRules:
         return rules
 
-    platform.dispatcher.subscribe("booking.", SuspicionDetector(platform.ports, source), name="t")
+    platform.dispatcher.subscribe(
+        "booking.", SuspicionDetector(platform.ports, source), name="t", starts_at="beginning"
+    )
     slots = await publish_clinic(platform, clinic(MODE, units=4))
     manual_clock(platform).set(at_local(SESSION_DAY - timedelta(days=3), 9))
     account = await new_account(platform)

@@ -40,6 +40,12 @@ at worst a freed unit is offered a quarter of a second later to this worker's ca
 GRANTED_MEMORY = 100_000
 """How many recently granted replay records a worker remembers (see ``_granted``)."""
 
+REFUSAL_MEMORY = 100_000
+"""How many slots' refusals a worker remembers (see ``_refusals``); past it the oldest
+remembered is dropped and that slot's next attempt asks Redis. A not-yet-released answer
+holds until the release, days ahead, and is dropped only when asked again after that: without
+a bound every slot a worker ever refused would stay in its memory."""
+
 DEFAULT_REPLAY_TTL_MS = 24 * 60 * 60 * 1000
 """How long a hold's first answer is kept for a repeated idempotency key."""
 
@@ -78,13 +84,15 @@ class RedisInventory:
         *,
         replay_ttl_ms: int = DEFAULT_REPLAY_TTL_MS,
         pipeline_batch: int = 256,
+        refusal_memory: int = REFUSAL_MEMORY,
     ) -> None:
         self._redis = redis
         self._pipeline = AutoPipeline(redis, max_batch=pipeline_batch)
         # slot id -> (refusal code, caller time until which the same refusal holds). At a
         # release surge most attempts hit sold-out or not-yet-released slots; answering
         # repeats here keeps Redis and this worker's event loop for the attempts that can win.
-        self._refusals: dict[str, tuple[str, int]] = {}
+        self._refusals: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._refusal_memory = refusal_memory
         # Replay records of holds this worker granted: a repeated request must get its hold
         # back, never a remembered refusal. (A repeat reaching another worker is answered
         # there by Redis once that worker's remembered refusal lapses, within
@@ -374,11 +382,23 @@ class RedisInventory:
     def _remember_refusal(self, slot_id: str, reply: Sequence[Any], now_ms: int) -> None:
         code = _text(reply[1])
         if code == "SLOT_NOT_RELEASED":
-            self._refusals[slot_id] = (code, int(reply[2]))
+            until = int(reply[2])
         elif code == "SLOT_SOLD_OUT":
             next_free = int(reply[2])
             horizon = now_ms + REFUSAL_HINT_MS
-            self._refusals[slot_id] = (code, horizon if next_free < 0 else min(next_free, horizon))
+            until = horizon if next_free < 0 else min(next_free, horizon)
+        else:
+            return
+        self._refusals[slot_id] = (code, until)
+        self._refusals.move_to_end(slot_id)
+        while len(self._refusals) > self._refusal_memory:
+            self._refusals.popitem(last=False)
+
+    @property
+    def remembered_refusals(self) -> int:
+        """How many slots' refusals this worker answers locally (bounded by
+        ``refusal_memory``)."""
+        return len(self._refusals)
 
     def _forget_refusal(self, slot_id: str) -> None:
         """Something this worker did may change the slot's answer: ask Redis next time."""

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from guahao.platform.bookings import LIVE_WITH_PATIENT, BookingStatus
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     AddOnUnitRow,
     BookingRow,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BlacklistAppealRow,
     BlacklistEntryRow,

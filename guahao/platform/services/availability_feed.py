@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import redis.asyncio as aioredis
 
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 
 __all__ = ["CHANNEL", "AvailabilityFeed"]
 

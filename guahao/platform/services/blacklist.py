@@ -27,7 +27,7 @@ from sqlalchemy import select
 from guahao.platform.error_codes import refuse
 from guahao.platform.identity_documents import validate_document
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BlacklistAppealRow,
     BlacklistEntryRow,

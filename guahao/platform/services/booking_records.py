@@ -108,6 +108,7 @@ class BookingRecords:
         Concurrent misses of one slot share a single read: at release time the whole crowd
         arrives on a cold cache together, and must not each query SQL.
         """
+        await self._p.slot_facts.refresh()  # other processes' policy changes, once a second
         facts = self._p.slot_facts.get(slot_id)
         if facts is not None:
             return facts
@@ -125,6 +126,7 @@ class BookingRecords:
         return await asyncio.shield(loading)
 
     async def _load_slot_facts(self, slot_id: str) -> SlotFacts:
+        generation = self._p.slot_facts.generation
         async with self._p.sessions() as session:
             found = (
                 await session.execute(
@@ -147,7 +149,7 @@ class BookingRecords:
             ends_at=slot.ends_at,
             fee_cents=sess.fee_cents,
         )
-        self._p.slot_facts.put(facts)
+        self._p.slot_facts.put(facts, generation)
         return facts
 
     async def schedule(

@@ -26,7 +26,7 @@ from guahao.platform.error_codes import error, refuse
 from guahao.platform.errors import ConflictError, GuahaoError
 from guahao.platform.hospitals import PaymentChannel
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     PatientRow,

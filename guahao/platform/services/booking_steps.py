@@ -31,7 +31,7 @@ from guahao.platform.error_codes import refuse
 from guahao.platform.errors import ConflictError
 from guahao.platform.hospitals import PaymentChannel
 from guahao.platform.ids import new_order_no
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     PaymentNotificationRow,

@@ -27,7 +27,7 @@ from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import FilingMode, HospitalPolicies
 from guahao.platform.identity_documents import validate_document
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import OutboxEvent, record_event
+from guahao.platform.persistence.outbox import OutboxEvent, record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     HospitalRow,

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from guahao.platform.bookings import BookingStatus
 from guahao.platform.error_codes import refuse
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import BookingRow, HospitalRow
 from guahao.platform.services.audit import record_audit
 from guahao.platform.services.rule_book import RuleBook

@@ -18,7 +18,7 @@ from guahao.platform.bookings import Booking, BookingStatus
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
 from guahao.platform.errors import GuahaoError
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     SessionRow,

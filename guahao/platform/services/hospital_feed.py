@@ -21,8 +21,8 @@ from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
 from guahao.platform.errors import GuahaoError
 from guahao.platform.hospitals import HospitalGrade, HospitalPolicies
-from guahao.platform.outbox import record_event
 from guahao.platform.persistence.connector_tables import BookingFilingRow
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     DoctorRow,

@@ -29,7 +29,7 @@ from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.ids import new_id
 from guahao.platform.lottery import LotteryRules, lottery_rules_of
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     HospitalRow,

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.errors import GuahaoError
 from guahao.platform.lottery import LotteryRules, draw_order, lottery_rules_of, new_seed
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     LotteryEntryRow,

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import NotificationRow
 from guahao.platform.services.runtime import Ports
 

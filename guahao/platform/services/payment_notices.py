@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from guahao.platform.bookings import Booking, BookingStatus
 from guahao.platform.error_codes import refuse
 from guahao.platform.errors import ConflictError
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     PaymentNotificationRow,

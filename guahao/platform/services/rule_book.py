@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     HospitalRow,
     HospitalRuleOverrideRow,
@@ -39,6 +40,13 @@ from guahao.platform.services.staff import StaffActor, StaffRole, require_role
 __all__ = ["CACHE_SECONDS", "RuleBook", "RuleVersion"]
 
 CACHE_SECONDS = 5.0
+"""How long a process serves the rules it read: a change saved by another process is in
+force everywhere at most this long after it committed (the rules are small and read once per
+interval, so they are re-read rather than versioned)."""
+
+HOSPITAL_RULES_MEMORY = 10_000
+"""How many hospitals' merged rules a process keeps; past it the oldest is dropped (a region
+has hundreds of hospitals, so this bounds only what unknown hospital ids could grow)."""
 
 
 class RuleVersion(msgspec.Struct, frozen=True, rename="camel"):
@@ -56,13 +64,19 @@ class RuleVersion(msgspec.Struct, frozen=True, rename="camel"):
 class RuleBook:
     """Reads and changes the region's rules and each hospital's overrides."""
 
-    def __init__(self, ports: Ports) -> None:
+    def __init__(self, ports: Ports, *, hospital_memory: int = HOSPITAL_RULES_MEMORY) -> None:
         self._p = ports
+        self._hospital_memory = hospital_memory
         self._region: tuple[float, int, RegionRules] | None = None
-        self._hospitals: dict[str, tuple[float, RegionRules]] = {}
+        self._hospitals: OrderedDict[str, tuple[float, RegionRules]] = OrderedDict()
         self._loading: asyncio.Future[tuple[int, RegionRules]] | None = None
         self._generation = 0
         """Bumped by ``forget``: a read that started before a change never caches its result."""
+
+    @property
+    def remembered_hospitals(self) -> int:
+        """How many hospitals' rules this process keeps (bounded by ``hospital_memory``)."""
+        return len(self._hospitals)
 
     def forget(self) -> None:
         """Drop the cache (after a change made by another process, in tests)."""
@@ -131,6 +145,9 @@ class RuleBook:
         rules = merged_for_hospital(region, allowed)
         if generation == self._generation:
             self._hospitals[hospital_id] = (time.monotonic(), rules)
+            self._hospitals.move_to_end(hospital_id)
+            while len(self._hospitals) > self._hospital_memory:
+                self._hospitals.popitem(last=False)
         return rules
 
     async def for_known_hospital(self, hospital_id: str) -> RegionRules:

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import OutboxEvent, record_event
+from guahao.platform.persistence.outbox import OutboxEvent, record_event
 from guahao.platform.persistence.tables import (
     BlacklistEntryRow,
     BookingRow,

@@ -17,7 +17,7 @@ from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     DepartmentRow,
     DoctorRow,
@@ -89,7 +89,6 @@ class SupplyService:
                 doctor.department_id = departments[doc.department_code].id
                 doctor.name, doctor.title = doc.name, doc.title.value
                 doctor.expertise, doctor.sex = doc.expertise, doc.sex
-            self._p.slot_facts.forget_hospital(hospital.id)
             record_event(
                 session,
                 "hospital.registered",
@@ -97,7 +96,11 @@ class SupplyService:
                 {"hospital_id": hospital.id, "code": spec.code},
                 self._p.clock.now(),
             )
-            return hospital.id
+            # Every process caches this hospital's policies with its slots (slot facts).
+            await self._p.slot_facts.hospital_changing(hospital.id)
+            hospital_id = hospital.id
+        await self._p.slot_facts.hospital_changed(hospital_id)
+        return hospital_id
 
     def sessions_from_roster(self, spec: HospitalSpec, days: Iterable[date]) -> list[SessionSpec]:
         """Expand the weekly roster over ``days`` into concrete sessions."""

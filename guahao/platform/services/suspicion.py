@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import OutboxEvent
+from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import BookingRow, PatientRow, SuspicionSignalRow
 from guahao.platform.services.audit import record_audit
 from guahao.platform.services.ban_records import RegionRulesBook, person_of_booking

@@ -38,7 +38,7 @@ from guahao.platform.bookings import Booking, BookingStatus
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import error
 from guahao.platform.errors import ConflictError, GuahaoError
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     PatientRow,

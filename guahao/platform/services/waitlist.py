@@ -26,7 +26,7 @@ from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import OutboxEvent, record_event
+from guahao.platform.persistence.outbox import OutboxEvent, record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     DepartmentRow,

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.bookings import BookingStatus
-from guahao.platform.outbox import OutboxEvent, record_event
+from guahao.platform.persistence.outbox import OutboxEvent, record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     HospitalRow,

@@ -31,7 +31,7 @@ from guahao.platform.bookings import BookingStatus
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.errors import SlotNotLoadedError
 from guahao.platform.ids import new_id
-from guahao.platform.outbox import record_event
+from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
     HospitalRow,

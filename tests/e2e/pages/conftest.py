@@ -58,17 +58,25 @@ async def open_site(platform: Platform, base: str, spec: HospitalSpec, *, weeks:
 
 
 @pytest.fixture
-async def site(sqlite_platform: Platform, live_server: str) -> Site:
-    """The test clinic (one doctor, Wednesday mornings, 4 units a segment), two weeks
-    published: this week's session is open, next week's is released a week before it."""
-    return await open_site(sqlite_platform, live_server, clinic(), weeks=2)
+async def platform(sqlite_platform: Platform) -> Platform:
+    """The browser tests serve the embedded default (SQLite) only: what they check is the
+    pages, and every service under them runs on both databases in the other suites; running
+    each browser journey twice would double the suite's slowest part."""
+    return sqlite_platform
 
 
 @pytest.fixture
-async def quick_hold_site(sqlite_platform: Platform, live_server: str) -> Site:
+async def site(platform: Platform, live_server: str) -> Site:
+    """The test clinic (one doctor, Wednesday mornings, 4 units a segment), two weeks
+    published: this week's session is open, next week's is released a week before it."""
+    return await open_site(platform, live_server, clinic(), weeks=2)
+
+
+@pytest.fixture
+async def quick_hold_site(platform: Platform, live_server: str) -> Site:
     """A clinic whose holds last one minute (the shortest a hospital may set)."""
     spec = clinic()
     spec = msgspec.structs.replace(
         spec, policies=msgspec.structs.replace(spec.policies, hold_minutes=1)
     )
-    return await open_site(sqlite_platform, live_server, spec)
+    return await open_site(platform, live_server, spec)

@@ -11,6 +11,15 @@ Handlers must therefore be idempotent (they receive the row id as a dedupe key).
 An outbox row is marked ``dispatched_at`` once every subscriber of this process has it (its
 cursor is past the row and the row is parked for nobody); ``attempts`` and ``last_error`` on the
 row count and describe failed deliveries, summed over subscribers.
+
+A cursor is stored under its subscription's name, so the name is declared, never derived from
+where the handler's code happens to live: moving a handler must not silently replay the whole
+outbox to it under a new name, nor leave its old cursor behind. At start (``start``) every
+subscription must find its cursor in a database that has a history, unless it is declared new
+with ``starts_at`` ("beginning": replay every event; "now": only what comes next); a fresh
+database starts them all. Cursors no subscription uses any more are reported, not deleted.
+
+This is the SQL adapter of the outbox port, beside the other persistence adapters.
 """
 
 from __future__ import annotations
@@ -19,17 +28,25 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guahao.platform.clock import Clock
 from guahao.platform.persistence.connector_tables import OutboxCursorRow, OutboxParkedRow
 from guahao.platform.persistence.tables import OutboxRow
 
-__all__ = ["OutboxDispatcher", "OutboxEvent", "record_event"]
+__all__ = [
+    "CursorReport",
+    "OutboxDispatcher",
+    "OutboxEvent",
+    "StartsAt",
+    "UnknownSubscriptionError",
+    "record_event",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +70,51 @@ class OutboxEvent(msgspec.Struct, frozen=True):
 
 
 Handler = Callable[[OutboxEvent], Awaitable[None]]
+
+StartsAt = Literal["beginning", "now"]
+"""Where a subscription declared new starts reading: the first outbox row (it replays the
+history) or the current end (it sees only events written after it joined)."""
+
+NAME_MAX_LENGTH = 200
+"""The width of ``outbox_cursors.subscriber``."""
+
+
+class UnknownSubscriptionError(RuntimeError):
+    """Subscriptions without a cursor in a database that already has a history.
+
+    Raised at platform start instead of guessing: a renamed subscriber would otherwise replay
+    every event under its new name (or silently skip them). docs/operations.md says what an
+    operator does about it.
+    """
+
+    def __init__(self, names: list[str], known: list[str]) -> None:
+        self.names = names
+        self.known = known
+        listed = ", ".join(repr(n) for n in names)
+        super().__init__(
+            f"outbox subscription(s) {listed} have no cursor in this database, which already "
+            "has outbox history. If a subscriber was renamed, move its cursor "
+            "(`guahao outbox rename OLD NEW`); if it is new, declare where it starts "
+            '(`subscribe(..., starts_at="now"|"beginning")` or `guahao outbox start NAME '
+            "--at now|beginning`). Cursors in the database: "
+            + (", ".join(repr(n) for n in known) or "none")
+        )
+
+
+class CursorReport(msgspec.Struct, frozen=True):
+    """One cursor as an operator sees it (``guahao outbox cursors``).
+
+    ``state`` is ``subscribed`` (a subscription reads it), ``unused`` (no subscription of
+    this code reads it: a retired or renamed subscriber) or ``missing`` (a subscription has
+    no cursor yet: the platform refuses to start unless it is declared new)."""
+
+    name: str
+    state: Literal["subscribed", "unused", "missing"]
+    position: int | None
+    behind: int | None
+    """Outbox rows after the cursor (not yet read by this subscriber)."""
+    parked: int
+    """Events waiting in this subscriber's retry list."""
 
 
 def record_event(
@@ -90,7 +152,8 @@ class Subscription:
     name: str
     prefix: str
     handler: Handler
-    from_start: bool
+    starts_at: StartsAt | None
+    """``None``: a deployed subscription, whose cursor the database must already hold."""
 
 
 def _event(row: OutboxRow) -> OutboxEvent:
@@ -114,6 +177,7 @@ class OutboxDispatcher:
         self._sessions = sessions
         self._clock = clock
         self._subscriptions: list[Subscription] = []
+        self._checked: set[str] = set()
 
     @property
     def subscribers(self) -> list[str]:
@@ -124,28 +188,162 @@ class OutboxDispatcher:
         topic_prefix: str,
         handler: Handler,
         *,
-        name: str | None = None,
-        from_start: bool = True,
+        name: str,
+        starts_at: StartsAt | None = None,
     ) -> str:
         """Call ``handler`` for every event whose topic starts with ``topic_prefix``.
 
-        ``name`` identifies the subscriber's cursor across restarts (default: the handler's
-        qualified name and the prefix). A new subscriber reads the outbox from its first row
-        (``from_start``) or only from what is written after it joined. Returns the name.
+        ``name`` is the subscriber's cursor in the database: keep it when the handler's code
+        moves. ``starts_at`` declares a subscription new (see ``StartsAt``); without it the
+        database must already know the name, unless it has no history at all. Once its cursor
+        exists the declaration changes nothing and may stay. Returns the name.
         """
-        if name is None:
-            owner = handler if hasattr(handler, "__qualname__") else type(handler)
-            name = f"{owner.__module__}.{owner.__qualname__}:{topic_prefix}"
-        base, n = name, 1
-        while name in self.subscribers:
-            n += 1
-            name = f"{base}#{n}"
-        self._subscriptions.append(Subscription(name, topic_prefix, handler, from_start))
+        if not name or len(name) > NAME_MAX_LENGTH:
+            raise ValueError(f"an outbox subscription needs a name of 1 to {NAME_MAX_LENGTH} chars")
+        if name in self.subscribers:
+            raise ValueError(f"outbox subscription {name!r} is already taken")
+        self._subscriptions.append(Subscription(name, topic_prefix, handler, starts_at))
         return name
+
+    async def start(self) -> list[str]:
+        """Check every subscription against the cursors in the database and open the cursors
+        of a fresh database and of subscriptions declared new; returns the unused cursors
+        (also logged as a warning).
+
+        Raises ``UnknownSubscriptionError`` naming every subscription that has no cursor in a
+        database with history and is not declared new. Several processes may start at once:
+        a cursor another process opened first is simply kept.
+        """
+        for attempt in (1, 2):
+            try:
+                return await self._start()
+            except IntegrityError:  # another process opened the same cursor first
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _start(self) -> list[str]:
+        names = self.subscribers
+        async with self._sessions() as session, session.begin():
+            known = {
+                str(name): int(position)
+                for name, position in (
+                    await session.execute(
+                        select(OutboxCursorRow.subscriber, OutboxCursorRow.position)
+                    )
+                ).all()
+            }
+            end = int(await session.scalar(select(func.coalesce(func.max(OutboxRow.id), 0))) or 0)
+            has_history = bool(known) or end > 0
+            missing = [s for s in self._subscriptions if s.name not in known]
+            unknown = [s.name for s in missing if s.starts_at is None and has_history]
+            if unknown:
+                raise UnknownSubscriptionError(unknown, sorted(known))
+            now = self._clock.now()
+            for subscription in missing:
+                start = end if subscription.starts_at == "now" else 0
+                session.add(
+                    OutboxCursorRow(subscriber=subscription.name, position=start, updated_at=now)
+                )
+                log.info("outbox cursor %r opened at %s", subscription.name, start)
+        self._checked = set(names)
+        unused = sorted(set(known) - set(names))
+        if unused:
+            log.warning(
+                "outbox cursors no subscription uses: %s (a retired or renamed subscriber; "
+                "`guahao outbox forget NAME` drops one, `guahao outbox rename` moves one)",
+                ", ".join(unused),
+            )
+        return unused
+
+    async def cursors(self) -> list[CursorReport]:
+        """Every cursor in the database and every subscription of this code, by name."""
+        async with self._sessions() as session:
+            known = {
+                str(name): int(position)
+                for name, position in (
+                    await session.execute(
+                        select(OutboxCursorRow.subscriber, OutboxCursorRow.position)
+                    )
+                ).all()
+            }
+            parked = {
+                str(name): int(count)
+                for name, count in (
+                    await session.execute(
+                        select(OutboxParkedRow.subscriber, func.count()).group_by(
+                            OutboxParkedRow.subscriber
+                        )
+                    )
+                ).all()
+            }
+            behind: dict[str, int] = {}
+            for name, position in known.items():
+                behind[name] = int(
+                    await session.scalar(
+                        select(func.count()).select_from(OutboxRow).where(OutboxRow.id > position)
+                    )
+                    or 0
+                )
+        subscribed = set(self.subscribers)
+        reports = []
+        for name in sorted(subscribed | set(known)):
+            state: Literal["subscribed", "unused", "missing"] = (
+                "missing" if name not in known else "subscribed" if name in subscribed else "unused"
+            )
+            reports.append(
+                CursorReport(
+                    name=name,
+                    state=state,
+                    position=known.get(name),
+                    behind=behind.get(name),
+                    parked=parked.get(name, 0),
+                )
+            )
+        return reports
+
+    async def open_cursor(self, subscriber: str, starts_at: StartsAt) -> int:
+        """Open a cursor by hand (an operator's decision that a subscription is new); returns
+        its position. Refuses a name that already has one."""
+        async with self._sessions() as session, session.begin():
+            if await session.get(OutboxCursorRow, subscriber) is not None:
+                raise ValueError(f"outbox cursor {subscriber!r} already exists")
+            start = 0
+            if starts_at == "now":
+                start = int(
+                    await session.scalar(select(func.coalesce(func.max(OutboxRow.id), 0))) or 0
+                )
+            session.add(
+                OutboxCursorRow(subscriber=subscriber, position=start, updated_at=self._clock.now())
+            )
+            return start
+
+    async def rename(self, old: str, new: str) -> None:
+        """Move a cursor and its retry list to a new name (a renamed subscriber keeps its
+        place instead of replaying the outbox)."""
+        if not new or len(new) > NAME_MAX_LENGTH:
+            raise ValueError(f"an outbox cursor needs a name of 1 to {NAME_MAX_LENGTH} chars")
+        async with self._sessions() as session, session.begin():
+            if await session.get(OutboxCursorRow, old) is None:
+                raise ValueError(f"there is no outbox cursor {old!r}")
+            if await session.get(OutboxCursorRow, new) is not None:
+                raise ValueError(f"outbox cursor {new!r} already exists")
+            await session.execute(
+                update(OutboxCursorRow)
+                .where(OutboxCursorRow.subscriber == old)
+                .values(subscriber=new, updated_at=self._clock.now())
+            )
+            await session.execute(
+                update(OutboxParkedRow)
+                .where(OutboxParkedRow.subscriber == old)
+                .values(subscriber=new)
+            )
 
     async def dispatch_pending(self, limit: int = 200) -> int:
         """One round for every subscriber; returns how many outbox rows became fully
-        delivered in it."""
+        delivered in it. Subscriptions added since ``start`` are checked first."""
+        if set(self.subscribers) - self._checked:
+            await self.start()
         for subscription in self._subscriptions:
             await self._round(subscription, limit)
         return await self._mark_dispatched(limit)
@@ -160,20 +358,13 @@ class OutboxDispatcher:
             )
             return list(rows.all())
 
-    async def _cursor(self, session: AsyncSession, subscription: Subscription) -> int:
+    async def _cursor(self, session: AsyncSession, subscription: Subscription) -> int | None:
         found = await session.get(OutboxCursorRow, subscription.name)
-        if found is not None:
-            return int(found.position)
-        start = 0
-        if not subscription.from_start:
-            start = int(await session.scalar(select(func.coalesce(func.max(OutboxRow.id), 0))) or 0)
-        session.add(
-            OutboxCursorRow(
-                subscriber=subscription.name, position=start, updated_at=self._clock.now()
-            )
-        )
-        await session.commit()
-        return start
+        if found is None:  # dropped while running (``forget``): the next ``start`` decides
+            self._checked.discard(subscription.name)
+            log.error("outbox cursor %r vanished; its subscriber waits", subscription.name)
+            return None
+        return int(found.position)
 
     async def _deliver(self, subscription: Subscription, row: OutboxRow) -> BaseException | None:
         if not row.topic.startswith(subscription.prefix):
@@ -209,6 +400,8 @@ class OutboxDispatcher:
         blocked: set[str] = set()
         async with self._sessions() as session:
             position = await self._cursor(session, subscription)
+            if position is None:
+                return
             # 1. the retry list, oldest first; one failure blocks the rest of its aggregate
             waiting = (
                 await session.execute(
