@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from guahao.search.documents import GRADE_RANK, SearchDocument
+from guahao.search.normalisation import normalise
 
 __all__ = ["CATEGORIES", "DAYS", "Columns", "Interned"]
 
@@ -85,7 +86,7 @@ class Columns:
                 new[: old.shape[0]] = old
                 setattr(self, attribute, new)
         latin = [k for k in keys if k.isascii()]
-        self._name_text[code] = name.lower()
+        self._name_text[code] = normalise(name)
         self._name_full[code] = latin[0] if latin else ""
         self._name_init[code] = latin[1] if len(latin) > 1 else ""
         return code

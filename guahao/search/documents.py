@@ -14,6 +14,7 @@ from typing import Literal
 import msgspec
 
 from guahao.platform.reference.catalog import load_catalog
+from guahao.search.hospital_names import english_names, short_names
 from guahao.search.tokens import TextAnalyzer
 
 __all__ = [
@@ -84,6 +85,9 @@ class SearchDocument(msgspec.Struct, frozen=True, kw_only=True):
     expertise: str = ""
     address: str = ""
     aliases: tuple[str, ...] = ()
+    short_names: tuple[str, ...] = ()
+    """A hospital's generated short names (``hospital_names.short_names``) beyond the
+    aliases it registered; searchable like aliases, never shown."""
     name_keys: tuple[str, ...] = ()
     """The name as typed exactly: itself, its pinyin, its initials."""
     alias_keys: tuple[str, ...] = ()
@@ -156,6 +160,9 @@ class DocumentBuilder:
         aliases: tuple[str, ...],
         availability: Availability,
     ) -> SearchDocument:
+        shorts = tuple(
+            n for n in short_names(name, address=address, district=district) if n not in aliases
+        )
         return SearchDocument(
             id=f"hospital:{hospital_id}",
             kind="hospital",
@@ -167,10 +174,11 @@ class DocumentBuilder:
             district=district,
             address=address,
             aliases=aliases,
+            short_names=shorts,
             name_keys=tuple(self.analyzer.keys(name)),
-            alias_keys=tuple(k for v in aliases for k in self.analyzer.keys(v)),
+            alias_keys=tuple(k for v in (*aliases, *shorts) for k in self.analyzer.keys(v)),
             tokens_name=self._tokens([name]),
-            tokens_alias=self._tokens(list(aliases)),
+            tokens_alias=self._tokens([*aliases, *shorts, *english_names(name)]),
             tokens_context=self._tokens([GRADE_LABELS.get(grade, ""), district, address]),
             availability=availability,
         )
@@ -205,7 +213,9 @@ class DocumentBuilder:
             alias_keys=tuple(k for v in aliases for k in self.analyzer.keys(v)),
             tokens_name=self._tokens([name]),
             tokens_alias=self._tokens([*aliases, *catalog_names]),
-            tokens_context=self._tokens([hospital.name, *hospital.aliases, hospital.district]),
+            tokens_context=self._tokens(
+                [hospital.name, *hospital.aliases, *hospital.short_names, hospital.district]
+            ),
             tokens_codes=" ".join(
                 [
                     _code_tokens(catalog_code),

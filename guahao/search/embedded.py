@@ -428,6 +428,10 @@ class _Index:
         columns (vectorised), and only the page's bodies are read back."""
         corrections: dict[str, list[str]] = {}
         for term in request.terms:
+            if term.english:  # read as English; a mistyped English word says what it was read as
+                if term.english != term.text:
+                    corrections[term.text] = [term.english]
+                continue
             if term.latin and len(term.text) >= _Vocabulary.MIN_TYPO_LENGTH:
                 found = self.vocabulary().corrections(term.text)
                 if found:

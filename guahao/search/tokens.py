@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from pypinyin import lazy_pinyin, load_phrases_dict
 
+from guahao.search.normalisation import normalise
 from guahao.search.vocabulary import Vocabulary, load_vocabulary
 
 __all__ = [
@@ -221,7 +222,7 @@ class TextAnalyzer:
         """Index tokens of free text (names of places, departments, expertise)."""
         tokens: list[str] = []
         for value in values:
-            for phrase in _PHRASE_BREAK.split(value):
+            for phrase in _PHRASE_BREAK.split(normalise(value)):
                 if phrase:
                     tokens.extend(self._phrase_tokens(phrase))
         return tokens
@@ -229,7 +230,7 @@ class TextAnalyzer:
     def person_name_tokens(self, name: str) -> list[str]:
         """Index tokens of a person's name: characters, syllables with the surname's reading,
         the whole name and the given name run together, and the initials."""
-        runs = _SCRIPT_RUN.findall(name.lower())
+        runs = _SCRIPT_RUN.findall(normalise(name))
         tokens: list[str] = []
         all_syllables: list[str] = []
         for index, run in enumerate(runs):
@@ -262,7 +263,7 @@ class TextAnalyzer:
         >>> TextAnalyzer().keys("心内科")
         ['心内科', 'xinneike', 'xnk']
         """
-        lowered = value.lower().strip()
+        lowered = normalise(value)
         runs = _SCRIPT_RUN.findall(lowered)
         syllables: list[str] = []
         for index, run in enumerate(runs):
