@@ -248,8 +248,29 @@ _ENGLISH_CHILD_WORDS = frozenset(
 )
 PEDIATRICS = "07"
 """The catalog's 儿科: a symptom of a child is seen there first."""
+_CHILD_SUBJECTS = ("07", "08", "09")
+"""儿科, 小儿外科, 儿童保健科."""
 
 _CJK_RUN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
+
+
+_LEADING = ("我想挂", "我要挂", "我想看", "我要看", "想挂", "要挂", "挂号", "我想", "我要", "挂", "找")
+_TRAILING = ("的医生", "医生", "大夫", "专家", "挂号", "看病", "的号", "号")
+"""Words around what is looked for (挂骨科, 骨科医生) that jieba may keep inside one word."""
+
+
+def _trimmed(run: str) -> str:
+    """``run`` without the request words around it, when something of two characters remains.
+
+    >>> _trimmed("骨科医生"), _trimmed("挂眼科的号"), _trimmed("医生")
+    ('骨科', '眼科', '医生')
+    """
+    for affixes, cut in ((_LEADING, str.removeprefix), (_TRAILING, str.removesuffix)):
+        for affix in affixes:
+            if len(run) - len(affix) >= 2 and cut(run, affix) != run:
+                run = cut(run, affix)
+                break
+    return run
 
 
 def _chinese_words(run: str, analyzer: TextAnalyzer) -> list[str]:
@@ -267,14 +288,24 @@ class _Planner:
         self.vocabulary = analyzer.vocabulary
         self.english = reader_for(analyzer.vocabulary)
         words = set(english_words(text))
-        self.child = any(w in text for w in _CHILD_WORDS) or bool(words & _ENGLISH_CHILD_WORDS)
+        # 婴儿 in 试管婴儿 is no child: look for children outside the complaints' own words.
+        rest = text
+        for rule in self.vocabulary.symptoms_in(text):
+            for term in rule.terms:
+                rest = rest.replace(term, " ")
+        self.child = any(w in rest for w in _CHILD_WORDS) or bool(words & _ENGLISH_CHILD_WORDS)
         self.terms: list[QueryTerm] = []
         self.rules: list[SymptomRule] = []
 
     def _codes(self, codes: tuple[str, ...]) -> tuple[str, ...]:
-        if self.child and not any(catalog_covers(PEDIATRICS, c) for c in codes):
-            return tuple(dict.fromkeys((PEDIATRICS, *codes)))
-        return codes
+        """For a child, children's departments first: those the guidance names (儿童保健科
+        for a vaccination), else pediatrics."""
+        if not self.child:
+            return codes
+        young = [c for c in codes if c[:2] in _CHILD_SUBJECTS]
+        if young:
+            return tuple(dict.fromkeys((*young, *codes)))
+        return tuple(dict.fromkeys((PEDIATRICS, *codes)))
 
     def _advise(self, found: list[SymptomRule], codes: tuple[str, ...]) -> None:
         for rule in found:
@@ -292,10 +323,22 @@ class _Planner:
         )
 
     def chinese(self, run: str, *, alone: bool) -> None:
-        """A run of Chinese characters: department words stay departments; a sentence is
+        """A run of Chinese characters: names the platform or the vocabulary knows stay whole;
+        a short run of several words (二院眼科, 骨科医生) is read word by word; a sentence is
         read for complaints first, and what remains of it kept only where it says something
         (a hospital, a department, a name)."""
         vocabulary = self.vocabulary
+        run = _trimmed(run)
+        if vocabulary.groups_of(run) or self.analyzer.knows(run):
+            self.plain(run)
+            return
+        if 2 < len(run) <= 4 and not vocabulary.symptoms_in(run):
+            words = self.analyzer.words(run)
+            if len(words) > 1 and all(len(w) > 1 for w in words):
+                kept = [w for w in words if not self._filler(w)] or words
+                for word in kept:
+                    self.word(word, alone=len(kept) == 1 and alone)
+                return
         if vocabulary.is_department_word(run):
             self.plain(run)
             return
@@ -317,16 +360,21 @@ class _Planner:
                             self.plain(word)
                 return
         for word in _chinese_words(run, self.analyzer):
-            found = [] if vocabulary.is_department_word(word) else vocabulary.symptoms_in(word)
-            if not found:
-                if self._filler(word) and not alone:
-                    continue  # fillers; a child's age steers triage instead
-                self.plain(word)
-                continue
-            codes = self._codes(tuple(dict.fromkeys(c for r in found for c in r.catalog_codes)))
-            self._advise(found, codes)
-            symptom = next(t for t in found[0].terms if t in word)
-            self.terms.append(QueryTerm(text=word, phrases=(symptom,), catalog_codes=codes))
+            self.word(word, alone=alone)
+
+    def word(self, word: str, *, alone: bool) -> None:
+        """One Chinese word: a complaint (with guidance), a filler, or searched as it is."""
+        vocabulary = self.vocabulary
+        found = [] if vocabulary.is_department_word(word) else vocabulary.symptoms_in(word)
+        if not found:
+            if self._filler(word) and not alone:
+                return  # fillers; a child's age steers triage instead
+            self.plain(word)
+            return
+        codes = self._codes(tuple(dict.fromkeys(c for r in found for c in r.catalog_codes)))
+        self._advise(found, codes)
+        symptom = next(t for t in found[0].terms if t in word)
+        self.terms.append(QueryTerm(text=word, phrases=(symptom,), catalog_codes=codes))
 
     def _filler(self, word: str) -> bool:
         return word in _STOP_WORDS or (self.child and word in _CHILD_WORDS)

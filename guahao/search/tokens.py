@@ -155,6 +155,11 @@ class TextAnalyzer:
             self._extra_words.add(word)
         self._phrase_tokens.cache_clear()
 
+    def knows(self, word: str) -> bool:
+        """Whether the platform taught ``word`` as a name (a hospital, an alias, a department
+        name): such a query is searched whole, not cut into words."""
+        return word in self._extra_words
+
     def _word_starts(self, run: str) -> list[int]:
         """Where words begin in a run, including the words inside a long one: a hospital
         name taught as one word (澜江市第一人民医院) must still be found from 人民 or 医院."""
