@@ -64,6 +64,7 @@ class Columns:
         self.catalog = Interned()
         self.title = Interned()
         self.hospital = Interned()
+        self.department = Interned()
         self.name = Interned()  # (name, name keys)
         self.aliases = Interned()  # alias keys
         self.exact_name: dict[str, set[int]] = {}
@@ -107,6 +108,7 @@ class Columns:
         self.parent_of = widen(get("parent_of"), (size,), np.int32)
         self.title_of = widen(get("title_of"), (size,), np.int32)
         self.hospital_of = widen(get("hospital_of"), (size,), np.int32)
+        self.department_of = widen(get("department_of"), (size,), np.int32)
         self.name_of = widen(get("name_of"), (size,), np.int32)
         self.aliases_of = widen(get("aliases_of"), (size,), np.int32)
         self.kind_rank = widen(get("kind_rank"), (size,), np.int32)
@@ -129,6 +131,7 @@ class Columns:
         self.parent_of[rowid] = self.catalog(code[:2] if "." in code else code)
         self.title_of[rowid] = self.title(doc.title)
         self.hospital_of[rowid] = self.hospital(doc.hospital_id)
+        self.department_of[rowid] = self.department(doc.department_id)
         self.name_of[rowid] = self._intern_name(doc.name, doc.name_keys)
         self.aliases_of[rowid] = self.aliases(doc.alias_keys)
         self.kind_rank[rowid] = _KIND_RANK[doc.kind]
@@ -168,6 +171,33 @@ class Columns:
         rows = rows[rows < self._size]
         kept: IntArray = rows[self.alive[rows]]
         return kept
+
+    def inherit(self, own: IntArray, parents: IntArray) -> IntArray:
+        """``own`` with what ``parents`` pass on: a matching hospital its departments and
+        doctors, a matching department its doctors (the embedded index stores the names of
+        a doctor's department and hospital once, on them). Both arrays are live rowids."""
+        if parents.shape[0] == 0:
+            return own
+        kinds = self.kind_of[parents]
+        hospital_kind = self.kind.code.get("hospital", -1)
+        department_kind = self.kind.code.get("department", -1)
+        hospitals = self.hospital_of[parents[kinds == hospital_kind]]
+        departments = self.department_of[parents[kinds == department_kind]]
+        size = self._size
+        wanted = np.zeros(size, dtype=np.bool_)
+        if hospitals.shape[0]:
+            on = np.zeros(len(self.hospital.values), dtype=np.bool_)
+            on[hospitals] = True
+            wanted |= on[self.hospital_of[:size]] & (self.kind_of[:size] != hospital_kind)
+        if departments.shape[0]:
+            on = np.zeros(len(self.department.values), dtype=np.bool_)
+            on[departments] = True
+            on[0] = False  # hospitals belong to no department
+            wanted |= on[self.department_of[:size]]
+        wanted &= self.alive[:size]
+        wanted[own[own < size]] = True
+        found: IntArray = np.flatnonzero(wanted).astype(np.int32)
+        return found
 
     def among(self, rows: IntArray, column: IntArray, codes: Sequence[int]) -> IntArray:
         kept: IntArray = rows[np.isin(column[rows], np.asarray(codes, dtype=np.int32))]

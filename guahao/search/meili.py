@@ -100,6 +100,7 @@ def index_settings(vocabulary: Vocabulary) -> dict[str, Any]:
             "district",
             "expertise",
             "tokensContext",
+            "tokensParents",
             "tokensCodes",
         ],
         "filterableAttributes": [
@@ -148,6 +149,7 @@ def meili_document(doc: SearchDocument) -> dict[str, Any]:
         "tokensName": doc.tokens_name,
         "tokensAlias": doc.tokens_alias,
         "tokensContext": doc.tokens_context,
+        "tokensParents": doc.tokens_parents,
         "tokensCodes": doc.tokens_codes,
         "hospitalId": doc.hospital_id,
         "departmentId": doc.department_id,
