@@ -51,7 +51,7 @@ class AvailabilityCell(msgspec.Struct, frozen=True, array_like=True):
     free: int
 
 
-class Availability(msgspec.Struct, frozen=True):
+class Availability(msgspec.Struct, frozen=True, omit_defaults=True):
     """A summary of bookable supply, computed from SQL and the hot pool at ``computed_at``.
 
     ``cells`` lists only dates and categories with free units; ``categories`` lists every
@@ -66,8 +66,9 @@ class Availability(msgspec.Struct, frozen=True):
     cells: tuple[AvailabilityCell, ...] = ()
 
 
-class SearchDocument(msgspec.Struct, frozen=True, kw_only=True):
-    """One searchable entity. ``id`` is ``<kind>:<entity id>``."""
+class SearchDocument(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One searchable entity. ``id`` is ``<kind>:<entity id>``. Empty fields are left out
+    when stored (a doctor has no aliases, address or stored tokens)."""
 
     id: str
     kind: Kind
@@ -275,7 +276,9 @@ class DocumentBuilder:
             address=hospital.address,
             name_keys=tuple(self.analyzer.keys(name, person=True)),
             tokens_name=" ".join(self.analyzer.person_name_tokens(name)),
-            tokens_context=self._tokens([TITLE_LABELS.get(title, ""), expertise]),
+            tokens_context=" ".join(
+                self.analyzer.prose_tokens([TITLE_LABELS.get(title, ""), expertise])
+            ),
             tokens_codes=department.tokens_codes,
             tokens_parents=self._tokens(parents),
             availability=availability,

@@ -35,7 +35,14 @@ from rapidfuzz.distance import Levenshtein
 from guahao.search.normalisation import normalise
 from guahao.search.vocabulary import SymptomRule, Vocabulary, load_vocabulary
 
-__all__ = ["GENERIC_WORDS", "STOP_WORDS", "EnglishReader", "EnglishReading", "english_words", "reader_for"]
+__all__ = [
+    "GENERIC_WORDS",
+    "STOP_WORDS",
+    "EnglishReader",
+    "EnglishReading",
+    "english_words",
+    "reader_for",
+]
 
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 _POSSESSIVE = re.compile(r"(?<=[a-z])'s\b")

@@ -18,7 +18,7 @@ from guahao.search.documents import Kind
 from guahao.search.english import STOP_WORDS, EnglishReading, english_words, reader_for
 from guahao.search.normalisation import normalise
 from guahao.search.tokens import TextAnalyzer, is_cjk, split_scripts
-from guahao.search.vocabulary import SymptomRule, catalog_covers
+from guahao.search.vocabulary import SymptomRule
 
 __all__ = [
     "FACETS",
@@ -254,7 +254,19 @@ _CHILD_SUBJECTS = ("07", "08", "09")
 _CJK_RUN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
 
 
-_LEADING = ("我想挂", "我要挂", "我想看", "我要看", "想挂", "要挂", "挂号", "我想", "我要", "挂", "找")
+_LEADING = (
+    "我想挂",
+    "我要挂",
+    "我想看",
+    "我要看",
+    "想挂",
+    "要挂",
+    "挂号",
+    "我想",
+    "我要",
+    "挂",
+    "找",
+)
 _TRAILING = ("的医生", "医生", "大夫", "专家", "挂号", "看病", "的号", "号")
 """Words around what is looked for (挂骨科, 骨科医生) that jieba may keep inside one word."""
 

@@ -232,6 +232,32 @@ class TextAnalyzer:
                     tokens.extend(self._phrase_tokens(phrase))
         return tokens
 
+    @lru_cache(maxsize=200_000)  # noqa: B019 - one analyzer per process; values repeat a lot
+    def _prose_tokens(self, phrase: str) -> tuple[str, ...]:
+        tokens: list[str] = []
+        for run in _SCRIPT_RUN.findall(phrase):
+            if not is_cjk(run):
+                tokens.append(run)
+                continue
+            tokens.extend(char_grams(run))
+            for word in self.words(run):
+                if len(word) > 1:
+                    syllables = self.syllables(word)
+                    tokens += ["".join(syllables), "".join(s[0] for s in syllables)]
+        return tuple(tokens)
+
+    def prose_tokens(self, values: Iterable[str]) -> list[str]:
+        """Index tokens of prose (a doctor's expertise, title): character pairs, and each
+        word's pinyin and initials (``xuanyun``/``xy`` for 眩晕). Not every syllable, nor the
+        rest of the phrase run together as names get: nobody types a whole sentence in
+        pinyin, and those tokens were a third of the index."""
+        tokens: list[str] = []
+        for value in values:
+            for phrase in _PHRASE_BREAK.split(normalise(value)):
+                if phrase:
+                    tokens.extend(self._prose_tokens(phrase))
+        return tokens
+
     def person_name_tokens(self, name: str) -> list[str]:
         """Index tokens of a person's name: characters, syllables with the surname's reading,
         the whole name and the given name run together, and the initials."""
