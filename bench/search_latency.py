@@ -14,6 +14,7 @@ for LIKE the page of 20 and its count. Prints p50/p95 per query class and writes
 
     .venv/bin/python bench/search_latency.py               # 100 000 doctors
     .venv/bin/python bench/search_latency.py --doctors 20000 --rounds 3
+    .venv/bin/python bench/search_latency.py --busy 2      # beside two busy-loop processes
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -234,6 +236,43 @@ def queries(region: Region, rng: random.Random) -> dict[str, list[tuple[str, dic
             (q, {}) for q in ("头痛", "发烧", "胸闷", "咳嗽", "牙疼", "宝宝咳嗽", "我最近总是失眠")
         ],
         "typo": [(q, {}) for q in ("xinneikr", "shenjngneike", "erbiyanhoke", "pifuek")],
+        "lay words": [
+            (q, {})
+            for q in (
+                "拔牙",
+                "打疫苗",
+                "体检",
+                "皮肤痒",
+                "眼睛红",
+                "孩子要打疫苗",
+                "我想洗牙",
+                "落枕",
+            )
+        ],
+        "traditional": [
+            (q, {}) for q in ("皮膚科", "心臟內科", "兒科", "眼睛紅", "頭痛", "醫院", "神經內科")
+        ],
+        "full-width": [
+            (q, {}) for q in ("ＸＮＫ", "ｘｉｎｎｅｉｋｅ", "ＥＫ", "ＷＡＮＧ", "ｐｆｋ")
+        ],
+        "english": [
+            (q, {})
+            for q in (
+                "cardiology",
+                "dermatology",
+                "pediatrics",
+                "ENT",
+                "internal medicine",
+                "dentist",
+                "eye doctor",
+                "my kid has a fever",
+                "cardiolgy",
+                "hospital",
+            )
+        ],
+        "hospital short": [
+            (q, {}) for q in ("一院", "三院", "朝阳三院", "第二医院", "澜江一院", "三院 心内科")
+        ],
         "filtered": [
             ("心内科", {"district": ("朝阳区",), "within_days": 3}),
             (
@@ -249,6 +288,12 @@ def queries(region: Region, rng: random.Random) -> dict[str, list[tuple[str, dic
             ("xnk", {"on_date": TODAY + timedelta(days=2)}),
         ],
     }
+
+
+def _spin(until: float) -> None:
+    """A CPU load for ``--busy``: a loop that stops by itself within the hour."""
+    while time.time() < until:
+        pass
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -272,6 +317,12 @@ def main() -> None:
     )
     parser.add_argument("--doctors", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=5, help="repeats of every query")
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="busy-loop processes to run beside the queries (a CPU load; they stop with it)",
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="guahao-search-bench-"))
@@ -294,6 +345,18 @@ def main() -> None:
         f" index {index_file.stat().st_size / 1e6:.0f} MB"
     )
 
+    load: list[multiprocessing.Process] = []
+    for _ in range(args.busy):
+        spinner = multiprocessing.Process(target=_spin, args=(time.time() + 3600,), daemon=True)
+        spinner.start()
+        load.append(spinner)
+    if load:
+        time.sleep(5)  # let the load average feel them
+    load_before = os.getloadavg()
+    print(
+        f"busy-loop processes beside the queries: {args.busy};"
+        f" load average before the queries: {load_before[0]:.2f}"
+    )
     rng = random.Random(11)
     analyzer = builder.analyzer
     results: dict[str, Any] = {}
@@ -362,6 +425,13 @@ def main() -> None:
         f"{'all':<16}{'':>4}  {e50:>12.2f} {e95:>7.2f}  {l50:>9.2f} {l95:>7.2f}  {l95 / e95:>8.1f}x"
     )
     print(f"target: embedded p95 <= 10 ms -> {'met' if e95 <= 10 else 'NOT met'} ({e95:.2f} ms)")
+    load_after = os.getloadavg()
+    for spinner in load:
+        spinner.terminate()
+        spinner.join()
+    print(
+        f"load average after the queries: {load_after[0]:.2f} (1 min), {load_after[1]:.2f} (5 min)"
+    )
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -372,6 +442,9 @@ def main() -> None:
         "index_mb": index_file.stat().st_size / 1e6,
         "index_seconds": t_index,
         "cpu_count": os.cpu_count(),
+        "busy_processes": args.busy,
+        "load_average_before": load_before,
+        "load_average_after": load_after,
         "classes": results,
         "all": {
             "embedded_p50_ms": e50,

@@ -70,6 +70,8 @@ class Columns:
         self.exact_name: dict[str, set[int]] = {}
         self.exact_alias: dict[str, set[int]] = {}
         self._keys: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._inheritable: dict[int, tuple[str, tuple[str, ...]]] = {}
+        """A hospital's names (joined) and their pinyin tokens: what it passes on."""
         # Each interned name's text, full pinyin and initials, for vectorised matching.
         self._name_text = np.zeros(1024, dtype="<U64")
         self._name_full = np.zeros(1024, dtype="<U64")
@@ -150,12 +152,20 @@ class Columns:
         for key in doc.alias_keys:
             self.exact_alias.setdefault(key, set()).add(rowid)
         self._keys[rowid] = (doc.name_keys, doc.alias_keys)
+        if doc.kind == "hospital":
+            names = (doc.name, *doc.aliases, *doc.short_names, doc.district)
+            latin = f"{doc.tokens_name} {doc.tokens_alias}".split()
+            self._inheritable[rowid] = (
+                "|".join(normalise(n) for n in names),
+                tuple(dict.fromkeys(t for t in latin if t.isascii())),
+            )
 
     def drop(self, rowid: int) -> None:
         if rowid >= self._size or not self.alive[rowid]:
             return
         self.alive[rowid] = False
         name_keys, alias_keys = self._keys.pop(rowid, ((), ()))
+        self._inheritable.pop(rowid, None)
         for key in name_keys:
             self.exact_name.get(key, set()).discard(rowid)
         for key in alias_keys:
@@ -171,6 +181,24 @@ class Columns:
         rows = rows[rows < self._size]
         kept: IntArray = rows[self.alive[rows]]
         return kept
+
+    def named(self, hospitals: IntArray, needles: Sequence[str]) -> IntArray:
+        """The hospitals among ``hospitals`` whose names (not address, grade or English
+        type) hold a needle: Chinese as a run of characters, Latin as a token's prefix."""
+        kept = []
+        for rowid in hospitals.tolist():
+            text, latin = self._inheritable.get(rowid, ("", ()))
+            for needle in needles:
+                if needle.isascii():
+                    if any(t.startswith(needle) for t in latin):
+                        break
+                elif needle.replace(" ", "") in text:
+                    break
+            else:
+                continue
+            kept.append(rowid)
+        found: IntArray = np.asarray(kept, dtype=np.int32)
+        return found
 
     def inherit(self, own: IntArray, parents: IntArray) -> IntArray:
         """``own`` with what ``parents`` pass on: a matching hospital its departments and

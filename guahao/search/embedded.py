@@ -96,9 +96,6 @@ rebuild and are skipped, as every match is checked against the live columns."""
 
 _KIND_RANK = {"hospital": 0, "department": 1, "doctor": 2}
 _TEXT_COLUMNS = "{name alias context}"
-_INHERITED_COLUMNS = "{name alias}"
-"""What a hospital or department passes on to its departments and doctors: its names, not
-its address, grade label or English type name (``hospital`` must not find every doctor)."""
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(SearchDocument)
 """Stored bodies are MessagePack: a fifth smaller than JSON and as fast to decode."""
@@ -119,27 +116,20 @@ def _phrase(text: str) -> str:
     return '"' + " ".join(grams) + '"' + ("*" if len(clean) == 1 else "")
 
 
-def term_match(
-    term: QueryTerm, corrections: dict[str, list[str]], columns: str = _TEXT_COLUMNS
-) -> str:
-    """The FTS5 expression of one planned term: its alternatives ORed, text searched in
-    ``columns``; codes (synonym groups, triage) only with the default columns, as doctors
-    carry their department's codes themselves.
+def term_match(term: QueryTerm, corrections: dict[str, list[str]]) -> str:
+    """The FTS5 expression of one planned term: its alternatives ORed.
 
-    >>> term_match(QueryTerm("头痛", ("头痛",), ("03.03",)), {}, "{name alias}")
-    '({name alias} : "头痛")'
+    >>> term_match(QueryTerm("头痛", ("头痛",), ("03.03",)), {})
+    '({name alias context} : "头痛" OR codes : "kc0303")'
     """
-    codes = columns == _TEXT_COLUMNS
     # A synonym group's members are found by the group's token, not a phrase each.
-    phrases = term.phrases[:1] if term.groups and codes else term.phrases
-    alternatives = [f"{columns} : {_phrase(p)}" for p in phrases]
-    if codes:
-        alternatives += [f'codes : "{synonym_token(g)}"' for g in term.groups]
+    phrases = term.phrases[:1] if term.groups else term.phrases
+    alternatives = [f"{_TEXT_COLUMNS} : {_phrase(p)}" for p in phrases]
+    alternatives += [f'codes : "{synonym_token(g)}"' for g in term.groups]
     if term.latin:  # a whole-token match scores on top of the prefix match
-        alternatives.append(f'{columns} : "{term.text}"')
-    alternatives += [f"{columns} : {_phrase(c)}" for c in corrections.get(term.text, [])]
-    if codes:
-        alternatives += [f'codes : "kc{c.replace(".", "")}"' for c in term.catalog_codes]
+        alternatives.append(f'{_TEXT_COLUMNS} : "{term.text}"')
+    alternatives += [f"{_TEXT_COLUMNS} : {_phrase(c)}" for c in corrections.get(term.text, [])]
+    alternatives += [f'codes : "kc{c.replace(".", "")}"' for c in term.catalog_codes]
     return "(" + " OR ".join(alternatives) + ")"
 
 
@@ -179,11 +169,13 @@ def hit_of(doc: SearchDocument) -> Hit:
 
 
 def _without_tokens(doc: SearchDocument) -> SearchDocument:
-    """The stored body: the tokens live once, in the FTS table."""
+    """The stored body: the tokens live once, in the FTS table (a hospital keeps its name's
+    and aliases' tokens, which say in memory what its departments and doctors inherit)."""
+    hospital = doc.kind == "hospital"
     return msgspec.structs.replace(
         doc,
-        tokens_name="",
-        tokens_alias="",
+        tokens_name=doc.tokens_name if hospital else "",
+        tokens_alias=doc.tokens_alias if hospital else "",
         tokens_context="",
         tokens_codes="",
         tokens_parents="",
@@ -448,14 +440,18 @@ class _Index:
     def _inherited(
         self, columns: Columns, term: QueryTerm, corrections: dict[str, list[str]]
     ) -> Any:
-        """Live rowids matching one term: documents matching it themselves, and the
-        departments and doctors of hospitals and departments whose names match it."""
+        """Live rowids matching one term: documents matching it themselves, the doctors of
+        departments matching it, and the departments and doctors of hospitals whose names
+        match it (not their address, grade or English type: ``hospital`` must not find every
+        doctor). Which way a hospital matched is checked in memory, hospitals being few."""
         own = columns.live(self._match(term_match(term, corrections)))
-        parents = own[columns.kind_rank[own] < _KIND_RANK["doctor"]]
-        if parents.shape[0]:
-            named = self._match(term_match(term, corrections, _INHERITED_COLUMNS))
-            parents = parents[np.isin(parents, named)]
-        return columns.inherit(own, parents)
+        kinds = columns.kind_rank[own]
+        departments = own[kinds == _KIND_RANK["department"]]
+        hospitals = own[kinds == _KIND_RANK["hospital"]]
+        if hospitals.shape[0]:
+            needles = [*term.phrases, *corrections.get(term.text, [])]
+            hospitals = columns.named(hospitals, needles)
+        return columns.inherit(own, np.concatenate([hospitals, departments]))
 
     def count(self) -> int:
         row = self.db.execute("SELECT count(*) FROM docs").fetchone()

@@ -116,6 +116,9 @@ class Vocabulary:
             ((term, rule) for rule in symptoms for term in rule.terms),
             key=lambda pair: -len(pair[0]),
         )
+        self._terms_by_char: dict[str, list[tuple[str, SymptomRule]]] = {}
+        for term, rule in self._symptom_terms:  # longest first within each list too
+            self._terms_by_char.setdefault(term[0], []).append((term, rule))
 
     def groups_of(self, word: str) -> tuple[int, ...]:
         """The synonym groups ``word`` belongs to (their positions in the data file).
@@ -141,7 +144,12 @@ class Vocabulary:
         Longer terms are matched first, so 小儿咳嗽 is not also read as 咳嗽."""
         found: list[tuple[int, SymptomRule]] = []
         rest = text
-        for term, rule in self._symptom_terms:
+        # Only terms starting with a character of the text can occur in it.
+        candidates = sorted(
+            (pair for ch in set(text) for pair in self._terms_by_char.get(ch, ())),
+            key=lambda pair: -len(pair[0]),
+        )
+        for term, rule in candidates:
             at = rest.find(term)
             if at >= 0:
                 rest = rest.replace(term, " " * len(term))
