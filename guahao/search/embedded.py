@@ -221,14 +221,20 @@ class _Vocabulary:
         return found
 
     def corrections(self, term: str) -> list[str]:
+        """Prefixes of index tokens within one edit (two beyond six letters) of ``term``,
+        among those with its first letter: people rarely mistype the first letter of a
+        pinyin word, and keeping it divides the scan by twenty."""
         if len(term) < self.MIN_TYPO_LENGTH or self.has_prefix(term):
             return []
         budget = 1 if len(term) <= 6 else 2
         scored: dict[str, float] = {}
         for length in (len(term) - 1, len(term), len(term) + 1):
+            prefixes = self._prefixes(length)
+            first = bisect.bisect_left(prefixes, term[0])
+            end = bisect.bisect_left(prefixes, chr(ord(term[0]) + 1), first)
             for choice, distance, _ in process.extract(
                 term,
-                self._prefixes(length),
+                prefixes[first:end],
                 scorer=Levenshtein.distance,
                 score_cutoff=budget,
                 limit=5,
