@@ -70,7 +70,8 @@ class Columns:
         self.exact_name: dict[str, set[int]] = {}
         self.exact_alias: dict[str, set[int]] = {}
         self._keys: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-        self._inheritable: dict[int, tuple[str, tuple[str, ...]]] = {}
+        self._inheritable: dict[int, tuple[str, str]] = {}
+        self._joined: dict[int, str] = {}
         """A hospital's names (joined) and their pinyin tokens: what it passes on."""
         # Each interned name's text, full pinyin and initials, for vectorised matching.
         self._name_text = np.zeros(1024, dtype="<U64")
@@ -157,7 +158,7 @@ class Columns:
             latin = f"{doc.tokens_name} {doc.tokens_alias}".split()
             self._inheritable[rowid] = (
                 "|".join(normalise(n) for n in names),
-                tuple(dict.fromkeys(t for t in latin if t.isascii())),
+                "|" + "|".join(dict.fromkeys(t for t in latin if t.isascii())),
             )
 
     def drop(self, rowid: int) -> None:
@@ -185,18 +186,13 @@ class Columns:
     def named(self, hospitals: IntArray, needles: Sequence[str]) -> IntArray:
         """The hospitals among ``hospitals`` whose names (not address, grade or English
         type) hold a needle: Chinese as a run of characters, Latin as a token's prefix."""
+        latin = ["|" + n for n in needles if n.isascii()]
+        chinese = [n.replace(" ", "") for n in needles if not n.isascii()]
         kept = []
         for rowid in hospitals.tolist():
-            text, latin = self._inheritable.get(rowid, ("", ()))
-            for needle in needles:
-                if needle.isascii():
-                    if any(t.startswith(needle) for t in latin):
-                        break
-                elif needle.replace(" ", "") in text:
-                    break
-            else:
-                continue
-            kept.append(rowid)
+            text, tokens = self._inheritable.get(rowid, ("", ""))
+            if any(n in tokens for n in latin) or any(n in text for n in chinese):
+                kept.append(rowid)
         found: IntArray = np.asarray(kept, dtype=np.int32)
         return found
 
@@ -264,15 +260,27 @@ class Columns:
             out[np.isin(rows, np.fromiter(on_name, dtype=np.int32))] = 2
         return out
 
+    def _alias_joined(self, code: int) -> str:
+        joined = self._joined.get(code)
+        if joined is None:
+            joined = self._joined[code] = "|" + "|".join(self.aliases.values[code]) + "|"
+        return joined
+
     def weight(self, rows: IntArray, needles: Sequence[str]) -> IntArray:
         """4 where a needle is in the name (Chinese: a substring; Latin: a prefix of the name's
         pinyin or initials), 2 where in an alias, else 1 (it matched elsewhere)."""
         out = np.ones(rows.shape[0], dtype=np.int32)
-        alias_codes = self.aliases_of[rows]
-        for code in np.unique(alias_codes):  # few: only hospitals and departments have aliases
-            keys = self.aliases.values[int(code)]
-            if code and any(_contains(k, n) for k in keys for n in needles):
-                out[alias_codes == code] = 2
+        # Few distinct alias sets (only hospitals and departments have aliases): decide each
+        # once, on its keys joined as "|key|key|", and spread the answer with one gather.
+        codes, inverse = np.unique(self.aliases_of[rows], return_inverse=True)
+        latin = ["|" + n for n in needles if n.isascii()]
+        chinese = [n for n in needles if not n.isascii()]
+        on_alias = np.zeros(codes.shape[0], dtype=np.bool_)
+        for at, code in enumerate(codes.tolist()):
+            if code:
+                joined = self._alias_joined(code)
+                on_alias[at] = any(n in joined for n in latin) or any(n in joined for n in chinese)
+        out[on_alias[inverse]] = 2
         name_codes = self.name_of[rows]
         text = self._name_text[name_codes]
         on_name = np.zeros(rows.shape[0], dtype=np.bool_)
@@ -316,10 +324,6 @@ class Columns:
         """``rows`` sorted by ``keys`` (first key first; ties by rowid)."""
         ordered: IntArray = rows[np.lexsort([rows, *reversed(keys)])]
         return ordered
-
-
-def _contains(key: str, needle: str) -> bool:
-    return key.startswith(needle) if needle.isascii() else needle in key
 
 
 def first_day_for(today: date) -> date:
