@@ -482,7 +482,9 @@ class _Index:
         matched = None
         for term in request.terms:
             found = self._inherited(columns, term, corrections)
-            matched = found if matched is None else np.intersect1d(matched, found)
+            matched = (
+                found if matched is None else np.intersect1d(matched, found, assume_unique=True)
+            )
             if matched.shape[0] == 0:
                 break
         rows = _filtered(columns, columns.live(matched), request, self._free_on)
