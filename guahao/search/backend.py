@@ -47,7 +47,8 @@ class SearchBackend(Protocol):
         catalog_codes: Sequence[str] = (),
     ) -> list[SearchDocument]:
         """Stored documents of one kind, optionally of one hospital, department or catalog
-        codes (a subject code also selects its specialities)."""
+        codes (a subject code also selects its specialities). A backend may leave the tokens
+        out; ``upsert`` of a document without tokens keeps the ones indexed."""
         ...
 
     async def search(self, request: SearchRequest) -> SearchResult:

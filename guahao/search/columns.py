@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from guahao.search.documents import GRADE_RANK, SearchDocument
+from guahao.search.normalisation import normalise
 
 __all__ = ["CATEGORIES", "DAYS", "Columns", "Interned"]
 
@@ -63,11 +64,15 @@ class Columns:
         self.catalog = Interned()
         self.title = Interned()
         self.hospital = Interned()
+        self.department = Interned()
         self.name = Interned()  # (name, name keys)
         self.aliases = Interned()  # alias keys
         self.exact_name: dict[str, set[int]] = {}
         self.exact_alias: dict[str, set[int]] = {}
         self._keys: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        self._inheritable: dict[int, tuple[str, str]] = {}
+        self._joined: dict[int, str] = {}
+        """A hospital's names (joined) and their pinyin tokens: what it passes on."""
         # Each interned name's text, full pinyin and initials, for vectorised matching.
         self._name_text = np.zeros(1024, dtype="<U64")
         self._name_full = np.zeros(1024, dtype="<U64")
@@ -85,7 +90,7 @@ class Columns:
                 new[: old.shape[0]] = old
                 setattr(self, attribute, new)
         latin = [k for k in keys if k.isascii()]
-        self._name_text[code] = name.lower()
+        self._name_text[code] = normalise(name)
         self._name_full[code] = latin[0] if latin else ""
         self._name_init[code] = latin[1] if len(latin) > 1 else ""
         return code
@@ -106,6 +111,7 @@ class Columns:
         self.parent_of = widen(get("parent_of"), (size,), np.int32)
         self.title_of = widen(get("title_of"), (size,), np.int32)
         self.hospital_of = widen(get("hospital_of"), (size,), np.int32)
+        self.department_of = widen(get("department_of"), (size,), np.int32)
         self.name_of = widen(get("name_of"), (size,), np.int32)
         self.aliases_of = widen(get("aliases_of"), (size,), np.int32)
         self.kind_rank = widen(get("kind_rank"), (size,), np.int32)
@@ -128,6 +134,7 @@ class Columns:
         self.parent_of[rowid] = self.catalog(code[:2] if "." in code else code)
         self.title_of[rowid] = self.title(doc.title)
         self.hospital_of[rowid] = self.hospital(doc.hospital_id)
+        self.department_of[rowid] = self.department(doc.department_id)
         self.name_of[rowid] = self._intern_name(doc.name, doc.name_keys)
         self.aliases_of[rowid] = self.aliases(doc.alias_keys)
         self.kind_rank[rowid] = _KIND_RANK[doc.kind]
@@ -146,12 +153,20 @@ class Columns:
         for key in doc.alias_keys:
             self.exact_alias.setdefault(key, set()).add(rowid)
         self._keys[rowid] = (doc.name_keys, doc.alias_keys)
+        if doc.kind == "hospital":
+            names = (doc.name, *doc.aliases, *doc.short_names, doc.district)
+            latin = f"{doc.tokens_name} {doc.tokens_alias}".split()
+            self._inheritable[rowid] = (
+                "|".join(normalise(n) for n in names),
+                "|" + "|".join(dict.fromkeys(t for t in latin if t.isascii())),
+            )
 
     def drop(self, rowid: int) -> None:
         if rowid >= self._size or not self.alive[rowid]:
             return
         self.alive[rowid] = False
         name_keys, alias_keys = self._keys.pop(rowid, ((), ()))
+        self._inheritable.pop(rowid, None)
         for key in name_keys:
             self.exact_name.get(key, set()).discard(rowid)
         for key in alias_keys:
@@ -167,6 +182,46 @@ class Columns:
         rows = rows[rows < self._size]
         kept: IntArray = rows[self.alive[rows]]
         return kept
+
+    def named(self, hospitals: IntArray, needles: Sequence[str]) -> IntArray:
+        """The hospitals among ``hospitals`` whose names (not address, grade or English
+        type) hold a needle: Chinese as a run of characters, Latin as a token's prefix."""
+        latin = ["|" + n for n in needles if n.isascii()]
+        chinese = [n.replace(" ", "") for n in needles if not n.isascii()]
+        kept = []
+        for rowid in hospitals.tolist():
+            text, tokens = self._inheritable.get(rowid, ("", ""))
+            if any(n in tokens for n in latin) or any(n in text for n in chinese):
+                kept.append(rowid)
+        found: IntArray = np.asarray(kept, dtype=np.int32)
+        return found
+
+    def inherit(self, own: IntArray, parents: IntArray) -> IntArray:
+        """``own`` with what ``parents`` pass on: a matching hospital its departments and
+        doctors, a matching department its doctors (the embedded index stores the names of
+        a doctor's department and hospital once, on them). Both arrays are live rowids."""
+        if parents.shape[0] == 0:
+            return own
+        kinds = self.kind_of[parents]
+        hospital_kind = self.kind.code.get("hospital", -1)
+        department_kind = self.kind.code.get("department", -1)
+        hospitals = self.hospital_of[parents[kinds == hospital_kind]]
+        departments = self.department_of[parents[kinds == department_kind]]
+        size = self._size
+        wanted = np.zeros(size, dtype=np.bool_)
+        if hospitals.shape[0]:
+            on = np.zeros(len(self.hospital.values), dtype=np.bool_)
+            on[hospitals] = True
+            wanted |= on[self.hospital_of[:size]] & (self.kind_of[:size] != hospital_kind)
+        if departments.shape[0]:
+            on = np.zeros(len(self.department.values), dtype=np.bool_)
+            on[departments] = True
+            on[0] = False  # hospitals belong to no department
+            wanted |= on[self.department_of[:size]]
+        wanted &= self.alive[:size]
+        wanted[own[own < size]] = True
+        found: IntArray = np.flatnonzero(wanted).astype(np.int32)
+        return found
 
     def among(self, rows: IntArray, column: IntArray, codes: Sequence[int]) -> IntArray:
         kept: IntArray = rows[np.isin(column[rows], np.asarray(codes, dtype=np.int32))]
@@ -205,15 +260,27 @@ class Columns:
             out[np.isin(rows, np.fromiter(on_name, dtype=np.int32))] = 2
         return out
 
+    def _alias_joined(self, code: int) -> str:
+        joined = self._joined.get(code)
+        if joined is None:
+            joined = self._joined[code] = "|" + "|".join(self.aliases.values[code]) + "|"
+        return joined
+
     def weight(self, rows: IntArray, needles: Sequence[str]) -> IntArray:
         """4 where a needle is in the name (Chinese: a substring; Latin: a prefix of the name's
         pinyin or initials), 2 where in an alias, else 1 (it matched elsewhere)."""
         out = np.ones(rows.shape[0], dtype=np.int32)
-        alias_codes = self.aliases_of[rows]
-        for code in np.unique(alias_codes):  # few: only hospitals and departments have aliases
-            keys = self.aliases.values[int(code)]
-            if code and any(_contains(k, n) for k in keys for n in needles):
-                out[alias_codes == code] = 2
+        # Few distinct alias sets (only hospitals and departments have aliases): decide each
+        # once, on its keys joined as "|key|key|", and spread the answer with one gather.
+        codes, inverse = np.unique(self.aliases_of[rows], return_inverse=True)
+        latin = ["|" + n for n in needles if n.isascii()]
+        chinese = [n for n in needles if not n.isascii()]
+        on_alias = np.zeros(codes.shape[0], dtype=np.bool_)
+        for at, code in enumerate(codes.tolist()):
+            if code:
+                joined = self._alias_joined(code)
+                on_alias[at] = any(n in joined for n in latin) or any(n in joined for n in chinese)
+        out[on_alias[inverse]] = 2
         name_codes = self.name_of[rows]
         text = self._name_text[name_codes]
         on_name = np.zeros(rows.shape[0], dtype=np.bool_)
@@ -257,10 +324,6 @@ class Columns:
         """``rows`` sorted by ``keys`` (first key first; ties by rowid)."""
         ordered: IntArray = rows[np.lexsort([rows, *reversed(keys)])]
         return ordered
-
-
-def _contains(key: str, needle: str) -> bool:
-    return key.startswith(needle) if needle.isascii() else needle in key
 
 
 def first_day_for(today: date) -> date:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
@@ -38,7 +39,6 @@ from rapidfuzz.distance import Levenshtein
 from guahao.search.backend import Progress
 from guahao.search.columns import Columns, first_day_for
 from guahao.search.documents import (
-    GRADE_RANK,
     Kind,
     SearchDocument,
     synonym_token,
@@ -46,34 +46,28 @@ from guahao.search.documents import (
 from guahao.search.query import FacetValue, Hit, QueryTerm, SearchRequest, SearchResult
 from guahao.search.tokens import query_grams
 
-__all__ = ["EmbeddedBackend", "fts_match", "hit_of"]
+__all__ = ["SCHEMA_VERSION", "EmbeddedBackend", "fts_match", "hit_of", "term_match"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "2"
+"""Bumped when the file's layout changes: an index of another version is set aside for a new,
+empty one (``guahao serve`` rebuilds an empty index before answering)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docs (
-    rowid INTEGER PRIMARY KEY,
+    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
-    kind_rank INTEGER NOT NULL,
     hospital_id TEXT NOT NULL,
     department_id TEXT NOT NULL,
-    district TEXT NOT NULL,
-    grade TEXT NOT NULL,
-    grade_rank INTEGER NOT NULL,
     catalog_code TEXT NOT NULL,
-    catalog_parent TEXT NOT NULL,
-    title TEXT NOT NULL,
-    categories TEXT NOT NULL,
-    next_day INTEGER,
-    free_7d INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    name_keys TEXT NOT NULL,
-    alias_keys TEXT NOT NULL
+    catalog_parent TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS bodies (
     rowid INTEGER PRIMARY KEY,
     body BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS docs_kind ON docs (kind, grade_rank);
 CREATE INDEX IF NOT EXISTS docs_hospital ON docs (hospital_id, kind);
 CREATE INDEX IF NOT EXISTS docs_department ON docs (department_id, kind);
 CREATE INDEX IF NOT EXISTS docs_catalog ON docs (catalog_code);
@@ -89,16 +83,22 @@ CREATE INDEX IF NOT EXISTS cells_day ON cells (day, category, doc);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
     name, alias, context, codes,
     tokenize = 'unicode61 remove_diacritics 2',
-    prefix = '1 2 3'
+    prefix = '1 2 3',
+    content = ''
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS fts_vocab USING fts5vocab(fts, 'row');
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+"""The FTS table is contentless: it holds the inverted index only, not a second copy of
+every token (a quarter of the index's size). A document rewritten with new tokens gets a new
+rowid (never reused: AUTOINCREMENT); the old rowid's postings stay until the next full
+rebuild and are skipped, as every match is checked against the live columns."""
 
 _KIND_RANK = {"hospital": 0, "department": 1, "doctor": 2}
 _TEXT_COLUMNS = "{name alias context}"
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(SearchDocument)
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(SearchDocument)
+"""Stored bodies are MessagePack: a fifth smaller than JSON and as fast to decode."""
 _rowids = msgspec.json.Decoder(list[int])
 
 
@@ -116,24 +116,30 @@ def _phrase(text: str) -> str:
     return '"' + " ".join(grams) + '"' + ("*" if len(clean) == 1 else "")
 
 
+def term_match(term: QueryTerm, corrections: dict[str, list[str]]) -> str:
+    """The FTS5 expression of one planned term: its alternatives ORed.
+
+    >>> term_match(QueryTerm("头痛", ("头痛",), ("03.03",)), {})
+    '({name alias context} : "头痛" OR codes : "kc0303")'
+    """
+    # A synonym group's members are found by the group's token, not a phrase each.
+    phrases = term.phrases[:1] if term.groups else term.phrases
+    alternatives = [f"{_TEXT_COLUMNS} : {_phrase(p)}" for p in phrases]
+    alternatives += [f'codes : "{synonym_token(g)}"' for g in term.groups]
+    if term.latin:  # a whole-token match scores on top of the prefix match
+        alternatives.append(f'{_TEXT_COLUMNS} : "{term.text}"')
+    alternatives += [f"{_TEXT_COLUMNS} : {_phrase(c)}" for c in corrections.get(term.text, [])]
+    alternatives += [f'codes : "kc{c.replace(".", "")}"' for c in term.catalog_codes]
+    return "(" + " OR ".join(alternatives) + ")"
+
+
 def fts_match(terms: Sequence[QueryTerm], corrections: dict[str, list[str]]) -> str:
     """The FTS5 MATCH expression of planned terms: terms ANDed, alternatives ORed.
 
     >>> fts_match([QueryTerm("头痛", ("头痛",), ("03.03",))], {})
     '({name alias context} : "头痛" OR codes : "kc0303")'
     """
-    parts = []
-    for term in terms:
-        # A synonym group's members are found by the group's token, not a phrase each.
-        phrases = term.phrases[:1] if term.groups else term.phrases
-        alternatives = [f"{_TEXT_COLUMNS} : {_phrase(p)}" for p in phrases]
-        alternatives += [f'codes : "{synonym_token(g)}"' for g in term.groups]
-        if term.latin:  # a whole-token match scores on top of the prefix match
-            alternatives.append(f'{_TEXT_COLUMNS} : "{term.text}"')
-        alternatives += [f"{_TEXT_COLUMNS} : {_phrase(c)}" for c in corrections.get(term.text, [])]
-        alternatives += [f'codes : "kc{c.replace(".", "")}"' for c in term.catalog_codes]
-        parts.append("(" + " OR ".join(alternatives) + ")")
-    return " AND ".join(parts)
+    return " AND ".join(term_match(term, corrections) for term in terms)
 
 
 def hit_of(doc: SearchDocument) -> Hit:
@@ -163,9 +169,16 @@ def hit_of(doc: SearchDocument) -> Hit:
 
 
 def _without_tokens(doc: SearchDocument) -> SearchDocument:
-    """The stored body: the tokens live once, in the FTS table."""
+    """The stored body: the tokens live once, in the FTS table (a hospital keeps its name's
+    and aliases' tokens, which say in memory what its departments and doctors inherit)."""
+    hospital = doc.kind == "hospital"
     return msgspec.structs.replace(
-        doc, tokens_name="", tokens_alias="", tokens_context="", tokens_codes=""
+        doc,
+        tokens_name=doc.tokens_name if hospital else "",
+        tokens_alias=doc.tokens_alias if hospital else "",
+        tokens_context="",
+        tokens_codes="",
+        tokens_parents="",
     )
 
 
@@ -208,14 +221,20 @@ class _Vocabulary:
         return found
 
     def corrections(self, term: str) -> list[str]:
+        """Prefixes of index tokens within one edit (two beyond six letters) of ``term``,
+        among those with its first letter: people rarely mistype the first letter of a
+        pinyin word, and keeping it divides the scan by twenty."""
         if len(term) < self.MIN_TYPO_LENGTH or self.has_prefix(term):
             return []
         budget = 1 if len(term) <= 6 else 2
         scored: dict[str, float] = {}
         for length in (len(term) - 1, len(term), len(term) + 1):
+            prefixes = self._prefixes(length)
+            first = bisect.bisect_left(prefixes, term[0])
+            end = bisect.bisect_left(prefixes, chr(ord(term[0]) + 1), first)
             for choice, distance, _ in process.extract(
                 term,
-                self._prefixes(length),
+                prefixes[first:end],
                 scorer=Levenshtein.distance,
                 score_cutoff=budget,
                 limit=5,
@@ -238,9 +257,27 @@ class _Index:
         self.db.execute("PRAGMA mmap_size = 1073741824")
         self.db.execute("PRAGMA temp_store = MEMORY")
         self.db.executescript(_SCHEMA)
+        self.db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+        )
         self.lock = threading.Lock()
         self._vocabulary: _Vocabulary | None = None
         self._columns: Columns | None = None
+
+    @staticmethod
+    def compatible(path: str) -> bool:
+        """Whether the file at ``path`` holds an index of this version (or nothing yet)."""
+        db = sqlite3.connect(path)
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            if "docs" not in tables:
+                return True
+            if "meta" not in tables:
+                return False
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            return row is not None and row[0] == SCHEMA_VERSION
+        finally:
+            db.close()
 
     def _first_day(self, documents: Sequence[SearchDocument]) -> date:
         """The availability grid's first day, fixed when the index gets its first document."""
@@ -270,6 +307,9 @@ class _Index:
         return self._vocabulary
 
     def write(self, documents: Sequence[SearchDocument]) -> int:
+        """Insert or replace documents. A document without tokens (as ``documents`` returns
+        them) keeps its rowid and the tokens already indexed: an availability update never
+        touches the FTS table."""
         written = 0
         placed: list[tuple[int, SearchDocument]] = []
         dropped: list[int] = []
@@ -277,53 +317,42 @@ class _Index:
         try:
             self._first_day(documents)
             for doc in documents:
-                gone = self._delete(doc.id)
-                if gone is not None:
-                    dropped.append(gone)
-                cursor = self.db.execute(
-                    "INSERT INTO docs (id, kind, kind_rank, hospital_id, department_id, district,"
-                    " grade, grade_rank, catalog_code, catalog_parent, title, categories,"
-                    " next_day, free_7d, name, name_keys, alias_keys)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        doc.id,
-                        doc.kind,
-                        _KIND_RANK[doc.kind],
-                        doc.hospital_id,
-                        doc.department_id,
-                        doc.district,
-                        doc.grade,
-                        GRADE_RANK.get(doc.grade, 9),
-                        doc.catalog_code,
-                        doc.catalog_code[:2] if "." in doc.catalog_code else doc.catalog_code,
-                        doc.title,
-                        " " + " ".join(doc.availability.categories) + " ",
-                        doc.availability.next_date.toordinal()
-                        if doc.availability.next_date
-                        else None,
-                        doc.availability.free_7d,
-                        doc.name,
-                        "|" + "|".join(doc.name_keys) + "|",
-                        "|" + "|".join(doc.alias_keys) + "|",
-                    ),
+                row = self.db.execute("SELECT rowid FROM docs WHERE id = ?", (doc.id,)).fetchone()
+                tokens = (doc.tokens_name, doc.tokens_alias, doc.tokens_context, doc.tokens_codes)
+                fields = (
+                    doc.kind,
+                    doc.hospital_id,
+                    doc.department_id,
+                    doc.catalog_code,
+                    doc.catalog_code[:2] if "." in doc.catalog_code else doc.catalog_code,
                 )
-                rowid = cursor.lastrowid
-                assert rowid is not None
+                body = _encoder.encode(_without_tokens(doc))
+                if row is not None and not any(tokens):
+                    rowid = int(row[0])
+                    dropped.append(rowid)
+                    self.db.execute(
+                        "UPDATE docs SET kind = ?, hospital_id = ?, department_id = ?,"
+                        " catalog_code = ?, catalog_parent = ? WHERE rowid = ?",
+                        (*fields, rowid),
+                    )
+                    self.db.execute("UPDATE bodies SET body = ? WHERE rowid = ?", (body, rowid))
+                    self.db.execute("DELETE FROM cells WHERE doc = ?", (rowid,))
+                else:
+                    if row is not None:
+                        dropped.append(self._delete_row(int(row[0])))
+                    cursor = self.db.execute(
+                        "INSERT INTO docs (id, kind, hospital_id, department_id, catalog_code,"
+                        " catalog_parent) VALUES (?,?,?,?,?,?)",
+                        (doc.id, *fields),
+                    )
+                    assert cursor.lastrowid is not None
+                    rowid = cursor.lastrowid
+                    self.db.execute("INSERT INTO bodies (rowid, body) VALUES (?, ?)", (rowid, body))
+                    self.db.execute(
+                        "INSERT INTO fts (rowid, name, alias, context, codes) VALUES (?,?,?,?,?)",
+                        (rowid, *tokens),
+                    )
                 placed.append((rowid, doc))
-                self.db.execute(
-                    "INSERT INTO bodies (rowid, body) VALUES (?, ?)",
-                    (rowid, _encoder.encode(_without_tokens(doc))),
-                )
-                self.db.execute(
-                    "INSERT INTO fts (rowid, name, alias, context, codes) VALUES (?,?,?,?,?)",
-                    (
-                        rowid,
-                        doc.tokens_name,
-                        doc.tokens_alias,
-                        doc.tokens_context,
-                        doc.tokens_codes,
-                    ),
-                )
                 self.db.executemany(
                     "INSERT INTO cells (doc, day, category, free) VALUES (?,?,?,?)",
                     [
@@ -348,15 +377,17 @@ class _Index:
                 self._columns.put(rowid, doc)
         return written
 
+    def _delete_row(self, rowid: int) -> int:
+        """Remove a document; its FTS postings stay (contentless) and are never matched
+        again, as the rowid is dead and never reused."""
+        self.db.execute("DELETE FROM cells WHERE doc = ?", (rowid,))
+        self.db.execute("DELETE FROM bodies WHERE rowid = ?", (rowid,))
+        self.db.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
+        return rowid
+
     def _delete(self, doc_id: str) -> int | None:
         row = self.db.execute("SELECT rowid FROM docs WHERE id = ?", (doc_id,)).fetchone()
-        if row is None:
-            return None
-        self.db.execute("DELETE FROM fts WHERE rowid = ?", row)
-        self.db.execute("DELETE FROM cells WHERE doc = ?", row)
-        self.db.execute("DELETE FROM bodies WHERE rowid = ?", row)
-        self.db.execute("DELETE FROM docs WHERE rowid = ?", row)
-        return int(row[0])
+        return None if row is None else self._delete_row(int(row[0]))
 
     def delete(self, ids: Sequence[str]) -> None:
         dropped = []
@@ -381,11 +412,7 @@ class _Index:
         department_id: str | None,
         catalog_codes: Sequence[str],
     ) -> list[SearchDocument]:
-        sql = (
-            "SELECT b.body, f.name, f.alias, f.context, f.codes FROM docs d"
-            " JOIN bodies b ON b.rowid = d.rowid JOIN fts f ON f.rowid = d.rowid"
-            " WHERE d.kind = ?"
-        )
+        sql = "SELECT b.body FROM docs d JOIN bodies b ON b.rowid = d.rowid WHERE d.kind = ?"
         args: list[Any] = [kind]
         if hospital_id is not None:
             sql += " AND d.hospital_id = ?"
@@ -397,16 +424,7 @@ class _Index:
             marks = ",".join("?" * len(catalog_codes))
             sql += f" AND (d.catalog_code IN ({marks}) OR d.catalog_parent IN ({marks}))"
             args += [*catalog_codes, *catalog_codes]
-        return [
-            msgspec.structs.replace(
-                _decoder.decode(body),
-                tokens_name=name,
-                tokens_alias=alias,
-                tokens_context=context,
-                tokens_codes=codes,
-            )
-            for body, name, alias, context, codes in self.db.execute(sql, args)
-        ]
+        return [_decoder.decode(body) for (body,) in self.db.execute(sql, args)]
 
     def _free_on(self, days: Sequence[date], category: str | None) -> Any:
         """Rowids with free units on any of ``days`` (in ``category``), from the cells table."""
@@ -416,6 +434,30 @@ class _Index:
             sql += " AND category = ?"
             args.append(category)
         return np.fromiter((r[0] for r in self.db.execute(sql, args)), dtype=np.int32)
+
+    def _match(self, expression: str) -> Any:
+        # One JSON array from SQLite, decoded in C: a row per match through the cursor cost
+        # more than the match itself on broad queries.
+        packed = self.db.execute(
+            "SELECT json_group_array(rowid) FROM fts WHERE fts MATCH ?", (expression,)
+        ).fetchone()[0]
+        return np.asarray(_rowids.decode(packed), dtype=np.int32)
+
+    def _inherited(
+        self, columns: Columns, term: QueryTerm, corrections: dict[str, list[str]]
+    ) -> Any:
+        """Live rowids matching one term: documents matching it themselves, the doctors of
+        departments matching it, and the departments and doctors of hospitals whose names
+        match it (not their address, grade or English type: ``hospital`` must not find every
+        doctor). Which way a hospital matched is checked in memory, hospitals being few."""
+        own = columns.live(self._match(term_match(term, corrections)))
+        kinds = columns.kind_rank[own]
+        departments = own[kinds == _KIND_RANK["department"]]
+        hospitals = own[kinds == _KIND_RANK["hospital"]]
+        if hospitals.shape[0]:
+            needles = [*term.phrases, *corrections.get(term.text, [])]
+            hospitals = columns.named(hospitals, needles)
+        return columns.inherit(own, np.concatenate([hospitals, departments]))
 
     def count(self) -> int:
         row = self.db.execute("SELECT count(*) FROM docs").fetchone()
@@ -428,20 +470,23 @@ class _Index:
         columns (vectorised), and only the page's bodies are read back."""
         corrections: dict[str, list[str]] = {}
         for term in request.terms:
+            if term.english:  # read as English; a mistyped English word says what it was read as
+                if term.english != term.text:
+                    corrections[term.text] = [term.english]
+                continue
             if term.latin and len(term.text) >= _Vocabulary.MIN_TYPO_LENGTH:
                 found = self.vocabulary().corrections(term.text)
                 if found:
                     corrections[term.text] = found
         columns = self.columns()
         matched = None
-        if request.terms:
-            # One JSON array from SQLite, decoded in C: a row per match through the cursor
-            # cost more than the match itself on broad queries.
-            packed = self.db.execute(
-                "SELECT json_group_array(rowid) FROM fts WHERE fts MATCH ?",
-                (fts_match(request.terms, corrections),),
-            ).fetchone()[0]
-            matched = np.asarray(_rowids.decode(packed), dtype=np.int32)
+        for term in request.terms:
+            found = self._inherited(columns, term, corrections)
+            matched = (
+                found if matched is None else np.intersect1d(matched, found, assume_unique=True)
+            )
+            if matched.shape[0] == 0:
+                break
         rows = _filtered(columns, columns.live(matched), request, self._free_on)
         total = int(rows.shape[0])
         ordered = columns.order(rows, _sort_keys(columns, rows, request, corrections))
@@ -555,6 +600,13 @@ class EmbeddedBackend:
         self._directory.mkdir(parents=True, exist_ok=True)
         pointer = self._directory / "CURRENT"
         name = pointer.read_text().strip() if pointer.exists() else ""
+        if (
+            name
+            and (self._directory / name).exists()
+            and not _Index.compatible(str(self._directory / name))
+        ):
+            log.warning("search index %s is of an older layout: starting a new one", name)
+            name = ""
         if not name or not (self._directory / name).exists():
             name = f"index-{uuid.uuid4().hex}.sqlite3"
             self._point_to(name)

@@ -31,6 +31,7 @@ from guahao.platform.services.runtime import Ports
 from guahao.search.availability import AvailabilityReader, combine, local_today
 from guahao.search.backend import Progress, SearchBackend
 from guahao.search.documents import Availability, DocumentBuilder, SearchDocument
+from guahao.search.hospital_names import short_names
 
 __all__ = ["SearchIndexer"]
 
@@ -74,7 +75,14 @@ class SearchIndexer:
             departments = (await session.scalars(dq.order_by(DepartmentRow.code))).all()
             doctors = (await session.scalars(oq.order_by(DoctorRow.code))).all()
         self._builder.analyzer.add_words(
-            w for h in hospitals for w in (h.name, *h.aliases, h.district)
+            w
+            for h in hospitals
+            for w in (
+                h.name,
+                *h.aliases,
+                *short_names(h.name, address=h.address, district=h.district),
+                h.district,
+            )
         )
         self._builder.analyzer.add_words(w for d in departments for w in (d.name, *d.aliases))
         summaries = await self._availability.doctors(

@@ -30,6 +30,8 @@ import msgspec
 from guahao.search.backend import Progress
 from guahao.search.documents import GRADE_RANK, Kind, SearchDocument, catalog_scope
 from guahao.search.embedded import hit_of
+from guahao.search.english import english_words
+from guahao.search.normalisation import normalise
 from guahao.search.query import FacetValue, SearchFilters, SearchRequest, SearchResult
 from guahao.search.vocabulary import Vocabulary, load_vocabulary
 
@@ -87,6 +89,17 @@ def index_settings(vocabulary: Vocabulary) -> dict[str, Any]:
         for term in rule.terms:
             synonyms.setdefault(term, [])
             synonyms[term] += [c for c in codes if c not in synonyms[term]]
+    # English, one way as triage: department names and plain words → catalog-code tokens.
+    english: list[tuple[str, tuple[str, ...]]] = [
+        (" ".join(english_words(normalise(name))), (code,))
+        for code, names in vocabulary.english.items()
+        for name in names
+    ]
+    english += [(word, rule.catalog_codes) for word, rule in vocabulary.english_rules]
+    for word, catalog_codes in english:
+        codes = ["kc" + c.replace(".", "") for c in catalog_codes]
+        synonyms.setdefault(word, [])
+        synonyms[word] += [c for c in codes if c not in synonyms[word]]
     return {
         "searchableAttributes": [
             "name",
@@ -100,6 +113,7 @@ def index_settings(vocabulary: Vocabulary) -> dict[str, Any]:
             "district",
             "expertise",
             "tokensContext",
+            "tokensParents",
             "tokensCodes",
         ],
         "filterableAttributes": [
@@ -148,6 +162,7 @@ def meili_document(doc: SearchDocument) -> dict[str, Any]:
         "tokensName": doc.tokens_name,
         "tokensAlias": doc.tokens_alias,
         "tokensContext": doc.tokens_context,
+        "tokensParents": doc.tokens_parents,
         "tokensCodes": doc.tokens_codes,
         "hospitalId": doc.hospital_id,
         "departmentId": doc.department_id,
@@ -211,9 +226,9 @@ def sort_expressions(request: SearchRequest) -> list[str]:
 
 
 def query_text(request: SearchRequest) -> str:
-    """The text Meilisearch searches: each term as typed (synonyms and triage codes are in
-    the index settings)."""
-    return " ".join(term.phrases[0] for term in request.terms)
+    """The text Meilisearch searches: each term as planned, normalised (synonyms, triage and
+    English codes are in the index settings; a mistyped English word as it was read)."""
+    return " ".join(term.english or term.phrases[0] for term in request.terms)
 
 
 class MeiliBackend:

@@ -8,14 +8,17 @@ Backends differ only in how they execute it.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
 import msgspec
 
 from guahao.search.documents import Kind
+from guahao.search.english import STOP_WORDS, EnglishReading, english_words, reader_for
+from guahao.search.normalisation import normalise
 from guahao.search.tokens import TextAnalyzer, is_cjk, split_scripts
-from guahao.search.vocabulary import SymptomRule, catalog_covers
+from guahao.search.vocabulary import SymptomRule
 
 __all__ = [
     "FACETS",
@@ -82,6 +85,30 @@ _STOP_WORDS = frozenset(
         "有点",
         "老是",
         "一点",
+        "厉害",
+        "严重",
+        "难受",
+        "一下",
+        "几天",
+        "好几天",
+        "怎么回事",
+        "应该",
+        "哪里",
+        "哪家",
+        "哪儿",
+        "能",
+        "可以",
+        "需要",
+        "帮",
+        "给",
+        "带",
+        "预约",
+        "了吗",
+        "还",
+        "又",
+        "就",
+        "都",
+        "也",
     ]
 )
 """Words that carry no search meaning in a sentence like 我最近总是头痛怎么办."""
@@ -129,6 +156,9 @@ class QueryTerm(msgspec.Struct, frozen=True):
     latin: bool = False
     groups: tuple[int, ...] = ()
     """Synonym groups the word is a member of (their members are ``phrases[1:]``)."""
+    english: str = ""
+    """The English department name or plain word the term was read as (its codes are in
+    ``catalog_codes``); pinyin typo tolerance does not apply to it."""
 
 
 class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -213,8 +243,46 @@ class Alternatives(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 _CHILD_WORDS = ("小孩", "孩子", "宝宝", "儿童", "小儿", "婴儿", "幼儿", "女儿", "儿子")
+_ENGLISH_CHILD_WORDS = frozenset(
+    {"baby", "babies", "child", "children", "kid", "kids", "infant", "toddler", "son", "daughter"}
+)
 PEDIATRICS = "07"
 """The catalog's 儿科: a symptom of a child is seen there first."""
+_CHILD_SUBJECTS = ("07", "08", "09")
+"""儿科, 小儿外科, 儿童保健科."""
+
+_CJK_RUN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)")
+
+
+_LEADING = (
+    "我想挂",
+    "我要挂",
+    "我想看",
+    "我要看",
+    "想挂",
+    "要挂",
+    "挂号",
+    "我想",
+    "我要",
+    "挂",
+    "找",
+)
+_TRAILING = ("的医生", "医生", "大夫", "专家", "挂号", "看病", "的号", "号")
+"""Words around what is looked for (挂骨科, 骨科医生) that jieba may keep inside one word."""
+
+
+def _trimmed(run: str) -> str:
+    """``run`` without the request words around it, when something of two characters remains.
+
+    >>> _trimmed("骨科医生"), _trimmed("挂眼科的号"), _trimmed("医生")
+    ('骨科', '眼科', '医生')
+    """
+    for affixes, cut in ((_LEADING, str.removeprefix), (_TRAILING, str.removesuffix)):
+        for affix in affixes:
+            if len(run) - len(affix) >= 2 and cut(run, affix) != run:
+                run = cut(run, affix)
+                break
+    return run
 
 
 def _chinese_words(run: str, analyzer: TextAnalyzer) -> list[str]:
@@ -224,48 +292,167 @@ def _chinese_words(run: str, analyzer: TextAnalyzer) -> list[str]:
     return words or [run]
 
 
+class _Planner:
+    """One query's terms and guidance, built piece by piece."""
+
+    def __init__(self, text: str, analyzer: TextAnalyzer) -> None:
+        self.analyzer = analyzer
+        self.vocabulary = analyzer.vocabulary
+        self.english = reader_for(analyzer.vocabulary)
+        words = set(english_words(text))
+        # 婴儿 in 试管婴儿 is no child: look for children outside the complaints' own words.
+        rest = text
+        for rule in self.vocabulary.symptoms_in(text):
+            for term in rule.terms:
+                rest = rest.replace(term, " ")
+        self.child = any(w in rest for w in _CHILD_WORDS) or bool(words & _ENGLISH_CHILD_WORDS)
+        self.terms: list[QueryTerm] = []
+        self.rules: list[SymptomRule] = []
+
+    def _codes(self, codes: tuple[str, ...]) -> tuple[str, ...]:
+        """For a child, children's departments first: those the guidance names (儿童保健科
+        for a vaccination), else pediatrics."""
+        if not self.child:
+            return codes
+        young = [c for c in codes if c[:2] in _CHILD_SUBJECTS]
+        if young:
+            return tuple(dict.fromkeys((*young, *codes)))
+        return tuple(dict.fromkeys((PEDIATRICS, *codes)))
+
+    def _advise(self, found: list[SymptomRule], codes: tuple[str, ...]) -> None:
+        for rule in found:
+            advice = SymptomRule(terms=rule.terms, catalog_codes=codes) if self.child else rule
+            if advice not in self.rules:
+                self.rules.append(advice)
+
+    def plain(self, word: str) -> None:
+        self.terms.append(
+            QueryTerm(
+                text=word,
+                phrases=(word, *self.vocabulary.synonyms_of(word)),
+                groups=self.vocabulary.groups_of(word),
+            )
+        )
+
+    def chinese(self, run: str, *, alone: bool) -> None:
+        """A run of Chinese characters: names the platform or the vocabulary knows stay whole;
+        a short run of several words (二院眼科, 骨科医生) is read word by word; a sentence is
+        read for complaints first, and what remains of it kept only where it says something
+        (a hospital, a department, a name)."""
+        vocabulary = self.vocabulary
+        run = _trimmed(run)
+        if vocabulary.groups_of(run) or self.analyzer.knows(run):
+            self.plain(run)
+            return
+        if 2 < len(run) <= 4 and not vocabulary.symptoms_in(run):
+            words = self.analyzer.words(run)
+            if len(words) > 1 and all(len(w) > 1 for w in words):
+                kept = [w for w in words if not self._filler(w)] or words
+                for word in kept:
+                    self.word(word, alone=len(kept) == 1 and alone)
+                return
+        if vocabulary.is_department_word(run):
+            self.plain(run)
+            return
+        if len(run) > 4:
+            found = vocabulary.symptoms_in(run)
+            if found:
+                rest = run
+                for rule in found:
+                    term = max((t for t in rule.terms if t in rest), key=len, default="")
+                    if not term:
+                        continue
+                    rest = rest.replace(term, " ", 1)
+                    codes = self._codes(rule.catalog_codes)
+                    self._advise([rule], codes)
+                    self.terms.append(QueryTerm(text=term, phrases=(term,), catalog_codes=codes))
+                for piece in rest.split():
+                    for word in self.analyzer.words(piece):
+                        if len(word) > 1 and not self._filler(word):
+                            self.plain(word)
+                return
+        for word in _chinese_words(run, self.analyzer):
+            self.word(word, alone=alone)
+
+    def word(self, word: str, *, alone: bool) -> None:
+        """One Chinese word: a complaint (with guidance), a filler, or searched as it is."""
+        vocabulary = self.vocabulary
+        found = [] if vocabulary.is_department_word(word) else vocabulary.symptoms_in(word)
+        if not found:
+            if self._filler(word) and not alone:
+                return  # fillers; a child's age steers triage instead
+            self.plain(word)
+            return
+        codes = self._codes(tuple(dict.fromkeys(c for r in found for c in r.catalog_codes)))
+        self._advise(found, codes)
+        symptom = next(t for t in found[0].terms if t in word)
+        self.terms.append(QueryTerm(text=word, phrases=(symptom,), catalog_codes=codes))
+
+    def _filler(self, word: str) -> bool:
+        return word in _STOP_WORDS or (self.child and word in _CHILD_WORDS)
+
+    def latin(self, chunk: str, *, alone: bool) -> None:
+        """Latin text: English phrases become their catalog codes (and guidance), English
+        fillers go, and the rest are pinyin or Latin prefixes as before."""
+        words = tuple(english_words(chunk))
+        spans = self.english.spans(words)
+        covered: dict[int, tuple[int, EnglishReading]] = {at: (n, r) for at, n, r in spans}
+        # A child word steers another complaint ("my kid has a fever"); alone, or beside a
+        # place ("children's hospital"), it is what is looked for.
+        complaint = any(n > 1 or words[at] not in _ENGLISH_CHILD_WORDS for at, n, _ in spans)
+        at = 0
+        while at < len(words):
+            word = words[at]
+            if at in covered:
+                size, reading = covered[at]
+                at += size
+                if word in _ENGLISH_CHILD_WORDS and size == 1 and (complaint or self.terms):
+                    continue  # "my kid has a fever": the child steers triage
+                codes = self._codes(reading.catalog_codes)
+                if reading.rule is not None:
+                    self._advise([reading.rule], codes)
+                self.terms.append(
+                    QueryTerm(
+                        text=reading.text,
+                        phrases=(reading.text,),
+                        catalog_codes=codes,
+                        latin=True,
+                        english=reading.corrected or reading.text,
+                    )
+                )
+                continue
+            at += 1
+            if (word in STOP_WORDS or word in _ENGLISH_CHILD_WORDS) and (
+                len(words) > 1 or not alone
+            ):
+                continue
+            for run in split_scripts(word):
+                self.terms.append(QueryTerm(text=run, phrases=(run,), latin=True))
+
+
 def plan_terms(text: str, analyzer: TextAnalyzer) -> tuple[list[QueryTerm], list[SymptomRule]]:
-    """Split query text into terms and expand each with synonyms and triage guidance.
+    """Split query text into terms and expand each with synonyms and triage guidance; the
+    text is normalised first (full-width, Traditional characters, case, spacing).
 
     >>> terms, rules = plan_terms("心血管科 xnk", TextAnalyzer())
     >>> [t.text for t in terms], terms[0].phrases[:2], terms[1].latin
     (['心血管科', 'xnk'], ('心血管科', '心内科'), True)
-    >>> terms, rules = plan_terms("头痛", TextAnalyzer())
+    >>> terms, rules = plan_terms("頭痛", TextAnalyzer())
     >>> terms[0].catalog_codes
     ('03.03', '20')
+    >>> [(t.text, t.catalog_codes) for t in plan_terms("Ｃａｒｄｉｏｌｏｇｙ", TextAnalyzer())[0]]
+    [('cardiology', ('03.04',))]
     """
-    vocabulary = analyzer.vocabulary
-    text = text[:MAX_QUERY_CHARS]
-    child = any(w in text for w in _CHILD_WORDS)
-    terms: list[QueryTerm] = []
-    rules: list[SymptomRule] = []
-    for run in split_scripts(text):
-        if not is_cjk(run):
-            terms.append(QueryTerm(text=run, phrases=(run,), latin=True))
-            continue
-        for word in _chinese_words(run, analyzer):
-            found = vocabulary.symptoms_in(word)
-            if not found:
-                if (word in _STOP_WORDS or (child and word in _CHILD_WORDS)) and len(run) > 1:
-                    continue  # fillers; a child's age steers triage below instead
-                terms.append(
-                    QueryTerm(
-                        text=word,
-                        phrases=(word, *vocabulary.synonyms_of(word)),
-                        groups=vocabulary.groups_of(word),
-                    )
-                )
-                continue
-            codes = tuple(dict.fromkeys(c for r in found for c in r.catalog_codes))
-            if child and not any(catalog_covers(PEDIATRICS, c) for c in codes):
-                codes = tuple(dict.fromkeys((PEDIATRICS, *codes)))
-            for rule in found:
-                advice = SymptomRule(terms=rule.terms, catalog_codes=codes) if child else rule
-                if advice not in rules:
-                    rules.append(advice)
-            symptom = next(t for t in found[0].terms if t in word)
-            terms.append(QueryTerm(text=word, phrases=(symptom,), catalog_codes=codes))
-    return terms, rules
+    text = normalise(text[:MAX_QUERY_CHARS])
+    planner = _Planner(text, analyzer)
+    pieces = [p for p in _CJK_RUN.split(text) if p.strip()]
+    for piece in pieces:
+        alone = len(pieces) == 1
+        if is_cjk(piece):
+            planner.chinese(piece, alone=alone)
+        else:
+            planner.latin(piece, alone=alone)
+    return planner.terms, planner.rules
 
 
 def available_days(filters: SearchFilters, today: date) -> tuple[date, ...] | None:
@@ -293,7 +480,7 @@ def plan(
     terms, rules = plan_terms(query.q, analyzer)
     request = SearchRequest(
         terms=tuple(terms),
-        raw=query.q,
+        raw=normalise(query.q),
         filters=query.filters,
         available_days=available_days(query.filters, today),
         sort=query.sort,

@@ -36,6 +36,7 @@ from typing import Any, cast
 
 from pypinyin import lazy_pinyin, load_phrases_dict
 
+from guahao.search.normalisation import normalise
 from guahao.search.vocabulary import Vocabulary, load_vocabulary
 
 __all__ = [
@@ -154,6 +155,11 @@ class TextAnalyzer:
             self._extra_words.add(word)
         self._phrase_tokens.cache_clear()
 
+    def knows(self, word: str) -> bool:
+        """Whether the platform taught ``word`` as a name (a hospital, an alias, a department
+        name): such a query is searched whole, not cut into words."""
+        return word in self._extra_words
+
     def _word_starts(self, run: str) -> list[int]:
         """Where words begin in a run, including the words inside a long one: a hospital
         name taught as one word (澜江市第一人民医院) must still be found from 人民 or 医院."""
@@ -221,15 +227,41 @@ class TextAnalyzer:
         """Index tokens of free text (names of places, departments, expertise)."""
         tokens: list[str] = []
         for value in values:
-            for phrase in _PHRASE_BREAK.split(value):
+            for phrase in _PHRASE_BREAK.split(normalise(value)):
                 if phrase:
                     tokens.extend(self._phrase_tokens(phrase))
+        return tokens
+
+    @lru_cache(maxsize=200_000)  # noqa: B019 - one analyzer per process; values repeat a lot
+    def _prose_tokens(self, phrase: str) -> tuple[str, ...]:
+        tokens: list[str] = []
+        for run in _SCRIPT_RUN.findall(phrase):
+            if not is_cjk(run):
+                tokens.append(run)
+                continue
+            tokens.extend(char_grams(run))
+            for word in self.words(run):
+                if len(word) > 1:
+                    syllables = self.syllables(word)
+                    tokens += ["".join(syllables), "".join(s[0] for s in syllables)]
+        return tuple(tokens)
+
+    def prose_tokens(self, values: Iterable[str]) -> list[str]:
+        """Index tokens of prose (a doctor's expertise, title): character pairs, and each
+        word's pinyin and initials (``xuanyun``/``xy`` for 眩晕). Not every syllable, nor the
+        rest of the phrase run together as names get: nobody types a whole sentence in
+        pinyin, and those tokens were a third of the index."""
+        tokens: list[str] = []
+        for value in values:
+            for phrase in _PHRASE_BREAK.split(normalise(value)):
+                if phrase:
+                    tokens.extend(self._prose_tokens(phrase))
         return tokens
 
     def person_name_tokens(self, name: str) -> list[str]:
         """Index tokens of a person's name: characters, syllables with the surname's reading,
         the whole name and the given name run together, and the initials."""
-        runs = _SCRIPT_RUN.findall(name.lower())
+        runs = _SCRIPT_RUN.findall(normalise(name))
         tokens: list[str] = []
         all_syllables: list[str] = []
         for index, run in enumerate(runs):
@@ -262,7 +294,7 @@ class TextAnalyzer:
         >>> TextAnalyzer().keys("心内科")
         ['心内科', 'xinneike', 'xnk']
         """
-        lowered = value.lower().strip()
+        lowered = normalise(value)
         runs = _SCRIPT_RUN.findall(lowered)
         syllables: list[str] = []
         for index, run in enumerate(runs):

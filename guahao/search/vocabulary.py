@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from guahao.platform.reference.catalog import load_catalog
+from guahao.search.normalisation import normalise
 
 __all__ = [
     "DistrictMap",
@@ -91,11 +92,17 @@ class Vocabulary:
         symptoms: list[SymptomRule],
         readings: PinyinReadings,
         sources: dict[str, list[str]],
+        english: dict[str, tuple[str, ...]] | None = None,
+        english_rules: list[tuple[str, SymptomRule]] | None = None,
     ) -> None:
         self.groups = groups
         self.symptoms = symptoms
         self.readings = readings
         self.sources = sources
+        self.english = english or {}
+        """English names of each catalog code, the first the one shown."""
+        self.english_rules = english_rules or []
+        """Plain English words of complaints and errands, with the rule each leads to."""
         self._synonyms: dict[str, tuple[str, ...]] = {}
         self._groups_of: dict[str, tuple[int, ...]] = {}
         for index, group in enumerate(groups):
@@ -109,6 +116,9 @@ class Vocabulary:
             ((term, rule) for rule in symptoms for term in rule.terms),
             key=lambda pair: -len(pair[0]),
         )
+        self._terms_by_char: dict[str, list[tuple[str, SymptomRule]]] = {}
+        for term, rule in self._symptom_terms:  # longest first within each list too
+            self._terms_by_char.setdefault(term[0], []).append((term, rule))
 
     def groups_of(self, word: str) -> tuple[int, ...]:
         """The synonym groups ``word`` belongs to (their positions in the data file).
@@ -134,7 +144,12 @@ class Vocabulary:
         Longer terms are matched first, so 小儿咳嗽 is not also read as 咳嗽."""
         found: list[tuple[int, SymptomRule]] = []
         rest = text
-        for term, rule in self._symptom_terms:
+        # Only terms starting with a character of the text can occur in it.
+        candidates = sorted(
+            (pair for ch in set(text) for pair in self._terms_by_char.get(ch, ())),
+            key=lambda pair: -len(pair[0]),
+        )
+        for term, rule in candidates:
             at = rest.find(term)
             if at >= 0:
                 rest = rest.replace(term, " " * len(term))
@@ -157,6 +172,12 @@ class Vocabulary:
         words += list(self.readings.places)
         return sorted(dict.fromkeys(w for w in words if len(w) >= 2))
 
+    def is_department_word(self, word: str) -> bool:
+        """Whether ``word`` names a department (a synonym group member, or a word ending in
+        科): such a word is searched as a department, never read as a complaint, so 乳腺外科
+        stays a department although 乳腺 is a lay term."""
+        return bool(self._groups_of.get(word)) or word.endswith("科")
+
 
 def _read(name: str) -> Any:
     return json.loads(files(_PACKAGE).joinpath("data", name).read_text(encoding="utf-8"))
@@ -164,19 +185,38 @@ def _read(name: str) -> Any:
 
 @cache
 def load_vocabulary() -> Vocabulary:
-    """The vocabulary shipped with the package; checks every catalog code it names."""
+    """The vocabulary shipped with the package; checks every catalog code it names, that a
+    term stands in one rule only, and that every catalog department has an English name."""
     catalog = load_catalog()
     synonyms = _read("department-synonyms.json")
     symptoms = _read("symptoms.json")
+    lay = _read("lay-terms.json")
     readings = _read("pinyin-readings.json")
-    rules = []
-    for entry in symptoms["symptoms"]:
-        for code in entry["catalog"]:
-            if code not in catalog:
-                raise ValueError(f"symptoms.json: unknown catalog code {code!r}")
-        rules.append(
-            SymptomRule(terms=tuple(entry["terms"]), catalog_codes=tuple(entry["catalog"]))
-        )
+    english = _read("department-english.json")
+    rules: list[SymptomRule] = []
+    english_rules: list[tuple[str, SymptomRule]] = []
+    seen: set[str] = set()
+    for file, entries in (
+        ("symptoms.json", symptoms["symptoms"]),
+        ("lay-terms.json", [*lay["complaints"], *lay["errands"]]),
+    ):
+        for entry in entries:
+            for code in entry["catalog"]:
+                if code not in catalog:
+                    raise ValueError(f"{file}: unknown catalog code {code!r}")
+            terms = tuple(normalise(t) for t in entry["terms"])
+            words = tuple(normalise(w) for w in entry.get("english", ()))
+            for term in (*terms, *words):
+                if term in seen:
+                    raise ValueError(f"{file}: {term!r} stands in two rules")
+                seen.add(term)
+            rule = SymptomRule(terms=terms, catalog_codes=tuple(entry["catalog"]))
+            rules.append(rule)
+            english_rules += [(word, rule) for word in words]
+    names = {code: tuple(v) for code, v in english["departments"].items()}
+    missing = [entry.code for entry in catalog if not names.get(entry.code)]
+    if missing or set(names) - {entry.code for entry in catalog}:
+        raise ValueError(f"department-english.json: does not match the catalog ({missing})")
     return Vocabulary(
         groups=[tuple(g) for g in synonyms["groups"]],
         symptoms=rules,
@@ -187,8 +227,12 @@ def load_vocabulary() -> Vocabulary:
         sources={
             "department-synonyms.json": list(synonyms["sources"]),
             "symptoms.json": [*symptoms["sources"], symptoms["status"]],
+            "lay-terms.json": [*lay["sources"], lay["status"]],
             "pinyin-readings.json": list(readings["sources"]),
+            "department-english.json": [*english["sources"], english["status"]],
         },
+        english=names,
+        english_rules=english_rules,
     )
 
 

@@ -364,6 +364,32 @@ async def test_pages_do_not_overlap_and_keep_the_total(backend: SearchBackend) -
     assert len(seen) == len(set(seen)) == 7
 
 
+async def test_a_doctor_is_found_by_its_department_and_its_hospitals_short_name(
+    backend: SearchBackend,
+) -> None:
+    assert ids(await ask(backend, "一院 王伟明")) == ["wangweiming"]
+    assert ids(await ask(backend, "第一医院 神经内科"))[0] == "d-neuro-1"
+    assert "wangweiming" in ids(await ask(backend, "神经内科 眩晕"))
+
+
+async def test_a_hospitals_address_is_not_passed_on_to_its_doctors(
+    backend: SearchBackend,
+) -> None:
+    assert ids(await ask(backend, "解放路")) == ["h1"]
+
+
+async def test_traditional_and_full_width_queries_find_what_simplified_ones_do(
+    backend: SearchBackend,
+) -> None:
+    assert ids(await ask(backend, "神經內科")) == ids(await ask(backend, "神经内科"))
+    assert ids(await ask(backend, "ＷＡＮＧＷＥＩＭＩＮＧ")) == ["wangweiming"]
+
+
+async def test_english_department_names_find_the_department(backend: SearchBackend) -> None:
+    assert ids(await ask(backend, "Neurology"))[0] == "d-neuro-1"
+    assert ids(await ask(backend, "ENT"))[0] == "d-ent-2"
+
+
 # ------------------------------------------------------------------------------- writing
 
 

@@ -139,3 +139,49 @@ def test_documents_carry_filter_fields_and_the_whole_document() -> None:
     assert body["availableCells"] == [f"{date(2026, 11, 27).toordinal()}:general"]
     assert "xnk" in body["tokensName"]
     assert body["body"].startswith("{")
+
+
+def test_settings_read_english_and_lay_words_one_way_into_catalog_codes() -> None:
+    synonyms = index_settings(load_vocabulary())["synonyms"]
+    assert synonyms["cardiology"] == ["kc0304"]
+    assert "kc05" in synonyms["obstetrics and gynecology"]
+    assert synonyms["dentist"][0] == "kc12"
+    assert synonyms["拔牙"][0] == "kc12"
+    assert "kc01" in synonyms["打疫苗"]
+
+
+def test_a_mistyped_english_word_is_sent_as_it_was_read() -> None:
+    request = _request(
+        terms=(
+            QueryTerm("cardiolgy", ("cardiolgy",), ("03.04",), latin=True, english="cardiology"),
+            QueryTerm("王伟", ("王伟",)),
+        )
+    )
+    assert query_text(request) == "cardiology 王伟"
+
+
+def test_hospital_documents_carry_their_generated_short_names_and_english() -> None:
+    builder = DocumentBuilder()
+    hospital = builder.hospital(
+        hospital_id="h1",
+        name="澜江市第一人民医院",
+        grade="3A",
+        district="朝阳区",
+        address="澜江市朝阳区解放路88号",
+        aliases=("市一院",),
+        availability=Availability(computed_at=NOW),
+    )
+    doc = meili_document(hospital)
+    assert "一院" in doc["aliasKeys"]
+    assert "第一医院" in doc["aliasKeys"]
+    assert "市一院" not in hospital.short_names  # registered already
+    assert "people" in doc["tokensContext"].split()
+    department = builder.department(
+        department_id="d1",
+        name="心内科",
+        aliases=(),
+        catalog_code="03.04",
+        hospital=hospital,
+        availability=Availability(computed_at=NOW),
+    )
+    assert "一院" in meili_document(department)["tokensParents"].split()

@@ -44,3 +44,25 @@ def test_a_term_never_stands_in_two_symptom_rules() -> None:
 def test_districts_of_the_demo_region_are_placed() -> None:
     districts = load_districts()
     assert districts.distance("朝阳区", "兴华区") < districts.distance("朝阳区", "六合区")
+
+
+def test_every_catalog_department_has_an_english_name() -> None:
+    vocab = load_vocabulary()
+    assert {entry.code for entry in load_catalog()} == set(vocab.english)
+    assert all(names and all(n.isascii() for n in names) for names in vocab.english.values())
+
+
+def test_lay_words_for_errands_and_complaints_lead_to_departments() -> None:
+    vocab = load_vocabulary()
+    assert vocab.sources["lay-terms.json"]
+    assert vocab.symptoms_in("我想拔牙")[0].catalog_codes[0] == "12"
+    assert vocab.symptoms_in("打疫苗")[0].catalog_codes[0] == "01"
+    assert vocab.symptoms_in("皮肤痒")[0].catalog_codes[0] == "13.01"
+    assert dict(vocab.english_rules)["teeth"].catalog_codes[0] == "12"
+
+
+def test_a_department_word_is_never_read_as_a_complaint() -> None:
+    vocab = load_vocabulary()
+    assert vocab.is_department_word("乳腺外科")
+    assert vocab.is_department_word("男科")
+    assert not vocab.is_department_word("乳腺增生")
