@@ -36,6 +36,7 @@ from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.audit import AuditLog
 from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.federated_identities import FederatedIdentities
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.follow_ups import FollowUps
 from guahao.platform.services.hospital_feed import HospitalFeed
@@ -94,6 +95,7 @@ class Platform:
     add_on_units: AddOnUnits
     follow_ups: FollowUps
     filings: Filings
+    federated_identities: FederatedIdentities
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -256,6 +258,7 @@ async def open_platform(
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),
             filings=filings,
+            federated_identities=FederatedIdentities(ports),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(settings.host, settings.hl7_mllp_port)

@@ -16,11 +16,15 @@ from sqlalchemy import text
 from guahao import __version__
 from guahao.bootstrap import Platform, open_platform
 from guahao.config import Settings
-from guahao.platform.clock import Clock
+from guahao.platform.clock import Clock, SystemClock
+from guahao.platform.error_codes import refuse
+from guahao.platform.services.federated_identities import FederatedIdentities
 from guahao.web.auth import TokenIssuer
+from guahao.web.bearer_cookie_sessions import BearerCookieSessions
 from guahao.web.errors import exception_handlers
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
+from guahao.web.oidc import CitizenSessions, ClientRegistration, RelyingParty
 from guahao.web.routes.accounts import AccountController, PatientController
 from guahao.web.routes.appeals import AppealController
 from guahao.web.routes.authority import AuthorityController, StaffSignInController
@@ -28,6 +32,7 @@ from guahao.web.routes.bookings import BookingController
 from guahao.web.routes.catalog import CatalogController
 from guahao.web.routes.hospital_api import HospitalApiController
 from guahao.web.routes.hospital_desk import HospitalDeskController
+from guahao.web.routes.oidc import OidcController
 from guahao.web.routes.payments import PaymentController, SandboxCashierController
 from guahao.web.routes.rules import RulesController
 from guahao.web.routes.search import SearchController
@@ -51,8 +56,39 @@ def create_app(
     *,
     clock: Clock | None = None,
     platform: NamedDependency[Platform] | None = None,
+    identity_clock: Clock | None = None,
 ) -> Litestar:
-    """The app for ``settings``; pass ``platform`` to serve one that is already open."""
+    """The app for ``settings``; pass ``platform`` to serve one that is already open.
+
+    ``identity_clock`` judges ID tokens and sign-in cookies against the identity provider's
+    time (the machine's wall clock unless a test moves it), apart from the platform's clock.
+    """
+    tokens = TokenIssuer(settings.secret("secret_key"), settings.token_minutes)
+    # sign-in through the identity provider: the relying party (None when no issuer is set)
+    # and the seam that turns a verified account into a signed-in browser
+    registration = ClientRegistration.from_settings(settings)
+    citizen_sessions: CitizenSessions = BearerCookieSessions(
+        tokens,
+        minutes=settings.token_minutes,
+        secure=settings.resolved_public_url().startswith("https://"),
+    )
+
+    @contextlib.asynccontextmanager
+    async def relying_party_open(app: Litestar) -> AsyncIterator[None]:
+        if registration is None:
+            app.state.relying_party = None
+            yield
+            return
+        relying_party = RelyingParty(
+            registration,
+            secret_key=settings.secret("secret_key").encode(),
+            clock=identity_clock or SystemClock(),
+        )
+        app.state.relying_party = relying_party
+        try:
+            yield
+        finally:
+            await relying_party.aclose()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -67,6 +103,19 @@ def create_app(
     def provide_platform(state: State) -> Platform:
         found: Platform = state.platform
         return found
+
+    def provide_federated_identities(state: State) -> FederatedIdentities:
+        found: FederatedIdentities = state.platform.federated_identities
+        return found
+
+    def provide_relying_party(state: State) -> RelyingParty:
+        found: RelyingParty | None = state.relying_party
+        if found is None:
+            refuse("OIDC_NOT_CONFIGURED")
+        return found
+
+    def provide_citizen_sessions() -> CitizenSessions:
+        return citizen_sessions
 
     return Litestar(
         route_handlers=[
@@ -87,14 +136,20 @@ def create_app(
             HospitalApiController,
             RulesController,
             HospitalDeskController,
+            OidcController,
         ],
-        dependencies={"platform": Provide(provide_platform, sync_to_thread=False)},
+        dependencies={
+            "platform": Provide(provide_platform, sync_to_thread=False),
+            "federated_identities": Provide(provide_federated_identities, sync_to_thread=False),
+            "relying_party": Provide(provide_relying_party, sync_to_thread=False),
+            "citizen_sessions": Provide(provide_citizen_sessions, sync_to_thread=False),
+        },
         exception_handlers=exception_handlers,
         middleware=[IdempotencyMiddleware],
-        lifespan=[lifespan],
+        lifespan=[lifespan, relying_party_open],
         state=State(
             {
-                "tokens": TokenIssuer(settings.secret("secret_key"), settings.token_minutes),
+                "tokens": tokens,
                 "hospital_tokens": HospitalTokens(settings.secret("secret_key")),
                 "staff_tokens": StaffTokenIssuer(
                     settings.secret("secret_key"), settings.token_minutes

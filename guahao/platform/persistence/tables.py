@@ -41,6 +41,7 @@ __all__ = [
     "BookingRow",
     "DepartmentRow",
     "DoctorRow",
+    "FederatedIdentityRow",
     "HospitalRow",
     "HospitalRuleOverrideRow",
     "LotteryEntryRow",
@@ -668,3 +669,22 @@ class NotificationRow(Base):
     dedupe_key: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column()
     read_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class FederatedIdentityRow(Base):
+    """A person's identity at an OpenID Connect provider, linked to one platform account.
+
+    The pair (issuer, subject) is what the provider promises never to reassign, unlike an
+    e-mail or a phone number, so a later sign-in finds the account by it alone; the unique
+    constraint makes two simultaneous first sign-ins of one person agree on one link.
+    """
+
+    __tablename__ = "federated_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    linked_at: Mapped[datetime] = mapped_column()
+    last_sign_in_at: Mapped[datetime] = mapped_column()
