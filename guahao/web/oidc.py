@@ -21,7 +21,7 @@ import hmac
 import logging
 import secrets
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
@@ -81,6 +81,7 @@ _HTTP_TIMEOUT = httpx.Timeout(10.0)
 _UNSIGNED_OR_SHARED = frozenset({"none", "HS256", "HS384", "HS512"})
 
 
+@runtime_checkable
 class CitizenSessions(Protocol):
     """Where a verified sign-in becomes a signed-in browser: the one seam to the page session.
 

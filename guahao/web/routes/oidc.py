@@ -64,7 +64,7 @@ class OidcController(Controller):
         federated_identities: NamedDependency[FederatedIdentities],
         citizen_sessions: NamedDependency[CitizenSessions],
         code: _Text = None,
-        state: _Text = None,
+        oauth_state: Annotated[str | None, QueryParameter(name="state", max_length=4096)] = None,
         iss: _Text = None,
         error: _Text = None,
     ) -> Response[Any]:
@@ -72,7 +72,7 @@ class OidcController(Controller):
         flow = relying_party.read_flow(request.cookies.get(FLOW_COOKIE))
         if error is not None:
             refuse("OIDC_SIGN_IN_DENIED", error=error[:100])
-        verified = await relying_party.finish(flow, state=state, code=code, iss=iss)
+        verified = await relying_party.finish(flow, state=oauth_state, code=code, iss=iss)
         linked = await federated_identities.sign_in(verified.identity)
         response: Response[Any] = Redirect(flow.next, status_code=303)
         response.delete_cookie(FLOW_COOKIE, path=COOKIE_PATH)
