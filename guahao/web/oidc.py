@@ -74,8 +74,9 @@ METADATA_SECONDS = 3600
 """How long discovery and the JWKS are trusted before they are fetched again."""
 
 KEY_REFRESH_GAP_SECONDS = 10
-"""An unknown ``kid`` fetches the JWKS again at most this often: tokens with made-up key ids
-must not turn every request into a request to the provider."""
+"""Tokens naming a key we do not know fetch the JWKS again at most this often: made-up key ids
+must not turn every request into a request to the provider. (A rotation within this time after
+such a fetch is seen at the next one or when the cache expires.)"""
 
 _HTTP_TIMEOUT = httpx.Timeout(10.0)
 _UNSIGNED_OR_SHARED = frozenset({"none", "HS256", "HS384", "HS512"})
@@ -213,7 +214,7 @@ class RelyingParty:
         self._keys_lock = asyncio.Lock()
         self._metadata: tuple[float, ProviderMetadata] | None = None
         self._keys: tuple[float, KeySet] | None = None
-        self._keys_fetched_at = float("-inf")
+        self._forced_refresh_at = float("-inf")
         self.fetches = {"discovery": 0, "jwks": 0}
         """How often each document was fetched (operations: a cache that never hits shows)."""
 
@@ -287,7 +288,7 @@ class RelyingParty:
             if cached is not None:
                 if not refresh and cached[0] > now:
                     return cached[1]
-                if refresh and now - self._keys_fetched_at < KEY_REFRESH_GAP_SECONDS:
+                if refresh and now - self._forced_refresh_at < KEY_REFRESH_GAP_SECONDS:
                     return cached[1]
             raw = await self._get_json(meta.jwks_uri, "jwks")
             self.fetches["jwks"] += 1
@@ -295,7 +296,8 @@ class RelyingParty:
                 keys = KeySet.import_key_set(raw)
             except (JoseError, ValueError, TypeError, KeyError) as exc:
                 refuse("OIDC_PROVIDER_UNAVAILABLE", document="jwks", reason=str(exc)[:200])
-            self._keys_fetched_at = now
+            if refresh:
+                self._forced_refresh_at = now
             self._keys = (now + METADATA_SECONDS, keys)
             return keys
 
