@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -36,6 +37,7 @@ from tests.fixtures.identity_provider import (
     CLIENT_SECRET,
     IdentityProvider,
     ProviderBrowser,
+    new_signing_key,
     start_identity_provider,
 )
 
@@ -99,27 +101,46 @@ class Site:
         return self.tokens.account_of(token) if token else None
 
 
-@pytest.fixture
-async def site(
-    platform: Platform, tmp_path: Path, provider_signing_key: RSAKey
+@contextlib.asynccontextmanager
+async def open_site(
+    platform: Platform,
+    tmp_path: Path,
+    provider_key: RSAKey,
+    *,
+    client_key: RSAKey | None = None,
 ) -> AsyncIterator[Site]:
+    """The platform served on a real socket, signing in through a provider of its own; with
+    ``client_key`` the platform authenticates to the provider with ``private_key_jwt``."""
     # The platform's socket is bound first, so the provider can be told the real redirect URI.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client: dict[str, Any] = {"oidc_client_id": CLIENT_ID, "oidc_client_secret": CLIENT_SECRET}
+    extra_clients: list[dict[str, Any]] = []
+    if client_key is not None:
+        key_file = tmp_path / "client-key.pem"
+        key_file.write_bytes(client_key.as_pem(private=True))
+        client = {"oidc_client_id": "guahao-jwt", "oidc_private_key_file": str(key_file)}
+        extra_clients.append(
+            {
+                "client_id": "guahao-jwt",
+                "redirect_uris": [f"{base}/auth/oidc/callback"],
+                "post_logout_redirect_uris": [f"{base}/"],
+                "token_endpoint_auth_method": "private_key_jwt",
+                "token_endpoint_auth_signing_alg": "RS256",
+                "jwks": {"keys": [client_key.as_dict(private=False)]},
+            }
+        )
     async with start_identity_provider(
         tmp_path,
         redirect_uris=[f"{base}/auth/oidc/callback"],
         post_logout_redirect_uris=[f"{base}/"],
-        keys=[provider_signing_key],
+        keys=[provider_key],
+        extra_clients=extra_clients,
     ) as provider:
         settings = msgspec.structs.replace(
-            platform.settings,
-            public_url=base,
-            oidc_issuer=provider.issuer,
-            oidc_client_id=CLIENT_ID,
-            oidc_client_secret=CLIENT_SECRET,
+            platform.settings, public_url=base, oidc_issuer=provider.issuer, **client
         )
         clock = ManualClock(datetime.now(UTC))
         app = create_app(settings, platform=platform, identity_clock=clock)
@@ -139,6 +160,14 @@ async def site(
             async with asyncio.timeout(15):
                 await task
             sock.close()
+
+
+@pytest.fixture
+async def site(
+    platform: Platform, tmp_path: Path, provider_signing_key: RSAKey
+) -> AsyncIterator[Site]:
+    async with open_site(platform, tmp_path, provider_signing_key) as opened:
+        yield opened
 
 
 def _error(response: httpx.Response) -> tuple[int, str]:
@@ -245,6 +274,22 @@ async def test_without_a_verified_phone_nothing_is_linked_or_signed_in(
         assert site.signed_in_account(browser) is None
     assert await site.links() == []
     assert await site.account_count() == 1
+
+
+async def test_the_platform_can_authenticate_to_the_provider_with_a_private_key(
+    platform: Platform, tmp_path: Path, provider_signing_key: RSAKey
+) -> None:
+    client_key = new_signing_key("guahao-client-key")
+    async with (
+        open_site(platform, tmp_path, provider_signing_key, client_key=client_key) as jwt_site,
+        jwt_site.browser() as browser,
+    ):
+        authorize = await jwt_site.start(browser)
+        assert parse_qs(urlsplit(authorize).query)["client_id"] == ["guahao-jwt"]
+        back = await browser.sign_in_at_provider(authorize, "alice", stop_at=jwt_site.callback)
+        landed = await browser.get(back)
+        assert landed.status_code == 303, landed.text
+        assert jwt_site.signed_in_account(browser) is not None
 
 
 async def test_next_never_leaves_the_site(site: Site) -> None:
