@@ -33,7 +33,7 @@ from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, InvalidKeyIdError, JoseError
-from joserfc.jwk import KeySet, OctKey
+from joserfc.jwk import KeySet, OctKey, RSAKey
 from litestar import Request, Response
 
 from guahao.config import Settings
@@ -208,6 +208,13 @@ class RelyingParty:
         self._flow_key = OctKey.import_key(
             hmac.new(secret_key, b"guahao oidc sign-in flow", hashlib.sha256).digest()
         )
+        # Parsed once: loading an RSA private key checks it, which takes long enough to be
+        # felt if every sign-in did it on the event loop.
+        self._client_key: RSAKey | None = (
+            RSAKey.import_key(registration.private_key_pem)
+            if registration.private_key_pem
+            else None
+        )
         self._transport = transport or httpx.AsyncHTTPTransport(retries=1)
         self._http = httpx.AsyncClient(transport=self._transport, timeout=_HTTP_TIMEOUT)
         self._metadata_lock = asyncio.Lock()
@@ -309,9 +316,9 @@ class RelyingParty:
         reg = self.registration
         client = AsyncOAuth2Client(
             client_id=reg.client_id,
-            client_secret=reg.private_key_pem or reg.client_secret,
+            client_secret=self._client_key or reg.client_secret,
             token_endpoint_auth_method=(
-                "private_key_jwt" if reg.private_key_pem else "client_secret_basic"
+                "private_key_jwt" if self._client_key else "client_secret_basic"
             ),
             scope=reg.scopes,
             redirect_uri=reg.redirect_uri,
@@ -319,7 +326,7 @@ class RelyingParty:
             transport=self._transport,
             timeout=_HTTP_TIMEOUT,
         )
-        if reg.private_key_pem:
+        if self._client_key is not None:
             client.register_client_auth_method(PrivateKeyJWT(meta.token_endpoint))
         return client
 
