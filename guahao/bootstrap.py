@@ -45,6 +45,7 @@ from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.citizen_views import CitizenViews
+from guahao.platform.services.federated_identities import FederatedIdentities
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.follow_ups import FollowUps
 from guahao.platform.services.hospital_feed import HospitalFeed
@@ -116,6 +117,7 @@ class Platform:
     citizen_views: CitizenViews
     sweep: Sweep
     """The periodic sweep's steps; its ``failures`` count failed rounds per step."""
+    federated_identities: FederatedIdentities
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -356,6 +358,7 @@ async def open_platform(
             availability_feed=availability_feed,
             citizen_views=CitizenViews(ports),
             sweep=_sweep_of(bookings, supply, search, lottery, waitlist, rollups),
+            federated_identities=FederatedIdentities(ports),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(

@@ -135,6 +135,25 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     citizen_session_hours: Annotated[int, msgspec.Meta(ge=1, le=720)] = 12
     """How long a citizen stays signed in to the pages without using them."""
 
+    oidc_issuer: str = ""
+    """Issuer URL of the region's OpenID Connect identity provider (its
+    ``/.well-known/openid-configuration`` is read from there); empty means no sign-in through
+    an identity provider."""
+
+    oidc_client_id: str = ""
+    """This platform's client id at the identity provider (required with ``oidc_issuer``)."""
+
+    oidc_client_secret: str = ""
+    """Client secret (``client_secret_basic``); ignored when ``oidc_private_key_file`` is set."""
+
+    oidc_private_key_file: str = ""
+    """PEM file of an RSA private key: the client authenticates with ``private_key_jwt``
+    (RS256) instead of a secret; the provider holds the public key."""
+
+    oidc_scopes: str = "openid profile phone"
+    """Scopes requested at sign-in; ``openid`` and ``phone`` are needed to link an identity to
+    an account by its verified phone number."""
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{Path(self.data_dir).resolve()}/guahao.db"
 
@@ -146,6 +165,14 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.cookie_secure == "auto":
             return self.resolved_public_url().startswith("https://")
         return self.cookie_secure == "always"
+
+    def oidc_redirect_uri(self) -> str:
+        """Where the provider sends the browser back (register it at the provider)."""
+        return f"{self.resolved_public_url()}/auth/oidc/callback"
+
+    def oidc_post_logout_redirect_uri(self) -> str:
+        """Where the provider sends the browser after logout (register it too)."""
+        return f"{self.resolved_public_url()}/"
 
     def secret(self, name: str) -> str:
         """A secret field, or one generated once and kept in ``data_dir`` (0600)."""

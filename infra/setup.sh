@@ -62,6 +62,21 @@ web_assets() {
 }
 web_assets
 
+# The tests' OpenID Connect provider (node-oidc-provider), pinned by its package-lock.json;
+# reinstalled only when the lock file or Node.js changes.
+oidc_dir="$root/tests/fixtures/oidc_provider"
+if command -v npm >/dev/null 2>&1; then
+    oidc_want="$({ cat "$oidc_dir/package-lock.json"; node --version; } | sha256sum | cut -d' ' -f1)"
+    oidc_stamp="$oidc_dir/node_modules/.guahao-setup-stamp"
+    if [[ ! -f "$oidc_stamp" || "$(cat "$oidc_stamp")" != "$oidc_want" ]]; then
+        say "installing the test OpenID provider (npm ci in tests/fixtures/oidc_provider)"
+        (cd "$oidc_dir" && npm ci --no-audit --no-fund --loglevel=error)
+        printf '%s\n' "$oidc_want" >"$oidc_stamp"
+    fi
+else
+    say "npm not found: the OpenID Connect sign-in tests will fail until Node.js is installed"
+fi
+
 want="$(
     {
         cat pyproject.toml requirements.lock

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.platforms",
     "tests.fixtures.his_simulator",
     "tests.fixtures.search",
+    "tests.fixtures.identity_provider",
 ]

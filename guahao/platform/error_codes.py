@@ -592,6 +592,42 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "页面已过期，请刷新后重试",
         "This page has expired; reload it and try again",
     ),
+    # sign-in through the region's OpenID Connect identity provider (guahao.web.oidc)
+    "OIDC_NOT_CONFIGURED": (
+        _N,
+        "本平台未开通统一身份认证登录",
+        "Sign-in through the regional identity provider is not set up here",
+    ),
+    "OIDC_STATE_INVALID": (
+        _F,
+        "登录请求已失效或不是从本浏览器发起，请重新登录",
+        "The sign-in request expired or did not start in this browser; sign in again",
+    ),
+    "OIDC_SIGN_IN_DENIED": (
+        _F,
+        "统一身份认证平台未完成登录",
+        "The identity provider did not complete the sign-in",
+    ),
+    "OIDC_PROVIDER_UNAVAILABLE": (
+        _U,
+        "统一身份认证平台暂时无法访问，请稍后再试",
+        "The identity provider is unavailable; retry shortly",
+    ),
+    "ID_TOKEN_EXPIRED": (
+        _F,
+        "身份令牌已过期，请重新登录",
+        "The ID token has expired; sign in again",
+    ),
+    "ID_TOKEN_INVALID": (
+        _F,
+        "身份令牌无效（签名、签发方、受众或随机数不符），请重新登录",
+        "The ID token is invalid (signature, issuer, audience or nonce); sign in again",
+    ),
+    "OIDC_PHONE_REQUIRED": (
+        _F,
+        "统一身份认证平台未提供已验证的手机号，无法关联账号",
+        "The identity provider shared no verified mobile number to link an account with",
+    ),
 }
 
 

@@ -16,14 +16,17 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from guahao import __version__
 from guahao.bootstrap import Platform, open_platform
 from guahao.config import Settings
-from guahao.platform.clock import Clock
+from guahao.platform.clock import Clock, SystemClock
+from guahao.platform.error_codes import refuse
 from guahao.platform.services.readiness import Readiness
 from guahao.web.auth import TokenIssuer
+from guahao.web.bearer_cookie_sessions import BearerCookieSessions
 from guahao.web.dependencies import platform_dependencies
 from guahao.web.errors import exception_handlers
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
 from guahao.web.metrics import WebMetrics, metrics_endpoint, telemetry_middleware
+from guahao.web.oidc import CitizenSessions, ClientRegistration, RelyingParty
 from guahao.web.pages import pages_router, static_router, template_config
 from guahao.web.pages.live_availability import stop_hub
 from guahao.web.pages.page_context import provide_page
@@ -36,6 +39,7 @@ from guahao.web.routes.bookings import BookingController
 from guahao.web.routes.catalog import CatalogController
 from guahao.web.routes.hospital_api import HospitalApiController
 from guahao.web.routes.hospital_desk import HospitalDeskController
+from guahao.web.routes.oidc import OidcController
 from guahao.web.routes.payments import PaymentController, SandboxCashierController
 from guahao.web.routes.rules import RulesController
 from guahao.web.routes.search import SearchController
@@ -65,8 +69,39 @@ def create_app(
     *,
     clock: Clock | None = None,
     platform: Platform | None = None,
+    identity_clock: Clock | None = None,
 ) -> Litestar:
-    """The app for ``settings``; pass ``platform`` to serve one that is already open."""
+    """The app for ``settings``; pass ``platform`` to serve one that is already open.
+
+    ``identity_clock`` judges ID tokens and sign-in cookies against the identity provider's
+    time (the machine's wall clock unless a test moves it), apart from the platform's clock.
+    """
+    tokens = TokenIssuer(settings.secret("secret_key"), settings.token_minutes)
+    # sign-in through the identity provider: the relying party (None when no issuer is set)
+    # and the seam that turns a verified account into a signed-in browser
+    registration = ClientRegistration.from_settings(settings)
+    citizen_sessions: CitizenSessions = BearerCookieSessions(
+        tokens,
+        minutes=settings.token_minutes,
+        secure=settings.resolved_public_url().startswith("https://"),
+    )
+
+    @contextlib.asynccontextmanager
+    async def relying_party_open(app: Litestar) -> AsyncIterator[None]:
+        if registration is None:
+            app.state.relying_party = None
+            yield
+            return
+        relying_party = RelyingParty(
+            registration,
+            secret_key=settings.secret("secret_key").encode(),
+            clock=identity_clock or SystemClock(),
+        )
+        app.state.relying_party = relying_party
+        try:
+            yield
+        finally:
+            await relying_party.aclose()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -86,6 +121,15 @@ def create_app(
 
     configure_logging()
     metrics = WebMetrics()
+
+    def provide_relying_party(state: State) -> RelyingParty:
+        found: RelyingParty | None = state.relying_party
+        if found is None:
+            refuse("OIDC_NOT_CONFIGURED")
+        return found
+
+    def provide_citizen_sessions() -> CitizenSessions:
+        return citizen_sessions
 
     return Litestar(
         route_handlers=[
@@ -112,18 +156,23 @@ def create_app(
             # the API's ``page`` query parameters
             pages_router(dependencies=page_dependencies()),
             static_router(),
+            OidcController,
         ],
-        dependencies=platform_dependencies(),
+        dependencies=platform_dependencies()
+        | {
+            "relying_party": Provide(provide_relying_party, sync_to_thread=False),
+            "citizen_sessions": Provide(provide_citizen_sessions, sync_to_thread=False),
+        },
         template_config=template_config(),
         # Pages and JSON go out compressed (phones on poor networks); the live stream is
         # not, so that every event leaves at once.
         compression_config=CompressionConfig(backend="gzip", minimum_size=500, exclude="^/live/"),
         exception_handlers=exception_handlers,
         middleware=[telemetry_middleware(metrics), IdempotencyMiddleware],
-        lifespan=[lifespan],
+        lifespan=[lifespan, relying_party_open],
         state=State(
             {
-                "tokens": TokenIssuer(settings.secret("secret_key"), settings.token_minutes),
+                "tokens": tokens,
                 "hospital_tokens": HospitalTokens(settings.secret("secret_key")),
                 "staff_tokens": StaffTokenIssuer(
                     settings.secret("secret_key"), settings.token_minutes

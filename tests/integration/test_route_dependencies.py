@@ -20,6 +20,10 @@ from tests.fixtures.platforms import settings_for
 
 _NAMED = typing.get_args(NamedDependency[Any])[1]
 
+APP_DEPENDENCIES = {"page", "relying_party", "citizen_sessions"}
+"""Dependencies that are not Platform fields: the pages' context and the OpenID Connect
+relying party with its session seam (``guahao.web.app``)."""
+
 
 def _app(tmp_path: Path) -> Litestar:
     settings = settings_for(tmp_path, "sqlite+aiosqlite:///unused.db", "redis://127.0.0.1:1/0")
@@ -57,8 +61,11 @@ def test_every_named_dependency_is_a_platform_field_or_the_request_context(
     declared = named_dependencies(_app(tmp_path))
     assert declared["holdSlot"] == {"bookings", "queries", "client"}
     assert declared["health"] == {"readiness"}
-    # ``page`` (language, elderly mode, the signed-in account) exists on the pages' router only
-    unknown = {op: names - set(DEPENDENCY_NAMES) - {"page"} for op, names in declared.items()}
+    # ``page`` (language, elderly mode, the signed-in account) exists on the pages' router only;
+    # the identity provider's relying party and the session seam are the app's own
+    unknown = {
+        op: names - set(DEPENDENCY_NAMES) - APP_DEPENDENCIES for op, names in declared.items()
+    }
     assert {op: names for op, names in unknown.items() if names} == {}
 
 
@@ -88,5 +95,7 @@ async def test_each_declared_type_accepts_what_the_platform_provides(
     provided["client"] = ClientContext()
     for handler in our_handlers(_app(tmp_path)):
         for name, field in handler.parsed_fn_signature.parameters.items():
-            if name != "page" and any(type(meta) is type(_NAMED) for meta in field.metadata):
+            if name not in APP_DEPENDENCIES and any(
+                type(meta) is type(_NAMED) for meta in field.metadata
+            ):
                 assert isinstance(provided[name], field.annotation), (handler.handler_name, name)

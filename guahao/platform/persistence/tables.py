@@ -42,6 +42,7 @@ __all__ = [
     "BookingRow",
     "DepartmentRow",
     "DoctorRow",
+    "FederatedIdentityRow",
     "HospitalRow",
     "HospitalRuleOverrideRow",
     "LotteryEntryRow",
@@ -808,3 +809,22 @@ class AccessMeasureRow(Base):
     third_next_days: Mapped[int | None] = mapped_column(Integer, default=None)
     free_units: Mapped[int] = mapped_column(Integer, default=0)
     measured_at: Mapped[datetime] = mapped_column()
+
+
+class FederatedIdentityRow(Base):
+    """A person's identity at an OpenID Connect provider, linked to one platform account.
+
+    The pair (issuer, subject) is what the provider promises never to reassign, unlike an
+    e-mail or a phone number, so a later sign-in finds the account by it alone; the unique
+    constraint makes two simultaneous first sign-ins of one person agree on one link.
+    """
+
+    __tablename__ = "federated_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(String(255))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    linked_at: Mapped[datetime] = mapped_column()
+    last_sign_in_at: Mapped[datetime] = mapped_column()
