@@ -27,12 +27,10 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select
 
 from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.platform.jobs import SaqJobs
-from guahao.platform.persistence.connector_tables import OutboxCursorRow
-from guahao.platform.persistence.tables import OutboxRow
+from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.services.runtime import Ports
 from guahao.web.request_logs import request_log
 
@@ -123,29 +121,19 @@ class WebMetrics:
         children[0].inc()
         children[1].observe(seconds)
 
-    async def collect_platform(self, ports: Ports, jobs: SaqJobs, connectors: ConnectorHub) -> None:
+    async def collect_platform(
+        self,
+        dispatcher: OutboxDispatcher,
+        ports: Ports,
+        jobs: SaqJobs,
+        connectors: ConnectorHub,
+    ) -> None:
         """Read the figures that live outside this process (outbox, queue, connectors)."""
-        now = ports.clock.now()
-        async with ports.sessions() as session:
-            pending, oldest = (
-                await session.execute(
-                    select(func.count(), func.min(OutboxRow.created_at)).where(
-                        OutboxRow.dispatched_at.is_(None)
-                    )
-                )
-            ).one()
-            newest = int(await session.scalar(select(func.max(OutboxRow.id))) or 0)
-            cursors = (
-                await session.execute(select(OutboxCursorRow.subscriber, OutboxCursorRow.position))
-            ).all()
-        self.outbox_pending.set(int(pending))
-        lag = 0.0
-        if oldest is not None:
-            oldest_utc = oldest if oldest.tzinfo is not None else oldest.replace(tzinfo=now.tzinfo)
-            lag = max(0.0, (now - oldest_utc).total_seconds())
-        self.outbox_lag.set(lag)
-        for subscriber, position in cursors:
-            self.subscriber_backlog.labels(subscriber).set(max(0, newest - int(position)))
+        backlog = await dispatcher.backlog()
+        self.outbox_pending.set(backlog.pending)
+        self.outbox_lag.set(backlog.lag_seconds)
+        for subscriber, behind in backlog.behind.items():
+            self.subscriber_backlog.labels(subscriber).set(behind)
         queue = jobs.queue
         for state in ("queued", "active", "incomplete"):
             self.queue_depth.labels(state).set(await queue.count(state))
@@ -218,6 +206,7 @@ def telemetry_middleware(metrics: WebMetrics) -> Callable[[ASGIApp], ASGIApp]:
 
 @get("/metrics", operation_id="metrics", tags=["operations"], include_in_schema=False)
 async def metrics_endpoint(
+    dispatcher: NamedDependency[OutboxDispatcher],
     ports: NamedDependency[Ports],
     jobs: NamedDependency[SaqJobs],
     connectors: NamedDependency[ConnectorHub],
@@ -225,5 +214,5 @@ async def metrics_endpoint(
 ) -> Response[bytes]:
     """The Prometheus exposition of this process's metrics."""
     metrics: WebMetrics = request.app.state.metrics
-    await metrics.collect_platform(ports, jobs, connectors)
+    await metrics.collect_platform(dispatcher, ports, jobs, connectors)
     return Response(content=generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -41,6 +41,7 @@ from guahao.platform.persistence.tables import OutboxRow
 
 __all__ = [
     "CursorReport",
+    "OutboxBacklog",
     "OutboxDispatcher",
     "OutboxEvent",
     "StartsAt",
@@ -170,6 +171,17 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
+class OutboxBacklog(msgspec.Struct, frozen=True):
+    """What waits to be delivered, for the operators' metrics (``/metrics``)."""
+
+    pending: int
+    """Rows not yet dispatched."""
+    lag_seconds: float
+    """Age of the oldest row not yet dispatched (0 when none)."""
+    behind: dict[str, int]
+    """Per subscriber cursor: rows written after it."""
+
+
 class OutboxDispatcher:
     """Delivers outbox rows to each subscriber on its own cursor."""
 
@@ -182,6 +194,31 @@ class OutboxDispatcher:
     @property
     def subscribers(self) -> list[str]:
         return [s.name for s in self._subscriptions]
+
+    async def backlog(self) -> OutboxBacklog:
+        """How far delivery is behind: three aggregate reads, cheap enough for a scrape."""
+        now = self._clock.now()
+        async with self._sessions() as session:
+            pending, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(OutboxRow.created_at)).where(
+                        OutboxRow.dispatched_at.is_(None)
+                    )
+                )
+            ).one()
+            newest = int(await session.scalar(select(func.max(OutboxRow.id))) or 0)
+            cursors = (
+                await session.execute(select(OutboxCursorRow.subscriber, OutboxCursorRow.position))
+            ).all()
+        lag = 0.0
+        if oldest is not None:
+            oldest_utc = oldest if oldest.tzinfo is not None else oldest.replace(tzinfo=now.tzinfo)
+            lag = max(0.0, (now - oldest_utc).total_seconds())
+        return OutboxBacklog(
+            pending=int(pending),
+            lag_seconds=lag,
+            behind={str(name): max(0, newest - int(position)) for name, position in cursors},
+        )
 
     def subscribe(
         self,
