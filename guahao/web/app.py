@@ -20,7 +20,7 @@ from guahao.platform.clock import Clock, SystemClock
 from guahao.platform.error_codes import refuse
 from guahao.platform.services.readiness import Readiness
 from guahao.web.auth import TokenIssuer
-from guahao.web.bearer_cookie_sessions import BearerCookieSessions
+from guahao.web.citizen_session import PageSessions
 from guahao.web.dependencies import platform_dependencies
 from guahao.web.errors import exception_handlers
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
@@ -80,11 +80,7 @@ def create_app(
     # sign-in through the identity provider: the relying party (None when no issuer is set)
     # and the seam that turns a verified account into a signed-in browser
     registration = ClientRegistration.from_settings(settings)
-    citizen_sessions: CitizenSessions = BearerCookieSessions(
-        tokens,
-        minutes=settings.token_minutes,
-        secure=settings.resolved_public_url().startswith("https://"),
-    )
+    citizen_sessions: CitizenSessions = PageSessions()
 
     @contextlib.asynccontextmanager
     async def relying_party_open(app: Litestar) -> AsyncIterator[None]:

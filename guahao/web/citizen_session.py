@@ -174,3 +174,19 @@ def check_csrf(connection: ASGIConnection[Any, Any, Any, Any], submitted: str) -
         and sessions_of(connection).csrf_valid(cookie)
     ):
         refuse("CSRF_TOKEN_INVALID")
+
+
+class PageSessions:
+    """The OpenID Connect sign-in's ``CitizenSessions`` (``guahao.web.oidc``): an identity the
+    provider vouched for becomes the same cookie session (with its CSRF token) as an SMS-code
+    sign-in, so the pages cannot tell the two apart."""
+
+    async def start(
+        self, request: Request[Any, Any, Any], account_id: str, response: Response[Any]
+    ) -> Response[Any]:
+        await start_citizen_session(request, response, account_id)
+        return response
+
+    async def end(self, request: Request[Any, Any, Any], response: Response[Any]) -> Response[Any]:
+        await end_citizen_session(request, response)
+        return response

@@ -30,7 +30,8 @@ from guahao.platform.clock import ManualClock
 from guahao.platform.persistence.tables import AccountRow, FederatedIdentityRow
 from guahao.web.app import create_app
 from guahao.web.auth import TokenIssuer
-from guahao.web.bearer_cookie_sessions import ACCESS_TOKEN_COOKIE
+from guahao.web.citizen_session import SESSION_COOKIE
+from guahao.web.citizen_session import CitizenSessions as SessionStore
 from guahao.web.oidc import FLOW_COOKIE, ID_TOKEN_COOKIE
 from tests.fixtures.identity_provider import (
     CLIENT_ID,
@@ -96,9 +97,12 @@ class Site:
         async with self.platform.ports.sessions() as session:
             return int(await session.scalar(select(func.count()).select_from(AccountRow)) or 0)
 
-    def signed_in_account(self, browser: ProviderBrowser) -> str | None:
-        token = browser.http.cookies.get(ACCESS_TOKEN_COOKIE)
-        return self.tokens.account_of(token) if token else None
+    async def signed_in_account(self, browser: ProviderBrowser) -> str | None:
+        """The account of the browser's page session (the cookie the pages read)."""
+        token = browser.http.cookies.get(SESSION_COOKIE)
+        if not token:
+            return None
+        return await SessionStore(self.platform.redis, self.platform.settings).account_of(token)
 
 
 @contextlib.asynccontextmanager
@@ -207,10 +211,10 @@ async def test_first_sign_in_makes_an_account_for_the_verified_phone_and_signs_t
 
         assert landed.status_code == 303, landed.text
         assert landed.headers["location"] == "/me/bookings"
-        account_id = site.signed_in_account(browser)
+        account_id = await site.signed_in_account(browser)
         assert account_id is not None
         assert FLOW_COOKIE not in browser.http.cookies  # used once
-        session_cookie = next(c for c in browser.http.cookies.jar if c.name == ACCESS_TOKEN_COOKIE)
+        session_cookie = next(c for c in browser.http.cookies.jar if c.name == SESSION_COOKIE)
         assert session_cookie.has_nonstandard_attr("HttpOnly")
         assert await site.links() == [(site.provider.issuer, "alice", account_id)]
         async with site.platform.ports.sessions() as session:
@@ -220,22 +224,18 @@ async def test_first_sign_in_makes_an_account_for_the_verified_phone_and_signs_t
         assert account.phone_hash == vault.index("phone", "13800138000")  # ASCII digits
         assert account.display_name == "李丽"
 
-        # the session is the API's own: the signed-in account can use it
-        me = await browser.http.get(
-            f"{site.base}/api/v1/me/patients",
-            headers={"Authorization": f"Bearer {browser.http.cookies[ACCESS_TOKEN_COOKIE]}"},
-        )
+        # the session is the pages' own: the signed-in account's pages open
+        me = await browser.http.get(f"{site.base}/me/bookings")
         assert me.status_code == 200, me.text
-        assert me.json() == []
 
 
 async def test_a_second_sign_in_finds_the_same_account(site: Site) -> None:
     async with site.browser() as first:
         assert (await site.sign_in(first, "alice")).status_code == 303
-        account_id = site.signed_in_account(first)
+        account_id = await site.signed_in_account(first)
     async with site.browser() as second:  # another phone: the provider asks to log in again
         assert (await site.sign_in(second, "alice")).status_code == 303
-        assert site.signed_in_account(second) == account_id
+        assert await site.signed_in_account(second) == account_id
     assert await site.links() == [(site.provider.issuer, "alice", account_id)]
     assert await site.account_count() == 1
 
@@ -252,7 +252,7 @@ async def test_a_verified_phone_of_an_existing_account_links_the_identity_to_it(
         account_id = registered.json()["accountId"]
 
         assert (await site.sign_in(browser, "bob")).status_code == 303
-        assert site.signed_in_account(browser) == account_id
+        assert await site.signed_in_account(browser) == account_id
     assert await site.links() == [(site.provider.issuer, "bob", account_id)]
     assert await site.account_count() == 1
 
@@ -271,7 +271,7 @@ async def test_without_a_verified_phone_nothing_is_linked_or_signed_in(
         assert _error(refused) == (403, "OIDC_PHONE_REQUIRED")
         assert refused.json()["message"]["zh"]
         assert refused.json()["message"]["en"]
-        assert site.signed_in_account(browser) is None
+        assert await site.signed_in_account(browser) is None
     assert await site.links() == []
     assert await site.account_count() == 1
 
@@ -289,7 +289,7 @@ async def test_the_platform_can_authenticate_to_the_provider_with_a_private_key(
         back = await browser.sign_in_at_provider(authorize, "alice", stop_at=jwt_site.callback)
         landed = await browser.get(back)
         assert landed.status_code == 303, landed.text
-        assert jwt_site.signed_in_account(browser) is not None
+        assert await jwt_site.signed_in_account(browser) is not None
 
 
 async def test_next_never_leaves_the_site(site: Site) -> None:
@@ -305,12 +305,12 @@ async def test_logout_ends_the_local_session_and_then_the_provider_session(site:
     async with site.browser() as browser:
         await site.sign_in(browser, "alice")
         id_token = browser.http.cookies[ID_TOKEN_COOKIE]
-        assert site.signed_in_account(browser) is not None
+        assert await site.signed_in_account(browser) is not None
 
         out = await browser.post(f"{site.base}/auth/oidc/logout")
 
         assert out.status_code == 303, out.text
-        assert site.signed_in_account(browser) is None
+        assert await site.signed_in_account(browser) is None
         assert ID_TOKEN_COOKIE not in browser.http.cookies
         end_session = out.headers["location"]
         assert end_session.startswith(f"{site.provider.issuer}/session/end?")
@@ -344,7 +344,7 @@ async def test_an_expired_id_token_is_refused(site: Site) -> None:
         site.clock.advance(minutes=5)
         refused = await browser.get(back)
         assert _error(refused) == (403, "ID_TOKEN_EXPIRED")
-        assert site.signed_in_account(browser) is None
+        assert await site.signed_in_account(browser) is None
     assert await site.links() == []
     assert await site.account_count() == 0
 
@@ -357,7 +357,7 @@ async def test_a_state_that_is_not_this_browsers_is_refused(site: Site) -> None:
         refused = await browser.get(back)
         assert _error(refused) == (403, "OIDC_STATE_INVALID")
         assert refused.json()["detail"]["reason"] == "state_mismatch"
-        assert site.signed_in_account(browser) is None
+        assert await site.signed_in_account(browser) is None
     assert await site.links() == []
 
 
@@ -368,7 +368,7 @@ async def test_a_callback_in_another_browser_is_refused(site: Site) -> None:
     async with site.browser() as other:  # no flow cookie: the sign-in did not start here
         refused = await other.get(back)
         assert _error(refused) == (403, "OIDC_STATE_INVALID")
-        assert site.signed_in_account(other) is None
+        assert await site.signed_in_account(other) is None
     assert await site.links() == []
 
 
@@ -380,7 +380,7 @@ async def test_a_nonce_that_is_not_this_browsers_is_refused(site: Site) -> None:
         refused = await browser.get(back)
         assert _error(refused) == (403, "ID_TOKEN_INVALID")
         assert refused.json()["detail"]["claim"] == "nonce"
-        assert site.signed_in_account(browser) is None
+        assert await site.signed_in_account(browser) is None
     assert await site.links() == []
 
 
@@ -394,7 +394,7 @@ async def test_a_code_is_good_for_one_sign_in_only(site: Site) -> None:
         replay.http.cookies.set(FLOW_COOKIE, flow, domain="127.0.0.1", path="/auth/oidc")
         refused = await replay.get(back)
         assert _error(refused) == (403, "OIDC_SIGN_IN_DENIED")
-        assert site.signed_in_account(replay) is None
+        assert await site.signed_in_account(replay) is None
     assert len(await site.links()) == 1
 
 
