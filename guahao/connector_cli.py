@@ -252,6 +252,37 @@ def bind_senders(
     click.echo(f"{hospital_code}: HL7 v2 accepted from {info.config['senders']}")
 
 
+@connectors.command("clients")
+@click.argument("hospital_code")
+def clients(hospital_code: str) -> None:
+    """A hospital's OAuth2 clients of the push API (never their secrets)."""
+
+    async def run() -> Any:
+        async with open_platform(_settings(), run_jobs=False) as platform:
+            return await platform.connectors.registry.clients(hospital_code)
+
+    for found in asyncio.run(run()):
+        state = f"revoked {found.revoked_at:%Y-%m-%d %H:%M}" if found.revoked_at else "active"
+        click.echo(f"{found.client_id:32} {' '.join(found.scopes):30} {state}")
+
+
+@connectors.command("revoke-client")
+@click.argument("client_id")
+def revoke_client(client_id: str) -> None:
+    """Revoke a hospital's OAuth2 client: its secret no longer signs in and its tokens stop
+    working at the next request (issue a new one with ``guahao hospital onboard``)."""
+
+    async def run() -> Any:
+        async with open_platform(_settings(), run_jobs=False) as platform:
+            return await platform.connectors.registry.revoke_client(client_id)
+
+    try:
+        revoked = asyncio.run(run())
+    except GuahaoError as exc:
+        raise click.UsageError(f"{exc.message_en}: {client_id}") from None
+    click.echo(f"{revoked.client_id} of {revoked.hospital_code} revoked at {revoked.revoked_at}")
+
+
 @connectors.command("health")
 def health() -> None:
     """Last sync, lag and error rate of every connector."""

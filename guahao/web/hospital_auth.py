@@ -33,13 +33,20 @@ from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
 from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.platform.client_context import ClientContext
 from guahao.platform.error_codes import refuse
 from guahao.platform.errors import GuahaoError
+from guahao.platform.services.runtime import Ports
 
 __all__ = ["HospitalTokens", "require_hospital", "token_endpoint"]
 
 AUDIENCE = "guahao-hospital-api"
 TOKEN_SECONDS = 3600
+
+TOKENS_PER_ADDRESS = "60/minute"
+TOKENS_PER_CLIENT = "20/minute"
+"""A HIS asks for a token about once an hour; these let a restart storm through and stop a
+client (or an address) guessing secrets, each guess costing the platform a scrypt."""
 
 
 class HospitalTokens:
@@ -63,6 +70,12 @@ class HospitalTokens:
         return jwt.encode({"alg": "HS256"}, claims, self._key)
 
     def principal(self, token: str) -> tuple[str, set[str]]:
+        hospital, _client_id, scopes = self.claims(token)
+        return hospital, scopes
+
+    def claims(self, token: str) -> tuple[str, str, set[str]]:
+        """The hospital, the client id and the scopes of a valid token (``UNAUTHENTICATED``
+        otherwise)."""
         try:
             decoded = jwt.decode(token, self._key, algorithms=["HS256"])
             jwt.JWTClaimsRegistry(
@@ -70,22 +83,33 @@ class HospitalTokens:
             ).validate(decoded.claims)
         except (JoseError, ValueError):
             refuse("UNAUTHENTICATED")
-        return str(decoded.claims["hospital"]), set(str(decoded.claims["scope"]).split())
+        return (
+            str(decoded.claims["hospital"]),
+            str(decoded.claims.get("sub", "")),
+            set(str(decoded.claims["scope"]).split()),
+        )
 
 
-def require_hospital(
+async def require_hospital(
     connection: ASGIConnection[Any, Any, Any, Any], route: BaseRouteHandler
 ) -> None:
-    """Guard: a hospital bearer token with the route's scope; puts the hospital in state."""
+    """Guard: a hospital bearer token with the route's scope, of a client not revoked; puts
+    the hospital in state.
+
+    The client is looked up on every request (one primary-key read), so revoking it stops its
+    tokens at once, not when they expire an hour later."""
     header = connection.headers.get("authorization", "")
     scheme, _sep, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         refuse("UNAUTHENTICATED")
     tokens: HospitalTokens = connection.app.state.hospital_tokens
-    hospital, scopes = tokens.principal(token.strip())
+    hospital, client_id, scopes = tokens.claims(token.strip())
     needed = (route.opt or {}).get("scope", "hospital:push")
     if needed not in scopes:
         refuse("HOSPITAL_SCOPE_DENIED", scope=needed)
+    connectors: ConnectorHub = connection.app.state.platform.connectors
+    if not await connectors.registry.client_active(client_id):
+        refuse("UNAUTHENTICATED", reason="client revoked")
     connection.state.hospital_code = hospital
 
 
@@ -105,9 +129,13 @@ def _oauth_error(error: OAuth2Error, status: int | None = None) -> Response[dict
     status_code=200,
 )
 async def token_endpoint(
-    request: Request[Any, Any, Any], connectors: NamedDependency[ConnectorHub]
+    request: Request[Any, Any, Any],
+    connectors: NamedDependency[ConnectorHub],
+    ports: NamedDependency[Ports],
+    client: NamedDependency[ClientContext],
 ) -> Response[dict[str, Any]]:
     """Client credentials grant for hospital systems (form-encoded, RFC 6749 §4.4)."""
+    limiter = ports.limiter
     raw = (await request.body()).decode("utf-8", errors="replace")
     form: dict[str, str] = {}
     for pair in raw.split("&"):
@@ -130,6 +158,13 @@ async def token_endpoint(
     if not client_id or not secret:
         return _oauth_error(
             InvalidClientError(description="client authentication is required"), 401
+        )
+    if limiter is not None:  # before any hashing: a guess costs the platform a scrypt
+        await limiter.hit(
+            [
+                ("hospital_token:ip", TOKENS_PER_ADDRESS, client.ip_hash),
+                ("hospital_token:client", TOKENS_PER_CLIENT, client_id),
+            ]
         )
     try:
         hospital, allowed = await connectors.registry.authenticate(client_id, secret)

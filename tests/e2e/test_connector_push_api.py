@@ -259,3 +259,37 @@ def _file(kind: str, rows: list[list[str]]) -> bytes:
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
+
+
+async def test_a_revoked_clients_tokens_stop_working_at_once(platform, live_server):
+    """Revocation does not wait for the hour a token lives: the next request is refused."""
+    async with await hospital_client(platform, live_server, clinic(code="h1")) as hospital:
+        before = await hospital.get("/schedule-template")
+        assert before.status_code == 200, before.text
+        (client,) = await platform.connectors.registry.clients("h1")
+        await platform.connectors.registry.revoke_client(client.client_id)
+        after = await hospital.get("/schedule-template")
+        assert after.status_code == 401, after.text
+        assert after.json()["code"] == "UNAUTHENTICATED"
+
+
+async def test_guessing_client_secrets_is_cut_off_per_client(platform, live_server):
+    """Each guess costs the platform a scrypt: after 20 a minute the client id answers 429
+    before any hashing, while another hospital's client still signs in."""
+    await platform.supply.register_hospital(clinic(code="h1"))
+    target = await platform.connectors.registry.issue_client("h1", list(SCOPES))
+    async with httpx.AsyncClient(base_url=live_server, timeout=30) as http:
+        codes = [
+            (
+                await http.post(
+                    "/api/v1/oauth/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=(target.client_id, f"guess-{n}"),
+                )
+            ).status_code
+            for n in range(22)
+        ]
+    assert codes[:20] == [401] * 20
+    assert codes[20:] == [429, 429]
+    other = await hospital_client(platform, live_server, clinic(code="h2"))
+    await other.aclose()

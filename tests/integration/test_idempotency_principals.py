@@ -58,9 +58,11 @@ async def http(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def hospital_auth(app: Litestar, platform: Platform, spec: HospitalSpec) -> dict[str, str]:
-    """A registered hospital's bearer token, signed by the app's own hospital token issuer."""
+    """A registered hospital's bearer token, signed by the app's own hospital token issuer for
+    a client the registry issued (the guard refuses tokens of unknown or revoked clients)."""
     await platform.supply.register_hospital(spec)
-    token = app.state.hospital_tokens.issue(spec.code, f"client-{spec.code}", ["hospital:push"])
+    issued = await platform.connectors.registry.issue_client(spec.code, ["hospital:push"])
+    token = app.state.hospital_tokens.issue(spec.code, issued.client_id, ["hospital:push"])
     return {"authorization": f"Bearer {token}"}
 
 
