@@ -19,9 +19,8 @@ Definitions (the API guide repeats them):
 
 from __future__ import annotations
 
-import math
 from datetime import date, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from sqlalchemy import Select, func, select
@@ -38,6 +37,20 @@ from guahao.platform.persistence.tables import (
     SupplyDemandHospitalRow,
 )
 from guahao.platform.reference.catalog import load_catalog
+from guahao.platform.services.figure_shapes import (
+    AccessFigure,
+    ComplianceCheck,
+    ComplianceFigure,
+    ComplianceRules,
+    FigureScope,
+    HospitalRanking,
+    NearbyOption,
+    NearbySupply,
+    SupplyDemandFigure,
+    UnmetDemandFigure,
+    ratio,
+    suggestion_of,
+)
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import AUTHORITY_ROLES, StaffActor, StaffRole, require_role
 
@@ -58,159 +71,6 @@ __all__ = [
 
 MAX_RANGE_DAYS = 400
 """The longest period one request may cover (a year and a margin)."""
-
-
-class NearbyOption(msgspec.Struct, frozen=True, rename="camel"):
-    """A department of the same specialty elsewhere with units free now."""
-
-    hospital_id: str
-    hospital_name: str
-    district: str
-    department_id: str
-    department_name: str
-    distance_km: float | None
-    free_units_7d: int
-    next_available_date: date | None
-
-
-class NearbySupply(Protocol):
-    """Where else a doctor's specialty has free units (the search service answers this;
-    the platform names the question and never imports search)."""
-
-    async def nearby(
-        self, doctor_id: str, *, within_days: int, limit: int
-    ) -> list[NearbyOption]: ...
-
-
-class ComplianceRules(msgspec.Struct, frozen=True):
-    """Thresholds of the national and city rules the compliance checks apply."""
-
-    max_segment_minutes: int = 30
-    """分时段预约: each segment 30 minutes or less."""
-    min_online_share: float = 0.5
-    """The share of units opened for booking ahead (online)."""
-    min_onsite_share: float = 0.1
-    """An on-site quota (现场号) kept for people who cannot book online."""
-
-
-class FigureScope(msgspec.Struct, frozen=True):
-    """What a request asks for; hospital staff are held to their own hospital."""
-
-    date_from: date
-    date_to: date
-    district: str | None = None
-    catalog_code: str | None = None
-    hospital_id: str | None = None
-
-
-class SupplyDemandFigure(msgspec.Struct, frozen=True, rename="camel"):
-    day: date
-    district: str
-    catalog_code: str
-    specialty: str
-    hospitals: int
-    departments: int
-    released: int
-    online_released: int
-    offline_released: int
-    booked: int
-    cancelled: int
-    no_shows: int
-    checked_in: int
-    booking_rate: float | None
-    online_share: float | None
-    utilisation: float | None
-    no_show_rate: float | None
-    cancellation_rate: float | None
-    waitlist_joined: int
-    waitlist_length: int
-    waitlist_unserved: int
-    refused: int
-    unmet_demand: int
-
-
-class AccessFigure(msgspec.Struct, frozen=True, rename="camel"):
-    measured_on: date
-    hospital_id: str
-    hospital_name: str
-    district: str
-    catalog_code: str
-    specialty: str
-    third_next_days: int | None
-    free_units: int
-
-
-class HospitalRanking(msgspec.Struct, frozen=True, rename="camel"):
-    rank: int
-    hospital_id: str
-    hospital_name: str
-    district: str
-    released: int
-    online_released: int
-    booked: int
-    release_rate: float | None
-    booking_rate: float | None
-    booking_ratio: float | None
-
-
-class ComplianceCheck(msgspec.Struct, frozen=True, rename="camel"):
-    rule: str
-    passed: bool
-    value: float
-    limit: float
-
-
-class ComplianceFigure(msgspec.Struct, frozen=True, rename="camel"):
-    hospital_id: str
-    hospital_name: str
-    district: str
-    passed: bool
-    checks: list[ComplianceCheck]
-
-
-class UnmetDemandFigure(msgspec.Struct, frozen=True, rename="camel"):
-    hospital_id: str
-    hospital_name: str
-    district: str
-    department_id: str
-    department_name: str
-    catalog_code: str
-    specialty: str
-    days: int
-    refused: int
-    waitlist_unserved: int
-    unmet_demand: int
-    online_released: int
-    offline_released: int
-    suggested_more_online_per_day: int
-    """How many more units a day, opened online, would have met the unmet demand."""
-    of_which_from_onsite_per_day: int
-    """How many of those the department's own on-site quota could give."""
-    nearby: list[NearbyOption]
-
-
-def ratio(part: int, whole: int) -> float | None:
-    """``part / whole`` rounded to four places; ``None`` when there is no whole.
-
-    >>> ratio(1, 3), ratio(0, 0)
-    (0.3333, None)
-    """
-    return round(part / whole, 4) if whole else None
-
-
-def suggestion_of(unmet: int, offline: int, days: int) -> tuple[int, int]:
-    """More online units a day that would have met the unmet demand, and how many of them
-    the on-site quota could give: the mean day, rounded up, over the days with sessions.
-
-    >>> suggestion_of(6, 3, 3)
-    (2, 1)
-    >>> suggestion_of(0, 0, 0)
-    (0, 0)
-    """
-    if days <= 0:
-        return 0, 0
-    more = math.ceil(unmet / days)
-    return more, min(more, math.ceil(offline / days))
 
 
 _S = SupplyDemandDayRow

@@ -18,7 +18,6 @@ catalog specialty (``measure_access``), so its trend is a read, not a reconstruc
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -31,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import (
-    AccessMeasureRow,
     AddOnUnitRow,
     BookingRow,
     DepartmentRow,
@@ -45,7 +43,8 @@ from guahao.platform.persistence.tables import (
     SupplyDemandHospitalRow,
     WaitlistEntryRow,
 )
-from guahao.platform.refused_demand import DIRTY_KEY, refused_key
+from guahao.platform.services.access_measures import AccessMeasures, third_next_days
+from guahao.platform.services.refusal_fold import RefusalFold
 from guahao.platform.services.runtime import Ports
 
 __all__ = ["ROLLUP_SUBSCRIBER", "RollupKey", "SupplyDemandRollups", "third_next_days"]
@@ -54,9 +53,6 @@ log = logging.getLogger(__name__)
 
 ROLLUP_SUBSCRIBER = "supply-demand-rollups"
 """The outbox cursor's stable name (declared, never derived from the class)."""
-
-ACCESS_HORIZON_DAYS = 60
-"""How far ahead the third-next-available measure looks for free units."""
 
 RollupKey = tuple[date, str]
 """(visit day, department id)."""
@@ -80,26 +76,6 @@ AREA_SUMS = (
 """The counts the region's rows sum from the departments' rows."""
 
 _CANCELLED = frozenset({"cancelled_by_patient", "cancelled_by_hospital"})
-_FOLDING_KEY = DIRTY_KEY + ":folding"
-
-
-def third_next_days(free_units_by_day: Iterable[tuple[date, int]], today: date) -> int | None:
-    """Days from ``today`` to the day of the third free unit, in visit order.
-
-    >>> d = date(2026, 3, 2)
-    >>> third_next_days([(date(2026, 3, 3), 1), (date(2026, 3, 5), 1), (date(2026, 3, 9), 4)], d)
-    7
-    >>> third_next_days([(date(2026, 3, 2), 3)], d)
-    0
-    >>> third_next_days([(date(2026, 3, 3), 2)], d) is None
-    True
-    """
-    seen = 0
-    for day, free in sorted(free_units_by_day):
-        seen += max(free, 0)
-        if seen >= 3:
-            return (day - today).days
-    return None
 
 
 @dataclass
@@ -164,6 +140,8 @@ class SupplyDemandRollups:
         self._p = ports
         self._redis = redis
         self._zone = ZoneInfo(zone)
+        self._access = AccessMeasures(ports, zone=zone)
+        self._fold = RefusalFold(ports, redis, self.recompute)
 
     # ------------------------------------------------------------------ the subscriber
 
@@ -638,133 +616,19 @@ class SupplyDemandRollups:
     # ------------------------------------------------------------------ refused demand
 
     async def fold_refusals(self) -> int:
-        """Copy the refused-demand counts of sessions that changed into SQL and their rows;
-        returns the sessions folded. Safe to repeat: counts are absolute and never lowered."""
-        # move the dirty set aside atomically, keeping what a failed fold left there
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sunionstore(_FOLDING_KEY, [_FOLDING_KEY, DIRTY_KEY])
-            pipe.delete(DIRTY_KEY)
-            await pipe.execute()
-        raw = await self._redis.smembers(_FOLDING_KEY)
-        session_ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
-        if not session_ids:
-            return 0
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for session_id in session_ids:
-                    pipe.pfcount(refused_key(session_id))
-                counts = [int(n) for n in await pipe.execute()]
-            now = self._p.clock.now()
-            keys: set[RollupKey] = set()
-            async with self._p.sessions() as session, session.begin():
-                found = {
-                    r.session_id: r
-                    for r in (
-                        await session.scalars(
-                            select(RefusedDemandRow).where(
-                                RefusedDemandRow.session_id.in_(session_ids)
-                            )
-                        )
-                    ).all()
-                }
-                for session_id, count in zip(session_ids, counts, strict=True):
-                    row = found.get(session_id)
-                    if row is None:
-                        session.add(
-                            RefusedDemandRow(session_id=session_id, refused=count, updated_at=now)
-                        )
-                    elif count > row.refused:
-                        row.refused, row.updated_at = count, now
-                keys = {
-                    (day, department_id)
-                    for day, department_id in (
-                        await session.execute(
-                            select(SessionRow.date, SessionRow.department_id).where(
-                                SessionRow.id.in_(session_ids)
-                            )
-                        )
-                    ).all()
-                }
-            await self.recompute(keys)
-        except BaseException:
-            # put the sessions back for the next fold rather than lose them
-            await self._redis.sadd(DIRTY_KEY, *session_ids)
-            raise
-        await self._redis.delete(_FOLDING_KEY)
-        return len(session_ids)
+        """Fold the refused-demand counts from Redis into SQL and these rows
+        (``RefusalFold``); returns the sessions folded."""
+        return await self._fold.fold()
 
     # ------------------------------------------------------------------ access measure
 
     def today(self) -> date:
-        return self._p.clock.now().astimezone(self._zone).date()
+        return self._access.today()
 
     async def measure_access_if_due(self) -> int:
         """Measure today's third-next-available once (the sweep calls this every round)."""
-        today = self.today()
-        async with self._p.sessions() as session:
-            done = await session.scalar(
-                select(AccessMeasureRow.hospital_id)
-                .where(AccessMeasureRow.measured_on == today)
-                .limit(1)
-            )
-        if done is not None:
-            return 0
-        return await self.measure_access()
+        return await self._access.measure_access_if_due()
 
     async def measure_access(self) -> int:
-        """For each hospital and catalog specialty: the days until the third unit free for
-        online booking now (released, open, in the future). Replaces today's measure."""
-        now = self._p.clock.now()
-        today = self.today()
-        async with self._p.sessions() as session, session.begin():
-            pairs = (
-                await session.execute(
-                    select(
-                        DepartmentRow.hospital_id, DepartmentRow.catalog_code, HospitalRow.district
-                    )
-                    .join(HospitalRow, HospitalRow.id == DepartmentRow.hospital_id)
-                    .where(HospitalRow.active.is_(True))
-                    .distinct()
-                )
-            ).all()
-            free = (
-                await session.execute(
-                    select(
-                        SessionRow.hospital_id,
-                        DepartmentRow.catalog_code,
-                        SessionRow.date,
-                        func.sum(SlotRow.online_quota - SlotRow.online_booked),
-                    )
-                    .join(SessionRow, SessionRow.id == SlotRow.session_id)
-                    .join(DepartmentRow, DepartmentRow.id == SessionRow.department_id)
-                    .where(
-                        SlotRow.release_at <= now,
-                        SlotRow.starts_at > now,
-                        SlotRow.status == "open",
-                        SessionRow.status == "open",
-                        SlotRow.online_quota > SlotRow.online_booked,
-                        SessionRow.date <= today + timedelta(days=ACCESS_HORIZON_DAYS),
-                    )
-                    .group_by(SessionRow.hospital_id, DepartmentRow.catalog_code, SessionRow.date)
-                )
-            ).all()
-            by_pair: dict[tuple[str, str], list[tuple[date, int]]] = defaultdict(list)
-            for hospital_id, catalog_code, day, free_units in free:
-                by_pair[(hospital_id, catalog_code)].append((day, int(free_units or 0)))
-            await session.execute(
-                delete(AccessMeasureRow).where(AccessMeasureRow.measured_on == today)
-            )
-            for hospital_id, catalog_code, district in pairs:
-                units = by_pair.get((hospital_id, catalog_code), [])
-                session.add(
-                    AccessMeasureRow(
-                        measured_on=today,
-                        hospital_id=hospital_id,
-                        catalog_code=catalog_code,
-                        district=district,
-                        third_next_days=third_next_days(units, today),
-                        free_units=sum(n for _, n in units),
-                        measured_at=now,
-                    )
-                )
-        return len(pairs)
+        """Today's third-next-available for every hospital and specialty (``AccessMeasures``)."""
+        return await self._access.measure_access()
