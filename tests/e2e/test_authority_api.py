@@ -199,10 +199,10 @@ async def test_auditors_are_refused_every_change(
 
 
 async def test_a_page_offset_past_any_list_is_refused_as_bad_input_not_a_server_error(
-    http: httpx.AsyncClient, sqlite_platform: Platform
+    http: httpx.AsyncClient, platform: Platform
 ) -> None:
     """schemathesis, signed in as an administrator, found ``offset=10**19`` answering 500."""
-    admin = await sign_in(http, sqlite_platform, "chief", "authority_admin")
+    admin = await sign_in(http, platform, "chief", "authority_admin")
     for path in ("/api/v1/authority/signals", "/api/v1/authority/bans"):
         huge = await admin.get(path, params={"offset": str(10**19)})
         assert huge.status_code == 422, (path, huge.text)
