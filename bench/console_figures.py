@@ -42,6 +42,7 @@ import asyncpg
 from sqlalchemy import text
 
 from guahao.platform.persistence.database import create_engine, session_factory, upgrade_async
+from guahao.platform.persistence.tables import SupplyDemandDayRow
 from guahao.platform.reference.catalog import load_catalog
 from guahao.platform.services.authority_figures import AuthorityFigures, FigureScope
 from guahao.platform.services.staff import StaffActor, StaffRole
@@ -198,31 +199,8 @@ async def generate(dsn: str, args: argparse.Namespace) -> dict[str, float]:
                         now,
                     )
                 )
-        columns = [
-            "day",
-            "department_id",
-            "hospital_id",
-            "district",
-            "catalog_code",
-            "sessions",
-            "released",
-            "online_released",
-            "offline_released",
-            "booked",
-            "cancelled",
-            "no_shows",
-            "checked_in",
-            "add_on_units",
-            "add_on_untraced",
-            "refused",
-            "waitlist_joined",
-            "waitlist_served",
-            "waitlist_unserved",
-            "waitlist_waiting",
-            "max_segment_minutes",
-            "midnight_releases",
-            "updated_at",
-        ]
+        # the tuples above are in the table's column order
+        columns = [c.name for c in SupplyDemandDayRow.__table__.columns]
         timings["rollups built"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         await _copy(connection, "supply_demand_days", columns, rollups)

@@ -69,6 +69,10 @@ async def hash_password_off_loop(password: str) -> str:
 
 
 async def verify_password_off_loop(password: str, stored: str) -> bool:
+    """``verify_password`` in a worker thread. A stored value that is no scrypt hash (an
+    account that has no password) costs the same work, so timing does not tell it apart."""
+    if not stored.startswith("scrypt$"):
+        return await verify_unknown_off_loop(password)
     async with _limiter():
         return await asyncio.to_thread(verify_password, password, stored)
 

@@ -192,30 +192,12 @@ async def rollup_rows(platform: Platform) -> dict[str, SupplyDemandDayRow]:
 
 
 def counts(row: SupplyDemandDayRow) -> dict[str, object]:
+    """A row's figures: every column but its keys to other tables and its timestamp."""
+    skipped = {"department_id", "hospital_id", "updated_at"}
     return {
-        c: getattr(row, c)
-        for c in (
-            "day",
-            "district",
-            "catalog_code",
-            "sessions",
-            "released",
-            "online_released",
-            "offline_released",
-            "booked",
-            "cancelled",
-            "no_shows",
-            "checked_in",
-            "add_on_units",
-            "add_on_untraced",
-            "refused",
-            "waitlist_joined",
-            "waitlist_served",
-            "waitlist_unserved",
-            "waitlist_waiting",
-            "max_segment_minutes",
-            "midnight_releases",
-        )
+        c.name: getattr(row, c.name)
+        for c in SupplyDemandDayRow.__table__.columns
+        if c.name not in skipped
     }
 
 

@@ -53,22 +53,66 @@ from guahao.platform.persistence.tables import (
     PersonRow,
 )
 from guahao.platform.person_names import validate_person_name
-from guahao.platform.personal_data import mask_phone
+from guahao.platform.personal_data import PersonalDataVault, mask_phone
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 
 __all__ = [
+    "NO_PASSWORD",
     "RELATIONS",
     "AccountService",
     "NotificationView",
     "PatientView",
     "Relation",
+    "account_id_by_phone",
+    "add_account_without_password",
     "hash_password",
     "person_key",
     "verify_password",
 ]
 
 PHONE = re.compile(r"^1[3-9]\d{9}$")
+
+NO_PASSWORD = "!no-password"
+"""The password hash of an account made by a sign-in that needs no password (an SMS code, the
+region's identity provider): not an scrypt hash, so no password matches it until the holder
+sets one, and checking one against it costs what any other check costs."""
+
+
+async def account_id_by_phone(
+    session: AsyncSession, vault: PersonalDataVault, phone: str
+) -> str | None:
+    """The account registered with ``phone`` (eleven ASCII digits), found by its keyed hash."""
+    found: str | None = await session.scalar(
+        select(AccountRow.id).where(AccountRow.phone_hash == vault.index("phone", phone))
+    )
+    return found
+
+
+def add_account_without_password(
+    session: AsyncSession,
+    vault: PersonalDataVault,
+    phone: str,
+    now: datetime,
+    display_name: str = "",
+) -> str:
+    """Add an account for ``phone`` that signs in without a password; its id. The unique phone
+    hash refuses a second one (``IntegrityError`` at flush or commit), so two sign-ins of one
+    phone at the same moment make one account."""
+    account_id = new_id()
+    session.add(
+        AccountRow(
+            id=account_id,
+            phone_hash=vault.index("phone", phone),
+            phone_enc=vault.seal("phone", phone),
+            password_hash=NO_PASSWORD,
+            display_name=display_name[:100],
+            created_at=now,
+        )
+    )
+    return account_id
+
+
 Relation = Literal["self", "spouse", "child", "parent", "sibling", "other"]
 RELATIONS: frozenset[str] = frozenset(get_args(Relation))
 REGION_ZONE = "Asia/Shanghai"

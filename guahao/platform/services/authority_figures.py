@@ -111,10 +111,6 @@ class AuthorityFigures:
         self._catalog = load_catalog()
         self._specialties: dict[str, str] = {}
 
-    def use_nearby(self, nearby: NearbySupply) -> None:
-        """Wire the alternatives finder (the composition root does, after search exists)."""
-        self._nearby = nearby
-
     # ------------------------------------------------------------------ scope
 
     def _scoped(self, staff: StaffActor, scope: FigureScope) -> FigureScope:

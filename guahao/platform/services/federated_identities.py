@@ -10,43 +10,33 @@ would hand an existing account to whoever typed its number at the provider.
 
 from __future__ import annotations
 
-import re
-import unicodedata
-
 import msgspec
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.error_codes import refuse
+from guahao.platform.errors import GuahaoError
 from guahao.platform.ids import new_id
-from guahao.platform.persistence.tables import AccountRow, FederatedIdentityRow
+from guahao.platform.persistence.tables import FederatedIdentityRow
+from guahao.platform.phone_numbers import normalise_phone
+from guahao.platform.services.accounts import account_id_by_phone, add_account_without_password
 from guahao.platform.services.runtime import Ports
 
 __all__ = [
-    "NO_PASSWORD",
     "FederatedIdentities",
     "FederatedIdentity",
     "LinkedAccount",
     "national_mobile_number",
 ]
 
-NO_PASSWORD = "!federated"
-"""The password hash of an account made at a federated sign-in: no password verifies
-against it (it is not an scrypt hash), so such an account signs in only through the provider
-(or a one-time SMS code) until its holder sets a password."""
-
-_MOBILE = re.compile(r"1[3-9]\d{9}")
-_SEPARATORS = re.compile(r"[\s\-().]")
-_COUNTRY_PREFIXES = ("+86", "0086")
-
 
 def national_mobile_number(claim: str) -> str:
     """The mainland mobile number in a ``phone_number`` claim, as 11 ASCII digits, or "".
 
     OpenID Connect recommends E.164 (``+86 138 0013 8000``); providers also send the national
-    form, full-width digits or separators. Any other country's number is not a platform
-    account's phone, so it gives "".
+    form, full-width digits or separators. They are read as everywhere else on the platform
+    (``normalise_phone``); any other number is not a platform account's phone, so it gives "".
 
     >>> national_mobile_number("+86 138-0013-8000")
     '13800138000'
@@ -55,15 +45,10 @@ def national_mobile_number(claim: str) -> str:
     >>> national_mobile_number("008613800138000"), national_mobile_number("+1 650 555 0100")
     ('13800138000', '')
     """
-    text = unicodedata.normalize("NFKC", claim).strip()
-    # digits of any script (e.g. Arabic-Indic) as ASCII, before anything else looks at them
-    text = "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
-    text = _SEPARATORS.sub("", text)
-    for prefix in _COUNTRY_PREFIXES:
-        if text.startswith(prefix):
-            text = text.removeprefix(prefix)
-            break
-    return text if _MOBILE.fullmatch(text) else ""
+    try:
+        return normalise_phone(claim)
+    except GuahaoError:
+        return ""
 
 
 class FederatedIdentity(msgspec.Struct, frozen=True, kw_only=True):
@@ -141,22 +126,11 @@ class FederatedIdentities:
     async def _account_for_phone(
         self, session: AsyncSession, identity: FederatedIdentity
     ) -> tuple[str, bool]:
-        phone_hash = self._p.vault.index("phone", identity.phone)
-        existing = await session.scalar(
-            select(AccountRow.id).where(AccountRow.phone_hash == phone_hash)
-        )
+        existing = await account_id_by_phone(session, self._p.vault, identity.phone)
         if existing is not None:
             return existing, False
-        account_id = new_id()
-        session.add(
-            AccountRow(
-                id=account_id,
-                phone_hash=phone_hash,
-                phone_enc=self._p.vault.seal("phone", identity.phone),
-                password_hash=NO_PASSWORD,
-                display_name=identity.display_name[:100],
-                created_at=self._p.clock.now(),
-            )
+        account_id = add_account_without_password(
+            session, self._p.vault, identity.phone, self._p.clock.now(), identity.display_name
         )
         await session.flush()
         return account_id, True

@@ -20,17 +20,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import redis.asyncio as aioredis
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.client_context import ClientContext
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
-from guahao.platform.ids import new_id
-from guahao.platform.persistence.tables import AccountRow
 from guahao.platform.personal_data import mask_phone
 from guahao.platform.phone_numbers import normalise_phone
 from guahao.platform.ports import Notifier
+from guahao.platform.services.accounts import account_id_by_phone, add_account_without_password
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 
@@ -60,9 +58,6 @@ MAX_DELAY_SECONDS = 60
 
 FAILURE_MEMORY = timedelta(hours=1)
 """A phone's failure count is forgotten this long after its last failure."""
-
-NO_PASSWORD = "sms-only"
-"""The password hash of an account made by SMS sign-in: no password can match it."""
 
 TEMPLATE = "sign_in.code"
 
@@ -221,26 +216,13 @@ class SignInCodes:
 
     async def _account_of(self, phone: str) -> str | None:
         async with self._p.sessions() as session:
-            found: str | None = await session.scalar(
-                select(AccountRow.id).where(
-                    AccountRow.phone_hash == self._p.vault.index("phone", phone)
-                )
-            )
-        return found
+            return await account_id_by_phone(session, self._p.vault, phone)
 
     async def _create_account(self, phone: str) -> SignInResult:
-        account_id = new_id()
         try:
             async with self._p.sessions() as session, session.begin():
-                session.add(
-                    AccountRow(
-                        id=account_id,
-                        phone_hash=self._p.vault.index("phone", phone),
-                        phone_enc=self._p.vault.seal("phone", phone),
-                        password_hash=NO_PASSWORD,
-                        display_name="",
-                        created_at=self._p.clock.now(),
-                    )
+                account_id = add_account_without_password(
+                    session, self._p.vault, phone, self._p.clock.now()
                 )
         except IntegrityError:
             # The same phone signed in twice at once: the other request made the account.

@@ -31,6 +31,7 @@ from guahao.web.pages.page_context import (
     status_of,
     verified_form,
 )
+from guahao.web.pages.patient_form import add_patient_from_form
 
 __all__ = ["DOCUMENT_TYPES", "BookingFlowPages", "step_of"]
 
@@ -141,14 +142,7 @@ class BookingFlowPages(Controller):
         account_id = page.require_account()
         booking = await queries.booking(booking_id, account_id=account_id)
         try:
-            added = await accounts.add_patient(
-                account_id=account_id,
-                name=form.get("name", ""),
-                document_type=form.get("document_type", "resident_id"),
-                document_number=form.get("document_number", ""),
-                phone=form.get("phone", ""),
-                relation=form.get("relation", "other"),
-            )
+            added = await add_patient_from_form(accounts, account_id, form)
         except GuahaoError as exc:
             return await self._patient_page(
                 page, accounts, citizen_views, booking, error=exc, entered=form

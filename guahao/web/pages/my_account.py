@@ -26,6 +26,7 @@ from guahao.web.pages.page_context import (
     status_of,
     verified_form,
 )
+from guahao.web.pages.patient_form import add_patient_from_form
 
 __all__ = ["MyPages"]
 
@@ -131,14 +132,7 @@ class MyPages(Controller):
         form = await verified_form(page)
         account_id = page.require_account()
         try:
-            await accounts.add_patient(
-                account_id=account_id,
-                name=form.get("name", ""),
-                document_type=form.get("document_type", "resident_id"),
-                document_number=form.get("document_number", ""),
-                phone=form.get("phone", ""),
-                relation=form.get("relation", "other"),
-            )
+            await add_patient_from_form(accounts, account_id, form)
         except GuahaoError as exc:
             return await self._patients_page(page, accounts, account_id, exc, form)
         return see_other("/me/patients")
