@@ -171,6 +171,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
+async def _positions(session: AsyncSession) -> dict[str, int]:
+    """Every cursor in the database: subscriber name -> the last outbox row it has."""
+    rows = await session.execute(select(OutboxCursorRow.subscriber, OutboxCursorRow.position))
+    return {str(name): int(position) for name, position in rows.all()}
+
+
 class OutboxBacklog(msgspec.Struct, frozen=True):
     """What waits to be delivered, for the operators' metrics (``/metrics``)."""
 
@@ -207,9 +213,7 @@ class OutboxDispatcher:
                 )
             ).one()
             newest = int(await session.scalar(select(func.max(OutboxRow.id))) or 0)
-            cursors = (
-                await session.execute(select(OutboxCursorRow.subscriber, OutboxCursorRow.position))
-            ).all()
+            positions = await _positions(session)
         lag = 0.0
         if oldest is not None:
             oldest_utc = oldest if oldest.tzinfo is not None else oldest.replace(tzinfo=now.tzinfo)
@@ -217,7 +221,7 @@ class OutboxDispatcher:
         return OutboxBacklog(
             pending=int(pending),
             lag_seconds=lag,
-            behind={str(name): max(0, newest - int(position)) for name, position in cursors},
+            behind={name: max(0, newest - position) for name, position in positions.items()},
         )
 
     def subscribe(
@@ -262,14 +266,7 @@ class OutboxDispatcher:
     async def _start(self) -> list[str]:
         names = self.subscribers
         async with self._sessions() as session, session.begin():
-            known = {
-                str(name): int(position)
-                for name, position in (
-                    await session.execute(
-                        select(OutboxCursorRow.subscriber, OutboxCursorRow.position)
-                    )
-                ).all()
-            }
+            known = await _positions(session)
             end = int(await session.scalar(select(func.coalesce(func.max(OutboxRow.id), 0))) or 0)
             has_history = bool(known) or end > 0
             missing = [s for s in self._subscriptions if s.name not in known]
@@ -296,14 +293,7 @@ class OutboxDispatcher:
     async def cursors(self) -> list[CursorReport]:
         """Every cursor in the database and every subscription of this code, by name."""
         async with self._sessions() as session:
-            known = {
-                str(name): int(position)
-                for name, position in (
-                    await session.execute(
-                        select(OutboxCursorRow.subscriber, OutboxCursorRow.position)
-                    )
-                ).all()
-            }
+            known = await _positions(session)
             parked = {
                 str(name): int(count)
                 for name, count in (
