@@ -186,13 +186,20 @@ async def lag(platform: Platform, rate: float, seconds: float) -> tuple[list[flo
     return lags, achieved
 
 
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 async def run(args: argparse.Namespace, database_url: str, redis_url: str) -> Figures:
     with tempfile.TemporaryDirectory(prefix="guahao-outbox-bench-") as data:
         async with open_platform(
             _settings(Path(data), database_url, redis_url), clock=ManualClock(START)
         ) as platform:
+            say(f"producing: {args.bookings} bookings")
             events, produce_seconds = await produce(platform, args.bookings)
+            say(f"produced {events} events in {produce_seconds:.1f} s; draining")
             drain_seconds = await drain(platform)
+            say(f"drained in {drain_seconds:.1f} s; lag run at {args.rate}/s")
             lags, achieved = await lag(platform, args.rate, args.seconds)
             subscribers = len(platform.dispatcher.subscribers)
     lags.sort()
