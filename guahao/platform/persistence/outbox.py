@@ -96,6 +96,12 @@ CONCURRENT_ROUNDS = 4
 (its advisory lock, its reads and writes) besides its handlers' own: four leave the pool to
 the requests a release brings."""
 
+CONCURRENT_AGGREGATES = 4
+"""Aggregates (bookings, sessions) one subscriber's round delivers side by side on
+PostgreSQL. Handlers spend most of their time waiting for the database or a HIS, one
+aggregate's events keep their order, and 4 × ``CONCURRENT_ROUNDS`` handler connections stay
+well inside the pool."""
+
 ADVISORY_LOCK_CLASS = 0x6775  # "gu"
 """First key of the PostgreSQL advisory locks that make one dispatcher per subscriber."""
 
@@ -622,16 +628,41 @@ class OutboxDispatcher:
             else:
                 run.clear()
                 return
+        groups: dict[str, list[OutboxRow]] = {}
         for row in run:
-            if row.aggregate_id in blocked:
-                outcome.parked.append(row)
-                continue
-            exc = await self._deliver(subscription, row)
-            if exc is not None:
-                outcome.failed.append((row, 0, exc))
-                outcome.parked.append(row)
-                blocked.add(row.aggregate_id)
+            groups.setdefault(row.aggregate_id, []).append(row)
         run.clear()
+        if self._concurrent():  # aggregates side by side, each in its own order
+            gate = asyncio.Semaphore(CONCURRENT_AGGREGATES)
+            await asyncio.gather(
+                *(
+                    self._one_by_one(subscription, g, outcome, blocked, gate)
+                    for g in groups.values()
+                )
+            )
+        else:
+            for group in groups.values():
+                await self._one_by_one(subscription, group, outcome, blocked)
+
+    async def _one_by_one(
+        self,
+        subscription: Subscription,
+        rows: list[OutboxRow],
+        outcome: _Outcome,
+        blocked: set[str],
+        gate: asyncio.Semaphore | None = None,
+    ) -> None:
+        """One aggregate's rows in order; the first refused one parks the rest behind it."""
+        async with gate or contextlib.nullcontext():
+            for row in rows:
+                if row.aggregate_id in blocked:
+                    outcome.parked.append(row)
+                    continue
+                exc = await self._deliver(subscription, row)
+                if exc is not None:
+                    outcome.failed.append((row, 0, exc))
+                    outcome.parked.append(row)
+                    blocked.add(row.aggregate_id)
 
     async def _record(
         self, subscription: Subscription, outcome: _Outcome, last_read: int | None
