@@ -224,7 +224,7 @@ async def open_platform(
     if not redis_url:
         embedded = EmbeddedRedis(Path(settings.data_dir) / "redis", persist=True)
         # Started from this (the main) thread, not a worker thread: the server is tied to the
-        # life of the thread that started it (see embedded_redis/server.py, _die_with_parent).
+        # life of the thread that started it (see guahao/platform/child_processes.py).
         redis_url = embedded.start()
         log.info("started embedded redis at %s", redis_url)
     database_url = settings.resolved_database_url()
@@ -271,12 +271,19 @@ async def open_platform(
         dispatcher = OutboxDispatcher(ports.sessions, clock)
         # Cursor names are stored in the database: keep each one when its handler's code moves
         # (the first four are what the names derived from the code's layout used to be).
+        inbox = InboxNotifier(ports)
         dispatcher.subscribe(
-            "", InboxNotifier(ports), name="guahao.platform.services.notifications.InboxNotifier:"
+            "",
+            inbox,
+            name="guahao.platform.services.notifications.InboxNotifier:",
+            batch=inbox.handle_batch,
         )
         search = search_service_for(settings, ports)
         dispatcher.subscribe(
-            "", search.indexer.handle, name="guahao.search.indexer.SearchIndexer.handle:"
+            "",
+            search.indexer.handle,
+            name="guahao.search.indexer.SearchIndexer.handle:",
+            batch=search.indexer.handle_batch,
         )
         rules = RuleBook(ports)
         blacklist = BlacklistService(ports, blacklist_rules_of(rules))
@@ -304,7 +311,13 @@ async def open_platform(
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
         rollups = SupplyDemandRollups(ports, client)
         # declared new: a database from before the rollups replays its history into them
-        dispatcher.subscribe("", rollups.on_event, name=ROLLUP_SUBSCRIBER, starts_at="beginning")
+        dispatcher.subscribe(
+            "",
+            rollups.on_event,
+            name=ROLLUP_SUBSCRIBER,
+            starts_at="beginning",
+            batch=rollups.on_events,
+        )
         connectors = ConnectorHub(
             ports,
             feed,

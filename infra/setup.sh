@@ -53,12 +53,12 @@ web_assets() {
     fi
     mkdir -p "$vendor"
     local file
-    for file in swagger-ui-dist/swagger-ui-bundle.js swagger-ui-dist/swagger-ui.css \
-        swagger-ui-dist/swagger-ui-standalone-preset.js swagger-ui-dist/favicon-32x32.png; do
+    while read -r file; do
+        [[ -z "$file" || "$file" == \#* ]] && continue
         if [[ ! -f "$vendor/$(basename "$file")" || "node_modules/$file" -nt "$vendor/$(basename "$file")" ]]; then
             cp "node_modules/$file" "$vendor/"
         fi
-    done
+    done <"$root/infra/web_assets.txt"
 }
 web_assets
 

@@ -23,6 +23,7 @@ from typing import Any
 from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.hospital_connectors.registry import SCOPES
 from guahao.hospital_connectors.simulator.store import store_from_platform
+from guahao.platform.child_processes import die_with_parent
 from guahao.platform.clock import Clock
 from guahao.platform.schedules import RegionSpec
 from guahao.platform.services.supply import SupplyService
@@ -72,6 +73,8 @@ async def _simulator(
         f"127.0.0.1:{platform_mllp}",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        # a killed demo must not leave its hospitals running (the loop runs in the main thread)
+        preexec_fn=die_with_parent,
     )
     assert process.stdout is not None
     line = await asyncio.wait_for(process.stdout.readline(), 30)

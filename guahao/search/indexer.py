@@ -184,6 +184,52 @@ class SearchIndexer:
                 return  # computed after this event's change had surely committed
             await self.refresh_doctors(doctor_ids)
 
+    async def handle_batch(self, events: Sequence[OutboxEvent]) -> None:
+        """A run of events (the outbox's batch delivery): each doctor and hospital they touch
+        is refreshed once. A release surge writes thousands of events on a few doctors."""
+        hospitals: set[str] = set()
+        session_ids: set[str] = set()
+        slot_ids: set[str] = set()
+        doctors: set[str] = set()
+        for event in events:
+            if not event.topic.startswith(_TOPICS):
+                continue
+            payload = event.payload
+            hospital_id = payload.get("hospital_id")
+            if event.topic.startswith("hospital.") and isinstance(hospital_id, str):
+                hospitals.add(hospital_id)
+            elif isinstance(doctor_id := payload.get("doctor_id"), str):
+                doctors.add(doctor_id)
+            elif isinstance(session_id := payload.get("session_id"), str):
+                session_ids.add(session_id)
+            elif isinstance(slot_id := payload.get("slot_id"), str):
+                slot_ids.add(slot_id)
+        for hospital_id in sorted(hospitals):
+            await self.refresh_hospital(hospital_id)
+        async with self._p.sessions() as session:
+            if session_ids:
+                doctors.update(
+                    (
+                        await session.scalars(
+                            select(SessionRow.doctor_id).where(
+                                SessionRow.id.in_(sorted(session_ids))
+                            )
+                        )
+                    ).all()
+                )
+            if slot_ids:
+                doctors.update(
+                    (
+                        await session.scalars(
+                            select(SessionRow.doctor_id)
+                            .join(SlotRow, SlotRow.session_id == SessionRow.id)
+                            .where(SlotRow.id.in_(sorted(slot_ids)))
+                        )
+                    ).all()
+                )
+        if doctors:
+            await self.refresh_doctors(sorted(doctors))
+
     async def _doctors_of(self, payload: dict[str, object]) -> list[str]:
         doctor_id = payload.get("doctor_id")
         if isinstance(doctor_id, str):

@@ -47,8 +47,9 @@ def _group_alive(pgid: int) -> bool:
 
 
 @contextlib.contextmanager
-def running_demo(data_dir: Path, log: Path) -> Iterator[str]:
-    """Start ``guahao demo`` and yield its URL once it announces itself; stop it after."""
+def running_demo(data_dir: Path, log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start ``guahao demo`` and yield its URL and process once it announces itself; stop it
+    after."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUAHAO_")}
     env |= {
         "GUAHAO_DATA_DIR": str(data_dir),
@@ -76,7 +77,7 @@ def running_demo(data_dir: Path, log: Path) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail(f"guahao demo not ready after {STARTUP_SECONDS} s:\n{_tail(log)}")
             time.sleep(0.2)
-        yield found.group(1)
+        yield found.group(1), demo
     finally:
         _stop(demo)
 
@@ -102,6 +103,25 @@ def _stop(demo: subprocess.Popen[bytes]) -> None:
         pytest.fail("a process of the demo's group outlived it")
 
 
+def _children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc: field 4 of each stat line)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def _tail(log: Path, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
@@ -110,7 +130,7 @@ def _tail(log: Path, lines: int = 40) -> str:
 def test_the_curl_journey_runs_against_the_demo(tmp_path: Path) -> None:
     assert shutil.which("curl"), "the journey script needs curl"
     log = tmp_path / "demo.log"
-    with running_demo(tmp_path / "data", log) as url:
+    with running_demo(tmp_path / "data", log) as (url, demo):
         run = subprocess.run(
             ["bash", str(SCRIPT)],
             env=os.environ | {"GUAHAO_URL": url},
@@ -119,6 +139,17 @@ def test_the_curl_journey_runs_against_the_demo(tmp_path: Path) -> None:
             timeout=120,
             check=False,
         )
+        # Killed outright (no clean-up code runs), the demo must not leave its redis-server
+        # and its two HIS simulators behind: the kernel stops them (parent-death signal).
+        children = _children_of(demo.pid)
+        os.kill(demo.pid, signal.SIGKILL)
+        demo.wait(timeout=STOP_SECONDS)
+        deadline = time.monotonic() + STOP_SECONDS
+        while any(_alive(c) for c in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        orphans = [c for c in children if _alive(c)]
+    assert len(children) >= 3, children  # redis-server and the two simulators at least
+    assert not orphans, f"children of the killed demo still running: {orphans}"
     output = run.stdout + run.stderr
     assert run.returncode == 0, f"{output}\n--- demo log ---\n{_tail(log)}"
     steps = [line for line in run.stdout.splitlines() if line.startswith("==> ")]

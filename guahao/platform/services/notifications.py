@@ -7,6 +7,8 @@ at-least-once delivery never shows a message twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.ids import new_id
@@ -53,27 +55,40 @@ class InboxNotifier:
         self._p = ports
 
     async def __call__(self, event: OutboxEvent) -> None:
+        row = self._row_of(event)
+        if row is None:
+            return
+        try:
+            async with self._p.sessions() as session, session.begin():
+                session.add(row)
+        except IntegrityError:
+            return  # already delivered once
+
+    async def handle_batch(self, events: Sequence[OutboxEvent]) -> None:
+        """A run of events in one transaction (a release writes thousands in seconds). A row
+        delivered before makes the whole run fail on its dedupe key; the dispatcher then
+        delivers the run one by one, which skips it."""
+        rows = [row for row in map(self._row_of, events) if row is not None]
+        if rows:
+            async with self._p.sessions() as session, session.begin():
+                session.add_all(rows)
+
+    def _row_of(self, event: OutboxEvent) -> NotificationRow | None:
         reason = event.payload.get("end_reason")
         template = BY_END_REASON.get((event.topic, str(reason))) or TEMPLATES.get(event.topic)
         account_id = event.payload.get("account_id")
         if template is None or not account_id:
-            return
-        try:
-            async with self._p.sessions() as session, session.begin():
-                session.add(
-                    NotificationRow(
-                        id=new_id(),
-                        account_id=account_id,
-                        template=event.topic,
-                        params={
-                            k: str(v)
-                            for k, v in event.payload.items()
-                            if k in ("booking_id", "refund_no", "session_id")
-                        }
-                        | {"zh": template[0], "en": template[1]},
-                        dedupe_key=f"outbox:{event.id}",
-                        created_at=self._p.clock.now(),
-                    )
-                )
-        except IntegrityError:
-            return  # already delivered once
+            return None
+        return NotificationRow(
+            id=new_id(),
+            account_id=account_id,
+            template=event.topic,
+            params={
+                k: str(v)
+                for k, v in event.payload.items()
+                if k in ("booking_id", "refund_no", "session_id")
+            }
+            | {"zh": template[0], "en": template[1]},
+            dedupe_key=f"outbox:{event.id}",
+            created_at=self._p.clock.now(),
+        )

@@ -18,7 +18,7 @@ catalog specialty (``measure_access``), so its trend is a read, not a reconstruc
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -153,6 +153,35 @@ class SupplyDemandRollups:
             return
         async with self._p.sessions() as session:
             keys = await self._keys_of(session, event)
+        if keys:
+            await self.recompute(keys)
+
+    async def on_events(self, events: Sequence[OutboxEvent]) -> None:
+        """A run of events (the outbox's batch delivery): every key they touch is recomputed
+        once, however many events of the run touched it. A release surge writes thousands of
+        events on a few departments and days; one by one, each recomputed the same rows."""
+        keys: set[RollupKey] = set()
+        session_ids: set[str] = set()
+        for event in events:
+            if event.topic == "hospital.registered":
+                await self.on_event(event)
+            elif event.topic.startswith(("booking.", "session.", "slot.")):
+                session_id = event.payload.get("session_id")
+                if session_id is None and event.topic.startswith("session."):
+                    session_id = event.aggregate_id
+                if session_id is not None:
+                    session_ids.add(str(session_id))
+        async with self._p.sessions() as session:
+            if session_ids:
+                found = await session.execute(
+                    select(SessionRow.date, SessionRow.department_id).where(
+                        SessionRow.id.in_(sorted(session_ids))
+                    )
+                )
+                keys |= {(day, department) for day, department in found.all()}
+            for event in events:
+                if event.topic.startswith("waitlist."):
+                    keys |= await self._keys_of(session, event)
         if keys:
             await self.recompute(keys)
 
