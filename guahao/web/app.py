@@ -40,7 +40,7 @@ from guahao.web.routes.catalog import CatalogController
 from guahao.web.routes.hospital_api import HospitalApiController
 from guahao.web.routes.hospital_desk import HospitalDeskController
 from guahao.web.routes.oidc import OidcController
-from guahao.web.routes.payments import PaymentController, SandboxCashierController
+from guahao.web.routes.payments import PaymentController, cashier_routes
 from guahao.web.routes.rules import RulesController
 from guahao.web.routes.search import SearchController
 from guahao.web.routes.waitlist import LotteryController, WaitlistController
@@ -137,7 +137,7 @@ def create_app(
             PatientController,
             BookingController,
             PaymentController,
-            SandboxCashierController,
+            *cashier_routes(settings.payment_gateway),
             AppealController,
             StaffSignInController,
             AuthorityController,
