@@ -316,6 +316,10 @@ main.add_command(hospital_commands)
 main.add_command(connector_commands)
 main.add_command(his_simulator)
 
+from guahao.audit_cli import audit  # noqa: E402 - the group registers itself below
+
+main.add_command(audit)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -12,6 +12,7 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components
 
 from guahao import __version__
 from guahao.bootstrap import Platform, open_platform
@@ -27,6 +28,7 @@ from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
 from guahao.web.metrics import WebMetrics, metrics_endpoint, telemetry_middleware
 from guahao.web.oidc import CitizenSessions, ClientRegistration, RelyingParty
+from guahao.web.openapi_security import SECURITY_SCHEMES, declare_security
 from guahao.web.pages import pages_router, static_router, template_config
 from guahao.web.pages.live_availability import stop_hub
 from guahao.web.pages.page_context import provide_page
@@ -40,7 +42,7 @@ from guahao.web.routes.catalog import CatalogController
 from guahao.web.routes.hospital_api import HospitalApiController
 from guahao.web.routes.hospital_desk import HospitalDeskController
 from guahao.web.routes.oidc import OidcController
-from guahao.web.routes.payments import PaymentController, SandboxCashierController
+from guahao.web.routes.payments import PaymentController, cashier_routes
 from guahao.web.routes.rules import RulesController
 from guahao.web.routes.search import SearchController
 from guahao.web.routes.waitlist import LotteryController, WaitlistController
@@ -127,7 +129,7 @@ def create_app(
     def provide_citizen_sessions() -> CitizenSessions:
         return citizen_sessions
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             health,
             metrics_endpoint,
@@ -137,7 +139,7 @@ def create_app(
             PatientController,
             BookingController,
             PaymentController,
-            SandboxCashierController,
+            *cashier_routes(settings.payment_gateway),
             AppealController,
             StaffSignInController,
             AuthorityController,
@@ -181,6 +183,7 @@ def create_app(
             version=__version__,
             path="/schema",
             # served from the swagger-ui-dist npm package (infra/setup.sh), never a CDN
+            components=Components(security_schemes=dict(SECURITY_SCHEMES)),
             render_plugins=[
                 SwaggerRenderPlugin(
                     js_url="/static/vendor/swagger-ui-bundle.js",
@@ -193,3 +196,5 @@ def create_app(
         ),
         debug=False,
     )
+    declare_security(app.routes)
+    return app

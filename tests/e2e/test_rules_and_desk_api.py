@@ -82,9 +82,12 @@ async def test_staff_read_the_rules_and_only_an_administrator_changes_them(
     current = await auditor.get("/api/v1/rules/region")
     assert current.status_code == 200, current.text
     assert current.json()["version"] == 0
-    assert current.json()["rules"]["limits"]["per_patient_day"] == 3
+    # camelCase on the wire, as everywhere in the API (docs/api.md), rule names included
+    limits = current.json()["rules"]["limits"]
+    assert (limits["perPatientDay"], "per_patient_day" in limits) == (3, False)
+    assert "limits.perPatientDepartmentDay" in current.json()["rules"]["hospitalOverridable"]
 
-    change = {"changes": {"limits.per_patient_day": 2}, "reason": "号源紧张", "expectedVersion": 0}
+    change = {"changes": {"limits.perPatientDay": 2}, "reason": "号源紧张", "expectedVersion": 0}
     assert_refused(
         await auditor.put("/api/v1/rules/region", json=change), 403, "STAFF_ROLE_REQUIRED"
     )
@@ -109,12 +112,13 @@ async def test_staff_read_the_rules_and_only_an_administrator_changes_them(
     assert no_reason.status_code in (400, 422), no_reason.text
 
     after = (await auditor.get("/api/v1/rules/region")).json()
-    assert (after["version"], after["rules"]["limits"]["per_patient_day"]) == (1, 2)
+    assert (after["version"], after["rules"]["limits"]["perPatientDay"]) == (1, 2)
     history = await auditor.get("/api/v1/rules/history")
     assert history.status_code == 200, history.text
     assert [(v["version"], v["changedBy"], v["reason"]) for v in history.json()] == [
         (1, "chief", "号源紧张")
     ]
+    assert history.json()[0]["rules"]["limits"]["perPatientDay"] == 2
     # the change is in the authority's audit log
     audit = await auditor.get("/api/v1/authority/audit", params={"subjectId": "1"})
     assert audit.status_code == 200, audit.text
@@ -132,7 +136,7 @@ async def test_a_hospitals_staff_override_their_own_hospitals_rules_only(
     )
     nurse = await sign_in(http, platform, "nurse", "hospital_staff", "h1")
     admin = await sign_in(http, platform, "chief", "authority_admin")
-    body = {"overrides": {"follow_up_valid_days": 3}, "reason": "检验结果次日出"}
+    body = {"overrides": {"followUpValidDays": 3}, "reason": "检验结果次日出"}
 
     saved = await nurse.put(f"/api/v1/rules/hospitals/{h1}", json=body)
     assert saved.status_code == 200, saved.text
@@ -143,7 +147,7 @@ async def test_a_hospitals_staff_override_their_own_hospitals_rules_only(
     assert_refused(
         await nurse.put(
             f"/api/v1/rules/hospitals/{h1}",
-            json={"overrides": {"limits.per_patient_day": 9}, "reason": "x"},
+            json={"overrides": {"limits.perPatientDay": 9}, "reason": "x"},
         ),
         403,
         "RULE_NOT_OVERRIDABLE",
@@ -155,9 +159,9 @@ async def test_a_hospitals_staff_override_their_own_hospitals_rules_only(
     )
     at_h1 = await nurse.get(f"/api/v1/rules/hospitals/{h1}")
     assert at_h1.status_code == 200, at_h1.text
-    assert at_h1.json()["follow_up_valid_days"] == 3
+    assert at_h1.json()["followUpValidDays"] == 3
     at_h2 = await admin.get(f"/api/v1/rules/hospitals/{h2}")
-    assert at_h2.json()["follow_up_valid_days"] == 0
+    assert at_h2.json()["followUpValidDays"] == 0
     assert_refused(await admin.get("/api/v1/rules/hospitals/nope"), 404, "HOSPITAL_NOT_FOUND")
     history = await admin.get("/api/v1/rules/history", params={"hospitalId": h1})
     assert [(v["version"], v["scope"], v["changedBy"]) for v in history.json()] == [

@@ -35,6 +35,7 @@ __all__ = [
     "AccessMeasureRow",
     "AccountRow",
     "AddOnUnitRow",
+    "AuditChainHeadRow",
     "AuditRow",
     "Base",
     "BlacklistAppealRow",
@@ -546,6 +547,21 @@ class AuditRow(Base):
     subject_id: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column()
     at: Mapped[datetime] = mapped_column(index=True)
+    # The hash chain (guahao/platform/persistence/audit_chain.py), filled on insert.
+    chain_seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditChainHeadRow(Base):
+    """The audit chain's head: one row (id 1), updated by every append, which serialises them."""
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    last_hash: Mapped[str] = mapped_column(String(64))
 
 
 class WaitlistEntryRow(Base):

@@ -1,7 +1,9 @@
 """The audit log (审计日志): every change made by staff (or by the platform to the blacklist)
 and every staff access to personal data, written in the same transaction as the thing it
 records, so an action without its audit row cannot exist. Append-only: nothing here updates
-or deletes a row.
+or deletes a row, and each row is linked into a hash chain as it is inserted
+(guahao/platform/persistence/audit_chain.py), so a row changed or removed behind the
+platform's back is found by ``guahao audit verify``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guahao.platform.persistence.audit_chain import ChainReport, verify_chain
 from guahao.platform.persistence.tables import AuditRow
 from guahao.platform.services.runtime import Ports
 
@@ -131,3 +134,8 @@ class AuditLog:
             page=page,
             per_page=per_page,
         )
+
+    async def verify(self) -> ChainReport:
+        """Walk the whole hash chain (``guahao audit verify``); reads in batches of 1,000."""
+        async with self._p.sessions() as session:
+            return await verify_chain(session)

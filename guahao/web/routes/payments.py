@@ -12,7 +12,7 @@ from litestar.params import FromPath, QueryParameter
 from guahao.platform.payments.sandbox import SandboxGateway
 from guahao.platform.services.booking_service import BookingService, PaymentOutcome
 
-__all__ = ["PaymentController", "SandboxCashierController"]
+__all__ = ["PaymentController", "SandboxCashierController", "cashier_routes"]
 
 
 class PaymentController(Controller):
@@ -63,3 +63,9 @@ class SandboxCashierController(Controller):
         headers, body = await gateway.pay(order_no, channel=channel)
         outcome = await bookings.handle_payment_notice(headers, body)
         return Response(outcome)
+
+
+def cashier_routes(payment_gateway: str) -> list[type[Controller]]:
+    """The cashier pages to mount for the configured gateway: the sandbox's only when the
+    sandbox is the gateway, since its "pay" button confirms a booking without any money."""
+    return [SandboxCashierController] if payment_gateway == "sandbox" else []

@@ -13,10 +13,10 @@ from litestar import Controller, Request, get, put
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from guahao.platform.region_rules import RegionRules
 from guahao.platform.services.add_on_units import AddOnSummary, AddOnUnits
 from guahao.platform.services.rule_book import RuleBook, RuleVersion
 from guahao.platform.services.staff import StaffRole
+from guahao.web.rule_names import camel_tree, snake_tree
 from guahao.web.staff_auth import require_staff, staff_of
 
 __all__ = ["RulesController"]
@@ -29,11 +29,13 @@ HOSPITAL_RULES = require_staff(StaffRole.AUTHORITY_ADMIN, StaffRole.HOSPITAL_STA
 
 class RulesInForce(msgspec.Struct, frozen=True, rename="camel"):
     version: int
-    rules: RegionRules
+    rules: dict[str, Any]
+    """``RegionRules`` with camelCase names (guahao/web/rule_names.py)."""
 
 
 class RulesChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
-    """Changes as nested or dotted keys, e.g. ``{"limits.per_patient_day": 2}``."""
+    """Changes as nested or dotted keys in camelCase, e.g. ``{"limits.perPatientDay": 2}``
+    (the snake_case names of docs/rules.md are accepted too)."""
 
     changes: dict[str, Any]
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
@@ -58,7 +60,7 @@ class RulesController(Controller):
     @get("/region", operation_id="regionRules", guards=[ANY_STAFF])
     async def region(self, rules: NamedDependency[RuleBook]) -> RulesInForce:
         """The region's rules in force and their version."""
-        return RulesInForce(version=await rules.version(), rules=await rules.region())
+        return RulesInForce(version=await rules.version(), rules=camel_tree(await rules.region()))
 
     @put("/region", operation_id="changeRegionRules", guards=[ADMIN])
     async def change_region(
@@ -69,7 +71,7 @@ class RulesController(Controller):
     ) -> SavedVersion:
         """Save a new version of the region's rules (audited, with the reason)."""
         version = await rules.change_region(
-            data.changes,
+            snake_tree(data.changes),
             staff=staff_of(request),
             reason=data.reason,
             expected_version=data.expected_version,
@@ -79,9 +81,11 @@ class RulesController(Controller):
     @get("/hospitals/{hospital_id:str}", operation_id="hospitalRules", guards=[ANY_STAFF])
     async def hospital(
         self, rules: NamedDependency[RuleBook], hospital_id: FromPath[str]
-    ) -> RegionRules:
-        """The rules in force at one hospital (the region's plus its allowed overrides)."""
-        return await rules.for_known_hospital(hospital_id)
+    ) -> dict[str, Any]:
+        """The rules in force at one hospital (the region's plus its allowed overrides), with
+        camelCase names."""
+        rules_in_force: dict[str, Any] = camel_tree(await rules.for_known_hospital(hospital_id))
+        return rules_in_force
 
     @put(
         "/hospitals/{hospital_id:str}",
@@ -97,7 +101,7 @@ class RulesController(Controller):
     ) -> SavedVersion:
         """Replace one hospital's overrides (only fields the region lets hospitals change)."""
         version = await rules.change_hospital(
-            hospital_id, data.overrides, staff=staff_of(request), reason=data.reason
+            hospital_id, snake_tree(data.overrides), staff=staff_of(request), reason=data.reason
         )
         return SavedVersion(version=version)
 
@@ -107,8 +111,12 @@ class RulesController(Controller):
         rules: NamedDependency[RuleBook],
         hospital_id: Annotated[str | None, QueryParameter(name="hospitalId")] = None,
     ) -> list[RuleVersion]:
-        """Every saved version, newest first: the region's, or one hospital's overrides."""
-        return await rules.history(hospital_id)
+        """Every saved version, newest first: the region's, or one hospital's overrides (the
+        rules in each with camelCase names)."""
+        return [
+            msgspec.structs.replace(saved, rules=camel_tree(saved.rules))
+            for saved in await rules.history(hospital_id)
+        ]
 
     @get("/add-on-units", operation_id="addOnSummary", guards=[READER])
     async def add_on_units(
