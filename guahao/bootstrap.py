@@ -298,6 +298,9 @@ async def open_platform(
         waitlist = WaitlistService(ports, sync, offers, rules)
         dispatcher.subscribe("booking.", waitlist.on_booking_event, name="waitlist:booking")
         dispatcher.subscribe("session.stopped", waitlist.on_session_event, name="waitlist:stop")
+        dispatcher.subscribe(
+            "waitlist.", waitlist.prepayments.on_wait_event, name="waitlist:prepayments"
+        )
         dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices")
         filings = Filings(ports)
         feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync, filings)

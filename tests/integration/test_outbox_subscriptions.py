@@ -30,6 +30,7 @@ DEPLOYED_SUBSCRIPTIONS = [
     "guahao.platform.services.suspicion.SuspicionDetector:booking.",
     "waitlist:booking",
     "waitlist:stop",
+    "waitlist:prepayments",
     "offer-notices",
     "filings",
     "supply-demand-rollups",

@@ -49,6 +49,20 @@ OFFER_TEMPLATES: dict[str, tuple[str, str]] = {
         "您的候补已结束（未按时支付或日期已过）。",
         "Your wait has ended (the offer was not paid in time, or its dates passed).",
     ),
+    "waitlist.prepayment_opened": (
+        "候补已登记，请在 {pay_by} 前预付挂号费 {amount} 元；支付后开始排队，候补成功即直接预约，"
+        "未成功将全额退款。",
+        "Your wait is registered: prepay the fee of {amount} yuan by {pay_by}. You join the line "
+        "once paid; a unit found is booked at once, and an unserved wait is refunded in full.",
+    ),
+    "waitlist.prepaid": (
+        "候补预付款已收到，您已开始排队。",
+        "Your prepayment was received: you are now in the line.",
+    ),
+    "waitlist.prepayment_refunded": (
+        "候补未成功，预付款 {amount} 元已全额退回。",
+        "Your wait ended unserved: the prepayment of {amount} yuan is refunded in full.",
+    ),
     "lottery.won": (
         "恭喜，摇号中签！号源已为您保留。",
         "You were drawn: a unit is reserved for you.",
@@ -71,6 +85,13 @@ def _template(event: OutboxEvent) -> tuple[str, str] | None:
             pay_by = str(payload.get("pay_by") or payload.get("expires_at", ""))
             return zh.format(pay_by=pay_by), en.format(pay_by=pay_by)
         return None
+    if event.topic in ("waitlist.prepayment_opened", "waitlist.prepayment_refunded"):
+        zh, en = OFFER_TEMPLATES[event.topic]
+        values = {
+            "amount": str(payload.get("amount", "")),
+            "pay_by": str(payload.get("pay_by", "")),
+        }
+        return zh.format(**values), en.format(**values)
     return OFFER_TEMPLATES.get(event.topic)
 
 
@@ -93,6 +114,7 @@ class OfferNotifier:
             "pay_by",
             "pay_url",
             "order_no",
+            "amount",
         )
         params: dict[str, Any] = {
             k: str(v) for k, v in event.payload.items() if k in keep and v is not None

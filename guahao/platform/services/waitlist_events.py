@@ -31,6 +31,7 @@ from guahao.platform.services.unit_offers import (
     derived_id,
 )
 from guahao.platform.services.waitlist_serving import WaitlistServer, local_today
+from guahao.platform.strikes import BookingOrigin
 
 __all__ = ["WaitlistEvents"]
 
@@ -166,6 +167,9 @@ class WaitlistEvents:
                             status="waiting",
                             joined_at=booking.ended_at or now,
                             updated_at=now,
+                            # The patient did not ask for it: what it grants never counts
+                            # against them (``strikes.BookingOrigin``).
+                            origin=BookingOrigin.PRIORITY_REBOOKING.value,
                         )
                     )
                     record_event(

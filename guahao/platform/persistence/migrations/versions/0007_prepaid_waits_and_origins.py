@@ -1,0 +1,88 @@
+"""prepaid waits (候补预付) and the origin of bookings and waits
+
+Revision ID: 0007
+Revises: 0005
+Create Date: 2026-12-05 21:00:00.000000
+
+A new table and two columns with a server default: the code before this revision never reads
+them and its inserts get the default, so it can be applied while that code still runs.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+
+revision: str = "0007"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("bookings", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("origin", sa.String(length=24), server_default="patient", nullable=False)
+        )
+    with op.batch_alter_table("waitlist_entries", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("origin", sa.String(length=24), server_default="patient", nullable=False)
+        )
+    op.create_table(
+        "wait_prepayments",
+        sa.Column("entry_id", sa.String(length=32), nullable=False),
+        sa.Column("order_no", sa.String(length=40), nullable=False),
+        sa.Column("account_id", sa.String(length=32), nullable=False),
+        sa.Column("amount_cents", sa.Integer(), nullable=False),
+        sa.Column("channel", sa.String(length=16), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("pay_url", sa.String(length=300), nullable=False),
+        sa.Column("gateway_trade_no", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("paid_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("booking_id", sa.String(length=32), nullable=True),
+        sa.Column("applied_cents", sa.Integer(), nullable=False),
+        sa.Column("refunded_cents", sa.Integer(), nullable=False),
+        sa.Column("refund_no", sa.String(length=40), nullable=True),
+        sa.Column("refunded_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('created', 'paid', 'applied', 'refunded', 'closed')",
+            name=op.f("ck_wait_prepayments_status_known"),
+        ),
+        sa.CheckConstraint(
+            "applied_cents + refunded_cents <= amount_cents",
+            name=op.f("ck_wait_prepayments_within_paid"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_wait_prepayments_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["booking_id"], ["bookings.id"], name=op.f("fk_wait_prepayments_booking_id_bookings")
+        ),
+        sa.ForeignKeyConstraint(
+            ["entry_id"],
+            ["waitlist_entries.id"],
+            name=op.f("fk_wait_prepayments_entry_id_waitlist_entries"),
+        ),
+        sa.PrimaryKeyConstraint("entry_id", name=op.f("pk_wait_prepayments")),
+        sa.UniqueConstraint("order_no", name=op.f("uq_wait_prepayments_order_no")),
+    )
+    with op.batch_alter_table("wait_prepayments", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_wait_prepayments_account_id"), ["account_id"], unique=False
+        )
+        batch_op.create_index("ix_wait_prepayments_status", ["status"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("wait_prepayments", schema=None) as batch_op:
+        batch_op.drop_index("ix_wait_prepayments_status")
+        batch_op.drop_index(batch_op.f("ix_wait_prepayments_account_id"))
+    op.drop_table("wait_prepayments")
+    with op.batch_alter_table("waitlist_entries", schema=None) as batch_op:
+        batch_op.drop_column("origin")
+    with op.batch_alter_table("bookings", schema=None) as batch_op:
+        batch_op.drop_column("origin")
