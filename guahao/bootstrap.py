@@ -55,6 +55,7 @@ from guahao.platform.services.notifications import InboxNotifier
 from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.readiness import Readiness
+from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFactsCache
 from guahao.platform.services.sign_in_codes import ConsoleTextMessages, SignInCodes
@@ -106,6 +107,7 @@ class Platform:
     audit: AuditLog
     suspicion: SuspicionService
     waitlist: WaitlistService
+    rebooking: RebookingOffers
     lottery: LotteryService
     add_on_units: AddOnUnits
     follow_ups: FollowUps
@@ -167,6 +169,7 @@ def _sweep_of(
     lottery: LotteryService,
     waitlist: WaitlistService,
     rollups: SupplyDemandRollups,
+    rebooking: RebookingOffers,
 ) -> Sweep:
     """The sweep's steps in their order: refunds and expiries first, so that the units they
     free are there for the waitlist at the end of the same round."""
@@ -189,6 +192,7 @@ def _sweep_of(
             SweepStep("search_refreshed", search.refresh_due),
             SweepStep("lotteries_drawn", lottery.draw_due),
             SweepStep("waitlist_granted", waitlist.serve_due),
+            SweepStep("rebooking_offers_ended", rebooking.end_due),
             SweepStep("refusals_folded", rollups.fold_refusals),
             SweepStep("access_measured", rollups.measure_access_if_due),
         ]
@@ -295,7 +299,8 @@ async def open_platform(
         bookings = BookingService(ports, sync, rules)
         supply = SupplyService(ports, sync)
         offers = UnitOffers(ports, bookings.records, bookings.steps, rules)
-        waitlist = WaitlistService(ports, sync, offers, rules)
+        rebooking = RebookingOffers(ports, bookings.records, sync, offers, rules)
+        waitlist = WaitlistService(ports, sync, offers, rules, rebooking)
         dispatcher.subscribe("booking.", waitlist.on_booking_event, name="waitlist:booking")
         dispatcher.subscribe("session.stopped", waitlist.on_session_event, name="waitlist:stop")
         dispatcher.subscribe(
@@ -351,6 +356,7 @@ async def open_platform(
             audit=AuditLog(ports),
             suspicion=suspicion,
             waitlist=waitlist,
+            rebooking=rebooking,
             lottery=lottery,
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),
@@ -360,7 +366,7 @@ async def open_platform(
             sign_in_codes=sign_in_codes,
             availability_feed=availability_feed,
             citizen_views=CitizenViews(ports),
-            sweep=_sweep_of(bookings, supply, search, lottery, waitlist, rollups),
+            sweep=_sweep_of(bookings, supply, search, lottery, waitlist, rollups, rebooking),
             federated_identities=FederatedIdentities(ports),
         )
         if settings.hl7_mllp_port >= 0:

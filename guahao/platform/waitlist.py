@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 __all__ = [
+    "AWAKE_MINUTES",
     "Scope",
     "Wait",
     "WaitlistRules",
@@ -57,6 +58,10 @@ class WaitlistRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     offer_payment_minutes: Annotated[int, msgspec.Meta(ge=5, le=240)] = 30
     """When a freed unit is given to a waiter and the hospital takes payment online, how long
     the waiter has to pay (longer than a hold: the waiter is told, not at the screen)."""
+    rebooking_offer_hours: Annotated[int, msgspec.Meta(ge=1, le=72)] = 24
+    """优先改约: how long the patient of a booking the hospital cancelled (or whose session it
+    stopped) has to accept one of the proposed units or decline (the end moved out of the
+    quiet hours). Meanwhile the payment is kept, to carry over to the accepted unit."""
     prepay_waits: bool = True
     """候补预付: where the hospital takes payment online, a patient's wait is paid in advance
     and a grant confirms at once; off, a grant is held with a message to pay by a deadline
@@ -175,6 +180,10 @@ def position(wait: Wait, waiting: Iterable[Wait]) -> int:
     return ahead + 1
 
 
+AWAKE_MINUTES = 120
+"""The most a deadline moved out of the night gives after the night ends."""
+
+
 def _clock_time(text: str) -> time:
     hours, minutes = text.split(":")
     return time(int(hours), int(minutes))
@@ -187,7 +196,8 @@ def out_of_quiet_hours(
 
     A deadline that would end in the hospital's quiet hours (local ``quiet_start`` to
     ``quiet_end``, across midnight when start > end) ends instead ``minutes`` after the quiet
-    hours are over, so the patient has the whole time awake. Returns a UTC-aware instant.
+    hours are over (at most ``AWAKE_MINUTES``: a day-long offer needs no second day), so the
+    patient has that time awake. Returns a UTC-aware instant.
 
     >>> from datetime import UTC
     >>> at = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)  # 21:00 in Shanghai
@@ -215,7 +225,7 @@ def out_of_quiet_hours(
     if not quiet:
         return end
     wake = datetime.combine(wake_day, q_end, tzinfo=tz)
-    return (wake + timedelta(minutes=minutes)).astimezone(start.tzinfo)
+    return (wake + timedelta(minutes=min(minutes, AWAKE_MINUTES))).astimezone(start.tzinfo)
 
 
 def local_deadline(instant: datetime, zone: str) -> str:

@@ -256,28 +256,6 @@ async def test_a_department_wait_pays_the_highest_fee_and_gets_the_difference_ba
     assert await ledger(platform, account) == (FEE, FEE)
 
 
-async def test_a_hospital_cancellation_then_an_ignored_offer_is_no_strike_and_ends_the_wait(
-    platform,
-):
-    _sess, [(holder, booking)] = await sold_out(platform, sessions=TWO_DAYS)
-    [held] = await bookings_of(platform, holder)
-    await platform.bookings.cancel_by_hospital(booking, reason="HIS lost the patient")
-    await settle(platform)
-    [auto] = await platform.waitlist.waits(holder)
-    assert auto.priority > 0
-    await platform.waitlist.serve_due()  # Thursday's unit is free: it is offered to them
-    await settle(platform)
-    offer = next(b for b in await bookings_of(platform, holder) if b.id != booking)
-    assert (offer.kind, offer.origin) == ("waitlist", "priority_rebooking")
-    advance(platform, hours=24)  # never answered
-    await platform.bookings.expire_due()
-    await settle(platform)
-    ended = await entry(platform, auto.id)
-    assert ended.status == "expired"
-    assert await strikes_of(platform, held.patient_id) == []
-    assert await ledger(platform, holder) == (0, 0)
-
-
 async def test_a_wait_where_nothing_is_paid_online_has_no_prepayment_and_confirms_at_once(
     platform,
 ):

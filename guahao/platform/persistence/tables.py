@@ -630,6 +630,37 @@ class WaitPrepaymentRow(Base):
     refunded_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class RebookingOfferRow(Base):
+    """优先改约: after the hospital cancelled a booking (or stopped its session), the units
+    proposed to its patient, who accepts one or declines. While it is open the booking's
+    payment is kept (its refund ``on_hold``) so that it can carry over to the accepted unit."""
+
+    __tablename__ = "rebooking_offers"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('open', 'accepted', 'declined', 'expired')", name="status_known"
+        ),
+        Index("ix_rebooking_offers_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    """The booking the hospital cancelled."""
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"))
+    hospital_id: Mapped[str] = mapped_column(ForeignKey("hospitals.id"))
+    proposals: Mapped[list[str]] = mapped_column()
+    """Slot ids, in the order shown: same doctor first, then the department, nearest first."""
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    refund_no: Mapped[str | None] = mapped_column(String(40), default=None)
+    """The cancelled booking's refund, held while the offer is open."""
+    accepted_booking_id: Mapped[str | None] = mapped_column(ForeignKey("bookings.id"), default=None)
+
+
 class LotteryEntryRow(Base):
     """摇号: one request for a unit of a lottery session, drawn at ``lottery_draw_at``."""
 

@@ -32,6 +32,7 @@ from guahao.platform.services.booking_records import (
 )
 from guahao.platform.services.booking_steps import BookingSteps
 from guahao.platform.services.inventory_sync import InventorySync
+from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.platform.services.runtime import Ports
 
 __all__ = ["HOSPITAL_CANCELLED", "HospitalActions"]
@@ -70,9 +71,9 @@ class HospitalActions:
 
     async def stop_session(self, session_id: str, *, reason: str) -> list[str]:
         """停诊: every live booking is cancelled by the hospital, refunded in full, notified,
-        with no penalty; the session's units are not released to the public."""
+        with no penalty; the session's units are not released to the public. A paid booking's
+        refund is held while its patient answers the rebooking offer (``RebookingOffers``)."""
         now = self._p.clock.now()
-        refunds: list[str] = []
         ended: list[Booking] = []
         was_holding: list[Booking] = []
         async with self._p.sessions() as session, session.begin():
@@ -105,8 +106,9 @@ class HospitalActions:
                     returns_at=None,
                     session=session,
                 )
-                if refund_no:
-                    refunds.append(refund_no)
+                # Kept until the patient answers the rebooking offer (it may pay for the new
+                # unit); released at once when there is nothing to offer.
+                await RebookingOffers.hold_refund(session, refund_no)
                 ended.append(booking)
             record_event(
                 session,
@@ -120,10 +122,6 @@ class HospitalActions:
             # The reload dropped their holds; this also frees each account's one-hold marker,
             # so the people the hospital turned away can book elsewhere at once.
             await self._steps.release_unit(booking, now)
-        for refund_no in refunds:
-            await self._records.schedule(
-                "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
-            )
         return [b.id for b in ended]
 
     async def cancel_by_hospital(
@@ -166,6 +164,7 @@ class HospitalActions:
                     session=session,
                     started_from=started_from,
                 )
+                await RebookingOffers.hold_refund(session, refund_no)
                 if in_pool:
                     await session.execute(
                         update(SlotRow)
@@ -179,10 +178,6 @@ class HospitalActions:
         log.info("booking %s cancelled by the hospital: %s", booking_id, reason[:200])
         if in_pool:
             await self._retire_unit(booking, was_holding=was_holding, until=slot_ends_at)
-        if refund_no:
-            await self._records.schedule(
-                "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
-            )
         return booking
 
     async def _retire_unit(self, booking: Booking, *, was_holding: bool, until: datetime) -> None:

@@ -41,6 +41,7 @@ from guahao.platform.persistence.tables import (
 from guahao.platform.services.ban_checks import refuse_if_banned
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.person_locks import lock_person
+from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.unit_offers import (
@@ -124,13 +125,18 @@ class WaitlistService:
     """Join, leave and list waits; the line is served by ``server``, events by ``events``."""
 
     def __init__(
-        self, ports: Ports, inventory_sync: InventorySync, offers: UnitOffers, rules: RuleBook
+        self,
+        ports: Ports,
+        inventory_sync: InventorySync,
+        offers: UnitOffers,
+        rules: RuleBook,
+        rebooking: RebookingOffers | None = None,
     ) -> None:
         self._p = ports
         self._rules = rules
         self.prepayments = WaitPrepayments(ports)
         self.server = WaitlistServer(ports, inventory_sync, offers, rules, self.prepayments)
-        self.events = WaitlistEvents(ports, self.server)
+        self.events = WaitlistEvents(ports, self.server, rebooking)
 
     async def rules_for(self, hospital_id: str) -> WaitlistRules:
         """The waitlist rules in force at this hospital."""

@@ -26,6 +26,7 @@ from guahao.platform.persistence.tables import (
     SessionRow,
     WaitlistEntryRow,
 )
+from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.unit_offers import (
     derived_id,
@@ -39,9 +40,12 @@ __all__ = ["WaitlistEvents"]
 class WaitlistEvents:
     """Outbox subscribers of the waitlist (see the module docstring)."""
 
-    def __init__(self, ports: Ports, server: WaitlistServer) -> None:
+    def __init__(
+        self, ports: Ports, server: WaitlistServer, rebooking: RebookingOffers | None = None
+    ) -> None:
         self._p = ports
         self._server = server
+        self._rebooking = rebooking
 
     async def on_booking_event(self, event: OutboxEvent) -> None:
         """Outbox subscriber (``booking.``): a cancellation returns a unit to the line first;
@@ -131,6 +135,11 @@ class WaitlistEvents:
         the line with the stop priority, when the rules say so; one wait per booking."""
         now = self._p.clock.now()
         session_id = sess.id
+        if self._rebooking is not None:
+            # 优先改约 first: units to choose from, the payment kept for them. Only a patient
+            # with nothing to be offered joins the line (and their refund goes out).
+            offered = [await self._rebooking.propose(b.id) for b in rows]
+            rows = [b for b, offer in zip(rows, offered, strict=True) if offer is None]
         waitlist = await self._server.rules_for(sess.hospital_id)
         if not waitlist.stopped_patients_auto_join:
             return 0

@@ -1,10 +1,10 @@
-"""prepaid waits (候补预付) and the origin of bookings and waits
+"""prepaid waits (候补预付), priority rebooking offers, the origin of bookings and waits
 
 Revision ID: 0007
 Revises: 0005
 Create Date: 2026-12-05 21:00:00.000000
 
-A new table and two columns with a server default: the code before this revision never reads
+Two new tables and two columns with a server default: the code before this revision never reads
 them and its inserts get the default, so it can be applied while that code still runs.
 """
 
@@ -76,8 +76,64 @@ def upgrade() -> None:
         )
         batch_op.create_index("ix_wait_prepayments_status", ["status"], unique=False)
 
+    op.create_table(
+        "rebooking_offers",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("booking_id", sa.String(length=32), nullable=False),
+        sa.Column("account_id", sa.String(length=32), nullable=False),
+        sa.Column("patient_id", sa.String(length=32), nullable=False),
+        sa.Column("person_id", sa.String(length=32), nullable=False),
+        sa.Column("hospital_id", sa.String(length=32), nullable=False),
+        sa.Column("proposals", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("refund_no", sa.String(length=40), nullable=True),
+        sa.Column("accepted_booking_id", sa.String(length=32), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('open', 'accepted', 'declined', 'expired')",
+            name=op.f("ck_rebooking_offers_status_known"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["accepted_booking_id"],
+            ["bookings.id"],
+            name=op.f("fk_rebooking_offers_accepted_booking_id_bookings"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_rebooking_offers_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["booking_id"], ["bookings.id"], name=op.f("fk_rebooking_offers_booking_id_bookings")
+        ),
+        sa.ForeignKeyConstraint(
+            ["hospital_id"],
+            ["hospitals.id"],
+            name=op.f("fk_rebooking_offers_hospital_id_hospitals"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["patient_id"], ["patients.id"], name=op.f("fk_rebooking_offers_patient_id_patients")
+        ),
+        sa.ForeignKeyConstraint(
+            ["person_id"], ["persons.id"], name=op.f("fk_rebooking_offers_person_id_persons")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rebooking_offers")),
+        sa.UniqueConstraint("booking_id", name=op.f("uq_rebooking_offers_booking_id")),
+    )
+    with op.batch_alter_table("rebooking_offers", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_rebooking_offers_account_id"), ["account_id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_rebooking_offers_status_expires", ["status", "expires_at"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("rebooking_offers", schema=None) as batch_op:
+        batch_op.drop_index("ix_rebooking_offers_status_expires")
+        batch_op.drop_index(batch_op.f("ix_rebooking_offers_account_id"))
+    op.drop_table("rebooking_offers")
     with op.batch_alter_table("wait_prepayments", schema=None) as batch_op:
         batch_op.drop_index("ix_wait_prepayments_status")
         batch_op.drop_index(batch_op.f("ix_wait_prepayments_account_id"))
