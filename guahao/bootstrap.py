@@ -65,6 +65,7 @@ from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER, SupplyDema
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
 from guahao.platform.services.sweep import Sweep, SweepStep
 from guahao.platform.services.unit_offers import UnitOffers
+from guahao.platform.services.visit_reminders import InboxMessages, VisitReminders
 from guahao.platform.services.waitlist import WaitlistService
 from guahao.search.nearby_supply import SearchNearbySupply
 from guahao.search.service import SearchService, search_service_for
@@ -108,6 +109,7 @@ class Platform:
     suspicion: SuspicionService
     waitlist: WaitlistService
     rebooking: RebookingOffers
+    reminders: VisitReminders
     lottery: LotteryService
     add_on_units: AddOnUnits
     follow_ups: FollowUps
@@ -170,6 +172,7 @@ def _sweep_of(
     waitlist: WaitlistService,
     rollups: SupplyDemandRollups,
     rebooking: RebookingOffers,
+    reminders: VisitReminders,
 ) -> Sweep:
     """The sweep's steps in their order: refunds and expiries first, so that the units they
     free are there for the waitlist at the end of the same round."""
@@ -193,6 +196,7 @@ def _sweep_of(
             SweepStep("lotteries_drawn", lottery.draw_due),
             SweepStep("waitlist_granted", waitlist.serve_due),
             SweepStep("rebooking_offers_ended", rebooking.end_due),
+            SweepStep("reminders_sent", reminders.send_due),
             SweepStep("refusals_folded", rollups.fold_refusals),
             SweepStep("access_measured", rollups.measure_access_if_due),
         ]
@@ -307,6 +311,22 @@ async def open_platform(
             "waitlist.", waitlist.prepayments.on_wait_event, name="waitlist:prepayments"
         )
         dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices")
+        reminders = VisitReminders(
+            ports,
+            rules,
+            InboxMessages(ports),
+            cancel=lambda account_id, booking_id: bookings.cancel(
+                account_id=account_id, booking_id=booking_id
+            ),
+            slot_facts=bookings.slot_facts,
+            base_url=settings.resolved_public_url(),
+        )
+        dispatcher.subscribe(
+            "booking.confirmed", reminders.on_booking_event, name="visit-reminders:schedule"
+        )
+        dispatcher.subscribe(
+            "visit.reminder_due", reminders.on_reminder_event, name="visit-reminders:send"
+        )
         filings = Filings(ports)
         feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync, filings)
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
@@ -357,6 +377,7 @@ async def open_platform(
             suspicion=suspicion,
             waitlist=waitlist,
             rebooking=rebooking,
+            reminders=reminders,
             lottery=lottery,
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),
@@ -366,7 +387,9 @@ async def open_platform(
             sign_in_codes=sign_in_codes,
             availability_feed=availability_feed,
             citizen_views=CitizenViews(ports),
-            sweep=_sweep_of(bookings, supply, search, lottery, waitlist, rollups, rebooking),
+            sweep=_sweep_of(
+                bookings, supply, search, lottery, waitlist, rollups, rebooking, reminders
+            ),
             federated_identities=FederatedIdentities(ports),
         )
         if settings.hl7_mllp_port >= 0:

@@ -645,6 +645,8 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "该号源已被预约，请选择其他提议的号源",
         "That unit has just been taken; choose another proposed unit",
     ),
+    "ONE_TAP_LINK_INVALID": (_F, "退号链接无效", "This cancellation link is not valid"),
+    "ONE_TAP_LINK_USED": (_C, "该退号链接已使用过", "This cancellation link has been used already"),
 }
 
 

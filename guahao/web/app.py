@@ -41,6 +41,7 @@ from guahao.web.routes.hospital_api import HospitalApiController
 from guahao.web.routes.hospital_desk import HospitalDeskController
 from guahao.web.routes.oidc import OidcController
 from guahao.web.routes.payments import PaymentController, SandboxCashierController
+from guahao.web.routes.rebooking import OneTapController, RebookingController
 from guahao.web.routes.rules import RulesController
 from guahao.web.routes.search import SearchController
 from guahao.web.routes.waitlist import LotteryController, WaitlistController
@@ -144,6 +145,8 @@ def create_app(
             AuthorityFiguresController,
             WaitlistController,
             LotteryController,
+            RebookingController,
+            OneTapController,
             token_endpoint,
             HospitalApiController,
             RulesController,

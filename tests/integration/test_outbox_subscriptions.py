@@ -32,6 +32,8 @@ DEPLOYED_SUBSCRIPTIONS = [
     "waitlist:stop",
     "waitlist:prepayments",
     "offer-notices",
+    "visit-reminders:schedule",
+    "visit-reminders:send",
     "filings",
     "supply-demand-rollups",
     "hospital_connectors.his_notifier",

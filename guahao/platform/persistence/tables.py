@@ -661,6 +661,28 @@ class RebookingOfferRow(Base):
     accepted_booking_id: Mapped[str | None] = mapped_column(ForeignKey("bookings.id"), default=None)
 
 
+class VisitReminderRow(Base):
+    """就诊提醒: one reminder of a confirmed booking, sent once at ``due_at`` (or skipped if
+    the booking ended), with its own single-use one-tap 退号 link (``link_used_at``)."""
+
+    __tablename__ = "visit_reminders"
+    __table_args__ = (
+        UniqueConstraint("booking_id", "hours_before"),
+        CheckConstraint("status IN ('scheduled', 'sent', 'skipped')", name="status_known"),
+        Index("ix_visit_reminders_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    hours_before: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    link_used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class LotteryEntryRow(Base):
     """摇号: one request for a unit of a lottery session, drawn at ``lottery_draw_at``."""
 

@@ -1,10 +1,10 @@
-"""prepaid waits (候补预付), priority rebooking offers, the origin of bookings and waits
+"""prepaid waits (候补预付), priority rebooking offers, visit reminders, booking origins
 
 Revision ID: 0007
 Revises: 0005
 Create Date: 2026-12-05 21:00:00.000000
 
-Two new tables and two columns with a server default: the code before this revision never reads
+Three new tables and two columns with a server default: the code before this revision never reads
 them and its inserts get the default, so it can be applied while that code still runs.
 """
 
@@ -128,8 +128,44 @@ def upgrade() -> None:
             "ix_rebooking_offers_status_expires", ["status", "expires_at"], unique=False
         )
 
+    op.create_table(
+        "visit_reminders",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("booking_id", sa.String(length=32), nullable=False),
+        sa.Column("account_id", sa.String(length=32), nullable=False),
+        sa.Column("hours_before", sa.Integer(), nullable=False),
+        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("link_used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "status IN ('scheduled', 'sent', 'skipped')",
+            name=op.f("ck_visit_reminders_status_known"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["account_id"], ["accounts.id"], name=op.f("fk_visit_reminders_account_id_accounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["booking_id"], ["bookings.id"], name=op.f("fk_visit_reminders_booking_id_bookings")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_visit_reminders")),
+        sa.UniqueConstraint(
+            "booking_id", "hours_before", name=op.f("uq_visit_reminders_booking_id")
+        ),
+    )
+    with op.batch_alter_table("visit_reminders", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_visit_reminders_account_id"), ["account_id"], unique=False
+        )
+        batch_op.create_index("ix_visit_reminders_status_due", ["status", "due_at"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("visit_reminders", schema=None) as batch_op:
+        batch_op.drop_index("ix_visit_reminders_status_due")
+        batch_op.drop_index(batch_op.f("ix_visit_reminders_account_id"))
+    op.drop_table("visit_reminders")
     with op.batch_alter_table("rebooking_offers", schema=None) as batch_op:
         batch_op.drop_index("ix_rebooking_offers_status_expires")
         batch_op.drop_index(batch_op.f("ix_rebooking_offers_account_id"))
