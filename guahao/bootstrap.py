@@ -35,6 +35,7 @@ from guahao.platform.payments.sandbox import SandboxGateway
 from guahao.platform.persistence.database import create_engine, session_factory, upgrade_async
 from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.personal_data import PersonalDataVault
+from guahao.platform.ports import Notifier
 from guahao.platform.rate_limiting import RequestLimiter
 from guahao.platform.refused_demand import RefusedDemandCounter
 from guahao.platform.services.accounts import AccountService
@@ -67,6 +68,7 @@ from guahao.platform.services.sweep import Sweep, SweepStep
 from guahao.platform.services.unit_offers import UnitOffers
 from guahao.platform.services.visit_reminders import InboxMessages, VisitReminders
 from guahao.platform.services.waitlist import WaitlistService
+from guahao.platform.sms_sandbox import SandboxSmsGateway, SmsNotifier
 from guahao.search.nearby_supply import SearchNearbySupply
 from guahao.search.service import SearchService, search_service_for
 
@@ -110,6 +112,7 @@ class Platform:
     waitlist: WaitlistService
     rebooking: RebookingOffers
     reminders: VisitReminders
+    text_messages: SandboxSmsGateway
     lottery: LotteryService
     add_on_units: AddOnUnits
     follow_ups: FollowUps
@@ -311,10 +314,14 @@ async def open_platform(
             "waitlist.", waitlist.prepayments.on_wait_event, name="waitlist:prepayments"
         )
         dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices")
+        text_messages = SandboxSmsGateway(client, clock)
+        reminder_notifier: Notifier = InboxMessages(ports)
+        if settings.reminder_channel == "sms_sandbox":
+            reminder_notifier = SmsNotifier(ports, text_messages, reminder_notifier)
         reminders = VisitReminders(
             ports,
             rules,
-            InboxMessages(ports),
+            reminder_notifier,
             cancel=lambda account_id, booking_id: bookings.cancel(
                 account_id=account_id, booking_id=booking_id
             ),
@@ -378,6 +385,7 @@ async def open_platform(
             waitlist=waitlist,
             rebooking=rebooking,
             reminders=reminders,
+            text_messages=text_messages,
             lottery=lottery,
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),

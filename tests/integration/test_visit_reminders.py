@@ -16,7 +16,9 @@ import pytest
 from sqlalchemy import select
 
 from guahao.platform.errors import GuahaoError
-from guahao.platform.persistence.tables import NotificationRow, VisitReminderRow
+from guahao.platform.persistence.tables import AccountRow, NotificationRow, VisitReminderRow
+from guahao.platform.services.visit_reminders import InboxMessages
+from guahao.platform.sms_sandbox import SmsNotifier
 from tests.fixtures.platforms import SESSION_DAY, at_local, confirmed_booking
 from tests.integration.offer_scenarios import (
     deliver,
@@ -128,3 +130,20 @@ async def test_the_one_tap_link_is_refused_after_the_deadline_and_when_forged(pl
         await platform.reminders.cancel_by_link(f"{reminder_id}.{signature[::-1]}")
     assert caught.value.code == "ONE_TAP_LINK_INVALID"
     assert (await platform.bookings.get(booking_id)).status.value == "confirmed"
+
+
+async def test_by_sms_each_reminder_reaches_the_phone_once_through_the_sandbox(platform):
+    account, _ = await booked(platform)
+    at(platform, at_local(TUESDAY, 8, 0))
+    await platform.reminders.send_due()
+    await deliver(platform)
+    [message] = await reminders_told(platform, account)
+    sms = SmsNotifier(platform.ports, platform.text_messages, InboxMessages(platform.ports))
+    for _ in range(2):  # the outbox delivers at least once
+        await sms.notify(account_id=account, template=message.template, params=message.params)
+    async with platform.ports.sessions() as session:
+        row = await session.get(AccountRow, account)
+        phone = platform.ports.vault.open("phone", row.phone_enc)
+    [text] = await platform.text_messages.sent(phone)
+    assert text.text == message.params["zh"]
+    assert len(await reminders_told(platform, account)) == 1  # the inbox copy once too
