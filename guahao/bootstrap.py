@@ -307,6 +307,7 @@ async def open_platform(
         supply = SupplyService(ports, sync)
         offers = UnitOffers(ports, bookings.records, bookings.steps, rules)
         rebooking = RebookingOffers(ports, bookings.records, sync, offers, rules)
+        bookings.hospital_actions.rebooking = rebooking
         waitlist = WaitlistService(ports, sync, offers, rules, rebooking)
         dispatcher.subscribe("booking.", waitlist.on_booking_event, name="waitlist:booking")
         dispatcher.subscribe("session.stopped", waitlist.on_session_event, name="waitlist:stop")

@@ -68,9 +68,7 @@ class BookingOrigin(StrEnum):
     session: the patient did not ask for it."""
 
 
-PATIENT_ORIGINS: frozenset[BookingOrigin] = frozenset(
-    {BookingOrigin.PATIENT, BookingOrigin.PATIENT_WAIT}
-)
+PATIENT_ORIGINS: tuple[BookingOrigin, ...] = (BookingOrigin.PATIENT, BookingOrigin.PATIENT_WAIT)
 """The origins a policy counts unless it says otherwise: what the patient asked for."""
 
 Days = Annotated[int, msgspec.Meta(ge=1, le=3650)]
@@ -89,7 +87,7 @@ class StrikePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     warnings_before_ban: Annotated[int, msgspec.Meta(ge=0, le=99)] = 0
     source: str = ""
     """Where the numbers come from (a published rule, or "platform default")."""
-    origins: frozenset[BookingOrigin] = PATIENT_ORIGINS
+    origins: tuple[BookingOrigin, ...] = PATIENT_ORIGINS
     """The kinds of booking whose strikes this policy counts (``BookingOrigin``). Versions of
     the rules saved before origins existed read as the default: the patient's own bookings."""
 

@@ -11,6 +11,7 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from guahao.platform import bookings as flow
@@ -57,6 +58,8 @@ class HospitalActions:
         self._records = records
         self._steps = steps
         self._sync = inventory_sync
+        self.rebooking: RebookingOffers | None = None
+        """Set by the composition root (it needs the offers built after this service)."""
 
     async def check_in(self, booking_id: str) -> Booking:
         """签到, reported by the HIS or the hospital."""
@@ -74,6 +77,7 @@ class HospitalActions:
         with no penalty; the session's units are not released to the public. A paid booking's
         refund is held while its patient answers the rebooking offer (``RebookingOffers``)."""
         now = self._p.clock.now()
+        refunds: list[str] = []
         ended: list[Booking] = []
         was_holding: list[Booking] = []
         async with self._p.sessions() as session, session.begin():
@@ -106,9 +110,12 @@ class HospitalActions:
                     returns_at=None,
                     session=session,
                 )
-                # Kept until the patient answers the rebooking offer (it may pay for the new
-                # unit); released at once when there is nothing to offer.
-                await RebookingOffers.hold_refund(session, refund_no)
+                # 优先改约: with units to propose the refund is held for the offer (it may pay
+                # for the accepted unit); with none it goes out at once, as before.
+                if refund_no and not await self._offer(session, booking.id, refund_no, now):
+                    refunds.append(refund_no)
+                elif refund_no is None and booking.patient_id is not None:
+                    await self._offer(session, booking.id, None, now)
                 ended.append(booking)
             record_event(
                 session,
@@ -122,6 +129,10 @@ class HospitalActions:
             # The reload dropped their holds; this also frees each account's one-hold marker,
             # so the people the hospital turned away can book elsewhere at once.
             await self._steps.release_unit(booking, now)
+        for refund_no in refunds:
+            await self._records.schedule(
+                "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
+            )
         return [b.id for b in ended]
 
     async def cancel_by_hospital(
@@ -164,7 +175,11 @@ class HospitalActions:
                     session=session,
                     started_from=started_from,
                 )
-                await RebookingOffers.hold_refund(session, refund_no)
+                offered = (
+                    await self._offer(session, booking.id, refund_no, now)
+                    if booking.patient_id is not None
+                    else False
+                )
                 if in_pool:
                     await session.execute(
                         update(SlotRow)
@@ -178,7 +193,21 @@ class HospitalActions:
         log.info("booking %s cancelled by the hospital: %s", booking_id, reason[:200])
         if in_pool:
             await self._retire_unit(booking, was_holding=was_holding, until=slot_ends_at)
+        if refund_no and not offered:
+            await self._records.schedule(
+                "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
+            )
         return booking
+
+    async def _offer(
+        self, session: AsyncSession, booking_id: str, refund_no: str | None, now: datetime
+    ) -> bool:
+        """优先改约 for the patient the hospital turned away, in the cancelling transaction."""
+        if self.rebooking is None:
+            return False
+        return await self.rebooking.propose_in(
+            session, booking_id=booking_id, refund_no=refund_no, now=now
+        )
 
     async def _retire_unit(self, booking: Booking, *, was_holding: bool, until: datetime) -> None:
         """Take the booking's unit out of the hot pool for good (SQL already shrank)."""

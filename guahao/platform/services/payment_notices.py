@@ -177,7 +177,9 @@ class PaymentNotices:
         """Ask the gateway to refund; idempotent per refund number, retried by the job queue."""
         async with self._p.sessions() as session:
             refund = await session.get(RefundRow, refund_no)
-            if refund is None or refund.status == "succeeded":
+            # A refund held for a rebooking offer (``on_hold``) or taken back because the money
+            # paid for the accepted unit (``cancelled``) is not paid out.
+            if refund is None or refund.status in ("succeeded", "on_hold", "cancelled"):
                 return False
         try:
             receipt = await self._p.gateway.refund(

@@ -23,7 +23,6 @@ from functools import partial
 
 import msgspec
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.bookings import Booking
@@ -122,35 +121,39 @@ class RebookingOffers:
 
     # ------------------------------------------------------------------ the hospital's side
 
-    @staticmethod
-    async def hold_refund(session: AsyncSession, refund_no: str | None) -> None:
-        """Keep a hospital cancellation's refund until the patient has answered the offer
-        (called in the cancelling transaction, so no job can pay it out first)."""
-        if refund_no is not None:
-            refund = await session.get(RefundRow, refund_no)
-            if refund is not None and refund.status == "pending":
-                refund.status = HELD
-
-    async def propose(self, booking_id: str) -> str | None:
-        """Make the offer for a booking the hospital cancelled; None (and the refund released)
-        when there is nothing to propose. Safe to repeat: one offer per booking."""
-        offer_id = derived_id("rebooking", booking_id)
-        now = self._p.clock.now()
+    async def offered(self, booking_id: str) -> bool:
+        """Whether the patient of this cancelled booking was made an offer."""
         async with self._p.sessions() as session:
-            if await session.get(RebookingOfferRow, offer_id) is not None:
-                return offer_id
-            found = await self._cancelled(session, booking_id)
+            found = await session.get(RebookingOfferRow, derived_id("rebooking", booking_id))
+        return found is not None
+
+    async def propose_in(
+        self,
+        session: AsyncSession,
+        *,
+        booking_id: str,
+        refund_no: str | None,
+        now: datetime,
+    ) -> bool:
+        """Inside the hospital's cancelling transaction: make the offer (and hold the refund
+        for it) when there are units to propose. False when there are none: the caller
+        refunds at once as before, and the patient joins the waitlist (``waitlist_events``).
+        Deciding here, in the same transaction, leaves no moment in which the refund could
+        be paid out or the patient put in a line while an offer is being made."""
+        offer_id = derived_id("rebooking", booking_id)
+        if await session.get(RebookingOfferRow, offer_id) is not None:
+            return True
+        found = await self._cancelled(session, booking_id)
         if found is None:
-            return None
+            return False
         waitlist = waitlist_rules_of(await self._rules.for_hospital(found.hospital.id))
-        refund_no = await self._held_refund(booking_id)
-        if found.booking.paid and refund_no is None:
-            return None  # its refund went out already (a repeat after nothing was proposed)
-        paid_fee = found.booking.fee_cents if refund_no is not None else None
+        refund = await session.get(RefundRow, refund_no) if refund_no is not None else None
+        paid_fee = found.booking.fee_cents if refund is not None else None
         proposals = await self._proposals(found, waitlist, paid_fee, now)
         if not proposals:
-            await self.release_refund(refund_no)
-            return None
+            return False
+        if refund is not None:
+            refund.status = HELD  # kept to pay for the accepted unit
         expires_at = out_of_quiet_hours(
             now,
             waitlist.rebooking_offer_hours * 60,
@@ -158,40 +161,36 @@ class RebookingOffers:
             quiet_start=waitlist.quiet_hours_start,
             quiet_end=waitlist.quiet_hours_end,
         )
-        try:
-            async with self._p.sessions() as session, session.begin():
-                session.add(
-                    RebookingOfferRow(
-                        id=offer_id,
-                        booking_id=booking_id,
-                        account_id=found.booking.account_id,
-                        patient_id=found.booking.patient_id,
-                        person_id=found.person_id,
-                        hospital_id=found.hospital.id,
-                        proposals=proposals,
-                        status="open",
-                        expires_at=expires_at,
-                        created_at=now,
-                        updated_at=now,
-                        refund_no=refund_no,
-                    )
-                )
-                record_event(
-                    session,
-                    "rebooking.offered",
-                    offer_id,
-                    {
-                        "offer_id": offer_id,
-                        "account_id": found.booking.account_id,
-                        "booking_id": booking_id,
-                        "answer_by": local_deadline(expires_at, found.hospital.timezone),
-                        "proposals": len(proposals),
-                    },
-                    now,
-                )
-        except IntegrityError:
-            return offer_id  # a concurrent delivery made it
-        return offer_id
+        session.add(
+            RebookingOfferRow(
+                id=offer_id,
+                booking_id=booking_id,
+                account_id=found.booking.account_id,
+                patient_id=found.booking.patient_id,
+                person_id=found.person_id,
+                hospital_id=found.hospital.id,
+                proposals=proposals,
+                status="open",
+                expires_at=expires_at,
+                created_at=now,
+                updated_at=now,
+                refund_no=refund_no if refund is not None else None,
+            )
+        )
+        record_event(
+            session,
+            "rebooking.offered",
+            offer_id,
+            {
+                "offer_id": offer_id,
+                "account_id": found.booking.account_id,
+                "booking_id": booking_id,
+                "answer_by": local_deadline(expires_at, found.hospital.timezone),
+                "proposals": len(proposals),
+            },
+            now,
+        )
+        return True
 
     # ------------------------------------------------------------------ the patient's side
 
@@ -419,14 +418,6 @@ class RebookingOffers:
         await self._records.schedule(
             "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
         )
-
-    async def _held_refund(self, booking_id: str) -> str | None:
-        async with self._p.sessions() as session:
-            return await session.scalar(
-                select(RefundRow.refund_no).where(
-                    RefundRow.booking_id == booking_id, RefundRow.status == HELD
-                )
-            )
 
     async def _cancelled(self, session: AsyncSession, booking_id: str) -> _Cancelled | None:
         booking = await session.get(BookingRow, booking_id)

@@ -136,10 +136,9 @@ class WaitlistEvents:
         now = self._p.clock.now()
         session_id = sess.id
         if self._rebooking is not None:
-            # 优先改约 first: units to choose from, the payment kept for them. Only a patient
-            # with nothing to be offered joins the line (and their refund goes out).
-            offered = [await self._rebooking.propose(b.id) for b in rows]
-            rows = [b for b, offer in zip(rows, offered, strict=True) if offer is None]
+            # 优先改约 first (made with the cancellation): a patient with units to choose from
+            # is not also put in a line; only one with nothing to be offered joins it.
+            rows = [b for b in rows if not await self._rebooking.offered(b.id)]
         waitlist = await self._server.rules_for(sess.hospital_id)
         if not waitlist.stopped_patients_auto_join:
             return 0
