@@ -41,7 +41,11 @@ from guahao.web.routes.hospital_api import HospitalApiController
 from guahao.web.routes.hospital_desk import HospitalDeskController
 from guahao.web.routes.oidc import OidcController
 from guahao.web.routes.payments import PaymentController, SandboxCashierController
-from guahao.web.routes.rebooking import OneTapController, RebookingController
+from guahao.web.routes.rebooking import (
+    OneTapController,
+    OneTapPageController,
+    RebookingController,
+)
 from guahao.web.routes.rules import RulesController
 from guahao.web.routes.search import SearchController
 from guahao.web.routes.waitlist import LotteryController, WaitlistController
@@ -147,6 +151,7 @@ def create_app(
             LotteryController,
             RebookingController,
             OneTapController,
+            OneTapPageController,
             token_endpoint,
             HospitalApiController,
             RulesController,

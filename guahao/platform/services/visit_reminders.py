@@ -232,7 +232,7 @@ class VisitReminders:
             "department": department.name if department is not None else "",
             "doctor": doctor.name if doctor is not None else "",
             "visit_at": local_deadline(slot.starts_at, hospital.timezone),
-            "link": f"{self._base_url}/api/v1/one-tap/{self.token(reminder.id)}/cancel",
+            "link": f"{self._base_url}/one-tap/{self.token(reminder.id)}",
         }
 
     async def on_reminder_event(self, event: OutboxEvent) -> None:
