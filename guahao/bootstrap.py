@@ -35,6 +35,7 @@ from guahao.platform.payments.sandbox import SandboxGateway
 from guahao.platform.persistence.database import create_engine, session_factory, upgrade_async
 from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.personal_data import PersonalDataVault
+from guahao.platform.ports import Notifier
 from guahao.platform.rate_limiting import RequestLimiter
 from guahao.platform.refused_demand import RefusedDemandCounter
 from guahao.platform.services.accounts import AccountService
@@ -55,6 +56,7 @@ from guahao.platform.services.notifications import InboxNotifier
 from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.readiness import Readiness
+from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFactsCache
 from guahao.platform.services.sign_in_codes import ConsoleTextMessages, SignInCodes
@@ -64,7 +66,9 @@ from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER, SupplyDema
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
 from guahao.platform.services.sweep import Sweep, SweepStep
 from guahao.platform.services.unit_offers import UnitOffers
+from guahao.platform.services.visit_reminders import InboxMessages, VisitReminders
 from guahao.platform.services.waitlist import WaitlistService
+from guahao.platform.sms_sandbox import SandboxSmsGateway, SmsNotifier
 from guahao.search.nearby_supply import SearchNearbySupply
 from guahao.search.service import SearchService, search_service_for
 
@@ -106,6 +110,9 @@ class Platform:
     audit: AuditLog
     suspicion: SuspicionService
     waitlist: WaitlistService
+    rebooking: RebookingOffers
+    reminders: VisitReminders
+    text_messages: SandboxSmsGateway
     lottery: LotteryService
     add_on_units: AddOnUnits
     follow_ups: FollowUps
@@ -167,6 +174,8 @@ def _sweep_of(
     lottery: LotteryService,
     waitlist: WaitlistService,
     rollups: SupplyDemandRollups,
+    rebooking: RebookingOffers,
+    reminders: VisitReminders,
 ) -> Sweep:
     """The sweep's steps in their order: refunds and expiries first, so that the units they
     free are there for the waitlist at the end of the same round."""
@@ -189,6 +198,8 @@ def _sweep_of(
             SweepStep("search_refreshed", search.refresh_due),
             SweepStep("lotteries_drawn", lottery.draw_due),
             SweepStep("waitlist_granted", waitlist.serve_due),
+            SweepStep("rebooking_offers_ended", rebooking.end_due),
+            SweepStep("reminders_sent", reminders.send_due),
             SweepStep("refusals_folded", rollups.fold_refusals),
             SweepStep("access_measured", rollups.measure_access_if_due),
         ]
@@ -302,10 +313,35 @@ async def open_platform(
         bookings = BookingService(ports, sync, rules)
         supply = SupplyService(ports, sync)
         offers = UnitOffers(ports, bookings.records, bookings.steps, rules)
-        waitlist = WaitlistService(ports, sync, offers, rules)
+        rebooking = RebookingOffers(ports, bookings.records, sync, offers, rules)
+        bookings.hospital_actions.rebooking = rebooking
+        waitlist = WaitlistService(ports, sync, offers, rules, rebooking)
         dispatcher.subscribe("booking.", waitlist.on_booking_event, name="waitlist:booking")
         dispatcher.subscribe("session.stopped", waitlist.on_session_event, name="waitlist:stop")
+        dispatcher.subscribe(
+            "waitlist.", waitlist.prepayments.on_wait_event, name="waitlist:prepayments"
+        )
         dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices")
+        text_messages = SandboxSmsGateway(client, clock)
+        reminder_notifier: Notifier = InboxMessages(ports)
+        if settings.reminder_channel == "sms_sandbox":
+            reminder_notifier = SmsNotifier(ports, text_messages, reminder_notifier)
+        reminders = VisitReminders(
+            ports,
+            rules,
+            reminder_notifier,
+            cancel=lambda account_id, booking_id: bookings.cancel(
+                account_id=account_id, booking_id=booking_id
+            ),
+            slot_facts=bookings.slot_facts,
+            base_url=settings.resolved_public_url(),
+        )
+        dispatcher.subscribe(
+            "booking.confirmed", reminders.on_booking_event, name="visit-reminders:schedule"
+        )
+        dispatcher.subscribe(
+            "visit.reminder_due", reminders.on_reminder_event, name="visit-reminders:send"
+        )
         filings = Filings(ports)
         feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync, filings)
         dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
@@ -361,6 +397,9 @@ async def open_platform(
             audit=AuditLog(ports),
             suspicion=suspicion,
             waitlist=waitlist,
+            rebooking=rebooking,
+            reminders=reminders,
+            text_messages=text_messages,
             lottery=lottery,
             add_on_units=AddOnUnits(ports, rules),
             follow_ups=FollowUps(ports, rules),
@@ -370,7 +409,9 @@ async def open_platform(
             sign_in_codes=sign_in_codes,
             availability_feed=availability_feed,
             citizen_views=CitizenViews(ports),
-            sweep=_sweep_of(bookings, supply, search, lottery, waitlist, rollups),
+            sweep=_sweep_of(
+                bookings, supply, search, lottery, waitlist, rollups, rebooking, reminders
+            ),
             federated_identities=FederatedIdentities(ports),
         )
         if settings.hl7_mllp_port >= 0:

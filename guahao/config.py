@@ -72,6 +72,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     only one: any other name is refused rather than silently served by the sandbox (whose
     cashier page confirms bookings without money)."""
 
+    reminder_channel: Literal["inbox", "sms_sandbox"] = "inbox"
+    """How visit reminders reach patients besides the inbox: ``inbox`` only, or also by SMS
+    through the sandbox SMS gateway, which records what it would send (Redis,
+    ``sandbox-sms:sent``) instead of sending it."""
+
     token_minutes: Annotated[int, msgspec.Meta(ge=1)] = 120
     """Lifetime of a citizen's access token."""
 

@@ -628,6 +628,25 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "统一身份认证平台未提供已验证的手机号，无法关联账号",
         "The identity provider shared no verified mobile number to link an account with",
     ),
+    # [rules] priority rebooking offers (issue 16)
+    "REBOOKING_OFFER_NOT_FOUND": (_N, "改约提议不存在", "No such rebooking offer"),
+    "REBOOKING_OFFER_CLOSED": (
+        _C,
+        "该改约提议已结束（已接受、已拒绝或已过期）",
+        "This rebooking offer is over (accepted, declined or expired)",
+    ),
+    "REBOOKING_UNIT_NOT_OFFERED": (
+        _I,
+        "该号源不在改约提议中",
+        "That unit is not one of the offer's proposals",
+    ),
+    "REBOOKING_UNIT_GONE": (
+        _C,
+        "该号源已被预约，请选择其他提议的号源",
+        "That unit has just been taken; choose another proposed unit",
+    ),
+    "ONE_TAP_LINK_INVALID": (_F, "退号链接无效", "This cancellation link is not valid"),
+    "ONE_TAP_LINK_USED": (_C, "该退号链接已使用过", "This cancellation link has been used already"),
 }
 
 

@@ -15,6 +15,7 @@ import msgspec
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.lottery import LotteryRules
+from guahao.platform.reminders import ReminderRules
 from guahao.platform.strikes import BlacklistRules
 from guahao.platform.suspicion_rules import SuspicionRules
 from guahao.platform.waitlist import WaitlistRules
@@ -105,6 +106,7 @@ class RegionRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     suspicion: SuspicionRules = SuspicionRules()
     waitlist: WaitlistRules = WaitlistRules()
     lottery: LotteryRules = LotteryRules()
+    reminders: ReminderRules = ReminderRules()
     add_on_per_session: Annotated[int, msgspec.Meta(ge=0, le=50)] = 5
     """诊间加号 a doctor may give in one session (each to a named, real-name patient)."""
     follow_up_valid_days: Annotated[int, msgspec.Meta(ge=0, le=30)] = 0

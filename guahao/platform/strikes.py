@@ -7,7 +7,10 @@ before it and how long the ban lasts. The policies live in the region's rules (v
 ``RegionRules.blacklist``); ``evaluate`` is a pure function of the policies, the person's
 strikes and the clock, so every rule is testable without a database.
 
-Session stops by the hospital (停诊) are never a strike: the services never record one.
+Session stops by the hospital (停诊) are never a strike: the services never record one. Nor
+is anything the platform started rather than the patient: every booking carries its origin
+(``BookingOrigin``) and a policy counts only the origins it names (``StrikePolicy.origins``),
+by default the bookings a patient asked for.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import msgspec
 
 __all__ = [
     "DEFAULT_POLICIES",
+    "PATIENT_ORIGINS",
     "BlacklistRules",
+    "BookingOrigin",
     "Decision",
     "Strike",
     "StrikeKind",
@@ -47,6 +52,25 @@ class StrikeKind(StrEnum):
     """A patient was chosen (or an order opened) and then the hold or order ran out unpaid."""
 
 
+class BookingOrigin(StrEnum):
+    """Who started a booking: what decides whether its failures may count against the patient."""
+
+    PATIENT = "patient"
+    """The patient held a unit and chose the patient themselves (or entered a lottery)."""
+    PATIENT_WAIT = "patient_wait"
+    """A unit granted from a wait the patient joined, confirmed with no step of theirs
+    (paid in advance, or nothing to pay online)."""
+    PLATFORM_OFFER = "platform_offer"
+    """A unit granted from a wait whose fee could not be taken in advance: the platform
+    reserved it and asked the patient to pay by a deadline they never chose."""
+    PRIORITY_REBOOKING = "priority_rebooking"
+    """A unit proposed after the hospital cancelled the patient's booking or stopped the
+    session: the patient did not ask for it."""
+
+
+PATIENT_ORIGINS: tuple[BookingOrigin, ...] = (BookingOrigin.PATIENT, BookingOrigin.PATIENT_WAIT)
+"""The origins a policy counts unless it says otherwise: what the patient asked for."""
+
 Days = Annotated[int, msgspec.Meta(ge=1, le=3650)]
 
 
@@ -63,6 +87,9 @@ class StrikePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     warnings_before_ban: Annotated[int, msgspec.Meta(ge=0, le=99)] = 0
     source: str = ""
     """Where the numbers come from (a published rule, or "platform default")."""
+    origins: tuple[BookingOrigin, ...] = PATIENT_ORIGINS
+    """The kinds of booking whose strikes this policy counts (``BookingOrigin``). Versions of
+    the rules saved before origins existed read as the default: the patient's own bookings."""
 
 
 DEFAULT_POLICIES: tuple[StrikePolicy, ...] = (
@@ -124,6 +151,8 @@ class Strike(msgspec.Struct, frozen=True):
 
     kind: StrikeKind
     occurred_at: datetime
+    origin: BookingOrigin = BookingOrigin.PATIENT
+    """The origin of the booking the strike came from."""
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -141,8 +170,8 @@ NOTHING = Decision("none")
 
 
 def in_window(policy: StrikePolicy, strikes: Iterable[Strike], now: datetime) -> int:
-    """How many of ``strikes`` the policy counts at ``now``: its kinds, within the last
-    ``window_days`` (a strike exactly ``window_days`` old has left the window).
+    """How many of ``strikes`` the policy counts at ``now``: its kinds and origins, within the
+    last ``window_days`` (a strike exactly ``window_days`` old has left the window).
 
     >>> from datetime import UTC
     >>> t = datetime(2026, 1, 1, tzinfo=UTC)
@@ -150,9 +179,16 @@ def in_window(policy: StrikePolicy, strikes: Iterable[Strike], now: datetime) ->
     >>> s = [Strike(StrikeKind.NO_SHOW, t), Strike(StrikeKind.CANCELLATION, t)]
     >>> in_window(p, s, t + timedelta(days=89)), in_window(p, s, t + timedelta(days=90))
     (1, 0)
+    >>> offered = Strike(StrikeKind.NO_SHOW, t, BookingOrigin.PRIORITY_REBOOKING)
+    >>> in_window(p, [offered], t + timedelta(days=1))
+    0
     """
     start = now - timedelta(days=policy.window_days)
-    return sum(1 for s in strikes if s.kind in policy.counts and start < s.occurred_at <= now)
+    return sum(
+        1
+        for s in strikes
+        if s.kind in policy.counts and s.origin in policy.origins and start < s.occurred_at <= now
+    )
 
 
 def evaluate(

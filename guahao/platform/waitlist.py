@@ -12,12 +12,14 @@ decides is here, so the rules are tested without a database.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 __all__ = [
+    "AWAKE_MINUTES",
     "Scope",
     "Wait",
     "WaitlistRules",
@@ -25,9 +27,13 @@ __all__ = [
     "covers",
     "in_line",
     "line_key",
+    "local_deadline",
+    "out_of_quiet_hours",
     "position",
     "waitlist_rules_of",
 ]
+
+ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 
 Scope = Literal["session", "doctor", "department"]
 
@@ -52,6 +58,23 @@ class WaitlistRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     offer_payment_minutes: Annotated[int, msgspec.Meta(ge=5, le=240)] = 30
     """When a freed unit is given to a waiter and the hospital takes payment online, how long
     the waiter has to pay (longer than a hold: the waiter is told, not at the screen)."""
+    rebooking_offer_hours: Annotated[int, msgspec.Meta(ge=1, le=72)] = 24
+    """优先改约: how long the patient of a booking the hospital cancelled (or whose session it
+    stopped) has to accept one of the proposed units or decline (the end moved out of the
+    quiet hours). Meanwhile the payment is kept, to carry over to the accepted unit."""
+    prepay_waits: bool = True
+    """候补预付: where the hospital takes payment online, a patient's wait is paid in advance
+    and a grant confirms at once; off, a grant is held with a message to pay by a deadline
+    (``offer_payment_minutes``), as before prepaid waits existed."""
+    prepay_minutes: Annotated[int, msgspec.Meta(ge=5, le=240)] = 30
+    """候补预付: how long a patient joining a wait at a hospital that takes payment online has
+    to pay the fee in advance; the wait is served only once paid, and ends if never paid."""
+    quiet_hours_start: ClockTime = "22:00"
+    """The start of the night in the hospital's own time: no deadline a patient is given
+    (to pay, to answer an offer) ends between this and ``quiet_hours_end``."""
+    quiet_hours_end: ClockTime = "07:00"
+    """The end of the night; a deadline that would fall in the night moves to this time plus
+    the time it would have given, so the patient has it awake."""
 
 
 def waitlist_rules_of(rules: Any) -> WaitlistRules:
@@ -155,3 +178,61 @@ def position(wait: Wait, waiting: Iterable[Wait]) -> int:
         if other.id != wait.id and line_key(other) < mine and could_compete(wait, other)
     )
     return ahead + 1
+
+
+AWAKE_MINUTES = 120
+"""The most a deadline moved out of the night gives after the night ends."""
+
+
+def _clock_time(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def out_of_quiet_hours(
+    start: datetime, minutes: int, *, zone: str, quiet_start: str, quiet_end: str
+) -> datetime:
+    """The end of a ``minutes``-long deadline given at ``start``, moved out of the night.
+
+    A deadline that would end in the hospital's quiet hours (local ``quiet_start`` to
+    ``quiet_end``, across midnight when start > end) ends instead ``minutes`` after the quiet
+    hours are over (at most ``AWAKE_MINUTES``: a day-long offer needs no second day), so the
+    patient has that time awake. Returns a UTC-aware instant.
+
+    >>> from datetime import UTC
+    >>> at = datetime(2026, 3, 2, 13, 0, tzinfo=UTC)  # 21:00 in Shanghai
+    >>> out_of_quiet_hours(at, 30, zone="Asia/Shanghai", quiet_start="22:00", quiet_end="07:00")
+    datetime.datetime(2026, 3, 2, 13, 30, tzinfo=datetime.timezone.utc)
+    >>> late = at + timedelta(hours=4, minutes=53)  # 01:53 local
+    >>> local_deadline(
+    ...     out_of_quiet_hours(late, 30, zone="Asia/Shanghai", quiet_start="22:00",
+    ...                        quiet_end="07:00"), "Asia/Shanghai")
+    '2026-03-03 07:30'
+    """
+    tz = ZoneInfo(zone)
+    end = start + timedelta(minutes=minutes)
+    local = end.astimezone(tz)
+    q_start, q_end = _clock_time(quiet_start), _clock_time(quiet_end)
+    if q_start == q_end:
+        return end
+    wall = local.time()
+    if q_start < q_end:
+        quiet = q_start <= wall < q_end
+        wake_day = local.date()
+    else:
+        quiet = wall >= q_start or wall < q_end
+        wake_day = local.date() + timedelta(days=1) if wall >= q_start else local.date()
+    if not quiet:
+        return end
+    wake = datetime.combine(wake_day, q_end, tzinfo=tz)
+    return (wake + timedelta(minutes=min(minutes, AWAKE_MINUTES))).astimezone(start.tzinfo)
+
+
+def local_deadline(instant: datetime, zone: str) -> str:
+    """A deadline as a patient reads it: the hospital's wall time, with the date.
+
+    >>> from datetime import UTC
+    >>> local_deadline(datetime(2026, 3, 2, 23, 30, tzinfo=UTC), "Asia/Shanghai")
+    '2026-03-03 07:30'
+    """
+    return instant.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")

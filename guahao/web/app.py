@@ -43,6 +43,11 @@ from guahao.web.routes.hospital_api import HospitalApiController
 from guahao.web.routes.hospital_desk import HospitalDeskController
 from guahao.web.routes.oidc import OidcController
 from guahao.web.routes.payments import PaymentController, cashier_routes
+from guahao.web.routes.rebooking import (
+    OneTapController,
+    OneTapPageController,
+    RebookingController,
+)
 from guahao.web.routes.rules import RulesController
 from guahao.web.routes.search import SearchController
 from guahao.web.routes.waitlist import LotteryController, WaitlistController
@@ -146,6 +151,9 @@ def create_app(
             AuthorityFiguresController,
             WaitlistController,
             LotteryController,
+            RebookingController,
+            OneTapController,
+            OneTapPageController,
             token_endpoint,
             HospitalApiController,
             RulesController,

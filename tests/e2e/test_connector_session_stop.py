@@ -71,6 +71,11 @@ async def test_a_stop_from_the_his_refunds_and_notifies_the_patient(
         )
         assert str(hl7.parse(answer["ack"].replace("\n", "\r")).segment("MSA")[1]) == "AA"
 
+        # 优先改约: the patient is offered other units first, the payment held for them;
+        # declining lets the refund go out.
+        for offer in (await citizen.get("/api/v1/rebooking-offers/")).json():
+            declined = await citizen.post(f"/api/v1/rebooking-offers/{offer['id']}/decline")
+            assert declined.status_code == 200, declined.text
         for refund_no in await platform.bookings.pending_refunds():
             await platform.bookings.process_refund(refund_no)
         await platform.dispatcher.dispatch_pending()

@@ -16,7 +16,7 @@ from tests.integration.offer_scenarios import (
 )
 
 
-async def test_a_citizen_waits_sees_their_place_and_is_booked_when_a_unit_frees_up(
+async def test_a_citizen_prepays_a_wait_sees_their_place_and_is_booked_with_no_payment_step(
     platform, sign_up
 ):
     await publish(
@@ -48,24 +48,42 @@ async def test_a_citizen_waits_sees_their_place_and_is_booked_when_a_unit_frees_
     )
     assert_refused(again, 409, "WAITLIST_ALREADY_WAITING")
 
+    # 候补预付: the hospital takes payment online, so the wait is paid for when joined.
+    assert wait["prepayment"]["status"] == "created"
+    assert wait["prepayment"]["amountCents"] == 3000
+    prepaid = await waiter.http.post(
+        pay_path(wait["prepayment"]["payUrl"]), params={"channel": "self_pay"}
+    )
+    assert prepaid.status_code == 200, prepaid.text
+    assert prepaid.json()["result"] == "prepaid"
+    late_wait = second.json()  # the one behind never pays its prepayment
+
     cancelled = await holder.post(f"/api/v1/bookings/{booking['id']}/cancel")
     assert cancelled.status_code == 200, cancelled.text
     await deliver(platform)
 
-    [offer] = await waiter.bookings()
-    assert offer["status"] == "awaiting_payment"
-    paid = await waiter.http.post(pay_path(offer["payUrl"]), params={"channel": "self_pay"})
-    assert paid.status_code == 200, paid.text
-    assert (await waiter.booking(offer["id"]))["status"] == "confirmed"
-    await deliver(platform)
+    # Booked and confirmed with the money paid when joining: no payment step at all.
+    [granted] = await waiter.bookings()
+    assert (granted["status"], granted["paymentOrderNo"]) == (
+        "confirmed",
+        wait["prepayment"]["orderNo"],
+    )
     [done] = (await waiter.get("/api/v1/waitlist/")).json()
-    assert (done["status"], done["position"], done["bookingId"]) == ("fulfilled", None, offer["id"])
-    # The one behind is now first.
+    assert (done["status"], done["position"], done["bookingId"]) == (
+        "fulfilled",
+        None,
+        granted["id"],
+    )
+    assert (done["prepayment"]["status"], done["prepayment"]["appliedCents"]) == ("applied", 3000)
     [still] = (await late.get("/api/v1/waitlist/")).json()
     assert still["position"] == 1
     left = await late.post(f"/api/v1/waitlist/{still['id']}/leave")
     assert left.status_code == 200
     assert left.json()["status"] == "cancelled"
+    await deliver(platform)
+    [closed] = (await late.get("/api/v1/waitlist/")).json()
+    assert closed["prepayment"]["status"] == "closed"  # never paid: nothing to give back
+    assert late_wait["prepayment"]["orderNo"] == closed["prepayment"]["orderNo"]
     assert_refused(
         await late.post(f"/api/v1/waitlist/{still['id']}/leave"), 409, "WAITLIST_ENTRY_NOT_WAITING"
     )
@@ -75,8 +93,49 @@ async def test_a_citizen_waits_sees_their_place_and_is_booked_when_a_unit_frees_
     inbox = await waiter.get("/api/v1/me/notifications")
     assert inbox.status_code == 200, inbox.text
     told = {m["topic"]: m["params"] for m in inbox.json()}
-    assert {"waitlist.granted", "booking.awaiting_payment", "booking.confirmed"} <= set(told)
-    assert told["booking.awaiting_payment"]["pay_by"] in told["booking.awaiting_payment"]["zh"]
+    assert {
+        "waitlist.prepayment_opened",
+        "waitlist.prepaid",
+        "waitlist.granted",
+        "booking.confirmed",
+    } <= set(told)
+    assert "booking.awaiting_payment" not in told
+    opened = told["waitlist.prepayment_opened"]
+    assert opened["pay_by"] == wait["prepayment"]["payBy"]
+    assert opened["pay_by"] in opened["zh"]
+    assert "30.00" in opened["zh"]
+
+
+async def test_a_prepaid_wait_left_unserved_is_refunded_in_full_and_the_patient_told(
+    platform, sign_up
+):
+    await publish(
+        platform, one_slot_clinic(PaymentMode.ONLINE_SELF_PAY_OR_INSURANCE), [SESSION_DAY]
+    )
+    sess = await session_on(platform, SESSION_DAY)
+    [slot] = await slots_of(platform, sess.id)
+    holder, waiter = await sign_up(), await sign_up()
+    await holder.confirmed_booking(slot, (await holder.add_patient(number=resident_id(9111)))["id"])
+    patient = await waiter.add_patient(number=resident_id(9112))
+    wait = (
+        await waiter.post(
+            "/api/v1/waitlist/",
+            json={"patientId": patient["id"], "scope": "session", "sessionId": sess.id},
+        )
+    ).json()
+    await waiter.http.post(pay_path(wait["prepayment"]["payUrl"]), params={"channel": "self_pay"})
+    left = await waiter.post(f"/api/v1/waitlist/{wait['id']}/leave")
+    assert left.status_code == 200, left.text
+    await deliver(platform)
+    [ended] = (await waiter.get("/api/v1/waitlist/")).json()
+    assert (ended["prepayment"]["status"], ended["prepayment"]["refundedCents"]) == (
+        "refunded",
+        3000,
+    )
+    order = await platform.gateway.query_order(wait["prepayment"]["orderNo"])
+    assert (order.status, order.refunded_cents) == ("refunded", 3000)
+    told = {m["topic"]: m["params"] for m in (await waiter.get("/api/v1/me/notifications")).json()}
+    assert "30.00" in told["waitlist.prepayment_refunded"]["zh"]
 
 
 async def test_bad_waits_are_refused_with_their_codes(platform, citizen):

@@ -90,9 +90,8 @@ async def test_a_unit_freed_by_a_cancellation_goes_to_the_first_waiter_before_th
     }
 
 
-async def test_a_waiter_at_a_hospital_taking_payment_online_is_held_and_told_to_pay_by_a_deadline(
-    platform,
-):
+async def test_without_prepaid_waits_a_waiter_is_held_and_told_to_pay_by_a_deadline(platform):
+    await set_region_rules(platform, {"waitlist": {"prepay_waits": False}})
     sess, slot, [(holder, booking)] = await sold_out_session(
         platform, PaymentMode.ONLINE_SELF_PAY_OR_INSURANCE
     )
@@ -121,6 +120,7 @@ async def test_a_waiter_at_a_hospital_taking_payment_online_is_held_and_told_to_
 
 
 async def test_an_unpaid_offer_ends_its_wait_and_the_unit_goes_to_the_next_waiter(platform):
+    await set_region_rules(platform, {"waitlist": {"prepay_waits": False}})
     sess, slot, [(holder, booking)] = await sold_out_session(
         platform, PaymentMode.ONLINE_SELF_PAY_OR_INSURANCE
     )
@@ -589,6 +589,7 @@ async def test_a_wait_that_ended_cannot_be_left_and_others_waits_are_not_found(p
 
 
 async def test_a_waiter_who_turns_the_offer_down_stops_waiting_and_the_next_is_served(platform):
+    await set_region_rules(platform, {"waitlist": {"prepay_waits": False}})
     sess, _slot, [(holder, booking)] = await sold_out_session(
         platform, PaymentMode.ONLINE_SELF_PAY_OR_INSURANCE
     )
@@ -651,7 +652,9 @@ async def test_the_automatic_wait_after_a_stop_may_cover_the_same_doctor_only(pl
 
 
 async def test_the_region_sets_how_long_a_waiter_has_to_pay(platform):
-    await set_region_rules(platform, {"waitlist": {"offer_payment_minutes": 60}})
+    await set_region_rules(
+        platform, {"waitlist": {"offer_payment_minutes": 60, "prepay_waits": False}}
+    )
     sess, _slot, [(holder, booking)] = await sold_out_session(
         platform, PaymentMode.ONLINE_SELF_PAY_OR_INSURANCE
     )

@@ -371,6 +371,9 @@ class BookingRow(Base):
     follow_up_until: Mapped[date | None] = mapped_column(Date, default=None)
     """Follow-up validity (复诊有效期): visits on or before this date need no new booking."""
     follow_up_visits: Mapped[int] = mapped_column(Integer, default=0)
+    origin: Mapped[str] = mapped_column(String(24), default="patient", server_default="patient")
+    """Who started the booking (``strikes.BookingOrigin``): strike policies count only the
+    origins they name, so nothing the platform started counts against the patient."""
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
@@ -599,6 +602,101 @@ class WaitlistEntryRow(Base):
     joined_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
     end_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    origin: Mapped[str] = mapped_column(String(24), default="patient", server_default="patient")
+    """``patient`` (joined by the patient) or ``priority_rebooking`` (put there by the
+    platform after the hospital turned the patient away): the origin of what it grants."""
+
+
+class WaitPrepaymentRow(Base):
+    """候补预付: the fee a patient paid in advance when joining a wait at a hospital that takes
+    payment online. Held by the platform until the wait is served (the money becomes the
+    booking's payment) or ends unserved (refunded in full). The platform's own record of the
+    money, beside the gateway's order of the same number."""
+
+    __tablename__ = "wait_prepayments"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('created', 'paid', 'applied', 'refunded', 'closed')",
+            name="status_known",
+        ),
+        CheckConstraint("applied_cents + refunded_cents <= amount_cents", name="within_paid"),
+        Index("ix_wait_prepayments_status", "status"),
+    )
+
+    entry_id: Mapped[str] = mapped_column(ForeignKey("waitlist_entries.id"), primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(40), unique=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    """The most the wait can cost (the highest fee among the units it covers)."""
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    pay_url: Mapped[str] = mapped_column(String(300))
+    gateway_trade_no: Mapped[str] = mapped_column(String(64), default="")
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    paid_at: Mapped[datetime | None] = mapped_column(default=None)
+    booking_id: Mapped[str | None] = mapped_column(ForeignKey("bookings.id"), default=None)
+    """The booking the money paid for, once the wait was served."""
+    applied_cents: Mapped[int] = mapped_column(Integer, default=0)
+    """What became the booking's payment (its fee)."""
+    refunded_cents: Mapped[int] = mapped_column(Integer, default=0)
+    """What was given back: everything for a wait ended unserved, the difference otherwise."""
+    refund_no: Mapped[str | None] = mapped_column(String(40), default=None)
+    refunded_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RebookingOfferRow(Base):
+    """优先改约: after the hospital cancelled a booking (or stopped its session), the units
+    proposed to its patient, who accepts one or declines. While it is open the booking's
+    payment is kept (its refund ``on_hold``) so that it can carry over to the accepted unit."""
+
+    __tablename__ = "rebooking_offers"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('open', 'accepted', 'declined', 'expired')", name="status_known"
+        ),
+        Index("ix_rebooking_offers_status_expires", "status", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    """The booking the hospital cancelled."""
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"))
+    hospital_id: Mapped[str] = mapped_column(ForeignKey("hospitals.id"))
+    proposals: Mapped[list[str]] = mapped_column()
+    """Slot ids, in the order shown: same doctor first, then the department, nearest first."""
+    status: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    refund_no: Mapped[str | None] = mapped_column(String(40), default=None)
+    """The cancelled booking's refund, held while the offer is open."""
+    accepted_booking_id: Mapped[str | None] = mapped_column(ForeignKey("bookings.id"), default=None)
+
+
+class VisitReminderRow(Base):
+    """就诊提醒: one reminder of a confirmed booking, sent once at ``due_at`` (or skipped if
+    the booking ended), with its own single-use one-tap 退号 link (``link_used_at``)."""
+
+    __tablename__ = "visit_reminders"
+    __table_args__ = (
+        UniqueConstraint("booking_id", "hours_before"),
+        CheckConstraint("status IN ('scheduled', 'sent', 'skipped')", name="status_known"),
+        Index("ix_visit_reminders_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    booking_id: Mapped[str] = mapped_column(ForeignKey("bookings.id"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    hours_before: Mapped[int] = mapped_column(Integer)
+    due_at: Mapped[datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    link_used_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class LotteryEntryRow(Base):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,8 +69,12 @@ class BookingSteps:
         order_no: str | None = None,
         paid_at: datetime | None = None,
         notice: PaymentNotificationRow | None = None,
+        also: Callable[[AsyncSession], Awaitable[object]] | None = None,
     ) -> None:
         """Record a confirmation in SQL and Redis together (减量).
+
+        ``also`` writes more in the same transaction (a prepaid wait's money becoming the
+        booking's payment), so the confirmation and what it rests on commit together.
 
         The row must still be in the state the caller's transition started from (awaiting
         payment when an order was paid, patient chosen otherwise): a second submit or payment
@@ -99,6 +104,8 @@ class BookingSteps:
                         order.paid_at = paid_at
                 if notice is not None:  # recorded with its outcome, or not at all
                     session.add(notice)
+                if also is not None:
+                    await also(session)
                 record_event(
                     session,
                     "booking.confirmed",

@@ -11,6 +11,7 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from guahao.platform import bookings as flow
@@ -32,6 +33,7 @@ from guahao.platform.services.booking_records import (
 )
 from guahao.platform.services.booking_steps import BookingSteps
 from guahao.platform.services.inventory_sync import InventorySync
+from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.platform.services.runtime import Ports
 
 __all__ = ["HOSPITAL_CANCELLED", "HospitalActions"]
@@ -56,6 +58,8 @@ class HospitalActions:
         self._records = records
         self._steps = steps
         self._sync = inventory_sync
+        self.rebooking: RebookingOffers | None = None
+        """Set by the composition root (it needs the offers built after this service)."""
 
     async def check_in(self, booking_id: str) -> Booking:
         """签到, reported by the HIS or the hospital."""
@@ -70,7 +74,8 @@ class HospitalActions:
 
     async def stop_session(self, session_id: str, *, reason: str) -> list[str]:
         """停诊: every live booking is cancelled by the hospital, refunded in full, notified,
-        with no penalty; the session's units are not released to the public."""
+        with no penalty; the session's units are not released to the public. A paid booking's
+        refund is held while its patient answers the rebooking offer (``RebookingOffers``)."""
         now = self._p.clock.now()
         refunds: list[str] = []
         ended: list[Booking] = []
@@ -105,8 +110,12 @@ class HospitalActions:
                     returns_at=None,
                     session=session,
                 )
-                if refund_no:
+                # 优先改约: with units to propose the refund is held for the offer (it may pay
+                # for the accepted unit); with none it goes out at once, as before.
+                if refund_no and not await self._offer(session, booking.id, refund_no, now):
                     refunds.append(refund_no)
+                elif refund_no is None and booking.patient_id is not None:
+                    await self._offer(session, booking.id, None, now)
                 ended.append(booking)
             record_event(
                 session,
@@ -166,6 +175,11 @@ class HospitalActions:
                     session=session,
                     started_from=started_from,
                 )
+                offered = (
+                    await self._offer(session, booking.id, refund_no, now)
+                    if booking.patient_id is not None
+                    else False
+                )
                 if in_pool:
                     await session.execute(
                         update(SlotRow)
@@ -179,11 +193,21 @@ class HospitalActions:
         log.info("booking %s cancelled by the hospital: %s", booking_id, reason[:200])
         if in_pool:
             await self._retire_unit(booking, was_holding=was_holding, until=slot_ends_at)
-        if refund_no:
+        if refund_no and not offered:
             await self._records.schedule(
                 "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
             )
         return booking
+
+    async def _offer(
+        self, session: AsyncSession, booking_id: str, refund_no: str | None, now: datetime
+    ) -> bool:
+        """优先改约 for the patient the hospital turned away, in the cancelling transaction."""
+        if self.rebooking is None:
+            return False
+        return await self.rebooking.propose_in(
+            session, booking_id=booking_id, refund_no=refund_no, now=now
+        )
 
     async def _retire_unit(self, booking: Booking, *, was_holding: bool, until: datetime) -> None:
         """Take the booking's unit out of the hot pool for good (SQL already shrank)."""

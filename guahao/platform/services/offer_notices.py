@@ -49,6 +49,36 @@ OFFER_TEMPLATES: dict[str, tuple[str, str]] = {
         "您的候补已结束（未按时支付或日期已过）。",
         "Your wait has ended (the offer was not paid in time, or its dates passed).",
     ),
+    "waitlist.prepayment_opened": (
+        "候补已登记，请在 {pay_by} 前预付挂号费 {amount} 元；支付后开始排队，候补成功即直接预约，"
+        "未成功将全额退款。",
+        "Your wait is registered: prepay the fee of {amount} yuan by {pay_by}. You join the line "
+        "once paid; a unit found is booked at once, and an unserved wait is refunded in full.",
+    ),
+    "waitlist.prepaid": (
+        "候补预付款已收到，您已开始排队。",
+        "Your prepayment was received: you are now in the line.",
+    ),
+    "waitlist.prepayment_refunded": (
+        "候补未成功，预付款 {amount} 元已全额退回。",
+        "Your wait ended unserved: the prepayment of {amount} yuan is refunded in full.",
+    ),
+    "rebooking.offered": (
+        "医院取消了您的预约，已为您找到可改约的号源（同一医生优先）。"
+        "请在 {answer_by} 前选择一个或拒绝；原支付将直接用于新号源，"
+        "拒绝或逾期将全额退款，均不计违约。",
+        "The hospital cancelled your booking. Units you may move to are waiting for you (the same "
+        "doctor first): choose one or decline by {answer_by}. Your payment carries over; "
+        "declined or unanswered, it is refunded in full, and nothing counts against you.",
+    ),
+    "rebooking.declined": (
+        "您已拒绝改约，原预约费用将全额退回。",
+        "You declined the rebooking; your payment is refunded in full.",
+    ),
+    "rebooking.expired": (
+        "改约提议已到期，原预约费用将全额退回，不计违约。",
+        "The rebooking offer ended unanswered; your payment is refunded in full, with no strike.",
+    ),
     "lottery.won": (
         "恭喜，摇号中签！号源已为您保留。",
         "You were drawn: a unit is reserved for you.",
@@ -71,6 +101,17 @@ def _template(event: OutboxEvent) -> tuple[str, str] | None:
             pay_by = str(payload.get("pay_by") or payload.get("expires_at", ""))
             return zh.format(pay_by=pay_by), en.format(pay_by=pay_by)
         return None
+    if event.topic == "rebooking.offered":
+        zh, en = OFFER_TEMPLATES[event.topic]
+        answer_by = str(payload.get("answer_by", ""))
+        return zh.format(answer_by=answer_by), en.format(answer_by=answer_by)
+    if event.topic in ("waitlist.prepayment_opened", "waitlist.prepayment_refunded"):
+        zh, en = OFFER_TEMPLATES[event.topic]
+        values = {
+            "amount": str(payload.get("amount", "")),
+            "pay_by": str(payload.get("pay_by", "")),
+        }
+        return zh.format(**values), en.format(**values)
     return OFFER_TEMPLATES.get(event.topic)
 
 
@@ -93,6 +134,9 @@ class OfferNotifier:
             "pay_by",
             "pay_url",
             "order_no",
+            "amount",
+            "answer_by",
+            "offer_id",
         )
         params: dict[str, Any] = {
             k: str(v) for k, v in event.payload.items() if k in keep and v is not None

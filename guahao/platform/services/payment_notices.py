@@ -29,6 +29,7 @@ from guahao.platform.services.booking_records import (
 )
 from guahao.platform.services.booking_steps import BookingSteps
 from guahao.platform.services.runtime import Ports
+from guahao.platform.services.wait_prepayments import WaitPrepayments
 
 __all__ = ["PaymentNotices", "PaymentOutcome"]
 
@@ -38,7 +39,10 @@ class PaymentOutcome(msgspec.Struct, frozen=True, rename="camel"):
 
     booking_id: str
     order_no: str
-    result: str  # "confirmed" | "already_confirmed" | "refunded_late_payment"
+    result: str
+    """``confirmed``, ``already_confirmed`` or ``refunded_late_payment``; for a wait's
+    prepayment (候补预付) ``prepaid`` or ``already_prepaid`` (``bookingId`` then names the
+    booking it paid for, or is empty)."""
 
 
 class PaymentNotices:
@@ -48,6 +52,7 @@ class PaymentNotices:
         self._p = ports
         self._records = records
         self._steps = steps
+        self._prepayments = WaitPrepayments(ports)
 
     async def handle_payment_notice(self, headers: dict[str, str], body: bytes) -> PaymentOutcome:
         """A signed notice from the gateway: verify, refuse replays, then book or refund.
@@ -57,6 +62,9 @@ class PaymentNotices:
         """
         now = self._p.clock.now()
         notice = self._p.gateway.verify_notification(headers, body, now=now)
+        if await self._prepayments.owns(notice.order_no):  # 候补预付: a wait's money
+            booking_id, result = await self._prepayments.take_notice(notice)
+            return PaymentOutcome(booking_id, notice.order_no, result)
         async with self._p.sessions() as session:
             if await session.get(PaymentNotificationRow, notice.notification_id) is not None:
                 refuse("PAYMENT_CALLBACK_REPLAYED", notification_id=notice.notification_id)
@@ -169,7 +177,9 @@ class PaymentNotices:
         """Ask the gateway to refund; idempotent per refund number, retried by the job queue."""
         async with self._p.sessions() as session:
             refund = await session.get(RefundRow, refund_no)
-            if refund is None or refund.status == "succeeded":
+            # A refund held for a rebooking offer (``on_hold``) or taken back because the money
+            # paid for the accepted unit (``cancelled``) is not paid out.
+            if refund is None or refund.status in ("succeeded", "on_hold", "cancelled"):
                 return False
         try:
             receipt = await self._p.gateway.refund(

@@ -45,6 +45,7 @@ from guahao.platform.services.person_locks import try_lock_person
 from guahao.platform.services.runtime import Ports
 from guahao.platform.strikes import (
     BlacklistRules,
+    BookingOrigin,
     Decision,
     Strike,
     StrikeKind,
@@ -112,6 +113,15 @@ class StrikeRecorder:
             if booking.patient_id is None or booking.end_reason == "hold_lost":
                 return
             kinds.append((StrikeKind.UNPAID_EXPIRY, ended_at, booking.end_reason or "expired"))
+        origin = _origin_of(booking)
+        # Only what some policy counts for a booking of this origin is a strike at all: a
+        # booking the platform started (an offer, a priority rebooking) leaves no record
+        # against the patient, not even one that no policy would count.
+        kinds = [
+            (k, at, note)
+            for k, at, note in kinds
+            if any(k in p.counts and origin in p.origins for p in rules.policies)
+        ]
         if not kinds:
             return
         if not await try_lock_person(session, person_id):
@@ -156,12 +166,41 @@ class StrikeRecorder:
             return
         horizon = max(p.window_days for p in policies)
         rows = await strikes_of(session, person_id, now - timedelta(days=horizon))
-        strikes = [Strike(StrikeKind(r.kind), r.occurred_at) for r in rows if r.kind in KINDS]
+        origins = await _origins_of(session, [r.booking_id for r in rows if r.booking_id])
+        strikes = [
+            Strike(
+                StrikeKind(r.kind),
+                r.occurred_at,
+                origins.get(r.booking_id or "", BookingOrigin.PATIENT),
+            )
+            for r in rows
+            if r.kind in KINDS
+        ]
         decision = evaluate(
             policies, strikes, now, counted_since=await counted_since(session, person_id)
         )
         policy = next((p for p in policies if p.name == decision.policy), None)
         await _apply(session, decision, policy, person_id, booking, now)
+
+
+def _origin_of(booking: BookingRow) -> BookingOrigin:
+    return _origin(booking.origin)
+
+
+def _origin(value: str | None) -> BookingOrigin:
+    try:
+        return BookingOrigin(value or BookingOrigin.PATIENT)
+    except ValueError:  # an origin this version does not know: the patient's, as before
+        return BookingOrigin.PATIENT
+
+
+async def _origins_of(session: AsyncSession, booking_ids: list[str]) -> dict[str, BookingOrigin]:
+    if not booking_ids:
+        return {}
+    found = await session.execute(
+        select(BookingRow.id, BookingRow.origin).where(BookingRow.id.in_(booking_ids))
+    )
+    return {booking_id: _origin(origin) for booking_id, origin in found}
 
 
 async def _hospital_of(session: AsyncSession, slot: SlotRow) -> str | None:

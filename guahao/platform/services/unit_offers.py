@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,6 +55,8 @@ from guahao.platform.services.booking_steps import BookingSteps
 from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
+from guahao.platform.strikes import BookingOrigin
+from guahao.platform.waitlist import local_deadline, out_of_quiet_hours
 
 __all__ = ["GrantOutcome", "Recipient", "UnitOffers", "derived_id"]
 
@@ -97,6 +99,8 @@ class Recipient:
     person_id: str
     channel: str
     kind: OfferKind
+    origin: BookingOrigin = BookingOrigin.PATIENT
+    """Who started what the grant books (``strikes.BookingOrigin``), recorded on the booking."""
 
 
 Guard = Callable[[AsyncSession, datetime], Awaitable[bool]]
@@ -194,6 +198,7 @@ class UnitOffers:
                     created_at=now,
                     updated_at=now,
                     kind=recipient.kind,
+                    origin=recipient.origin.value,
                 )
                 describe_visit(row, sess, recipient.person_id)
                 session.add(row)
@@ -252,8 +257,19 @@ class UnitOffers:
             raise
         return GrantOutcome.GRANTED, None
 
-    async def complete(self, booking_id: str, *, payment_minutes: int) -> Booking | None:
+    async def complete(
+        self,
+        booking_id: str,
+        *,
+        payment_minutes: int,
+        quiet_hours: tuple[str, str] = ("00:00", "00:00"),
+    ) -> Booking | None:
         """Confirm a granted offer, or open its payment order; a repeat does nothing more.
+
+        An order's deadline (``payment_minutes``) never ends in ``quiet_hours`` (local start
+        and end; equal means none). A unit the patient must now pay for was not what a
+        patient's own wait asked for: its origin becomes ``platform_offer``, so letting it
+        lapse is never a strike.
 
         Returns the booking, or None when it is gone (expired meanwhile).
         """
@@ -276,16 +292,24 @@ class UnitOffers:
                     booking, now, topic_extra={"paid_online": False, "kind": kind}
                 )
                 return booking
-            deadline = now + timedelta(minutes=payment_minutes)
+            # The patient is told by a message, not waiting at the cashier: the deadline never
+            # ends in the hospital's quiet hours, and reads as its wall time with the date.
+            deadline = out_of_quiet_hours(
+                now,
+                payment_minutes,
+                zone=facts.timezone,
+                quiet_start=quiet_hours[0],
+                quiet_end=quiet_hours[1],
+            )
+            minutes = max(payment_minutes, math.ceil((deadline - now) / timedelta(minutes=1)))
+            await self._mark_offered(booking_id)
             await self._steps.open_payment_order(
                 booking,
                 channel=channel,
-                minutes=payment_minutes,
+                minutes=minutes,
                 now=now,
                 kind=kind,
-                # The deadline as the patient reads it (the waiter is told by a message, not
-                # waiting at the cashier): the hospital's wall time.
-                pay_by=deadline.astimezone(ZoneInfo(facts.timezone)).strftime("%Y-%m-%d %H:%M"),
+                pay_by=local_deadline(now + timedelta(minutes=minutes), facts.timezone),
             )
         except ConflictError as exc:
             if exc.code in ("HOLD_EXPIRED", "PAYMENT_ORDER_EXPIRED"):
@@ -302,6 +326,56 @@ class UnitOffers:
             booking_id=booking.id,
         )
         return booking
+
+    async def confirm_prepaid(
+        self, booking_id: str, pay: Callable[[AsyncSession, Booking], Awaitable[object]]
+    ) -> Booking | None:
+        """Confirm a granted offer with money paid in advance (``pay`` records it in the
+        confirming transaction): no payment step, the booking is confirmed and paid at once.
+        A repeat answers the booking as it is; None when it is gone."""
+        now = self._p.clock.now()
+        booking = await self._records.get(booking_id)
+        if booking is None or booking.status is not BookingStatus.PATIENT_CHOSEN:
+            return booking
+        flow.submit(booking, channel=booking.channel or "self_pay", payment_required=False, now=now)
+        booking.paid = True
+        booking.payment_required = True
+        async with self._p.sessions() as session:
+            row = await session.get(BookingRow, booking_id)
+            kind = row.kind if row is not None else "waitlist"
+
+        async def also(session: AsyncSession) -> None:
+            order = await pay(session, booking)
+            booking.payment_order_no = getattr(order, "order_no", None)
+            row = await self._records.booking_row(session, booking_id, None)
+            row.payment_order_no = booking.payment_order_no
+
+        try:
+            await self._steps.confirm(
+                booking,
+                now,
+                topic_extra={"paid_online": True, "prepaid": True, "kind": kind},
+                also=also,
+            )
+        except ConflictError as exc:
+            if exc.code == "HOLD_EXPIRED":
+                return None  # expired by ``confirm`` (hold lost: never a strike)
+            if exc.code in ("BOOKING_ALREADY_CONFIRMED", "BOOKING_STATE_INVALID"):
+                return await self._records.get(booking_id)
+            raise
+        return booking
+
+    async def _mark_offered(self, booking_id: str) -> None:
+        async with self._p.sessions() as session, session.begin():
+            await session.execute(
+                update(BookingRow)
+                .where(
+                    BookingRow.id == booking_id,
+                    BookingRow.origin == BookingOrigin.PATIENT_WAIT.value,
+                )
+                .values(origin=BookingOrigin.PLATFORM_OFFER.value)
+                .execution_options(synchronize_session=False)
+            )
 
     async def unfinished(self, kind: OfferKind, limit: int = 200) -> list[str]:
         """Offers granted but not completed (the completion was interrupted)."""

@@ -36,20 +36,24 @@ from guahao.platform.persistence.tables import (
     SessionRow,
     SlotRow,
     WaitlistEntryRow,
+    WaitPrepaymentRow,
 )
 from guahao.platform.services.ban_checks import refuse_if_banned
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.person_locks import lock_person
+from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.unit_offers import (
     UnitOffers,
 )
+from guahao.platform.services.wait_prepayments import Prepayment, WaitPrepayments, view_of
 from guahao.platform.services.waitlist_events import WaitlistEvents
 from guahao.platform.services.waitlist_serving import WaitlistServer, local_today, wait_of
 from guahao.platform.waitlist import (
     Scope,
     WaitlistRules,
+    local_deadline,
     position,
     waitlist_rules_of,
 )
@@ -80,9 +84,14 @@ class WaitView(msgspec.Struct, frozen=True, rename="camel"):
     booking_id: str | None
     joined_at: datetime
     end_reason: str | None
+    prepayment: Prepayment | None = None
+    """候补预付: the fee paid in advance (where the hospital takes payment online); the wait
+    is served only once it is paid, and refunded in full if it ends unserved."""
 
 
-def _view(row: WaitlistEntryRow, place: int | None) -> WaitView:
+def _view(
+    row: WaitlistEntryRow, place: int | None, prepayment: Prepayment | None = None
+) -> WaitView:
     return WaitView(
         id=row.id,
         patient_id=row.patient_id,
@@ -100,6 +109,7 @@ def _view(row: WaitlistEntryRow, place: int | None) -> WaitView:
         booking_id=row.booking_id,
         joined_at=row.joined_at,
         end_reason=row.end_reason,
+        prepayment=prepayment,
     )
 
 
@@ -115,12 +125,18 @@ class WaitlistService:
     """Join, leave and list waits; the line is served by ``server``, events by ``events``."""
 
     def __init__(
-        self, ports: Ports, inventory_sync: InventorySync, offers: UnitOffers, rules: RuleBook
+        self,
+        ports: Ports,
+        inventory_sync: InventorySync,
+        offers: UnitOffers,
+        rules: RuleBook,
+        rebooking: RebookingOffers | None = None,
     ) -> None:
         self._p = ports
         self._rules = rules
-        self.server = WaitlistServer(ports, inventory_sync, offers, rules)
-        self.events = WaitlistEvents(ports, self.server)
+        self.prepayments = WaitPrepayments(ports)
+        self.server = WaitlistServer(ports, inventory_sync, offers, rules, self.prepayments)
+        self.events = WaitlistEvents(ports, self.server, rebooking)
 
     async def rules_for(self, hospital_id: str) -> WaitlistRules:
         """The waitlist rules in force at this hospital."""
@@ -181,6 +197,77 @@ class WaitlistService:
             )
         if target.sess is not None:
             await self._check_session_waitable(target.sess, now)
+        prepayment = await self._open_prepayment(
+            account_id, target, hospital, waitlist, facts_policies, channel, now
+        )
+        try:
+            return await self._record_join(
+                account_id,
+                patient,
+                scope,
+                target,
+                hospital,
+                department,
+                rules,
+                waitlist,
+                channel,
+                prepayment,
+                now,
+            )
+        except BaseException:
+            if prepayment is not None:  # no wait was recorded: the order must not take money
+                await self.prepayments.close_order(prepayment.order_no)
+            raise
+
+    async def _open_prepayment(
+        self,
+        account_id: str,
+        target: _Target,
+        hospital: HospitalRow,
+        waitlist: WaitlistRules,
+        policies: HospitalPolicies,
+        channel: Channel,
+        now: datetime,
+    ) -> WaitPrepaymentRow | None:
+        """候补预付 where the hospital takes this channel's payment online (nothing to pay:
+        no prepayment, the grant confirms at once as before)."""
+        if not (waitlist.prepay_waits and policies.payment_mode.online_payment_required(channel)):
+            return None
+        async with self._p.sessions() as session:
+            amount = await self.prepayments.amount_for(
+                session,
+                session_id=target.sess.id if target.sess is not None else None,
+                department_id=target.department_id,
+                doctor_id=target.doctor_id,
+                date_from=target.date_from,
+                date_to=target.date_to,
+            )
+        if amount <= 0:
+            return None
+        return await self.prepayments.open_order(
+            account_id=account_id,
+            amount_cents=amount,
+            hospital=hospital,
+            waitlist=waitlist,
+            now=now,
+        )
+
+    async def _record_join(
+        self,
+        account_id: str,
+        patient: PatientRow,
+        scope: Scope,
+        target: _Target,
+        hospital: HospitalRow,
+        department: DepartmentRow,
+        rules: Any,
+        waitlist: WaitlistRules,
+        channel: Channel,
+        prepayment: WaitPrepaymentRow | None,
+        now: datetime,
+    ) -> WaitView:
+        """The wait (and its prepayment) in one transaction, after the person's checks."""
+        patient_id = patient.id
         row = WaitlistEntryRow(
             id=new_id(),
             account_id=account_id,
@@ -233,6 +320,25 @@ class WaitlistService:
             if len(mine) >= waitlist.max_waits_per_patient:
                 refuse("WAITLIST_LIMIT_REACHED", limit=waitlist.max_waits_per_patient)
             session.add(row)
+            if prepayment is not None:
+                await session.flush()  # the wait first: its prepayment refers to it
+                prepayment.entry_id = row.id
+                session.add(prepayment)
+                record_event(
+                    session,
+                    "waitlist.prepayment_opened",
+                    row.id,
+                    {
+                        "entry_id": row.id,
+                        "account_id": account_id,
+                        "amount_cents": prepayment.amount_cents,
+                        "amount": f"{prepayment.amount_cents / 100:.2f}",
+                        "order_no": prepayment.order_no,
+                        "pay_url": prepayment.pay_url,
+                        "pay_by": local_deadline(prepayment.expires_at, hospital.timezone),
+                    },
+                    now,
+                )
             record_event(
                 session,
                 "waitlist.joined",
@@ -286,6 +392,25 @@ class WaitlistService:
                     query.order_by(WaitlistEntryRow.joined_at.desc(), WaitlistEntryRow.id)
                 )
             ).all()
+            prepaid = {
+                p.entry_id: p
+                for p in (
+                    await session.scalars(
+                        select(WaitPrepaymentRow).where(
+                            WaitPrepaymentRow.entry_id.in_([r.id for r in rows])
+                        )
+                    )
+                ).all()
+            }
+            zones = dict(
+                (
+                    await session.execute(
+                        select(HospitalRow.id, HospitalRow.timezone).where(
+                            HospitalRow.id.in_({r.hospital_id for r in rows})
+                        )
+                    )
+                ).all()
+            )
             views = []
             for row in rows:
                 place = None
@@ -301,7 +426,14 @@ class WaitlistService:
                         )
                     ).all()
                     place = position(wait_of(row), [wait_of(r) for r in rivals])
-                views.append(_view(row, place))
+                found = prepaid.get(row.id)
+                views.append(
+                    _view(
+                        row,
+                        place,
+                        view_of(found, zones[row.hospital_id]) if found is not None else None,
+                    )
+                )
         return views
 
     # ------------------------------------------------------------------ forwarded to the parts

@@ -26,11 +26,13 @@ from guahao.platform.persistence.tables import (
     SessionRow,
     WaitlistEntryRow,
 )
+from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.unit_offers import (
     derived_id,
 )
 from guahao.platform.services.waitlist_serving import WaitlistServer, local_today
+from guahao.platform.strikes import BookingOrigin
 
 __all__ = ["WaitlistEvents"]
 
@@ -38,9 +40,12 @@ __all__ = ["WaitlistEvents"]
 class WaitlistEvents:
     """Outbox subscribers of the waitlist (see the module docstring)."""
 
-    def __init__(self, ports: Ports, server: WaitlistServer) -> None:
+    def __init__(
+        self, ports: Ports, server: WaitlistServer, rebooking: RebookingOffers | None = None
+    ) -> None:
         self._p = ports
         self._server = server
+        self._rebooking = rebooking
 
     async def on_booking_event(self, event: OutboxEvent) -> None:
         """Outbox subscriber (``booking.``): a cancellation returns a unit to the line first;
@@ -130,6 +135,10 @@ class WaitlistEvents:
         the line with the stop priority, when the rules say so; one wait per booking."""
         now = self._p.clock.now()
         session_id = sess.id
+        if self._rebooking is not None:
+            # 优先改约 first (made with the cancellation): a patient with units to choose from
+            # is not also put in a line; only one with nothing to be offered joins it.
+            rows = [b for b in rows if not await self._rebooking.offered(b.id)]
         waitlist = await self._server.rules_for(sess.hospital_id)
         if not waitlist.stopped_patients_auto_join:
             return 0
@@ -166,6 +175,9 @@ class WaitlistEvents:
                             status="waiting",
                             joined_at=booking.ended_at or now,
                             updated_at=now,
+                            # The patient did not ask for it: what it grants never counts
+                            # against them (``strikes.BookingOrigin``).
+                            origin=BookingOrigin.PRIORITY_REBOOKING.value,
                         )
                     )
                     record_event(

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guahao.platform.bookings import BookingStatus
+from guahao.platform.bookings import Booking, BookingStatus
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.errors import SlotNotLoadedError
 from guahao.platform.ids import new_id
@@ -49,6 +49,8 @@ from guahao.platform.services.unit_offers import (
     UnitOffers,
     derived_id,
 )
+from guahao.platform.services.wait_prepayments import WaitPrepayments
+from guahao.platform.strikes import BookingOrigin
 from guahao.platform.waitlist import (
     Wait,
     WaitlistRules,
@@ -78,6 +80,7 @@ def wait_of(row: WaitlistEntryRow) -> Wait:
 
 
 def _recipient(row: WaitlistEntryRow) -> Recipient:
+    rebooking = row.origin == BookingOrigin.PRIORITY_REBOOKING.value
     return Recipient(
         entry_id=row.id,
         account_id=row.account_id,
@@ -85,6 +88,7 @@ def _recipient(row: WaitlistEntryRow) -> Recipient:
         person_id=row.person_id,
         channel=row.channel,
         kind="waitlist",
+        origin=BookingOrigin.PRIORITY_REBOOKING if rebooking else BookingOrigin.PATIENT_WAIT,
     )
 
 
@@ -97,12 +101,18 @@ class WaitlistServer:
     """Gives freed units to the first eligible waits (see the module docstring)."""
 
     def __init__(
-        self, ports: Ports, inventory_sync: InventorySync, offers: UnitOffers, rules: RuleBook
+        self,
+        ports: Ports,
+        inventory_sync: InventorySync,
+        offers: UnitOffers,
+        rules: RuleBook,
+        prepayments: WaitPrepayments,
     ) -> None:
         self._p = ports
         self._sync = inventory_sync
         self._offers = offers
         self._rules = rules
+        self._prepayments = prepayments
 
     async def rules_for(self, hospital_id: str) -> WaitlistRules:
         """The waitlist rules in force at this hospital."""
@@ -212,6 +222,7 @@ class WaitlistServer:
         of a released session that someone waits for. Returns the units granted."""
         now = self._p.clock.now()
         await self._end_stale(now)
+        await self._prepayments.pay_out_due()
         for booking_id in await self._offers.unfinished("waitlist"):
             async with self._p.sessions() as session:
                 hospital_id = await session.scalar(
@@ -237,6 +248,13 @@ class WaitlistServer:
         source: str,
     ) -> GrantOutcome:
         entry_id = entry.id
+        prepaid = (await self._prepayments.paid_for([entry_id])).get(entry_id)
+        if prepaid is not None and (
+            prepaid.status != "paid" or prepaid.amount_cents < sess.fee_cents
+        ):
+            # Not paid yet, or this unit costs more than was paid: never a payment step in
+            # the night; the wait keeps its place for a unit it has paid for.
+            return GrantOutcome.INELIGIBLE
 
         async def guard(session: AsyncSession, now: datetime) -> bool:
             done = await session.execute(
@@ -309,8 +327,33 @@ class WaitlistServer:
 
     async def _complete(self, booking_id: str, hospital_id: str) -> None:
         waitlist = await self.rules_for(hospital_id)
+        async with self._p.sessions() as session:
+            entry_id = await session.scalar(
+                select(WaitlistEntryRow.id).where(WaitlistEntryRow.booking_id == booking_id)
+            )
+        prepaid = (await self._prepayments.paid_for([entry_id] if entry_id else [])).get(
+            entry_id or ""
+        )
         try:
-            await self._offers.complete(booking_id, payment_minutes=waitlist.offer_payment_minutes)
+            if entry_id is not None and prepaid is not None and prepaid.status == "paid":
+                prepayments, wait_id = self._prepayments, entry_id
+
+                async def pay(session: AsyncSession, booking: Booking) -> object:
+                    return await prepayments.apply(
+                        session,
+                        entry_id=wait_id,
+                        booking_id=booking.id,
+                        fee_cents=booking.fee_cents,
+                    )
+
+                await self._offers.confirm_prepaid(booking_id, pay)
+                await self._prepayments.pay_out(entry_id)  # the difference, if any
+                return
+            await self._offers.complete(
+                booking_id,
+                payment_minutes=waitlist.offer_payment_minutes,
+                quiet_hours=(waitlist.quiet_hours_start, waitlist.quiet_hours_end),
+            )
         except Exception:
             # The grant is recorded; the sweep completes it (serve_due → unfinished offers).
             log.warning("waitlist offer %s not completed yet", booking_id, exc_info=True)
@@ -347,6 +390,9 @@ class WaitlistServer:
                     )
                 )
             ).all()
+        prepaid = await self._prepayments.paid_for([r.id for r in rows])
+        # A prepaid wait is served only once paid (``unit_offers`` then confirms at once).
+        rows = [r for r in rows if r.id not in prepaid or prepaid[r.id].status == "paid"]
         by_id = {r.id: r for r in rows}
         covering = [
             wait_of(r)

@@ -19,7 +19,7 @@ from alembic import op
 from guahao.platform.persistence.audit_chain import GENESIS_HASH, entry_hash
 
 revision: str = "0009"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
