@@ -5,9 +5,10 @@ release's workers still serve, and they keep serving until the last one is repla
 upgrade may add tables, nullable columns (or columns with a server default), indexes and
 constraints the old code already satisfies; it may not drop or rename a table or a column,
 nor make a column stricter, which the old code would trip over mid-deploy. Removing something
-is a *contract* migration: it ships one release after the code stopped using it, and says so
-with a module-level ``CONTRACT = "why and since which release"`` (docs/operations.md,
-"Rolling deploys"). ``downgrade()`` is not checked: it runs by hand.
+is a *contract* migration: it ships one release after the code stopped using it (or, where
+that cannot be, with the previous release's workers stopped), and says so with a module-level
+``CONTRACT = "what it contracts and how it is deployed"`` (docs/operations.md, "Rolling
+deploys"). ``downgrade()`` is not checked: it runs by hand.
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+CONTRACT = (
+    "not rolling-safe: the chain columns become NOT NULL and the previous release writes audit "
+    "rows without them; deploy it with the previous release's workers stopped"
+)
+
 
 def upgrade() -> None:
     op.create_table(
