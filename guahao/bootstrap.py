@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.lottery import LotteryService
 from guahao.platform.services.notifications import InboxNotifier
 from guahao.platform.services.offer_notices import OfferNotifier
+from guahao.platform.services.payment_reconciliation import PaymentReconciliation
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.readiness import Readiness
 from guahao.platform.services.rule_book import RuleBook
@@ -118,6 +120,8 @@ class Platform:
     sweep: Sweep
     """The periodic sweep's steps; its ``failures`` count failed rounds per step."""
     federated_identities: FederatedIdentities
+    payment_reconciliation: PaymentReconciliation
+    """Payment reconciliation (对账): a sweep step, a daily job and the authority's report."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -139,12 +143,20 @@ class Platform:
             report: dict[str, Any] = msgspec.to_builtins(await self.sweep.run())
             return report
 
+        async def reconcile_payments() -> dict[str, Any]:
+            # every order of the Beijing day just ended, compared with the gateway
+            reconciliation = self.payment_reconciliation
+            yesterday = reconciliation.business_day() - timedelta(days=1)
+            day: dict[str, Any] = msgspec.to_builtins(await reconciliation.reconcile_day(yesterday))
+            return day
+
         return {
             "expire_booking": expire_booking,
             "process_refund": process_refund,
             "dispatch_outbox": dispatch_outbox,
             "sweep": sweep,
             "sync_connectors": sync_connectors,
+            "reconcile_payments": reconcile_payments,
         }
 
     async def start_worker(self) -> None:
@@ -154,6 +166,7 @@ class Platform:
                 "dispatch_outbox": "* * * * * */2",
                 "sweep": "* * * * * */15",
                 "sync_connectors": f"*/{self.settings.connector_sync_minutes} * * * *",
+                "reconcile_payments": "30 18 * * *",  # 02:30 Beijing time, daily
             },
             context={"platform": self},
         )
@@ -167,6 +180,7 @@ def _sweep_of(
     lottery: LotteryService,
     waitlist: WaitlistService,
     rollups: SupplyDemandRollups,
+    reconciliation: PaymentReconciliation,
 ) -> Sweep:
     """The sweep's steps in their order: refunds and expiries first, so that the units they
     free are there for the waitlist at the end of the same round."""
@@ -184,6 +198,7 @@ def _sweep_of(
         [
             SweepStep("refunds", refunds),
             SweepStep("expired", bookings.expire_due),
+            SweepStep("payments_reconciled", reconciliation.reconcile_due),
             SweepStep("cutoff_units", supply.run_cutoffs),
             SweepStep("no_shows", bookings.mark_due_no_shows),
             SweepStep("search_refreshed", search.refresh_due),
@@ -324,6 +339,7 @@ async def open_platform(
             await dispatcher.start()
         await his_inventory.load()
         lottery = LotteryService(ports, sync, offers, rules)
+        reconciliation = PaymentReconciliation(ports, bookings.payments)
         platform = Platform(
             settings=settings,
             ports=ports,
@@ -357,8 +373,9 @@ async def open_platform(
             sign_in_codes=sign_in_codes,
             availability_feed=availability_feed,
             citizen_views=CitizenViews(ports),
-            sweep=_sweep_of(bookings, supply, search, lottery, waitlist, rollups),
+            sweep=_sweep_of(bookings, supply, search, lottery, waitlist, rollups, reconciliation),
             federated_identities=FederatedIdentities(ports),
+            payment_reconciliation=reconciliation,
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(

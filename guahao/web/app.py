@@ -40,6 +40,7 @@ from guahao.web.routes.catalog import CatalogController
 from guahao.web.routes.hospital_api import HospitalApiController
 from guahao.web.routes.hospital_desk import HospitalDeskController
 from guahao.web.routes.oidc import OidcController
+from guahao.web.routes.payment_reconciliation import PaymentReconciliationController
 from guahao.web.routes.payments import PaymentController, SandboxCashierController
 from guahao.web.routes.rules import RulesController
 from guahao.web.routes.search import SearchController
@@ -142,6 +143,7 @@ def create_app(
             StaffSignInController,
             AuthorityController,
             AuthorityFiguresController,
+            PaymentReconciliationController,
             WaitlistController,
             LotteryController,
             token_endpoint,
