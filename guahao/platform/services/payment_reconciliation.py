@@ -85,8 +85,8 @@ class SettlementView(msgspec.Struct, frozen=True, rename="camel"):
     gateway_status: str
     """What the gateway said (``missing`` when it did not know the order)."""
     action: str
-    """``confirmed``, ``refunded``, ``closed``, ``reopened``, ``refund_paid`` or
-    ``flagged`` (unresolved: a person must look)."""
+    """``confirmed``, ``refunded``, ``closed``, ``reopened`` or ``flagged`` (unresolved: a
+    person must look)."""
     amount_cents: int
     resolved: bool
     refund_no: str | None = None
@@ -276,13 +276,13 @@ class PaymentReconciliation:
             if status == "paid" and booking_status in _CONFIRMED:
                 return await self._agreed(order_no, now)
             if status == "refunded" and pending_refunds:
-                return await self._pay_refunds(order_no, status, gateway.status, pending_refunds)
+                return await self._pay_refunds(pending_refunds)
             return await self._flag(order_no, status, gateway.status, "flagged", now)
         if gateway.status in ("refunded", "partially_refunded"):
             if status != "refunded":
                 return await self._flag(order_no, status, gateway.status, "flagged", now)
             if pending_refunds:
-                return await self._pay_refunds(order_no, status, gateway.status, pending_refunds)
+                return await self._pay_refunds(pending_refunds)
             if gateway.status == "refunded":
                 return await self._agreed(order_no, now)
             return await self._flag(order_no, status, gateway.status, "flagged", now)
@@ -405,9 +405,7 @@ class PaymentReconciliation:
         )
         return True
 
-    async def _pay_refunds(
-        self, order_no: str, status: str, gateway_status: str, refund_nos: list[str]
-    ) -> bool:
+    async def _pay_refunds(self, refund_nos: list[str]) -> bool:
         """Refunds recorded here and not yet confirmed paid: ask the gateway again (idempotent
         per refund number, so one already made there only has its receipt fetched)."""
         paid = 0
@@ -416,16 +414,6 @@ class PaymentReconciliation:
                 paid += await self._payments.process_refund(refund_no)
             except GuahaoError as exc:
                 log.warning("refund %s not paid yet (%s); retried next round", refund_no, exc.code)
-        if paid:
-            await self._record(
-                order_no,
-                status,
-                gateway_status,
-                "refund_paid",
-                self._p.clock.now(),
-                reconciled=False,
-                refund_no=refund_nos[0],
-            )
         return paid > 0
 
     async def _agreed(self, order_no: str, now: datetime) -> bool:
@@ -438,6 +426,18 @@ class PaymentReconciliation:
     async def _flag(
         self, order_no: str, status: str, gateway_status: str, action: str, now: datetime
     ) -> bool:
+        """Record a difference no rule settles, once: a day checked again does not repeat it."""
+        async with self._p.sessions() as session:
+            known = await session.scalar(
+                select(PaymentSettlementRow.id).where(
+                    PaymentSettlementRow.order_no == order_no,
+                    PaymentSettlementRow.resolved.is_(False),
+                    PaymentSettlementRow.platform_status == status,
+                    PaymentSettlementRow.gateway_status == gateway_status,
+                )
+            )
+        if known is not None:
+            return False
         log.error(
             "reconciliation: order %s is %s here and %s at the gateway; needs a person",
             order_no,
