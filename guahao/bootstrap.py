@@ -37,6 +37,7 @@ from guahao.platform.persistence.database import create_engine, session_factory,
 from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.rate_limiting import RequestLimiter
+from guahao.platform.redis_pools import blocking_pool
 from guahao.platform.refused_demand import RefusedDemandCounter
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
@@ -248,7 +249,7 @@ async def open_platform(
     # (as with the SQL pool) instead of failing with INVENTORY_UNAVAILABLE, which the plain
     # pool (max 100 in redis-py 8) did to most of a release surge.
     client: aioredis.Redis = aioredis.Redis.from_pool(
-        aioredis.BlockingConnectionPool.from_url(
+        blocking_pool(
             redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_SECONDS
         )
     )
