@@ -166,3 +166,20 @@ async def test_the_daily_report_shows_the_days_money_and_flags_what_no_rule_sett
     # Asking again changes nothing: every difference was settled or flagged once.
     again = await reconciliation.reconcile_day(reconciliation.business_day())
     assert len(again.settlements) == 2
+
+
+async def test_rounds_walk_on_so_orders_still_being_paid_do_not_hide_the_others(platform):
+    slots = await publish_clinic(platform)
+    clock = manual_clock(platform)
+    orders = []
+    for slot in slots[:3]:
+        orders.append((await _awaiting_payment(platform, slot))[2])
+        clock.advance(seconds=1)
+    await platform.gateway.pay(orders[2], channel="self_pay")  # the newest: notice lost
+    clock.advance(minutes=2)
+    reconciliation = platform.payment_reconciliation
+
+    assert await reconciliation.reconcile_due(limit=2) == 0  # two still payable, left alone
+    assert await reconciliation.reconcile_due(limit=2) == 1  # the next round goes on
+
+    assert await _settlements(platform) == [(orders[2], "confirmed")]

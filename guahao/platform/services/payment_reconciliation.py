@@ -32,7 +32,7 @@ from typing import Final
 from zoneinfo import ZoneInfo
 
 import msgspec
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from guahao.platform.bookings import BookingStatus
 from guahao.platform.errors import GuahaoError
@@ -110,7 +110,7 @@ class ReconciliationReport(msgspec.Struct, frozen=True, rename="camel"):
     unreconciled: int
     """Orders of the day not yet found in agreement with the gateway."""
     settlements: list[SettlementView]
-    """Differences found on the day."""
+    """Differences found in the day's orders (whenever they were found)."""
     unresolved: list[SettlementView]
     """Differences, of any day, that no rule could settle."""
 
@@ -121,25 +121,38 @@ class PaymentReconciliation:
     def __init__(self, ports: Ports, payments: PaymentNotices) -> None:
         self._p = ports
         self._payments = payments
+        self._resume_after: tuple[datetime, str] | None = None
 
     async def reconcile_due(self, limit: int = 200) -> int:
-        """Sweep step: compare the orders not yet agreed; returns how many were settled."""
+        """Sweep step: compare the orders not yet agreed; returns how many were settled.
+
+        Rounds walk through the open orders oldest first, each round from where the last one
+        stopped (wrapping around at the end), so a crowd of orders still being paid cannot
+        keep the same first ``limit`` in front of the others for ever.
+        """
         now = self._p.clock.now()
-        async with self._p.sessions() as session:
-            order_nos = list(
-                (
-                    await session.scalars(
-                        select(PaymentOrderRow.order_no)
-                        .where(
-                            PaymentOrderRow.reconciled_at.is_(None),
-                            PaymentOrderRow.created_at <= now - RECONCILE_AFTER,
-                        )
-                        .order_by(PaymentOrderRow.created_at)
-                        .limit(limit)
-                    )
-                ).all()
+        query = (
+            select(PaymentOrderRow.order_no, PaymentOrderRow.created_at)
+            .where(
+                PaymentOrderRow.reconciled_at.is_(None),
+                PaymentOrderRow.created_at <= now - RECONCILE_AFTER,
             )
-        return await self._compare_all(order_nos)
+            .order_by(PaymentOrderRow.created_at, PaymentOrderRow.order_no)
+            .limit(limit)
+        )
+        if self._resume_after is not None:
+            at, order_no = self._resume_after
+            query = query.where(
+                or_(
+                    PaymentOrderRow.created_at > at,
+                    and_(PaymentOrderRow.created_at == at, PaymentOrderRow.order_no > order_no),
+                )
+            )
+        async with self._p.sessions() as session:
+            rows = (await session.execute(query)).all()
+        last = rows[-1] if len(rows) == limit else None
+        self._resume_after = None if last is None else (last.created_at, last.order_no)
+        return await self._compare_all([row.order_no for row in rows])
 
     async def reconcile_day(self, day: date) -> ReconciliationReport:
         """Compare every order created on ``day`` (Beijing time), then report the day."""
@@ -196,20 +209,23 @@ class PaymentReconciliation:
                 .select_from(PaymentOrderRow)
                 .where(*in_day, PaymentOrderRow.reconciled_at.is_(None))
             )
-            found = (
+            of_the_day = (
                 await session.scalars(
                     select(PaymentSettlementRow)
-                    .where(
-                        or_(
-                            PaymentSettlementRow.found_at >= start,
-                            PaymentSettlementRow.resolved.is_(False),
-                        )
+                    .join(
+                        PaymentOrderRow, PaymentOrderRow.order_no == PaymentSettlementRow.order_no
                     )
-                    .where(PaymentSettlementRow.found_at < end)
+                    .where(*in_day)
                     .order_by(PaymentSettlementRow.id)
                 )
             ).all()
-        views = [_view(row) for row in found]
+            open_ones = (
+                await session.scalars(
+                    select(PaymentSettlementRow)
+                    .where(PaymentSettlementRow.resolved.is_(False))
+                    .order_by(PaymentSettlementRow.id)
+                )
+            ).all()
         return ReconciliationReport(
             day=day,
             timezone=str(BUSINESS_TIMEZONE),
@@ -220,8 +236,8 @@ class PaymentReconciliation:
             refunded_cents=int(refunded or 0),
             refunds_pending=int(pending or 0),
             unreconciled=int(unreconciled or 0),
-            settlements=[v for v in views if v.found_at >= start],
-            unresolved=[v for v in views if not v.resolved],
+            settlements=[_view(row) for row in of_the_day],
+            unresolved=[_view(row) for row in open_ones],
         )
 
     def business_day(self, instant: datetime | None = None) -> date:
