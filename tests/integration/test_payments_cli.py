@@ -12,8 +12,11 @@ from tests.integration.test_cli import _env, guahao
 
 
 async def test_reconcile_settles_the_days_money_and_report_shows_it(
-    platform: Platform, tmp_path: Path, migrated_database_url: str
+    sqlite_platform: Platform, tmp_path: Path, sqlite_url: str
 ) -> None:
+    # One backend: the commands run the same services the suites test on both; two CLI
+    # processes per run are what this costs.
+    platform = sqlite_platform
     slots = await publish_clinic(platform)
     account, _, booking_id = await held_with_patient(platform, slots[0])
     _, order = await platform.bookings.submit(
@@ -30,7 +33,7 @@ async def test_reconcile_settles_the_days_money_and_report_shows_it(
     env = _env(
         tmp_path,
         platform.redis_url,
-        GUAHAO_DATABASE_URL=migrated_database_url,
+        GUAHAO_DATABASE_URL=sqlite_url,
         GUAHAO_DATA_KEY=key,
         GUAHAO_SECRET_KEY=key,
         GUAHAO_PAYMENT_SECRET=base64.b64encode(b"p" * 32).decode(),
