@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.ports import Notifier
 from guahao.platform.rate_limiting import RequestLimiter
+from guahao.platform.redis_pools import blocking_pool
 from guahao.platform.refused_demand import RefusedDemandCounter
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
@@ -54,6 +56,7 @@ from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.lottery import LotteryService
 from guahao.platform.services.notifications import InboxNotifier
 from guahao.platform.services.offer_notices import OfferNotifier
+from guahao.platform.services.payment_reconciliation import PaymentReconciliation
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.readiness import Readiness
 from guahao.platform.services.rebooking_offers import RebookingOffers
@@ -125,6 +128,8 @@ class Platform:
     sweep: Sweep
     """The periodic sweep's steps; its ``failures`` count failed rounds per step."""
     federated_identities: FederatedIdentities
+    payment_reconciliation: PaymentReconciliation
+    """Payment reconciliation (对账): a sweep step, a daily job and the authority's report."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -146,12 +151,20 @@ class Platform:
             report: dict[str, Any] = msgspec.to_builtins(await self.sweep.run())
             return report
 
+        async def reconcile_payments() -> dict[str, Any]:
+            # every order of the Beijing day just ended, compared with the gateway
+            reconciliation = self.payment_reconciliation
+            yesterday = reconciliation.business_day() - timedelta(days=1)
+            day: dict[str, Any] = msgspec.to_builtins(await reconciliation.reconcile_day(yesterday))
+            return day
+
         return {
             "expire_booking": expire_booking,
             "process_refund": process_refund,
             "dispatch_outbox": dispatch_outbox,
             "sweep": sweep,
             "sync_connectors": sync_connectors,
+            "reconcile_payments": reconcile_payments,
         }
 
     async def start_worker(self) -> None:
@@ -161,6 +174,7 @@ class Platform:
                 "dispatch_outbox": "* * * * * */2",
                 "sweep": "* * * * * */15",
                 "sync_connectors": f"*/{self.settings.connector_sync_minutes} * * * *",
+                "reconcile_payments": "30 18 * * *",  # 02:30 Beijing time, daily
             },
             context={"platform": self},
         )
@@ -176,6 +190,7 @@ def _sweep_of(
     rollups: SupplyDemandRollups,
     rebooking: RebookingOffers,
     reminders: VisitReminders,
+    reconciliation: PaymentReconciliation,
 ) -> Sweep:
     """The sweep's steps in their order: refunds and expiries first, so that the units they
     free are there for the waitlist at the end of the same round."""
@@ -193,6 +208,7 @@ def _sweep_of(
         [
             SweepStep("refunds", refunds),
             SweepStep("expired", bookings.expire_due),
+            SweepStep("payments_reconciled", reconciliation.reconcile_due),
             SweepStep("cutoff_units", supply.run_cutoffs),
             SweepStep("no_shows", bookings.mark_due_no_shows),
             SweepStep("search_refreshed", search.refresh_due),
@@ -244,7 +260,7 @@ async def open_platform(
     # (as with the SQL pool) instead of failing with INVENTORY_UNAVAILABLE, which the plain
     # pool (max 100 in redis-py 8) did to most of a release surge.
     client: aioredis.Redis = aioredis.Redis.from_pool(
-        aioredis.BlockingConnectionPool.from_url(
+        blocking_pool(
             redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_SECONDS
         )
     )
@@ -373,6 +389,7 @@ async def open_platform(
             await dispatcher.start()
         await his_inventory.load()
         lottery = LotteryService(ports, sync, offers, rules)
+        reconciliation = PaymentReconciliation(ports, bookings.payments)
         platform = Platform(
             settings=settings,
             ports=ports,
@@ -410,9 +427,18 @@ async def open_platform(
             availability_feed=availability_feed,
             citizen_views=CitizenViews(ports),
             sweep=_sweep_of(
-                bookings, supply, search, lottery, waitlist, rollups, rebooking, reminders
+                bookings,
+                supply,
+                search,
+                lottery,
+                waitlist,
+                rollups,
+                rebooking,
+                reminders,
+                reconciliation,
             ),
             federated_identities=FederatedIdentities(ports),
+            payment_reconciliation=reconciliation,
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(

@@ -15,6 +15,7 @@ from guahao.bootstrap import Platform, describe_database, open_platform
 from guahao.config import Settings, load_settings
 from guahao.lottery_cli import lottery
 from guahao.outbox_cli import outbox
+from guahao.payments_cli import payments
 from guahao.search_cli import search as search_commands
 
 __all__ = ["main"]
@@ -302,6 +303,7 @@ main.add_command(staff)
 main.add_command(search_commands)
 main.add_command(lottery)
 main.add_command(outbox)
+main.add_command(payments)
 
 from guahao.console_cli import console  # noqa: E402 - the group registers itself below
 

@@ -17,6 +17,7 @@ import msgspec
 
 __all__ = [
     "FactVersions",
+    "GatewayOrder",
     "HeldUnit",
     "HisInventory",
     "HoldGrant",
@@ -232,6 +233,31 @@ class RefundReceipt(msgspec.Struct, frozen=True):
     refunded_at: datetime
 
 
+class GatewayOrder(Protocol):
+    """What a gateway reports about one order when asked (对账 reads it)."""
+
+    @property
+    def order_no(self) -> str: ...
+
+    @property
+    def gateway_trade_no(self) -> str: ...
+
+    @property
+    def status(self) -> str:
+        """``created``, ``paid``, ``closed`` (unpaid, can no longer be paid), ``refunded`` or
+        ``partially_refunded``."""
+        ...
+
+    @property
+    def amount_cents(self) -> int: ...
+
+    @property
+    def refunded_cents(self) -> int: ...
+
+    @property
+    def paid_at(self) -> datetime | None: ...
+
+
 class PaymentGateway(Protocol):
     """A payment provider. The embedded default is a signed sandbox."""
 
@@ -262,6 +288,11 @@ class PaymentGateway(Protocol):
         self, *, order_no: str, refund_no: str, amount_cents: int, reason: str
     ) -> RefundReceipt:
         """Refund a paid order; idempotent per ``refund_no``."""
+        ...
+
+    async def query_order(self, order_no: str) -> GatewayOrder:
+        """The order as the gateway knows it now; refuses ``PAYMENT_ORDER_NOT_FOUND`` for an
+        order it does not know and ``PAYMENT_GATEWAY_UNAVAILABLE`` when it cannot answer."""
         ...
 
 

@@ -42,6 +42,7 @@ from guahao.web.routes.catalog import CatalogController
 from guahao.web.routes.hospital_api import HospitalApiController
 from guahao.web.routes.hospital_desk import HospitalDeskController
 from guahao.web.routes.oidc import OidcController
+from guahao.web.routes.payment_reconciliation import PaymentReconciliationController
 from guahao.web.routes.payments import PaymentController, cashier_routes
 from guahao.web.routes.rebooking import (
     OneTapController,
@@ -149,6 +150,7 @@ def create_app(
             StaffSignInController,
             AuthorityController,
             AuthorityFiguresController,
+            PaymentReconciliationController,
             WaitlistController,
             LotteryController,
             RebookingController,

@@ -22,10 +22,11 @@ from litestar.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from guahao.platform.error_codes import CODES
 from guahao.platform.errors import GuahaoError
+from guahao.platform.persistence.outages import is_database_outage
 
 __all__ = ["STATUS_BY_CODE", "STATUS_BY_KIND", "exception_handlers"]
 
@@ -136,9 +137,18 @@ def _unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     return response
 
 
+def _database(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[dict[str, Any]]:
+    """Any other driver error: 503 when the database is only away (shutting down, starting up,
+    locked), a logged 500 when it is a fault of ours (a violated constraint, a bad query)."""
+    if is_database_outage(exc):
+        return _unavailable(request, exc)
+    return _internal(request, exc)
+
+
 exception_handlers: dict[type[Exception] | int, Any] = {
     OperationalError: _unavailable,
     InterfaceError: _unavailable,
+    DBAPIError: _database,
     ConnectionError: _unavailable,  # a driver's refused or reset connection, unwrapped
     RedisConnectionError: _unavailable,
     RedisTimeoutError: _unavailable,

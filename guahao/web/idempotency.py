@@ -17,24 +17,44 @@ after it. A route whose writes must carry a key (the hospital push API) says so 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import redis.asyncio as aioredis
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from guahao.platform.error_codes import CODES
 from guahao.platform.errors import GuahaoError
 
-__all__ = ["IDEMPOTENCY_KEY_OPT", "IdempotencyMiddleware"]
+__all__ = [
+    "IDEMPOTENCY_KEY_OPT",
+    "LEASE_SECONDS",
+    "IdempotencyMiddleware",
+    "claim_lease",
+    "kept_leased",
+    "pending_fingerprint",
+]
+
+log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_OPT = "idempotency_key"
 """Route ``opt`` naming whether its writes must carry ``Idempotency-Key`` (``"required"``)."""
 MAX_KEY_LENGTH = 100
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-PENDING_SECONDS = 60
+LEASE_SECONDS = 5
+"""How long a running request's claim on its key lives unless renewed. The worker running it
+renews it every ``LEASE_SECONDS / 2``; a worker that dies (killed, crashed, its host gone)
+stops renewing, so a retry on another worker is served at most this long after the death
+instead of answering ``REQUEST_IN_PROGRESS`` for a minute."""
 REMEMBER_SECONDS = 24 * 3600
+PENDING = b"pending:"
 
 
 class _Stored(msgspec.Struct, array_like=True):
@@ -87,13 +107,11 @@ class IdempotencyMiddleware:
         fingerprint = hashlib.sha256(method.encode() + b" " + target + b"\n" + body).hexdigest()
         redis = scope["app"].state.platform.redis
         record = f"idem:{{{principal}}}:{hashlib.sha256(key.encode()).hexdigest()}"
-        claimed = await redis.set(
-            record, b"pending:" + fingerprint.encode(), nx=True, ex=PENDING_SECONDS
-        )
-        if not claimed:
+        lease = await claim_lease(redis, record, fingerprint)
+        if lease is None:
             existing: bytes | None = await redis.get(record)
-            if existing is None or existing.startswith(b"pending:"):
-                same = existing is not None and existing[8:].decode() == fingerprint
+            if existing is None or existing.startswith(PENDING):
+                same = existing is not None and pending_fingerprint(existing) == fingerprint
                 status, payload = _error_response(
                     "REQUEST_IN_PROGRESS" if same or existing is None else "IDEMPOTENCY_KEY_REUSED",
                     409,
@@ -121,7 +139,8 @@ class IdempotencyMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, replay_receive, capture)
+            async with kept_leased(redis, record, lease):
+                await self.app(scope, replay_receive, capture)
         finally:
             if 200 <= captured["status"] < 300:
                 stored = _Stored(
@@ -154,6 +173,55 @@ class IdempotencyMiddleware:
         except GuahaoError:
             return None
         return f"hosp:{hospital}"
+
+
+# KEYS[1] the record. ARGV: our lease value, ttl ms. Renews the lease only while it is ours.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+async def claim_lease(
+    redis: aioredis.Redis, record: str, fingerprint: str, *, seconds: float = LEASE_SECONDS
+) -> bytes | None:
+    """Claim ``record`` for a request now starting: the lease value (``pending:`` + the
+    request's fingerprint + a token naming this claim), or None when someone holds it."""
+    value = PENDING + fingerprint.encode() + b":" + secrets.token_hex(8).encode()
+    claimed = await redis.set(record, value, nx=True, px=int(seconds * 1000))
+    return value if claimed else None
+
+
+def pending_fingerprint(value: bytes) -> str:
+    """The fingerprint of the request a ``pending:`` record belongs to."""
+    return value[len(PENDING) :].partition(b":")[0].decode()
+
+
+@contextlib.asynccontextmanager
+async def kept_leased(
+    redis: aioredis.Redis, record: str, lease: bytes, *, seconds: float = LEASE_SECONDS
+) -> AsyncIterator[None]:
+    """Renew the lease every half of its ``seconds`` while the body runs; a renewal that
+    fails (Redis briefly away) is retried at the next tick, never failing the request."""
+    renew = redis.register_script(_RENEW)
+
+    async def keep() -> None:
+        while True:
+            await asyncio.sleep(seconds / 2)
+            try:
+                await renew(keys=[record], args=[lease, int(seconds * 1000)])
+            except Exception as exc:  # the request goes on; the next tick tries again
+                log.warning("idempotency lease %s not renewed: %s", record, exc)
+
+    task = asyncio.create_task(keep(), name="idempotency-lease")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _buffer(receive: Receive) -> tuple[bytes, Receive]:

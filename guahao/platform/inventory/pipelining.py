@@ -19,9 +19,11 @@ from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
 from guahao.platform.inventory.lua_scripts import LuaScript
+from guahao.platform.redis_pools import RETRIES_ON_BROKEN_CONNECTION
 
 __all__ = ["AutoPipeline"]
 
@@ -71,7 +73,7 @@ class AutoPipeline:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            replies = await self._execute(batch)
+            replies = await self._execute_retrying(batch)
             missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
             if missing:  # first use, restart or failover: load the scripts and resend those
                 for script in {batch[i].script.sha: batch[i].script for i in missing}.values():
@@ -93,6 +95,21 @@ class AutoPipeline:
                 call.future.set_exception(reply)
             else:
                 call.future.set_result(reply)
+
+    async def _execute_retrying(self, batch: list[_Call]) -> list[Any]:
+        """``_execute``, again on a fresh connection when the pooled one was broken.
+
+        A pooled connection outlives a Redis restart as a dead socket; without this, the
+        first calls after Redis came back failed once per pooled connection (503s for a
+        while). Re-sending is safe: every slot script is idempotent per hold or unit id (see
+        ``guahao.platform.redis_pools``).
+        """
+        for _ in range(RETRIES_ON_BROKEN_CONNECTION):
+            try:
+                return await self._execute(batch)
+            except RedisConnectionError:
+                continue
+        return await self._execute(batch)
 
     async def _execute(self, batch: list[_Call]) -> list[Any]:
         """Write the whole batch in one packet and read one reply per call.

@@ -54,6 +54,7 @@ __all__ = [
     "PatientRow",
     "PaymentNotificationRow",
     "PaymentOrderRow",
+    "PaymentSettlementRow",
     "PersonRow",
     "RefundRow",
     "RefusedDemandRow",
@@ -396,6 +397,9 @@ class PaymentOrderRow(Base):
     expires_at: Mapped[datetime] = mapped_column()
     created_at: Mapped[datetime] = mapped_column()
     paid_at: Mapped[datetime | None] = mapped_column(default=None)
+    reconciled_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    """When reconciliation (对账) last found this order and the gateway in agreement on a
+    final state; None while it still has to be compared."""
 
 
 class PaymentNotificationRow(Base):
@@ -420,6 +424,24 @@ class RefundRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column()
     refunded_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PaymentSettlementRow(Base):
+    """A difference reconciliation (对账) found between an order here and at the gateway, and
+    what it did about it: the trail the authority's daily report is made of."""
+
+    __tablename__ = "payment_settlements"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    order_no: Mapped[str] = mapped_column(ForeignKey("payment_orders.order_no"), index=True)
+    booking_id: Mapped[str] = mapped_column(ID)
+    found_at: Mapped[datetime] = mapped_column(index=True)
+    platform_status: Mapped[str] = mapped_column(String(16))
+    gateway_status: Mapped[str] = mapped_column(String(24))
+    action: Mapped[str] = mapped_column(String(24))
+    amount_cents: Mapped[int] = mapped_column(Integer)
+    refund_no: Mapped[str | None] = mapped_column(String(40), default=None)
+    resolved: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class RegionRulesRow(Base):

@@ -13,12 +13,12 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-import redis.asyncio as aioredis
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from guahao.platform.error_codes import refuse
+from guahao.platform.redis_pools import blocking_pool
 
 __all__ = ["POOL_SIZE", "RequestLimiter"]
 
@@ -37,9 +37,7 @@ class RequestLimiter:
             scheme = "redis+unix"
         # A blocking pool of its own: at a release surge requests wait their turn for a
         # connection instead of failing (the library's default pool refuses past its size).
-        pool = aioredis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=POOL_SIZE, timeout=10.0
-        )
+        pool = blocking_pool(redis_url, max_connections=POOL_SIZE, timeout=10.0)
         self._storage = RedisStorage(
             f"async+{scheme}://{rest}",
             implementation="redispy",

@@ -12,9 +12,12 @@ forward, so callers keep one object to talk to.
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 from datetime import datetime, timedelta
+from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -51,6 +54,8 @@ from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFacts
 
 __all__ = ["PAYMENT_GRACE", "BookingService", "PaymentOutcome"]
+
+log = logging.getLogger(__name__)
 
 
 class BookingService:
@@ -111,7 +116,14 @@ class BookingService:
             )
 
         try:
-            grant = await self._sync.with_slot_loaded(slot_id, attempt)
+            try:
+                grant = await self._sync.with_slot_loaded(slot_id, attempt)
+            except GuahaoError as exc:
+                if exc.code != "HOLD_ALREADY_ACTIVE" or not await self._stale_claim_cleared(
+                    account_id, exc.detail, now
+                ):
+                    raise
+                grant = await self._sync.with_slot_loaded(slot_id, attempt)
         except GuahaoError as exc:
             if exc.code == "SLOT_SOLD_OUT" and self._p.refused_demand is not None:
                 self._p.refused_demand.note(facts.session_id, account_id)  # unmet demand
@@ -269,8 +281,43 @@ class BookingService:
             order_no = booking.payment_order_no
             if order_no:
                 await self.steps.close_order(session, order_no)
-        await self.steps.release_unit(booking, now)
+        try:
+            await self.steps.release_unit(booking, now)
+        except (GuahaoError, RedisError) as exc:
+            if isinstance(exc, GuahaoError) and exc.code != "INVENTORY_UNAVAILABLE":
+                raise
+            # Recorded: the patient has left. Answering 503 now would tell the client that
+            # nothing happened when the record says otherwise; the Redis hold lapses by itself
+            # and a claim it leaves on the account is cleared by the next hold.
+            log.warning("booking %s left while Redis was away: %s", booking.id, exc)
         return booking
+
+    async def _stale_claim_cleared(
+        self, account_id: str, detail: dict[str, Any], now: datetime
+    ) -> bool:
+        """A refusal ``HOLD_ALREADY_ACTIVE`` naming a booking the record says no longer holds
+        (it was left or expired while Redis was away, or Redis came back from an old
+        snapshot): give that hold back in Redis so the account can hold again. A booking not
+        in SQL at all may be a concurrent hold still being written, so it stands."""
+        hold_id, slot_id = detail.get("active_hold_id"), detail.get("active_slot_id")
+        if not isinstance(hold_id, str) or not isinstance(slot_id, str):
+            return False
+        async with self._p.sessions() as session:
+            row = await session.get(BookingRow, hold_id)
+        if row is None or row.account_id != account_id:
+            return False
+        if BookingStatus(row.status) in flow.HOLDING_STATUSES:
+            return False
+        try:
+            await self._p.inventory.release(
+                slot_id, hold_id=hold_id, account_id=account_id, now_ms=to_epoch_ms(now)
+            )
+        except GuahaoError:
+            return False
+        log.info(
+            "cleared a stale hold %s (%s in the record) of %s", hold_id, row.status, account_id
+        )
+        return True
 
     async def submit(
         self, *, account_id: str, booking_id: str, channel: PaymentChannel

@@ -31,6 +31,11 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "get priority to rebook.",
     ),
     "payment.refunded": ("退款已原路退回。", "Your refund has been paid back."),
+    "payment.paid_too_late": (
+        "您的付款未能完成预约（号源已不再为您保留），款项将原路退回。",
+        "Your payment could not complete the booking (the slot was no longer held for you); "
+        "it will be refunded.",
+    ),
     "booking.no_show": (
         "您未按时就诊，已记录爽约一次。",
         "You missed your appointment; a no-show was recorded.",

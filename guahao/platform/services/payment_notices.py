@@ -7,6 +7,7 @@ the same way.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 import msgspec
@@ -23,6 +24,7 @@ from guahao.platform.persistence.tables import (
     PaymentOrderRow,
     RefundRow,
 )
+from guahao.platform.ports import PaymentNotification
 from guahao.platform.services.booking_records import (
     BookingRecords,
     to_domain,
@@ -32,6 +34,8 @@ from guahao.platform.services.runtime import Ports
 from guahao.platform.services.wait_prepayments import WaitPrepayments
 
 __all__ = ["PaymentNotices", "PaymentOutcome"]
+
+log = logging.getLogger(__name__)
 
 
 class PaymentOutcome(msgspec.Struct, frozen=True, rename="camel"):
@@ -55,13 +59,21 @@ class PaymentNotices:
         self._prepayments = WaitPrepayments(ports)
 
     async def handle_payment_notice(self, headers: dict[str, str], body: bytes) -> PaymentOutcome:
-        """A signed notice from the gateway: verify, refuse replays, then book or refund.
+        """A signed notice from the gateway: verify, refuse replays, then book or refund."""
+        now = self._p.clock.now()
+        notice = self._p.gateway.verify_notification(headers, body, now=now)
+        return await self.settle_paid(notice, now)
+
+    async def settle_paid(self, notice: PaymentNotification, now: datetime) -> PaymentOutcome:
+        """Money arrived for an order (a verified notice, or reconciliation finding it at the
+        gateway): confirm the booking if it still may be, otherwise refund and tell the citizen.
 
         The notice's id is recorded in the same transaction as what the notice did, so a notice
         whose processing failed is not mistaken for a replay when the gateway sends it again.
+        Whatever happens, the money ends up either confirming the booking or refunded: a unit
+        that turns out to be taken when the confirmation is written (the database refuses the
+        oversell) expires the booking and refunds the payment; it is never answered as a replay.
         """
-        now = self._p.clock.now()
-        notice = self._p.gateway.verify_notification(headers, body, now=now)
         if await self._prepayments.owns(notice.order_no):  # 候补预付: a wait's money
             booking_id, result = await self._prepayments.take_notice(notice)
             return PaymentOutcome(booking_id, notice.order_no, result)
@@ -86,59 +98,102 @@ class PaymentNotices:
                 notification_id=notice.notification_id, order_no=notice.order_no, received_at=now
             )
 
+        reason = "paid_after_expiry"
         try:
             if order_status == "paid" and booking.status is not BookingStatus.AWAITING_PAYMENT:
                 async with self._p.sessions() as session, session.begin():
                     session.add(record())
                 return PaymentOutcome(booking.id, notice.order_no, "already_confirmed")
+            if order_status == "refunded":
+                # Settled already (refunded by an earlier notice or by reconciliation): keep
+                # the notice's trail, nothing else to do.
+                async with self._p.sessions() as session, session.begin():
+                    session.add(record())
+                return PaymentOutcome(booking.id, notice.order_no, "refunded_late_payment")
             in_time = (
                 booking.status is BookingStatus.AWAITING_PAYMENT
                 and booking.payment_expires_at is not None
                 and notice.paid_at < booking.payment_expires_at
             )
             if in_time:
-                booking.paid = True
-                booking.status = BookingStatus.CONFIRMED
-                booking.confirmed_at = now
-                try:
-                    await self._steps.confirm(
-                        booking,
-                        now,
-                        topic_extra={"paid_online": True, "order_no": notice.order_no},
-                        order_no=notice.order_no,
-                        paid_at=notice.paid_at,
-                        notice=record(),
-                    )
-                    return PaymentOutcome(booking.id, notice.order_no, "confirmed")
-                except ConflictError as exc:
-                    if exc.code in ("BOOKING_ALREADY_CONFIRMED", "BOOKING_STATE_INVALID"):
-                        # Another delivery moved the booking first: this one is its replay,
-                        # or a second notice for an order already paid.
-                        async with self._p.sessions() as session, session.begin():
-                            if (
-                                await session.get(PaymentNotificationRow, notice.notification_id)
-                                is not None
-                            ):
-                                refuse(
-                                    "PAYMENT_CALLBACK_REPLAYED",
-                                    notification_id=notice.notification_id,
-                                )
-                            current = await self._records.booking_row(session, booking.id, None)
-                            if current.status != BookingStatus.CONFIRMED.value:
-                                raise
-                            session.add(record())
-                        return PaymentOutcome(booking.id, notice.order_no, "already_confirmed")
-                    if exc.code != "HOLD_EXPIRED":
-                        raise
+                outcome = await self._confirm_paid(booking, notice, now, record())
+                if outcome is not None:
+                    return outcome
+        except IntegrityError:
+            if await self._notice_recorded(notice.notification_id):
+                refuse("PAYMENT_CALLBACK_REPLAYED", notification_id=notice.notification_id)
+            # Not a replay: the database refused the confirmation itself (the unit was sold
+            # meanwhile, e.g. by a pool rebuilt under traffic). The money must go back.
+            log.error(
+                "paid order %s could not confirm booking %s (integrity error); refunding",
+                notice.order_no,
+                booking.id,
+                exc_info=True,
+            )
+            reason = "unit_unavailable"
+            await self._steps.expire(booking.id, force=True)
+        try:
             refund_no = await self._refund_late_payment(
-                booking, notice.order_no, notice.paid_at, now, record()
+                booking, notice.order_no, notice.paid_at, now, record(), reason=reason
             )
         except IntegrityError:
             refuse("PAYMENT_CALLBACK_REPLAYED", notification_id=notice.notification_id)
+        if refund_no is None:
+            return PaymentOutcome(booking.id, notice.order_no, "refunded_late_payment")
         await self._records.schedule(
             "process_refund", key=f"refund:{refund_no}", refund_no=refund_no
         )
         return PaymentOutcome(booking.id, notice.order_no, "refunded_late_payment")
+
+    async def _confirm_paid(
+        self,
+        booking: Booking,
+        notice: PaymentNotification,
+        now: datetime,
+        notice_row: PaymentNotificationRow,
+    ) -> PaymentOutcome | None:
+        """Confirm a booking paid in time; None when its hold was lost (the caller refunds)."""
+        booking.paid = True
+        booking.status = BookingStatus.CONFIRMED
+        booking.confirmed_at = now
+        try:
+            await self._steps.confirm(
+                booking,
+                now,
+                topic_extra={"paid_online": True, "order_no": notice.order_no},
+                order_no=notice.order_no,
+                paid_at=notice.paid_at,
+                notice=notice_row,
+            )
+            return PaymentOutcome(booking.id, notice.order_no, "confirmed")
+        except ConflictError as exc:
+            if exc.code in ("BOOKING_ALREADY_CONFIRMED", "BOOKING_STATE_INVALID"):
+                # Another delivery moved the booking first: this one is its replay, or a
+                # second notice for an order already paid.
+                async with self._p.sessions() as session, session.begin():
+                    if (
+                        await session.get(PaymentNotificationRow, notice.notification_id)
+                        is not None
+                    ):
+                        refuse("PAYMENT_CALLBACK_REPLAYED", notification_id=notice.notification_id)
+                    current = await self._records.booking_row(session, booking.id, None)
+                    if current.status != BookingStatus.CONFIRMED.value:
+                        raise
+                    session.add(
+                        PaymentNotificationRow(
+                            notification_id=notice.notification_id,
+                            order_no=notice.order_no,
+                            received_at=now,
+                        )
+                    )
+                return PaymentOutcome(booking.id, notice.order_no, "already_confirmed")
+            if exc.code != "HOLD_EXPIRED":
+                raise
+        return None
+
+    async def _notice_recorded(self, notification_id: str) -> bool:
+        async with self._p.sessions() as session:
+            return await session.get(PaymentNotificationRow, notification_id) is not None
 
     async def _refund_late_payment(
         self,
@@ -147,17 +202,25 @@ class PaymentNotices:
         paid_at: datetime,
         now: datetime,
         notice: PaymentNotificationRow,
-    ) -> str:
-        """Paid too late (or the unit was lost): keep the money's trail and give it back."""
+        *,
+        reason: str,
+    ) -> str | None:
+        """Paid too late (or the unit was lost): keep the money's trail and give it back.
+
+        None when the order was refunded meanwhile (a concurrent settlement got there first):
+        the notice is recorded, and no second refund is made.
+        """
         async with self._p.sessions() as session, session.begin():
             session.add(notice)
             order = await session.get(PaymentOrderRow, order_no)
             assert order is not None
+            if order.status == "refunded":
+                return None
             order.status = "paid"
             order.paid_at = paid_at
             row = await self._records.booking_row(session, booking.id, None)
             row.paid = True
-            refund_no = self._steps.add_refund(session, order, booking.id, "paid_after_expiry", now)
+            refund_no = self._steps.add_refund(session, order, booking.id, reason, now)
             record_event(
                 session,
                 "payment.paid_too_late",
@@ -168,6 +231,7 @@ class PaymentNotices:
                     "order_no": order.order_no,
                     "refund_no": refund_no,
                     "amount_cents": order.amount_cents,
+                    "reason": reason,
                 },
                 now,
             )

@@ -1,7 +1,7 @@
 """prepaid waits (候补预付), priority rebooking offers, visit reminders, booking origins
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-05 21:00:00.000000
 
 Three new tables and two columns with a server default: the code before this revision never reads
@@ -15,7 +15,7 @@ from alembic import op
 
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

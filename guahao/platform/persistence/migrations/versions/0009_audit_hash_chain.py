@@ -2,7 +2,7 @@
 head row serialises appends
 
 Revision ID: 0009
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-05 21:00:00.000000
 
 Existing entries are chained in the order they were written (by id). The code before this
