@@ -628,6 +628,8 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "统一身份认证平台未提供已验证的手机号，无法关联账号",
         "The identity provider shared no verified mobile number to link an account with",
     ),
+    # the citizen's inbox on the pages (issue [web], notifications)
+    "NOTIFICATION_NOT_FOUND": (_N, "消息不存在", "No such message"),
 }
 
 
