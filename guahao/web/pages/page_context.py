@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from guahao.platform.clock import Clock
@@ -141,7 +142,9 @@ class PageContext:
         return f"/prefs?{query}&next={quote(self.path, safe='')}"
 
 
-async def provide_page(request: Request[Any, Any, Any], state: State, inbox: Inbox) -> PageContext:
+async def provide_page(
+    request: Request[Any, Any, Any], state: State, inbox: NamedDependency[Inbox]
+) -> PageContext:
     """The ``page`` dependency of every page handler."""
     lang_cookie = request.cookies.get(LANG_COOKIE, "")
     lang: Language = "en" if lang_cookie == "en" else "zh"

@@ -23,6 +23,7 @@ from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.citizen_views import CitizenViews
 from guahao.platform.services.lottery import LotteryService
 from guahao.platform.services.waitlist import WaitlistService
+from guahao.web.pages.booking_flow import DOCUMENT_TYPES, PATIENT_RELATIONS
 from guahao.web.pages.browsing import today_in_region
 from guahao.web.pages.page_context import PageContext, render, see_other, status_of, verified_form
 
@@ -120,6 +121,9 @@ class WaitPages(Controller):
             doctor=doctor,
             patients=await accounts.patients(account_id),
             chosen=entered.get("patient_id"),
+            relations=PATIENT_RELATIONS,
+            document_types=DOCUMENT_TYPES,
+            entered=entered,
             date_from=entered.get("date_from") or today.isoformat(),
             date_to=entered.get("date_to")
             or (today + timedelta(days=DOCTOR_WAIT_DAYS - 1)).isoformat(),
@@ -229,6 +233,9 @@ class LotteryPages(Controller):
             outline=outline,
             patients=await accounts.patients(account_id),
             chosen=chosen,
+            relations=PATIENT_RELATIONS,
+            document_types=DOCUMENT_TYPES,
+            entered={},
             window=_window_state(page, outline.lottery_opens_at, outline.lottery_draw_at),
             draw_ms=page.ms_until(outline.lottery_draw_at),
             error=error,
