@@ -85,6 +85,7 @@ async def test_a_family_member_waits_for_a_sold_out_session_and_the_inbox_is_rea
         await expect(wait_offer).to_be_visible()
         await page.reload()  # the header counts the messages when a page is made
         await expect(page.locator("#unread-count")).to_have_text("2")
+        await shot(page, "doctor-wait-offer-zh", scroll_to=f"#session-{session_id}")
         await wait_offer.get_by_role("link", name=zh("wait.join")).click()
         await expect(page.locator("h1")).to_have_text(zh("wait.join.title"))
         await add_family_member(page, "李秀英", 8_100_001)
@@ -172,7 +173,13 @@ async def test_entering_a_lottery_sessions_draw_and_withdrawing(
     try:
         await page.goto(f"/sign-in?next=/doctors/{site.doctor_id}")
         await sign_in(page, caplog, new_phone())
-        await page.locator(f"a[data-lottery='{next_week}']").click()
+        lottery_offer = page.locator(f"a[data-lottery='{next_week}']")
+        await expect(page.locator(f"#session-{next_week} .lottery")).to_contain_text(
+            en("lottery.tag")
+        )
+        await accessible(page)
+        await shot(page, "doctor-lottery-en", scroll_to=f"#session-{next_week}")
+        await lottery_offer.click()
         await expect(page.locator("h1")).to_have_text(en("lottery.enter.title"))
         await expect(page.locator("#draw-countdown")).to_have_text(re.compile(r"^(2:00:00|1:59)"))
         await add_family_member(page, "陈桂兰", 8_100_003)
