@@ -52,6 +52,7 @@ from guahao.platform.services.federated_identities import FederatedIdentities
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.follow_ups import FollowUps
 from guahao.platform.services.hospital_feed import HospitalFeed
+from guahao.platform.services.inbox import Inbox
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.lottery import LotteryService
 from guahao.platform.services.notifications import InboxNotifier
@@ -125,6 +126,7 @@ class Platform:
     sign_in_codes: SignInCodes
     availability_feed: AvailabilityFeed
     citizen_views: CitizenViews
+    inbox: Inbox
     sweep: Sweep
     """The periodic sweep's steps; its ``failures`` count failed rounds per step."""
     federated_identities: FederatedIdentities
@@ -426,6 +428,7 @@ async def open_platform(
             sign_in_codes=sign_in_codes,
             availability_feed=availability_feed,
             citizen_views=CitizenViews(ports),
+            inbox=Inbox(ports),
             sweep=_sweep_of(
                 bookings,
                 supply,

@@ -647,6 +647,8 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
     ),
     "ONE_TAP_LINK_INVALID": (_F, "退号链接无效", "This cancellation link is not valid"),
     "ONE_TAP_LINK_USED": (_C, "该退号链接已使用过", "This cancellation link has been used already"),
+    # the citizen's inbox on the pages (issue [web], notifications)
+    "NOTIFICATION_NOT_FOUND": (_N, "消息不存在", "No such message"),
 }
 
 

@@ -8,7 +8,7 @@ promises is what the command allows.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import msgspec
 from sqlalchemy import select
@@ -27,7 +27,7 @@ from guahao.platform.persistence.tables import (
 )
 from guahao.platform.services.runtime import Ports
 
-__all__ = ["BookingTerms", "CitizenViews", "DoctorProfile", "InboxMessage"]
+__all__ = ["BookingTerms", "CitizenViews", "DoctorProfile", "InboxMessage", "SessionOutline"]
 
 
 class DoctorProfile(msgspec.Struct, frozen=True, rename="camel"):
@@ -63,6 +63,27 @@ class InboxMessage(msgspec.Struct, frozen=True, rename="camel"):
     zh: str
     en: str
     created_at: datetime
+    read_at: datetime | None = None
+
+
+class SessionOutline(msgspec.Struct, frozen=True, rename="camel"):
+    """One session as a waitlist or lottery page heads with it: who, where, when, and how its
+    units are given (first come, or drawn by lottery in a window)."""
+
+    id: str
+    doctor_id: str
+    doctor_name: str
+    department_name: str
+    hospital_name: str
+    date: date
+    period: str
+    starts_at: datetime
+    release_at: datetime
+    status: str
+    allocation: str
+    lottery_opens_at: datetime | None
+    lottery_draw_at: datetime | None
+    lottery_drawn: bool
 
 
 class CitizenViews:
@@ -124,6 +145,48 @@ class CitizenViews:
             refuse("SESSION_NOT_FOUND", session_id=session_id)
         return str(found)
 
+    async def sessions(self, session_ids: list[str]) -> dict[str, SessionOutline]:
+        """The named sessions with their doctor, department and hospital names; an unknown id
+        is left out."""
+        if not session_ids:
+            return {}
+        async with self._p.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(SessionRow, DoctorRow.name, DepartmentRow.name, HospitalRow.name)
+                    .join(DoctorRow, DoctorRow.id == SessionRow.doctor_id)
+                    .join(DepartmentRow, DepartmentRow.id == SessionRow.department_id)
+                    .join(HospitalRow, HospitalRow.id == SessionRow.hospital_id)
+                    .where(SessionRow.id.in_(session_ids))
+                )
+            ).all()
+        return {
+            row.id: SessionOutline(
+                id=row.id,
+                doctor_id=row.doctor_id,
+                doctor_name=doctor_name,
+                department_name=department_name,
+                hospital_name=hospital_name,
+                date=row.date,
+                period=row.period,
+                starts_at=row.starts_at,
+                release_at=row.release_at,
+                status=row.status,
+                allocation=row.allocation,
+                lottery_opens_at=row.lottery_opens_at,
+                lottery_draw_at=row.lottery_draw_at,
+                lottery_drawn=row.lottery_drawn,
+            )
+            for row, doctor_name, department_name, hospital_name in rows
+        }
+
+    async def session(self, session_id: str) -> SessionOutline:
+        """One session's outline, or ``SESSION_NOT_FOUND``."""
+        found = (await self.sessions([session_id])).get(session_id)
+        if found is None:
+            refuse("SESSION_NOT_FOUND", session_id=session_id)
+        return found
+
     async def booking_terms(
         self, account_id: str, booking_ids: list[str]
     ) -> dict[str, BookingTerms]:
@@ -180,6 +243,7 @@ class CitizenViews:
                 zh=str(r.params.get("zh", "")),
                 en=str(r.params.get("en", "")),
                 created_at=r.created_at,
+                read_at=r.read_at,
             )
             for r in rows
         ]

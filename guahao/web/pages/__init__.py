@@ -31,6 +31,7 @@ from guahao.web.pages.page_context import (
     status_of,
 )
 from guahao.web.pages.sign_in import SignInPages
+from guahao.web.pages.waiting import LotteryPages, WaitPages
 
 __all__ = ["STATIC_DIR", "pages_router", "static_router", "template_config"]
 
@@ -80,7 +81,15 @@ def pages_router(dependencies: dict[str, Provide]) -> Router:
     ``client`` and ``clock``) on this router only."""
     return Router(
         path="/",
-        route_handlers=[BrowsingPages, SignInPages, BookingFlowPages, MyPages, LivePages],
+        route_handlers=[
+            BrowsingPages,
+            SignInPages,
+            BookingFlowPages,
+            MyPages,
+            WaitPages,
+            LotteryPages,
+            LivePages,
+        ],
         dependencies=dependencies,
         exception_handlers={SignInRequired: _sign_in_first, GuahaoError: _refused},
         include_in_schema=False,

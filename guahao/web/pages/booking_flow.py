@@ -33,7 +33,7 @@ from guahao.web.pages.page_context import (
 )
 from guahao.web.pages.patient_form import add_patient_from_form
 
-__all__ = ["DOCUMENT_TYPES", "BookingFlowPages", "step_of"]
+__all__ = ["DOCUMENT_TYPES", "PATIENT_RELATIONS", "BookingFlowPages", "step_of"]
 
 HOLDING = frozenset({"held", "patient_chosen"})
 DOCUMENT_TYPES = (
@@ -122,7 +122,7 @@ class BookingFlowPages(Controller):
             chosen=chosen or (patients[0].id if len(patients) == 1 else None),
             hold_ms=page.ms_until(booking.hold_expires_at),
             doctor_id=doctor_id,
-            relations=sorted(RELATIONS, key=_relation_order),
+            relations=PATIENT_RELATIONS,
             document_types=DOCUMENT_TYPES,
             error=error,
             entered=entered or {},
@@ -270,3 +270,7 @@ _RELATION_ORDER = ("self", "parent", "child", "spouse", "sibling", "other")
 
 def _relation_order(relation: str) -> int:
     return _RELATION_ORDER.index(relation) if relation in _RELATION_ORDER else 99
+
+
+PATIENT_RELATIONS = sorted(RELATIONS, key=_relation_order)
+"""The relations a real-name form offers, the usual ones first."""

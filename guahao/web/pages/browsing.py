@@ -160,11 +160,14 @@ class BrowsingPages(Controller):
         sessions = await queries.doctor_availability(
             doctor_id, start=today, end=today + timedelta(days=days - 1)
         )
+        outlines = await citizen_views.sessions([s.id for s in sessions])
         return render(
             page,
             "doctor.html",
             doctor=profile,
             sessions=sessions,
+            # 摇号 sessions: their units are drawn, so the page offers entering the draw
+            lotteries={k: o for k, o in outlines.items() if o.allocation == "lottery"},
             shortened=days < SCHEDULE_DAYS,
             days=days,
             hold_key=secrets.token_urlsafe(16),

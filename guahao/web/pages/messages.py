@@ -252,6 +252,57 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "grade.2A": ("二级甲等", "Grade 2A"),
     "grade.2B": ("二级乙等", "Grade 2B"),
     "grade.1": ("一级/社区", "Grade 1 / community"),
+    # waiting for a unit (候补, 摇号) and the inbox's read marks
+    "nav.inbox": ("消息", "Messages"),
+    "inbox.link.label": ("消息，{n} 条未读", "Messages, {n} unread"),
+    "inbox.unread": ("{n} 条未读", "{n} unread"),
+    "inbox.read_all": ("全部标为已读", "Mark all read"),
+    "inbox.new": ("未读", "New"),
+    "inbox.mark_read": ("标为已读", "Mark read"),
+    "wait.join": ("我要候补", "Join the waitlist"),
+    "wait.join.title": ("候补挂号", "Join the waitlist"),
+    "wait.join_doctor": ("候补该医生的号", "Wait for this doctor"),
+    "wait.doctor_offer": ("都约满了？", "Fully booked?"),
+    "wait.any_unit": ("任意号源", "any unit"),
+    "wait.session_note": (
+        "本时段已约满。有人退号或放出号源时，将按排队顺序分给候补的就诊人。",
+        "This session is fully booked. Units that come back go to those waiting, in order.",
+    ),
+    "wait.doctor_note": (
+        "在所选日期内，该医生的任一号源空出时，将按排队顺序分给候补的就诊人。",
+        "Any unit of this doctor that comes free on the chosen days goes to those waiting,"
+        " in order.",
+    ),
+    "wait.how": (
+        "轮到您时系统会自动为就诊人锁号，并发消息通知您，请留意“消息”。",
+        "When your turn comes the unit is held for the patient and you get a message.",
+    ),
+    "wait.date_from": ("从", "From"),
+    "wait.date_to": ("到", "To"),
+    "wait.dates": ("{start} 至 {end}", "{start} to {end}"),
+    "wait.who": ("为谁候补", "Who is waiting"),
+    "wait.no_patients": ("还没有就诊人，请先添加", "No patients yet: add one below"),
+    "wait.leave": ("取消候补", "Leave the waitlist"),
+    "wait.position": ("排第 {n} 位", "number {n} in line"),
+    "lottery.tag": ("摇号", "Lottery"),
+    "lottery.window": (
+        "报名时间 {opens} 至 {draw}，{draw} 开奖",
+        "Entries from {opens} until the draw at {draw}",
+    ),
+    "lottery.enter": ("报名摇号", "Enter the draw"),
+    "lottery.enter.title": ("摇号报名", "Enter the lottery"),
+    "lottery.draw_in": ("距开奖", "Draw in"),
+    "lottery.drawing": ("开奖中", "Drawing"),
+    "lottery.draw_at": ("{at} 开奖", "draw at {at}"),
+    "lottery.not_yet": ("报名尚未开始，{at} 开始", "Entries open at {at}"),
+    "lottery.closed": ("报名已截止", "Entries are closed"),
+    "lottery.how": (
+        "本时段的号源以摇号分配：开奖时在符合条件的报名者中随机抽取，中签后系统为就诊人锁号并发消息通知您。",
+        "This session's units are drawn: at the draw, eligible entries are picked at random;"
+        " a winner's unit is held for the patient and you get a message.",
+    ),
+    "lottery.who": ("为谁报名", "Who is entering"),
+    "lottery.withdraw": ("退出摇号", "Withdraw"),
 }
 
 _FACET_PREFIX = {"kind": "kind.", "grade": "grade.", "title": "title."}

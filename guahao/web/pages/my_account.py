@@ -1,6 +1,7 @@
 """The signed-in citizen's own pages: bookings (退号 with its deadline, refunds), patients
-(the family members booked for), waitlist and lottery entries, notifications, and each
-patient's standing (strikes, a ban with its reason and end, the appeal form)."""
+(the family members booked for), notifications (read one, read all), and each patient's
+standing (strikes, a ban with its reason and end, the appeal form). Waitlist and lottery
+entries are ``waiting.py``'s."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.platform.services.blacklist import BlacklistService
 from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.citizen_views import CitizenViews
-from guahao.platform.services.lottery import LotteryService
+from guahao.platform.services.inbox import Inbox
 from guahao.platform.services.queries import QueryService
-from guahao.platform.services.waitlist import WaitlistService
 from guahao.web.pages.booking_flow import DOCUMENT_TYPES, HOLDING
 from guahao.web.pages.page_context import (
     PageContext,
+    local_path,
     render,
     see_other,
     status_of,
@@ -135,7 +136,8 @@ class MyPages(Controller):
             await add_patient_from_form(accounts, account_id, form)
         except GuahaoError as exc:
             return await self._patients_page(page, accounts, account_id, exc, form)
-        return see_other("/me/patients")
+        # added from a waitlist or lottery page: back to it, the new patient there to choose
+        return see_other(local_path(form.get("next"), "/me/patients"))
 
     @post("/patients/{patient_id:str}/remove", name="remove_patient", status_code=303)
     async def remove_patient(
@@ -202,26 +204,51 @@ class MyPages(Controller):
             return await self._standing_page(page, blacklist, accounts, account_id, patient_id, exc)
         return see_other(f"/me/patients/{patient_id}/standing")
 
-    @get("/waits", name="my_waits")
-    async def waits(
-        self,
-        page: NamedDependency[PageContext],
-        waitlist: NamedDependency[WaitlistService],
-        lottery: NamedDependency[LotteryService],
-        accounts: NamedDependency[AccountService],
-    ) -> Template:
-        account_id = page.require_account()
-        return render(
-            page,
-            "my_waits.html",
-            waits=await waitlist.waits(account_id),
-            entries=await lottery.entries(account_id),
-            patients={p.id: p for p in await accounts.patients(account_id)},
-        )
-
     @get("/notifications", name="my_notifications")
     async def notifications(
         self, page: NamedDependency[PageContext], citizen_views: NamedDependency[CitizenViews]
     ) -> Template:
         account_id = page.require_account()
-        return render(page, "my_notifications.html", messages=await citizen_views.inbox(account_id))
+        return await self._notifications_page(page, citizen_views, account_id)
+
+    async def _notifications_page(
+        self,
+        page: PageContext,
+        citizen_views: CitizenViews,
+        account_id: str,
+        error: GuahaoError | None = None,
+    ) -> Template:
+        messages = await citizen_views.inbox(account_id)
+        return render(
+            page,
+            "my_notifications.html",
+            status_code=status_of(error) if error else 200,
+            messages=messages,
+            error=error,
+        )
+
+    @post("/notifications/read-all", name="read_all_notifications", status_code=303)
+    async def read_all(
+        self, page: NamedDependency[PageContext], inbox: NamedDependency[Inbox]
+    ) -> Redirect:
+        """全部已读: every unread message of the account, at once."""
+        await verified_form(page)
+        await inbox.mark_all_read(page.require_account())
+        return see_other("/me/notifications")
+
+    @post("/notifications/{notification_id:str}/read", name="read_notification", status_code=303)
+    async def read(
+        self,
+        page: NamedDependency[PageContext],
+        inbox: NamedDependency[Inbox],
+        citizen_views: NamedDependency[CitizenViews],
+        notification_id: FromPath[str],
+    ) -> Template | Redirect:
+        """标为已读: one message (another account's is as unknown as a made-up id)."""
+        await verified_form(page)
+        account_id = page.require_account()
+        try:
+            await inbox.mark_read(account_id=account_id, notification_id=notification_id)
+        except GuahaoError as exc:
+            return await self._notifications_page(page, citizen_views, account_id, exc)
+        return see_other(f"/me/notifications#message-{notification_id}")

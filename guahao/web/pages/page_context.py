@@ -15,10 +15,12 @@ from zoneinfo import ZoneInfo
 
 from litestar import Request
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.response import Redirect, Template
 
 from guahao.platform.clock import Clock
 from guahao.platform.errors import GuahaoError
+from guahao.platform.services.inbox import Inbox
 from guahao.web.citizen_session import (
     CSRF_FIELD,
     CSRF_HEADER,
@@ -77,6 +79,8 @@ class PageContext:
     csrf: str
     csrf_is_new: bool
     clock: Clock
+    unread: int | None = None
+    """Unread notifications of the signed-in account (the header's badge); ``None`` signed out."""
     t: Translator = field(init=False)
 
     def __post_init__(self) -> None:
@@ -138,19 +142,23 @@ class PageContext:
         return f"/prefs?{query}&next={quote(self.path, safe='')}"
 
 
-async def provide_page(request: Request[Any, Any, Any], state: State) -> PageContext:
+async def provide_page(
+    request: Request[Any, Any, Any], state: State, inbox: NamedDependency[Inbox]
+) -> PageContext:
     """The ``page`` dependency of every page handler."""
     lang_cookie = request.cookies.get(LANG_COOKIE, "")
     lang: Language = "en" if lang_cookie == "en" else "zh"
     csrf, is_new = csrf_token_of(request)
+    account_id = await citizen_account(request)
     page = PageContext(
         request=request,
         lang=lang,
         elder=request.cookies.get(ELDER_COOKIE, "") == "elder",
-        account_id=await citizen_account(request),
+        account_id=account_id,
         csrf=csrf,
         csrf_is_new=is_new,
         clock=state.platform.ports.clock,
+        unread=await inbox.unread_count(account_id) if account_id else None,
     )
     request.state.page = page  # for the pages' error handler, which cannot await
     return page

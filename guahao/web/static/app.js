@@ -55,6 +55,8 @@
         button.disabled = !(n > 0 && s.status === "open");
         if (label) { label.textContent = n > 0 ? left.replace("{n}", n) : full; }
       });
+      var wait = document.querySelector('[data-wait="' + sid + '"]');
+      if (wait && s.released) { wait.hidden = !(s.available === 0 && s.status === "open"); }
       if (s.released) {
         var release = document.querySelector('[data-release="' + sid + '"]');
         if (release && release.parentNode) { release.parentNode.hidden = true; }

@@ -47,6 +47,11 @@ async def test_search_hold_add_a_patient_pay_confirmed_then_cancel(
     try:
         await page.goto("/")
         await expect(page.locator("h1")).to_have_text(t("site.tagline"))
+        mode = re.compile(r"\belder\b" if elder else r"\bstandard\b")
+        await expect(page.locator("html")).to_have_class(mode)
+        await expect(page.locator("html")).to_have_attribute(
+            "lang", "en" if lang == "en" else "zh-CN"
+        )
         await shot(page, f"home-{name}")
 
         # search, with facets
@@ -97,12 +102,14 @@ async def test_search_hold_add_a_patient_pay_confirmed_then_cancel(
         await page.locator("#confirm").click()
         await expect(page.locator("h1")).to_have_text(t("flow.pay.title"))
         await expect(page.locator(".cashier")).to_contain_text("30.00")
+        await accessible(page)
         await shot(page, f"booking-pay-{name}")
         await page.locator("#pay-form button[value=self_pay]").click()
 
         # done: confirmed, with the 退号 deadline
         await expect(page.locator("h1")).to_have_text(t("flow.done"))
         await expect(page.locator(".status")).to_have_text(t("status.confirmed"))
+        await accessible(page)
         await shot(page, f"booking-done-{name}")
 
         # my bookings: 退号 before the deadline, the refund is shown
