@@ -48,6 +48,7 @@ from guahao.platform.services.citizen_views import CitizenViews
 from guahao.platform.services.federated_identities import FederatedIdentities
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.follow_ups import FollowUps
+from guahao.platform.services.hospital_console import HospitalConsole
 from guahao.platform.services.hospital_feed import HospitalFeed
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.lottery import LotteryService
@@ -118,6 +119,7 @@ class Platform:
     sweep: Sweep
     """The periodic sweep's steps; its ``failures`` count failed rounds per step."""
     federated_identities: FederatedIdentities
+    hospital_console: HospitalConsole
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -359,6 +361,7 @@ async def open_platform(
             citizen_views=CitizenViews(ports),
             sweep=_sweep_of(bookings, supply, search, lottery, waitlist, rollups),
             federated_identities=FederatedIdentities(ports),
+            hospital_console=HospitalConsole(ports),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(

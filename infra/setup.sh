@@ -54,7 +54,8 @@ web_assets() {
     mkdir -p "$vendor"
     local file
     for file in swagger-ui-dist/swagger-ui-bundle.js swagger-ui-dist/swagger-ui.css \
-        swagger-ui-dist/swagger-ui-standalone-preset.js swagger-ui-dist/favicon-32x32.png; do
+        swagger-ui-dist/swagger-ui-standalone-preset.js swagger-ui-dist/favicon-32x32.png \
+        echarts/dist/echarts.min.js; do
         if [[ ! -f "$vendor/$(basename "$file")" || "node_modules/$file" -nt "$vendor/$(basename "$file")" ]]; then
             cp "node_modules/$file" "$vendor/"
         fi
