@@ -1,0 +1,283 @@
+"""The staff console in Debian's chromium: a hospital desk's sessions, a session stop seen
+before it is confirmed, the authority's charts and appeals, and who may see and change what.
+
+The region is the small constructed one of the figures' tests (two hospitals of one specialty,
+every number hand-computed there); the pages are read as a phone and as a desk would, in
+Chinese and in English, with screenshots kept in docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, expect
+from sqlalchemy import func, select
+
+from guahao.bootstrap import Platform
+from guahao.platform.persistence.tables import AuditRow, BookingRow, PatientRow, SessionRow
+from guahao.platform.services.staff import StaffRole
+from tests.e2e.pages.support import PHONE_VIEWPORT, axe_serious, shot
+from tests.fixtures.platforms import bulk_accounts, new_patient
+from tests.fixtures.staff import staff_of
+from tests.integration.test_supply_demand_figures import (
+    DAY,
+    book,
+    build_region,
+    chaoyang,
+    session_on,
+    slots_of,
+)
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "console-pass-1"
+DESK_VIEWPORT = {"width": 1280, "height": 900}
+PERIOD = f"from={DAY - timedelta(days=2)}&to={DAY + timedelta(days=4)}"
+
+
+async def region(platform: Platform) -> None:
+    """The constructed region, next week's session of 朝阳医院 with one booking, and a staff
+    member of each kind."""
+    await build_region(platform)
+    spec = chaoyang()
+    await platform.supply.publish_sessions(
+        platform.supply.sessions_from_roster(spec, [DAY + timedelta(days=7)])
+    )
+    (account,) = await bulk_accounts(platform, 1)
+    slots = await slots_of(platform, "h1", DAY + timedelta(days=7))
+    await book(platform, account, slots[0])
+    await platform.rollups.measure_access()
+    for username, role, code in (
+        ("desk", "hospital_staff", "h1"),
+        ("desk2", "hospital_staff", "h2"),
+        ("admin", "authority_admin", None),
+        ("auditor", "authority_auditor", None),
+    ):
+        await platform.staff.create(
+            username=username, password=PASSWORD, role=role, hospital_code=code
+        )
+
+
+async def signed_in(
+    browser: Browser, base: str, username: str, *, lang: str = "zh", desk: bool = False
+) -> tuple[BrowserContext, Page]:
+    context = await browser.new_context(
+        viewport=DESK_VIEWPORT if desk else PHONE_VIEWPORT,  # type: ignore[arg-type]
+        locale="zh-CN" if lang == "zh" else "en-US",
+        base_url=base,
+    )
+    page = await context.new_page()
+    if lang != "zh":
+        await page.goto("/prefs?lang=en&next=/console/sign-in")
+    await page.goto("/console/")
+    await page.locator("#username").fill(username)
+    await page.locator("#password").fill(PASSWORD)
+    await page.locator("form[action='/console/sign-in'] button[type=submit]").click()
+    await page.wait_for_load_state()
+    return context, page
+
+
+async def audited(platform: Platform, action: str) -> int:
+    async with platform.ports.sessions() as session:
+        found = await session.scalar(
+            select(func.count()).select_from(AuditRow).where(AuditRow.action == action)
+        )
+    return int(found or 0)
+
+
+async def person_of(platform: Platform, patient_id: str) -> str:
+    async with platform.ports.sessions() as session:
+        found = await session.scalar(
+            select(PatientRow.person_id).where(PatientRow.id == patient_id)
+        )
+    assert found is not None
+    return found
+
+
+async def csrf_post(page: Page, path: str, fields: dict[str, str]) -> tuple[int, str]:
+    """A form post as a crafted page would send it (with the browser's valid CSRF token)."""
+    token = await page.locator("meta[name=csrf-token]").get_attribute("content")
+    response = await page.request.post(path, form={"csrf": token or "", **fields})
+    return response.status, await response.text()
+
+
+async def test_a_hospital_desk_sees_live_counts_and_stops_a_session_after_seeing_its_impact(
+    browser: Browser, platform: Platform, live_server: str
+) -> None:
+    await region(platform)
+    context, page = await signed_in(browser, live_server, "desk")
+    try:
+        assert page.url.endswith("/console/hospital/")
+        await page.goto(f"/console/hospital/?from={DAY - timedelta(days=2)}&days=14")
+        table = page.locator("table.sessions")
+        await expect(table).to_contain_text("心内科")
+        # this week's session: 4 segments of 4 units, 3 of each online; 3 booked, one of
+        # them cancelled (its unit back on sale), the hold long lapsed; one add-on unit
+        row = table.locator("tbody tr").first
+        await expect(row.locator("td.num")).to_have_text(["12", "4", "0", "2", "0", "10", "1"])
+        assert await axe_serious(page) == []
+        await shot(page, "console-hospital-zh")
+
+        before = await audited(platform, "console.session_patients.read")
+        await row.locator("a").click()
+        await expect(page.locator("h1")).to_contain_text("心内科")
+        await expect(page.locator("main table")).to_contain_text("赵六")  # the add-on patient
+        assert await audited(platform, "console.session_patients.read") == before + 1
+        await shot(page, "console-session-zh")
+
+        next_week = await session_on(platform, "h1", DAY + timedelta(days=7))
+        await page.goto(f"/console/hospital/sessions/{next_week}/stop")
+        impact = page.locator(".impact")
+        await expect(impact).to_contain_text("将取消 1 个预约")
+        await expect(impact).to_contain_text("将通知 1 位就诊人")
+        assert await axe_serious(page) == []
+        await shot(page, "console-stop-zh")
+        await page.locator("#reason").fill("医生临时外出会诊")
+        await page.locator("form[action$='/stop'] button[type=submit]").click()
+        await expect(page.locator(".counts")).to_contain_text("已停诊")
+        async with platform.ports.sessions() as session:
+            stopped = await session.get(SessionRow, next_week)
+            statuses = (
+                await session.scalars(
+                    select(BookingRow.status).where(BookingRow.session_id == next_week)
+                )
+            ).all()
+        assert stopped is not None
+        assert stopped.status == "stopped"
+        assert list(statuses) == ["cancelled_by_hospital"]
+        assert await audited(platform, "console.session.stop") == 1
+
+        await page.goto("/console/hospital/reports?" + PERIOD)
+        await expect(page.locator(".chart[data-drawn=true] canvas").first).to_be_visible()
+        await expect(page.locator("main")).to_contain_text("朝阳区")
+        await expect(page.locator("main")).not_to_contain_text("海淀")
+        await shot(page, "console-hospital-reports-zh")
+    finally:
+        await context.close()
+    context, page = await signed_in(browser, live_server, "desk", lang="en", desk=True)
+    try:
+        await page.goto(f"/console/hospital/?from={DAY - timedelta(days=2)}&days=14")
+        await expect(page.locator("table.sessions")).to_contain_text("Online")
+        await shot(page, "console-hospital-en-desk")
+    finally:
+        await context.close()
+
+
+async def test_hospital_staff_see_and_change_only_their_own_hospital(
+    browser: Browser, platform: Platform, live_server: str
+) -> None:
+    await region(platform)
+    theirs = await session_on(platform, "h2")
+    context, page = await signed_in(browser, live_server, "desk")
+    try:
+        response = await page.goto(f"/console/hospital/sessions/{theirs}")
+        assert response is not None
+        assert response.status == 403
+        await expect(page.locator("#error code")).to_have_text("HOSPITAL_SCOPE_DENIED")
+        await expect(page.locator("main")).not_to_contain_text("海淀")
+        status, _ = await csrf_post(
+            page, f"/console/hospital/sessions/{theirs}/stop", {"reason": "x"}
+        )
+        assert status == 403
+        response = await page.goto("/console/authority/")
+        assert response is not None
+        assert response.status == 403
+        await expect(page.locator("#error code")).to_have_text("STAFF_ROLE_REQUIRED")
+    finally:
+        await context.close()
+    async with platform.ports.sessions() as session:
+        untouched = await session.get(SessionRow, theirs)
+    assert untouched is not None
+    assert untouched.status != "stopped"
+
+
+async def test_the_authority_sees_supply_and_demand_and_an_admin_decides_an_appeal(
+    browser: Browser, platform: Platform, live_server: str
+) -> None:
+    await region(platform)
+    admin = await staff_of(platform, "admin", StaffRole.AUTHORITY_ADMIN.value, None)
+    (account,) = await bulk_accounts(platform, 1)
+    patient_id = await new_patient(platform, account, name="孙八")
+    await platform.blacklist.add_ban(
+        await person_of(platform, patient_id), 30, "倒号证据确凿", admin
+    )
+    await platform.blacklist.file_appeal(account, patient_id, None, "本人从未转卖号源")
+
+    context, page = await signed_in(browser, live_server, "admin", desk=True)
+    try:
+        assert page.url.endswith("/console/authority/")
+        await page.goto("/console/authority/?" + PERIOD)
+        await expect(page.locator(".chart[data-drawn=true] canvas")).to_have_count(2)
+        await expect(page.locator("main table").first).to_contain_text("海淀区")
+        assert await axe_serious(page) == []
+        await shot(page, "console-authority-zh-desk")
+        export = await page.request.get("/console/exports/supply-demand?format=csv&" + PERIOD)
+        assert export.status == 200
+        assert "海淀区" in (await export.body()).decode("utf-8-sig")
+        await page.goto("/console/authority/unmet?" + PERIOD)
+        await expect(page.locator("main")).to_contain_text("海淀医院")
+        await shot(page, "console-unmet-zh-desk")
+        await page.goto(f"/console/authority/hospitals?{PERIOD}&month=2026-03")
+        await expect(page.locator("main table").first).to_contain_text("海淀医院")
+        await shot(page, "console-rankings-zh-desk")
+
+        before = await audited(platform, "appeal.decide")
+        await page.goto("/console/authority/appeals")
+        await expect(page.locator("main")).to_contain_text("本人从未转卖号源")
+        assert await axe_serious(page) == []
+        await page.locator("form.decide input[name=reason]").fill("证据不足，解除限制")
+        await page.locator("form.decide button[value=yes]").click()
+        await expect(page.locator("main")).to_contain_text("没有申诉")
+        appeals = await platform.blacklist.list_appeals(admin, status="granted")
+        assert [a.decision_reason for a in appeals] == ["证据不足，解除限制"]
+        assert await audited(platform, "appeal.decide") >= before
+    finally:
+        await context.close()
+    context, page = await signed_in(browser, live_server, "admin", lang="en")
+    try:
+        await page.goto("/console/authority/?" + PERIOD)
+        await expect(page.locator(".chart[data-drawn=true] canvas")).to_have_count(2)
+        await expect(page.locator("h1")).to_have_text("Supply and demand across the region")
+        await shot(page, "console-authority-en")
+        await page.goto("/console/authority/connectors")
+        await page.goto("/console/authority/rules")
+        await expect(page.locator("h1")).to_contain_text("Region rules")
+    finally:
+        await context.close()
+
+
+async def test_an_auditor_reads_everything_and_changes_nothing(
+    browser: Browser, platform: Platform, live_server: str
+) -> None:
+    await region(platform)
+    admin = await staff_of(platform, "admin", StaffRole.AUTHORITY_ADMIN.value, None)
+    (account,) = await bulk_accounts(platform, 1)
+    patient_id = await new_patient(platform, account, name="周九")
+    await platform.blacklist.add_ban(await person_of(platform, patient_id), 30, "倒号", admin)
+    appeal = await platform.blacklist.file_appeal(account, patient_id, None, "误判")
+
+    context, page = await signed_in(browser, live_server, "auditor")
+    try:
+        await page.goto("/console/authority/appeals")
+        await expect(page.locator("main")).to_contain_text("误判")
+        await expect(page.locator("main form")).to_have_count(0)
+        await shot(page, "console-appeals-auditor-zh")
+        status, body = await csrf_post(
+            page,
+            f"/console/authority/appeals/{appeal.id}/decision",
+            {"grant": "yes", "reason": "x"},
+        )
+        assert status == 403
+        assert "STAFF_ROLE_REQUIRED" in body
+        for path in ("/console/authority/signals", "/console/authority/bans"):
+            response = await page.goto(path)
+            assert response is not None
+            assert response.status == 200
+        response = await page.goto("/console/hospital/")
+        assert response is not None
+        assert response.status == 403
+    finally:
+        await context.close()
+    pending = await platform.blacklist.list_appeals(admin, status="pending")
+    assert [a.id for a in pending] == [appeal.id]
