@@ -91,8 +91,8 @@ class AuthorityConsolePages(Controller):
             query=_query(scope),
             supply=supply,
             areas=_by_area(supply),
-            supply_chart=supply_demand_chart(supply, console.t),
-            access_chart=access_trend_chart(access, console.t),
+            supply_chart=supply_demand_chart(supply, console.t, scope.date_from, scope.date_to),
+            access_chart=access_trend_chart(access, console.t, scope.date_from, scope.date_to),
             access_latest=[a for a in access if a.measured_on == latest],
         )
 

@@ -240,7 +240,7 @@ class HospitalConsolePages(Controller):
         query = f"from={since}&to={until}&hospitalId={hospital_id}"
         context: dict[str, Any] = {
             "supply": supply,
-            "chart": supply_demand_chart(supply, console.t),
+            "chart": supply_demand_chart(supply, console.t, since, until),
             "access": await figures.access(staff, scope),
             "compliance": await figures.compliance(staff, scope),
             "date_from": since,

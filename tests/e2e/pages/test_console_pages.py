@@ -18,7 +18,7 @@ from guahao.bootstrap import Platform
 from guahao.platform.persistence.tables import AuditRow, BookingRow, PatientRow, SessionRow
 from guahao.platform.services.staff import StaffRole
 from tests.e2e.pages.support import PHONE_VIEWPORT, axe_serious, shot
-from tests.fixtures.platforms import bulk_accounts, new_patient
+from tests.fixtures.platforms import at_local, bulk_accounts, manual_clock, new_patient
 from tests.fixtures.staff import staff_of
 from tests.integration.test_supply_demand_figures import (
     DAY,
@@ -47,7 +47,10 @@ async def region(platform: Platform) -> None:
     (account,) = await bulk_accounts(platform, 1)
     slots = await slots_of(platform, "h1", DAY + timedelta(days=7))
     await book(platform, account, slots[0])
-    await platform.rollups.measure_access()
+    clock = manual_clock(platform)
+    for later in range(1, 4):  # the access measure on three mornings: a trend to draw
+        clock.set(at_local(DAY + timedelta(days=later), 7))
+        await platform.rollups.measure_access()
     for username, role, code in (
         ("desk", "hospital_staff", "h1"),
         ("desk2", "hospital_staff", "h2"),
