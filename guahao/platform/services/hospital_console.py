@@ -13,6 +13,7 @@ same transaction as the read, as the authority's person records are.
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import msgspec
 from sqlalchemy import func, select
@@ -140,6 +141,15 @@ class HospitalConsole:
                 select(HospitalRow.code).where(HospitalRow.id == hospital_id)
             )
         return code or ""
+
+    async def policies(self, staff: StaffActor) -> dict[str, Any]:
+        """The hospital's own booking policies as registered (split, release, holds…)."""
+        hospital_id = self.hospital_of(staff)
+        async with self._p.sessions() as session:
+            found = await session.scalar(
+                select(HospitalRow.policies).where(HospitalRow.id == hospital_id)
+            )
+        return dict(found or {})
 
     async def sessions(self, staff: StaffActor, first: date, days: int) -> list[ConsoleSession]:
         """The hospital's sessions from ``first`` for ``days`` days, with live counts."""

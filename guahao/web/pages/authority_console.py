@@ -28,7 +28,12 @@ from guahao.platform.services.staff import StaffActor, StaffRole
 from guahao.platform.services.suspicion import SuspicionService
 from guahao.web.figure_exports import EXPORT_FORMATS, export_figures
 from guahao.web.pages.console_charts import access_trend_chart, supply_demand_chart
-from guahao.web.pages.console_context import AUTHORITY, ConsoleContext, render_console
+from guahao.web.pages.console_context import (
+    AUTHORITY,
+    ConsoleContext,
+    flat_rules,
+    render_console,
+)
 from guahao.web.pages.page_context import see_other
 from guahao.web.routes.authority_figures import FigureName
 
@@ -205,7 +210,7 @@ class AuthorityConsolePages(Controller):
             console,
             "console/rules.html",
             version=await rules.version(),
-            in_force=_flat(msgspec_builtins(await rules.region())),
+            in_force=flat_rules(msgspec.to_builtins(await rules.region())),
             history=await rules.history(None),
         )
 
@@ -294,11 +299,6 @@ def _by_area(supply: list[Any]) -> list[dict[str, Any]]:
     return sorted(result, key=lambda x: (-x["unmet_demand"], x["district"], x["specialty"]))
 
 
-def msgspec_builtins(value: Any) -> dict[str, Any]:
-    found: dict[str, Any] = msgspec.to_builtins(value)
-    return found
-
-
 async def _lines(
     figures: AuthorityFigures, staff: StaffActor, name: str, scope: FigureScope, month: str
 ) -> list[Any]:
@@ -311,18 +311,3 @@ async def _lines(
     if name == "unmet-demand":
         return list(await figures.unmet_demand(staff, scope))
     return list(await figures.rankings(staff, date.fromisoformat(month + "-01")))
-
-
-def _flat(rules: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested rules as dotted keys, the way changes name them.
-
-    >>> _flat({"limits": {"per_day": 2}, "hold_minutes": 5})
-    [('hold_minutes', 5), ('limits.per_day', 2)]
-    """
-    out: list[tuple[str, Any]] = []
-    for key, value in rules.items():
-        if isinstance(value, dict):
-            out.extend(_flat(value, f"{prefix}{key}."))
-        else:
-            out.append((f"{prefix}{key}", value))
-    return sorted(out)

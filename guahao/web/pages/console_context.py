@@ -39,6 +39,8 @@ __all__ = [
     "HOSPITAL",
     "ConsoleContext",
     "ConsoleSignInRequired",
+    "flat_rules",
+    "next_or",
     "provide_console",
     "render_console",
 ]
@@ -157,3 +159,18 @@ def next_or(candidate: str | None, default: str) -> str:
     """``candidate`` if it is a console path, else ``default``."""
     found = local_path(candidate, default)
     return found if found.startswith("/console") else default
+
+
+def flat_rules(rules: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested rules or policies as dotted keys, the way rule changes name them.
+
+    >>> flat_rules({"limits": {"per_day": 2}, "hold_minutes": 5})
+    [('hold_minutes', 5), ('limits.per_day', 2)]
+    """
+    out: list[tuple[str, Any]] = []
+    for key, value in rules.items():
+        if isinstance(value, dict):
+            out.extend(flat_rules(value, f"{prefix}{key}."))
+        else:
+            out.append((f"{prefix}{key}", value))
+    return sorted(out)

@@ -149,13 +149,57 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
     "filing.failed": ("建档失败", "failed"),
     "filing.filed": ("已建档", "filed"),
     "reports.title": ("本院报表", "Our reports"),
+    "nav.hospital_rules": ("放号规则", "Release rules"),
+    "hrules.title": ("本院放号与规则", "Our release policy and rules"),
+    "hrules.policies": (
+        "本院放号政策（线上/现场比例、放号时间等）",
+        "Our booking policy (split, release…)",
+    ),
+    "hrules.policies_note": (
+        "线上/现场比例与放号时间随医院接入登记，由接口或卫健委变更。",
+        "The split and release time are registered with the hospital; they change through "
+        "its connector or the authority.",
+    ),
+    "hrules.overridable": ("全区规则允许本院调整的项", "Region rules we may set for ourselves"),
+    "hrules.reason": ("调整原因", "Reason for the change"),
+    "hrules.save": ("保存为新版本", "Save as a new version"),
+    "hrules.no_overrides": ("本院未作调整，沿用全区规则", "No overrides: the region's rules apply"),
+    "policy.quota.online_share": ("线上号比例", "Online share"),
+    "policy.quota.offline_first_segments": (
+        "开头留作现场号的时段数",
+        "First segments kept on site",
+    ),
+    "policy.release.days_ahead": ("提前放号天数", "Days released ahead"),
+    "policy.release.at": ("放号时刻", "Release time"),
+    "policy.cancel.at": ("退号截止时刻", "Cancellation deadline time"),
+    "policy.cancel.hours": ("退号提前小时数", "Cancellation hours before"),
+    "policy.cancel.kind": ("退号截止方式", "Cancellation deadline kind"),
+    "policy.cancel_return_delay_seconds": ("退号回池延迟（秒）", "Cancelled unit return delay (s)"),
+    "policy.cutoff.hours_before": (
+        "停止线上预约（就诊前小时）",
+        "Online booking closes (hours before)",
+    ),
+    "policy.hold_minutes": ("锁号分钟数", "Hold minutes"),
+    "policy.payment_minutes": ("支付分钟数", "Payment minutes"),
+    "policy.payment_mode": ("支付方式", "Payment mode"),
+    "policy.filing_mode": ("建档方式", "Filing mode"),
+    "policy.limits.per_patient_department_day": (
+        "每人每科每日预约上限",
+        "Bookings per patient, department and day",
+    ),
+    "policy.limits.rebook_department_wait_minutes": (
+        "退号后同科再约等待（分钟）",
+        "Wait before rebooking a department (minutes)",
+    ),
+    "policy.add_on_per_session": ("每个出诊加号上限", "Add-on units per session"),
+    "policy.follow_up_valid_days": ("复诊有效天数", "Follow-up validity (days)"),
     # figures
     "supply.title": ("全区号源供需", "Supply and demand across the region"),
     "supply.by_area": ("按区 × 专科合计", "By district × specialty, period totals"),
     "supply.by_day": ("按日 × 专科", "By day × specialty"),
     "chart.supply_demand": (
         "每日放号、线上号、预约与未满足需求",
-        "Released, online, booked and unmet per day",
+        "Units and demand per day",
     ),
     "chart.access": (
         "第三个可预约号（天，各院中位数）",
@@ -265,3 +309,8 @@ class ConsoleTranslator(Translator):
         pair = CONSOLE_MESSAGES.get(key) or MESSAGES.get(key)
         text = pair[self._index] if pair else key
         return text.format(**values) if values else text
+
+    def policy(self, key: str) -> str:
+        """A policy's or rule's name as people read it (its dotted key if none is known)."""
+        found = self("policy." + key)
+        return "" if found == "policy." + key else found

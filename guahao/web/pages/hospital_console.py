@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
+import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
@@ -26,8 +27,9 @@ from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.hospital_console import HospitalConsole
 from guahao.platform.services.lottery import LotteryService
+from guahao.platform.services.rule_book import RuleBook
 from guahao.web.pages.console_charts import supply_demand_chart
-from guahao.web.pages.console_context import HOSPITAL, ConsoleContext, render_console
+from guahao.web.pages.console_context import HOSPITAL, ConsoleContext, flat_rules, render_console
 from guahao.web.pages.page_context import see_other
 
 __all__ = ["HospitalConsolePages"]
@@ -218,6 +220,51 @@ class HospitalConsolePages(Controller):
             staff, "console.filing.result", "filing", filing_id, {"status": status}
         )
         return see_other("/console/hospital/filings")
+
+    @get("/rules", name="console_hospital_rules")
+    async def rules_page(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        rules: NamedDependency[RuleBook],
+    ) -> Template:
+        """The hospital's split and release policy, and the region's rules it may change."""
+        staff = console.require(*HOSPITAL)
+        hospital_id = hospital_console.hospital_of(staff)
+        region = await rules.region()
+        in_force = dict(flat_rules(msgspec.to_builtins(await rules.for_hospital(hospital_id))))
+        return render_console(
+            console,
+            "console/hospital_rules.html",
+            policies=flat_rules(await hospital_console.policies(staff)),
+            overridable=[(k, in_force.get(k)) for k in sorted(region.hospital_overridable)],
+            history=await rules.history(hospital_id),
+        )
+
+    @post("/rules", name="console_hospital_rules_change", status_code=303)
+    async def change_rules(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        rules: NamedDependency[RuleBook],
+    ) -> Redirect:
+        """A new version of the hospital's overrides (the rule book refuses anything the
+        region does not let hospitals change, and audits)."""
+        staff, form = await console.require_change(*HOSPITAL)
+        hospital_id = hospital_console.hospital_of(staff)
+        region = await rules.region()
+        overrides: dict[str, int] = {}
+        for key in sorted(region.hospital_overridable):
+            raw = form.get(key, "").strip()
+            if not raw:
+                continue
+            if not raw.isdigit() or len(raw) > 6:
+                refuse("VALIDATION_FAILED", field=key, reason="a whole number")
+            overrides[key] = int(raw)
+        await rules.change_hospital(
+            hospital_id, overrides, staff=staff, reason=form.get("reason", "")[:500]
+        )
+        return see_other("/console/hospital/rules")
 
     @get("/reports", name="console_hospital_reports")
     async def reports(

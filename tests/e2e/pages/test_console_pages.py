@@ -19,7 +19,7 @@ from guahao.platform.persistence.tables import AuditRow, BookingRow, PatientRow,
 from guahao.platform.services.staff import StaffRole
 from tests.e2e.pages.support import PHONE_VIEWPORT, axe_serious, shot
 from tests.fixtures.platforms import at_local, bulk_accounts, manual_clock, new_patient
-from tests.fixtures.staff import staff_of
+from tests.fixtures.staff import hospital_id_of, staff_of
 from tests.integration.test_supply_demand_figures import (
     DAY,
     book,
@@ -187,12 +187,26 @@ async def test_hospital_staff_see_and_change_only_their_own_hospital(
         assert response is not None
         assert response.status == 403
         await expect(page.locator("#error code")).to_have_text("STAFF_ROLE_REQUIRED")
+
+        await page.goto("/console/hospital/rules")  # their own rules, within the region's
+        await page.locator("input[name='add_on_per_session']").fill("3")
+        await page.locator("#rules-reason").fill("专家门诊加号需求大")
+        await page.locator("form[action='/console/hospital/rules'] button").click()
+        await expect(page.locator("main .list")).to_contain_text("专家门诊加号需求大")
+        assert await axe_serious(page) == []
+        await shot(page, "console-hospital-rules-zh")
     finally:
         await context.close()
     async with platform.ports.sessions() as session:
         untouched = await session.get(SessionRow, theirs)
     assert untouched is not None
     assert untouched.status != "stopped"
+    h1_rules = await platform.rules.for_hospital(await hospital_id_of(platform, "h1"))
+    h2_rules = await platform.rules.for_hospital(await hospital_id_of(platform, "h2"))
+    assert (h1_rules.add_on_per_session, h2_rules.add_on_per_session) == (
+        3,
+        (await platform.rules.region()).add_on_per_session,
+    )
 
 
 async def test_the_authority_sees_supply_and_demand_and_an_admin_decides_an_appeal(
@@ -215,6 +229,7 @@ async def test_the_authority_sees_supply_and_demand_and_an_admin_decides_an_appe
         await expect(page.locator("main table").first).to_contain_text("海淀区")
         assert await axe_serious(page) == []
         await shot(page, "console-authority-zh-desk")
+        await shot(page, "console-access-zh-desk", scroll_to="#access-h")
         export = await page.request.get("/console/exports/supply-demand?format=csv&" + PERIOD)
         assert export.status == 200
         assert "海淀区" in (await export.body()).decode("utf-8-sig")
