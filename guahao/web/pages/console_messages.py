@@ -145,7 +145,7 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "filings.requested": ("申请于 {at}", "Requested {at}"),
     "filings.his_id": ("院内病案号", "Hospital patient number"),
-    "filings.filed": ("已建档", "Filed"),
+    "filings.filed": ("完成建档", "Mark filed"),
     "filings.none": ("没有待建档的就诊人", "Nobody is waiting to be filed"),
     "filing.pending": ("待建档", "pending"),
     "filing.failed": ("建档失败", "failed"),

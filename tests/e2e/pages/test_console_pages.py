@@ -17,8 +17,16 @@ from sqlalchemy import func, select
 from guahao.bootstrap import Platform
 from guahao.platform.persistence.tables import AuditRow, BookingRow, PatientRow, SessionRow
 from guahao.platform.services.staff import StaffRole
-from tests.e2e.pages.support import PHONE_VIEWPORT, axe_serious, shot
-from tests.fixtures.platforms import at_local, bulk_accounts, manual_clock, new_patient
+from tests.e2e.pages.support import PHONE_VIEWPORT, Site, axe_serious, shot
+from tests.fixtures.platforms import (
+    at_local,
+    bulk_accounts,
+    confirmed_booking,
+    manual_clock,
+    new_account,
+    new_patient,
+    session_of,
+)
 from tests.fixtures.staff import hospital_id_of, staff_of
 from tests.integration.test_supply_demand_figures import (
     DAY,
@@ -299,3 +307,57 @@ async def test_an_auditor_reads_everything_and_changes_nothing(
         await context.close()
     pending = await platform.blacklist.list_appeals(admin, status="pending")
     assert [a.id for a in pending] == [appeal.id]
+
+
+async def test_the_desk_checks_in_adds_a_unit_marks_a_lottery_and_files_a_patient(
+    browser: Browser, platform: Platform, site: Site
+) -> None:
+    _, booking_id, _ = await confirmed_booking(platform, site.slot_ids[0])
+    session_id = await session_of(platform, site.slot_ids[0])
+    account = await new_account(platform)
+    walk_in = await new_patient(platform, account, name="吴十")
+    await platform.filings.request(
+        account_id=account, patient_id=walk_in, hospital_id=await hospital_id_of(platform, "h1")
+    )
+    await platform.staff.create(
+        username="desk", password=PASSWORD, role="hospital_staff", hospital_code="h1"
+    )
+    context, page = await signed_in(browser, site.base, "desk")
+    try:
+        await page.goto(f"/console/hospital/sessions/{session_id}")
+        await page.locator("form[action$='/check-in'] button").click()
+        await expect(page.locator("main table")).to_contain_text("已签到")
+        await page.locator("#patient_id").fill(walk_in)
+        await page.locator("#add-on-reason").fill("术后复查")
+        await page.locator("form[action$='/add-on'] button").click()
+        await expect(page.locator("main table")).to_contain_text("吴十")
+        await expect(page.locator(".counts")).to_contain_text("加号1")
+        async with platform.ports.sessions() as session:
+            checked = await session.get(BookingRow, booking_id)
+            next_week = await session.scalar(
+                select(SessionRow.id).where(SessionRow.id != session_id).order_by(SessionRow.date)
+            )
+        assert checked is not None
+        assert checked.status == "checked_in"
+        assert next_week is not None
+
+        await page.goto(f"/console/hospital/sessions/{next_week}")
+        await page.locator("form[action$='/lottery'] button").click()
+        await expect(page.locator(".counts")).to_contain_text("摇号")
+
+        await page.goto("/console/hospital/filings")
+        await expect(page.locator("main .list")).to_contain_text("吴十")
+        assert await axe_serious(page) == []
+        await shot(page, "console-filings-zh")
+        await page.locator("main .list input[name=his_patient_id]").fill("MZ-0042")
+        await page.locator("main .list button").click()
+        await expect(page.locator("main .list")).to_contain_text("没有待建档的就诊人")
+    finally:
+        await context.close()
+    actions = {
+        "console.booking.check_in",
+        "console.session.lottery",
+        "console.filing.result",
+        "console.filing_queue.read",
+    }
+    assert {a for a in actions if await audited(platform, a) == 0} == set()
