@@ -361,7 +361,7 @@ async def open_platform(
             citizen_views=CitizenViews(ports),
             sweep=_sweep_of(bookings, supply, search, lottery, waitlist, rollups),
             federated_identities=FederatedIdentities(ports),
-            hospital_console=HospitalConsole(ports),
+            hospital_console=HospitalConsole(ports, filings),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import msgspec
 from sqlalchemy import func, select
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.platform.bookings import ACTIVE_STATUSES, BookingStatus
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
+from guahao.platform.identity_documents import validate_document
 from guahao.platform.persistence.tables import (
     BookingRow,
     DepartmentRow,
@@ -29,10 +31,13 @@ from guahao.platform.persistence.tables import (
     HospitalRow,
     PatientFilingRow,
     PatientRow,
+    PersonRow,
     SessionRow,
     SlotRow,
 )
+from guahao.platform.services.accounts import REGION_ZONE, person_key
 from guahao.platform.services.audit import record_audit
+from guahao.platform.services.filings import Filings, FilingView
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffActor, StaffRole, require_role
 
@@ -42,6 +47,7 @@ __all__ = [
     "HospitalConsole",
     "SessionPatient",
     "StopImpact",
+    "UnfiledArrival",
 ]
 
 MAX_DAYS = 31
@@ -102,11 +108,24 @@ class FilingQueueLine(msgspec.Struct, frozen=True):
     detail: str
 
 
+class UnfiledArrival(msgspec.Struct, frozen=True):
+    """A patient booked in the coming days with no record in the hospital's HIS yet: under
+    filing mode B (``on_site``) the desk files them when they arrive."""
+
+    booking_id: str
+    starts_at: datetime
+    department: str
+    patient_name: str
+    document_type: str
+    document_masked: str
+
+
 class HospitalConsole:
     """Reads for the hospital console, scoped and audited."""
 
-    def __init__(self, ports: Ports) -> None:
+    def __init__(self, ports: Ports, filings: Filings) -> None:
         self._p = ports
+        self._filings = filings
 
     @staticmethod
     def hospital_of(staff: StaffActor) -> str:
@@ -361,6 +380,80 @@ class HospitalConsole:
             )
             for r in rows
         ]
+
+    async def unfiled_arrivals(
+        self, staff: StaffActor, first: date, days: int = 2, *, limit: int = 200
+    ) -> list[UnfiledArrival]:
+        """Confirmed bookings from ``first`` for ``days`` days whose patient the hospital has
+        not filed (audited: it names patients)."""
+        hospital_id = self.hospital_of(staff)
+        last = first + timedelta(days=max(1, min(days, 7)) - 1)
+        filed = select(PatientFilingRow.person_id).where(
+            PatientFilingRow.hospital_id == hospital_id, PatientFilingRow.status == "filed"
+        )
+        query = (
+            select(
+                BookingRow.id,
+                SlotRow.starts_at,
+                DepartmentRow.name,
+                PatientRow.name,
+                PatientRow.document_type,
+                PatientRow.document_masked,
+            )
+            .join(SessionRow, SessionRow.id == BookingRow.session_id)
+            .join(SlotRow, SlotRow.id == BookingRow.slot_id)
+            .join(DepartmentRow, DepartmentRow.id == SessionRow.department_id)
+            .join(PatientRow, PatientRow.id == BookingRow.patient_id)
+            .where(
+                SessionRow.hospital_id == hospital_id,
+                SessionRow.date >= first,
+                SessionRow.date <= last,
+                BookingRow.status == BookingStatus.CONFIRMED.value,
+                BookingRow.person_id.notin_(filed),
+            )
+            .order_by(SlotRow.starts_at)
+            .limit(limit)
+        )
+        async with self._p.sessions() as session, session.begin():
+            rows = (await session.execute(query)).all()
+            record_audit(
+                session,
+                staff.username,
+                staff.role.value,
+                "console.unfiled_arrivals.read",
+                "hospital",
+                hospital_id,
+                {"bookings": len(rows)},
+                self._p.clock.now(),
+            )
+        return [UnfiledArrival(*row) for row in rows]
+
+    async def file_on_arrival(
+        self, staff: StaffActor, booking_id: str, document_number: str, his_patient_id: str
+    ) -> FilingView:
+        """建档 at the desk (mode B): the document read off the patient's card must be the
+        booking's patient's (a typo must not file somebody else), then the HIS number is
+        recorded as the filing."""
+        row = await self.own_booking(staff, booking_id)
+        async with self._p.sessions() as session:
+            patient = await session.get(PatientRow, row.patient_id) if row.patient_id else None
+            person = await session.get(PersonRow, row.person_id) if row.person_id else None
+        if patient is None or person is None:
+            refuse("BOOKING_STATE_INVALID", booking_id=booking_id, reason="no patient yet")
+        today = self._p.clock.now().astimezone(ZoneInfo(REGION_ZONE)).date()
+        document = validate_document(patient.document_type, document_number.strip(), today=today)
+        if self._p.vault.index("document", person_key(document)) != person.document_hash:
+            refuse("VALIDATION_FAILED", field="document_number", reason="not this patient's")
+        filing = await self._filings.record_filed_by_document(
+            hospital_id=self.hospital_of(staff),
+            document_type=patient.document_type,
+            document_number=document_number.strip(),
+            his_patient_id=his_patient_id.strip(),
+        )
+        await self.record_action(
+            staff, "console.filing.on_arrival", "booking", booking_id, {"filing": filing.id}
+        )
+        return filing
 
     async def record_action(
         self,

@@ -147,6 +147,14 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
     "filings.his_id": ("院内病案号", "Hospital patient number"),
     "filings.filed": ("完成建档", "Mark filed"),
     "filings.none": ("没有待建档的就诊人", "Nobody is waiting to be filed"),
+    "arrivals.title": ("近三天到院建档", "To file on arrival, next three days"),
+    "arrivals.note": (
+        "已预约但本院尚无档案的就诊人（现场建档）：核对身份证件后录入证件号与院内病案号。",
+        "Booked patients the hospital has not filed yet (filing on site): check their "
+        "document, then enter its number and the hospital's patient number.",
+    ),
+    "arrivals.document": ("证件号码（核对证件后录入）", "Document number (from the card)"),
+    "arrivals.none": ("没有需要到院建档的就诊人", "Nobody to file on arrival"),
     "filing.pending": ("待建档", "pending"),
     "filing.failed": ("建档失败", "failed"),
     "filing.filed": ("已建档", "filed"),

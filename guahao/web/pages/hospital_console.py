@@ -56,7 +56,7 @@ class HospitalConsolePages(Controller):
         staff = console.require(*HOSPITAL)
         start = first or console.today()
         code = await hospital_console.hospital_code(staff)
-        health = [h for h in await connectors.registry.health(50) if h.hospital_code == code]
+        health = await connectors.registry.health(50, hospital_code=code)
         return render_console(
             console,
             "console/hospital.html",
@@ -197,7 +197,25 @@ class HospitalConsolePages(Controller):
         """The filing queue (建档): requests waiting for the hospital's answer."""
         staff = console.require(*HOSPITAL)
         queue = await hospital_console.filing_queue(staff)
-        return render_console(console, "console/filings.html", queue=queue)
+        arrivals = await hospital_console.unfiled_arrivals(staff, console.today(), 3)
+        return render_console(console, "console/filings.html", queue=queue, arrivals=arrivals)
+
+    @post("/arrivals/{booking_id:str}/filing", name="console_file_on_arrival", status_code=303)
+    async def file_on_arrival(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        booking_id: FromPath[str],
+    ) -> Redirect:
+        """建档 at the desk (mode B), from the patient's card and the HIS number."""
+        staff, form = await console.require_change(*HOSPITAL)
+        await hospital_console.file_on_arrival(
+            staff,
+            booking_id,
+            form.get("document_number", "")[:40],
+            form.get("his_patient_id", "")[:64],
+        )
+        return see_other("/console/hospital/filings")
 
     @post("/filings/{filing_id:str}", name="console_filing_result", status_code=303)
     async def filing_result(

@@ -25,6 +25,8 @@ from tests.fixtures.platforms import (
     manual_clock,
     new_account,
     new_patient,
+    pay,
+    resident_id,
     session_of,
 )
 from tests.fixtures.staff import hospital_id_of, staff_of
@@ -314,6 +316,26 @@ async def test_the_desk_checks_in_adds_a_unit_marks_a_lottery_and_files_a_patien
 ) -> None:
     _, booking_id, _ = await confirmed_booking(platform, site.slot_ids[0])
     session_id = await session_of(platform, site.slot_ids[0])
+    arriving = await new_account(platform)
+    card = resident_id(4242)
+    patient = await platform.accounts.add_patient(
+        account_id=arriving,
+        name="郑十一",
+        document_type="resident_id",
+        document_number=card,
+        relation="self",
+    )
+    held = await platform.bookings.hold(
+        account_id=arriving, slot_id=site.slot_ids[1], idempotency_key="walk-in"
+    )
+    await platform.bookings.choose_patient(
+        account_id=arriving, booking_id=held.id, patient_id=patient.id
+    )
+    _, order = await platform.bookings.submit(
+        account_id=arriving, booking_id=held.id, channel="self_pay"
+    )
+    assert order is not None
+    await pay(platform, order.order_no, "self_pay")
     account = await new_account(platform)
     walk_in = await new_patient(platform, account, name="吴十")
     await platform.filings.request(
@@ -325,7 +347,7 @@ async def test_the_desk_checks_in_adds_a_unit_marks_a_lottery_and_files_a_patien
     context, page = await signed_in(browser, site.base, "desk")
     try:
         await page.goto(f"/console/hospital/sessions/{session_id}")
-        await page.locator("form[action$='/check-in'] button").click()
+        await page.get_by_role("button", name="签到 张三").click()
         await expect(page.locator("main table")).to_contain_text("已签到")
         await page.locator("#patient_id").fill(walk_in)
         await page.locator("#add-on-reason").fill("术后复查")
@@ -346,12 +368,25 @@ async def test_the_desk_checks_in_adds_a_unit_marks_a_lottery_and_files_a_patien
         await expect(page.locator(".counts")).to_contain_text("摇号")
 
         await page.goto("/console/hospital/filings")
-        await expect(page.locator("main .list")).to_contain_text("吴十")
+        await expect(page.locator("main .list").first).to_contain_text("吴十")
         assert await axe_serious(page) == []
-        await shot(page, "console-filings-zh")
-        await page.locator("main .list input[name=his_patient_id]").fill("MZ-0042")
-        await page.locator("main .list button").click()
-        await expect(page.locator("main .list")).to_contain_text("没有待建档的就诊人")
+        requested = page.locator("main .list").first
+        await requested.locator("input[name=his_patient_id]").fill("MZ-0042")
+        await requested.locator("button").click()
+        await expect(page.locator("main .list").first).to_contain_text("没有待建档的就诊人")
+        arrival = page.locator("form.arrival")
+        await expect(arrival).to_have_count(1)  # 郑十一; the checked-in patient is not waiting
+        await expect(page.locator("main")).to_contain_text("郑十一")
+        await shot(page, "console-filings-zh", scroll_to="#arrivals-h")
+        await arrival.locator("input[name=document_number]").fill(resident_id(4243))
+        await arrival.locator("input[name=his_patient_id]").fill("MZ-0043")
+        await arrival.locator("button").click()
+        await expect(page.locator("#error code")).to_have_text("VALIDATION_FAILED")
+        await page.goto("/console/hospital/filings")
+        await arrival.locator("input[name=document_number]").fill(card)
+        await arrival.locator("input[name=his_patient_id]").fill("MZ-0043")
+        await arrival.locator("button").click()
+        await expect(page.locator("form.arrival")).to_have_count(0)
     finally:
         await context.close()
     actions = {
@@ -359,5 +394,7 @@ async def test_the_desk_checks_in_adds_a_unit_marks_a_lottery_and_files_a_patien
         "console.session.lottery",
         "console.filing.result",
         "console.filing_queue.read",
+        "console.unfiled_arrivals.read",
+        "console.filing.on_arrival",
     }
     assert {a for a in actions if await audited(platform, a) == 0} == set()
