@@ -200,6 +200,18 @@ class AuthorityConsolePages(Controller):
         found = sorted(found, key=lambda s: -s.score)
         return render_console(console, "console/signals.html", signals=found)
 
+    @post("/signals/{signal_id:str}/review", name="console_review_signal", status_code=303)
+    async def review_signal(
+        self,
+        console: NamedDependency[ConsoleContext],
+        suspicion: NamedDependency[SuspicionService],
+        signal_id: FromPath[str],
+    ) -> Redirect:
+        """An administrator marks a signal reviewed, with the note the audit log keeps."""
+        staff, form = await console.require_change(StaffRole.AUTHORITY_ADMIN)
+        await suspicion.review(signal_id, form.get("note", "").strip()[:2000], staff)
+        return see_other("/console/authority/signals")
+
     @get("/rules", name="console_rules")
     async def rules(
         self, console: NamedDependency[ConsoleContext], rules: NamedDependency[RuleBook]

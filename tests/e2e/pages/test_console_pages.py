@@ -15,7 +15,14 @@ from playwright.async_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import func, select
 
 from guahao.bootstrap import Platform
-from guahao.platform.persistence.tables import AuditRow, BookingRow, PatientRow, SessionRow
+from guahao.platform.ids import new_id
+from guahao.platform.persistence.tables import (
+    AuditRow,
+    BookingRow,
+    PatientRow,
+    SessionRow,
+    SuspicionSignalRow,
+)
 from guahao.platform.services.staff import StaffRole
 from tests.e2e.pages.support import PHONE_VIEWPORT, Site, axe_serious, shot
 from tests.fixtures.platforms import (
@@ -106,6 +113,24 @@ async def person_of(platform: Platform, patient_id: str) -> str:
         )
     assert found is not None
     return found
+
+
+async def seed_signal(platform: Platform, account_id: str) -> str:
+    """One scalper-suspicion signal as the outbox detector writes it (seed data: producing
+    one by booking patterns is the suspicion suite's subject, not the pages')."""
+    signal = SuspicionSignalRow(
+        id=new_id(),
+        kind="cancel_rebook",
+        subject_type="account",
+        subject_id=account_id,
+        dedupe_key=f"cancel_rebook:{account_id}",
+        score=7,
+        detail={"cancelled": 5, "rebooked": 5},
+        detected_at=platform.ports.clock.now(),
+    )
+    async with platform.ports.sessions() as session, session.begin():
+        session.add(signal)
+    return signal.id
 
 
 async def csrf_post(page: Page, path: str, fields: dict[str, str]) -> tuple[int, str]:
@@ -284,6 +309,7 @@ async def test_an_auditor_reads_everything_and_changes_nothing(
     patient_id = await new_patient(platform, account, name="周九")
     await platform.blacklist.add_ban(await person_of(platform, patient_id), 30, "倒号", admin)
     appeal = await platform.blacklist.file_appeal(account, patient_id, None, "误判")
+    signal_id = await seed_signal(platform, account)
 
     context, page = await signed_in(browser, live_server, "auditor")
     try:
@@ -298,6 +324,13 @@ async def test_an_auditor_reads_everything_and_changes_nothing(
         )
         assert status == 403
         assert "STAFF_ROLE_REQUIRED" in body
+        await page.goto("/console/authority/signals")
+        await expect(page.locator("main table")).to_contain_text("cancel_rebook")
+        await expect(page.locator("main form")).to_have_count(0)
+        status, _ = await csrf_post(
+            page, f"/console/authority/signals/{signal_id}/review", {"note": "x"}
+        )
+        assert status == 403
         for path in ("/console/authority/signals", "/console/authority/bans"):
             response = await page.goto(path)
             assert response is not None
@@ -309,6 +342,16 @@ async def test_an_auditor_reads_everything_and_changes_nothing(
         await context.close()
     pending = await platform.blacklist.list_appeals(admin, status="pending")
     assert [a.id for a in pending] == [appeal.id]
+    context, page = await signed_in(browser, live_server, "admin")
+    try:
+        await page.goto("/console/authority/signals")
+        await page.locator(f"#note-{signal_id}").fill("已转公安核查")
+        await page.locator("main form button").click()
+        await expect(page.locator("main table")).to_contain_text("没有待复核的线索")
+    finally:
+        await context.close()
+    (reviewed,) = await platform.suspicion.list(admin, reviewed=True)
+    assert (reviewed.id, reviewed.review_note) == (signal_id, "已转公安核查")
 
 
 async def test_the_desk_checks_in_adds_a_unit_marks_a_lottery_and_files_a_patient(
