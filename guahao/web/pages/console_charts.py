@@ -95,5 +95,5 @@ def access_trend_chart(
             points.append(found[len(found) // 2] if found else None)
         series.append({"name": specialty, "type": "line", "data": points, "connectNulls": True})
     option["series"] = series
-    option["yAxis"] = {"type": "value", "name": t("figure.days"), "minInterval": 1}
+    option["yAxis"] = {"type": "value", "minInterval": 1}  # days, as the title says
     return chart_json(option)

@@ -229,7 +229,6 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
     "figure.specialty": ("专科", "Specialty"),
     "figure.hospital": ("医院", "Hospital"),
     "figure.day": ("日期", "Day"),
-    "figure.days": ("天", "days"),
     "figure.none": ("这段时间没有数据", "No figures for this period"),
     "access.title": ("第三个可预约号", "Third next available appointment"),
     "access.note": (

@@ -64,6 +64,7 @@ async def region(platform: Platform) -> None:
     (account,) = await bulk_accounts(platform, 1)
     slots = await slots_of(platform, "h1", DAY + timedelta(days=7))
     await book(platform, account, slots[0])
+    await platform.search.reindex()  # the unmet-demand page's nearby alternatives
     clock = manual_clock(platform)
     for later in range(1, 4):  # the access measure on three mornings: a trend to draw
         clock.set(at_local(DAY + timedelta(days=later), 7))
@@ -270,6 +271,7 @@ async def test_the_authority_sees_supply_and_demand_and_an_admin_decides_an_appe
         assert "海淀区" in (await export.body()).decode("utf-8-sig")
         await page.goto("/console/authority/unmet?" + PERIOD)
         await expect(page.locator("main")).to_contain_text("海淀医院")
+        await expect(page.locator("main .list")).to_contain_text("朝阳医院")  # nearby, free
         await shot(page, "console-unmet-zh-desk")
         await page.goto(f"/console/authority/hospitals?{PERIOD}&month=2026-03")
         await expect(page.locator("main table").first).to_contain_text("海淀医院")
