@@ -214,6 +214,8 @@ class HospitalConsole:
         result = []
         for sess, department, doctor in rows:
             online, offline, held, booked, returning, available = totals[sess.id]
+            if sess.status != "open":  # a stopped or finished session offers nothing
+                available = 0
             result.append(
                 ConsoleSession(
                     id=sess.id,

@@ -152,9 +152,9 @@ async def test_a_hospital_desk_sees_live_counts_and_stops_a_session_after_seeing
         table = page.locator("table.sessions")
         await expect(table).to_contain_text("心内科")
         # this week's session: 4 segments of 4 units, 3 of each online; 3 booked, one of
-        # them cancelled (its unit back on sale), the hold long lapsed; one add-on unit
+        # them cancelled, the hold long lapsed; one add-on unit; over, so nothing is free
         row = table.locator("tbody tr").first
-        await expect(row.locator("td.num")).to_have_text(["12", "4", "0", "2", "0", "10", "1"])
+        await expect(row.locator("td.num")).to_have_text(["12", "4", "0", "2", "0", "0", "1"])
         assert await axe_serious(page) == []
         await shot(page, "console-hospital-zh")
 
@@ -175,6 +175,7 @@ async def test_a_hospital_desk_sees_live_counts_and_stops_a_session_after_seeing
         await page.locator("#reason").fill("医生临时外出会诊")
         await page.locator("form[action$='/stop'] button[type=submit]").click()
         await expect(page.locator(".counts")).to_contain_text("已停诊")
+        await expect(page.locator(".counts")).to_contain_text("可预约0")
         async with platform.ports.sessions() as session:
             stopped = await session.get(SessionRow, next_week)
             statuses = (
