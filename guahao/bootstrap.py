@@ -51,6 +51,7 @@ from guahao.platform.services.citizen_views import CitizenViews
 from guahao.platform.services.federated_identities import FederatedIdentities
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.follow_ups import FollowUps
+from guahao.platform.services.hospital_console import HospitalConsole
 from guahao.platform.services.hospital_feed import HospitalFeed
 from guahao.platform.services.inbox import Inbox
 from guahao.platform.services.inventory_sync import InventorySync
@@ -132,6 +133,7 @@ class Platform:
     federated_identities: FederatedIdentities
     payment_reconciliation: PaymentReconciliation
     """Payment reconciliation (对账): a sweep step, a daily job and the authority's report."""
+    hospital_console: HospitalConsole
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -442,6 +444,7 @@ async def open_platform(
             ),
             federated_identities=FederatedIdentities(ports),
             payment_reconciliation=reconciliation,
+            hospital_console=HospitalConsole(ports, filings),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(

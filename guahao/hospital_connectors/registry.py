@@ -368,11 +368,16 @@ class ConnectorRegistry:
             row.drift = drift or {}
             row.error = error
 
-    async def health(self, window: int = 50) -> list[ConnectorHealth]:
-        """Last sync, lag behind now and error rate over the last ``window`` runs."""
+    async def health(
+        self, window: int = 50, *, hospital_code: str | None = None
+    ) -> list[ConnectorHealth]:
+        """Last sync, lag behind now and error rate over the last ``window`` runs (of one
+        hospital's connectors only when ``hospital_code`` is given: its console's view)."""
         now = self._clock.now()
         result = []
         for info in await self.all():
+            if hospital_code is not None and info.hospital_code != hospital_code:
+                continue
             async with self._sessions() as session:
                 runs = (
                     await session.scalars(

@@ -30,6 +30,7 @@ from guahao.web.metrics import WebMetrics, metrics_endpoint, telemetry_middlewar
 from guahao.web.oidc import CitizenSessions, ClientRegistration, RelyingParty
 from guahao.web.openapi_security import SECURITY_SCHEMES, declare_security
 from guahao.web.pages import pages_router, static_router, template_config
+from guahao.web.pages.console import console_router
 from guahao.web.pages.live_availability import stop_hub
 from guahao.web.pages.page_context import provide_page
 from guahao.web.request_logs import configure_logging
@@ -163,6 +164,7 @@ def create_app(
             # the pages' dependencies live on their router: an app-wide ``page`` would shadow
             # the API's ``page`` query parameters
             pages_router(dependencies=page_dependencies()),
+            console_router(),
             static_router(),
             OidcController,
         ],

@@ -20,9 +20,9 @@ from tests.fixtures.platforms import settings_for
 
 _NAMED = typing.get_args(NamedDependency[Any])[1]
 
-APP_DEPENDENCIES = {"page", "relying_party", "citizen_sessions"}
-"""Dependencies that are not Platform fields: the pages' context and the OpenID Connect
-relying party with its session seam (``guahao.web.app``)."""
+APP_DEPENDENCIES = {"page", "console", "relying_party", "citizen_sessions"}
+"""Dependencies that are not Platform fields: the pages' and the staff console's contexts and
+the OpenID Connect relying party with its session seam (``guahao.web.app``)."""
 
 
 def _app(tmp_path: Path) -> Litestar:

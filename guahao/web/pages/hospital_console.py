@@ -1,0 +1,315 @@
+"""The hospital console (医院工作台): one hospital's staff, their sessions and the desk's work.
+
+Every page requires a hospital staff session and reads through ``HospitalConsole``, which
+holds the staff member to their own hospital (another hospital's session, booking or filing is
+``HOSPITAL_SCOPE_DENIED``, shown as a refusal page with that code). The changes call the same
+services as the hospital API and connectors (``HospitalActions``, ``AddOnUnits``,
+``LotteryService``, ``Filings``), and each is audited under the staff member's name.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+
+from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.platform.error_codes import refuse
+from guahao.platform.services.add_on_units import AddOnUnits
+from guahao.platform.services.authority_figures import AuthorityFigures, FigureScope
+from guahao.platform.services.availability_feed import AvailabilityFeed
+from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.filings import Filings
+from guahao.platform.services.hospital_console import HospitalConsole
+from guahao.platform.services.lottery import LotteryService
+from guahao.platform.services.rule_book import RuleBook
+from guahao.web.pages.console_charts import supply_demand_chart
+from guahao.web.pages.console_context import HOSPITAL, ConsoleContext, flat_rules, render_console
+from guahao.web.pages.page_context import see_other
+
+__all__ = ["HospitalConsolePages"]
+
+Day = Annotated[date | None, QueryParameter(name="from")]
+Days = Annotated[int, QueryParameter(ge=1, le=31)]
+MAX_REPORT_DAYS = 92
+
+
+class HospitalConsolePages(Controller):
+    path = "/console/hospital"
+    include_in_schema = False
+
+    @get("/", name="console_hospital")
+    async def overview(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        connectors: NamedDependency[ConnectorHub],
+        first: Day = None,
+        days: Days = 7,
+    ) -> Template:
+        """Connector health and the sessions of the coming days with live counts."""
+        staff = console.require(*HOSPITAL)
+        start = first or console.today()
+        code = await hospital_console.hospital_code(staff)
+        health = await connectors.registry.health(50, hospital_code=code)
+        return render_console(
+            console,
+            "console/hospital.html",
+            sessions=await hospital_console.sessions(staff, start, days),
+            health=health,
+            first=start,
+            days=days,
+            earlier=start - timedelta(days=days),
+            later=start + timedelta(days=days),
+        )
+
+    @get("/sessions/{session_id:str}", name="console_session")
+    async def session(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        session_id: FromPath[str],
+    ) -> Template:
+        """One session: counts, patients (audited read), and what the desk can do to it."""
+        staff = console.require(*HOSPITAL)
+        line = await hospital_console.session_line(staff, session_id)
+        patients = await hospital_console.patients(staff, session_id)
+        return render_console(console, "console/session.html", line=line, patients=patients)
+
+    @get("/sessions/{session_id:str}/stop", name="console_stop_preview")
+    async def stop_preview(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        session_id: FromPath[str],
+    ) -> Template:
+        """停诊, first step: what it will do (bookings, people told, refunds)."""
+        staff = console.require(*HOSPITAL)
+        line = await hospital_console.session_line(staff, session_id)
+        impact = await hospital_console.stop_impact(staff, session_id)
+        return render_console(console, "console/stop.html", line=line, impact=impact)
+
+    @post("/sessions/{session_id:str}/stop", name="console_stop", status_code=303)
+    async def stop(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        bookings: NamedDependency[BookingService],
+        availability_feed: NamedDependency[AvailabilityFeed],
+        session_id: FromPath[str],
+    ) -> Redirect:
+        """停诊, confirmed: every live booking ends, refunded and told; audited."""
+        staff, form = await console.require_change(*HOSPITAL)
+        await hospital_console.own_session(staff, session_id)
+        reason = form.get("reason", "").strip()[:300]
+        if not reason:
+            refuse("VALIDATION_FAILED", field="reason", reason="required")
+        ended = await bookings.hospital_actions.stop_session(session_id, reason=reason)
+        await hospital_console.record_action(
+            staff, "console.session.stop", "session", session_id, {"bookings": len(ended)}
+        )
+        await availability_feed.changed([session_id])
+        return see_other(f"/console/hospital/sessions/{session_id}")
+
+    @post("/sessions/{session_id:str}/add-on", name="console_add_on", status_code=303)
+    async def add_on(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        add_on_units: NamedDependency[AddOnUnits],
+        session_id: FromPath[str],
+    ) -> Redirect:
+        """诊间加号 for a named patient (the service counts it against the rules and audits)."""
+        staff, form = await console.require_change(*HOSPITAL)
+        await hospital_console.own_session(staff, session_id)
+        await add_on_units.add(
+            staff=staff,
+            session_id=session_id,
+            patient_id=form.get("patient_id", "").strip()[:32],
+            reason=form.get("reason", "").strip()[:2000],
+        )
+        return see_other(f"/console/hospital/sessions/{session_id}")
+
+    @post("/bookings/{booking_id:str}/check-in", name="console_check_in", status_code=303)
+    async def check_in(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        bookings: NamedDependency[BookingService],
+        booking_id: FromPath[str],
+    ) -> Redirect:
+        """签到 at the desk."""
+        staff, _ = await console.require_change(*HOSPITAL)
+        row = await hospital_console.own_booking(staff, booking_id)
+        await bookings.hospital_actions.check_in(booking_id)
+        await hospital_console.record_action(
+            staff, "console.booking.check_in", "booking", booking_id, {}
+        )
+        return see_other(f"/console/hospital/sessions/{row.session_id}")
+
+    @post("/sessions/{session_id:str}/no-shows", name="console_no_shows", status_code=303)
+    async def no_shows(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        bookings: NamedDependency[BookingService],
+        session_id: FromPath[str],
+    ) -> Redirect:
+        """爽约: after the session ends, every confirmed booking not checked in."""
+        staff, _ = await console.require_change(*HOSPITAL)
+        sess = await hospital_console.own_session(staff, session_id)
+        if console.now() < sess.ends_at:
+            refuse("BOOKING_STATE_INVALID", session_id=session_id, reason="session_not_ended")
+        marked = await bookings.hospital_actions.mark_no_shows(session_id)
+        await hospital_console.record_action(
+            staff, "console.session.no_shows", "session", session_id, {"marked": marked}
+        )
+        return see_other(f"/console/hospital/sessions/{session_id}")
+
+    @post("/sessions/{session_id:str}/lottery", name="console_lottery", status_code=303)
+    async def lottery(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        lottery: NamedDependency[LotteryService],
+        session_id: FromPath[str],
+    ) -> Redirect:
+        """摇号: the session's units go by lottery at its release (window from the rules)."""
+        staff, _ = await console.require_change(*HOSPITAL)
+        await hospital_console.own_session(staff, session_id)
+        await lottery.mark_lottery(session_id, actor=staff.username)
+        await hospital_console.record_action(
+            staff, "console.session.lottery", "session", session_id, {}
+        )
+        return see_other(f"/console/hospital/sessions/{session_id}")
+
+    @get("/filings", name="console_filings")
+    async def filings(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+    ) -> Template:
+        """The filing queue (建档): requests waiting for the hospital's answer."""
+        staff = console.require(*HOSPITAL)
+        queue = await hospital_console.filing_queue(staff)
+        arrivals = await hospital_console.unfiled_arrivals(staff, console.today(), 3)
+        return render_console(console, "console/filings.html", queue=queue, arrivals=arrivals)
+
+    @post("/arrivals/{booking_id:str}/filing", name="console_file_on_arrival", status_code=303)
+    async def file_on_arrival(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        booking_id: FromPath[str],
+    ) -> Redirect:
+        """建档 at the desk (mode B), from the patient's card and the HIS number."""
+        staff, form = await console.require_change(*HOSPITAL)
+        await hospital_console.file_on_arrival(
+            staff,
+            booking_id,
+            form.get("document_number", "")[:40],
+            form.get("his_patient_id", "")[:64],
+        )
+        return see_other("/console/hospital/filings")
+
+    @post("/filings/{filing_id:str}", name="console_filing_result", status_code=303)
+    async def filing_result(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        filings: NamedDependency[Filings],
+        filing_id: FromPath[str],
+    ) -> Redirect:
+        staff, form = await console.require_change(*HOSPITAL)
+        status: Literal["filed", "failed"] = "filed" if form.get("status") == "filed" else "failed"
+        await filings.record_result(
+            hospital_id=hospital_console.hospital_of(staff),
+            filing_id=filing_id,
+            status=status,
+            his_patient_id=form.get("his_patient_id", "").strip()[:64],
+            detail=form.get("detail", "").strip()[:2000],
+        )
+        await hospital_console.record_action(
+            staff, "console.filing.result", "filing", filing_id, {"status": status}
+        )
+        return see_other("/console/hospital/filings")
+
+    @get("/rules", name="console_hospital_rules")
+    async def rules_page(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        rules: NamedDependency[RuleBook],
+    ) -> Template:
+        """The hospital's split and release policy, and the region's rules it may change."""
+        staff = console.require(*HOSPITAL)
+        hospital_id = hospital_console.hospital_of(staff)
+        region = await rules.region()
+        in_force = dict(flat_rules(msgspec.to_builtins(await rules.for_hospital(hospital_id))))
+        return render_console(
+            console,
+            "console/hospital_rules.html",
+            policies=flat_rules(await hospital_console.policies(staff)),
+            overridable=[(k, in_force.get(k)) for k in sorted(region.hospital_overridable)],
+            history=await rules.history(hospital_id),
+        )
+
+    @post("/rules", name="console_hospital_rules_change", status_code=303)
+    async def change_rules(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        rules: NamedDependency[RuleBook],
+    ) -> Redirect:
+        """A new version of the hospital's overrides (the rule book refuses anything the
+        region does not let hospitals change, and audits)."""
+        staff, form = await console.require_change(*HOSPITAL)
+        hospital_id = hospital_console.hospital_of(staff)
+        region = await rules.region()
+        overrides: dict[str, int] = {}
+        for key in sorted(region.hospital_overridable):
+            raw = form.get(key, "").strip()
+            if not raw:
+                continue
+            if not raw.isdigit() or len(raw) > 6:
+                refuse("VALIDATION_FAILED", field=key, reason="a whole number")
+            overrides[key] = int(raw)
+        await rules.change_hospital(
+            hospital_id, overrides, staff=staff, reason=form.get("reason", "")[:500]
+        )
+        return see_other("/console/hospital/rules")
+
+    @get("/reports", name="console_hospital_reports")
+    async def reports(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        figures: NamedDependency[AuthorityFigures],
+        date_from: Annotated[date | None, QueryParameter(name="from")] = None,
+        date_to: Annotated[date | None, QueryParameter(name="to")] = None,
+    ) -> Template:
+        """The hospital's own figures (the authority's, held to this hospital)."""
+        staff = console.require(*HOSPITAL)
+        hospital_id = hospital_console.hospital_of(staff)
+        until = date_to or console.today()
+        since = date_from or until - timedelta(days=13)
+        if (until - since).days >= MAX_REPORT_DAYS or until < since:
+            refuse("FIGURES_RANGE_INVALID", date_from=since, date_to=until)
+        scope = FigureScope(since, until, hospital_id=hospital_id)
+        supply = await figures.supply_demand(staff, scope)
+        query = f"from={since}&to={until}&hospitalId={hospital_id}"
+        context: dict[str, Any] = {
+            "supply": supply,
+            "chart": supply_demand_chart(supply, console.t, since, until),
+            "access": await figures.access(staff, scope),
+            "compliance": await figures.compliance(staff, scope),
+            "date_from": since,
+            "date_to": until,
+            "export_query": query,
+        }
+        return render_console(console, "console/hospital_reports.html", **context)
