@@ -628,6 +628,12 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "统一身份认证平台未提供已验证的手机号，无法关联账号",
         "The identity provider shared no verified mobile number to link an account with",
     ),
+    # operations
+    "METRICS_TOKEN_INVALID": (
+        _F,
+        "缺少或错误的监控令牌",
+        "Missing or wrong metrics bearer token",
+    ),
 }
 
 
