@@ -190,10 +190,20 @@ class Columns:
         latin = ["|" + n for n in needles if n.isascii()]
         chinese = [n.replace(" ", "") for n in needles if not n.isascii()]
         kept = []
+        inheritable = self._inheritable.get
+        nothing = ("", "")
+        # plain loops, no generator per hospital: a query such as 医院 names all of them
         for rowid in hospitals.tolist():
-            text, tokens = self._inheritable.get(rowid, ("", ""))
-            if any(n in tokens for n in latin) or any(n in text for n in chinese):
-                kept.append(rowid)
+            text, tokens = inheritable(rowid, nothing)
+            for needle in chinese:
+                if needle in text:
+                    kept.append(rowid)
+                    break
+            else:
+                for needle in latin:
+                    if needle in tokens:
+                        kept.append(rowid)
+                        break
         found: IntArray = np.asarray(kept, dtype=np.int32)
         return found
 
@@ -279,11 +289,15 @@ class Columns:
         on_alias = np.zeros(len(self.aliases.values), dtype=np.bool_)
         on_alias[alias_codes] = True
         on_alias[0] = False
-        latin = ["|" + n for n in needles if n.isascii()]
-        chinese = [n for n in needles if not n.isascii()]
+        keys = ["|" + n if n.isascii() else n for n in needles]
+        joined_of = self._joined.get
         for code in np.flatnonzero(on_alias).tolist():
-            joined = self._alias_joined(code)
-            on_alias[code] = any(n in joined for n in latin) or any(n in joined for n in chinese)
+            joined = joined_of(code) or self._alias_joined(code)
+            for key in keys:
+                if key in joined:
+                    break
+            else:
+                on_alias[code] = False
         out[on_alias[alias_codes]] = 2
         # Doctors share names and the names' text columns are wide (256 bytes a value):
         # decide each distinct name once, on a view of the name table when the match is
