@@ -29,6 +29,10 @@ DAYS = 64
 """Dates the availability grid covers from its first day (a reindex, at least daily, moves
 it; dates outside count as without free units)."""
 
+KEPT_NEEDLES = 256
+"""Chinese needles whose matching names are kept (a byte per interned name each: 54 000 names
+of 100 000 doctors make 14 MB at most)."""
+
 _KIND_RANK = {"hospital": 0, "department": 1, "doctor": 2}
 _NO_DAY = np.int32(2**31 - 1)
 IntArray = npt.NDArray[np.int32]
@@ -73,6 +77,7 @@ class Columns:
         self._inheritable: dict[int, tuple[str, str]] = {}
         self._joined: dict[int, str] = {}
         self._sorted: dict[str, tuple[int, npt.NDArray[np.str_], IntArray]] = {}
+        self._containing: dict[str, npt.NDArray[np.bool_]] = {}
         """A hospital's names (joined) and their pinyin tokens: what it passes on."""
         # Each interned name's text, full pinyin and initials, for vectorised matching.
         self._name_text = np.zeros(1024, dtype="<U64")
@@ -321,7 +326,11 @@ class Columns:
         text = self._name_text[names]
         found = np.zeros(text.shape[0], dtype=np.bool_)
         for needle in needles:
-            if not needle.isascii():
+            if needle.isascii():
+                continue
+            if isinstance(names, slice):  # every name: the needle's answer is kept
+                found |= self._names_containing(needle)[names]
+            else:
                 found |= np.strings.find(text, needle) >= 0
         latin = [n for n in needles if n.isascii()]
         if latin:
@@ -336,6 +345,23 @@ class Columns:
                     prefixed[codes[low:high]] = True
             found |= prefixed[names]
         return found
+
+    def _names_containing(self, needle: str) -> npt.NDArray[np.bool_]:
+        """Which interned names hold a Chinese needle, kept for the next query with it (医院,
+        心内科 and the like come back all day): names are only ever added, and an interned
+        name's text never changes, so a kept answer is extended to the names added since and
+        never recomputed. At most ``KEPT_NEEDLES`` answers are kept, the oldest dropped."""
+        names = len(self.name.values)
+        kept = self._containing.pop(needle, None)
+        if kept is None:
+            kept = np.strings.find(self._name_text[:names], needle) >= 0
+        elif kept.shape[0] < names:
+            fresh = np.strings.find(self._name_text[kept.shape[0] : names], needle) >= 0
+            kept = np.concatenate([kept, fresh])
+        self._containing[needle] = kept  # last used last
+        if len(self._containing) > KEPT_NEEDLES:
+            del self._containing[next(iter(self._containing))]
+        return kept
 
     def _sorted_names(self, column: str) -> tuple[npt.NDArray[np.str_], IntArray]:
         """A name column's values in order and the name codes in that order, rebuilt when
@@ -369,8 +395,8 @@ class Columns:
             ("catalogCode", self.catalog_of, self.catalog),
             ("title", self.title_of, self.title),
         ):
-            counts = np.bincount(column[rows], minlength=len(interned.values))
-            out[name] = [(str(interned.values[i]), int(n)) for i, n in enumerate(counts) if n and i]
+            counts = np.bincount(column[rows], minlength=len(interned.values)).tolist()
+            out[name] = [(str(interned.values[i]), n) for i, n in enumerate(counts) if n and i]
         # one column at a time: gathering the rows' (n, 3) block and counting along an axis
         # cost ten times as much on a query that matches every document
         offered = [int(np.count_nonzero(np.take(self.offers[:, c], rows))) for c in range(3)]

@@ -1,6 +1,6 @@
 """The embedded index's in-memory ranking: the page taken from one packed key per row must be
-the page the full sort by every key gives, and prefix matching over the sorted name columns
-must see names added after those columns were first sorted."""
+the page the full sort by every key gives, and name matching (Latin prefixes over the sorted
+name columns, Chinese needles' kept answers) must see names added after it first ran."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def _doctors(builder: DocumentBuilder, names: list[str]) -> list[SearchDocument]
     ]
 
 
-def test_latin_prefixes_see_names_added_after_the_columns_were_sorted(
+def test_name_matches_see_names_added_after_they_were_first_computed(
     builder: DocumentBuilder,
 ) -> None:
     columns = Columns(date(2026, 11, 19))
@@ -92,8 +92,10 @@ def test_latin_prefixes_see_names_added_after_the_columns_were_sorted(
     assert columns.weight(rows, ["wangw"]).tolist() == [4, 1, 1]
     assert columns.weight(rows, ["ln"]).tolist() == [1, 4, 1]
     assert columns.weight(rows, ["敏"]).tolist() == [1, 1, 4]
+    assert columns.weight(rows, ["王"]).tolist() == [4, 1, 1]  # the answer for 王 is kept
     later = _doctors(builder, ["王芳"])[0]
     columns.put(4, later)
     rows = np.asarray([1, 2, 3, 4], dtype=np.int32)
     assert columns.weight(rows, ["wang"]).tolist() == [4, 1, 1, 4]
     assert columns.weight(rows, ["wangf"]).tolist() == [1, 1, 1, 4]
+    assert columns.weight(rows, ["王"]).tolist() == [4, 1, 1, 4]
