@@ -80,6 +80,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     token_minutes: Annotated[int, msgspec.Meta(ge=1)] = 120
     """Lifetime of a citizen's access token."""
 
+    metrics_token: SigningSecret = ""
+    """Bearer token Prometheus must send to ``GET /metrics`` (``Authorization: Bearer …``, at
+    least 32 characters): the exposition names routes, refusal counts and hospital codes, which
+    are not for the public. Empty: one is generated once and kept in
+    ``data_dir/keys/metrics_token``, where the scraper's configuration can read it."""
+
     run_jobs: bool = True
     """Whether this process also runs the job worker (outbox dispatch, expiries, no-shows)."""
 

@@ -649,6 +649,12 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
     "ONE_TAP_LINK_USED": (_C, "该退号链接已使用过", "This cancellation link has been used already"),
     # the citizen's inbox on the pages (issue [web], notifications)
     "NOTIFICATION_NOT_FOUND": (_N, "消息不存在", "No such message"),
+    # operations
+    "METRICS_TOKEN_INVALID": (
+        _F,
+        "缺少或错误的监控令牌",
+        "Missing or wrong metrics bearer token",
+    ),
 }
 
 

@@ -29,6 +29,10 @@ DAYS = 64
 """Dates the availability grid covers from its first day (a reindex, at least daily, moves
 it; dates outside count as without free units)."""
 
+KEPT_NEEDLES = 256
+"""Chinese needles whose matching names are kept (a byte per interned name each: 54 000 names
+of 100 000 doctors make 14 MB at most)."""
+
 _KIND_RANK = {"hospital": 0, "department": 1, "doctor": 2}
 _NO_DAY = np.int32(2**31 - 1)
 IntArray = npt.NDArray[np.int32]
@@ -72,6 +76,8 @@ class Columns:
         self._keys: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._inheritable: dict[int, tuple[str, str]] = {}
         self._joined: dict[int, str] = {}
+        self._sorted: dict[str, tuple[int, npt.NDArray[np.str_], IntArray]] = {}
+        self._containing: dict[str, npt.NDArray[np.bool_]] = {}
         """A hospital's names (joined) and their pinyin tokens: what it passes on."""
         # Each interned name's text, full pinyin and initials, for vectorised matching.
         self._name_text = np.zeros(1024, dtype="<U64")
@@ -189,10 +195,20 @@ class Columns:
         latin = ["|" + n for n in needles if n.isascii()]
         chinese = [n.replace(" ", "") for n in needles if not n.isascii()]
         kept = []
+        inheritable = self._inheritable.get
+        nothing = ("", "")
+        # plain loops, no generator per hospital: a query such as 医院 names all of them
         for rowid in hospitals.tolist():
-            text, tokens = self._inheritable.get(rowid, ("", ""))
-            if any(n in tokens for n in latin) or any(n in text for n in chinese):
-                kept.append(rowid)
+            text, tokens = inheritable(rowid, nothing)
+            for needle in chinese:
+                if needle in text:
+                    kept.append(rowid)
+                    break
+            else:
+                for needle in latin:
+                    if needle in tokens:
+                        kept.append(rowid)
+                        break
         found: IntArray = np.asarray(kept, dtype=np.int32)
         return found
 
@@ -272,27 +288,92 @@ class Columns:
         out = np.ones(rows.shape[0], dtype=np.int32)
         # Few distinct alias sets (only hospitals and departments have aliases): decide each
         # once, on its keys joined as "|key|key|", and spread the answer with one gather.
-        codes, inverse = np.unique(self.aliases_of[rows], return_inverse=True)
-        latin = ["|" + n for n in needles if n.isascii()]
-        chinese = [n for n in needles if not n.isascii()]
-        on_alias = np.zeros(codes.shape[0], dtype=np.bool_)
-        for at, code in enumerate(codes.tolist()):
-            if code:
-                joined = self._alias_joined(code)
-                on_alias[at] = any(n in joined for n in latin) or any(n in joined for n in chinese)
-        out[on_alias[inverse]] = 2
+        # (Marked in a table as long as the alias sets, not found by sorting the rows: a
+        # broad match is every document, and the sort was most of the ranking's time.)
+        alias_codes = self.aliases_of[rows]
+        on_alias = np.zeros(len(self.aliases.values), dtype=np.bool_)
+        on_alias[alias_codes] = True
+        on_alias[0] = False
+        keys = ["|" + n if n.isascii() else n for n in needles]
+        joined_of = self._joined.get
+        for code in np.flatnonzero(on_alias).tolist():
+            joined = joined_of(code) or self._alias_joined(code)
+            for key in keys:
+                if key in joined:
+                    break
+            else:
+                on_alias[code] = False
+        out[on_alias[alias_codes]] = 2
+        # Doctors share names and the names' text columns are wide (256 bytes a value):
+        # decide each distinct name once, on a view of the name table when the match is
+        # broad (医院, a department, an English word), and spread the answer with a gather.
         name_codes = self.name_of[rows]
-        text = self._name_text[name_codes]
-        on_name = np.zeros(rows.shape[0], dtype=np.bool_)
+        names = len(self.name.values)
+        seen = np.zeros(names, dtype=np.bool_)
+        seen[name_codes] = True
+        distinct = np.flatnonzero(seen)
+        if distinct.shape[0] * 2 > names:
+            holding = self._names_holding(slice(0, names), needles)
+        else:
+            holding = np.zeros(names, dtype=np.bool_)
+            holding[distinct] = self._names_holding(distinct, needles)
+        out[holding[name_codes]] = 4
+        return out
+
+    def _names_holding(self, names: Any, needles: Sequence[str]) -> npt.NDArray[np.bool_]:
+        """Which of the interned ``names`` (a slice or codes) hold a needle: Chinese as a
+        substring, Latin as a prefix of the full pinyin, the initials or the text."""
+        text = self._name_text[names]
+        found = np.zeros(text.shape[0], dtype=np.bool_)
         for needle in needles:
             if needle.isascii():
-                on_name |= np.strings.startswith(self._name_full[name_codes], needle)
-                on_name |= np.strings.startswith(self._name_init[name_codes], needle)
-                on_name |= np.strings.startswith(text, needle)
+                continue
+            if isinstance(names, slice):  # every name: the needle's answer is kept
+                found |= self._names_containing(needle)[names]
             else:
-                on_name |= np.strings.find(text, needle) >= 0
-        out[on_name] = 4
-        return out
+                found |= np.strings.find(text, needle) >= 0
+        latin = [n for n in needles if n.isascii()]
+        if latin:
+            # Prefixes are ranges of the sorted columns: two binary searches a needle
+            # instead of comparing every name (English words, pinyin, initials, typos).
+            prefixed = np.zeros(len(self.name.values), dtype=np.bool_)
+            for column in ("_name_full", "_name_init", "_name_text"):
+                ordered, codes = self._sorted_names(column)
+                for needle in latin:
+                    low = int(np.searchsorted(ordered, needle, side="left"))
+                    high = int(np.searchsorted(ordered, needle + "\U0010ffff", side="left"))
+                    prefixed[codes[low:high]] = True
+            found |= prefixed[names]
+        return found
+
+    def _names_containing(self, needle: str) -> npt.NDArray[np.bool_]:
+        """Which interned names hold a Chinese needle, kept for the next query with it (医院,
+        心内科 and the like come back all day): names are only ever added, and an interned
+        name's text never changes, so a kept answer is extended to the names added since and
+        never recomputed. At most ``KEPT_NEEDLES`` answers are kept, the oldest dropped."""
+        names = len(self.name.values)
+        kept = self._containing.pop(needle, None)
+        if kept is None:
+            kept = np.strings.find(self._name_text[:names], needle) >= 0
+        elif kept.shape[0] < names:
+            fresh = np.strings.find(self._name_text[kept.shape[0] : names], needle) >= 0
+            kept = np.concatenate([kept, fresh])
+        self._containing[needle] = kept  # last used last
+        if len(self._containing) > KEPT_NEEDLES:
+            del self._containing[next(iter(self._containing))]
+        return kept
+
+    def _sorted_names(self, column: str) -> tuple[npt.NDArray[np.str_], IntArray]:
+        """A name column's values in order and the name codes in that order, rebuilt when
+        names were added since (an interned name's text never changes): a few tens of
+        milliseconds once after a write brought a new name."""
+        names = len(self.name.values)
+        found = self._sorted.get(column)
+        if found is None or found[0] != names:
+            values = getattr(self, column)[:names]
+            order = np.argsort(values, kind="stable").astype(np.int32)
+            found = self._sorted[column] = (names, values[order], order)
+        return found[1], found[2]
 
     def triage(self, rows: IntArray, codes: Sequence[str]) -> IntArray:
         """The position of the document's department in the triage guidance (last + 1 when
@@ -314,16 +395,52 @@ class Columns:
             ("catalogCode", self.catalog_of, self.catalog),
             ("title", self.title_of, self.title),
         ):
-            counts = np.bincount(column[rows], minlength=len(interned.values))
-            out[name] = [(str(interned.values[i]), int(n)) for i, n in enumerate(counts) if n and i]
-        offered = self.offers[rows].sum(axis=0)
-        out["category"] = [(c, int(n)) for c, n in zip(CATEGORIES, offered, strict=True) if n]
+            counts = np.bincount(column[rows], minlength=len(interned.values)).tolist()
+            out[name] = [(str(interned.values[i]), n) for i, n in enumerate(counts) if n and i]
+        # one column at a time: gathering the rows' (n, 3) block and counting along an axis
+        # cost ten times as much on a query that matches every document
+        offered = [int(np.count_nonzero(np.take(self.offers[:, c], rows))) for c in range(3)]
+        out["category"] = [(c, n) for c, n in zip(CATEGORIES, offered, strict=True) if n]
         return out
 
-    def order(self, rows: IntArray, keys: list[IntArray]) -> IntArray:
-        """``rows`` sorted by ``keys`` (first key first; ties by rowid)."""
-        ordered: IntArray = rows[np.lexsort([rows, *reversed(keys)])]
-        return ordered
+    def order(self, rows: IntArray, keys: list[IntArray], first: int | None = None) -> IntArray:
+        """``rows`` sorted by ``keys`` (first key first; ties by rowid); with ``first``, only
+        the first ``first`` of them (a page needs no more).
+
+        When the keys' ranges and the rowids fit in 63 bits together, each row becomes one
+        integer (keys shifted to start at 0, first key in the high bits, rowid in the low):
+        the page is then a partition and a sort of ``first`` integers, linear in the rows,
+        rather than a sort of every match by several keys."""
+        packed = _packed(rows, keys) if first is not None else None
+        if packed is None or first is None:
+            ordered: IntArray = rows[np.lexsort([rows, *reversed(keys)])]
+            return ordered if first is None else ordered[:first]
+        integers, rowid_mask = packed
+        if 0 < first < integers.shape[0]:
+            integers = np.partition(integers, first - 1)[:first]
+        integers.sort()
+        page: IntArray = (integers[:first] & rowid_mask).astype(np.int32)
+        return page
+
+
+def _packed(rows: IntArray, keys: list[IntArray]) -> tuple[npt.NDArray[np.int64], int] | None:
+    """Rows and their sort keys as one int64 a row that sorts the same way (see
+    ``Columns.order``), with the mask of the rowid bits; ``None`` when they do not fit."""
+    if rows.shape[0] == 0:
+        return None
+    shift = rowid_bits = int(rows.max()).bit_length()
+    spans = []
+    for key in keys:
+        low, high = int(key.min()), int(key.max())
+        spans.append((key, low, (high - low).bit_length()))
+    if shift + sum(bits for _, _, bits in spans) > 63:
+        return None
+    integers = rows.astype(np.int64)
+    for key, low, bits in reversed(spans):
+        if bits:
+            integers |= (key.astype(np.int64) - low) << shift
+        shift += bits
+    return integers, (1 << rowid_bits) - 1
 
 
 def first_day_for(today: date) -> date:

@@ -489,8 +489,9 @@ class _Index:
                 break
         rows = _filtered(columns, columns.live(matched), request, self._free_on)
         total = int(rows.shape[0])
-        ordered = columns.order(rows, _sort_keys(columns, rows, request, corrections))
-        page = [int(r) for r in ordered[request.offset : request.offset + request.limit]]
+        end = request.offset + request.limit
+        ordered = columns.order(rows, _sort_keys(columns, rows, request, corrections), end)
+        page = [int(r) for r in ordered[request.offset : end]]
         bodies: dict[int, bytes] = {}
         if page:
             marks = ",".join("?" * len(page))

@@ -188,6 +188,7 @@ def create_app(
                     settings.secret("secret_key"), settings.token_minutes
                 ),
                 "metrics": metrics,
+                "metrics_token": settings.secret("metrics_token"),
             }
         ),
         openapi_config=OpenAPIConfig(

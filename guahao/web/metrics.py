@@ -13,6 +13,7 @@ request itself (bench/README.md has the ``wrk`` figures on ``GET /health``).
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import re
@@ -29,12 +30,19 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.platform.error_codes import refuse
 from guahao.platform.jobs import SaqJobs
 from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.services.runtime import Ports
 from guahao.web.request_logs import request_log
 
-__all__ = ["HOLD_ROUTE", "WebMetrics", "metrics_endpoint", "telemetry_middleware"]
+__all__ = [
+    "HOLD_ROUTE",
+    "WebMetrics",
+    "bearer_matches",
+    "metrics_endpoint",
+    "telemetry_middleware",
+]
 
 HOLD_ROUTE = "/api/v1/holds"
 _REQUEST_LINES = logging.getLogger("guahao.requests")
@@ -204,6 +212,15 @@ def telemetry_middleware(metrics: WebMetrics) -> Callable[[ASGIApp], ASGIApp]:
     return wrap
 
 
+def bearer_matches(authorization: str, token: str) -> bool:
+    """Whether an ``Authorization`` header carries ``token`` as its bearer credential, compared
+    in constant time so the token cannot be found a character at a time."""
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return False
+    return hmac.compare_digest(credential.strip().encode(), token.encode())
+
+
 @get("/metrics", operation_id="metrics", tags=["operations"], include_in_schema=False)
 async def metrics_endpoint(
     dispatcher: NamedDependency[OutboxDispatcher],
@@ -212,7 +229,12 @@ async def metrics_endpoint(
     connectors: NamedDependency[ConnectorHub],
     request: Request[Any, Any, Any],
 ) -> Response[bytes]:
-    """The Prometheus exposition of this process's metrics."""
+    """The Prometheus exposition of this process's metrics, for the scraper's bearer token
+    only (``metrics_token``): nothing is collected before the token is checked."""
+    if not bearer_matches(
+        request.headers.get("authorization", ""), request.app.state.metrics_token
+    ):
+        refuse("METRICS_TOKEN_INVALID")
     metrics: WebMetrics = request.app.state.metrics
     await metrics.collect_platform(dispatcher, ports, jobs, connectors)
     return Response(content=generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -34,6 +34,32 @@ def sample(metrics: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def scraper(platform: Platform) -> dict[str, str]:
+    """The headers Prometheus sends: the configured (here generated) metrics token."""
+    return {"Authorization": f"Bearer {platform.settings.secret('metrics_token')}"}
+
+
+async def test_metrics_are_refused_without_the_scrapers_token(
+    platform: Platform, http: httpx.AsyncClient
+) -> None:
+    await http.get("/health")
+    token = platform.settings.secret("metrics_token")
+    for headers in (
+        {},
+        {"Authorization": "Bearer " + "x" * len(token)},
+        {"Authorization": "Bearer " + token[:-1]},
+        {"Authorization": "Basic " + token},
+        {"Authorization": token},
+    ):
+        refused = await http.get("/metrics", headers=headers)
+        assert refused.status_code == 401, headers
+        assert refused.json()["code"] == "METRICS_TOKEN_INVALID"
+        assert "guahao_http_requests_total" not in refused.text
+    allowed = await http.get("/metrics", headers=scraper(platform))
+    assert allowed.status_code == 200
+    assert sample(allowed.text, "guahao_http_requests_total", route="/metrics", status="401") == 5
+
+
 async def test_a_booking_journey_is_measured_and_logged_without_personal_data(
     platform: Platform,
     http: httpx.AsyncClient,
@@ -64,7 +90,7 @@ async def test_a_booking_journey_is_measured_and_logged_without_personal_data(
     made = (await http.get("/health")).headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{16}", made)
 
-    exposition = await http.get("/metrics")
+    exposition = await http.get("/metrics", headers=scraper(platform))
     assert exposition.status_code == 200
     assert exposition.headers["content-type"].startswith("text/plain")
     metrics = exposition.text
