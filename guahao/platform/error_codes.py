@@ -628,6 +628,12 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "统一身份认证平台未提供已验证的手机号，无法关联账号",
         "The identity provider shared no verified mobile number to link an account with",
     ),
+    # request size
+    "REQUEST_BODY_TOO_LARGE": (
+        _I,
+        "请求内容过大，已拒绝",
+        "The request body is larger than this address accepts",
+    ),
 }
 
 
