@@ -628,6 +628,12 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "统一身份认证平台未提供已验证的手机号，无法关联账号",
         "The identity provider shared no verified mobile number to link an account with",
     ),
+    # password sign-in: progressive delays, never a lockout
+    "SIGN_IN_WAIT": (
+        _R,
+        "尝试过于频繁，请稍候再登录",
+        "Too many tries; wait a moment before signing in again",
+    ),
     # request size
     "REQUEST_BODY_TOO_LARGE": (
         _I,
