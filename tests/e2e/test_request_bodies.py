@@ -11,19 +11,17 @@ their own larger limits.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 import httpx
-import msgspec
 import pytest
 
 from guahao.bootstrap import Platform
 from guahao.web.request_bodies import API_BODY_LIMIT, SCHEDULE_FILE_BODY_LIMIT
+from tests.e2e.raw_requests import raw_post
 from tests.e2e.support import Citizen
 from tests.fixtures.his_simulator import sim_hospital
 
@@ -66,58 +64,6 @@ def _peak_memory_growth() -> Iterator[list[int]]:
         growth[0] = peak[0] - start
 
 
-async def _raw_post(
-    base_url: str,
-    path: str,
-    headers: dict[str, str],
-    *,
-    total: int,
-    chunked: bool = True,
-    announce: int | None = None,
-) -> tuple[int, dict[str, object], int]:
-    """POST ``total`` bytes to ``path`` over a raw socket, chunked (or with a
-    ``Content-Length`` of ``announce``), stopping as soon as the server answers.
-
-    Returns the status, the decoded JSON body and how many body bytes were sent.
-    """
-    url = urlsplit(base_url)
-    reader, writer = await asyncio.open_connection(url.hostname, url.port)
-    head = [f"POST {path} HTTP/1.1", f"Host: {url.netloc}"]
-    head += [f"{name}: {value}" for name, value in headers.items()]
-    head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {announce}")
-    writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-
-    async def response() -> tuple[int, dict[str, object]]:
-        raw_head = await reader.readuntil(b"\r\n\r\n")
-        lines = raw_head.decode("latin-1").split("\r\n")
-        fields = dict(line.lower().split(": ", 1) for line in lines[1:] if ": " in line)
-        body = await reader.readexactly(int(fields["content-length"]))
-        return int(lines[0].split()[1]), msgspec.json.decode(body)
-
-    answered = asyncio.create_task(response())
-    block = b"x" * (256 * 1024)
-    sent = 0
-    try:
-        while sent < total and not answered.done():
-            if chunked:
-                writer.write(b"%x\r\n%s\r\n" % (len(block), block))
-            else:
-                writer.write(block)
-            sent += len(block)
-            await writer.drain()
-        if chunked and not answered.done():
-            writer.write(b"0\r\n\r\n")
-            await writer.drain()
-    except ConnectionError:
-        pass  # the server answered and closed while the rest was still on its way
-    try:
-        async with asyncio.timeout(60):
-            status, body = await answered
-    finally:
-        writer.close()
-    return status, body, sent
-
-
 @pytest.fixture
 async def hospital_token(platform: Platform, http: httpx.AsyncClient) -> str:
     """An access token of an onboarded hospital's client, fetched from /oauth/token."""
@@ -147,7 +93,7 @@ async def test_a_huge_chunked_body_with_an_idempotency_key_is_refused_while_it_a
 ) -> None:
     headers = citizen.auth | {"Idempotency-Key": "huge-1", "Content-Type": "application/json"}
     with _peak_memory_growth() as growth:
-        status, body, sent = await _raw_post(live_server, "/api/v1/holds", headers, total=HUGE)
+        status, body, sent = await raw_post(live_server, "/api/v1/holds", headers, total=HUGE)
     _assert_too_large(status, body)
     assert sent < HUGE // 4, "the answer came long before the body ended"
     assert growth[0] < MEMORY_BOUND, f"the server's memory grew by {growth[0] >> 20} MiB"
@@ -157,7 +103,7 @@ async def test_an_announced_length_over_the_limit_is_refused_before_the_body_is_
     live_server: str, citizen: Citizen
 ) -> None:
     headers = citizen.auth | {"Idempotency-Key": "huge-2", "Content-Type": "application/json"}
-    status, body, sent = await _raw_post(
+    status, body, sent = await raw_post(
         live_server, "/api/v1/holds", headers, total=HUGE, chunked=False, announce=HUGE
     )
     _assert_too_large(status, body)
@@ -175,7 +121,7 @@ async def test_a_huge_chunked_body_without_an_idempotency_key_is_refused_with_th
         "Content-Type": "application/x-www-form-urlencoded" if form else "application/json"
     }
     with _peak_memory_growth() as growth:
-        status, body, sent = await _raw_post(live_server, path, headers, total=HUGE)
+        status, body, sent = await raw_post(live_server, path, headers, total=HUGE)
     _assert_too_large(status, body)
     assert sent < HUGE // 4
     assert growth[0] < MEMORY_BOUND, f"the server's memory grew by {growth[0] >> 20} MiB"
@@ -193,7 +139,7 @@ async def test_a_schedule_file_keeps_its_own_larger_limit(
     )
     assert taken.status_code != 413, "a file above the API's limit is still read"
     assert taken.json()["code"] == "BATCH_FILE_INVALID"
-    status, body, _sent = await _raw_post(
+    status, body, _sent = await raw_post(
         live_server,
         "/api/v1/hospital/schedule-files",
         headers | {"Idempotency-Key": "file-2"},
