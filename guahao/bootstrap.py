@@ -65,6 +65,7 @@ from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFactsCache
 from guahao.platform.services.sign_in_codes import ConsoleTextMessages, SignInCodes
+from guahao.platform.services.sign_in_delays import SignInDelays
 from guahao.platform.services.staff import StaffService
 from guahao.platform.services.supply import SupplyService
 from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER, SupplyDemandRollups
@@ -405,7 +406,7 @@ async def open_platform(
             gateway=gateway,
             bookings=bookings,
             supply=supply,
-            accounts=AccountService(ports, rules),
+            accounts=AccountService(ports, rules, delays=SignInDelays(client, ports.clock)),
             rules=rules,
             queries=QueryService(ports),
             inventory_sync=sync,

@@ -655,6 +655,18 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "缺少或错误的监控令牌",
         "Missing or wrong metrics bearer token",
     ),
+    # password sign-in: progressive delays, never a lockout
+    "SIGN_IN_WAIT": (
+        _R,
+        "尝试过于频繁，请稍候再登录",
+        "Too many tries; wait a moment before signing in again",
+    ),
+    # request size
+    "REQUEST_BODY_TOO_LARGE": (
+        _I,
+        "请求内容过大，已拒绝",
+        "The request body is larger than this address accepts",
+    ),
 }
 
 

@@ -87,6 +87,9 @@ class RateLimitRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hold_per_device: RateLimit = "60/minute;600/hour"
     hold_per_ip: RateLimit = "600/minute"
     sign_in_per_phone: RateLimit = "10/15minutes"
+    """No longer applied: a hard limit per phone locked its owner out on a rival's guesses.
+    Password sign-in spaces attempts out instead (``services/sign_in_delays.py``); the field
+    stays so that stored rule versions still decode."""
     register_per_ip: RateLimit = "30/hour"
     sign_in_code_per_phone: RateLimit = "1/minute;5/hour"
     """SMS sign-in codes sent to one phone (each costs an SMS and annoys its owner)."""

@@ -33,6 +33,7 @@ from guahao.web.pages import pages_router, static_router, template_config
 from guahao.web.pages.console import console_router
 from guahao.web.pages.live_availability import stop_hub
 from guahao.web.pages.page_context import provide_page
+from guahao.web.request_bodies import API_BODY_LIMIT
 from guahao.web.request_logs import configure_logging
 from guahao.web.routes.accounts import AccountController, PatientController
 from guahao.web.routes.appeals import AppealController
@@ -178,6 +179,7 @@ def create_app(
         # not, so that every event leaves at once.
         compression_config=CompressionConfig(backend="gzip", minimum_size=500, exclude="^/live/"),
         exception_handlers=exception_handlers,
+        request_max_body_size=API_BODY_LIMIT,  # refused while read: guahao/web/request_bodies.py
         middleware=[telemetry_middleware(metrics), IdempotencyMiddleware],
         lifespan=[lifespan, relying_party_open],
         state=State(

@@ -45,6 +45,7 @@ STATUS_BY_CODE = {
     "CREDENTIALS_INVALID": 401,
     "STAFF_CREDENTIALS_INVALID": 401,
     "METRICS_TOKEN_INVALID": 401,
+    "REQUEST_BODY_TOO_LARGE": 413,
 }
 
 
@@ -79,6 +80,8 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     if isinstance(exc, NotAuthorizedException):
         return _catalogued("UNAUTHENTICATED", 401)
+    if exc.status_code == 413:  # Litestar's RequestEntityTooLarge, raised while reading
+        return _catalogued("REQUEST_BODY_TOO_LARGE", 413)
     if isinstance(exc, NotFoundException):
         return Response(
             _body("ROUTE_NOT_FOUND", "请求的地址不存在", "No such address", {}), status_code=404

@@ -32,6 +32,7 @@ from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Sen
 
 from guahao.platform.error_codes import CODES
 from guahao.platform.errors import GuahaoError
+from guahao.web.request_bodies import BodyTooLargeError, body_limit_of, read_bounded
 
 __all__ = [
     "IDEMPOTENCY_KEY_OPT",
@@ -100,7 +101,12 @@ class IdempotencyMiddleware:
                 return
             await self.app(scope, receive, send)
             return
-        body, replay_receive = await _buffer(receive)
+        try:
+            body, replay_receive = await _buffer(scope, receive)
+        except BodyTooLargeError as exc:
+            status, payload = _error_response("REQUEST_BODY_TOO_LARGE", 413, limit_bytes=exc.limit)
+            await _respond(send, status, "application/json", payload, replayed=False)
+            return
         target = scope["path"].encode()
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
@@ -224,17 +230,10 @@ async def kept_leased(
             await task
 
 
-async def _buffer(receive: Receive) -> tuple[bytes, Receive]:
-    """Read the whole request body and give the app a ``receive`` that plays it back."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
+async def _buffer(scope: Scope, receive: Receive) -> tuple[bytes, Receive]:
+    """Read the request body, refused at the route's limit while it arrives (never whole
+    before the limit applies), and give the app a ``receive`` that plays it back."""
+    body = await read_bounded(scope, receive, body_limit_of(scope))
     sent = False
 
     async def replay() -> ReceiveMessage:

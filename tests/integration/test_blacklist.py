@@ -765,3 +765,35 @@ async def test_a_wrongly_recorded_strike_is_struck_out_with_a_reason_and_audited
     assert await strikes_of(platform, person_id) == []
     assert (admin.username, "strike.remove") in await audit_actions(platform, person_id)
     await refused("STRIKE_NOT_FOUND", platform.blacklist.remove_strike(strike_id, "x", admin))
+
+
+async def test_an_account_sees_the_strikes_of_its_own_bookings_and_no_staff_names(
+    platform: Platform,
+) -> None:
+    """Whoever added a person's number to an account must not read where and when the person
+    booked through other accounts, nor which staff member banned or decided: the standing
+    lists the strikes on this account's bookings and counts them all towards a ban."""
+    await hospitals(platform, "h1", "h2")
+    first, second = await new_account(platform), await new_account(platform)
+    person = Person()
+    mine = await person.of(platform, first)
+    theirs = await person.of(platform, second, relation="parent")
+    own_booking = await no_show(platform, first, mine, "h1", SESSION_DAY)
+    other_booking = await no_show(platform, second, theirs, "h2", SESSION_DAY + 4 * WEEK)
+
+    own = await platform.blacklist.standing(first, mine)
+    other = await platform.blacklist.standing(second, theirs)
+    assert [s.booking_id for s in own.strikes] == [own_booking]
+    assert [s.booking_id for s in other.strikes] == [other_booking]
+    no_shows = next(p for p in own.policies if p.policy == "no_show")
+    assert no_shows.counted == 2  # the person's standing counts every strike
+
+    admin = await staff_member(platform, StaffRole.AUTHORITY_ADMIN)
+    await platform.blacklist.add_ban(await person.person_id(platform), 60, "proven", admin)
+    appeal = await platform.blacklist.file_appeal(second, theirs, None, "不是我本人")
+    await platform.blacklist.decide_appeal(appeal.id, False, "证据不足", admin)
+    shown = await platform.blacklist.standing(second, theirs)
+    assert shown.ban is not None
+    assert admin.username not in repr(shown)
+    assert [(a.status, a.decision_reason) for a in shown.appeals] == [("rejected", "证据不足")]
+    assert admin.username not in repr(await platform.blacklist.appeals_of(second))

@@ -82,22 +82,6 @@ async def test_one_address_is_limited_too(platform: Platform) -> None:
     assert refused.detail["limit"] == "hold:ip"
 
 
-async def test_guessing_passwords_for_one_phone_is_limited(platform: Platform) -> None:
-    await tighten(platform, sign_in_per_phone="3/minute")
-    await platform.accounts.register(phone="13800138000", password="right-password")
-    for _ in range(3):
-        await assert_refused(
-            platform,
-            "CREDENTIALS_INVALID",
-            platform.accounts.authenticate(phone="13800138000", password="wrong-guess"),
-        )
-    await assert_refused(
-        platform,
-        "RATE_LIMITED",
-        platform.accounts.authenticate(phone="13800138000", password="right-password"),
-    )
-
-
 async def test_the_hold_records_the_device_and_address_as_keyed_hashes(platform: Platform) -> None:
     from tests.fixtures.platforms import booking_row
 

@@ -10,8 +10,6 @@ and shown masked. Passwords are hashed with scrypt (memory-hard, in the standard
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
@@ -24,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guahao.platform.bookings import LIVE_WITH_PATIENT
 from guahao.platform.client_context import ClientContext
 from guahao.platform.error_codes import refuse
+from guahao.platform.errors import GuahaoError
 from guahao.platform.identity_documents import (
     DocumentType,
     IdentityDocument,
@@ -54,8 +53,10 @@ from guahao.platform.persistence.tables import (
 )
 from guahao.platform.person_names import validate_person_name
 from guahao.platform.personal_data import PersonalDataVault, mask_phone
+from guahao.platform.phone_numbers import normalise_phone
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
+from guahao.platform.services.sign_in_delays import SignInDelays
 
 __all__ = [
     "NO_PASSWORD",
@@ -71,7 +72,6 @@ __all__ = [
     "verify_password",
 ]
 
-PHONE = re.compile(r"^1[3-9]\d{9}$")
 
 NO_PASSWORD = "!no-password"
 """The password hash of an account made by a sign-in that needs no password (an SMS code, the
@@ -173,8 +173,11 @@ class AccountService:
         ports: Ports,
         rules: RuleBook | None = None,
         verifier: IdentityVerifier | None = None,
+        delays: SignInDelays | None = None,
     ) -> None:
         self._p = ports
+        self._delays = delays
+        """Waits after wrong passwords; ``None`` only where nobody signs in (tools)."""
         self._rules = rules or RuleBook(ports)
         self._verifier: IdentityVerifier = verifier or FormatChecksumVerifier(REGION_ZONE)
 
@@ -188,9 +191,7 @@ class AccountService:
     ) -> str:
         """注册: one account per phone; registrations per address are limited (bulk-made
         accounts are how scalpers multiply their one-hold-per-account allowance)."""
-        phone = unicodedata.normalize("NFKC", phone).strip()
-        if not PHONE.fullmatch(phone):
-            refuse("VALIDATION_FAILED", field="phone")
+        phone = normalise_phone(phone)
         if len(password) < 8:
             refuse("VALIDATION_FAILED", field="password", reason="at least 8 characters")
         if self._p.limiter is not None and client is not None and client.ip_hash:
@@ -214,24 +215,37 @@ class AccountService:
             refuse("ACCOUNT_EXISTS")
         return account_id
 
-    async def authenticate(self, *, phone: str, password: str) -> str:
-        phone = unicodedata.normalize("NFKC", phone).strip()
-        if self._p.limiter is not None and PHONE.fullmatch(phone):
-            limits = (await self._rules.region()).rate_limits
-            await self._p.limiter.hit(
-                [("sign_in:phone", limits.sign_in_per_phone, self._p.vault.index("phone", phone))]
-            )
+    async def authenticate(
+        self, *, phone: str, password: str, client: ClientContext | None = None
+    ) -> str:
+        """登录 by password. Wrong answers space out further attempts for the phone and the
+        address (``SignInDelays``) but never lock the owner out; an unknown phone costs the
+        same work as a known one, so neither the answer nor its time tells who has an account.
+        """
+        try:
+            phone = normalise_phone(phone)
+        except GuahaoError:
+            phone = ""  # not a mobile number, so no account's: the same work follows
+        phone_index = self._p.vault.index("phone", phone)
+        address = client.ip_hash if client is not None else ""
+        if self._delays is not None:
+            await self._delays.check(phone_index, address)
         async with self._p.sessions() as session:
             row = await session.scalar(
-                select(AccountRow).where(
-                    AccountRow.phone_hash == self._p.vault.index("phone", phone)
-                )
+                select(AccountRow).where(AccountRow.phone_hash == phone_index)
             )
         if row is None:  # the same work as a real check: timing does not tell who has an account
             await verify_unknown_off_loop(password)
-            refuse("CREDENTIALS_INVALID")
-        if not await verify_password_off_loop(password, row.password_hash):
-            refuse("CREDENTIALS_INVALID")
+            right = False
+        else:
+            right = await verify_password_off_loop(password, row.password_hash)
+        if row is None or not right:
+            delay = 0
+            if self._delays is not None:
+                delay = await self._delays.failed(phone_index, address)
+            refuse("CREDENTIALS_INVALID", retry_after_seconds=delay)
+        if self._delays is not None:
+            await self._delays.succeeded(phone_index)
         return row.id
 
     def _today(self) -> date:
@@ -273,9 +287,7 @@ class AccountService:
     ) -> PatientView:
         """添加就诊人: validated, verified as far as the verifier can, within the limits."""
         document, clean_name = await self._identify(name, document_type, document_number, relation)
-        phone = unicodedata.normalize("NFKC", phone).strip()
-        if phone and not PHONE.fullmatch(phone):
-            refuse("VALIDATION_FAILED", field="phone")
+        phone = normalise_phone(phone) if phone.strip() else ""
         now = self._p.clock.now()
         verification = await self._verifier.verify(
             document, validate_person_name(clean_name, document.type), checked_at=now

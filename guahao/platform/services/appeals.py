@@ -20,6 +20,7 @@ from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BlacklistAppealRow,
     BlacklistEntryRow,
+    BookingRow,
     PatientRow,
 )
 from guahao.platform.services.audit import record_audit
@@ -38,7 +39,8 @@ from guahao.platform.services.ban_views import (
     AppealView,
     Standing,
     appeal_view,
-    ban_view,
+    citizen_appeal_view,
+    citizen_ban_view,
     is_active,
     progress,
     strike_views,
@@ -122,7 +124,7 @@ class Appeals:
                 now,
             )
             await session.flush()
-            return appeal_view(appeal)
+            return citizen_appeal_view(appeal)
 
     async def appeals_of(self, account_id: str) -> list[AppealView]:
         async with self._p.sessions() as session:
@@ -133,10 +135,15 @@ class Appeals:
                     .order_by(BlacklistAppealRow.filed_at.desc())
                 )
             ).all()
-        return [appeal_view(r) for r in rows]
+        return [citizen_appeal_view(r) for r in rows]
 
     async def standing(self, account_id: str, patient_id: str) -> Standing:
-        """What the account's own patient has against them, and how to appeal."""
+        """What the account's own patient has against them, and how to appeal.
+
+        The strikes listed are those on this account's own bookings: the person may have been
+        added by other accounts too, and one account must not read where and when the person
+        booked through another. The progress towards a ban counts them all (it is the
+        person's standing), and the ban is shown without staff names."""
         rules = await self._rules()
         now = self._p.clock.now()
         async with self._p.sessions() as session:
@@ -157,7 +164,17 @@ class Appeals:
                     .order_by(BlacklistAppealRow.filed_at.desc())
                 )
             ).all()
-            views = await strike_views(session, rows)
+            booked_here = set(
+                (
+                    await session.scalars(
+                        select(BookingRow.id).where(
+                            BookingRow.account_id == account_id,
+                            BookingRow.id.in_({r.booking_id for r in rows if r.booking_id}),
+                        )
+                    )
+                ).all()
+            )
+            views = await strike_views(session, [r for r in rows if r.booking_id in booked_here])
         appeal_until = None
         if ban is not None:
             appeal_until = min(
@@ -167,9 +184,9 @@ class Appeals:
             patient_id=patient_id,
             strikes=views,
             policies=progress(rules.policies, strikes, since, now),
-            ban=ban_view(ban, now) if ban is not None else None,
+            ban=citizen_ban_view(ban, now) if ban is not None else None,
             appeal_until=appeal_until,
-            appeals=[appeal_view(a) for a in appeals],
+            appeals=[citizen_appeal_view(a) for a in appeals],
         )
 
     # ---- the authority's side

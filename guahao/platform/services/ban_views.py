@@ -36,6 +36,8 @@ __all__ = [
     "StrikeView",
     "appeal_view",
     "ban_view",
+    "citizen_appeal_view",
+    "citizen_ban_view",
     "is_active",
     "label_of",
     "local_time",
@@ -194,6 +196,18 @@ def appeal_view(row: BlacklistAppealRow) -> AppealView:
         decided_by=row.decided_by,
         decision_reason=row.decision_reason,
     )
+
+
+def citizen_ban_view(entry: BlacklistEntryRow, now: datetime) -> BanView:
+    """A ban as the banned person's accounts see it: without the names of the staff who
+    imposed or lifted it (a citizen has no use for them, and anyone who added the person's
+    number to an account could otherwise read them)."""
+    return msgspec.structs.replace(ban_view(entry, now), created_by="", lifted_by=None)
+
+
+def citizen_appeal_view(row: BlacklistAppealRow) -> AppealView:
+    """An appeal as its appellant sees it: the decision and its reason, not who decided."""
+    return msgspec.structs.replace(appeal_view(row), decided_by=None)
 
 
 def mask_name(name: str) -> str:

@@ -50,10 +50,13 @@ class AccountController(Controller):
         self,
         accounts: NamedDependency[AccountService],
         settings: NamedDependency[Settings],
+        client: NamedDependency[ClientContext],
         data: JSONBody[TokenRequest],
         request: Request[Any, Any, Any],
     ) -> TokenResponse:
-        account_id = await accounts.authenticate(phone=data.phone, password=data.password)
+        account_id = await accounts.authenticate(
+            phone=data.phone, password=data.password, client=client
+        )
         issuer: TokenIssuer = request.app.state.tokens
         return TokenResponse(
             access_token=issuer.issue(account_id),

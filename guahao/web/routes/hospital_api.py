@@ -44,6 +44,7 @@ from guahao.platform.services.hospital_feed import (
 )
 from guahao.web.hospital_auth import require_hospital
 from guahao.web.idempotency import IDEMPOTENCY_KEY_OPT
+from guahao.web.request_bodies import HOSPITAL_API_BODY_LIMIT, SCHEDULE_FILE_BODY_LIMIT
 
 __all__ = ["HospitalApiController"]
 
@@ -152,6 +153,7 @@ class HospitalApiController(Controller):
     tags = ["hospital connectors"]  # noqa: RUF012
     guards = [require_hospital]  # noqa: RUF012
     opt = {IDEMPOTENCY_KEY_OPT: "required"}  # noqa: RUF012 - a vendor's retry must be safe
+    request_max_body_size = HOSPITAL_API_BODY_LIMIT
 
     @post("/schedules", operation_id="pushSchedules", status_code=200)
     async def schedules(
@@ -293,7 +295,12 @@ class HospitalApiController(Controller):
         )
         return Applied(await apply_notice(feed, hospital, FilingNotice(result)))
 
-    @post("/schedule-files", operation_id="pushScheduleFile", status_code=200)
+    @post(
+        "/schedule-files",
+        operation_id="pushScheduleFile",
+        status_code=200,
+        request_max_body_size=SCHEDULE_FILE_BODY_LIMIT,
+    )
     async def schedule_file(
         self,
         request: Request[Any, Any, Any],
