@@ -270,6 +270,7 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
                 "--duration",
                 str(max(1, seconds - 1)),
                 "--gil",
+                "--nonblocking",
                 "--rate",
                 "200",
                 "--format",
