@@ -509,7 +509,7 @@ def main() -> None:
                     Row(f"granted holds ({label})", "platform", c),
                     url,
                     ["hold", str(pg.tokens), str(pg.open_slots), str(first)],
-                    max(2, seconds // 2),
+                    seconds,
                 ),
                 ceiling,
             )
@@ -562,7 +562,7 @@ def main() -> None:
                 Row("row lock: granted holds", "row lock", c),
                 ceiling_url,
                 ["hold", str(pg.tokens), str(slots), "0", "/pg/holds"],
-                max(2, seconds // 2),
+                seconds,
             ),
             ceiling,
         )
@@ -597,7 +597,7 @@ def main() -> None:
                     Row("granted holds (SQLite, 1 worker)", "platform", c),
                     url,
                     ["hold", str(lite.tokens), str(lite.open_slots), str(SOLD_OUT_ACCOUNTS)],
-                    max(2, seconds // 2),
+                    seconds,
                 ),
                 ceiling,
             )
