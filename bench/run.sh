@@ -7,6 +7,11 @@ if [ "${1:-}" = "fhir-ingest" ]; then  # bash bench/run.sh fhir-ingest [--slots 
   shift
   exec .venv/bin/python bench/fhir_ingest.py "$@"
 fi
+if [ "${1:-}" = "http-surge" ]; then  # bash bench/run.sh http-surge [--seconds N] [--workers 1 2]
+  shift
+  command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+  exec .venv/bin/python bench/http_surge.py "$@"
+fi
 if [ "${1:-}" = "search" ]; then  # bash bench/run.sh search [--doctors N] [--rounds N]
   shift
   exec .venv/bin/python bench/search_latency.py "$@"

@@ -10,6 +10,7 @@ from litestar import Litestar, get
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
+from litestar.logging.config import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components
@@ -180,6 +181,10 @@ def create_app(
         compression_config=CompressionConfig(backend="gzip", minimum_size=500, exclude="^/live/"),
         exception_handlers=exception_handlers,
         request_max_body_size=API_BODY_LIMIT,  # refused while read: guahao/web/request_bodies.py
+        # Litestar's default configuration sets the root logger to INFO, which turned on a
+        # rendered request line per request (guahao.requests) whatever the operator's
+        # log_level: the root logger is the operator's (``guahao`` sets it from settings).
+        logging_config=LoggingConfig(configure_root_logger=False),
         middleware=[telemetry_middleware(metrics), IdempotencyMiddleware],
         lifespan=[lifespan, relying_party_open],
         state=State(

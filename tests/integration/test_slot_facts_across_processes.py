@@ -126,3 +126,35 @@ def test_facts_older_than_the_maximum_age_are_read_again() -> None:
     cache = SlotFactsCache(max_age_seconds=0.0)
     cache.put(facts_of("h1"), cache.generation)
     assert cache.get("s1") is None
+
+
+async def test_one_miss_reads_the_facts_of_every_slot_of_its_session(platform: Platform) -> None:
+    from sqlalchemy import select
+
+    from guahao.platform.persistence.tables import SlotRow
+
+    slots = await publish_clinic(platform)
+    first = await platform.bookings.slot_facts(slots[0])
+    async with platform.ports.sessions() as session:
+        siblings = (
+            await session.scalars(
+                select(SlotRow.id).where(
+                    SlotRow.session_id == first.session_id, SlotRow.id != slots[0]
+                )
+            )
+        ).all()
+    assert siblings
+    for slot_id in siblings:
+        cached = platform.ports.slot_facts.get(slot_id)
+        assert cached is not None
+        assert cached.session_id == first.session_id
+        assert cached.policies == first.policies
+        assert cached.starts_at > first.starts_at
+    assert all(
+        platform.ports.slot_facts.get(s) is None
+        for s in slots
+        if s not in siblings and s != slots[0]
+    )
+    with pytest.raises(GuahaoError) as missing:
+        await platform.bookings.slot_facts("no-such-slot")
+    assert missing.value.code == "SLOT_NOT_FOUND"

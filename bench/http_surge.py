@@ -1,0 +1,640 @@
+"""The release surge over HTTP (issue 15): the platform against the framework's own ceiling.
+
+Not a test: it prints a table and writes ``bench/results/http_surge-<time>.json``.
+
+What runs, against servers this script starts and stops itself (one throwaway PostgreSQL
+cluster, one loopback Redis per platform, uvicorn on uvloop + httptools for every server):
+
+- **ceiling**: ``bench/http_ceiling.py``'s ``GET /plain``, a plain Litestar route returning a
+  small JSON object, served exactly as the platform is;
+- **platform (PostgreSQL)**: ``guahao serve`` on the demo region, with 30 000 accounts;
+  ``POST /api/v1/holds`` on a sold-out slot and on open slots (every grant by an account of its
+  own), a doctor's availability and a search, and sold-out holds at 1 000 connections;
+- **platform (SQLite)**: the embedded default, the same hold rows;
+- **row lock**: ``bench/http_ceiling.py``'s ``POST /pg/holds``, the common approach (``SELECT …
+  FOR UPDATE`` in PostgreSQL), sold out and granted.
+
+wrk drives every row (``bench/wrk/surge.lua``): each request is a citizen of its own, with a
+token, a fresh ``Idempotency-Key`` and an ``X-Forwarded-For`` address among 2 000 (carrier
+NAT puts many citizens behind one address; the rate limits stay on). The end checks that
+nothing was oversold: every slot balanced in Redis, SQL's active bookings equal to Redis's
+held + booked units per slot, and grants answered equal to the units taken.
+
+The machine has 2 cores shared by servers, wrk and other people's work: only ratios from the
+same run mean anything; the load average is printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from guahao.bootstrap import open_platform  # noqa: E402
+from guahao.config import load_settings  # noqa: E402
+from guahao.platform.bookings import ACTIVE_STATUSES  # noqa: E402
+from guahao.platform.demo_region import build_demo_region  # noqa: E402
+from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
+from guahao.platform.persistence.tables import (  # noqa: E402
+    AccountRow,
+    BookingRow,
+    SessionRow,
+    SlotRow,
+)
+from guahao.web.auth import TokenIssuer  # noqa: E402
+from infra import local_postgres  # noqa: E402
+
+LUA = ROOT / "bench" / "wrk" / "surge.lua"
+SECRET = base64.b64encode(b"http-surge-bench-secret-key-0123456789ab").decode()
+DATA_KEY = base64.b64encode(b"http-surge-bench-data-key-012345").decode()
+SEARCHES = ["心内科", "儿科", "头痛", "xnk", "眼科", "发烧", "皮肤科", "王"]
+SOLD_OUT_ACCOUNTS = 20_000
+GRANT_ACCOUNTS = 12_000
+
+
+@dataclass
+class Row:
+    """One wrk run."""
+
+    name: str
+    server: str
+    connections: int
+    requests: int = 0
+    seconds: float = 0.0
+    per_s: float = 0.0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)
+    socket_errors: int = 0
+    ceiling_per_s: float = 0.0
+    ratio: float = 0.0
+
+
+@dataclass
+class Target:
+    """A served platform: its URL, its token file, slots and reads."""
+
+    url: str
+    tokens: Path
+    sold_out: Path
+    open_slots: Path
+    availability: Path
+    searches: Path
+    units_open: int
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _wait_http(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
+        time.sleep(0.3)
+
+
+def _environment(data_dir: Path, database_url: str, redis_url: str) -> dict[str, str]:
+    return {
+        "GUAHAO_DATA_DIR": str(data_dir),
+        "GUAHAO_DATABASE_URL": database_url,
+        "GUAHAO_REDIS_URL": redis_url,
+        "GUAHAO_SECRET_KEY": SECRET,
+        "GUAHAO_DATA_KEY": DATA_KEY,
+        "GUAHAO_RUN_JOBS": "false",
+        "GUAHAO_LOG_LEVEL": "WARNING",
+    }
+
+
+async def _seed(environ: dict[str, str], out: Path, days: int) -> Target:
+    """The demo region, the accounts and their tokens, the slots the rows aim at."""
+    settings = load_settings(environ)
+    region = build_demo_region()
+    async with open_platform(settings) as platform:
+        today = platform.ports.clock.now().date()
+        for hospital in region.hospitals:
+            await platform.supply.register_hospital(hospital)
+        sessions = []
+        for hospital in region.hospitals:
+            sessions += platform.supply.sessions_from_roster(
+                hospital, [today + timedelta(days=i) for i in range(days)]
+            )
+        started = time.perf_counter()
+        await platform.supply.publish_sessions(sessions)
+        print(f"  {len(sessions)} sessions published in {time.perf_counter() - started:.1f} s")
+        await platform.search.reindex()
+        now = platform.ports.clock.now()
+        issuer = TokenIssuer(settings.secret("secret_key"), settings.token_minutes)
+        accounts = [secrets.token_hex(8) for _ in range(SOLD_OUT_ACCOUNTS + GRANT_ACCOUNTS)]
+        async with platform.engine.begin() as connection:
+            await connection.execute(
+                sa.insert(AccountRow),
+                [
+                    {
+                        "id": account,
+                        "phone_hash": account,
+                        "phone_enc": b"",
+                        "password_hash": "",
+                        "display_name": "bench",
+                        "created_at": now,
+                    }
+                    for account in accounts
+                ],
+            )
+            rows = (
+                await connection.execute(
+                    sa.select(SlotRow.id, SlotRow.online_quota, SessionRow.doctor_id)
+                    .join(SessionRow, SessionRow.id == SlotRow.session_id)
+                    .where(
+                        SessionRow.release_at <= now, SlotRow.starts_at > now + timedelta(hours=2)
+                    )
+                    .order_by(SlotRow.starts_at)
+                )
+            ).all()
+        slot_ids = [row.id for row in rows]
+        counts = await platform.ports.inventory.counts(slot_ids, now_ms=int(now.timestamp() * 1000))
+        open_slots = [s for s in slot_ids if counts[s].available > 0]
+        if len(open_slots) < 2:
+            raise RuntimeError("the demo region has no open slots to hold")
+        # one slot sold out by holds of accounts the rows never use
+        hot, *rest = open_slots
+        for n in range(counts[hot].available):
+            await platform.bookings.hold(
+                account_id=accounts[-1 - n], slot_id=hot, idempotency_key=f"sellout-{n}"
+            )
+        tokens = out / "tokens.txt"
+        tokens.write_text("".join(f"{issuer.issue(a)}\n" for a in accounts[:-50]))
+        (out / "sold_out.txt").write_text(hot + "\n")
+        (out / "open.txt").write_text("".join(f"{s}\n" for s in rest))
+        doctors = sorted({row.doctor_id for row in rows})
+        (out / "availability.txt").write_text(
+            "".join(f"/api/v1/doctors/{d}/availability\n" for d in doctors)
+        )
+        (out / "searches.txt").write_text(
+            "".join(f"/api/v1/search?q={urllib.request.quote(q)}\n" for q in SEARCHES)
+        )
+        return Target(
+            url="",
+            tokens=tokens,
+            sold_out=out / "sold_out.txt",
+            open_slots=out / "open.txt",
+            availability=out / "availability.txt",
+            searches=out / "searches.txt",
+            units_open=sum(counts[s].available for s in rest),
+        )
+
+
+async def _check(environ: dict[str, str], granted: int) -> dict[str, Any]:
+    """Oversold 0: Redis balanced per slot, SQL's active bookings equal Redis's held + booked
+    per slot, and the grants answered over HTTP no more than the active bookings."""
+    settings = load_settings(environ)
+    async with open_platform(settings, migrate=False) as platform:
+        now = platform.ports.clock.now()
+        async with platform.engine.connect() as connection:
+            slot_ids = list((await connection.scalars(sa.select(SlotRow.id))).all())
+            active = dict(
+                (
+                    await connection.execute(
+                        sa.select(BookingRow.slot_id, sa.func.count())
+                        .where(BookingRow.status.in_([s.value for s in ACTIVE_STATUSES]))
+                        .group_by(BookingRow.slot_id)
+                    )
+                ).all()
+            )
+        counts = await platform.ports.inventory.counts(slot_ids, now_ms=int(now.timestamp() * 1000))
+    oversold = sum(
+        1
+        for c in counts.values()
+        if c.held + c.booked + c.returning + c.available != c.capacity or c.available < 0
+    )
+    disagree = sum(1 for s, c in counts.items() if c.held + c.booked != active.get(s, 0))
+    return {
+        "slots": len(slot_ids),
+        "oversold_slots": oversold,
+        "sql_redis_disagreeing_slots": disagree,
+        "active_bookings": sum(active.values()),
+        "grants_answered": granted,
+    }
+
+
+PROFILE: dict[str, Any] = {}
+"""``--profile DIR``: the directory and the served platform's pid, set while it runs."""
+
+
+def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
+    threads = 2
+    spy = None
+    if PROFILE.get("pid") and row.server == "platform":
+        name = re.sub(r"[^a-z0-9]+", "-", f"{row.name} c{row.connections}".lower()).strip("-")
+        spy = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "py-spy"),
+                "record",
+                "--pid",
+                str(PROFILE["pid"]),
+                "--duration",
+                str(max(1, seconds - 1)),
+                "--gil",
+                "--nonblocking",
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(PROFILE["dir"] / f"{name}.folded"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{row.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        *args[:4],
+        str(threads),
+        *args[4:],
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    if spy is not None:
+        spy.wait()
+    found = re.search(r"^WRK-RESULT (.*)$", done.stdout, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"wrk gave no result:\n{done.stdout}\n{done.stderr}")
+    result = json.loads(found.group(1))
+    row.requests = result["requests"]
+    row.seconds = result["seconds"]
+    row.per_s = row.requests / row.seconds
+    row.p50_ms = result["p50_us"] / 1000
+    row.p99_ms = result["p99_us"] / 1000
+    row.statuses = {str(k): v for k, v in result["statuses"].items()}
+    row.socket_errors = sum(
+        result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
+    )
+    return row
+
+
+def _serve_platform(
+    environ: dict[str, str], port: int, workers: int, log: Path
+) -> subprocess.Popen[bytes]:
+    command = [str(ROOT / ".venv" / "bin" / "guahao"), "serve", "--port", str(port)]
+    if workers > 1:
+        command += ["--workers", str(workers)]
+    process = subprocess.Popen(
+        command,
+        env=os.environ | environ,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    _wait_http(f"http://127.0.0.1:{port}/health")
+    return process
+
+
+def _serve_ceiling(dsn: str, port: int) -> subprocess.Popen[bytes]:
+    command = [
+        str(ROOT / ".venv" / "bin" / "uvicorn"),
+        "bench.http_ceiling:app",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(
+        command, env=os.environ | {"BENCH_PG_DSN": dsn}, cwd=ROOT, start_new_session=True
+    )
+    _wait_http(f"http://127.0.0.1:{port}/plain")
+    return process
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+async def _prepare_row_lock(dsn: str, open_slots: int, units: int) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(
+            "DROP TABLE IF EXISTS bench_holds; DROP TABLE IF EXISTS bench_slots;"
+            "CREATE TABLE bench_slots (id text PRIMARY KEY, remaining int NOT NULL"
+            " CHECK (remaining >= 0));"
+            "CREATE TABLE bench_holds (id text PRIMARY KEY, slot_id text NOT NULL"
+            " REFERENCES bench_slots, account text NOT NULL)"
+        )
+        await connection.executemany(
+            "INSERT INTO bench_slots VALUES ($1, $2)",
+            [("hot", 0), *((f"s{n}", units) for n in range(open_slots))],
+        )
+    finally:
+        await connection.close()
+
+
+async def _row_lock_balance(dsn: str, units: int) -> dict[str, int]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        # one statement, one snapshot: holds committed in between cannot skew the two counts
+        given, taken = await connection.fetchrow(
+            "SELECT (SELECT count(*) FROM bench_holds),"
+            " (SELECT coalesce(sum($1::int - remaining), 0) FROM bench_slots WHERE id <> 'hot')",
+            units,
+        )
+        return {"holds": int(given), "units_taken": int(taken)}
+    finally:
+        await connection.close()
+
+
+def _ratio(row: Row, ceiling: Row) -> Row:
+    row.ceiling_per_s = ceiling.per_s
+    row.ratio = row.per_s / ceiling.per_s if ceiling.per_s else 0.0
+    return row
+
+
+def _print(rows: list[Row]) -> None:
+    print(
+        f"\n| {'row':<44} | conns | req/s   | ceiling | ratio | p50 ms | p99 ms | statuses |\n"
+        f"| {'-' * 44} | ----- | ------- | ------- | ----- | ------ | ------ | -------- |"
+    )
+    for r in rows:
+        statuses = " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items()))
+        if r.socket_errors:
+            statuses += f" socket-errors:{r.socket_errors}"
+        print(
+            f"| {r.name:<44} | {r.connections:>5} | {r.per_s:>7.0f} | {r.ceiling_per_s:>7.0f} "
+            f"| {r.ratio:>5.2f} | {r.p50_ms:>6.1f} | {r.p99_ms:>6.1f} | {statuses} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=8, help="each wrk row's duration")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--crowd", type=int, default=1000, help="connections of the p99 rows")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1])
+    parser.add_argument("--days", type=int, default=2, help="demo days published")
+    parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the platform during its rows (folded stacks here)"
+    )
+    options = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="guahao-http-surge-"))
+    work.chmod(0o755)  # the cluster runs as the postgres user when we are root
+    rows: list[Row] = []
+    checks: dict[str, Any] = {}
+    load_before = _load_average()
+    print(f"load average before: {load_before}")
+    seconds, c = options.seconds, options.connections
+    pg_dir = work / "pg"
+    servers: list[subprocess.Popen[bytes]] = []
+    redises: list[EmbeddedRedis] = []
+    try:
+        local_postgres.start(pg_dir)
+        pg_url = local_postgres.createdb(pg_dir, "guahao")
+        row_lock_dsn = local_postgres.createdb(pg_dir, "rowlock").replace("+asyncpg", "", 1)
+        redis = EmbeddedRedis(work / "redis-pg", port=_free_port())
+        redis.start()
+        redises.append(redis)
+        pg_env = _environment(work / "data-pg", pg_url, redis.url)
+        print("seeding the PostgreSQL platform …")
+        (work / "pg-files").mkdir()
+        pg = asyncio.run(_seed(pg_env, work / "pg-files", options.days))
+        ceiling_port = _free_port()
+        servers.append(_serve_ceiling(row_lock_dsn, ceiling_port))
+        ceiling_url = f"http://127.0.0.1:{ceiling_port}"
+        plain = work / "plain.txt"
+        plain.write_text("/plain\n")
+        ceiling = _wrk(
+            Row("ceiling: plain Litestar JSON", "ceiling", c),
+            ceiling_url,
+            ["get", "-", str(plain), "0"],
+            seconds,
+        )
+        rows.append(_ratio(ceiling, ceiling))
+        granted_total = 0
+        for workers in options.workers:
+            port = _free_port()
+            server = _serve_platform(pg_env, port, workers, work / "server-pg.log")
+            servers.append(server)
+            if options.profile and workers == 1:
+                options.profile.mkdir(parents=True, exist_ok=True)
+                PROFILE.update(pid=server.pid, dir=options.profile)
+            url = f"http://127.0.0.1:{port}"
+            label = f"PostgreSQL, {workers} worker{'s' if workers > 1 else ''}"
+            rows.append(
+                _ratio(
+                    _wrk(
+                        Row(f"sold-out holds ({label})", "platform", c),
+                        url,
+                        ["hold", str(pg.tokens), str(pg.sold_out), "0"],
+                        seconds,
+                    ),
+                    ceiling,
+                )
+            )
+            rows.append(
+                _ratio(
+                    _wrk(
+                        Row(f"availability reads ({label})", "platform", c),
+                        url,
+                        ["get", "-", str(pg.availability), "0"],
+                        seconds,
+                    ),
+                    ceiling,
+                )
+            )
+            rows.append(
+                _ratio(
+                    _wrk(
+                        Row(f"search reads ({label})", "platform", c),
+                        url,
+                        ["get", "-", str(pg.searches), "0"],
+                        seconds,
+                    ),
+                    ceiling,
+                )
+            )
+            first = SOLD_OUT_ACCOUNTS + (workers - 1) * 5_000
+            granted = _ratio(
+                _wrk(
+                    Row(f"granted holds ({label})", "platform", c),
+                    url,
+                    ["hold", str(pg.tokens), str(pg.open_slots), str(first)],
+                    seconds,
+                ),
+                ceiling,
+            )
+            granted_total += granted.statuses.get("201", 0)
+            rows.append(granted)
+            crowd = _ratio(
+                _wrk(
+                    Row(f"sold-out holds ({label})", "platform", options.crowd),
+                    url,
+                    ["hold", str(pg.tokens), str(pg.sold_out), "0"],
+                    seconds,
+                ),
+                ceiling,
+            )
+            rows.append(crowd)
+            PROFILE.clear()
+            _stop(server)
+            servers.remove(server)
+        rows.append(
+            _ratio(
+                _wrk(
+                    Row("ceiling: plain Litestar JSON", "ceiling", options.crowd),
+                    ceiling_url,
+                    ["get", "-", str(plain), "0"],
+                    seconds,
+                ),
+                ceiling,
+            )
+        )
+        checks["postgresql"] = asyncio.run(_check(pg_env, granted_total))
+        units = 50
+        asyncio.run(_prepare_row_lock(row_lock_dsn, 2_000, units))
+        slots = work / "rowlock-open.txt"
+        slots.write_text("".join(f"s{n}\n" for n in range(2_000)))
+        hot = work / "rowlock-hot.txt"
+        hot.write_text("hot\n")
+        rows.append(
+            _ratio(
+                _wrk(
+                    Row("row lock: sold-out holds", "row lock", c),
+                    ceiling_url,
+                    ["hold", str(pg.tokens), str(hot), "0", "/pg/holds"],
+                    seconds,
+                ),
+                ceiling,
+            )
+        )
+        lock_granted = _ratio(
+            _wrk(
+                Row("row lock: granted holds", "row lock", c),
+                ceiling_url,
+                ["hold", str(pg.tokens), str(slots), "0", "/pg/holds"],
+                seconds,
+            ),
+            ceiling,
+        )
+        rows.append(lock_granted)
+        balance = asyncio.run(_row_lock_balance(row_lock_dsn, units))
+        checks["row_lock"] = balance | {"grants_answered": lock_granted.statuses.get("201", 0)}
+        if not options.no_sqlite:
+            redis_lite = EmbeddedRedis(work / "redis-lite", port=_free_port())
+            redis_lite.start()
+            redises.append(redis_lite)
+            lite_env = _environment(work / "data-lite", "", redis_lite.url)
+            print("seeding the SQLite platform …")
+            (work / "lite-files").mkdir()
+            lite = asyncio.run(_seed(lite_env, work / "lite-files", options.days))
+            port = _free_port()
+            server = _serve_platform(lite_env, port, 1, work / "server-lite.log")
+            servers.append(server)
+            url = f"http://127.0.0.1:{port}"
+            rows.append(
+                _ratio(
+                    _wrk(
+                        Row("sold-out holds (SQLite, 1 worker)", "platform", c),
+                        url,
+                        ["hold", str(lite.tokens), str(lite.sold_out), "0"],
+                        seconds,
+                    ),
+                    ceiling,
+                )
+            )
+            lite_granted = _ratio(
+                _wrk(
+                    Row("granted holds (SQLite, 1 worker)", "platform", c),
+                    url,
+                    ["hold", str(lite.tokens), str(lite.open_slots), str(SOLD_OUT_ACCOUNTS)],
+                    seconds,
+                ),
+                ceiling,
+            )
+            rows.append(lite_granted)
+            _stop(server)
+            servers.remove(server)
+            checks["sqlite"] = asyncio.run(_check(lite_env, lite_granted.statuses.get("201", 0)))
+    finally:
+        for server in servers:
+            _stop(server)
+        for redis_server in redises:
+            redis_server.stop()
+        local_postgres.stop(pg_dir)
+    load_after = _load_average()
+    print(f"server logs in {work}")
+    _print(rows)
+    print(f"\nend checks: {json.dumps(checks)}")
+    print(f"load average before {load_before}, after {load_after}")
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    (out / f"http_surge-{stamp}.json").write_text(
+        json.dumps(
+            {
+                "rows": [asdict(r) for r in rows],
+                "checks": checks,
+                "load_before": load_before,
+                "load_after": load_after,
+                "options": {
+                    k: str(v) if isinstance(v, Path) else v for k, v in vars(options).items()
+                },
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

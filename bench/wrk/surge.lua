@@ -1,0 +1,76 @@
+-- wrk script of bench/http_surge.py: every request a citizen of its own (a token from a
+-- file, an address among many behind carrier NAT), a fresh Idempotency-Key, and the answers
+-- counted by status. Arguments after `--`: mode (hold | get), the token file (one
+-- "account token" line each, or "-"), the file of targets (slot ids for holds, paths for
+-- reads), the first account index to use (rows must not reuse each other's accounts), the
+-- number of wrk threads and the path of holds.
+local threads = {}
+local counter = 0
+
+function setup(thread)
+  thread:set("tid", #threads)
+  table.insert(threads, thread)
+end
+
+local function lines(path)
+  local found = {}
+  if path == "-" then return found end
+  for line in io.lines(path) do
+    if #line > 0 then table.insert(found, line) end
+  end
+  return found
+end
+
+function init(args)
+  mode = args[1]
+  tokens = lines(args[2])
+  targets = lines(args[3])
+  first = tonumber(args[4] or "0")
+  nthreads = tonumber(args[5] or "1")
+  path_for_holds = args[6] or "/api/v1/holds"
+  statuses = {}
+  math.randomseed(tid * 7919 + os.time())
+end
+
+function request()
+  counter = counter + 1
+  local n = first + tid + (counter - 1) * nthreads
+  local target = targets[(n % #targets) + 1]
+  local address = "10." .. (n % 250) .. "." .. (math.floor(n / 250) % 8) .. ".7"
+  if mode == "get" then
+    return wrk.format("GET", target, {["X-Forwarded-For"] = address})
+  end
+  local token = tokens[(n % #tokens) + 1]
+  local headers = {
+    ["Authorization"] = "Bearer " .. token,
+    ["Idempotency-Key"] = "k" .. tid .. "-" .. counter .. "-" .. math.random(1, 1000000000),
+    ["Content-Type"] = "application/json",
+    ["X-Forwarded-For"] = address,
+  }
+  return wrk.format("POST", path_for_holds, headers,
+    '{"slotId":"' .. target .. '"}')
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+
+function done(summary, latency, requests)
+  local merged = {}
+  for _, thread in ipairs(threads) do
+    local counted = thread:get("statuses")
+    for status, n in pairs(counted) do
+      merged[status] = (merged[status] or 0) + n
+    end
+  end
+  local parts = {}
+  for status, n in pairs(merged) do
+    table.insert(parts, '"' .. status .. '":' .. n)
+  end
+  io.write(string.format(
+    'WRK-RESULT {"requests":%d,"seconds":%.3f,"p50_us":%d,"p99_us":%d,"max_us":%d,' ..
+    '"connect_errors":%d,"read_errors":%d,"write_errors":%d,"timeouts":%d,"statuses":{%s}}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(99),
+    latency.max, summary.errors.connect, summary.errors.read, summary.errors.write,
+    summary.errors.timeout, table.concat(parts, ",")))
+end
