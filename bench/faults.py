@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import random
 import shutil
@@ -44,7 +43,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from guahao.bootstrap import Platform, open_platform  # noqa: E402
-from guahao.config import Settings  # noqa: E402
 from guahao.platform.clock import ManualClock  # noqa: E402
 from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from guahao.platform.errors import GuahaoError  # noqa: E402
@@ -54,27 +52,19 @@ from tests.fixtures.conservation import (  # noqa: E402
     assert_money_conserved,
     assert_units_conserved,
 )
-from tests.fixtures.platforms import START, clinic, held_with_patient, publish_clinic  # noqa: E402
+from tests.fixtures.platforms import (  # noqa: E402
+    START,
+    clinic,
+    held_with_patient,
+    publish_clinic,
+    settings_for,
+)
 
 
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _settings(data_dir: Path, database_url: str, redis_url: str) -> Settings:
-    key = base64.b64encode(b"k" * 32).decode()
-    return Settings(
-        data_dir=str(data_dir),
-        database_url=database_url,
-        redis_url=redis_url,
-        secret_key=key,
-        data_key=key,
-        payment_secret=base64.b64encode(b"p" * 32).decode(),
-        run_jobs=False,
-        public_url="http://bench",
-    )
 
 
 class Phases:
@@ -111,7 +101,7 @@ async def run(bookings: int, seed: int, directory: Path) -> dict[str, Any]:
     clock = ManualClock(START)
     try:
         async with open_platform(
-            _settings(directory / "data", database_url, redis.url), clock=clock
+            settings_for(directory / "data", database_url, redis.url), clock=clock
         ) as platform:
             units = max(4, bookings // 8 + 1)
             slots = await publish_clinic(platform, clinic(units=units))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import statistics
@@ -43,13 +42,18 @@ import redis.asyncio as aioredis  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from guahao.bootstrap import Platform, open_platform  # noqa: E402
-from guahao.config import Settings  # noqa: E402
 from guahao.platform.clock import ManualClock  # noqa: E402
 from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from guahao.platform.persistence.connector_tables import OutboxCursorRow  # noqa: E402
 from guahao.platform.persistence.tables import OutboxRow  # noqa: E402
 from infra import local_postgres  # noqa: E402
-from tests.fixtures.platforms import START, bulk_accounts, clinic, confirmed_booking  # noqa: E402
+from tests.fixtures.platforms import (  # noqa: E402
+    START,
+    bulk_accounts,
+    clinic,
+    confirmed_booking,
+    settings_for,
+)
 from tests.fixtures.platforms import publish_clinic as publish  # noqa: E402
 
 NOTIFIER = "guahao.platform.services.notifications.InboxNotifier:"
@@ -73,20 +77,6 @@ class Figures:
     lag_p99_seconds: float
     lag_max_seconds: float
     subscribers: int
-
-
-def _settings(data_dir: Path, database_url: str, redis_url: str) -> Settings:
-    key = base64.b64encode(b"k" * 32).decode()
-    return Settings(
-        data_dir=str(data_dir),
-        database_url=database_url,
-        redis_url=redis_url,
-        secret_key=key,
-        data_key=key,
-        payment_secret=base64.b64encode(b"p" * 32).decode(),
-        run_jobs=False,
-        public_url="http://bench",
-    )
 
 
 async def _pending(platform: Platform) -> int:
@@ -193,7 +183,7 @@ def say(message: str) -> None:
 async def run(args: argparse.Namespace, database_url: str, redis_url: str) -> Figures:
     with tempfile.TemporaryDirectory(prefix="guahao-outbox-bench-") as data:
         async with open_platform(
-            _settings(Path(data), database_url, redis_url), clock=ManualClock(START)
+            settings_for(Path(data), database_url, redis_url), clock=ManualClock(START)
         ) as platform:
             say(f"producing: {args.bookings} bookings")
             events, produce_seconds = await produce(platform, args.bookings)
