@@ -78,6 +78,11 @@ OWNERSHIP: dict[str, Owner] = {
     "listLotteryEntries": "none",
     "enterLottery": "none",
     "withdrawLotteryEntry": "account",
+    "listRebookingOffers": "none",
+    "acceptRebookingOffer": "account",
+    "declineRebookingOffer": "account",
+    # a visit reminder's one-tap 退号 link: the signed, single-use token is the credential
+    "cancelByReminderLink": "self-authenticating",
     # the authority (region-wide, by role)
     "listBans": "none",
     "addBan": "none",
@@ -97,6 +102,7 @@ OWNERSHIP: dict[str, Owner] = {
     "supplyDemandFigures": "none",
     "unmetDemandFigures": "none",
     "exportFigures": "none",
+    "paymentReconciliationReport": "none",
     "regionRules": "none",
     "changeRegionRules": "none",
     "hospitalRules": "none",
@@ -137,6 +143,7 @@ PUBLIC = {
     "paymentNotify",
     "oidcSignIn",
     "oidcCallback",
+    "cancelByReminderLink",
 }
 
 METHODS = ("get", "put", "post", "delete", "patch")
@@ -233,6 +240,7 @@ class World:
             "changeHospitalRules": {"overrides": {"followUpValidDays": 1}, "reason": "矩阵"},
             "addOnUnit": {"patientId": self.ids["patient_id"], "reason": "矩阵"},
             "recordFilingResult": {"status": "filed", "hisPatientId": "P1"},
+            "acceptRebookingOffer": {"slotId": "0" * 32},
         }.get(operation_id, {})
 
 
@@ -306,6 +314,8 @@ async def build_world(http: httpx.AsyncClient, platform: Platform) -> World:
         signal_id="0" * 32,
         person_id="0" * 32,
         filing_id="0" * 32,
+        offer_id="0" * 32,
+        token="0" * 32,
     )
     return world
 

@@ -91,16 +91,12 @@ ROUND_BUDGET_SECONDS = 10.0
 cron runs every 2 s; a run that is still going when the next tick comes makes that tick skip
 the subscribers it holds (``_owned``), so nothing is delivered twice at once."""
 
-CONCURRENT_ROUNDS = 4
-"""Subscribers delivered side by side on PostgreSQL. Each round holds two pooled connections
-(its advisory lock, its reads and writes) besides its handlers' own: four leave the pool to
-the requests a release brings."""
-
 CONCURRENT_AGGREGATES = 4
 """Aggregates (bookings, sessions) one subscriber's round delivers side by side on
-PostgreSQL. Handlers spend most of their time waiting for the database or a HIS, one
-aggregate's events keep their order, and 4 × ``CONCURRENT_ROUNDS`` handler connections stay
-well inside the pool."""
+PostgreSQL: handlers spend most of their time waiting for the database or a HIS, and one
+aggregate's events keep their order. Subscribers themselves take their turns in the order
+they subscribed, as before: some rely on it within a run (in filing mode A the HIS notifier
+files the patient with the booking before the filing request that follows looks)."""
 
 ADVISORY_LOCK_CLASS = 0x6775  # "gu"
 """First key of the PostgreSQL advisory locks that make one dispatcher per subscriber."""
@@ -426,21 +422,14 @@ class OutboxDispatcher:
 
         Rounds repeat while some subscriber still read a full batch, for at most
         ``budget_seconds``, so that one job run drains a release surge instead of moving
-        ``limit`` rows per cron tick; on PostgreSQL the subscribers' rounds run side by side
-        (a slow HIS never holds back citizens' notifications within a run).
+        ``limit`` rows per cron tick.
         """
         if set(self.subscribers) - self._checked:
             await self.start()
         deadline = time.monotonic() + budget_seconds
         delivered = 0
         while True:
-            if self._concurrent():
-                gate = asyncio.Semaphore(CONCURRENT_ROUNDS)
-                full = await asyncio.gather(
-                    *(self._gated(gate, s, limit) for s in self._subscriptions)
-                )
-            else:  # SQLite has one writer: side by side would only queue on its lock
-                full = [await self._round(s, limit) for s in self._subscriptions]
+            full = [await self._round(s, limit) for s in self._subscriptions]
             delivered += await self._mark_dispatched()
             if not any(full) or time.monotonic() >= deadline:
                 return delivered
@@ -478,10 +467,6 @@ class OutboxDispatcher:
             )
             return exc
         return None
-
-    async def _gated(self, gate: asyncio.Semaphore, subscription: Subscription, limit: int) -> bool:
-        async with gate:
-            return await self._round(subscription, limit)
 
     def _concurrent(self) -> bool:
         bind = self._sessions.kw.get("bind")
