@@ -256,8 +256,10 @@ async def test_the_one_tap_link_cancels_before_the_deadline_and_is_refused_after
         await expect(page.locator("h1")).to_have_text(zh("one_tap.cancelled"))
         await accessible(page)
         await shot(page, "one-tap-done-zh")
-        await page.goto(first)
+        await page.goto(f"/prefs?mode=elder&next={first}")  # 长辈模式: a reminder's reader
         await expect(page.locator("#one-tap")).to_have_attribute("data-outcome", "used")
+        await shot(page, "one-tap-used-elder-zh")
+        await page.goto(f"/prefs?mode=standard&next={first}")
 
         # the other link, opened before the deadline and tapped after it: refused
         await page.goto(f"/prefs?lang=en&next={second}")
