@@ -208,9 +208,14 @@ async def test_rebooking_offers_are_accepted_and_declined_from_the_page(
         offer = await session.get(RebookingOfferRow, first_id)
         assert offer is not None
         assert offer.accepted_booking_id is not None
+        other = await session.get(RebookingOfferRow, second_id)
+        assert other is not None
+        assert {offer.booking_id, other.booking_id} == set(booked)
         rebooked = await session.get(BookingRow, offer.accepted_booking_id)
-        cancelled = await session.get(BookingRow, booked[0])
-        refund = await session.scalar(select(RefundRow).where(RefundRow.booking_id == booked[1]))
+        cancelled = await session.get(BookingRow, offer.booking_id)
+        refund = await session.scalar(
+            select(RefundRow).where(RefundRow.booking_id == other.booking_id)
+        )
     assert rebooked is not None
     assert cancelled is not None
     assert refund is not None
