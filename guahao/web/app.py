@@ -49,7 +49,6 @@ from guahao.web.routes.payment_reconciliation import PaymentReconciliationContro
 from guahao.web.routes.payments import PaymentController, cashier_routes
 from guahao.web.routes.rebooking import (
     OneTapController,
-    OneTapPageController,
     RebookingController,
 )
 from guahao.web.routes.rules import RulesController
@@ -158,7 +157,6 @@ def create_app(
             LotteryController,
             RebookingController,
             OneTapController,
-            OneTapPageController,
             token_endpoint,
             HospitalApiController,
             RulesController,

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -47,7 +48,7 @@ from guahao.platform.services.runtime import Ports
 from guahao.platform.services.unit_offers import derived_id
 from guahao.platform.waitlist import local_deadline, waitlist_rules_of
 
-__all__ = ["REMINDER_TEMPLATE", "InboxMessages", "VisitReminders"]
+__all__ = ["REMINDER_TEMPLATE", "InboxMessages", "OneTapVisit", "VisitReminders"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,29 @@ Cancel = Callable[[str, str], Awaitable[Booking]]
 
 SlotFactsOf = Callable[[str], Awaitable[Any]]
 """``BookingService.slot_facts``: a slot's hospital policies, start and time zone."""
+
+
+class OneTapVisit(msgspec.Struct, frozen=True):
+    """What a reminder's one-tap link points at, for the page the link opens: read only, so
+    that opening the link (or a previewer fetching it) changes nothing."""
+
+    booking_id: str
+    hospital: str
+    department: str
+    doctor: str
+    visit_at: str
+    """The visit in the hospital's wall time, with the date."""
+    cancel_by: str
+    """The 退号 deadline in the hospital's wall time, with the date."""
+    link_used: bool
+    confirmed: bool
+    """Whether the booking is still confirmed (not cancelled, visited or ended otherwise)."""
+    past_deadline: bool
+
+    @property
+    def cancellable(self) -> bool:
+        """Whether the button would cancel now (the POST decides again)."""
+        return self.confirmed and not self.link_used and not self.past_deadline
 
 
 class InboxMessages:
@@ -259,13 +283,43 @@ class VisitReminders:
         """The link's token: the reminder's id and its keyed hash."""
         return f"{reminder_id}.{self._p.vault.index('one-tap-cancel', reminder_id)}"
 
-    async def cancel_by_link(self, token: str) -> Booking:
-        """退号 from a reminder's link: the signature must match, the link not used before
-        (single use), and the hospital's deadline not passed (the ordinary 退号 decides)."""
+    def _reminder_of(self, token: str) -> str:
+        """The reminder a token names, once its signature is checked."""
         reminder_id, _, signature = token.partition(".")
         expected = self._p.vault.index("one-tap-cancel", reminder_id)
         if not signature or not hmac.compare_digest(signature.encode(), expected.encode()):
             refuse("ONE_TAP_LINK_INVALID")
+        return reminder_id
+
+    async def link_visit(self, token: str) -> OneTapVisit:
+        """The visit a one-tap link would cancel and whether it still can; changes nothing."""
+        reminder_id = self._reminder_of(token)
+        async with self._p.sessions() as session:
+            reminder = await session.get(VisitReminderRow, reminder_id)
+            if reminder is None:
+                refuse("ONE_TAP_LINK_INVALID")
+            booking = await session.get(BookingRow, reminder.booking_id)
+            assert booking is not None
+            params = await self._params(session, booking, reminder)
+            link_used = reminder.link_used_at is not None
+        facts = await self._slot_facts(booking.slot_id)
+        deadline = facts.policies.cancel.deadline(facts.starts_at, facts.timezone)
+        return OneTapVisit(
+            booking_id=booking.id,
+            hospital=params["hospital"],
+            department=params["department"],
+            doctor=params["doctor"],
+            visit_at=params["visit_at"],
+            cancel_by=local_deadline(deadline, facts.timezone),
+            link_used=link_used,
+            confirmed=booking.status == BookingStatus.CONFIRMED.value,
+            past_deadline=self._p.clock.now() >= deadline,
+        )
+
+    async def cancel_by_link(self, token: str) -> Booking:
+        """退号 from a reminder's link: the signature must match, the link not used before
+        (single use), and the hospital's deadline not passed (the ordinary 退号 decides)."""
+        reminder_id = self._reminder_of(token)
         now = self._p.clock.now()
         async with self._p.sessions() as session, session.begin():
             reminder = await session.get(VisitReminderRow, reminder_id)

@@ -24,12 +24,14 @@ from guahao.web.pages.booking_flow import BookingFlowPages
 from guahao.web.pages.browsing import BrowsingPages
 from guahao.web.pages.live_availability import LivePages
 from guahao.web.pages.my_account import MyPages
+from guahao.web.pages.one_tap import OneTapPages
 from guahao.web.pages.page_context import (
     PageContext,
     SignInRequired,
     render,
     status_of,
 )
+from guahao.web.pages.rebooking import OfferPages
 from guahao.web.pages.sign_in import SignInPages
 from guahao.web.pages.waiting import LotteryPages, WaitPages
 
@@ -89,6 +91,8 @@ def pages_router(dependencies: dict[str, Provide]) -> Router:
             WaitPages,
             LotteryPages,
             LivePages,
+            OfferPages,
+            OneTapPages,
         ],
         dependencies=dependencies,
         exception_handlers={SignInRequired: _sign_in_first, GuahaoError: _refused},

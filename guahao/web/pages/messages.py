@@ -303,6 +303,126 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "lottery.who": ("为谁报名", "Who is entering"),
     "lottery.withdraw": ("退出摇号", "Withdraw"),
+    # prepaid waits (候补预付), rebooking offers (改约提议), the one-tap 退号 page
+    "prepay.title": ("候补预付", "Prepay your wait"),
+    "prepay.amount": ("预付金额", "Prepayment"),
+    "prepay.pay_by": ("请在此时间前支付（医院当地时间）", "Pay by (the hospital's local time)"),
+    "prepay.how.line": ("支付后开始排队。", "You join the line once it is paid."),
+    "prepay.how.served": (
+        "候补成功即直接预约成功，无需再支付。",
+        "When a unit is found, it is booked and confirmed at once: nothing more to pay.",
+    ),
+    "prepay.how.unserved": (
+        "未候补成功（到期、取消候补或停诊）将全额退款。",
+        "If the wait ends unserved (time up, left, or the session stopped), it is refunded"
+        " in full.",
+    ),
+    "prepay.later": ("稍后支付，返回候补列表", "Pay later: back to my waits"),
+    "prepay.pay_now": ("去支付预付款", "Pay the prepayment"),
+    "prepay.due": ("请在 {at} 前支付，逾期候补自动结束。", "Pay by {at}, or the wait ends."),
+    "prepay.status.created": ("待预付", "To prepay"),
+    "prepay.status.paid": ("已预付 平台代管", "Prepaid, held by the platform"),
+    "prepay.status.applied": ("已用于预约", "Used for the booking"),
+    "prepay.status.refunded": ("已全额退款", "Refunded"),
+    "prepay.status.closed": ("未支付 已关闭", "Not paid, closed"),
+    "prepay.applied.note": (
+        "预付款 ¥{amount} 已用于本次预约，无需再支付。",
+        "¥{amount} of the prepayment paid for the booking: nothing more to pay.",
+    ),
+    "prepay.difference": ("差额 ¥{amount} 已退回。", "The difference, ¥{amount}, goes back."),
+    "prepay.refunded.note": (
+        "候补未成功，预付款 ¥{amount} 已原路全额退回。",
+        "The wait ended unserved: ¥{amount} is refunded in full.",
+    ),
+    "prepay.closed.note": (
+        "预付款未支付，候补已结束，未扣任何费用。",
+        "The prepayment was not paid; the wait ended and nothing was charged.",
+    ),
+    "prepay.see_booking": ("查看预约", "See the booking"),
+    "prepay.leave.note": (
+        "取消候补后，预付款将全额退回。",
+        "If you leave the waitlist, the prepayment is refunded in full.",
+    ),
+    "prepay.leave.confirm": (
+        "确定取消候补？预付款将全额退回。",
+        "Leave the waitlist? The prepayment will be refunded in full.",
+    ),
+    "offer.title": ("改约提议", "Rebooking offers"),
+    "offer.none": ("暂无改约提议", "No rebooking offers"),
+    "offer.open_count": ("{n} 条待处理", "{n} open"),
+    "offer.open_link": ("查看改约提议", "See the rebooking offer"),
+    "offer.status.open": ("待选择", "Waiting for your answer"),
+    "offer.status.accepted": ("已改约", "Accepted"),
+    "offer.status.declined": ("已拒绝", "Declined"),
+    "offer.status.expired": ("已过期", "Ended unanswered"),
+    "offer.answer_by": ("请在 {at} 前选择（医院当地时间）", "Answer by {at} (hospital time)"),
+    "offer.cancelled": ("医院取消的预约", "Cancelled by the hospital"),
+    "offer.paid": ("已付 ¥{amount}", "paid ¥{amount}"),
+    "offer.how": (
+        "选择一个号源即直接预约成功，原支付直接沿用，无需再付款；也可以拒绝，原支付全额退款。",
+        "Take one unit and it is booked and confirmed with your payment, nothing to pay again;"
+        " or decline and your payment is refunded in full.",
+    ),
+    "offer.proposals": ("可改约的号源", "Units you may move to"),
+    "offer.same_doctor": ("原医生", "Same doctor"),
+    "offer.accept": ("改约到此号", "Take this unit"),
+    "offer.decline": ("不用了，全额退款", "No thanks, refund me"),
+    "offer.decline.confirm": (
+        "确定拒绝改约？原支付将全额退款。",
+        "Decline the offer? Your payment will be refunded in full.",
+    ),
+    "offer.no_strike": (
+        "拒绝或逾期未选均不计违约。",
+        "Declining, or not answering, never counts against you.",
+    ),
+    "offer.accepted.note": (
+        "改约成功，已沿用原支付，无需再付款。",
+        "Rebooked and confirmed with the same payment: nothing to pay.",
+    ),
+    "offer.see_booking": ("查看新预约", "See the new booking"),
+    "offer.declined.note": (
+        "您已拒绝改约，原支付全额退款，不计违约。",
+        "You declined: your payment is refunded in full, with no strike.",
+    ),
+    "offer.expired.note": (
+        "改约提议已到期，原支付全额退款，不计违约。",
+        "The offer ended unanswered: your payment is refunded in full, with no strike.",
+    ),
+    "refund.on_hold": ("暂存，用于改约", "held for your rebooking"),
+    "refund.cancelled": ("已用于新预约", "used for the new booking"),
+    "one_tap.open": ("一键退号", "Cancel this visit"),
+    "one_tap.open.note": (
+        "如不能按时就诊，请退号，把号源留给其他患者，也不会记为爽约。",
+        "If you cannot come, cancel so the unit goes to someone else; it is not a no-show.",
+    ),
+    "one_tap.cancel_by": ("退号截止：{at}（医院当地时间）", "Cancel by {at} (hospital time)"),
+    "one_tap.button": ("确认退号", "Cancel the visit"),
+    "one_tap.cancelled": ("已退号", "Cancelled"),
+    "one_tap.cancelled.note": (
+        "您的预约已取消；如已支付，费用将按医院规则原路退回。",
+        "Your visit is cancelled; any payment is refunded as the hospital's rules say.",
+    ),
+    "one_tap.used": ("退号链接已使用", "This link has been used"),
+    "one_tap.used.note": (
+        "此链接只能使用一次。请在“我的预约”查看预约状态。",
+        "The link works once. See where the booking stands in My bookings.",
+    ),
+    "one_tap.past_deadline": ("已过退号截止时间", "Too late to cancel online"),
+    "one_tap.past_deadline.note": (
+        "退号截止时间为 {at}，现已无法在线退号。如不能就诊，请联系医院。",
+        "The deadline was {at}; the visit can no longer be cancelled online. If you cannot"
+        " come, contact the hospital.",
+    ),
+    "one_tap.not_active": ("无法退号", "Cannot cancel"),
+    "one_tap.not_active.note": (
+        "该预约已不在有效状态（已取消、已就诊或已结束）。",
+        "This booking is no longer active (cancelled, visited or ended).",
+    ),
+    "one_tap.invalid": ("链接无效", "This link is not valid"),
+    "one_tap.invalid.note": (
+        "请检查链接是否完整，或登录后在“我的预约”中退号。",
+        "Check the link is complete, or sign in and cancel from My bookings.",
+    ),
 }
 
 _FACET_PREFIX = {"kind": "kind.", "grade": "grade.", "title": "title."}

@@ -18,6 +18,7 @@ from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.citizen_views import CitizenViews
 from guahao.platform.services.inbox import Inbox
 from guahao.platform.services.queries import QueryService
+from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.web.pages.booking_flow import DOCUMENT_TYPES, HOLDING
 from guahao.web.pages.page_context import (
     PageContext,
@@ -28,6 +29,7 @@ from guahao.web.pages.page_context import (
     verified_form,
 )
 from guahao.web.pages.patient_form import add_patient_from_form
+from guahao.web.pages.rebooking import open_offers
 
 __all__ = ["MyPages"]
 
@@ -38,10 +40,18 @@ class MyPages(Controller):
 
     @get("/", name="me")
     async def me(
-        self, page: NamedDependency[PageContext], accounts: NamedDependency[AccountService]
+        self,
+        page: NamedDependency[PageContext],
+        accounts: NamedDependency[AccountService],
+        rebooking: NamedDependency[RebookingOffers],
     ) -> Template:
         account_id = page.require_account()
-        return render(page, "me.html", patients=await accounts.patients(account_id))
+        return render(
+            page,
+            "me.html",
+            patients=await accounts.patients(account_id),
+            open_offers=open_offers(await rebooking.offers(account_id)),
+        )
 
     @get("/bookings", name="my_bookings")
     async def bookings(

@@ -5,6 +5,10 @@ either from "my waits".
 Each form post is one call of the waitlist or lottery service (the same the JSON API makes);
 a refusal is shown on the page it came from, with its code and message, and the status the
 API would give. Who waits is always chosen: booking for a family member is the normal case.
+
+候补预付: where the hospital takes payment online, joining opens a prepayment order and the
+citizen goes straight to its cashier (the sandbox's, as the booking flow's pay step); "my
+waits" then shows each prepayment's state and what will happen to the money.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ from litestar.response import Redirect, Template
 
 from guahao.platform.error_codes import error
 from guahao.platform.errors import GuahaoError
+from guahao.platform.payments.sandbox import SandboxGateway
 from guahao.platform.services.accounts import AccountService
+from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.citizen_views import CitizenViews
 from guahao.platform.services.lottery import LotteryService
-from guahao.platform.services.waitlist import WaitlistService
+from guahao.platform.services.waitlist import WaitlistService, WaitView
 from guahao.web.pages.booking_flow import DOCUMENT_TYPES, PATIENT_RELATIONS
 from guahao.web.pages.browsing import today_in_region
 from guahao.web.pages.page_context import PageContext, render, see_other, status_of, verified_form
@@ -175,6 +181,58 @@ class WaitPages(Controller):
                 error=exc,
                 entered=form,
             )
+        if wait.prepayment is not None and wait.prepayment.status == "created":
+            return see_other(f"/me/waits/{wait.id}/pay")
+        return see_other(f"/me/waits#wait-{wait.id}")
+
+    @get("/{entry_id:str}/pay", name="wait_pay_step")
+    async def pay_step(
+        self,
+        page: NamedDependency[PageContext],
+        waitlist: NamedDependency[WaitlistService],
+        accounts: NamedDependency[AccountService],
+        citizen_views: NamedDependency[CitizenViews],
+        entry_id: FromPath[str],
+    ) -> Template | Redirect:
+        """候补预付's cashier: the amount, the deadline (the hospital's wall time, with the
+        date) and what becomes of the money; a wait with nothing to pay goes to my waits."""
+        account_id = page.require_account()
+        wait = await _wait_of(waitlist, account_id, entry_id)
+        if wait.prepayment is None or not _payable(wait):
+            return see_other(f"/me/waits#wait-{wait.id}")
+        patients = {p.id: p for p in await accounts.patients(account_id)}
+        return render(
+            page,
+            "wait_pay.html",
+            wait=wait,
+            prepayment=wait.prepayment,
+            outline=await citizen_views.session(wait.session_id) if wait.session_id else None,
+            doctor=await citizen_views.doctor(wait.doctor_id)
+            if wait.doctor_id and not wait.session_id
+            else None,
+            patient=patients.get(wait.patient_id),
+        )
+
+    @post("/{entry_id:str}/pay", name="wait_pay", status_code=303)
+    async def pay(
+        self,
+        page: NamedDependency[PageContext],
+        waitlist: NamedDependency[WaitlistService],
+        bookings: NamedDependency[BookingService],
+        gateway: NamedDependency[SandboxGateway],
+        entry_id: FromPath[str],
+    ) -> Redirect:
+        """The sandbox cashier's 'pay' button for a prepayment: the gateway takes the money
+        and its signed notice puts the wait in line, exactly as ``/sandbox/pay`` does."""
+        form = await verified_form(page)
+        account_id = page.require_account()
+        wait = await _wait_of(waitlist, account_id, entry_id)
+        if wait.prepayment is not None and _payable(wait):
+            channel: Literal["self_pay", "insurance"] = (
+                "insurance" if form.get("channel") == "insurance" else "self_pay"
+            )
+            headers, body = await gateway.pay(wait.prepayment.order_no, channel=channel)
+            await bookings.handle_payment_notice(headers, body)
         return see_other(f"/me/waits#wait-{wait.id}")
 
     @post("/{entry_id:str}/leave", name="leave_wait", status_code=303)
@@ -301,6 +359,23 @@ def _window_state(
     if now < opens_at:
         return "before"
     return "open" if now < draw_at else "closed"
+
+
+async def _wait_of(waitlist: WaitlistService, account_id: str, entry_id: str) -> WaitView:
+    """One of the account's waits (another account's is as unknown as a missing one)."""
+    for wait in await waitlist.waits(account_id):
+        if wait.id == entry_id:
+            return wait
+    raise error("WAITLIST_ENTRY_NOT_FOUND", entry_id=entry_id[:64])
+
+
+def _payable(wait: WaitView) -> bool:
+    """A prepayment still to pay: its order open and its wait not ended."""
+    return (
+        wait.prepayment is not None
+        and wait.prepayment.status == "created"
+        and wait.status == "waiting"
+    )
 
 
 def _scope_error(needs: str) -> GuahaoError:

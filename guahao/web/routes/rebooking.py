@@ -1,18 +1,17 @@
 """The citizen's priority rebooking offers (优先改约) after a hospital cancellation or stop:
 list with their proposed units, accept one, decline; and the one-tap 退号 link of a visit
-reminder. Thin: decode, call the service, encode."""
+reminder (its page, which the link opens, is ``guahao.web.pages.one_tap``). Thin: decode,
+call the service, encode."""
 
 from __future__ import annotations
 
-import html
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, MediaType, Request, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
-from guahao.platform.errors import GuahaoError
 from guahao.platform.services.queries import BookingDetail, QueryService
 from guahao.platform.services.rebooking_offers import RebookingOffers, RebookingOfferView
 from guahao.platform.services.visit_reminders import VisitReminders
@@ -21,7 +20,6 @@ from guahao.web.auth import require_account
 __all__ = [
     "BookingCancelled",
     "OneTapController",
-    "OneTapPageController",
     "RebookingAccept",
     "RebookingController",
 ]
@@ -88,46 +86,6 @@ class OneTapController(Controller):
         """退号 from a reminder: single use, and only before the hospital's deadline."""
         booking = await reminders.cancel_by_link(token)
         return BookingCancelled(booking_id=booking.id, status=booking.status.value)
-
-
-class OneTapPageController(Controller):
-    """Where the reminder's link opens (a tap is a GET): the visit and a button that cancels
-    it. The GET changes nothing (link previewers and prefetchers open links too); the button
-    POSTs back here and the answer says what happened, in Chinese and English."""
-
-    path = "/one-tap"
-    include_in_schema = False
-
-    @get("/{token:str}", media_type=MediaType.HTML)
-    async def page(self, token: FromPath[str]) -> str:
-        quoted = html.escape(token)
-        return _page(
-            "一键退号 Cancel this visit",
-            "如不能按时就诊，请退号，把号源留给其他患者。"
-            "<br>If you cannot come, cancel so the unit goes to someone else.",
-            f"<form method='post' action='/one-tap/{quoted}'>"
-            "<button>确认退号 Cancel the visit</button></form>",
-        )
-
-    @post("/{token:str}", media_type=MediaType.HTML, status_code=200)
-    async def cancel(self, reminders: NamedDependency[VisitReminders], token: FromPath[str]) -> str:
-        try:
-            await reminders.cancel_by_link(token)
-        except GuahaoError as refused:
-            return _page(
-                "未能退号 Not cancelled",
-                f"{html.escape(refused.message_zh)}<br>{html.escape(refused.message_en)}",
-                "",
-            )
-        return _page("已退号 Cancelled", "您的预约已取消。<br>Your visit is cancelled.", "")
-
-
-def _page(title: str, body: str, action: str) -> str:
-    return (
-        "<!doctype html><html lang='zh-CN'><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>{title}</title><h1>{title}</h1><p>{body}</p>{action}</html>"
-    )
 
 
 class BookingCancelled(msgspec.Struct, frozen=True, rename="camel"):

@@ -95,6 +95,10 @@ async def test_a_family_member_waits_for_a_sold_out_session_and_the_inbox_is_rea
         await shot(page, "wait-join-zh")
         await page.locator("#join-wait").focus()  # keyboard only
         await page.keyboard.press("Enter")
+        # the clinic takes payment online: the wait is prepaid (候补预付) before it is in line
+        await expect(page.locator("h1")).to_have_text(zh("prepay.title"))
+        await page.locator("#prepay-self").focus()
+        await page.keyboard.press("Enter")
 
         wait = page.locator("li.wait").first
         await expect(page.locator("h1")).to_have_text(zh("me.waits"))
