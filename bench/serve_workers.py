@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from guahao.worker_processes import bind_listener, supervise
+from guahao.config import load_settings
+from guahao.worker_processes import bind_listener, migrate_once, supervise
 
 
 def main() -> None:
@@ -19,6 +20,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, required=True)
     options = parser.parse_args()
+    migrate_once(load_settings())
     raise SystemExit(supervise(bind_listener("127.0.0.1", options.port), options.workers))
 
 

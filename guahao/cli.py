@@ -279,11 +279,12 @@ def serve(
     """Serve the platform with the configured database and Redis."""
     settings = _settings(host=host, port=port)
     if workers > 1:
-        from guahao.worker_processes import bind_listener, refusal, supervise
+        from guahao.worker_processes import bind_listener, migrate_once, refusal, supervise
 
         problem = refusal(settings)
         if problem is not None:
             raise click.UsageError(problem)
+        migrate_once(settings)
         listener = bind_listener(settings.host, settings.port)
         bound = listener.getsockname()[1]
         click.echo(f"Guahao is running at http://{settings.host}:{bound}/ with {workers} workers")

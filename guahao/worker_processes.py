@@ -23,7 +23,7 @@ from types import FrameType
 from guahao.config import Settings
 from guahao.platform.child_processes import die_with_parent
 
-__all__ = ["bind_listener", "refusal", "serve_command", "supervise"]
+__all__ = ["bind_listener", "migrate_once", "refusal", "serve_command", "supervise"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,15 @@ def refusal(settings: Settings) -> str | None:
         + "; ".join(reasons)
         + ". 多进程需要共享的 PostgreSQL、Redis 和 Meilisearch。"
     )
+
+
+def migrate_once(settings: Settings) -> None:
+    """Bring the schema to head before any worker starts: every worker upgrades at start
+    (a no-op at head), and two of them creating the tables of a new database at once collide
+    in PostgreSQL's catalogue."""
+    from guahao.platform.persistence.database import upgrade
+
+    upgrade(settings.resolved_database_url())
 
 
 def bind_listener(host: str, port: int) -> socket.socket:
