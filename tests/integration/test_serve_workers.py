@@ -160,6 +160,7 @@ def test_two_workers_serve_one_region(
         "GUAHAO_DATABASE_URL": postgres_url,
         "GUAHAO_REDIS_URL": redis_url,
         "GUAHAO_SEARCH_INDEX_DIR": str(tmp_path / "search"),
+        "GUAHAO_RUN_JOBS": "false",  # serving is what is tested; jobs only slow the start
     }
     # The bench's launcher: the supervisor and workers of `guahao serve --workers`, without its
     # refusal of the embedded search index (nothing here changes what a search would see).
