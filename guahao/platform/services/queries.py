@@ -246,10 +246,16 @@ class QueryService:
         Every granted hold answers with this view, so it is on the hot path of a release:
         whole ORM rows of five tables (the hospital's policies decoded from JSON among them)
         and a second read for the payment order cost a granted hold about a fifth of its
-        time (bench/profiles/)."""
+        time (bench/profiles/). One statement needs no transaction around it: read in
+        autocommit, it is one round trip to PostgreSQL instead of three (BEGIN, the select,
+        ROLLBACK), and under load each round trip is a context switch the process waits for
+        (bench/profiles/8-*)."""
         async with self._p.sessions() as session:
+            connection = await session.connection(
+                execution_options={"isolation_level": "AUTOCOMMIT"}
+            )
             found = (
-                await session.execute(
+                await connection.execute(
                     select(
                         BookingRow.id,
                         BookingRow.status,
