@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import socket
 import sys
 from collections.abc import Callable, Coroutine
@@ -71,6 +72,18 @@ def _freeze_long_lived_heap() -> None:
     gc.freeze()
 
 
+async def _exit_when_orphaned(server: Any, supervisor: int) -> None:
+    """Stop a worker whose supervisor is gone, even if it missed the parent-death signal.
+
+    The job worker (saq) takes SIGTERM for itself while it starts and stops (it stops only
+    the jobs, and then removes its handler), so a worker started by ``--workers`` was seen
+    serving on alone after its supervisor was killed; the parent's id changing is certain.
+    """
+    while os.getppid() == supervisor:  # noqa: ASYNC110 - no event says a parent died
+        await asyncio.sleep(1.0)
+    server.should_exit = True
+
+
 async def _serve(platform: Platform, settings: Settings, *, listen_fd: int | None = None) -> None:
     """Serve ``platform``; with ``listen_fd``, as one of several workers on the socket their
     supervisor bound (guahao/worker_processes.py), which announces the address itself."""
@@ -96,7 +109,11 @@ async def _serve(platform: Platform, settings: Settings, *, listen_fd: int | Non
         click.echo("Press Ctrl+C to stop.")
 
     if listen_fd is not None:
-        await server.serve(sockets=[socket.socket(fileno=listen_fd)])
+        watch = asyncio.create_task(_exit_when_orphaned(server, os.getppid()))
+        try:
+            await server.serve(sockets=[socket.socket(fileno=listen_fd)])
+        finally:
+            watch.cancel()
         return
     task = asyncio.create_task(announce())
     await server.serve()
