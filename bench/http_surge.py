@@ -319,8 +319,16 @@ def _serve_platform(
     environ: dict[str, str], port: int, workers: int, log: Path
 ) -> subprocess.Popen[bytes]:
     command = [str(ROOT / ".venv" / "bin" / "guahao"), "serve", "--port", str(port)]
-    if workers > 1:
-        command += ["--workers", str(workers)]
+    if workers > 1:  # the supervisor of `guahao serve --workers`, on the embedded search
+        command = [
+            sys.executable,
+            "-m",
+            "bench.serve_workers",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ]
     process = subprocess.Popen(
         command,
         env=os.environ | environ,

@@ -17,7 +17,7 @@ def _name(frame: str) -> str:
     if found is None:
         return frame.strip()
     path = found["file"]
-    for marker in ("site-packages/", "wt-surge/", "lib/python3.11/"):
+    for marker in ("site-packages/", "lib/python3.11/", "wt-surge/", "wt-surge2/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{found['function']} ({path})"

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import socket
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
 import click
+import msgspec
 
 from guahao.bootstrap import Platform, describe_database, open_platform
 from guahao.config import Settings, load_settings
@@ -69,7 +72,21 @@ def _freeze_long_lived_heap() -> None:
     gc.freeze()
 
 
-async def _serve(platform: Platform, settings: Settings) -> None:
+async def _exit_when_orphaned(server: Any, supervisor: int) -> None:
+    """Stop a worker whose supervisor is gone, even if it missed the parent-death signal.
+
+    The job worker (saq) takes SIGTERM for itself while it starts and stops (it stops only
+    the jobs, and then removes its handler), so a worker started by ``--workers`` was seen
+    serving on alone after its supervisor was killed; the parent's id changing is certain.
+    """
+    while os.getppid() == supervisor:  # noqa: ASYNC110 - no event says a parent died
+        await asyncio.sleep(1.0)
+    server.should_exit = True
+
+
+async def _serve(platform: Platform, settings: Settings, *, listen_fd: int | None = None) -> None:
+    """Serve ``platform``; with ``listen_fd``, as one of several workers on the socket their
+    supervisor bound (guahao/worker_processes.py), which announces the address itself."""
     import uvicorn
 
     from guahao.web.app import create_app
@@ -91,6 +108,13 @@ async def _serve(platform: Platform, settings: Settings) -> None:
         )
         click.echo("Press Ctrl+C to stop.")
 
+    if listen_fd is not None:
+        watch = asyncio.create_task(_exit_when_orphaned(server, os.getppid()))
+        try:
+            await server.serve(sockets=[socket.socket(fileno=listen_fd)])
+        finally:
+            watch.cancel()
+        return
     task = asyncio.create_task(announce())
     await server.serve()
     task.cancel()
@@ -257,18 +281,45 @@ def demo(host: str | None, port: int | None, days: int) -> None:
 @main.command()
 @click.option("--host", default=None)
 @click.option("--port", type=int, default=None)
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes serving the port (above 1: PostgreSQL, Redis and Meilisearch only).",
+)
+@click.option("--listen-fd", type=int, default=None, hidden=True)
+@click.option("--worker-index", type=int, default=0, hidden=True)
+def serve(
+    host: str | None, port: int | None, workers: int, listen_fd: int | None, worker_index: int
+) -> None:
     """Serve the platform with the configured database and Redis."""
     settings = _settings(host=host, port=port)
+    if workers > 1:
+        from guahao.worker_processes import bind_listener, migrate_once, refusal, supervise
+
+        problem = refusal(settings)
+        if problem is not None:
+            raise click.UsageError(problem)
+        migrate_once(settings)
+        listener = bind_listener(settings.host, settings.port)
+        bound = listener.getsockname()[1]
+        click.echo(f"Guahao is running at http://{settings.host}:{bound}/ with {workers} workers")
+        click.echo("Press Ctrl+C to stop.")
+        raise SystemExit(supervise(listener, workers))
+    if worker_index > 0:
+        # One worker of several: the region-wide start-up work is worker 0's, and the MLLP
+        # port is bound once.
+        settings = msgspec.structs.replace(settings, hl7_mllp_port=-1)
 
     async def run() -> None:
         async with open_platform(settings) as platform:
-            if not await platform.search.count():
+            if worker_index == 0 and not await platform.search.count():
                 # A first start (or a new embedded index file): build the index from the
                 # record before answering, or search would answer nothing until the
                 # events of new bookings trickled in.
                 await platform.search.reindex(progress=_progress("search index"))
-            await _serve(platform, settings)
+            await _serve(platform, settings, listen_fd=listen_fd)
 
     _run_server(run())
 

@@ -1,0 +1,155 @@
+"""Several ``guahao serve`` processes behind one listening socket (``--workers N``).
+
+One Python process answers on one core at most; a region's release peak needs more. The
+parent binds the socket once and starts N children that inherit it, each a whole platform
+process (its own pools, caches and event loop), so the kernel spreads new connections over
+them and they share nothing but what the settings point at: PostgreSQL, Redis and
+Meilisearch. The parent serves nothing itself; it restarts a child that dies and stops them
+all on SIGTERM or Ctrl+C. Children die with the parent even when it is killed outright
+(``child_processes.die_with_parent``), so no orphan keeps the port.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from guahao.config import Settings
+from guahao.platform.child_processes import die_with_parent
+
+__all__ = ["bind_listener", "migrate_once", "refusal", "serve_command", "supervise"]
+
+log = logging.getLogger(__name__)
+
+RESTART_DELAY_SECONDS = 1.0
+"""Pause before a dead child is replaced, so a child that cannot start does not spin."""
+
+STOP_GRACE_SECONDS = 30.0
+"""How long children may finish their requests after SIGTERM before they are killed."""
+
+
+def refusal(settings: Settings) -> str | None:
+    """Why these settings cannot be served by several processes, or ``None``.
+
+    Each embedded default lives inside one process (or one process's private server): two
+    workers on them would each have their own, and a citizen's booking made on one would be
+    unknown to the other.
+    """
+    reasons = []
+    if not settings.database_url or settings.database_url.startswith("sqlite"):
+        reasons.append("the embedded SQLite database (set GUAHAO_DATABASE_URL to PostgreSQL)")
+    if not settings.redis_url:
+        reasons.append("the embedded Redis (set GUAHAO_REDIS_URL)")
+    if settings.search_backend == "embedded":
+        reasons.append("the embedded search index (set GUAHAO_SEARCH_BACKEND=meilisearch)")
+    if not reasons:
+        return None
+    return (
+        "--workers above 1 needs every worker to share the same services; these settings use "
+        + "; ".join(reasons)
+        + ". 多进程需要共享的 PostgreSQL、Redis 和 Meilisearch。"
+    )
+
+
+def migrate_once(settings: Settings) -> None:
+    """Bring the schema to head before any worker starts: every worker upgrades at start
+    (a no-op at head), and two of them creating the tables of a new database at once collide
+    in PostgreSQL's catalogue."""
+    from guahao.platform.persistence.database import upgrade
+
+    upgrade(settings.resolved_database_url())
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket every worker inherits (``port`` 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(2048)
+    listener.set_inheritable(True)
+    return listener
+
+
+class _StopRequestedError(Exception):
+    """Raised in the parent by SIGTERM or SIGINT."""
+
+
+def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
+    raise _StopRequestedError
+
+
+def serve_command(listen_fd: int, index: int) -> list[str]:
+    """Worker ``index``: ``guahao serve`` on the inherited socket ``listen_fd``; only worker 0
+    runs the once-per-region start-up work (see ``cli.serve``)."""
+    return [
+        sys.executable,
+        "-m",
+        "guahao.cli",
+        "serve",
+        "--listen-fd",
+        str(listen_fd),
+        "--worker-index",
+        str(index),
+    ]
+
+
+def supervise(
+    listener: socket.socket,
+    workers: int,
+    command: Callable[[int, int], list[str]] = serve_command,
+) -> int:
+    """Run ``workers`` children, ``command(listener's fd, index)`` each, until SIGTERM or
+    SIGINT; the exit status."""
+
+    def start(index: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            command(listener.fileno(), index),
+            pass_fds=(listener.fileno(),),
+            preexec_fn=die_with_parent,
+        )
+
+    previous = {
+        signum: signal.signal(signum, _raise_stop) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    children: dict[int, subprocess.Popen[bytes]] = {}
+    try:
+        for index in range(workers):
+            children[index] = start(index)
+        while True:
+            time.sleep(0.2)
+            for index, child in list(children.items()):
+                status = child.poll()
+                if status is None:
+                    continue
+                log.error(
+                    "worker %d (pid %d) exited with %d; restarting it", index, child.pid, status
+                )
+                time.sleep(RESTART_DELAY_SECONDS)
+                children[index] = start(index)
+    except _StopRequestedError:
+        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _stop_all(list(children.values()))
+        listener.close()
+
+
+def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

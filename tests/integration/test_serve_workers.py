@@ -1,0 +1,213 @@
+"""``guahao serve --workers N``: several processes on one socket, one region between them.
+
+Real processes throughout: the supervisor and its children are started as an operator would,
+and the tests steer requests to one worker by stopping the other (SIGSTOP: a stopped process
+accepts nothing, so the one left running must answer).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from click.testing import CliRunner
+
+from guahao.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in found]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def _wait_for(condition: object, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture
+def supervisor_of(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Supervisors started by a test, killed (SIGKILL) after it if still running."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_several_workers_are_refused_on_the_embedded_defaults(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["serve", "--workers", "2"], env={"GUAHAO_DATA_DIR": str(tmp_path)}
+    )
+    assert result.exit_code == 2, result.output
+    for named in ("SQLite", "embedded Redis", "embedded search index"):
+        assert named in result.output
+    assert not (tmp_path / "guahao.db").exists()  # refused before anything was opened
+
+
+_PID_SERVER = """
+import http.server, os, socket, sys
+listener = socket.socket(fileno=int(sys.argv[1]))
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = str(os.getpid()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Answer, bind_and_activate=False)
+server.socket = listener
+server.serve_forever()
+"""
+
+_SUPERVISOR = """
+import sys
+from guahao.worker_processes import bind_listener, supervise
+script, port = sys.argv[1], int(sys.argv[2])
+command = lambda fd, index: [sys.executable, "-c", script, str(fd)]
+raise SystemExit(supervise(bind_listener("127.0.0.1", port), 2, command))
+"""
+
+
+def test_workers_share_the_socket_are_replaced_and_die_with_the_supervisor(
+    supervisor_of: list[subprocess.Popen[bytes]],
+) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", _SUPERVISOR, _PID_SERVER, str(port)], cwd=ROOT
+    )
+    supervisor_of.append(supervisor)
+    _wait_for(lambda: len(_children(supervisor.pid)) == 2 and _answers(url), 20, "two workers")
+    first, second = _children(supervisor.pid)
+
+    os.kill(second, signal.SIGSTOP)
+    try:
+        assert httpx.get(url, timeout=5).text == str(first)
+    finally:
+        os.kill(second, signal.SIGCONT)
+    os.kill(first, signal.SIGSTOP)
+    try:
+        assert httpx.get(url, timeout=5).text == str(second)
+    finally:
+        os.kill(first, signal.SIGCONT)
+
+    os.kill(first, signal.SIGKILL)  # a worker that dies is replaced
+    _wait_for(
+        lambda: len(_children(supervisor.pid)) == 2 and first not in _children(supervisor.pid),
+        20,
+        "a replacement worker",
+    )
+    workers = _children(supervisor.pid)
+    supervisor.kill()  # no clean-up code runs in the supervisor: the kernel stops its children
+    supervisor.wait()
+    _wait_for(lambda: not any(_alive(pid) for pid in workers), 20, "the workers to die")
+
+
+@pytest.mark.postgres
+def test_two_workers_serve_one_region(
+    postgres_url: str,
+    redis_url: str,
+    tmp_path: Path,
+    supervisor_of: list[subprocess.Popen[bytes]],
+) -> None:
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushdb()
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    environ = os.environ | {
+        "GUAHAO_DATA_DIR": str(tmp_path / "data"),
+        "GUAHAO_DATABASE_URL": postgres_url,
+        "GUAHAO_REDIS_URL": redis_url,
+        "GUAHAO_SEARCH_INDEX_DIR": str(tmp_path / "search"),
+        "GUAHAO_RUN_JOBS": "false",  # serving is what is tested; jobs only slow the start
+    }
+    # The bench's launcher: the supervisor and workers of `guahao serve --workers`, without its
+    # refusal of the embedded search index (nothing here changes what a search would see).
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "bench.serve_workers", "--port", str(port), "--workers", "2"],
+        cwd=ROOT,
+        env=environ,
+    )
+    supervisor_of.append(supervisor)
+    _wait_for(
+        lambda: len(_children(supervisor.pid)) == 2 and _answers(f"{base}/health"),
+        90,
+        "two platform workers",
+    )
+    # Both workers up (each answers /health while the other is stopped).
+    first, second = _children(supervisor.pid)
+    for stopped in (first, second):
+        os.kill(stopped, signal.SIGSTOP)
+        try:
+            _wait_for(lambda: _answers(f"{base}/health"), 60, "the other worker")
+        finally:
+            os.kill(stopped, signal.SIGCONT)
+
+    phone, password = "13800138000", "correct-horse-9"
+    # No keep-alive: each request must find whichever worker is running now.
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=base, timeout=30, limits=no_reuse) as http:
+        os.kill(second, signal.SIGSTOP)
+        try:
+            made = http.post("/api/v1/accounts", json={"phone": phone, "password": password})
+        finally:
+            os.kill(second, signal.SIGCONT)
+        assert made.status_code == 201, made.text
+        os.kill(first, signal.SIGSTOP)
+        try:
+            signed_in = http.post("/api/v1/auth/token", json={"phone": phone, "password": password})
+            assert signed_in.status_code == 200, signed_in.text
+            token = signed_in.json()["accessToken"]
+        finally:
+            os.kill(first, signal.SIGCONT)
+        os.kill(second, signal.SIGSTOP)  # a token issued by one worker is honoured by the other
+        try:
+            mine = http.get("/api/v1/me/patients", headers={"Authorization": f"Bearer {token}"})
+        finally:
+            os.kill(second, signal.SIGCONT)
+        assert mine.status_code == 200, mine.text
+
+    supervisor.kill()  # no clean-up code runs in the supervisor: the workers stop by themselves
+    supervisor.wait()
+    _wait_for(lambda: not any(_alive(pid) for pid in (first, second)), 30, "workers stopped")
