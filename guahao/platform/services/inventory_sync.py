@@ -30,6 +30,7 @@ from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import error
 from guahao.platform.errors import SlotNotLoadedError
 from guahao.platform.ids import new_id
+from guahao.platform.persistence.database import AsyncSession
 from guahao.platform.persistence.tables import BookingRow, SessionRow, SlotRow
 from guahao.platform.ports import (
     HeldUnit,
@@ -70,6 +71,7 @@ class InventorySync:
         session_id: str | None,
         now: datetime,
         seen: dict[str, SlotSnapshot] | None = None,
+        session: AsyncSession | None = None,
     ) -> list[SlotState]:
         """Each slot's state from SQL, merged with ``seen`` (what Redis held under a fence).
 
@@ -100,11 +102,15 @@ class InventorySync:
             query = query.where(SlotRow.session_id == session_id)
         slots: dict[str, tuple[SlotRow, str]] = {}
         rows: dict[str, list[BookingRow]] = {}
-        async with self._p.sessions() as session:
-            for slot, session_status, booking in (await session.execute(query)).all():
-                slots[slot.id] = (slot, session_status)
-                if booking is not None:
-                    rows.setdefault(slot.id, []).append(booking)
+        if session is None:
+            async with self._p.sessions() as own:
+                found = (await own.execute(query)).all()
+        else:
+            found = (await session.execute(query)).all()
+        for slot, session_status, booking in found:
+            slots[slot.id] = (slot, session_status)
+            if booking is not None:
+                rows.setdefault(slot.id, []).append(booking)
         return [
             _merged(slot, session_status, rows.get(slot_id, []), (seen or {}).get(slot_id), now)
             for slot_id, (slot, session_status) in slots.items()
@@ -192,46 +198,58 @@ class InventorySync:
             await self._reload_batch(list(slot_ids[start : start + FENCED_BATCH]))
 
     async def _reload_batch(self, slot_ids: list[str]) -> None:
-        inventory = self._p.inventory
         pending = slot_ids
         for _ in range(_BUSY_RETRIES):
-            token = new_id()
-            snapshots = await asyncio.gather(
-                *(inventory.fence(slot_id, token=token, ttl_ms=FENCE_TTL_MS) for slot_id in pending)
-            )
-            fenced = {
-                slot_id: snap
-                for slot_id, snap in zip(pending, snapshots, strict=True)
-                if snap is not None
-            }
-            busy = [slot_id for slot_id in pending if slot_id not in fenced]
-            loaded: list[bool] = []
-            states: list[SlotState] = []
-            try:
-                if fenced:
-                    states = await self._states(list(fenced), None, self._p.clock.now(), fenced)
-                    loaded = list(
-                        await asyncio.gather(
-                            *(inventory.load(state, fence_token=token) for state in states)
-                        )
-                    )
-            finally:
-                # Slots SQL does not know, or a batch whose read or load failed: no fence
-                # may outlive its rebuild (compare-and-delete leaves any other fence).
-                done = {state.slot_id for state, ok in zip(states, loaded, strict=False) if ok}
-                left = [slot_id for slot_id in fenced if slot_id not in done]
-                if left:
-                    await asyncio.gather(
-                        *(inventory.unfence(slot_id, token=token) for slot_id in left),
-                        return_exceptions=True,
-                    )
-            lost = [state.slot_id for state, ok in zip(states, loaded, strict=True) if not ok]
-            pending = busy + lost
+            async with self._p.sessions() as session:
+                # The connection is taken before the fence goes up: a step waiting on the
+                # fence may hold a pooled connection (a confirm waits inside its
+                # transaction), and a rebuild queueing for the pool behind it would wait
+                # for the step that waits for it.
+                await session.connection()
+                pending = await self._fence_read_load(pending, session)
             if not pending:
                 return
             log.info("%d slots fenced by another rebuild or expired; trying again", len(pending))
             await asyncio.sleep(0.05)
         raise error("INVENTORY_UNAVAILABLE", operation="rebuild", reason="fenced", slots=pending)
+
+    async def _fence_read_load(self, pending: list[str], session: AsyncSession) -> list[str]:
+        """One pass over ``pending``; returns the slots to try again."""
+        inventory = self._p.inventory
+        token = new_id()
+        snapshots = await asyncio.gather(
+            *(inventory.fence(slot_id, token=token, ttl_ms=FENCE_TTL_MS) for slot_id in pending)
+        )
+        fenced = {
+            slot_id: snap
+            for slot_id, snap in zip(pending, snapshots, strict=True)
+            if snap is not None
+        }
+        busy = [slot_id for slot_id in pending if slot_id not in fenced]
+        loaded: list[bool] = []
+        states: list[SlotState] = []
+        try:
+            if fenced:
+                states = await self._states(
+                    list(fenced), None, self._p.clock.now(), fenced, session
+                )
+                loaded = list(
+                    await asyncio.gather(
+                        *(inventory.load(state, fence_token=token) for state in states)
+                    )
+                )
+        finally:
+            # Slots SQL does not know, or a batch whose read or load failed: no fence
+            # may outlive its rebuild (compare-and-delete leaves any other fence).
+            done = {state.slot_id for state, ok in zip(states, loaded, strict=False) if ok}
+            left = [slot_id for slot_id in fenced if slot_id not in done]
+            if left:
+                await asyncio.gather(
+                    *(inventory.unfence(slot_id, token=token) for slot_id in left),
+                    return_exceptions=True,
+                )
+        lost = [state.slot_id for state, ok in zip(states, loaded, strict=True) if not ok]
+        return busy + lost
 
 
 def _merged(
