@@ -18,6 +18,7 @@ from guahao.platform.errors import GuahaoError
 from guahao.platform.hospitals import PaymentMode
 from guahao.platform.ids import new_id
 from tests.fixtures.conservation import assert_money_conserved, assert_units_conserved
+from tests.fixtures.crowd import journey
 from tests.fixtures.platforms import (
     bulk_accounts,
     clinic,
@@ -25,46 +26,12 @@ from tests.fixtures.platforms import (
     counts,
     hold,
     new_account,
-    new_patient,
-    pay,
     publish_clinic,
     slot_row,
 )
 
 CLIENTS = 36
 """Journeys at once, over a clinic of 8 slots with 3 units each: about 1.5 per unit."""
-
-# Refusals a journey may meet in a crowd; anything else (a 503, a 500) fails the test.
-_CROWD_REFUSALS = {"SLOT_SOLD_OUT", "HOLD_ALREADY_ACTIVE"}
-
-
-async def _journey(platform: Platform, account_id: str, slot_id: str, choice: int) -> str:
-    """Hold, choose the patient, then leave, confirm at once (insurance) or pay online."""
-    patient_id = await new_patient(platform, account_id)
-    try:
-        booking = await hold(platform, account_id, slot_id)
-    except GuahaoError as exc:
-        if exc.code not in _CROWD_REFUSALS:
-            raise
-        return exc.code
-    await platform.bookings.choose_patient(
-        account_id=account_id, booking_id=booking.id, patient_id=patient_id
-    )
-    if choice == 0:
-        await platform.bookings.leave(account_id=account_id, booking_id=booking.id)
-        return "left"
-    if choice == 1:
-        return "held"  # walks away; the hold stands until its deadline
-    channel = "insurance" if choice == 2 else "self_pay"
-    _, order = await platform.bookings.submit(
-        account_id=account_id,
-        booking_id=booking.id,
-        channel=channel,  # type: ignore[arg-type]
-    )
-    if order is not None:
-        outcome = await pay(platform, order.order_no)
-        assert outcome.result == "confirmed", outcome
-    return "confirmed"
 
 
 async def test_a_rebuild_under_traffic_loses_no_hold_and_counts_every_unit_once(
@@ -76,7 +43,7 @@ async def test_a_rebuild_under_traffic_loses_no_hold_and_counts_every_unit_once(
     accounts = await bulk_accounts(platform, CLIENTS)
     rng = random.Random(13)
     plan = [(a, rng.choice(slots), rng.randrange(4)) for a in accounts]
-    clients = asyncio.gather(*(_journey(platform, a, s, c) for a, s, c in plan))
+    clients = asyncio.gather(*(journey(platform, a, s, c) for a, s, c in plan))
     rebuilds = 0
     while not clients.done():  # an operator running the rebuild again and again
         await platform.inventory_sync.rebuild_all()
