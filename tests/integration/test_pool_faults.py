@@ -19,12 +19,14 @@ import pytest
 from guahao.bootstrap import Platform
 from guahao.platform.embedded_redis import EmbeddedRedis
 from guahao.platform.hospitals import PaymentMode
+from guahao.platform.services.sweep import Sweep, SweepStep
 from tests.fixtures.conservation import assert_money_conserved, assert_units_conserved
 from tests.fixtures.crowd import CROWD_REFUSALS, journey
 from tests.fixtures.platforms import (
     _open,
     bulk_accounts,
     clinic,
+    confirmed_booking,
     counts,
     hold,
     manual_clock,
@@ -139,3 +141,23 @@ async def test_two_workers_sweeping_together_do_nothing_twice(
     finally:
         for gen in reversed(opened):
             await gen.aclose()
+
+
+async def test_a_rebuild_longer_than_the_sweeps_budget_still_finishes(platform: Platform) -> None:
+    slots = await publish_clinic(platform)
+    await confirmed_booking(platform, slots[0], channel="insurance")
+    await platform.redis.flushdb()  # lost
+    # A budget far below what the rebuild needs: each round stops waiting, the rebuild goes on.
+    hurried = Sweep(
+        [SweepStep("pool_recovered", platform.pool_recovery.rebuild_if_lost)],
+        step_timeout=0.002,
+    )
+    for _ in range(100):
+        await hurried.run()
+        if await platform.pool_recovery.generation() is not None:
+            break
+        await asyncio.sleep(0.02)
+    assert await platform.pool_recovery.generation() is not None
+    assert hurried.failures["pool_recovered"] >= 1  # the budget really ran out
+    assert (await counts(platform, slots[0])).booked == 1
+    await assert_units_conserved(platform, slots)

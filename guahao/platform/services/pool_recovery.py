@@ -11,10 +11,13 @@ fences slot by slot, so it runs while the platform serves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError
 
 from guahao.platform.ids import new_id
 from guahao.platform.services.inventory_sync import InventorySync
@@ -43,6 +46,7 @@ class PoolRecovery:
         self._sync = sync
         self._generation = f"{key_prefix}{GENERATION_KEY}"
         self._lock = f"{key_prefix}{REBUILD_LOCK_KEY}"
+        self._running: asyncio.Task[int] | None = None
 
     async def generation(self) -> str | None:
         """The current pool's generation; None when Redis has lost (or never had) it."""
@@ -60,12 +64,24 @@ class PoolRecovery:
 
     async def rebuild_if_lost(self) -> int:
         """Rebuild once if the marker is gone; 0 when it is there or another worker is
-        rebuilding (it holds the lock)."""
+        rebuilding (it holds the lock).
+
+        The rebuild runs in a task of its own, awaited through a shield: the sweep gives each
+        step a budget of seconds, and a region's rebuild may take longer. A step that runs out
+        of budget stops waiting; the rebuild goes on, holding the lock, and a later round
+        finds the marker back.
+        """
+        if self._running is not None and not self._running.done():
+            return 0
         if await self.generation() is not None:
             return 0
         lock = self._redis.lock(self._lock, timeout=REBUILD_LOCK_SECONDS, blocking=False)
         if not await lock.acquire():
             return 0
+        self._running = asyncio.create_task(self._rebuild_holding(lock), name="pool-rebuild")
+        return await asyncio.shield(self._running)
+
+    async def _rebuild_holding(self, lock: Lock) -> int:
         try:
             if await self.generation() is not None:  # another worker finished meanwhile
                 return 0
@@ -74,4 +90,7 @@ class PoolRecovery:
             log.warning("slot pool rebuilt: %d slots", loaded)
             return loaded
         finally:
-            await lock.release()
+            try:
+                await lock.release()
+            except LockError:  # it lapsed (a rebuild longer than REBUILD_LOCK_SECONDS)
+                log.warning("the pool rebuild outlived its lock")
