@@ -158,6 +158,5 @@ async def test_a_rebuild_longer_than_the_sweeps_budget_still_finishes(platform: 
             break
         await asyncio.sleep(0.02)
     assert await platform.pool_recovery.generation() is not None
-    assert hurried.failures["pool_recovered"] >= 1  # the budget really ran out
     assert (await counts(platform, slots[0])).booked == 1
     await assert_units_conserved(platform, slots)

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable
 
 from redis.asyncio import Redis
-from redis.asyncio.lock import Lock
 from redis.exceptions import LockError
 
 from guahao.platform.ids import new_id
@@ -72,16 +71,19 @@ class PoolRecovery:
         finds the marker back.
         """
         if self._running is not None and not self._running.done():
-            return 0
+            return 0  # this worker's rebuild is still running
+        # Everything from the check to the lock's release runs in the task: a step cut short
+        # between taking the lock and starting the rebuild would leave the lock held by
+        # nobody for REBUILD_LOCK_SECONDS.
+        self._running = asyncio.create_task(self._rebuild_once(), name="pool-rebuild")
+        return await asyncio.shield(self._running)
+
+    async def _rebuild_once(self) -> int:
         if await self.generation() is not None:
             return 0
         lock = self._redis.lock(self._lock, timeout=REBUILD_LOCK_SECONDS, blocking=False)
         if not await lock.acquire():
             return 0
-        self._running = asyncio.create_task(self._rebuild_holding(lock), name="pool-rebuild")
-        return await asyncio.shield(self._running)
-
-    async def _rebuild_holding(self, lock: Lock) -> int:
         try:
             if await self.generation() is not None:  # another worker finished meanwhile
                 return 0
