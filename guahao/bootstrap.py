@@ -59,6 +59,7 @@ from guahao.platform.services.lottery import LotteryService
 from guahao.platform.services.notifications import InboxNotifier
 from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.payment_reconciliation import PaymentReconciliation
+from guahao.platform.services.pool_recovery import PoolRecovery
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.readiness import Readiness
 from guahao.platform.services.rebooking_offers import RebookingOffers
@@ -106,6 +107,7 @@ class Platform:
     accounts: AccountService
     queries: QueryService
     inventory_sync: InventorySync
+    pool_recovery: PoolRecovery
     dispatcher: OutboxDispatcher
     rules: RuleBook
     feed: HospitalFeed
@@ -196,9 +198,11 @@ def _sweep_of(
     rebooking: RebookingOffers,
     reminders: VisitReminders,
     reconciliation: PaymentReconciliation,
+    recovery: PoolRecovery,
 ) -> Sweep:
-    """The sweep's steps in their order: refunds and expiries first, so that the units they
-    free are there for the waitlist at the end of the same round."""
+    """The sweep's steps in their order: the pool rebuilt first if Redis lost it, then
+    refunds and expiries, so that the units they free are there for the waitlist at the end of
+    the same round."""
 
     async def refunds() -> int:
         done = 0
@@ -211,6 +215,7 @@ def _sweep_of(
 
     return Sweep(
         [
+            SweepStep("pool_recovered", recovery.rebuild_if_lost),
             SweepStep("refunds", refunds),
             SweepStep("expired", bookings.expire_due),
             SweepStep("payments_reconciled", reconciliation.reconcile_due),
@@ -395,6 +400,7 @@ async def open_platform(
         await his_inventory.load()
         lottery = LotteryService(ports, sync, offers, rules)
         reconciliation = PaymentReconciliation(ports, bookings.payments)
+        pool_recovery = PoolRecovery(client, sync)
         platform = Platform(
             settings=settings,
             ports=ports,
@@ -442,7 +448,9 @@ async def open_platform(
                 rebooking,
                 reminders,
                 reconciliation,
+                pool_recovery,
             ),
+            pool_recovery=pool_recovery,
             federated_identities=FederatedIdentities(ports),
             payment_reconciliation=reconciliation,
             hospital_console=HospitalConsole(ports, filings),

@@ -159,7 +159,7 @@ async def _seed_demo(platform: Platform, days: int) -> None:
     created = await _publish_demo_days(platform, days, _progress("sessions"))
     click.echo(f"  {created} new sessions published", err=True)
     if not created:  # a restart: make sure the hot pool matches the record
-        await platform.inventory_sync.rebuild_all(progress=_progress("slot pool"))
+        await platform.pool_recovery.rebuild(progress=_progress("slot pool"))
     await _demo_staff(platform, settings_dir=platform.settings.data_dir)
     await _demo_lotteries(platform)
     # The search index is rebuilt from the record at every start, so the demo's search
@@ -354,7 +354,7 @@ def inventory_rebuild() -> None:
 
     async def run() -> int:
         async with open_platform(settings, run_jobs=False) as platform:
-            return await platform.inventory_sync.rebuild_all(progress=_progress("slots"))
+            return await platform.pool_recovery.rebuild(progress=_progress("slots"))
 
     count = asyncio.run(run())
     click.echo(f"rebuilt {count} slots")

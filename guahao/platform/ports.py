@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 import msgspec
 
 __all__ = [
+    "ConfirmedUnit",
     "FactVersions",
     "GatewayOrder",
     "HeldUnit",
@@ -31,6 +32,7 @@ __all__ = [
     "RequestLimits",
     "ReturningUnit",
     "SlotCounts",
+    "SlotSnapshot",
     "SlotState",
     "SlotStatus",
 ]
@@ -61,6 +63,14 @@ class ReturningUnit(msgspec.Struct, frozen=True):
     return_at_ms: int
 
 
+class ConfirmedUnit(msgspec.Struct, frozen=True):
+    """A hold the pool turned into a booked unit, remembered so a repeated confirm counts
+    once."""
+
+    hold_id: str
+    account_id: str
+
+
 class SlotState(msgspec.Struct, frozen=True):
     """The whole inventory state of one slot, as rebuilt from SQL."""
 
@@ -71,6 +81,16 @@ class SlotState(msgspec.Struct, frozen=True):
     status: SlotStatus = "open"
     holds: tuple[HeldUnit, ...] = ()
     returning: tuple[ReturningUnit, ...] = ()
+    confirmed: tuple[ConfirmedUnit, ...] = ()
+
+
+class SlotSnapshot(msgspec.Struct, frozen=True):
+    """What the pool holds for one slot, read under a rebuild's fence (see
+    ``Inventory.fence``): the steps that ran before the fence and are not yet in SQL."""
+
+    present: bool
+    holds: tuple[HeldUnit, ...] = ()
+    confirmed: tuple[ConfirmedUnit, ...] = ()
 
 
 class SlotCounts(msgspec.Struct, frozen=True):
@@ -104,9 +124,22 @@ class Inventory(Protocol):
     caller can load it from SQL and retry (``InventorySync.with_slot_loaded``).
     """
 
-    async def load(self, state: SlotState, *, only_if_missing: bool = False) -> None:
+    async def load(
+        self, state: SlotState, *, only_if_missing: bool = False, fence_token: str | None = None
+    ) -> bool:
         """Replace the slot's state wholesale (rebuild from the record of truth); with
-        ``only_if_missing``, leave a slot Redis already knows untouched."""
+        ``only_if_missing``, leave a slot Redis already knows untouched. With
+        ``fence_token``, load only if that fence (``fence``) still stands, and take it down;
+        False when it no longer stood and nothing was loaded."""
+        ...
+
+    async def fence(self, slot_id: str, *, token: str, ttl_ms: int) -> SlotSnapshot | None:
+        """Stop every step on the slot until the load carrying ``token`` (or ``ttl_ms``), and
+        answer what the pool holds there now; None while another rebuild's fence stands."""
+        ...
+
+    async def unfence(self, slot_id: str, *, token: str) -> None:
+        """Take down this fence without loading (the rebuild of the slot failed)."""
         ...
 
     async def hold(

@@ -58,7 +58,7 @@ def _guahao(request: Request[Any, Any, Any], exc: GuahaoError) -> Response[dict[
     request.state.error_code = exc.code  # for the metrics (hold outcomes by refusal code)
     headers = {}
     retry = exc.detail.get("retry_after_seconds")
-    if status == 429 and isinstance(retry, int):  # clients and proxies honour the header
+    if status in (429, 503) and isinstance(retry, int):  # clients and proxies honour it
         headers["Retry-After"] = str(retry)
     return Response(
         _body(exc.code, exc.message_zh, exc.message_en, exc.detail),

@@ -21,6 +21,7 @@ import pytest
 from guahao.bootstrap import Platform
 from guahao.platform.clock import ManualClock
 from guahao.platform.hospitals import PaymentMode
+from guahao.platform.inventory import redis_inventory
 from guahao.platform.payments.signatures import SIGNATURE_HEADER
 from guahao.platform.schedules import HospitalSpec
 from guahao.web.auth import TokenIssuer
@@ -128,6 +129,27 @@ async def test_a_sold_out_slot_is_refused(
     assert await second.bookings() == []
     assert await first.booking(booking["id"]) == booking
     assert await shop.seen() == before
+
+
+async def test_a_hold_on_a_slot_whose_rebuild_stalled_is_503_with_retry_after_and_no_effect(
+    on_sale: OnSale, citizen: Citizen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A rebuild that raised its fence and then stalled (its SQL read hangs): steps on the
+    # slot wait for it, then answer "retry" instead of acting on a pool about to be replaced.
+    monkeypatch.setattr(redis_inventory, "FENCE_WAIT_MS", 200)
+    slot_id = on_sale.slot_ids[0]
+    before = await on_sale.seen()
+    assert await on_sale.platform.ports.inventory.fence(slot_id, token="stalled", ttl_ms=10_000)
+
+    body = assert_refused(await citizen.hold(slot_id), 503, "INVENTORY_UNAVAILABLE")
+
+    assert body["detail"]["reason"] == "rebuilding"
+    assert (await citizen.hold(slot_id)).headers["Retry-After"] == "1"
+    await on_sale.platform.ports.inventory.unfence(slot_id, token="stalled")
+    assert await citizen.bookings() == []
+    assert await on_sale.seen() == before
+    held = await citizen.hold(slot_id)  # the rebuild over, the same citizen holds at once
+    assert held.status_code == 201, held.text
 
 
 async def test_an_expired_hold_is_refused_and_its_unit_is_back(

@@ -4,6 +4,7 @@
 -- returning (its return time passed and it went public, or another waiter got it) is refused.
 -- ARGV: unit_id, hold_id, account_id, now_ms, expires_at_ms
 local unit_id, hold_id, account_id, now, expires = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if redis.call('EXISTS', FENCE) == 1 then return {'FENCED'} end
 if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
 purge(now)
 local owner = redis.call('HGET', HOLD_OWNER, hold_id)

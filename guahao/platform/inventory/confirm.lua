@@ -1,6 +1,7 @@
 -- Turn a live hold into a booked unit (减量). A repeat answers ALREADY and counts nothing.
 -- ARGV: hold_id, account_id, now_ms
 local hold_id, account_id, now = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('EXISTS', FENCE) == 1 then return {'FENCED'} end
 if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
 purge(now)
 local owner = redis.call('HGET', HOLD_OWNER, hold_id)

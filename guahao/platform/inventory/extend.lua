@@ -1,6 +1,7 @@
 -- Keep a live hold until a later instant; never shortens it, so a late or reordered
 -- extension cannot cut a payment short. ARGV: hold_id, account_id, now_ms, until_ms
 local hold_id, account_id, now, until_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', FENCE) == 1 then return {'FENCED'} end
 if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
 purge(now)
 local owner = redis.call('HGET', HOLD_OWNER, hold_id)

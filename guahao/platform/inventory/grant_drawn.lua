@@ -2,6 +2,7 @@
 -- (status 'lottery'). No account marker: the draw, not the patient, makes the offer.
 -- A repeat of the same grant answers ALREADY. ARGV: hold_id, account_id, now_ms, expires_at_ms
 local hold_id, account_id, now, expires = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', FENCE) == 1 then return {'FENCED'} end
 if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
 purge(now)
 local owner = redis.call('HGET', HOLD_OWNER, hold_id)

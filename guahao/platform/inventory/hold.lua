@@ -1,10 +1,11 @@
--- Reserve one unit. KEYS[7] is this request's idempotency record.
+-- Reserve one unit. KEYS[8] is this request's idempotency record.
 -- ARGV: hold_id, account_id, now_ms, expires_at_ms, replay_ttl_ms
 local hold_id, account_id, now, expires = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('EXISTS', FENCE) == 1 then return {'FENCED'} end
 if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
 
 -- A repeated request gets its first answer back, whatever happened since.
-local prior = redis.call('GET', KEYS[7])
+local prior = redis.call('GET', KEYS[8])
 if prior then
   local grant = cjson.decode(prior)
   if grant[1] ~= account_id then return {'REFUSED', 'IDEMPOTENCY_KEY_REUSED'} end
@@ -39,5 +40,5 @@ end
 
 redis.call('ZADD', HOLD_EXPIRY, expires, hold_id)
 redis.call('HSET', HOLD_OWNER, hold_id, account_id)
-redis.call('SET', KEYS[7], cjson.encode({account_id, hold_id, expires}), 'PX', ARGV[5])
+redis.call('SET', KEYS[8], cjson.encode({account_id, hold_id, expires}), 'PX', ARGV[5])
 return {'GRANTED', hold_id, expires}

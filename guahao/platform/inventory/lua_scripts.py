@@ -46,6 +46,8 @@ def _slot_scripts() -> dict[str, LuaScript]:
         "claim_returning",
         "unclaim_returning",
         "grant_drawn",
+        "fence",
+        "unfence",
     )
     return {name: LuaScript.from_package(name, prelude=prelude) for name in names}
 
@@ -61,7 +63,7 @@ SLOT_SCRIPTS["load_if_missing"] = LuaScript(
         1,
     ),
 )
-"""Scripts on one slot's key family (KEYS[1..6], plus the idempotency record for hold)."""
+"""Scripts on one slot's key family (KEYS[1..7], plus the idempotency record for hold)."""
 
 ACCOUNT_SCRIPTS: dict[str, LuaScript] = {
     name: LuaScript.from_package(name)

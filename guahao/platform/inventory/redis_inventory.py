@@ -28,9 +28,24 @@ from guahao.platform.error_codes import error, refuse
 from guahao.platform.inventory.lua_scripts import ACCOUNT_SCRIPTS, SLOT_SCRIPTS, LuaScript
 from guahao.platform.inventory.pipelining import AutoPipeline
 from guahao.platform.inventory.slot_keys import KeyNames
-from guahao.platform.ports import HoldGrant, SlotCounts, SlotState, SlotStatus
+from guahao.platform.ports import (
+    ConfirmedUnit,
+    HeldUnit,
+    HoldGrant,
+    SlotCounts,
+    SlotSnapshot,
+    SlotState,
+    SlotStatus,
+)
 
-__all__ = ["DEFAULT_REPLAY_TTL_MS", "MARKER_GRACE_MS", "RedisInventory"]
+__all__ = ["DEFAULT_REPLAY_TTL_MS", "FENCE_WAIT_MS", "MARKER_GRACE_MS", "RedisInventory"]
+
+FENCE_WAIT_MS = 3000
+"""How long a step waits on a slot a rebuild has fenced before answering
+``INVENTORY_UNAVAILABLE`` (503, retry). A fence stands for one batch of a rebuild, a few
+milliseconds to a few hundred; the wait is far longer so a request almost never sees it."""
+
+_FENCE_POLL_S = (0.005, 0.01, 0.02, 0.05)
 
 REFUSAL_HINT_MS = 250
 """How long a worker may repeat a sold-out answer locally when a unit could come back
@@ -101,24 +116,33 @@ class RedisInventory:
         self._keys = KeyNames(key_prefix)
         self._replay_ttl_ms = replay_ttl_ms
 
-    async def load(self, state: SlotState, *, only_if_missing: bool = False) -> None:
+    async def load(
+        self, state: SlotState, *, only_if_missing: bool = False, fence_token: str | None = None
+    ) -> bool:
         _check_state(state)
         args: list[str | int] = [
+            fence_token or "",
             state.capacity,
             state.booked,
             state.release_at_ms,
             state.status,
             len(state.holds),
+            len(state.confirmed),
         ]
         for held in state.holds:
             args += [held.hold_id, held.account_id, held.expires_at_ms]
+        for booked in state.confirmed:
+            args += [booked.hold_id, booked.account_id]
         for unit in state.returning:
             args += [unit.unit_id, unit.return_at_ms]
         reply = await self._slot(
             "load_if_missing" if only_if_missing else "load", state.slot_id, args
         )
-        if _text(reply[0]) == "PRESENT":
-            return
+        outcome = _text(reply[0])
+        if outcome == "FENCE_LOST":
+            return False
+        if outcome == "PRESENT":
+            return True
         # A rebuild after losing Redis must also restore "one unfinished hold per account":
         # each live hold claims its account's marker again (a marker already there stays).
         wall_ms = int(time.time() * 1000)
@@ -134,6 +158,31 @@ class RedisInventory:
                     max(MARKER_GRACE_MS, held.expires_at_ms - wall_ms + MARKER_GRACE_MS),
                 ],
             )
+        return True
+
+    async def fence(self, slot_id: str, *, token: str, ttl_ms: int) -> SlotSnapshot | None:
+        reply = await self._run(
+            SLOT_SCRIPTS["fence"], self._keys.slot_family(slot_id), [token, ttl_ms]
+        )
+        if _text(reply[0]) == "BUSY":
+            return None
+        self._forget_refusal(slot_id)
+        items = [_text(item) for item in reply[2:]]
+        split = items.index("|")
+        held, confirmed = items[:split], items[split + 1 :]
+        return SlotSnapshot(
+            present=int(reply[1]) == 1,
+            holds=tuple(
+                HeldUnit(held[i], held[i + 1], int(float(held[i + 2])), claims_marker=False)
+                for i in range(0, len(held), 3)
+            ),
+            confirmed=tuple(
+                ConfirmedUnit(confirmed[i], confirmed[i + 1]) for i in range(0, len(confirmed), 2)
+            ),
+        )
+
+    async def unfence(self, slot_id: str, *, token: str) -> None:
+        await self._run(SLOT_SCRIPTS["unfence"], self._keys.slot_family(slot_id), [token])
 
     async def hold(
         self,
@@ -162,7 +211,7 @@ class RedisInventory:
         # grant claims the account's marker; if the account already holds elsewhere, the
         # grant is undone at once. Two concurrent holds of one account may both be granted
         # for that instant, but only the one that claims the marker survives.
-        reply = await self._run(
+        reply = await self._unfenced(
             SLOT_SCRIPTS["hold"],
             slot_keys,
             [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms],
@@ -186,7 +235,7 @@ class RedisInventory:
             [_marker(slot_id, hold_id, expires_at_ms), now_ms, ttl_ms + MARKER_GRACE_MS],
         )
         if _text(claim[0]) == "TAKEN" and _text(claim[2]) != hold_id:
-            await self._run(SLOT_SCRIPTS["unhold"], slot_keys, [hold_id, account_id])
+            await self._unfenced(SLOT_SCRIPTS["unhold"], slot_keys, [hold_id, account_id])
             refuse(
                 "HOLD_ALREADY_ACTIVE",
                 slot_id=slot_id,
@@ -306,7 +355,7 @@ class RedisInventory:
             refuse("VALIDATION_FAILED", field="ttl_ms", reason="must be positive")
         self._forget_refusal(slot_id)
         expires_at_ms = now_ms + ttl_ms
-        reply = await self._run(
+        reply = await self._unfenced(
             SLOT_SCRIPTS["hold"],
             [*self._keys.slot_family(slot_id), self._keys.replay_record(slot_id, idempotency_key)],
             [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms],
@@ -368,10 +417,34 @@ class RedisInventory:
     async def _slot(self, name: str, slot_id: str, args: Sequence[str | int]) -> Any:
         """Run a slot script; a slot Redis does not know raises ``SlotNotLoadedError``."""
         self._forget_refusal(slot_id)
-        reply = await self._run(SLOT_SCRIPTS[name], self._keys.slot_family(slot_id), args)
+        reply = await self._unfenced(SLOT_SCRIPTS[name], self._keys.slot_family(slot_id), args)
         if _text(reply[0]) == "MISSING":
             refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         return reply
+
+    async def _unfenced(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]
+    ) -> Any:
+        """Run a slot script, waiting (without blocking the loop) while a rebuild's fence
+        stands on the slot: the rebuild's load follows within milliseconds, and the step then
+        runs on the rebuilt state, so nothing it does is lost or counted twice."""
+        waited_ms = 0.0
+        poll = 0
+        while True:
+            reply = await self._run(script, keys, args)
+            if _text(reply[0]) != "FENCED":
+                return reply
+            if waited_ms >= FENCE_WAIT_MS:
+                raise error(
+                    "INVENTORY_UNAVAILABLE",
+                    operation=script.name,
+                    reason="rebuilding",
+                    retry_after_seconds=1,
+                )
+            pause = _FENCE_POLL_S[min(poll, len(_FENCE_POLL_S) - 1)]
+            poll += 1
+            await asyncio.sleep(pause)
+            waited_ms += pause * 1000
 
     async def _run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         try:

@@ -28,7 +28,7 @@ class KeyNames:
         self.prefix = prefix
 
     def slot_family(self, slot_id: str) -> list[str]:
-        """KEYS[1..6] of every slot script, in the order the prelude names them."""
+        """KEYS[1..7] of every slot script, in the order the prelude names them."""
         tag = f"{self.prefix}{{slot:{_tag_safe('slot_id', slot_id)}}}"
         return [
             f"{tag}:meta",
@@ -37,6 +37,7 @@ class KeyNames:
             f"{tag}:returning",
             f"{tag}:confirmed",
             f"{tag}:cancelled",
+            f"{tag}:fence",
         ]
 
     def replay_record(self, slot_id: str, idempotency_key: str) -> str:

@@ -1,5 +1,5 @@
 -- Prepended to every slot script: the key layout and lazy expiry they share.
--- KEYS[1..6] are the slot's family, all under one hash tag {slot:<id>} so a script touches
+-- KEYS[1..7] are the slot's family, all under one hash tag {slot:<id>} so a script touches
 -- one cluster shard. Times are epoch milliseconds passed in by the caller (never the Redis
 -- clock), so that the service's clock, not the server's, decides when a hold is over.
 local META = KEYS[1]         -- hash: capacity, booked, release_at_ms, status
@@ -8,6 +8,7 @@ local HOLD_OWNER = KEYS[3]   -- hash: hold_id -> account_id
 local RETURNING = KEYS[4]    -- zset: unit_id -> return_at_ms
 local CONFIRMED = KEYS[5]    -- hash: confirmed hold_id -> account_id (repeats count once)
 local CANCELLED = KEYS[6]    -- set: cancelled unit ids (repeats count once)
+local FENCE = KEYS[7]        -- string: a rebuild's token while it reloads this slot
 
 -- A hold is live while now < expires_at_ms; a returning unit is unavailable while
 -- now < return_at_ms. Removing what has run out before counting is what makes a timer

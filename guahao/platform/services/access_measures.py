@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.persistence.tables import (
     AccessMeasureRow,
@@ -71,7 +72,12 @@ class AccessMeasures:
             )
         if done is not None:
             return 0
-        return await self.measure_access()
+        try:
+            return await self.measure_access()
+        except IntegrityError:
+            # Another job worker's sweep measured today between the check and the write:
+            # its measure stands, and this round's (the same figures) is not written twice.
+            return 0
 
     async def measure_access(self) -> int:
         """For each hospital and catalog specialty: the days until the third unit free for

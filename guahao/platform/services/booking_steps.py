@@ -29,7 +29,7 @@ from guahao.platform import bookings as flow
 from guahao.platform.bookings import Booking, BookingStatus
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
-from guahao.platform.errors import ConflictError
+from guahao.platform.errors import ConflictError, SlotNotLoadedError
 from guahao.platform.hospitals import PaymentChannel
 from guahao.platform.ids import new_order_no
 from guahao.platform.persistence.outbox import record_event
@@ -217,19 +217,24 @@ class BookingSteps:
     async def expire(self, booking_id: str, *, force: bool = False) -> bool:
         """Time ran out: mark the booking expired and give its unit back. Safe to repeat."""
         now = self._p.clock.now()
-        async with self._p.sessions() as session, session.begin():
-            row = await session.get(BookingRow, booking_id)
-            if row is None or BookingStatus(row.status) not in flow.HOLDING_STATUSES:
-                return False
-            booking = to_domain(row)
-            hold_lost = force and now < booking.deadline()
-            if not hold_lost and now < booking.unit_held_until():
-                return False
-            flow.expire(booking, now, hold_lost=hold_lost)
-            apply_to_row(row, booking, now)
-            record_event(session, "booking.expired", booking.id, event_payload(booking), now)
-            if booking.payment_order_no:
-                await self.close_order(session, booking.payment_order_no, status="expired")
+        try:
+            async with self._p.sessions() as session, session.begin():
+                row = await session.get(BookingRow, booking_id)
+                if row is None or BookingStatus(row.status) not in flow.HOLDING_STATUSES:
+                    return False
+                booking = to_domain(row)
+                hold_lost = force and now < booking.deadline()
+                if not hold_lost and now < booking.unit_held_until():
+                    return False
+                flow.expire(booking, now, hold_lost=hold_lost)
+                apply_to_row(row, booking, now)
+                record_event(session, "booking.expired", booking.id, event_payload(booking), now)
+                if booking.payment_order_no:
+                    await self.close_order(session, booking.payment_order_no, status="expired")
+        except StaleDataError:
+            # Another worker's sweep (or the citizen) moved the booking first; whoever did
+            # also gives its unit back.
+            return False
         await self.release_unit(booking, now)
         return True
 
@@ -321,10 +326,17 @@ class BookingSteps:
                 log.info("order %s could not be closed at the gateway (already paid?)", order_no)
 
     async def release_unit(self, booking: Booking, now: datetime) -> None:
-        """Give the booking's held unit back to the pool (after SQL recorded why)."""
-        await self._p.inventory.release(
-            booking.slot_id,
-            hold_id=booking.id,
-            account_id=booking.account_id,
-            now_ms=to_epoch_ms(now),
-        )
+        """Give the booking's held unit back to the pool (after SQL recorded why).
+
+        A slot Redis does not know (lost, not yet rebuilt) has nothing to give back: SQL
+        already records the end, so the load that brings the slot back leaves the unit free.
+        """
+        try:
+            await self._p.inventory.release(
+                booking.slot_id,
+                hold_id=booking.id,
+                account_id=booking.account_id,
+                now_ms=to_epoch_ms(now),
+            )
+        except SlotNotLoadedError:
+            log.info("booking %s ended while Redis did not know its slot", booking.id)
