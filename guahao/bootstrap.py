@@ -62,6 +62,7 @@ from guahao.platform.services.payment_reconciliation import PaymentReconciliatio
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.readiness import Readiness
 from guahao.platform.services.rebooking_offers import RebookingOffers
+from guahao.platform.services.relation_codes import RelationCodes
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFactsCache
 from guahao.platform.services.sign_in_codes import ConsoleTextMessages, SignInCodes
@@ -406,7 +407,12 @@ async def open_platform(
             gateway=gateway,
             bookings=bookings,
             supply=supply,
-            accounts=AccountService(ports, rules, delays=SignInDelays(client, ports.clock)),
+            accounts=AccountService(
+                ports,
+                rules,
+                delays=SignInDelays(client, ports.clock),
+                relation_codes=RelationCodes(ports, client, ConsoleTextMessages(), rules),
+            ),
             rules=rules,
             queries=QueryService(ports),
             inventory_sync=sync,
