@@ -18,6 +18,7 @@ from guahao.web.schemas import (
     FilingRequest,
     PatientCreate,
     PatientIdentityChange,
+    PatientProofCode,
     TokenRequest,
     TokenResponse,
 )
@@ -91,6 +92,36 @@ class PatientController(Controller):
             document_number=data.document_number,
             phone=data.phone,
             relation=data.relation,
+        )
+
+    @post("/patients/{patient_id:str}/proof", operation_id="provePatientRelation", status_code=200)
+    async def prove_relation(
+        self,
+        accounts: NamedDependency[AccountService],
+        request: Request[Any, Any, Any],
+        patient_id: FromPath[str],
+        data: JSONBody[PatientProofCode],
+    ) -> PatientView:
+        """Enter the code sent to the person's phone on file (``proof`` was ``pending_code``):
+        the relation exists from now on (docs/identity.md)."""
+        return await accounts.confirm_patient(
+            account_id=request.state.account_id, patient_id=patient_id, code=data.code
+        )
+
+    @post(
+        "/patients/{patient_id:str}/proof-code",
+        operation_id="resendPatientRelationCode",
+        status_code=200,
+    )
+    async def resend_relation_code(
+        self,
+        accounts: NamedDependency[AccountService],
+        request: Request[Any, Any, Any],
+        patient_id: FromPath[str],
+    ) -> PatientView:
+        """Send a fresh code to the person's phone on file (the earlier one dies)."""
+        return await accounts.resend_patient_code(
+            account_id=request.state.account_id, patient_id=patient_id
         )
 
     @delete("/patients/{patient_id:str}", operation_id="removePatient", status_code=204)
