@@ -642,7 +642,15 @@ class AccountService:
                     .order_by(PatientRow.created_at)
                 )
             ).all()
-        return [_view(patient, person) for patient, person in rows]
+            views = []
+            for patient, person in rows:
+                sent_to = ""
+                if patient.proof == Proof.PENDING_CODE:
+                    others = await _proven_elsewhere(session, account_id, patient.person_id)
+                    target = await self._phone_on_file(session, others)
+                    sent_to = mask_phone(target.phone) if target is not None else ""
+                views.append(_view(patient, person, sent_to))
+        return views
 
     async def notifications(self, account_id: str) -> list[NotificationView]:
         """The account's inbox, newest first (the ``INBOX_PAGE`` newest messages)."""

@@ -303,6 +303,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "lottery.who": ("为谁报名", "Who is entering"),
     "lottery.withdraw": ("退出摇号", "Withdraw"),
+    # patient relations proven (docs/identity.md)
+    "proof.pending": ("待验证", "Awaiting code"),
+    "proof.explain": (
+        "此人已在平台完成实名验证。验证码已发送至其预留手机 {phone}，"
+        "请本人告诉您后填写；验证前不能为其预约。",
+        "This person is verified on the platform. A code was sent to their phone on file"
+        " {phone}; enter it once they give it to you. Until then you cannot book for them.",
+    ),
+    "proof.code": ("验证码", "Code"),
+    "proof.submit": ("验证", "Verify"),
+    "proof.resend": ("重新发送验证码", "Send a new code"),
+    "proof.guardian": ("监护人", "Guardian"),
+    "proof.name_matched": ("已核验", "Verified"),
 }
 
 _FACET_PREFIX = {"kind": "kind.", "grade": "grade.", "title": "title."}
