@@ -67,7 +67,7 @@ from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFactsCache
 from guahao.platform.services.sign_in_codes import ConsoleTextMessages, SignInCodes
 from guahao.platform.services.sign_in_delays import SignInDelays
-from guahao.platform.services.staff import StaffService
+from guahao.platform.services.staff import STAFF_DELAYS_PREFIX, StaffService
 from guahao.platform.services.supply import SupplyService
 from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER, SupplyDemandRollups
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
@@ -420,7 +420,9 @@ async def open_platform(
             search=search,
             feed=feed,
             connectors=connectors,
-            staff=StaffService(ports),
+            staff=StaffService(
+                ports, delays=SignInDelays(client, ports.clock, prefix=STAFF_DELAYS_PREFIX)
+            ),
             blacklist=blacklist,
             audit=AuditLog(ports),
             suspicion=suspicion,
