@@ -62,6 +62,7 @@ from guahao.platform.services.payment_reconciliation import PaymentReconciliatio
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.readiness import Readiness
 from guahao.platform.services.rebooking_offers import RebookingOffers
+from guahao.platform.services.registrations import RegistrationCodes
 from guahao.platform.services.relation_codes import RelationCodes
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFactsCache
@@ -412,6 +413,7 @@ async def open_platform(
                 rules,
                 delays=SignInDelays(client, ports.clock),
                 relation_codes=RelationCodes(ports, client, ConsoleTextMessages(), rules),
+                registrations=RegistrationCodes(ports, client, ConsoleTextMessages(), rules),
             ),
             rules=rules,
             queries=QueryService(ports),

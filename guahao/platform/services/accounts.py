@@ -62,6 +62,7 @@ from guahao.platform.services.runtime import Ports
 from guahao.platform.services.sign_in_delays import SignInDelays
 
 if TYPE_CHECKING:
+    from guahao.platform.services.registrations import RegistrationCodes
     from guahao.platform.services.relation_codes import RelationCodes
 
 __all__ = [
@@ -201,8 +202,12 @@ class AccountService:
         verifier: IdentityVerifier | None = None,
         delays: SignInDelays | None = None,
         relation_codes: RelationCodes | None = None,
+        registrations: RegistrationCodes | None = None,
     ) -> None:
         self._p = ports
+        self._registrations = registrations
+        """Codes that complete a registration; ``None``: only ``register`` (tools) makes
+        password accounts."""
         self._codes = relation_codes
         """Codes to a person's phone on file; ``None``: a relation needing one is refused."""
         self._delays = delays
@@ -218,16 +223,70 @@ class AccountService:
         display_name: str = "",
         client: ClientContext | None = None,
     ) -> str:
-        """注册: one account per phone; registrations per address are limited (bulk-made
-        accounts are how scalpers multiply their one-hold-per-account allowance)."""
+        """注册 at once, for tools and tests that own the phone: one account per phone
+        (``ACCOUNT_EXISTS`` otherwise). Callers on the network go through
+        ``request_registration`` and ``confirm_registration``, which tell nobody whether a
+        phone has an account."""
+        phone = await self._registration_allowed(phone, password, client)
+        password_hash = await hash_password_off_loop(password)
+        return await self._create(phone, password_hash, display_name)
+
+    async def _registration_allowed(
+        self, phone: str, password: str, client: ClientContext | None
+    ) -> str:
+        """The phone normalised, once the password's length and the address's allowance of
+        registrations (bulk-made accounts multiply a scalper's holds) are checked."""
         phone = normalise_phone(phone)
         if len(password) < 8:
             refuse("VALIDATION_FAILED", field="password", reason="at least 8 characters")
         if self._p.limiter is not None and client is not None and client.ip_hash:
             limits = (await self._rules.region()).rate_limits
             await self._p.limiter.hit([("register:ip", limits.register_per_ip, client.ip_hash)])
-        account_id = new_id()
+        return phone
+
+    async def request_registration(
+        self,
+        *,
+        phone: str,
+        password: str,
+        display_name: str = "",
+        client: ClientContext | None = None,
+    ) -> str:
+        """注册, first step: the same answer (the phone, masked) whether or not the phone has
+        an account. A new phone gets a code that completes the registration; a registered one
+        gets a message that someone tried, and how to sign in (``RegistrationCodes``)."""
+        phone = await self._registration_allowed(phone, password, client)
+        if self._registrations is None:
+            refuse("VALIDATION_FAILED", field="phone", reason="registration by code not set up")
         password_hash = await hash_password_off_loop(password)
+        async with self._p.sessions() as session:
+            existing = await account_id_by_phone(session, self._p.vault, phone)
+        await self._registrations.send(
+            phone=phone,
+            password_hash=password_hash,
+            display_name=display_name[:100],
+            account_id=existing,
+        )
+        return mask_phone(phone)
+
+    async def confirm_registration(
+        self, *, phone: str, code: str, client: ClientContext | None = None
+    ) -> str:
+        """注册, second step: the code sent to the phone makes the account. Whoever holds it
+        owns the phone, so a phone registered meanwhile may be named (``ACCOUNT_EXISTS``)."""
+        phone = normalise_phone(phone)
+        if self._registrations is None:
+            refuse("SIGN_IN_CODE_INVALID", field="code")
+        if self._p.limiter is not None and client is not None:
+            limits = (await self._rules.region()).rate_limits
+            await self._p.limiter.hit(
+                [("sign_in_attempt:ip", limits.sign_in_attempt_per_ip, client.ip_hash)]
+            )
+        pending = await self._registrations.take(phone, code)
+        return await self._create(phone, pending.password_hash, pending.display_name)
+
+    async def _create(self, phone: str, password_hash: str, display_name: str) -> str:
+        account_id = new_id()
         try:
             async with self._p.sessions() as session, session.begin():
                 session.add(

@@ -4,8 +4,8 @@ When a person is already someone's proven 本人 (or proven by any account), add
 patient sends a six-digit code to their phone on file, through the same ``Notifier`` port as
 sign-in codes; the relation exists only once the code is entered on the adding account. The
 code is kept in Redis only as a keyed hash, works once, dies after a few wrong tries or five
-minutes, and sends count against the phone's sign-in code allowance (one SMS budget per phone,
-so the feature cannot be used to flood someone with messages).
+minutes, and sends to one phone are limited as sign-in codes are (an allowance of its own, so
+the feature cannot be used to flood someone with messages nor to spend their sign-in codes).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class RelationCodes:
             await self._p.limiter.hit(
                 [
                     (
-                        "sign_in_code:phone",
+                        "relation_code:phone",
                         limits.sign_in_code_per_phone,
                         self._p.vault.index("phone", phone),
                     )
