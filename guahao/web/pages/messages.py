@@ -314,8 +314,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "proof.code": ("验证码", "Code"),
     "proof.submit": ("验证", "Verify"),
     "proof.resend": ("重新发送验证码", "Send a new code"),
-    "proof.guardian": ("监护人", "Guardian"),
-    "proof.name_matched": ("已核验", "Verified"),
 }
 
 _FACET_PREFIX = {"kind": "kind.", "grade": "grade.", "title": "title."}
