@@ -4,7 +4,12 @@
 #   guahao demo                      # or: bash infra/demo.sh
 #   bash docs/booking-journey.sh     # GUAHAO_URL=http://127.0.0.1:9000 to point elsewhere
 #
-# register → sign in → add a patient → 澜江市第一人民医院 → 心内科 → the first doctor with a
+# Registering sends a code to the phone; the demo prints its text messages on its console
+# ("SMS to 139****1234: …"). The script asks you for the code, or reads it itself from the
+# demo's output when GUAHAO_DEMO_LOG names a file that output goes to
+# (guahao demo > demo.log 2>&1 &  GUAHAO_DEMO_LOG=demo.log bash docs/booking-journey.sh).
+#
+# register (and its code) → sign in → add a patient → 澜江市第一人民医院 → 心内科 → the first doctor with a
 # free slot → hold (锁号) → choose the patient → submit (self-pay) → pay at the sandbox
 # cashier → the confirmed booking → cancel (退号). Each run registers a new phone number, so
 # it can be repeated against the same demo. Any refusal stops the script and prints the
@@ -50,9 +55,31 @@ step "Is the platform up? ($BASE)"
 health="$(call GET "$BASE/health")"
 show "status: $(field "$health" 'd["status"]'), version $(field "$health" 'd["version"]')"
 
+# code_for MASKED: the last six-digit code the demo printed for the masked phone (from
+# GUAHAO_DEMO_LOG, waiting a few seconds for it), else asked for on the terminal.
+code_for() {
+    local masked="$1" code="" tries=0
+    if [[ -n "${GUAHAO_DEMO_LOG:-}" ]]; then
+        while [[ -z "$code" && $tries -lt 50 ]]; do
+            code="$(grep -F "SMS to $masked:" "$GUAHAO_DEMO_LOG" | tail -n 1 \
+                | sed -n 's/.*SMS to [^:]*: [^0-9]*\([0-9]\{6\}\).*/\1/p')" || true
+            [[ -n "$code" ]] || { sleep 0.2; tries=$((tries + 1)); }
+        done
+    fi
+    if [[ -z "$code" ]]; then
+        read -r -p "    the code the demo printed for $masked: " code
+    fi
+    printf '%s' "$code"
+}
+
 step "1. Register an account ($PHONE)"
-account="$(call POST "$API/accounts" "${JSON[@]}" \
+sent="$(call POST "$API/accounts" "${JSON[@]}" \
     -d "{\"phone\": \"$PHONE\", \"password\": \"$PASSWORD\", \"displayName\": \"journey\"}")"
+MASKED="$(field "$sent" 'd["sentTo"]')"
+show "a code was sent to $MASKED (the same answer whether or not the phone has an account)"
+CODE="$(code_for "$MASKED")"
+account="$(call POST "$API/accounts/confirm" "${JSON[@]}" \
+    -d "{\"phone\": \"$PHONE\", \"code\": \"$CODE\"}")"
 show "account: $(field "$account" 'd["accountId"]')"
 
 step "2. Sign in"

@@ -63,11 +63,13 @@ from guahao.platform.services.pool_recovery import PoolRecovery
 from guahao.platform.services.queries import QueryService
 from guahao.platform.services.readiness import Readiness
 from guahao.platform.services.rebooking_offers import RebookingOffers
+from guahao.platform.services.registrations import RegistrationCodes
+from guahao.platform.services.relation_codes import RelationCodes
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFactsCache
 from guahao.platform.services.sign_in_codes import ConsoleTextMessages, SignInCodes
 from guahao.platform.services.sign_in_delays import SignInDelays
-from guahao.platform.services.staff import StaffService
+from guahao.platform.services.staff import STAFF_DELAYS_PREFIX, StaffService
 from guahao.platform.services.supply import SupplyService
 from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER, SupplyDemandRollups
 from guahao.platform.services.suspicion import SuspicionService, suspicion_rules_of
@@ -412,7 +414,13 @@ async def open_platform(
             gateway=gateway,
             bookings=bookings,
             supply=supply,
-            accounts=AccountService(ports, rules, delays=SignInDelays(client, ports.clock)),
+            accounts=AccountService(
+                ports,
+                rules,
+                delays=SignInDelays(client, ports.clock),
+                relation_codes=RelationCodes(ports, client, ConsoleTextMessages(), rules),
+                registrations=RegistrationCodes(ports, client, ConsoleTextMessages(), rules),
+            ),
             rules=rules,
             queries=QueryService(ports),
             inventory_sync=sync,
@@ -420,7 +428,9 @@ async def open_platform(
             search=search,
             feed=feed,
             connectors=connectors,
-            staff=StaffService(ports),
+            staff=StaffService(
+                ports, delays=SignInDelays(client, ports.clock, prefix=STAFF_DELAYS_PREFIX)
+            ),
             blacklist=blacklist,
             audit=AuditLog(ports),
             suspicion=suspicion,

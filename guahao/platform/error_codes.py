@@ -667,6 +667,22 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "请求内容过大，已拒绝",
         "The request body is larger than this address accepts",
     ),
+    # patient relations proven (docs/identity.md)
+    "PATIENT_PROOF_PENDING": (
+        _F,
+        "请先输入发送到该就诊人预留手机的验证码",
+        "Enter the code sent to this person's phone on file first",
+    ),
+    "PATIENT_PROOF_UNREACHABLE": (
+        _C,
+        "该证件已由他人验证，且无法联系其本人，暂不能添加",
+        "This person has been verified elsewhere and cannot be reached for a code",
+    ),
+    "PATIENT_PROOF_CODE_INVALID": (
+        _I,
+        "验证码错误或已失效，请重新获取",
+        "The code is wrong or no longer valid; ask for a new one",
+    ),
 }
 
 

@@ -55,6 +55,19 @@ class PatientCreate(_In):
     relation: Literal["self", "spouse", "child", "parent", "sibling", "other"] = "self"
 
 
+class AccountConfirm(_In):
+    """The code the registration's first step sent to the phone."""
+
+    phone: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=12)]
+
+
+class PatientProofCode(_In):
+    """The code sent to the person's phone on file, which makes a pending relation."""
+
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=12)]
+
+
 class FilingRequest(_In):
     hospital_id: Id
 

@@ -1,7 +1,7 @@
 """The console's session for staff: a cookie of its own, never a citizen's.
 
 Staff sign in to the pages with their username and password (``StaffService.authenticate``,
-rate-limited per username); the browser then holds an ``HttpOnly``, ``SameSite=Strict``
+wrong ones spaced out); the browser then holds an ``HttpOnly``, ``SameSite=Strict``
 cookie (``guahao_staff``) naming a session in Redis under its own prefix, by a hash of the
 token. A citizen's session cookie therefore never opens a console page, nor a staff cookie a
 citizen page: the two stores share nothing. The session remembers only the staff id; the

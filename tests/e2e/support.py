@@ -3,9 +3,13 @@ small readers of the public views (availability, one booking) to compare before 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import socket
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from itertools import count
@@ -21,11 +25,13 @@ __all__ = [
     "PASSWORD",
     "VALID_ID",
     "Citizen",
+    "ConsoleTexts",
     "assert_refused",
     "availability",
     "find_doctor",
     "free_port",
     "pay_path",
+    "register",
 ]
 
 VALID_ID = "11010519491231002X"
@@ -40,6 +46,64 @@ _SERIALS = count(int.from_bytes(os.urandom(3), "big") + 1)
 """Resident id serials: random per process, so servers shared across test runs differ."""
 
 
+class ConsoleTexts(logging.Handler):
+    """The text messages the embedded notifier prints on the console (logger ``guahao.sms``)
+    while it is attached: how a demo's user reads a code, and how these tests do (the
+    server runs in the test's process)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    @classmethod
+    @contextlib.contextmanager
+    def attached(cls) -> Iterator[ConsoleTexts]:
+        texts = cls()
+        logger = logging.getLogger("guahao.sms")
+        logger.addHandler(texts)
+        try:
+            yield texts
+        finally:
+            logger.removeHandler(texts)
+
+    def code_to(self, phone: str) -> str:
+        """The last six-digit code sent to ``phone``."""
+        masked = f"{phone[:3]}****{phone[-4:]}"
+        for line in reversed(self.lines):
+            found = re.search(r"(\d{6})", line.split(":", 1)[1]) if masked in line else None
+            if found:
+                return found.group(1)
+        raise AssertionError(f"no code was sent to {masked}")
+
+
+async def register(
+    http: httpx.AsyncClient,
+    phone: str,
+    password: str = PASSWORD,
+    display_name: str = "",
+    base: str = "",
+) -> str:
+    """POST /accounts, then POST /accounts/confirm with the code the console printed: the new
+    account's id."""
+    with ConsoleTexts.attached() as texts:
+        sent = await http.post(
+            f"{base}/api/v1/accounts",
+            json={"phone": phone, "password": password, "displayName": display_name},
+        )
+        assert sent.status_code == 202, sent.text
+        assert sent.json() == {"status": "code_sent", "sentTo": f"{phone[:3]}****{phone[-4:]}"}
+        code = texts.code_to(phone)
+    created = await http.post(
+        f"{base}/api/v1/accounts/confirm", json={"phone": phone, "code": code}
+    )
+    assert created.status_code == 201, created.text
+    account_id: str = created.json()["accountId"]
+    return account_id
+
+
 @dataclass
 class Citizen:
     """A registered, signed-in account."""
@@ -51,18 +115,15 @@ class Citizen:
 
     @classmethod
     async def sign_up(cls, http: httpx.AsyncClient) -> Citizen:
-        """POST /accounts then POST /auth/token, checking both answers."""
+        """Register (POST /accounts and its code) then POST /auth/token, checking the answers."""
         phone = f"138{next(_serials):08d}"
-        created = await http.post(
-            "/api/v1/accounts", json={"phone": phone, "password": PASSWORD, "displayName": "测试"}
-        )
-        assert created.status_code == 201, created.text
+        account_id = await register(http, phone, display_name="测试")
         token = await http.post("/api/v1/auth/token", json={"phone": phone, "password": PASSWORD})
         assert token.status_code == 200, token.text
         body = token.json()
         assert body["tokenType"] == "Bearer"
         assert body["expiresIn"] > 0
-        assert body["accountId"] == created.json()["accountId"]
+        assert body["accountId"] == account_id
         return cls(http, phone, body["accountId"], body["accessToken"])
 
     @property

@@ -33,6 +33,7 @@ from guahao.web.auth import TokenIssuer
 from guahao.web.citizen_session import SESSION_COOKIE
 from guahao.web.citizen_session import CitizenSessions as SessionStore
 from guahao.web.oidc import FLOW_COOKIE, ID_TOKEN_COOKIE
+from tests.e2e.support import register
 from tests.fixtures.identity_provider import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -244,12 +245,7 @@ async def test_a_verified_phone_of_an_existing_account_links_the_identity_to_it(
     site: Site,
 ) -> None:
     async with site.browser() as browser:
-        registered = await browser.http.post(
-            f"{site.base}/api/v1/accounts",
-            json={"phone": "13900139000", "password": "correct-horse-9"},
-        )
-        assert registered.status_code == 201, registered.text
-        account_id = registered.json()["accountId"]
+        account_id = await register(browser.http, "13900139000", "correct-horse-9", base=site.base)
 
         assert (await site.sign_in(browser, "bob")).status_code == 303
         assert await site.signed_in_account(browser) == account_id
@@ -262,11 +258,7 @@ async def test_without_a_verified_phone_nothing_is_linked_or_signed_in(
     site: Site, login: str
 ) -> None:
     async with site.browser() as browser:
-        registered = await browser.http.post(
-            f"{site.base}/api/v1/accounts",
-            json={"phone": "13900139000", "password": "correct-horse-9"},
-        )
-        assert registered.status_code == 201
+        await register(browser.http, "13900139000", "correct-horse-9", base=site.base)
         refused = await site.sign_in(browser, login)
         assert _error(refused) == (403, "OIDC_PHONE_REQUIRED")
         assert refused.json()["message"]["zh"]

@@ -133,7 +133,7 @@ def test_the_curl_journey_runs_against_the_demo(tmp_path: Path) -> None:
     with running_demo(tmp_path / "data", log) as (url, demo):
         run = subprocess.run(
             ["bash", str(SCRIPT)],
-            env=os.environ | {"GUAHAO_URL": url},
+            env=os.environ | {"GUAHAO_URL": url, "GUAHAO_DEMO_LOG": str(log)},
             capture_output=True,
             text=True,
             timeout=120,

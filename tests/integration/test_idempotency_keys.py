@@ -10,6 +10,7 @@ import pytest
 
 from guahao.bootstrap import Platform
 from guahao.web.app import create_app
+from tests.e2e.support import register
 from tests.fixtures.platforms import settings_for
 
 
@@ -21,7 +22,7 @@ async def client(
     app.state.platform = sqlite_platform  # what the lifespan does; ASGITransport runs none
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        await c.post("/api/v1/accounts", json={"phone": "13800000009", "password": "password9"})
+        await register(c, "13800000009", "password9")
         token = (
             await c.post(
                 "/api/v1/auth/token", json={"phone": "13800000009", "password": "password9"}

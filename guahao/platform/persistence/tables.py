@@ -282,6 +282,8 @@ class PatientRow(Base):
     created_at: Mapped[datetime] = mapped_column()
     removed_at: Mapped[datetime | None] = mapped_column(default=None)
     identity_changed_at: Mapped[datetime | None] = mapped_column(default=None)
+    proof: Mapped[str] = mapped_column(String(16), default="declared", server_default="declared")
+    """How the relation to the person was established (``patient_proof.Proof``)."""
 
 
 class PatientIdentityChangeRow(Base):

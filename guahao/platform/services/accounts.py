@@ -10,8 +10,9 @@ and shown masked. Passwords are hashed with scrypt (memory-hard, in the standard
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -33,6 +34,7 @@ from guahao.platform.identity_documents import (
 from guahao.platform.identity_verification import (
     FormatChecksumVerifier,
     IdentityVerifier,
+    Verification,
     VerificationLevel,
 )
 from guahao.platform.ids import new_id
@@ -43,6 +45,7 @@ from guahao.platform.passwords import (
     verify_password_off_loop,
     verify_unknown_off_loop,
 )
+from guahao.platform.patient_proof import PROVEN, UNPROVEN, Proof
 from guahao.platform.persistence.tables import (
     AccountRow,
     BookingRow,
@@ -57,6 +60,10 @@ from guahao.platform.phone_numbers import normalise_phone
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.sign_in_delays import SignInDelays
+
+if TYPE_CHECKING:
+    from guahao.platform.services.registrations import RegistrationCodes
+    from guahao.platform.services.relation_codes import RelationCodes
 
 __all__ = [
     "NO_PASSWORD",
@@ -117,6 +124,22 @@ Relation = Literal["self", "spouse", "child", "parent", "sibling", "other"]
 RELATIONS: frozenset[str] = frozenset(get_args(Relation))
 REGION_ZONE = "Asia/Shanghai"
 """The region's calendar: birth dates and ages are judged on its day, not UTC's."""
+ADULT_AGE = 18
+"""Below it a person may be added by a declared guardian (relation ``child``) without a code."""
+RECLAIMED_TEMPLATE = "patient.identity_reclaimed"
+RECLAIMED_TEXT = (
+    "就诊人 {name}（{document}）的证件已由本人认领，已从您的账号移除；已有的预约保留。",
+    "The person {name} ({document}) has claimed their identity; the patient was removed "
+    "from your account. Existing bookings stay.",
+)
+
+
+@dataclass(frozen=True)
+class _CodeToSend:
+    """Where the code for a pending relation goes, sent once the row is committed."""
+
+    phone: str
+    holder_account_id: str
 
 
 def person_key(document: IdentityDocument) -> str:
@@ -150,6 +173,10 @@ class PatientView(msgspec.Struct, frozen=True, rename="camel"):
     sex: str = ""
     verification_level: str = ""
     booked_by_guardian: bool = False
+    proof: str = Proof.DECLARED.value
+    """How the relation was established; ``pending_code``: enter the code sent to the
+    person's phone on file (``codeSentTo``) before booking or reading their record."""
+    code_sent_to: str = ""
 
 
 class NotificationView(msgspec.Struct, frozen=True, rename="camel"):
@@ -174,8 +201,15 @@ class AccountService:
         rules: RuleBook | None = None,
         verifier: IdentityVerifier | None = None,
         delays: SignInDelays | None = None,
+        relation_codes: RelationCodes | None = None,
+        registrations: RegistrationCodes | None = None,
     ) -> None:
         self._p = ports
+        self._registrations = registrations
+        """Codes that complete a registration; ``None``: only ``register`` (tools) makes
+        password accounts."""
+        self._codes = relation_codes
+        """Codes to a person's phone on file; ``None``: a relation needing one is refused."""
         self._delays = delays
         """Waits after wrong passwords; ``None`` only where nobody signs in (tools)."""
         self._rules = rules or RuleBook(ports)
@@ -189,16 +223,70 @@ class AccountService:
         display_name: str = "",
         client: ClientContext | None = None,
     ) -> str:
-        """注册: one account per phone; registrations per address are limited (bulk-made
-        accounts are how scalpers multiply their one-hold-per-account allowance)."""
+        """注册 at once, for tools and tests that own the phone: one account per phone
+        (``ACCOUNT_EXISTS`` otherwise). Callers on the network go through
+        ``request_registration`` and ``confirm_registration``, which tell nobody whether a
+        phone has an account."""
+        phone = await self._registration_allowed(phone, password, client)
+        password_hash = await hash_password_off_loop(password)
+        return await self._create(phone, password_hash, display_name)
+
+    async def _registration_allowed(
+        self, phone: str, password: str, client: ClientContext | None
+    ) -> str:
+        """The phone normalised, once the password's length and the address's allowance of
+        registrations (bulk-made accounts multiply a scalper's holds) are checked."""
         phone = normalise_phone(phone)
         if len(password) < 8:
             refuse("VALIDATION_FAILED", field="password", reason="at least 8 characters")
         if self._p.limiter is not None and client is not None and client.ip_hash:
             limits = (await self._rules.region()).rate_limits
             await self._p.limiter.hit([("register:ip", limits.register_per_ip, client.ip_hash)])
-        account_id = new_id()
+        return phone
+
+    async def request_registration(
+        self,
+        *,
+        phone: str,
+        password: str,
+        display_name: str = "",
+        client: ClientContext | None = None,
+    ) -> str:
+        """注册, first step: the same answer (the phone, masked) whether or not the phone has
+        an account. A new phone gets a code that completes the registration; a registered one
+        gets a message that someone tried, and how to sign in (``RegistrationCodes``)."""
+        phone = await self._registration_allowed(phone, password, client)
+        if self._registrations is None:
+            refuse("VALIDATION_FAILED", field="phone", reason="registration by code not set up")
         password_hash = await hash_password_off_loop(password)
+        async with self._p.sessions() as session:
+            existing = await account_id_by_phone(session, self._p.vault, phone)
+        await self._registrations.send(
+            phone=phone,
+            password_hash=password_hash,
+            display_name=display_name[:100],
+            account_id=existing,
+        )
+        return mask_phone(phone)
+
+    async def confirm_registration(
+        self, *, phone: str, code: str, client: ClientContext | None = None
+    ) -> str:
+        """注册, second step: the code sent to the phone makes the account. Whoever holds it
+        owns the phone, so a phone registered meanwhile may be named (``ACCOUNT_EXISTS``)."""
+        phone = normalise_phone(phone)
+        if self._registrations is None:
+            refuse("SIGN_IN_CODE_INVALID", field="code")
+        if self._p.limiter is not None and client is not None:
+            limits = (await self._rules.region()).rate_limits
+            await self._p.limiter.hit(
+                [("sign_in_attempt:ip", limits.sign_in_attempt_per_ip, client.ip_hash)]
+            )
+        pending = await self._registrations.take(phone, code)
+        return await self._create(phone, pending.password_hash, pending.display_name)
+
+    async def _create(self, phone: str, password_hash: str, display_name: str) -> str:
+        account_id = new_id()
         try:
             async with self._p.sessions() as session, session.begin():
                 session.add(
@@ -285,7 +373,9 @@ class AccountService:
         phone: str = "",
         relation: str = "self",
     ) -> PatientView:
-        """添加就诊人: validated, verified as far as the verifier can, within the limits."""
+        """添加就诊人: validated, verified as far as the verifier can, within the limits, and
+        the relation proven as docs/identity.md says (``Proof``): a person someone has proven
+        is reached through a code to their phone on file before the relation exists."""
         document, clean_name = await self._identify(name, document_type, document_number, relation)
         phone = normalise_phone(phone) if phone.strip() else ""
         now = self._p.clock.now()
@@ -336,7 +426,13 @@ class AccountService:
                     if has_self is not None:
                         refuse("VALIDATION_FAILED", field="relation", reason="already has self")
                 person = await self._person_for(session, document_hash, document, verification)
+                proof, target = await self._proof_for(
+                    session, account_id, person.id, relation, document, verification
+                )
+                if relation == "self" and proof in PROVEN:
+                    await self._take_back(session, account_id, person.id, now)
                 row = existing or PatientRow(id=new_id(), account_id=account_id)
+                row.proof = proof.value
                 row.person_id = person.id
                 row.name = clean_name
                 row.relation = relation
@@ -354,7 +450,7 @@ class AccountService:
         except IntegrityError:
             # The partial unique index: this document is already 本人 of another account.
             refuse("PERSON_IS_SELF_ELSEWHERE", field="document_number")
-        return _view(row, person)
+        return _view(row, person, await self._send_code(row.id, target))
 
     async def _person_for(
         self,
@@ -430,6 +526,12 @@ class AccountService:
                 if (changes or 0) >= rules.identity_changes_per_year:
                     refuse("IDENTITY_CHANGE_LIMIT", limit=rules.identity_changes_per_year)
                 person = await self._person_for(session, document_hash, document, verification)
+                proof, target = await self._proof_for(
+                    session, account_id, person.id, relation, document, verification
+                )
+                if relation == "self" and proof in PROVEN:
+                    await self._take_back(session, account_id, person.id, now)
+                row.proof = proof.value
                 session.add(
                     PatientIdentityChangeRow(
                         id=new_id(),
@@ -450,7 +552,135 @@ class AccountService:
                 await session.flush()
         except IntegrityError:
             refuse("PERSON_IS_SELF_ELSEWHERE", field="document_number")
+        return _view(row, person, await self._send_code(row.id, target))
+
+    async def _proof_for(
+        self,
+        session: AsyncSession,
+        account_id: str,
+        person_id: str,
+        relation: str,
+        document: IdentityDocument,
+        verification: Verification,
+    ) -> tuple[Proof, _CodeToSend | None]:
+        """How this account's relation to the person stands as it is added (docs/identity.md).
+
+        Once any other account has proven the person, knowing their number and name is no
+        longer enough: the code goes to the person's phone on file. A guardian of a minor needs
+        none while the minor has no proven 本人 elsewhere (a child has no phone of their own).
+        """
+        others = await _proven_elsewhere(session, account_id, person_id)
+        proven_self = next((o for o in others if o.relation == "self"), None)
+        born = document.birth_date
+        minor = document.type.booked_by_guardian or (
+            born is not None and age_on(born, self._today()) < ADULT_AGE
+        )
+        if relation == "child" and minor and proven_self is None:
+            return Proof.GUARDIAN, None
+        if not others:
+            if verification.level.reaches(VerificationLevel.NAME_MATCHED_GOVERNMENT):
+                return Proof.NAME_MATCHED, None
+            return Proof.DECLARED, None
+        if relation == "self" and proven_self is not None:
+            refuse("PERSON_IS_SELF_ELSEWHERE", field="document_number")
+        target = await self._phone_on_file(session, others)
+        if target is None or self._codes is None:
+            refuse("PATIENT_PROOF_UNREACHABLE", field="document_number")
+        return Proof.PENDING_CODE, target
+
+    async def _phone_on_file(
+        self, session: AsyncSession, proven: list[PatientRow]
+    ) -> _CodeToSend | None:
+        """The person's phone: their own account's if they are someone's proven 本人, else the
+        phone a proving account recorded for them."""
+        for row in proven:
+            if row.relation == "self":
+                account = await session.get(AccountRow, row.account_id)
+                if account is not None:
+                    phone = self._p.vault.open("phone", account.phone_enc)
+                    return _CodeToSend(phone, row.account_id)
+        for row in proven:
+            if row.phone_enc is not None:
+                return _CodeToSend(self._p.vault.open("phone", row.phone_enc), row.account_id)
+        return None
+
+    async def _send_code(self, patient_id: str, target: _CodeToSend | None) -> str:
+        """Send the code of a pending relation (after its row is committed); the phone masked."""
+        if target is None or self._codes is None:
+            return ""
+        await self._codes.send(
+            patient_id=patient_id, phone=target.phone, holder_account_id=target.holder_account_id
+        )
+        return mask_phone(target.phone)
+
+    async def _take_back(
+        self, session: AsyncSession, account_id: str, person_id: str, now: datetime
+    ) -> None:
+        """The real person, proven, claims 本人: every other account that holds them without
+        proof loses them and is told in its inbox (not who claimed). Live bookings stay."""
+        rows = (
+            await session.scalars(
+                select(PatientRow).where(
+                    PatientRow.person_id == person_id,
+                    PatientRow.account_id != account_id,
+                    PatientRow.removed_at.is_(None),
+                    PatientRow.proof.in_(UNPROVEN),
+                )
+            )
+        ).all()
+        for row in rows:
+            row.removed_at = now
+            values = {"name": row.name, "document": row.document_masked}
+            session.add(
+                NotificationRow(
+                    id=new_id(),
+                    account_id=row.account_id,
+                    template=RECLAIMED_TEMPLATE,
+                    params=values
+                    | {
+                        "zh": RECLAIMED_TEXT[0].format(**values),
+                        "en": RECLAIMED_TEXT[1].format(**values),
+                    },
+                    dedupe_key=f"identity-reclaimed:{row.id}:{now.timestamp():.0f}",
+                    created_at=now,
+                )
+            )
+        await session.flush()  # the old 本人 row leaves the unique index before the new one
+
+    async def confirm_patient(self, *, account_id: str, patient_id: str, code: str) -> PatientView:
+        """Enter the code sent to the person's phone on file: the relation now exists (and a
+        claim of 本人 so proven takes the identity back from relations without proof)."""
+        if self._codes is None:
+            refuse("PATIENT_PROOF_UNREACHABLE", patient_id=patient_id)
+        async with self._p.sessions() as session:
+            row = await self._own_patient(session, account_id, patient_id)
+            pending = row.proof == Proof.PENDING_CODE
+        if pending:
+            await self._codes.check(patient_id, code)
+        async with self._p.sessions() as session, session.begin():
+            await _lock_account(session, account_id)
+            row = await self._own_patient(session, account_id, patient_id)
+            if row.proof == Proof.PENDING_CODE:
+                row.proof = Proof.CODE.value
+                if row.relation == "self":
+                    await self._take_back(session, account_id, row.person_id, self._p.clock.now())
+            person = await session.get(PersonRow, row.person_id)
+            assert person is not None
         return _view(row, person)
+
+    async def resend_patient_code(self, *, account_id: str, patient_id: str) -> PatientView:
+        """Send a fresh code for a pending relation (the earlier one dies)."""
+        async with self._p.sessions() as session:
+            row = await self._own_patient(session, account_id, patient_id)
+            person = await session.get(PersonRow, row.person_id)
+            assert person is not None
+            if row.proof != Proof.PENDING_CODE:
+                return _view(row, person)
+            others = await _proven_elsewhere(session, account_id, row.person_id)
+            target = await self._phone_on_file(session, others)
+        if target is None or self._codes is None:
+            refuse("PATIENT_PROOF_UNREACHABLE", patient_id=patient_id)
+        return _view(row, person, await self._send_code(row.id, target))
 
     @staticmethod
     async def _own_patient(session: AsyncSession, account_id: str, patient_id: str) -> PatientRow:
@@ -471,7 +701,15 @@ class AccountService:
                     .order_by(PatientRow.created_at)
                 )
             ).all()
-        return [_view(patient, person) for patient, person in rows]
+            views = []
+            for patient, person in rows:
+                sent_to = ""
+                if patient.proof == Proof.PENDING_CODE:
+                    others = await _proven_elsewhere(session, account_id, patient.person_id)
+                    target = await self._phone_on_file(session, others)
+                    sent_to = mask_phone(target.phone) if target is not None else ""
+                views.append(_view(patient, person, sent_to))
+        return views
 
     async def notifications(self, account_id: str) -> list[NotificationView]:
         """The account's inbox, newest first (the ``INBOX_PAGE`` newest messages)."""
@@ -512,7 +750,27 @@ async def _refuse_if_booked(session: AsyncSession, patient_id: str) -> None:
         refuse("PATIENT_HAS_ACTIVE_BOOKINGS", patient_id=patient_id)
 
 
-def _view(row: PatientRow, person: PersonRow) -> PatientView:
+async def _proven_elsewhere(
+    session: AsyncSession, account_id: str, person_id: str
+) -> list[PatientRow]:
+    """The person's live relations on other accounts that were proven, oldest first."""
+    return list(
+        (
+            await session.scalars(
+                select(PatientRow)
+                .where(
+                    PatientRow.person_id == person_id,
+                    PatientRow.account_id != account_id,
+                    PatientRow.removed_at.is_(None),
+                    PatientRow.proof.in_(PROVEN),
+                )
+                .order_by(PatientRow.created_at)
+            )
+        ).all()
+    )
+
+
+def _view(row: PatientRow, person: PersonRow, code_sent_to: str = "") -> PatientView:
     return PatientView(
         id=row.id,
         name=row.name,
@@ -523,4 +781,6 @@ def _view(row: PatientRow, person: PersonRow) -> PatientView:
         sex=person.sex,
         verification_level=person.verification_level,
         booked_by_guardian=DocumentType(row.document_type).booked_by_guardian,
+        proof=row.proof,
+        code_sent_to=code_sent_to,
     )

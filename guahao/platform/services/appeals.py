@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.ids import new_id
+from guahao.platform.patient_proof import refuse_unless_usable
 from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BlacklistAppealRow,
@@ -71,6 +72,7 @@ class Appeals:
             refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
         if patient.account_id != account_id:
             refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
+        refuse_unless_usable(patient)
         return patient
 
     async def file_appeal(

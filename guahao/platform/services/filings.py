@@ -27,6 +27,7 @@ from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import FilingMode, HospitalPolicies
 from guahao.platform.identity_documents import validate_document
 from guahao.platform.ids import new_id
+from guahao.platform.patient_proof import refuse_unless_usable
 from guahao.platform.persistence.outbox import OutboxEvent, record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
@@ -78,6 +79,7 @@ class Filings:
                         refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
                     if patient.account_id != account_id:
                         refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
+                    refuse_unless_usable(patient)
                     hospital = await session.get(HospitalRow, hospital_id)
                     if hospital is None:
                         refuse("HOSPITAL_NOT_FOUND", hospital_id=hospital_id)
@@ -209,6 +211,7 @@ class Filings:
                 refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
             if patient.account_id != account_id:
                 refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
+            refuse_unless_usable(patient)
             rows = (
                 await session.scalars(
                     select(PatientFilingRow).where(PatientFilingRow.person_id == patient.person_id)

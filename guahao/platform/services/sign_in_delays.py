@@ -10,7 +10,8 @@ failures (many people share an office's or a carrier's address), so one address 
 across many phones either. A right password clears its phone's count, not its address's.
 
 The state is two Redis hashes per subject (failure count and the earliest next attempt, epoch
-milliseconds by the platform's clock), forgotten an hour after the last failure.
+milliseconds by the platform's clock), forgotten an hour after the last failure. Staff sign-in
+uses the same delays under its own key prefix, keyed by the username's keyed hash.
 """
 
 from __future__ import annotations
@@ -59,15 +60,18 @@ class SignInDelays:
     """Waits between password attempts, keyed by the phone's and the address's keyed hashes
     (never the phone itself: Redis holds no personal data in clear)."""
 
-    def __init__(self, redis: aioredis.Redis, clock: Clock) -> None:
+    def __init__(self, redis: aioredis.Redis, clock: Clock, prefix: str = "sign-in-pw") -> None:
         self._redis = redis
         self._clock = clock
+        self._prefix = prefix
+        """Citizens' and staff's counts live apart (``staff-sign-in-pw`` for staff)."""
 
-    @staticmethod
-    def _subjects(phone_index: str, address_hash: str) -> list[tuple[str, int]]:
-        subjects = [(f"sign-in-pw:{{{phone_index}}}:failures", PHONE_FREE_FAILURES)]
+    def _subjects(self, phone_index: str, address_hash: str) -> list[tuple[str, int]]:
+        subjects = [(f"{self._prefix}:{{{phone_index}}}:failures", PHONE_FREE_FAILURES)]
         if address_hash:
-            subjects.append((f"sign-in-pw-ip:{{{address_hash}}}:failures", ADDRESS_FREE_FAILURES))
+            subjects.append(
+                (f"{self._prefix}-ip:{{{address_hash}}}:failures", ADDRESS_FREE_FAILURES)
+            )
         return subjects
 
     async def check(self, phone_index: str, address_hash: str) -> None:

@@ -15,6 +15,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 from litestar.response import Redirect, Template
 
+from guahao.platform.client_context import ClientContext
 from guahao.platform.errors import GuahaoError
 from guahao.platform.services.staff import StaffRole, StaffService
 from guahao.web.citizen_session import CSRF_FIELD, check_csrf
@@ -63,9 +64,10 @@ class ConsoleSignInPages(Controller):
         self,
         console: NamedDependency[ConsoleContext],
         staff: NamedDependency[StaffService],
+        client: NamedDependency[ClientContext],
         request: Request[Any, Any, Any],
     ) -> Any:
-        """Username and password (rate-limited per username by the staff service)."""
+        """Username and password (wrong ones space out further attempts: the staff service)."""
         form = await request.form()
         fields = {k: str(v) for k, v in form.items() if isinstance(v, str)}
         check_csrf(request, fields.get(CSRF_FIELD, ""))
@@ -73,7 +75,7 @@ class ConsoleSignInPages(Controller):
         next_path = next_or(fields.get("next"), "/console/")
         try:
             actor = await staff.authenticate(
-                username=username, password=fields.get("password", "")[:200]
+                username=username, password=fields.get("password", "")[:200], client=client
             )
         except GuahaoError as exc:
             return render_console(

@@ -423,6 +423,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "请检查链接是否完整，或登录后在“我的预约”中退号。",
         "Check the link is complete, or sign in and cancel from My bookings.",
     ),
+    # patient relations proven (docs/identity.md)
+    "proof.pending": ("待验证", "Awaiting code"),
+    "proof.explain": (
+        "此人已在平台完成实名验证。验证码已发送至其预留手机 {phone}，"
+        "请本人告诉您后填写；验证前不能为其预约。",
+        "This person is verified on the platform. A code was sent to their phone on file"
+        " {phone}; enter it once they give it to you. Until then you cannot book for them.",
+    ),
+    "proof.code": ("验证码", "Code"),
+    "proof.submit": ("验证", "Verify"),
+    "proof.resend": ("重新发送验证码", "Send a new code"),
 }
 
 _FACET_PREFIX = {"kind": "kind.", "grade": "grade.", "title": "title."}

@@ -149,6 +149,39 @@ class MyPages(Controller):
         # added from a waitlist or lottery page: back to it, the new patient there to choose
         return see_other(local_path(form.get("next"), "/me/patients"))
 
+    @post("/patients/{patient_id:str}/proof", name="prove_patient", status_code=303)
+    async def prove_patient(
+        self,
+        page: NamedDependency[PageContext],
+        accounts: NamedDependency[AccountService],
+        patient_id: FromPath[str],
+    ) -> Template | Redirect:
+        """The code sent to the person's phone on file makes the pending relation."""
+        form = await verified_form(page)
+        account_id = page.require_account()
+        try:
+            await accounts.confirm_patient(
+                account_id=account_id, patient_id=patient_id, code=form.get("code", "")
+            )
+        except GuahaoError as exc:
+            return await self._patients_page(page, accounts, account_id, exc)
+        return see_other("/me/patients")
+
+    @post("/patients/{patient_id:str}/proof-code", name="resend_patient_code", status_code=303)
+    async def resend_patient_code(
+        self,
+        page: NamedDependency[PageContext],
+        accounts: NamedDependency[AccountService],
+        patient_id: FromPath[str],
+    ) -> Template | Redirect:
+        await verified_form(page)
+        account_id = page.require_account()
+        try:
+            await accounts.resend_patient_code(account_id=account_id, patient_id=patient_id)
+        except GuahaoError as exc:
+            return await self._patients_page(page, accounts, account_id, exc)
+        return see_other("/me/patients")
+
     @post("/patients/{patient_id:str}/remove", name="remove_patient", status_code=303)
     async def remove_patient(
         self,

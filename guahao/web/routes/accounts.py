@@ -14,10 +14,12 @@ from guahao.platform.services.accounts import AccountService, NotificationView, 
 from guahao.platform.services.filings import Filings, FilingView
 from guahao.web.auth import TokenIssuer, require_account
 from guahao.web.schemas import (
+    AccountConfirm,
     AccountCreate,
     FilingRequest,
     PatientCreate,
     PatientIdentityChange,
+    PatientProofCode,
     TokenRequest,
     TokenResponse,
 )
@@ -29,7 +31,7 @@ class AccountController(Controller):
     path = "/api/v1"
     tags = ["accounts"]  # noqa: RUF012
 
-    @post("/accounts", operation_id="registerAccount")
+    @post("/accounts", operation_id="registerAccount", status_code=202)
     async def register(
         self,
         accounts: NamedDependency[AccountService],
@@ -37,11 +39,26 @@ class AccountController(Controller):
         data: JSONBody[AccountCreate],
         request: Request[Any, Any, Any],
     ) -> dict[str, str]:
-        account_id = await accounts.register(
+        """注册, first step: always ``{"status": "code_sent", "sentTo": masked phone}``, whether
+        or not the phone has an account (a registered phone is told someone tried, no code)."""
+        sent_to = await accounts.request_registration(
             phone=data.phone,
             password=data.password,
             display_name=data.display_name,
             client=client,
+        )
+        return {"status": "code_sent", "sentTo": sent_to}
+
+    @post("/accounts/confirm", operation_id="confirmRegistration", status_code=201)
+    async def confirm(
+        self,
+        accounts: NamedDependency[AccountService],
+        client: NamedDependency[ClientContext],
+        data: JSONBody[AccountConfirm],
+    ) -> dict[str, str]:
+        """注册, second step: the code sent to the phone makes the account."""
+        account_id = await accounts.confirm_registration(
+            phone=data.phone, code=data.code, client=client
         )
         return {"accountId": account_id}
 
@@ -91,6 +108,36 @@ class PatientController(Controller):
             document_number=data.document_number,
             phone=data.phone,
             relation=data.relation,
+        )
+
+    @post("/patients/{patient_id:str}/proof", operation_id="provePatientRelation", status_code=200)
+    async def prove_relation(
+        self,
+        accounts: NamedDependency[AccountService],
+        request: Request[Any, Any, Any],
+        patient_id: FromPath[str],
+        data: JSONBody[PatientProofCode],
+    ) -> PatientView:
+        """Enter the code sent to the person's phone on file (``proof`` was ``pending_code``):
+        the relation exists from now on (docs/identity.md)."""
+        return await accounts.confirm_patient(
+            account_id=request.state.account_id, patient_id=patient_id, code=data.code
+        )
+
+    @post(
+        "/patients/{patient_id:str}/proof-code",
+        operation_id="resendPatientRelationCode",
+        status_code=200,
+    )
+    async def resend_relation_code(
+        self,
+        accounts: NamedDependency[AccountService],
+        request: Request[Any, Any, Any],
+        patient_id: FromPath[str],
+    ) -> PatientView:
+        """Send a fresh code to the person's phone on file (the earlier one dies)."""
+        return await accounts.resend_patient_code(
+            account_id=request.state.account_id, patient_id=patient_id
         )
 
     @delete("/patients/{patient_id:str}", operation_id="removePatient", status_code=204)

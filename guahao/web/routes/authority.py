@@ -13,6 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.platform.client_context import ClientContext
 from guahao.platform.services.audit import AuditLog, AuditPage
 from guahao.platform.services.blacklist import (
     AppealView,
@@ -69,10 +70,13 @@ class StaffSignInController(Controller):
     async def token(
         self,
         staff: NamedDependency[StaffService],
+        client: NamedDependency[ClientContext],
         data: JSONBody[StaffTokenRequest],
         request: Request[Any, Any, Any],
     ) -> StaffTokenResponse:
-        actor = await staff.authenticate(username=data.username, password=data.password)
+        actor = await staff.authenticate(
+            username=data.username, password=data.password, client=client
+        )
         issuer: StaffTokenIssuer = request.app.state.staff_tokens
         return StaffTokenResponse(
             access_token=issuer.issue(actor),
