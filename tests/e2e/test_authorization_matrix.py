@@ -245,6 +245,7 @@ class World:
             "addOnUnit": {"patientId": self.ids["patient_id"], "reason": "矩阵"},
             "recordFilingResult": {"status": "filed", "hisPatientId": "P1"},
             "acceptRebookingOffer": {"slotId": "0" * 32},
+            "provePatientRelation": {"code": "000000"},
         }.get(operation_id, {})
 
 

@@ -8,6 +8,7 @@ accepts nothing, so the one left running must answer).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -53,6 +54,20 @@ def _wait_for(condition: object, seconds: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"not within {seconds} s: {what}")
+
+
+def _code_sent(log: Path, phone: str) -> str:
+    """The six-digit code a worker printed for ``phone`` (the console SMS gateway)."""
+    masked = f"{phone[:3]}****{phone[-4:]}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = re.findall(
+            rf"SMS to {re.escape(masked)}:\D*(\d{{6}})", log.read_text(errors="replace")
+        )
+        if found:
+            return str(found[-1])
+        time.sleep(0.1)
+    raise AssertionError(f"no code sent to {masked}")
 
 
 def _answers(url: str) -> bool:
@@ -164,11 +179,15 @@ def test_two_workers_serve_one_region(
     }
     # The bench's launcher: the supervisor and workers of `guahao serve --workers`, without its
     # refusal of the embedded search index (nothing here changes what a search would see).
-    supervisor = subprocess.Popen(
-        [sys.executable, "-m", "bench.serve_workers", "--port", str(port), "--workers", "2"],
-        cwd=ROOT,
-        env=environ,
-    )
+    output = tmp_path / "workers.log"  # the workers' console: the SMS codes they send
+    with output.open("wb") as sink:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "bench.serve_workers", "--port", str(port), "--workers", "2"],
+            cwd=ROOT,
+            env=environ,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     supervisor_of.append(supervisor)
     _wait_for(
         lambda: len(_children(supervisor.pid)) == 2 and _answers(f"{base}/health"),
@@ -188,11 +207,18 @@ def test_two_workers_serve_one_region(
     # No keep-alive: each request must find whichever worker is running now.
     no_reuse = httpx.Limits(max_keepalive_connections=0)
     with httpx.Client(base_url=base, timeout=30, limits=no_reuse) as http:
-        os.kill(second, signal.SIGSTOP)
+        os.kill(second, signal.SIGSTOP)  # registration asks one worker for a code …
         try:
-            made = http.post("/api/v1/accounts", json={"phone": phone, "password": password})
+            sent = http.post("/api/v1/accounts", json={"phone": phone, "password": password})
         finally:
             os.kill(second, signal.SIGCONT)
+        assert sent.status_code == 202, sent.text
+        code = _code_sent(output, phone)
+        os.kill(first, signal.SIGSTOP)  # … and the other confirms it
+        try:
+            made = http.post("/api/v1/accounts/confirm", json={"phone": phone, "code": code})
+        finally:
+            os.kill(first, signal.SIGCONT)
         assert made.status_code == 201, made.text
         os.kill(first, signal.SIGSTOP)
         try:
