@@ -20,28 +20,11 @@ from guahao.platform.personal_data import mask_phone
 from guahao.platform.ports import Notifier
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
-from guahao.platform.services.sign_in_codes import CODE_LIFETIME, TRIES_PER_CODE
+from guahao.platform.services.sign_in_codes import CHECK_CODE, CODE_LIFETIME, TRIES_PER_CODE
 
 __all__ = ["TEMPLATE", "RelationCodes"]
 
 TEMPLATE = "patient.relation_code"
-
-# Compare the hash, burn the code on success, count the try otherwise (one atomic step).
-_CHECK = """
-local stored = redis.call('HGET', KEYS[1], 'digest')
-if not stored then return 'missing' end
-if tonumber(redis.call('HGET', KEYS[1], 'expires_ms')) <= tonumber(ARGV[2]) then
-    redis.call('DEL', KEYS[1])
-    return 'missing'
-end
-if stored == ARGV[1] then
-    redis.call('DEL', KEYS[1])
-    return 'ok'
-end
-local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
-if tries >= tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]) end
-return 'wrong'
-"""
 
 
 class RelationCodes:
@@ -58,7 +41,7 @@ class RelationCodes:
         self._redis = redis
         self._notifier = notifier
         self._rules = rules or RuleBook(ports)
-        self._check = redis.register_script(_CHECK)
+        self._check = redis.register_script(CHECK_CODE)
 
     @staticmethod
     def _key(patient_id: str) -> str:

@@ -61,8 +61,7 @@ FAILURE_MEMORY = timedelta(hours=1)
 
 TEMPLATE = "sign_in.code"
 
-# One atomic step: compare the hash, burn the code on success, count the try otherwise.
-_CHECK = """
+CHECK_CODE = """
 local stored = redis.call('HGET', KEYS[1], 'digest')
 if not stored then return 'missing' end
 if tonumber(redis.call('HGET', KEYS[1], 'expires_ms')) <= tonumber(ARGV[2]) then
@@ -77,6 +76,9 @@ local tries = redis.call('HINCRBY', KEYS[1], 'tries', 1)
 if tries >= tonumber(ARGV[3]) then redis.call('DEL', KEYS[1]) end
 return 'wrong'
 """
+"""One atomic step on a one-time code's hash (``digest``, ``expires_ms``, ``tries``): compare,
+burn the code on success, count the try otherwise. Shared by every one-time code (sign-in,
+registration, patient relations)."""
 
 
 def delay_after(failures: int) -> int:
@@ -125,7 +127,7 @@ class SignInCodes:
         self._redis = redis
         self._notifier = notifier
         self._rules = rules or RuleBook(ports)
-        self._check = redis.register_script(_CHECK)
+        self._check = redis.register_script(CHECK_CODE)
 
     def _keys(self, phone: str) -> tuple[str, str]:
         tag = self._p.vault.index("phone", phone)
