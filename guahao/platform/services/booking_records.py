@@ -23,6 +23,8 @@ from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.persistence.tables import (
     BookingRow,
+    DepartmentRow,
+    DoctorRow,
     HospitalRow,
     SessionRow,
     SlotRow,
@@ -145,16 +147,22 @@ class BookingRecords:
                         HospitalRow.id,
                         HospitalRow.timezone,
                         HospitalRow.policies,
+                        HospitalRow.name,
+                        DepartmentRow.name,
+                        DoctorRow.name,
                     )
                     .join(SessionRow, SessionRow.id == SlotRow.session_id)
                     .join(HospitalRow, HospitalRow.id == SessionRow.hospital_id)
+                    .join(DepartmentRow, DepartmentRow.id == SessionRow.department_id)
+                    .join(DoctorRow, DoctorRow.id == SessionRow.doctor_id)
                     .where(SlotRow.session_id == session_of_slot.scalar_subquery())
                 )
             ).all()
         wanted: SlotFacts | None = None
         policies: HospitalPolicies | None = None
         for row in found:
-            slot, starts_at, ends_at, session_id, fee_cents, hospital_id, timezone, raw = row
+            (slot, starts_at, ends_at, session_id, fee_cents, hospital_id, timezone, raw) = row[:8]
+            hospital_name, department_name, doctor_name = row[8:]
             if policies is None:  # one session, one hospital: its policies converted once
                 policies = msgspec.convert(raw, HospitalPolicies)
             facts = SlotFacts(
@@ -166,6 +174,9 @@ class BookingRecords:
                 starts_at=starts_at,
                 ends_at=ends_at,
                 fee_cents=fee_cents,
+                hospital_name=hospital_name,
+                department_name=department_name,
+                doctor_name=doctor_name,
             )
             self._p.slot_facts.put(facts, generation)
             if slot == slot_id:
