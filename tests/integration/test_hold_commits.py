@@ -62,7 +62,7 @@ async def test_a_row_breaking_a_rule_is_refused_alone_and_the_rest_of_its_batch_
     accounts = await bulk_accounts(platform, 5)
     session_id = await session_of(platform, slots[0])
     now = platform.ports.clock.now()
-    commits = HoldCommits(platform.ports.sessions)
+    commits = HoldCommits(platform.ports)
 
     def booking(n: int, account: str, key: str) -> dict[str, object]:
         return {

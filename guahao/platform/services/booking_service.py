@@ -70,7 +70,7 @@ class BookingService:
         self._sync = inventory_sync
         self._rules = rules or RuleBook(ports)
         self.records = BookingRecords(ports)
-        self._hold_commits = HoldCommits(ports.sessions)
+        self._hold_commits = HoldCommits(ports)
         self.steps = BookingSteps(ports, self.records)
         self.payments = PaymentNotices(ports, self.records, self.steps)
         self.hospital_actions = HospitalActions(ports, self.records, self.steps, inventory_sync)

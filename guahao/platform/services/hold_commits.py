@@ -29,10 +29,10 @@ from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guahao.platform.persistence.outbox import event_values
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
+from guahao.platform.services.runtime import Ports
 
 __all__ = ["MAX_BATCH", "HoldCommits"]
 
@@ -60,8 +60,8 @@ class HoldCommits:
     One per process (per ``BookingService``); it keeps no task alive while idle.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, most: int = MAX_BATCH):
-        self._sessions = sessions
+    def __init__(self, ports: Ports, *, most: int = MAX_BATCH) -> None:
+        self._p = ports
         self._most = most
         self._queue: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
@@ -128,7 +128,7 @@ class HoldCommits:
 
     async def _insert(self, batch: list[_Waiting]) -> None:
         self.transactions += 1
-        async with self._sessions() as session, session.begin():
+        async with self._p.sessions() as session, session.begin():
             await session.execute(insert(BookingRow), [w.booking for w in batch])
             await session.execute(insert(OutboxRow), [w.event for w in batch])
 
