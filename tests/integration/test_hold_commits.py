@@ -18,6 +18,7 @@ from tests.fixtures.platforms import (
     bulk_accounts,
     clinic,
     counts,
+    manual_clock,
     outbox_topics,
     publish_clinic,
     session_of,
@@ -160,3 +161,31 @@ async def test_grants_whose_record_fails_give_their_units_back(platform):
     assert all(isinstance(r, GuahaoError) for r in results), results
     snap = await counts(platform, slots[0])
     assert (snap.held, snap.available) == (0, 6)
+
+
+async def test_a_crowd_granted_in_one_second_schedules_one_expiry_job_that_expires_it(platform):
+    slots = await publish_clinic(platform, clinic(units=CROWD))
+    crowd = await bulk_accounts(platform, CROWD)
+    queue = platform.jobs.queue
+    before = await queue.count("incomplete")
+
+    results = await asyncio.gather(
+        *(
+            platform.bookings.hold(account_id=a, slot_id=slots[0], idempotency_key=f"g{n}")
+            for n, a in enumerate(crowd)
+        )
+    )
+
+    # one job for the second they all run out in, not one per hold
+    assert await queue.count("incomplete") == before + 1
+    second = int(results[0].hold_expires_at.timestamp())
+    assert (await queue.job(f"expire-due:{second}")) is not None
+    assert (await queue.job(f"expire:{results[0].id}:held")) is None
+    manual_clock(platform).advance(minutes=11)  # hold_minutes is 10
+    expired = await platform.job_functions()["expire_due_bookings"]()
+    assert expired == CROWD
+    async with platform.ports.sessions() as session:
+        statuses = set((await session.scalars(select(BookingRow.status))).all())
+    assert statuses == {"expired"}
+    snap = await counts(platform, slots[0])
+    assert (snap.held, snap.available) == (0, CROWD)

@@ -220,12 +220,7 @@ class BookingService:
                     )
                 await give_back_his()
             raise error("DATABASE_UNAVAILABLE", operation="hold") from exc
-        await self.records.schedule(
-            "expire_booking",
-            key=f"expire:{booking.id}:held",
-            at=expires_at,
-            booking_id=booking.id,
-        )
+        await self.records.schedule_expiry(expires_at)
         return booking
 
     async def choose_patient(self, *, account_id: str, booking_id: str, patient_id: str) -> Booking:
@@ -360,6 +355,14 @@ class BookingService:
             booking_id=booking.id,
         )
         return booking, order
+
+    async def expire_all_due(self) -> int:
+        """Expire every booking whose time is up, batch after batch (the job a second of
+        expiries schedules: at a release that second holds thousands)."""
+        total = 0
+        while expired := await self.expire_due():
+            total += expired
+        return total
 
     async def expire_due(self, limit: int = 500) -> int:
         """Sweep: expire every booking whose hold or payment time is up."""
