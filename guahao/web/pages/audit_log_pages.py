@@ -169,8 +169,9 @@ class AuditLogPages(Controller):
             refuse("EXPORT_FORMAT_UNSUPPORTED", format=fmt, supported=sorted(EXPORT_FORMATS))
         query = _query(actor, action, subject_type, subject_id, date_from, date_to)
         filters = query.filters()
-        # rows written while the export pages through the log would shift its pages
-        now = console.now()
+        # rows written while the export pages through the log would shift its pages: it
+        # reads up to the moment it started (a row of that very moment included)
+        now = console.now() + timedelta(microseconds=1)
         filters["until"] = min(filters["until"] or now, now)
         rows: list[AuditEntry] = []
         page_no = 1
