@@ -251,6 +251,10 @@ async def test_the_audit_log_filters_pages_exports_and_shows_whether_its_chain_h
         later = f"from={today + timedelta(days=2)}&to={today + timedelta(days=3)}"
         empty = await auditor.get(f"/console/authority/audit?{later}")
         assert "没有符合条件的记录" in empty.text
+        as_the_form_sends = await auditor.get("/console/authority/audit?actor=auditor&from=&to=")
+        assert (as_the_form_sends.status_code, "共 3 条" in as_the_form_sends.text) == (200, True)
+        wrong_day = await auditor.get("/console/authority/audit?from=2026-02-30")
+        assert (wrong_day.status_code, "VALIDATION_FAILED" in wrong_day.text) == (422, True)
 
         exported = await auditor.get(
             "/console/authority/audit/export?format=csv&action=ban.list&actor=auditor"

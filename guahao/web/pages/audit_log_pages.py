@@ -34,6 +34,9 @@ _EXPORT_BATCH = 200  # the most ``AuditLog.query`` answers at once
 Text = Annotated[str | None, QueryParameter(max_length=100)]
 SubjectType = Annotated[str | None, QueryParameter(name="subjectType", max_length=100)]
 SubjectId = Annotated[str | None, QueryParameter(name="subjectId", max_length=100)]
+DayFrom = Annotated[str | None, QueryParameter(name="from", max_length=10)]
+DayTo = Annotated[str | None, QueryParameter(name="to", max_length=10)]
+"""Days as the filter form sends them (an empty date field comes as an empty string)."""
 
 
 class AuditQuery:
@@ -92,15 +95,31 @@ class AuditQuery:
         return urlencode({k: v for k, v in pairs.items() if v})
 
 
+def _day(raw: str | None, field: str) -> date | None:
+    """``raw`` as a day (None if the field was left empty).
+
+    >>> _day("2026-03-04", "from"), _day("", "from")
+    (datetime.date(2026, 3, 4), None)
+    """
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        refuse("VALIDATION_FAILED", field=field, reason="a day as YYYY-MM-DD")
+
+
 def _query(
     actor: str | None,
     action: str | None,
     subject_type: str | None,
     subject_id: str | None,
-    date_from: date | None,
-    date_to: date | None,
+    date_from: str | None,
+    date_to: str | None,
 ) -> AuditQuery:
-    return AuditQuery(actor, action, subject_type, subject_id, date_from, date_to)
+    return AuditQuery(
+        actor, action, subject_type, subject_id, _day(date_from, "from"), _day(date_to, "to")
+    )
 
 
 class AuditLogPages(Controller):
@@ -116,8 +135,8 @@ class AuditLogPages(Controller):
         action: Text = None,
         subject_type: SubjectType = None,
         subject_id: SubjectId = None,
-        date_from: Annotated[date | None, QueryParameter(name="from")] = None,
-        date_to: Annotated[date | None, QueryParameter(name="to")] = None,
+        date_from: DayFrom = None,
+        date_to: DayTo = None,
         page_no: Annotated[int, QueryParameter(name="page", ge=1, le=100_000)] = 1,
     ) -> Template:
         """The log, newest first, filtered and paged."""
@@ -160,8 +179,8 @@ class AuditLogPages(Controller):
         action: Text = None,
         subject_type: SubjectType = None,
         subject_id: SubjectId = None,
-        date_from: Annotated[date | None, QueryParameter(name="from")] = None,
-        date_to: Annotated[date | None, QueryParameter(name="to")] = None,
+        date_from: DayFrom = None,
+        date_to: DayTo = None,
     ) -> Response[bytes]:
         """The filtered log as a file, newest first, at most ``EXPORT_ROWS`` rows."""
         staff = console.require(*AUTHORITY)
