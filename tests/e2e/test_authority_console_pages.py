@@ -116,7 +116,7 @@ async def test_an_admin_finds_a_person_strikes_one_out_and_lifts_the_ban_each_co
         assert record.status_code == 200
         assert person.document not in record.text  # masked, never the full number
         assert person.document[-4:] in record.text
-        assert record.text.count('<tr id="strike-') == 3
+        assert record.text.count('<li class="card" id="strike-') == 3
         assert "测试医院" in record.text  # where each strike came from
         assert await audited(platform, "person.read") >= 1
 

@@ -29,7 +29,7 @@ from guahao.web.pages.console_context import AUTHORITY, ConsoleContext, flat_rul
 from guahao.web.pages.page_context import see_other, status_of
 from guahao.web.rule_names import snake_name
 
-__all__ = ["RegionRulesPage", "parse_rule_changes", "rule_diff"]
+__all__ = ["RegionRulesPage", "parse_rule_changes", "rule_diff", "shown"]
 
 MAX_CHANGE_TEXT = 20_000
 """Characters of typed changes read (the whole rules are a few kilobytes)."""
@@ -62,24 +62,67 @@ def parse_rule_changes(text: str) -> dict[str, Any]:
     return changes
 
 
-def rule_diff(before: dict[str, Any] | None, after: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """What changed between two versions' rules, as (dotted key, before, after); ``before``
-    None (the version before is not known) lists nothing.
+def _plain(value: Any) -> Any:
+    """``value`` as JSON would carry it, with lists of names sorted: the rules hold sets
+    (``hospital_overridable``, a policy's ``counts``) whose order means nothing, and versions
+    saved by different processes may list them differently."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_plain(v) for v in value]
+        return sorted(items) if all(isinstance(v, str) for v in items) else items
+    return value
+
+
+def shown(value: Any) -> str:
+    """A rule's value as it is typed in a change (JSON).
+
+    >>> shown(["b", "a"]), shown(2), shown("5/minute")
+    ('["a","b"]', '2', '"5/minute"')
+    """
+    return msgspec.json.encode(_plain(msgspec.to_builtins(value))).decode()
+
+
+def _leaves(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf under a dotted key; a list of sections (the blacklist's policies) by each
+    section's name, so a diff names the one threshold that changed, not the whole list.
+
+    >>> _leaves({"b": {"policies": [{"name": "no_show", "threshold": 3}]}, "a": 1})
+    {'b.policies[no_show].name': 'no_show', 'b.policies[no_show].threshold': 3, 'a': 1}
+    """
+    out: dict[str, Any] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            out.update(_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(tree, list) and tree and all(isinstance(v, dict) for v in tree):
+        for i, section in enumerate(tree):
+            out.update(_leaves(section, f"{prefix}[{section.get('name', i)}]"))
+    else:
+        out[prefix] = tree
+    return out
+
+
+def rule_diff(before: dict[str, Any] | None, after: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """What changed between two versions' rules, as (dotted key, before, after) in JSON;
+    ``before`` None (the version before is not known) lists nothing.
 
     >>> rule_diff({"limits": {"a": 1, "b": 2}}, {"limits": {"a": 1, "b": 3}})
-    [('limits.b', 2, 3)]
+    [('limits.b', '2', '3')]
+    >>> rule_diff({"codes": ("20", "10")}, {"codes": ["10", "20"]})
+    []
     """
     if before is None:
         return []
-    old, new = dict(flat_rules(before)), dict(flat_rules(after))
+    old = {k: shown(v) for k, v in _leaves(_plain(msgspec.to_builtins(before))).items()}
+    new = {k: shown(v) for k, v in _leaves(_plain(msgspec.to_builtins(after))).items()}
     return [
-        (key, old.get(key), new.get(key))
+        (key, old.get(key, "—"), new.get(key, "—"))
         for key in sorted(old.keys() | new.keys())
         if old.get(key) != new.get(key)
     ]
 
 
-def _versions(history: list[RuleVersion]) -> list[tuple[RuleVersion, list[tuple[str, Any, Any]]]]:
+def _versions(history: list[RuleVersion]) -> list[tuple[RuleVersion, list[tuple[str, str, str]]]]:
     """Each saved version (newest first) with its diff against the one before it (version 1
     against this release's defaults)."""
     defaults: dict[str, Any] = msgspec.to_builtins(RegionRules())
@@ -163,7 +206,9 @@ class RegionRulesPage(Controller):
             "console/rules.html",
             status_code=status_code,
             version=await rules.version(),
-            in_force=flat_rules(msgspec.to_builtins(await rules.region())),
+            in_force=[
+                (k, shown(v)) for k, v in flat_rules(msgspec.to_builtins(await rules.region()))
+            ],
             versions=_versions(await rules.history(None)),
             error=error,
             entered=entered,

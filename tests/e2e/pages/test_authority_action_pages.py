@@ -32,20 +32,20 @@ async def test_an_admin_strikes_out_a_strike_lifts_the_ban_and_bans_by_hand_each
         await shot(page, "console-bans-zh")
         await page.locator("#find-docno").fill(person.document)
         await page.locator("form.find-person button").click()
-        await expect(page.locator("table.strikes tbody tr")).to_have_count(3)
+        await expect(page.locator("ul.strikes li.card")).to_have_count(3)
         await expect(page.locator("main")).not_to_contain_text(person.document)
         assert await axe_serious(page) == []
         await shot(page, "console-person-zh")
         await shot(page, "console-strikes-zh", scroll_to="#strikes-h")
 
-        first = page.locator("table.strikes tbody tr").first
+        first = page.locator("ul.strikes li.card").first
         await first.locator("input[name=reason]").fill("医院误报爽约")
         await first.locator("button").click()
         await expect(page.locator(".impact")).to_contain_text("撤销违约不会解除限制")
         assert await axe_serious(page) == []
         await shot(page, "console-strike-confirm-zh")
         await page.locator("form.confirm button").click()
-        await expect(page.locator("table.strikes tbody tr")).to_have_count(2)
+        await expect(page.locator("ul.strikes li.card")).to_have_count(2)
 
         await page.locator("form.lift input[name=reason]").fill("复核后解除")
         await page.locator("form.lift button").click()
