@@ -13,6 +13,7 @@ and in force everywhere within ``CACHE_SECONDS``, as a change through the API is
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -201,6 +202,7 @@ class RegionRulesPage(Controller):
         status_code: int = 200,
     ) -> Template:
         saved = console.request.query_params.get("saved", "")
+        history = await rules.history(None)
         return render_console(
             console,
             "console/rules.html",
@@ -209,7 +211,11 @@ class RegionRulesPage(Controller):
             in_force=[
                 (k, shown(v)) for k, v in flat_rules(msgspec.to_builtins(await rules.region()))
             ],
-            versions=_versions(await rules.history(None)),
+            versions=_versions(history),
+            changed_at={
+                h.version: console.local(datetime.fromisoformat(h.changed_at), "%Y-%m-%d %H:%M")
+                for h in history
+            },
             error=error,
             entered=entered,
             reason=reason,
