@@ -23,6 +23,8 @@ async def test_an_admin_strikes_out_a_strike_lifts_the_ban_and_bans_by_hand_each
     browser: Browser, platform: Platform, live_server: str
 ) -> None:
     person, person_id = await banned_person(platform)
+    ((account, patient),) = person.patients.items()
+    await platform.blacklist.file_appeal(account, patient, None, "第三次当天急诊住院，无法到诊")
     await staff(platform)
     context, page = await signed_in(browser, live_server, "admin")
     try:
@@ -33,6 +35,7 @@ async def test_an_admin_strikes_out_a_strike_lifts_the_ban_and_bans_by_hand_each
         await page.locator("#find-docno").fill(person.document)
         await page.locator("form.find-person button").click()
         await expect(page.locator("ul.strikes li.card")).to_have_count(3)
+        await expect(page.locator("ul.bans")).to_contain_text("第三次当天急诊住院")  # its appeal
         await expect(page.locator("main")).not_to_contain_text(person.document)
         assert await axe_serious(page) == []
         await shot(page, "console-person-zh")
