@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy import func, select, update
 
 from guahao.bootstrap import Platform
-from guahao.platform.persistence.tables import AuditRow, StrikeRow
+from guahao.platform.persistence.tables import AccountRow, AuditRow, StrikeRow
 from guahao.platform.services.blacklist import active_ban
 from tests.fixtures.platforms import SESSION_DAY, new_account
 from tests.fixtures.staff import SQLITE_ONLY
@@ -67,6 +67,13 @@ async def banned_person(platform: Platform) -> tuple[Person, str]:
     return person, await person.person_id(platform)
 
 
+async def phone_of(platform: Platform, account_id: str) -> str:
+    async with platform.ports.sessions() as session:
+        account = await session.get(AccountRow, account_id)
+    assert account is not None
+    return platform.ports.vault.open("phone", account.phone_enc)
+
+
 async def audited(platform: Platform, action: str) -> int:
     async with platform.ports.sessions() as session:
         found = await session.scalar(
@@ -112,6 +119,26 @@ async def test_an_admin_finds_a_person_strikes_one_out_and_lifts_the_ban_each_co
             f"/console/authority/persons/{person_id}",
         )
         assert await audited(platform, "person.find") == before + 1
+        account_id, _ = next(iter(person.patients.items()))
+        phone = await phone_of(platform, account_id)
+        by_phone = await admin.post(
+            "/console/authority/persons/lookup", data={"csrf": csrf, "phone": phone}
+        )
+        assert by_phone.headers["location"] == f"/console/authority/persons/{person_id}"
+        relative = Person()
+        await relative.of(platform, account_id, relation="child")
+        both = await admin.post(
+            "/console/authority/persons/lookup", data={"csrf": csrf, "phone": phone}
+        )
+        assert both.status_code == 200  # the account books for two people: choose
+        assert both.text.count('<li><a href="/console/authority/persons/') == 2
+        assert phone not in both.text
+        assert relative.document not in both.text
+        nobody = await admin.post(
+            "/console/authority/persons/lookup", data={"csrf": csrf, "phone": "13912345678"}
+        )
+        assert (nobody.status_code, "PERSON_NOT_FOUND" in nobody.text) == (404, True)
+        assert await audited(platform, "person.find") == before + 4
         record = await admin.get(found.headers["location"])
         assert record.status_code == 200
         assert person.document not in record.text  # masked, never the full number

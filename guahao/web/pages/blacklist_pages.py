@@ -120,16 +120,28 @@ class BlacklistPages(Controller):
         self,
         console: NamedDependency[ConsoleContext],
         blacklist: NamedDependency[BlacklistService],
-    ) -> Redirect:
-        """By document, sent in the form's body (the service audits the lookup); a read, so
-        auditors may do it too."""
+    ) -> Redirect | Template:
+        """By document, or by the phone of the account that books for them, sent in the
+        form's body (the service audits the lookup); a read, so auditors may do it too. A
+        phone that books for several people lists them (masked) to choose from."""
         form = await console.request.form()
         fields = {k: str(v) for k, v in form.items() if isinstance(v, str)}
         check_csrf(console.request, fields.get(CSRF_FIELD, ""))
         staff = console.require(*AUTHORITY)
-        person_id = await blacklist.find_person(
-            fields.get("document_type", "")[:40], fields.get("document_number", "")[:40], staff
-        )
+        if "phone" in fields:
+            matches = await blacklist.find_persons_by_phone(fields["phone"][:40], staff)
+            if len({m.person_id for m in matches}) > 1:
+                return render_console(
+                    console,
+                    "console/persons.html",
+                    document_types=[d.value for d in DocumentType],
+                    matches=matches,
+                )
+            person_id = matches[0].person_id
+        else:
+            person_id = await blacklist.find_person(
+                fields.get("document_type", "")[:40], fields.get("document_number", "")[:40], staff
+            )
         return see_other(f"/console/authority/persons/{person_id}")
 
     @get("/persons/{person_id:str}", name="console_person")

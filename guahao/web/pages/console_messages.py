@@ -348,10 +348,17 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
     "persons.find": ("按证件查找人员", "Find a person by document"),
     "persons.document_number": ("证件号码", "Document number"),
     "persons.find_note": (
-        "号码只用于查找，不会显示或出现在网址中。",
-        "The number is only used to look the person up; it is never shown or put in a URL.",
+        "号码只用于查找，不会显示或出现在网址中；每次查找都记入审计日志。",
+        "Numbers are only used to look the person up, never shown or put in a URL; every "
+        "lookup is audited.",
     ),
     "persons.find_submit": ("查找", "Find"),
+    "persons.phone": ("或：预约账号的手机号", "Or: the phone of the account that books"),
+    "persons.find_by_phone": ("按手机号查找", "Find by phone"),
+    "persons.matches": (
+        "此手机号的账号为 {n} 位就诊人预约，请选择",
+        "This phone's account books for {n} people: choose one",
+    ),
     "person.title": ("人员记录", "Person record"),
     "person.banned_until": ("限制预约至 {at}", "Banned from booking until {at}"),
     "person.patients": ("关联的就诊人（已脱敏）", "Patient records (masked)"),
