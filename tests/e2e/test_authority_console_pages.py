@@ -364,6 +364,11 @@ async def test_auditors_read_and_never_change_and_hospital_staff_never_see_these
         assert 'action="/console/authority/bans/' not in record.text
         rules = await auditor.get("/console/authority/rules")
         assert 'name="changes"' not in rules.text
+        lookup = await desk.post(
+            "/console/authority/persons/lookup",
+            data={"csrf": desk_csrf, "document_type": "resident_id", "document_number": "x"},
+        )
+        assert (lookup.status_code, "STAFF_ROLE_REQUIRED" in lookup.text) == (403, True)
         for path, fields in CHANGES:
             form = {k: v.format(**names) for k, v in fields.items()}
             for client, csrf in ((auditor, auditor_csrf), (desk, desk_csrf)):

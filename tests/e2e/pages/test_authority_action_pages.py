@@ -97,7 +97,9 @@ async def test_an_admin_changes_a_region_rule_seeing_the_refusal_inline_then_the
         await expect(page.locator("#rules-changes")).to_have_value("limits.per_patient_day = 0")
         assert await axe_serious(page) == []
         await shot(page, "console-rules-error-zh", scroll_to="#change-h")
-        await page.locator("#rules-changes").fill("limits.per_patient_day = 2")
+        await page.locator("#rules-changes").fill(
+            "limits.per_patient_day = 2\nadd_on_per_session = 4"
+        )
         await page.locator("form.rules-change button").click()
         await expect(page.locator("table.diff")).to_contain_text("limits.per_patient_day")
         assert await axe_serious(page) == []
@@ -108,7 +110,8 @@ async def test_an_admin_changes_a_region_rule_seeing_the_refusal_inline_then_the
     finally:
         await context.close()
     platform.rules.forget()
-    assert (await platform.rules.region()).limits.per_patient_day == 2
+    saved = await platform.rules.region()
+    assert (saved.limits.per_patient_day, saved.add_on_per_session) == (2, 4)
     context, page = await signed_in(browser, live_server, "admin", lang="en", desk=True)
     try:
         await page.goto("/console/authority/rules")
