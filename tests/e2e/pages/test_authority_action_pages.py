@@ -14,7 +14,8 @@ from guahao.bootstrap import Platform
 from tests.e2e.pages.support import axe_serious, shot
 from tests.e2e.pages.test_console_pages import signed_in
 from tests.e2e.test_authority_console_pages import ban_in_force, banned_person, staff, strike_ids
-from tests.integration.test_blacklist import hospitals
+from tests.fixtures.platforms import new_account
+from tests.integration.test_blacklist import Person, hospitals
 
 pytestmark = pytest.mark.browser
 
@@ -124,8 +125,11 @@ async def test_an_admin_changes_a_region_rule_seeing_the_refusal_inline_then_the
 async def test_an_auditor_filters_the_audit_log_and_sees_the_chain_verified(
     browser: Browser, platform: Platform, live_server: str
 ) -> None:
-    _, person_id = await banned_person(platform)
+    await hospitals(platform, "h1")
     await staff(platform)
+    person = Person()
+    await person.of(platform, await new_account(platform))
+    person_id = await person.person_id(platform)
     context, page = await signed_in(browser, live_server, "auditor", desk=True)
     try:
         await page.goto(f"/console/authority/persons/{person_id}")  # an audited read
