@@ -336,16 +336,19 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
     "ban_policy.cancellations": ("退号", "cancellations"),
     "ban_policy.violations": ("违约", "violations"),
     "bans.how_to_change": (
-        "加入黑名单、解除限制：先按证件查到此人，在其记录页操作。",
-        "To ban someone or lift a ban, find the person by document and act on their record.",
+        "加入黑名单、解除限制、撤销违约：先查到此人，在其记录页操作。",
+        "To ban someone, lift a ban or strike out a strike, find the person and act on their "
+        "record.",
     ),
     "persons.title": ("人员查询", "Find a person"),
     "persons.intro": (
-        "按证件查到此人后，可查看其就诊人（已脱敏）、违约记录、黑名单与申诉。每次查询都记入审计日志。",
-        "Find a person by document to see their patients (masked), strikes, bans and appeals. "
+        "按证件或手机号查到此人后，可查看其就诊人（已脱敏）、违约记录、黑名单与申诉。"
+        "每次查询都记入审计日志。",
+        "Find a person by document or phone to see their patients (masked), strikes, bans "
+        "and appeals. "
         "Every lookup is recorded in the audit log.",
     ),
-    "persons.find": ("按证件查找人员", "Find a person by document"),
+    "persons.find": ("按证件或手机号查找人员", "Find a person by document or phone"),
     "persons.document_number": ("证件号码", "Document number"),
     "persons.find_note": (
         "号码只用于查找，不会显示或出现在网址中；每次查找都记入审计日志。",
