@@ -78,6 +78,8 @@ class Columns:
         self._joined: dict[int, str] = {}
         self._sorted: dict[str, tuple[int, npt.NDArray[np.str_], IntArray]] = {}
         self._containing: dict[str, npt.NDArray[np.bool_]] = {}
+        self._in_catalog: dict[tuple[str, ...], IntArray] = {}
+        """Live rowids of catalog codes, kept until a document is added, dropped or moves."""
         """A hospital's names (joined) and their pinyin tokens: what it passes on."""
         # Each interned name's text, full pinyin and initials, for vectorised matching.
         self._name_text = np.zeros(1024, dtype="<U64")
@@ -132,6 +134,10 @@ class Columns:
         if rowid >= self._size:
             self._grow(max(rowid + 1, self._size * 2))
         code = doc.catalog_code
+        if self._in_catalog and (
+            not self.alive[rowid] or self.catalog.values[self.catalog_of[rowid]] != code
+        ):
+            self._in_catalog.clear()
         self.alive[rowid] = True
         self.kind_of[rowid] = self.kind(doc.kind)
         self.district_of[rowid] = self.district(doc.district)
@@ -171,6 +177,7 @@ class Columns:
         if rowid >= self._size or not self.alive[rowid]:
             return
         self.alive[rowid] = False
+        self._in_catalog.clear()
         name_keys, alias_keys = self._keys.pop(rowid, ((), ()))
         self._inheritable.pop(rowid, None)
         for key in name_keys:
@@ -414,12 +421,23 @@ class Columns:
         code is carried by every doctor of its departments, so FTS walked posting lists of
         thousands of rowids and returned them as JSON for each triage or English query (most
         of their time)."""
-        wanted = np.zeros(len(self.catalog.values), dtype=np.bool_)
-        wanted[self.catalog.codes(codes)] = True
-        wanted[0] = False  # the empty code: hospitals
+        key = tuple(sorted(codes))
         size = self._size
-        mask = wanted[self.catalog_of[:size]] | wanted[self.parent_of[:size]]
-        mask &= self.alive[:size]
+        kept = self._in_catalog.get(key)
+        if kept is None:
+            wanted = np.zeros(len(self.catalog.values), dtype=np.bool_)
+            wanted[self.catalog.codes(codes)] = True
+            wanted[0] = False  # the empty code: hospitals
+            mask = wanted[self.catalog_of[:size]] | wanted[self.parent_of[:size]]
+            mask &= self.alive[:size]
+            kept = self._in_catalog[key] = np.flatnonzero(mask).astype(np.int32)
+            kept.flags.writeable = False  # handed out as is
+            if len(self._in_catalog) > KEPT_NEEDLES:
+                del self._in_catalog[next(iter(self._in_catalog))]
+        if rows.shape[0] == 0:
+            return kept
+        mask = np.zeros(size, dtype=np.bool_)
+        mask[kept] = True
         mask[rows[rows < size]] = True
         found: IntArray = np.flatnonzero(mask).astype(np.int32)
         return found

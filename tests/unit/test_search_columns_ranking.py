@@ -158,9 +158,15 @@ def test_catalog_codes_are_found_in_the_columns_as_the_index_tokens_find_them(
         expected = [r for r, d in enumerate(docs, start=1) if token in d.tokens_codes.split()]
         assert columns.with_catalog(nothing, [code]).tolist() == expected, code
     assert columns.with_catalog(nothing, ["03"]).tolist() == [2, 3, 5, 6]
-    # rows already matched are kept; a dropped document is not found
+    # rows already matched are kept; a dropped document is not found, an added one is
     columns.drop(5)
     assert columns.with_catalog(np.asarray([1], dtype=np.int32), ["03.04"]).tolist() == [1, 2]
+    columns.put(9, docs[5])
+    assert columns.with_catalog(nothing, ["03"]).tolist() == [2, 3, 6, 9]
+    # a document that moves to another department's code leaves the old code's answer
+    columns.put(9, docs[6])
+    assert columns.with_catalog(nothing, ["03"]).tolist() == [2, 3, 6]
+    assert columns.with_catalog(nothing, ["07"]).tolist() == [4, 7, 9]
 
 
 def test_alias_matches_of_a_broad_query_see_alias_sets_added_later(
