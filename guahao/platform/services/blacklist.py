@@ -35,6 +35,7 @@ from guahao.platform.persistence.tables import (
     PersonRow,
     StrikeRow,
 )
+from guahao.platform.personal_data import patient_name
 from guahao.platform.services.accounts import REGION_ZONE, person_key
 from guahao.platform.services.appeals import Appeals
 from guahao.platform.services.audit import record_audit
@@ -332,7 +333,7 @@ class BlacklistService:
                     PersonPatient(
                         patient_id=p.id,
                         account_id=p.account_id,
-                        name_masked=mask_name(p.name),
+                        name_masked=mask_name(patient_name(self._p.vault, p)),
                         relation=p.relation,
                         document_type=p.document_type,
                         document_masked=p.document_masked,
