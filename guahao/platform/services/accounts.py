@@ -667,15 +667,24 @@ class AccountService:
             pending = row.proof == Proof.PENDING_CODE
         if pending:
             await self._codes.check(patient_id, code)
-        async with self._p.sessions() as session, session.begin():
-            await _lock_account(session, account_id)
-            row = await self._own_patient(session, account_id, patient_id)
-            if row.proof == Proof.PENDING_CODE:
-                row.proof = Proof.CODE.value
-                if row.relation == "self":
-                    await self._take_back(session, account_id, row.person_id, self._p.clock.now())
-            person = await session.get(PersonRow, row.person_id)
-            assert person is not None
+        try:
+            async with self._p.sessions() as session, session.begin():
+                await _lock_account(session, account_id)
+                row = await self._own_patient(session, account_id, patient_id)
+                if row.proof == Proof.PENDING_CODE:
+                    if row.relation == "self":
+                        # Others' unproven claims (a stranger's pending 本人 too) go first:
+                        # this row takes the person's one place as 本人 as it is proven.
+                        await self._take_back(
+                            session, account_id, row.person_id, self._p.clock.now()
+                        )
+                    row.proof = Proof.CODE.value
+                    await session.flush()
+                person = await session.get(PersonRow, row.person_id)
+                assert person is not None
+        except IntegrityError:
+            # Another claim of 本人 was proven first (its code entered a moment before).
+            refuse("PERSON_IS_SELF_ELSEWHERE", patient_id=patient_id)
         return _view(self._p.vault, row, person)
 
     async def resend_patient_code(self, *, account_id: str, patient_id: str) -> PatientView:
