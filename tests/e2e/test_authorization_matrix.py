@@ -39,6 +39,7 @@ from guahao.platform.persistence.tables import (
     StrikeRow,
     SuspicionSignalRow,
 )
+from guahao.platform.services.accounts import PatientView
 from tests.e2e.support import Citizen
 from tests.fixtures.platforms import SESSION_DAY, at_local, clinic, publish_clinic, resident_id
 
@@ -164,6 +165,19 @@ PUBLIC = {
     "cancelByReminderLink",
 }
 
+# The operations on resources the world made for real, and the role that owns or may act on
+# them: its call must succeed (200), or the ids were not real and the foreign and refused calls
+# on them proved nothing.
+REACHED = {
+    "leaveWaitlist": "citizen",
+    "recordFilingResult": "hospital_staff",
+    "liftBan": "admin",
+    "decideAppeal": "admin",
+    "removeStrike": "admin",
+    "reviewSignal": "admin",
+    "personRecord": "admin",
+}
+
 METHODS = ("get", "put", "post", "delete", "patch")
 STAFF_ROLES = {
     "admin": "authority_admin",
@@ -236,6 +250,8 @@ class World:
     def __init__(self) -> None:
         self.headers: dict[str, dict[str, str]] = {"anonymous": {}}
         self.ids: dict[str, str] = {}
+        self.answers: dict[tuple[str, str], int] = {}
+        """The status each (operation, role) was answered with."""
         self.ids_by_operation: dict[str, dict[str, str]] = {}
         """Where one path parameter names different kinds (``entry_id``: a wait, a lottery
         entry or a ban), the id each operation takes."""
@@ -264,6 +280,10 @@ class World:
             "recordFilingResult": {"status": "filed", "hisPatientId": "P1"},
             "acceptRebookingOffer": {"slotId": "0" * 32},
             "provePatientRelation": {"code": "000000"},
+            "liftBan": {"reason": "矩阵"},
+            "removeStrike": {"reason": "矩阵"},
+            "decideAppeal": {"grant": False, "reason": "矩阵"},
+            "reviewSignal": {"note": "矩阵"},
         }.get(operation_id, {})
 
 
@@ -368,29 +388,36 @@ async def owned_resources(
     and the owner's appeal) on a second patient of the owner, so that the owner's own calls on
     the booking are not refused by the ban; a suspicion signal on the owner's account. The
     other citizen has a wait of their own, so "foreign" is somebody's real resource."""
-    session_id = await _session_of_hospital(platform, hospital_id)
+    doctor_id = await _doctor_of_hospital(platform, hospital_id)
+    # a doctor's days (a session with units left cannot be waited for)
+    days = {"date_from": SESSION_DAY, "date_to": SESSION_DAY + timedelta(days=1)}
     wait = await platform.waitlist.join(
-        account_id=owner.account_id, patient_id=patient_id, scope="session", session_id=session_id
+        account_id=owner.account_id,
+        patient_id=patient_id,
+        scope="doctor",
+        doctor_id=doctor_id,
+        **days,
     )
-    others_patient = await other.add_patient("王五", resident_id(74))
+    others_patient = await _relative(platform, other, "王五", resident_id(74))
     await platform.waitlist.join(
         account_id=other.account_id,
-        patient_id=others_patient["id"],
-        scope="session",
-        session_id=session_id,
+        patient_id=others_patient.id,
+        scope="doctor",
+        doctor_id=doctor_id,
+        **days,
     )
     filing = await platform.filings.request(
         account_id=owner.account_id, patient_id=patient_id, hospital_id=hospital_id
     )
-    banned = await owner.add_patient("赵六", resident_id(73))
-    person_id = await _person_of(platform, banned["id"])
+    banned = await _relative(platform, owner, "赵六", resident_id(73))
+    person_id = await _person_of(platform, banned.id)
     admin = await platform.staff.create(
         username=f"w{uuid.uuid4().hex[:10]}", password="staff-password-1", role="authority_admin"
     )
     actor = await platform.staff.actor(admin.id)
     assert actor is not None
     ban = await platform.blacklist.add_ban(person_id, 30, "矩阵", actor)
-    appeal = await platform.blacklist.file_appeal(owner.account_id, banned["id"], ban.id, "矩阵")
+    appeal = await platform.blacklist.file_appeal(owner.account_id, banned.id, ban.id, "矩阵")
     now = platform.ports.clock.now()
     strike = StrikeRow(
         id=new_id(), person_id=person_id, kind="no_show", occurred_at=now, recorded_at=now
@@ -418,10 +445,20 @@ async def owned_resources(
     )
 
 
-async def _session_of_hospital(platform: Platform, hospital_id: str) -> str:
+async def _relative(platform: Platform, citizen: Citizen, name: str, number: str) -> PatientView:
+    return await platform.accounts.add_patient(
+        account_id=citizen.account_id,
+        name=name,
+        document_type="resident_id",
+        document_number=number,
+        relation="other",
+    )
+
+
+async def _doctor_of_hospital(platform: Platform, hospital_id: str) -> str:
     async with platform.ports.sessions() as session:
         found = await session.scalar(
-            select(SessionRow.id).where(SessionRow.hospital_id == hospital_id).limit(1)
+            select(SessionRow.doctor_id).where(SessionRow.hospital_id == hospital_id).limit(1)
         )
     assert found is not None
     return str(found)
@@ -487,12 +524,16 @@ async def run_matrix(
     complaints: list[str] = []
     for operation, role in others + owners_calls:
         response = await call(http, world, operation, role)
+        world.answers[operation.operation_id, role] = response.status_code
         complaint = verdict(operation, role, response)
         if complaint:
             complaints.append(
                 f"{operation.operation_id} ({operation.method.upper()} {operation.path}) as "
                 f"{role}: {complaint}: {response.text[:160]}"
             )
+    for (operation_id, role), status in world.answers.items():
+        if REACHED.get(operation_id) == role and status != 200:
+            complaints.append(f"{operation_id} as {role} did not reach its real resource: {status}")
     return len(others) + len(owners_calls), complaints
 
 
