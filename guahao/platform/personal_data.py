@@ -22,6 +22,7 @@ __all__ = [
     "PersonalDataVault",
     "mask_document",
     "mask_middle",
+    "mask_name",
     "mask_phone",
     "open_patient_name",
     "patient_name",
@@ -80,6 +81,15 @@ def mask_middle(value: str, head: int, tail: int) -> str:
     if len(value) <= head + tail:
         return "*" * len(value)
     return value[:head] + "*" * (len(value) - head - tail) + value[len(value) - tail :]
+
+
+def mask_name(name: str) -> str:
+    """Keep the first character of a name.
+
+    >>> mask_name("张三"), mask_name("欧阳娜娜"), mask_name("X")
+    ('张*', '欧***', '*')
+    """
+    return mask_middle(name, 1, 0)
 
 
 def mask_phone(phone: str) -> str:

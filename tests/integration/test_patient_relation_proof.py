@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from guahao.bootstrap import Platform
 from guahao.platform.errors import GuahaoError
@@ -204,6 +204,11 @@ async def test_the_real_person_takes_their_identity_back(
         inbox = await with_port.notifications(account)
         assert [n.topic for n in inbox] == ["patient.identity_reclaimed"]
         assert "claimed" in inbox[0].params["en"]
+        assert inbox[0].params["name"] == "李*"  # masked as the document: the inbox is stored
+    async with platform.engine.connect() as connection:
+        stored = (await connection.execute(text("SELECT params FROM notifications"))).all()
+    assert stored
+    assert all("李四" not in str(row[0]) for row in stored)
     # and the number cannot be added back without the code
     again = await add(without_port, thief, VICTIM, "parent")
     assert again.proof == "pending_code"

@@ -58,6 +58,7 @@ from guahao.platform.person_names import validate_person_name
 from guahao.platform.personal_data import (
     NAME_FIELD,
     PersonalDataVault,
+    mask_name,
     mask_phone,
     patient_name,
 )
@@ -637,8 +638,9 @@ class AccountService:
         ).all()
         for row in rows:
             row.removed_at = now
+            # masked as the document is: the inbox is stored, and names are sealed at rest
             values = {
-                "name": patient_name(self._p.vault, row),
+                "name": mask_name(patient_name(self._p.vault, row)),
                 "document": row.document_masked,
             }
             session.add(
