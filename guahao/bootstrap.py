@@ -56,6 +56,7 @@ from guahao.platform.services.hospital_feed import HospitalFeed
 from guahao.platform.services.inbox import Inbox
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.lottery import LotteryService
+from guahao.platform.services.name_sealing import seal_patient_names
 from guahao.platform.services.notifications import InboxNotifier
 from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.payment_reconciliation import PaymentReconciliation
@@ -306,6 +307,9 @@ async def open_platform(
             refused_demand=RefusedDemandCounter(client),
             slot_facts=SlotFactsCache(versions=RedisFactVersions(client)),
         )
+        if migrate:
+            # Migration 0012's backfill: names still in the clear, sealed with the data key.
+            await seal_patient_names(ports)
         sync = InventorySync(ports)
         dispatcher = OutboxDispatcher(ports.sessions, clock)
         # Cursor names are stored in the database: keep each one when its handler's code moves

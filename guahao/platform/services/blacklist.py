@@ -36,6 +36,7 @@ from guahao.platform.persistence.tables import (
     PersonRow,
     StrikeRow,
 )
+from guahao.platform.personal_data import patient_name
 from guahao.platform.phone_numbers import normalise_phone
 from guahao.platform.services.accounts import REGION_ZONE, account_id_by_phone, person_key
 from guahao.platform.services.appeals import Appeals
@@ -342,7 +343,7 @@ class BlacklistService:
                     PersonPatient(
                         patient_id=p.id,
                         account_id=p.account_id,
-                        name_masked=mask_name(p.name),
+                        name_masked=mask_name(patient_name(self._p.vault, p)),
                         relation=p.relation,
                         document_type=p.document_type,
                         document_masked=p.document_masked,
@@ -422,7 +423,7 @@ class BlacklistService:
                 patient=PersonPatient(
                     patient_id=p.id,
                     account_id=p.account_id,
-                    name_masked=mask_name(p.name),
+                    name_masked=mask_name(patient_name(self._p.vault, p)),
                     relation=p.relation,
                     document_type=p.document_type,
                     document_masked=p.document_masked,

@@ -31,6 +31,7 @@ from guahao.platform.persistence.tables import (
     SessionRow,
     SlotRow,
 )
+from guahao.platform.personal_data import patient_name
 from guahao.platform.schedules import DepartmentSpec, DoctorSpec, HospitalSpec, SessionSpec
 from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.inventory_sync import InventorySync
@@ -237,7 +238,7 @@ class HospitalFeed:
                 born = None
         return PatientFacts(
             patient_id=patient.id,
-            name=patient.name,
+            name=patient_name(self._p.vault, patient),
             document_type=patient.document_type,
             document_number=number,
             sex=sex,
@@ -260,10 +261,11 @@ class HospitalFeed:
             if found is None:
                 return None
             booking, slot, sess, hospital_code, doctor_code = found
-            patient_name = ""
+            name = ""
             if booking.patient_id is not None:
                 patient = await session.get(PatientRow, booking.patient_id)
-                patient_name = patient.name if patient is not None else ""
+                if patient is not None:
+                    name = patient_name(self._p.vault, patient)
         return BookingFacts(
             booking_id=booking.id,
             status=booking.status,
@@ -273,7 +275,7 @@ class HospitalFeed:
             starts_at=slot.starts_at,
             ends_at=slot.ends_at,
             patient_id=booking.patient_id or "",
-            patient_name=patient_name,
+            patient_name=name,
         )
 
     # ------------------------------------------------------------------ sessions
