@@ -173,14 +173,33 @@ class HospitalConsolePages(Controller):
         bookings: NamedDependency[BookingService],
         availability_feed: NamedDependency[AvailabilityFeed],
         session_id: FromPath[str],
-    ) -> Redirect:
-        """停诊, confirmed: every live booking ends, refunded and told; audited."""
+    ) -> Redirect | Template:
+        """停诊, confirmed on what was previewed: every live booking ends, refunded and told;
+        audited. If the bookings changed since the preview, nothing is stopped: the page
+        shows the impact now and asks again (``STOP_IMPACT_CHANGED``, 409)."""
         staff, form = await console.require_change(*HOSPITAL)
         await hospital_console.own_session(staff, session_id)
         reason = form.get("reason", "").strip()[:300]
         if not reason:
             refuse("VALIDATION_FAILED", field="reason", reason="required")
-        ended = await bookings.hospital_actions.stop_session(session_id, reason=reason)
+        try:
+            ended = await bookings.hospital_actions.stop_session(
+                session_id, reason=reason, previewed=form.get("impact", "")[:64]
+            )
+        except GuahaoError as refused:
+            if refused.code != "STOP_IMPACT_CHANGED":
+                raise
+            line = await hospital_console.session_line(staff, session_id)
+            impact = await hospital_console.stop_impact(staff, session_id)
+            return render_console(
+                console,
+                "console/stop.html",
+                status_code=409,
+                line=line,
+                impact=impact,
+                error=refused,
+                reason=reason,
+            )
         await hospital_console.record_action(
             staff, "console.session.stop", "session", session_id, {"bookings": len(ended)}
         )
