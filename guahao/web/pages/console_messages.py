@@ -341,6 +341,14 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
     "dpolicy.before": ("修改前", "before"),
     "dpolicy.after": ("修改后", "after"),
     "dpolicy.sessions_updated": ("调整了 {n} 个未放号出诊", "{n} unreleased sessions updated"),
+    "dpolicy.refused": (
+        "{field}：{value} 不在 {low}–{high} 之内",
+        "{field}: {value} is not within {low}–{high}",
+    ),
+    "dpolicy.field.online_share": ("线上号比例", "Online share"),
+    "dpolicy.field.offline_first_segments": ("开头现场时段数", "First on-site segments"),
+    "dpolicy.field.days_ahead": ("提前放号天数", "Days released ahead"),
+    "dpolicy.field.release_at": ("放号时刻", "Release time"),
     "live.label": ("实时", "live"),
     "live.updated": ("数字实时更新", "Counts update live"),
     "stop.changed": (

@@ -9,15 +9,17 @@ services as the hospital API and connectors (``HospitalActions``, ``AddOnUnits``
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
 from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.platform.department_policies import DepartmentPolicy
@@ -29,12 +31,13 @@ from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.department_policies import DepartmentPolicies
 from guahao.platform.services.filings import Filings
-from guahao.platform.services.hospital_console import HospitalConsole
+from guahao.platform.services.hospital_console import ConsoleSession, HospitalConsole
 from guahao.platform.services.lottery import LotteryService
 from guahao.platform.services.rule_book import RuleBook
 from guahao.web.errors import STATUS_BY_CODE, STATUS_BY_KIND
 from guahao.web.pages.console_charts import supply_demand_chart
 from guahao.web.pages.console_context import HOSPITAL, ConsoleContext, flat_rules, render_console
+from guahao.web.pages.live_availability import DEBOUNCE_SECONDS, KEEPALIVE_SECONDS, hub_of
 from guahao.web.pages.page_context import see_other
 
 __all__ = ["HospitalConsolePages", "department_policy_of"]
@@ -50,6 +53,21 @@ _SHOWN_ON_THE_RULES_PAGE = frozenset(
     }
 )
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+LIVE_FIELDS = ("online", "offline", "held", "booked", "returning", "available", "add_ons")
+"""The counts the sessions table and a session's head show, updated live."""
+
+
+def live_counts(sessions: list[ConsoleSession]) -> dict[str, dict[str, int | str]]:
+    """What the console shows live of each session: its counts and status."""
+    return {
+        s.id: {**{k: int(getattr(s, k)) for k in LIVE_FIELDS}, "status": s.status} for s in sessions
+    }
+
+
+def _json(counts: dict[str, dict[str, int | str]]) -> str:
+    return msgspec.json.encode({"sessions": counts}).decode()
 
 
 def _whole(form: dict[str, str], key: str, high: int) -> int | None:
@@ -90,6 +108,7 @@ async def _rules_page(
     error: GuahaoError | None = None,
     status_code: int = 200,
     department_id: str = "",
+    typed: dict[str, str] | None = None,
 ) -> Template:
     staff = console.require(*HOSPITAL)
     hospital_id = hospital_console.hospital_of(staff)
@@ -107,6 +126,7 @@ async def _rules_page(
         bounds=region.department_policy,
         error=error,
         error_department=department_id,
+        typed=typed or {},
     )
 
 
@@ -138,6 +158,42 @@ class HospitalConsolePages(Controller):
             earlier=start - timedelta(days=days),
             later=start + timedelta(days=days),
         )
+
+    @get("/live", name="console_hospital_live")
+    async def live(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        request: Request[Any, Any, Any],
+        first: Day = None,
+        days: Days = 7,
+    ) -> ServerSentEvent:
+        """``text/event-stream`` of the sessions' counts (``counts`` events): one now, then
+        one after each change to a session shown (the citizen pages' availability channel)
+        and on a keep-alive read every few seconds (holds lapse without a message)."""
+        staff = console.require(*HOSPITAL)
+        start = first or console.today()
+        hub, _ = hub_of(request)
+        first_read = await hospital_console.sessions(staff, start, days)
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            async with hub.listen(frozenset(s.id for s in first_read)) as changes:
+                last = live_counts(first_read)
+                yield ServerSentEventMessage(data=_json(last), event="counts")
+                while True:
+                    try:
+                        await asyncio.wait_for(changes.get(), timeout=KEEPALIVE_SECONDS)
+                        await asyncio.sleep(DEBOUNCE_SECONDS)
+                        while not changes.empty():
+                            changes.get_nowait()
+                    except TimeoutError:
+                        yield ServerSentEventMessage(comment="keep-alive")
+                    now = live_counts(await hospital_console.sessions(staff, start, days))
+                    if now != last:
+                        last = now
+                        yield ServerSentEventMessage(data=_json(now), event="counts")
+
+        return ServerSentEvent(events(), headers={"Cache-Control": "no-store"})
 
     @get("/sessions/{session_id:str}", name="console_session")
     async def session(
@@ -381,6 +437,7 @@ class HospitalConsolePages(Controller):
                 error=refused,
                 status_code=STATUS_BY_CODE.get(refused.code, STATUS_BY_KIND.get(refused.kind, 400)),
                 department_id=department_id,
+                typed=form,
             )
         return see_other(f"/console/hospital/rules#dep-{department_id}")
 
