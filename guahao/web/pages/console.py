@@ -20,6 +20,7 @@ from guahao.platform.errors import GuahaoError
 from guahao.platform.services.staff import StaffRole, StaffService
 from guahao.web.citizen_session import CSRF_FIELD, check_csrf
 from guahao.web.pages.authority_console import AuthorityConsolePages, ConsoleExports
+from guahao.web.pages.console_assets import ConsoleAssets, charts_bundle
 from guahao.web.pages.console_context import (
     ConsoleContext,
     ConsoleSignInRequired,
@@ -119,6 +120,7 @@ def _refused(request: Request[Any, Any, Any], exc: GuahaoError) -> Response[Any]
 def console_router() -> Router:
     """Every console page; services come from the app-wide dependencies, ``console`` from
     here."""
+    charts_bundle()  # read once, now, rather than on the first chart page's request
     return Router(
         path="/",
         route_handlers=[
@@ -126,6 +128,7 @@ def console_router() -> Router:
             HospitalConsolePages,
             AuthorityConsolePages,
             ConsoleExports,
+            ConsoleAssets,
         ],
         dependencies={"console": Provide(provide_console)},
         exception_handlers={ConsoleSignInRequired: _sign_in_first, GuahaoError: _refused},

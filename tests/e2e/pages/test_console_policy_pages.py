@@ -5,10 +5,10 @@ a booking another client makes, live."""
 from __future__ import annotations
 
 import pytest
-from playwright.async_api import Browser, expect
+from playwright.async_api import Browser, Request, expect
 
 from guahao.bootstrap import Platform
-from tests.e2e.pages.support import Site, axe_serious, shot
+from tests.e2e.pages.support import PHONE_VIEWPORT, Site, axe_serious, shot
 from tests.e2e.pages.test_console_pages import PASSWORD, signed_in
 from tests.fixtures.platforms import SESSION_DAY, confirmed_booking, session_of
 
@@ -90,3 +90,43 @@ async def test_the_sessions_counts_follow_a_booking_made_by_another_client_live(
         await expect(head.locator("[data-count=booked]")).to_have_text("2")
     finally:
         await context.close()
+
+
+CHART_PAGE_BUDGET_BYTES = 250 * 1024
+"""The chart pages' first load on a phone (HTML, CSS, scripts as transferred): the full
+echarts.min.js alone was about 360 KB gzipped; the console's own bundle is about 190 KB."""
+
+
+async def test_a_chart_pages_first_load_stays_within_its_budget_and_the_script_is_kept(
+    browser: Browser, site: Site
+) -> None:
+    await desk(site.platform)
+    context, _ = await signed_in(browser, site.base, "desk")
+    cookies = await context.cookies()
+    await context.close()
+    fresh = await browser.new_context(viewport=PHONE_VIEWPORT)  # type: ignore[arg-type]
+    try:
+        await fresh.add_cookies(cookies)  # type: ignore[arg-type]
+        page = await fresh.new_page()
+        finished: list[Request] = []
+
+        def keep(request: Request) -> None:
+            finished.append(request)
+
+        page.on("requestfinished", keep)
+        await page.goto(f"{site.base}/console/hospital/reports", wait_until="load")
+        await expect(page.locator(".chart[data-drawn=true] canvas").first).to_be_visible()
+        sent = 0
+        for request in finished:
+            sizes = await request.sizes()
+            sent += sizes["responseBodySize"] + sizes["responseHeadersSize"]
+        print(f"first load of /console/hospital/reports: {sent} bytes")
+        assert 0 < sent <= CHART_PAGE_BUDGET_BYTES
+        (script,) = [r for r in finished if "/console/assets/echarts-" in r.url]
+        response = await script.response()
+        assert response is not None
+        headers = await response.all_headers()
+        assert headers["content-encoding"] == "gzip"
+        assert "immutable" in headers["cache-control"]
+    finally:
+        await fresh.close()
