@@ -340,7 +340,7 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
     "dpolicy.history": ("科室设置的修改记录", "Department policy changes"),
     "dpolicy.before": ("修改前", "before"),
     "dpolicy.after": ("修改后", "after"),
-    "dpolicy.sessions_updated": ("调整了 {n} 个未放号出诊", "{n} unreleased sessions updated"),
+    "dpolicy.sessions_updated": ("调整了 {n} 个未放号出诊", "Unreleased sessions updated: {n}"),
     "dpolicy.refused": (
         "{field}：{value} 不在 {low}–{high} 之内",
         "{field}: {value} is not within {low}–{high}",
