@@ -5,13 +5,16 @@ to released ones)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from guahao.bootstrap import Platform
 from guahao.platform.department_policies import DepartmentPolicy
+from guahao.platform.errors import GuahaoError
 from guahao.platform.persistence.tables import AuditRow, SessionRow, SlotRow
+from guahao.platform.services.department_policies import DepartmentPolicyChange
 from tests.fixtures.platforms import (
     SESSION_DAY,
     assert_refused,
@@ -167,3 +170,37 @@ async def test_a_department_cannot_leave_the_regions_bounds_or_overwrite_a_newer
     auditor = await staff_of(platform, "auditor", "authority_auditor", None)
     await assert_refused(platform, "STAFF_ROLE_REQUIRED", service.lines(auditor))
     assert [v.version for v in await service.history(desk)] == [1]
+
+
+async def test_two_desks_saving_the_same_version_at_once_cannot_both_win(
+    platform: Platform,
+) -> None:
+    spec = clinic(units=4)
+    await publish_clinic(platform, spec)
+    await platform.supply.publish_sessions(platform.supply.sessions_from_roster(spec, [LATER_DAY]))
+    desk = await staff_of(platform, "desk", "hospital_staff", "h1")
+    department_id = await department_of(platform)
+    shares = (0.5, 0.6, 0.7, 0.8)
+    results = await asyncio.gather(
+        *(
+            platform.department_policies.change(
+                desk,
+                department_id,
+                DepartmentPolicy(online_share=share),
+                expected_version=0,
+                reason=f"try {share}",
+            )
+            for share in shares
+        ),
+        return_exceptions=True,
+    )
+    won = [r for r in results if isinstance(r, DepartmentPolicyChange)]
+    assert [w.version for w in won] == [1], results
+    for r in results:
+        if not isinstance(r, DepartmentPolicyChange):
+            assert isinstance(r, GuahaoError), r  # never a raw database error
+            assert r.code == "DEPARTMENT_POLICY_CHANGED_MEANWHILE"
+    (line,) = await platform.department_policies.lines(desk)
+    (winner,) = [s for s, r in zip(shares, results, strict=True) if r in won]
+    assert line.online_share == winner
+    assert {r.online_quota for r in await slots_of_day(platform, LATER_DAY)} == {int(4 * winner)}

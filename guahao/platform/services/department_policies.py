@@ -20,6 +20,7 @@ from datetime import datetime
 
 import msgspec
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.department_policies import DepartmentPolicy
@@ -202,85 +203,88 @@ class DepartmentPolicies:
         policy.check((await self._rules.region()).department_policy)
         now = self._p.clock.now()
         moved_slots: list[str] = []
-        async with self._p.sessions() as session, session.begin():
-            department = await session.get(DepartmentRow, department_id)
-            if department is None or department.hospital_id != hospital_id:
-                refuse("HOSPITAL_SCOPE_DENIED", department_id=department_id)
-            hospital = await session.get(HospitalRow, hospital_id)
-            assert hospital is not None
-            rows = list(
-                (
-                    await session.scalars(
-                        select(DepartmentPolicyRow)
-                        .where(DepartmentPolicyRow.department_id == department_id)
-                        .order_by(DepartmentPolicyRow.version)
+        try:
+            async with self._p.sessions() as session, session.begin():
+                department = await session.get(DepartmentRow, department_id)
+                if department is None or department.hospital_id != hospital_id:
+                    refuse("HOSPITAL_SCOPE_DENIED", department_id=department_id)
+                hospital = await session.get(HospitalRow, hospital_id)
+                assert hospital is not None
+                rows = list(
+                    (
+                        await session.scalars(
+                            select(DepartmentPolicyRow)
+                            .where(DepartmentPolicyRow.department_id == department_id)
+                            .order_by(DepartmentPolicyRow.version)
+                        )
+                    ).all()
+                )
+                version = _version_of(rows)
+                if version != expected_version:
+                    refuse(
+                        "DEPARTMENT_POLICY_CHANGED_MEANWHILE",
+                        department_id=department_id,
+                        version=version,
+                        expected_version=expected_version,
                     )
-                ).all()
-            )
-            version = _version_of(rows)
-            if version != expected_version:
-                refuse(
-                    "DEPARTMENT_POLICY_CHANGED_MEANWHILE",
-                    department_id=department_id,
-                    version=version,
-                    expected_version=expected_version,
+                before = rows[-1].policy if rows else {}
+                in_force = policy.over(msgspec.convert(hospital.policies, HospitalPolicies))
+                sessions = await self._apply(session, department_id, in_force, hospital, now)
+                moved_slots = [slot_id for _, slot_ids in sessions for slot_id in slot_ids]
+                after = msgspec.to_builtins(policy)
+                # The unique (department, version) refuses a second writer that read the same
+                # version: its transaction fails instead of saving over this one.
+                session.add(
+                    DepartmentPolicyRow(
+                        id=new_id(),
+                        department_id=department_id,
+                        hospital_id=hospital_id,
+                        version=version + 1,
+                        policy=after,
+                        previous=before,
+                        changed_by=staff.username,
+                        changed_at=now,
+                        reason=reason,
+                        sessions_updated=len(sessions),
+                    )
                 )
-            before = rows[-1].policy if rows else {}
-            in_force = policy.over(msgspec.convert(hospital.policies, HospitalPolicies))
-            sessions = await self._apply(session, department_id, in_force, hospital, now)
-            moved_slots = [slot_id for _, slot_ids in sessions for slot_id in slot_ids]
-            after = msgspec.to_builtins(policy)
-            # The unique (department, version) refuses a second writer that read the same
-            # version: its transaction fails instead of saving over this one.
-            session.add(
-                DepartmentPolicyRow(
-                    id=new_id(),
-                    department_id=department_id,
-                    hospital_id=hospital_id,
-                    version=version + 1,
-                    policy=after,
-                    previous=before,
-                    changed_by=staff.username,
-                    changed_at=now,
-                    reason=reason,
-                    sessions_updated=len(sessions),
-                )
-            )
-            record_audit(
-                session,
-                staff.username,
-                staff.role.value,
-                "console.department_policy.change",
-                "department",
-                department_id,
-                {
-                    "version": version + 1,
-                    "before": before,
-                    "after": after,
-                    "sessions_updated": len(sessions),
-                },
-                now,
-            )
-            record_event(
-                session,
-                "department.policy_changed",
-                department_id,
-                {
-                    "department_id": department_id,
-                    "hospital_id": hospital_id,
-                    "version": version + 1,
-                    "sessions": [s.id for s, _ in sessions],
-                },
-                now,
-            )
-            for sess, _ in sessions:
-                record_event(
+                record_audit(
                     session,
-                    "session.policy_applied",
-                    sess.id,
-                    {"session_id": sess.id, "doctor_id": sess.doctor_id},
+                    staff.username,
+                    staff.role.value,
+                    "console.department_policy.change",
+                    "department",
+                    department_id,
+                    {
+                        "version": version + 1,
+                        "before": before,
+                        "after": after,
+                        "sessions_updated": len(sessions),
+                    },
                     now,
                 )
+                record_event(
+                    session,
+                    "department.policy_changed",
+                    department_id,
+                    {
+                        "department_id": department_id,
+                        "hospital_id": hospital_id,
+                        "version": version + 1,
+                        "sessions": [s.id for s, _ in sessions],
+                    },
+                    now,
+                )
+                for sess, _ in sessions:
+                    record_event(
+                        session,
+                        "session.policy_applied",
+                        sess.id,
+                        {"session_id": sess.id, "doctor_id": sess.doctor_id},
+                        now,
+                    )
+        except IntegrityError:  # another version was saved between our read and our insert
+            refuse("DEPARTMENT_POLICY_CHANGED_MEANWHILE", department_id=department_id)
         if moved_slots:
             await self._sync.reload(moved_slots)
         return DepartmentPolicyChange(version=version + 1, sessions_updated=len(sessions))
