@@ -91,6 +91,18 @@ async def test_the_sessions_counts_follow_a_booking_made_by_another_client_live(
         await confirmed_booking(platform, site.slot_ids[1])
         await platform.dispatcher.dispatch_pending()
         await expect(head.locator("[data-count=booked]")).to_have_text("2")
+
+        # 停诊 previewed over two bookings; a third arrives before the confirmation
+        await page.goto(f"/console/hospital/sessions/{session_id}/stop")
+        await expect(page.locator(".impact")).to_contain_text("将取消 2 个预约")
+        await confirmed_booking(platform, site.slot_ids[2])
+        await page.locator("#reason").fill("医生临时外出会诊")
+        await page.locator("form[action$='/stop'] button[type=submit]").click()
+        await expect(page.locator("#error code")).to_have_text("STOP_IMPACT_CHANGED")
+        await expect(page.locator(".impact")).to_contain_text("将取消 3 个预约")
+        await expect(page.locator("#reason")).to_have_value("医生临时外出会诊")
+        assert await axe_serious(page) == []
+        await shot(page, "console-stop-changed-zh")
     finally:
         await context.close()
 
