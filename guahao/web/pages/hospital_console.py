@@ -39,6 +39,7 @@ from guahao.web.pages.console_charts import supply_demand_chart
 from guahao.web.pages.console_context import HOSPITAL, ConsoleContext, flat_rules, render_console
 from guahao.web.pages.live_availability import DEBOUNCE_SECONDS, KEEPALIVE_SECONDS, hub_of
 from guahao.web.pages.page_context import see_other
+from guahao.web.staff_session import signed_in_staff
 
 __all__ = ["HospitalConsolePages", "department_policy_of"]
 
@@ -170,7 +171,8 @@ class HospitalConsolePages(Controller):
     ) -> ServerSentEvent:
         """``text/event-stream`` of the sessions' counts (``counts`` events): one now, then
         one after each change to a session shown (the citizen pages' availability channel)
-        and on a keep-alive read every few seconds (holds lapse without a message)."""
+        and on a keep-alive read every few seconds (holds lapse without a message). The
+        stream ends once its staff session does (signed out, deactivated, role changed)."""
         staff = console.require(*HOSPITAL)
         start = first or console.today()
         hub, _ = hub_of(request)
@@ -188,6 +190,8 @@ class HospitalConsolePages(Controller):
                             changes.get_nowait()
                     except TimeoutError:
                         yield ServerSentEventMessage(comment="keep-alive")
+                    if await signed_in_staff(request) != staff:  # signed out, or changed
+                        return
                     now = live_counts(await hospital_console.sessions(staff, start, days))
                     if now != last:
                         last = now
