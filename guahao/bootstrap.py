@@ -48,6 +48,7 @@ from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.citizen_views import CitizenViews
+from guahao.platform.services.department_policies import DepartmentPolicies
 from guahao.platform.services.federated_identities import FederatedIdentities
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.follow_ups import FollowUps
@@ -140,6 +141,8 @@ class Platform:
     payment_reconciliation: PaymentReconciliation
     """Payment reconciliation (对账): a sweep step, a daily job and the authority's report."""
     hospital_console: HospitalConsole
+    department_policies: DepartmentPolicies
+    """Departments' own split and release policies (console), applied to unreleased sessions."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -468,6 +471,7 @@ async def open_platform(
             federated_identities=FederatedIdentities(ports),
             payment_reconciliation=reconciliation,
             hospital_console=HospitalConsole(ports, filings),
+            department_policies=DepartmentPolicies(ports, sync, rules),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(

@@ -176,7 +176,12 @@ def create_app(
         template_config=template_config(),
         # Pages and JSON go out compressed (phones on poor networks); the live stream is
         # not, so that every event leaves at once.
-        compression_config=CompressionConfig(backend="gzip", minimum_size=500, exclude="^/live/"),
+        compression_config=CompressionConfig(
+            backend="gzip",
+            minimum_size=500,
+            # streams must not wait in a compressor; the console's chart script is gzipped once
+            exclude=["^/live/", "^/console/hospital/live", "^/console/assets/"],
+        ),
         exception_handlers=exception_handlers,
         request_max_body_size=API_BODY_LIMIT,  # refused while read: guahao/web/request_bodies.py
         # Litestar's default configuration sets the root logger to INFO, which turned on a

@@ -490,6 +490,26 @@ class HospitalRuleOverrideRow(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
 
 
+class DepartmentPolicyRow(Base):
+    """One version of a department's own split and release policy over its hospital's (unset
+    fields fall back to the hospital). Never updated in place: the newest version per
+    department is in force, and each row keeps what it replaced, who and when."""
+
+    __tablename__ = "department_policies"
+    __table_args__ = (UniqueConstraint("department_id", "version"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    department_id: Mapped[str] = mapped_column(ForeignKey("departments.id"), index=True)
+    hospital_id: Mapped[str] = mapped_column(ForeignKey("hospitals.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[dict[str, Any]] = mapped_column()
+    previous: Mapped[dict[str, Any]] = mapped_column()
+    changed_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column()
+    reason: Mapped[str] = mapped_column(Text, default="")
+    sessions_updated: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class StrikeRow(Base):
     """One counted violation of a person (爽约, late 退号, unpaid order, …)."""
 

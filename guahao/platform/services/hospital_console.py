@@ -39,6 +39,7 @@ from guahao.platform.personal_data import open_patient_name
 from guahao.platform.services.accounts import REGION_ZONE, person_key
 from guahao.platform.services.audit import record_audit
 from guahao.platform.services.filings import Filings, FilingView
+from guahao.platform.services.hospital_actions import live_bookings_version
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffActor, StaffRole, require_role
 
@@ -98,6 +99,8 @@ class StopImpact(msgspec.Struct, frozen=True):
     patients: list[SessionPatient]
     refunds: int
     refund_cents: int
+    version: str = ""
+    """``live_bookings_version`` of the bookings counted: the confirmation carries it."""
 
 
 class FilingQueueLine(msgspec.Struct, frozen=True):
@@ -295,6 +298,7 @@ class HospitalConsole:
             patients=[p for p in live if p.patient_id is not None],
             refunds=int(paid[0]),
             refund_cents=int(paid[1]),
+            version=live_bookings_version(p.booking_id for p in live),
         )
 
     async def _patients(

@@ -33,6 +33,7 @@ from guahao.platform.persistence.tables import (
 )
 from guahao.platform.personal_data import patient_name
 from guahao.platform.schedules import DepartmentSpec, DoctorSpec, HospitalSpec, SessionSpec
+from guahao.platform.services.department_policies import policies_by_department
 from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.runtime import Ports
@@ -440,9 +441,10 @@ class HospitalFeed:
 
     async def set_slot_capacity(self, slot_id: str, capacity: int) -> int:
         """Set a segment's whole capacity (online + on-site) as the HIS has it; the online
-        share follows the hospital's quota policy. Atomic against the hot pool: the Redis
-        script refuses to go below booked + held + returning units, and SQL's own check
-        refuses below the confirmed count. Returns the new online quota."""
+        share follows the quota policy in force at the department (its own, else the
+        hospital's). Atomic against the hot pool: the Redis script refuses to go below
+        booked + held + returning units, and SQL's own check refuses below the confirmed
+        count. Returns the new online quota."""
         if capacity < 0 or capacity > 10_000:
             refuse("VALIDATION_FAILED", field="capacity", reason="0..10000")
         now = self._p.clock.now()
@@ -459,6 +461,9 @@ class HospitalFeed:
                 if sess.status != "open":
                     refuse("SLOT_CLOSED", slot_id=slot_id, status=sess.status)
                 policies = msgspec.convert(hospital.policies, HospitalPolicies)
+                own = await policies_by_department(session, [sess.department_id])
+                if sess.department_id in own:
+                    policies = own[sess.department_id].over(policies)
                 if slot.status == "closed":  # past the cut-off: changes are on-site units
                     online = min(slot.online_quota, capacity)
                 else:

@@ -2,7 +2,9 @@
 
 This is the one place where slots are generated (from a weekly roster or from a
 ``SessionSpec`` a connector delivers): release time, the online/offline split per segment and
-the cut-off all come from the hospital's policies here, so every source of supply obeys them.
+the cut-off all come from the hospital's policies here, with the department's own split and
+release policy over them (``services/department_policies.py``), so every source of supply
+obeys them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from guahao.platform.persistence.tables import (
     SlotRow,
 )
 from guahao.platform.schedules import HospitalSpec, SessionSpec, cut_segments
+from guahao.platform.services.department_policies import policies_by_department
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.runtime import Ports
 
@@ -161,6 +164,9 @@ class SupplyService:
                         )
                     ).all()
                 }
+                own_policies = await policies_by_department(
+                    session, {d.department_id for d in doctors.values()}
+                )
                 for spec in chunk:
                     hospital = hospitals.get(spec.hospital_code)
                     if hospital is None:
@@ -178,6 +184,8 @@ class SupplyService:
                     if exists is not None or not spec.segments:
                         continue
                     policies = msgspec.convert(hospital.policies, HospitalPolicies)
+                    if doctor.department_id in own_policies:
+                        policies = own_policies[doctor.department_id].over(policies)
                     starts_at = spec.segments[0].start
                     release_at = policies.release.release_at(spec.date, hospital.timezone)
                     row = SessionRow(

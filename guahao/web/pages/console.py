@@ -22,6 +22,7 @@ from guahao.web.citizen_session import CSRF_FIELD, check_csrf
 from guahao.web.pages.audit_log_pages import AuditLogPages
 from guahao.web.pages.authority_console import AuthorityConsolePages, ConsoleExports
 from guahao.web.pages.blacklist_pages import BlacklistPages
+from guahao.web.pages.console_assets import ConsoleAssets, charts_bundle
 from guahao.web.pages.console_context import (
     ConsoleContext,
     ConsoleSignInRequired,
@@ -122,6 +123,7 @@ def _refused(request: Request[Any, Any, Any], exc: GuahaoError) -> Response[Any]
 def console_router() -> Router:
     """Every console page; services come from the app-wide dependencies, ``console`` from
     here."""
+    charts_bundle()  # read once, now, rather than on the first chart page's request
     return Router(
         path="/",
         route_handlers=[
@@ -132,6 +134,7 @@ def console_router() -> Router:
             BlacklistPages,
             RegionRulesPage,
             AuditLogPages,
+            ConsoleAssets,
         ],
         dependencies={"console": Provide(provide_console)},
         exception_handlers={ConsoleSignInRequired: _sign_in_first, GuahaoError: _refused},

@@ -166,9 +166,9 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
         "Our booking policy (split, release…)",
     ),
     "hrules.policies_note": (
-        "线上/现场比例与放号时间随医院接入登记，由接口或卫健委变更。",
-        "The split and release time are registered with the hospital; they change through "
-        "its connector or the authority.",
+        "本院的线上/现场比例与放号时间随医院接入登记，由接口或卫健委变更；各科室可在下方设置自己的。",
+        "The hospital's split and release time are registered with it and change through its "
+        "connector or the authority; each department may set its own below.",
     ),
     "hrules.overridable": ("全区规则允许本院调整的项", "Region rules we may set for ourselves"),
     "hrules.reason": ("调整原因", "Reason for the change"),
@@ -490,6 +490,51 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
         "prove later that earlier entries were not rewritten wholesale.",
     ),
     "chain.back": ("返回审计日志", "Back to the audit log"),
+    # console-policy: departments' split and release, live counts, 停诊 asked again
+    "dpolicy.title": ("各科室线上/现场比例与放号", "Each department's split and release"),
+    "dpolicy.note": (
+        "科室可设置自己的线上号比例、开头现场时段、提前放号天数和放号时刻；留空则随本院。"
+        "修改只作用于尚未放号的出诊：已放号的出诊保持放号时的比例与时间（患者已在预约），"
+        "摇号出诊不变；新放号时刻若已过，该出诊保持原放号时刻。",
+        "A department may set its own online share, first on-site segments, days released "
+        "ahead and release time; blank fields follow the hospital. A change applies to "
+        "sessions not yet released: released sessions keep the split and time they were "
+        "released with (patients are booking them), lottery sessions are left as they are, "
+        "and a session whose new release time has already passed keeps its old one.",
+    ),
+    "dpolicy.bounds": (
+        "全区规则允许：线上 {low}%–{high}%，开头现场时段至多 {first} 个，提前 {dmin}–{dmax} 天，"
+        "放号时刻 {early}–{late}。",
+        "The region allows: {low}%–{high}% online, at most {first} first segments on site, "
+        "{dmin}–{dmax} days ahead, release between {early} and {late}.",
+    ),
+    "dpolicy.own": ("本科室", "own"),
+    "dpolicy.follows": ("随本院设置", "Follows the hospital"),
+    "dpolicy.version": ("第 {v} 版", "version {v}"),
+    "dpolicy.edit": ("修改本科室设置", "Change this department's policy"),
+    "dpolicy.online_percent": ("线上号比例（%）", "Online share (%)"),
+    "dpolicy.as_hospital": ("随本院", "as the hospital"),
+    "dpolicy.blank": ("留空的项随本院设置。", "Blank fields follow the hospital."),
+    "dpolicy.save": ("保存并应用到未放号出诊", "Save and apply to sessions not released"),
+    "dpolicy.history": ("科室设置的修改记录", "Department policy changes"),
+    "dpolicy.before": ("修改前", "before"),
+    "dpolicy.after": ("修改后", "after"),
+    "dpolicy.sessions_updated": ("调整了 {n} 个未放号出诊", "Unreleased sessions updated: {n}"),
+    "dpolicy.refused": (
+        "{field}：{value} 不在 {low}–{high} 之内",
+        "{field}: {value} is not within {low}–{high}",
+    ),
+    "dpolicy.field.online_share": ("线上号比例", "Online share"),
+    "dpolicy.field.offline_first_segments": ("开头现场时段数", "First on-site segments"),
+    "dpolicy.field.days_ahead": ("提前放号天数", "Days released ahead"),
+    "dpolicy.field.release_at": ("放号时刻", "Release time"),
+    "live.label": ("实时", "live"),
+    "live.updated": ("数字实时更新", "Counts update live"),
+    "stop.changed": (
+        "预览后预约有变化，以下是最新影响，请核对后再次确认。",
+        "The bookings changed after the preview; this is the impact now. Check it and "
+        "confirm again.",
+    ),
 }
 
 
