@@ -38,7 +38,7 @@ from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.ports import Notifier
 from guahao.platform.rate_limiting import RequestLimiter
-from guahao.platform.redis_pools import blocking_pool
+from guahao.platform.redis_pools import shared_client
 from guahao.platform.refused_demand import RefusedDemandCounter
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
@@ -270,11 +270,10 @@ async def open_platform(
     engine = create_engine(database_url)
     # A blocking pool: past REDIS_POOL_SIZE concurrent commands a request waits its turn
     # (as with the SQL pool) instead of failing with INVENTORY_UNAVAILABLE, which the plain
-    # pool (max 100 in redis-py 8) did to most of a release surge.
-    client: aioredis.Redis = aioredis.Redis.from_pool(
-        blocking_pool(
-            redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_SECONDS
-        )
+    # pool (max 100 in redis-py 8) did to most of a release surge. A redis+cluster:// URL
+    # gives a Redis Cluster client instead (REDIS_POOL_SIZE connections per node).
+    client: aioredis.Redis = shared_client(
+        redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_SECONDS
     )
     jobs = SaqJobs(redis_url)
     connectors: ConnectorHub | None = None

@@ -27,9 +27,15 @@ import hiredis
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import AskError, ClusterDownError, MaxConnectionsError, NoScriptError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MaxConnectionsError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError, TryAgainError
 
 from guahao.platform.inventory.lua_scripts import LuaScript
 from guahao.platform.redis_pools import RETRIES_ON_BROKEN_CONNECTION

@@ -3,6 +3,11 @@
 Correctness never depends on a job running on time: holds expire inside the inventory scripts
 and every job is a sweep that is safe to repeat. Jobs only make the record of truth catch up
 quickly (a payment order expires the moment its time is up, not at the next sweep).
+
+On Redis Cluster the queue's name is wrapped in a hash tag (``{guahao}``): saq's scripts and
+transactions touch several keys of one queue at once, and the tag keeps them all (and every
+job's own keys, which carry the queue's name) on one shard. Jobs are few beside the slot pool,
+so one shard carries them easily.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from saq import CronJob, Worker
 from saq.queue.redis import RedisQueue
+
+from guahao.platform.redis_pools import cluster_node_url, is_cluster_url
 
 __all__ = ["SaqJobs"]
 
@@ -32,7 +40,13 @@ class SaqJobs:
 
     def __init__(self, redis_url: str, *, name: str = "guahao") -> None:
         # Built from a client (not ``Queue.from_url``) so unix:// URLs of the embedded Redis work.
-        self.queue = RedisQueue(aioredis.Redis.from_url(redis_url), name=name)
+        if is_cluster_url(redis_url):
+            # saq types its client as ``Redis``; the cluster client offers the same commands.
+            client = cast(aioredis.Redis, RedisCluster.from_url(cluster_node_url(redis_url)))
+            name = f"{{{name}}}"
+        else:
+            client = aioredis.Redis.from_url(redis_url)
+        self.queue = RedisQueue(client, name=name)
         self._worker: Worker[Any] | None = None
 
     async def connect(self) -> None:
