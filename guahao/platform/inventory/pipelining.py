@@ -161,10 +161,17 @@ class AutoPipeline:
             *(
                 self._execute_retrying([batch[i] for i in indexes], *_node_connections(node))
                 for node, indexes in by_node.items()
-            )
+            ),
+            return_exceptions=True,
         )
         replies: list[Any] = [TryAgainError("not sent")] * len(batch)
         for indexes, part in zip(by_node.values(), parts, strict=True):
+            if isinstance(part, RedisConnectionError):
+                # That node is away (a failover, say): its calls go alone through the cluster
+                # client, which refreshes the map; the other nodes' replies stand.
+                continue
+            if isinstance(part, BaseException):
+                raise part
             for i, reply in zip(indexes, part, strict=True):
                 replies[i] = reply
         return replies
@@ -256,5 +263,5 @@ async def _eval_alone(cluster: RedisCluster, call: _Call) -> Any:
         return await cluster.execute_command(
             "EVAL", call.script.source, len(call.keys), *call.keys, *call.args
         )
-    except ResponseError as exc:
+    except Exception as exc:  # this call's own outcome: the caller's future raises it
         return exc
