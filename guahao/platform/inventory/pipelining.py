@@ -159,7 +159,9 @@ class AutoPipeline:
                 by_node.setdefault(node, []).append(i)
         parts = await asyncio.gather(
             *(
-                self._execute_retrying([batch[i] for i in indexes], *_node_connections(node))
+                self._execute_retrying(
+                    [batch[i] for i in indexes], *_node_connections(node, self._reply_timeout)
+                )
                 for node, indexes in by_node.items()
             ),
             return_exceptions=True,
@@ -235,18 +237,22 @@ class AutoPipeline:
 
 
 def _node_connections(
-    node: ClusterNode,
+    node: ClusterNode, wait: float
 ) -> tuple[
     Callable[[], Awaitable[AbstractConnection]], Callable[[AbstractConnection], Awaitable[None]]
 ]:
-    """Take and give back connections of one cluster node, waiting while all are in use
-    (the node's pool refuses past its size instead of waiting, as the server pool does)."""
+    """Take and give back connections of one cluster node, waiting up to ``wait`` seconds
+    while all are in use (the node's pool refuses past its size instead of waiting, as the
+    server pool does); then ``MaxConnectionsError``, a ``ConnectionError``."""
 
     async def acquire() -> AbstractConnection:
+        deadline = asyncio.get_running_loop().time() + wait
         while True:
             try:
                 return node.acquire_connection()
             except MaxConnectionsError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
                 await asyncio.sleep(_NODE_BUSY_PAUSE_S)
 
     async def release(connection: AbstractConnection) -> None:
