@@ -276,6 +276,7 @@ async def open_platform(
         redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_SECONDS
     )
     jobs = SaqJobs(redis_url)
+    limiter: RequestLimiter | None = None
     connectors: ConnectorHub | None = None
     search: SearchService | None = None
     ports: Ports | None = None
@@ -293,6 +294,7 @@ async def open_platform(
         # Holds where the HIS owns its units: built first, so the ports carry it from the start.
         registry = ConnectorRegistry(sessions, clock)
         his_inventory = HisHolds(sessions, clock, registry)
+        limiter = RequestLimiter(redis_url)
         ports = Ports(
             sessions=sessions,
             inventory=RedisInventory(client),
@@ -300,7 +302,7 @@ async def open_platform(
             vault=PersonalDataVault(_data_key(settings)),
             clock=clock,
             jobs=jobs,
-            limiter=RequestLimiter(redis_url),
+            limiter=limiter,
             his_inventory=his_inventory,
             refused_demand=RefusedDemandCounter(client),
             slot_facts=SlotFactsCache(versions=RedisFactVersions(client)),
@@ -485,6 +487,9 @@ async def open_platform(
                 await ports.refused_demand.close()
         with contextlib.suppress(Exception):
             await jobs.close()
+        if limiter is not None:
+            with contextlib.suppress(Exception):
+                await limiter.close()
         if search is not None:
             await search.backend.close()
         await client.aclose()

@@ -16,6 +16,13 @@ async def test_counts_on_a_cluster_are_read_back_and_the_excess_refused(
     redis_cluster_url: str,
 ) -> None:
     limiter = RequestLimiter(redis_cluster_url, key_prefix="cluster-limits")
+    try:
+        await _crowd_on(limiter)
+    finally:
+        await limiter.close()
+
+
+async def _crowd_on(limiter: RequestLimiter) -> None:
     clients = [f"address-{n}" for n in range(6)]  # several counters, several shards
     outcomes = await asyncio.gather(
         *(limiter.hit([("cluster:crowd", "5/minute", c)]) for c in clients for _ in range(7)),

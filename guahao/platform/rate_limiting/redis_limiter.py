@@ -28,6 +28,7 @@ from importlib.resources import files
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisClusterStorage, RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from guahao.platform.error_codes import refuse
@@ -61,6 +62,7 @@ class RequestLimiter:
 
     def __init__(self, redis_url: str, *, key_prefix: str = "guahao-limits") -> None:
         self._key_prefix = key_prefix
+        self._url = redis_url
         self._parsed: dict[str, list[RateLimitItem]] = {}
         if is_cluster_url(redis_url):
             client = shared_client(redis_url, max_connections=POOL_SIZE, timeout=10.0)
@@ -73,6 +75,7 @@ class RequestLimiter:
                 ssl=scheme == "rediss",
             )
             self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+            self._client = client
             self._pipeline = AutoPipeline(client)
             return
         scheme, _, rest = redis_url.partition("://")
@@ -88,7 +91,18 @@ class RequestLimiter:
             connection_pool=pool,  # type: ignore[arg-type]  # passed through to redis-py
         )
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
-        self._pipeline = AutoPipeline(aioredis.Redis(connection_pool=pool))
+        self._client = aioredis.Redis(connection_pool=pool)
+        self._pipeline = AutoPipeline(self._client)
+
+    async def close(self) -> None:
+        """Close the connections this limiter opened (its pool, or its cluster clients)."""
+        await self._client.aclose()
+        if is_cluster_url(self._url):
+            bridge = self._storage.bridge  # the library's own cluster client is inside
+            assert isinstance(bridge, RedispyBridge)
+            await bridge.storage.aclose()
+        else:  # the pool was handed to both clients, so neither closes it by itself
+            await self._client.connection_pool.disconnect()
 
     def _items(self, spec: str) -> list[RateLimitItem]:
         items = self._parsed.get(spec)
