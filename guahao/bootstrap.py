@@ -38,7 +38,7 @@ from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.ports import Notifier
 from guahao.platform.rate_limiting import RequestLimiter
-from guahao.platform.redis_pools import blocking_pool
+from guahao.platform.redis_pools import shared_client
 from guahao.platform.refused_demand import RefusedDemandCounter
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
@@ -274,13 +274,13 @@ async def open_platform(
     engine = create_engine(database_url)
     # A blocking pool: past REDIS_POOL_SIZE concurrent commands a request waits its turn
     # (as with the SQL pool) instead of failing with INVENTORY_UNAVAILABLE, which the plain
-    # pool (max 100 in redis-py 8) did to most of a release surge.
-    client: aioredis.Redis = aioredis.Redis.from_pool(
-        blocking_pool(
-            redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_SECONDS
-        )
+    # pool (max 100 in redis-py 8) did to most of a release surge. A redis+cluster:// URL
+    # gives a Redis Cluster client instead (REDIS_POOL_SIZE connections per node).
+    client: aioredis.Redis = shared_client(
+        redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_SECONDS
     )
     jobs = SaqJobs(redis_url)
+    limiter: RequestLimiter | None = None
     connectors: ConnectorHub | None = None
     search: SearchService | None = None
     ports: Ports | None = None
@@ -298,6 +298,7 @@ async def open_platform(
         # Holds where the HIS owns its units: built first, so the ports carry it from the start.
         registry = ConnectorRegistry(sessions, clock)
         his_inventory = HisHolds(sessions, clock, registry)
+        limiter = RequestLimiter(redis_url)
         ports = Ports(
             sessions=sessions,
             inventory=RedisInventory(client),
@@ -305,7 +306,7 @@ async def open_platform(
             vault=PersonalDataVault(_data_key(settings)),
             clock=clock,
             jobs=jobs,
-            limiter=RequestLimiter(redis_url),
+            limiter=limiter,
             his_inventory=his_inventory,
             refused_demand=RefusedDemandCounter(client),
             slot_facts=SlotFactsCache(versions=RedisFactVersions(client)),
@@ -494,6 +495,9 @@ async def open_platform(
                 await ports.refused_demand.close()
         with contextlib.suppress(Exception):
             await jobs.close()
+        if limiter is not None:
+            with contextlib.suppress(Exception):
+                await limiter.close()
         if search is not None:
             await search.backend.close()
         await client.aclose()

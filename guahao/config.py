@@ -43,7 +43,8 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     redis_url: str = ""
     """Redis for the hot slot pool, holds, rate limits and jobs; empty means the app starts a
     private ``redis-server`` in ``data_dir`` and stops it on exit. Production:
-    ``redis://host:6379/0`` (or ``rediss://`` with TLS)."""
+    ``redis://host:6379/0`` (or ``rediss://`` with TLS); a Redis Cluster:
+    ``redis+cluster://host:6379`` (``rediss+cluster://``), naming any one master."""
 
     host: str = "127.0.0.1"
     """Interface the HTTP server binds."""

@@ -20,6 +20,7 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -156,6 +157,10 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     ConnectionError: _unavailable,  # a driver's refused or reset connection, unwrapped
     RedisConnectionError: _unavailable,
     RedisTimeoutError: _unavailable,
+    # Redis Cluster: no node serves a slot now, slots are moving, or no node answered
+    ClusterDownError: _unavailable,
+    TryAgainError: _unavailable,
+    RedisClusterException: _unavailable,
     GuahaoError: _guahao,
     ValidationException: _validation,
     HTTPException: _http,

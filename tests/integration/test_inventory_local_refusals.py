@@ -21,13 +21,13 @@ TTL = 60_000
 
 
 @pytest.fixture
-def worker(redis_client: aioredis.Redis) -> RedisInventory:
-    return RedisInventory(redis_client, key_prefix="local:")
+def worker(slot_pool_redis: aioredis.Redis) -> RedisInventory:
+    return RedisInventory(slot_pool_redis, key_prefix="local:")
 
 
 @pytest.fixture
-def other_worker(redis_client: aioredis.Redis) -> RedisInventory:
-    return RedisInventory(redis_client, key_prefix="local:")
+def other_worker(slot_pool_redis: aioredis.Redis) -> RedisInventory:
+    return RedisInventory(slot_pool_redis, key_prefix="local:")
 
 
 async def attempt(inv: RedisInventory, n: int, now: int, key: str | None = None) -> str:
@@ -110,9 +110,9 @@ async def test_a_restock_here_is_offered_at_once(worker: RedisInventory) -> None
 
 
 async def test_a_worker_remembers_refusals_of_a_bounded_number_of_slots(
-    redis_client: aioredis.Redis,
+    slot_pool_redis: aioredis.Redis,
 ) -> None:
-    worker = RedisInventory(redis_client, key_prefix="local:", refusal_memory=3)
+    worker = RedisInventory(slot_pool_redis, key_prefix="local:", refusal_memory=3)
     slots = [f"s{n}" for n in range(5)]
     for slot in slots:  # five slots released next week: each refusal would hold for days
         await worker.load(SlotState(slot_id=slot, capacity=1, booked=0, release_at_ms=RELEASE))

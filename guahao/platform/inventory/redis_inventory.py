@@ -18,10 +18,13 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import (
     BusyLoadingError,
+    ClusterDownError,
     ConnectionError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     TimeoutError,
+    TryAgainError,
 )
 
 from guahao.platform.error_codes import error, refuse
@@ -75,18 +78,29 @@ while its hold is still live.
 
 _STATUSES: frozenset[str] = frozenset({"open", "stopped", "closed", "lottery"})
 
-# Redis did not answer, or answered that it cannot serve now: the caller may retry.
-_UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OutOfMemoryError)
+# Redis did not answer, or answered that it cannot serve now: the caller may retry. On a
+# cluster also: no node serves the slot now (CLUSTERDOWN), slots are moving (TRYAGAIN), or
+# no node could be reached to learn the map of slots.
+_UNAVAILABLE = (
+    ConnectionError,
+    TimeoutError,
+    BusyLoadingError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 _marker_encoder = msgspec.json.Encoder()
 
 
 class RedisInventory:
-    """``Inventory`` on a real Redis (6.2 or later; a standalone or Sentinel-managed server).
+    """``Inventory`` on a real Redis (6.2 or later): a standalone or Sentinel-managed server,
+    or a Redis Cluster (given a ``RedisCluster`` client, see ``redis_pools.shared_client``).
 
-    Every script touches one hash tag, so the key layout is ready for Redis Cluster; running
-    on Cluster needs a client that routes the pipelined batches by slot, which this adapter
-    (one connection pool) does not do yet.
+    Every script touches one hash tag, so each runs on one cluster shard; the automatic
+    pipeline sends each batch's calls to the nodes that serve their slots.
 
     Times are the caller's epoch milliseconds, never the Redis clock: the service's clock
     decides when holds run out, and tests walk through time without sleeping.
