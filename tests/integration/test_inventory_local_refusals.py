@@ -25,7 +25,8 @@ TTL = 60_000
 
 async def following(inv: RedisInventory) -> RedisInventory:
     inv.follow_returns()
-    await inv.sold_out.subscribed()
+    async with asyncio.timeout(5):
+        await inv.sold_out.subscribed()
     FOLLOWING.append(inv)
     return inv
 
@@ -61,7 +62,7 @@ FOLLOWING: list[RedisInventory] = []
 async def announced(inv: RedisInventory, count: int) -> None:
     """Wait (at most 2 s) until ``inv`` has received ``count`` announcements in all."""
     async with asyncio.timeout(2):
-        while inv.sold_out.announcements < count:
+        while inv.sold_out.announcements < count:  # noqa: ASYNC110 (a counter, no event)
             await asyncio.sleep(0.001)
 
 
@@ -173,14 +174,15 @@ async def test_a_worker_that_loses_its_subscription_drops_the_whole_view(
     # not subscribed, a give-back could not reach it, so it must not answer from memory
     await redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
     async with asyncio.timeout(2):
-        while worker.sold_out.live:
+        while worker.sold_out.live:  # noqa: ASYNC110 (a flag, no event)
             await asyncio.sleep(0.001)
     assert len(worker.sold_out) == 0
     assert not worker.refuses_sold_out("s1", "a3", RELEASE + 2)
     assert await attempt(worker, 3, RELEASE + 2) == "SLOT_SOLD_OUT"  # asked Redis
     # subscribed again, it learns afresh
-    await worker.sold_out.subscribed()
-    await other_worker.sold_out.subscribed()
+    async with asyncio.timeout(5):
+        await worker.sold_out.subscribed()
+        await other_worker.sold_out.subscribed()
     assert await attempt(worker, 4, RELEASE + 3) == "SLOT_SOLD_OUT"
     assert await attempt(worker, 5, RELEASE + 4) == "SLOT_SOLD_OUT/local"
 

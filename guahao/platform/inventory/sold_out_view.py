@@ -32,7 +32,9 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from redis.asyncio import Redis
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 __all__ = ["SOLD_OUT_VIEW_SIZE", "SoldOutView"]
@@ -133,9 +135,12 @@ class SoldOutView:
     # ------------------------------------------------------------------ following
 
     def start(self, redis: Redis) -> None:
-        """Follow the channel on its own connection until ``stop``."""
+        """Follow the channel on its own connection (to the server ``redis`` talks to) until
+        ``stop``."""
         if self._task is None:
-            self._task = asyncio.create_task(self._follow(redis), name="guahao-sold-out-view")
+            self._task = asyncio.create_task(
+                self._follow(_without_silent_reconnects(redis)), name="guahao-sold-out-view"
+            )
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -145,11 +150,18 @@ class SoldOutView:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def subscribed(self, timeout: float = 5.0) -> None:
-        """Wait until the view is live (tests, and the bench before it starts a row)."""
-        await asyncio.wait_for(self._subscribed.wait(), timeout)
+    async def subscribed(self) -> None:
+        """Wait until the view is live (tests; bound the wait with ``asyncio.timeout``)."""
+        await self._subscribed.wait()
 
     async def _follow(self, redis: Redis) -> None:
+        try:
+            await self._follow_on(redis)
+        finally:
+            with contextlib.suppress(Exception):
+                await redis.aclose()
+
+    async def _follow_on(self, redis: Redis) -> None:
         failures = 0
         while True:
             try:
@@ -178,3 +190,22 @@ class SoldOutView:
                 self._go_blind()
                 log.exception("sold-out view stopped unexpectedly; retrying")
                 await asyncio.sleep(_RESUBSCRIBE_PAUSES_S[-1])
+
+
+def _without_silent_reconnects(redis: Redis) -> Redis:
+    """A client of the same server whose connections never retry by themselves.
+
+    redis-py's ``PubSub`` reconnects and subscribes again inside a failed read, so its
+    reader never learns that messages published meanwhile were lost. Without retries the
+    failure reaches ``_follow`` at once, which drops the view before anything else runs and
+    subscribes again itself."""
+    pool = redis.connection_pool
+    kwargs = dict(pool.connection_kwargs)
+    kwargs["retry"] = Retry(NoBackoff(), 0, supported_errors=())
+    kwargs.pop("retry_on_error", None)
+    kwargs.pop("retry_on_timeout", None)
+    return Redis(
+        connection_pool=ConnectionPool(
+            connection_class=pool.connection_class, max_connections=2, **kwargs
+        )
+    )
