@@ -73,7 +73,7 @@ class SoldOutAnswers:
             return
         try:
             slot_id = _hold_decoder.decode(body).slot_id
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.DecodeError, UnicodeDecodeError):  # the route's validation answers
             slot_id = None
         platform = scope["app"].state.platform
         now_ms = to_epoch_ms(platform.ports.clock.now())
