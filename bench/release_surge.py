@@ -129,7 +129,12 @@ async def _redis_worker(url: str, plan: Plan, share: int, seed: int, prefix: str
         return "granted"
 
     await client.ping()  # connect before the clock starts
+    # as a platform worker does: its sold-out view follows the pool's give-back channel
+    inventory.follow_returns()
+    async with asyncio.timeout(10):
+        await inventory.sold_out.subscribed()
     result = await _crowd(hold_once, todo, plan.coroutines)
+    await inventory.stop_following()
     await client.aclose()
     return result
 

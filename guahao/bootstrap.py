@@ -284,6 +284,7 @@ async def open_platform(
     connectors: ConnectorHub | None = None
     search: SearchService | None = None
     ports: Ports | None = None
+    inventory: RedisInventory | None = None
     try:
         if migrate:
             await upgrade_async(database_url)
@@ -299,9 +300,12 @@ async def open_platform(
         registry = ConnectorRegistry(sessions, clock)
         his_inventory = HisHolds(sessions, clock, registry)
         limiter = RequestLimiter(redis_url)
+        inventory = RedisInventory(client)
+        # the sold-out view follows the pool's give-back channel for the platform's life
+        inventory.follow_returns()
         ports = Ports(
             sessions=sessions,
-            inventory=RedisInventory(client),
+            inventory=inventory,
             gateway=gateway,
             vault=PersonalDataVault(_data_key(settings)),
             clock=clock,
@@ -488,6 +492,8 @@ async def open_platform(
             await platform.start_worker()
         yield platform
     finally:
+        if inventory is not None:
+            await inventory.stop_following()
         if connectors is not None:
             await connectors.close()
         if ports is not None and ports.refused_demand is not None:

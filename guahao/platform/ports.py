@@ -155,6 +155,12 @@ class Inventory(Protocol):
         """Reserve one unit for ``account_id``; at most one unfinished hold per account."""
         ...
 
+    def refuses_sold_out(self, slot_id: str, account_id: str, now_ms: int) -> bool:
+        """Whether this process knows, without a round trip, that ``hold`` would refuse
+        ``SLOT_SOLD_OUT`` (a view kept true by the pool's give-back announcements); False
+        whenever it cannot be sure."""
+        ...
+
     async def extend(
         self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int, until_ms: int
     ) -> None:
