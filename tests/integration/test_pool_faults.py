@@ -74,10 +74,9 @@ async def test_redis_restarted_empty_mid_surge_is_noticed_and_rebuilt_once(
     accounts = await bulk_accounts(platform, 2 * CLIENTS)
     rng = random.Random(2)
     # While Redis is away, or just back and empty, a step answers 503 (retry), never a 500.
-    # HOLD_EXPIRED: seen once in CI (SQLite), a confirm of a hold that was in flight when
-    # Redis restarted empty; units and money stayed conserved (checked below). Not yet
-    # explained: see the session note.
-    tolerated = CROWD_REFUSALS | {"INVENTORY_UNAVAILABLE", "SLOT_NOT_LOADED", "HOLD_EXPIRED"}
+    # A hold in flight across the restart is either kept or refused before it is answered
+    # (test_hold_across_redis_loss), so no confirm meets HOLD_EXPIRED.
+    tolerated = CROWD_REFUSALS | {"INVENTORY_UNAVAILABLE", "SLOT_NOT_LOADED"}
 
     first = asyncio.gather(
         *(

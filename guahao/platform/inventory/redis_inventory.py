@@ -277,6 +277,10 @@ class RedisInventory:
         await self._forget_marker(self._keys.account_marker(account_id), hold_id)
         return outcome == "CONFIRMED"
 
+    async def holds(self, slot_id: str, *, hold_id: str, now_ms: int) -> bool:
+        reply = await self._slot("held", slot_id, [hold_id, now_ms])
+        return _text(reply[0]) == "HELD"
+
     async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
         reply = await self._slot("release", slot_id, [hold_id, account_id, now_ms])
         outcome = _text(reply[0])
