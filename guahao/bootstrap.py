@@ -277,6 +277,7 @@ async def open_platform(
         )
     )
     jobs = SaqJobs(redis_url)
+    gateway_client = client  # unless the sandbox gateway has a Redis of its own
     connectors: ConnectorHub | None = None
     search: SearchService | None = None
     ports: Ports | None = None
@@ -284,8 +285,10 @@ async def open_platform(
         if migrate:
             await upgrade_async(database_url)
         await jobs.connect()
+        if settings.payment_sandbox_redis_url:
+            gateway_client = aioredis.Redis.from_url(settings.payment_sandbox_redis_url)
         gateway = SandboxGateway(
-            client,
+            gateway_client,
             base64.b64decode(settings.secret("payment_secret")),
             clock,
             settings.resolved_public_url(),
@@ -488,6 +491,8 @@ async def open_platform(
             await jobs.close()
         if search is not None:
             await search.backend.close()
+        if gateway_client is not client:
+            await gateway_client.aclose()
         await client.aclose()
         await engine.dispose()
         if embedded is not None:

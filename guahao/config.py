@@ -45,6 +45,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     private ``redis-server`` in ``data_dir`` and stops it on exit. Production:
     ``redis://host:6379/0`` (or ``rediss://`` with TLS)."""
 
+    payment_sandbox_redis_url: str = ""
+    """Where the sandbox payment gateway keeps its orders; empty means in ``redis_url``.
+    The sandbox stands for another company's system, which a loss of the platform's Redis
+    never touches: give it a Redis of its own (persisted, e.g. ``appendonly yes``) for fault
+    drills and production-shaped runs, or reconciliation after a Redis loss meets a gateway
+    that forgot its orders, which no real gateway does."""
+
     host: str = "127.0.0.1"
     """Interface the HTTP server binds."""
 
