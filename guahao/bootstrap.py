@@ -77,6 +77,7 @@ from guahao.platform.services.sweep import Sweep, SweepStep
 from guahao.platform.services.unit_offers import UnitOffers
 from guahao.platform.services.visit_reminders import InboxMessages, VisitReminders
 from guahao.platform.services.waitlist import WaitlistService
+from guahao.platform.shared_clock import RedisTime, SharedClock
 from guahao.platform.sms_sandbox import SandboxSmsGateway, SmsNotifier
 from guahao.search.nearby_supply import SearchNearbySupply
 from guahao.search.service import SearchService, search_service_for
@@ -256,6 +257,7 @@ async def open_platform(
     in a database with history; ``check_outbox=False`` is for the ``guahao outbox`` commands
     an operator uses to settle exactly that.
     """
+    reference = settings.clock_reference or ("local" if clock is not None else "redis")
     clock = clock or SystemClock()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
     embedded: EmbeddedRedis | None = None
@@ -278,6 +280,7 @@ async def open_platform(
     )
     jobs = SaqJobs(redis_url)
     gateway_client = client  # unless the sandbox gateway has a Redis of its own
+    calibration: asyncio.Task[None] | None = None
     connectors: ConnectorHub | None = None
     search: SearchService | None = None
     ports: Ports | None = None
@@ -285,6 +288,11 @@ async def open_platform(
         if migrate:
             await upgrade_async(database_url)
         await jobs.connect()
+        if reference == "redis":
+            shared = SharedClock(clock, RedisTime(client))
+            await shared.calibrate()  # before the first decision
+            calibration = asyncio.create_task(shared.run(), name="guahao-clock")
+            clock = shared
         if settings.payment_sandbox_redis_url:
             gateway_client = aioredis.Redis.from_url(settings.payment_sandbox_redis_url)
         gateway = SandboxGateway(
@@ -482,6 +490,10 @@ async def open_platform(
             await platform.start_worker()
         yield platform
     finally:
+        if calibration is not None:
+            calibration.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await calibration
         if connectors is not None:
             await connectors.close()
         if ports is not None and ports.refused_demand is not None:
