@@ -26,6 +26,7 @@ from guahao.platform.clock import Clock
 __all__ = [
     "CALIBRATION_SECONDS",
     "SKEW_WARNING",
+    "ClockTime",
     "RedisTime",
     "ReferenceTime",
     "SharedClock",
@@ -59,6 +60,17 @@ class RedisTime:
     async def now(self) -> datetime:
         seconds, micros = await self._redis.time()
         return datetime.fromtimestamp(int(seconds), UTC) + timedelta(microseconds=int(micros))
+
+
+class ClockTime:
+    """A reference read from a clock of this process: scenario replays (``bench/faults.py``)
+    where workers skewed from one ``ManualClock`` must agree on it."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    async def now(self) -> datetime:
+        return self._clock.now()
 
 
 class SharedClock:
