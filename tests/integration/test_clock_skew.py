@@ -7,6 +7,7 @@ instant and a hold granted by the slow one is not purged or expired early by the
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from sqlalchemy import update
 
 from guahao.bootstrap import Platform, open_platform
 from guahao.platform.clock import SkewedClock, SystemClock
+from guahao.platform.embedded_redis import EmbeddedRedis
 from guahao.platform.errors import GuahaoError
 from guahao.platform.hospitals import PaymentMode
 from guahao.platform.persistence.tables import SessionRow, SlotRow
@@ -115,3 +117,34 @@ async def test_a_release_opens_for_fast_and_slow_hosts_at_the_same_instant(
     assert await fast.bookings.expire_due() == 0
     assert booking.hold_expires_at - fast.ports.clock.now() > timedelta(minutes=9)
     await assert_units_conserved(fast, [slot])
+
+
+async def test_a_reference_out_of_reach_keeps_the_last_measured_offset(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "reference", port=_free_port(), persist=False)
+    await asyncio.to_thread(server.start)
+    client = aioredis.Redis.from_url(server.url)
+    try:
+        clock = SharedClock(
+            SkewedClock(SystemClock(), timedelta(minutes=5)),
+            RedisTime(client),
+            interval_seconds=0.01,
+        )
+        measured = await clock.calibrate()
+        assert abs(measured + timedelta(minutes=5)) < TOLERANCE
+        await asyncio.to_thread(server.stop)  # the reference is away from now on
+        running = asyncio.create_task(clock.run())
+        await asyncio.sleep(0.2)  # several failed measurements
+        assert not running.done()  # it keeps trying
+        assert clock.offset == measured  # never back to the host's own idea of time
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    finally:
+        await client.aclose()
+        await asyncio.to_thread(server.stop)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
