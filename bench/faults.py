@@ -19,7 +19,10 @@ online) runs through three more faults, each ending with the same checks (after 
 reconciliation round): the pool rebuilt back to back under the crowd; Redis killed mid-crowd
 and started empty, noticed by two sweeps at once that rebuild it once; and a second worker
 whose clock runs 5 minutes fast (its ``SharedClock`` corrects it to the shared reference),
-serving half the crowd and sweeping meanwhile.
+serving half the crowd and sweeping meanwhile. Last, a hospital whose HIS owns its inventory
+(the reference HIS simulator, a real process): the HIS is killed mid-crowd, stays away for an
+hour of the scenario's clock (sweeps, outbox deliveries failing), and comes back at the same
+address with its store; the same checks follow, and the HIS's appointments are counted.
 
 The sandbox gateway keeps its orders in a Redis of its own (another company's system), which
 is never killed: payments made while the platform's Redis is away are remembered and settled.
@@ -45,16 +48,24 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from guahao.bootstrap import Platform, open_platform  # noqa: E402
+from guahao.hospital_connectors.simulator.store import HisStore  # noqa: E402
 from guahao.platform.clock import ManualClock, SkewedClock  # noqa: E402
 from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from guahao.platform.errors import GuahaoError  # noqa: E402
 from guahao.platform.persistence.outages import is_database_outage  # noqa: E402
+from guahao.platform.persistence.tables import (  # noqa: E402
+    BookingRow,
+    HospitalRow,
+    SessionRow,
+    SlotRow,
+)
 from guahao.platform.shared_clock import ClockTime, SharedClock  # noqa: E402
 from infra import local_postgres  # noqa: E402
 from tests.fixtures.conservation import (  # noqa: E402
@@ -62,6 +73,7 @@ from tests.fixtures.conservation import (  # noqa: E402
     assert_units_conserved,
 )
 from tests.fixtures.crowd import CROWD_REFUSALS, journey  # noqa: E402
+from tests.fixtures.his_simulator import SIM_DAY, SIM_HOSPITAL, sim_hospital  # noqa: E402
 from tests.fixtures.platforms import (  # noqa: E402
     START,
     bulk_accounts,
@@ -105,7 +117,13 @@ async def _deliver(platform: Platform, headers: dict[str, str], body: bytes) -> 
 
 
 def _crowd(
-    workers: list[Platform], slots: list[str], accounts: list[str], rng: random.Random
+    workers: list[Platform],
+    slots: list[str],
+    accounts: list[str],
+    rng: random.Random,
+    *,
+    choices: tuple[int, ...] = (0, 1, 2, 3),
+    tolerated: frozenset[str] = TOLERATED,
 ) -> asyncio.Future[list[str]]:
     """Start every account's journey at once, spread over ``workers``; await the result."""
     return asyncio.gather(
@@ -114,12 +132,115 @@ def _crowd(
                 workers[i % len(workers)],
                 account,
                 rng.choice(slots),
-                rng.randrange(4),
-                tolerated=TOLERATED,
+                rng.choice(choices),
+                tolerated=tolerated,
             )
             for i, account in enumerate(accounts)
         )
     )
+
+
+async def _start_his(port: int, store: Path, capacity: int) -> asyncio.subprocess.Process:
+    """The reference HIS (``--port`` fixed so it comes back at the same address)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "guahao.hospital_connectors.simulator", "--hospital", SIM_HOSPITAL),
+        *("--port", str(port), "--mllp-port", "0", "--doctors", "1", "--days", "1"),
+        *("--start", SIM_DAY, "--capacity", str(capacity), "--store", str(store)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        cwd=str(ROOT),
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 60)
+    assert line, "the HIS simulator did not start"
+    return process
+
+
+async def _bookings_on(platform: Platform, slots: list[str]) -> int:
+    async with platform.ports.sessions() as session:
+        return int(
+            await session.scalar(
+                select(func.count()).select_from(BookingRow).where(BookingRow.slot_id.in_(slots))
+            )
+            or 0
+        )
+
+
+async def _his_away(
+    platform: Platform,
+    clock: ManualClock,
+    directory: Path,
+    crowd: int,
+    rng: random.Random,
+    phases: Phases,
+) -> None:
+    """A hospital whose HIS owns its inventory; the HIS killed mid-crowd, away for an hour,
+    then back at the same address with its store."""
+    port, store = _free_port(), directory / "his.json"
+    his = await _start_his(port, store, capacity=max(2, crowd // 8))
+    try:
+        await platform.supply.register_hospital(sim_hospital())
+        await platform.connectors.registry.register(
+            SIM_HOSPITAL,
+            "fhir",
+            base_url=f"http://127.0.0.1:{port}/fhir",
+            config={"owns_inventory": True},
+        )
+        assert (await platform.connectors.sync.pull(SIM_HOSPITAL)).status == "ok"
+        async with platform.ports.sessions() as session:
+            slots = list(
+                (
+                    await session.scalars(
+                        select(SlotRow.id)
+                        .join(SessionRow, SessionRow.id == SlotRow.session_id)
+                        .join(HospitalRow, HospitalRow.id == SessionRow.hospital_id)
+                        .where(HospitalRow.code == SIM_HOSPITAL)
+                    )
+                ).all()
+            )
+        started = time.perf_counter()
+        surge = _crowd(
+            [platform],
+            slots,
+            await bulk_accounts(platform, crowd),
+            rng,
+            choices=(0, 1, 3),  # the simulator's hospital takes self-pay only
+            tolerated=TOLERATED | {"HIS_HOLD_UNAVAILABLE"},
+        )
+        for _ in range(600):  # mid-crowd: once a quarter of the crowd holds in the HIS
+            if surge.done() or await _bookings_on(platform, slots) >= crowd // 4:
+                break
+            await asyncio.sleep(0.05)
+        his.terminate()
+        await his.wait()
+        outcomes = Counter(await surge)
+        await platform.dispatcher.dispatch_pending()  # deliveries to the HIS fail meanwhile
+        clock.advance(hours=1)
+        await platform.sweep.run()
+        his = await _start_his(port, store, capacity=max(2, crowd // 8))
+        clock.advance(minutes=5)
+        delivered = await platform.dispatcher.dispatch_pending()
+        await platform.sweep.run()
+        money = await _conserved(platform, clock, slots)
+        in_his = Counter(
+            appointment["status"]
+            for appointment in HisStore.load(store).resources.get("Appointment", {}).values()
+            if any(i.get("system") == "urn:guahao:booking" for i in appointment["identifier"])
+        )
+        phases.add(
+            "his away for an hour",
+            started,
+            slots=len(slots),
+            outcomes=outcomes,
+            delivered_after=delivered,
+            his_appointments=in_his,
+            money=money,
+        )
+    finally:
+        if his.returncode is None:
+            his.terminate()
+            await his.wait()
 
 
 async def _conserved(platform: Platform, clock: ManualClock, slots: list[str]) -> dict[str, int]:
@@ -326,6 +447,7 @@ async def run(bookings: int, crowd: int, seed: int, directory: Path) -> dict[str
             phases.add("conservation checks", started, money=money)
 
             await _crowd_faults(platform, clock, redis, settings, crowd, rng, phases)
+            await _his_away(platform, clock, directory, crowd, rng, phases)
             del admin
     finally:
         redis.stop()
