@@ -228,6 +228,8 @@ async def _his_away(
             for appointment in HisStore.load(store).resources.get("Appointment", {}).values()
             if any(i.get("system") == "urn:guahao:booking" for i in appointment["identifier"])
         )
+        assert in_his.get("booked", 0) == outcomes["confirmed"], (in_his, outcomes)
+        assert "pending" not in in_his, in_his  # every hold the HIS kept was settled
         phases.add(
             "his away for an hour",
             started,
