@@ -79,6 +79,7 @@ from guahao.platform.services.sweep import Sweep, SweepStep
 from guahao.platform.services.unit_offers import UnitOffers
 from guahao.platform.services.visit_reminders import InboxMessages, VisitReminders
 from guahao.platform.services.waitlist import WaitlistService
+from guahao.platform.shared_clock import RedisTime, SharedClock
 from guahao.platform.sms_sandbox import SandboxSmsGateway, SmsNotifier
 from guahao.search.nearby_supply import SearchNearbySupply
 from guahao.search.service import SearchService, search_service_for
@@ -260,6 +261,7 @@ async def open_platform(
     in a database with history; ``check_outbox=False`` is for the ``guahao outbox`` commands
     an operator uses to settle exactly that.
     """
+    reference = settings.clock_reference or ("local" if clock is not None else "redis")
     clock = clock or SystemClock()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
     embedded: EmbeddedRedis | None = None
@@ -281,6 +283,8 @@ async def open_platform(
     )
     jobs = SaqJobs(redis_url)
     limiter: RequestLimiter | None = None
+    gateway_client = client  # unless the sandbox gateway has a Redis of its own
+    calibration: asyncio.Task[None] | None = None
     connectors: ConnectorHub | None = None
     search: SearchService | None = None
     ports: Ports | None = None
@@ -289,8 +293,15 @@ async def open_platform(
         if migrate:
             await upgrade_async(database_url)
         await jobs.connect()
+        if reference == "redis":
+            shared = SharedClock(clock, RedisTime(client))
+            await shared.calibrate()  # before the first decision
+            calibration = asyncio.create_task(shared.run(), name="guahao-clock")
+            clock = shared
+        if settings.payment_sandbox_redis_url:
+            gateway_client = aioredis.Redis.from_url(settings.payment_sandbox_redis_url)
         gateway = SandboxGateway(
-            client,
+            gateway_client,
             base64.b64decode(settings.secret("payment_secret")),
             clock,
             settings.resolved_public_url(),
@@ -494,6 +505,10 @@ async def open_platform(
     finally:
         if inventory is not None:
             await inventory.stop_following()
+        if calibration is not None:
+            calibration.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await calibration
         if connectors is not None:
             await connectors.close()
         if ports is not None and ports.refused_demand is not None:
@@ -506,6 +521,8 @@ async def open_platform(
                 await limiter.close()
         if search is not None:
             await search.backend.close()
+        if gateway_client is not client:
+            await gateway_client.aclose()
         await client.aclose()
         await engine.dispose()
         if embedded is not None:

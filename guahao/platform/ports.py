@@ -171,6 +171,12 @@ class Inventory(Protocol):
         """Turn a live hold into a booked unit; False if it was already confirmed."""
         ...
 
+    async def holds(self, slot_id: str, *, hold_id: str, now_ms: int) -> bool:
+        """Whether ``hold_id`` is live (or confirmed) in the pool at ``now_ms``; writes nothing.
+        The hold path asks once the hold is recorded: a Redis lost and reloaded between the
+        grant and the record no longer knows it."""
+        ...
+
     async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
         """Give a held unit back now; False if there was nothing to give back."""
         ...

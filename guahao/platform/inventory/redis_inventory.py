@@ -9,7 +9,6 @@ the slot script and dropped (compare-and-delete) when the slot refuses.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
@@ -160,10 +159,13 @@ class RedisInventory:
             return True
         # A rebuild after losing Redis must also restore "one unfinished hold per account":
         # each live hold claims its account's marker again (a marker already there stays).
-        wall_ms = int(time.time() * 1000)
-        for held in state.holds:
-            if not held.claims_marker:
-                continue
+        claiming = [held for held in state.holds if held.claims_marker]
+        if claiming:
+            # The PX runs on the server's clock: measure what is left from Redis's own time,
+            # not this host's (which may be minutes off).
+            seconds, micros = await self._redis.time()
+            wall_ms = int(seconds) * 1000 + int(micros) // 1000
+        for held in claiming:
             await self._run(
                 ACCOUNT_SCRIPTS["account_claim"],
                 [self._keys.account_marker(held.account_id)],
@@ -294,6 +296,10 @@ class RedisInventory:
         # Also on a repeat: an earlier confirm may have lost its connection before this step.
         await self._forget_marker(self._keys.account_marker(account_id), hold_id)
         return outcome == "CONFIRMED"
+
+    async def holds(self, slot_id: str, *, hold_id: str, now_ms: int) -> bool:
+        reply = await self._slot("held", slot_id, [hold_id, now_ms])
+        return _text(reply[0]) == "HELD"
 
     async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
         reply = await self._slot("release", slot_id, [hold_id, account_id, now_ms])
