@@ -17,10 +17,13 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 COPY pyproject.toml requirements.lock README.md ./
 COPY guahao ./guahao
-COPY infra/web_assets.txt ./infra/web_assets.txt
-# The assets the app serves, from node_modules into the package (the list setup.sh copies).
+COPY infra/web_assets.txt infra/build_web_bundles.sh ./infra/
+COPY infra/web_bundles ./infra/web_bundles
+# The assets the app serves, from node_modules into the package (the list setup.sh copies),
+# and the bundles built from npm packages (the console's reduced ECharts, gzipped once).
 RUN mkdir -p guahao/web/static/vendor \
-    && grep -v '^#' infra/web_assets.txt | xargs -I{} cp node_modules/{} guahao/web/static/vendor/
+    && grep -v '^#' infra/web_assets.txt | xargs -I{} cp node_modules/{} guahao/web/static/vendor/ \
+    && bash infra/build_web_bundles.sh
 RUN python -m venv /opt/guahao \
     && /opt/guahao/bin/pip install --no-cache-dir -c requirements.lock .
 

@@ -11,7 +11,11 @@ Not a test: it prints a table and writes ``bench/results/release_surge-<time>.js
    marker). Oversell is checked afterwards with ``counts``.
 2. **redis-benchmark** - the Redis ceiling: a minimal decrement Lua script by EVALSHA on the
    same server over loopback TCP, same number of connections, no pipelining.
-3. **postgres** - a hot-row hold in PostgreSQL (asyncpg): ``UPDATE slot SET remaining =
+3. **cluster** - the same surge as 1 with the slot pool on a local three-master Redis Cluster
+   (``redis+cluster://``, ``tests/fixtures/redis_cluster.py``): every batch split by node.
+   On this one machine the three servers share its cores, so the row shows what routing by
+   hash slot costs beside one server, not what more machines would add.
+4. **postgres** - a hot-row hold in PostgreSQL (asyncpg): ``UPDATE slot SET remaining =
    remaining - 1 WHERE id = $1 AND remaining > 0`` in a transaction, same crowd, same harness.
 
 The machine has 2 cores shared by the server under test and its clients; figures are only
@@ -47,6 +51,7 @@ from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from guahao.platform.errors import GuahaoError  # noqa: E402
 from guahao.platform.inventory import RedisInventory  # noqa: E402
 from guahao.platform.ports import SlotState  # noqa: E402
+from guahao.platform.redis_pools import is_cluster_url, shared_client  # noqa: E402
 
 RELEASE_MS = 1_780_000_000_000
 TTL_MS = 15 * 60 * 1000
@@ -95,9 +100,16 @@ def free_port() -> int:
 # --- one worker process -------------------------------------------------------------------
 
 
+def _client(url: str, connections: int) -> aioredis.Redis:
+    """A blocking pool on one server, or the platform's cluster client on a cluster URL."""
+    if is_cluster_url(url):
+        return shared_client(url, max_connections=connections, timeout=10.0)
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=connections)
+    return aioredis.Redis(connection_pool=pool)
+
+
 async def _redis_worker(url: str, plan: Plan, share: int, seed: int, prefix: str) -> Any:
-    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=plan.connections)
-    client = aioredis.Redis(connection_pool=pool)
+    client = _client(url, plan.connections)
     inventory = RedisInventory(client, key_prefix=prefix)
     rng = random.Random(seed)
     todo = iter(range(share))
@@ -117,7 +129,12 @@ async def _redis_worker(url: str, plan: Plan, share: int, seed: int, prefix: str
         return "granted"
 
     await client.ping()  # connect before the clock starts
+    # as a platform worker does: its sold-out view follows the pool's give-back channel
+    inventory.follow_returns()
+    async with asyncio.timeout(10):
+        await inventory.sold_out.subscribed()
     result = await _crowd(hold_once, todo, plan.coroutines)
+    await inventory.stop_following()
     await client.aclose()
     return result
 
@@ -248,7 +265,7 @@ def _percentile(sorted_ns: list[int], q: float) -> float:
 
 
 async def load_redis(url: str, plan: Plan, prefix: str) -> None:
-    client = aioredis.Redis.from_url(url)
+    client = _client(url, 8)
     inventory = RedisInventory(client, key_prefix=prefix)
     for s in range(plan.slots):
         await inventory.load(
@@ -258,7 +275,7 @@ async def load_redis(url: str, plan: Plan, prefix: str) -> None:
 
 
 async def redis_oversold(url: str, plan: Plan, prefix: str, granted: int) -> tuple[int, str]:
-    client = aioredis.Redis.from_url(url)
+    client = _client(url, 8)
     counts = await RedisInventory(client, key_prefix=prefix).counts(
         [f"s{s}" for s in range(plan.slots)], now_ms=RELEASE_MS + 1
     )
@@ -358,6 +375,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--benchmark-requests", type=int, default=200_000)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-cluster", action="store_true")
     args = parser.parse_args()
     plan = Plan(args.slots, args.capacity, args.attempts, args.coroutines, args.connections)
     runs: list[Run] = []
@@ -384,6 +402,25 @@ def main() -> None:
         report["redis_server"] = server_version(url)
     finally:
         server.stop()
+
+    if not args.skip_cluster:
+        from tests.fixtures.redis_cluster import LocalRedisCluster
+
+        cluster = LocalRedisCluster()
+        cluster_url = cluster.start()
+        try:
+            for processes in args.processes:
+                prefix = f"cluster{processes}:"
+                asyncio.run(load_redis(cluster_url, plan, prefix))
+                run = crowd("redis", cluster_url, plan, processes, prefix)
+                run.backend = "cluster"
+                run.oversold, note = asyncio.run(
+                    redis_oversold(cluster_url, plan, prefix, run.granted)
+                )
+                run.notes.append(note)
+                runs.append(run)
+        finally:
+            cluster.stop()
 
     if not args.skip_postgres:
         pg_dir = Path(tempfile.mkdtemp(prefix="guahao-bench-pg-", dir="/tmp"))
@@ -417,6 +454,18 @@ def main() -> None:
             best_redis.admissions_per_s / best_pg.admissions_per_s
         )
         ratios["postgres_processes"] = best_pg.processes
+    for run in (r for r in runs if r.backend == "cluster"):
+        single = next(r for r in runs if r.backend == "redis" and r.processes == run.processes)
+        ratios[f"cluster_admissions_over_redis_{run.processes}p"] = (
+            run.admissions_per_s / single.admissions_per_s
+        )
+        ratios[f"cluster_decisions_over_redis_{run.processes}p"] = (
+            run.decisions_per_s / single.decisions_per_s
+        )
+        if ceiling:
+            ratios[f"cluster_admissions_over_redis_benchmark_{run.processes}p"] = (
+                run.admissions_per_s / ceiling
+            )
     report["ratios"] = ratios
     print_table(runs, report)
     out = ROOT / "bench" / "results" / f"release_surge-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

@@ -12,6 +12,16 @@ if [ "${1:-}" = "http-surge" ]; then  # bash bench/run.sh http-surge [--seconds 
   command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
   exec .venv/bin/python bench/http_surge.py "$@"
 fi
+if [ "${1:-}" = "flow-surge" ]; then  # bash bench/run.sh flow-surge [--users N] [--seconds N]
+  shift
+  # Locust (gevent) in an environment of its own, never beside the platform's asyncio
+  if [ ! -x .bench-venv/locust/bin/locust ]; then
+    python3 -m venv .bench-venv/locust
+    .bench-venv/locust/bin/pip install --quiet --disable-pip-version-check \
+      -r bench/locust-requirements.txt
+  fi
+  exec .venv/bin/python bench/flow_surge.py "$@"
+fi
 if [ "${1:-}" = "search" ]; then  # bash bench/run.sh search [--doctors N] [--rounds N]
   shift
   exec .venv/bin/python bench/search_latency.py "$@"

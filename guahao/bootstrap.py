@@ -38,7 +38,7 @@ from guahao.platform.persistence.outbox import OutboxDispatcher
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.ports import Notifier
 from guahao.platform.rate_limiting import RequestLimiter
-from guahao.platform.redis_pools import blocking_pool
+from guahao.platform.redis_pools import shared_client
 from guahao.platform.refused_demand import RefusedDemandCounter
 from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
@@ -48,6 +48,7 @@ from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.citizen_views import CitizenViews
+from guahao.platform.services.department_policies import DepartmentPolicies
 from guahao.platform.services.federated_identities import FederatedIdentities
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.follow_ups import FollowUps
@@ -56,6 +57,7 @@ from guahao.platform.services.hospital_feed import HospitalFeed
 from guahao.platform.services.inbox import Inbox
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.lottery import LotteryService
+from guahao.platform.services.name_sealing import seal_patient_names
 from guahao.platform.services.notifications import InboxNotifier
 from guahao.platform.services.offer_notices import OfferNotifier
 from guahao.platform.services.payment_reconciliation import PaymentReconciliation
@@ -77,6 +79,7 @@ from guahao.platform.services.sweep import Sweep, SweepStep
 from guahao.platform.services.unit_offers import UnitOffers
 from guahao.platform.services.visit_reminders import InboxMessages, VisitReminders
 from guahao.platform.services.waitlist import WaitlistService
+from guahao.platform.shared_clock import RedisTime, SharedClock
 from guahao.platform.sms_sandbox import SandboxSmsGateway, SmsNotifier
 from guahao.search.nearby_supply import SearchNearbySupply
 from guahao.search.service import SearchService, search_service_for
@@ -139,6 +142,8 @@ class Platform:
     payment_reconciliation: PaymentReconciliation
     """Payment reconciliation (对账): a sweep step, a daily job and the authority's report."""
     hospital_console: HospitalConsole
+    department_policies: DepartmentPolicies
+    """Departments' own split and release policies (console), applied to unreleased sessions."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -260,6 +265,7 @@ async def open_platform(
     in a database with history; ``check_outbox=False`` is for the ``guahao outbox`` commands
     an operator uses to settle exactly that.
     """
+    reference = settings.clock_reference or ("local" if clock is not None else "redis")
     clock = clock or SystemClock()
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at start
     embedded: EmbeddedRedis | None = None
@@ -274,22 +280,32 @@ async def open_platform(
     engine = create_engine(database_url)
     # A blocking pool: past REDIS_POOL_SIZE concurrent commands a request waits its turn
     # (as with the SQL pool) instead of failing with INVENTORY_UNAVAILABLE, which the plain
-    # pool (max 100 in redis-py 8) did to most of a release surge.
-    client: aioredis.Redis = aioredis.Redis.from_pool(
-        blocking_pool(
-            redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_SECONDS
-        )
+    # pool (max 100 in redis-py 8) did to most of a release surge. A redis+cluster:// URL
+    # gives a Redis Cluster client instead (REDIS_POOL_SIZE connections per node).
+    client: aioredis.Redis = shared_client(
+        redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_TIMEOUT_SECONDS
     )
     jobs = SaqJobs(redis_url)
+    limiter: RequestLimiter | None = None
+    gateway_client = client  # unless the sandbox gateway has a Redis of its own
+    calibration: asyncio.Task[None] | None = None
     connectors: ConnectorHub | None = None
     search: SearchService | None = None
     ports: Ports | None = None
+    inventory: RedisInventory | None = None
     try:
         if migrate:
             await upgrade_async(database_url)
         await jobs.connect()
+        if reference == "redis":
+            shared = SharedClock(clock, RedisTime(client))
+            await shared.calibrate()  # before the first decision
+            calibration = asyncio.create_task(shared.run(), name="guahao-clock")
+            clock = shared
+        if settings.payment_sandbox_redis_url:
+            gateway_client = aioredis.Redis.from_url(settings.payment_sandbox_redis_url)
         gateway = SandboxGateway(
-            client,
+            gateway_client,
             base64.b64decode(settings.secret("payment_secret")),
             clock,
             settings.resolved_public_url(),
@@ -298,18 +314,25 @@ async def open_platform(
         # Holds where the HIS owns its units: built first, so the ports carry it from the start.
         registry = ConnectorRegistry(sessions, clock)
         his_inventory = HisHolds(sessions, clock, registry)
+        limiter = RequestLimiter(redis_url)
+        inventory = RedisInventory(client)
+        # the sold-out view follows the pool's give-back channel for the platform's life
+        inventory.follow_returns()
         ports = Ports(
             sessions=sessions,
-            inventory=RedisInventory(client),
+            inventory=inventory,
             gateway=gateway,
             vault=PersonalDataVault(_data_key(settings)),
             clock=clock,
             jobs=jobs,
-            limiter=RequestLimiter(redis_url),
+            limiter=limiter,
             his_inventory=his_inventory,
             refused_demand=RefusedDemandCounter(client),
             slot_facts=SlotFactsCache(versions=RedisFactVersions(client)),
         )
+        if migrate:
+            # Migration 0012's backfill: names still in the clear, sealed with the data key.
+            await seal_patient_names(ports)
         sync = InventorySync(ports)
         dispatcher = OutboxDispatcher(ports.sessions, clock)
         # Cursor names are stored in the database: keep each one when its handler's code moves
@@ -468,6 +491,7 @@ async def open_platform(
             federated_identities=FederatedIdentities(ports),
             payment_reconciliation=reconciliation,
             hospital_console=HospitalConsole(ports, filings),
+            department_policies=DepartmentPolicies(ports, sync, rules),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(
@@ -483,6 +507,12 @@ async def open_platform(
             await platform.start_worker()
         yield platform
     finally:
+        if inventory is not None:
+            await inventory.stop_following()
+        if calibration is not None:
+            calibration.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await calibration
         if connectors is not None:
             await connectors.close()
         if ports is not None and ports.refused_demand is not None:
@@ -490,8 +520,13 @@ async def open_platform(
                 await ports.refused_demand.close()
         with contextlib.suppress(Exception):
             await jobs.close()
+        if limiter is not None:
+            with contextlib.suppress(Exception):
+                await limiter.close()
         if search is not None:
             await search.backend.close()
+        if gateway_client is not client:
+            await gateway_client.aclose()
         await client.aclose()
         await engine.dispose()
         if embedded is not None:

@@ -43,7 +43,22 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     redis_url: str = ""
     """Redis for the hot slot pool, holds, rate limits and jobs; empty means the app starts a
     private ``redis-server`` in ``data_dir`` and stops it on exit. Production:
-    ``redis://host:6379/0`` (or ``rediss://`` with TLS)."""
+    ``redis://host:6379/0`` (or ``rediss://`` with TLS); a Redis Cluster:
+    ``redis+cluster://host:6379`` (``rediss+cluster://``), naming any one master."""
+
+    clock_reference: Literal["", "redis", "local"] = ""
+    """Whose time decides when holds run out, releases open, sweeps cut off and payment
+    orders lapse. ``redis``: this host's clock corrected to Redis's ``TIME``, measured every
+    10 s, so workers on hosts whose clocks disagree still decide alike. ``local``: the host's
+    clock as it is (a single process). Empty: ``redis`` for the system clock, ``local`` for a
+    clock handed to ``open_platform`` (tests walking through time)."""
+
+    payment_sandbox_redis_url: str = ""
+    """Where the sandbox payment gateway keeps its orders; empty means in ``redis_url``.
+    The sandbox stands for another company's system, which a loss of the platform's Redis
+    never touches: give it a Redis of its own (persisted, e.g. ``appendonly yes``) for fault
+    drills and production-shaped runs, or reconciliation after a Redis loss meets a gateway
+    that forgot its orders, which no real gateway does."""
 
     host: str = "127.0.0.1"
     """Interface the HTTP server binds."""

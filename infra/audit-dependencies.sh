@@ -7,8 +7,13 @@
 #                                             not be looked up also fails (CI with PyPI access)
 #
 # Packages PyPI cannot answer for are listed as skipped and, unless strict, do not fail the
-# run: a mirror that serves only project pages (not /pypi/<name>/<version>/json) leaves every
-# package unaudited, and the summary line says so rather than claiming a clean result.
+# run. A run that audited NOTHING fails (status 3) rather than pass silently: a mirror that
+# serves only project pages (not /pypi/<name>/<version>/json), as on the machines this project
+# is built on, leaves every package unaudited (docs/security.md, "Dependency audit", says what
+# was tried). GUAHAO_AUDIT_OFFLINE=1 declares that the machine reaches no vulnerability data:
+# the run then says so loudly and does not fail (.ci/run sets it on these machines; a CI with
+# PyPI's JSON API or OSV must leave it unset, and GUAHAO_AUDIT_STRICT=1 then also fails on
+# any single package that could not be looked up).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +32,8 @@ report="$(mktemp)"
 trap 'rm -f "$report"' EXIT
 status=0
 .venv/bin/pip-audit "${args[@]}" >"$report" 2>/dev/null || status=$?
-.venv/bin/python - "$report" <<'PY'
+nothing=0
+.venv/bin/python - "$report" <<'PY' || nothing=$?
 import json
 import sys
 
@@ -42,7 +48,24 @@ audited = len(deps) - len(skipped)
 print(f"audit: {audited} of {len(deps)} pinned packages audited, {len(found)} known vulnerabilities")
 if skipped:
     print(f"audit: not audited (PyPI gave no data): {', '.join(skipped)}")
+if deps and audited == 0:
+    sys.exit(3)
 PY
+if ((nothing == 3)); then
+    if [[ "${GUAHAO_AUDIT_OFFLINE:-0}" == 1 ]]; then
+        echo "audit: NOT AUDITED: no vulnerability data reachable; GUAHAO_AUDIT_OFFLINE=1 says" \
+            "this machine is offline, so the run does not fail (docs/security.md)" >&2
+        status=0
+    else
+        echo "audit: FAILED: no package could be audited (no vulnerability data reachable)." \
+            "Give the machine PyPI's JSON API, or set GUAHAO_AUDIT_OFFLINE=1 where it is known" \
+            "to be offline (docs/security.md)" >&2
+        exit 3
+    fi
+elif ((nothing != 0)); then
+    echo "audit: could not read pip-audit's report (status $nothing)" >&2
+    exit "$nothing"
+fi
 if ((status != 0)); then
     echo "audit: pip-audit failed (status $status): fix the pins or add a reasoned ignore" >&2
 fi

@@ -59,6 +59,8 @@ web_assets() {
             cp "node_modules/$file" "$vendor/"
         fi
     done <"$root/infra/web_assets.txt"
+    # Bundles built from npm packages (the console's reduced ECharts, gzipped once).
+    (cd "$root" && bash infra/build_web_bundles.sh)
 }
 web_assets
 

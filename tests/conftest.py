@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.redis_server",
     "tests.fixtures.databases",
     "tests.fixtures.platforms",
+    "tests.fixtures.redis_cluster",
     "tests.fixtures.his_simulator",
     "tests.fixtures.search",
     "tests.fixtures.identity_provider",

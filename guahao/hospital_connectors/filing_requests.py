@@ -32,6 +32,7 @@ from guahao.hospital_connectors.fhir_resources import CANONICAL_SYSTEMS
 from guahao.hospital_connectors.registry import ConnectorInfo, ConnectorRegistry
 from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import PatientFilingRow, PatientRow, PersonRow
+from guahao.platform.personal_data import patient_name
 from guahao.platform.services.filings import Filings
 from guahao.platform.services.runtime import Ports
 
@@ -121,7 +122,7 @@ class FilingSender:
             return None
         return PatientFiling(
             patient_id=patient.id,
-            name=patient.name,
+            name=patient_name(self.ports.vault, patient),
             document_type=patient.document_type,
             document_number=self.ports.vault.open("document", patient.document_enc),
             sex={"male": "M", "female": "F"}.get(person.sex, person.sex),

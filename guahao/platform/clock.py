@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "to_epoch_ms"]
+__all__ = ["Clock", "ManualClock", "SkewedClock", "SystemClock", "to_epoch_ms"]
 
 
 @runtime_checkable
@@ -54,6 +54,25 @@ class ManualClock:
     def advance(self, **delta: float) -> datetime:
         self._now += timedelta(**delta)
         return self._now
+
+
+class SkewedClock:
+    """Another clock, off by a fixed amount: a machine whose clock is wrong.
+
+    Fault drills and tests inject clock skew between workers through it (the platform's
+    ``SharedClock`` must absorb it).
+
+    >>> c = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    >>> SkewedClock(c, timedelta(seconds=-30)).now().isoformat()
+    '2025-12-31T23:59:30+00:00'
+    """
+
+    def __init__(self, inner: Clock, skew: timedelta) -> None:
+        self._inner = inner
+        self.skew = skew
+
+    def now(self) -> datetime:
+        return self._inner.now() + self.skew
 
 
 def to_epoch_ms(instant: datetime) -> int:

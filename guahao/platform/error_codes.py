@@ -683,6 +683,22 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "验证码错误或已失效，请重新获取",
         "The code is wrong or no longer valid; ask for a new one",
     ),
+    # console-policy: department policies, and a 停诊 confirmed on what was previewed
+    "DEPARTMENT_POLICY_OUT_OF_BOUNDS": (
+        _I,
+        "超出区域规则允许科室设置的范围",
+        "This is outside what the region's rules let a department set",
+    ),
+    "DEPARTMENT_POLICY_CHANGED_MEANWHILE": (
+        _C,
+        "该科室的放号策略已被他人修改，请刷新后重试",
+        "Someone else changed this department's policy; reload and try again",
+    ),
+    "STOP_IMPACT_CHANGED": (
+        _C,
+        "预览后又有新的预约，请查看新的影响后再次确认停诊",
+        "Bookings changed since the preview; check the new impact and confirm again",
+    ),
 }
 
 

@@ -1,8 +1,10 @@
 """Personal data at rest: encrypted, looked up by keyed hash, shown only masked.
 
-Document numbers and phones are sealed with AES-256-GCM (a fresh nonce each time, the field
-name as associated data so a ciphertext cannot be moved to another column), and found again
-through an HMAC-SHA256 "blind index", so equality lookups never need the plaintext.
+Patient names, document numbers and phones are sealed with AES-256-GCM (a fresh nonce each
+time, the field name as associated data so a ciphertext cannot be moved to another column);
+documents and phones are found again through an HMAC-SHA256 "blind index", so equality lookups
+never need the plaintext. No lookup goes by a patient's name (the verification port is given
+the name as entered, staff lists go by session or booking), so names carry no index.
 """
 
 from __future__ import annotations
@@ -11,10 +13,23 @@ import base64
 import hashlib
 import hmac
 import os
+from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["PersonalDataVault", "mask_document", "mask_middle", "mask_phone"]
+__all__ = [
+    "NAME_FIELD",
+    "PersonalDataVault",
+    "mask_document",
+    "mask_middle",
+    "mask_name",
+    "mask_phone",
+    "open_patient_name",
+    "patient_name",
+]
+
+NAME_FIELD = "patient_name"
+"""The associated data a patient's sealed name is bound to."""
 
 
 class PersonalDataVault:
@@ -68,6 +83,15 @@ def mask_middle(value: str, head: int, tail: int) -> str:
     return value[:head] + "*" * (len(value) - head - tail) + value[len(value) - tail :]
 
 
+def mask_name(name: str) -> str:
+    """Keep the first character of a name.
+
+    >>> mask_name("张三"), mask_name("欧阳娜娜"), mask_name("X")
+    ('张*', '欧***', '*')
+    """
+    return mask_middle(name, 1, 0)
+
+
 def mask_phone(phone: str) -> str:
     """Keep the first three and the last four digits.
 
@@ -77,3 +101,21 @@ def mask_phone(phone: str) -> str:
     if len(phone) < 7:
         return "*" * len(phone)
     return mask_middle(phone, 3, 4)
+
+
+class _NamedPatient(Protocol):
+    clear_name: str | None
+    name_enc: bytes | None
+
+
+def patient_name(vault: PersonalDataVault, row: _NamedPatient) -> str:
+    """A patient's name: opened from its seal, or, for a row the backfill has not reached yet
+    (written by a release before migration 0012), the clear column."""
+    return open_patient_name(vault, row.name_enc, row.clear_name)
+
+
+def open_patient_name(vault: PersonalDataVault, sealed: bytes | None, clear: str | None) -> str:
+    """``patient_name`` for the two columns selected on their own (``name_enc``, ``name``)."""
+    if sealed is not None:
+        return vault.open(NAME_FIELD, sealed)
+    return clear or ""

@@ -155,6 +155,12 @@ class Inventory(Protocol):
         """Reserve one unit for ``account_id``; at most one unfinished hold per account."""
         ...
 
+    def refuses_sold_out(self, slot_id: str, account_id: str, now_ms: int) -> bool:
+        """Whether this process knows, without a round trip, that ``hold`` would refuse
+        ``SLOT_SOLD_OUT`` (a view kept true by the pool's give-back announcements); False
+        whenever it cannot be sure."""
+        ...
+
     async def extend(
         self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int, until_ms: int
     ) -> None:
@@ -163,6 +169,12 @@ class Inventory(Protocol):
 
     async def confirm(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
         """Turn a live hold into a booked unit; False if it was already confirmed."""
+        ...
+
+    async def holds(self, slot_id: str, *, hold_id: str, now_ms: int) -> bool:
+        """Whether ``hold_id`` is live (or confirmed) in the pool at ``now_ms``; writes nothing.
+        The hold path asks once the hold is recorded: a Redis lost and reloaded between the
+        grant and the record no longer knows it."""
         ...
 
     async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:

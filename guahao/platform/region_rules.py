@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from guahao.platform.department_policies import DepartmentPolicyRules
 from guahao.platform.error_codes import refuse
 from guahao.platform.lottery import LotteryRules
 from guahao.platform.reminders import ReminderRules
@@ -115,6 +116,8 @@ class RegionRules(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     follow_up_valid_days: Annotated[int, msgspec.Meta(ge=0, le=30)] = 0
     """复诊有效期: days a visit that could not finish on the day (waiting for test results)
     stays valid without a new registration; 0 = not offered (hospitals opt in)."""
+    department_policy: DepartmentPolicyRules = DepartmentPolicyRules()
+    """What a hospital's departments may choose for their online/offline split and release."""
     hospital_overridable: frozenset[str] = frozenset(
         {
             "limits.per_patient_department_day",

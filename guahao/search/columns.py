@@ -78,6 +78,8 @@ class Columns:
         self._joined: dict[int, str] = {}
         self._sorted: dict[str, tuple[int, npt.NDArray[np.str_], IntArray]] = {}
         self._containing: dict[str, npt.NDArray[np.bool_]] = {}
+        self._in_catalog: dict[tuple[str, ...], IntArray] = {}
+        """Live rowids of catalog codes, kept until a document is added, dropped or moves."""
         """A hospital's names (joined) and their pinyin tokens: what it passes on."""
         # Each interned name's text, full pinyin and initials, for vectorised matching.
         self._name_text = np.zeros(1024, dtype="<U64")
@@ -132,6 +134,10 @@ class Columns:
         if rowid >= self._size:
             self._grow(max(rowid + 1, self._size * 2))
         code = doc.catalog_code
+        if self._in_catalog and (
+            not self.alive[rowid] or self.catalog.values[self.catalog_of[rowid]] != code
+        ):
+            self._in_catalog.clear()
         self.alive[rowid] = True
         self.kind_of[rowid] = self.kind(doc.kind)
         self.district_of[rowid] = self.district(doc.district)
@@ -171,6 +177,7 @@ class Columns:
         if rowid >= self._size or not self.alive[rowid]:
             return
         self.alive[rowid] = False
+        self._in_catalog.clear()
         name_keys, alias_keys = self._keys.pop(rowid, ((), ()))
         self._inheritable.pop(rowid, None)
         for key in name_keys:
@@ -295,14 +302,22 @@ class Columns:
         on_alias[alias_codes] = True
         on_alias[0] = False
         keys = ["|" + n if n.isascii() else n for n in needles]
-        joined_of = self._joined.get
-        for code in np.flatnonzero(on_alias).tolist():
-            joined = joined_of(code) or self._alias_joined(code)
+        distinct = np.flatnonzero(on_alias)
+        if distinct.shape[0] * 2 > on_alias.shape[0]:
+            # a broad match (医院, 内科): most alias sets, decided once a needle and kept
+            holding = np.zeros(on_alias.shape[0], dtype=np.bool_)
             for key in keys:
-                if key in joined:
-                    break
-            else:
-                on_alias[code] = False
+                holding |= self._aliases_containing(key)
+            on_alias &= holding
+        else:
+            joined_of = self._joined.get
+            for code in distinct.tolist():
+                joined = joined_of(code) or self._alias_joined(code)
+                for key in keys:
+                    if key in joined:
+                        break
+                else:
+                    on_alias[code] = False
         out[on_alias[alias_codes]] = 2
         # Doctors share names and the names' text columns are wide (256 bytes a value):
         # decide each distinct name once, on a view of the name table when the match is
@@ -323,14 +338,17 @@ class Columns:
     def _names_holding(self, names: Any, needles: Sequence[str]) -> npt.NDArray[np.bool_]:
         """Which of the interned ``names`` (a slice or codes) hold a needle: Chinese as a
         substring, Latin as a prefix of the full pinyin, the initials or the text."""
-        text = self._name_text[names]
-        found = np.zeros(text.shape[0], dtype=np.bool_)
-        for needle in needles:
-            if needle.isascii():
-                continue
-            if isinstance(names, slice):  # every name: the needle's answer is kept
+        count = names.stop - names.start if isinstance(names, slice) else names.shape[0]
+        found = np.zeros(count, dtype=np.bool_)
+        chinese = [n for n in needles if not n.isascii()]
+        if chinese and isinstance(names, slice):  # every name: the needle's answer is kept
+            for needle in chinese:
                 found |= self._names_containing(needle)[names]
-            else:
+        elif chinese:
+            # Gathered only when a needle needs the text: the column is 256 bytes a name, and
+            # gathering it for an English or pinyin needle was most of their ranking's time.
+            text = self._name_text[names]
+            for needle in chinese:
                 found |= np.strings.find(text, needle) >= 0
         latin = [n for n in needles if n.isascii()]
         if latin:
@@ -363,6 +381,28 @@ class Columns:
             del self._containing[next(iter(self._containing))]
         return kept
 
+    def _aliases_containing(self, key: str) -> npt.NDArray[np.bool_]:
+        """Which interned alias sets hold ``key`` (as ``weight`` matches it), kept like
+        ``_names_containing``: alias sets are only ever added and never change, so a kept
+        answer is extended to the sets added since. Kept under ``@`` + the key, beside the
+        names' answers and evicted with them."""
+        sets = len(self.aliases.values)
+        slot = "@" + key
+        kept = self._containing.pop(slot, None)
+        start = 0 if kept is None else kept.shape[0]
+        if start < sets:
+            joined = self._alias_joined
+            fresh = np.fromiter(
+                (key in joined(code) for code in range(start, sets)), np.bool_, sets - start
+            )
+            fresh[: 1 if start == 0 else 0] = False  # code 0: no aliases
+            kept = fresh if kept is None else np.concatenate([kept, fresh])
+        assert kept is not None
+        self._containing[slot] = kept  # last used last
+        if len(self._containing) > KEPT_NEEDLES:
+            del self._containing[next(iter(self._containing))]
+        return kept
+
     def _sorted_names(self, column: str) -> tuple[npt.NDArray[np.str_], IntArray]:
         """A name column's values in order and the name codes in that order, rebuilt when
         names were added since (an interned name's text never changes): a few tens of
@@ -374,6 +414,33 @@ class Columns:
             order = np.argsort(values, kind="stable").astype(np.int32)
             found = self._sorted[column] = (names, values[order], order)
         return found[1], found[2]
+
+    def with_catalog(self, rows: IntArray, codes: Sequence[str]) -> IntArray:
+        """``rows`` (live rowids) and every live rowid whose catalog code or subject is one of
+        ``codes``: what the FTS ``kc`` tokens find, answered from two columns. A department's
+        code is carried by every doctor of its departments, so FTS walked posting lists of
+        thousands of rowids and returned them as JSON for each triage or English query (most
+        of their time)."""
+        key = tuple(sorted(codes))
+        size = self._size
+        kept = self._in_catalog.get(key)
+        if kept is None:
+            wanted = np.zeros(len(self.catalog.values), dtype=np.bool_)
+            wanted[self.catalog.codes(codes)] = True
+            wanted[0] = False  # the empty code: hospitals
+            mask = wanted[self.catalog_of[:size]] | wanted[self.parent_of[:size]]
+            mask &= self.alive[:size]
+            kept = self._in_catalog[key] = np.flatnonzero(mask).astype(np.int32)
+            kept.flags.writeable = False  # handed out as is
+            if len(self._in_catalog) > KEPT_NEEDLES:
+                del self._in_catalog[next(iter(self._in_catalog))]
+        if rows.shape[0] == 0:
+            return kept
+        mask = np.zeros(size, dtype=np.bool_)
+        mask[kept] = True
+        mask[rows[rows < size]] = True
+        found: IntArray = np.flatnonzero(mask).astype(np.int32)
+        return found
 
     def triage(self, rows: IntArray, codes: Sequence[str]) -> IntArray:
         """The position of the document's department in the triage guidance (last + 1 when

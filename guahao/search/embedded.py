@@ -116,11 +116,14 @@ def _phrase(text: str) -> str:
     return '"' + " ".join(grams) + '"' + ("*" if len(clean) == 1 else "")
 
 
-def term_match(term: QueryTerm, corrections: dict[str, list[str]]) -> str:
-    """The FTS5 expression of one planned term: its alternatives ORed.
+def term_match(term: QueryTerm, corrections: dict[str, list[str]], *, catalog: bool = True) -> str:
+    """The FTS5 expression of one planned term: its alternatives ORed (without its catalog
+    codes when ``catalog`` is false: the search answers those from memory).
 
     >>> term_match(QueryTerm("头痛", ("头痛",), ("03.03",)), {})
     '({name alias context} : "头痛" OR codes : "kc0303")'
+    >>> term_match(QueryTerm("头痛", ("头痛",), ("03.03",)), {}, catalog=False)
+    '({name alias context} : "头痛")'
     """
     # A synonym group's members are found by the group's token, not a phrase each.
     phrases = term.phrases[:1] if term.groups else term.phrases
@@ -129,7 +132,8 @@ def term_match(term: QueryTerm, corrections: dict[str, list[str]]) -> str:
     if term.latin:  # a whole-token match scores on top of the prefix match
         alternatives.append(f'{_TEXT_COLUMNS} : "{term.text}"')
     alternatives += [f"{_TEXT_COLUMNS} : {_phrase(c)}" for c in corrections.get(term.text, [])]
-    alternatives += [f'codes : "kc{c.replace(".", "")}"' for c in term.catalog_codes]
+    if catalog:
+        alternatives += [f'codes : "kc{c.replace(".", "")}"' for c in term.catalog_codes]
     return "(" + " OR ".join(alternatives) + ")"
 
 
@@ -450,7 +454,9 @@ class _Index:
         departments matching it, and the departments and doctors of hospitals whose names
         match it (not their address, grade or English type: ``hospital`` must not find every
         doctor). Which way a hospital matched is checked in memory, hospitals being few."""
-        own = columns.live(self._match(term_match(term, corrections)))
+        own = columns.live(self._match(term_match(term, corrections, catalog=False)))
+        if term.catalog_codes:
+            own = columns.with_catalog(own, term.catalog_codes)
         kinds = columns.kind_rank[own]
         departments = own[kinds == _KIND_RANK["department"]]
         hospitals = own[kinds == _KIND_RANK["hospital"]]

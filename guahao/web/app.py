@@ -54,6 +54,7 @@ from guahao.web.routes.rebooking import (
 from guahao.web.routes.rules import RulesController
 from guahao.web.routes.search import SearchController
 from guahao.web.routes.waitlist import LotteryController, WaitlistController
+from guahao.web.sold_out_answers import SoldOutAnswers
 from guahao.web.staff_auth import StaffTokenIssuer
 
 __all__ = ["create_app"]
@@ -176,14 +177,20 @@ def create_app(
         template_config=template_config(),
         # Pages and JSON go out compressed (phones on poor networks); the live stream is
         # not, so that every event leaves at once.
-        compression_config=CompressionConfig(backend="gzip", minimum_size=500, exclude="^/live/"),
+        compression_config=CompressionConfig(
+            backend="gzip",
+            minimum_size=500,
+            # streams must not wait in a compressor; the console's chart script is gzipped once
+            exclude=["^/live/", "^/console/hospital/live", "^/console/assets/"],
+        ),
         exception_handlers=exception_handlers,
         request_max_body_size=API_BODY_LIMIT,  # refused while read: guahao/web/request_bodies.py
         # Litestar's default configuration sets the root logger to INFO, which turned on a
         # rendered request line per request (guahao.requests) whatever the operator's
         # log_level: the root logger is the operator's (``guahao`` sets it from settings).
         logging_config=LoggingConfig(configure_root_logger=False),
-        middleware=[telemetry_middleware(metrics), IdempotencyMiddleware],
+        # sold-out holds are answered before the idempotency store: a refusal records nothing
+        middleware=[telemetry_middleware(metrics), SoldOutAnswers, IdempotencyMiddleware],
         lifespan=[lifespan, relying_party_open],
         state=State(
             {

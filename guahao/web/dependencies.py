@@ -21,8 +21,9 @@ from litestar.di import Provide
 from guahao.bootstrap import Platform
 from guahao.platform.client_context import ClientContext
 from guahao.platform.clock import Clock
+from guahao.platform.personal_data import PersonalDataVault
 
-__all__ = ["DEPENDENCY_NAMES", "PLATFORM_FIELDS", "platform_dependencies"]
+__all__ = ["DEPENDENCY_NAMES", "PLATFORM_FIELDS", "client_context", "platform_dependencies"]
 
 PLATFORM_FIELDS = tuple(f.name for f in dataclasses.fields(Platform) if not f.name.startswith("_"))
 """The ``Platform`` fields a handler may declare by name (its services and resources)."""
@@ -50,9 +51,13 @@ def provide_client(request: Request[Any, Any, Any], state: State) -> ClientConte
     """The request's address and device as keyed hashes, for rate limits and the authority's
     suspicion signals. The address is the peer's (a proxy in front must set it, e.g.
     uvicorn ``--proxy-headers``); the device is the app's ``X-Device-Id``."""
-    vault = state.platform.ports.vault
     host = request.client.host if request.client else ""
-    device = request.headers.get("x-device-id", "")[:200]
+    return client_context(state.platform.ports.vault, host, request.headers.get("x-device-id", ""))
+
+
+def client_context(vault: PersonalDataVault, host: str, device: str) -> ClientContext:
+    """The keyed hashes of an address and a device id (the device id cut at 200 characters)."""
+    device = device[:200]
     return ClientContext(
         ip_hash=vault.index("ip", host) if host else "",
         device_hash=vault.index("device", device) if device else "",

@@ -20,6 +20,7 @@ from litestar.exceptions import (
     SerializationException,
     ValidationException,
 )
+from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -28,7 +29,7 @@ from guahao.platform.error_codes import CODES
 from guahao.platform.errors import GuahaoError
 from guahao.platform.persistence.outages import is_database_outage
 
-__all__ = ["STATUS_BY_CODE", "STATUS_BY_KIND", "exception_handlers"]
+__all__ = ["STATUS_BY_CODE", "STATUS_BY_KIND", "exception_handlers", "refusal_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +54,21 @@ def _body(code: str, zh: str, en: str, detail: dict[str, Any]) -> dict[str, Any]
     return {"code": code, "message": {"zh": zh, "en": en}, "detail": detail}
 
 
-def _guahao(request: Request[Any, Any, Any], exc: GuahaoError) -> Response[dict[str, Any]]:
+def refusal_answer(exc: GuahaoError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, body and headers of a refusal: one place, for the exception handler and for
+    the answers given before Litestar (``guahao.web.sold_out_answers``)."""
     status = STATUS_BY_CODE.get(exc.code, STATUS_BY_KIND.get(exc.kind, 400))
-    request.state.error_code = exc.code  # for the metrics (hold outcomes by refusal code)
     headers = {}
     retry = exc.detail.get("retry_after_seconds")
     if status in (429, 503) and isinstance(retry, int):  # clients and proxies honour it
         headers["Retry-After"] = str(retry)
-    return Response(
-        _body(exc.code, exc.message_zh, exc.message_en, exc.detail),
-        status_code=status,
-        headers=headers,
-    )
+    return status, _body(exc.code, exc.message_zh, exc.message_en, exc.detail), headers
+
+
+def _guahao(request: Request[Any, Any, Any], exc: GuahaoError) -> Response[dict[str, Any]]:
+    request.state.error_code = exc.code  # for the metrics (hold outcomes by refusal code)
+    status, body, headers = refusal_answer(exc)
+    return Response(body, status_code=status, headers=headers)
 
 
 def _catalogued(code: str, status: int, **detail: Any) -> Response[dict[str, Any]]:
@@ -156,6 +160,10 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     ConnectionError: _unavailable,  # a driver's refused or reset connection, unwrapped
     RedisConnectionError: _unavailable,
     RedisTimeoutError: _unavailable,
+    # Redis Cluster: no node serves a slot now, slots are moving, or no node answered
+    ClusterDownError: _unavailable,
+    TryAgainError: _unavailable,
+    RedisClusterException: _unavailable,
     GuahaoError: _guahao,
     ValidationException: _validation,
     HTTPException: _http,

@@ -7,6 +7,12 @@ resource).
 ``OWNERSHIP`` classifies every operation; an operation the document lists and the table does not
 (a new route) fails the test, so none can be added without deciding who may call it.
 
+The world holds real resources of every kind a path names, the owner's and another account's or
+hospital's: a wait, a lottery entry, a ban with its appeal, a strike, a suspicion signal, a filing
+and the person record, so that an ownership check is exercised on an id that exists (a
+placeholder id answers 404 to everyone and proves nothing). They are made once per world,
+through the services, not the HTTP API, to keep the matrix's cost where it was.
+
 Cost: the full matrix (about 80 operations x 9 roles, with the foreign variants) runs on SQLite;
 on PostgreSQL the same checks run over a sample of one operation per tag, since authorization is
 decided in the guards and the services' ownership checks, not by the database.
@@ -22,9 +28,18 @@ from typing import Any, Literal
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from guahao.bootstrap import Platform
 from guahao.platform.clock import ManualClock
+from guahao.platform.ids import new_id
+from guahao.platform.persistence.tables import (
+    PatientRow,
+    SessionRow,
+    StrikeRow,
+    SuspicionSignalRow,
+)
+from guahao.platform.services.accounts import PatientView
 from tests.e2e.support import Citizen
 from tests.fixtures.platforms import SESSION_DAY, at_local, clinic, publish_clinic, resident_id
 
@@ -150,6 +165,19 @@ PUBLIC = {
     "cancelByReminderLink",
 }
 
+# The operations on resources the world made for real, and the role that owns or may act on
+# them: its call must succeed (200), or the ids were not real and the foreign and refused calls
+# on them proved nothing.
+REACHED = {
+    "leaveWaitlist": "citizen",
+    "recordFilingResult": "hospital_staff",
+    "liftBan": "admin",
+    "decideAppeal": "admin",
+    "removeStrike": "admin",
+    "reviewSignal": "admin",
+    "personRecord": "admin",
+}
+
 METHODS = ("get", "put", "post", "delete", "patch")
 STAFF_ROLES = {
     "admin": "authority_admin",
@@ -222,10 +250,16 @@ class World:
     def __init__(self) -> None:
         self.headers: dict[str, dict[str, str]] = {"anonymous": {}}
         self.ids: dict[str, str] = {}
+        self.answers: dict[tuple[str, str], int] = {}
+        """The status each (operation, role) was answered with."""
+        self.ids_by_operation: dict[str, dict[str, str]] = {}
+        """Where one path parameter names different kinds (``entry_id``: a wait, a lottery
+        entry or a ban), the id each operation takes."""
 
-    def path(self, template: str) -> str:
+    def path(self, template: str, operation_id: str = "") -> str:
         path = template
-        for name, value in self.ids.items():
+        ids = self.ids | self.ids_by_operation.get(operation_id, {})
+        for name, value in ids.items():
             path = path.replace("{" + name + "}", value)
         return path.replace("{figure}", "supply-demand")
 
@@ -246,6 +280,10 @@ class World:
             "recordFilingResult": {"status": "filed", "hisPatientId": "P1"},
             "acceptRebookingOffer": {"slotId": "0" * 32},
             "provePatientRelation": {"code": "000000"},
+            "liftBan": {"reason": "矩阵"},
+            "removeStrike": {"reason": "矩阵"},
+            "decideAppeal": {"grant": False, "reason": "矩阵"},
+            "reviewSignal": {"note": "矩阵"},
         }.get(operation_id, {})
 
 
@@ -305,24 +343,132 @@ async def build_world(http: httpx.AsyncClient, platform: Platform) -> World:
         token = await hospital_token(http, platform, code)
         world.headers[role] = {"Authorization": f"Bearer {token}"}
 
-    hospital_id = (await http.get("/api/v1/hospitals")).json()
+    listing = (await http.get("/api/v1/hospitals")).json()
+    hospital_id = booking.get("hospitalId") or _hospital_id(listing, "h1")
+    owned = await owned_resources(platform, owner, other, patient["id"], hospital_id)
     world.ids.update(
         booking_id=booking["id"],
         patient_id=patient["id"],
-        hospital_id=booking.get("hospitalId") or _hospital_id(hospital_id, "h1"),
+        hospital_id=hospital_id,
         session_id=booking.get("sessionId", "0" * 32),
         department_id="0" * 32,
         doctor_id="0" * 32,
-        entry_id="0" * 32,
-        appeal_id="0" * 32,
-        strike_id="0" * 32,
-        signal_id="0" * 32,
-        person_id="0" * 32,
-        filing_id="0" * 32,
         offer_id="0" * 32,
         token="0" * 32,
+        appeal_id=owned.appeal_id,
+        strike_id=owned.strike_id,
+        signal_id=owned.signal_id,
+        person_id=owned.person_id,
+        filing_id=owned.filing_id,
+        entry_id=owned.wait_id,
     )
+    # a lottery entry needs a lottery session: withdrawLotteryEntry keeps the wait's id, which
+    # no lottery holds (404 to everyone, as a placeholder would)
+    world.ids_by_operation = {"liftBan": {"entry_id": owned.ban_id}}
     return world
+
+
+@dataclass(frozen=True)
+class Owned:
+    """The owner's resources of the kinds the paths name (real rows, real ids)."""
+
+    wait_id: str
+    ban_id: str
+    appeal_id: str
+    strike_id: str
+    signal_id: str
+    person_id: str
+    filing_id: str
+
+
+async def owned_resources(
+    platform: Platform, owner: Citizen, other: Citizen, patient_id: str, hospital_id: str
+) -> Owned:
+    """A wait and a filing at hospital h1 for the owner's booked patient; a ban (with a strike
+    and the owner's appeal) on a second patient of the owner, so that the owner's own calls on
+    the booking are not refused by the ban; a suspicion signal on the owner's account. The
+    other citizen has a wait of their own, so "foreign" is somebody's real resource."""
+    doctor_id = await _doctor_of_hospital(platform, hospital_id)
+    # a doctor's days (a session with units left cannot be waited for)
+    days = {"date_from": SESSION_DAY, "date_to": SESSION_DAY + timedelta(days=1)}
+    wait = await platform.waitlist.join(
+        account_id=owner.account_id,
+        patient_id=patient_id,
+        scope="doctor",
+        doctor_id=doctor_id,
+        **days,
+    )
+    others_patient = await _relative(platform, other, "王五", resident_id(74))
+    await platform.waitlist.join(
+        account_id=other.account_id,
+        patient_id=others_patient.id,
+        scope="doctor",
+        doctor_id=doctor_id,
+        **days,
+    )
+    filing = await platform.filings.request(
+        account_id=owner.account_id, patient_id=patient_id, hospital_id=hospital_id
+    )
+    banned = await _relative(platform, owner, "赵六", resident_id(73))
+    person_id = await _person_of(platform, banned.id)
+    admin = await platform.staff.create(
+        username=f"w{uuid.uuid4().hex[:10]}", password="staff-password-1", role="authority_admin"
+    )
+    actor = await platform.staff.actor(admin.id)
+    assert actor is not None
+    ban = await platform.blacklist.add_ban(person_id, 30, "矩阵", actor)
+    appeal = await platform.blacklist.file_appeal(owner.account_id, banned.id, ban.id, "矩阵")
+    now = platform.ports.clock.now()
+    strike = StrikeRow(
+        id=new_id(), person_id=person_id, kind="no_show", occurred_at=now, recorded_at=now
+    )
+    signal = SuspicionSignalRow(
+        id=new_id(),
+        kind="cancel_rebook",
+        subject_type="account",
+        subject_id=owner.account_id,
+        dedupe_key=f"cancel_rebook:{owner.account_id}",
+        score=7,
+        detail={"cancelled": 5, "rebooked": 5},
+        detected_at=now,
+    )
+    async with platform.ports.sessions() as session, session.begin():
+        session.add_all([strike, signal])
+    return Owned(
+        wait_id=wait.id,
+        ban_id=ban.id,
+        appeal_id=appeal.id,
+        strike_id=strike.id,
+        signal_id=signal.id,
+        person_id=person_id,
+        filing_id=filing.id,
+    )
+
+
+async def _relative(platform: Platform, citizen: Citizen, name: str, number: str) -> PatientView:
+    return await platform.accounts.add_patient(
+        account_id=citizen.account_id,
+        name=name,
+        document_type="resident_id",
+        document_number=number,
+        relation="other",
+    )
+
+
+async def _doctor_of_hospital(platform: Platform, hospital_id: str) -> str:
+    async with platform.ports.sessions() as session:
+        found = await session.scalar(
+            select(SessionRow.doctor_id).where(SessionRow.hospital_id == hospital_id).limit(1)
+        )
+    assert found is not None
+    return str(found)
+
+
+async def _person_of(platform: Platform, patient_id: str) -> str:
+    async with platform.ports.sessions() as session:
+        row = await session.get(PatientRow, patient_id)
+    assert row is not None
+    return row.person_id
 
 
 def _hospital_id(listing: Any, code: str) -> str:
@@ -337,7 +483,9 @@ async def call(
     kwargs: dict[str, Any] = {"headers": headers}
     if operation.method in {"post", "put", "patch"}:
         kwargs["json"] = world.body(operation.operation_id)
-    return await http.request(operation.method.upper(), world.path(operation.path), **kwargs)
+    return await http.request(
+        operation.method.upper(), world.path(operation.path, operation.operation_id), **kwargs
+    )
 
 
 def verdict(operation: Operation, role: str, response: httpx.Response) -> str | None:
@@ -376,12 +524,16 @@ async def run_matrix(
     complaints: list[str] = []
     for operation, role in others + owners_calls:
         response = await call(http, world, operation, role)
+        world.answers[operation.operation_id, role] = response.status_code
         complaint = verdict(operation, role, response)
         if complaint:
             complaints.append(
                 f"{operation.operation_id} ({operation.method.upper()} {operation.path}) as "
                 f"{role}: {complaint}: {response.text[:160]}"
             )
+    for (operation_id, role), status in world.answers.items():
+        if REACHED.get(operation_id) == role and status != 200:
+            complaints.append(f"{operation_id} as {role} did not reach its real resource: {status}")
     return len(others) + len(owners_calls), complaints
 
 

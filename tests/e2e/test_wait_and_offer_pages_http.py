@@ -10,13 +10,11 @@ import re
 
 import httpx
 import pytest
-from sqlalchemy import select
 
 from guahao.bootstrap import Platform
 from guahao.platform.hospitals import PaymentMode, Period
-from guahao.platform.persistence.tables import PatientRow
 from tests.e2e.test_citizen_session import csrf_of, signed_in
-from tests.fixtures.platforms import SESSION_DAY, confirmed_booking, resident_id
+from tests.fixtures.platforms import SESSION_DAY, confirmed_booking, patient_named, resident_id
 from tests.integration.offer_scenarios import (
     THURSDAY,
     deliver,
@@ -54,8 +52,7 @@ async def page_account(
         },
     )
     assert added.status_code == 303, added.text
-    async with platform.ports.sessions() as session:
-        patient = await session.scalar(select(PatientRow).where(PatientRow.name == "周玉梅"))
+    patient = await patient_named(platform, "周玉梅")
     assert patient is not None
     return patient.account_id, patient.id, csrf
 

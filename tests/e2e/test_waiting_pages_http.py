@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from guahao.bootstrap import Platform
-from guahao.platform.persistence.tables import PatientRow, SessionRow
+from guahao.platform.persistence.tables import SessionRow
 from tests.e2e.test_citizen_session import csrf_of, signed_in
-from tests.fixtures.platforms import publish_clinic, resident_id, session_of
+from tests.fixtures.platforms import patient_named, publish_clinic, resident_id, session_of
 
 FORMS = (
     "/me/waits/join",
@@ -90,8 +90,8 @@ async def test_a_refusal_on_a_waiting_page_is_a_page_with_its_code(
         },
     )
     assert added.status_code == 303, added.text
-    async with platform.ports.sessions() as session:
-        patient_id = await session.scalar(select(PatientRow.id).where(PatientRow.name == "王建国"))
+    found = await patient_named(platform, "王建国")
+    patient_id = found.id if found is not None else None
     names = {"doctor": doctor_id, "session": session_id, "patient": patient_id}
     answers = []
     for method, path, form, _, _ in REFUSALS:

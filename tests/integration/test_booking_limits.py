@@ -34,6 +34,7 @@ from guahao.platform.persistence.tables import (
     SessionRow,
     SlotRow,
 )
+from guahao.platform.personal_data import patient_name
 from guahao.platform.schedules import DepartmentSpec, DoctorSpec, HospitalSpec, WeeklySession
 from guahao.platform.services.staff import StaffActor, StaffRole
 from tests.fixtures.platforms import (
@@ -146,7 +147,7 @@ async def family_member(platform: Platform, other_account: str, of_patient: str)
         number = platform.ports.vault.open("document", row.document_enc)
     view = await platform.accounts.add_patient(
         account_id=other_account,
-        name=row.name,
+        name=patient_name(platform.ports.vault, row),
         document_type=row.document_type,
         document_number=number,
         relation="parent",

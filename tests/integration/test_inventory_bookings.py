@@ -16,8 +16,8 @@ DELAY = 10 * 60 * 1000
 
 
 @pytest.fixture
-def inventory(redis_client: aioredis.Redis) -> RedisInventory:
-    return RedisInventory(redis_client, key_prefix="test:")
+def inventory(slot_pool_redis: aioredis.Redis) -> RedisInventory:
+    return RedisInventory(slot_pool_redis, key_prefix="test:")
 
 
 async def booked_slot(inventory: RedisInventory, *, capacity: int = 3, booked: int = 0) -> None:

@@ -20,8 +20,8 @@ RETURN_AT = NOW + 120_000
 
 
 @pytest.fixture
-def inventory(redis_client: aioredis.Redis) -> RedisInventory:
-    return RedisInventory(redis_client, key_prefix="test:")
+def inventory(slot_pool_redis: aioredis.Redis) -> RedisInventory:
+    return RedisInventory(slot_pool_redis, key_prefix="test:")
 
 
 async def one_unit_returning(inventory: RedisInventory, slot_id: str = "s1") -> None:
@@ -134,7 +134,7 @@ async def test_unclaiming_puts_the_unit_back_on_its_way_never_straight_to_the_pu
 
 
 async def test_a_waitlist_hold_never_touches_the_accounts_own_marker(
-    inventory: RedisInventory, redis_client: aioredis.Redis
+    inventory: RedisInventory, slot_pool_redis: aioredis.Redis
 ) -> None:
     """The account holds a unit elsewhere by its own click; the waitlist gives it this unit
     too. Confirming, releasing or expiring the waitlist hold must leave the marker of its own
@@ -145,16 +145,16 @@ async def test_a_waitlist_hold_never_touches_the_accounts_own_marker(
         "s2", hold_id="own", account_id="a1", now_ms=NOW, ttl_ms=TTL, idempotency_key="k1"
     )
     marker_key = "test:{acct:a1}:hold"
-    marker = await redis_client.get(marker_key)
+    marker = await slot_pool_redis.get(marker_key)
     assert marker is not None
     await inventory.claim_returning(
         "s1", unit_id="b1", hold_id="w1", account_id="a1", now_ms=NOW, expires_at_ms=NOW + TTL
     )
-    assert await redis_client.get(marker_key) == marker  # the claim took no marker
+    assert await slot_pool_redis.get(marker_key) == marker  # the claim took no marker
     await inventory.extend("s1", hold_id="w1", account_id="a1", now_ms=NOW, until_ms=NOW + 2 * TTL)
-    assert await redis_client.get(marker_key) == marker
+    assert await slot_pool_redis.get(marker_key) == marker
     await inventory.confirm("s1", hold_id="w1", account_id="a1", now_ms=NOW + 1)
-    assert await redis_client.get(marker_key) == marker
+    assert await slot_pool_redis.get(marker_key) == marker
     code = await refusal(
         inventory.hold(
             "s2", hold_id="again", account_id="a1", now_ms=NOW + 2, ttl_ms=TTL, idempotency_key="k2"
@@ -164,29 +164,29 @@ async def test_a_waitlist_hold_never_touches_the_accounts_own_marker(
 
 
 async def test_releasing_an_offer_leaves_the_accounts_own_marker(
-    inventory: RedisInventory, redis_client: aioredis.Redis
+    inventory: RedisInventory, slot_pool_redis: aioredis.Redis
 ) -> None:
     await inventory.load(SlotState(slot_id="s2", capacity=3, booked=0, release_at_ms=0))
     await inventory.hold(
         "s2", hold_id="own", account_id="a1", now_ms=NOW, ttl_ms=TTL, idempotency_key="k1"
     )
-    marker = await redis_client.get("test:{acct:a1}:hold")
+    marker = await slot_pool_redis.get("test:{acct:a1}:hold")
     grant = await inventory.offer_hold(
         "s2", hold_id="w1", account_id="a1", now_ms=NOW, ttl_ms=TTL, idempotency_key="wl:1"
     )
     assert (grant.hold_id, grant.replayed) == ("w1", False)
     assert await inventory.release("s2", hold_id="w1", account_id="a1", now_ms=NOW + 1)
-    assert await redis_client.get("test:{acct:a1}:hold") == marker
+    assert await slot_pool_redis.get("test:{acct:a1}:hold") == marker
 
 
 async def test_an_offer_needs_no_free_marker_and_takes_none(
-    inventory: RedisInventory, redis_client: aioredis.Redis
+    inventory: RedisInventory, slot_pool_redis: aioredis.Redis
 ) -> None:
     await inventory.load(SlotState(slot_id="s2", capacity=1, booked=0, release_at_ms=0))
     await inventory.offer_hold(
         "s2", hold_id="w1", account_id="a1", now_ms=NOW, ttl_ms=TTL, idempotency_key="wl:1"
     )
-    assert await redis_client.get("test:{acct:a1}:hold") is None
+    assert await slot_pool_redis.get("test:{acct:a1}:hold") is None
     replay = await inventory.offer_hold(
         "s2", hold_id="w1", account_id="a1", now_ms=NOW, ttl_ms=TTL, idempotency_key="wl:1"
     )

@@ -18,8 +18,8 @@ TTL = 15 * 60 * 1000
 
 
 @pytest.fixture
-def inventory(redis_client: aioredis.Redis) -> RedisInventory:
-    return RedisInventory(redis_client, key_prefix="test:")
+def inventory(slot_pool_redis: aioredis.Redis) -> RedisInventory:
+    return RedisInventory(slot_pool_redis, key_prefix="test:")
 
 
 async def slot(

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from guahao.bootstrap import Platform
 from guahao.platform.errors import GuahaoError
@@ -73,6 +73,7 @@ class Register:
 
 
 VICTIM = resident_id(424_242)
+PERSON_PHONE = "13900000042"
 
 
 @pytest.fixture
@@ -203,9 +204,53 @@ async def test_the_real_person_takes_their_identity_back(
         inbox = await with_port.notifications(account)
         assert [n.topic for n in inbox] == ["patient.identity_reclaimed"]
         assert "claimed" in inbox[0].params["en"]
+        assert inbox[0].params["name"] == "李*"  # masked as the document: the inbox is stored
+    async with platform.engine.connect() as connection:
+        stored = (await connection.execute(text("SELECT params FROM notifications"))).all()
+    assert stored
+    assert all("李四" not in str(row[0]) for row in stored)
     # and the number cannot be added back without the code
     again = await add(without_port, thief, VICTIM, "parent")
     assert again.proof == "pending_code"
+
+
+async def test_a_strangers_pending_claim_of_self_does_not_stop_the_real_persons_own(
+    platform: Platform, with_port: AccountService, phones: Phones
+) -> None:
+    mother, stranger, person = [await new_account(platform) for _ in range(3)]
+    # the person's mother has proven them (the port matched the name), with their phone
+    proven = await with_port.add_patient(
+        account_id=mother,
+        name="李四",
+        document_type="resident_id",
+        document_number=VICTIM,
+        relation="parent",
+        phone=PERSON_PHONE,
+    )
+    assert proven.proof == "name_matched"
+    # a stranger claims 本人 first: it waits for the code sent to the person's phone
+    claim = await add(with_port, stranger, VICTIM, "self")
+    assert claim.proof == "pending_code"
+    # the real person claims 本人 too, and is told nothing of the stranger
+    own = await add(with_port, person, VICTIM, "self")
+    assert own.proof == "pending_code"
+    assert own.code_sent_to == "139****0042"
+    code = phones.last_code_to(PERSON_PHONE)
+    taken = await with_port.confirm_patient(account_id=person, patient_id=own.id, code=code)
+    assert taken.proof == "code"
+    assert [p.id for p in await with_port.patients(person)] == [own.id]
+    assert await with_port.notifications(person) == []
+    # the stranger's claim is gone, and they are told (not by whom)
+    assert await with_port.patients(stranger) == []
+    inbox = await with_port.notifications(stranger)
+    assert [n.topic for n in inbox] == ["patient.identity_reclaimed"]
+    assert person not in repr(inbox[0].params)
+    await refused(
+        "PATIENT_NOT_FOUND",
+        with_port.confirm_patient(account_id=stranger, patient_id=claim.id, code=code),
+    )
+    # and 本人 is now proven: nobody else can claim it
+    await refused("PERSON_IS_SELF_ELSEWHERE", add(with_port, stranger, VICTIM, "self"))
 
 
 async def test_a_guardian_adds_a_minor_without_a_code(

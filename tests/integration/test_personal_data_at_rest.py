@@ -1,13 +1,18 @@
-"""Document numbers and phones never reach the database or an answer in the clear."""
+"""Patient names, document numbers and phones never reach the database in the clear, nor an
+answer where the rest of personal data is masked."""
 
 from __future__ import annotations
 
 from sqlalchemy import inspect, text
 
-from tests.fixtures.platforms import hold, pay, publish_clinic
+from guahao.platform.personal_data import NAME_FIELD
+from guahao.platform.services.name_sealing import seal_patient_names
+from tests.fixtures.platforms import hold, new_account, pay, publish_clinic, resident_id
 
 ID_NUMBER = "11010519491231002X"
 PHONE = "13812345678"
+NAME = "欧阳娜娜"
+"""Four characters (twelve bytes of UTF-8): no ciphertext holds them by chance."""
 
 
 async def test_patients_and_accounts_are_stored_sealed_and_shown_masked(platform) -> None:
@@ -56,11 +61,12 @@ async def test_no_table_holds_a_phone_or_id_number_in_the_clear_after_a_booking_
     account = await platform.accounts.register(phone=PHONE, password="password1")
     patient = await platform.accounts.add_patient(
         account_id=account,
-        name="张三",
+        name=NAME,
         document_type="resident_id",
         document_number=ID_NUMBER,
         phone=PHONE,
     )
+    assert patient.name == NAME  # the account that entered it reads it back
     booking = await hold(platform, account, slots[0])
     await platform.bookings.choose_patient(
         account_id=account, booking_id=booking.id, patient_id=patient.id
@@ -82,3 +88,38 @@ async def test_no_table_holds_a_phone_or_id_number_in_the_clear_after_a_booking_
                     raw = value if isinstance(value, bytes) else str(value).encode()
                     assert ID_NUMBER.encode() not in raw.upper(), table
                     assert PHONE.encode() not in raw, table
+                    assert NAME.encode() not in raw, table
+
+
+async def test_names_written_in_the_clear_before_0012_are_sealed_by_the_backfill(
+    platform,
+) -> None:
+    """A row a release before migration 0012 wrote (clear name, no seal) is read through its
+    clear column until the backfill, run in batches, seals it and empties the column."""
+    account = await new_account(platform)
+    patients = [
+        await platform.accounts.add_patient(
+            account_id=account,
+            name=name,
+            document_type="resident_id",
+            document_number=resident_id(serial),
+            relation="other",
+        )
+        for serial, name in ((31_001, "欧阳娜娜"), (31_002, "司马相如"), (31_003, "诸葛孔明"))
+    ]
+    async with platform.engine.begin() as connection:  # as the old release wrote them
+        for view in patients:
+            await connection.execute(
+                text("UPDATE patients SET name = :name, name_enc = NULL WHERE id = :id"),
+                {"name": view.name, "id": view.id},
+            )
+    shown = sorted(p.name for p in await platform.accounts.patients(account))
+    assert shown == sorted(["欧阳娜娜", "司马相如", "诸葛孔明"])
+
+    assert await seal_patient_names(platform.ports, batch=2) == 3
+    assert await seal_patient_names(platform.ports, batch=2) == 0
+    async with platform.engine.connect() as connection:
+        rows = (await connection.execute(text("SELECT name, name_enc FROM patients"))).all()
+    assert {clear for clear, _ in rows} == {""}
+    assert sorted(platform.ports.vault.open(NAME_FIELD, sealed) for _, sealed in rows) == shown
+    assert sorted(p.name for p in await platform.accounts.patients(account)) == shown

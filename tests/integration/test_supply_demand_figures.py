@@ -36,6 +36,7 @@ from guahao.platform.persistence.tables import (
     SupplyDemandDayRow,
     SupplyDemandHospitalRow,
 )
+from guahao.platform.personal_data import patient_name
 from guahao.platform.schedules import HospitalSpec
 from guahao.platform.services.authority_figures import FigureScope
 from guahao.platform.services.supply_demand import ROLLUP_SUBSCRIBER
@@ -391,12 +392,15 @@ async def test_figures_carry_no_personal_data_and_read_nothing_audited(
                         PatientRow.id,
                         PatientRow.account_id,
                         PatientRow.person_id,
-                        PatientRow.name,
                         PatientRow.document_masked,
                     )
                 )
             ).all()
             for value in row
+        ]
+        personal += [
+            patient_name(platform.ports.vault, row)
+            for row in (await session.scalars(select(PatientRow))).all()
         ]
         personal += list((await session.scalars(select(BookingRow.id))).all())
     figures = [

@@ -99,3 +99,88 @@ def test_name_matches_see_names_added_after_they_were_first_computed(
     assert columns.weight(rows, ["wang"]).tolist() == [4, 1, 1, 4]
     assert columns.weight(rows, ["wangf"]).tolist() == [1, 1, 1, 4]
     assert columns.weight(rows, ["王"]).tolist() == [4, 1, 1, 4]
+
+
+def _departments(builder: DocumentBuilder) -> list[SearchDocument]:
+    """A hospital, three departments of two catalog subjects (one a sub-specialty), and a
+    doctor of each."""
+    empty = Availability(computed_at=NOW)
+    hospital = builder.hospital(
+        hospital_id="h2",
+        name="澜江市中医院",
+        grade="3A",
+        district="朝阳区",
+        address="",
+        aliases=("市中医院",),
+        availability=empty,
+    )
+    departments = [
+        builder.department(
+            department_id=f"d{code}",
+            name=name,
+            aliases=aliases,
+            catalog_code=code,
+            hospital=hospital,
+            availability=empty,
+        )
+        for name, aliases, code in (
+            ("心内科", ("心血管内科",), "03.04"),
+            ("消化内科", ("消化科",), "03.01"),
+            ("儿科", ("小儿科",), "07"),
+        )
+    ]
+    doctors = [
+        builder.doctor(
+            doctor_id=f"doc-{department.entity_id}",
+            name="王伟",
+            title="chief",
+            expertise="",
+            department=department,
+            hospital=hospital,
+            availability=empty,
+        )
+        for department in departments
+    ]
+    return [hospital, *departments, *doctors]
+
+
+def test_catalog_codes_are_found_in_the_columns_as_the_index_tokens_find_them(
+    builder: DocumentBuilder,
+) -> None:
+    columns = Columns(date(2026, 11, 19))
+    docs = _departments(builder)
+    for rowid, doc in enumerate(docs, start=1):
+        columns.put(rowid, doc)
+    nothing = np.zeros(0, dtype=np.int32)
+    # what the documents' ``kc`` tokens say, code by code
+    for code in ("03", "03.04", "03.01", "07", "10"):
+        token = "kc" + code.replace(".", "")
+        expected = [r for r, d in enumerate(docs, start=1) if token in d.tokens_codes.split()]
+        assert columns.with_catalog(nothing, [code]).tolist() == expected, code
+    assert columns.with_catalog(nothing, ["03"]).tolist() == [2, 3, 5, 6]
+    # rows already matched are kept; a dropped document is not found, an added one is
+    columns.drop(5)
+    assert columns.with_catalog(np.asarray([1], dtype=np.int32), ["03.04"]).tolist() == [1, 2]
+    columns.put(9, docs[5])
+    assert columns.with_catalog(nothing, ["03"]).tolist() == [2, 3, 6, 9]
+    # a document that moves to another department's code leaves the old code's answer
+    columns.put(9, docs[6])
+    assert columns.with_catalog(nothing, ["03"]).tolist() == [2, 3, 6]
+    assert columns.with_catalog(nothing, ["07"]).tolist() == [4, 7, 9]
+
+
+def test_alias_matches_of_a_broad_query_see_alias_sets_added_later(
+    builder: DocumentBuilder,
+) -> None:
+    columns = Columns(date(2026, 11, 19))
+    docs = _departments(builder)
+    for rowid, doc in enumerate(docs[:3], start=1):  # the hospital and two departments
+        columns.put(rowid, doc)
+    rows = np.asarray([1, 2, 3], dtype=np.int32)
+    # every alias set is among the rows: decided once for the needle and kept
+    assert columns.weight(rows, ["科"]).tolist() == [1, 4, 4]
+    assert columns.weight(rows, ["血管"]).tolist() == [1, 2, 1]
+    columns.put(4, docs[3])  # 儿科, 小儿科: an alias set the kept answer has not seen
+    rows = np.asarray([1, 2, 3, 4], dtype=np.int32)
+    assert columns.weight(rows, ["小儿"]).tolist() == [1, 1, 1, 2]
+    assert columns.weight(rows, ["血管"]).tolist() == [1, 2, 1, 1]

@@ -13,4 +13,5 @@ if tonumber(return_at) > tonumber(now) then
   redis.call('ZADD', RETURNING, return_at, unit_id)
 end
 redis.call('SADD', CANCELLED, unit_id)
+announce()
 return {'CANCELLED'}

@@ -13,17 +13,29 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.exceptions import (
     BusyLoadingError,
+    ClusterDownError,
     ConnectionError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     TimeoutError,
+    TryAgainError,
 )
 
 from guahao.platform.error_codes import error
 
 __all__ = ["RedisFactVersions"]
 
-_UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OutOfMemoryError)
+_UNAVAILABLE = (
+    ConnectionError,
+    TimeoutError,
+    BusyLoadingError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    ClusterDownError,  # Redis Cluster: no node serves the slot now
+    TryAgainError,  # Redis Cluster: the slot is moving
+    RedisClusterException,  # Redis Cluster: no node answered
+)
 
 
 class RedisFactVersions:

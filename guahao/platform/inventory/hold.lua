@@ -35,7 +35,12 @@ if available <= 0 then
   if first_return[2] and (next_free == nil or tonumber(first_return[2]) < next_free) then
     next_free = tonumber(first_return[2])
   end
-  return {'REFUSED', 'SLOT_SOLD_OUT', tostring(next_free or -1)}
+  -- then the accounts holding or having booked a unit here: a repeat of theirs may be owed
+  -- its first grant, so a worker remembering this answer still sends them to Redis
+  local reply = {'REFUSED', 'SLOT_SOLD_OUT', tostring(next_free or -1)}
+  for _, owner in ipairs(redis.call('HVALS', HOLD_OWNER)) do reply[#reply + 1] = owner end
+  for _, owner in ipairs(redis.call('HVALS', CONFIRMED)) do reply[#reply + 1] = owner end
+  return reply
 end
 
 redis.call('ZADD', HOLD_EXPIRY, expires, hold_id)

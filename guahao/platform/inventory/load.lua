@@ -33,4 +33,5 @@ while i < #ARGV do
   i = i + 2
 end
 if token ~= '' then redis.call('DEL', FENCE) end
+announce()
 return {'OK'}

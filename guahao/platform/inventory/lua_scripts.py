@@ -48,6 +48,7 @@ def _slot_scripts() -> dict[str, LuaScript]:
         "grant_drawn",
         "fence",
         "unfence",
+        "held",
     )
     return {name: LuaScript.from_package(name, prelude=prelude) for name in names}
 

@@ -7,25 +7,47 @@ microseconds, so the worker, not Redis, would cap the surge. Calls queued during
 the event loop are instead sent as one non-transactional pipeline. Each script stays atomic
 on its own; batching changes only how many calls share a packet, never their meaning or the
 order of one coroutine's calls (a coroutine awaits each call before making the next).
+
+On Redis Cluster a batch is split by the node that serves each call's hash slot (every script
+keeps its keys under one hash tag, so each call has one slot) and the parts go out at once,
+one packet per node. A call the cluster redirects (MOVED or ASK while slots move), or a node
+that has not seen the script yet, is sent again on its own through the cluster client, which
+follows the redirect and refreshes its map of slots for the batches after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MaxConnectionsError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 
 from guahao.platform.inventory.lua_scripts import LuaScript
 from guahao.platform.redis_pools import RETRIES_ON_BROKEN_CONNECTION
 
 __all__ = ["AutoPipeline"]
+
+_SEND_ALONE = (NoScriptError, AskError, TryAgainError, ClusterDownError)
+"""Replies after which a cluster call is resent alone through the cluster client (``MovedError``
+is an ``AskError``; a call whose slot no known node serves is marked ``TryAgainError``)."""
+
+_NODE_BUSY_PAUSE_S = 0.002
+"""A cluster node's connections are all in use: wait this long and try for one again."""
 
 
 @dataclass
@@ -73,14 +95,10 @@ class AutoPipeline:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            replies = await self._execute_retrying(batch)
-            missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            if missing:  # first use, restart or failover: load the scripts and resend those
-                for script in {batch[i].script.sha: batch[i].script for i in missing}.values():
-                    await self._redis.script_load(script.source)
-                again = await self._execute([batch[i] for i in missing])
-                for i, reply in zip(missing, again, strict=True):
-                    replies[i] = reply
+            if isinstance(self._redis, RedisCluster):
+                replies = await self._cluster_replies(self._redis, batch)
+            else:
+                replies = await self._server_replies(batch)
         except BaseException as exc:
             for call in batch:
                 if not call.future.done():
@@ -96,7 +114,76 @@ class AutoPipeline:
             else:
                 call.future.set_result(reply)
 
-    async def _execute_retrying(self, batch: list[_Call]) -> list[Any]:
+    async def _server_replies(self, batch: list[_Call]) -> list[Any]:
+        pool = self._redis.connection_pool
+
+        async def release(connection: AbstractConnection) -> None:
+            await pool.release(connection)
+
+        async def acquire() -> AbstractConnection:
+            return await pool.get_connection()  # type: ignore[no-untyped-call, no-any-return]
+
+        replies = await self._execute_retrying(batch, acquire, release)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # first use, restart or failover: load the scripts and resend those
+            for script in {batch[i].script.sha: batch[i].script for i in missing}.values():
+                await self._redis.script_load(script.source)
+            again = await self._execute([batch[i] for i in missing], acquire, release)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _cluster_replies(self, cluster: RedisCluster, batch: list[_Call]) -> list[Any]:
+        """One packet per node that serves part of the batch, all nodes at once."""
+        await cluster.initialize()  # a no-op once the map of slots is known
+        replies = await self._per_node(cluster, batch)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # first use, restart or failover: load on every primary, resend those
+            for script in {batch[i].script.sha: batch[i].script for i in missing}.values():
+                await cluster.script_load(script.source)
+            again = await self._per_node(cluster, [batch[i] for i in missing])
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        # Redirected while slots move, or on a slot no known node served: one at a time, so
+        # the first redirect refreshes the map for the rest.
+        for i, reply in enumerate(replies):
+            if isinstance(reply, _SEND_ALONE):
+                replies[i] = await _eval_alone(cluster, batch[i])
+        return replies
+
+    async def _per_node(self, cluster: RedisCluster, batch: list[_Call]) -> list[Any]:
+        by_node: dict[ClusterNode, list[int]] = {}
+        for i, call in enumerate(batch):
+            node = cluster.get_node_from_key(call.keys[0])
+            if node is not None:  # else it stays "not sent": the cluster client finds it
+                by_node.setdefault(node, []).append(i)
+        parts = await asyncio.gather(
+            *(
+                self._execute_retrying(
+                    [batch[i] for i in indexes], *_node_connections(node, self._reply_timeout)
+                )
+                for node, indexes in by_node.items()
+            ),
+            return_exceptions=True,
+        )
+        replies: list[Any] = [TryAgainError("not sent")] * len(batch)
+        for indexes, part in zip(by_node.values(), parts, strict=True):
+            if isinstance(part, RedisConnectionError):
+                # That node is away (a failover, say): its calls go alone through the cluster
+                # client, which refreshes the map; the other nodes' replies stand.
+                continue
+            if isinstance(part, BaseException):
+                raise part
+            for i, reply in zip(indexes, part, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _execute_retrying(
+        self,
+        batch: list[_Call],
+        acquire: Callable[[], Awaitable[AbstractConnection]],
+        release: Callable[[AbstractConnection], Awaitable[None]],
+    ) -> list[Any]:
         """``_execute``, again on a fresh connection when the pooled one was broken.
 
         A pooled connection outlives a Redis restart as a dead socket; without this, the
@@ -106,12 +193,17 @@ class AutoPipeline:
         """
         for _ in range(RETRIES_ON_BROKEN_CONNECTION):
             try:
-                return await self._execute(batch)
+                return await self._execute(batch, acquire, release)
             except RedisConnectionError:
                 continue
-        return await self._execute(batch)
+        return await self._execute(batch, acquire, release)
 
-    async def _execute(self, batch: list[_Call]) -> list[Any]:
+    async def _execute(
+        self,
+        batch: list[_Call],
+        acquire: Callable[[], Awaitable[AbstractConnection]],
+        release: Callable[[AbstractConnection], Awaitable[None]],
+    ) -> list[Any]:
         """Write the whole batch in one packet and read one reply per call.
 
         The commands are packed by hiredis (C) rather than redis-py's Python packer, which
@@ -124,8 +216,7 @@ class AutoPipeline:
             )
             for call in batch
         )
-        pool = self._redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        connection = await acquire()
         try:
             await connection.send_packed_command(packet, check_health=False)
             replies: list[Any] = []
@@ -141,5 +232,42 @@ class AutoPipeline:
             await connection.disconnect()
             raise
         finally:
-            await pool.release(connection)
+            await release(connection)
         return replies
+
+
+def _node_connections(
+    node: ClusterNode, wait: float
+) -> tuple[
+    Callable[[], Awaitable[AbstractConnection]], Callable[[AbstractConnection], Awaitable[None]]
+]:
+    """Take and give back connections of one cluster node, waiting up to ``wait`` seconds
+    while all are in use (the node's pool refuses past its size instead of waiting, as the
+    server pool does); then ``MaxConnectionsError``, a ``ConnectionError``."""
+
+    async def acquire() -> AbstractConnection:
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            try:
+                return node.acquire_connection()
+            except MaxConnectionsError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                await asyncio.sleep(_NODE_BUSY_PAUSE_S)
+
+    async def release(connection: AbstractConnection) -> None:
+        node.release(connection)  # type: ignore[arg-type]
+
+    return acquire, release
+
+
+async def _eval_alone(cluster: RedisCluster, call: _Call) -> Any:
+    """One call through the cluster client: it follows MOVED and ASK and refreshes its map of
+    slots. ``EVAL`` (the script's text) also loads the script on a node that lacked it, so the
+    next batches' ``EVALSHA`` find it there."""
+    try:
+        return await cluster.execute_command(
+            "EVAL", call.script.source, len(call.keys), *call.keys, *call.args
+        )
+    except Exception as exc:  # this call's own outcome: the caller's future raises it
+        return exc

@@ -9,7 +9,6 @@ the slot script and dropped (compare-and-delete) when the slot refuses.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
@@ -18,16 +17,20 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import (
     BusyLoadingError,
+    ClusterDownError,
     ConnectionError,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisClusterException,
     TimeoutError,
+    TryAgainError,
 )
 
 from guahao.platform.error_codes import error, refuse
 from guahao.platform.inventory.lua_scripts import ACCOUNT_SCRIPTS, SLOT_SCRIPTS, LuaScript
 from guahao.platform.inventory.pipelining import AutoPipeline
 from guahao.platform.inventory.slot_keys import KeyNames
+from guahao.platform.inventory.sold_out_view import SoldOutView
 from guahao.platform.ports import (
     ConfirmedUnit,
     HeldUnit,
@@ -46,11 +49,6 @@ FENCE_WAIT_MS = 3000
 milliseconds to a few hundred; the wait is far longer so a request almost never sees it."""
 
 _FENCE_POLL_S = (0.005, 0.01, 0.02, 0.05)
-
-REFUSAL_HINT_MS = 250
-"""How long a worker may repeat a sold-out answer locally when a unit could come back
-earlier than the slot's own clock says (a hold given back by another worker). Never grants;
-at worst a freed unit is offered a quarter of a second later to this worker's callers."""
 
 GRANTED_MEMORY = 100_000
 """How many recently granted replay records a worker remembers (see ``_granted``)."""
@@ -73,20 +71,34 @@ clock, so it gets slack: a service clock running behind Redis must not see a mar
 while its hold is still live.
 """
 
+_NEVER_MS = 2**62
+"""A sold-out answer with nothing due to come back by itself: kept until announced."""
+
 _STATUSES: frozenset[str] = frozenset({"open", "stopped", "closed", "lottery"})
 
-# Redis did not answer, or answered that it cannot serve now: the caller may retry.
-_UNAVAILABLE = (ConnectionError, TimeoutError, BusyLoadingError, ReadOnlyError, OutOfMemoryError)
+# Redis did not answer, or answered that it cannot serve now: the caller may retry. On a
+# cluster also: no node serves the slot now (CLUSTERDOWN), slots are moving (TRYAGAIN), or
+# no node could be reached to learn the map of slots.
+_UNAVAILABLE = (
+    ConnectionError,
+    TimeoutError,
+    BusyLoadingError,
+    ReadOnlyError,
+    OutOfMemoryError,
+    ClusterDownError,
+    TryAgainError,
+    RedisClusterException,
+)
 
 _marker_encoder = msgspec.json.Encoder()
 
 
 class RedisInventory:
-    """``Inventory`` on a real Redis (6.2 or later; a standalone or Sentinel-managed server).
+    """``Inventory`` on a real Redis (6.2 or later): a standalone or Sentinel-managed server,
+    or a Redis Cluster (given a ``RedisCluster`` client, see ``redis_pools.shared_client``).
 
-    Every script touches one hash tag, so the key layout is ready for Redis Cluster; running
-    on Cluster needs a client that routes the pipelined batches by slot, which this adapter
-    (one connection pool) does not do yet.
+    Every script touches one hash tag, so each runs on one cluster shard; the automatic
+    pipeline sends each batch's calls to the nodes that serve their slots.
 
     Times are the caller's epoch milliseconds, never the Redis clock: the service's clock
     decides when holds run out, and tests walk through time without sleeping.
@@ -103,17 +115,19 @@ class RedisInventory:
     ) -> None:
         self._redis = redis
         self._pipeline = AutoPipeline(redis, max_batch=pipeline_batch)
-        # slot id -> (refusal code, caller time until which the same refusal holds). At a
-        # release surge most attempts hit sold-out or not-yet-released slots; answering
-        # repeats here keeps Redis and this worker's event loop for the attempts that can win.
+        # slot id -> (refusal code, caller time until which the same refusal holds) for
+        # slots not yet released: that answer changes only with time (or a load here or
+        # a rebuild, which forget it), so repeats are answered here until release time.
         self._refusals: OrderedDict[str, tuple[str, int]] = OrderedDict()
         self._refusal_memory = refusal_memory
         # Replay records of holds this worker granted: a repeated request must get its hold
-        # back, never a remembered refusal. (A repeat reaching another worker is answered
-        # there by Redis once that worker's remembered refusal lapses, within
-        # REFUSAL_HINT_MS; the web layer's idempotency store answers most repeats first.)
+        # back, never a remembered refusal. (Repeats reaching another worker pass its view
+        # because the sold-out answer names the accounts holding there.)
         self._granted: OrderedDict[str, None] = OrderedDict()
         self._keys = KeyNames(key_prefix)
+        self.sold_out = SoldOutView(self._keys.returns_channel(), size=refusal_memory)
+        """Slots this worker knows to be sold out, kept true by the give-back channel; blind
+        (so every attempt asks Redis) until ``follow_returns`` has subscribed."""
         self._replay_ttl_ms = replay_ttl_ms
 
     async def load(
@@ -145,10 +159,13 @@ class RedisInventory:
             return True
         # A rebuild after losing Redis must also restore "one unfinished hold per account":
         # each live hold claims its account's marker again (a marker already there stays).
-        wall_ms = int(time.time() * 1000)
-        for held in state.holds:
-            if not held.claims_marker:
-                continue
+        claiming = [held for held in state.holds if held.claims_marker]
+        if claiming:
+            # The PX runs on the server's clock: measure what is left from Redis's own time,
+            # not this host's (which may be minutes off).
+            seconds, micros = await self._redis.time()
+            wall_ms = int(seconds) * 1000 + int(micros) // 1000
+        for held in claiming:
             await self._run(
                 ACCOUNT_SCRIPTS["account_claim"],
                 [self._keys.account_marker(held.account_id)],
@@ -197,12 +214,15 @@ class RedisInventory:
         if ttl_ms <= 0:
             refuse("VALIDATION_FAILED", field="ttl_ms", reason="must be positive")
         replay_key = self._keys.replay_record(slot_id, idempotency_key)
+        if self.sold_out.refuses(slot_id, account_id, now_ms) and replay_key not in self._granted:
+            refuse("SLOT_SOLD_OUT", slot_id=slot_id, hold_id=hold_id, answered="locally")
         known = self._refusals.get(slot_id)
         if known is not None:
             if now_ms < known[1] and replay_key not in self._granted:
                 refuse(known[0], slot_id=slot_id, hold_id=hold_id, answered="locally")
             if now_ms >= known[1]:
                 del self._refusals[slot_id]
+        ticket = self.sold_out.ticket()
         expires_at_ms = now_ms + ttl_ms
         marker = self._keys.account_marker(account_id)
         slot_keys = [*self._keys.slot_family(slot_id), replay_key]
@@ -227,7 +247,7 @@ class RedisInventory:
         elif outcome == "MISSING":
             refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         elif outcome != "GRANTED":
-            self._remember_refusal(slot_id, reply, now_ms)
+            self._remember_refusal(slot_id, reply, ticket)
             _raise_refusal(reply, slot_id, hold_id=hold_id)
         claim = await self._run(
             ACCOUNT_SCRIPTS["account_claim"],
@@ -276,6 +296,10 @@ class RedisInventory:
         # Also on a repeat: an earlier confirm may have lost its connection before this step.
         await self._forget_marker(self._keys.account_marker(account_id), hold_id)
         return outcome == "CONFIRMED"
+
+    async def holds(self, slot_id: str, *, hold_id: str, now_ms: int) -> bool:
+        reply = await self._slot("held", slot_id, [hold_id, now_ms])
+        return _text(reply[0]) == "HELD"
 
     async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
         reply = await self._slot("release", slot_id, [hold_id, account_id, now_ms])
@@ -452,16 +476,20 @@ class RedisInventory:
         except _UNAVAILABLE as exc:
             raise error("INVENTORY_UNAVAILABLE", operation=script.name) from exc
 
-    def _remember_refusal(self, slot_id: str, reply: Sequence[Any], now_ms: int) -> None:
+    def _remember_refusal(
+        self, slot_id: str, reply: Sequence[Any], ticket: tuple[int, int]
+    ) -> None:
         code = _text(reply[1])
-        if code == "SLOT_NOT_RELEASED":
-            until = int(reply[2])
-        elif code == "SLOT_SOLD_OUT":
+        if code == "SLOT_SOLD_OUT":
+            # believed until the first hold runs out or cancelled unit returns (none: until a
+            # give-back is announced), and never for the accounts holding there
             next_free = int(reply[2])
-            horizon = now_ms + REFUSAL_HINT_MS
-            until = horizon if next_free < 0 else min(next_free, horizon)
-        else:
+            until = next_free if next_free >= 0 else _NEVER_MS
+            self.sold_out.mark(slot_id, ticket, until, (_text(owner) for owner in reply[3:]))
             return
+        if code != "SLOT_NOT_RELEASED":
+            return
+        until = int(reply[2])
         self._refusals[slot_id] = (code, until)
         self._refusals.move_to_end(slot_id)
         while len(self._refusals) > self._refusal_memory:
@@ -476,6 +504,19 @@ class RedisInventory:
     def _forget_refusal(self, slot_id: str) -> None:
         """Something this worker did may change the slot's answer: ask Redis next time."""
         self._refusals.pop(slot_id, None)
+        self.sold_out.drop(slot_id)
+
+    def refuses_sold_out(self, slot_id: str, account_id: str, now_ms: int) -> bool:
+        """Whether this worker knows, without asking Redis, that ``slot_id`` has nothing for
+        ``account_id`` to hold at ``now_ms`` (see ``SoldOutView``)."""
+        return self.sold_out.refuses(slot_id, account_id, now_ms)
+
+    def follow_returns(self) -> None:
+        """Start following the give-back channel (the sold-out view is blind until then)."""
+        self.sold_out.start(self._redis)
+
+    async def stop_following(self) -> None:
+        await self.sold_out.stop()
 
     async def _forget_marker(self, marker: str, hold_id: str) -> None:
         await self._run(ACCOUNT_SCRIPTS["account_forget"], [marker], [hold_id])

@@ -9,6 +9,7 @@ if owner then
   if owner ~= account_id then return {'REFUSED', 'HOLD_NOT_OWNED'} end
   redis.call('ZREM', HOLD_EXPIRY, hold_id)
   redis.call('HDEL', HOLD_OWNER, hold_id)
+  announce()
   return {'RELEASED'}
 end
 local confirmed_by = redis.call('HGET', CONFIRMED, hold_id)

@@ -8,4 +8,5 @@ local t = tally()
 local floor = t[2] + t[3] + t[4]
 if tonumber(capacity) < floor then return {'REFUSED', 'SLOT_SOLD_OUT', floor} end
 redis.call('HSET', META, 'capacity', capacity)
+announce()
 return {'OK', tally()}

@@ -3,4 +3,5 @@
 if redis.call('EXISTS', FENCE) == 1 then return {'FENCED'} end
 if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
 redis.call('HSET', META, 'status', ARGV[1])
+announce()
 return {'OK'}

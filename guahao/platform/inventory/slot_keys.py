@@ -44,6 +44,15 @@ class KeyNames:
         """Where the first answer to an idempotency key is kept, inside the slot's tag."""
         return f"{self.prefix}{{slot:{_tag_safe('slot_id', slot_id)}}}:replay:{idempotency_key}"
 
+    def returns_channel(self) -> str:
+        """The pub/sub channel on which slot scripts announce a unit that may have come back
+        (``announce()`` in ``slot_prelude.lua`` builds the same name from the key).
+
+        >>> KeyNames("gh:").returns_channel()
+        'gh:guahao:slot-returns'
+        """
+        return f"{self.prefix}guahao:slot-returns"
+
     def account_marker(self, account_id: str) -> str:
         """The key naming an account's one unfinished hold."""
         return f"{self.prefix}{{acct:{_tag_safe('account_id', account_id)}}}:hold"

@@ -33,3 +33,12 @@ local function tally()
   local returning = redis.call('ZCARD', RETURNING)
   return {capacity, booked, held, returning, capacity - booked - held - returning, m[3], m[4]}
 end
+
+-- Tell every worker process that a unit of this slot may have come back, so that none keeps
+-- answering "sold out" from memory (sold_out_view.py). Called by every script that can give
+-- a unit back; the channel is the key prefix's, the message the slot id. Subscribers read it
+-- only after this script has finished, so they never see the state before the change.
+local function announce()
+  local prefix, slot = string.match(KEYS[1], '^(.-){slot:(.-)}')
+  redis.call('PUBLISH', prefix .. 'guahao:slot-returns', slot)
+end

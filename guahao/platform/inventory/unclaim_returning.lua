@@ -10,4 +10,5 @@ redis.call('HDEL', HOLD_OWNER, hold_id)
 if tonumber(return_at) > tonumber(now) then
   redis.call('ZADD', RETURNING, return_at, unit_id)
 end
+announce()
 return {'UNDONE'}

@@ -8,6 +8,7 @@ if redis.call('EXISTS', FENCE) == 1 then return {'FENCED'} end
 if redis.call('HGET', HOLD_OWNER, hold_id) == account_id then
   redis.call('ZREM', HOLD_EXPIRY, hold_id)
   redis.call('HDEL', HOLD_OWNER, hold_id)
+  announce()
 end
 local prior = redis.call('GET', KEYS[8])
 if prior and cjson.decode(prior)[2] == hold_id then redis.call('DEL', KEYS[8]) end

@@ -3,6 +3,12 @@
 Correctness never depends on a job running on time: holds expire inside the inventory scripts
 and every job is a sweep that is safe to repeat. Jobs only make the record of truth catch up
 quickly (a payment order expires the moment its time is up, not at the next sweep).
+
+On Redis Cluster the queue's name is wrapped in a hash tag (``{guahao}``): saq's scripts and
+transactions touch several keys of one queue at once, and the tag keeps them all (and every
+job's own keys, which carry the queue's name) on one shard. saq names one key by the job's
+key alone (its abort flag, read by the enqueue script), so on a cluster job keys carry the tag
+too. Jobs are few beside the slot pool, so one shard carries them easily.
 """
 
 from __future__ import annotations
@@ -10,11 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
-from saq import CronJob, Worker
+from redis.asyncio.cluster import RedisCluster
+from saq import CronJob, Job, Worker
 from saq.queue.redis import RedisQueue
+
+from guahao.platform.redis_pools import cluster_node_url, is_cluster_url
 
 __all__ = ["SaqJobs"]
 
@@ -22,6 +31,16 @@ log = logging.getLogger(__name__)
 
 
 JobFunction = Callable[..., Awaitable[Any]]
+
+
+class _ClusterQueue(RedisQueue):
+    """A queue whose every key shares its name's hash tag, the jobs' abort flags included."""
+
+    async def _enqueue(self, job: Job) -> Job | None:
+        # Every job passes here, ours and the worker's cron jobs alike.
+        if not job.key.startswith(self.name):
+            job.key = f"{self.name}{job.key}"
+        return await super()._enqueue(job)
 
 
 class SaqJobs:
@@ -32,7 +51,12 @@ class SaqJobs:
 
     def __init__(self, redis_url: str, *, name: str = "guahao") -> None:
         # Built from a client (not ``Queue.from_url``) so unix:// URLs of the embedded Redis work.
-        self.queue = RedisQueue(aioredis.Redis.from_url(redis_url), name=name)
+        if is_cluster_url(redis_url):
+            # saq types its client as ``Redis``; the cluster client offers the same commands.
+            client = cast(aioredis.Redis, RedisCluster.from_url(cluster_node_url(redis_url)))
+            self.queue: RedisQueue = _ClusterQueue(client, name=f"{{{name}}}")
+        else:
+            self.queue = RedisQueue(aioredis.Redis.from_url(redis_url), name=name)
         self._worker: Worker[Any] | None = None
 
     async def connect(self) -> None:

@@ -250,11 +250,14 @@ class PersonRow(Base):
     them (even at two hospitals) take turns instead of both passing on the last allowance."""
 
 
-SELF_PATIENT = "relation = 'self' AND removed_at IS NULL"
+SELF_PATIENT = "relation = 'self' AND removed_at IS NULL AND proof <> 'pending_code'"
+"""Rows that hold a person's one place as 本人; a claim still waiting for its code holds none
+(migration 0012), so a stranger's unconfirmed claim cannot stop the real person's."""
+UNSEALED_NAME = "name_enc IS NULL"
 
 
 class PatientRow(Base):
-    """就诊人. Document and phone are encrypted; lookups go through keyed hashes."""
+    """就诊人. Name, document and phone are encrypted; lookups go through keyed hashes."""
 
     __tablename__ = "patients"
     __table_args__ = (
@@ -266,12 +269,25 @@ class PatientRow(Base):
             sqlite_where=text(SELF_PATIENT),
             postgresql_where=text(SELF_PATIENT),
         ),
+        Index(
+            "ix_patients_name_unsealed",
+            "id",
+            sqlite_where=text(UNSEALED_NAME),
+            postgresql_where=text(UNSEALED_NAME),
+        ),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     person_id: Mapped[str] = mapped_column(ForeignKey("persons.id"), index=True)
-    name: Mapped[str] = mapped_column(String(100))
+    clear_name: Mapped[str | None] = mapped_column(
+        "name", String(100), default="", server_default=""
+    )
+    """The name in the clear as rows before migration 0012 kept it; emptied by the backfill
+    (``services/name_sealing.py``) and never written since. Read only through
+    ``personal_data.patient_name``, which falls back to it for a row not yet sealed."""
+    name_enc: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    """The name, sealed (``PersonalDataVault``, field ``patient_name``)."""
     relation: Mapped[str] = mapped_column(String(16), default="self")
     document_type: Mapped[str] = mapped_column(String(32))
     document_hash: Mapped[str] = mapped_column(String(64), index=True)
@@ -472,6 +488,26 @@ class HospitalRuleOverrideRow(Base):
     changed_by: Mapped[str] = mapped_column(String(64))
     changed_at: Mapped[datetime] = mapped_column()
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class DepartmentPolicyRow(Base):
+    """One version of a department's own split and release policy over its hospital's (unset
+    fields fall back to the hospital). Never updated in place: the newest version per
+    department is in force, and each row keeps what it replaced, who and when."""
+
+    __tablename__ = "department_policies"
+    __table_args__ = (UniqueConstraint("department_id", "version"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    department_id: Mapped[str] = mapped_column(ForeignKey("departments.id"), index=True)
+    hospital_id: Mapped[str] = mapped_column(ForeignKey("hospitals.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[dict[str, Any]] = mapped_column()
+    previous: Mapped[dict[str, Any]] = mapped_column()
+    changed_by: Mapped[str] = mapped_column(String(64))
+    changed_at: Mapped[datetime] = mapped_column()
+    reason: Mapped[str] = mapped_column(Text, default="")
+    sessions_updated: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class StrikeRow(Base):

@@ -12,6 +12,10 @@ from the ``limits`` package, its keys named as the library names them, so its
 pipeline: the limits of every request in one event-loop turn share one round trip, where the
 library sent one script per limit per request, each on a connection of its own. At a release
 surge that was three round trips per hold before the slot pool was even asked.
+
+On Redis Cluster (a ``redis+cluster://`` URL) the library's cluster storage reads the windows'
+statistics and the automatic pipeline routes each count to the node of its keys' hash slot
+(the library tags both keys of a counter alike, ``prefix:{key}`` and ``prefix:{key}/-1``).
 """
 
 from __future__ import annotations
@@ -23,13 +27,19 @@ from importlib.resources import files
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.inventory.lua_scripts import LuaScript
 from guahao.platform.inventory.pipelining import AutoPipeline
-from guahao.platform.redis_pools import blocking_pool
+from guahao.platform.redis_pools import (
+    blocking_pool,
+    cluster_node_url,
+    is_cluster_url,
+    shared_client,
+)
 
 __all__ = ["POOL_SIZE", "RequestLimiter"]
 
@@ -51,6 +61,23 @@ class RequestLimiter:
     The adapter of the ``RequestLimits`` port (``guahao.platform.ports``)."""
 
     def __init__(self, redis_url: str, *, key_prefix: str = "guahao-limits") -> None:
+        self._key_prefix = key_prefix
+        self._url = redis_url
+        self._parsed: dict[str, list[RateLimitItem]] = {}
+        if is_cluster_url(redis_url):
+            client = shared_client(redis_url, max_connections=POOL_SIZE, timeout=10.0)
+            scheme, _, rest = cluster_node_url(redis_url).partition("://")
+            # The library's scheme has no TLS variant: TLS is its client's ``ssl`` option.
+            self._storage: RedisStorage = RedisClusterStorage(
+                f"async+redis+cluster://{rest.partition('/')[0]}",
+                implementation="redispy",
+                key_prefix=key_prefix,
+                ssl=scheme == "rediss",
+            )
+            self._limiter = SlidingWindowCounterRateLimiter(self._storage)
+            self._client = client
+            self._pipeline = AutoPipeline(client)
+            return
         scheme, _, rest = redis_url.partition("://")
         if scheme == "unix":  # the library names a socket path ``redis+unix``
             scheme = "redis+unix"
@@ -64,9 +91,18 @@ class RequestLimiter:
             connection_pool=pool,  # type: ignore[arg-type]  # passed through to redis-py
         )
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
-        self._pipeline = AutoPipeline(aioredis.Redis(connection_pool=pool))
-        self._key_prefix = key_prefix
-        self._parsed: dict[str, list[RateLimitItem]] = {}
+        self._client = aioredis.Redis(connection_pool=pool)
+        self._pipeline = AutoPipeline(self._client)
+
+    async def close(self) -> None:
+        """Close the connections this limiter opened (its pool, or its cluster clients)."""
+        await self._client.aclose()
+        if is_cluster_url(self._url):
+            bridge = self._storage.bridge  # the library's own cluster client is inside
+            assert isinstance(bridge, RedispyBridge)
+            await bridge.storage.aclose()
+        else:  # the pool was handed to both clients, so neither closes it by itself
+            await self._client.connection_pool.disconnect()
 
     def _items(self, spec: str) -> list[RateLimitItem]:
         items = self._parsed.get(spec)

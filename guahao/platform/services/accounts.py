@@ -55,7 +55,13 @@ from guahao.platform.persistence.tables import (
     PersonRow,
 )
 from guahao.platform.person_names import validate_person_name
-from guahao.platform.personal_data import PersonalDataVault, mask_phone
+from guahao.platform.personal_data import (
+    NAME_FIELD,
+    PersonalDataVault,
+    mask_name,
+    mask_phone,
+    patient_name,
+)
 from guahao.platform.phone_numbers import normalise_phone
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
@@ -434,7 +440,8 @@ class AccountService:
                 row = existing or PatientRow(id=new_id(), account_id=account_id)
                 row.proof = proof.value
                 row.person_id = person.id
-                row.name = clean_name
+                row.clear_name = ""
+                row.name_enc = self._p.vault.seal(NAME_FIELD, clean_name)
                 row.relation = relation
                 row.document_type = document.type.value
                 row.document_hash = document_hash
@@ -450,7 +457,7 @@ class AccountService:
         except IntegrityError:
             # The partial unique index: this document is already 本人 of another account.
             refuse("PERSON_IS_SELF_ELSEWHERE", field="document_number")
-        return _view(row, person, await self._send_code(row.id, target))
+        return _view(self._p.vault, row, person, await self._send_code(row.id, target))
 
     async def _person_for(
         self,
@@ -543,7 +550,8 @@ class AccountService:
                     )
                 )
                 row.person_id = person.id
-                row.name = clean_name
+                row.clear_name = ""
+                row.name_enc = self._p.vault.seal(NAME_FIELD, clean_name)
                 row.document_type = document.type.value
                 row.document_hash = document_hash
                 row.document_enc = self._p.vault.seal("document", document.number)
@@ -552,7 +560,7 @@ class AccountService:
                 await session.flush()
         except IntegrityError:
             refuse("PERSON_IS_SELF_ELSEWHERE", field="document_number")
-        return _view(row, person, await self._send_code(row.id, target))
+        return _view(self._p.vault, row, person, await self._send_code(row.id, target))
 
     async def _proof_for(
         self,
@@ -630,7 +638,11 @@ class AccountService:
         ).all()
         for row in rows:
             row.removed_at = now
-            values = {"name": row.name, "document": row.document_masked}
+            # masked as the document is: the inbox is stored, and names are sealed at rest
+            values = {
+                "name": mask_name(patient_name(self._p.vault, row)),
+                "document": row.document_masked,
+            }
             session.add(
                 NotificationRow(
                     id=new_id(),
@@ -657,16 +669,25 @@ class AccountService:
             pending = row.proof == Proof.PENDING_CODE
         if pending:
             await self._codes.check(patient_id, code)
-        async with self._p.sessions() as session, session.begin():
-            await _lock_account(session, account_id)
-            row = await self._own_patient(session, account_id, patient_id)
-            if row.proof == Proof.PENDING_CODE:
-                row.proof = Proof.CODE.value
-                if row.relation == "self":
-                    await self._take_back(session, account_id, row.person_id, self._p.clock.now())
-            person = await session.get(PersonRow, row.person_id)
-            assert person is not None
-        return _view(row, person)
+        try:
+            async with self._p.sessions() as session, session.begin():
+                await _lock_account(session, account_id)
+                row = await self._own_patient(session, account_id, patient_id)
+                if row.proof == Proof.PENDING_CODE:
+                    if row.relation == "self":
+                        # Others' unproven claims (a stranger's pending 本人 too) go first:
+                        # this row takes the person's one place as 本人 as it is proven.
+                        await self._take_back(
+                            session, account_id, row.person_id, self._p.clock.now()
+                        )
+                    row.proof = Proof.CODE.value
+                    await session.flush()
+                person = await session.get(PersonRow, row.person_id)
+                assert person is not None
+        except IntegrityError:
+            # Another claim of 本人 was proven first (its code entered a moment before).
+            refuse("PERSON_IS_SELF_ELSEWHERE", patient_id=patient_id)
+        return _view(self._p.vault, row, person)
 
     async def resend_patient_code(self, *, account_id: str, patient_id: str) -> PatientView:
         """Send a fresh code for a pending relation (the earlier one dies)."""
@@ -675,12 +696,12 @@ class AccountService:
             person = await session.get(PersonRow, row.person_id)
             assert person is not None
             if row.proof != Proof.PENDING_CODE:
-                return _view(row, person)
+                return _view(self._p.vault, row, person)
             others = await _proven_elsewhere(session, account_id, row.person_id)
             target = await self._phone_on_file(session, others)
         if target is None or self._codes is None:
             refuse("PATIENT_PROOF_UNREACHABLE", patient_id=patient_id)
-        return _view(row, person, await self._send_code(row.id, target))
+        return _view(self._p.vault, row, person, await self._send_code(row.id, target))
 
     @staticmethod
     async def _own_patient(session: AsyncSession, account_id: str, patient_id: str) -> PatientRow:
@@ -708,7 +729,7 @@ class AccountService:
                     others = await _proven_elsewhere(session, account_id, patient.person_id)
                     target = await self._phone_on_file(session, others)
                     sent_to = mask_phone(target.phone) if target is not None else ""
-                views.append(_view(patient, person, sent_to))
+                views.append(_view(self._p.vault, patient, person, sent_to))
         return views
 
     async def notifications(self, account_id: str) -> list[NotificationView]:
@@ -770,10 +791,12 @@ async def _proven_elsewhere(
     )
 
 
-def _view(row: PatientRow, person: PersonRow, code_sent_to: str = "") -> PatientView:
+def _view(
+    vault: PersonalDataVault, row: PatientRow, person: PersonRow, code_sent_to: str = ""
+) -> PatientView:
     return PatientView(
         id=row.id,
-        name=row.name,
+        name=patient_name(vault, row),
         relation=row.relation,
         document_type=row.document_type,
         document_masked=row.document_masked,

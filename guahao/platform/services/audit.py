@@ -135,6 +135,23 @@ class AuditLog:
             per_page=per_page,
         )
 
+    async def record_export(
+        self, actor: str, role: str, filters: dict[str, Any], rows: int
+    ) -> None:
+        """A copy of the log taken away from the platform (the console's CSV/XLSX export) is
+        itself recorded: who took which part, and how many rows."""
+        async with self._p.sessions() as session, session.begin():
+            record_audit(
+                session,
+                actor,
+                role,
+                "audit.export",
+                "audit_log",
+                "*",
+                {"filters": filters, "rows": rows},
+                self._p.clock.now(),
+            )
+
     async def verify(self) -> ChainReport:
         """Walk the whole hash chain (``guahao audit verify``); reads in batches of 1,000."""
         async with self._p.sessions() as session:

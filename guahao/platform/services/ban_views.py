@@ -21,7 +21,7 @@ from guahao.platform.persistence.tables import (
     HospitalRow,
     StrikeRow,
 )
-from guahao.platform.personal_data import mask_middle
+from guahao.platform.personal_data import mask_name
 from guahao.platform.services.accounts import REGION_ZONE
 from guahao.platform.strikes import Strike, StrikePolicy, in_window
 
@@ -208,15 +208,6 @@ def citizen_ban_view(entry: BlacklistEntryRow, now: datetime) -> BanView:
 def citizen_appeal_view(row: BlacklistAppealRow) -> AppealView:
     """An appeal as its appellant sees it: the decision and its reason, not who decided."""
     return msgspec.structs.replace(appeal_view(row), decided_by=None)
-
-
-def mask_name(name: str) -> str:
-    """Keep the first character of a name.
-
-    >>> mask_name("张三"), mask_name("欧阳娜娜"), mask_name("X")
-    ('张*', '欧***', '*')
-    """
-    return mask_middle(name, 1, 0)
 
 
 async def strike_views(session: AsyncSession, rows: Sequence[StrikeRow]) -> list[StrikeView]:

@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+import msgspec
 from sqlalchemy import select
 
 from guahao.platform.error_codes import refuse
@@ -35,7 +36,9 @@ from guahao.platform.persistence.tables import (
     PersonRow,
     StrikeRow,
 )
-from guahao.platform.services.accounts import REGION_ZONE, person_key
+from guahao.platform.personal_data import patient_name
+from guahao.platform.phone_numbers import normalise_phone
+from guahao.platform.services.accounts import REGION_ZONE, account_id_by_phone, person_key
 from guahao.platform.services.appeals import Appeals
 from guahao.platform.services.audit import record_audit
 from guahao.platform.services.ban_checks import (
@@ -85,6 +88,7 @@ __all__ = [
     "AppealView",
     "BanView",
     "BlacklistService",
+    "PersonMatch",
     "PersonPatient",
     "PersonRecord",
     "PolicyProgress",
@@ -104,6 +108,13 @@ __all__ = [
 ]
 
 MAX_BAN_DAYS = 3650
+
+
+class PersonMatch(msgspec.Struct, frozen=True, rename="camel"):
+    """A person found by a phone: who they are to the account that phone registered (masked)."""
+
+    person_id: str
+    patient: PersonPatient
 
 
 class BlacklistService:
@@ -332,7 +343,7 @@ class BlacklistService:
                     PersonPatient(
                         patient_id=p.id,
                         account_id=p.account_id,
-                        name_masked=mask_name(p.name),
+                        name_masked=mask_name(patient_name(self._p.vault, p)),
                         relation=p.relation,
                         document_type=p.document_type,
                         document_masked=p.document_masked,
@@ -374,6 +385,53 @@ class BlacklistService:
         if person_id is None:
             refuse("PERSON_NOT_FOUND")
         return str(person_id)
+
+    async def find_persons_by_phone(self, phone: str, staff: StaffActor) -> list[PersonMatch]:
+        """The persons an account manages, found by the account's phone (masked; a family's
+        phone finds every member it books for). Audited as a lookup of personal data."""
+        require_role(staff, *READERS)
+        phone = normalise_phone(phone)
+        now = self._p.clock.now()
+        async with self._p.sessions() as session, session.begin():
+            account_id = await account_id_by_phone(session, self._p.vault, phone)
+            patients = (
+                []
+                if account_id is None
+                else (
+                    await session.scalars(
+                        select(PatientRow)
+                        .where(PatientRow.account_id == account_id, PatientRow.removed_at.is_(None))
+                        .order_by(PatientRow.created_at)
+                    )
+                ).all()
+            )
+            record_audit(
+                session,
+                staff.username,
+                staff.role,
+                "person.find",
+                "account",
+                account_id or "-",
+                {"by": "phone", "found": len(patients)},
+                now,
+            )
+        if not patients:
+            refuse("PERSON_NOT_FOUND")
+        return [
+            PersonMatch(
+                person_id=p.person_id,
+                patient=PersonPatient(
+                    patient_id=p.id,
+                    account_id=p.account_id,
+                    name_masked=mask_name(patient_name(self._p.vault, p)),
+                    relation=p.relation,
+                    document_type=p.document_type,
+                    document_masked=p.document_masked,
+                    phone_masked=p.phone_masked,
+                ),
+            )
+            for p in patients
+        ]
 
     # ---- appeals (forwarded to ``Appeals``)
 

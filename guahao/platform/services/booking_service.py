@@ -220,8 +220,40 @@ class BookingService:
                     )
                 await give_back_his()
             raise error("DATABASE_UNAVAILABLE", operation="hold") from exc
+        if not await self._hold_survived(slot_id, booking.id, to_epoch_ms(now)):
+            await self.steps.expire(booking.id, force=True)
+            await give_back_his()
+            refuse("SLOT_SOLD_OUT", slot_id=slot_id, reason="hold_lost_with_redis")
         await self.records.schedule_expiry(expires_at)
         return booking
+
+    async def _hold_survived(self, slot_id: str, hold_id: str, now_ms: int) -> bool:
+        """Whether the pool still knows a hold now that its record is written.
+
+        Redis is written first and SQL a moment later. If Redis is lost in between and the
+        slot is reloaded (the sweep's rebuild, another citizen's lazy load) from a SQL read
+        that could not see the record yet, the pool forgets a hold the citizen is about to be
+        told about, and its confirm later finds nothing (``HOLD_EXPIRED``). The record is
+        committed now, so reloading the slot under its fence puts the hold back, unless
+        the unit went to someone else meanwhile: then the hold is lost and must be refused
+        here rather than answered. A pool that cannot be asked (Redis away again) leaves the
+        hold standing: it is recorded, and whatever load brings the slot back includes it.
+        """
+
+        async def check() -> bool:
+            return await self._p.inventory.holds(slot_id, hold_id=hold_id, now_ms=now_ms)
+
+        try:
+            if await self._sync.with_slot_loaded(slot_id, check):
+                return True
+            log.warning("hold %s was lost with Redis before its record: reloading", hold_id)
+            await self._sync.reload([slot_id])
+            return await self._sync.with_slot_loaded(slot_id, check)
+        except GuahaoError as exc:
+            if exc.code not in ("INVENTORY_UNAVAILABLE", "SLOT_NOT_LOADED"):
+                raise
+            log.warning("hold %s recorded but not verified in the pool: %s", hold_id, exc.code)
+            return True
 
     async def choose_patient(self, *, account_id: str, booking_id: str, patient_id: str) -> Booking:
         """选择就诊人: one of the account's own patients, admitted by the region's rules

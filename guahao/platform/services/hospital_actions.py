@@ -7,7 +7,9 @@ nothing of the citizen's journey.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -36,12 +38,25 @@ from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.rebooking_offers import RebookingOffers
 from guahao.platform.services.runtime import Ports
 
-__all__ = ["HOSPITAL_CANCELLED", "HospitalActions"]
+__all__ = ["HOSPITAL_CANCELLED", "HospitalActions", "live_bookings_version"]
 
 log = logging.getLogger(__name__)
 
 HOSPITAL_CANCELLED = "hospital_cancelled"
 """The end reason of one booking the hospital cancelled (a session stop is ``session_stopped``)."""
+
+
+def live_bookings_version(booking_ids: Iterable[str]) -> str:
+    """A short name of a set of live bookings: a 停诊 previewed over one set is confirmed
+    only over the same set (``STOP_IMPACT_CHANGED`` otherwise).
+
+    >>> live_bookings_version(["b2", "b1"]) == live_bookings_version(["b1", "b2"])
+    True
+    >>> live_bookings_version(["b1"]) == live_bookings_version(["b1", "b2"])
+    False
+    """
+    joined = "\n".join(sorted(booking_ids)).encode()
+    return hashlib.sha256(joined).hexdigest()[:16]
 
 
 class HospitalActions:
@@ -72,10 +87,16 @@ class HospitalActions:
             record_event(session, "booking.checked_in", booking.id, event_payload(booking), now)
         return booking
 
-    async def stop_session(self, session_id: str, *, reason: str) -> list[str]:
+    async def stop_session(
+        self, session_id: str, *, reason: str, previewed: str | None = None
+    ) -> list[str]:
         """停诊: every live booking is cancelled by the hospital, refunded in full, notified,
         with no penalty; the session's units are not released to the public. A paid booking's
-        refund is held while its patient answers the rebooking offer (``RebookingOffers``)."""
+        refund is held while its patient answers the rebooking offer (``RebookingOffers``).
+
+        ``previewed`` is the ``live_bookings_version`` of the impact the staff member saw: a
+        booking made (or ended) since then is ``STOP_IMPACT_CHANGED`` and nothing is stopped,
+        so nobody is cancelled whom the staff member did not see."""
         now = self._p.clock.now()
         refunds: list[str] = []
         ended: list[Booking] = []
@@ -97,6 +118,10 @@ class HospitalActions:
                     )
                 )
             ).all()
+            if previewed is not None:
+                now_live = live_bookings_version(r.id for r in rows)
+                if now_live != previewed:
+                    refuse("STOP_IMPACT_CHANGED", session_id=session_id, bookings=len(rows))
             for row in rows:
                 booking = to_domain(row)
                 if booking.holds_inventory:

@@ -35,9 +35,11 @@ from guahao.platform.persistence.tables import (
     SessionRow,
     SlotRow,
 )
+from guahao.platform.personal_data import open_patient_name
 from guahao.platform.services.accounts import REGION_ZONE, person_key
 from guahao.platform.services.audit import record_audit
 from guahao.platform.services.filings import Filings, FilingView
+from guahao.platform.services.hospital_actions import live_bookings_version
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffActor, StaffRole, require_role
 
@@ -97,6 +99,8 @@ class StopImpact(msgspec.Struct, frozen=True):
     patients: list[SessionPatient]
     refunds: int
     refund_cents: int
+    version: str = ""
+    """``live_bookings_version`` of the bookings counted: the confirmation carries it."""
 
 
 class FilingQueueLine(msgspec.Struct, frozen=True):
@@ -294,13 +298,20 @@ class HospitalConsole:
             patients=[p for p in live if p.patient_id is not None],
             refunds=int(paid[0]),
             refund_cents=int(paid[1]),
+            version=live_bookings_version(p.booking_id for p in live),
         )
 
     async def _patients(
         self, session: AsyncSession, session_id: str, *, live_only: bool
     ) -> list[SessionPatient]:
         query = (
-            select(BookingRow, SlotRow.starts_at, PatientRow.name, PatientRow.document_masked)
+            select(
+                BookingRow,
+                SlotRow.starts_at,
+                PatientRow.name_enc,
+                PatientRow.clear_name,
+                PatientRow.document_masked,
+            )
             .join(SlotRow, SlotRow.id == BookingRow.slot_id)
             .outerjoin(PatientRow, PatientRow.id == BookingRow.patient_id)
             .where(BookingRow.session_id == session_id)
@@ -324,11 +335,11 @@ class HospitalConsole:
                 kind=b.kind,
                 starts_at=starts_at,
                 patient_id=b.patient_id,
-                patient_name=name or "",
+                patient_name=open_patient_name(self._p.vault, sealed, clear),
                 document_masked=masked or "",
                 paid=b.paid,
             )
-            for b, starts_at, name, masked in rows
+            for b, starts_at, sealed, clear, masked in rows
         ]
 
     async def filing_queue(self, staff: StaffActor, *, limit: int = 100) -> list[FilingQueueLine]:
@@ -353,14 +364,23 @@ class HospitalConsole:
             people = {r.person_id for r in rows}
             names: dict[str, tuple[str, str]] = {}
             if people:
-                for person_id, name, masked in (
+                for person_id, sealed, clear, masked in (
                     await session.execute(
-                        select(PatientRow.person_id, PatientRow.name, PatientRow.document_masked)
+                        select(
+                            PatientRow.person_id,
+                            PatientRow.name_enc,
+                            PatientRow.clear_name,
+                            PatientRow.document_masked,
+                        )
                         .where(PatientRow.person_id.in_(people))
                         .order_by(PatientRow.created_at)
                     )
                 ).all():
-                    names.setdefault(person_id, (name, masked))
+                    if person_id not in names:
+                        names[person_id] = (
+                            open_patient_name(self._p.vault, sealed, clear),
+                            masked,
+                        )
             record_audit(
                 session,
                 staff.username,
@@ -398,7 +418,8 @@ class HospitalConsole:
                 BookingRow.id,
                 SlotRow.starts_at,
                 DepartmentRow.name,
-                PatientRow.name,
+                PatientRow.name_enc,
+                PatientRow.clear_name,
                 PatientRow.document_type,
                 PatientRow.document_masked,
             )
@@ -428,7 +449,17 @@ class HospitalConsole:
                 {"bookings": len(rows)},
                 self._p.clock.now(),
             )
-        return [UnfiledArrival(*row) for row in rows]
+        return [
+            UnfiledArrival(
+                booking_id,
+                starts_at,
+                department,
+                open_patient_name(self._p.vault, sealed, clear),
+                document_type,
+                masked,
+            )
+            for booking_id, starts_at, department, sealed, clear, document_type, masked in rows
+        ]
 
     async def file_on_arrival(
         self, staff: StaffActor, booking_id: str, document_number: str, his_patient_id: str

@@ -31,7 +31,9 @@ from guahao.platform.persistence.tables import (
     SessionRow,
     SlotRow,
 )
+from guahao.platform.personal_data import patient_name
 from guahao.platform.schedules import DepartmentSpec, DoctorSpec, HospitalSpec, SessionSpec
+from guahao.platform.services.department_policies import policies_by_department
 from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.runtime import Ports
@@ -237,7 +239,7 @@ class HospitalFeed:
                 born = None
         return PatientFacts(
             patient_id=patient.id,
-            name=patient.name,
+            name=patient_name(self._p.vault, patient),
             document_type=patient.document_type,
             document_number=number,
             sex=sex,
@@ -260,10 +262,11 @@ class HospitalFeed:
             if found is None:
                 return None
             booking, slot, sess, hospital_code, doctor_code = found
-            patient_name = ""
+            name = ""
             if booking.patient_id is not None:
                 patient = await session.get(PatientRow, booking.patient_id)
-                patient_name = patient.name if patient is not None else ""
+                if patient is not None:
+                    name = patient_name(self._p.vault, patient)
         return BookingFacts(
             booking_id=booking.id,
             status=booking.status,
@@ -273,7 +276,7 @@ class HospitalFeed:
             starts_at=slot.starts_at,
             ends_at=slot.ends_at,
             patient_id=booking.patient_id or "",
-            patient_name=patient_name,
+            patient_name=name,
         )
 
     # ------------------------------------------------------------------ sessions
@@ -438,9 +441,10 @@ class HospitalFeed:
 
     async def set_slot_capacity(self, slot_id: str, capacity: int) -> int:
         """Set a segment's whole capacity (online + on-site) as the HIS has it; the online
-        share follows the hospital's quota policy. Atomic against the hot pool: the Redis
-        script refuses to go below booked + held + returning units, and SQL's own check
-        refuses below the confirmed count. Returns the new online quota."""
+        share follows the quota policy in force at the department (its own, else the
+        hospital's). Atomic against the hot pool: the Redis script refuses to go below
+        booked + held + returning units, and SQL's own check refuses below the confirmed
+        count. Returns the new online quota."""
         if capacity < 0 or capacity > 10_000:
             refuse("VALIDATION_FAILED", field="capacity", reason="0..10000")
         now = self._p.clock.now()
@@ -457,6 +461,9 @@ class HospitalFeed:
                 if sess.status != "open":
                     refuse("SLOT_CLOSED", slot_id=slot_id, status=sess.status)
                 policies = msgspec.convert(hospital.policies, HospitalPolicies)
+                own = await policies_by_department(session, [sess.department_id])
+                if sess.department_id in own:
+                    policies = own[sess.department_id].over(policies)
                 if slot.status == "closed":  # past the cut-off: changes are on-site units
                     online = min(slot.online_quota, capacity)
                 else:

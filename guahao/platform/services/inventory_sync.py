@@ -293,6 +293,11 @@ def _merged(
     for hold_id, held in in_redis.items():
         if hold_id not in recorded and held.expires_at_ms > now_ms:
             holds.append(held)  # granted, and being recorded right now
+    # When the quota cannot cover every live hold (a hold lost with Redis came back from
+    # SQL after its unit was granted again), the holds Redis still has are kept first: a
+    # hold its citizen may already have been told about is never dropped for one the pool
+    # had forgotten (whose hold path refuses it, see ``BookingService._hold_survived``).
+    holds.sort(key=lambda held: held.hold_id not in in_redis)
     status_name: SlotStatus = (
         "stopped"
         if "stopped" in (slot.status, session_status)

@@ -182,63 +182,108 @@ class QueryService:
     async def doctor_availability(
         self, doctor_id: str, *, start: date, end: date
     ) -> list[SessionAvailability]:
-        """The doctor's sessions between two dates (inclusive) with units left per segment."""
+        """The doctor's sessions between two dates (inclusive) with units left per segment.
+
+        A release brings a crowd to this read. It was three ORM selects in a transaction,
+        five round trips to PostgreSQL (BEGIN, the doctor, the sessions, the slots, ROLLBACK)
+        and ORM rows for every slot; under load each round trip is a context switch the
+        process waits for (bench/profiles/10-*). One outer-joined select of plain columns in
+        autocommit is one round trip: no row means no such doctor, a row without a session
+        a doctor with nothing in those days."""
         now = self._p.clock.now()
         async with self._p.sessions() as session:
-            if await session.get(DoctorRow, doctor_id) is None:
-                refuse("DOCTOR_NOT_FOUND", doctor_id=doctor_id)
-            sessions = (
-                await session.scalars(
-                    select(SessionRow)
-                    .where(
-                        SessionRow.doctor_id == doctor_id,
-                        SessionRow.date >= start,
-                        SessionRow.date <= end,
+            connection = await session.connection(
+                execution_options={"isolation_level": "AUTOCOMMIT"}
+            )
+            rows = (
+                await connection.execute(
+                    select(
+                        SessionRow.id,
+                        SessionRow.doctor_id,
+                        SessionRow.date,
+                        SessionRow.period,
+                        SessionRow.category,
+                        SessionRow.fee_cents,
+                        SessionRow.status,
+                        SessionRow.release_at,
+                        SlotRow.id,
+                        SlotRow.starts_at,
+                        SlotRow.ends_at,
+                        SlotRow.online_quota,
+                        SlotRow.release_at,
+                        SlotRow.status,
                     )
-                    .order_by(SessionRow.starts_at)
+                    .select_from(DoctorRow)
+                    .outerjoin(
+                        SessionRow,
+                        (SessionRow.doctor_id == DoctorRow.id)
+                        & (SessionRow.date >= start)
+                        & (SessionRow.date <= end),
+                    )
+                    .outerjoin(SlotRow, SlotRow.session_id == SessionRow.id)
+                    .where(DoctorRow.id == doctor_id)
+                    .order_by(SessionRow.starts_at, SessionRow.id, SlotRow.seq)
                 )
             ).all()
-            slots = (
-                await session.scalars(
-                    select(SlotRow)
-                    .where(SlotRow.session_id.in_([s.id for s in sessions]))
-                    .order_by(SlotRow.session_id, SlotRow.seq)
-                )
-            ).all()
-        counts = await self._p.inventory.counts([s.id for s in slots], now_ms=to_epoch_ms(now))
+        if not rows:
+            refuse("DOCTOR_NOT_FOUND", doctor_id=doctor_id)
+        counts = await self._p.inventory.counts(
+            [row[8] for row in rows if row[8] is not None], now_ms=to_epoch_ms(now)
+        )
+        sessions: dict[str, SessionAvailability] = {}
         by_session: dict[str, list[SlotAvailability]] = {}
-        for slot in slots:
-            snap = counts.get(slot.id)
-            by_session.setdefault(slot.session_id, []).append(
+        for (
+            session_id,
+            session_doctor,
+            day,
+            period,
+            category,
+            fee_cents,
+            session_status,
+            session_release_at,
+            slot_id,
+            starts_at,
+            ends_at,
+            quota,
+            release_at,
+            status,
+        ) in rows:
+            if session_id is None:
+                continue  # the doctor, with no session in these days
+            slots = by_session.setdefault(session_id, [])
+            if session_id not in sessions:
+                sessions[session_id] = SessionAvailability(
+                    id=session_id,
+                    doctor_id=session_doctor,
+                    date=day,
+                    period=period,
+                    category=category,
+                    fee_cents=fee_cents,
+                    status=session_status,
+                    release_at=session_release_at,
+                    released=now >= session_release_at,
+                    available=0,
+                    slots=slots,
+                )
+            if slot_id is None:
+                continue
+            snap = counts.get(slot_id)
+            slots.append(
                 SlotAvailability(
-                    id=slot.id,
-                    starts_at=slot.starts_at,
-                    ends_at=slot.ends_at,
-                    online_quota=slot.online_quota,
+                    id=slot_id,
+                    starts_at=starts_at,
+                    ends_at=ends_at,
+                    online_quota=quota,
                     available=(
-                        snap.available
-                        if snap and snap.status == "open" and slot.starts_at > now
-                        else 0
+                        snap.available if snap and snap.status == "open" and starts_at > now else 0
                     ),
-                    release_at=slot.release_at,
-                    status=snap.status if snap else slot.status,
+                    release_at=release_at,
+                    status=snap.status if snap else status,
                 )
             )
         return [
-            SessionAvailability(
-                id=s.id,
-                doctor_id=s.doctor_id,
-                date=s.date,
-                period=s.period,
-                category=s.category,
-                fee_cents=s.fee_cents,
-                status=s.status,
-                release_at=s.release_at,
-                released=now >= s.release_at,
-                available=sum(x.available for x in by_session.get(s.id, [])),
-                slots=by_session.get(s.id, []),
-            )
-            for s in sessions
+            msgspec.structs.replace(found, available=sum(x.available for x in found.slots))
+            for found in sessions.values()
         ]
 
     async def booking(self, booking_id: str, *, account_id: str | None) -> BookingDetail:

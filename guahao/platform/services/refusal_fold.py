@@ -9,6 +9,7 @@ recompute those sessions' rows. A fold that fails puts its sessions back for the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import date
 
@@ -23,6 +24,15 @@ __all__ = ["RefusalFold"]
 
 _FOLDING_KEY = DIRTY_KEY + ":folding"
 
+# KEYS[1] the folding set, KEYS[2] the dirty set (one hash tag): move the dirty set aside,
+# keeping what a failed fold left there. A script rather than MULTI: redis-py's cluster
+# pipeline refuses multi-key commands such as SUNIONSTORE even within one slot.
+_MOVE_ASIDE = """
+redis.call('SUNIONSTORE', KEYS[1], KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[2])
+return redis.call('SCARD', KEYS[1])
+"""
+
 
 class RefusalFold:
     """Moves refused-demand counts from Redis to SQL and asks for the rows to be recomputed."""
@@ -36,24 +46,25 @@ class RefusalFold:
         self._p = ports
         self._redis = redis
         self._recompute = recompute
+        self._move_aside = redis.register_script(_MOVE_ASIDE)
 
     async def fold(self) -> int:
         """Copy the refused-demand counts of sessions that changed into SQL and their rows;
         returns the sessions folded. Safe to repeat: counts are absolute and never lowered."""
-        # move the dirty set aside atomically, keeping what a failed fold left there
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sunionstore(_FOLDING_KEY, [_FOLDING_KEY, DIRTY_KEY])
-            pipe.delete(DIRTY_KEY)
-            await pipe.execute()
+        await self._move_aside(keys=[_FOLDING_KEY, DIRTY_KEY])
         raw = await self._redis.smembers(_FOLDING_KEY)
         session_ids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in raw)
         if not session_ids:
             return 0
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for session_id in session_ids:
-                    pipe.pfcount(refused_key(session_id))
-                counts = [int(n) for n in await pipe.execute()]
+            # One command per session, concurrently: the sessions' keys sit on different
+            # cluster shards, and redis-py's cluster pipeline refuses PFCOUNT.
+            counts = [
+                int(n)
+                for n in await asyncio.gather(
+                    *(self._redis.pfcount(refused_key(session_id)) for session_id in session_ids)
+                )
+            ]
             now = self._p.clock.now()
             keys: set[tuple[date, str]] = set()
             async with self._p.sessions() as session, session.begin():

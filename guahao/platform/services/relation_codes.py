@@ -4,8 +4,9 @@ When a person is already someone's proven 本人 (or proven by any account), add
 patient sends a six-digit code to their phone on file, through the same ``Notifier`` port as
 sign-in codes; the relation exists only once the code is entered on the adding account. The
 code is kept in Redis only as a keyed hash, works once, dies after a few wrong tries or five
-minutes, and sends to one phone are limited as sign-in codes are (an allowance of its own, so
-the feature cannot be used to flood someone with messages nor to spend their sign-in codes).
+minutes, and sends to one phone for one claim are limited as sign-in codes are (an allowance of
+its own, so the feature cannot be used to flood someone with messages nor to spend their sign-in
+codes, and one per claim, so a stranger's claim cannot spend the real person's).
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ class RelationCodes:
                     (
                         "relation_code:phone",
                         limits.sign_in_code_per_phone,
-                        self._p.vault.index("phone", phone),
+                        # Each claim has its own allowance at the phone: a stranger who keeps
+                        # asking for codes for their claim must not use up the real person's.
+                        f"{self._p.vault.index('phone', phone)}:{patient_id}",
                     )
                 ]
             )

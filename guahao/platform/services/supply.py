@@ -2,7 +2,9 @@
 
 This is the one place where slots are generated (from a weekly roster or from a
 ``SessionSpec`` a connector delivers): release time, the online/offline split per segment and
-the cut-off all come from the hospital's policies here, so every source of supply obeys them.
+the cut-off all come from the hospital's policies here, with the department's own split and
+release policy over them (``services/department_policies.py``), so every source of supply
+obeys them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from guahao.platform.persistence.tables import (
 )
 from guahao.platform.ports import SlotState
 from guahao.platform.schedules import HospitalSpec, SessionSpec, cut_segments
+from guahao.platform.services.department_policies import policies_by_department
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.runtime import Ports
 
@@ -221,7 +224,10 @@ class SupplyService:
                 )
             )
         }
-        policies_of: dict[str, HospitalPolicies] = {}
+        own_policies = await policies_by_department(
+            session, {doctor.department_id for _, _, doctor in placed}
+        )
+        policies_of: dict[tuple[str, str], HospitalPolicies] = {}
         now = self._p.clock.now()
         sessions_added: list[dict[str, Any]] = []
         slots_added: list[dict[str, Any]] = []
@@ -231,11 +237,12 @@ class SupplyService:
             if key in taken or not spec.segments:
                 continue
             taken.add(key)  # the same session twice in one import is published once
-            policies = policies_of.get(hospital.id)
-            if policies is None:
-                policies = policies_of[hospital.id] = msgspec.convert(
-                    hospital.policies, HospitalPolicies
-                )
+            policies = policies_of.get((hospital.id, doctor.department_id))
+            if policies is None:  # the hospital's, with the department's own over them
+                policies = msgspec.convert(hospital.policies, HospitalPolicies)
+                if doctor.department_id in own_policies:
+                    policies = own_policies[doctor.department_id].over(policies)
+                policies_of[(hospital.id, doctor.department_id)] = policies
             starts_at = spec.segments[0].start
             release_at = policies.release.release_at(spec.date, hospital.timezone)
             session_id = new_id()

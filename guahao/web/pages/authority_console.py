@@ -1,6 +1,7 @@
 """The health authority's console (卫健委视图): supply and demand across the region, access,
-rankings, compliance, unmet demand; and the blacklist, appeals, suspicion signals, the
-region's rules with their versions and every hospital's connector health.
+rankings, compliance, unmet demand; appeals, suspicion signals and every hospital's connector
+health. The blacklist and strikes (``blacklist_pages``), the region's rules
+(``region_rules_pages``) and the audit log (``audit_log_pages``) have modules of their own.
 
 Administrators and auditors read everything; only administrators get forms (an auditor's
 POST is refused ``STAFF_ROLE_REQUIRED`` whatever it carries). The figures come from
@@ -13,7 +14,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
-import msgspec
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
@@ -23,17 +23,11 @@ from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.platform.error_codes import refuse
 from guahao.platform.services.authority_figures import MAX_RANGE_DAYS, AuthorityFigures, FigureScope
 from guahao.platform.services.blacklist import BlacklistService
-from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.staff import StaffActor, StaffRole
 from guahao.platform.services.suspicion import SuspicionService
 from guahao.web.figure_exports import EXPORT_FORMATS, export_figures
 from guahao.web.pages.console_charts import access_trend_chart, supply_demand_chart
-from guahao.web.pages.console_context import (
-    AUTHORITY,
-    ConsoleContext,
-    flat_rules,
-    render_console,
-)
+from guahao.web.pages.console_context import AUTHORITY, ConsoleContext, render_console
 from guahao.web.pages.page_context import see_other
 from guahao.web.routes.authority_figures import FigureName
 
@@ -178,16 +172,6 @@ class AuthorityConsolePages(Controller):
         await blacklist.decide_appeal(appeal_id, form.get("grant") == "yes", reason, staff)
         return see_other("/console/authority/appeals")
 
-    @get("/bans", name="console_bans")
-    async def bans(
-        self,
-        console: NamedDependency[ConsoleContext],
-        blacklist: NamedDependency[BlacklistService],
-    ) -> Template:
-        staff = console.require(*AUTHORITY)
-        found = await blacklist.list_bans(staff, active_only=True, person_id=None, limit=100)
-        return render_console(console, "console/bans.html", bans=found)
-
     @get("/signals", name="console_signals")
     async def signals(
         self,
@@ -211,20 +195,6 @@ class AuthorityConsolePages(Controller):
         staff, form = await console.require_change(StaffRole.AUTHORITY_ADMIN)
         await suspicion.review(signal_id, form.get("note", "").strip()[:2000], staff)
         return see_other("/console/authority/signals")
-
-    @get("/rules", name="console_rules")
-    async def rules(
-        self, console: NamedDependency[ConsoleContext], rules: NamedDependency[RuleBook]
-    ) -> Template:
-        """The region's rules in force and every saved version."""
-        console.require(*AUTHORITY)
-        return render_console(
-            console,
-            "console/rules.html",
-            version=await rules.version(),
-            in_force=flat_rules(msgspec.to_builtins(await rules.region())),
-            history=await rules.history(None),
-        )
 
     @get("/connectors", name="console_connectors")
     async def connectors(

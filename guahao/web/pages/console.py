@@ -19,7 +19,10 @@ from guahao.platform.client_context import ClientContext
 from guahao.platform.errors import GuahaoError
 from guahao.platform.services.staff import StaffRole, StaffService
 from guahao.web.citizen_session import CSRF_FIELD, check_csrf
+from guahao.web.pages.audit_log_pages import AuditLogPages
 from guahao.web.pages.authority_console import AuthorityConsolePages, ConsoleExports
+from guahao.web.pages.blacklist_pages import BlacklistPages
+from guahao.web.pages.console_assets import ConsoleAssets, charts_bundle
 from guahao.web.pages.console_context import (
     ConsoleContext,
     ConsoleSignInRequired,
@@ -29,6 +32,7 @@ from guahao.web.pages.console_context import (
 )
 from guahao.web.pages.hospital_console import HospitalConsolePages
 from guahao.web.pages.page_context import status_of
+from guahao.web.pages.region_rules_pages import RegionRulesPage
 from guahao.web.staff_session import end_staff_session, start_staff_session
 
 __all__ = ["console_router"]
@@ -119,6 +123,7 @@ def _refused(request: Request[Any, Any, Any], exc: GuahaoError) -> Response[Any]
 def console_router() -> Router:
     """Every console page; services come from the app-wide dependencies, ``console`` from
     here."""
+    charts_bundle()  # read once, now, rather than on the first chart page's request
     return Router(
         path="/",
         route_handlers=[
@@ -126,6 +131,10 @@ def console_router() -> Router:
             HospitalConsolePages,
             AuthorityConsolePages,
             ConsoleExports,
+            BlacklistPages,
+            RegionRulesPage,
+            AuditLogPages,
+            ConsoleAssets,
         ],
         dependencies={"console": Provide(provide_console)},
         exception_handlers={ConsoleSignInRequired: _sign_in_first, GuahaoError: _refused},

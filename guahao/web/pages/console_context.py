@@ -29,6 +29,7 @@ from guahao.web.citizen_session import (
     csrf_cookie,
     csrf_token_of,
 )
+from guahao.web.pages.console_assets import charts_bundle
 from guahao.web.pages.console_messages import ConsoleTranslator
 from guahao.web.pages.messages import Language
 from guahao.web.pages.page_context import LANG_COOKIE, REGION_ZONE, SignInRequired, local_path
@@ -148,7 +149,7 @@ def render_console(
     cookies = [csrf_cookie(console.request, console.csrf)] if console.csrf_is_new else []
     return Template(
         template_name=template,
-        context={"page": console, "t": console.t, **context},
+        context={"page": console, "t": console.t, "charts_url": charts_bundle().url, **context},
         cookies=cookies,
         status_code=status_code,
         headers={"Cache-Control": "no-store"},

@@ -166,9 +166,9 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
         "Our booking policy (split, release…)",
     ),
     "hrules.policies_note": (
-        "线上/现场比例与放号时间随医院接入登记，由接口或卫健委变更。",
-        "The split and release time are registered with the hospital; they change through "
-        "its connector or the authority.",
+        "本院的线上/现场比例与放号时间随医院接入登记，由接口或卫健委变更；各科室可在下方设置自己的。",
+        "The hospital's split and release time are registered with it and change through its "
+        "connector or the authority; each department may set its own below.",
     ),
     "hrules.overridable": ("全区规则允许本院调整的项", "Region rules we may set for ourselves"),
     "hrules.reason": ("调整原因", "Reason for the change"),
@@ -311,6 +311,230 @@ CONSOLE_MESSAGES: dict[str, tuple[str, str]] = {
     "rules.value": ("值", "Value"),
     "rules.history": ("历史版本", "Versions"),
     "rules.defaults": ("尚未修改，使用本版默认规则", "Never changed: this release's defaults"),
+    # the authority's action pages: blacklist, persons and strikes, rule changes, audit log
+    "nav.persons": ("人员与违约", "Persons & strikes"),
+    "nav.audit": ("审计日志", "Audit log"),
+    "pager.label": ("翻页", "Pages"),
+    "pager.prev": ("上一页", "Previous"),
+    "pager.next": ("下一页", "Next"),
+    "pager.page": ("第 {n} 页", "Page {n}"),
+    "pager.of": ("第 {n} / {total} 页", "Page {n} of {total}"),
+    "bans.title_all": ("黑名单（全部记录）", "Blacklist (every entry)"),
+    "bans.show.active": ("生效中", "In force"),
+    "bans.show.all": ("全部", "All"),
+    "bans.of_person": ("仅此人：", "This person only:"),
+    "bans.everyone": ("显示所有人", "Show everyone"),
+    "bans.state": ("状态", "State"),
+    "bans.active": ("生效中", "in force"),
+    "bans.lifted": ("已解除", "lifted"),
+    "bans.ended": ("已到期", "ended"),
+    "bans.lifted_by": ("{by} 于 {at} 解除", "Lifted by {by} on {at}"),
+    "bans.none_all": ("没有黑名单记录", "No blacklist entries"),
+    "bans.source.manual": ("人工", "by hand"),
+    "bans.source.automatic": ("自动（违约累计）", "automatic (strikes)"),
+    "ban_policy.no_show": ("爽约", "no-shows"),
+    "ban_policy.cancellations": ("退号", "cancellations"),
+    "ban_policy.violations": ("违约", "violations"),
+    "bans.how_to_change": (
+        "加入黑名单、解除限制、撤销违约：先查到此人，在其记录页操作。",
+        "To ban someone, lift a ban or strike out a strike, find the person and act on their "
+        "record.",
+    ),
+    "persons.title": ("人员查询", "Find a person"),
+    "persons.intro": (
+        "按证件或手机号查到此人后，可查看其就诊人（已脱敏）、违约记录、黑名单与申诉。"
+        "每次查询都记入审计日志。",
+        "Find a person by document or phone to see their patients (masked), strikes, bans "
+        "and appeals. "
+        "Every lookup is recorded in the audit log.",
+    ),
+    "persons.find": ("按证件或手机号查找人员", "Find a person by document or phone"),
+    "persons.document_number": ("证件号码", "Document number"),
+    "persons.find_note": (
+        "号码只用于查找，不会显示或出现在网址中；每次查找都记入审计日志。",
+        "Numbers are only used to look the person up, never shown or put in a URL; every "
+        "lookup is audited.",
+    ),
+    "persons.find_submit": ("查找", "Find"),
+    "persons.phone": ("或：预约账号的手机号", "Or: the phone of the account that books"),
+    "persons.find_by_phone": ("按手机号查找", "Find by phone"),
+    "persons.matches": (
+        "此手机号的账号为 {n} 位就诊人预约，请选择",
+        "This phone's account books for {n} people: choose one",
+    ),
+    "person.title": ("人员记录", "Person record"),
+    "person.banned_until": ("限制预约至 {at}", "Banned from booking until {at}"),
+    "person.patients": ("关联的就诊人（已脱敏）", "Patient records (masked)"),
+    "person.name": ("姓名", "Name"),
+    "person.relation": ("关系", "Relation"),
+    "person.self": ("本人", "Account holder"),
+    "person.document": ("证件", "Document"),
+    "person.phone": ("手机", "Phone"),
+    "person.account": ("账号", "Account"),
+    "person.no_patients": ("没有就诊人记录", "No patient records"),
+    "person.strikes": ("违约记录", "Strikes"),
+    "person.strike_hospital": ("医院", "Hospital"),
+    "person.strike_booking": ("预约", "Booking"),
+    "person.strike_remove": ("撤销", "Strike out"),
+    "person.strike_reason": ("撤销原因", "Why it goes"),
+    "person.no_strikes": ("没有违约记录", "No strikes"),
+    "person.bans": ("黑名单记录与申诉", "Bans and their appeals"),
+    "person.no_bans": ("从未被限制", "Never banned"),
+    "person.ban_added": ("{at} 由 {by} 加入（{source}）", "Added {at} by {by} ({source})"),
+    "person.ban_lifted": ("{at} 由 {by} 解除", "Lifted {at} by {by}"),
+    "person.lift_reason": ("解除原因", "Why it is lifted"),
+    "person.lift": ("解除限制…", "Lift the ban…"),
+    "person.add_ban": ("加入黑名单", "Ban from booking"),
+    "person.ban_days": ("限制天数（1–{max}）", "Days (1–{max})"),
+    "person.ban_reason": ("原因（本人可见）", "Reason (the person reads it)"),
+    "person.add_ban_next": ("下一步：确认", "Next: confirm"),
+    "person.all_bans": ("此人的全部黑名单记录", "Every blacklist entry of this person"),
+    "confirm.add_ban": ("确认加入黑名单", "Confirm the ban"),
+    "confirm.lift_ban": ("确认解除限制", "Confirm lifting the ban"),
+    "confirm.remove_strike": ("确认撤销违约记录", "Confirm striking out the strike"),
+    "confirm.impact": ("确认后将会", "Once confirmed"),
+    "confirm.ban_period": (
+        "自现在起 {days} 天内（至 {until}）不能在全区任何医院网上预约",
+        "No online booking at any hospital of the region for {days} days (until {until})",
+    ),
+    "confirm.ban_everywhere": (
+        "此人名下所有账号的就诊人都受影响；急诊与发热门诊除外",
+        "Every account's patient record of this person is affected; emergency and fever "
+        "clinics are exempt",
+    ),
+    "confirm.told": ("通知 {n} 个关联账号", "{n} linked accounts are told"),
+    "confirm.lift_what": (
+        "解除 {since} 至 {until} 的限制（原因：{reason}）",
+        "The ban of {since} to {until} ends (it said: {reason})",
+    ),
+    "confirm.lift_now": ("此人立即可以重新预约", "The person may book again at once"),
+    "confirm.strike_what": (
+        "删除 {at} 在 {hospital} 的{kind}记录（审计日志保留其全部内容）",
+        "The {kind} of {at} at {hospital} goes (the audit log keeps all it said)",
+    ),
+    "confirm.strike_ban_stays": (
+        "此人至 {until} 的限制可能由这类违约累计而来：撤销违约不会解除限制，如需解除请另行操作",
+        "The ban until {until} may rest on strikes of this kind: striking one out does not "
+        "lift it; lifting is a decision of its own",
+    ),
+    "confirm.strike_no_ban": (
+        "此人目前没有由这类违约引起的限制；今后的累计不再计入此条",
+        "No ban in force rests on strikes of this kind; this one no longer counts towards one",
+    ),
+    "confirm.reason": ("原因：{reason}", "Reason: {reason}"),
+    "confirm.audited": (
+        "操作以您的名义记入审计日志",
+        "It is recorded in the audit log under your name",
+    ),
+    "confirm.do.add_ban": ("确认加入黑名单", "Ban"),
+    "confirm.do.lift_ban": ("确认解除", "Lift the ban"),
+    "confirm.do.remove_strike": ("确认撤销", "Strike it out"),
+    "confirm.cancel": ("取消，返回", "Cancel and go back"),
+    "rules.saved": ("已保存为第 {v} 版", "Saved as version {v}"),
+    "rules.change": ("修改规则", "Change the rules"),
+    "rules.changes": ("要修改的项", "Changes"),
+    "rules.changes_hint": (
+        "每行一项：项 = 值，例如 limits.per_patient_day = 2（值按 JSON 书写）。",
+        "One per line: key = value, e.g. limits.per_patient_day = 2 (values as JSON).",
+    ),
+    "rules.reason": ("修改原因", "Reason for the change"),
+    "rules.propose": ("检查并预览", "Check and preview"),
+    "rules.now_version": (
+        "（现为第 {v} 版，请刷新后重试）",
+        " (now version {v}: reload and retry)",
+    ),
+    "rules.before": ("修改前", "Before"),
+    "rules.after": ("修改后", "After"),
+    "rules.no_diff": (
+        "与上一版的差异不可知（更早的版本未列出）",
+        "The version before is not listed",
+    ),
+    "rules.confirm_title": ("确认修改全区规则", "Confirm the change to the region's rules"),
+    "rules.confirm_diff": ("第 {v} 版 → 第 {next} 版", "Version {v} → version {next}"),
+    "rules.takes_effect": (
+        "保存后 {s} 秒内在所有服务进程生效，并记入审计日志。",
+        "Once saved it is in force in every worker within {s} seconds, and audited.",
+    ),
+    "rules.apply": ("保存为第 {next} 版", "Save as version {next}"),
+    "audit.title": ("审计日志", "Audit log"),
+    "audit.intro": (
+        "工作人员查看个人信息与所作更改的记录，只增不改，以哈希链相连。",
+        "Staff reads of personal data and every staff change, append-only and hash-chained.",
+    ),
+    "audit.verify": ("校验哈希链", "Verify the hash chain"),
+    "audit.actor": ("操作人", "Actor"),
+    "audit.action": ("操作", "Action"),
+    "audit.subject_type": ("对象类型", "Subject type"),
+    "audit.subject_id": ("对象编号", "Subject id"),
+    "audit.subject": ("对象", "Subject"),
+    "audit.at": ("时间", "When"),
+    "audit.detail": ("内容", "Detail"),
+    "audit.found": ("共 {n} 条", "{n} entries"),
+    "audit.none": ("没有符合条件的记录", "No entries match"),
+    "audit.export_limit": ("（最多 {n} 行）", " (at most {n} rows)"),
+    "chain.title": ("审计日志哈希链校验", "Audit log hash chain"),
+    "chain.intact": ("哈希链完整", "The chain is intact"),
+    "chain.broken": ("哈希链已断裂", "The chain is BROKEN"),
+    "chain.first_break": (
+        "第一处断点：第 {seq} 条（记录 {id}）",
+        "First break: entry {seq} (row {id})",
+    ),
+    "chain.entries": ("条目", "Entries"),
+    "chain.head_seq": ("链头序号", "Head"),
+    "chain.checked_at": ("校验于", "Checked"),
+    "chain.head_hash": ("链头哈希", "Head hash"),
+    "chain.note": (
+        "与服务器上 guahao audit verify 的检查相同。"
+        "将链头哈希另行保存，日后可证明之前的记录未被整体改写。",
+        "The same check as guahao audit verify on the server. Keep the head hash elsewhere to "
+        "prove later that earlier entries were not rewritten wholesale.",
+    ),
+    "chain.back": ("返回审计日志", "Back to the audit log"),
+    # console-policy: departments' split and release, live counts, 停诊 asked again
+    "dpolicy.title": ("各科室线上/现场比例与放号", "Each department's split and release"),
+    "dpolicy.note": (
+        "科室可设置自己的线上号比例、开头现场时段、提前放号天数和放号时刻；留空则随本院。"
+        "修改只作用于尚未放号的出诊：已放号的出诊保持放号时的比例与时间（患者已在预约），"
+        "摇号出诊不变；新放号时刻若已过，该出诊保持原放号时刻。",
+        "A department may set its own online share, first on-site segments, days released "
+        "ahead and release time; blank fields follow the hospital. A change applies to "
+        "sessions not yet released: released sessions keep the split and time they were "
+        "released with (patients are booking them), lottery sessions are left as they are, "
+        "and a session whose new release time has already passed keeps its old one.",
+    ),
+    "dpolicy.bounds": (
+        "全区规则允许：线上 {low}%–{high}%，开头现场时段至多 {first} 个，提前 {dmin}–{dmax} 天，"
+        "放号时刻 {early}–{late}。",
+        "The region allows: {low}%–{high}% online, at most {first} first segments on site, "
+        "{dmin}–{dmax} days ahead, release between {early} and {late}.",
+    ),
+    "dpolicy.own": ("本科室", "own"),
+    "dpolicy.follows": ("随本院设置", "Follows the hospital"),
+    "dpolicy.version": ("第 {v} 版", "version {v}"),
+    "dpolicy.edit": ("修改本科室设置", "Change this department's policy"),
+    "dpolicy.online_percent": ("线上号比例（%）", "Online share (%)"),
+    "dpolicy.as_hospital": ("随本院", "as the hospital"),
+    "dpolicy.blank": ("留空的项随本院设置。", "Blank fields follow the hospital."),
+    "dpolicy.save": ("保存并应用到未放号出诊", "Save and apply to sessions not released"),
+    "dpolicy.history": ("科室设置的修改记录", "Department policy changes"),
+    "dpolicy.before": ("修改前", "before"),
+    "dpolicy.after": ("修改后", "after"),
+    "dpolicy.sessions_updated": ("调整了 {n} 个未放号出诊", "Unreleased sessions updated: {n}"),
+    "dpolicy.refused": (
+        "{field}：{value} 不在 {low}–{high} 之内",
+        "{field}: {value} is not within {low}–{high}",
+    ),
+    "dpolicy.field.online_share": ("线上号比例", "Online share"),
+    "dpolicy.field.offline_first_segments": ("开头现场时段数", "First on-site segments"),
+    "dpolicy.field.days_ahead": ("提前放号天数", "Days released ahead"),
+    "dpolicy.field.release_at": ("放号时刻", "Release time"),
+    "live.label": ("实时", "live"),
+    "live.updated": ("数字实时更新", "Counts update live"),
+    "stop.changed": (
+        "预览后预约有变化，以下是最新影响，请核对后再次确认。",
+        "The bookings changed after the preview; this is the impact now. Check it and "
+        "confirm again.",
+    ),
 }
 
 

@@ -9,34 +9,126 @@ services as the hospital API and connectors (``HospitalActions``, ``AddOnUnits``
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
-from litestar.response import Redirect, Template
+from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
 from guahao.hospital_connectors.hub import ConnectorHub
+from guahao.platform.department_policies import DepartmentPolicy
 from guahao.platform.error_codes import refuse
+from guahao.platform.errors import GuahaoError
 from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.authority_figures import AuthorityFigures, FigureScope
 from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.department_policies import DepartmentPolicies
 from guahao.platform.services.filings import Filings
-from guahao.platform.services.hospital_console import HospitalConsole
+from guahao.platform.services.hospital_console import ConsoleSession, HospitalConsole
 from guahao.platform.services.lottery import LotteryService
 from guahao.platform.services.rule_book import RuleBook
+from guahao.web.errors import STATUS_BY_CODE, STATUS_BY_KIND
 from guahao.web.pages.console_charts import supply_demand_chart
 from guahao.web.pages.console_context import HOSPITAL, ConsoleContext, flat_rules, render_console
+from guahao.web.pages.live_availability import DEBOUNCE_SECONDS, KEEPALIVE_SECONDS, hub_of
 from guahao.web.pages.page_context import see_other
+from guahao.web.staff_session import signed_in_staff
 
-__all__ = ["HospitalConsolePages"]
+__all__ = ["HospitalConsolePages", "department_policy_of"]
 
 Day = Annotated[date | None, QueryParameter(name="from")]
 Days = Annotated[int, QueryParameter(ge=1, le=31)]
 MAX_REPORT_DAYS = 92
+_SHOWN_ON_THE_RULES_PAGE = frozenset(
+    {
+        "DEPARTMENT_POLICY_OUT_OF_BOUNDS",
+        "DEPARTMENT_POLICY_CHANGED_MEANWHILE",
+        "VALIDATION_FAILED",
+    }
+)
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+LIVE_FIELDS = ("online", "offline", "held", "booked", "returning", "available", "add_ons")
+"""The counts the sessions table and a session's head show, updated live."""
+
+
+def live_counts(sessions: list[ConsoleSession]) -> dict[str, dict[str, int | str]]:
+    """What the console shows live of each session: its counts and status."""
+    return {
+        s.id: {**{k: int(getattr(s, k)) for k in LIVE_FIELDS}, "status": s.status} for s in sessions
+    }
+
+
+def _json(counts: dict[str, dict[str, int | str]]) -> str:
+    return msgspec.json.encode({"sessions": counts}).decode()
+
+
+def _whole(form: dict[str, str], key: str, high: int) -> int | None:
+    raw = form.get(key, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) > high:
+        refuse("VALIDATION_FAILED", field=key, reason=f"a whole number 0..{high}")
+    return int(raw)
+
+
+def department_policy_of(form: dict[str, str]) -> DepartmentPolicy:
+    """A department's policy from the console form: blank fields follow the hospital; the
+    online share is typed in percent, as staff speak of it.
+
+    >>> department_policy_of({"online_percent": "60", "release_at": "07:30"})
+    DepartmentPolicy(online_share=0.6, offline_first_segments=None, days_ahead=None, \
+release_at='07:30')
+    """
+    percent = _whole(form, "online_percent", 100)
+    release_at = form.get("release_at", "").strip()[:5]
+    if release_at and not _CLOCK.match(release_at):
+        refuse("VALIDATION_FAILED", field="release_at", reason="HH:MM")
+    return DepartmentPolicy(
+        online_share=None if percent is None else percent / 100,
+        offline_first_segments=_whole(form, "offline_first_segments", 20),
+        days_ahead=_whole(form, "days_ahead", 90),
+        release_at=release_at or None,
+    )
+
+
+async def _rules_page(
+    console: ConsoleContext,
+    hospital_console: HospitalConsole,
+    rules: RuleBook,
+    department_policies: DepartmentPolicies,
+    *,
+    error: GuahaoError | None = None,
+    status_code: int = 200,
+    department_id: str = "",
+    typed: dict[str, str] | None = None,
+) -> Template:
+    staff = console.require(*HOSPITAL)
+    hospital_id = hospital_console.hospital_of(staff)
+    region = await rules.region()
+    in_force = dict(flat_rules(msgspec.to_builtins(await rules.for_hospital(hospital_id))))
+    return render_console(
+        console,
+        "console/hospital_rules.html",
+        status_code=status_code,
+        policies=flat_rules(await hospital_console.policies(staff)),
+        overridable=[(k, in_force.get(k)) for k in sorted(region.hospital_overridable)],
+        history=await rules.history(hospital_id),
+        departments=await department_policies.lines(staff),
+        department_history=await department_policies.history(staff),
+        bounds=region.department_policy,
+        error=error,
+        error_department=department_id,
+        typed=typed or {},
+    )
 
 
 class HospitalConsolePages(Controller):
@@ -67,6 +159,45 @@ class HospitalConsolePages(Controller):
             earlier=start - timedelta(days=days),
             later=start + timedelta(days=days),
         )
+
+    @get("/live", name="console_hospital_live")
+    async def live(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        request: Request[Any, Any, Any],
+        first: Day = None,
+        days: Days = 7,
+    ) -> ServerSentEvent:
+        """``text/event-stream`` of the sessions' counts (``counts`` events): one now, then
+        one after each change to a session shown (the citizen pages' availability channel)
+        and on a keep-alive read every few seconds (holds lapse without a message). The
+        stream ends once its staff session does (signed out, deactivated, role changed)."""
+        staff = console.require(*HOSPITAL)
+        start = first or console.today()
+        hub, _ = hub_of(request)
+        first_read = await hospital_console.sessions(staff, start, days)
+
+        async def events() -> AsyncIterator[ServerSentEventMessage]:
+            async with hub.listen(frozenset(s.id for s in first_read)) as changes:
+                last = live_counts(first_read)
+                yield ServerSentEventMessage(data=_json(last), event="counts")
+                while True:
+                    try:
+                        await asyncio.wait_for(changes.get(), timeout=KEEPALIVE_SECONDS)
+                        await asyncio.sleep(DEBOUNCE_SECONDS)
+                        while not changes.empty():
+                            changes.get_nowait()
+                    except TimeoutError:
+                        yield ServerSentEventMessage(comment="keep-alive")
+                    if await signed_in_staff(request) != staff:  # signed out, or changed
+                        return
+                    now = live_counts(await hospital_console.sessions(staff, start, days))
+                    if now != last:
+                        last = now
+                        yield ServerSentEventMessage(data=_json(now), event="counts")
+
+        return ServerSentEvent(events(), headers={"Cache-Control": "no-store"})
 
     @get("/sessions/{session_id:str}", name="console_session")
     async def session(
@@ -102,14 +233,33 @@ class HospitalConsolePages(Controller):
         bookings: NamedDependency[BookingService],
         availability_feed: NamedDependency[AvailabilityFeed],
         session_id: FromPath[str],
-    ) -> Redirect:
-        """停诊, confirmed: every live booking ends, refunded and told; audited."""
+    ) -> Redirect | Template:
+        """停诊, confirmed on what was previewed: every live booking ends, refunded and told;
+        audited. If the bookings changed since the preview, nothing is stopped: the page
+        shows the impact now and asks again (``STOP_IMPACT_CHANGED``, 409)."""
         staff, form = await console.require_change(*HOSPITAL)
         await hospital_console.own_session(staff, session_id)
         reason = form.get("reason", "").strip()[:300]
         if not reason:
             refuse("VALIDATION_FAILED", field="reason", reason="required")
-        ended = await bookings.hospital_actions.stop_session(session_id, reason=reason)
+        try:
+            ended = await bookings.hospital_actions.stop_session(
+                session_id, reason=reason, previewed=form.get("impact", "")[:64]
+            )
+        except GuahaoError as refused:
+            if refused.code != "STOP_IMPACT_CHANGED":
+                raise
+            line = await hospital_console.session_line(staff, session_id)
+            impact = await hospital_console.stop_impact(staff, session_id)
+            return render_console(
+                console,
+                "console/stop.html",
+                status_code=409,
+                line=line,
+                impact=impact,
+                error=refused,
+                reason=reason,
+            )
         await hospital_console.record_action(
             staff, "console.session.stop", "session", session_id, {"bookings": len(ended)}
         )
@@ -245,19 +395,55 @@ class HospitalConsolePages(Controller):
         console: NamedDependency[ConsoleContext],
         hospital_console: NamedDependency[HospitalConsole],
         rules: NamedDependency[RuleBook],
+        department_policies: NamedDependency[DepartmentPolicies],
     ) -> Template:
-        """The hospital's split and release policy, and the region's rules it may change."""
-        staff = console.require(*HOSPITAL)
-        hospital_id = hospital_console.hospital_of(staff)
-        region = await rules.region()
-        in_force = dict(flat_rules(msgspec.to_builtins(await rules.for_hospital(hospital_id))))
-        return render_console(
-            console,
-            "console/hospital_rules.html",
-            policies=flat_rules(await hospital_console.policies(staff)),
-            overridable=[(k, in_force.get(k)) for k in sorted(region.hospital_overridable)],
-            history=await rules.history(hospital_id),
-        )
+        """The hospital's split and release policy, its departments' own, and the region's
+        rules it may change."""
+        return await _rules_page(console, hospital_console, rules, department_policies)
+
+    @post(
+        "/departments/{department_id:str}/policy",
+        name="console_department_policy_change",
+        status_code=303,
+    )
+    async def change_department_policy(
+        self,
+        console: NamedDependency[ConsoleContext],
+        hospital_console: NamedDependency[HospitalConsole],
+        rules: NamedDependency[RuleBook],
+        department_policies: NamedDependency[DepartmentPolicies],
+        department_id: FromPath[str],
+    ) -> Redirect | Template:
+        """A new version of a department's split and release policy (blank fields follow the
+        hospital), applied to its sessions not yet released. A value outside the region's
+        bounds, or a version saved meanwhile by someone else, shows the page again with the
+        refusal."""
+        staff, form = await console.require_change(*HOSPITAL)
+        try:
+            policy = department_policy_of(form)
+            version = form.get("version", "")
+            if not version.isdigit() or len(version) > 6:
+                refuse("VALIDATION_FAILED", field="version", reason="a whole number")
+            reason = form.get("reason", "").strip()[:500]
+            if not reason:
+                refuse("VALIDATION_FAILED", field="reason", reason="required")
+            await department_policies.change(
+                staff, department_id, policy, expected_version=int(version), reason=reason
+            )
+        except GuahaoError as refused:
+            if refused.code not in _SHOWN_ON_THE_RULES_PAGE:
+                raise
+            return await _rules_page(
+                console,
+                hospital_console,
+                rules,
+                department_policies,
+                error=refused,
+                status_code=STATUS_BY_CODE.get(refused.code, STATUS_BY_KIND.get(refused.kind, 400)),
+                department_id=department_id,
+                typed=form,
+            )
+        return see_other(f"/console/hospital/rules#dep-{department_id}")
 
     @post("/rules", name="console_hospital_rules_change", status_code=303)
     async def change_rules(

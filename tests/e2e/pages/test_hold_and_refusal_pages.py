@@ -7,12 +7,10 @@ import re
 
 import pytest
 from playwright.async_api import Browser, expect
-from sqlalchemy import select
 
-from guahao.platform.persistence.tables import PatientRow
 from guahao.web.pages.messages import Translator
 from tests.e2e.pages.support import Site, axe_serious, new_phone, shot, sign_in
-from tests.fixtures.platforms import available, manual_clock, resident_id
+from tests.fixtures.platforms import available, manual_clock, patient_named, resident_id
 from tests.fixtures.staff import staff_of
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -64,11 +62,9 @@ async def test_a_banned_patient_is_refused_with_the_reason_and_can_appeal(
         await page.locator("#add-patient button[type=submit]").click()
         await expect(page.locator("main")).to_contain_text("赵六")
 
-        async with platform.ports.sessions() as session:
-            person_id = await session.scalar(
-                select(PatientRow.person_id).where(PatientRow.name == "赵六")
-            )
-        assert person_id is not None
+        found = await patient_named(platform, "赵六")
+        assert found is not None
+        person_id = found.person_id
         admin = await staff_of(platform, "admin", "authority_admin", None)
         await platform.blacklist.add_ban(person_id, 90, "3 no-shows in 90 days (爽约3次)", admin)
 

@@ -18,7 +18,6 @@ from guahao.bootstrap import Platform
 from guahao.platform.hospitals import PaymentMode, Period
 from guahao.platform.persistence.tables import (
     BookingRow,
-    PatientRow,
     RebookingOfferRow,
     RefundRow,
     WaitPrepaymentRow,
@@ -32,6 +31,7 @@ from tests.fixtures.platforms import (
     confirmed_booking,
     manual_clock,
     new_account,
+    patient_named,
     resident_id,
 )
 from tests.integration.offer_scenarios import (
@@ -68,10 +68,9 @@ async def signed_in_with_patient(
     await page.locator("#p-docno").fill(resident_id(serial))
     await page.locator("#add-patient button[type=submit]").click()
     await expect(page.locator("main")).to_contain_text(name)
-    async with platform.ports.sessions() as session:
-        found = await session.scalar(select(PatientRow.account_id).where(PatientRow.name == name))
+    found = await patient_named(platform, name)
     assert found is not None
-    return found
+    return found.account_id
 
 
 async def settle(platform: Platform) -> None:

@@ -11,9 +11,7 @@ from datetime import timedelta
 
 import pytest
 from playwright.async_api import Browser, Page, expect
-from sqlalchemy import select
 
-from guahao.platform.persistence.tables import PatientRow
 from guahao.web.pages.messages import Translator
 from tests.e2e.pages.support import Site, axe_serious, new_phone, shot, sign_in
 from tests.fixtures.platforms import (
@@ -23,6 +21,7 @@ from tests.fixtures.platforms import (
     hold,
     manual_clock,
     new_account,
+    patient_named,
     resident_id,
     session_of,
 )
@@ -50,12 +49,9 @@ async def add_family_member(page: Page, name: str, serial: int) -> None:
 
 
 async def account_of(site: Site, patient_name: str) -> str:
-    async with site.platform.ports.sessions() as session:
-        found = await session.scalar(
-            select(PatientRow.account_id).where(PatientRow.name == patient_name)
-        )
+    found = await patient_named(site.platform, patient_name)
     assert found is not None
-    return found
+    return found.account_id
 
 
 async def test_a_family_member_waits_for_a_sold_out_session_and_the_inbox_is_read(
