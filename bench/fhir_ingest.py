@@ -9,9 +9,10 @@ and ``--slots`` Slots). Rows:
   grouping into sessions and segments → ``SessionSpec`` structs ready for the platform.
 - ``fhir.resources parse``: ``Bundle.model_validate_json`` of the same bytes (R4B models):
   a parse and structural validation only, no mapping at all. The baseline.
-- ``platform publish`` (with ``--publish``): the connector's sessions written to SQLite and
-  loaded into a Redis started here, through ``HospitalFeed``; reported separately because it
-  is storage work, not parsing.
+- ``platform publish`` (with ``--publish``): the connector's sessions written to SQLite and to
+  PostgreSQL (``--publish-on``; a throwaway cluster of ``infra/local_postgres.py``) and loaded
+  into a Redis started here, through ``HospitalFeed``; reported separately because it is
+  storage work, not parsing. Every slot must be in Redis afterwards.
 
 Each row is the median of ``--repeat`` runs; the ratio is baseline / connector.
 """
@@ -65,33 +66,66 @@ def timed(fn: Any, data: bytes, repeat: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
-async def publish(mapped: Any) -> float:
-    """Register the bench hospital and publish the mapped sessions on a fresh embedded
-    platform (SQLite + a Redis it starts); returns the seconds the publish took."""
+def publish(mapped: Any, database: str) -> float:
+    """Register the bench hospital and publish the mapped sessions on a fresh platform (the
+    embedded SQLite, or a throwaway PostgreSQL cluster, each with a Redis it starts); returns
+    the seconds the publish took."""
     import base64
 
-    from guahao.bootstrap import open_platform
     from guahao.config import Settings
-    from guahao.platform.hospitals import HospitalGrade
-    from guahao.platform.schedules import HospitalSpec
+    from infra import local_postgres
 
     key = base64.b64encode(b"b" * 32).decode()
     with tempfile.TemporaryDirectory() as directory:
-        settings = Settings(
-            data_dir=directory, secret_key=key, data_key=key, payment_secret=key, run_jobs=False
-        )
-        async with open_platform(settings) as platform:
-            await platform.supply.register_hospital(
-                HospitalSpec(
-                    code="bench", name="基准医院", grade=HospitalGrade.GRADE_3A, district="-"
-                )
+        work = Path(directory)
+        database_url = ""
+        if database == "postgresql":
+            work.chmod(0o755)  # the cluster runs as the postgres user when we are root
+            local_postgres.start(work / "pg")
+            database_url = local_postgres.createdb(work / "pg", "guahao")
+        try:
+            settings = Settings(
+                data_dir=str(work / "data"),
+                database_url=database_url,
+                secret_key=key,
+                data_key=key,
+                payment_secret=key,
+                run_jobs=False,
             )
-            await platform.feed.upsert_staff("bench", mapped.departments, mapped.doctors)
-            started = time.perf_counter()
-            report = await platform.feed.apply_sessions("bench", mapped.sessions)
-            elapsed = time.perf_counter() - started
-            assert report.created == len(mapped.sessions)
-            return elapsed
+            return asyncio.run(_publish(mapped, settings))
+        finally:
+            if database == "postgresql":
+                local_postgres.stop(work / "pg")
+
+
+async def _publish(mapped: Any, settings: Any) -> float:
+    from guahao.bootstrap import open_platform
+    from guahao.platform.hospitals import HospitalGrade
+    from guahao.platform.schedules import HospitalSpec
+
+    async with open_platform(settings) as platform:
+        await platform.supply.register_hospital(
+            HospitalSpec(code="bench", name="基准医院", grade=HospitalGrade.GRADE_3A, district="-")
+        )
+        await platform.feed.upsert_staff("bench", mapped.departments, mapped.doctors)
+        started = time.perf_counter()
+        report = await platform.feed.apply_sessions("bench", mapped.sessions)
+        elapsed = time.perf_counter() - started
+        assert report.created == len(mapped.sessions)
+        counts = await platform.ports.inventory.counts(await _slot_ids(platform), now_ms=0)
+        segments = sum(len(s.segments) for s in mapped.sessions)
+        assert len(counts) == segments, (len(counts), segments)
+        return elapsed
+
+
+async def _slot_ids(platform: Any) -> list[str]:
+    """Every slot SQL holds: the publish must have loaded each into Redis."""
+    from sqlalchemy import select
+
+    from guahao.platform.persistence.tables import SlotRow
+
+    async with platform.ports.sessions() as session:
+        return list((await session.scalars(select(SlotRow.id))).all())
 
 
 def main() -> None:
@@ -99,6 +133,13 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--publish", action="store_true", help="also publish into the platform")
+    parser.add_argument(
+        "--publish-on",
+        nargs="+",
+        choices=["sqlite", "postgresql"],
+        default=["sqlite", "postgresql"],
+        help="the databases --publish writes to, one fresh platform each",
+    )
     args = parser.parse_args()
 
     data = json.dumps(slot_bundle(args.slots), separators=(",", ":")).encode()
@@ -111,13 +152,21 @@ def main() -> None:
         ("connector ingest (msgspec + mapping)", ours, args.slots / ours),
         ("fhir.resources R4B parse (baseline)", baseline, args.slots / baseline),
     ]
-    published = None
+    published: dict[str, float] = {}
     if args.publish:
-        published = asyncio.run(publish(mapped))
-        rows.append(("platform publish (SQLite + Redis)", published, args.slots / published))
-    print(f"{'row':40} {'seconds':>9} {'slots/s':>12}")
+        for database in args.publish_on:
+            published[database] = publish(mapped, database)
+            rows.append(
+                (
+                    f"platform publish ({database} + Redis)",
+                    published[database],
+                    args.slots / published[database],
+                )
+            )
+    print(f"{'row':40} {'seconds':>9} {'slots/s':>12} {'sessions/s':>11}")
     for name, seconds, rate in rows:
-        print(f"{name:40} {seconds:9.3f} {rate:12,.0f}")
+        sessions_per_s = f"{len(mapped.sessions) / seconds:11,.0f}" if "publish" in name else ""
+        print(f"{name:40} {seconds:9.3f} {rate:12,.0f} {sessions_per_s}")
     ratio = baseline / ours
     print(
         f"sessions {len(mapped.sessions)}, segments {segments}; "
@@ -135,6 +184,7 @@ def main() -> None:
                 "fhir_resources_parse_s": baseline,
                 "ratio": ratio,
                 "platform_publish_s": published,
+                "load_average": Path("/proc/loadavg").read_text().split()[:3],
                 "sessions": len(mapped.sessions),
                 "segments": segments,
             },

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +71,12 @@ SECRET = base64.b64encode(b"http-surge-bench-secret-key-0123456789ab").decode()
 DATA_KEY = base64.b64encode(b"http-surge-bench-data-key-012345").decode()
 SEARCHES = ["心内科", "儿科", "头痛", "xnk", "眼科", "发烧", "皮肤科", "王"]
 SOLD_OUT_ACCOUNTS = 20_000
-GRANT_ACCOUNTS = 12_000
+GRANT_ACCOUNTS = 40_000
+GRANT_DAYS = 4
+"""Days after the demo's own set apart for the granted rows, their sessions' units scaled by
+``GRANT_SCALE``: the whole row must grant (the demo's own two days hold about 850 open units,
+a few hundred milliseconds of grants), so a 409 in it means a unit ran out, not the bench."""
+GRANT_SCALE = 25
 
 
 @dataclass
@@ -154,6 +160,18 @@ async def _seed(environ: dict[str, str], out: Path, days: int) -> Target:
             sessions += platform.supply.sessions_from_roster(
                 hospital, [today + timedelta(days=i) for i in range(days)]
             )
+            sessions += [
+                msgspec.structs.replace(
+                    spec,
+                    segments=tuple(
+                        msgspec.structs.replace(segment, capacity=segment.capacity * GRANT_SCALE)
+                        for segment in spec.segments
+                    ),
+                )
+                for spec in platform.supply.sessions_from_roster(
+                    hospital, [today + timedelta(days=i) for i in range(days, days + GRANT_DAYS)]
+                )
+            ]
         started = time.perf_counter()
         await platform.supply.publish_sessions(sessions)
         print(f"  {len(sessions)} sessions published in {time.perf_counter() - started:.1f} s")
@@ -197,6 +215,9 @@ async def _seed(environ: dict[str, str], out: Path, days: int) -> Target:
             await platform.bookings.hold(
                 account_id=accounts[-1 - n], slot_id=hot, idempotency_key=f"sellout-{n}"
             )
+        # the granted rows aim at the scaled sessions only: a demo slot of two units would
+        # answer 409 once they are gone, and the row would measure refusals
+        rest = [s for s in rest if counts[s].available >= GRANT_SCALE] or rest
         tokens = out / "tokens.txt"
         tokens.write_text("".join(f"{issuer.issue(a)}\n" for a in accounts[:-50]))
         (out / "sold_out.txt").write_text(hot + "\n")
@@ -511,7 +532,7 @@ def main() -> None:
                     ceiling,
                 )
             )
-            first = SOLD_OUT_ACCOUNTS + (workers - 1) * 5_000
+            first = SOLD_OUT_ACCOUNTS + (workers - 1) * GRANT_ACCOUNTS // 2
             granted = _ratio(
                 _wrk(
                     Row(f"granted holds ({label})", "platform", c),

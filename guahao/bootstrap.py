@@ -152,6 +152,9 @@ class Platform:
         async def expire_booking(booking_id: str) -> bool:
             return await self.bookings.expire(booking_id)
 
+        async def expire_due_bookings() -> int:
+            return await self.bookings.expire_all_due()
+
         async def process_refund(refund_no: str) -> bool:
             return await self.bookings.process_refund(refund_no)
 
@@ -174,6 +177,7 @@ class Platform:
 
         return {
             "expire_booking": expire_booking,
+            "expire_due_bookings": expire_due_bookings,
             "process_refund": process_refund,
             "dispatch_outbox": dispatch_outbox,
             "sweep": sweep,

@@ -87,11 +87,13 @@ async def test_an_expire_booking_job_expires_a_hold_whose_time_ran_out(worker_pl
     clock = manual_clock(platform)
     _, _, booking_id = await held_with_patient(platform, slots[0])
     key = f"expire:{booking_id}:held"
+    expires = (await booking_row(platform, booking_id)).hold_expires_at
 
-    # The hold scheduled its own expiry at START + 10 min: long past in real time, so saq runs
-    # it at once, while the manual clock still says the hold is live; it leaves it alone.
-    early = await job_done(platform, key)
-    assert early.result is False
+    # The hold scheduled the expiry of its second at START + 10 min: long past in real time,
+    # so saq runs it at once, while the manual clock still says the hold is live; it leaves it.
+    early = await job_done(platform, f"expire-due:{int(expires.timestamp())}")
+    assert early.result == 0
+    assert early.function == "expire_due_bookings"
     assert (await booking_row(platform, booking_id)).status == "patient_chosen"
 
     await clear_of_the_sweep()

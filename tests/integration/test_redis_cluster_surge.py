@@ -11,9 +11,11 @@ import asyncio
 import random
 
 from redis.asyncio.cluster import RedisCluster
+from sqlalchemy import select
 
 from guahao.bootstrap import Platform
 from guahao.platform.inventory.slot_keys import KeyNames
+from guahao.platform.persistence.tables import BookingRow
 from tests.fixtures.conservation import assert_money_conserved, assert_units_conserved
 from tests.fixtures.crowd import journey
 from tests.fixtures.platforms import bulk_accounts, clinic, counts, publish_clinic
@@ -50,8 +52,14 @@ async def test_a_crowd_on_a_cluster_sells_each_unit_once_and_sql_and_redis_agree
         assert snapshot.available >= 0
     await assert_units_conserved(platform, slots)
     await assert_money_conserved(platform)
-    # Each hold queued its expiry job on the cluster (saq's scripts span a queue's keys).
-    assert await platform.jobs.queue.count("incomplete") >= granted
+    # The holds queued their expiry on the cluster, one job per second of expiry (saq's
+    # scripts span a queue's keys).
+    async with platform.ports.sessions() as session:
+        expiries = set((await session.scalars(select(BookingRow.hold_expires_at))).all())
+    assert expiries
+    queue = platform.jobs.queue
+    for at in expiries:  # on a cluster a job's key carries the queue's tag
+        assert await queue.job(f"{queue.name}expire-due:{int(at.timestamp())}") is not None
 
     report = await platform.sweep.run()
     assert report.failed == {}, report.failed

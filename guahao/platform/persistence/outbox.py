@@ -50,6 +50,7 @@ __all__ = [
     "OutboxEvent",
     "StartsAt",
     "UnknownSubscriptionError",
+    "event_values",
     "record_event",
 ]
 
@@ -163,6 +164,19 @@ def record_event(
             created_at=now,
         )
     )
+
+
+def event_values(
+    topic: str, aggregate_id: str, payload: dict[str, Any], now: datetime
+) -> dict[str, Any]:
+    """The outbox row of an event as the columns of a bulk ``INSERT``, for writers that add
+    many events in one statement (``HoldCommits``); ``record_event`` is the one-row form."""
+    return {
+        "topic": topic,
+        "aggregate_id": aggregate_id,
+        "payload": msgspec.to_builtins(payload),
+        "created_at": now,
+    }
 
 
 def retry_delay(attempts: int) -> timedelta:

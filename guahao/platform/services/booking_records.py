@@ -23,6 +23,8 @@ from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.persistence.tables import (
     BookingRow,
+    DepartmentRow,
+    DoctorRow,
     HospitalRow,
     SessionRow,
     SlotRow,
@@ -32,6 +34,9 @@ from guahao.platform.services.runtime import Ports, SlotFacts
 __all__ = ["BookingRecords", "apply_to_row", "describe_visit", "event_payload", "to_domain"]
 
 log = logging.getLogger(__name__)
+
+EXPIRY_SECONDS_KEPT = 4_096
+"""Seconds of expiry remembered before the past ones are forgotten (a hold lasts minutes)."""
 
 
 def to_domain(row: BookingRow) -> Booking:
@@ -101,6 +106,8 @@ class BookingRecords:
     def __init__(self, ports: Ports) -> None:
         self._p = ports
         self._facts_loading: dict[str, asyncio.Future[SlotFacts]] = {}
+        self._expiries_scheduled: set[int] = set()
+        """Seconds (epoch) this process has asked the queue to expire holds at."""
 
     async def slot_facts(self, slot_id: str) -> SlotFacts:
         """The slot's immutable facts, from the process cache or SQL once.
@@ -145,16 +152,22 @@ class BookingRecords:
                         HospitalRow.id,
                         HospitalRow.timezone,
                         HospitalRow.policies,
+                        HospitalRow.name,
+                        DepartmentRow.name,
+                        DoctorRow.name,
                     )
                     .join(SessionRow, SessionRow.id == SlotRow.session_id)
                     .join(HospitalRow, HospitalRow.id == SessionRow.hospital_id)
+                    .join(DepartmentRow, DepartmentRow.id == SessionRow.department_id)
+                    .join(DoctorRow, DoctorRow.id == SessionRow.doctor_id)
                     .where(SlotRow.session_id == session_of_slot.scalar_subquery())
                 )
             ).all()
         wanted: SlotFacts | None = None
         policies: HospitalPolicies | None = None
         for row in found:
-            slot, starts_at, ends_at, session_id, fee_cents, hospital_id, timezone, raw = row
+            (slot, starts_at, ends_at, session_id, fee_cents, hospital_id, timezone, raw) = row[:8]
+            hospital_name, department_name, doctor_name = row[8:]
             if policies is None:  # one session, one hospital: its policies converted once
                 policies = msgspec.convert(raw, HospitalPolicies)
             facts = SlotFacts(
@@ -166,6 +179,9 @@ class BookingRecords:
                 starts_at=starts_at,
                 ends_at=ends_at,
                 fee_cents=fee_cents,
+                hospital_name=hospital_name,
+                department_name=department_name,
+                doctor_name=doctor_name,
             )
             self._p.slot_facts.put(facts, generation)
             if slot == slot_id:
@@ -187,6 +203,25 @@ class BookingRecords:
             await self._p.jobs.schedule(function, key=key, at=at, **kwargs)
         except Exception as exc:
             log.warning("could not queue %s (%s); the sweep will do it: %s", function, key, exc)
+
+    async def schedule_expiry(self, at: datetime) -> None:
+        """Have the holds that run out at ``at`` expired in SQL then: one job per second of
+        expiry, not one per hold.
+
+        The holds granted in one second of a release run out in one second too; a job per hold
+        cost every grant a round trip to the queue (a sixth of a granted hold's time,
+        bench/profiles/11-*). This process asks the queue once per second of expiry, and the
+        queue keeps one job per key, so the processes of a region share it; the job expires
+        every booking then due (``expire_due_bookings``).
+        """
+        second = int(at.timestamp())
+        if second in self._expiries_scheduled:
+            return
+        self._expiries_scheduled.add(second)  # before the await: the crowd's other grants skip
+        if len(self._expiries_scheduled) > EXPIRY_SECONDS_KEPT:
+            past = int(self._p.clock.now().timestamp())
+            self._expiries_scheduled = {s for s in self._expiries_scheduled if s >= past}
+        await self.schedule("expire_due_bookings", key=f"expire-due:{second}", at=at)
 
     async def booking_row(
         self, session: AsyncSession, booking_id: str, account_id: str | None

@@ -47,6 +47,7 @@ from guahao.platform.services.booking_records import (
     to_domain,
 )
 from guahao.platform.services.booking_steps import BookingSteps
+from guahao.platform.services.hold_commits import HoldCommits
 from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.inventory_sync import InventorySync
 from guahao.platform.services.payment_notices import PaymentNotices, PaymentOutcome
@@ -69,6 +70,7 @@ class BookingService:
         self._sync = inventory_sync
         self._rules = rules or RuleBook(ports)
         self.records = BookingRecords(ports)
+        self._hold_commits = HoldCommits(ports)
         self.steps = BookingSteps(ports, self.records)
         self.payments = PaymentNotices(ports, self.records, self.steps)
         self.hospital_actions = HospitalActions(ports, self.records, self.steps, inventory_sync)
@@ -164,24 +166,25 @@ class BookingService:
             fee_cents=facts.fee_cents,
         )
         try:
-            async with self._p.sessions() as session, session.begin():
-                session.add(
-                    BookingRow(
-                        id=booking.id,
-                        account_id=account_id,
-                        slot_id=slot_id,
-                        session_id=facts.session_id,
-                        status=booking.status.value,
-                        idempotency_key=idempotency_key,
-                        fee_cents=facts.fee_cents,
-                        hold_expires_at=expires_at,
-                        created_at=now,
-                        updated_at=now,
-                        ip_hash=client.ip_hash,
-                        device_hash=client.device_hash,
-                    )
-                )
-                record_event(session, "booking.held", booking.id, event_payload(booking), now)
+            # written together with the grants this process makes meanwhile (group commit)
+            await self._hold_commits.record(
+                {
+                    "id": booking.id,
+                    "account_id": account_id,
+                    "slot_id": slot_id,
+                    "session_id": facts.session_id,
+                    "status": booking.status.value,
+                    "idempotency_key": idempotency_key,
+                    "fee_cents": facts.fee_cents,
+                    "hold_expires_at": expires_at,
+                    "created_at": now,
+                    "updated_at": now,
+                    "ip_hash": client.ip_hash,
+                    "device_hash": client.device_hash,
+                },
+                event_payload(booking),
+                now,
+            )
         except IntegrityError:
             async with self._p.sessions() as session:
                 same = await session.scalar(
@@ -221,12 +224,7 @@ class BookingService:
             await self.steps.expire(booking.id, force=True)
             await give_back_his()
             refuse("SLOT_SOLD_OUT", slot_id=slot_id, reason="hold_lost_with_redis")
-        await self.records.schedule(
-            "expire_booking",
-            key=f"expire:{booking.id}:held",
-            at=expires_at,
-            booking_id=booking.id,
-        )
+        await self.records.schedule_expiry(expires_at)
         return booking
 
     async def _hold_survived(self, slot_id: str, hold_id: str, now_ms: int) -> bool:
@@ -389,6 +387,14 @@ class BookingService:
             booking_id=booking.id,
         )
         return booking, order
+
+    async def expire_all_due(self) -> int:
+        """Expire every booking whose time is up, batch after batch (the job a second of
+        expiries schedules: at a release that second holds thousands)."""
+        total = 0
+        while expired := await self.expire_due():
+            total += expired
+        return total
 
     async def expire_due(self, limit: int = 500) -> int:
         """Sweep: expire every booking whose hold or payment time is up."""

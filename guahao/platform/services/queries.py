@@ -11,6 +11,7 @@ from datetime import date, datetime
 import msgspec
 from sqlalchemy import select
 
+from guahao.platform.bookings import Booking
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
 from guahao.platform.persistence.tables import (
@@ -22,7 +23,7 @@ from guahao.platform.persistence.tables import (
     SessionRow,
     SlotRow,
 )
-from guahao.platform.services.runtime import Ports
+from guahao.platform.services.runtime import Ports, SlotFacts
 
 __all__ = [
     "BookingDetail",
@@ -377,6 +378,37 @@ class QueryService:
             department_name=department_name,
             hospital_name=hospital_name,
             end_reason=end_reason,
+        )
+
+    async def hold_answer(self, booking: Booking, facts: SlotFacts) -> BookingDetail:
+        """A booking just held, as ``booking`` shows it, without reading it back.
+
+        The hold wrote the row itself a moment ago, and everything else the view shows is in
+        the slot's cached facts: the re-read was a fifth of a granted hold's time
+        (bench/profiles/10-*). A repeated request answered with an older booking that has a
+        payment order shows its order's link, which only SQL knows: that one is read.
+        """
+        if booking.payment_order_no is not None:
+            return await self.booking(booking.id, account_id=booking.account_id)
+        return BookingDetail(
+            id=booking.id,
+            status=booking.status.value,
+            slot_id=booking.slot_id,
+            session_id=booking.session_id,
+            patient_id=booking.patient_id,
+            fee_cents=booking.fee_cents,
+            channel=booking.channel,
+            hold_expires_at=booking.hold_expires_at,
+            payment_order_no=None,
+            payment_expires_at=booking.payment_expires_at,
+            pay_url=None,
+            paid=booking.paid,
+            starts_at=facts.starts_at,
+            ends_at=facts.ends_at,
+            doctor_name=facts.doctor_name,
+            department_name=facts.department_name,
+            hospital_name=facts.hospital_name,
+            end_reason=booking.end_reason,
         )
 
     async def bookings_of(self, account_id: str) -> list[BookingDetail]:

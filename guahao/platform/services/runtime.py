@@ -48,9 +48,10 @@ and its second bump, see ``SlotFactsCache.hospital_changed``)."""
 
 @dataclass(frozen=True)
 class SlotFacts:
-    """What the hold path needs about a slot: its hospital's policies and time zone (which
-    change when the hospital is registered again) and the slot's own times and fee (which
-    never change once the slot exists).
+    """What the hold path needs about a slot: its hospital's policies, time zone and the
+    names of its hospital, department and doctor (which change when the hospital is
+    registered again) and the slot's own times and fee (which never change once the slot
+    exists).
 
     Cached in process so that a release surge of losers never touches SQL.
     """
@@ -63,6 +64,12 @@ class SlotFacts:
     starts_at: datetime
     ends_at: datetime
     fee_cents: int
+    hospital_name: str = ""
+    department_name: str = ""
+    doctor_name: str = ""
+    """The names a granted hold is answered with. They change only when the hospital is
+    registered again, which bumps its version like a policy change, so the answer never
+    needs a read of its own (``QueryService.hold_answer``)."""
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ class BookingController(Controller):
             idempotency_key=idempotency_key,
             client=client,
         )
-        return await queries.booking(booking.id, account_id=account)
+        return await queries.hold_answer(booking, await bookings.slot_facts(booking.slot_id))
 
     @get("/bookings", operation_id="listBookings")
     async def list(

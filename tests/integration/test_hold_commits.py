@@ -1,0 +1,191 @@
+"""Group commit of granted holds, on both databases with a real Redis: concurrent grants share
+transactions, and every guarantee of a grant written alone still holds (a grant answered is
+recorded, a row breaking a rule is refused alone, its unit goes back to the pool)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
+
+from guahao.platform.bookings import Booking
+from guahao.platform.errors import GuahaoError
+from guahao.platform.persistence.tables import BookingRow
+from guahao.platform.services.hold_commits import HoldCommits
+from tests.fixtures.platforms import (
+    bulk_accounts,
+    clinic,
+    counts,
+    manual_clock,
+    outbox_topics,
+    publish_clinic,
+    session_of,
+)
+
+CROWD = 40
+
+
+async def test_concurrent_grants_share_a_few_transactions_and_all_are_recorded(platform):
+    slots = await publish_clinic(platform, clinic(units=CROWD))
+    crowd = await bulk_accounts(platform, CROWD)
+    await platform.bookings.slot_facts(slots[0])  # warm: the surge's reads are not the subject
+    inserts: list[str] = []
+
+    def count_inserts(*args: object, **kw: object) -> None:
+        if str(args[2]).lstrip().upper().startswith("INSERT INTO BOOKINGS"):
+            inserts.append(str(args[2]))
+
+    event.listen(platform.engine.sync_engine, "before_cursor_execute", count_inserts)
+    try:
+        results = await asyncio.gather(
+            *(
+                platform.bookings.hold(account_id=a, slot_id=slots[0], idempotency_key=f"g{n}")
+                for n, a in enumerate(crowd)
+            )
+        )
+    finally:
+        event.remove(platform.engine.sync_engine, "before_cursor_execute", count_inserts)
+
+    assert all(isinstance(r, Booking) for r in results)
+    # Forty grants, written alone, would be forty inserts; together they take a handful.
+    assert 1 <= len(inserts) <= CROWD // 4, len(inserts)
+    async with platform.ports.sessions() as session:
+        recorded = set((await session.scalars(select(BookingRow.id))).all())
+    assert recorded == {r.id for r in results}
+    assert (await outbox_topics(platform))["booking.held"] == CROWD
+    assert (await counts(platform, slots[0])).held == CROWD
+
+
+async def test_a_row_breaking_a_rule_is_refused_alone_and_the_rest_of_its_batch_commits(platform):
+    slots = await publish_clinic(platform, clinic(units=8))
+    accounts = await bulk_accounts(platform, 5)
+    session_id = await session_of(platform, slots[0])
+    now = platform.ports.clock.now()
+    commits = HoldCommits(platform.ports)
+
+    def booking(n: int, account: str, key: str) -> dict[str, object]:
+        return {
+            "id": f"commit-test-{n}",
+            "account_id": account,
+            "slot_id": slots[0],
+            "session_id": session_id,
+            "status": "held",
+            "idempotency_key": key,
+            "fee_cents": 500,
+            "hold_expires_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    await commits.record(booking(0, accounts[0], "k"), {"booking_id": "commit-test-0"}, now)
+    results = await asyncio.gather(
+        *(
+            commits.record(booking(n, accounts[n], "k"), {"booking_id": f"commit-test-{n}"}, now)
+            for n in (1, 2, 3, 4)
+        ),
+        # the same account and key as the first record: the unique constraint refuses it
+        commits.record(booking(5, accounts[0], "k"), {"booking_id": "commit-test-5"}, now),
+        return_exceptions=True,
+    )
+
+    assert results[:4] == [None] * 4
+    assert isinstance(results[4], IntegrityError)
+    # the first alone, the batch of five (refused), then each of the five alone
+    assert commits.transactions == 1 + 1 + 5
+    async with platform.ports.sessions() as session:
+        recorded = set((await session.scalars(select(BookingRow.id))).all())
+        held_events = await session.scalar(
+            select(func.count()).select_from(BookingRow).where(BookingRow.id.like("commit-test%"))
+        )
+    assert recorded == {f"commit-test-{n}" for n in range(5)}
+    assert held_events == 5
+    assert (await outbox_topics(platform))["booking.held"] == 5
+
+
+async def test_a_repeated_request_in_a_crowd_gets_the_first_grant_and_holds_one_unit(platform):
+    slots = await publish_clinic(platform, clinic(units=CROWD))
+    crowd = await bulk_accounts(platform, CROWD)
+    await platform.bookings.slot_facts(slots[0])
+
+    # the first account taps twice with one key, in the middle of the crowd's grants
+    results = await asyncio.gather(
+        *(
+            platform.bookings.hold(account_id=a, slot_id=slots[0], idempotency_key=f"g{n}")
+            for n, a in enumerate(crowd)
+        ),
+        platform.bookings.hold(account_id=crowd[0], slot_id=slots[0], idempotency_key="g0"),
+        return_exceptions=True,
+    )
+
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    bookings = [r for r in results if isinstance(r, Booking)]
+    assert bookings[0].id == bookings[-1].id
+    assert len({b.id for b in bookings}) == CROWD
+    snap = await counts(platform, slots[0])
+    assert (snap.held, snap.available) == (CROWD, 0)
+    async with platform.ports.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(BookingRow)) == CROWD
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+async def test_grants_whose_record_fails_give_their_units_back(platform):
+    slots = await publish_clinic(platform, clinic(units=6))
+    crowd = await bulk_accounts(platform, 6)
+    await platform.bookings.slot_facts(slots[0])
+    # The bookings table cannot be written (a trigger fails every insert, as a full disk or a
+    # revoked grant would): every grant of the batch must come back to the pool.
+    async with platform.engine.begin() as connection:
+        await connection.exec_driver_sql(
+            "CREATE FUNCTION refuse_bookings() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk full'; END $$"
+        )
+        await connection.exec_driver_sql(
+            "CREATE TRIGGER refuse_bookings BEFORE INSERT ON bookings "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_bookings()"
+        )
+
+    results = await asyncio.gather(
+        *(
+            platform.bookings.hold(account_id=a, slot_id=slots[0], idempotency_key=f"g{n}")
+            for n, a in enumerate(crowd)
+        ),
+        return_exceptions=True,
+    )
+
+    assert {r.code for r in results if isinstance(r, GuahaoError)} == {"DATABASE_UNAVAILABLE"}
+    assert all(isinstance(r, GuahaoError) for r in results), results
+    snap = await counts(platform, slots[0])
+    assert (snap.held, snap.available) == (0, 6)
+
+
+async def test_a_crowd_granted_in_one_second_schedules_one_expiry_job_that_expires_it(platform):
+    slots = await publish_clinic(platform, clinic(units=CROWD))
+    crowd = await bulk_accounts(platform, CROWD)
+    queue = platform.jobs.queue
+    before = await queue.count("incomplete")
+
+    results = await asyncio.gather(
+        *(
+            platform.bookings.hold(account_id=a, slot_id=slots[0], idempotency_key=f"g{n}")
+            for n, a in enumerate(crowd)
+        )
+    )
+
+    # one job for the second they all run out in, not one per hold
+    assert await queue.count("incomplete") == before + 1
+    second = int(results[0].hold_expires_at.timestamp())
+    assert (await queue.job(f"expire-due:{second}")) is not None
+    assert (await queue.job(f"expire:{results[0].id}:held")) is None
+    manual_clock(platform).advance(minutes=11)  # hold_minutes is 10
+    expired = await platform.job_functions()["expire_due_bookings"]()
+    assert expired == CROWD
+    async with platform.ports.sessions() as session:
+        statuses = set((await session.scalars(select(BookingRow.status))).all())
+    assert statuses == {"expired"}
+    snap = await counts(platform, slots[0])
+    assert (snap.held, snap.available) == (0, CROWD)
