@@ -94,9 +94,15 @@ the subscribers it holds (``_owned``), so nothing is delivered twice at once."""
 CONCURRENT_AGGREGATES = 4
 """Aggregates (bookings, sessions) one subscriber's round delivers side by side on
 PostgreSQL: handlers spend most of their time waiting for the database or a HIS, and one
-aggregate's events keep their order. Subscribers themselves take their turns in the order
-they subscribed, as before: some rely on it within a run (in filing mode A the HIS notifier
-files the patient with the booking before the filing request that follows looks)."""
+aggregate's events keep their order."""
+
+CONCURRENT_SUBSCRIBERS = 4
+"""Subscribers whose rounds run side by side on PostgreSQL (each holds an advisory-lock
+connection and up to ``CONCURRENT_AGGREGATES`` handler sessions: 4 × 5 of the pool's 40).
+Subscribers are independent unless one declares otherwise (``subscribe(..., after=...)``):
+in filing mode A the filing sender must run after the HIS notifier has filed the patient
+with the booking. On SQLite (one writer) they take their turns in the order they subscribed,
+which keeps every declared dependency too."""
 
 ADVISORY_LOCK_CLASS = 0x6775  # "gu"
 """First key of the PostgreSQL advisory locks that make one dispatcher per subscriber."""
@@ -185,6 +191,8 @@ class Subscription:
     starts_at: StartsAt | None
     """``None``: a deployed subscription, whose cursor the database must already hold."""
     batch: BatchHandler | None = None
+    after: tuple[str, ...] = ()
+    """Subscriptions whose round must end before this one's starts, in every round."""
 
 
 _IN_PROCESS: dict[tuple[str, str], asyncio.Lock] = {}
@@ -223,6 +231,50 @@ async def _positions(session: AsyncSession) -> dict[str, int]:
     return {str(name): int(position) for name, position in rows.all()}
 
 
+class _Reads:
+    """The outbox rows of one round, read once per cursor position.
+
+    In a surge every subscriber that keeps up sits at the same cursor, so one query (and one
+    decoding of the payloads) serves them all instead of one per subscriber. Rows are only
+    read: handlers get their own ``OutboxEvent``, built per delivery."""
+
+    def __init__(self, limit: int, *, shared: bool) -> None:
+        self.limit = limit
+        self._shared = shared
+        self._by_position: dict[int, asyncio.Future[list[OutboxRow]]] = {}
+
+    async def after(self, session: AsyncSession, position: int) -> list[OutboxRow]:
+        """Up to ``limit`` rows after ``position``, oldest first."""
+        if not self._shared:
+            return await self._read(session, position)
+        found = self._by_position.get(position)
+        if found is not None:
+            return await asyncio.shield(found)
+        future: asyncio.Future[list[OutboxRow]] = asyncio.get_running_loop().create_future()
+        self._by_position[position] = future
+        try:
+            rows = await self._read(session, position)
+        except BaseException as exc:
+            del self._by_position[position]  # the next subscriber at this cursor reads again
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning if nobody waits
+            raise
+        future.set_result(rows)
+        return rows
+
+    async def _read(self, session: AsyncSession, position: int) -> list[OutboxRow]:
+        return list(
+            (
+                await session.scalars(
+                    select(OutboxRow)
+                    .where(OutboxRow.id > position)
+                    .order_by(OutboxRow.id)
+                    .limit(self.limit)
+                )
+            ).all()
+        )
+
+
 class OutboxBacklog(msgspec.Struct, frozen=True):
     """What waits to be delivered, for the operators' metrics (``/metrics``)."""
 
@@ -242,6 +294,10 @@ class OutboxDispatcher:
         self._clock = clock
         self._subscriptions: list[Subscription] = []
         self._checked: set[str] = set()
+        self.concurrent_subscribers = CONCURRENT_SUBSCRIBERS
+        """Rounds side by side on PostgreSQL (1: one subscriber after another)."""
+        self.shared_reads = True
+        """Subscribers at the same cursor share one read of the outbox per round."""
 
     @property
     def subscribers(self) -> list[str]:
@@ -278,6 +334,7 @@ class OutboxDispatcher:
         name: str,
         starts_at: StartsAt | None = None,
         batch: BatchHandler | None = None,
+        after: Sequence[str] = (),
     ) -> str:
         """Call ``handler`` for every event whose topic starts with ``topic_prefix``.
 
@@ -285,13 +342,20 @@ class OutboxDispatcher:
         moves. ``starts_at`` declares a subscription new (see ``StartsAt``); without it the
         database must already know the name, unless it has no history at all. Once its cursor
         exists the declaration changes nothing and may stay. ``batch`` is the handler's
-        entry point for runs of events (see ``BatchHandler``). Returns the name.
+        entry point for runs of events (see ``BatchHandler``). ``after`` names subscriptions
+        (already subscribed, so dependencies never form a cycle) whose round ends before this
+        one's starts: subscribers are otherwise delivered side by side. Returns the name.
         """
         if not name or len(name) > NAME_MAX_LENGTH:
             raise ValueError(f"an outbox subscription needs a name of 1 to {NAME_MAX_LENGTH} chars")
         if name in self.subscribers:
             raise ValueError(f"outbox subscription {name!r} is already taken")
-        self._subscriptions.append(Subscription(name, topic_prefix, handler, starts_at, batch))
+        unknown = [n for n in after if n not in self.subscribers]
+        if unknown:
+            raise ValueError(f"outbox subscription {name!r} comes after unknown {unknown!r}")
+        self._subscriptions.append(
+            Subscription(name, topic_prefix, handler, starts_at, batch, tuple(after))
+        )
         return name
 
     async def start(self) -> list[str]:
@@ -429,10 +493,30 @@ class OutboxDispatcher:
         deadline = time.monotonic() + budget_seconds
         delivered = 0
         while True:
-            full = [await self._round(s, limit) for s in self._subscriptions]
+            full = await self._rounds(limit)
             delivered += await self._mark_dispatched()
             if not any(full) or time.monotonic() >= deadline:
                 return delivered
+
+    async def _rounds(self, limit: int) -> list[bool]:
+        """One round for every subscriber: side by side on PostgreSQL, each subscriber once
+        the subscriptions it comes ``after`` have finished theirs; in order on SQLite."""
+        reads = _Reads(limit, shared=self.shared_reads)
+        if not self._concurrent() or self.concurrent_subscribers <= 1:
+            return [await self._round(s, reads) for s in self._subscriptions]
+        gate = asyncio.Semaphore(self.concurrent_subscribers)
+        done = {s.name: asyncio.Event() for s in self._subscriptions}
+
+        async def turn(subscription: Subscription) -> bool:
+            try:
+                for name in subscription.after:
+                    await done[name].wait()
+                async with gate:
+                    return await self._round(subscription, reads)
+            finally:
+                done[subscription.name].set()
+
+        return list(await asyncio.gather(*(turn(s) for s in self._subscriptions)))
 
     async def parked(self, subscriber: str) -> list[OutboxParkedRow]:
         """The events ``subscriber`` has not accepted yet, oldest first (for health pages)."""
@@ -509,7 +593,7 @@ class OutboxDispatcher:
                         )
                         await connection.commit()
 
-    async def _round(self, subscription: Subscription, limit: int) -> bool:
+    async def _round(self, subscription: Subscription, reads: _Reads) -> bool:
         """One batch for one subscriber; True when it read a full batch (more may wait).
 
         Rows are read, then delivered with no transaction open (handlers write through
@@ -535,19 +619,10 @@ class OutboxDispatcher:
                         )
                     ).all()
                 ]
-                rows = list(
-                    (
-                        await session.scalars(
-                            select(OutboxRow)
-                            .where(OutboxRow.id > position)
-                            .order_by(OutboxRow.id)
-                            .limit(limit)
-                        )
-                    ).all()
-                )
+                rows = await reads.after(session, position)
             outcome = await self._deliver_all(subscription, waiting, rows)
             await self._record(subscription, outcome, rows[-1].id if rows else None)
-            return len(rows) == limit
+            return len(rows) == reads.limit
 
     async def _deliver_all(
         self,
