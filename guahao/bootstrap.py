@@ -337,6 +337,7 @@ async def open_platform(
             "booking.",
             suspicion.detector,
             name="guahao.platform.services.suspicion.SuspicionDetector:booking.",
+            batch=suspicion.detector.handle_batch,
         )
         bookings = BookingService(ports, sync, rules)
         supply = SupplyService(ports, sync)
@@ -365,7 +366,10 @@ async def open_platform(
             base_url=settings.resolved_public_url(),
         )
         dispatcher.subscribe(
-            "booking.confirmed", reminders.on_booking_event, name="visit-reminders:schedule"
+            "booking.confirmed",
+            reminders.on_booking_event,
+            name="visit-reminders:schedule",
+            batch=reminders.on_booking_events,
         )
         dispatcher.subscribe(
             "visit.reminder_due", reminders.on_reminder_event, name="visit-reminders:send"

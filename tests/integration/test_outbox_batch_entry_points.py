@@ -1,0 +1,250 @@
+"""The heavy subscribers' batch entry points record exactly what one event at a time records.
+
+Each batch entry point is checked against its own one-by-one handler on the same events of
+real bookings: same rows, nothing more on a replay, and a bad event that fails the run parks
+alone while the rest of the run is delivered. Then the dispatcher's own order: subscribers
+side by side, except one declared ``after`` another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import delete, select, update
+
+from guahao.bootstrap import Platform
+from guahao.platform.client_context import ClientContext
+from guahao.platform.hospitals import PaymentMode
+from guahao.platform.persistence.outbox import OutboxDispatcher, OutboxEvent
+from guahao.platform.persistence.tables import (
+    HospitalRow,
+    OutboxRow,
+    SessionRow,
+    SlotRow,
+    SuspicionSignalRow,
+    VisitReminderRow,
+)
+from guahao.platform.services.suspicion import SuspicionDetector
+from guahao.platform.suspicion_rules import SuspicionRules
+from tests.fixtures.platforms import (
+    SESSION_DAY,
+    at_local,
+    clinic,
+    manual_clock,
+    new_account,
+    new_patient,
+    publish_clinic,
+)
+from tests.integration.test_outbox import pending_rows
+from tests.integration.test_suspicion_signals import book
+
+MODE = PaymentMode.PAY_AT_HOSPITAL
+
+
+async def booking_events(platform: Platform) -> list[OutboxEvent]:
+    async with platform.ports.sessions() as session:
+        rows = (
+            await session.scalars(
+                select(OutboxRow)
+                .where(OutboxRow.topic.startswith("booking."))
+                .order_by(OutboxRow.id)
+            )
+        ).all()
+    return [
+        OutboxEvent(
+            id=r.id,
+            topic=r.topic,
+            aggregate_id=r.aggregate_id,
+            payload=r.payload,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+
+
+async def slots_of(platform: Platform, hospital_code: str) -> list[str]:
+    async with platform.ports.sessions() as session:
+        return list(
+            (
+                await session.scalars(
+                    select(SlotRow.id)
+                    .join(SessionRow, SessionRow.id == SlotRow.session_id)
+                    .join(HospitalRow, HospitalRow.id == SessionRow.hospital_id)
+                    .where(HospitalRow.code == hospital_code)
+                    .order_by(SlotRow.starts_at)
+                )
+            ).all()
+        )
+
+
+async def scalping_day(platform: Platform) -> None:
+    """Three accounts behind one phone, and one account booking for three persons."""
+    slots = await publish_clinic(platform, clinic(MODE, units=4))
+    manual_clock(platform).set(at_local(SESSION_DAY - timedelta(days=3), 9))
+    device = platform.ports.vault.index("device", "phone-of-a-scalper")
+    for n in range(3):
+        account = await new_account(platform)
+        patient = await new_patient(platform, account)
+        await book(platform, account, patient, slots[n], ClientContext("", device))
+        manual_clock(platform).advance(minutes=5)
+    family = await new_account(platform)
+    for n, name in enumerate(("张一", "张二", "张三")):
+        patient = await new_patient(platform, family, name=name)
+        await book(platform, family, patient, slots[3 + n])
+        manual_clock(platform).advance(minutes=5)
+
+
+async def signal_rows(platform: Platform) -> list[tuple[Any, ...]]:
+    async with platform.ports.sessions() as session:
+        rows = (await session.scalars(select(SuspicionSignalRow))).all()
+    return sorted(
+        (r.kind, r.subject_type, r.subject_id, r.dedupe_key, r.score, r.detail, r.detected_at)
+        for r in rows
+    )
+
+
+async def test_suspicion_batch_records_the_signals_of_one_event_at_a_time(
+    platform: Platform,
+) -> None:
+    await scalping_day(platform)
+    rules = SuspicionRules(persons_per_account=2, accounts_per_device=2)
+
+    async def source() -> SuspicionRules:
+        return rules
+
+    detector = SuspicionDetector(platform.ports, source)
+    events = await booking_events(platform)
+    for event in events:
+        await detector(event)
+    one_by_one = await signal_rows(platform)
+    assert {row[0] for row in one_by_one} == {"device_many_accounts", "account_many_persons"}
+    async with platform.ports.sessions() as session, session.begin():
+        await session.execute(delete(SuspicionSignalRow))
+
+    await detector.handle_batch(events)
+    assert await signal_rows(platform) == one_by_one
+
+    await detector.handle_batch(events)  # a replay (a worker died before its cursor moved)
+    for event in events:
+        await detector(event)
+    assert await signal_rows(platform) == one_by_one
+
+
+async def two_hospitals_booked(platform: Platform) -> dict[str, list[str]]:
+    """Confirmed bookings at two hospitals; hospital code -> its booking ids."""
+    await publish_clinic(platform, clinic(MODE, units=2, code="h1"))
+    await publish_clinic(platform, clinic(MODE, units=2, code="h2"))
+    manual_clock(platform).set(at_local(SESSION_DAY - timedelta(days=3), 9))
+    booked: dict[str, list[str]] = {}
+    for code, count in (("h1", 3), ("h2", 2)):
+        for slot in (await slots_of(platform, code))[:count]:
+            account = await new_account(platform)
+            patient = await new_patient(platform, account)
+            booked.setdefault(code, []).append(await book(platform, account, patient, slot))
+    return booked
+
+
+async def reminder_rows(platform: Platform) -> list[tuple[Any, ...]]:
+    async with platform.ports.sessions() as session:
+        rows = (await session.scalars(select(VisitReminderRow))).all()
+    return sorted(
+        (r.id, r.booking_id, r.account_id, r.hours_before, r.due_at, r.status, r.created_at)
+        for r in rows
+    )
+
+
+async def test_reminder_batch_schedules_the_reminders_of_one_event_at_a_time(
+    platform: Platform,
+) -> None:
+    booked = await two_hospitals_booked(platform)
+    events = await booking_events(platform)
+    for event in events:
+        await platform.reminders.on_booking_event(event)
+    one_by_one = await reminder_rows(platform)
+    assert {row[1] for row in one_by_one} == set(booked["h1"] + booked["h2"])
+    async with platform.ports.sessions() as session, session.begin():
+        await session.execute(delete(VisitReminderRow))
+
+    await platform.reminders.on_booking_events(events)
+    assert await reminder_rows(platform) == one_by_one
+
+    assert await platform.reminders.schedule_many([e.aggregate_id for e in events]) == 0
+    for event in events:  # one by one after a batch: nothing new either
+        await platform.reminders.on_booking_event(event)
+    assert await reminder_rows(platform) == one_by_one
+
+
+async def test_a_bad_event_fails_the_reminder_batch_and_parks_alone(platform: Platform) -> None:
+    booked = await two_hospitals_booked(platform)
+    # a hospital whose time zone no longer resolves: its bookings' reminders cannot be timed
+    async with platform.ports.sessions() as session, session.begin():
+        await session.execute(
+            update(HospitalRow).where(HospitalRow.code == "h2").values(timezone="Mars/Olympus")
+        )
+    dispatcher = OutboxDispatcher(platform.ports.sessions, platform.ports.clock)
+    batches: list[int] = []
+
+    async def batch(events: Any) -> None:
+        batches.append(len(events))
+        await platform.reminders.on_booking_events(events)
+
+    dispatcher.subscribe(
+        "booking.confirmed",
+        platform.reminders.on_booking_event,
+        name="reminders-under-test",
+        starts_at="beginning",
+        batch=batch,
+    )
+    await dispatcher.dispatch_pending()
+
+    assert batches == [5]  # the run was offered whole, failed, and went one by one
+    assert {row[1] for row in await reminder_rows(platform)} == set(booked["h1"])
+    parked = await dispatcher.parked("reminders-under-test")
+    assert sorted(p.aggregate_id for p in parked) == sorted(booked["h2"])
+    assert {p.attempts for p in parked} == {1}
+    assert {r.aggregate_id for r in await pending_rows(platform)} == set(booked["h2"])
+
+
+async def test_a_subscriber_declared_after_another_waits_for_its_round(
+    platform: Platform,
+) -> None:
+    await two_hospitals_booked(platform)
+    dispatcher = OutboxDispatcher(platform.ports.sessions, platform.ports.clock)
+    timeline: list[str] = []
+    release = asyncio.Event()
+    side_by_side = platform.engine.dialect.name == "postgresql"
+    if not side_by_side:  # SQLite: one subscriber after another, in the order subscribed
+        release.set()
+
+    async def first(event: OutboxEvent) -> None:
+        timeline.append("first")
+        await release.wait()  # a slow HIS: held until the independent subscriber has run
+        timeline.append("first done")
+
+    async def independent(event: OutboxEvent) -> None:
+        timeline.append("independent")
+        release.set()
+
+    async def later(event: OutboxEvent) -> None:
+        timeline.append("later")
+
+    dispatcher.subscribe("booking.confirmed", first, name="first", starts_at="beginning")
+    dispatcher.subscribe(
+        "booking.confirmed", later, name="later", starts_at="beginning", after=["first"]
+    )
+    dispatcher.subscribe(
+        "booking.confirmed", independent, name="independent", starts_at="beginning"
+    )
+    # on PostgreSQL this returns only if the independent subscriber ran during the first's round
+    await asyncio.wait_for(dispatcher.dispatch_pending(), 10)
+
+    last_of_first = max(i for i, what in enumerate(timeline) if what.startswith("first"))
+    assert timeline.index("later") > last_of_first  # its round began after the first's ended
+    assert timeline.count("later") == timeline.count("first") == 5
+    if side_by_side:
+        assert timeline.index("independent") < last_of_first
+    with pytest.raises(ValueError, match="after unknown"):
+        dispatcher.subscribe("", first, name="orphan", after=["nobody"])
