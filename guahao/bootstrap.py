@@ -376,7 +376,12 @@ async def open_platform(
         )
         filings = Filings(ports)
         feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync, filings)
-        dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
+        dispatcher.subscribe(
+            "booking.confirmed",
+            filings.on_booking_confirmed,
+            name="filings",
+            batch=filings.on_bookings_confirmed,
+        )
         rollups = SupplyDemandRollups(ports, client)
         # declared new: a database from before the rollups replays its history into them
         dispatcher.subscribe(

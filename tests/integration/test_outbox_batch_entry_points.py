@@ -17,11 +17,12 @@ from sqlalchemy import delete, select, update
 
 from guahao.bootstrap import Platform
 from guahao.platform.client_context import ClientContext
-from guahao.platform.hospitals import PaymentMode
+from guahao.platform.hospitals import FilingMode, PaymentMode
 from guahao.platform.persistence.outbox import OutboxDispatcher, OutboxEvent
 from guahao.platform.persistence.tables import (
     HospitalRow,
     OutboxRow,
+    PatientFilingRow,
     SessionRow,
     SlotRow,
     SuspicionSignalRow,
@@ -33,11 +34,13 @@ from tests.fixtures.platforms import (
     SESSION_DAY,
     at_local,
     clinic,
+    confirmed_booking,
     manual_clock,
     new_account,
     new_patient,
     publish_clinic,
 )
+from tests.integration.test_filings import clinic_filing
 from tests.integration.test_outbox import pending_rows
 from tests.integration.test_suspicion_signals import book
 
@@ -248,3 +251,47 @@ async def test_a_subscriber_declared_after_another_waits_for_its_round(
         assert timeline.index("independent") < last_of_first
     with pytest.raises(ValueError, match="after unknown"):
         dispatcher.subscribe("", first, name="orphan", after=["nobody"])
+
+
+async def filing_state(platform: Platform) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """Filings as (person, hospital, status) and the requests the outbox carries to the HIS."""
+    async with platform.ports.sessions() as session:
+        rows = (await session.scalars(select(PatientFilingRow))).all()
+        events = (
+            await session.scalars(
+                select(OutboxRow.payload).where(OutboxRow.topic == "patient.filing_requested")
+            )
+        ).all()
+    return (
+        sorted((r.person_id, r.hospital_id, r.status) for r in rows),
+        sorted((str(e["person_id"]), str(e["hospital_id"]), str(e["patient_id"])) for e in events),
+    )
+
+
+async def test_filing_batch_requests_what_one_event_at_a_time_requests(
+    platform: Platform,
+) -> None:
+    await publish_clinic(platform, clinic_filing(FilingMode.AUTO_AT_BOOKING, "h1"))
+    await publish_clinic(platform, clinic_filing(FilingMode.ON_SITE, "h2"))
+    manual_clock(platform).set(at_local(SESSION_DAY - timedelta(days=3), 9))
+    h1, h2 = await slots_of(platform, "h1"), await slots_of(platform, "h2")
+    for slot in (h1[0], h1[1], h2[0]):
+        await confirmed_booking(platform, slot)
+    events = [e for e in await booking_events(platform) if e.topic == "booking.confirmed"]
+    for event in events:
+        await platform.filings.on_booking_confirmed(event)
+    one_by_one = await filing_state(platform)
+    assert len(one_by_one[0]) == 2  # two persons at the mode A hospital, none at the other
+    async with platform.ports.sessions() as session, session.begin():
+        await session.execute(delete(PatientFilingRow))
+        await session.execute(
+            delete(OutboxRow).where(OutboxRow.topic == "patient.filing_requested")
+        )
+
+    await platform.filings.on_bookings_confirmed(events)
+    assert await filing_state(platform) == one_by_one
+
+    await platform.filings.on_bookings_confirmed(events)  # a replay asks nothing more
+    for event in events:
+        await platform.filings.on_booking_confirmed(event)
+    assert await filing_state(platform) == one_by_one
