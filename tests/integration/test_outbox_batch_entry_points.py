@@ -33,6 +33,7 @@ from guahao.platform.suspicion_rules import SuspicionRules
 from tests.fixtures.platforms import (
     SESSION_DAY,
     at_local,
+    booking_row,
     clinic,
     confirmed_booking,
     manual_clock,
@@ -84,7 +85,8 @@ async def slots_of(platform: Platform, hospital_code: str) -> list[str]:
 
 
 async def scalping_day(platform: Platform) -> None:
-    """Three accounts behind one phone, and one account booking for three persons."""
+    """Three accounts behind one phone, one account booking for three persons, and a unit
+    cancelled by one account and booked by another seconds after it came back."""
     slots = await publish_clinic(platform, clinic(MODE, units=4))
     manual_clock(platform).set(at_local(SESSION_DAY - timedelta(days=3), 9))
     device = platform.ports.vault.index("device", "phone-of-a-scalper")
@@ -98,6 +100,14 @@ async def scalping_day(platform: Platform) -> None:
         patient = await new_patient(platform, family, name=name)
         await book(platform, family, patient, slots[3 + n])
         manual_clock(platform).advance(minutes=5)
+    scalper, buyer = await new_account(platform), await new_account(platform)
+    first = await book(platform, scalper, await new_patient(platform, scalper), slots[6])
+    manual_clock(platform).advance(hours=2)
+    await platform.bookings.cancel(account_id=scalper, booking_id=first)
+    returned = (await booking_row(platform, first)).unit_returns_at
+    assert returned is not None
+    manual_clock(platform).set(returned + timedelta(seconds=3))
+    await book(platform, buyer, await new_patient(platform, buyer, name="王五"), slots[6])
 
 
 async def signal_rows(platform: Platform) -> list[tuple[Any, ...]]:
@@ -123,7 +133,11 @@ async def test_suspicion_batch_records_the_signals_of_one_event_at_a_time(
     for event in events:
         await detector(event)
     one_by_one = await signal_rows(platform)
-    assert {row[0] for row in one_by_one} == {"device_many_accounts", "account_many_persons"}
+    assert {row[0] for row in one_by_one} == {
+        "device_many_accounts",
+        "account_many_persons",
+        "cancel_rebook",
+    }
     async with platform.ports.sessions() as session, session.begin():
         await session.execute(delete(SuspicionSignalRow))
 
