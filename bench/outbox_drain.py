@@ -21,7 +21,7 @@ redis-server, every subscription the platform deploys):
 
 ``--baseline`` runs everything twice in one process, each on a database of its own: first as
 delivery was before issue 13's work (subscribers one after another, a read of the outbox per
-subscriber, no batch entry points for the suspicion detector and visit reminders), then as
+subscriber, no batch entry points for the suspicion detector, visit reminders and filings), then as
 it is now, and prints both side by side.
 
     .venv/bin/python bench/outbox_drain.py --baseline --bookings 1000 --surge 20000
@@ -71,6 +71,7 @@ DISPATCH_EVERY_SECONDS = 2.0
 NEW_BATCH_ENTRY_POINTS = (
     "guahao.platform.services.suspicion.SuspicionDetector:booking.",
     "visit-reminders:schedule",
+    "filings",
 )
 """Subscriptions given a batch entry point by issue 13 (taken away again for ``--baseline``)."""
 
