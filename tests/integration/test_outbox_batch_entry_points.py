@@ -9,6 +9,7 @@ side by side, except one declared ``after`` another.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -309,3 +310,39 @@ async def test_filing_batch_requests_what_one_event_at_a_time_requests(
     for event in events:
         await platform.filings.on_booking_confirmed(event)
     assert await filing_state(platform) == one_by_one
+
+
+async def test_two_dispatchers_delivering_side_by_side_give_each_subscriber_each_event_once(
+    platform: Platform,
+) -> None:
+    await two_hospitals_booked(platform)
+    seen: dict[str, Counter[int]] = {n: Counter() for n in ("inbox", "his", "filing-sender")}
+
+    def counting(name: str) -> Any:
+        async def handler(event: OutboxEvent) -> None:
+            seen[name][event.id] += 1
+            await asyncio.sleep(0.01)  # a network call: the other dispatcher's turn comes
+
+        return handler
+
+    workers = []
+    for _ in range(2):
+        worker = OutboxDispatcher(platform.ports.sessions, platform.ports.clock)
+        worker.subscribe("booking.", counting("inbox"), name="inbox", starts_at="beginning")
+        worker.subscribe("booking.", counting("his"), name="his", starts_at="beginning")
+        worker.subscribe(
+            "booking.",
+            counting("filing-sender"),
+            name="filing-sender",
+            starts_at="beginning",
+            after=["his"],
+        )
+        await worker.start()
+        workers.append(worker)
+    for _ in range(3):  # ticks of two job workers at once
+        await asyncio.gather(*(w.dispatch_pending(limit=4) for w in workers))
+
+    expected = [e.id for e in await booking_events(platform)]
+    for name, counts in seen.items():
+        assert sorted(counts) == expected, name
+        assert set(counts.values()) == {1}, name
