@@ -42,7 +42,9 @@ class ConnectorHub:
         self.sync = FhirSync(feed, self.registry, ports.clock)
         self.inbox = Hl7Inbox(feed, self.registry, actions)
         self.notifier = HisNotifier(feed, self.registry, ports.clock)
-        dispatcher.subscribe("booking.", self.notifier, name=HIS_NOTIFIER)
+        dispatcher.subscribe(
+            "booking.", self.notifier, name=HIS_NOTIFIER, batch=self.notifier.handle_batch
+        )
         self.filing_sender: FilingSender | None = None
         if filings is not None:
             self.filing_sender = FilingSender(ports, filings, self.registry)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -43,7 +44,7 @@ from tests.fixtures.platforms import (
     publish_clinic,
 )
 from tests.integration.test_filings import clinic_filing
-from tests.integration.test_outbox import pending_rows
+from tests.integration.test_outbox import Recorder, pending_rows
 from tests.integration.test_suspicion_signals import book
 
 MODE = PaymentMode.PAY_AT_HOSPITAL
@@ -346,3 +347,23 @@ async def test_two_dispatchers_delivering_side_by_side_give_each_subscriber_each
     for name, counts in seen.items():
         assert sorted(counts) == expected, name
         assert set(counts.values()) == {1}, name
+
+
+async def test_a_declined_run_reaches_the_handler_one_event_at_a_time(platform: Platform) -> None:
+    booked = await two_hospitals_booked(platform)
+    recorder = Recorder()
+    offered: list[int] = []
+
+    async def decline(events: Sequence[OutboxEvent]) -> bool:
+        offered.append(len(events))
+        return False  # as the HIS notifier does when a hospital's system is to be told
+
+    platform.dispatcher.subscribe(
+        "booking.confirmed", recorder, name="declining", starts_at="beginning", batch=decline
+    )
+    await platform.dispatcher.dispatch_pending()
+
+    assert offered == [5]
+    assert sorted(recorder.by_aggregate()) == sorted(booked["h1"] + booked["h2"])
+    # with no hospital system to tell, the HIS notifier takes a run whole, having done nothing
+    assert await platform.connectors.notifier.handle_batch(await booking_events(platform))

@@ -76,12 +76,14 @@ class OutboxEvent(msgspec.Struct, frozen=True):
 
 Handler = Callable[[OutboxEvent], Awaitable[None]]
 
-BatchHandler = Callable[[Sequence[OutboxEvent]], Awaitable[None]]
+BatchHandler = Callable[[Sequence[OutboxEvent]], Awaitable[bool | None]]
 """A subscriber's optional second entry point (``subscribe(..., batch=...)``): a run of
 events at once, in order, so that a surge costs it one transaction or one recomputation per
 run instead of per event. It must have the same effect as calling the handler on each event
 in turn; if it raises, the dispatcher calls the handler on each event instead, so that a
-failure parks exactly its own event."""
+failure parks exactly its own event. Returning ``False`` declines the run without having
+done anything (the HIS notifier: calls to hospitals' systems go one booking at a time):
+the handler then gets each event, as if there were no batch entry point."""
 
 BATCH_SIZE = 1000
 """Rows one subscriber reads per round."""
@@ -678,7 +680,7 @@ class OutboxDispatcher:
             and not blocked.intersection(r.aggregate_id for r in run)
         ):
             try:
-                await batch([_event(row) for row in run])
+                declined = await batch([_event(row) for row in run]) is False
             except Exception as refused:  # find the culprit one by one (handlers are idempotent)
                 log.info(
                     "outbox batch of %s failed (%s); delivering one by one",
@@ -686,8 +688,9 @@ class OutboxDispatcher:
                     refused,
                 )
             else:
-                run.clear()
-                return
+                if not declined:
+                    run.clear()
+                    return
         groups: dict[str, list[OutboxRow]] = {}
         for row in run:
             groups.setdefault(row.aggregate_id, []).append(row)
