@@ -367,3 +367,44 @@ async def test_a_declined_run_reaches_the_handler_one_event_at_a_time(platform: 
     assert sorted(recorder.by_aggregate()) == sorted(booked["h1"] + booked["h2"])
     # with no hospital system to tell, the HIS notifier takes a run whole, having done nothing
     assert await platform.connectors.notifier.handle_batch(await booking_events(platform))
+
+
+async def test_a_subscriber_waits_while_another_worker_holds_what_it_comes_after(
+    platform: Platform,
+) -> None:
+    await two_hospitals_booked(platform)
+    timeline: list[str] = []
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    async def his(event: OutboxEvent) -> None:
+        timeline.append("his")
+        entered.set()
+        await release.wait()  # a slow hospital system, held by the first worker
+
+    async def filing_sender(event: OutboxEvent) -> None:
+        timeline.append("filing sender")
+
+    workers = []
+    for _ in range(2):
+        worker = OutboxDispatcher(platform.ports.sessions, platform.ports.clock)
+        worker.subscribe("booking.confirmed", his, name="his", starts_at="beginning")
+        worker.subscribe(
+            "booking.confirmed",
+            filing_sender,
+            name="filing-sender",
+            starts_at="beginning",
+            after=["his"],
+        )
+        await worker.start()
+        workers.append(worker)
+    first = asyncio.create_task(workers[0].dispatch_pending())
+    await asyncio.wait_for(entered.wait(), 10)
+
+    await workers[1].dispatch_pending()  # the second worker's tick meanwhile
+    assert "filing sender" not in timeline  # not before the HIS has been told
+
+    release.set()
+    await first
+    assert timeline.index("filing sender") > max(
+        i for i, what in enumerate(timeline) if what == "his"
+    )

@@ -502,10 +502,24 @@ class OutboxDispatcher:
 
     async def _rounds(self, limit: int) -> list[bool]:
         """One round for every subscriber: side by side on PostgreSQL, each subscriber once
-        the subscriptions it comes ``after`` have finished theirs; in order on SQLite."""
+        the subscriptions it comes ``after`` have finished theirs; in order on SQLite.
+
+        A subscriber whose dependency this dispatcher did not deliver to the end of its
+        round (another worker holds it, or its round failed) waits for the next round: the
+        order it declared holds across workers and failures too."""
         reads = _Reads(limit, shared=self.shared_reads)
+        delivered: set[str] = set()
+
+        async def run(subscription: Subscription) -> bool:
+            if any(name not in delivered for name in subscription.after):
+                return False
+            full = await self._round(subscription, reads)
+            if full is not None:
+                delivered.add(subscription.name)
+            return bool(full)
+
         if not self._concurrent() or self.concurrent_subscribers <= 1:
-            return [await self._round(s, reads) for s in self._subscriptions]
+            return [await run(s) for s in self._subscriptions]  # dependencies come first
         gate = asyncio.Semaphore(self.concurrent_subscribers)
         done = {s.name: asyncio.Event() for s in self._subscriptions}
 
@@ -514,11 +528,17 @@ class OutboxDispatcher:
                 for name in subscription.after:
                     await done[name].wait()
                 async with gate:
-                    return await self._round(subscription, reads)
+                    return await run(subscription)
             finally:
                 done[subscription.name].set()
 
-        return list(await asyncio.gather(*(turn(s) for s in self._subscriptions)))
+        outcomes = await asyncio.gather(
+            *(turn(s) for s in self._subscriptions), return_exceptions=True
+        )
+        for outcome in outcomes:  # every round has ended: now a failure may propagate
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [bool(o) for o in outcomes]
 
     async def parked(self, subscriber: str) -> list[OutboxParkedRow]:
         """The events ``subscriber`` has not accepted yet, oldest first (for health pages)."""
@@ -595,8 +615,9 @@ class OutboxDispatcher:
                         )
                         await connection.commit()
 
-    async def _round(self, subscription: Subscription, reads: _Reads) -> bool:
-        """One batch for one subscriber; True when it read a full batch (more may wait).
+    async def _round(self, subscription: Subscription, reads: _Reads) -> bool | None:
+        """One batch for one subscriber; True when it read a full batch (more may wait), None
+        when this dispatcher may not deliver to it now (another holds it, or no cursor).
 
         Rows are read, then delivered with no transaction open (handlers write through
         sessions of their own; on SQLite an open write transaction here would lock them
@@ -605,11 +626,11 @@ class OutboxDispatcher:
         """
         async with self._owned(subscription) as owned:
             if not owned:
-                return False
+                return None
             async with self._sessions() as session:
                 position = await self._cursor(session, subscription)
                 if position is None:
-                    return False
+                    return None
                 waiting = [
                     (parked, row)
                     for parked, row in (
