@@ -237,8 +237,10 @@ class _Reads:
     """The outbox rows of one round, read once per cursor position.
 
     In a surge every subscriber that keeps up sits at the same cursor, so one query (and one
-    decoding of the payloads) serves them all instead of one per subscriber. Rows are only
-    read: handlers get their own ``OutboxEvent``, built per delivery."""
+    decoding of the payloads) serves them all instead of one per subscriber. A read that came
+    back short is topped up with what was written since (an event an earlier subscriber of
+    the round wrote reaches the later ones in the same round, as when each read its own).
+    Rows are only read: handlers get their own ``OutboxEvent``, built per delivery."""
 
     def __init__(self, limit: int, *, shared: bool) -> None:
         self.limit = limit
@@ -251,7 +253,12 @@ class _Reads:
             return await self._read(session, position)
         found = self._by_position.get(position)
         if found is not None:
-            return await asyncio.shield(found)
+            rows = await asyncio.shield(found)
+            if len(rows) < self.limit:  # the end of the outbox then: anything written since?
+                rows = rows + await self._read(
+                    session, rows[-1].id if rows else position, self.limit - len(rows)
+                )
+            return rows
         future: asyncio.Future[list[OutboxRow]] = asyncio.get_running_loop().create_future()
         self._by_position[position] = future
         try:
@@ -264,14 +271,16 @@ class _Reads:
         future.set_result(rows)
         return rows
 
-    async def _read(self, session: AsyncSession, position: int) -> list[OutboxRow]:
+    async def _read(
+        self, session: AsyncSession, position: int, limit: int | None = None
+    ) -> list[OutboxRow]:
         return list(
             (
                 await session.scalars(
                     select(OutboxRow)
                     .where(OutboxRow.id > position)
                     .order_by(OutboxRow.id)
-                    .limit(self.limit)
+                    .limit(limit or self.limit)
                 )
             ).all()
         )
