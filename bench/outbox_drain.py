@@ -5,19 +5,26 @@ in seconds; every subscriber (inbox notifications, search, strikes, suspicion, t
 offers, filings, the authority's rollups, live availability, the hospitals' HIS notifiers)
 must receive them soon enough that a citizen's notification follows within seconds.
 
-Two measurements, in one run, on a real platform (PostgreSQL from ``infra/local_postgres.py``,
-a real redis-server, every subscription the platform deploys):
+Two measurements on a real platform (PostgreSQL from ``infra/local_postgres.py``, a real
+redis-server, every subscription the platform deploys):
 
 1. **drain**: ``--bookings`` citizens book and pay through the real booking service with
-   delivery stopped (``produce`` events/s is how fast the platform wrote them: the baseline);
-   then the dispatcher delivers the whole backlog (``drain`` events/s). The ratio says whether
-   delivery keeps up with what a surge writes.
-2. **lag**: the same events written again at ``--rate`` events/s for ``--seconds`` while the
-   dispatch job runs as deployed (every 2 s); per event, the time from its commit to its
-   delivery to the inbox notifier (p50, p99, max). Target: max ≤ 10 s at 2,000 events/s.
+   delivery stopped (``produce`` events/s is how fast the platform wrote them); copies of
+   those events then top the backlog up to ``--surge`` rows (a release's backlog from several
+   workers; a copy is a new event about the same booking, so idempotent subscribers find
+   some of their work done); then the dispatcher delivers the whole backlog (``drain``
+   events/s).
+2. **lag**: copies written at ``--rate`` events/s for ``--seconds`` while the dispatch job
+   runs as deployed (every 2 s); per batch of events, the time from its commit to its
+   delivery to the inbox notifier, which writes the citizen's notification row (p50, p99,
+   max). Target: max ≤ 10 s at 2,000 events/s.
 
-    .venv/bin/python bench/outbox_drain.py                       # 1,500 bookings, 2,000 ev/s
-    .venv/bin/python bench/outbox_drain.py --bookings 3000 --rate 3000 --seconds 30
+``--baseline`` runs everything twice in one process, each on a database of its own: first as
+delivery was before issue 13's work (subscribers one after another, a read of the outbox per
+subscriber, no batch entry points for the suspicion detector, visit reminders and filings), then as
+it is now, and prints both side by side.
+
+    .venv/bin/python bench/outbox_drain.py --baseline --bookings 1000 --surge 20000
 
 JSON goes to ``bench/results/outbox_drain.json``.
 """
@@ -32,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,10 +68,32 @@ DISPATCH_EVERY_SECONDS = 2.0
 """As deployed: the ``dispatch_outbox`` cron runs every 2 s (guahao/bootstrap.py)."""
 
 
+NEW_BATCH_ENTRY_POINTS = (
+    "guahao.platform.services.suspicion.SuspicionDetector:booking.",
+    "visit-reminders:schedule",
+    "filings",
+)
+"""Subscriptions given a batch entry point by issue 13 (taken away again for ``--baseline``)."""
+
+
+def as_before(platform: Platform) -> None:
+    """Delivery as it was before issue 13's work, selectable here only: subscribers one after
+    another, one read of the outbox per subscriber, the old one-event entry points."""
+    dispatcher = platform.dispatcher
+    dispatcher.concurrent_subscribers = 1
+    dispatcher.shared_reads = False
+    dispatcher._subscriptions = [  # the bench's own before/after switch
+        replace(s, batch=None) if s.name in NEW_BATCH_ENTRY_POINTS else s
+        for s in dispatcher._subscriptions
+    ]
+
+
 @dataclass
 class Figures:
+    mode: str
     bookings: int
     events: int
+    surge_events: int
     produce_seconds: float
     produce_events_per_second: float
     drain_seconds: float
@@ -106,6 +135,31 @@ async def produce(platform: Platform, bookings: int) -> tuple[int, float]:
     async with platform.ports.sessions() as session:
         last = int(await session.scalar(select(func.max(OutboxRow.id))) or 0)
     return last - first, seconds
+
+
+async def top_up(platform: Platform, produced: int, surge: int) -> int:
+    """Copies of the produced events until ``surge`` rows wait; returns the backlog."""
+    async with platform.ports.sessions() as session:
+        templates = [
+            {"topic": r.topic, "aggregate_id": r.aggregate_id, "payload": r.payload}
+            for r in (
+                await session.scalars(
+                    select(OutboxRow)
+                    .where(OutboxRow.dispatched_at.is_(None))
+                    .order_by(OutboxRow.id)
+                )
+            ).all()
+        ]
+    missing = max(0, surge - produced)
+    for start in range(0, missing, 2000):
+        rows = [
+            templates[i % len(templates)]
+            | {"created_at": platform.ports.clock.now(), "attempts": 0}
+            for i in range(start, min(start + 2000, missing))
+        ]
+        async with platform.ports.sessions() as session, session.begin():
+            await session.execute(insert(OutboxRow), rows)
+    return await _pending(platform)
 
 
 async def drain(platform: Platform) -> float:
@@ -180,27 +234,32 @@ def say(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-async def run(args: argparse.Namespace, database_url: str, redis_url: str) -> Figures:
+async def run(args: argparse.Namespace, database_url: str, redis_url: str, mode: str) -> Figures:
     with tempfile.TemporaryDirectory(prefix="guahao-outbox-bench-") as data:
         async with open_platform(
             settings_for(Path(data), database_url, redis_url), clock=ManualClock(START)
         ) as platform:
-            say(f"producing: {args.bookings} bookings")
+            if mode == "before":
+                as_before(platform)
+            say(f"{mode}: producing {args.bookings} bookings")
             events, produce_seconds = await produce(platform, args.bookings)
-            say(f"produced {events} events in {produce_seconds:.1f} s; draining")
+            surge = await top_up(platform, events, args.surge)
+            say(f"produced {events} events in {produce_seconds:.1f} s; draining {surge}")
             drain_seconds = await drain(platform)
             say(f"drained in {drain_seconds:.1f} s; lag run at {args.rate}/s")
             lags, achieved = await lag(platform, args.rate, args.seconds)
             subscribers = len(platform.dispatcher.subscribers)
     lags.sort()
     return Figures(
+        mode=mode,
         bookings=args.bookings,
         events=events,
+        surge_events=surge,
         produce_seconds=round(produce_seconds, 3),
         produce_events_per_second=round(events / produce_seconds, 1),
         drain_seconds=round(drain_seconds, 3),
-        drain_events_per_second=round(events / drain_seconds, 1),
-        drain_over_produce=round(produce_seconds / drain_seconds, 2),
+        drain_events_per_second=round(surge / drain_seconds, 1),
+        drain_over_produce=round((surge / drain_seconds) / (events / produce_seconds), 2),
         lag_rate=args.rate,
         lag_events=round(achieved * args.seconds),
         lag_written_per_second=round(achieved, 1),
@@ -213,28 +272,34 @@ async def run(args: argparse.Namespace, database_url: str, redis_url: str) -> Fi
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bookings", type=int, default=1500)
+    parser.add_argument("--bookings", type=int, default=1000)
+    parser.add_argument("--surge", type=int, default=20000, help="backlog the drain starts from")
+    parser.add_argument(
+        "--baseline", action="store_true", help="also run delivery as before, in the same run"
+    )
     parser.add_argument("--rate", type=float, default=2000.0, help="events/s in the lag run")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the lag run")
     parser.add_argument("--dir", default="/tmp/guahao-outbox-bench")
     args = parser.parse_args()
     cluster = Path(args.dir)
     local_postgres.start(cluster)
-    name = f"outbox_{os.getpid()}"
-    database_url = local_postgres.createdb(cluster, name)
+    results: list[Figures] = []
     try:
         with EmbeddedRedis() as server:
-            asyncio.run(_flush(server.url))
-            figures = asyncio.run(run(args, database_url, server.url))
+            for mode in ("before", "after") if args.baseline else ("after",):
+                database_url = local_postgres.createdb(cluster, f"outbox_{mode}_{os.getpid()}")
+                asyncio.run(_flush(server.url))
+                results.append(asyncio.run(run(args, database_url, server.url, mode)))
     finally:
         local_postgres.stop(cluster)
     print(f"load average: {os.getloadavg()[0]:.2f} (2-core machine, shared)")
-    width = max(len(k) for k in asdict(figures))
-    for key, value in asdict(figures).items():
-        print(f"{key:<{width}}  {value}")
+    rows = [asdict(f) for f in results]
+    width = max(len(k) for k in rows[0])
+    for key in rows[0]:
+        print(f"{key:<{width}}  " + "  ".join(f"{r[key]!s:>12}" for r in rows))
     out = ROOT / "bench" / "results" / "outbox_drain.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(asdict(figures) | {"at": time.time()}, indent=2))
+    out.write_text(json.dumps({"runs": rows, "at": time.time()}, indent=2))
 
 
 async def _flush(url: str) -> None:

@@ -364,6 +364,7 @@ async def open_platform(
             "booking.",
             suspicion.detector,
             name="guahao.platform.services.suspicion.SuspicionDetector:booking.",
+            batch=suspicion.detector.handle_batch,
         )
         bookings = BookingService(ports, sync, rules)
         supply = SupplyService(ports, sync)
@@ -392,14 +393,22 @@ async def open_platform(
             base_url=settings.resolved_public_url(),
         )
         dispatcher.subscribe(
-            "booking.confirmed", reminders.on_booking_event, name="visit-reminders:schedule"
+            "booking.confirmed",
+            reminders.on_booking_event,
+            name="visit-reminders:schedule",
+            batch=reminders.on_booking_events,
         )
         dispatcher.subscribe(
             "visit.reminder_due", reminders.on_reminder_event, name="visit-reminders:send"
         )
         filings = Filings(ports)
         feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync, filings)
-        dispatcher.subscribe("booking.confirmed", filings.on_booking_confirmed, name="filings")
+        dispatcher.subscribe(
+            "booking.confirmed",
+            filings.on_booking_confirmed,
+            name="filings",
+            batch=filings.on_bookings_confirmed,
+        )
         rollups = SupplyDemandRollups(ports, client)
         # declared new: a database from before the rollups replays its history into them
         dispatcher.subscribe(

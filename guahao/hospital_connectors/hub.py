@@ -17,7 +17,10 @@ from guahao.platform.services.hospital_actions import HospitalActions
 from guahao.platform.services.hospital_feed import HospitalFeed
 from guahao.platform.services.runtime import Ports
 
-__all__ = ["ConnectorHub"]
+__all__ = ["HIS_NOTIFIER", "ConnectorHub"]
+
+HIS_NOTIFIER = "hospital_connectors.his_notifier"
+"""The HIS notifier's outbox subscription (its cursor's name in the database)."""
 
 
 class ConnectorHub:
@@ -39,7 +42,9 @@ class ConnectorHub:
         self.sync = FhirSync(feed, self.registry, ports.clock)
         self.inbox = Hl7Inbox(feed, self.registry, actions)
         self.notifier = HisNotifier(feed, self.registry, ports.clock)
-        dispatcher.subscribe("booking.", self.notifier, name="hospital_connectors.his_notifier")
+        dispatcher.subscribe(
+            "booking.", self.notifier, name=HIS_NOTIFIER, batch=self.notifier.handle_batch
+        )
         self.filing_sender: FilingSender | None = None
         if filings is not None:
             self.filing_sender = FilingSender(ports, filings, self.registry)
@@ -47,6 +52,9 @@ class ConnectorHub:
                 "patient.filing_requested",
                 self.filing_sender,
                 name="hospital_connectors.filing_sender",
+                # mode A: the HIS notifier files the patient with the confirmed booking; the
+                # request that follows must find the person filed, not file them again
+                after=[HIS_NOTIFIER],
             )
         self.his_inventory = his_inventory
         self.registry.on_change.append(self.his_inventory.forget)

@@ -77,12 +77,14 @@ class OutboxEvent(msgspec.Struct, frozen=True):
 
 Handler = Callable[[OutboxEvent], Awaitable[None]]
 
-BatchHandler = Callable[[Sequence[OutboxEvent]], Awaitable[None]]
+BatchHandler = Callable[[Sequence[OutboxEvent]], Awaitable[bool | None]]
 """A subscriber's optional second entry point (``subscribe(..., batch=...)``): a run of
 events at once, in order, so that a surge costs it one transaction or one recomputation per
 run instead of per event. It must have the same effect as calling the handler on each event
 in turn; if it raises, the dispatcher calls the handler on each event instead, so that a
-failure parks exactly its own event."""
+failure parks exactly its own event. Returning ``False`` declines the run without having
+done anything (the HIS notifier: calls to hospitals' systems go one booking at a time):
+the handler then gets each event, as if there were no batch entry point."""
 
 BATCH_SIZE = 1000
 """Rows one subscriber reads per round."""
@@ -95,9 +97,15 @@ the subscribers it holds (``_owned``), so nothing is delivered twice at once."""
 CONCURRENT_AGGREGATES = 4
 """Aggregates (bookings, sessions) one subscriber's round delivers side by side on
 PostgreSQL: handlers spend most of their time waiting for the database or a HIS, and one
-aggregate's events keep their order. Subscribers themselves take their turns in the order
-they subscribed, as before: some rely on it within a run (in filing mode A the HIS notifier
-files the patient with the booking before the filing request that follows looks)."""
+aggregate's events keep their order."""
+
+CONCURRENT_SUBSCRIBERS = 4
+"""Subscribers whose rounds run side by side on PostgreSQL (each holds an advisory-lock
+connection and up to ``CONCURRENT_AGGREGATES`` handler sessions: 4 × 5 of the pool's 40).
+Subscribers are independent unless one declares otherwise (``subscribe(..., after=...)``):
+in filing mode A the filing sender must run after the HIS notifier has filed the patient
+with the booking. On SQLite (one writer) they take their turns in the order they subscribed,
+which keeps every declared dependency too."""
 
 ADVISORY_LOCK_CLASS = 0x6775  # "gu"
 """First key of the PostgreSQL advisory locks that make one dispatcher per subscriber."""
@@ -199,6 +207,8 @@ class Subscription:
     starts_at: StartsAt | None
     """``None``: a deployed subscription, whose cursor the database must already hold."""
     batch: BatchHandler | None = None
+    after: tuple[str, ...] = ()
+    """Subscriptions whose round must end before this one's starts, in every round."""
 
 
 _IN_PROCESS: dict[tuple[str, str], asyncio.Lock] = {}
@@ -237,6 +247,59 @@ async def _positions(session: AsyncSession) -> dict[str, int]:
     return {str(name): int(position) for name, position in rows.all()}
 
 
+class _Reads:
+    """The outbox rows of one round, read once per cursor position.
+
+    In a surge every subscriber that keeps up sits at the same cursor, so one query (and one
+    decoding of the payloads) serves them all instead of one per subscriber. A read that came
+    back short is topped up with what was written since (an event an earlier subscriber of
+    the round wrote reaches the later ones in the same round, as when each read its own).
+    Rows are only read: handlers get their own ``OutboxEvent``, built per delivery."""
+
+    def __init__(self, limit: int, *, shared: bool) -> None:
+        self.limit = limit
+        self._shared = shared
+        self._by_position: dict[int, asyncio.Future[list[OutboxRow]]] = {}
+
+    async def after(self, session: AsyncSession, position: int) -> list[OutboxRow]:
+        """Up to ``limit`` rows after ``position``, oldest first."""
+        if not self._shared:
+            return await self._read(session, position)
+        found = self._by_position.get(position)
+        if found is not None:
+            rows = await asyncio.shield(found)
+            if len(rows) < self.limit:  # the end of the outbox then: anything written since?
+                rows = rows + await self._read(
+                    session, rows[-1].id if rows else position, self.limit - len(rows)
+                )
+            return rows
+        future: asyncio.Future[list[OutboxRow]] = asyncio.get_running_loop().create_future()
+        self._by_position[position] = future
+        try:
+            rows = await self._read(session, position)
+        except BaseException as exc:
+            del self._by_position[position]  # the next subscriber at this cursor reads again
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning if nobody waits
+            raise
+        future.set_result(rows)
+        return rows
+
+    async def _read(
+        self, session: AsyncSession, position: int, limit: int | None = None
+    ) -> list[OutboxRow]:
+        return list(
+            (
+                await session.scalars(
+                    select(OutboxRow)
+                    .where(OutboxRow.id > position)
+                    .order_by(OutboxRow.id)
+                    .limit(limit or self.limit)
+                )
+            ).all()
+        )
+
+
 class OutboxBacklog(msgspec.Struct, frozen=True):
     """What waits to be delivered, for the operators' metrics (``/metrics``)."""
 
@@ -256,6 +319,10 @@ class OutboxDispatcher:
         self._clock = clock
         self._subscriptions: list[Subscription] = []
         self._checked: set[str] = set()
+        self.concurrent_subscribers = CONCURRENT_SUBSCRIBERS
+        """Rounds side by side on PostgreSQL (1: one subscriber after another)."""
+        self.shared_reads = True
+        """Subscribers at the same cursor share one read of the outbox per round."""
 
     @property
     def subscribers(self) -> list[str]:
@@ -292,6 +359,7 @@ class OutboxDispatcher:
         name: str,
         starts_at: StartsAt | None = None,
         batch: BatchHandler | None = None,
+        after: Sequence[str] = (),
     ) -> str:
         """Call ``handler`` for every event whose topic starts with ``topic_prefix``.
 
@@ -299,13 +367,20 @@ class OutboxDispatcher:
         moves. ``starts_at`` declares a subscription new (see ``StartsAt``); without it the
         database must already know the name, unless it has no history at all. Once its cursor
         exists the declaration changes nothing and may stay. ``batch`` is the handler's
-        entry point for runs of events (see ``BatchHandler``). Returns the name.
+        entry point for runs of events (see ``BatchHandler``). ``after`` names subscriptions
+        (already subscribed, so dependencies never form a cycle) whose round ends before this
+        one's starts: subscribers are otherwise delivered side by side. Returns the name.
         """
         if not name or len(name) > NAME_MAX_LENGTH:
             raise ValueError(f"an outbox subscription needs a name of 1 to {NAME_MAX_LENGTH} chars")
         if name in self.subscribers:
             raise ValueError(f"outbox subscription {name!r} is already taken")
-        self._subscriptions.append(Subscription(name, topic_prefix, handler, starts_at, batch))
+        unknown = [n for n in after if n not in self.subscribers]
+        if unknown:
+            raise ValueError(f"outbox subscription {name!r} comes after unknown {unknown!r}")
+        self._subscriptions.append(
+            Subscription(name, topic_prefix, handler, starts_at, batch, tuple(after))
+        )
         return name
 
     async def start(self) -> list[str]:
@@ -443,10 +518,50 @@ class OutboxDispatcher:
         deadline = time.monotonic() + budget_seconds
         delivered = 0
         while True:
-            full = [await self._round(s, limit) for s in self._subscriptions]
+            full = await self._rounds(limit)
             delivered += await self._mark_dispatched()
             if not any(full) or time.monotonic() >= deadline:
                 return delivered
+
+    async def _rounds(self, limit: int) -> list[bool]:
+        """One round for every subscriber: side by side on PostgreSQL, each subscriber once
+        the subscriptions it comes ``after`` have finished theirs; in order on SQLite.
+
+        A subscriber whose dependency this dispatcher did not deliver to the end of its
+        round (another worker holds it, or its round failed) waits for the next round: the
+        order it declared holds across workers and failures too."""
+        reads = _Reads(limit, shared=self.shared_reads)
+        delivered: set[str] = set()
+
+        async def run(subscription: Subscription) -> bool:
+            if any(name not in delivered for name in subscription.after):
+                return False
+            full = await self._round(subscription, reads)
+            if full is not None:
+                delivered.add(subscription.name)
+            return bool(full)
+
+        if not self._concurrent() or self.concurrent_subscribers <= 1:
+            return [await run(s) for s in self._subscriptions]  # dependencies come first
+        gate = asyncio.Semaphore(self.concurrent_subscribers)
+        done = {s.name: asyncio.Event() for s in self._subscriptions}
+
+        async def turn(subscription: Subscription) -> bool:
+            try:
+                for name in subscription.after:
+                    await done[name].wait()
+                async with gate:
+                    return await run(subscription)
+            finally:
+                done[subscription.name].set()
+
+        outcomes = await asyncio.gather(
+            *(turn(s) for s in self._subscriptions), return_exceptions=True
+        )
+        for outcome in outcomes:  # every round has ended: now a failure may propagate
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [bool(o) for o in outcomes]
 
     async def parked(self, subscriber: str) -> list[OutboxParkedRow]:
         """The events ``subscriber`` has not accepted yet, oldest first (for health pages)."""
@@ -523,8 +638,9 @@ class OutboxDispatcher:
                         )
                         await connection.commit()
 
-    async def _round(self, subscription: Subscription, limit: int) -> bool:
-        """One batch for one subscriber; True when it read a full batch (more may wait).
+    async def _round(self, subscription: Subscription, reads: _Reads) -> bool | None:
+        """One batch for one subscriber; True when it read a full batch (more may wait), None
+        when this dispatcher may not deliver to it now (another holds it, or no cursor).
 
         Rows are read, then delivered with no transaction open (handlers write through
         sessions of their own; on SQLite an open write transaction here would lock them
@@ -533,11 +649,11 @@ class OutboxDispatcher:
         """
         async with self._owned(subscription) as owned:
             if not owned:
-                return False
+                return None
             async with self._sessions() as session:
                 position = await self._cursor(session, subscription)
                 if position is None:
-                    return False
+                    return None
                 waiting = [
                     (parked, row)
                     for parked, row in (
@@ -549,19 +665,10 @@ class OutboxDispatcher:
                         )
                     ).all()
                 ]
-                rows = list(
-                    (
-                        await session.scalars(
-                            select(OutboxRow)
-                            .where(OutboxRow.id > position)
-                            .order_by(OutboxRow.id)
-                            .limit(limit)
-                        )
-                    ).all()
-                )
+                rows = await reads.after(session, position)
             outcome = await self._deliver_all(subscription, waiting, rows)
             await self._record(subscription, outcome, rows[-1].id if rows else None)
-            return len(rows) == limit
+            return len(rows) == reads.limit
 
     async def _deliver_all(
         self,
@@ -617,7 +724,7 @@ class OutboxDispatcher:
             and not blocked.intersection(r.aggregate_id for r in run)
         ):
             try:
-                await batch([_event(row) for row in run])
+                declined = await batch([_event(row) for row in run]) is False
             except Exception as refused:  # find the culprit one by one (handlers are idempotent)
                 log.info(
                     "outbox batch of %s failed (%s); delivering one by one",
@@ -625,8 +732,9 @@ class OutboxDispatcher:
                     refused,
                 )
             else:
-                run.clear()
-                return
+                if not declined:
+                    run.clear()
+                    return
         groups: dict[str, list[OutboxRow]] = {}
         for row in run:
             groups.setdefault(row.aggregate_id, []).append(row)

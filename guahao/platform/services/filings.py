@@ -14,6 +14,7 @@ is filed for the other parent's account too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -226,6 +227,60 @@ class Filings:
             await self._request_for_booking(str(event.payload.get("booking_id", "")), now)
         except IntegrityError:  # the person's request was made meanwhile (another booking)
             await self._request_for_booking(str(event.payload.get("booking_id", "")), now)
+
+    async def on_bookings_confirmed(self, events: Sequence[OutboxEvent]) -> None:
+        """Outbox batch entry point: the run's bookings, their hospitals and patients in three
+        reads and one transaction, the requests made in event order as one by one.
+
+        Two bookings of one person at one hospital in the run ask once (the second finds the
+        first's pending request in the session, as it would find it committed). A request
+        made meanwhile by the person elsewhere fails the transaction (nothing of the run is
+        written) and the outbox then delivers the run one event at a time."""
+        now = self._p.clock.now()
+        ids = [str(e.payload.get("booking_id", "")) for e in events]
+        async with self._p.sessions() as session, session.begin():
+            bookings = {
+                b.id: b
+                for b in (
+                    await session.scalars(select(BookingRow).where(BookingRow.id.in_(set(ids))))
+                ).all()
+                if b.patient_id is not None and b.hospital_id is not None
+            }
+            if not bookings:
+                return
+            hospitals = {
+                h.id: h
+                for h in (
+                    await session.scalars(
+                        select(HospitalRow).where(
+                            HospitalRow.id.in_({b.hospital_id for b in bookings.values()})
+                        )
+                    )
+                ).all()
+            }
+            auto = {
+                h.id
+                for h in hospitals.values()
+                if msgspec.convert(h.policies, HospitalPolicies).filing_mode
+                is FilingMode.AUTO_AT_BOOKING
+            }
+            wanted = [bookings[i] for i in ids if i in bookings and bookings[i].hospital_id in auto]
+            if not wanted:
+                return
+            patients = {
+                p.id: p
+                for p in (
+                    await session.scalars(
+                        select(PatientRow).where(PatientRow.id.in_({b.patient_id for b in wanted}))
+                    )
+                ).all()
+            }
+            for booking in wanted:
+                assert booking.patient_id is not None
+                assert booking.hospital_id is not None
+                await self._ensure_requested(
+                    session, patients[booking.patient_id], booking.hospital_id, now
+                )
 
     async def _request_for_booking(self, booking_id: str, now: datetime) -> None:
         async with self._p.sessions() as session, session.begin():

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -42,6 +42,7 @@ from guahao.platform.persistence.tables import (
     VisitReminderRow,
 )
 from guahao.platform.ports import Notifier
+from guahao.platform.region_rules import RegionRules
 from guahao.platform.reminders import ReminderRules, reminder_times
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports
@@ -140,6 +141,98 @@ class VisitReminders:
         if event.topic == "booking.confirmed":
             await self.schedule(event.aggregate_id)
 
+    async def on_booking_events(self, events: Sequence[OutboxEvent]) -> None:
+        """Outbox batch entry point: the run's confirmed bookings scheduled together."""
+        await self.schedule_many([e.aggregate_id for e in events if e.topic == "booking.confirmed"])
+
+    async def schedule_many(self, booking_ids: Sequence[str]) -> int:
+        """``schedule`` for many bookings at once: their bookings, slots and hospitals in three
+        queries, each hospital's rules once, the reminders not yet there in one multi-row
+        insert. The rows are the ones ``schedule`` makes booking by booking (same derived
+        ids, so either one repeating the other adds nothing); a reminder another delivery
+        inserts meanwhile fails the whole insert, and the outbox then delivers one by one."""
+        if not booking_ids:
+            return 0
+        now = self._p.clock.now()
+        ids = set(booking_ids)
+        async with self._p.sessions() as session:
+            bookings = [
+                b
+                for b in (
+                    await session.scalars(select(BookingRow).where(BookingRow.id.in_(ids)))
+                ).all()
+                if b.status == BookingStatus.CONFIRMED.value and b.hospital_id
+            ]
+            slots = {
+                s.id: s
+                for s in (
+                    await session.scalars(
+                        select(SlotRow).where(SlotRow.id.in_({b.slot_id for b in bookings}))
+                    )
+                ).all()
+            }
+            hospitals = {
+                h.id: h
+                for h in (
+                    await session.scalars(
+                        select(HospitalRow).where(
+                            HospitalRow.id.in_({b.hospital_id for b in bookings})
+                        )
+                    )
+                ).all()
+            }
+        wanted: dict[str, dict[str, Any]] = {}
+        rules_of: dict[str, RegionRules] = {}
+        for booking in bookings:
+            slot = slots.get(booking.slot_id)
+            hospital = hospitals.get(booking.hospital_id or "")
+            if slot is None or hospital is None:
+                continue
+            if hospital.id not in rules_of:
+                rules_of[hospital.id] = await self._rules.for_hospital(hospital.id)
+            for hours, due_at in self._times(slot, hospital, rules_of[hospital.id], now):
+                reminder_id = derived_id("reminder", booking.id, str(hours))
+                wanted[reminder_id] = {
+                    "id": reminder_id,
+                    "booking_id": booking.id,
+                    "account_id": booking.account_id,
+                    "hours_before": hours,
+                    "due_at": due_at,
+                    "status": "scheduled",
+                    "created_at": now,
+                }
+        if not wanted:
+            return 0
+        async with self._p.sessions() as session, session.begin():
+            there = set(
+                (
+                    await session.scalars(
+                        select(VisitReminderRow.id).where(VisitReminderRow.id.in_(wanted))
+                    )
+                ).all()
+            )
+            rows = [row for reminder_id, row in wanted.items() if reminder_id not in there]
+            if rows:
+                await session.execute(insert(VisitReminderRow), rows)
+        return len(rows)
+
+    @staticmethod
+    def _times(
+        slot: SlotRow, hospital: HospitalRow, rules: RegionRules, now: datetime
+    ) -> list[tuple[int, datetime]]:
+        """The booking's reminder times still ahead (hours before the visit, due at); one
+        booked after a reminder's time skips it: the visit is close."""
+        reminders: ReminderRules = getattr(rules, "reminders", ReminderRules())
+        waitlist = waitlist_rules_of(rules)
+        times = reminder_times(
+            slot.starts_at,
+            hours_before=reminders.hours_before,
+            zone=hospital.timezone,
+            quiet_start=waitlist.quiet_hours_start,
+            quiet_end=waitlist.quiet_hours_end,
+        )
+        return [(hours, due_at) for hours, due_at in times if due_at > now]
+
     async def schedule(self, booking_id: str) -> int:
         """One reminder per rule time still ahead; safe to repeat (one per booking and time)."""
         now = self._p.clock.now()
@@ -154,19 +247,8 @@ class VisitReminders:
             if slot is None or hospital is None:
                 return 0
         rules = await self._rules.for_hospital(hospital.id)
-        reminders: ReminderRules = getattr(rules, "reminders", ReminderRules())
-        waitlist = waitlist_rules_of(rules)
-        times = reminder_times(
-            slot.starts_at,
-            hours_before=reminders.hours_before,
-            zone=hospital.timezone,
-            quiet_start=waitlist.quiet_hours_start,
-            quiet_end=waitlist.quiet_hours_end,
-        )
         made = 0
-        for hours, due_at in times:
-            if due_at <= now:
-                continue  # booked after that reminder's time: the visit is close, skip it
+        for hours, due_at in self._times(slot, hospital, rules, now):
             try:
                 async with self._p.sessions() as session, session.begin():
                     session.add(
