@@ -28,11 +28,11 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from guahao.platform.error_codes import CODES
 from guahao.platform.errors import GuahaoError
-from guahao.web.request_bodies import BodyTooLargeError, body_limit_of, read_bounded
+from guahao.web.request_bodies import BodyTooLargeError, body_limit_of, read_bounded, replaying
 
 __all__ = [
     "IDEMPOTENCY_KEY_OPT",
@@ -234,16 +234,7 @@ async def _buffer(scope: Scope, receive: Receive) -> tuple[bytes, Receive]:
     """Read the request body, refused at the route's limit while it arrives (never whole
     before the limit applies), and give the app a ``receive`` that plays it back."""
     body = await read_bounded(scope, receive, body_limit_of(scope))
-    sent = False
-
-    async def replay() -> ReceiveMessage:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return body, replay
+    return body, replaying(body, receive)
 
 
 async def _respond(

@@ -13,7 +13,7 @@ a controller or a handler); code that reads the ASGI ``receive`` itself, before 
 from __future__ import annotations
 
 from litestar.handlers import HTTPRouteHandler
-from litestar.types import Receive, Scope
+from litestar.types import Receive, ReceiveMessage, Scope
 
 __all__ = [
     "API_BODY_LIMIT",
@@ -22,6 +22,7 @@ __all__ = [
     "BodyTooLargeError",
     "body_limit_of",
     "read_bounded",
+    "replaying",
 ]
 
 API_BODY_LIMIT = 1024 * 1024
@@ -84,3 +85,19 @@ async def read_bounded(scope: Scope, receive: Receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that plays a body already read back to the app (middleware that had to
+    read it first: the idempotency store, the sold-out answers), then the rest of the
+    connection's messages."""
+    sent = False
+
+    async def replay() -> ReceiveMessage:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

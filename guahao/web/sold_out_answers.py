@@ -23,7 +23,7 @@ from __future__ import annotations
 import msgspec
 from litestar.enums import ScopeType
 from litestar.serialization import encode_json
-from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.errors import GuahaoError
@@ -31,7 +31,7 @@ from guahao.web.dependencies import client_context
 from guahao.web.errors import refusal_answer
 from guahao.web.idempotency import MAX_KEY_LENGTH
 from guahao.web.metrics import HOLD_ROUTE
-from guahao.web.request_bodies import BodyTooLargeError, body_limit_of, read_bounded
+from guahao.web.request_bodies import BodyTooLargeError, body_limit_of, read_bounded, replaying
 from guahao.web.schemas import HoldCreate
 
 __all__ = ["SoldOutAnswers"]
@@ -69,7 +69,7 @@ class SoldOutAnswers:
         try:
             body = await read_bounded(scope, receive, body_limit_of(scope))
         except BodyTooLargeError:  # more bytes than announced: the route's answer for it
-            await self.app(scope, _replay(b"", receive), send)
+            await self.app(scope, replaying(b"", receive), send)
             return
         try:
             slot_id = _hold_decoder.decode(body).slot_id
@@ -80,7 +80,7 @@ class SoldOutAnswers:
         if slot_id is None or not platform.ports.inventory.refuses_sold_out(
             slot_id, account, now_ms
         ):
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
             return
         client = scope.get("client")
         context = client_context(
@@ -120,20 +120,6 @@ def _headers(scope: Scope) -> dict[str, str]:
         if lowered in wanted:
             found[lowered.decode("latin-1")] = value.decode("latin-1")
     return found
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that plays the body already read back to the app."""
-    sent = False
-
-    async def replay() -> ReceiveMessage:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 async def _answer(send: Send, status: int, body: bytes, extra: dict[str, str]) -> None:

@@ -11,31 +11,11 @@ answer.
 from __future__ import annotations
 
 from redis.asyncio import Redis
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    ConnectionError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisClusterException,
-    TimeoutError,
-    TryAgainError,
-)
 
 from guahao.platform.error_codes import error
+from guahao.platform.inventory.redis_errors import UNAVAILABLE
 
 __all__ = ["RedisFactVersions"]
-
-_UNAVAILABLE = (
-    ConnectionError,
-    TimeoutError,
-    BusyLoadingError,
-    ReadOnlyError,
-    OutOfMemoryError,
-    ClusterDownError,  # Redis Cluster: no node serves the slot now
-    TryAgainError,  # Redis Cluster: the slot is moving
-    RedisClusterException,  # Redis Cluster: no node answered
-)
 
 
 class RedisFactVersions:
@@ -48,14 +28,14 @@ class RedisFactVersions:
     async def current(self) -> dict[str, int]:
         try:
             found = await self._redis.hgetall(self._key)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise error("INVENTORY_UNAVAILABLE", operation="fact_versions") from exc
         return {_text(k): int(v) for k, v in found.items()}
 
     async def bump(self, hospital_id: str) -> int:
         try:
             return int(await self._redis.hincrby(self._key, hospital_id, 1))
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise error("INVENTORY_UNAVAILABLE", operation="fact_versions") from exc
 
 

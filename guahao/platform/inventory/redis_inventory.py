@@ -15,20 +15,11 @@ from typing import Any, NoReturn, cast
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import (
-    BusyLoadingError,
-    ClusterDownError,
-    ConnectionError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisClusterException,
-    TimeoutError,
-    TryAgainError,
-)
 
 from guahao.platform.error_codes import error, refuse
 from guahao.platform.inventory.lua_scripts import ACCOUNT_SCRIPTS, SLOT_SCRIPTS, LuaScript
 from guahao.platform.inventory.pipelining import AutoPipeline
+from guahao.platform.inventory.redis_errors import UNAVAILABLE
 from guahao.platform.inventory.slot_keys import KeyNames
 from guahao.platform.inventory.sold_out_view import SoldOutView
 from guahao.platform.ports import (
@@ -76,19 +67,6 @@ _NEVER_MS = 2**62
 
 _STATUSES: frozenset[str] = frozenset({"open", "stopped", "closed", "lottery"})
 
-# Redis did not answer, or answered that it cannot serve now: the caller may retry. On a
-# cluster also: no node serves the slot now (CLUSTERDOWN), slots are moving (TRYAGAIN), or
-# no node could be reached to learn the map of slots.
-_UNAVAILABLE = (
-    ConnectionError,
-    TimeoutError,
-    BusyLoadingError,
-    ReadOnlyError,
-    OutOfMemoryError,
-    ClusterDownError,
-    TryAgainError,
-    RedisClusterException,
-)
 
 _marker_encoder = msgspec.json.Encoder()
 
@@ -473,7 +451,7 @@ class RedisInventory:
     async def _run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         try:
             return await self._pipeline.run(script, keys, args)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE as exc:
             raise error("INVENTORY_UNAVAILABLE", operation=script.name) from exc
 
     def _remember_refusal(

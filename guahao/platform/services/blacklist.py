@@ -339,18 +339,7 @@ class BlacklistService:
             return PersonRecord(
                 person_id=person.id,
                 document_type=person.document_type,
-                patients=[
-                    PersonPatient(
-                        patient_id=p.id,
-                        account_id=p.account_id,
-                        name_masked=mask_name(patient_name(self._p.vault, p)),
-                        relation=p.relation,
-                        document_type=p.document_type,
-                        document_masked=p.document_masked,
-                        phone_masked=p.phone_masked,
-                    )
-                    for p in patients
-                ],
+                patients=[self._patient_view(p) for p in patients],
                 strikes=strikes,
                 bans=[ban_view(b, now) for b in bans],
                 appeals=[appeal_view(a) for a in appeals],
@@ -417,21 +406,19 @@ class BlacklistService:
             )
         if not patients:
             refuse("PERSON_NOT_FOUND")
-        return [
-            PersonMatch(
-                person_id=p.person_id,
-                patient=PersonPatient(
-                    patient_id=p.id,
-                    account_id=p.account_id,
-                    name_masked=mask_name(patient_name(self._p.vault, p)),
-                    relation=p.relation,
-                    document_type=p.document_type,
-                    document_masked=p.document_masked,
-                    phone_masked=p.phone_masked,
-                ),
-            )
-            for p in patients
-        ]
+        return [PersonMatch(person_id=p.person_id, patient=self._patient_view(p)) for p in patients]
+
+    def _patient_view(self, p: PatientRow) -> PersonPatient:
+        """A patient record as staff see it: masked, the name opened from its seal first."""
+        return PersonPatient(
+            patient_id=p.id,
+            account_id=p.account_id,
+            name_masked=mask_name(patient_name(self._p.vault, p)),
+            relation=p.relation,
+            document_type=p.document_type,
+            document_masked=p.document_masked,
+            phone_masked=p.phone_masked,
+        )
 
     # ---- appeals (forwarded to ``Appeals``)
 

@@ -9,7 +9,6 @@ services as the hospital API and connectors (``HospitalActions``, ``AddOnUnits``
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
@@ -37,7 +36,7 @@ from guahao.platform.services.rule_book import RuleBook
 from guahao.web.errors import STATUS_BY_CODE, STATUS_BY_KIND
 from guahao.web.pages.console_charts import supply_demand_chart
 from guahao.web.pages.console_context import HOSPITAL, ConsoleContext, flat_rules, render_console
-from guahao.web.pages.live_availability import DEBOUNCE_SECONDS, KEEPALIVE_SECONDS, hub_of
+from guahao.web.pages.live_availability import hub_of, next_change
 from guahao.web.pages.page_context import see_other
 from guahao.web.staff_session import signed_in_staff
 
@@ -183,12 +182,7 @@ class HospitalConsolePages(Controller):
                 last = live_counts(first_read)
                 yield ServerSentEventMessage(data=_json(last), event="counts")
                 while True:
-                    try:
-                        await asyncio.wait_for(changes.get(), timeout=KEEPALIVE_SECONDS)
-                        await asyncio.sleep(DEBOUNCE_SECONDS)
-                        while not changes.empty():
-                            changes.get_nowait()
-                    except TimeoutError:
+                    if not await next_change(changes):
                         yield ServerSentEventMessage(comment="keep-alive")
                     if await signed_in_staff(request) != staff:  # signed out, or changed
                         return

@@ -33,7 +33,7 @@ from guahao.platform.services.queries import QueryService, SessionAvailability
 from guahao.web.pages.browsing import SCHEDULE_DAYS
 from guahao.web.pages.page_context import REGION_ZONE
 
-__all__ = ["AvailabilityHub", "LivePages", "Snapshot", "hub_of", "stop_hub"]
+__all__ = ["AvailabilityHub", "LivePages", "Snapshot", "hub_of", "next_change", "stop_hub"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,22 @@ DEBOUNCE_SECONDS = 0.15
 
 KEEPALIVE_SECONDS = 5.0
 """A comment (and a fresh read) at least this often on a quiet stream."""
+
+
+async def next_change(changes: asyncio.Queue[Any]) -> bool:
+    """Wait for the next change of a stream's sessions, then let those close behind it
+    arrive (one update for a burst); False when ``KEEPALIVE_SECONDS`` passed quietly, the
+    moment for a keep-alive comment and a fresh read. Shared by every live stream (the
+    citizens' availability, the console's session counts)."""
+    try:
+        await asyncio.wait_for(changes.get(), timeout=KEEPALIVE_SECONDS)
+    except TimeoutError:
+        return False
+    await asyncio.sleep(DEBOUNCE_SECONDS)
+    while not changes.empty():
+        changes.get_nowait()
+    return True
+
 
 SNAPSHOT_TTL_SECONDS = 0.3
 """Viewers of one doctor share a read made less than this long ago."""
@@ -222,12 +238,7 @@ class LivePages(Controller):
                 last = _units_of(first)
                 yield ServerSentEventMessage(data=_encode(first), event="units")
                 while True:
-                    try:
-                        await asyncio.wait_for(changes.get(), timeout=KEEPALIVE_SECONDS)
-                        await asyncio.sleep(DEBOUNCE_SECONDS)
-                        while not changes.empty():
-                            changes.get_nowait()
-                    except TimeoutError:
+                    if not await next_change(changes):
                         yield ServerSentEventMessage(comment="keep-alive")
                     snapshot = await read()
                     if _units_of(snapshot) != last:
