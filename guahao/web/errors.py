@@ -24,6 +24,7 @@ from redis.exceptions import ClusterDownError, RedisClusterException, TryAgainEr
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from guahao.platform.error_codes import CODES
 from guahao.platform.errors import GuahaoError
@@ -156,6 +157,7 @@ def _database(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[dict
 exception_handlers: dict[type[Exception] | int, Any] = {
     OperationalError: _unavailable,
     InterfaceError: _unavailable,
+    PoolTimeoutError: _unavailable,  # every pooled connection busy past the pool's timeout
     DBAPIError: _database,
     ConnectionError: _unavailable,  # a driver's refused or reset connection, unwrapped
     RedisConnectionError: _unavailable,

@@ -94,3 +94,32 @@ def test_an_unavailable_dependency_answers_503_with_retry_after_never_500(path: 
     assert body["code"] == "SERVICE_UNAVAILABLE"
     assert body["message"]["zh"]
     assert body["message"]["en"]
+
+
+def test_a_pool_with_no_connection_to_lend_answers_503_never_500(tmp_path: Any) -> None:
+    """Every connection busy past the pool's timeout (a release crowd on one worker) is the
+    database being unable to answer now: 503 with Retry-After, as an outage is."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import AsyncAdaptedQueuePool
+
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{tmp_path / 'busy.sqlite3'}",
+        poolclass=AsyncAdaptedQueuePool,
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=0.2,
+    )
+
+    @get("/pool-busy")
+    async def _pool_busy() -> None:
+        async with engine.connect() as held:  # the only connection, kept busy
+            await held.execute(select(1))
+            async with engine.connect() as second:  # waits 0.2 s, then the pool gives up
+                await second.execute(select(1))
+
+    app = Litestar([_pool_busy], exception_handlers=exception_handlers)
+    with TestClient(app=app) as client:
+        response = client.get("/pool-busy")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    assert response.json()["code"] == "SERVICE_UNAVAILABLE"

@@ -14,6 +14,7 @@ import sqlite3
 from typing import Final
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 __all__ = ["is_database_outage"]
 
@@ -30,8 +31,12 @@ def is_database_outage(exc: BaseException) -> bool:
     False
     >>> is_database_outage(OperationalError("SELECT 1", {}, Exception("refused")))
     True
+    >>> is_database_outage(PoolTimeoutError("QueuePool limit of size 40 overflow 0 reached"))
+    True
     """
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError):
+        # the pool lent no connection within its timeout: every one is busy (an overload the
+        # crowd of a release can cause); a retry a moment later succeeds unchanged
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True

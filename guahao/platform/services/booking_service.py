@@ -20,6 +20,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm.exc import StaleDataError
 
 from guahao.platform import bookings as flow
 from guahao.platform.bookings import PAYMENT_GRACE, Booking, BookingStatus
@@ -295,6 +296,8 @@ class BookingService:
                 )
         except IntegrityError:
             refuse("PATIENT_ALREADY_BOOKED_SESSION", patient_id=patient_id)
+        except StaleDataError:  # the sweep expired it, or another request moved it, meanwhile
+            refuse("BOOKING_STATE_INVALID", booking_id=booking_id, reason="changed_meanwhile")
         except ConflictError as exc:
             if exc.code == "HOLD_EXPIRED":
                 await self.steps.expire(booking_id)
