@@ -86,7 +86,6 @@ def serve() -> Iterator[Any]:
 
     yield start
     for each in running:
-        each.server.force_exit = True
         each.server.should_exit = True
         each.thread.join(timeout=10)
 
