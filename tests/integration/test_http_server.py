@@ -146,6 +146,29 @@ def test_a_stopping_server_finishes_the_request_in_flight_and_ends_open_streams(
         assert time.monotonic() - stopped_at < 4
 
 
+def test_a_request_sent_on_an_idle_connection_as_the_server_stops_is_answered(
+    serve: Any,
+) -> None:
+    """wrk and proxies send the next request the moment they have an answer: closing their
+    idle connections at shutdown reset those requests."""
+    running = serve()
+    port = running.port
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        assert _get(connection, "/").startswith(b"HTTP/1.1 200")
+        running.server.should_exit = True
+        deadline = time.monotonic() + 5
+        while True:  # until the server has stopped accepting: its shutdown has begun
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except OSError:
+                break
+            assert time.monotonic() < deadline, "the server kept accepting"
+            time.sleep(0.02)
+        answer = _get(connection, "/")
+        assert answer.startswith(b"HTTP/1.1 200")
+        assert b"connection: close" in answer.lower()
+
+
 def test_a_connection_lost_before_its_answer_is_logged_with_its_request_id(
     serve: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
