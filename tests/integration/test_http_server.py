@@ -49,6 +49,8 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": b"data: tick\n\n", "more_body": True})
             await asyncio.sleep(0.2)
     if path == "/slow":
+        if scope["query_string"]:  # ?<file>: say the request is in the application
+            Path(scope["query_string"].decode()).touch()  # noqa: ASYNC240 - a test marker
         await asyncio.sleep(1.0)
     body = str(os.getpid()).encode()
     headers = [(b"content-length", str(len(body)).encode())]
@@ -207,7 +209,9 @@ raise SystemExit(supervise(bind_listener("127.0.0.1", port), 1, command))
 """
 
 
-def test_sighup_replaces_a_worker_only_after_it_finished_its_request_in_flight() -> None:
+def test_sighup_replaces_a_worker_only_after_it_finished_its_request_in_flight(
+    tmp_path: Path,
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -225,8 +229,11 @@ def test_sighup_replaces_a_worker_only_after_it_finished_its_request_in_flight()
                 assert time.monotonic() < deadline, "the worker did not start"
                 time.sleep(0.1)
         with ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(httpx.get, f"{base}/slow", timeout=10)
-            time.sleep(0.3)
+            arrived = tmp_path / "arrived"
+            slow = pool.submit(httpx.get, f"{base}/slow?{arrived}", timeout=10)
+            while not arrived.exists():
+                assert time.monotonic() < deadline + 10, "the slow request never arrived"
+                time.sleep(0.02)
             supervisor.send_signal(signal.SIGHUP)
             answer = slow.result()
         assert (answer.status_code, answer.text) == (200, first)
