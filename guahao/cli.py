@@ -89,13 +89,11 @@ async def _serve(platform: Platform, settings: Settings, *, listen_fd: int | Non
     supervisor bound (guahao/worker_processes.py), which announces the address itself."""
     import uvicorn
 
+    from guahao.http_server import server_config
     from guahao.web.app import create_app
 
     app = create_app(settings, platform=platform)
-    config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, settings))
     _freeze_long_lived_heap()
 
     async def announce() -> None:
@@ -302,7 +300,7 @@ def serve(
         if problem is not None:
             raise click.UsageError(problem)
         migrate_once(settings)
-        listener = bind_listener(settings.host, settings.port)
+        listener = bind_listener(settings.host, settings.port, settings.http_backlog)
         bound = listener.getsockname()[1]
         click.echo(f"Guahao is running at http://{settings.host}:{bound}/ with {workers} workers")
         click.echo("Press Ctrl+C to stop.")

@@ -66,6 +66,23 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8000
     """HTTP port (0 picks a free one)."""
 
+    http_keep_alive_seconds: Annotated[int, msgspec.Meta(ge=1)] = 75
+    """How long the server keeps an idle keep-alive connection open. It must exceed the idle
+    timeout of every proxy and client in front (ingress-nginx ``upstream-keepalive-timeout``,
+    60 s; cloud load balancers, 60 s), so only they close idle connections: a server closing
+    one just as the proxy sends on it resets that request (uvicorn's default was 5 s)."""
+
+    http_backlog: Annotated[int, msgspec.Meta(ge=16)] = 4096
+    """Connections the kernel queues for the server while every worker is busy or one is
+    being replaced (capped by ``net.core.somaxconn``); a release crowd opens thousands at
+    once, and a full queue drops new ones."""
+
+    http_graceful_shutdown_seconds: Annotated[int, msgspec.Meta(ge=1)] = 20
+    """How long a stopping server lets requests in flight finish before cancelling what is
+    left (live-availability streams never finish on their own). Keep it below the
+    orchestrator's grace (Kubernetes ``terminationGracePeriodSeconds`` 30 s less the 5 s
+    ``preStop``), or the kill comes first and cuts every request still in flight."""
+
     public_url: str = ""
     """The URL citizens reach the platform at (payment pages link back to it); empty means
     ``http://host:port``."""

@@ -4,8 +4,10 @@ One Python process answers on one core at most; a region's release peak needs mo
 parent binds the socket once and starts N children that inherit it, each a whole platform
 process (its own pools, caches and event loop), so the kernel spreads new connections over
 them and they share nothing but what the settings point at: PostgreSQL, Redis and
-Meilisearch. The parent serves nothing itself; it restarts a child that dies and stops them
-all on SIGTERM or Ctrl+C. Children die with the parent even when it is killed outright
+Meilisearch. The parent serves nothing itself; it restarts a child that dies, replaces them
+one at a time on SIGHUP (each drained first: it stops accepting and finishes its requests,
+while the parent's socket keeps queueing new connections for the others), and stops them all
+on SIGTERM or Ctrl+C. Children die with the parent even when it is killed outright
 (``child_processes.die_with_parent``), so no orphan keeps the port.
 """
 
@@ -66,13 +68,17 @@ def migrate_once(settings: Settings) -> None:
     upgrade(settings.resolved_database_url())
 
 
-def bind_listener(host: str, port: int) -> socket.socket:
-    """The listening socket every worker inherits (``port`` 0 picks a free one)."""
+def bind_listener(host: str, port: int, backlog: int = 4096) -> socket.socket:
+    """The listening socket every worker inherits (``port`` 0 picks a free one).
+
+    The parent keeps it open for the workers' whole life, so a connection arriving while a
+    worker is replaced waits in the ``backlog`` queue instead of being refused.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
-    listener.listen(2048)
+    listener.listen(backlog)
     listener.set_inheritable(True)
     return listener
 
@@ -83,6 +89,21 @@ class _StopRequestedError(Exception):
 
 def _raise_stop(_signum: int, _frame: FrameType | None) -> None:
     raise _StopRequestedError
+
+
+def _drain(child: subprocess.Popen[bytes]) -> int:
+    """Stop ``child`` gracefully (SIGTERM: it stops accepting, finishes its requests, then
+    exits), killing it only after ``STOP_GRACE_SECONDS``; its exit status."""
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+    try:
+        return child.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        log.error(
+            "worker pid %d did not drain in %.0f s; killing it", child.pid, STOP_GRACE_SECONDS
+        )
+        child.kill()
+        return child.wait()
 
 
 def serve_command(listen_fd: int, index: int) -> list[str]:
@@ -106,7 +127,9 @@ def supervise(
     command: Callable[[int, int], list[str]] = serve_command,
 ) -> int:
     """Run ``workers`` children, ``command(listener's fd, index)`` each, until SIGTERM or
-    SIGINT; the exit status."""
+    SIGINT; the exit status. SIGHUP replaces the children one after another, each drained
+    before its successor starts (two workers of one index at once would both bind worker 0's
+    MLLP port)."""
 
     def start(index: int) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -115,15 +138,31 @@ def supervise(
             preexec_fn=die_with_parent,
         )
 
+    replace_requested = False
+
+    def request_replacement(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal replace_requested
+        replace_requested = True
+
     previous = {
         signum: signal.signal(signum, _raise_stop) for signum in (signal.SIGTERM, signal.SIGINT)
     }
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, request_replacement)
     children: dict[int, subprocess.Popen[bytes]] = {}
     try:
         for index in range(workers):
             children[index] = start(index)
         while True:
             time.sleep(0.2)
+            if replace_requested:
+                replace_requested = False
+                for index, child in list(children.items()):
+                    drained = _drain(child)
+                    log.warning(
+                        "worker %d (pid %d) drained (%d); replacing it", index, child.pid, drained
+                    )
+                    children[index] = start(index)
+                continue
             for index, child in list(children.items()):
                 status = child.poll()
                 if status is None:

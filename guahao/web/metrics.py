@@ -174,6 +174,8 @@ def telemetry_middleware(metrics: WebMetrics) -> Callable[[ASGIApp], ASGIApp]:
                 await app(scope, receive, send)
                 return
             request_id = _request_id(scope)
+            # for the server's log of connections lost before their answer (http_server.py)
+            scope.setdefault("state", {})["request_id"] = request_id
             header = request_id.encode()
             status = 500
             started = time.perf_counter()

@@ -1,0 +1,123 @@
+"""How uvicorn serves the platform: timeouts paired with the proxies in front of it.
+
+Under a release surge about one request in 3,000 ended in a connection reset with nothing
+logged (issue 13). Three causes, each settled here (bench/README.md, "Connection resets"):
+
+- **Keep-alive race.** uvicorn closes an idle keep-alive connection after 5 s; nginx (ingress
+  ``upstream-keepalive-timeout`` 60 s) and most clients keep theirs longer, so a request sent
+  on a connection the server has just closed meets a reset. The server's idle timeout must be
+  the longer one of each pair, so only the client ever closes an idle connection.
+- **Shutdown never ending.** A live-availability stream never finishes on its own, so a worker
+  told to stop waited for it until the orchestrator killed the process, cutting every request
+  still in flight. The graceful shutdown is bounded, and shorter than Kubernetes' grace.
+- **Idle connections closed at shutdown.** uvicorn closed a stopping worker's idle keep-alive
+  connections at once, resetting any request a client had just sent on one; they are now
+  served a little longer, each answer closing its connection.
+- **Silence.** uvicorn logs nothing when a client's connection is lost before its answer was
+  sent, which is exactly the case where the client cannot know whether its request took
+  effect. :class:`DropLoggingHttpToolsProtocol` logs it with the request id.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from guahao.config import Settings
+
+__all__ = ["DropLoggingHttpToolsProtocol", "server_config"]
+
+log = logging.getLogger("guahao.http_server")
+
+IDLE_DRAIN_SECONDS = 1.0
+"""How long a stopping server still answers requests on idle keep-alive connections (each
+answer closing its connection) before it closes them; a client that has just sent on one is
+served instead of reset. Counts against ``http_graceful_shutdown_seconds``."""
+
+
+class DropLoggingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, logging each request whose connection was lost before
+    its answer was complete.
+
+    WARNING when no answer had started: the application may have acted on the request (a
+    hold taken, a payment noted) and the client saw only a reset, so the request id is what
+    ties the client's retry to the server's record. INFO when an answer had started (a reader
+    leaving a live-availability stream, a download cut short), which is ordinary.
+    """
+
+    _draining = False
+
+    def shutdown(self) -> None:
+        """Stop this connection gracefully: a request in flight is answered with
+        ``Connection: close``, as uvicorn does; an idle connection is kept ``IDLE_DRAIN_SECONDS``
+        longer instead of being closed at once, and a request arriving meanwhile is answered
+        (with ``Connection: close``). Closing it at once reset whatever request the client
+        had just sent on it: 4 of 64 wrk connections per worker stopped (bench/README.md).
+        """
+        if self.cycle is not None and not self.cycle.response_complete:
+            super().shutdown()
+            return
+        self._draining = True
+        self.loop.call_later(IDLE_DRAIN_SECONDS, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self._draining and self.cycle is not None:
+            self.cycle.keep_alive = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            scope: Any = cycle.scope
+            state = scope.get("state") or {}
+            request_id = state.get("request_id") or _header(scope, b"x-request-id") or "-"
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "-"
+            level = logging.INFO if cycle.response_started else logging.WARNING
+            log.log(
+                level,
+                "connection lost before the answer was %s: %s %s request_id=%s client=%s (%s)",
+                "complete" if cycle.response_started else "sent",
+                scope.get("method", "-"),
+                scope.get("path", "-"),
+                request_id,
+                client,
+                exc.__class__.__name__ if exc is not None else "closed by the client",
+            )
+        super().connection_lost(exc)
+
+
+def _header(scope: Any, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))[:64]
+    return None
+
+
+def server_config(app: Any, settings: Settings) -> uvicorn.Config:
+    """The uvicorn configuration of ``guahao serve`` (one process, or each of ``--workers``).
+
+    The keep-alive, backlog and shutdown figures come from settings so an operator can pair
+    them with the proxy in front (docs/operations.md, "Connection resets").
+    """
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        lifespan="on",
+        http=DropLoggingHttpToolsProtocol,
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+        backlog=settings.http_backlog,
+        timeout_graceful_shutdown=settings.http_graceful_shutdown_seconds,
+    )
