@@ -44,6 +44,7 @@ from guahao.platform.persistence.connector_tables import OutboxCursorRow, Outbox
 from guahao.platform.persistence.tables import OutboxRow
 
 __all__ = [
+    "BatchFailures",
     "CursorReport",
     "OutboxBacklog",
     "OutboxDispatcher",
@@ -77,14 +78,30 @@ class OutboxEvent(msgspec.Struct, frozen=True):
 
 Handler = Callable[[OutboxEvent], Awaitable[None]]
 
-BatchHandler = Callable[[Sequence[OutboxEvent]], Awaitable[bool | None]]
+
+@dataclass(frozen=True)
+class BatchFailures:
+    """What a batch entry point did not do: event id -> why.
+
+    For subscribers whose run is many independent calls to other systems (the HIS notifier:
+    one call per booking, to many hospitals), a failure is one event's, not the run's. Each
+    aggregate's events are done in order up to its first failure, which is the one reported;
+    the dispatcher parks that event with its error and every later event of its aggregate
+    behind it, exactly as when the handler refuses it one by one, and counts the rest of the
+    run done. The parked event is retried alone from the retry list (free retries at the next
+    round, then backoff)."""
+
+    failed: dict[int, Exception]
+
+
+BatchHandler = Callable[[Sequence[OutboxEvent]], Awaitable[bool | BatchFailures | None]]
 """A subscriber's optional second entry point (``subscribe(..., batch=...)``): a run of
 events at once, in order, so that a surge costs it one transaction or one recomputation per
 run instead of per event. It must have the same effect as calling the handler on each event
 in turn; if it raises, the dispatcher calls the handler on each event instead, so that a
 failure parks exactly its own event. Returning ``False`` declines the run without having
-done anything (the HIS notifier: calls to hospitals' systems go one booking at a time):
-the handler then gets each event, as if there were no batch entry point."""
+done anything: the handler then gets each event, as if there were no batch entry point.
+Returning ``BatchFailures`` reports the events it could not deliver (see there)."""
 
 BATCH_SIZE = 1000
 """Rows one subscriber reads per round."""
@@ -724,7 +741,7 @@ class OutboxDispatcher:
             and not blocked.intersection(r.aggregate_id for r in run)
         ):
             try:
-                declined = await batch([_event(row) for row in run]) is False
+                result = await batch([_event(row) for row in run])
             except Exception as refused:  # find the culprit one by one (handlers are idempotent)
                 log.info(
                     "outbox batch of %s failed (%s); delivering one by one",
@@ -732,7 +749,9 @@ class OutboxDispatcher:
                     refused,
                 )
             else:
-                if not declined:
+                if isinstance(result, BatchFailures):
+                    self._park_failures(subscription, run, result, outcome, blocked)
+                if result is not False:
                     run.clear()
                     return
         groups: dict[str, list[OutboxRow]] = {}
@@ -750,6 +769,34 @@ class OutboxDispatcher:
         else:
             for group in groups.values():
                 await self._one_by_one(subscription, group, outcome, blocked)
+
+    @staticmethod
+    def _park_failures(
+        subscription: Subscription,
+        run: list[OutboxRow],
+        report: BatchFailures,
+        outcome: _Outcome,
+        blocked: set[str],
+    ) -> None:
+        """A batch's failed events park with their errors, each with the rest of its
+        aggregate behind it; the others are done."""
+        for row in run:
+            if row.aggregate_id in blocked:
+                outcome.parked.append(row)
+                continue
+            exc = report.failed.get(row.id)
+            if exc is None:
+                continue
+            log.warning(
+                "outbox event %s (%s) failed for %s: %s",
+                row.id,
+                row.topic,
+                subscription.name,
+                exc,
+            )
+            outcome.failed.append((row, 0, exc))
+            outcome.parked.append(row)
+            blocked.add(row.aggregate_id)
 
     async def _one_by_one(
         self,
