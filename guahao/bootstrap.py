@@ -430,7 +430,11 @@ async def open_platform(
         # citizen pages: SMS sign-in codes, and live availability for every worker process
         availability_feed = AvailabilityFeed(client)
         dispatcher.subscribe(
-            "", availability_feed.on_event, name="availability-feed", starts_at="now"
+            "",
+            availability_feed.on_event,
+            name="availability-feed",
+            starts_at="now",
+            batch=availability_feed.on_events,
         )
         sign_in_codes = SignInCodes(ports, client, ConsoleTextMessages(), rules)
         if check_outbox:

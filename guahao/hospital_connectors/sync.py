@@ -13,6 +13,7 @@ is left alone for ``cooldown`` (then one trial call), so a dead HIS costs nothin
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,8 +38,13 @@ from guahao.hospital_connectors.notices import apply_notice
 from guahao.hospital_connectors.registry import ConnectorInfo, ConnectorRegistry
 from guahao.platform.clock import Clock
 from guahao.platform.errors import GuahaoError
-from guahao.platform.persistence.outbox import OutboxEvent
-from guahao.platform.services.hospital_feed import FeedReport, FilingResult, HospitalFeed
+from guahao.platform.persistence.outbox import BatchFailures, OutboxEvent
+from guahao.platform.services.hospital_feed import (
+    BookingFacts,
+    FeedReport,
+    FilingResult,
+    HospitalFeed,
+)
 
 __all__ = ["CircuitBreaker", "FhirSync", "HisNotifier", "SyncOutcome"]
 
@@ -230,6 +236,13 @@ class FhirSync:
         return results
 
 
+HIS_CALLS_PER_HOSPITAL = 4
+"""Bookings one batch tells one hospital's system about side by side (each booking's own
+events in order): enough to hide a round trip, few enough not to flood a small HIS."""
+
+FACT_READS_AT_ONCE = 4
+"""Bookings whose facts one batch reads side by side (a pooled connection each)."""
+
 NOTIFIED_TOPICS = frozenset(
     {
         "booking.confirmed",
@@ -257,14 +270,50 @@ class HisNotifier:
     clock: Clock
     mllp_clients: dict[tuple[str, int], MllpClient] = field(default_factory=dict)
 
-    async def handle_batch(self, events: Sequence[OutboxEvent]) -> bool:
-        """Outbox batch entry point: a run with no hospital system to tell costs one read of
-        the registry instead of three reads per event. Otherwise the run is declined
-        (``False``): calls to a hospital's system go one booking at a time, so that one that
-        fails is retried alone, and the dispatcher delivers bookings side by side."""
-        if not any(e.topic in NOTIFIED_TOPICS for e in events):
+    async def handle_batch(self, events: Sequence[OutboxEvent]) -> bool | BatchFailures:
+        """Outbox batch entry point: the same calls, in the same order per booking, as the
+        handler on each event, but bookings side by side: every hospital at once, at most
+        ``HIS_CALLS_PER_HOSPITAL`` of one hospital's bookings at a time, so a slow or dead HIS
+        holds up only its own bookings. A run with no hospital system to tell costs one read
+        of the registry. Each booking stops at its first failure, which is reported
+        (``BatchFailures``): the dispatcher parks it and retries it alone; the rest is done."""
+        notified = [e for e in events if e.topic in NOTIFIED_TOPICS]
+        if not notified:
             return True
-        return not any(c.notify for c in await self.registry.all())
+        connectors = [c for c in await self.registry.all() if c.notify]
+        if not connectors:
+            return True
+        bookings: dict[str, list[OutboxEvent]] = {}
+        for event in notified:
+            bookings.setdefault(event.aggregate_id, []).append(event)
+        reads = asyncio.Semaphore(FACT_READS_AT_ONCE)
+        hospitals: dict[str, asyncio.Semaphore] = {}
+        failed: dict[int, Exception] = {}
+
+        async def deliver(booking_events: list[OutboxEvent]) -> None:
+            try:
+                async with reads:
+                    facts = await self.feed.booking_facts(booking_events[0].aggregate_id)
+            except Exception as exc:  # the booking's first event parks, the rest behind it
+                failed[booking_events[0].id] = exc
+                return
+            if facts is None:
+                return
+            if not any(c.hospital_code == facts.hospital_code for c in connectors):
+                return
+            gate = hospitals.setdefault(
+                facts.hospital_code, asyncio.Semaphore(HIS_CALLS_PER_HOSPITAL)
+            )
+            async with gate:
+                for event in booking_events:
+                    try:
+                        await self._notify(event, facts, connectors)
+                    except Exception as exc:
+                        failed[event.id] = exc
+                        return
+
+        await asyncio.gather(*(deliver(b) for b in bookings.values()))
+        return BatchFailures(failed) if failed else True
 
     async def __call__(self, event: OutboxEvent) -> None:
         if event.topic not in NOTIFIED_TOPICS:
@@ -272,11 +321,14 @@ class HisNotifier:
         facts = await self.feed.booking_facts(event.aggregate_id)
         if facts is None:
             return
-        targets = [
-            c
-            for c in await self.registry.all()
-            if c.hospital_code == facts.hospital_code and c.notify
-        ]
+        await self._notify(event, facts, await self.registry.all())
+
+    async def _notify(
+        self, event: OutboxEvent, facts: BookingFacts, connectors: Sequence[ConnectorInfo]
+    ) -> None:
+        """Tell the booking's hospital systems about one event (the handler's and the batch's
+        one code path, so both send the same messages)."""
+        targets = [c for c in connectors if c.hospital_code == facts.hospital_code and c.notify]
         if not targets:
             return
         notice = BookingNotice(

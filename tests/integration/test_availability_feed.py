@@ -60,3 +60,37 @@ async def test_booking_events_publish_the_session_they_touch(redis: aioredis.Red
                 assert await changes.get() == "session-7"
     finally:
         await hub.stop()
+
+
+async def test_a_run_of_events_publishes_each_session_it_touches_once(
+    redis: aioredis.Redis,
+) -> None:
+    hub = AvailabilityHub(redis)
+    try:
+        async with hub.listen(frozenset({"s1", "s2", "s3"})) as changes:
+            events = [
+                OutboxEvent(
+                    id=i,
+                    topic=topic,
+                    aggregate_id=f"b{i}",
+                    payload=payload,
+                    created_at=datetime.now(UTC),
+                )
+                for i, (topic, payload) in enumerate(
+                    [
+                        ("booking.held", {"session_id": "s1"}),
+                        ("booking.confirmed", {"session_id": "s2"}),
+                        ("account.created", {}),
+                        ("booking.cancelled_by_patient", {"session_id": "s1"}),
+                        ("session.stopped", {"session_id": "s3"}),
+                    ]
+                )
+            ]
+            await AvailabilityFeed(redis).on_events(events)
+            async with asyncio.timeout(5):
+                heard = {await changes.get() for _ in range(3)}
+            assert heard == {"s1", "s2", "s3"}
+            await asyncio.sleep(0.1)
+            assert changes.empty()  # s1 once, though two events touched it
+    finally:
+        await hub.stop()

@@ -10,7 +10,7 @@ hold or release, so the citizen's second browser sees it at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import redis.asyncio as aioredis
 
@@ -38,3 +38,17 @@ class AvailabilityFeed:
         session_id = event.payload.get("session_id")
         if isinstance(session_id, str):
             await self.changed([session_id])
+
+    async def on_events(self, events: Sequence[OutboxEvent]) -> None:
+        """Outbox batch entry point: each session a run touches is announced once, all in one
+        round trip to Redis. Listeners re-read the counts a message names, so one message
+        per session says what one per event said; a surge sent thousands of them, one
+        round trip each."""
+        sessions = {e.payload.get("session_id") for e in events}
+        named = sorted(s for s in sessions if isinstance(s, str) and s)
+        if not named:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in named:
+                pipe.publish(CHANNEL, session_id)
+            await pipe.execute()

@@ -99,6 +99,18 @@ class Filings:
                 PatientFilingRow.hospital_id == hospital_id,
             )
         )
+        return await self._request(session, patient, hospital_id, now, row)
+
+    async def _request(
+        self,
+        session: AsyncSession,
+        patient: PatientRow,
+        hospital_id: str,
+        now: datetime,
+        row: PatientFilingRow | None,
+    ) -> PatientFilingRow:
+        """Ask for a filing unless ``row`` (the person's filing at the hospital, read by the
+        caller) is already pending or filed."""
         if row is not None and row.status in ("pending", "filed"):
             return row
         if row is None:
@@ -275,11 +287,26 @@ class Filings:
                     )
                 ).all()
             }
+            # every filing the run's people have at its hospitals, in one read (was one a booking)
+            people = {p.person_id for p in patients.values()}
+            filings = {
+                (f.person_id, f.hospital_id): f
+                for f in (
+                    await session.scalars(
+                        select(PatientFilingRow).where(
+                            PatientFilingRow.person_id.in_(people),
+                            PatientFilingRow.hospital_id.in_({b.hospital_id for b in wanted}),
+                        )
+                    )
+                ).all()
+            }
             for booking in wanted:
                 assert booking.patient_id is not None
                 assert booking.hospital_id is not None
-                await self._ensure_requested(
-                    session, patients[booking.patient_id], booking.hospital_id, now
+                patient = patients[booking.patient_id]
+                key = (patient.person_id, booking.hospital_id)
+                filings[key] = await self._request(
+                    session, patient, booking.hospital_id, now, filings.get(key)
                 )
 
     async def _request_for_booking(self, booking_id: str, now: datetime) -> None:
