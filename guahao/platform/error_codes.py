@@ -705,11 +705,11 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "请先输入发送到该就诊人手机的验证码，确认后才能为其预约",
         "Enter the code sent to this person's phone to confirm the relation before booking",
     ),
-    "PATIENT_PHONE_REQUIRED": (
+    "PATIENT_PHONE_NOT_OWN": (
         _I,
-        "请填写该就诊人本人的手机号（不能是本账号的手机号），用于接收确认验证码",
-        "Give this person's own mobile number (not this account's): the code that confirms "
-        "the relation goes to it",
+        "请填写该就诊人本人的手机号，不能使用本账号的手机号（确认验证码将发送到该号码）",
+        "Give this person's own mobile number, not this account's (the code that confirms the "
+        "relation goes to it)",
     ),
 }
 

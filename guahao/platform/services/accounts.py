@@ -609,13 +609,14 @@ class AccountService:
         self, session: AsyncSession, account_id: str, phone: str
     ) -> _CodeToSend | None:
         """Where the code confirming a declared relation to another adult goes: the phone
-        given for the person, which must be there and not be the account's own (a code to the
-        account's phone would confirm nothing the account had not proven already)."""
+        given for the person, never the account's own (a code to it would confirm nothing the
+        account had not proven already). Without a phone the patient is added but cannot be
+        booked for (the page says to add them again with their phone)."""
         if not phone:
-            refuse("PATIENT_PHONE_REQUIRED", field="phone")
+            return None
         account = await session.get(AccountRow, account_id)
         if account is not None and account.phone_hash == self._p.vault.index("phone", phone):
-            refuse("PATIENT_PHONE_REQUIRED", field="phone", reason="the account's own phone")
+            refuse("PATIENT_PHONE_NOT_OWN", field="phone")
         return _CodeToSend(phone, account_id) if self._codes is not None else None
 
     async def _phone_on_file(
