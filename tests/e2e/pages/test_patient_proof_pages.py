@@ -96,6 +96,15 @@ async def test_a_declared_relative_is_confirmed_by_the_code_in_the_booking_journ
         await expect(page.locator("#confirm-form input[name=patient_id]")).to_be_disabled()
         assert await axe_serious(page) == []
         await shot(page, f"declared-relation-patient-step-{lang}", scroll_to="#confirm-form")
+        # the same state and field on my patients (another tab: leaving the step gives the
+        # held unit back)
+        mine = await context.new_page()
+        await mine.goto("/me/patients")
+        listed = mine.locator("li.card", has=mine.locator("form.proof-code"))
+        await expect(listed).to_contain_text(t("proof.unconfirmed"))
+        assert await axe_serious(mine) == []
+        await shot(mine, f"declared-relation-my-patients-{lang}")
+        await mine.close()
 
         await waiting.locator("input[name=code]").fill(sent_code(caplog, mother_phone))
         await waiting.locator("form.proof-code button[type=submit]").click()
