@@ -699,6 +699,18 @@ CODES: dict[str, tuple[type[GuahaoError], str, str]] = {
         "预览后又有新的预约，请查看新的影响后再次确认停诊",
         "Bookings changed since the preview; check the new impact and confirm again",
     ),
+    # what a declared relation may do (docs/security.md)
+    "PATIENT_RELATION_UNCONFIRMED": (
+        _F,
+        "请先输入发送到该就诊人手机的验证码，确认后才能为其预约",
+        "Enter the code sent to this person's phone to confirm the relation before booking",
+    ),
+    "PATIENT_PHONE_NOT_OWN": (
+        _I,
+        "请填写该就诊人本人的手机号，不能使用本账号的手机号（确认验证码将发送到该号码）",
+        "Give this person's own mobile number, not this account's (the code that confirms the "
+        "relation goes to it)",
+    ),
 }
 
 

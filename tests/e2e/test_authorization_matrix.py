@@ -41,7 +41,14 @@ from guahao.platform.persistence.tables import (
 )
 from guahao.platform.services.accounts import PatientView
 from tests.e2e.support import Citizen
-from tests.fixtures.platforms import SESSION_DAY, at_local, clinic, publish_clinic, resident_id
+from tests.fixtures.platforms import (
+    SESSION_DAY,
+    add_confirmed,
+    at_local,
+    clinic,
+    publish_clinic,
+    resident_id,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -446,8 +453,9 @@ async def owned_resources(
 
 
 async def _relative(platform: Platform, citizen: Citizen, name: str, number: str) -> PatientView:
-    return await platform.accounts.add_patient(
-        account_id=citizen.account_id,
+    return await add_confirmed(
+        platform,
+        citizen.account_id,
         name=name,
         document_type="resident_id",
         document_number=number,

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from guahao.bootstrap import Platform
 from guahao.platform.hospitals import FilingMode
 from guahao.platform.persistence.tables import HospitalRow, SessionRow, SlotRow
-from tests.e2e.support import _SERIALS, Citizen, assert_refused
+from tests.e2e.support import _SERIALS, Citizen, ConsoleTexts, assert_refused
 from tests.fixtures.platforms import SESSION_DAY, clinic, publish_clinic, resident_id
 
 PASSWORD = "staff-password-1"
@@ -216,17 +216,25 @@ async def test_an_add_on_unit_and_a_follow_up_through_the_hospital_desk(
     )
 
     # 复诊有效期: offered once the hospital opts in, for the visit it checked in
-    added_other = await citizen.post(
-        "/api/v1/me/patients",
-        json={
-            "name": "李四",
-            "documentType": "resident_id",
-            "documentNumber": resident_id(next(_SERIALS)),
-            "relation": "other",
-        },
-    )
+    # a relative is booked for once the code sent to their phone confirms the relation
+    relative_phone = f"136{next(_SERIALS) % 10**8:08d}"
+    with ConsoleTexts.attached() as texts:
+        added_other = await citizen.post(
+            "/api/v1/me/patients",
+            json={
+                "name": "李四",
+                "documentType": "resident_id",
+                "documentNumber": resident_id(next(_SERIALS)),
+                "phone": relative_phone,
+                "relation": "other",
+            },
+        )
     assert added_other.status_code == 201, added_other.text
     other = added_other.json()
+    confirmed = await citizen.post(
+        f"/api/v1/me/patients/{other['id']}/proof", json={"code": texts.code_to(relative_phone)}
+    )
+    assert confirmed.json()["proof"] == "phone_code", confirmed.text
     visit = await citizen.confirmed_booking(slots[0], other["id"])
     await platform.bookings.check_in(visit["id"])  # the HIS reports the arrival
     follow_up = f"/api/v1/hospital-desk/bookings/{visit['id']}/follow-up"

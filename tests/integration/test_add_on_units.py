@@ -22,6 +22,7 @@ from guahao.platform.persistence.tables import (
 from guahao.platform.services.staff import StaffActor
 from tests.fixtures.platforms import (
     SESSION_DAY,
+    add_confirmed,
     assert_refused,
     booking_row,
     clinic,
@@ -262,8 +263,9 @@ async def test_the_same_person_booked_through_another_account_gets_no_add_on(
     number = resident_id(4242)
     first, second = await new_account(platform), await new_account(platform)
     views = [
-        await platform.accounts.add_patient(
-            account_id=account,
+        await add_confirmed(
+            platform,
+            account,
             name="李小明",
             document_type="resident_id",
             document_number=number,

@@ -32,6 +32,7 @@ from guahao.platform.services.staff import StaffActor, StaffRole
 from guahao.platform.strikes import BlacklistRules
 from tests.fixtures.platforms import (
     SESSION_DAY,
+    add_confirmed,
     at_local,
     clinic,
     hold,
@@ -93,8 +94,9 @@ class Person:
         self.patients: dict[str, str] = {}  # account -> patient
 
     async def of(self, platform: Platform, account_id: str, relation: str = "self") -> str:
-        view = await platform.accounts.add_patient(
-            account_id=account_id,
+        view = await add_confirmed(
+            platform,
+            account_id,
             name="李四",
             document_type="resident_id",
             document_number=self.document,

@@ -39,6 +39,7 @@ from guahao.platform.schedules import DepartmentSpec, DoctorSpec, HospitalSpec, 
 from guahao.platform.services.staff import StaffActor, StaffRole
 from tests.fixtures.platforms import (
     SESSION_DAY,
+    add_confirmed,
     assert_refused,
     hold,
     manual_clock,
@@ -145,8 +146,9 @@ async def family_member(platform: Platform, other_account: str, of_patient: str)
         row = await session.get(PatientRow, of_patient)
         assert row is not None
         number = platform.ports.vault.open("document", row.document_enc)
-    view = await platform.accounts.add_patient(
-        account_id=other_account,
+    view = await add_confirmed(
+        platform,
+        other_account,
         name=patient_name(platform.ports.vault, row),
         document_type=row.document_type,
         document_number=number,

@@ -22,6 +22,7 @@ from guahao.platform.persistence.tables import (
 )
 from guahao.platform.schedules import HospitalSpec
 from tests.fixtures.platforms import (
+    add_confirmed,
     assert_refused,
     booking_row,
     clinic,
@@ -212,8 +213,9 @@ async def test_a_filing_by_one_accounts_patient_serves_the_same_person_on_anothe
     mother, father = await new_account(platform), await new_account(platform)
     patients = []
     for account in (mother, father):
-        view = await platform.accounts.add_patient(
-            account_id=account,
+        view = await add_confirmed(
+            platform,
+            account,
             name="王小宝",
             document_type="resident_id",
             document_number=number,
@@ -374,8 +376,9 @@ async def test_two_accounts_asking_at_once_for_the_same_person_get_one_filing(
     pairs = []
     for _ in range(4):
         account = await new_account(platform)
-        view = await platform.accounts.add_patient(
-            account_id=account,
+        view = await add_confirmed(
+            platform,
+            account,
             name="孙七",
             document_type="resident_id",
             document_number=number,

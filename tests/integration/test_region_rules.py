@@ -23,6 +23,7 @@ from guahao.platform.services.staff import StaffActor
 from tests.fixtures.platforms import (
     SESSION_DAY,
     START,
+    add_confirmed,
     assert_refused,
     clinic,
     hold,
@@ -357,8 +358,9 @@ async def test_a_changed_limit_takes_effect_on_the_next_booking(
     mother, father = await new_account(platform), await new_account(platform)
     patients = [
         (
-            await platform.accounts.add_patient(
-                account_id=account,
+            await add_confirmed(
+                platform,
+                account,
                 name="张小三",
                 document_type="resident_id",
                 document_number=number,

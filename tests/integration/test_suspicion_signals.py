@@ -24,6 +24,7 @@ from guahao.platform.suspicion_rules import SuspicionRules
 from tests.fixtures.databases import sqlite_url_in
 from tests.fixtures.platforms import (
     SESSION_DAY,
+    add_confirmed,
     at_local,
     clinic,
     manual_clock,
@@ -147,8 +148,9 @@ async def test_one_account_booking_for_many_persons_is_a_signal(sqlite_platform:
     account = await new_account(platform)
     for n, slot in enumerate(slots[:4]):
         patient = (
-            await platform.accounts.add_patient(
-                account_id=account,
+            await add_confirmed(
+                platform,
+                account,
                 name=f"张{'一二三四'[n]}",
                 document_type="resident_id",
                 document_number=resident_id(90_000 + n),

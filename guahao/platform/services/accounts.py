@@ -45,7 +45,7 @@ from guahao.platform.passwords import (
     verify_password_off_loop,
     verify_unknown_off_loop,
 )
-from guahao.platform.patient_proof import PROVEN, UNPROVEN, Proof
+from guahao.platform.patient_proof import PROVEN, UNPROVEN, Proof, needs_phone_code
 from guahao.platform.persistence.tables import (
     AccountRow,
     BookingRow,
@@ -181,8 +181,12 @@ class PatientView(msgspec.Struct, frozen=True, rename="camel"):
     booked_by_guardian: bool = False
     proof: str = Proof.DECLARED.value
     """How the relation was established; ``pending_code``: enter the code sent to the
-    person's phone on file (``codeSentTo``) before booking or reading their record."""
+    person's phone on file (``codeSentTo``) before booking or reading their record;
+    ``declared`` for anyone but 本人: enter the code sent to the phone given for them
+    (``codeSentTo``) before booking for them (``bookable``)."""
     code_sent_to: str = ""
+    bookable: bool = True
+    """Whether a unit may be made this patient's now (docs/security.md)."""
 
 
 class NotificationView(msgspec.Struct, frozen=True, rename="camel"):
@@ -435,6 +439,8 @@ class AccountService:
                 proof, target = await self._proof_for(
                     session, account_id, person.id, relation, document, verification
                 )
+                if needs_phone_code(proof, relation):
+                    target = await self._phone_to_confirm(session, account_id, phone)
                 if relation == "self" and proof in PROVEN:
                     await self._take_back(session, account_id, person.id, now)
                 row = existing or PatientRow(id=new_id(), account_id=account_id)
@@ -536,6 +542,9 @@ class AccountService:
                 proof, target = await self._proof_for(
                     session, account_id, person.id, relation, document, verification
                 )
+                if needs_phone_code(proof, relation) and row.phone_enc is not None:
+                    # a new person behind the row: confirmed again, by a fresh code
+                    target = _CodeToSend(self._p.vault.open("phone", row.phone_enc), account_id)
                 if relation == "self" and proof in PROVEN:
                     await self._take_back(session, account_id, person.id, now)
                 row.proof = proof.value
@@ -595,6 +604,20 @@ class AccountService:
         if target is None or self._codes is None:
             refuse("PATIENT_PROOF_UNREACHABLE", field="document_number")
         return Proof.PENDING_CODE, target
+
+    async def _phone_to_confirm(
+        self, session: AsyncSession, account_id: str, phone: str
+    ) -> _CodeToSend | None:
+        """Where the code confirming a declared relation to another adult goes: the phone
+        given for the person, never the account's own (a code to it would confirm nothing the
+        account had not proven already). Without a phone the patient is added but cannot be
+        booked for (the page says to add them again with their phone)."""
+        if not phone:
+            return None
+        account = await session.get(AccountRow, account_id)
+        if account is not None and account.phone_hash == self._p.vault.index("phone", phone):
+            refuse("PATIENT_PHONE_NOT_OWN", field="phone")
+        return _CodeToSend(phone, account_id) if self._codes is not None else None
 
     async def _phone_on_file(
         self, session: AsyncSession, proven: list[PatientRow]
@@ -667,7 +690,8 @@ class AccountService:
         async with self._p.sessions() as session:
             row = await self._own_patient(session, account_id, patient_id)
             pending = row.proof == Proof.PENDING_CODE
-        if pending:
+            declared = needs_phone_code(row.proof, row.relation)
+        if pending or declared:
             await self._codes.check(patient_id, code)
         try:
             async with self._p.sessions() as session, session.begin():
@@ -682,6 +706,9 @@ class AccountService:
                         )
                     row.proof = Proof.CODE.value
                     await session.flush()
+                elif declared and needs_phone_code(row.proof, row.relation):
+                    row.proof = Proof.PHONE_CODE.value
+                    await session.flush()
                 person = await session.get(PersonRow, row.person_id)
                 assert person is not None
         except IntegrityError:
@@ -695,10 +722,17 @@ class AccountService:
             row = await self._own_patient(session, account_id, patient_id)
             person = await session.get(PersonRow, row.person_id)
             assert person is not None
-            if row.proof != Proof.PENDING_CODE:
+            if needs_phone_code(row.proof, row.relation):
+                target = (
+                    _CodeToSend(self._p.vault.open("phone", row.phone_enc), account_id)
+                    if row.phone_enc is not None
+                    else None  # added before the rule without a phone: added again with one
+                )
+            elif row.proof != Proof.PENDING_CODE:
                 return _view(self._p.vault, row, person)
-            others = await _proven_elsewhere(session, account_id, row.person_id)
-            target = await self._phone_on_file(session, others)
+            else:
+                others = await _proven_elsewhere(session, account_id, row.person_id)
+                target = await self._phone_on_file(session, others)
         if target is None or self._codes is None:
             refuse("PATIENT_PROOF_UNREACHABLE", patient_id=patient_id)
         return _view(self._p.vault, row, person, await self._send_code(row.id, target))
@@ -729,6 +763,8 @@ class AccountService:
                     others = await _proven_elsewhere(session, account_id, patient.person_id)
                     target = await self._phone_on_file(session, others)
                     sent_to = mask_phone(target.phone) if target is not None else ""
+                elif needs_phone_code(patient.proof, patient.relation):
+                    sent_to = patient.phone_masked
                 views.append(_view(self._p.vault, patient, person, sent_to))
         return views
 
@@ -806,4 +842,5 @@ def _view(
         booked_by_guardian=DocumentType(row.document_type).booked_by_guardian,
         proof=row.proof,
         code_sent_to=code_sent_to,
+        bookable=row.proof != Proof.PENDING_CODE and not needs_phone_code(row.proof, row.relation),
     )

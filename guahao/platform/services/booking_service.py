@@ -30,7 +30,7 @@ from guahao.platform.error_codes import error, refuse
 from guahao.platform.errors import ConflictError, GuahaoError
 from guahao.platform.hospitals import PaymentChannel
 from guahao.platform.ids import new_id
-from guahao.platform.patient_proof import refuse_unless_usable
+from guahao.platform.patient_proof import refuse_unless_bookable
 from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
@@ -267,7 +267,7 @@ class BookingService:
                 refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
             if patient.account_id != account_id:
                 refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
-            refuse_unless_usable(patient)
+            refuse_unless_bookable(patient)
             sess = await session.get(SessionRow, row.session_id)
             assert sess is not None
         facts = await self.slot_facts(row.slot_id)

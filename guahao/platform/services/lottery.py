@@ -29,7 +29,7 @@ from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.ids import new_id
 from guahao.platform.lottery import LotteryRules, lottery_rules_of
-from guahao.platform.patient_proof import refuse_unless_usable
+from guahao.platform.patient_proof import refuse_unless_bookable
 from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
@@ -181,7 +181,7 @@ class LotteryService:
                 refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
             if patient.account_id != account_id:
                 refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
-            refuse_unless_usable(patient)
+            refuse_unless_bookable(patient)
             sess = await session.get(SessionRow, session_id)
             if sess is None:
                 refuse("SESSION_NOT_FOUND", session_id=session_id)

@@ -30,6 +30,7 @@ from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
 from guahao.platform.errors import SlotNotLoadedError
 from guahao.platform.ids import new_order_no
+from guahao.platform.patient_proof import refuse_unless_bookable
 from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
@@ -219,6 +220,10 @@ class RebookingOffers:
                 refuse("REBOOKING_OFFER_CLOSED", offer_id=offer_id, status=offer.status)
             if slot_id not in offer.proposals:
                 refuse("REBOOKING_UNIT_NOT_OFFERED", offer_id=offer_id, slot_id=slot_id)
+            patient = await session.get(PatientRow, offer.patient_id)
+            if patient is None or patient.removed_at is not None:
+                refuse("PATIENT_NOT_FOUND", patient_id=offer.patient_id)
+            refuse_unless_bookable(patient)
             slot = await session.get(SlotRow, slot_id)
             assert slot is not None
             sess = await session.get(SessionRow, slot.session_id)

@@ -26,7 +26,7 @@ from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.ids import new_id
-from guahao.platform.patient_proof import refuse_unless_usable
+from guahao.platform.patient_proof import refuse_unless_bookable
 from guahao.platform.persistence.outbox import OutboxEvent, record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
@@ -166,7 +166,7 @@ class WaitlistService:
                 refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
             if patient.account_id != account_id:
                 refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
-            refuse_unless_usable(patient)
+            refuse_unless_bookable(patient)
             target = await self._target(
                 session, scope, session_id, doctor_id, department_id, date_from, date_to
             )

@@ -434,6 +434,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "proof.code": ("验证码", "Code"),
     "proof.submit": ("验证", "Verify"),
     "proof.resend": ("重新发送验证码", "Send a new code"),
+    # what a declared relation may do (docs/security.md)
+    "proof.unconfirmed": ("待确认", "To confirm"),
+    "proof.unconfirmed_explain": (
+        "为家人或他人预约前，需确认关系：验证码已发送至其手机 {phone}，请对方告诉您后填写。",
+        "Before booking for someone else, confirm the relation: a code was sent to their phone"
+        " {phone}; enter it once they give it to you.",
+    ),
+    "proof.no_phone": (
+        "添加时未填写其手机号，无法确认关系。请删除后填写其本人手机号重新添加。",
+        "No phone was given for this person, so the relation cannot be confirmed. Remove them"
+        " and add them again with their own mobile number.",
+    ),
+    "proof.confirm_there": ("去确认", "Confirm"),
 }
 
 _FACET_PREFIX = {"kind": "kind.", "grade": "grade.", "title": "title."}

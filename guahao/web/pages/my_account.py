@@ -165,7 +165,8 @@ class MyPages(Controller):
             )
         except GuahaoError as exc:
             return await self._patients_page(page, accounts, account_id, exc)
-        return see_other("/me/patients")
+        # confirmed from the booking journey's patient step: back to it, the patient chosen
+        return see_other(local_path(form.get("next"), "/me/patients"))
 
     @post("/patients/{patient_id:str}/proof-code", name="resend_patient_code", status_code=303)
     async def resend_patient_code(
@@ -174,13 +175,13 @@ class MyPages(Controller):
         accounts: NamedDependency[AccountService],
         patient_id: FromPath[str],
     ) -> Template | Redirect:
-        await verified_form(page)
+        form = await verified_form(page)
         account_id = page.require_account()
         try:
             await accounts.resend_patient_code(account_id=account_id, patient_id=patient_id)
         except GuahaoError as exc:
             return await self._patients_page(page, accounts, account_id, exc)
-        return see_other("/me/patients")
+        return see_other(local_path(form.get("next"), "/me/patients"))
 
     @post("/patients/{patient_id:str}/remove", name="remove_patient", status_code=303)
     async def remove_patient(

@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from guahao.web.pages.messages import Translator
-from tests.e2e.pages.support import Site, axe_serious, new_phone, shot, sign_in
+from tests.e2e.pages.support import Site, axe_serious, new_phone, sent_code, shot, sign_in
 from tests.fixtures.platforms import resident_id
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -91,9 +91,15 @@ async def test_search_hold_add_a_patient_pay_confirmed_then_cancel(
         await form.locator("#p-name").fill("李秀英")
         await form.locator("#p-relation").select_option("parent")
         await form.locator("#p-docno").fill(resident_id(next(_serials)))
+        relative_phone = new_phone()
+        await form.locator("#p-phone").fill(relative_phone)
         await accessible(page)
         await shot(page, f"booking-patient-{name}")
         await form.locator("button[type=submit]").click()
+        # a relative is booked for once the code sent to their phone confirms the relation
+        waiting = page.locator("form.proof-code")
+        await waiting.locator("input[name=code]").fill(sent_code(caplog, relative_phone))
+        await waiting.locator("button[type=submit]").click()
         chosen = page.locator("input[name=patient_id]:checked")
         await expect(chosen).to_have_count(1)
         await expect(page.locator("#confirm-form")).to_contain_text("李秀英")

@@ -13,7 +13,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 
 from guahao.web.pages.messages import Translator
-from tests.e2e.pages.support import Site, axe_serious, new_phone, shot, sign_in
+from tests.e2e.pages.support import Site, axe_serious, new_phone, sent_code, shot, sign_in
 from tests.fixtures.platforms import (
     SESSION_DAY,
     at_local,
@@ -36,16 +36,29 @@ async def accessible(page: Page) -> None:
     assert await axe_serious(page) == []
 
 
-async def add_family_member(page: Page, name: str, serial: int) -> None:
+async def add_family_member(
+    page: Page, caplog: pytest.LogCaptureFixture, name: str, serial: int
+) -> None:
     """The real-name form of a waitlist or lottery page (open while the account has no
-    patient, a tap away after); saving it comes back to the same page."""
+    patient, a tap away after); saving it comes back to the same page. A relative is
+    confirmed by the code sent to their phone, on my patients, then back to the page."""
+    phone = new_phone()
     form = page.locator("#add-patient")
     if not await form.is_visible():  # folded away once the account has patients
         await page.locator("details:has(#add-patient) > summary").click()
     await form.locator("#p-name").fill(name)
     await form.locator("#p-relation").select_option("parent")
     await form.locator("#p-docno").fill(resident_id(serial))
+    await form.locator("#p-phone").fill(phone)
     await form.locator("button[type=submit]").click()
+    await page.wait_for_load_state()
+    back = page.url
+    await page.locator("label.choice", has_text=name).locator("a").click()
+    waiting = page.locator("form.proof-code")
+    await waiting.locator("input[name=code]").fill(sent_code(caplog, phone))
+    await waiting.locator("button[type=submit]").click()
+    await expect(page.locator("form.proof-code")).to_have_count(0)
+    await page.goto(back)
 
 
 async def account_of(site: Site, patient_name: str) -> str:
@@ -84,7 +97,7 @@ async def test_a_family_member_waits_for_a_sold_out_session_and_the_inbox_is_rea
         await shot(page, "doctor-wait-offer-zh", scroll_to=f"#session-{session_id}")
         await wait_offer.get_by_role("link", name=zh("wait.join")).click()
         await expect(page.locator("h1")).to_have_text(zh("wait.join.title"))
-        await add_family_member(page, "李秀英", 8_100_001)
+        await add_family_member(page, caplog, "李秀英", 8_100_001)
         await expect(page.locator("h1")).to_have_text(zh("wait.join.title"))
         await page.get_by_label(re.compile("李秀英")).check()
         await accessible(page)
@@ -182,7 +195,7 @@ async def test_entering_a_lottery_sessions_draw_and_withdrawing(
         await lottery_offer.click()
         await expect(page.locator("h1")).to_have_text(en("lottery.enter.title"))
         await expect(page.locator("#draw-countdown")).to_have_text(re.compile(r"^(2:00:00|1:59)"))
-        await add_family_member(page, "陈桂兰", 8_100_003)
+        await add_family_member(page, caplog, "陈桂兰", 8_100_003)
         await page.get_by_label(re.compile("陈桂兰")).check()
         await accessible(page)
         await shot(page, "lottery-enter-en")
