@@ -29,8 +29,10 @@ from tests.fixtures.his_simulator import LOOPBACK_SENDERS, SIM_HOSPITAL, sim_hos
 ALLOWED_GROWTH = 10
 """How many times the baseline p95 the p95 under attack may reach (plus ``SLACK``)."""
 
-SLACK = 0.3
-"""Seconds added to the bound: a few scheduler hiccups on a shared machine are no stall."""
+SLACK = 0.5
+"""Seconds added to the bound: a few scheduler hiccups on a shared machine are no stall (the
+whole suite on 2 cores once measured /health's p95 at 484 ms during the sign-in burst, its
+scrypt thread and the other test worker sharing the cores; a stall is seconds)."""
 
 
 def _p95(latencies: list[float]) -> float:
