@@ -3,13 +3,9 @@ small readers of the public views (availability, one booking) to compare before 
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import re
 import socket
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from itertools import count
@@ -19,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from guahao.platform.error_codes import CODES
-from tests.fixtures.platforms import resident_id
+from tests.fixtures.platforms import SentTexts, resident_id
 
 __all__ = [
     "PASSWORD",
@@ -46,37 +42,9 @@ _SERIALS = count(int.from_bytes(os.urandom(3), "big") + 1)
 """Resident id serials: random per process, so servers shared across test runs differ."""
 
 
-class ConsoleTexts(logging.Handler):
-    """The text messages the embedded notifier prints on the console (logger ``guahao.sms``)
-    while it is attached: how a demo's user reads a code, and how these tests do (the
-    server runs in the test's process)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-    @classmethod
-    @contextlib.contextmanager
-    def attached(cls) -> Iterator[ConsoleTexts]:
-        texts = cls()
-        logger = logging.getLogger("guahao.sms")
-        logger.addHandler(texts)
-        try:
-            yield texts
-        finally:
-            logger.removeHandler(texts)
-
-    def code_to(self, phone: str) -> str:
-        """The last six-digit code sent to ``phone``."""
-        masked = f"{phone[:3]}****{phone[-4:]}"
-        for line in reversed(self.lines):
-            found = re.search(r"(\d{6})", line.split(":", 1)[1]) if masked in line else None
-            if found:
-                return found.group(1)
-        raise AssertionError(f"no code was sent to {masked}")
+ConsoleTexts = SentTexts
+"""The codes a served platform texts, read as a demo's user reads them (one reader with the
+fixtures')."""
 
 
 async def register(
