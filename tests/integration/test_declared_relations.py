@@ -195,6 +195,23 @@ async def test_a_wait_from_before_the_rule_is_not_served_to_an_unconfirmed_relat
     assert (await entry(platform, first_wait.id)).status == "waiting"
 
 
+async def test_a_patient_added_again_past_the_codes_allowance_is_not_kept(platform):
+    """The code's allowance is counted before the row is committed: adding a patient again
+    after its codes ran out answers ``RATE_LIMITED`` and leaves the patient removed, instead
+    of an error in front of a pending patient."""
+    account = await new_account(platform)
+    await new_patient(platform, account)
+    mother = await add_mother(platform, account)  # the first code of the minute
+    await assert_refused(
+        platform,
+        "RATE_LIMITED",
+        platform.accounts.resend_patient_code(account_id=account, patient_id=mother.id),
+    )
+    await platform.accounts.remove_patient(account_id=account, patient_id=mother.id)
+    await assert_refused(platform, "RATE_LIMITED", add_mother(platform, account))
+    assert mother.id not in {p.id for p in await platform.accounts.patients(account)}
+
+
 async def test_the_code_goes_to_the_persons_own_phone(platform):
     account = await new_account(platform)
     await new_patient(platform, account)
