@@ -30,6 +30,7 @@ import json
 import multiprocessing as mp
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -202,6 +203,34 @@ def _process_main(
         out.put(uvloop.run(_postgres_worker(target, plan, share, seed)))
 
 
+PROFILE: dict[str, Path] = {}
+"""``--profile DIR``: py-spy records every worker process of every row into ``DIR``."""
+
+
+def _spy(pid: int, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on one worker from before the gate opens until it is stopped (SIGINT)."""
+    if "dir" not in PROFILE:
+        return None
+    return subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--gil",
+            "--nonblocking",
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(PROFILE["dir"] / f"{name}.folded"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") -> Run:
     """Split the crowd over ``processes`` worker processes, start them together, merge."""
     ctx = mp.get_context("spawn")
@@ -222,9 +251,18 @@ def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") 
     ]
     for w in workers:
         w.start()
+    spies = [
+        _spy(w.pid, f"{prefix.rstrip(':') or kind + str(processes)}-worker{i}")
+        for i, w in enumerate(workers)
+        if w.pid is not None
+    ]
     time.sleep(1.5)  # let every process import and wait at the gate
     go.set()
     parts = [out.get() for _ in workers]
+    for spy in spies:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=30)
     for w in workers:
         w.join()
     lat = sorted(x for p in parts for x in p["lat"])
@@ -376,7 +414,13 @@ def main() -> None:
     parser.add_argument("--benchmark-requests", type=int, default=200_000)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy every worker process (raw folded stacks here)"
+    )
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE["dir"] = args.profile
     plan = Plan(args.slots, args.capacity, args.attempts, args.coroutines, args.connections)
     runs: list[Run] = []
     report: dict[str, Any] = {"plan": asdict(plan), "when": datetime.now(UTC).isoformat()}
