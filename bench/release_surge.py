@@ -89,6 +89,8 @@ class Run:
     sell_out_s: float = 0.0
     admissions_per_s: float = 0.0
     oversold: int = 0
+    worker_cpu_us_per_decision: float = 0.0
+    redis_cpu_us_per_decision: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -181,8 +183,10 @@ async def _crowd(hold_once: Any, todo: Any, coroutines: int) -> dict[str, Any]:
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     started = time.time()
+    cpu = time.process_time()
     await asyncio.gather(*(person() for _ in range(coroutines)))
     return {
+        "cpu_s": time.process_time() - cpu,
         "started": started,
         "ended": time.time(),
         "last_grant": last_grant,
@@ -231,8 +235,31 @@ def _spy(pid: int, name: str) -> subprocess.Popen[bytes] | None:
     )
 
 
-def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") -> Run:
-    """Split the crowd over ``processes`` worker processes, start them together, merge."""
+def redis_cpu_s(node_urls: list[str]) -> float:
+    """CPU seconds the Redis servers have used so far (user + system, all nodes)."""
+    total = 0.0
+    for node_url in node_urls:
+        sync = __import__("redis").Redis.from_url(node_url)
+        info = sync.info("cpu")
+        sync.close()
+        total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return total
+
+
+def crowd(
+    kind: str,
+    target: str,
+    plan: Plan,
+    processes: int,
+    prefix: str = "",
+    redis_nodes: list[str] | None = None,
+) -> Run:
+    """Split the crowd over ``processes`` worker processes, start them together, merge.
+
+    CPU per decision (the workers' and, given ``redis_nodes``, the servers') is the figure
+    that load on a shared machine disturbs least: it says what each answer costs, not how
+    much of the machine the run happened to get.
+    """
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
     per_process = Plan(
@@ -257,8 +284,10 @@ def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") 
         if w.pid is not None
     ]
     time.sleep(1.5)  # let every process import and wait at the gate
+    redis_before = redis_cpu_s(redis_nodes) if redis_nodes else 0.0
     go.set()
     parts = [out.get() for _ in workers]
+    redis_used = redis_cpu_s(redis_nodes) - redis_before if redis_nodes else 0.0
     for spy in spies:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -273,6 +302,8 @@ def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") 
     seconds = max(p["ended"] for p in parts) - min(p["started"] for p in parts)
     run = Run(backend=kind, processes=processes)
     run.attempts = len(lat)
+    run.worker_cpu_us_per_decision = sum(p["cpu_s"] for p in parts) / run.attempts * 1e6
+    run.redis_cpu_us_per_decision = redis_used / run.attempts * 1e6
     run.granted = outcomes.pop("granted", 0)
     run.refused = outcomes.pop("refused", 0)
     run.errors = sum(outcomes.values())
@@ -432,7 +463,7 @@ def main() -> None:
         for processes in args.processes:
             prefix = f"surge{processes}:"
             asyncio.run(load_redis(url, plan, prefix))
-            run = crowd("redis", url, plan, processes, prefix)
+            run = crowd("redis", url, plan, processes, prefix, [url])
             run.oversold, note = asyncio.run(redis_oversold(url, plan, prefix, run.granted))
             run.notes.append(note)
             runs.append(run)
@@ -456,7 +487,7 @@ def main() -> None:
             for processes in args.processes:
                 prefix = f"cluster{processes}:"
                 asyncio.run(load_redis(cluster_url, plan, prefix))
-                run = crowd("redis", cluster_url, plan, processes, prefix)
+                run = crowd("redis", cluster_url, plan, processes, prefix, cluster.node_urls)
                 run.backend = "cluster"
                 run.oversold, note = asyncio.run(
                     redis_oversold(cluster_url, plan, prefix, run.granted)
@@ -534,13 +565,14 @@ def print_table(runs: list[Run], report: dict[str, Any]) -> None:
     )
     head = f"{'backend':<10}{'procs':>6}{'decisions/s':>13}{'admissions/s':>14}{'sell-out s':>11}"
     head += f"{'p50 ms':>9}{'p99 ms':>9}{'grant p50':>10}{'grant p99':>10}"
-    print(head + f"{'granted':>9}{'refused':>9}{'errors':>8}{'oversold':>10}")
+    print(head + f"{'granted':>9}{'refused':>9}{'errors':>8}{'oversold':>10}{'cpu µs/dec':>13}")
     for r in runs:
         print(
             f"{r.backend:<10}{r.processes:>6}{r.decisions_per_s:>13.0f}"
             f"{r.admissions_per_s:>14.0f}{r.sell_out_s:>11.2f}"
             f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.grant_p50_ms:>10.2f}{r.grant_p99_ms:>10.2f}"
             f"{r.granted:>9}{r.refused:>9}{r.errors:>8}{r.oversold:>10}"
+            f"{r.worker_cpu_us_per_decision:>7.0f}+{r.redis_cpu_us_per_decision:<5.0f}"
         )
     rb = report["redis_benchmark"]
     if rb.get("available"):
