@@ -94,25 +94,17 @@ class AutoPipeline:
             task.add_done_callback(self._in_flight.discard)
 
     async def _send(self, batch: list[_Call]) -> None:
+        if isinstance(self._redis, RedisCluster):
+            await self._send_to_cluster(self._redis, batch)
+            return
         try:
-            if isinstance(self._redis, RedisCluster):
-                replies = await self._cluster_replies(self._redis, batch)
-            else:
-                replies = await self._server_replies(batch)
+            replies = await self._server_replies(batch)
         except BaseException as exc:
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(exc)
+            _fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for call, reply in zip(batch, replies, strict=True):
-            if call.future.done():  # the caller gave up (cancelled); nothing to tell
-                continue
-            if isinstance(reply, BaseException):
-                call.future.set_exception(reply)
-            else:
-                call.future.set_result(reply)
+        _resolve(batch, replies)
 
     async def _server_replies(self, batch: list[_Call]) -> list[Any]:
         pool = self._redis.connection_pool
@@ -133,48 +125,67 @@ class AutoPipeline:
                 replies[i] = reply
         return replies
 
-    async def _cluster_replies(self, cluster: RedisCluster, batch: list[_Call]) -> list[Any]:
-        """One packet per node that serves part of the batch, all nodes at once."""
-        await cluster.initialize()  # a no-op once the map of slots is known
-        replies = await self._per_node(cluster, batch)
+    async def _send_to_cluster(self, cluster: RedisCluster, batch: list[_Call]) -> None:
+        """One packet per node that serves part of the batch, all nodes at once; each node's
+        callers get their replies as soon as that node has answered.
+
+        Waiting for every node before answering anyone (as this did first) made each call as
+        slow as the slowest of the three servers, and kept the whole crowd in step: on a
+        shared machine one server waiting for a core held up the callers of the other two.
+        """
+        try:
+            await cluster.initialize()  # a no-op once the map of slots is known
+            by_node: dict[ClusterNode | None, list[_Call]] = {}
+            for call in batch:
+                # None: no known node serves the slot; the cluster client finds it
+                by_node.setdefault(cluster.get_node_from_key(call.keys[0]), []).append(call)
+        except BaseException as exc:
+            _fail(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        await asyncio.gather(
+            *(self._send_to_node(cluster, node, calls) for node, calls in by_node.items())
+        )
+
+    async def _send_to_node(
+        self, cluster: RedisCluster, node: ClusterNode | None, calls: list[_Call]
+    ) -> None:
+        try:
+            replies = await self._node_replies(cluster, node, calls)
+            # Redirected while slots move, or on a slot no known node served: one at a time,
+            # so the first redirect refreshes the map for the rest.
+            for i, reply in enumerate(replies):
+                if isinstance(reply, _SEND_ALONE):
+                    replies[i] = await _eval_alone(cluster, calls[i])
+        except BaseException as exc:
+            _fail(calls, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        _resolve(calls, replies)
+
+    async def _node_replies(
+        self, cluster: RedisCluster, node: ClusterNode | None, calls: list[_Call]
+    ) -> list[Any]:
+        if node is None:
+            return [TryAgainError("not sent")] * len(calls)
+        connections = _node_connections(node, self._reply_timeout)
+        try:
+            replies = await self._execute_retrying(calls, *connections)
+        except RedisConnectionError:
+            # That node is away (a failover, say): its calls go alone through the cluster
+            # client, which refreshes the map; the other nodes' replies stand.
+            return [TryAgainError("node away")] * len(calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # first use, restart or failover: load on every primary, resend those
-            for script in {batch[i].script.sha: batch[i].script for i in missing}.values():
+            for script in {calls[i].script.sha: calls[i].script for i in missing}.values():
                 await cluster.script_load(script.source)
-            again = await self._per_node(cluster, [batch[i] for i in missing])
+            try:
+                again = await self._execute_retrying([calls[i] for i in missing], *connections)
+            except RedisConnectionError:
+                again = [TryAgainError("node away")] * len(missing)
             for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        # Redirected while slots move, or on a slot no known node served: one at a time, so
-        # the first redirect refreshes the map for the rest.
-        for i, reply in enumerate(replies):
-            if isinstance(reply, _SEND_ALONE):
-                replies[i] = await _eval_alone(cluster, batch[i])
-        return replies
-
-    async def _per_node(self, cluster: RedisCluster, batch: list[_Call]) -> list[Any]:
-        by_node: dict[ClusterNode, list[int]] = {}
-        for i, call in enumerate(batch):
-            node = cluster.get_node_from_key(call.keys[0])
-            if node is not None:  # else it stays "not sent": the cluster client finds it
-                by_node.setdefault(node, []).append(i)
-        parts = await asyncio.gather(
-            *(
-                self._execute_retrying(
-                    [batch[i] for i in indexes], *_node_connections(node, self._reply_timeout)
-                )
-                for node, indexes in by_node.items()
-            ),
-            return_exceptions=True,
-        )
-        replies: list[Any] = [TryAgainError("not sent")] * len(batch)
-        for indexes, part in zip(by_node.values(), parts, strict=True):
-            if isinstance(part, RedisConnectionError):
-                # That node is away (a failover, say): its calls go alone through the cluster
-                # client, which refreshes the map; the other nodes' replies stand.
-                continue
-            if isinstance(part, BaseException):
-                raise part
-            for i, reply in zip(indexes, part, strict=True):
                 replies[i] = reply
         return replies
 
@@ -234,6 +245,22 @@ class AutoPipeline:
         finally:
             await release(connection)
         return replies
+
+
+def _resolve(calls: list[_Call], replies: list[Any]) -> None:
+    for call, reply in zip(calls, replies, strict=True):
+        if call.future.done():  # the caller gave up (cancelled); nothing to tell
+            continue
+        if isinstance(reply, BaseException):
+            call.future.set_exception(reply)
+        else:
+            call.future.set_result(reply)
+
+
+def _fail(calls: list[_Call], exc: BaseException) -> None:
+    for call in calls:
+        if not call.future.done():
+            call.future.set_exception(exc)
 
 
 def _node_connections(
