@@ -69,6 +69,7 @@ class Plan:
     attempts: int
     coroutines: int
     connections: int
+    pipeline_batch: int = 256
 
 
 @dataclass
@@ -113,7 +114,7 @@ def _client(url: str, connections: int) -> aioredis.Redis:
 
 async def _redis_worker(url: str, plan: Plan, share: int, seed: int, prefix: str) -> Any:
     client = _client(url, plan.connections)
-    inventory = RedisInventory(client, key_prefix=prefix)
+    inventory = RedisInventory(client, key_prefix=prefix, pipeline_batch=plan.pipeline_batch)
     rng = random.Random(seed)
     todo = iter(range(share))
 
@@ -268,6 +269,7 @@ def crowd(
         plan.attempts,
         max(1, plan.coroutines // processes),
         max(1, plan.connections // processes),
+        plan.pipeline_batch,
     )
     workers = [
         ctx.Process(
@@ -441,6 +443,9 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=40_000)
     parser.add_argument("--coroutines", type=int, default=200)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--pipeline-batch", type=int, default=256, help="RedisInventory(pipeline_batch=...)"
+    )
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--benchmark-requests", type=int, default=200_000)
     parser.add_argument("--skip-postgres", action="store_true")
@@ -452,7 +457,14 @@ def main() -> None:
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         PROFILE["dir"] = args.profile
-    plan = Plan(args.slots, args.capacity, args.attempts, args.coroutines, args.connections)
+    plan = Plan(
+        args.slots,
+        args.capacity,
+        args.attempts,
+        args.coroutines,
+        args.connections,
+        args.pipeline_batch,
+    )
     runs: list[Run] = []
     report: dict[str, Any] = {"plan": asdict(plan), "when": datetime.now(UTC).isoformat()}
 
