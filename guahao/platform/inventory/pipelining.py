@@ -9,10 +9,12 @@ on its own; batching changes only how many calls share a packet, never their mea
 order of one coroutine's calls (a coroutine awaits each call before making the next).
 
 On Redis Cluster a batch is split by the node that serves each call's hash slot (every script
-keeps its keys under one hash tag, so each call has one slot) and the parts go out at once,
-one packet per node. A call the cluster redirects (MOVED or ASK while slots move), or a node
-that has not seen the script yet, is sent again on its own through the cluster client, which
-follows the redirect and refreshes its map of slots for the batches after it.
+keeps its keys under one hash tag, so each call has one slot); each node has a lane with one
+packet in flight, its callers answered when that node replies, and the calls that arrive
+meanwhile go together in its next packet. A call the cluster redirects (MOVED or ASK while
+slots move), or a node that has not seen the script yet, is sent again on its own through the
+cluster client, which follows the redirect and refreshes its map of slots for the batches
+after it.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ class AutoPipeline:
         self._queue: list[_Call] = []
         self._scheduled = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Redis Cluster: calls waiting for their node's packet in flight, by node name, and
+        # the nodes with a packet in flight
+        self._lanes: dict[str, list[_Call]] = {}
+        self._draining: set[str] = set()
 
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """The script's reply; its own errors (and connection errors) are raised here."""
@@ -126,12 +132,14 @@ class AutoPipeline:
         return replies
 
     async def _send_to_cluster(self, cluster: RedisCluster, batch: list[_Call]) -> None:
-        """One packet per node that serves part of the batch, all nodes at once; each node's
-        callers get their replies as soon as that node has answered.
+        """Each node's share of the batch joins that node's lane; a lane has one packet in
+        flight at a time, and its callers are answered as soon as their own node replies.
 
-        Waiting for every node before answering anyone (as this did first) made each call as
-        slow as the slowest of the three servers, and kept the whole crowd in step: on a
-        shared machine one server waiting for a core held up the callers of the other two.
+        Two ways this went wrong before (profiles ``bench/profiles/engine-*-cluster.txt``):
+        answering nobody until every node had replied made each call as slow as the slowest
+        of the three servers; answering per node but sending at once split the crowd into
+        many small packets (a third more CPU per decision in the worker, each packet waking a
+        server). A lane keeps the packets as large as one server's round trip allows.
         """
         try:
             await cluster.initialize()  # a no-op once the map of slots is known
@@ -144,9 +152,30 @@ class AutoPipeline:
             if not isinstance(exc, Exception):
                 raise
             return
-        await asyncio.gather(
-            *(self._send_to_node(cluster, node, calls) for node, calls in by_node.items())
-        )
+        drains = []
+        for node, calls in by_node.items():
+            if node is None:
+                drains.append(self._send_to_node(cluster, None, calls))
+                continue
+            self._lanes.setdefault(node.name, []).extend(calls)
+            if node.name not in self._draining:  # else the packet in flight's drain sends them
+                self._draining.add(node.name)
+                drains.append(self._drain_lane(cluster, node))
+        await asyncio.gather(*drains)
+
+    async def _drain_lane(self, cluster: RedisCluster, node: ClusterNode) -> None:
+        lane = self._lanes[node.name]
+        try:
+            while lane:
+                calls = lane[: self._max_batch]
+                del lane[: self._max_batch]
+                await self._send_to_node(cluster, node, calls)
+        except BaseException as exc:  # cancelled: the calls still queued are not sent
+            _fail(lane, exc)
+            lane.clear()
+            raise
+        finally:
+            self._draining.discard(node.name)
 
     async def _send_to_node(
         self, cluster: RedisCluster, node: ClusterNode | None, calls: list[_Call]
