@@ -119,8 +119,9 @@ async def test_on_a_cluster_callers_are_answered_without_waiting_for_a_busy_node
     await inventory.counts([quick, slow], now_ms=RELEASE)  # every master knows the script
     busy = aioredis.Redis(host=busy_node.host, port=busy_node.port)
     try:
+        await busy.ping()  # connected: the spin goes out as soon as its task runs
         spin = asyncio.create_task(busy.eval(SPIN_LUA, 0, BUSY_MS))
-        await asyncio.sleep(0.05)  # the spin has reached the server
+        await asyncio.sleep(0.1)  # the spin has reached the server
         # one batch: both calls are made in the same turn of the event loop
         on_quick = asyncio.create_task(inventory.counts([quick], now_ms=RELEASE))
         on_slow = asyncio.create_task(inventory.counts([slow], now_ms=RELEASE))
@@ -129,5 +130,34 @@ async def test_on_a_cluster_callers_are_answered_without_waiting_for_a_busy_node
         assert not spin.done()
         assert (await on_slow)[slow].available == 1
         await spin
+    finally:
+        await busy.aclose()
+
+
+async def test_on_a_cluster_calls_for_a_busy_node_wait_and_go_in_one_packet(
+    redis_cluster_client: RedisCluster,
+) -> None:
+    """While a node's packet is out, further calls for that node queue and then go together
+    on one connection, instead of each batch taking a connection and a packet of its own."""
+    cluster = redis_cluster_client
+    inventory = RedisInventory(cluster, key_prefix="trips:")  # type: ignore[arg-type]
+    await cluster.initialize()
+    _, slow, busy_node = slots_on_two_nodes(cluster)
+    await inventory.load(SlotState(slot_id=slow, capacity=1, booked=0, release_at_ms=RELEASE))
+    await inventory.counts([slow], now_ms=RELEASE)  # the script is known, a connection open
+    busy = aioredis.Redis(host=busy_node.host, port=busy_node.port)
+    try:
+        clients_before = int((await busy.info("clients"))["connected_clients"])
+        spin = asyncio.create_task(busy.eval(SPIN_LUA, 0, BUSY_MS // 2))
+        await asyncio.sleep(0.1)
+        calls = []
+        for _ in range(5):  # five turns of the loop: five batches
+            calls.append(asyncio.create_task(inventory.counts([slow], now_ms=RELEASE)))
+            await asyncio.sleep(0.01)
+        answers = await asyncio.gather(*calls)
+        await spin
+        assert all(answer[slow].available == 1 for answer in answers)
+        # the spin's own connection came and stays; the inventory needed no new one
+        assert int((await busy.info("clients"))["connected_clients"]) <= clients_before + 1
     finally:
         await busy.aclose()
