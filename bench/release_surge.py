@@ -6,9 +6,11 @@ Not a test: it prints a table and writes ``bench/results/release_surge-<time>.js
    ``await``, no batching across requests (a web worker cannot pipeline separate people's
    requests). Many coroutines share a blocking pool of TCP connections to a loopback Redis, in
    one or more worker processes. Every attempt is a new account on a random slot, so most
-   attempts after sell-out are refusals, as at a real release. Each hold costs 2 Redis round
-   trips when granted (account marker, slot script) and 3 when refused (plus dropping the
-   marker). Oversell is checked afterwards with ``counts``.
+   attempts after sell-out are refusals, as at a real release. A grant costs one script on
+   one server (the slot's script claims the account's marker too) and two on a cluster (the
+   marker's hash tag is another shard's); a refusal costs one, or none once the worker's
+   sold-out view knows the slot. Oversell is checked afterwards with ``counts``. With
+   ``--profile DIR`` every worker process is recorded by py-spy (raw folded stacks).
 2. **redis-benchmark** - the Redis ceiling: a minimal decrement Lua script by EVALSHA on the
    same server over loopback TCP, same number of connections, no pipelining.
 3. **cluster** - the same surge as 1 with the slot pool on a local three-master Redis Cluster
