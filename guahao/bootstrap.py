@@ -345,6 +345,8 @@ async def open_platform(
             batch=inbox.handle_batch,
         )
         search = search_service_for(settings, ports)
+        # jieba's dictionary, loaded off the event loop before anything searches or indexes
+        await asyncio.to_thread(search.analyzer.warm)
         dispatcher.subscribe(
             "",
             search.indexer.handle,
