@@ -265,11 +265,11 @@ async def _positions(session: AsyncSession) -> dict[str, int]:
     return {str(name): int(position) for name, position in rows.all()}
 
 
-READ_REUSE_SECONDS = 2.0
+READ_REUSE_SECONDS = 10.0
 """How long a read of the outbox serves the subscribers that reach its position after the one
 that made it. Subscribers advance on their own loops, so the slower ones reach a position
-later; past this age they read again (a row committed late under a lower id is then seen as
-it would be by a read of their own, and the reads kept stay a few seconds of the stream)."""
+seconds later (in a surge, the authority's rollups run behind the inbox notifier); past this
+age they read again, so the reads kept stay a few seconds of the stream."""
 
 
 class _Reads:
@@ -410,6 +410,7 @@ class _CursorWrites:
                 .where(OutboxCursorRow.subscriber.in_(list(positions)))
                 .where(OutboxCursorRow.position < new)
                 .values(position=new, updated_at=self._clock.now())
+                .execution_options(synchronize_session=False)
             )
 
 
@@ -1098,7 +1099,12 @@ class OutboxDispatcher:
                     ),
                 ]
             marked = await session.execute(
-                update(OutboxRow).where(*condition).values(dispatched_at=now)
+                update(OutboxRow)
+                .where(*condition)
+                .values(dispatched_at=now)
+                # nothing in this session to refresh: without it, PostgreSQL sends back the
+                # id of every row marked (20,000 in a surge) for the ORM to look up
+                .execution_options(synchronize_session=False)
             )
             return int(marked.rowcount or 0)  # type: ignore[attr-defined]
 
