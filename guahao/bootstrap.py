@@ -343,6 +343,7 @@ async def open_platform(
             inbox,
             name="guahao.platform.services.notifications.InboxNotifier:",
             batch=inbox.handle_batch,
+            prompt=True,  # a citizen waits for it: first whenever rounds queue in a surge
         )
         search = search_service_for(settings, ports)
         # jieba's dictionary, loaded off the event loop before anything searches or indexes
@@ -379,7 +380,7 @@ async def open_platform(
         dispatcher.subscribe(
             "waitlist.", waitlist.prepayments.on_wait_event, name="waitlist:prepayments"
         )
-        dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices")
+        dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices", prompt=True)
         text_messages = SandboxSmsGateway(client, clock)
         reminder_notifier: Notifier = InboxMessages(ports)
         if settings.reminder_channel == "sms_sandbox":
@@ -401,7 +402,10 @@ async def open_platform(
             batch=reminders.on_booking_events,
         )
         dispatcher.subscribe(
-            "visit.reminder_due", reminders.on_reminder_event, name="visit-reminders:send"
+            "visit.reminder_due",
+            reminders.on_reminder_event,
+            name="visit-reminders:send",
+            prompt=True,
         )
         filings = Filings(ports)
         feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync, filings)

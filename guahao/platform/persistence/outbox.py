@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -227,6 +229,8 @@ class Subscription:
     batch: BatchHandler | None = None
     after: tuple[str, ...] = ()
     """Subscriptions whose round must end before this one's starts, in every round."""
+    prompt: bool = False
+    """A citizen waits on it (notifications): its rounds go first whenever rounds queue."""
 
 
 _IN_PROCESS: dict[tuple[str, str], asyncio.Lock] = {}
@@ -414,6 +418,42 @@ class _CursorWrites:
             )
 
 
+class _Gate:
+    """At most ``size`` rounds at once (each holds database connections); when rounds queue,
+    prompt subscribers' go first, then the others in the order they came."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: list[tuple[bool, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, prompt: bool) -> AsyncIterator[None]:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+        else:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (not prompt, next(self._arrivals), turn))
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # given the slot as it was cancelled
+                    self._hand_on()
+                raise
+        try:
+            yield
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        while self._waiting:
+            _, _, turn = heapq.heappop(self._waiting)
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1
+
+
 class _Claims:
     """The subscribers one job run delivers to: the process's lock of each, and on
     PostgreSQL its advisory lock on one connection; a group's are released when it is done."""
@@ -512,6 +552,7 @@ class OutboxDispatcher:
         starts_at: StartsAt | None = None,
         batch: BatchHandler | None = None,
         after: Sequence[str] = (),
+        prompt: bool = False,
     ) -> str:
         """Call ``handler`` for every event whose topic starts with ``topic_prefix``.
 
@@ -521,7 +562,10 @@ class OutboxDispatcher:
         exists the declaration changes nothing and may stay. ``batch`` is the handler's
         entry point for runs of events (see ``BatchHandler``). ``after`` names subscriptions
         (already subscribed, so dependencies never form a cycle) whose round ends before this
-        one's starts: subscribers are otherwise delivered side by side. Returns the name.
+        one's starts: subscribers are otherwise delivered side by side. ``prompt`` marks a
+        subscriber a citizen waits on (the inbox notifier): when more rounds are ready than
+        run at once, its rounds go first, so a surge that the other subscribers take longer
+        to work through does not make notifications late. Returns the name.
         """
         if not name or len(name) > NAME_MAX_LENGTH:
             raise ValueError(f"an outbox subscription needs a name of 1 to {NAME_MAX_LENGTH} chars")
@@ -531,7 +575,7 @@ class OutboxDispatcher:
         if unknown:
             raise ValueError(f"outbox subscription {name!r} comes after unknown {unknown!r}")
         self._subscriptions.append(
-            Subscription(name, topic_prefix, handler, starts_at, batch, tuple(after))
+            Subscription(name, topic_prefix, handler, starts_at, batch, tuple(after), prompt)
         )
         return name
 
@@ -678,7 +722,7 @@ class OutboxDispatcher:
                 for group in groups:  # in the order they subscribed: dependencies first
                     await self._drain(group, claims, reads, deadline, None)
             else:
-                gate = asyncio.Semaphore(self.concurrent_subscribers)
+                gate = _Gate(self.concurrent_subscribers)
                 outcomes = await asyncio.gather(
                     *(self._drain(g, claims, reads, deadline, gate) for g in groups),
                     return_exceptions=True,
@@ -705,7 +749,11 @@ class OutboxDispatcher:
             groups.append(mine)
             for member in mine:
                 group_of[member.name] = mine
-        return sorted(groups, key=lambda g: self._subscriptions.index(g[0]))
+        # prompt groups first (on SQLite, where groups take turns); then as subscribed
+        return sorted(
+            groups,
+            key=lambda g: (not any(s.prompt for s in g), self._subscriptions.index(g[0])),
+        )
 
     async def _drain(
         self,
@@ -713,7 +761,7 @@ class OutboxDispatcher:
         claims: _Claims,
         reads: _Reads,
         deadline: float,
-        gate: asyncio.Semaphore | None,
+        gate: _Gate | None,
     ) -> None:
         """One group's rounds until it reads no full batch or the run's time is up; then its
         subscribers are handed back (claims released) for the next job run."""
@@ -733,7 +781,7 @@ class OutboxDispatcher:
         group: list[Subscription],
         owned: frozenset[str],
         reads: _Reads,
-        gate: asyncio.Semaphore | None,
+        gate: _Gate | None,
         progress: dict[str, _Progress],
     ) -> bool:
         """One round of each subscriber of a group, each once the subscriptions it comes
@@ -749,7 +797,7 @@ class OutboxDispatcher:
                 continue
             if subscription.name not in owned:
                 continue
-            async with gate or contextlib.nullcontext():
+            async with gate.slot(subscription.prompt) if gate else contextlib.nullcontext():
                 outcome = await self._round(
                     subscription, reads, progress.setdefault(subscription.name, _Progress())
                 )
