@@ -346,8 +346,10 @@ async def open_platform(
             prompt=True,  # a citizen waits for it: first whenever rounds queue in a surge
         )
         search = search_service_for(settings, ports)
-        # jieba's dictionary, loaded off the event loop before anything searches or indexes
-        await asyncio.to_thread(search.analyzer.warm)
+        if run_jobs is not False:
+            # jieba's dictionary, loaded off the event loop before anything searches or
+            # indexes (one-off commands, run_jobs=False, do neither: they skip the second)
+            await asyncio.to_thread(search.analyzer.warm)
         dispatcher.subscribe(
             "",
             search.indexer.handle,
