@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import statistics
 import sys
@@ -42,12 +43,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
+from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
 from guahao.bootstrap import Platform, open_platform  # noqa: E402
 from guahao.platform.clock import ManualClock  # noqa: E402
@@ -188,30 +191,8 @@ async def lag(platform: Platform, rate: float, seconds: float) -> tuple[list[flo
             {"topic": r.topic, "aggregate_id": r.aggregate_id, "payload": r.payload}
             for r in (await session.scalars(select(OutboxRow).order_by(OutboxRow.id))).all()
         ]
-    written: list[tuple[int, float]] = []  # (last id of a batch, its commit time)
-    tick = 0.05
-    per_tick = max(1, round(rate * tick))
-    stop = asyncio.Event()
-
-    async def writer() -> None:
-        started = time.perf_counter()
-        n = 0
-        while time.perf_counter() - started < seconds:
-            rows = [
-                templates[(n + i) % len(templates)]
-                | {"created_at": platform.ports.clock.now(), "attempts": 0}
-                for i in range(per_tick)
-            ]
-            n += per_tick
-            async with platform.ports.sessions() as session, session.begin():
-                ids = (await session.scalars(insert(OutboxRow).returning(OutboxRow.id), rows)).all()
-            written.append((max(ids), time.perf_counter()))
-            next_at = started + (n / per_tick) * tick
-            await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
-        stop.set()
-
-    delivered: list[tuple[int, float]] = []
-    drained = asyncio.Event()
+    delivered: list[tuple[int, float]] = []  # (the inbox notifier's cursor, when seen)
+    stop, drained = asyncio.Event(), asyncio.Event()
 
     async def dispatcher() -> None:
         # as deployed: the cron starts a job run every 2 s whether or not the last one has
@@ -229,18 +210,70 @@ async def lag(platform: Platform, rate: float, seconds: float) -> tuple[list[flo
     async def watcher() -> None:
         # the inbox notifier's cursor, every 0.1 s: when each batch reached it
         while not drained.is_set():
-            delivered.append((await _position(platform), time.perf_counter()))
+            delivered.append((await _position(platform), time.time()))
             await asyncio.sleep(0.1)
-        delivered.append((await _position(platform), time.perf_counter()))
+        delivered.append((await _position(platform), time.time()))
 
-    started = time.perf_counter()
-    await asyncio.gather(writer(), dispatcher(), watcher())
-    achieved = sum(per_tick for _ in written) / max(1e-9, written[-1][1] - started)
+    # the writer is a process of its own, as the app workers that write events are: in this
+    # one it would compete with the dispatcher for the event loop and fall behind the rate
+    with tempfile.NamedTemporaryFile(prefix="guahao-outbox-writes-", suffix=".json") as out:
+        writer = multiprocessing.get_context("spawn").Process(
+            target=write_stream,
+            args=(platform.settings.database_url, templates, rate, seconds, out.name),
+        )
+        writer.start()
+
+        async def writer_done() -> None:
+            await asyncio.to_thread(writer.join)
+            stop.set()
+
+        await asyncio.gather(writer_done(), dispatcher(), watcher())
+        stream = json.loads(await asyncio.to_thread(Path(out.name).read_text))
     lags = []
-    for last_id, committed in written:
+    for last_id, committed in stream["written"]:
         reached = next(t for position, t in delivered if position >= last_id)
         lags.append(reached - committed)
-    return lags, achieved
+    return lags, float(stream["achieved"])
+
+
+def write_stream(
+    database_url: str, templates: list[dict[str, Any]], rate: float, seconds: float, out: str
+) -> None:
+    """The lag run's writer, in a process of its own: copies of ``templates`` at ``rate``
+    events/s for ``seconds``, in batches every 50 ms; writes each batch's last id and commit
+    time (wall clock, shared with the dispatcher's process) to ``out``."""
+    stream = asyncio.run(_write_stream(database_url, templates, rate, seconds))
+    Path(out).write_text(json.dumps(stream))
+
+
+async def _write_stream(
+    database_url: str, templates: list[dict[str, Any]], rate: float, seconds: float
+) -> dict[str, Any]:
+    engine = create_async_engine(database_url)
+    tick = 0.05
+    per_tick = max(1, round(rate * tick))
+    written: list[tuple[int, float]] = []
+    started = time.time()
+    n = 0
+    try:
+        async with engine.connect() as connection:
+            while time.time() - started < seconds:
+                rows = [
+                    templates[(n + i) % len(templates)] | {"created_at": START, "attempts": 0}
+                    for i in range(per_tick)
+                ]
+                n += per_tick
+                ids = (
+                    await connection.execute(insert(OutboxRow).returning(OutboxRow.id), rows)
+                ).scalars()
+                last = max(ids)
+                await connection.commit()
+                written.append((last, time.time()))
+                next_at = started + (n / per_tick) * tick
+                await asyncio.sleep(max(0.0, next_at - time.time()))
+    finally:
+        await engine.dispose()
+    return {"written": written, "achieved": n / max(1e-9, written[-1][1] - started)}
 
 
 def say(message: str) -> None:
