@@ -130,6 +130,9 @@ which keeps every declared dependency too."""
 ADVISORY_LOCK_CLASS = 0x6775  # "gu"
 """First key of the PostgreSQL advisory locks that make one dispatcher per subscriber."""
 
+MARKING_LOCK_CLASS = 0x6776  # "gv"
+"""First key of the PostgreSQL advisory lock held while a dispatcher marks rows dispatched."""
+
 StartsAt = Literal["beginning", "now"]
 """Where a subscription declared new starts reading: the first outbox row (it replays the
 history) or the current end (it sees only events written after it joined)."""
@@ -374,8 +377,9 @@ class _CursorWrites:
     Subscribers advance side by side, each on its own loop; a round that only moves its
     cursor joins the statement being assembled while the previous one is in flight, so a
     surge costs one ``UPDATE`` for many subscribers' rounds instead of one transaction each
-    (5.6 % of a drain's time before). Each round still returns only once its cursor is
-    written: what it delivered is not delivered again unless the process dies."""
+    (12 % of the dispatcher's time before: bench/profiles/outbox3-drain-4-lockstep.txt).
+    Each round still returns only once its cursor is written: what it delivered is not
+    delivered again unless the process dies."""
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self._sessions = sessions
@@ -511,6 +515,7 @@ class OutboxDispatcher:
         self._subscriptions: list[Subscription] = []
         self._checked: set[str] = set()
         self._cursor_writes = _CursorWrites(sessions, clock)
+        self._marking = asyncio.Lock()
         self.concurrent_subscribers = CONCURRENT_SUBSCRIBERS
         """Rounds side by side on PostgreSQL (1: one subscriber after another)."""
         self.shared_reads = True
@@ -1123,10 +1128,25 @@ class OutboxDispatcher:
                 )
 
     async def _mark_dispatched(self) -> int:
-        """One statement: every row at or below the lowest cursor that nobody has parked."""
+        """One statement: every row at or below the lowest cursor that nobody has parked.
+
+        One dispatcher at a time marks: runs overlap (the cron's next tick while a run waits
+        on a slow subscriber, other job workers), and two such updates over the same rows,
+        each locking them in its own order, deadlock. A run that finds another marking
+        leaves the rows to it (or to the next run)."""
+        if self._marking.locked():
+            return 0
+        async with self._marking:
+            return await self._mark_dispatched_once()
+
+    async def _mark_dispatched_once(self) -> int:
         now = self._clock.now()
         names = self.subscribers
         async with self._sessions() as session, session.begin():
+            if self._concurrent() and not await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:kind, 0)"), {"kind": MARKING_LOCK_CLASS}
+            ):
+                return 0  # released with this transaction
             condition: list[ColumnElement[bool]] = [OutboxRow.dispatched_at.is_(None)]
             if names:
                 floor, known = (
