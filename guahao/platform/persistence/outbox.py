@@ -120,12 +120,14 @@ PostgreSQL: handlers spend most of their time waiting for the database or a HIS,
 aggregate's events keep their order."""
 
 CONCURRENT_SUBSCRIBERS = 4
-"""Subscribers whose rounds run side by side on PostgreSQL (each holds an advisory-lock
-connection and up to ``CONCURRENT_AGGREGATES`` handler sessions: 4 × 5 of the pool's 40).
-Subscribers are independent unless one declares otherwise (``subscribe(..., after=...)``):
-in filing mode A the filing sender must run after the HIS notifier has filed the patient
-with the booking. On SQLite (one writer) they take their turns in the order they subscribed,
-which keeps every declared dependency too."""
+"""Rounds that run side by side on PostgreSQL (each holds a session for its read, then up
+to ``CONCURRENT_AGGREGATES`` handler sessions: 4 × 5 of the pool's 40, beside the run's one
+advisory-lock connection). Each group of subscribers advances on its own loop and queues for
+one of these slots per round, prompt subscribers first. Subscribers are independent unless
+one declares otherwise (``subscribe(..., after=...)``): in filing mode A the filing sender
+must run after the HIS notifier has filed the patient with the booking, so the two form one
+group whose rounds run in that order. On SQLite (one writer) the groups take their turns,
+prompt ones first, then in the order they subscribed."""
 
 ADVISORY_LOCK_CLASS = 0x6775  # "gu"
 """First key of the PostgreSQL advisory locks that make one dispatcher per subscriber."""
