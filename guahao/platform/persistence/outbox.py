@@ -897,6 +897,8 @@ class OutboxDispatcher:
                 ]
                 await connection.commit()
                 claims.owned = frozenset(taken)
+                # another process delivers the rest: this one's later runs may try them again
+                await claims.release([n for n in mine if n not in claims.owned])
                 claims.connection = connection
                 try:
                     yield claims
