@@ -343,8 +343,13 @@ async def open_platform(
             inbox,
             name="guahao.platform.services.notifications.InboxNotifier:",
             batch=inbox.handle_batch,
+            prompt=True,  # a citizen waits for it: first whenever rounds queue in a surge
         )
         search = search_service_for(settings, ports)
+        if run_jobs is not False:
+            # jieba's dictionary, loaded off the event loop before anything searches or
+            # indexes (one-off commands, run_jobs=False, do neither: they skip the second)
+            await asyncio.to_thread(search.analyzer.warm)
         dispatcher.subscribe(
             "",
             search.indexer.handle,
@@ -377,7 +382,7 @@ async def open_platform(
         dispatcher.subscribe(
             "waitlist.", waitlist.prepayments.on_wait_event, name="waitlist:prepayments"
         )
-        dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices")
+        dispatcher.subscribe("", OfferNotifier(ports), name="offer-notices", prompt=True)
         text_messages = SandboxSmsGateway(client, clock)
         reminder_notifier: Notifier = InboxMessages(ports)
         if settings.reminder_channel == "sms_sandbox":
@@ -399,7 +404,10 @@ async def open_platform(
             batch=reminders.on_booking_events,
         )
         dispatcher.subscribe(
-            "visit.reminder_due", reminders.on_reminder_event, name="visit-reminders:send"
+            "visit.reminder_due",
+            reminders.on_reminder_event,
+            name="visit-reminders:send",
+            prompt=True,
         )
         filings = Filings(ports)
         feed = HospitalFeed(ports, supply, bookings.hospital_actions, sync, filings)

@@ -37,6 +37,7 @@ SECRET_SETTINGS = {
     "GUAHAO_SECRET_KEY",
     "GUAHAO_DATA_KEY",
     "GUAHAO_PAYMENT_SECRET",
+    "GUAHAO_PAYMENT_SANDBOX_REDIS_URL",  # holds that Redis's password
 }
 
 
@@ -202,3 +203,23 @@ def test_the_dockerfile_copies_what_exists_and_serves_the_app() -> None:
     for asset in assets:  # what setup.sh copies, from what package.json installs
         assert (ROOT / "node_modules" / asset).is_file(), asset
         assert (ROOT / "guahao" / "web" / "static" / "vendor" / Path(asset).name).is_file()
+
+
+def test_the_sandbox_payment_gateway_keeps_its_orders_in_a_redis_of_its_own() -> None:
+    """A loss of the platform's Redis must not touch the gateway's orders, or reconciliation
+    after the loss meets a gateway that forgot them (docs/operations.md)."""
+    services = compose()["services"]
+    environment = services["web-1"]["environment"]
+    gateway = environment["GUAHAO_PAYMENT_SANDBOX_REDIS_URL"]
+    host = gateway.split("//", 1)[1].split(":", 1)[0]
+    assert host in services
+    assert host != "redis"
+    assert services[host]["image"].startswith("redis:")
+    assert "--appendonly" in services[host]["command"]
+    assert "payment-sandbox-redis" in services["web-1"]["depends_on"]
+    secret = of_kind("Secret")[0]["stringData"]
+    servers = {
+        key: secret[key].split("@", 1)[1].split("/", 1)[0]
+        for key in ("GUAHAO_REDIS_URL", "GUAHAO_PAYMENT_SANDBOX_REDIS_URL")
+    }
+    assert servers["GUAHAO_REDIS_URL"] != servers["GUAHAO_PAYMENT_SANDBOX_REDIS_URL"]

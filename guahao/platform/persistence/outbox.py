@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -34,9 +36,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from guahao.platform.clock import Clock
@@ -107,9 +109,10 @@ BATCH_SIZE = 1000
 """Rows one subscriber reads per round."""
 
 ROUND_BUDGET_SECONDS = 10.0
-"""How long one ``dispatch_pending`` keeps going while batches come back full. The dispatch
-cron runs every 2 s; a run that is still going when the next tick comes makes that tick skip
-the subscribers it holds (``_owned``), so nothing is delivered twice at once."""
+"""How long one ``dispatch_pending`` keeps a group of subscribers going while its batches come
+back full. The dispatch cron runs every 2 s; a run that is still going when the next tick
+comes makes that tick skip the subscribers it still holds (``_claims``), so nothing is
+delivered twice at once, and deliver to those it has handed back."""
 
 CONCURRENT_AGGREGATES = 4
 """Aggregates (bookings, sessions) one subscriber's round delivers side by side on
@@ -117,15 +120,20 @@ PostgreSQL: handlers spend most of their time waiting for the database or a HIS,
 aggregate's events keep their order."""
 
 CONCURRENT_SUBSCRIBERS = 4
-"""Subscribers whose rounds run side by side on PostgreSQL (each holds an advisory-lock
-connection and up to ``CONCURRENT_AGGREGATES`` handler sessions: 4 × 5 of the pool's 40).
-Subscribers are independent unless one declares otherwise (``subscribe(..., after=...)``):
-in filing mode A the filing sender must run after the HIS notifier has filed the patient
-with the booking. On SQLite (one writer) they take their turns in the order they subscribed,
-which keeps every declared dependency too."""
+"""Rounds that run side by side on PostgreSQL (each holds a session for its read, then up
+to ``CONCURRENT_AGGREGATES`` handler sessions: 4 × 5 of the pool's 40, beside the run's one
+advisory-lock connection). Each group of subscribers advances on its own loop and queues for
+one of these slots per round, prompt subscribers first. Subscribers are independent unless
+one declares otherwise (``subscribe(..., after=...)``): in filing mode A the filing sender
+must run after the HIS notifier has filed the patient with the booking, so the two form one
+group whose rounds run in that order. On SQLite (one writer) the groups take their turns,
+prompt ones first, then in the order they subscribed."""
 
 ADVISORY_LOCK_CLASS = 0x6775  # "gu"
 """First key of the PostgreSQL advisory locks that make one dispatcher per subscriber."""
+
+MARKING_LOCK_CLASS = 0x6776  # "gv"
+"""First key of the PostgreSQL advisory lock held while a dispatcher marks rows dispatched."""
 
 StartsAt = Literal["beginning", "now"]
 """Where a subscription declared new starts reading: the first outbox row (it replays the
@@ -226,6 +234,8 @@ class Subscription:
     batch: BatchHandler | None = None
     after: tuple[str, ...] = ()
     """Subscriptions whose round must end before this one's starts, in every round."""
+    prompt: bool = False
+    """A citizen waits on it (notifications): its rounds go first whenever rounds queue."""
 
 
 _IN_PROCESS: dict[tuple[str, str], asyncio.Lock] = {}
@@ -238,9 +248,9 @@ class _Outcome:
 
     retried: list[int] = field(default_factory=list)
     """Event ids from the retry list that went through this time."""
-    parked: list[OutboxRow] = field(default_factory=list)
+    parked: list[OutboxEvent] = field(default_factory=list)
     """New rows for the retry list (failed, or behind a failed row of their aggregate)."""
-    failed: list[tuple[OutboxRow, int, BaseException]] = field(default_factory=list)
+    failed: list[tuple[OutboxEvent, int, BaseException]] = field(default_factory=list)
     """Rows refused this round, with the attempts they had before."""
 
 
@@ -264,57 +274,227 @@ async def _positions(session: AsyncSession) -> dict[str, int]:
     return {str(name): int(position) for name, position in rows.all()}
 
 
-class _Reads:
-    """The outbox rows of one round, read once per cursor position.
+READ_REUSE_SECONDS = 10.0
+"""How long a read of the outbox serves the subscribers that reach its position after the one
+that made it. Subscribers advance on their own loops, so the slower ones reach a position
+seconds later (in a surge, the authority's rollups run behind the inbox notifier); past this
+age they read again, so the reads kept stay a few seconds of the stream."""
 
-    In a surge every subscriber that keeps up sits at the same cursor, so one query (and one
-    decoding of the payloads) serves them all instead of one per subscriber. A read that came
-    back short is topped up with what was written since (an event an earlier subscriber of
-    the round wrote reaches the later ones in the same round, as when each read its own).
-    Rows are only read: handlers get their own ``OutboxEvent``, built per delivery."""
+
+class _Reads:
+    """The outbox rows of one job run, read once per cursor position and decoded once.
+
+    In a surge every subscriber that keeps up passes the same cursor positions, so one query
+    (and one decoding of the payloads into immutable events shared by every handler) serves
+    them all instead of one per subscriber. A read that came back short is topped up with what
+    was written since (an event an earlier subscriber wrote reaches the later ones, as when
+    each read its own). Reads are dropped once no subscriber of the run is still behind them,
+    or after ``READ_REUSE_SECONDS``."""
 
     def __init__(self, limit: int, *, shared: bool) -> None:
         self.limit = limit
         self._shared = shared
-        self._by_position: dict[int, asyncio.Future[list[OutboxRow]]] = {}
+        self._by_position: dict[int, tuple[float, asyncio.Future[list[OutboxEvent]]]] = {}
+        self._at: dict[str, int] = {}
+        """Where each subscriber of the run reads next; ``done`` removes it."""
 
-    async def after(self, session: AsyncSession, position: int) -> list[OutboxRow]:
-        """Up to ``limit`` rows after ``position``, oldest first."""
+    async def after(
+        self, session: AsyncSession, subscriber: str, position: int
+    ) -> list[OutboxEvent]:
+        """Up to ``limit`` events after ``position``, oldest first."""
+        self._at[subscriber] = position
         if not self._shared:
             return await self._read(session, position)
+        self._forget_passed()
         found = self._by_position.get(position)
-        if found is not None:
-            rows = await asyncio.shield(found)
-            if len(rows) < self.limit:  # the end of the outbox then: anything written since?
-                rows = rows + await self._read(
-                    session, rows[-1].id if rows else position, self.limit - len(rows)
+        if found is not None and time.monotonic() - found[0] < READ_REUSE_SECONDS:
+            events = await asyncio.shield(found[1])
+            if len(events) < self.limit:  # the end of the outbox then: anything written since?
+                events = events + await self._read(
+                    session, events[-1].id if events else position, self.limit - len(events)
                 )
-            return rows
-        future: asyncio.Future[list[OutboxRow]] = asyncio.get_running_loop().create_future()
-        self._by_position[position] = future
+            return events
+        future: asyncio.Future[list[OutboxEvent]] = asyncio.get_running_loop().create_future()
+        self._by_position[position] = (time.monotonic(), future)
         try:
-            rows = await self._read(session, position)
+            events = await self._read(session, position)
         except BaseException as exc:
             del self._by_position[position]  # the next subscriber at this cursor reads again
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning if nobody waits
             raise
-        future.set_result(rows)
-        return rows
+        future.set_result(events)
+        return events
+
+    def done(self, subscriber: str) -> None:
+        """``subscriber`` reads nothing more in this run."""
+        self._at.pop(subscriber, None)
+        self._forget_passed()
+
+    def _forget_passed(self) -> None:
+        floor = min(self._at.values(), default=None)
+        old = time.monotonic() - READ_REUSE_SECONDS
+        for position, (read_at, future) in list(self._by_position.items()):
+            if future.done() and (floor is None or position < floor or read_at < old):
+                del self._by_position[position]
 
     async def _read(
         self, session: AsyncSession, position: int, limit: int | None = None
-    ) -> list[OutboxRow]:
-        return list(
-            (
-                await session.scalars(
-                    select(OutboxRow)
-                    .where(OutboxRow.id > position)
-                    .order_by(OutboxRow.id)
-                    .limit(limit or self.limit)
-                )
-            ).all()
+    ) -> list[OutboxEvent]:
+        # columns, not ORM rows: handlers only read them, and the identity map and the
+        # instance state of an ORM row cost more than the event itself
+        rows = await session.execute(
+            select(
+                OutboxRow.id,
+                OutboxRow.topic,
+                OutboxRow.aggregate_id,
+                OutboxRow.payload,
+                OutboxRow.created_at,
+            )
+            .where(OutboxRow.id > position)
+            .order_by(OutboxRow.id)
+            .limit(limit or self.limit)
         )
+        return [
+            OutboxEvent(
+                id=id_, topic=topic, aggregate_id=aggregate_id, payload=payload, created_at=at
+            )
+            for id_, topic, aggregate_id, payload, at in rows.all()
+        ]
+
+
+@dataclass
+class _Progress:
+    """A subscriber's place during one job run, which holds it (nobody else moves it)."""
+
+    position: int | None = None
+    """The cursor; ``None`` until the run's first round reads it from the database."""
+    parked: bool = True
+    """Whether its retry list may hold events (read again each round while it may)."""
+
+
+class _CursorWrites:
+    """Cursor advances of rounds that parked and retried nothing, written together.
+
+    Subscribers advance side by side, each on its own loop; a round that only moves its
+    cursor joins the statement being assembled while the previous one is in flight, so a
+    surge costs one ``UPDATE`` for many subscribers' rounds instead of one transaction each
+    (12 % of the dispatcher's time before: bench/profiles/outbox3-drain-4-lockstep.txt).
+    Each round still returns only once its cursor is written: what it delivered is not
+    delivered again unless the process dies."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._pending: dict[str, int] = {}
+        self._next: asyncio.Future[None] | None = None
+        self._writing = asyncio.Lock()
+
+    async def advance(self, subscriber: str, position: int) -> None:
+        self._pending[subscriber] = max(position, self._pending.get(subscriber, position))
+        joined = self._next
+        if joined is not None:  # a statement is being assembled: it carries this one too
+            await asyncio.shield(joined)
+            return
+        mine = self._next = asyncio.get_running_loop().create_future()
+        try:
+            async with self._writing:  # while the previous statement runs, others join
+                self._next = None
+                batch, self._pending = self._pending, {}
+                await self._write(batch)
+        except BaseException as exc:
+            if self._next is mine:
+                self._next = None
+            mine.set_exception(exc)
+            mine.exception()  # retrieved: no warning when nobody joined
+            raise
+        mine.set_result(None)
+
+    async def _write(self, positions: dict[str, int]) -> None:
+        if not positions:
+            return
+        new = case(positions, value=OutboxCursorRow.subscriber)
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(OutboxCursorRow)
+                .where(OutboxCursorRow.subscriber.in_(list(positions)))
+                .where(OutboxCursorRow.position < new)
+                .values(position=new, updated_at=self._clock.now())
+                .execution_options(synchronize_session=False)
+            )
+
+
+class _Gate:
+    """At most ``size`` rounds at once (each holds database connections); when rounds queue,
+    prompt subscribers' go first, then the others in the order they came."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiting: list[tuple[bool, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, prompt: bool) -> AsyncIterator[None]:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+        else:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (not prompt, next(self._arrivals), turn))
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # given the slot as it was cancelled
+                    self._hand_on()
+                raise
+        try:
+            yield
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        while self._waiting:
+            _, _, turn = heapq.heappop(self._waiting)
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1
+
+
+class _Claims:
+    """The subscribers one job run delivers to: the process's lock of each, and on
+    PostgreSQL its advisory lock on one connection; a group's are released when it is done."""
+
+    def __init__(self) -> None:
+        self.owned: frozenset[str] = frozenset()
+        self.local: dict[str, asyncio.Lock] = {}
+        self.connection: AsyncConnection | None = None
+        self._held: set[str] | None = None
+        self._serial = asyncio.Lock()  # one statement at a time on the lock connection
+
+    async def release(self, names: Sequence[str]) -> None:
+        """Hand ``names`` back: the server's locks first, so that the next dispatcher of this
+        process that takes the local lock also finds the server's free."""
+        try:
+            if self.connection is not None:
+                if self._held is None:
+                    self._held = set(self.owned)
+                freed = [n for n in names if n in self._held]
+                if freed:
+                    self._held.difference_update(freed)
+                    async with self._serial:
+                        await self.connection.execute(
+                            text(
+                                "SELECT pg_advisory_unlock(:kind, hashtext(n)) "
+                                "FROM unnest(CAST(:names AS text[])) AS n"
+                            ),
+                            {"kind": ADVISORY_LOCK_CLASS, "names": freed},
+                        )
+                        await self.connection.commit()
+        finally:
+            for name in names:
+                local = self.local.pop(name, None)
+                if local is not None:
+                    local.release()
 
 
 class OutboxBacklog(msgspec.Struct, frozen=True):
@@ -336,6 +516,8 @@ class OutboxDispatcher:
         self._clock = clock
         self._subscriptions: list[Subscription] = []
         self._checked: set[str] = set()
+        self._cursor_writes = _CursorWrites(sessions, clock)
+        self._marking = asyncio.Lock()
         self.concurrent_subscribers = CONCURRENT_SUBSCRIBERS
         """Rounds side by side on PostgreSQL (1: one subscriber after another)."""
         self.shared_reads = True
@@ -377,6 +559,7 @@ class OutboxDispatcher:
         starts_at: StartsAt | None = None,
         batch: BatchHandler | None = None,
         after: Sequence[str] = (),
+        prompt: bool = False,
     ) -> str:
         """Call ``handler`` for every event whose topic starts with ``topic_prefix``.
 
@@ -386,7 +569,10 @@ class OutboxDispatcher:
         exists the declaration changes nothing and may stay. ``batch`` is the handler's
         entry point for runs of events (see ``BatchHandler``). ``after`` names subscriptions
         (already subscribed, so dependencies never form a cycle) whose round ends before this
-        one's starts: subscribers are otherwise delivered side by side. Returns the name.
+        one's starts: subscribers are otherwise delivered side by side. ``prompt`` marks a
+        subscriber a citizen waits on (the inbox notifier): when more rounds are ready than
+        run at once, its rounds go first, so a surge that the other subscribers take longer
+        to work through does not make notifications late. Returns the name.
         """
         if not name or len(name) > NAME_MAX_LENGTH:
             raise ValueError(f"an outbox subscription needs a name of 1 to {NAME_MAX_LENGTH} chars")
@@ -396,7 +582,7 @@ class OutboxDispatcher:
         if unknown:
             raise ValueError(f"outbox subscription {name!r} comes after unknown {unknown!r}")
         self._subscriptions.append(
-            Subscription(name, topic_prefix, handler, starts_at, batch, tuple(after))
+            Subscription(name, topic_prefix, handler, starts_at, batch, tuple(after), prompt)
         )
         return name
 
@@ -526,62 +712,106 @@ class OutboxDispatcher:
         """Deliver what is pending to every subscriber; returns how many outbox rows became
         fully delivered. Subscriptions added since ``start`` are checked first.
 
-        Rounds repeat while some subscriber still read a full batch, for at most
-        ``budget_seconds``, so that one job run drains a release surge instead of moving
-        ``limit`` rows per cron tick.
+        Each group of subscribers (one subscriber, or those tied by ``after``) advances on its
+        own loop: rounds repeat while it still reads full batches, for at most
+        ``budget_seconds``, so that one job run drains a release surge; a subscriber that is
+        slow (a hospital system that hangs) holds up only its own group. A group hands its
+        subscribers back as soon as it is done, so the next tick of the dispatch cron (every
+        2 s, while this run may still wait on a slow group) delivers to them again.
         """
         if set(self.subscribers) - self._checked:
             await self.start()
         deadline = time.monotonic() + budget_seconds
-        delivered = 0
-        async with self._owned() as owned:
-            while True:
-                full = await self._rounds(limit, owned)
-                delivered += await self._mark_dispatched()
-                if not any(full) or time.monotonic() >= deadline:
-                    return delivered
-
-    async def _rounds(self, limit: int, owned: frozenset[str]) -> list[bool]:
-        """One round for every subscriber: side by side on PostgreSQL, each subscriber once
-        the subscriptions it comes ``after`` have finished theirs; in order on SQLite.
-
-        A subscriber whose dependency this dispatcher did not deliver to the end of its
-        round (another worker holds it, or its round failed) waits for the next round: the
-        order it declared holds across workers and failures too."""
         reads = _Reads(limit, shared=self.shared_reads)
-        delivered: set[str] = set()
+        async with self._claims() as claims:
+            groups = [g for g in self._groups() if any(s.name in claims.owned for s in g)]
+            if not self._concurrent() or self.concurrent_subscribers <= 1:
+                for group in groups:  # in the order they subscribed: dependencies first
+                    await self._drain(group, claims, reads, deadline, None)
+            else:
+                gate = _Gate(self.concurrent_subscribers)
+                outcomes = await asyncio.gather(
+                    *(self._drain(g, claims, reads, deadline, gate) for g in groups),
+                    return_exceptions=True,
+                )
+                for outcome in outcomes:  # every group has ended: now a failure may propagate
+                    if isinstance(outcome, BaseException):
+                        raise outcome
+        return await self._mark_dispatched()
 
-        async def run(subscription: Subscription) -> bool:
-            if any(name not in delivered for name in subscription.after):
-                return False
-            if subscription.name not in owned:
-                return False
-            full = await self._round(subscription, reads)
-            if full is not None:
-                delivered.add(subscription.name)
-            return bool(full)
-
-        if not self._concurrent() or self.concurrent_subscribers <= 1:
-            return [await run(s) for s in self._subscriptions]  # dependencies come first
-        gate = asyncio.Semaphore(self.concurrent_subscribers)
-        done = {s.name: asyncio.Event() for s in self._subscriptions}
-
-        async def turn(subscription: Subscription) -> bool:
-            try:
-                for name in subscription.after:
-                    await done[name].wait()
-                async with gate:
-                    return await run(subscription)
-            finally:
-                done[subscription.name].set()
-
-        outcomes = await asyncio.gather(
-            *(turn(s) for s in self._subscriptions), return_exceptions=True
+    def _groups(self) -> list[list[Subscription]]:
+        """The subscriptions tied together by ``after`` (each group in subscription order);
+        subscriptions that declare nothing are groups of one."""
+        group_of: dict[str, list[Subscription]] = {}
+        groups: list[list[Subscription]] = []
+        for subscription in self._subscriptions:
+            joined = [group_of[name] for name in subscription.after]
+            mine: list[Subscription] = []
+            for group in joined:
+                if group is not mine and group in groups:
+                    mine.extend(group)
+                    groups.remove(group)
+            mine.append(subscription)
+            mine.sort(key=self._subscriptions.index)
+            groups.append(mine)
+            for member in mine:
+                group_of[member.name] = mine
+        # prompt groups first (on SQLite, where groups take turns); then as subscribed
+        return sorted(
+            groups,
+            key=lambda g: (not any(s.prompt for s in g), self._subscriptions.index(g[0])),
         )
-        for outcome in outcomes:  # every round has ended: now a failure may propagate
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return [bool(o) for o in outcomes]
+
+    async def _drain(
+        self,
+        group: list[Subscription],
+        claims: _Claims,
+        reads: _Reads,
+        deadline: float,
+        gate: _Gate | None,
+    ) -> None:
+        """One group's rounds until it reads no full batch or the run's time is up; then its
+        subscribers are handed back (claims released) for the next job run."""
+        progress: dict[str, _Progress] = {}
+        try:
+            while True:
+                full = await self._group_round(group, claims.owned, reads, gate, progress)
+                if not full or time.monotonic() >= deadline:
+                    return
+        finally:
+            for subscription in group:
+                reads.done(subscription.name)
+            await claims.release([s.name for s in group])
+
+    async def _group_round(
+        self,
+        group: list[Subscription],
+        owned: frozenset[str],
+        reads: _Reads,
+        gate: _Gate | None,
+        progress: dict[str, _Progress],
+    ) -> bool:
+        """One round of each subscriber of a group, each once the subscriptions it comes
+        ``after`` have ended theirs; True when one of them read a full batch.
+
+        A subscriber whose dependency this dispatcher did not deliver to the end of its round
+        (another worker holds it, or its round failed) waits for the next round: the order it
+        declared holds across workers and failures too."""
+        delivered: set[str] = set()
+        full = False
+        for subscription in group:
+            if any(name not in delivered for name in subscription.after):
+                continue
+            if subscription.name not in owned:
+                continue
+            async with gate.slot(subscription.prompt) if gate else contextlib.nullcontext():
+                outcome = await self._round(
+                    subscription, reads, progress.setdefault(subscription.name, _Progress())
+                )
+            if outcome is not None:
+                delivered.add(subscription.name)
+                full = full or outcome
+        return full
 
     async def parked(self, subscriber: str) -> list[OutboxParkedRow]:
         """The events ``subscriber`` has not accepted yet, oldest first (for health pages)."""
@@ -601,11 +831,11 @@ class OutboxDispatcher:
             return None
         return int(found.position)
 
-    async def _deliver(self, subscription: Subscription, row: OutboxRow) -> BaseException | None:
+    async def _deliver(self, subscription: Subscription, row: OutboxEvent) -> BaseException | None:
         if not row.topic.startswith(subscription.prefix):
             return None
         try:
-            await subscription.handler(_event(row))
+            await subscription.handler(row)
         except Exception as exc:  # the subscriber refused: park it, keep order, retry later
             log.warning(
                 "outbox event %s (%s) failed for %s: %s",
@@ -622,33 +852,34 @@ class OutboxDispatcher:
         return bind is not None and bind.dialect.name == "postgresql"
 
     @contextlib.asynccontextmanager
-    async def _owned(self) -> AsyncIterator[frozenset[str]]:
-        """The subscribers this dispatcher may deliver to for this job run.
+    async def _claims(self) -> AsyncIterator[_Claims]:
+        """The subscribers this dispatcher may deliver to in this job run.
 
-        Several dispatchers may run at once (two job workers, an operator's ``guahao outbox
-        dispatch``): each subscriber is delivered by one of them at a time, or a row would
-        reach the handler twice at once. Within a process an asyncio lock per database and
-        subscriber says so (the embedded SQLite default is one process); across
-        processes on PostgreSQL a session-level advisory lock keyed by the subscriber's name,
-        released by the server if the process dies. The locks are taken once for the whole
-        run (its rounds last up to ``ROUND_BUDGET_SECONDS``), every subscriber's in one
-        statement on one connection: taken per round, they cost a connection and two round
-        trips per subscriber and round (8 % of a surge's delivery). A dispatcher that finds
-        a subscriber taken skips it for the run.
+        Several dispatchers may run at once (two job workers, the cron's next tick while a
+        run still waits on a slow subscriber, an operator's ``guahao outbox dispatch``): each
+        subscriber is delivered by one of them at a time, or a row would reach the handler
+        twice at once. Within a process an asyncio lock per database and subscriber says so
+        (the embedded SQLite default is one process); across processes on PostgreSQL a
+        session-level advisory lock keyed by the subscriber's name, released by the server if
+        the process dies. The locks are taken at the start of the run, every subscriber's in
+        one statement on one connection (taken per round, they cost a connection and two round
+        trips per subscriber and round: 8 % of a surge's delivery), and each group's are
+        released as soon as that group is done. A dispatcher that finds a subscriber taken
+        skips it for the run.
         """
         bind = self._sessions.kw.get("bind")
         where = bind.url.render_as_string(hide_password=True) if bind is not None else ""
-        held: list[asyncio.Lock] = []
-        mine: list[str] = []
+        claims = _Claims()
         try:
             for subscription in self._subscriptions:
                 local = _IN_PROCESS.setdefault((where, subscription.name), asyncio.Lock())
                 if not local.locked():
                     await local.acquire()  # free: returns at once, nothing can take it meanwhile
-                    held.append(local)
-                    mine.append(subscription.name)
+                    claims.local[subscription.name] = local
+            mine = list(claims.local)
             if not self._concurrent() or bind is None or not mine:
-                yield frozenset(mine)
+                claims.owned = frozenset(mine)
+                yield claims
                 return
             async with bind.connect() as connection:
                 taken = [
@@ -665,23 +896,20 @@ class OutboxDispatcher:
                     if ok
                 ]
                 await connection.commit()
+                claims.owned = frozenset(taken)
+                # another process delivers the rest: this one's later runs may try them again
+                await claims.release([n for n in mine if n not in claims.owned])
+                claims.connection = connection
                 try:
-                    yield frozenset(taken)
+                    yield claims
                 finally:
-                    if taken:
-                        await connection.execute(
-                            text(
-                                "SELECT pg_advisory_unlock(:kind, hashtext(n)) "
-                                "FROM unnest(CAST(:names AS text[])) AS n"
-                            ),
-                            {"kind": ADVISORY_LOCK_CLASS, "names": taken},
-                        )
-                        await connection.commit()
+                    await claims.release(list(claims.owned))
         finally:
-            for local in held:
-                local.release()
+            await claims.release(list(claims.local))
 
-    async def _round(self, subscription: Subscription, reads: _Reads) -> bool | None:
+    async def _round(
+        self, subscription: Subscription, reads: _Reads, progress: _Progress
+    ) -> bool | None:
         """One batch for one subscriber; True when it read a full batch (more may wait), None
         when its cursor vanished (``forget`` while running).
 
@@ -689,32 +917,46 @@ class OutboxDispatcher:
         sessions of their own; on SQLite an open write transaction here would lock them
         out), then the outcome (cursor, retry list) is written in one transaction. A process
         that dies in between delivers the batch again: delivery is at least once.
+
+        The cursor is read from the database at the run's first round only: the run holds
+        the subscriber, so nobody else moves it meanwhile; so is the retry list, read again
+        only while it may hold something.
         """
         async with self._sessions() as session:
-            position = await self._cursor(session, subscription)
+            position = progress.position
             if position is None:
-                return None
-            waiting = [
-                (parked, row)
-                for parked, row in (
-                    await session.execute(
-                        select(OutboxParkedRow, OutboxRow)
-                        .join(OutboxRow, OutboxRow.id == OutboxParkedRow.event_id)
-                        .where(OutboxParkedRow.subscriber == subscription.name)
-                        .order_by(OutboxParkedRow.event_id)
-                    )
-                ).all()
-            ]
-            rows = await reads.after(session, position)
+                position = await self._cursor(session, subscription)
+                if position is None:
+                    return None
+            waiting: list[tuple[OutboxParkedRow, OutboxEvent]] = []
+            if progress.parked:
+                waiting = [
+                    (parked, _event(row))
+                    for parked, row in (
+                        await session.execute(
+                            select(OutboxParkedRow, OutboxRow)
+                            .join(OutboxRow, OutboxRow.id == OutboxParkedRow.event_id)
+                            .where(OutboxParkedRow.subscriber == subscription.name)
+                            .order_by(OutboxParkedRow.event_id)
+                        )
+                    ).all()
+                ]
+            rows = await reads.after(session, subscription.name, position)
         outcome = await self._deliver_all(subscription, waiting, rows)
-        await self._record(subscription, outcome, rows[-1].id if rows else None)
+        last_read = rows[-1].id if rows else None
+        if outcome.retried or outcome.parked or outcome.failed:
+            await self._record(subscription, outcome, last_read)
+        elif last_read is not None:
+            await self._cursor_writes.advance(subscription.name, last_read)
+        progress.position = position if last_read is None else last_read
+        progress.parked = len(outcome.retried) < len(waiting) or bool(outcome.parked)
         return len(rows) == reads.limit
 
     async def _deliver_all(
         self,
         subscription: Subscription,
-        waiting: list[tuple[OutboxParkedRow, OutboxRow]],
-        rows: list[OutboxRow],
+        waiting: list[tuple[OutboxParkedRow, OutboxEvent]],
+        rows: list[OutboxEvent],
     ) -> _Outcome:
         now = self._clock.now()
         outcome = _Outcome()
@@ -733,7 +975,7 @@ class OutboxDispatcher:
                 outcome.failed.append((row, parked.attempts, exc))
                 blocked.add(parked.aggregate_id)
         # 2. new rows past the cursor: runs of deliverable rows go to the handler together
-        run: list[OutboxRow] = []
+        run: list[OutboxEvent] = []
         for row in rows:
             if not row.topic.startswith(subscription.prefix):
                 continue
@@ -748,7 +990,7 @@ class OutboxDispatcher:
     async def _flush(
         self,
         subscription: Subscription,
-        run: list[OutboxRow],
+        run: list[OutboxEvent],
         outcome: _Outcome,
         blocked: set[str],
     ) -> None:
@@ -764,7 +1006,7 @@ class OutboxDispatcher:
             and not blocked.intersection(r.aggregate_id for r in run)
         ):
             try:
-                result = await batch([_event(row) for row in run])
+                result = await batch(list(run))  # shared events, immutable
             except Exception as refused:  # find the culprit one by one (handlers are idempotent)
                 log.info(
                     "outbox batch of %s failed (%s); delivering one by one",
@@ -777,7 +1019,7 @@ class OutboxDispatcher:
                 if result is not False:
                     run.clear()
                     return
-        groups: dict[str, list[OutboxRow]] = {}
+        groups: dict[str, list[OutboxEvent]] = {}
         for row in run:
             groups.setdefault(row.aggregate_id, []).append(row)
         run.clear()
@@ -796,7 +1038,7 @@ class OutboxDispatcher:
     @staticmethod
     def _park_failures(
         subscription: Subscription,
-        run: list[OutboxRow],
+        run: list[OutboxEvent],
         report: BatchFailures,
         outcome: _Outcome,
         blocked: set[str],
@@ -824,7 +1066,7 @@ class OutboxDispatcher:
     async def _one_by_one(
         self,
         subscription: Subscription,
-        rows: list[OutboxRow],
+        rows: list[OutboxEvent],
         outcome: _Outcome,
         blocked: set[str],
         gate: asyncio.Semaphore | None = None,
@@ -890,10 +1132,25 @@ class OutboxDispatcher:
                 )
 
     async def _mark_dispatched(self) -> int:
-        """One statement: every row at or below the lowest cursor that nobody has parked."""
+        """One statement: every row at or below the lowest cursor that nobody has parked.
+
+        One dispatcher at a time marks: runs overlap (the cron's next tick while a run waits
+        on a slow subscriber, other job workers), and two such updates over the same rows,
+        each locking them in its own order, deadlock. A run that finds another marking
+        leaves the rows to it (or to the next run)."""
+        if self._marking.locked():
+            return 0
+        async with self._marking:
+            return await self._mark_dispatched_once()
+
+    async def _mark_dispatched_once(self) -> int:
         now = self._clock.now()
         names = self.subscribers
         async with self._sessions() as session, session.begin():
+            if self._concurrent() and not await session.scalar(
+                text("SELECT pg_try_advisory_xact_lock(:kind, 0)"), {"kind": MARKING_LOCK_CLASS}
+            ):
+                return 0  # released with this transaction
             condition: list[ColumnElement[bool]] = [OutboxRow.dispatched_at.is_(None)]
             if names:
                 floor, known = (
@@ -914,7 +1171,12 @@ class OutboxDispatcher:
                     ),
                 ]
             marked = await session.execute(
-                update(OutboxRow).where(*condition).values(dispatched_at=now)
+                update(OutboxRow)
+                .where(*condition)
+                .values(dispatched_at=now)
+                # nothing in this session to refresh: without it, PostgreSQL sends back the
+                # id of every row marked (20,000 in a surge) for the ORM to look up
+                .execution_options(synchronize_session=False)
             )
             return int(marked.rowcount or 0)  # type: ignore[attr-defined]
 
