@@ -146,6 +146,8 @@ class RequestLimiter:
         # (limit name, spec, item's index, identifier) -> this process's view; ordered from
         # the longest unused (each report or decision of Redis's moves a counter to the end)
         self._counters: dict[tuple[str, str, int, str], _Counter] = {}
+        # the counters with hits not yet sent (a sync must not walk every counter kept)
+        self._unsent: dict[tuple[str, str, int, str], _Counter] = {}
         self._sync_timer: asyncio.TimerHandle | None = None
         self._syncs: set[asyncio.Task[None]] = set()
         if is_cluster_url(redis_url):
@@ -222,6 +224,8 @@ class RequestLimiter:
         now = time.monotonic()
         if all(counter.admits_from_memory(now) for counter in counters):
             for counter in counters:
+                if not counter.pending:
+                    self._unsent[counter.key] = counter
                 counter.pending += 1
             if counters and self._sync_timer is None:
                 self._sync_timer = asyncio.get_running_loop().call_later(
@@ -252,7 +256,9 @@ class RequestLimiter:
 
     async def sync(self) -> None:
         """Send every hit admitted from memory to Redis now, and forget idle counters."""
-        await self._send([c for c in self._counters.values() if c.pending])
+        due = [c for c in self._unsent.values() if c.pending]
+        self._unsent.clear()
+        await self._send(due)
         self._forget_idle(time.monotonic())
 
     def _counter(
@@ -298,6 +304,7 @@ class RequestLimiter:
         except BaseException:
             for counter, amount in zip(due, amounts, strict=True):
                 counter.pending += amount
+                self._unsent[counter.key] = counter
             raise
         finally:
             sent.set_result(None)
