@@ -34,7 +34,8 @@ one process nothing changes (the view is exact). With N processes, a process lea
 others' hits at its next sync, so one client spreading its requests over N processes can pass
 a limit by what the other N − 1 processes admitted for it in one sync interval (at most one
 hit each for a counter they had not synced for a second). A client hammering one process is
-refused from that process's memory once over, every refusal checked in Redis.
+cut off at the limit as before: once its counter is full in the view, each of its requests is
+decided, and refused, by the library's script in Redis.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ FORGET_SECONDS = 60.0
 """Counters idle this long are forgotten (a later hit starts from one admitted hit)."""
 
 COUNTERS_KEPT = 100_000
-"""Counters one process remembers at most (about 25 MB); the longest idle go first."""
+"""Counters one process remembers at most (a few hundred bytes each); the longest idle go
+first."""
 
 _SYNC_BATCH = 256
 """Counters per script call when syncing (one call holds all on a single Redis)."""
