@@ -450,16 +450,19 @@ def _paced_row(
     url: str,
     label: str,
     closed_loop: Row,
+    crowd: Row,
     ceiling: Row,
     seconds: int,
 ) -> Row:
     """Sold-out holds from ``--crowd`` connections that each pause between an answer and their
     next request (wrk's ``delay()``), so that together they offer ``--paced-share`` of the
-    sold-out capacity the closed-loop row just measured: citizens at a release, who each wait
-    for their answer and look at it, rather than 1 000 clients sending with no pause, whose
-    latency is the queue Little's law predicts. Each request's latency is measured from its
-    send, so the figures are the answer time of a request arriving at that rate."""
-    offered = options.paced_share * closed_loop.per_s
+    sold-out capacity the closed-loop rows just measured (the lower of the 64- and the
+    1 000-connection rates: 1 000 open connections cost the server too): citizens at a
+    release, who each wait for their answer and look at it, rather than 1 000 clients sending
+    with no pause, whose latency is the queue Little's law predicts. Each request's latency is
+    measured from its send, so the figures are the answer time of a request arriving at that
+    rate."""
+    offered = options.paced_share * min(closed_loop.per_s, crowd.per_s)
     pause_ms = max(1, round(options.crowd / offered * 1000)) if offered > 0 else 1000
     row = Row(
         f"sold-out holds, paced {options.paced_share:.0%} ({label})",
@@ -542,7 +545,7 @@ def main() -> None:
                     ceiling,
                 )
             )
-            sold_out = rows[-1]  # the paced row offers a share of what this one answered
+            sold_out = rows[-1]  # the paced row offers a share of what this row answered
             rows.append(
                 _ratio(
                     _wrk(
@@ -587,7 +590,7 @@ def main() -> None:
                 ceiling,
             )
             rows.append(crowd)
-            rows.append(_paced_row(options, pg, url, label, sold_out, ceiling, seconds))
+            rows.append(_paced_row(options, pg, url, label, sold_out, crowd, ceiling, seconds))
             PROFILE.clear()
             _stop(server)
             servers.remove(server)
