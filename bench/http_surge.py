@@ -444,11 +444,46 @@ def _print(rows: list[Row]) -> None:
         )
 
 
+def _paced_row(
+    options: argparse.Namespace,
+    target: Target,
+    url: str,
+    label: str,
+    closed_loop: Row,
+    crowd: Row,
+    ceiling: Row,
+    seconds: int,
+) -> Row:
+    """Sold-out holds from ``--crowd`` connections that each pause between an answer and their
+    next request (wrk's ``delay()``), so that together they offer ``--paced-share`` of the
+    sold-out capacity the closed-loop rows just measured (the lower of the 64- and the
+    1 000-connection rates: 1 000 open connections cost the server too): citizens at a
+    release, who each wait for their answer and look at it, rather than 1 000 clients sending
+    with no pause, whose latency is the queue Little's law predicts. Each request's latency is
+    measured from its send, so the figures are the answer time of a request arriving at that
+    rate."""
+    offered = options.paced_share * min(closed_loop.per_s, crowd.per_s)
+    pause_ms = max(1, round(options.crowd / offered * 1000)) if offered > 0 else 1000
+    row = Row(
+        f"sold-out holds, paced {options.paced_share:.0%} ({label})",
+        "platform",
+        options.crowd,
+    )
+    args = ["hold", str(target.tokens), str(target.sold_out), "0", "/api/v1/holds"]
+    return _ratio(_wrk(row, url, [*args, str(pause_ms)], seconds), ceiling)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8, help="each wrk row's duration")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--crowd", type=int, default=1000, help="connections of the p99 rows")
+    parser.add_argument(
+        "--paced-share",
+        type=float,
+        default=0.7,
+        help="the paced row's offered rate, a share of the closed-loop sold-out rate",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1])
     parser.add_argument("--days", type=int, default=2, help="demo days published")
     parser.add_argument("--no-sqlite", action="store_true")
@@ -510,6 +545,7 @@ def main() -> None:
                     ceiling,
                 )
             )
+            sold_out = rows[-1]  # the paced row offers a share of what this row answered
             rows.append(
                 _ratio(
                     _wrk(
@@ -554,6 +590,7 @@ def main() -> None:
                 ceiling,
             )
             rows.append(crowd)
+            rows.append(_paced_row(options, pg, url, label, sold_out, crowd, ceiling, seconds))
             PROFILE.clear()
             _stop(server)
             servers.remove(server)

@@ -4,16 +4,29 @@ A token is checked on every request, twice on writes (the idempotency middleware
 writer, the guard admits it), and a phone repeats the same token for its whole life: the
 account of a token whose signature and claims passed is remembered (per process, bounded),
 and only its expiry is checked again on each use.
+
+Tokens are issued with joserfc but verified here with the standard library's HMAC and
+msgspec: at a release most tokens are new to a process (each worker sees a different part of
+the crowd), and joserfc's general JOSE decoding of one HS256 token cost 26 µs against 10 µs
+for the same checks done directly (14 % of a sold-out refusal in
+``bench/profiles/10-sold-out-view-sold-out-holds.txt``). The checks are joserfc's for these
+tokens: three base64url parts, the signature first (nothing an attacker wrote is parsed
+before it is authenticated) and compared in constant time against the canonical encoding, the
+header's ``alg`` exactly ``HS256`` and no other header field, ``sub`` a string, ``exp`` an
+integer in the future, ``nbf`` and ``iat`` (if any) integers not in the future, ``iss``,
+``jti`` and ``aud`` (if any) of their types, and ``scope`` exactly ``citizen``.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hmac
 import time
 from typing import Any
 
+import msgspec
 from joserfc import jwt
-from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -26,13 +39,46 @@ VERIFIED_TOKENS_KEPT = 50_000
 """Verified tokens remembered per process (about 20 MB at most); the oldest go first."""
 
 
+class _Header(msgspec.Struct, forbid_unknown_fields=True):
+    """The JOSE header of a citizen token; any other field (``crit``, ``kid``, ``jku``) is
+    refused, as no token this platform issues carries one."""
+
+    alg: str
+    typ: str = "JWT"
+
+
+class _Claims(msgspec.Struct):
+    """The claims a citizen token must carry, and the registered ones it may, typed as
+    RFC 7519 (and joserfc) require; unregistered others are ignored."""
+
+    sub: str
+    exp: int
+    scope: str
+    iat: int | None = None
+    nbf: int | None = None
+    iss: str | None = None
+    jti: str | None = None
+    aud: str | list[str] | None = None
+
+
+_header_decoder = msgspec.json.Decoder(_Header)
+_claims_decoder = msgspec.json.Decoder(_Claims)
+
+
+def _segment(text: str) -> bytes:
+    """A base64url part without padding, strictly (no other character, no ``=``)."""
+    if "=" in text:
+        raise ValueError("padded base64url")
+    return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
 class TokenIssuer:
     """Issues and checks access tokens with one symmetric key."""
 
     def __init__(self, secret: str, minutes: int, *, kept: int = VERIFIED_TOKENS_KEPT) -> None:
-        self._key = OctKey.import_key(
-            base64.b64decode(secret) if len(secret) >= 44 else secret.encode()
-        )
+        raw = base64.b64decode(secret) if len(secret) >= 44 else secret.encode()
+        self._key = OctKey.import_key(raw)
+        self._secret = raw
         self._seconds = minutes * 60
         # token -> (account id, expiry in epoch seconds); only tokens that passed every check
         self._verified: dict[str, tuple[str, int]] = {}
@@ -57,23 +103,37 @@ class TokenIssuer:
             self._verified.pop(token, None)
             refuse("UNAUTHENTICATED")
         try:
-            decoded = jwt.decode(token, self._key, algorithms=["HS256"])
-            jwt.JWTClaimsRegistry(
-                exp={"essential": True},
-                sub={"essential": True},
-                # a second safeguard beside the separate keys: only citizen tokens pass here
-                scope={"essential": True, "value": "citizen"},
-            ).validate(decoded.claims)
-        except (JoseError, ValueError):
+            claims = self._verified_claims(token)
+        except (ValueError, UnicodeError, binascii.Error, msgspec.ValidationError):
             refuse("UNAUTHENTICATED")
-        subject: Any = decoded.claims["sub"]
-        account = str(subject)
-        expiry: Any = decoded.claims["exp"]
-        if isinstance(expiry, int):
-            while len(self._verified) >= self._kept:  # forget the oldest remembered
-                self._verified.pop(next(iter(self._verified)), None)
-            self._verified[token] = (account, expiry)
+        now = int(time.time())
+        if (
+            claims.scope != "citizen"  # a second safeguard beside the separate keys
+            or claims.exp <= now
+            or (claims.nbf is not None and claims.nbf > now)
+            or (claims.iat is not None and claims.iat > now)
+        ):
+            refuse("UNAUTHENTICATED")
+        account, expiry = claims.sub, claims.exp
+        while self._verified and len(self._verified) >= self._kept:  # forget the oldest
+            self._verified.pop(next(iter(self._verified)), None)
+        self._verified[token] = (account, expiry)
         return account
+
+    def _verified_claims(self, token: str) -> _Claims:
+        """The claims of a token whose signature and header pass (``ValueError`` and its
+        kin otherwise); the claims' values are judged by the caller."""
+        signing_input, _dot, signature = token.rpartition(".")
+        header, dot, payload = signing_input.partition(".")
+        if not dot or "." in payload:
+            raise ValueError("not three parts")
+        digest = hmac.digest(self._secret, signing_input.encode("ascii"), "sha256")
+        expected = base64.urlsafe_b64encode(digest).rstrip(b"=")
+        if not hmac.compare_digest(expected, signature.encode("ascii")):
+            raise ValueError("bad signature")
+        if _header_decoder.decode(_segment(header)).alg != "HS256":
+            raise ValueError("not HS256")
+        return _claims_decoder.decode(_segment(payload))
 
 
 async def require_account(

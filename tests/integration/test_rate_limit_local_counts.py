@@ -1,0 +1,122 @@
+"""Rate limits counted in each process first and in Redis within one sync: a crowd below its
+limits never waits for Redis, a client hammering one process is still cut off, and two
+processes on one Redis hold the region-wide quota within one sync interval's hits."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from limits import parse
+
+from guahao.platform.errors import GuahaoError
+from guahao.platform.rate_limiting import SYNC_SECONDS, RequestLimiter
+
+
+@pytest.fixture
+async def limiters(redis_url: str) -> AsyncIterator[tuple[RequestLimiter, RequestLimiter]]:
+    """Two processes' limiters on one Redis, under a key prefix of this test's own."""
+    prefix = f"local-counts-{secrets.token_hex(4)}"
+    pair = (
+        RequestLimiter(redis_url, key_prefix=prefix),
+        RequestLimiter(redis_url, key_prefix=prefix),
+    )
+    try:
+        yield pair
+    finally:
+        for limiter in pair:
+            await limiter.close()
+
+
+async def _admitted(limiter: RequestLimiter, limit: str, ident: str) -> bool:
+    try:
+        await limiter.hit([("local:test", limit, ident)])
+    except GuahaoError as refusal:
+        refused = refusal
+    else:
+        return True
+    assert refused.code == "RATE_LIMITED"
+    assert refused.detail["retry_after_seconds"] >= 1
+    return False
+
+
+async def _remaining(limiter: RequestLimiter, limit: str, ident: str) -> int:
+    stats = await limiter._limiter.get_window_stats(parse(limit), "local:test", ident)
+    return stats.remaining
+
+
+async def test_hits_below_the_limit_are_admitted_without_redis_and_counted_there_soon(
+    limiters: tuple[RequestLimiter, RequestLimiter], redis_url: str
+) -> None:
+    limiter, _ = limiters
+    assert await _admitted(limiter, "600/minute", "one-address")  # first seen: from memory
+    await asyncio.sleep(SYNC_SECONDS * 4)  # the process's own sync, unprompted
+    assert await _remaining(limiter, "600/minute", "one-address") == 599
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        before = (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+        for n in range(20):  # twenty citizens behind that carrier address, each once
+            await limiter.hit(
+                [
+                    ("local:test", "600/minute", "one-address"),
+                    ("local:test", "30/minute", f"citizen-{n}"),
+                ]
+            )
+        after = (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    finally:
+        await client.aclose()
+    assert after == before  # nothing asked of Redis
+    await asyncio.sleep(SYNC_SECONDS * 4)
+    assert await _remaining(limiter, "600/minute", "one-address") == 579
+    assert await _remaining(limiter, "30/minute", "citizen-3") == 29
+
+
+async def test_a_client_hammering_one_process_is_cut_off_at_its_limit(
+    limiters: tuple[RequestLimiter, RequestLimiter],
+) -> None:
+    limiter, _ = limiters
+    outcomes = [await _admitted(limiter, "10/minute", "hammer") for _ in range(60)]
+    assert outcomes == [True] * 10 + [False] * 50
+    crowd = await asyncio.gather(*(_admitted(limiter, "10/minute", "swarm") for _ in range(60)))
+    assert crowd.count(True) == 10
+    assert await _admitted(limiter, "10/minute", "someone-else")
+
+
+async def test_two_processes_on_one_redis_hold_the_quota_within_one_sync_of_hits(
+    limiters: tuple[RequestLimiter, RequestLimiter],
+) -> None:
+    """One client spreads its requests over two processes, five each between syncs: the
+    region-wide count passes the limit by at most what the other process admitted in one
+    interval (five), where two unsynced processes would admit 40 each."""
+    first, second = limiters
+    admitted = 0
+    for round_ in range(40):
+        for limiter in (first, second):
+            admitted += await _admitted(limiter, "40/minute", "spread")
+        if round_ % 5 == 4:
+            await asyncio.gather(first.sync(), second.sync())
+    assert 40 <= admitted <= 40 + 5
+    assert not await _admitted(first, "40/minute", "spread")
+    assert not await _admitted(second, "40/minute", "spread")
+    assert await _remaining(first, "40/minute", "spread") == 0
+
+
+async def test_hits_admitted_from_memory_reach_redis_when_the_process_stops(
+    redis_url: str,
+) -> None:
+    prefix = f"local-counts-{secrets.token_hex(4)}"
+    stopping = RequestLimiter(redis_url, key_prefix=prefix)
+    for _ in range(3):
+        await stopping.hit([("local:test", "5/minute", "leaving")])
+    await stopping.close()
+    after = RequestLimiter(redis_url, key_prefix=prefix)
+    try:
+        assert await _remaining(after, "5/minute", "leaving") == 2
+        assert await _admitted(after, "5/minute", "leaving")
+        assert await _admitted(after, "5/minute", "leaving")
+        assert not await _admitted(after, "5/minute", "leaving")
+    finally:
+        await after.close()

@@ -1,0 +1,143 @@
+"""Citizen tokens verified without joserfc's decoder still pass only what joserfc passes:
+a good token, and none expired, of another scope, signed with another key or another
+algorithm, tampered with anywhere, or carrying a claim of the wrong type."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import time
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import OctKey
+
+from guahao.platform.errors import GuahaoError
+from guahao.web.auth import TokenIssuer
+
+SECRET = "a-signing-secret-of-at-least-32-characters"
+
+
+def _signed(claims: dict[str, object], *, key: str = SECRET, alg: str = "HS256") -> str:
+    return jwt.encode({"alg": alg}, claims, OctKey.import_key(key.encode()))
+
+
+def _claims(**changes: object) -> dict[str, object]:
+    now = int(time.time())
+    claims: dict[str, object] = {"sub": "acct-1", "iat": now, "exp": now + 600, "scope": "citizen"}
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def _refused(token: str) -> bool:
+    issuer = TokenIssuer(SECRET, 5)
+    with pytest.raises(GuahaoError) as refusal:
+        issuer.account_of(token)
+    return refusal.value.code == "UNAUTHENTICATED" and not issuer._verified
+
+
+def _part(data: dict[str, object]) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def test_a_token_joserfc_signed_names_its_account() -> None:
+    assert TokenIssuer(SECRET, 5).account_of(_signed(_claims())) == "acct-1"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": int(time.time()) - 1},
+        {"exp": None},
+        {"exp": "9999999999"},
+        {"sub": None},
+        {"sub": 42},
+        {"scope": "staff"},
+        {"scope": None},
+        {"nbf": int(time.time()) + 600},
+        {"iat": int(time.time()) + 600},
+        {"iss": 7},
+        {"aud": 7},
+    ],
+    ids=[
+        "expired",
+        "no-exp",
+        "exp-a-string",
+        "no-sub",
+        "sub-a-number",
+        "staff-scope",
+        "no-scope",
+        "not-yet-valid",
+        "issued-in-the-future",
+        "iss-a-number",
+        "aud-a-number",
+    ],
+)
+def test_a_token_whose_claims_joserfc_would_refuse_is_refused(changes: dict[str, object]) -> None:
+    assert _refused(_signed(_claims(**changes)))
+
+
+def test_a_token_signed_with_another_key_is_refused() -> None:
+    assert _refused(_signed(_claims(), key="another-secret-of-at-least-32-characters!"))
+
+
+def _hs256(head: str, payload: str) -> str:
+    """A token whose header says anything, signed as HS256 with the right key: only the
+    header check can refuse it."""
+    mac = hmac.digest(SECRET.encode(), f"{head}.{payload}".encode(), "sha256")
+    return f"{head}.{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("alg", ["HS512", "none", "hs256"])
+def test_a_header_naming_another_algorithm_is_refused_even_with_a_good_mac(alg: str) -> None:
+    assert _refused(_hs256(_part({"alg": alg, "typ": "JWT"}), _part(_claims())))
+    assert TokenIssuer(SECRET, 5).account_of(  # the same, naming HS256, passes
+        _hs256(_part({"alg": "HS256", "typ": "JWT"}), _part(_claims()))
+    )
+
+
+def test_an_unsigned_token_is_refused() -> None:
+    head = _part({"alg": "none", "typ": "JWT"})
+    assert _refused(f"{head}.{_part(_claims())}.")
+
+
+def test_a_header_with_a_field_no_token_carries_is_refused() -> None:
+    assert _refused(_hs256(_part({"alg": "HS256", "crit": ["exp"]}), _part(_claims())))
+    assert _refused(_hs256(_part({"alg": "HS256", "kid": "k1"}), _part(_claims())))
+
+
+def test_claims_that_are_not_json_are_refused_even_with_a_good_mac() -> None:
+    head = _part({"alg": "HS256", "typ": "JWT"})
+    garbage = base64.urlsafe_b64encode(b"not json").rstrip(b"=").decode()
+    assert _refused(_hs256(head, garbage))
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda h, p, s: f"{h}.{_part(_claims(sub='acct-2'))}.{s}",  # another account
+        lambda h, p, s: f"{h}.{p}.{s[:-1]}{'B' if s[-1] != 'B' else 'C'}",  # signature changed
+        lambda h, p, s: f"{h}.{p}.{s}=",  # padding the signature
+        lambda h, p, s: f"{h}.{p}.{s[:10]}!{s[10:]}",  # a stray character in it
+        lambda h, p, s: f"{h}.{p}",  # no signature part
+        lambda h, p, s: f"{h}.{p}.{s}.{s}",  # four parts
+        lambda h, p, s: f" {h}.{p}.{s}",  # a space in front of the header
+        lambda h, p, s: f"{h}.{p}é.{s}",  # not ASCII
+    ],
+    ids=[
+        "payload",
+        "signature",
+        "padded",
+        "stray-char",
+        "two-parts",
+        "four-parts",
+        "space",
+        "non-ascii",
+    ],
+)
+def test_a_tampered_token_is_refused(tamper: object) -> None:
+    head, payload, signature = TokenIssuer(SECRET, 5).issue("acct-1").split(".")
+    assert callable(tamper)
+    assert _refused(tamper(head, payload, signature))
