@@ -43,6 +43,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from guahao.platform.clock import Clock
 from guahao.platform.persistence.connector_tables import OutboxCursorRow, OutboxParkedRow
+from guahao.platform.persistence.outbox_horizon import CommitHorizon
 from guahao.platform.persistence.tables import OutboxRow
 
 __all__ = [
@@ -274,6 +275,9 @@ async def _positions(session: AsyncSession) -> dict[str, int]:
     return {str(name): int(position) for name, position in rows.all()}
 
 
+HELD_BACK_PAUSE_SECONDS = 0.05
+"""A round that stopped before an event still being committed is tried again after this."""
+
 READ_REUSE_SECONDS = 10.0
 """How long a read of the outbox serves the subscribers that reach its position after the one
 that made it. Subscribers advance on their own loops, so the slower ones reach a position
@@ -291,9 +295,12 @@ class _Reads:
     each read its own). Reads are dropped once no subscriber of the run is still behind them,
     or after ``READ_REUSE_SECONDS``."""
 
-    def __init__(self, limit: int, *, shared: bool) -> None:
+    def __init__(self, limit: int, *, shared: bool, horizon: CommitHorizon | None) -> None:
         self.limit = limit
         self._shared = shared
+        self._horizon = horizon
+        self._held: set[str] = set()
+        """Subscribers whose last read stopped before an id that may still commit."""
         self._by_position: dict[int, tuple[float, asyncio.Future[list[OutboxEvent]]]] = {}
         self._at: dict[str, int] = {}
         """Where each subscriber of the run reads next; ``done`` removes it."""
@@ -303,21 +310,25 @@ class _Reads:
     ) -> list[OutboxEvent]:
         """Up to ``limit`` events after ``position``, oldest first."""
         self._at[subscriber] = position
+        self._held.discard(subscriber)
         if not self._shared:
-            return await self._read(session, position)
+            return await self._read(session, position, held_for=subscriber)
         self._forget_passed()
         found = self._by_position.get(position)
         if found is not None and time.monotonic() - found[0] < READ_REUSE_SECONDS:
             events = await asyncio.shield(found[1])
             if len(events) < self.limit:  # the end of the outbox then: anything written since?
                 events = events + await self._read(
-                    session, events[-1].id if events else position, self.limit - len(events)
+                    session,
+                    events[-1].id if events else position,
+                    self.limit - len(events),
+                    held_for=subscriber,
                 )
             return events
         future: asyncio.Future[list[OutboxEvent]] = asyncio.get_running_loop().create_future()
         self._by_position[position] = (time.monotonic(), future)
         try:
-            events = await self._read(session, position)
+            events = await self._read(session, position, held_for=subscriber)
         except BaseException as exc:
             del self._by_position[position]  # the next subscriber at this cursor reads again
             future.set_exception(exc)
@@ -329,7 +340,13 @@ class _Reads:
     def done(self, subscriber: str) -> None:
         """``subscriber`` reads nothing more in this run."""
         self._at.pop(subscriber, None)
+        self._held.discard(subscriber)
         self._forget_passed()
+
+    def held(self, subscriber: str) -> bool:
+        """Whether ``subscriber``'s last read stopped before an event that may still commit
+        (more is there to deliver as soon as it has)."""
+        return subscriber in self._held
 
     def _forget_passed(self) -> None:
         floor = min(self._at.values(), default=None)
@@ -339,8 +356,10 @@ class _Reads:
                 del self._by_position[position]
 
     async def _read(
-        self, session: AsyncSession, position: int, limit: int | None = None
+        self, session: AsyncSession, position: int, limit: int | None = None, *, held_for: str
     ) -> list[OutboxEvent]:
+        if self._horizon is not None:
+            await self._horizon.before_read(session, position)
         # columns, not ORM rows: handlers only read them, and the identity map and the
         # instance state of an ORM row cost more than the event itself
         rows = await session.execute(
@@ -355,12 +374,18 @@ class _Reads:
             .order_by(OutboxRow.id)
             .limit(limit or self.limit)
         )
-        return [
+        events = [
             OutboxEvent(
                 id=id_, topic=topic, aggregate_id=aggregate_id, payload=payload, created_at=at
             )
             for id_, topic, aggregate_id, payload, at in rows.all()
         ]
+        if self._horizon is not None:
+            readable = await self._horizon.readable(session, position, [e.id for e in events])
+            if readable < len(events):
+                self._held.add(held_for)
+                del events[readable:]
+        return events
 
 
 @dataclass
@@ -518,6 +543,7 @@ class OutboxDispatcher:
         self._checked: set[str] = set()
         self._cursor_writes = _CursorWrites(sessions, clock)
         self._marking = asyncio.Lock()
+        self._horizon = CommitHorizon()
         self.concurrent_subscribers = CONCURRENT_SUBSCRIBERS
         """Rounds side by side on PostgreSQL (1: one subscriber after another)."""
         self.shared_reads = True
@@ -722,7 +748,11 @@ class OutboxDispatcher:
         if set(self.subscribers) - self._checked:
             await self.start()
         deadline = time.monotonic() + budget_seconds
-        reads = _Reads(limit, shared=self.shared_reads)
+        # on PostgreSQL ids can commit out of order (outbox_horizon.py); SQLite's one writer
+        # makes them visible in order
+        reads = _Reads(
+            limit, shared=self.shared_reads, horizon=self._horizon if self._concurrent() else None
+        )
         async with self._claims() as claims:
             groups = [g for g in self._groups() if any(s.name in claims.owned for s in g)]
             if not self._concurrent() or self.concurrent_subscribers <= 1:
@@ -776,8 +806,13 @@ class OutboxDispatcher:
         try:
             while True:
                 full = await self._group_round(group, claims.owned, reads, gate, progress)
-                if not full or time.monotonic() >= deadline:
+                if time.monotonic() >= deadline:
                     return
+                if not full:
+                    if not any(reads.held(s.name) for s in group):
+                        return
+                    # an earlier id is still being committed: it is there in milliseconds
+                    await asyncio.sleep(HELD_BACK_PAUSE_SECONDS)
         finally:
             for subscription in group:
                 reads.done(subscription.name)
