@@ -44,6 +44,7 @@ from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.audit import AuditLog
 from guahao.platform.services.authority_figures import AuthorityFigures
+from guahao.platform.services.availability_answers import AvailabilityAnswers
 from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
@@ -144,6 +145,9 @@ class Platform:
     hospital_console: HospitalConsole
     department_policies: DepartmentPolicies
     """Departments' own split and release policies (console), applied to unreleased sessions."""
+    availability_answers: AvailabilityAnswers
+    """A doctor's availability as encoded answers, per process, kept true by the pool's
+    announcements (the API's read at a release)."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -443,6 +447,7 @@ async def open_platform(
         lottery = LotteryService(ports, sync, offers, rules)
         reconciliation = PaymentReconciliation(ports, bookings.payments)
         pool_recovery = PoolRecovery(client, sync)
+        queries = QueryService(ports)
         platform = Platform(
             settings=settings,
             ports=ports,
@@ -462,7 +467,7 @@ async def open_platform(
                 registrations=RegistrationCodes(ports, client, ConsoleTextMessages(), rules),
             ),
             rules=rules,
-            queries=QueryService(ports),
+            queries=queries,
             inventory_sync=sync,
             dispatcher=dispatcher,
             search=search,
@@ -505,6 +510,7 @@ async def open_platform(
             payment_reconciliation=reconciliation,
             hospital_console=HospitalConsole(ports, filings),
             department_policies=DepartmentPolicies(ports, sync, rules),
+            availability_answers=AvailabilityAnswers(queries, inventory.sold_out, ports.clock),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(

@@ -227,6 +227,7 @@ class RedisInventory:
         elif outcome != "GRANTED":
             self._remember_refusal(slot_id, reply, ticket)
             _raise_refusal(reply, slot_id, hold_id=hold_id)
+        self.sold_out.taken(slot_id)  # the availability answers' counts moved
         claim = await self._run(
             ACCOUNT_SCRIPTS["account_claim"],
             [marker],

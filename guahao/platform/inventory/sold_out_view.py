@@ -31,6 +31,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Protocol
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
@@ -38,7 +39,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-__all__ = ["SOLD_OUT_VIEW_SIZE", "SoldOutView"]
+__all__ = ["SOLD_OUT_VIEW_SIZE", "SlotChangeListener", "SoldOutView"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,19 @@ SOLD_OUT_VIEW_SIZE = 100_000
 """Slots remembered at most; past it the oldest entry goes and that slot asks Redis again."""
 
 _RESUBSCRIBE_PAUSES_S = (0.05, 0.2, 1.0, 2.0)
+
+
+class SlotChangeListener(Protocol):
+    """Another per-process memory of slots that rides on the view's subscription (the
+    availability answers): told of every slot the view hears about, and of every loss."""
+
+    def slot_changed(self, slot_id: str) -> None:
+        """A unit of ``slot_id`` may have come back or been taken, or the slot changed."""
+        ...
+
+    def blind(self) -> None:
+        """The subscription is lost (or stopped): announcements may be missed from now on."""
+        ...
 
 
 class SoldOutView:
@@ -67,6 +81,11 @@ class SoldOutView:
         self._subscribed = asyncio.Event()
         self.announcements = 0
         """Announcements received since the start (for tests and the bench's report)."""
+        self._listeners: list[SlotChangeListener] = []
+
+    def listen(self, listener: SlotChangeListener) -> None:
+        """Tell ``listener`` of every slot change heard from here on and of every loss."""
+        self._listeners.append(listener)
 
     # ------------------------------------------------------------------ answering
 
@@ -113,6 +132,14 @@ class SoldOutView:
     def drop(self, slot_id: str) -> None:
         """Something this process did on the slot may have given a unit back."""
         self._entries.pop(slot_id, None)
+        for listener in self._listeners:
+            listener.slot_changed(slot_id)
+
+    def taken(self, slot_id: str) -> None:
+        """This process was granted a unit of ``slot_id`` (nothing came back: the view keeps
+        its entries; only the listeners' counts moved)."""
+        for listener in self._listeners:
+            listener.slot_changed(slot_id)
 
     def announced(self, slot_id: str) -> None:
         """A give-back on ``slot_id`` was announced (from the channel)."""
@@ -124,6 +151,8 @@ class SoldOutView:
         while len(self._announced_at) > self._size:
             _slot, count = self._announced_at.popitem(last=False)
             self._forgotten_at = max(self._forgotten_at, count)
+        for listener in self._listeners:
+            listener.slot_changed(slot_id)
 
     def _go_blind(self) -> None:
         self._live = False
@@ -132,6 +161,8 @@ class SoldOutView:
         self._announced_at.clear()
         self._forgotten_at = self._announced
         self._subscribed.clear()
+        for listener in self._listeners:
+            listener.blind()
 
     # ------------------------------------------------------------------ following
 
