@@ -349,6 +349,8 @@ async def open_platform(
             batch=inbox.handle_batch,
         )
         search = search_service_for(settings, ports)
+        # remembered search answers follow every process's index writes for the platform's life
+        search.follow_changes(client)
         dispatcher.subscribe(
             "",
             search.indexer.handle,
@@ -543,6 +545,7 @@ async def open_platform(
             with contextlib.suppress(Exception):
                 await limiter.close()
         if search is not None:
+            await search.stop_following()
             await search.backend.close()
         if gateway_client is not client:
             await gateway_client.aclose()

@@ -103,7 +103,11 @@ class RedisInventory:
         # because the sold-out answer names the accounts holding there.)
         self._granted: OrderedDict[str, None] = OrderedDict()
         self._keys = KeyNames(key_prefix)
-        self.sold_out = SoldOutView(self._keys.returns_channel(), size=refusal_memory)
+        self.sold_out = SoldOutView(
+            self._keys.returns_channel(),
+            size=refusal_memory,
+            takes_channel=self._keys.takes_channel(),
+        )
         """Slots this worker knows to be sold out, kept true by the give-back channel; blind
         (so every attempt asks Redis) until ``follow_returns`` has subscribed."""
         self._replay_ttl_ms = replay_ttl_ms
@@ -511,7 +515,7 @@ def _text(value: bytes | str) -> str:
 
 
 def _counts(reply: Sequence[Any]) -> SlotCounts:
-    capacity, booked, held, returning, available, release_at_ms, status = reply
+    capacity, booked, held, returning, available, release_at_ms, status = reply[:7]
     return SlotCounts(
         capacity=int(capacity),
         booked=int(booked),
@@ -520,6 +524,7 @@ def _counts(reply: Sequence[Any]) -> SlotCounts:
         available=int(available),
         release_at_ms=int(release_at_ms),
         status=cast(SlotStatus, _text(status)),
+        next_change_ms=int(reply[7]) if len(reply) > 7 else -1,
     )
 
 

@@ -65,8 +65,13 @@ class SlotChangeListener(Protocol):
 class SoldOutView:
     """The per-process sold-out view and the subscription that keeps it true."""
 
-    def __init__(self, channel: str, *, size: int = SOLD_OUT_VIEW_SIZE) -> None:
+    def __init__(
+        self, channel: str, *, size: int = SOLD_OUT_VIEW_SIZE, takes_channel: str | None = None
+    ) -> None:
         self.channel = channel
+        self.takes_channel = takes_channel
+        """Where grants are announced: followed on the same connection, for the listeners
+        only (a unit taken changes nothing the view remembers)."""
         self._size = size
         # slot id -> (believed while now_ms < this, accounts that must still ask Redis)
         self._entries: OrderedDict[str, tuple[int, frozenset[str]]] = OrderedDict()
@@ -81,6 +86,8 @@ class SoldOutView:
         self._subscribed = asyncio.Event()
         self.announcements = 0
         """Announcements received since the start (for tests and the bench's report)."""
+        self.takes = 0
+        """Announced grants received since the start (tests)."""
         self._listeners: list[SlotChangeListener] = []
 
     def listen(self, listener: SlotChangeListener) -> None:
@@ -154,6 +161,11 @@ class SoldOutView:
         for listener in self._listeners:
             listener.slot_changed(slot_id)
 
+    def _taken_elsewhere(self, slot_id: str) -> None:
+        self.takes += 1
+        for listener in self._listeners:
+            listener.slot_changed(slot_id)
+
     def _go_blind(self) -> None:
         self._live = False
         self._epoch += 1
@@ -196,18 +208,27 @@ class SoldOutView:
         failures = 0
         while True:
             try:
+                channels = [c for c in (self.channel, self.takes_channel) if c]
+                takes = self.takes_channel.encode() if self.takes_channel else None
                 async with redis.pubsub(ignore_subscribe_messages=False) as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    await pubsub.subscribe(*channels)
+                    confirmed = 0
                     async for message in pubsub.listen():
                         kind = message.get("type")
                         if kind == "subscribe":
-                            # from here on every give-back reaches this process
-                            self._live = True
-                            self._subscribed.set()
-                            failures = 0
+                            confirmed += 1
+                            if confirmed == len(channels):
+                                # from here on every give-back (and grant) reaches this process
+                                self._live = True
+                                self._subscribed.set()
+                                failures = 0
                         elif kind == "message":
                             data = message["data"]
-                            self.announced(data.decode() if isinstance(data, bytes) else data)
+                            slot_id = data.decode() if isinstance(data, bytes) else data
+                            if takes is not None and message["channel"] in (takes, takes.decode()):
+                                self._taken_elsewhere(slot_id)
+                            else:
+                                self.announced(slot_id)
                     raise ConnectionError("subscription ended")
             except asyncio.CancelledError:
                 raise

@@ -1,31 +1,29 @@
 """A doctor's availability as its encoded answer, remembered per process for a release's crowd.
 
-At a release thousands of citizens reload the same few doctors. Each answer was one SQL
-select of every session and slot in the range, one pipelined Redis script per slot and the
-encoding of a hundred-odd structs (bench/profiles/surge-reads-1-*): milliseconds of CPU for an
-answer that changes a few times a second at most. This cache keeps the encoded bytes per doctor
-and date range, and drops them when the answer can have changed:
+At a release thousands of citizens reload the same doctors. Each answer was one SQL select of
+every session and slot in the range, one pipelined Redis script per slot (a hundred for a
+doctor of the demo) and the encoding of as many structs (bench/profiles/surge-reads-1-*):
+milliseconds of CPU for an answer that changes a few times a second at most. This cache keeps
+the encoded bytes per doctor and date range, and drops them when the answer can have changed:
 
-- **at once**, for every slot change the pool announces (``<prefix>guahao:slot-returns``: a
-  unit given back, a session stopped or reopened, a capacity change, a slot loaded or
-  rebuilt), for every step this process runs on a slot itself, its own grants included;
-- **at the next release or slot start** in the answer, by the platform's clock (``released``
-  and the counts of a started slot change with time alone);
-- **within ``ANSWER_FRESH_SECONDS`` (1 s)** for what no message says: a unit taken by another
-  process, a hold running out, a cancelled unit's return delay ending, a session published for
-  the doctor (its slots are new to the answer).
+- **at once**, for every step any process takes on one of its slots: the pool's scripts
+  announce a unit given back, a session stopped or reopened, a capacity change, a slot loaded
+  or rebuilt (``<prefix>guahao:slot-returns``) and every grant (``<prefix>guahao:slot-takes``);
+  the steps this process takes itself drop the answer before their reply is even read;
+- **at its instant**, by the platform's clock, for what changes with time alone: a release, a
+  slot's start, a hold running out, a cancelled unit's return delay ending (the counts script
+  names the first such instant of each slot);
+- **within ``ANSWER_MAX_AGE_SECONDS`` (10 s)** for a session newly published for the doctor
+  (its slots are new to the answer, and their announcements cannot be tied to the doctor
+  without a read). Schedules are published hours or days before their release, so that bound
+  costs nobody a unit.
 
-That last bound is the one promise about the counts; the hold is the authority. Ticketing
-systems show remaining counts that are seconds old and let the booking step decide (12306's
-余票), because announcing every grant to every process would cost a message per grant per
-process at exactly the moment grants are densest. Give-backs are different: a citizen waiting
-for a returned unit must see it at once, and the pool already announces them for the sold-out
-view, whose subscription this cache shares (``SoldOutView.listen``). When that subscription is
-lost the cache empties and stays unused until it is back, as the view does.
-
-An answer is only kept when nothing about its slots was heard between the start of its read
-and its end (the same ticket scheme as the sold-out view), and concurrent misses of one key
-share one read.
+A process that lost its subscription (starting, connection lost, Redis restarted) empties the
+cache and keeps nothing until it is subscribed again, as the sold-out view does, whose
+subscription this cache shares (``SoldOutView.listen``). An answer is only kept when nothing
+about its slots was heard between the start of its read and its end (the view's ticket
+scheme), and concurrent misses of one key share one read. The hold stays the authority: an
+answer read a moment before a grant can still show the unit, and the hold then refuses.
 """
 
 from __future__ import annotations
@@ -43,10 +41,11 @@ from guahao.platform.clock import Clock
 from guahao.platform.inventory.sold_out_view import SoldOutView
 from guahao.platform.services.queries import QueryService, SessionAvailability
 
-__all__ = ["ANSWERS_SIZE", "ANSWER_FRESH_SECONDS", "AvailabilityAnswers"]
+__all__ = ["ANSWERS_SIZE", "ANSWER_MAX_AGE_SECONDS", "AvailabilityAnswers"]
 
-ANSWER_FRESH_SECONDS = 1.0
-"""How long an answer's counts are believed without a message saying they moved."""
+ANSWER_MAX_AGE_SECONDS = 10.0
+"""How long an answer is kept at most: the bound for a session newly published for the
+doctor, the one change no message names."""
 
 ANSWERS_SIZE = 20_000
 """Answers kept at most (doctor × date range); past it the least recently used goes."""
@@ -75,14 +74,14 @@ class AvailabilityAnswers:
         clock: Clock,
         *,
         size: int = ANSWERS_SIZE,
-        fresh_seconds: float = ANSWER_FRESH_SECONDS,
+        max_age_seconds: float = ANSWER_MAX_AGE_SECONDS,
         ticker: Callable[[], float] = time.monotonic,
     ) -> None:
         self._queries = queries
         self._view = view
         self._clock = clock
         self._size = size
-        self._fresh = fresh_seconds
+        self._max_age = max_age_seconds
         self._ticker = ticker
         self._encoder = msgspec.json.Encoder()
         self._answers: OrderedDict[_Key, _Answer] = OrderedDict()
@@ -122,15 +121,22 @@ class AvailabilityAnswers:
 
     async def _read(self, key: _Key) -> bytes:
         ticket = (self._epoch, self._heard)
-        fresh_until = self._ticker() + self._fresh
+        fresh_until = self._ticker() + self._max_age
         doctor_id, start, end = key
         self.reads += 1
-        sessions = await self._queries.doctor_availability(doctor_id, start=start, end=end)
+        sessions, counts_change_at = await self._queries.doctor_availability_until(
+            doctor_id, start=start, end=end
+        )
         body = self._encoder.encode(sessions)
         now = self._clock.now()
         slot_ids = tuple(slot.id for found in sessions for slot in found.slots)
         if self._still_true(ticket, slot_ids):
-            self._keep(key, _Answer(body, fresh_until, _next_change(sessions, now), slot_ids))
+            changes_at = _next_change(sessions, now)
+            if counts_change_at is not None and (
+                changes_at is None or counts_change_at < changes_at
+            ):
+                changes_at = counts_change_at
+            self._keep(key, _Answer(body, fresh_until, changes_at, slot_ids))
         return body
 
     def _still_true(self, ticket: tuple[int, int], slot_ids: tuple[str, ...]) -> bool:

@@ -59,7 +59,8 @@ class CatalogController(Controller):
     ) -> Response[bytes]:
         """Sessions between ``from`` and ``to`` (default: today and the next 14 days).
 
-        Counts are at most one second old; a unit given back shows at once (docs/api.md)."""
+        Answered from the process's remembered answers, which every step on a slot and every
+        instant of change drop at once (docs/api.md, "Availability freshness")."""
         today = clock.now().date()
         first = start or today
         last = end or first + timedelta(days=14)
