@@ -100,6 +100,10 @@ class AvailabilityAnswers:
     def __len__(self) -> int:
         return len(self._answers)
 
+    def today(self) -> date:
+        """The platform clock's date (the default start of a range)."""
+        return self._clock.now().date()
+
     async def answer(self, doctor_id: str, *, start: date, end: date) -> bytes:
         """The JSON of ``QueryService.doctor_availability`` for these arguments."""
         key = (doctor_id, start, end)
