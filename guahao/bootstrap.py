@@ -319,7 +319,8 @@ async def open_platform(
         registry = ConnectorRegistry(sessions, clock)
         his_inventory = HisHolds(sessions, clock, registry)
         limiter = RequestLimiter(redis_url)
-        inventory = RedisInventory(client)
+        # grants heard too: the availability answers drop a doctor's counts when a unit goes
+        inventory = RedisInventory(client, follow_takes=True)
         # the sold-out view follows the pool's give-back channel for the platform's life
         inventory.follow_returns()
         ports = Ports(

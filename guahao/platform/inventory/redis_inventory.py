@@ -90,7 +90,11 @@ class RedisInventory:
         replay_ttl_ms: int = DEFAULT_REPLAY_TTL_MS,
         pipeline_batch: int = 256,
         refusal_memory: int = REFUSAL_MEMORY,
+        follow_takes: bool = False,
     ) -> None:
+        """``follow_takes``: the view's subscription also hears every grant, for listeners
+        such as the availability answers (each grant then costs every such process a message,
+        so a process with no use for them, like the engine bench's workers, leaves it off)."""
         self._redis = redis
         self._pipeline = AutoPipeline(redis, max_batch=pipeline_batch)
         # slot id -> (refusal code, caller time until which the same refusal holds) for
@@ -106,7 +110,7 @@ class RedisInventory:
         self.sold_out = SoldOutView(
             self._keys.returns_channel(),
             size=refusal_memory,
-            takes_channel=self._keys.takes_channel(),
+            takes_channel=self._keys.takes_channel() if follow_takes else None,
         )
         """Slots this worker knows to be sold out, kept true by the give-back channel; blind
         (so every attempt asks Redis) until ``follow_returns`` has subscribed."""
