@@ -6,9 +6,11 @@ Not a test: it prints a table and writes ``bench/results/release_surge-<time>.js
    ``await``, no batching across requests (a web worker cannot pipeline separate people's
    requests). Many coroutines share a blocking pool of TCP connections to a loopback Redis, in
    one or more worker processes. Every attempt is a new account on a random slot, so most
-   attempts after sell-out are refusals, as at a real release. Each hold costs 2 Redis round
-   trips when granted (account marker, slot script) and 3 when refused (plus dropping the
-   marker). Oversell is checked afterwards with ``counts``.
+   attempts after sell-out are refusals, as at a real release. A grant costs one script on
+   one server (the slot's script claims the account's marker too) and two on a cluster (the
+   marker's hash tag is another shard's); a refusal costs one, or none once the worker's
+   sold-out view knows the slot. Oversell is checked afterwards with ``counts``. With
+   ``--profile DIR`` every worker process is recorded by py-spy (raw folded stacks).
 2. **redis-benchmark** - the Redis ceiling: a minimal decrement Lua script by EVALSHA on the
    same server over loopback TCP, same number of connections, no pipelining.
 3. **cluster** - the same surge as 1 with the slot pool on a local three-master Redis Cluster
@@ -30,6 +32,7 @@ import json
 import multiprocessing as mp
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -68,6 +71,7 @@ class Plan:
     attempts: int
     coroutines: int
     connections: int
+    pipeline_batch: int = 256
 
 
 @dataclass
@@ -88,6 +92,8 @@ class Run:
     sell_out_s: float = 0.0
     admissions_per_s: float = 0.0
     oversold: int = 0
+    worker_cpu_us_per_decision: float = 0.0
+    redis_cpu_us_per_decision: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -110,7 +116,7 @@ def _client(url: str, connections: int) -> aioredis.Redis:
 
 async def _redis_worker(url: str, plan: Plan, share: int, seed: int, prefix: str) -> Any:
     client = _client(url, plan.connections)
-    inventory = RedisInventory(client, key_prefix=prefix)
+    inventory = RedisInventory(client, key_prefix=prefix, pipeline_batch=plan.pipeline_batch)
     rng = random.Random(seed)
     todo = iter(range(share))
 
@@ -180,8 +186,10 @@ async def _crowd(hold_once: Any, todo: Any, coroutines: int) -> dict[str, Any]:
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
 
     started = time.time()
+    cpu = time.process_time()
     await asyncio.gather(*(person() for _ in range(coroutines)))
     return {
+        "cpu_s": time.process_time() - cpu,
         "started": started,
         "ended": time.time(),
         "last_grant": last_grant,
@@ -202,8 +210,59 @@ def _process_main(
         out.put(uvloop.run(_postgres_worker(target, plan, share, seed)))
 
 
-def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") -> Run:
-    """Split the crowd over ``processes`` worker processes, start them together, merge."""
+PROFILE: dict[str, Path] = {}
+"""``--profile DIR``: py-spy records every worker process of every row into ``DIR``."""
+
+
+def _spy(pid: int, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on one worker from before the gate opens until it is stopped (SIGINT)."""
+    if "dir" not in PROFILE:
+        return None
+    return subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--gil",
+            "--nonblocking",
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(PROFILE["dir"] / f"{name}.folded"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def redis_cpu_s(node_urls: list[str]) -> float:
+    """CPU seconds the Redis servers have used so far (user + system, all nodes)."""
+    total = 0.0
+    for node_url in node_urls:
+        sync = __import__("redis").Redis.from_url(node_url)
+        info = sync.info("cpu")
+        sync.close()
+        total += float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+    return total
+
+
+def crowd(
+    kind: str,
+    target: str,
+    plan: Plan,
+    processes: int,
+    prefix: str = "",
+    redis_nodes: list[str] | None = None,
+) -> Run:
+    """Split the crowd over ``processes`` worker processes, start them together, merge.
+
+    CPU per decision (the workers' and, given ``redis_nodes``, the servers') is the figure
+    that load on a shared machine disturbs least: it says what each answer costs, not how
+    much of the machine the run happened to get.
+    """
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
     per_process = Plan(
@@ -212,6 +271,7 @@ def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") 
         plan.attempts,
         max(1, plan.coroutines // processes),
         max(1, plan.connections // processes),
+        plan.pipeline_batch,
     )
     workers = [
         ctx.Process(
@@ -222,9 +282,20 @@ def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") 
     ]
     for w in workers:
         w.start()
+    spies = [
+        _spy(w.pid, f"{prefix.rstrip(':') or kind + str(processes)}-worker{i}")
+        for i, w in enumerate(workers)
+        if w.pid is not None
+    ]
     time.sleep(1.5)  # let every process import and wait at the gate
+    redis_before = redis_cpu_s(redis_nodes) if redis_nodes else 0.0
     go.set()
     parts = [out.get() for _ in workers]
+    redis_used = redis_cpu_s(redis_nodes) - redis_before if redis_nodes else 0.0
+    for spy in spies:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=30)
     for w in workers:
         w.join()
     lat = sorted(x for p in parts for x in p["lat"])
@@ -235,6 +306,8 @@ def crowd(kind: str, target: str, plan: Plan, processes: int, prefix: str = "") 
     seconds = max(p["ended"] for p in parts) - min(p["started"] for p in parts)
     run = Run(backend=kind, processes=processes)
     run.attempts = len(lat)
+    run.worker_cpu_us_per_decision = sum(p["cpu_s"] for p in parts) / run.attempts * 1e6
+    run.redis_cpu_us_per_decision = redis_used / run.attempts * 1e6
     run.granted = outcomes.pop("granted", 0)
     run.refused = outcomes.pop("refused", 0)
     run.errors = sum(outcomes.values())
@@ -372,12 +445,28 @@ def main() -> None:
     parser.add_argument("--attempts", type=int, default=40_000)
     parser.add_argument("--coroutines", type=int, default=200)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--pipeline-batch", type=int, default=256, help="RedisInventory(pipeline_batch=...)"
+    )
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--benchmark-requests", type=int, default=200_000)
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-cluster", action="store_true")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy every worker process (raw folded stacks here)"
+    )
     args = parser.parse_args()
-    plan = Plan(args.slots, args.capacity, args.attempts, args.coroutines, args.connections)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE["dir"] = args.profile
+    plan = Plan(
+        args.slots,
+        args.capacity,
+        args.attempts,
+        args.coroutines,
+        args.connections,
+        args.pipeline_batch,
+    )
     runs: list[Run] = []
     report: dict[str, Any] = {"plan": asdict(plan), "when": datetime.now(UTC).isoformat()}
 
@@ -388,7 +477,7 @@ def main() -> None:
         for processes in args.processes:
             prefix = f"surge{processes}:"
             asyncio.run(load_redis(url, plan, prefix))
-            run = crowd("redis", url, plan, processes, prefix)
+            run = crowd("redis", url, plan, processes, prefix, [url])
             run.oversold, note = asyncio.run(redis_oversold(url, plan, prefix, run.granted))
             run.notes.append(note)
             runs.append(run)
@@ -412,7 +501,7 @@ def main() -> None:
             for processes in args.processes:
                 prefix = f"cluster{processes}:"
                 asyncio.run(load_redis(cluster_url, plan, prefix))
-                run = crowd("redis", cluster_url, plan, processes, prefix)
+                run = crowd("redis", cluster_url, plan, processes, prefix, cluster.node_urls)
                 run.backend = "cluster"
                 run.oversold, note = asyncio.run(
                     redis_oversold(cluster_url, plan, prefix, run.granted)
@@ -490,13 +579,14 @@ def print_table(runs: list[Run], report: dict[str, Any]) -> None:
     )
     head = f"{'backend':<10}{'procs':>6}{'decisions/s':>13}{'admissions/s':>14}{'sell-out s':>11}"
     head += f"{'p50 ms':>9}{'p99 ms':>9}{'grant p50':>10}{'grant p99':>10}"
-    print(head + f"{'granted':>9}{'refused':>9}{'errors':>8}{'oversold':>10}")
+    print(head + f"{'granted':>9}{'refused':>9}{'errors':>8}{'oversold':>10}{'cpu µs/dec':>13}")
     for r in runs:
         print(
             f"{r.backend:<10}{r.processes:>6}{r.decisions_per_s:>13.0f}"
             f"{r.admissions_per_s:>14.0f}{r.sell_out_s:>11.2f}"
             f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.grant_p50_ms:>10.2f}{r.grant_p99_ms:>10.2f}"
             f"{r.granted:>9}{r.refused:>9}{r.errors:>8}{r.oversold:>10}"
+            f"{r.worker_cpu_us_per_decision:>7.0f}+{r.redis_cpu_us_per_decision:<5.0f}"
         )
     rb = report["redis_benchmark"]
     if rb.get("available"):

@@ -180,8 +180,9 @@ def create_app(
         compression_config=CompressionConfig(
             backend="gzip",
             minimum_size=500,
-            # streams must not wait in a compressor; the console's chart script is gzipped once
-            exclude=["^/live/", "^/console/hospital/live", "^/console/assets/"],
+            # streams must not wait in a compressor; the console's chart script and the
+            # static files are gzipped once per process, off the event loop
+            exclude=["^/live/", "^/console/hospital/live", "^/console/assets/", "^/static/"],
         ),
         exception_handlers=exception_handlers,
         request_max_body_size=API_BODY_LIMIT,  # refused while read: guahao/web/request_bodies.py

@@ -25,6 +25,9 @@ from tests.fixtures.platforms import (
 )
 from tests.integration.offer_scenarios import (
     THURSDAY,
+    advance,
+    bookings_of,
+    entry,
     one_slot_clinic,
     publish_week,
     sell_out,
@@ -158,6 +161,55 @@ async def test_a_rebooking_offer_is_not_taken_for_an_unconfirmed_relation(platfo
             account_id=account, offer_id=offer.id, slot_id=offer.proposals[0].slot_id
         ),
     )
+
+
+async def test_a_wait_from_before_the_rule_is_not_served_to_an_unconfirmed_relation(platform):
+    """A wait joined for a relation declared before the rule: when a unit comes back it goes
+    to the next waiter, and the wait keeps its place until the relation is confirmed."""
+    await publish_week(platform, one_slot_clinic())
+    sess = await session_on(platform, SESSION_DAY)
+    [(holder, booking_id)] = await sell_out(platform, sess.id)
+    first = await new_account(platform)
+    first_patient = await new_patient(platform, first)
+    first_wait = await platform.waitlist.join(
+        account_id=first, patient_id=first_patient, scope="session", session_id=sess.id
+    )
+    advance(platform, minutes=1)  # the first in line
+    second = await new_account(platform)
+    second_patient = await new_patient(platform, second)
+    await platform.waitlist.join(
+        account_id=second, patient_id=second_patient, scope="session", session_id=sess.id
+    )
+    async with platform.ports.sessions() as session, session.begin():
+        # the first waiter's patient as a relation declared before the rule looks
+        await session.execute(
+            update(PatientRow)
+            .where(PatientRow.id == first_patient)
+            .values(relation="parent", proof="declared")
+        )
+    await platform.bookings.cancel(account_id=holder, booking_id=booking_id)
+    await settle(platform)
+    assert await bookings_of(platform, first) == []
+    [served] = await bookings_of(platform, second)
+    assert (served.kind, served.patient_id) == ("waitlist", second_patient)
+    assert (await entry(platform, first_wait.id)).status == "waiting"
+
+
+async def test_a_patient_added_again_past_the_codes_allowance_is_not_kept(platform):
+    """The code's allowance is counted before the row is committed: adding a patient again
+    after its codes ran out answers ``RATE_LIMITED`` and leaves the patient removed, instead
+    of an error in front of a pending patient."""
+    account = await new_account(platform)
+    await new_patient(platform, account)
+    mother = await add_mother(platform, account)  # the first code of the minute
+    await assert_refused(
+        platform,
+        "RATE_LIMITED",
+        platform.accounts.resend_patient_code(account_id=account, patient_id=mother.id),
+    )
+    await platform.accounts.remove_patient(account_id=account, patient_id=mother.id)
+    await assert_refused(platform, "RATE_LIMITED", add_mother(platform, account))
+    assert mother.id not in {p.id for p in await platform.accounts.patients(account)}
 
 
 async def test_the_code_goes_to_the_persons_own_phone(platform):

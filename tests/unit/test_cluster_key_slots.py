@@ -44,7 +44,9 @@ def test_each_slot_script_gets_all_its_keys_in_the_slots_one_hash_slot(name: str
             keys = names.slot_family(slot_id)
             if name in ("hold", "unhold"):  # the request's idempotency record rides along
                 keys = [*keys, names.replay_record(slot_id, "idem-key")]
-            assert keys_used(script.source) <= len(keys), name
+            # hold's KEYS[9], the account's marker, is passed only on one server, never to a
+            # cluster (the script reads it only when given)
+            assert keys_used(script.source) <= len(keys) + (name == "hold"), name
             assert one_slot(keys), (name, keys)
 
 

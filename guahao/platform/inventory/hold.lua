@@ -1,6 +1,12 @@
 -- Reserve one unit. KEYS[8] is this request's idempotency record.
 -- ARGV: hold_id, account_id, now_ms, expires_at_ms, replay_ttl_ms
+-- On one server (not a cluster) KEYS[9] is also the account's marker ({acct:<id>}:hold) and
+-- ARGV[6], ARGV[7] the marker to write and its PX: the grant then claims the account's one
+-- unfinished hold in this same script (as account_claim.lua would), so a grant costs one
+-- call and an account that already holds elsewhere is refused before anything is granted.
+-- A cluster cannot run a script over two hash tags; there the caller claims it afterwards.
 local hold_id, account_id, now, expires = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local MARKER = KEYS[9]
 if redis.call('EXISTS', FENCE) == 1 then return {'FENCED'} end
 if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
 
@@ -41,6 +47,16 @@ if available <= 0 then
   for _, owner in ipairs(redis.call('HVALS', HOLD_OWNER)) do reply[#reply + 1] = owner end
   for _, owner in ipairs(redis.call('HVALS', CONFIRMED)) do reply[#reply + 1] = owner end
   return reply
+end
+
+if MARKER then
+  local current = redis.call('GET', MARKER)
+  local held = current and cjson.decode(current)
+  if held and tonumber(held[3]) > tonumber(now) then
+    if held[2] ~= hold_id then return {'REFUSED', 'HOLD_ALREADY_ACTIVE', held[1], held[2]} end
+  else
+    redis.call('SET', MARKER, ARGV[6], 'PX', ARGV[7])
+  end
 end
 
 redis.call('ZADD', HOLD_EXPIRY, expires, hold_id)

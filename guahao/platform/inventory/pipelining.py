@@ -9,10 +9,12 @@ on its own; batching changes only how many calls share a packet, never their mea
 order of one coroutine's calls (a coroutine awaits each call before making the next).
 
 On Redis Cluster a batch is split by the node that serves each call's hash slot (every script
-keeps its keys under one hash tag, so each call has one slot) and the parts go out at once,
-one packet per node. A call the cluster redirects (MOVED or ASK while slots move), or a node
-that has not seen the script yet, is sent again on its own through the cluster client, which
-follows the redirect and refreshes its map of slots for the batches after it.
+keeps its keys under one hash tag, so each call has one slot); each node has a lane with one
+packet in flight, its callers answered when that node replies, and the calls that arrive
+meanwhile go together in its next packet. A call the cluster redirects (MOVED or ASK while
+slots move), or a node that has not seen the script yet, is sent again on its own through the
+cluster client, which follows the redirect and refreshes its map of slots for the batches
+after it.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ class AutoPipeline:
         self._queue: list[_Call] = []
         self._scheduled = False
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Redis Cluster: calls waiting for their node's packet in flight, by node name, and
+        # the nodes with a packet in flight
+        self._lanes: dict[str, list[_Call]] = {}
+        self._draining: set[str] = set()
 
     async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
         """The script's reply; its own errors (and connection errors) are raised here."""
@@ -94,25 +100,17 @@ class AutoPipeline:
             task.add_done_callback(self._in_flight.discard)
 
     async def _send(self, batch: list[_Call]) -> None:
+        if isinstance(self._redis, RedisCluster):
+            await self._send_to_cluster(self._redis, batch)
+            return
         try:
-            if isinstance(self._redis, RedisCluster):
-                replies = await self._cluster_replies(self._redis, batch)
-            else:
-                replies = await self._server_replies(batch)
+            replies = await self._server_replies(batch)
         except BaseException as exc:
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(exc)
+            _fail(batch, exc)
             if not isinstance(exc, Exception):
                 raise
             return
-        for call, reply in zip(batch, replies, strict=True):
-            if call.future.done():  # the caller gave up (cancelled); nothing to tell
-                continue
-            if isinstance(reply, BaseException):
-                call.future.set_exception(reply)
-            else:
-                call.future.set_result(reply)
+        _resolve(batch, replies)
 
     async def _server_replies(self, batch: list[_Call]) -> list[Any]:
         pool = self._redis.connection_pool
@@ -133,48 +131,90 @@ class AutoPipeline:
                 replies[i] = reply
         return replies
 
-    async def _cluster_replies(self, cluster: RedisCluster, batch: list[_Call]) -> list[Any]:
-        """One packet per node that serves part of the batch, all nodes at once."""
-        await cluster.initialize()  # a no-op once the map of slots is known
-        replies = await self._per_node(cluster, batch)
+    async def _send_to_cluster(self, cluster: RedisCluster, batch: list[_Call]) -> None:
+        """Each node's share of the batch joins that node's lane; a lane has one packet in
+        flight at a time, and its callers are answered as soon as their own node replies.
+
+        Two ways this went wrong before (profiles ``bench/profiles/engine-*-cluster.txt``):
+        answering nobody until every node had replied made each call as slow as the slowest
+        of the three servers; answering per node but sending at once split the crowd into
+        many small packets (a third more CPU per decision in the worker, each packet waking a
+        server). A lane keeps the packets as large as one server's round trip allows.
+        """
+        try:
+            await cluster.initialize()  # a no-op once the map of slots is known
+            by_node: dict[ClusterNode | None, list[_Call]] = {}
+            for call in batch:
+                # None: no known node serves the slot; the cluster client finds it
+                by_node.setdefault(cluster.get_node_from_key(call.keys[0]), []).append(call)
+        except BaseException as exc:
+            _fail(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        drains = []
+        for node, calls in by_node.items():
+            if node is None:
+                drains.append(self._send_to_node(cluster, None, calls))
+                continue
+            self._lanes.setdefault(node.name, []).extend(calls)
+            if node.name not in self._draining:  # else the packet in flight's drain sends them
+                self._draining.add(node.name)
+                drains.append(self._drain_lane(cluster, node))
+        await asyncio.gather(*drains)
+
+    async def _drain_lane(self, cluster: RedisCluster, node: ClusterNode) -> None:
+        lane = self._lanes[node.name]
+        try:
+            while lane:
+                calls = lane[: self._max_batch]
+                del lane[: self._max_batch]
+                await self._send_to_node(cluster, node, calls)
+        except BaseException as exc:  # cancelled: the calls still queued are not sent
+            _fail(lane, exc)
+            lane.clear()
+            raise
+        finally:
+            self._draining.discard(node.name)
+
+    async def _send_to_node(
+        self, cluster: RedisCluster, node: ClusterNode | None, calls: list[_Call]
+    ) -> None:
+        try:
+            replies = await self._node_replies(cluster, node, calls)
+            # Redirected while slots move, or on a slot no known node served: one at a time,
+            # so the first redirect refreshes the map for the rest.
+            for i, reply in enumerate(replies):
+                if isinstance(reply, _SEND_ALONE):
+                    replies[i] = await _eval_alone(cluster, calls[i])
+        except BaseException as exc:
+            _fail(calls, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        _resolve(calls, replies)
+
+    async def _node_replies(
+        self, cluster: RedisCluster, node: ClusterNode | None, calls: list[_Call]
+    ) -> list[Any]:
+        if node is None:
+            return [TryAgainError("not sent")] * len(calls)
+        connections = _node_connections(node, self._reply_timeout)
+        try:
+            replies = await self._execute_retrying(calls, *connections)
+        except RedisConnectionError:
+            # That node is away (a failover, say): its calls go alone through the cluster
+            # client, which refreshes the map; the other nodes' replies stand.
+            return [TryAgainError("node away")] * len(calls)
         missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
         if missing:  # first use, restart or failover: load on every primary, resend those
-            for script in {batch[i].script.sha: batch[i].script for i in missing}.values():
+            for script in {calls[i].script.sha: calls[i].script for i in missing}.values():
                 await cluster.script_load(script.source)
-            again = await self._per_node(cluster, [batch[i] for i in missing])
+            try:
+                again = await self._execute_retrying([calls[i] for i in missing], *connections)
+            except RedisConnectionError:
+                again = [TryAgainError("node away")] * len(missing)
             for i, reply in zip(missing, again, strict=True):
-                replies[i] = reply
-        # Redirected while slots move, or on a slot no known node served: one at a time, so
-        # the first redirect refreshes the map for the rest.
-        for i, reply in enumerate(replies):
-            if isinstance(reply, _SEND_ALONE):
-                replies[i] = await _eval_alone(cluster, batch[i])
-        return replies
-
-    async def _per_node(self, cluster: RedisCluster, batch: list[_Call]) -> list[Any]:
-        by_node: dict[ClusterNode, list[int]] = {}
-        for i, call in enumerate(batch):
-            node = cluster.get_node_from_key(call.keys[0])
-            if node is not None:  # else it stays "not sent": the cluster client finds it
-                by_node.setdefault(node, []).append(i)
-        parts = await asyncio.gather(
-            *(
-                self._execute_retrying(
-                    [batch[i] for i in indexes], *_node_connections(node, self._reply_timeout)
-                )
-                for node, indexes in by_node.items()
-            ),
-            return_exceptions=True,
-        )
-        replies: list[Any] = [TryAgainError("not sent")] * len(batch)
-        for indexes, part in zip(by_node.values(), parts, strict=True):
-            if isinstance(part, RedisConnectionError):
-                # That node is away (a failover, say): its calls go alone through the cluster
-                # client, which refreshes the map; the other nodes' replies stand.
-                continue
-            if isinstance(part, BaseException):
-                raise part
-            for i, reply in zip(indexes, part, strict=True):
                 replies[i] = reply
         return replies
 
@@ -234,6 +274,22 @@ class AutoPipeline:
         finally:
             await release(connection)
         return replies
+
+
+def _resolve(calls: list[_Call], replies: list[Any]) -> None:
+    for call, reply in zip(calls, replies, strict=True):
+        if call.future.done():  # the caller gave up (cancelled); nothing to tell
+            continue
+        if isinstance(reply, BaseException):
+            call.future.set_exception(reply)
+        else:
+            call.future.set_result(reply)
+
+
+def _fail(calls: list[_Call], exc: BaseException) -> None:
+    for call in calls:
+        if not call.future.done():
+            call.future.set_exception(exc)
 
 
 def _node_connections(

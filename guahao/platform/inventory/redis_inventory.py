@@ -1,9 +1,10 @@
 """The hot slot pool (号源池) in Redis: the ``Inventory`` port over Lua scripts.
 
 Each method is one script on one slot, so a step is atomic and a crowd cannot oversell. The
-"one unfinished hold per account" rule spans two hash tags (the account's and the slot's),
-which a single script may not touch on Redis Cluster; it is kept by a marker claimed before
-the slot script and dropped (compare-and-delete) when the slot refuses.
+"one unfinished hold per account" rule is kept by a marker under the account's own hash tag.
+On one server the hold script claims it in the same step as the grant; on Redis Cluster, where
+a script may not touch two hash tags, a grant claims it in a second script and is undone at
+once when the account already holds elsewhere.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, NoReturn, cast
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from guahao.platform.error_codes import error, refuse
 from guahao.platform.inventory.lua_scripts import ACCOUNT_SCRIPTS, SLOT_SCRIPTS, LuaScript
@@ -97,6 +99,9 @@ class RedisInventory:
         so a process with no use for them, like the engine bench's workers, leaves it off)."""
         self._redis = redis
         self._pipeline = AutoPipeline(redis, max_batch=pipeline_batch)
+        # One server runs a script over any keys: the hold script then claims the account's
+        # marker itself. A cluster refuses a script over two hash slots (CROSSSLOT).
+        self._claims_in_slot_script = not isinstance(redis, RedisCluster)
         # slot id -> (refusal code, caller time until which the same refusal holds) for
         # slots not yet released: that answer changes only with time (or a load here or
         # a rebuild, which forget it), so repeats are answered here until release time.
@@ -212,43 +217,43 @@ class RedisInventory:
         expires_at_ms = now_ms + ttl_ms
         marker = self._keys.account_marker(account_id)
         slot_keys = [*self._keys.slot_family(slot_id), replay_key]
+        args: list[str | int] = [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms]
         # The slot decides first: at a release surge most attempts are refused (sold out, not
         # yet released), and a refusal then costs one script and touches no marker. Only a
-        # grant claims the account's marker; if the account already holds elsewhere, the
-        # grant is undone at once. Two concurrent holds of one account may both be granted
-        # for that instant, but only the one that claims the marker survives.
-        reply = await self._unfenced(
-            SLOT_SCRIPTS["hold"],
-            slot_keys,
-            [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms],
-        )
+        # grant claims the account's marker: on one server in the same script (one call per
+        # grant); on a cluster, whose scripts cannot span the slot's and the account's hash
+        # tags, in a second script, the grant undone at once if the account already holds
+        # elsewhere (two concurrent holds of one account may both be granted for that instant
+        # there, but only the one that claims the marker survives).
+        if self._claims_in_slot_script:
+            slot_keys.append(marker)
+            args += [_marker(slot_id, hold_id, expires_at_ms), ttl_ms + MARKER_GRACE_MS]
+        reply = await self._unfenced(SLOT_SCRIPTS["hold"], slot_keys, args)
         outcome = _text(reply[0])
         if outcome == "REPLAYED":
             first = HoldGrant(hold_id=_text(reply[1]), expires_at_ms=int(reply[2]), replayed=True)
             if first.hold_id != hold_id:  # an earlier request's hold: it claimed its marker
                 return first
             # The client library resent this very call after a lost reply: the first send
-            # granted, so this call still owes the hold its marker.
+            # granted, so this call still owes the hold its marker (unless that send claimed it).
             expires_at_ms = first.expires_at_ms
         elif outcome == "MISSING":
             refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         elif outcome != "GRANTED":
             self._remember_refusal(slot_id, reply, ticket)
+            if _text(reply[1]) == "HOLD_ALREADY_ACTIVE":
+                _refuse_held_elsewhere(slot_id, reply[2], reply[3])
             _raise_refusal(reply, slot_id, hold_id=hold_id)
         self.sold_out.taken(slot_id)  # the availability answers' counts moved
-        claim = await self._run(
-            ACCOUNT_SCRIPTS["account_claim"],
-            [marker],
-            [_marker(slot_id, hold_id, expires_at_ms), now_ms, ttl_ms + MARKER_GRACE_MS],
-        )
-        if _text(claim[0]) == "TAKEN" and _text(claim[2]) != hold_id:
-            await self._unfenced(SLOT_SCRIPTS["unhold"], slot_keys, [hold_id, account_id])
-            refuse(
-                "HOLD_ALREADY_ACTIVE",
-                slot_id=slot_id,
-                active_slot_id=_text(claim[1]),
-                active_hold_id=_text(claim[2]),
+        if outcome == "REPLAYED" or not self._claims_in_slot_script:
+            claim = await self._run(
+                ACCOUNT_SCRIPTS["account_claim"],
+                [marker],
+                [_marker(slot_id, hold_id, expires_at_ms), now_ms, ttl_ms + MARKER_GRACE_MS],
             )
+            if _text(claim[0]) == "TAKEN" and _text(claim[2]) != hold_id:
+                await self._unfenced(SLOT_SCRIPTS["unhold"], slot_keys[:8], [hold_id, account_id])
+                _refuse_held_elsewhere(slot_id, claim[1], claim[2])
         self._granted[replay_key] = None
         if len(self._granted) > GRANTED_MEMORY:
             self._granted.popitem(last=False)
@@ -529,6 +534,15 @@ def _counts(reply: Sequence[Any]) -> SlotCounts:
         release_at_ms=int(release_at_ms),
         status=cast(SlotStatus, _text(status)),
         next_change_ms=int(reply[7]) if len(reply) > 7 else -1,
+    )
+
+
+def _refuse_held_elsewhere(slot_id: str, active_slot_id: Any, active_hold_id: Any) -> NoReturn:
+    refuse(
+        "HOLD_ALREADY_ACTIVE",
+        slot_id=slot_id,
+        active_slot_id=_text(active_slot_id),
+        active_hold_id=_text(active_hold_id),
     )
 
 

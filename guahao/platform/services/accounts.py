@@ -459,11 +459,12 @@ class AccountService:
                 row.removed_at = None
                 if existing is None:
                     session.add(row)
+                await self._allow_code(row.id, target)  # refused: nothing of this is kept
                 await session.flush()
         except IntegrityError:
             # The partial unique index: this document is already 本人 of another account.
             refuse("PERSON_IS_SELF_ELSEWHERE", field="document_number")
-        return _view(self._p.vault, row, person, await self._send_code(row.id, target))
+        return _view(self._p.vault, row, person, await self._send_code(row.id, target, True))
 
     async def _person_for(
         self,
@@ -566,10 +567,11 @@ class AccountService:
                 row.document_enc = self._p.vault.seal("document", document.number)
                 row.document_masked = document.masked
                 row.identity_changed_at = now
+                await self._allow_code(row.id, target)  # refused: the change is not kept
                 await session.flush()
         except IntegrityError:
             refuse("PERSON_IS_SELF_ELSEWHERE", field="document_number")
-        return _view(self._p.vault, row, person, await self._send_code(row.id, target))
+        return _view(self._p.vault, row, person, await self._send_code(row.id, target, True))
 
     async def _proof_for(
         self,
@@ -635,12 +637,23 @@ class AccountService:
                 return _CodeToSend(self._p.vault.open("phone", row.phone_enc), row.account_id)
         return None
 
-    async def _send_code(self, patient_id: str, target: _CodeToSend | None) -> str:
+    async def _allow_code(self, patient_id: str, target: _CodeToSend | None) -> None:
+        """Count the code about to be sent, inside the caller's transaction (see
+        ``RelationCodes.allow``)."""
+        if target is not None and self._codes is not None:
+            await self._codes.allow(patient_id=patient_id, phone=target.phone)
+
+    async def _send_code(
+        self, patient_id: str, target: _CodeToSend | None, allowed: bool = False
+    ) -> str:
         """Send the code of a pending relation (after its row is committed); the phone masked."""
         if target is None or self._codes is None:
             return ""
         await self._codes.send(
-            patient_id=patient_id, phone=target.phone, holder_account_id=target.holder_account_id
+            patient_id=patient_id,
+            phone=target.phone,
+            holder_account_id=target.holder_account_id,
+            allowed=allowed,
         )
         return mask_phone(target.phone)
 

@@ -51,8 +51,12 @@ class RelationCodes:
     def _digest(self, patient_id: str, code: str) -> str:
         return self._p.vault.index("relation-code", f"{patient_id}:{code}")
 
-    async def send(self, *, patient_id: str, phone: str, holder_account_id: str) -> None:
-        """Send a fresh code for ``patient_id`` to ``phone`` (any earlier code dies)."""
+    async def allow(self, *, patient_id: str, phone: str) -> None:
+        """Count one send against the allowance, or refuse ``RATE_LIMITED``.
+
+        Separate from ``send`` so that a caller adding or changing a patient counts inside its
+        transaction: a refused send then rolls the row back instead of leaving a pending
+        patient behind an error."""
         limits = (await self._rules.region()).rate_limits
         if self._p.limiter is not None:
             await self._p.limiter.hit(
@@ -66,6 +70,14 @@ class RelationCodes:
                     )
                 ]
             )
+
+    async def send(
+        self, *, patient_id: str, phone: str, holder_account_id: str, allowed: bool = False
+    ) -> None:
+        """Send a fresh code for ``patient_id`` to ``phone`` (any earlier code dies); counted
+        against the allowance here unless ``allow`` already counted it."""
+        if not allowed:
+            await self.allow(patient_id=patient_id, phone=phone)
         code = f"{secrets.randbelow(1_000_000):06d}"
         expires = self._p.clock.now() + CODE_LIFETIME
         key = self._key(patient_id)

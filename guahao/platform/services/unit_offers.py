@@ -38,6 +38,7 @@ from guahao.platform.bookings import Booking, BookingStatus
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import error
 from guahao.platform.errors import ConflictError, GuahaoError
+from guahao.platform.patient_proof import refuse_unless_bookable
 from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
@@ -173,6 +174,10 @@ class UnitOffers:
                 if patient is None or patient.removed_at is not None:
                     raise _RefusedError(error("PATIENT_NOT_FOUND", patient_id=recipient.patient_id))
                 try:
+                    # checked again here, not only when the wait or entry was made: a wait
+                    # from before the rule on declared relations (or a relation changed since)
+                    # must not make a unit the person's unasked
+                    refuse_unless_bookable(patient)
                     await admit(
                         session,
                         rules=rules,

@@ -12,11 +12,9 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Request, Response, Router
-from litestar.datastructures import CacheControlHeader
 from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
-from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
 
 from guahao.platform.errors import GuahaoError
@@ -33,6 +31,7 @@ from guahao.web.pages.page_context import (
 )
 from guahao.web.pages.rebooking import OfferPages
 from guahao.web.pages.sign_in import SignInPages
+from guahao.web.pages.static_assets import static_assets_router
 from guahao.web.pages.waiting import LotteryPages, WaitPages
 
 __all__ = ["STATIC_DIR", "pages_router", "static_router", "template_config"]
@@ -53,13 +52,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
 
 
 def static_router() -> Router:
-    return create_static_files_router(
-        path="/static",
-        directories=[STATIC_DIR],
-        name="static",
-        cache_control=CacheControlHeader(max_age=3600, public=True),
-        include_in_schema=False,
-    )
+    return static_assets_router(STATIC_DIR)
 
 
 def _sign_in_first(_: Request[Any, Any, Any], exc: SignInRequired) -> Response[Any]:
