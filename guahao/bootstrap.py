@@ -44,6 +44,7 @@ from guahao.platform.services.accounts import AccountService
 from guahao.platform.services.add_on_units import AddOnUnits
 from guahao.platform.services.audit import AuditLog
 from guahao.platform.services.authority_figures import AuthorityFigures
+from guahao.platform.services.availability_answers import AvailabilityAnswers
 from guahao.platform.services.availability_feed import AvailabilityFeed
 from guahao.platform.services.blacklist import BlacklistService, blacklist_rules_of
 from guahao.platform.services.booking_service import BookingService
@@ -144,6 +145,9 @@ class Platform:
     hospital_console: HospitalConsole
     department_policies: DepartmentPolicies
     """Departments' own split and release policies (console), applied to unreleased sessions."""
+    availability_answers: AvailabilityAnswers
+    """A doctor's availability as encoded answers, per process, kept true by the pool's
+    announcements (the API's read at a release)."""
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     def job_functions(self) -> dict[str, Any]:
@@ -315,7 +319,8 @@ async def open_platform(
         registry = ConnectorRegistry(sessions, clock)
         his_inventory = HisHolds(sessions, clock, registry)
         limiter = RequestLimiter(redis_url)
-        inventory = RedisInventory(client)
+        # grants heard too: the availability answers drop a doctor's counts when a unit goes
+        inventory = RedisInventory(client, follow_takes=True)
         # the sold-out view follows the pool's give-back channel for the platform's life
         inventory.follow_returns()
         ports = Ports(
@@ -350,6 +355,8 @@ async def open_platform(
             # jieba's dictionary, loaded off the event loop before anything searches or
             # indexes (one-off commands, run_jobs=False, do neither: they skip the second)
             await asyncio.to_thread(search.analyzer.warm)
+        # remembered search answers follow every process's index writes for the platform's life
+        search.follow_changes(client)
         dispatcher.subscribe(
             "",
             search.indexer.handle,
@@ -451,6 +458,7 @@ async def open_platform(
         lottery = LotteryService(ports, sync, offers, rules)
         reconciliation = PaymentReconciliation(ports, bookings.payments)
         pool_recovery = PoolRecovery(client, sync)
+        queries = QueryService(ports)
         platform = Platform(
             settings=settings,
             ports=ports,
@@ -470,7 +478,7 @@ async def open_platform(
                 registrations=RegistrationCodes(ports, client, ConsoleTextMessages(), rules),
             ),
             rules=rules,
-            queries=QueryService(ports),
+            queries=queries,
             inventory_sync=sync,
             dispatcher=dispatcher,
             search=search,
@@ -513,6 +521,7 @@ async def open_platform(
             payment_reconciliation=reconciliation,
             hospital_console=HospitalConsole(ports, filings),
             department_policies=DepartmentPolicies(ports, sync, rules),
+            availability_answers=AvailabilityAnswers(queries, inventory.sold_out, ports.clock),
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(
@@ -545,6 +554,7 @@ async def open_platform(
             with contextlib.suppress(Exception):
                 await limiter.close()
         if search is not None:
+            await search.stop_following()
             await search.backend.close()
         if gateway_client is not client:
             await gateway_client.aclose()

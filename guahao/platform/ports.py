@@ -103,6 +103,9 @@ class SlotCounts(msgspec.Struct, frozen=True):
     available: int
     release_at_ms: int
     status: SlotStatus
+    next_change_ms: int = -1
+    """When the counts next change with no step taken (a hold running out, a returning unit
+    back on sale), epoch ms; -1 for never (or unknown: a snapshot from a step's reply)."""
 
 
 class HoldGrant(msgspec.Struct, frozen=True):

@@ -11,18 +11,23 @@ import logging
 import re
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
+from redis.asyncio import Redis
 
 from guahao.config import Settings
 from guahao.platform.error_codes import refuse
 from guahao.platform.errors import GuahaoError
 from guahao.platform.reference.catalog import load_catalog
 from guahao.platform.services.runtime import Ports
+from guahao.search.answers import SearchAnswers
 from guahao.search.availability import HORIZON_DAYS, local_today
 from guahao.search.backend import Progress, SearchBackend
 from guahao.search.documents import GRADE_RANK, TITLE_LABELS, DocumentBuilder
 from guahao.search.embedded import EmbeddedBackend, hit_of
+from guahao.search.index_changes import CHANNEL as CHANGES_CHANNEL
+from guahao.search.index_changes import AnnouncingBackend, IndexChanges
 from guahao.search.indexer import SearchIndexer
 from guahao.search.query import (
     MAX_QUERY_CHARS,
@@ -63,7 +68,11 @@ class SearchService:
         self.backend = backend
         self.analyzer = analyzer or TextAnalyzer()
         self.builder = DocumentBuilder(self.analyzer)
-        self.indexer = SearchIndexer(ports, backend, self.builder)
+        self.changes = IndexChanges()
+        """The index's generation, moved by every write here or (when following) anywhere."""
+        self.answers = SearchAnswers(self.changes)
+        # every write goes through the indexer, so every write moves the generation
+        self.indexer = SearchIndexer(ports, AnnouncingBackend(backend, self.changes), self.builder)
         self._districts = districts or load_districts()
         self._catalog = load_catalog()
 
@@ -133,17 +142,49 @@ class SearchService:
             )
         return advice
 
+    def follow_changes(self, redis: Redis, key_prefix: str = "") -> None:
+        """Learn of index writes made by other processes (remembered answers are used only
+        while following; see ``index_changes``)."""
+        self.changes.channel = f"{key_prefix}{CHANGES_CHANNEL}"
+        self.changes.start(redis)
+
+    async def stop_following(self) -> None:
+        await self.changes.stop()
+
     async def search(self, query: SearchQuery) -> SearchResult:
-        """Validate and run a search; refusals carry SEARCH_* codes."""
+        """Validate and run a search; refusals carry SEARCH_* codes. An answer already given
+        on the same index today is given again (``answers``)."""
         self._check(query)
-        request, rules = plan(query, self.analyzer, self._today())
+        today = self._today()
+        key = self.answers.key(query, today)
+        found = self.answers.found(key)
+        if found is not None:
+            return found
+        return await self._search(query, today, key)
+
+    async def search_encoded(self, query: SearchQuery) -> bytes:
+        """``search``'s answer as JSON (the API's route), encoded once per remembered answer."""
+        self._check(query)
+        today = self._today()
+        key = self.answers.key(query, today)
+        body = self.answers.encoded(key)
+        if body is not None:
+            return body
+        result = await self._search(query, today, key)
+        return self.answers.encoded(key) or msgspec.json.encode(result)
+
+    async def _search(self, query: SearchQuery, today: date, key: Any) -> SearchResult:
+        ticket = self.answers.ticket()
+        request, rules = plan(query, self.analyzer, today)
         try:
             result = await self.backend.search(request)
         except GuahaoError:
             raise
         except Exception as exc:
             refuse("SEARCH_UNAVAILABLE", backend=self.backend.name, reason=type(exc).__name__)
-        return msgspec.structs.replace(result, triage=self._triage(rules))
+        answer = msgspec.structs.replace(result, triage=self._triage(rules))
+        self.answers.keep(key, answer, ticket)
+        return answer
 
     async def alternatives(
         self, doctor_id: str, *, within_days: int = 7, limit: int = 10

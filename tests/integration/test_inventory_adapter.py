@@ -52,6 +52,7 @@ async def test_load_rebuilds_holds_returning_units_and_bookings(
         available=1,
         release_at_ms=RELEASE,
         status="open",
+        next_change_ms=RELEASE + TTL,  # h1 runs out and b9 returns then
     )
     assert await inventory.confirm("s1", hold_id="h2", account_id="a2", now_ms=RELEASE)
     later = (await inventory.counts(["s1"], now_ms=RELEASE + TTL))["s1"]

@@ -62,4 +62,5 @@ end
 redis.call('ZADD', HOLD_EXPIRY, expires, hold_id)
 redis.call('HSET', HOLD_OWNER, hold_id, account_id)
 redis.call('SET', KEYS[8], cjson.encode({account_id, hold_id, expires}), 'PX', ARGV[5])
+announce_take()
 return {'GRANTED', hold_id, expires}

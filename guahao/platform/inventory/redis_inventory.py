@@ -92,7 +92,11 @@ class RedisInventory:
         replay_ttl_ms: int = DEFAULT_REPLAY_TTL_MS,
         pipeline_batch: int = 256,
         refusal_memory: int = REFUSAL_MEMORY,
+        follow_takes: bool = False,
     ) -> None:
+        """``follow_takes``: the view's subscription also hears every grant, for listeners
+        such as the availability answers (each grant then costs every such process a message,
+        so a process with no use for them, like the engine bench's workers, leaves it off)."""
         self._redis = redis
         self._pipeline = AutoPipeline(redis, max_batch=pipeline_batch)
         # One server runs a script over any keys: the hold script then claims the account's
@@ -108,7 +112,11 @@ class RedisInventory:
         # because the sold-out answer names the accounts holding there.)
         self._granted: OrderedDict[str, None] = OrderedDict()
         self._keys = KeyNames(key_prefix)
-        self.sold_out = SoldOutView(self._keys.returns_channel(), size=refusal_memory)
+        self.sold_out = SoldOutView(
+            self._keys.returns_channel(),
+            size=refusal_memory,
+            takes_channel=self._keys.takes_channel() if follow_takes else None,
+        )
         """Slots this worker knows to be sold out, kept true by the give-back channel; blind
         (so every attempt asks Redis) until ``follow_returns`` has subscribed."""
         self._replay_ttl_ms = replay_ttl_ms
@@ -236,6 +244,7 @@ class RedisInventory:
             if _text(reply[1]) == "HOLD_ALREADY_ACTIVE":
                 _refuse_held_elsewhere(slot_id, reply[2], reply[3])
             _raise_refusal(reply, slot_id, hold_id=hold_id)
+        self.sold_out.taken(slot_id)  # the availability answers' counts moved
         if outcome == "REPLAYED" or not self._claims_in_slot_script:
             claim = await self._run(
                 ACCOUNT_SCRIPTS["account_claim"],
@@ -515,7 +524,7 @@ def _text(value: bytes | str) -> str:
 
 
 def _counts(reply: Sequence[Any]) -> SlotCounts:
-    capacity, booked, held, returning, available, release_at_ms, status = reply
+    capacity, booked, held, returning, available, release_at_ms, status = reply[:7]
     return SlotCounts(
         capacity=int(capacity),
         booked=int(booked),
@@ -524,6 +533,7 @@ def _counts(reply: Sequence[Any]) -> SlotCounts:
         available=int(available),
         release_at_ms=int(release_at_ms),
         status=cast(SlotStatus, _text(status)),
+        next_change_ms=int(reply[7]) if len(reply) > 7 else -1,
     )
 
 

@@ -53,6 +53,14 @@ class KeyNames:
         """
         return f"{self.prefix}guahao:slot-returns"
 
+    def takes_channel(self) -> str:
+        """The channel on which slot scripts announce a unit taken (``announce_take()``).
+
+        >>> KeyNames("gh:").takes_channel()
+        'gh:guahao:slot-takes'
+        """
+        return f"{self.prefix}guahao:slot-takes"
+
     def account_marker(self, account_id: str) -> str:
         """The key naming an account's one unfinished hold."""
         return f"{self.prefix}{{acct:{_tag_safe('account_id', account_id)}}}:hold"

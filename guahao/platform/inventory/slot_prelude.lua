@@ -42,3 +42,11 @@ local function announce()
   local prefix, slot = string.match(KEYS[1], '^(.-){slot:(.-)}')
   redis.call('PUBLISH', prefix .. 'guahao:slot-returns', slot)
 end
+
+-- Tell every worker process that a unit of this slot was taken (a grant), so that none keeps
+-- showing the slot's old count (availability_answers.py). A channel of its own: the sold-out
+-- view has nothing to drop when a unit goes.
+local function announce_take()
+  local prefix, slot = string.match(KEYS[1], '^(.-){slot:(.-)}')
+  redis.call('PUBLISH', prefix .. 'guahao:slot-takes', slot)
+end

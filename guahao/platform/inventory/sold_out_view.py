@@ -31,6 +31,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Protocol
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
@@ -38,7 +39,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-__all__ = ["SOLD_OUT_VIEW_SIZE", "SoldOutView"]
+__all__ = ["SOLD_OUT_VIEW_SIZE", "SlotChangeListener", "SoldOutView"]
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +49,29 @@ SOLD_OUT_VIEW_SIZE = 100_000
 _RESUBSCRIBE_PAUSES_S = (0.05, 0.2, 1.0, 2.0)
 
 
+class SlotChangeListener(Protocol):
+    """Another per-process memory of slots that rides on the view's subscription (the
+    availability answers): told of every slot the view hears about, and of every loss."""
+
+    def slot_changed(self, slot_id: str) -> None:
+        """A unit of ``slot_id`` may have come back or been taken, or the slot changed."""
+        ...
+
+    def blind(self) -> None:
+        """The subscription is lost (or stopped): announcements may be missed from now on."""
+        ...
+
+
 class SoldOutView:
     """The per-process sold-out view and the subscription that keeps it true."""
 
-    def __init__(self, channel: str, *, size: int = SOLD_OUT_VIEW_SIZE) -> None:
+    def __init__(
+        self, channel: str, *, size: int = SOLD_OUT_VIEW_SIZE, takes_channel: str | None = None
+    ) -> None:
         self.channel = channel
+        self.takes_channel = takes_channel
+        """Where grants are announced: followed on the same connection, for the listeners
+        only (a unit taken changes nothing the view remembers)."""
         self._size = size
         # slot id -> (believed while now_ms < this, accounts that must still ask Redis)
         self._entries: OrderedDict[str, tuple[int, frozenset[str]]] = OrderedDict()
@@ -67,6 +86,13 @@ class SoldOutView:
         self._subscribed = asyncio.Event()
         self.announcements = 0
         """Announcements received since the start (for tests and the bench's report)."""
+        self.takes = 0
+        """Announced grants received since the start (tests)."""
+        self._listeners: list[SlotChangeListener] = []
+
+    def listen(self, listener: SlotChangeListener) -> None:
+        """Tell ``listener`` of every slot change heard from here on and of every loss."""
+        self._listeners.append(listener)
 
     # ------------------------------------------------------------------ answering
 
@@ -113,6 +139,14 @@ class SoldOutView:
     def drop(self, slot_id: str) -> None:
         """Something this process did on the slot may have given a unit back."""
         self._entries.pop(slot_id, None)
+        for listener in self._listeners:
+            listener.slot_changed(slot_id)
+
+    def taken(self, slot_id: str) -> None:
+        """This process was granted a unit of ``slot_id`` (nothing came back: the view keeps
+        its entries; only the listeners' counts moved)."""
+        for listener in self._listeners:
+            listener.slot_changed(slot_id)
 
     def announced(self, slot_id: str) -> None:
         """A give-back on ``slot_id`` was announced (from the channel)."""
@@ -124,6 +158,13 @@ class SoldOutView:
         while len(self._announced_at) > self._size:
             _slot, count = self._announced_at.popitem(last=False)
             self._forgotten_at = max(self._forgotten_at, count)
+        for listener in self._listeners:
+            listener.slot_changed(slot_id)
+
+    def _taken_elsewhere(self, slot_id: str) -> None:
+        self.takes += 1
+        for listener in self._listeners:
+            listener.slot_changed(slot_id)
 
     def _go_blind(self) -> None:
         self._live = False
@@ -132,6 +173,8 @@ class SoldOutView:
         self._announced_at.clear()
         self._forgotten_at = self._announced
         self._subscribed.clear()
+        for listener in self._listeners:
+            listener.blind()
 
     # ------------------------------------------------------------------ following
 
@@ -165,18 +208,27 @@ class SoldOutView:
         failures = 0
         while True:
             try:
+                channels = [c for c in (self.channel, self.takes_channel) if c]
+                takes = self.takes_channel.encode() if self.takes_channel else None
                 async with redis.pubsub(ignore_subscribe_messages=False) as pubsub:
-                    await pubsub.subscribe(self.channel)
+                    await pubsub.subscribe(*channels)
+                    confirmed = 0
                     async for message in pubsub.listen():
                         kind = message.get("type")
                         if kind == "subscribe":
-                            # from here on every give-back reaches this process
-                            self._live = True
-                            self._subscribed.set()
-                            failures = 0
+                            confirmed += 1
+                            if confirmed == len(channels):
+                                # from here on every give-back (and grant) reaches this process
+                                self._live = True
+                                self._subscribed.set()
+                                failures = 0
                         elif kind == "message":
                             data = message["data"]
-                            self.announced(data.decode() if isinstance(data, bytes) else data)
+                            slot_id = data.decode() if isinstance(data, bytes) else data
+                            if takes is not None and message["channel"] in (takes, takes.decode()):
+                                self._taken_elsewhere(slot_id)
+                            else:
+                                self.announced(slot_id)
                     raise ConnectionError("subscription ended")
             except asyncio.CancelledError:
                 raise

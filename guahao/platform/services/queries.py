@@ -6,7 +6,7 @@ trip to Redis per page, so what a citizen sees is what a hold would find.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 import msgspec
 from sqlalchemy import select
@@ -182,7 +182,19 @@ class QueryService:
     async def doctor_availability(
         self, doctor_id: str, *, start: date, end: date
     ) -> list[SessionAvailability]:
-        """The doctor's sessions between two dates (inclusive) with units left per segment.
+        """The doctor's sessions between two dates (inclusive) with units left per segment."""
+        sessions, _counts_change_at = await self.doctor_availability_until(
+            doctor_id, start=start, end=end
+        )
+        return sessions
+
+    async def doctor_availability_until(
+        self, doctor_id: str, *, start: date, end: date
+    ) -> tuple[list[SessionAvailability], datetime | None]:
+        """``doctor_availability``, and the first instant at which its counts change with no
+        step taken (a hold running out, a returning unit back on sale), or None.
+
+        The doctor's sessions between two dates (inclusive) with units left per segment.
 
         A release brings a crowd to this read. It was three ORM selects in a transaction,
         five round trips to PostgreSQL (BEGIN, the doctor, the sessions, the slots, ROLLBACK)
@@ -232,6 +244,9 @@ class QueryService:
         )
         sessions: dict[str, SessionAvailability] = {}
         by_session: dict[str, list[SlotAvailability]] = {}
+        counts_change_ms = min(
+            (c.next_change_ms for c in counts.values() if c.next_change_ms >= 0), default=None
+        )
         for (
             session_id,
             session_doctor,
@@ -284,7 +299,9 @@ class QueryService:
         return [
             msgspec.structs.replace(found, available=sum(x.available for x in found.slots))
             for found in sessions.values()
-        ]
+        ], None if counts_change_ms is None else datetime.fromtimestamp(
+            counts_change_ms / 1000, UTC
+        )
 
     async def booking(self, booking_id: str, *, account_id: str | None) -> BookingDetail:
         """One booking as its owner sees it, in one statement of plain columns.

@@ -6,8 +6,9 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, get
+from litestar import Controller, MediaType, Response, get
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, QueryParameter
 
 from guahao.platform.error_codes import refuse
@@ -30,7 +31,11 @@ class SearchController(Controller):
     path = "/api/v1"
     tags = ["search"]  # noqa: RUF012
 
-    @get("/search", operation_id="search")
+    @get(
+        "/search",
+        operation_id="search",
+        responses={200: ResponseSpec(SearchResult, description="Request fulfilled")},
+    )
     async def search(
         self,
         search: NamedDependency[SearchService],
@@ -50,7 +55,7 @@ class SearchController(Controller):
         page: Annotated[int, QueryParameter()] = 1,
         page_size: Annotated[int, QueryParameter(name="pageSize")] = 20,
         facets: Annotated[bool, QueryParameter()] = True,
-    ) -> SearchResult:
+    ) -> Response[bytes]:
         """Hospitals, departments and doctors of the region by Chinese text, pinyin (full or
         initials), alias or symptom, with filters, facets, sorting and paging."""
         query = _query(
@@ -73,7 +78,7 @@ class SearchController(Controller):
                 "facets": facets,
             }
         )
-        return await search.search(query)
+        return Response(await search.search_encoded(query), media_type=MediaType.JSON)
 
     @get("/doctors/{doctor_id:str}/alternatives", operation_id="doctorAlternatives")
     async def alternatives(

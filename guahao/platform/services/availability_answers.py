@@ -1,0 +1,199 @@
+"""A doctor's availability as its encoded answer, remembered per process for a release's crowd.
+
+At a release thousands of citizens reload the same doctors. Each answer was one SQL select of
+every session and slot in the range, one pipelined Redis script per slot (a hundred for a
+doctor of the demo) and the encoding of as many structs (bench/profiles/surge-reads-1-*):
+milliseconds of CPU for an answer that changes a few times a second at most. This cache keeps
+the encoded bytes per doctor and date range, and drops them when the answer can have changed:
+
+- **at once**, for every step any process takes on one of its slots: the pool's scripts
+  announce a unit given back, a session stopped or reopened, a capacity change, a slot loaded
+  or rebuilt (``<prefix>guahao:slot-returns``) and every grant (``<prefix>guahao:slot-takes``);
+  the steps this process takes itself drop the answer before their reply is even read;
+- **at its instant**, by the platform's clock, for what changes with time alone: a release, a
+  slot's start, a hold running out, a cancelled unit's return delay ending (the counts script
+  names the first such instant of each slot);
+- **within ``ANSWER_MAX_AGE_SECONDS`` (10 s)** for a session newly published for the doctor
+  (its slots are new to the answer, and their announcements cannot be tied to the doctor
+  without a read). Schedules are published hours or days before their release, so that bound
+  costs nobody a unit.
+
+A process that lost its subscription (starting, connection lost, Redis restarted) empties the
+cache and keeps nothing until it is subscribed again, as the sold-out view does, whose
+subscription this cache shares (``SoldOutView.listen``). An answer is only kept when nothing
+about its slots was heard between the start of its read and its end (the view's ticket
+scheme), and concurrent misses of one key share one read. The hold stays the authority: an
+answer read a moment before a grant can still show the unit, and the hold then refuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import msgspec
+
+from guahao.platform.clock import Clock
+from guahao.platform.inventory.sold_out_view import SoldOutView
+from guahao.platform.services.queries import QueryService, SessionAvailability
+
+__all__ = ["ANSWERS_SIZE", "ANSWER_MAX_AGE_SECONDS", "AvailabilityAnswers"]
+
+ANSWER_MAX_AGE_SECONDS = 10.0
+"""How long an answer is kept at most: the bound for a session newly published for the
+doctor, the one change no message names."""
+
+ANSWERS_SIZE = 20_000
+"""Answers kept at most (doctor × date range); past it the least recently used goes."""
+
+_HEARD_MEMORY = 100_000
+"""Slots whose latest change is remembered for the reads under way (as the sold-out view)."""
+
+_Key = tuple[str, date, date]
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    body: bytes
+    fresh_until: float  # on the monotonic ticker
+    changes_at: datetime | None  # the next release or slot start, by the platform's clock
+    slot_ids: tuple[str, ...]
+
+
+class AvailabilityAnswers:
+    """Encoded availability answers of this process, kept true by the pool's announcements."""
+
+    def __init__(
+        self,
+        queries: QueryService,
+        view: SoldOutView,
+        clock: Clock,
+        *,
+        size: int = ANSWERS_SIZE,
+        max_age_seconds: float = ANSWER_MAX_AGE_SECONDS,
+        ticker: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._queries = queries
+        self._view = view
+        self._clock = clock
+        self._size = size
+        self._max_age = max_age_seconds
+        self._ticker = ticker
+        self._encoder = msgspec.json.Encoder()
+        self._answers: OrderedDict[_Key, _Answer] = OrderedDict()
+        self._keys_of_slot: dict[str, set[_Key]] = {}
+        self._loading: dict[_Key, asyncio.Future[bytes]] = {}
+        # slot changes heard, and the count at each slot's latest one (bounded like the
+        # answers; ``_forgotten_at`` covers the slots dropped from that memory)
+        self._heard = 0
+        self._heard_at: OrderedDict[str, int] = OrderedDict()
+        self._forgotten_at = 0
+        self._epoch = 0
+        self.reads = 0
+        """Answers read from SQL and Redis since the start (tests and the bench's report)."""
+        view.listen(self)
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def today(self) -> date:
+        """The platform clock's date (the default start of a range)."""
+        return self._clock.now().date()
+
+    async def answer(self, doctor_id: str, *, start: date, end: date) -> bytes:
+        """The JSON of ``QueryService.doctor_availability`` for these arguments."""
+        key = (doctor_id, start, end)
+        found = self._answers.get(key)
+        if found is not None and self._view.live:
+            if self._ticker() < found.fresh_until and (
+                found.changes_at is None or self._clock.now() < found.changes_at
+            ):
+                self._answers.move_to_end(key)
+                return found.body
+            self._forget(key)
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._read(key))
+            self._loading[key] = loading
+            loading.add_done_callback(lambda _done: self._loading.pop(key, None))
+        # shielded: one caller's cancellation must not cancel the read the others wait for
+        return await asyncio.shield(loading)
+
+    async def _read(self, key: _Key) -> bytes:
+        ticket = (self._epoch, self._heard)
+        fresh_until = self._ticker() + self._max_age
+        doctor_id, start, end = key
+        self.reads += 1
+        sessions, counts_change_at = await self._queries.doctor_availability_until(
+            doctor_id, start=start, end=end
+        )
+        body = self._encoder.encode(sessions)
+        now = self._clock.now()
+        slot_ids = tuple(slot.id for found in sessions for slot in found.slots)
+        if self._still_true(ticket, slot_ids):
+            changes_at = _next_change(sessions, now)
+            if counts_change_at is not None and (
+                changes_at is None or counts_change_at < changes_at
+            ):
+                changes_at = counts_change_at
+            self._keep(key, _Answer(body, fresh_until, changes_at, slot_ids))
+        return body
+
+    def _still_true(self, ticket: tuple[int, int], slot_ids: tuple[str, ...]) -> bool:
+        epoch, heard = ticket
+        if not self._view.live or epoch != self._epoch or heard < self._forgotten_at:
+            return False
+        return all(self._heard_at.get(slot_id, 0) <= heard for slot_id in slot_ids)
+
+    def _keep(self, key: _Key, answer: _Answer) -> None:
+        self._forget(key)
+        self._answers[key] = answer
+        for slot_id in answer.slot_ids:
+            self._keys_of_slot.setdefault(slot_id, set()).add(key)
+        while len(self._answers) > self._size:
+            self._forget(next(iter(self._answers)))
+
+    def _forget(self, key: _Key) -> None:
+        answer = self._answers.pop(key, None)
+        if answer is None:
+            return
+        for slot_id in answer.slot_ids:
+            keys = self._keys_of_slot.get(slot_id)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._keys_of_slot[slot_id]
+
+    # ------------------------------------------------------------------ SlotChangeListener
+
+    def slot_changed(self, slot_id: str) -> None:
+        self._heard += 1
+        self._heard_at[slot_id] = self._heard
+        self._heard_at.move_to_end(slot_id)
+        while len(self._heard_at) > _HEARD_MEMORY:
+            _slot, count = self._heard_at.popitem(last=False)
+            self._forgotten_at = max(self._forgotten_at, count)
+        for key in tuple(self._keys_of_slot.get(slot_id, ())):
+            self._forget(key)
+
+    def blind(self) -> None:
+        self._epoch += 1
+        self._answers.clear()
+        self._keys_of_slot.clear()
+        self._heard_at.clear()
+        self._forgotten_at = self._heard
+
+
+def _next_change(sessions: list[SessionAvailability], now: datetime) -> datetime | None:
+    """The first instant after ``now`` at which the answer changes by time alone: a session
+    or slot released, a slot started (its units stop counting)."""
+    instants = [s.release_at for s in sessions if s.release_at > now]
+    for found in sessions:
+        instants += [
+            t for slot in found.slots for t in (slot.release_at, slot.starts_at) if t > now
+        ]
+    return min(instants, default=None)
