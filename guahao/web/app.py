@@ -114,6 +114,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if platform is not None:
             app.state.platform = platform
+            tokens.keep_time_with(platform.ports.clock)
             try:
                 yield
             finally:
@@ -121,6 +122,7 @@ def create_app(
             return
         async with open_platform(settings, clock=clock) as opened:
             app.state.platform = opened
+            tokens.keep_time_with(opened.ports.clock)
             try:
                 yield
             finally:

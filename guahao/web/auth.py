@@ -31,7 +31,9 @@ from joserfc.jwk import OctKey
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from guahao.platform.clock import Clock
 from guahao.platform.error_codes import refuse
+from guahao.platform.shared_clock import SharedClock
 
 __all__ = ["VERIFIED_TOKENS_KEPT", "TokenIssuer", "require_account"]
 
@@ -83,9 +85,21 @@ class TokenIssuer:
         # token -> (account id, expiry in epoch seconds); only tokens that passed every check
         self._verified: dict[str, tuple[str, int]] = {}
         self._kept = kept
+        self._clock: SharedClock | None = None
+
+    def keep_time_with(self, clock: Clock) -> None:
+        """Judge ``iat`` and ``exp`` on the region's shared time when the platform keeps one:
+        a token issued by a worker whose host clock runs a few minutes fast must not be
+        refused as "issued in the future" by a slow one (test clocks are not followed: tests
+        move the platform's clock by days while their tokens stay valid)."""
+        self._clock = clock if isinstance(clock, SharedClock) else None
+
+    def _now(self) -> int:
+        offset = self._clock.offset.total_seconds() if self._clock is not None else 0.0
+        return int(time.time() + offset)
 
     def issue(self, account_id: str) -> str:
-        now = int(time.time())
+        now = self._now()
         claims = {"sub": account_id, "iat": now, "exp": now + self._seconds, "scope": "citizen"}
         return jwt.encode({"alg": "HS256"}, claims, self._key)
 
@@ -98,7 +112,7 @@ class TokenIssuer:
         known = self._verified.get(token)
         if known is not None:
             account, expires = known
-            if expires > int(time.time()):
+            if expires > self._now():
                 return account
             self._verified.pop(token, None)
             refuse("UNAUTHENTICATED")
@@ -106,7 +120,7 @@ class TokenIssuer:
             claims = self._verified_claims(token)
         except (ValueError, UnicodeError, binascii.Error, msgspec.ValidationError):
             refuse("UNAUTHENTICATED")
-        now = int(time.time())
+        now = self._now()
         if (
             claims.scope != "citizen"  # a second safeguard beside the separate keys
             or claims.exp <= now

@@ -8,12 +8,15 @@ import base64
 import hmac
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
+from guahao.platform.clock import ManualClock, SystemClock
 from guahao.platform.errors import GuahaoError
+from guahao.platform.shared_clock import SharedClock
 from guahao.web.auth import TokenIssuer
 
 SECRET = "a-signing-secret-of-at-least-32-characters"
@@ -141,3 +144,39 @@ def test_a_tampered_token_is_refused(tamper: object) -> None:
     head, payload, signature = TokenIssuer(SECRET, 5).issue("acct-1").split(".")
     assert callable(tamper)
     assert _refused(tamper(head, payload, signature))
+
+
+class _Reference:
+    """The region's reference time (Redis ``TIME`` in production), ``ahead`` of this host."""
+
+    def __init__(self, ahead: timedelta) -> None:
+        self._ahead = ahead
+
+    async def now(self) -> datetime:
+        return datetime.now(UTC) + self._ahead
+
+
+async def _worker(reference: _Reference | None) -> TokenIssuer:
+    issuer = TokenIssuer(SECRET, 5)
+    if reference is not None:
+        clock = SharedClock(SystemClock(), reference)
+        await clock.calibrate()
+        issuer.keep_time_with(clock)
+    return issuer
+
+
+async def test_a_token_from_a_worker_on_the_regions_time_passes_a_worker_with_a_slow_host() -> None:
+    """This host is five minutes behind the region's time: a worker keeping the region's time
+    issues tokens a worker on its own slow clock would refuse as issued in the future."""
+    reference = _Reference(timedelta(minutes=5))
+    fast, slow = await _worker(reference), await _worker(reference)
+    token = fast.issue("acct-1")
+    assert slow.account_of(token) == "acct-1"
+    with pytest.raises(GuahaoError):
+        (await _worker(None)).account_of(token)  # the host's own clock: "issued in the future"
+
+
+def test_a_test_clock_is_not_followed() -> None:
+    issuer = TokenIssuer(SECRET, 5)
+    issuer.keep_time_with(ManualClock(datetime(2030, 1, 1, tzinfo=UTC)))
+    assert issuer.account_of(issuer.issue("acct-1")) == "acct-1"
