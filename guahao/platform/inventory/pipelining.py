@@ -54,7 +54,7 @@ _NODE_BUSY_PAUSE_S = 0.002
 class _Call:
     script: LuaScript
     keys: Sequence[str]
-    args: Sequence[str | int]
+    args: Sequence[str | int | bytes]
     future: asyncio.Future[Any] = field(repr=False)
 
 
@@ -73,7 +73,9 @@ class AutoPipeline:
         self._scheduled = False
         self._in_flight: set[asyncio.Task[None]] = set()
 
-    async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    async def run(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int | bytes]
+    ) -> Any:
         """The script's reply; its own errors (and connection errors) are raised here."""
         loop = asyncio.get_running_loop()
         call = _Call(script, keys, args, loop.create_future())
