@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from guahao.platform.ids import new_id
 from guahao.platform.persistence.bulk_rows import insert_rows
@@ -81,3 +81,12 @@ async def test_a_column_the_table_lacks_is_refused_not_dropped(platform):  # typ
     with pytest.raises((ValueError, StatementError)):
         async with platform.ports.sessions() as session, session.begin():
             await insert_rows(session, SessionRow, [row])
+
+
+async def test_a_row_breaking_a_constraint_raises_integrity_error(platform):  # type: ignore[no-untyped-def]
+    await platform.supply.register_hospital(clinic(units=4))
+    first = await _session_row(platform, 105)
+    again = first | {"id": new_id()}  # the same doctor, day and period: unique
+    with pytest.raises(IntegrityError):
+        async with platform.ports.sessions() as session, session.begin():
+            await insert_rows(session, SessionRow, [first, again])

@@ -20,11 +20,16 @@ from typing import Any
 
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.persistence.tables import Base
 
 __all__ = ["insert_rows"]
+
+INTEGRITY_SQLSTATE_CLASS = "23"
+"""PostgreSQL's class of "integrity constraint violation" errors (unique, foreign key, check,
+not null), which asyncpg raises with their ``sqlstate``."""
 
 
 async def insert_rows(
@@ -47,9 +52,15 @@ async def insert_rows(
     raw = await connection.get_raw_connection()
     driver = raw.driver_connection
     assert driver is not None  # an open connection of this session's transaction
-    await driver.copy_records_to_table(
-        table.name, records=records, columns=columns, schema_name=table.schema
-    )
+    try:
+        await driver.copy_records_to_table(
+            table.name, records=records, columns=columns, schema_name=table.schema
+        )
+    except Exception as exc:
+        if str(getattr(exc, "sqlstate", "")).startswith(INTEGRITY_SQLSTATE_CLASS):
+            # as an INSERT would raise it: callers handle SQLAlchemy's IntegrityError
+            raise IntegrityError(f"COPY {table.name}", None, exc) from exc
+        raise
 
 
 def _records(
