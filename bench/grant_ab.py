@@ -103,6 +103,12 @@ def main() -> None:
                     _stop(server)
                 step += 1
                 granted += row.statuses.get("201", 0)
+                if row.requests > per_round:
+                    print(
+                        f"warning: {row.requests} requests overran the round's {per_round} "
+                        "accounts; the next round meets their holds (409): use fewer rounds",
+                        flush=True,
+                    )
                 result = {
                     "round": round_no,
                     "tree": name,
