@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError, StatementError
 
 from guahao.platform.ids import new_id
 from guahao.platform.persistence.bulk_rows import insert_rows
-from guahao.platform.persistence.tables import DoctorRow, SessionRow
+from guahao.platform.persistence.outbox import event_values
+from guahao.platform.persistence.tables import DoctorRow, OutboxRow, SessionRow
 from tests.fixtures.platforms import SESSION_DAY, clinic
 
 
@@ -90,3 +91,24 @@ async def test_a_row_breaking_a_constraint_raises_integrity_error(platform):  # 
     with pytest.raises(IntegrityError):
         async with platform.ports.sessions() as session, session.begin():
             await insert_rows(session, SessionRow, [first, again])
+
+
+async def test_copied_events_keep_their_json_payload_and_get_their_serial_ids(platform):  # type: ignore[no-untyped-def]
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    payloads = [{"session_id": f"s{n}", "names": ["王", "李"], "n": n} for n in range(3)]
+    async with platform.ports.sessions() as session, session.begin():
+        await insert_rows(
+            session,
+            OutboxRow,
+            [event_values("bulk.copied", f"agg{n}", p, now) for n, p in enumerate(payloads)],
+        )
+    async with platform.ports.sessions() as session:
+        rows = (
+            await session.scalars(
+                select(OutboxRow).where(OutboxRow.topic == "bulk.copied").order_by(OutboxRow.id)
+            )
+        ).all()
+    assert [r.payload for r in rows] == payloads
+    assert [r.aggregate_id for r in rows] == ["agg0", "agg1", "agg2"]
+    assert all(r.id is not None and r.attempts == 0 and r.dispatched_at is None for r in rows)
+    assert rows[0].created_at == now

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.clock import to_epoch_ms
@@ -160,8 +160,7 @@ class SupplyService:
                     sessions_added, slots_added, events = await self._new_rows(session, chunk)
                     await insert_rows(session, SessionRow, sessions_added)
                     await insert_rows(session, SlotRow, slots_added)
-                    if events:
-                        await session.execute(insert(OutboxRow), events)
+                    await insert_rows(session, OutboxRow, events)
                 if loading is not None:
                     await loading
                 # New slots: nothing in Redis to merge with, nobody can have held a unit yet,
