@@ -22,7 +22,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
@@ -32,12 +32,16 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from guahao.platform.error_codes import CODES
 from guahao.platform.errors import GuahaoError
+from guahao.platform.inventory.lua_scripts import LuaScript
+from guahao.platform.inventory.pipelining import AutoPipeline
 from guahao.web.request_bodies import BodyTooLargeError, body_limit_of, read_bounded, replaying
 
 __all__ = [
     "IDEMPOTENCY_KEY_OPT",
     "LEASE_SECONDS",
     "IdempotencyMiddleware",
+    "IdempotencyRecords",
+    "LeaseKeeper",
     "claim_lease",
     "kept_leased",
     "pending_fingerprint",
@@ -77,6 +81,7 @@ class IdempotencyMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._records: IdempotencyRecords | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP or scope["method"] not in WRITE_METHODS:
@@ -111,11 +116,10 @@ class IdempotencyMiddleware:
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
         fingerprint = hashlib.sha256(method.encode() + b" " + target + b"\n" + body).hexdigest()
-        redis = scope["app"].state.platform.redis
+        records = self._records_for(scope["app"].state.platform.redis)
         record = f"idem:{{{principal}}}:{hashlib.sha256(key.encode()).hexdigest()}"
-        lease = await claim_lease(redis, record, fingerprint)
+        lease, existing = await records.claim(record, fingerprint)
         if lease is None:
-            existing: bytes | None = await redis.get(record)
             if existing is None or existing.startswith(PENDING):
                 same = existing is not None and pending_fingerprint(existing) == fingerprint
                 status, payload = _error_response(
@@ -145,16 +149,21 @@ class IdempotencyMiddleware:
             await send(message)
 
         try:
-            async with kept_leased(redis, record, lease):
+            with records.leases.kept(record, lease):
                 await self.app(scope, replay_receive, capture)
         finally:
+            answer = None
             if 200 <= captured["status"] < 300:
-                stored = _Stored(
-                    fingerprint, captured["status"], captured["type"], captured["body"]
+                answer = msgspec.msgpack.encode(
+                    _Stored(fingerprint, captured["status"], captured["type"], captured["body"])
                 )
-                await redis.set(record, msgspec.msgpack.encode(stored), ex=REMEMBER_SECONDS)
-            else:
-                await redis.delete(record)
+            await records.settle(record, lease, answer)
+
+    def _records_for(self, redis: aioredis.Redis) -> IdempotencyRecords:
+        """The records kept in ``redis`` (the platform's client), made on first use."""
+        if self._records is None or self._records.redis is not redis:
+            self._records = IdempotencyRecords(redis)
+        return self._records
 
     @staticmethod
     def _principal(scope: Scope, authorization: str) -> str | None:
@@ -181,13 +190,124 @@ class IdempotencyMiddleware:
         return f"hosp:{hospital}"
 
 
+# KEYS[1] the record. ARGV: our lease value, ttl ms. Takes the record for a request now
+# starting, or answers what stands there (a pending claim, or the stored answer) in the same
+# round trip. Sent again after a lost reply it finds its own claim, and says so.
+_CLAIM = LuaScript(
+    "idempotency_claim",
+    """
+local existing = redis.call('GET', KEYS[1])
+if not existing then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {1}
+end
+if existing == ARGV[1] then
+  return {1}
+end
+return {0, existing}
+""",
+)
+
+# KEYS[1] the record. ARGV: our lease value, the answer ('' for none), seconds to remember it.
+# An answer replaces whatever stands (it is the truth of the key); without one the claim is
+# dropped, but only while it is still ours (a lapsed lease may have been taken over).
+_SETTLE = LuaScript(
+    "idempotency_settle",
+    """
+if ARGV[2] ~= '' then
+  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+""",
+)
+
 # KEYS[1] the record. ARGV: our lease value, ttl ms. Renews the lease only while it is ours.
-_RENEW = """
+_RENEW = LuaScript(
+    "idempotency_renew",
+    """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return 0
-"""
+""",
+)
+
+
+class LeaseKeeper:
+    """Renews the leases of every request this process is running, all in one round trip
+    every half lease, from one task that lives only while some request runs.
+
+    A task per request (as before) cost every write a task created and cancelled, and a
+    renewal each of its own; at a release a worker runs hundreds of writes at once
+    (bench/profiles/surge-grant2-*)."""
+
+    def __init__(self, pipeline: AutoPipeline, *, seconds: float = LEASE_SECONDS) -> None:
+        self._pipeline = pipeline
+        self._seconds = seconds
+        self._held: dict[str, bytes] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def kept(self, record: str, lease: bytes) -> Iterator[None]:
+        """Keep ``record``'s lease renewed while the body runs."""
+        self._held[record] = lease
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._renew_while_held(), name="idempotency-leases"
+            )
+        try:
+            yield
+        finally:
+            if self._held.get(record) == lease:
+                del self._held[record]
+            if not self._held and self._task is not None:
+                # nothing left to renew: no task outlives the requests (a quiet process,
+                # a test's event loop ending, a shutdown)
+                self._task.cancel()
+                self._task = None
+
+    async def _renew_while_held(self) -> None:
+        ttl_ms = int(self._seconds * 1000)
+        while True:
+            await asyncio.sleep(self._seconds / 2)
+            held = list(self._held.items())
+            replies = await asyncio.gather(
+                *(self._pipeline.run(_RENEW, [record], [lease, ttl_ms]) for record, lease in held),
+                return_exceptions=True,
+            )
+            for (record, _lease), reply in zip(held, replies, strict=True):
+                if isinstance(reply, Exception):  # the request goes on; the next tick retries
+                    log.warning("idempotency lease %s not renewed: %s", record, reply)
+
+
+class IdempotencyRecords:
+    """The records of one Redis (the platform's), their scripts sent through one automatic
+    pipeline: the claims and answers of the writes running at once share round trips."""
+
+    def __init__(self, redis: aioredis.Redis, *, seconds: float = LEASE_SECONDS) -> None:
+        self.redis = redis
+        self._pipeline = AutoPipeline(redis)
+        self._seconds = seconds
+        self.leases = LeaseKeeper(self._pipeline, seconds=seconds)
+
+    async def claim(self, record: str, fingerprint: str) -> tuple[bytes | None, bytes | None]:
+        """Claim ``record`` for a request now starting: ``(lease, None)``, or ``(None, what
+        stands there)`` (``None`` too when a claim lapsed between the two looks, which the
+        script makes impossible but the caller treats as "in progress")."""
+        value = PENDING + fingerprint.encode() + b":" + secrets.token_hex(8).encode()
+        reply = await self._pipeline.run(_CLAIM, [record], [value, int(self._seconds * 1000)])
+        if int(reply[0]) == 1:
+            return value, None
+        existing: bytes = reply[1]
+        return None, existing
+
+    async def settle(self, record: str, lease: bytes, answer: bytes | None) -> None:
+        """Remember ``answer`` for a day, or drop the claim when there is none to remember."""
+        await self._pipeline.run(_SETTLE, [record], [lease, answer or b"", REMEMBER_SECONDS])
 
 
 async def claim_lease(
@@ -195,9 +315,8 @@ async def claim_lease(
 ) -> bytes | None:
     """Claim ``record`` for a request now starting: the lease value (``pending:`` + the
     request's fingerprint + a token naming this claim), or None when someone holds it."""
-    value = PENDING + fingerprint.encode() + b":" + secrets.token_hex(8).encode()
-    claimed = await redis.set(record, value, nx=True, px=int(seconds * 1000))
-    return value if claimed else None
+    lease, _existing = await IdempotencyRecords(redis, seconds=seconds).claim(record, fingerprint)
+    return lease
 
 
 def pending_fingerprint(value: bytes) -> str:
@@ -211,23 +330,8 @@ async def kept_leased(
 ) -> AsyncIterator[None]:
     """Renew the lease every half of its ``seconds`` while the body runs; a renewal that
     fails (Redis briefly away) is retried at the next tick, never failing the request."""
-    renew = redis.register_script(_RENEW)
-
-    async def keep() -> None:
-        while True:
-            await asyncio.sleep(seconds / 2)
-            try:
-                await renew(keys=[record], args=[lease, int(seconds * 1000)])
-            except Exception as exc:  # the request goes on; the next tick tries again
-                log.warning("idempotency lease %s not renewed: %s", record, exc)
-
-    task = asyncio.create_task(keep(), name="idempotency-lease")
-    try:
+    with LeaseKeeper(AutoPipeline(redis), seconds=seconds).kept(record, lease):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _buffer(scope: Scope, receive: Receive) -> tuple[bytes, Receive]:

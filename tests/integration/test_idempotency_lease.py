@@ -14,7 +14,9 @@ import time
 
 import redis.asyncio as aioredis
 
-from guahao.web.idempotency import LEASE_SECONDS, claim_lease
+from guahao.platform.inventory.pipelining import AutoPipeline
+from guahao.web import idempotency
+from guahao.web.idempotency import LEASE_SECONDS, IdempotencyRecords, claim_lease
 
 RECORD = "idem:{acct:lease-test}:record"
 LEASE = 1.0
@@ -62,3 +64,34 @@ async def test_a_killed_workers_claim_lapses_within_a_lease_while_a_live_one_kee
             await worker.wait()
     assert taken.startswith(b"pending:fp:")
     assert time.monotonic() - killed_at <= LEASE + 0.5
+
+
+async def test_a_claim_sent_again_after_a_lost_reply_is_still_the_requests_own(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The pipeline resends a call whose connection broke; the claim it already made must not
+    then look like someone else's (the request would answer REQUEST_IN_PROGRESS to itself)."""
+    pipeline = AutoPipeline(redis_client)
+    record, lease = "idem:{acct:resend}:record", b"pending:fp:0123456789abcdef"
+    first = await pipeline.run(idempotency._CLAIM, [record], [lease, 5000])
+    again = await pipeline.run(idempotency._CLAIM, [record], [lease, 5000])
+    other = await pipeline.run(idempotency._CLAIM, [record], [b"pending:fp:another", 5000])
+    assert [int(first[0]), int(again[0])] == [1, 1]
+    assert int(other[0]) == 0
+    assert other[1] == lease  # what stands, answered in the same round trip
+
+
+async def test_a_lapsed_claim_does_not_drop_the_retry_that_took_it_over(
+    redis_client: aioredis.Redis,
+) -> None:
+    records = IdempotencyRecords(redis_client, seconds=LEASE)
+    record = "idem:{acct:lapsed}:record"
+    stalled, _ = await records.claim(record, "fp")
+    assert stalled is not None
+    await redis_client.delete(record)  # its lease ran out while it stalled
+    retry, _ = await records.claim(record, "fp")
+    assert retry is not None
+    await records.settle(record, stalled, None)  # the stalled request ends refused
+    assert await redis_client.get(record) == retry  # the retry still holds its key
+    await records.settle(record, retry, b"answer")
+    assert await redis_client.get(record) == b"answer"

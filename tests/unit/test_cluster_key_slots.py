@@ -70,12 +70,23 @@ def test_no_inventory_script_names_a_key_of_its_own() -> None:
     [
         sign_in_codes.CHECK_CODE,
         registrations._TAKE,
-        idempotency._RENEW,
+        idempotency._RENEW.source,
+        idempotency._CLAIM.source,
+        idempotency._SETTLE.source,
         sandbox._CREATE,
         sandbox._PAY,
         sandbox._CLOSE,
     ],
-    ids=["sign-in code", "registration", "idempotency lease", "create", "pay", "close"],
+    ids=[
+        "sign-in code",
+        "registration",
+        "idempotency lease",
+        "idempotency claim",
+        "idempotency answer",
+        "create",
+        "pay",
+        "close",
+    ],
 )
 def test_single_key_scripts_elsewhere_read_one_key(source: str) -> None:
     assert keys_used(source) == 1

@@ -56,7 +56,7 @@ _NODE_BUSY_PAUSE_S = 0.002
 class _Call:
     script: LuaScript
     keys: Sequence[str]
-    args: Sequence[str | int]
+    args: Sequence[str | int | bytes]
     future: asyncio.Future[Any] = field(repr=False)
 
 
@@ -79,7 +79,9 @@ class AutoPipeline:
         self._lanes: dict[str, list[_Call]] = {}
         self._draining: set[str] = set()
 
-    async def run(self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]) -> Any:
+    async def run(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int | bytes]
+    ) -> Any:
         """The script's reply; its own errors (and connection errors) are raised here."""
         loop = asyncio.get_running_loop()
         call = _Call(script, keys, args, loop.create_future())

@@ -15,13 +15,14 @@ from datetime import date, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.clock import to_epoch_ms
 from guahao.platform.error_codes import refuse
 from guahao.platform.hospitals import HospitalPolicies
 from guahao.platform.ids import new_id
+from guahao.platform.persistence.bulk_rows import insert_rows
 from guahao.platform.persistence.outbox import event_values, record_event
 from guahao.platform.persistence.tables import (
     DepartmentRow,
@@ -151,34 +152,42 @@ class SupplyService:
         6 250 sessions, bench/README.md).
         """
         created = 0
-        for start in range(0, len(sessions), batch):
-            chunk = sessions[start : start + batch]
-            async with self._p.sessions() as session, session.begin():
-                sessions_added, slots_added, events = await self._new_rows(session, chunk)
-                for rows, table in (
-                    (sessions_added, SessionRow),
-                    (slots_added, SlotRow),
-                    (events, OutboxRow),
-                ):
-                    if rows:
-                        await session.execute(insert(table), rows)
-            new_slots = [
-                SlotState(
-                    slot_id=slot["id"],
-                    capacity=slot["online_quota"],
-                    booked=0,
-                    release_at_ms=to_epoch_ms(slot["release_at"]),
+        loading: asyncio.Future[Any] | None = None
+        try:
+            for start in range(0, len(sessions), batch):
+                chunk = sessions[start : start + batch]
+                async with self._p.sessions() as session, session.begin():
+                    sessions_added, slots_added, events = await self._new_rows(session, chunk)
+                    await insert_rows(session, SessionRow, sessions_added)
+                    await insert_rows(session, SlotRow, slots_added)
+                    await insert_rows(session, OutboxRow, events)
+                if loading is not None:
+                    await loading
+                # New slots: nothing in Redis to merge with, nobody can have held a unit yet,
+                # and a lazy load racing this one loads the same state (``load_if_missing``).
+                # Loaded while the next batch is written to SQL: the two servers work at once.
+                loading = asyncio.gather(
+                    *(
+                        self._p.inventory.load(
+                            SlotState(
+                                slot_id=slot["id"],
+                                capacity=slot["online_quota"],
+                                booked=0,
+                                release_at_ms=to_epoch_ms(slot["release_at"]),
+                            ),
+                            only_if_missing=True,
+                        )
+                        for slot in slots_added
+                    )
                 )
-                for slot in slots_added
-            ]
-            # New slots: nothing in Redis to merge with, nobody can have held a unit yet, and
-            # a lazy load racing this one loads the same state (``load_if_missing``).
-            await asyncio.gather(
-                *(self._p.inventory.load(state, only_if_missing=True) for state in new_slots)
-            )
-            created += len(sessions_added)
-            if progress is not None:
-                progress(min(len(sessions), start + batch), len(sessions))
+                created += len(sessions_added)
+                if progress is not None:
+                    progress(min(len(sessions), start + batch), len(sessions))
+            if loading is not None:
+                await loading
+        finally:
+            if loading is not None and not loading.done():
+                loading.cancel()
         return created
 
     async def _new_rows(
