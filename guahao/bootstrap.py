@@ -82,6 +82,7 @@ from guahao.platform.services.visit_reminders import InboxMessages, VisitReminde
 from guahao.platform.services.waitlist import WaitlistService
 from guahao.platform.shared_clock import RedisTime, SharedClock
 from guahao.platform.sms_sandbox import SandboxSmsGateway, SmsNotifier
+from guahao.platform.task_stops import cancel_and_wait
 from guahao.search.nearby_supply import SearchNearbySupply
 from guahao.search.service import SearchService, search_service_for
 
@@ -540,9 +541,7 @@ async def open_platform(
         if inventory is not None:
             await inventory.stop_following()
         if calibration is not None:
-            calibration.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await calibration
+            await cancel_and_wait(calibration)
         if connectors is not None:
             await connectors.close()
         if ports is not None and ports.refused_demand is not None:

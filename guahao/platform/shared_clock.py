@@ -22,6 +22,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from guahao.platform.clock import Clock
+from guahao.platform.task_stops import raise_if_cancelling
 
 __all__ = [
     "CALIBRATION_SECONDS",
@@ -127,6 +128,7 @@ class SharedClock:
     async def run(self) -> None:
         """Calibrate every ``interval_seconds`` until cancelled."""
         while True:
+            raise_if_cancelling()  # a cancel lost inside the last calibration still ends it
             await asyncio.sleep(self._interval)
             try:
                 await self.calibrate()

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from guahao.platform.inventory.sold_out_view import _without_silent_reconnects
+from guahao.platform.task_stops import cancel_and_wait
 from guahao.search.backend import Progress, SearchBackend
 from guahao.search.documents import Kind, SearchDocument
 from guahao.search.query import SearchRequest, SearchResult
@@ -79,9 +80,7 @@ class IndexChanges:
         task, self._task = self._task, None
         self._go_blind()
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def subscribed(self) -> None:
         """Wait until the channel is followed (tests; bound the wait with ``asyncio.timeout``)."""

@@ -39,6 +39,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from guahao.platform.task_stops import cancel_and_wait
+
 __all__ = ["SOLD_OUT_VIEW_SIZE", "SlotChangeListener", "SoldOutView"]
 
 log = logging.getLogger(__name__)
@@ -188,9 +190,7 @@ class SoldOutView:
         task, self._task = self._task, None
         self._go_blind()
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     async def subscribed(self) -> None:
         """Wait until the view is live (tests; bound the wait with ``asyncio.timeout``)."""
