@@ -132,6 +132,9 @@ class _Counter:
     decided: int = 0
     """How many times Redis's own script decided for this counter: a report sent before the
     latest such decision may be older than it, so it may raise ``known``, never lower it."""
+    deciding: int = 0
+    """Hits whose decision by Redis's script is on its way: each may be counted there already
+    and is in no report yet, so the view counts them as admitted until their answers come."""
 
     def admits_from_memory(self, now: float) -> bool:
         """Below the limit in this view, and the view either fresh or without any hit of
@@ -140,8 +143,11 @@ class _Counter:
         are always Redis's to decide: one hit over them matters, and they are never hot."""
         return (
             self.item.amount > EXACT_UP_TO
-            and self.known + self.pending < self.item.amount
-            and (now - self.heard <= FRESH_SECONDS or (self.pending == 0 and self.sending is None))
+            and self.known + self.pending + self.deciding < self.item.amount
+            and (
+                now - self.heard <= FRESH_SECONDS
+                or (self.pending == 0 and self.sending is None and self.deciding == 0)
+            )
         )
 
 
@@ -245,14 +251,19 @@ class RequestLimiter:
             return
         for counter in counters:  # until Redis reports again, this view is not fresh
             counter.decided += 1
+            counter.deciding += 1
             counter.heard = 0.0
             self._touch(counter, now)
-        await self._send([c for c in counters if c.pending], hear=False)
-        # the library's script must see every hit already admitted, another sync's too
-        on_their_way = {c.sending for c in counters if c.sending is not None}
-        if on_their_way:
-            await asyncio.wait(on_their_way)
-        results = await asyncio.gather(*(self._acquire(c) for c in counters))
+        try:
+            await self._send([c for c in counters if c.pending], hear=False)
+            # the library's script must see every hit already admitted, another sync's too
+            on_their_way = {c.sending for c in counters if c.sending is not None}
+            if on_their_way:
+                await asyncio.wait(on_their_way)
+            results = await asyncio.gather(*(self._acquire(c) for c in counters))
+        finally:
+            for counter in counters:
+                counter.deciding -= 1
         for counter, ok in zip(counters, results, strict=True):
             if ok:
                 counter.known += 1
@@ -306,6 +317,7 @@ class RequestLimiter:
             return
         amounts = [counter.pending for counter in due]
         decided = [counter.decided for counter in due]
+        busy = [counter.deciding for counter in due]
         sent = asyncio.get_running_loop().create_future()
         for counter in due:
             counter.pending = 0
@@ -323,8 +335,10 @@ class RequestLimiter:
                 if counter.sending is sent:
                     counter.sending = None
         heard = time.monotonic()
-        for counter, total, before in zip(due, totals, decided, strict=True):
-            if not hear or counter.decided != before:
+        for counter, total, before, was_busy in zip(due, totals, decided, busy, strict=True):
+            # a decision of Redis's under way when the hits were sent, or since, may or may
+            # not be in ``total``: the report may then raise ``known``, never lower it
+            if not hear or counter.decided != before or was_busy or counter.deciding:
                 counter.known = max(counter.known, total)
                 continue
             counter.known = total
