@@ -473,6 +473,54 @@ def _paced_row(
     return _ratio(_wrk(row, url, [*args, str(pause_ms)], seconds), ceiling)
 
 
+def _row_lock_rows(
+    options: argparse.Namespace,
+    pg: Target,
+    row_lock_dsn: str,
+    ceiling_url: str,
+    ceiling: Row,
+    rows: list[Row],
+    checks: dict[str, Any],
+    work: Path,
+) -> None:
+    """The common approach beside the platform: a PostgreSQL row lock per hold."""
+    seconds, c = options.seconds, options.connections
+    units = 50
+    asyncio.run(_prepare_row_lock(row_lock_dsn, 2_000, units))
+    slots = work / "rowlock-open.txt"
+    slots.write_text("".join(f"s{n}\n" for n in range(2_000)))
+    hot = work / "rowlock-hot.txt"
+    hot.write_text("hot\n")
+    rows.append(
+        _ratio(
+            _wrk(
+                Row("row lock: sold-out holds", "row lock", c),
+                ceiling_url,
+                ["hold", str(pg.tokens), str(hot), "0", "/pg/holds"],
+                seconds,
+            ),
+            ceiling,
+        )
+    )
+    lock_granted = _ratio(
+        _wrk(
+            Row("row lock: granted holds", "row lock", c),
+            ceiling_url,
+            ["hold", str(pg.tokens), str(slots), "0", "/pg/holds"],
+            seconds,
+        ),
+        ceiling,
+    )
+    rows.append(lock_granted)
+    balance = asyncio.run(_row_lock_balance(row_lock_dsn, units))
+    checks["row_lock"] = balance | {"grants_answered": lock_granted.statuses.get("201", 0)}
+
+
+ROW_KINDS = ("sold-out", "availability", "search", "granted", "crowd", "row-lock")
+"""The rows ``--only`` selects (``crowd``: the 1 000-connection rows, closed loop and paced;
+it needs ``sold-out``'s row for its pace)."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8, help="each wrk row's duration")
@@ -487,6 +535,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1])
     parser.add_argument("--days", type=int, default=2, help="demo days published")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=ROW_KINDS,
+        default=list(ROW_KINDS),
+        help="the rows to run (the ceiling always runs): a profile of one kind of request",
+    )
     parser.add_argument(
         "--profile", type=Path, help="py-spy the platform during its rows (folded stacks here)"
     )
@@ -534,107 +589,86 @@ def main() -> None:
                 PROFILE.update(pid=server.pid, dir=options.profile)
             url = f"http://127.0.0.1:{port}"
             label = f"PostgreSQL, {workers} worker{'s' if workers > 1 else ''}"
-            rows.append(
-                _ratio(
+            if "sold-out" in options.only or "crowd" in options.only:
+                rows.append(
+                    _ratio(
+                        _wrk(
+                            Row(f"sold-out holds ({label})", "platform", c),
+                            url,
+                            ["hold", str(pg.tokens), str(pg.sold_out), "0"],
+                            seconds,
+                        ),
+                        ceiling,
+                    )
+                )
+                sold_out = rows[-1]  # the paced row offers a share of what this row answered
+            if "availability" in options.only:
+                rows.append(
+                    _ratio(
+                        _wrk(
+                            Row(f"availability reads ({label})", "platform", c),
+                            url,
+                            ["get", "-", str(pg.availability), "0"],
+                            seconds,
+                        ),
+                        ceiling,
+                    )
+                )
+            if "search" in options.only:
+                rows.append(
+                    _ratio(
+                        _wrk(
+                            Row(f"search reads ({label})", "platform", c),
+                            url,
+                            ["get", "-", str(pg.searches), "0"],
+                            seconds,
+                        ),
+                        ceiling,
+                    )
+                )
+            if "granted" in options.only:
+                first = SOLD_OUT_ACCOUNTS + (workers - 1) * GRANT_ACCOUNTS // 2
+                granted = _ratio(
                     _wrk(
-                        Row(f"sold-out holds ({label})", "platform", c),
+                        Row(f"granted holds ({label})", "platform", c),
+                        url,
+                        ["hold", str(pg.tokens), str(pg.open_slots), str(first)],
+                        seconds,
+                    ),
+                    ceiling,
+                )
+                granted_total += granted.statuses.get("201", 0)
+                rows.append(granted)
+            if "crowd" in options.only:
+                crowd = _ratio(
+                    _wrk(
+                        Row(f"sold-out holds ({label})", "platform", options.crowd),
                         url,
                         ["hold", str(pg.tokens), str(pg.sold_out), "0"],
                         seconds,
                     ),
                     ceiling,
                 )
-            )
-            sold_out = rows[-1]  # the paced row offers a share of what this row answered
-            rows.append(
-                _ratio(
-                    _wrk(
-                        Row(f"availability reads ({label})", "platform", c),
-                        url,
-                        ["get", "-", str(pg.availability), "0"],
-                        seconds,
-                    ),
-                    ceiling,
-                )
-            )
-            rows.append(
-                _ratio(
-                    _wrk(
-                        Row(f"search reads ({label})", "platform", c),
-                        url,
-                        ["get", "-", str(pg.searches), "0"],
-                        seconds,
-                    ),
-                    ceiling,
-                )
-            )
-            first = SOLD_OUT_ACCOUNTS + (workers - 1) * GRANT_ACCOUNTS // 2
-            granted = _ratio(
-                _wrk(
-                    Row(f"granted holds ({label})", "platform", c),
-                    url,
-                    ["hold", str(pg.tokens), str(pg.open_slots), str(first)],
-                    seconds,
-                ),
-                ceiling,
-            )
-            granted_total += granted.statuses.get("201", 0)
-            rows.append(granted)
-            crowd = _ratio(
-                _wrk(
-                    Row(f"sold-out holds ({label})", "platform", options.crowd),
-                    url,
-                    ["hold", str(pg.tokens), str(pg.sold_out), "0"],
-                    seconds,
-                ),
-                ceiling,
-            )
-            rows.append(crowd)
-            rows.append(_paced_row(options, pg, url, label, sold_out, crowd, ceiling, seconds))
+                rows.append(crowd)
+                rows.append(_paced_row(options, pg, url, label, sold_out, crowd, ceiling, seconds))
             PROFILE.clear()
             _stop(server)
             servers.remove(server)
-        rows.append(
-            _ratio(
-                _wrk(
-                    Row("ceiling: plain Litestar JSON", "ceiling", options.crowd),
-                    ceiling_url,
-                    ["get", "-", str(plain), "0"],
-                    seconds,
-                ),
-                ceiling,
+        if "crowd" in options.only:
+            rows.append(
+                _ratio(
+                    _wrk(
+                        Row("ceiling: plain Litestar JSON", "ceiling", options.crowd),
+                        ceiling_url,
+                        ["get", "-", str(plain), "0"],
+                        seconds,
+                    ),
+                    ceiling,
+                )
             )
-        )
         checks["postgresql"] = asyncio.run(_check(pg_env, granted_total))
-        units = 50
-        asyncio.run(_prepare_row_lock(row_lock_dsn, 2_000, units))
-        slots = work / "rowlock-open.txt"
-        slots.write_text("".join(f"s{n}\n" for n in range(2_000)))
-        hot = work / "rowlock-hot.txt"
-        hot.write_text("hot\n")
-        rows.append(
-            _ratio(
-                _wrk(
-                    Row("row lock: sold-out holds", "row lock", c),
-                    ceiling_url,
-                    ["hold", str(pg.tokens), str(hot), "0", "/pg/holds"],
-                    seconds,
-                ),
-                ceiling,
-            )
-        )
-        lock_granted = _ratio(
-            _wrk(
-                Row("row lock: granted holds", "row lock", c),
-                ceiling_url,
-                ["hold", str(pg.tokens), str(slots), "0", "/pg/holds"],
-                seconds,
-            ),
-            ceiling,
-        )
-        rows.append(lock_granted)
-        balance = asyncio.run(_row_lock_balance(row_lock_dsn, units))
-        checks["row_lock"] = balance | {"grants_answered": lock_granted.statuses.get("201", 0)}
+        if "row-lock" in options.only:
+            _row_lock_rows(options, pg, row_lock_dsn, ceiling_url, ceiling, rows, checks, work)
         if not options.no_sqlite:
             redis_lite = EmbeddedRedis(work / "redis-lite", port=_free_port())
             redis_lite.start()
@@ -647,30 +681,34 @@ def main() -> None:
             server = _serve_platform(lite_env, port, 1, work / "server-lite.log")
             servers.append(server)
             url = f"http://127.0.0.1:{port}"
-            rows.append(
-                _ratio(
+            if "sold-out" in options.only:
+                rows.append(
+                    _ratio(
+                        _wrk(
+                            Row("sold-out holds (SQLite, 1 worker)", "platform", c),
+                            url,
+                            ["hold", str(lite.tokens), str(lite.sold_out), "0"],
+                            seconds,
+                        ),
+                        ceiling,
+                    )
+                )
+            lite_grants = 0
+            if "granted" in options.only:
+                lite_granted = _ratio(
                     _wrk(
-                        Row("sold-out holds (SQLite, 1 worker)", "platform", c),
+                        Row("granted holds (SQLite, 1 worker)", "platform", c),
                         url,
-                        ["hold", str(lite.tokens), str(lite.sold_out), "0"],
+                        ["hold", str(lite.tokens), str(lite.open_slots), str(SOLD_OUT_ACCOUNTS)],
                         seconds,
                     ),
                     ceiling,
                 )
-            )
-            lite_granted = _ratio(
-                _wrk(
-                    Row("granted holds (SQLite, 1 worker)", "platform", c),
-                    url,
-                    ["hold", str(lite.tokens), str(lite.open_slots), str(SOLD_OUT_ACCOUNTS)],
-                    seconds,
-                ),
-                ceiling,
-            )
-            rows.append(lite_granted)
+                rows.append(lite_granted)
+                lite_grants = lite_granted.statuses.get("201", 0)
             _stop(server)
             servers.remove(server)
-            checks["sqlite"] = asyncio.run(_check(lite_env, lite_granted.statuses.get("201", 0)))
+            checks["sqlite"] = asyncio.run(_check(lite_env, lite_grants))
     finally:
         for server in servers:
             _stop(server)
