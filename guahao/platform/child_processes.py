@@ -8,10 +8,23 @@ kernel's parent-death signal stops them instead.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
 __all__ = ["die_with_parent"]
+
+_forking_parent = 0
+"""The pid of the process forking now (set just before each fork, inherited by the child):
+what the child's parent must still be once the death signal is armed."""
+
+
+def _remember_parent() -> None:
+    global _forking_parent
+    _forking_parent = os.getpid()
+
+
+os.register_at_fork(before=_remember_parent)
 
 PR_SET_PDEATHSIG = 1
 """prctl(2) option: the signal the kernel sends this process when its parent thread exits."""
@@ -25,8 +38,15 @@ def die_with_parent() -> None:
     long-lived thread (the main thread or the event loop's thread), never from a pool's
     worker thread, which may exit while the parent lives on. Elsewhere than Linux it does
     nothing: the parent's own shutdown stops its children there.
+
+    A parent killed between the fork and this call is gone before the signal is armed, and
+    the kernel never sends it: the child would be an orphan for good (a supervisor killed while
+    it was replacing a worker). So the child checks its parent afterwards and ends at once if
+    it has been handed to another.
     """
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if _forking_parent and os.getppid() != _forking_parent:
+            os._exit(128 + signal.SIGTERM)
