@@ -40,6 +40,7 @@ from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from guahao.platform.clock import Clock
@@ -535,6 +536,42 @@ class OutboxBacklog(msgspec.Struct, frozen=True):
     """Per subscriber cursor: rows written after it."""
 
 
+def delays_statement() -> Select[str, int, datetime | None]:
+    """Per cursor: its name, its parked events, and the creation time of its oldest
+    undelivered event (its first parked one, else the first row past its cursor)."""
+    first_parked = (
+        select(OutboxParkedRow.event_id)
+        .where(OutboxParkedRow.subscriber == OutboxCursorRow.subscriber)
+        .order_by(OutboxParkedRow.event_id)
+        .limit(1)
+        .correlate(OutboxCursorRow)
+        .scalar_subquery()
+    )
+    unread = aliased(OutboxRow)  # not correlated with the outbox row read below
+    first_unread = (
+        select(unread.id)
+        .where(unread.id > OutboxCursorRow.position)
+        .order_by(unread.id)
+        .limit(1)
+        .correlate(OutboxCursorRow)
+        .scalar_subquery()
+    )
+    oldest = (
+        select(OutboxRow.created_at)
+        .where(OutboxRow.id == func.coalesce(first_parked, first_unread))
+        .correlate(OutboxCursorRow)
+        .scalar_subquery()
+    )
+    count = (
+        select(func.count())
+        .select_from(OutboxParkedRow)
+        .where(OutboxParkedRow.subscriber == OutboxCursorRow.subscriber)
+        .correlate(OutboxCursorRow)
+        .scalar_subquery()
+    )
+    return select(OutboxCursorRow.subscriber, count, oldest)
+
+
 class SubscriberDelay(msgspec.Struct, frozen=True):
     """How far one subscriber's delivery is held up, for the operators' metrics."""
 
@@ -592,39 +629,9 @@ class OutboxDispatcher:
         """Per cursor of the database, its parked events and the age of its oldest undelivered
         event: one statement, each part an index lookup (``outbox_parked``'s key starts with
         the subscriber, ``outbox``'s with the id), whatever the size of the tables."""
-        first_parked = (
-            select(OutboxParkedRow.event_id)
-            .where(OutboxParkedRow.subscriber == OutboxCursorRow.subscriber)
-            .order_by(OutboxParkedRow.event_id)
-            .limit(1)
-            .correlate(OutboxCursorRow)
-            .scalar_subquery()
-        )
-        unread = aliased(OutboxRow)  # not correlated with the outbox row read below
-        first_unread = (
-            select(unread.id)
-            .where(unread.id > OutboxCursorRow.position)
-            .order_by(unread.id)
-            .limit(1)
-            .correlate(OutboxCursorRow)
-            .scalar_subquery()
-        )
-        oldest = (
-            select(OutboxRow.created_at)
-            .where(OutboxRow.id == func.coalesce(first_parked, first_unread))
-            .correlate(OutboxCursorRow)
-            .scalar_subquery()
-        )
-        count = (
-            select(func.count())
-            .select_from(OutboxParkedRow)
-            .where(OutboxParkedRow.subscriber == OutboxCursorRow.subscriber)
-            .correlate(OutboxCursorRow)
-            .scalar_subquery()
-        )
         now = self._clock.now()
         async with self._sessions() as session:
-            rows = (await session.execute(select(OutboxCursorRow.subscriber, count, oldest))).all()
+            rows = (await session.execute(delays_statement())).all()
         delays = {}
         for name, parked_count, created_at in rows:
             age = 0.0
