@@ -8,7 +8,6 @@ kernel's parent-death signal stops them instead.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 
@@ -26,27 +25,8 @@ def die_with_parent() -> None:
     long-lived thread (the main thread or the event loop's thread), never from a pool's
     worker thread, which may exit while the parent lives on. Elsewhere than Linux it does
     nothing: the parent's own shutdown stops its children there.
-
-    The signal is only sent for a death that comes after this call: a parent killed between
-    the fork and here (a supervisor killed just as it replaces a worker) would leave the child
-    running on as an orphan, so the child ends at once when its parent is no longer the
-    process that forked it (tests/integration/test_serve_workers.py lost a worker that way).
     """
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if _forked_by is not None and os.getppid() != _forked_by:
-            os._exit(1)  # the parent died before the death signal was asked for
-
-
-_forked_by: int | None = None
-"""The process that is forking (set in it just before each fork, read by the child)."""
-
-
-def _note_forking_process() -> None:
-    global _forked_by
-    _forked_by = os.getpid()
-
-
-os.register_at_fork(before=_note_forking_process)
