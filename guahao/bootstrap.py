@@ -294,6 +294,7 @@ async def open_platform(
     limiter: RequestLimiter | None = None
     gateway_client = client  # unless the sandbox gateway has a Redis of its own
     calibration: asyncio.Task[None] | None = None
+    platform_tasks: list[asyncio.Task[Any]] = []
     connectors: ConnectorHub | None = None
     search: SearchService | None = None
     ports: Ports | None = None
@@ -534,6 +535,7 @@ async def open_platform(
                     settings.hl7_mllp_tls_client_ca,
                 ),
             )
+        platform_tasks = platform._tasks
         if settings.run_jobs if run_jobs is None else run_jobs:
             await platform.start_worker()
         yield platform
@@ -548,7 +550,10 @@ async def open_platform(
             with contextlib.suppress(Exception):
                 await ports.refused_demand.close()
         with contextlib.suppress(Exception):
-            await jobs.close()
+            await jobs.close()  # the worker's clean stop: running jobs get their grace period
+        for task in platform_tasks:  # then its task is over for sure, whatever close did
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(task)
         if limiter is not None:
             with contextlib.suppress(Exception):
                 await limiter.close()

@@ -20,6 +20,7 @@ from guahao.config import Settings, load_settings
 from guahao.lottery_cli import lottery
 from guahao.outbox_cli import outbox
 from guahao.payments_cli import payments
+from guahao.platform.task_stops import cancel_and_wait, raise_if_cancelling
 from guahao.search_cli import search as search_commands
 
 __all__ = ["main"]
@@ -140,6 +141,7 @@ async def _publish_demo_days(
 
 async def _keep_demo_rolling(platform: Platform, days: int) -> None:
     while True:
+        raise_if_cancelling()  # a cancel lost inside the last publish still ends it
         await asyncio.sleep(3600)
         try:
             await _publish_demo_days(platform, days)
@@ -269,7 +271,7 @@ def demo(host: str | None, port: int | None, days: int) -> None:
             try:
                 await _serve(platform, settings)
             finally:
-                rolling.cancel()
+                await cancel_and_wait(rolling)  # it may be publishing: ended before the platform
                 if connected is not None:
                     await connected.stop()
 

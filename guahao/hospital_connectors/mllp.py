@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from guahao.hospital_connectors.failures import RetryableError
+from guahao.platform.task_stops import cancel_and_wait, raise_if_cancelling
 
 __all__ = [
     "MAX_FRAME",
@@ -128,8 +129,10 @@ class MllpServer:
         peer = _peer_of(writer)
         try:
             while True:
+                raise_if_cancelling()  # a stop's cancel lost in the last round still ends it
                 try:
-                    message = await asyncio.wait_for(read_frame(reader), IDLE_SECONDS)
+                    async with asyncio.timeout(IDLE_SECONDS):  # never drops a cancel
+                        message = await read_frame(reader)
                 except ValueError:
                     log.warning("MLLP peer %s sent an oversized frame; closing", peer.host)
                     break
@@ -155,8 +158,11 @@ class MllpServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            for task in list(self._connections):
-                task.cancel()
+            # every connection ended before the platform's resources close under it
+            await asyncio.gather(
+                *(cancel_and_wait(task) for task in list(self._connections)),
+                return_exceptions=True,
+            )
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None

@@ -16,15 +16,13 @@ the whole truth for an index only this process writes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from guahao.platform.inventory.sold_out_view import _without_silent_reconnects
-from guahao.platform.task_stops import cancel_and_wait
+from guahao.platform.channel_follower import ChannelFollower
 from guahao.search.backend import Progress, SearchBackend
 from guahao.search.documents import Kind, SearchDocument
 from guahao.search.query import SearchRequest, SearchResult
@@ -36,8 +34,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "guahao:search-changes"
 """The channel's name after the key prefix (a durable name: every process listens on it)."""
 
-_RESUBSCRIBE_PAUSES_S = (0.05, 0.2, 1.0, 2.0)
-
 
 class IndexChanges:
     """This process's generation of the search index, moved by every write anywhere."""
@@ -47,8 +43,10 @@ class IndexChanges:
         self.generation = 0
         self._redis: Redis | None = None
         self._live = False
-        self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._follower = ChannelFollower(
+            [self.channel], _ChangesFollowing(self), name="guahao-search-changes"
+        )
 
     @property
     def live(self) -> bool:
@@ -73,14 +71,11 @@ class IndexChanges:
     def start(self, redis: Redis) -> None:
         """Follow the channel on its own connection until ``stop``."""
         self._redis = redis
-        if self._task is None:
-            self._task = asyncio.create_task(self._follow(redis), name="guahao-search-changes")
+        self._follower.start(redis)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
         self._go_blind()
-        if task is not None:
-            await cancel_and_wait(task)
+        await self._follower.stop()
 
     async def subscribed(self) -> None:
         """Wait until the channel is followed (tests; bound the wait with ``asyncio.timeout``)."""
@@ -91,39 +86,23 @@ class IndexChanges:
         self.moved()
         self._subscribed.clear()
 
-    async def _follow(self, shared: Redis) -> None:
-        redis = await _without_silent_reconnects(shared)
-        try:
-            failures = 0
-            while True:
-                try:
-                    async with redis.pubsub(ignore_subscribe_messages=False) as pubsub:
-                        await pubsub.subscribe(self.channel)
-                        async for message in pubsub.listen():
-                            kind = message.get("type")
-                            if kind == "subscribe":
-                                self.moved()  # changes may have been missed until now
-                                self._live = True
-                                self._subscribed.set()
-                                failures = 0
-                            elif kind == "message":
-                                self.moved()
-                        raise ConnectionError("subscription ended")
-                except asyncio.CancelledError:
-                    raise
-                except (RedisError, OSError) as exc:
-                    self._go_blind()
-                    pause = _RESUBSCRIBE_PAUSES_S[min(failures, len(_RESUBSCRIBE_PAUSES_S) - 1)]
-                    failures += 1
-                    log.warning("search changes: subscription lost (%s); retrying", exc)
-                    await asyncio.sleep(pause)
-                except Exception:
-                    self._go_blind()
-                    log.exception("search changes: follower stopped unexpectedly; retrying")
-                    await asyncio.sleep(_RESUBSCRIBE_PAUSES_S[-1])
-        finally:
-            with contextlib.suppress(Exception):
-                await redis.aclose()
+
+class _ChangesFollowing:
+    """What the channel follower tells the generation (``guahao.platform.channel_follower``)."""
+
+    def __init__(self, changes: IndexChanges) -> None:
+        self._changes = changes
+
+    def following(self) -> None:
+        self._changes.moved()  # changes may have been missed until now
+        self._changes._live = True
+        self._changes._subscribed.set()
+
+    def message(self, channel: str, data: str) -> None:
+        self._changes.moved()
+
+    def lost(self) -> None:
+        self._changes._go_blind()
 
 
 class AnnouncingBackend:

@@ -118,6 +118,8 @@ async def test_a_booking_journey_is_measured_and_logged_without_personal_data(
     assert (
         sample(metrics, "guahao_outbox_subscriber_backlog", subscriber="supply-demand-rollups") >= 0
     )
+    assert "guahao_outbox_subscriber_parked" in metrics
+    assert "guahao_outbox_subscriber_lag_seconds" in metrics
     assert 'guahao_job_queue_depth{state="queued"}' in metrics
     assert booking["id"] not in metrics  # routes by template, never the raw path
 

@@ -27,19 +27,14 @@ Redis.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Protocol
 
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.asyncio import Redis
 
-from guahao.platform.task_stops import cancel_and_wait
+from guahao.platform.channel_follower import ChannelFollower
 
 __all__ = ["SOLD_OUT_VIEW_SIZE", "SlotChangeListener", "SoldOutView"]
 
@@ -47,8 +42,6 @@ log = logging.getLogger(__name__)
 
 SOLD_OUT_VIEW_SIZE = 100_000
 """Slots remembered at most; past it the oldest entry goes and that slot asks Redis again."""
-
-_RESUBSCRIBE_PAUSES_S = (0.05, 0.2, 1.0, 2.0)
 
 
 class SlotChangeListener(Protocol):
@@ -84,8 +77,12 @@ class SoldOutView:
         self._announced_at: OrderedDict[str, int] = OrderedDict()
         self._forgotten_at = 0
         self._epoch = 0
-        self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._follower = ChannelFollower(
+            [c for c in (channel, takes_channel) if c],
+            _ViewFollowing(self),
+            name="guahao-sold-out-view",
+        )
         self.announcements = 0
         """Announcements received since the start (for tests and the bench's report)."""
         self.takes = 0
@@ -183,89 +180,34 @@ class SoldOutView:
     def start(self, redis: Redis) -> None:
         """Follow the channel on its own connection (to the server ``redis`` talks to) until
         ``stop``."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._follow(redis), name="guahao-sold-out-view")
+        self._follower.start(redis)
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
         self._go_blind()
-        if task is not None:
-            await cancel_and_wait(task)
+        await self._follower.stop()
 
     async def subscribed(self) -> None:
         """Wait until the view is live (tests; bound the wait with ``asyncio.timeout``)."""
         await self._subscribed.wait()
 
-    async def _follow(self, shared: Redis) -> None:
-        redis = await _without_silent_reconnects(shared)
-        try:
-            await self._follow_on(redis)
-        finally:
-            with contextlib.suppress(Exception):
-                await redis.aclose()
 
-    async def _follow_on(self, redis: Redis) -> None:
-        failures = 0
-        while True:
-            try:
-                channels = [c for c in (self.channel, self.takes_channel) if c]
-                takes = self.takes_channel.encode() if self.takes_channel else None
-                async with redis.pubsub(ignore_subscribe_messages=False) as pubsub:
-                    await pubsub.subscribe(*channels)
-                    confirmed = 0
-                    async for message in pubsub.listen():
-                        kind = message.get("type")
-                        if kind == "subscribe":
-                            confirmed += 1
-                            if confirmed == len(channels):
-                                # from here on every give-back (and grant) reaches this process
-                                self._live = True
-                                self._subscribed.set()
-                                failures = 0
-                        elif kind == "message":
-                            data = message["data"]
-                            slot_id = data.decode() if isinstance(data, bytes) else data
-                            if takes is not None and message["channel"] in (takes, takes.decode()):
-                                self._taken_elsewhere(slot_id)
-                            else:
-                                self.announced(slot_id)
-                    raise ConnectionError("subscription ended")
-            except asyncio.CancelledError:
-                raise
-            except (RedisError, OSError) as exc:
-                self._go_blind()
-                pause = _RESUBSCRIBE_PAUSES_S[min(failures, len(_RESUBSCRIBE_PAUSES_S) - 1)]
-                failures += 1
-                log.warning("sold-out view lost its subscription (%s); retrying", exc)
-                await asyncio.sleep(pause)
-            except Exception:
-                self._go_blind()
-                log.exception("sold-out view stopped unexpectedly; retrying")
-                await asyncio.sleep(_RESUBSCRIBE_PAUSES_S[-1])
+class _ViewFollowing:
+    """What the channel follower tells the view (``guahao.platform.channel_follower``)."""
 
+    def __init__(self, view: SoldOutView) -> None:
+        self._view = view
+        self._takes = view.takes_channel
 
-async def _without_silent_reconnects(redis: Redis) -> Redis:
-    """A client of the same server whose connections never retry by themselves.
+    def following(self) -> None:
+        # from here on every give-back (and grant) reaches this process
+        self._view._live = True
+        self._view._subscribed.set()
 
-    redis-py's ``PubSub`` reconnects and subscribes again inside a failed read, so its
-    reader never learns that messages published meanwhile were lost. Without retries the
-    failure reaches ``_follow`` at once, which drops the view before anything else runs and
-    subscribes again itself.
+    def message(self, channel: str, data: str) -> None:
+        if self._takes is not None and channel == self._takes:
+            self._view._taken_elsewhere(data)
+        else:
+            self._view.announced(data)
 
-    On a Redis Cluster the client of one master will do: a classic ``PUBLISH`` reaches the
-    subscribers of every node of the cluster."""
-    if isinstance(redis, RedisCluster):
-        await redis.initialize()
-        node = redis.get_default_node() or redis.get_random_node()
-        connection_class, kwargs = node.connection_class, dict(node.connection_kwargs)
-    else:
-        pool = redis.connection_pool
-        connection_class, kwargs = pool.connection_class, dict(pool.connection_kwargs)
-    kwargs["retry"] = Retry(NoBackoff(), 0, supported_errors=())
-    kwargs.pop("retry_on_error", None)
-    kwargs.pop("retry_on_timeout", None)
-    return Redis(
-        connection_pool=ConnectionPool(
-            connection_class=connection_class, max_connections=2, **kwargs
-        )
-    )
+    def lost(self) -> None:
+        self._view._go_blind()

@@ -32,13 +32,15 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
 from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.elements import ColumnElement
 
 from guahao.platform.clock import Clock
@@ -53,6 +55,7 @@ __all__ = [
     "OutboxDispatcher",
     "OutboxEvent",
     "StartsAt",
+    "SubscriberDelay",
     "UnknownSubscriptionError",
     "event_values",
     "record_event",
@@ -533,6 +536,52 @@ class OutboxBacklog(msgspec.Struct, frozen=True):
     """Per subscriber cursor: rows written after it."""
 
 
+def delays_statement() -> Select[str, int, datetime | None]:
+    """Per cursor: its name, its parked events, and the creation time of its oldest
+    undelivered event (its first parked one, else the first row past its cursor)."""
+    first_parked = (
+        select(OutboxParkedRow.event_id)
+        .where(OutboxParkedRow.subscriber == OutboxCursorRow.subscriber)
+        .order_by(OutboxParkedRow.event_id)
+        .limit(1)
+        .correlate(OutboxCursorRow)
+        .scalar_subquery()
+    )
+    unread = aliased(OutboxRow)  # not correlated with the outbox row read below
+    first_unread = (
+        select(unread.id)
+        .where(unread.id > OutboxCursorRow.position)
+        .order_by(unread.id)
+        .limit(1)
+        .correlate(OutboxCursorRow)
+        .scalar_subquery()
+    )
+    oldest = (
+        select(OutboxRow.created_at)
+        .where(OutboxRow.id == func.coalesce(first_parked, first_unread))
+        .correlate(OutboxCursorRow)
+        .scalar_subquery()
+    )
+    count = (
+        select(func.count())
+        .select_from(OutboxParkedRow)
+        .where(OutboxParkedRow.subscriber == OutboxCursorRow.subscriber)
+        .correlate(OutboxCursorRow)
+        .scalar_subquery()
+    )
+    return select(OutboxCursorRow.subscriber, count, oldest)
+
+
+class SubscriberDelay(msgspec.Struct, frozen=True):
+    """How far one subscriber's delivery is held up, for the operators' metrics."""
+
+    parked: int
+    """Events in its retry list (refused by it, or parked behind a refused one)."""
+    oldest_undelivered_seconds: float
+    """Age of the oldest event it has not taken: its oldest parked event, else the first row
+    past its cursor (0 when it has everything)."""
+
+
 class OutboxDispatcher:
     """Delivers outbox rows to each subscriber on its own cursor."""
 
@@ -575,6 +624,26 @@ class OutboxDispatcher:
             lag_seconds=lag,
             behind={name: max(0, newest - position) for name, position in positions.items()},
         )
+
+    async def subscriber_delays(self) -> dict[str, SubscriberDelay]:
+        """Per cursor of the database, its parked events and the age of its oldest undelivered
+        event: one statement, each part an index lookup (``outbox_parked``'s key starts with
+        the subscriber, ``outbox``'s with the id), whatever the size of the tables."""
+        now = self._clock.now()
+        async with self._sessions() as session:
+            rows = (await session.execute(delays_statement())).all()
+        delays = {}
+        for name, parked_count, created_at in rows:
+            age = 0.0
+            if created_at is not None:
+                created = (
+                    created_at if created_at.tzinfo is not None else created_at.replace(tzinfo=UTC)
+                )
+                age = max(0.0, (now - created).total_seconds())
+            delays[str(name)] = SubscriberDelay(
+                parked=int(parked_count or 0), oldest_undelivered_seconds=age
+            )
+        return delays
 
     def subscribe(
         self,

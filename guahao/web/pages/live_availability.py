@@ -30,6 +30,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from guahao.platform.clock import Clock, to_epoch_ms
 from guahao.platform.services.availability_feed import CHANNEL
 from guahao.platform.services.queries import QueryService, SessionAvailability
+from guahao.platform.task_stops import cancel_and_wait, raise_if_cancelling
 from guahao.web.pages.browsing import SCHEDULE_DAYS
 from guahao.web.pages.page_context import REGION_ZONE
 
@@ -50,7 +51,8 @@ async def next_change(changes: asyncio.Queue[Any]) -> bool:
     moment for a keep-alive comment and a fresh read. Shared by every live stream (the
     citizens' availability, the console's session counts)."""
     try:
-        await asyncio.wait_for(changes.get(), timeout=KEEPALIVE_SECONDS)
+        async with asyncio.timeout(KEEPALIVE_SECONDS):  # never drops a cancel (``wait_for`` may)
+            await changes.get()
     except TimeoutError:
         return False
     await asyncio.sleep(DEBOUNCE_SECONDS)
@@ -107,12 +109,14 @@ class AvailabilityHub:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelling()  # a cancel lost in a subscribe's socket write still ends it
             try:
                 pubsub = self._redis.pubsub()
                 try:
                     await pubsub.subscribe(CHANNEL)
                     self._ready.set()
                     async for message in pubsub.listen():
+                        raise_if_cancelling()
                         if message.get("type") != "message":
                             continue
                         data = message["data"]
@@ -133,14 +137,15 @@ class AvailabilityHub:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="guahao-availability-hub")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), timeout=5)
+            async with asyncio.timeout(5):
+                await self._ready.wait()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+        """End the subscription for sure (``guahao.platform.task_stops``)."""
+        task, self._task = self._task, None
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(task)
 
     @contextlib.asynccontextmanager
     async def listen(self, session_ids: frozenset[str]) -> AsyncIterator[asyncio.Queue[str]]:
