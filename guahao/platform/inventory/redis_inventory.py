@@ -191,8 +191,10 @@ class RedisInventory:
         loads tens of thousands of new slots, and a coroutine, a task and a reply each was
         most of the publishing process's CPU (``bench/profiles/engine2-*-publish-*``).
 
-        A slot Redis already knows is left as it is, and each slot loaded is announced on the
-        give-back channel, as ``load`` does. On Redis Cluster one call only takes slots whose
+        A slot Redis already knows is left as it is. Unlike ``load``, nothing is announced on
+        the give-back channel (see ``load_missing.lua``: no worker remembers anything of a
+        slot Redis never knew, and one message a slot made every worker process hear 50 000
+        for one large schedule). On Redis Cluster one call only takes slots whose
         keys share a hash slot. A slot a rebuild has fenced is loaded alone afterwards,
         waiting for the fence like ``load``.
         """
