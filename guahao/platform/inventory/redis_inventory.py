@@ -243,9 +243,7 @@ class RedisInventory:
             await self.load(state, only_if_missing=True)
 
     async def fence(self, slot_id: str, *, token: str, ttl_ms: int) -> SlotSnapshot | None:
-        reply = await self._run(
-            SLOT_SCRIPTS["fence"], self._keys.slot_family(slot_id), [token, ttl_ms]
-        )
+        reply = await self._run(SLOT_SCRIPTS["fence"], self._keys.family(slot_id), [token, ttl_ms])
         if _text(reply[0]) == "BUSY":
             return None
         self._forget_refusal(slot_id)
@@ -264,7 +262,7 @@ class RedisInventory:
         )
 
     async def unfence(self, slot_id: str, *, token: str) -> None:
-        await self._run(SLOT_SCRIPTS["unfence"], self._keys.slot_family(slot_id), [token])
+        await self._run(SLOT_SCRIPTS["unfence"], self._keys.family(slot_id), [token])
 
     async def hold(
         self,
@@ -290,7 +288,7 @@ class RedisInventory:
         ticket = self.sold_out.ticket()
         expires_at_ms = now_ms + ttl_ms
         marker = self._keys.account_marker(account_id)
-        slot_keys = [*self._keys.slot_family(slot_id), replay_key]
+        slot_keys = [*self._keys.family(slot_id), replay_key]
         args: list[str | int] = [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms]
         # The slot decides first: at a release surge most attempts are refused (sold out, not
         # yet released), and a refusal then costs one script and touches no marker. Only a
@@ -447,7 +445,7 @@ class RedisInventory:
         expires_at_ms = now_ms + ttl_ms
         reply = await self._unfenced(
             SLOT_SCRIPTS["hold"],
-            [*self._keys.slot_family(slot_id), self._keys.replay_record(slot_id, idempotency_key)],
+            [*self._keys.family(slot_id), self._keys.replay_record(slot_id, idempotency_key)],
             [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms],
         )
         outcome = _text(reply[0])
@@ -496,7 +494,7 @@ class RedisInventory:
         """One pipelined round trip: the calls are queued in one loop turn (see pipelining)."""
         script = SLOT_SCRIPTS["counts"]
         replies = await asyncio.gather(
-            *(self._run(script, self._keys.slot_family(slot_id), [now_ms]) for slot_id in slot_ids)
+            *(self._run(script, self._keys.family(slot_id), [now_ms]) for slot_id in slot_ids)
         )
         return {
             slot_id: _counts(reply)
@@ -507,7 +505,7 @@ class RedisInventory:
     async def _slot(self, name: str, slot_id: str, args: Sequence[str | int]) -> Any:
         """Run a slot script; a slot Redis does not know raises ``SlotNotLoadedError``."""
         self._forget_refusal(slot_id)
-        reply = await self._unfenced(SLOT_SCRIPTS[name], self._keys.slot_family(slot_id), args)
+        reply = await self._unfenced(SLOT_SCRIPTS[name], self._keys.family(slot_id), args)
         if _text(reply[0]) == "MISSING":
             refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         return reply
