@@ -12,7 +12,9 @@ and ``--slots`` Slots). Rows:
 - ``platform publish`` (with ``--publish``): the connector's sessions written to SQLite and to
   PostgreSQL (``--publish-on``; a throwaway cluster of ``infra/local_postgres.py``) and loaded
   into a Redis started here, through ``HospitalFeed``; reported separately because it is
-  storage work, not parsing. Every slot must be in Redis afterwards.
+  storage work, not parsing. Every slot must be in Redis afterwards. With ``--profile DIR``
+  py-spy records the publishing process during the publish alone
+  (``DIR/publish-<database>.folded``, raw stacks for ``bench/profile_summary.py``).
 
 Each row is the median of ``--repeat`` runs; the ratio is baseline / connector.
 """
@@ -23,7 +25,10 @@ import argparse
 import asyncio
 import gc
 import json
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +71,35 @@ def timed(fn: Any, data: bytes, repeat: int) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+PROFILE: dict[str, Path] = {}
+"""``--profile DIR``: where py-spy writes each publish's stacks."""
+
+
+def _spy(name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on this very process (the publish runs here), until stopped with SIGINT."""
+    if "dir" not in PROFILE:
+        return None
+    spy = subprocess.Popen(
+        [
+            str(ROOT / ".venv" / "bin" / "py-spy"),
+            "record",
+            "--pid",
+            str(os.getpid()),
+            "--nonblocking",
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(PROFILE["dir"] / f"{name}.folded"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches before the clock starts
+    return spy
+
+
 def publish(mapped: Any, database: str) -> float:
     """Register the bench hospital and publish the mapped sessions on a fresh platform (the
     embedded SQLite, or a throwaway PostgreSQL cluster, each with a Redis it starts); returns
@@ -92,13 +126,13 @@ def publish(mapped: Any, database: str) -> float:
                 payment_secret=key,
                 run_jobs=False,
             )
-            return asyncio.run(_publish(mapped, settings))
+            return asyncio.run(_publish(mapped, settings, f"publish-{database}"))
         finally:
             if database == "postgresql":
                 local_postgres.stop(work / "pg")
 
 
-async def _publish(mapped: Any, settings: Any) -> float:
+async def _publish(mapped: Any, settings: Any, name: str) -> float:
     from guahao.bootstrap import open_platform
     from guahao.platform.hospitals import HospitalGrade
     from guahao.platform.schedules import HospitalSpec
@@ -108,9 +142,13 @@ async def _publish(mapped: Any, settings: Any) -> float:
             HospitalSpec(code="bench", name="基准医院", grade=HospitalGrade.GRADE_3A, district="-")
         )
         await platform.feed.upsert_staff("bench", mapped.departments, mapped.doctors)
+        spy = _spy(name)
         started = time.perf_counter()
         report = await platform.feed.apply_sessions("bench", mapped.sessions)
         elapsed = time.perf_counter() - started
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=30)
         assert report.created == len(mapped.sessions)
         counts = await platform.ports.inventory.counts(await _slot_ids(platform), now_ms=0)
         segments = sum(len(s.segments) for s in mapped.sessions)
@@ -140,7 +178,13 @@ def main() -> None:
         default=["sqlite", "postgresql"],
         help="the databases --publish writes to, one fresh platform each",
     )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the publishing process during each publish"
+    )
     args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        PROFILE["dir"] = args.profile
 
     data = json.dumps(slot_bundle(args.slots), separators=(",", ":")).encode()
     print(f"bundle: {args.slots} slots, {len(data) / 1e6:.1f} MB", flush=True)

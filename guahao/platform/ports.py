@@ -136,6 +136,11 @@ class Inventory(Protocol):
         False when it no longer stood and nothing was loaded."""
         ...
 
+    async def load_missing(self, states: Sequence[SlotState]) -> None:
+        """``load(state, only_if_missing=True)`` for many new slots at once (a schedule just
+        published: no holds, bookings or returning units yet), in a few round trips."""
+        ...
+
     async def fence(self, slot_id: str, *, token: str, ttl_ms: int) -> SlotSnapshot | None:
         """Stop every step on the slot until the load carrying ``token`` (or ``ttl_ms``), and
         answer what the pool holds there now; None while another rebuild's fence stands."""

@@ -82,3 +82,22 @@ async def test_an_empty_session_is_not_published(platform):
     )
 
     assert created == 1
+
+
+async def test_a_batchs_new_slots_reach_redis_in_a_few_script_calls(platform):
+    """Not a script (and a coroutine and a task) for each new slot: a hospital's first
+    schedule brings tens of thousands (bench/profiles/engine2-1-*)."""
+    spec = clinic(units=6)
+    await platform.supply.register_hospital(spec)
+    sessions = roster_weeks(platform, spec)
+    segments = sum(len(s.segments) for s in sessions)
+    assert segments > 3 * 3  # a call a slot would be far more than the bound below
+    await platform.redis.config_resetstat()
+
+    await platform.supply.publish_sessions(sessions)
+
+    stats = await platform.redis.info("commandstats")
+    calls = sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
+    assert calls <= 3, calls  # one load of the batch's slots (and its script's first load)

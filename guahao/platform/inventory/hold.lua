@@ -5,10 +5,17 @@
 -- unfinished hold in this same script (as account_claim.lua would), so a grant costs one
 -- call and an account that already holds elsewhere is refused before anything is granted.
 -- A cluster cannot run a script over two hash tags; there the caller claims it afterwards.
+-- Every redis.call costs Redis about a microsecond of its own beyond the work asked, and a
+-- grant is the surge's hot path, so a grant makes twelve (bench/profiles/engine2-*): the
+-- slot's facts tell whether it is loaded, the returning units are swept only when there are
+-- some, and the owner's entry and the marker are written with NX, their checks in the same
+-- call (undone in the rare refusal that follows them).
 local hold_id, account_id, now, expires = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local MARKER = KEYS[9]
 if redis.call('EXISTS', FENCE) == 1 then return {'FENCED'} end
-if redis.call('EXISTS', META) == 0 then return {'MISSING'} end
+-- load.lua writes every field, so a slot without a status is one Redis does not know
+local m = redis.call('HMGET', META, 'capacity', 'booked', 'release_at_ms', 'status')
+if not m[4] then return {'MISSING'} end
 
 -- A repeated request gets its first answer back, whatever happened since.
 local prior = redis.call('GET', KEYS[8])
@@ -18,21 +25,26 @@ if prior then
   return {'REPLAYED', grant[2], grant[3]}
 end
 
-purge(now)
-if redis.call('HEXISTS', HOLD_OWNER, hold_id) == 1
-    or redis.call('HEXISTS', CONFIRMED, hold_id) == 1 then
+purge_holds(now)
+local returning = redis.call('ZCARD', RETURNING)
+if returning > 0 then
+  returning = returning - redis.call('ZREMRANGEBYSCORE', RETURNING, '-inf', now)
+end
+-- a hold id names one hold on this slot for good: live (HOLD_OWNER) or confirmed
+if redis.call('HEXISTS', CONFIRMED, hold_id) == 1 then
+  return {'REFUSED', 'VALIDATION_FAILED'}
+end
+if redis.call('HEXISTS', HOLD_OWNER, hold_id) == 1 then
   return {'REFUSED', 'VALIDATION_FAILED'}
 end
 
-local m = redis.call('HMGET', META, 'capacity', 'booked', 'release_at_ms', 'status')
 -- A lottery session (摇号) takes requests, not holds, until its draw.
 if m[4] == 'lottery' then return {'REFUSED', 'SESSION_IS_LOTTERY'} end
 if m[4] ~= 'open' then return {'REFUSED', 'SLOT_CLOSED'} end
 -- Refusals carry the earliest time the answer could change on its own (release time; the
 -- first hold to run out or unit to return), so a worker can refuse repeats locally until then.
 if tonumber(now) < tonumber(m[3]) then return {'REFUSED', 'SLOT_NOT_RELEASED', m[3]} end
-local available = tonumber(m[1]) - tonumber(m[2])
-    - redis.call('ZCARD', HOLD_EXPIRY) - redis.call('ZCARD', RETURNING)
+local available = tonumber(m[1]) - tonumber(m[2]) - redis.call('ZCARD', HOLD_EXPIRY) - returning
 if available <= 0 then
   local next_free = nil
   local first_hold = redis.call('ZRANGE', HOLD_EXPIRY, 0, 0, 'WITHSCORES')
@@ -49,10 +61,12 @@ if available <= 0 then
   return reply
 end
 
-if MARKER then
-  local current = redis.call('GET', MARKER)
-  local held = current and cjson.decode(current)
-  if held and tonumber(held[3]) > tonumber(now) then
+-- The marker: written when the account has none (the common case, one call); otherwise a
+-- marker naming a live hold elsewhere refuses, and one whose hold ran out by the caller's
+-- clock is overwritten (as account_claim.lua).
+if MARKER and not redis.call('SET', MARKER, ARGV[6], 'PX', ARGV[7], 'NX') then
+  local held = cjson.decode(redis.call('GET', MARKER))
+  if tonumber(held[3]) > tonumber(now) then
     if held[2] ~= hold_id then return {'REFUSED', 'HOLD_ALREADY_ACTIVE', held[1], held[2]} end
   else
     redis.call('SET', MARKER, ARGV[6], 'PX', ARGV[7])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from importlib.resources import files
 
-__all__ = ["ACCOUNT_SCRIPTS", "SLOT_SCRIPTS", "LuaScript"]
+__all__ = ["ACCOUNT_SCRIPTS", "LOAD_MISSING", "SLOT_SCRIPTS", "LuaScript"]
 
 _PACKAGE = "guahao.platform.inventory"
 
@@ -71,3 +71,7 @@ ACCOUNT_SCRIPTS: dict[str, LuaScript] = {
     for name in ("account_claim", "account_forget", "account_extend")
 }
 """Scripts on one account's unfinished-hold marker (KEYS[1])."""
+
+LOAD_MISSING = LuaScript.from_package("load_missing")
+"""``load_if_missing`` for a batch of new slots in one call (KEYS: 7 per slot, any number of
+slots whose keys one call may touch: see ``RedisInventory.load_missing``)."""

@@ -83,13 +83,21 @@ class AutoPipeline:
         self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int | bytes]
     ) -> Any:
         """The script's reply; its own errors (and connection errors) are raised here."""
+        return await self.submit(script, keys, args)
+
+    def submit(
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int | bytes]
+    ) -> asyncio.Future[Any]:
+        """Queue a call and hand back the future of its reply, without a coroutine: a caller
+        with thousands of calls at once (publishing a schedule's slots) awaits the futures
+        together instead of paying a coroutine, a task and a wake-up for each."""
         loop = asyncio.get_running_loop()
         call = _Call(script, keys, args, loop.create_future())
         self._queue.append(call)
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await call.future
+        return call.future
 
     def _flush(self) -> None:
         self._scheduled = False

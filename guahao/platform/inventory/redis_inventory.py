@@ -19,7 +19,12 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from guahao.platform.error_codes import error, refuse
-from guahao.platform.inventory.lua_scripts import ACCOUNT_SCRIPTS, SLOT_SCRIPTS, LuaScript
+from guahao.platform.inventory.lua_scripts import (
+    ACCOUNT_SCRIPTS,
+    LOAD_MISSING,
+    SLOT_SCRIPTS,
+    LuaScript,
+)
 from guahao.platform.inventory.pipelining import AutoPipeline
 from guahao.platform.inventory.redis_errors import UNAVAILABLE
 from guahao.platform.inventory.slot_keys import KeyNames
@@ -34,7 +39,13 @@ from guahao.platform.ports import (
     SlotStatus,
 )
 
-__all__ = ["DEFAULT_REPLAY_TTL_MS", "FENCE_WAIT_MS", "MARKER_GRACE_MS", "RedisInventory"]
+__all__ = [
+    "DEFAULT_REPLAY_TTL_MS",
+    "FENCE_WAIT_MS",
+    "LOAD_BATCH",
+    "MARKER_GRACE_MS",
+    "RedisInventory",
+]
 
 FENCE_WAIT_MS = 3000
 """How long a step waits on a slot a rebuild has fenced before answering
@@ -51,6 +62,11 @@ REFUSAL_MEMORY = 100_000
 remembered is dropped and that slot's next attempt asks Redis. A not-yet-released answer
 holds until the release, days ahead, and is dropped only when asked again after that: without
 a bound every slot a worker ever refused would stay in its memory."""
+
+LOAD_BATCH = 64
+"""How many new slots ``load_missing`` loads in one script call. Redis runs nothing else
+while a script runs: 64 empty slots keep a call near half a millisecond, so publishing a
+schedule during a release delays the crowd's holds by no more than that."""
 
 DEFAULT_REPLAY_TTL_MS = 24 * 60 * 60 * 1000
 """How long a hold's first answer is kept for a repeated idempotency key."""
@@ -98,10 +114,11 @@ class RedisInventory:
         such as the availability answers (each grant then costs every such process a message,
         so a process with no use for them, like the engine bench's workers, leaves it off)."""
         self._redis = redis
+        self._cluster = redis if isinstance(redis, RedisCluster) else None
         self._pipeline = AutoPipeline(redis, max_batch=pipeline_batch)
         # One server runs a script over any keys: the hold script then claims the account's
         # marker itself. A cluster refuses a script over two hash slots (CROSSSLOT).
-        self._claims_in_slot_script = not isinstance(redis, RedisCluster)
+        self._claims_in_slot_script = self._cluster is None
         # slot id -> (refusal code, caller time until which the same refusal holds) for
         # slots not yet released: that answer changes only with time (or a load here or
         # a rebuild, which forget it), so repeats are answered here until release time.
@@ -168,10 +185,65 @@ class RedisInventory:
             )
         return True
 
+    async def load_missing(self, states: Sequence[SlotState]) -> None:
+        """``load(state, only_if_missing=True)`` for many slots just published, a few dozen
+        slots to a script call and the calls pipelined: publishing a hospital's schedule
+        loads tens of thousands of new slots, and a coroutine, a task and a reply each was
+        most of the publishing process's CPU (``bench/profiles/engine2-*-publish-*``).
+
+        A slot Redis already knows is left as it is. Unlike ``load``, nothing is announced on
+        the give-back channel (see ``load_missing.lua``: no worker remembers anything of a
+        slot Redis never knew, and one message a slot made every worker process hear 50 000
+        for one large schedule). On Redis Cluster one call only takes slots whose
+        keys share a hash slot. A slot a rebuild has fenced is loaded alone afterwards,
+        waiting for the fence like ``load``.
+        """
+        for state in states:
+            _check_state(state)
+            if state.holds or state.confirmed or state.returning:
+                refuse(
+                    "VALIDATION_FAILED",
+                    field="holds",
+                    slot_id=state.slot_id,
+                    reason="a slot loaded by load_missing holds nothing yet",
+                )
+        groups: dict[int, list[SlotState]] = {}
+        families = [self._keys.slot_family(state.slot_id) for state in states]
+        if self._cluster is None:
+            groups[0] = list(states)
+        else:
+            for state, family in zip(states, families, strict=True):
+                groups.setdefault(self._cluster.keyslot(family[0]), []).append(state)
+        family_of = dict(zip((state.slot_id for state in states), families, strict=True))
+        chunks: list[list[SlotState]] = []
+        replies: list[asyncio.Future[Any]] = []
+        for group in groups.values():
+            for start in range(0, len(group), LOAD_BATCH):
+                chunk = group[start : start + LOAD_BATCH]
+                keys: list[str] = []
+                args: list[str | int] = []
+                for state in chunk:
+                    keys += family_of[state.slot_id]
+                    args += [state.capacity, state.booked, state.release_at_ms, state.status]
+                chunks.append(chunk)
+                replies.append(self._pipeline.submit(LOAD_MISSING, keys, args))
+        answers = await asyncio.gather(*replies, return_exceptions=True)
+        fenced: list[SlotState] = []
+        for chunk, answer in zip(chunks, answers, strict=True):
+            if isinstance(answer, UNAVAILABLE):
+                raise error("INVENTORY_UNAVAILABLE", operation=LOAD_MISSING.name) from answer
+            if isinstance(answer, BaseException):
+                raise answer
+            for state, outcome in zip(chunk, answer, strict=True):
+                if outcome == b"F" or outcome == "F":
+                    fenced.append(state)
+                else:
+                    self._forget_refusal(state.slot_id)
+        for state in fenced:
+            await self.load(state, only_if_missing=True)
+
     async def fence(self, slot_id: str, *, token: str, ttl_ms: int) -> SlotSnapshot | None:
-        reply = await self._run(
-            SLOT_SCRIPTS["fence"], self._keys.slot_family(slot_id), [token, ttl_ms]
-        )
+        reply = await self._run(SLOT_SCRIPTS["fence"], self._keys.family(slot_id), [token, ttl_ms])
         if _text(reply[0]) == "BUSY":
             return None
         self._forget_refusal(slot_id)
@@ -190,7 +262,7 @@ class RedisInventory:
         )
 
     async def unfence(self, slot_id: str, *, token: str) -> None:
-        await self._run(SLOT_SCRIPTS["unfence"], self._keys.slot_family(slot_id), [token])
+        await self._run(SLOT_SCRIPTS["unfence"], self._keys.family(slot_id), [token])
 
     async def hold(
         self,
@@ -216,7 +288,7 @@ class RedisInventory:
         ticket = self.sold_out.ticket()
         expires_at_ms = now_ms + ttl_ms
         marker = self._keys.account_marker(account_id)
-        slot_keys = [*self._keys.slot_family(slot_id), replay_key]
+        slot_keys = [*self._keys.family(slot_id), replay_key]
         args: list[str | int] = [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms]
         # The slot decides first: at a release surge most attempts are refused (sold out, not
         # yet released), and a refusal then costs one script and touches no marker. Only a
@@ -373,7 +445,7 @@ class RedisInventory:
         expires_at_ms = now_ms + ttl_ms
         reply = await self._unfenced(
             SLOT_SCRIPTS["hold"],
-            [*self._keys.slot_family(slot_id), self._keys.replay_record(slot_id, idempotency_key)],
+            [*self._keys.family(slot_id), self._keys.replay_record(slot_id, idempotency_key)],
             [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms],
         )
         outcome = _text(reply[0])
@@ -422,7 +494,7 @@ class RedisInventory:
         """One pipelined round trip: the calls are queued in one loop turn (see pipelining)."""
         script = SLOT_SCRIPTS["counts"]
         replies = await asyncio.gather(
-            *(self._run(script, self._keys.slot_family(slot_id), [now_ms]) for slot_id in slot_ids)
+            *(self._run(script, self._keys.family(slot_id), [now_ms]) for slot_id in slot_ids)
         )
         return {
             slot_id: _counts(reply)
@@ -433,7 +505,7 @@ class RedisInventory:
     async def _slot(self, name: str, slot_id: str, args: Sequence[str | int]) -> Any:
         """Run a slot script; a slot Redis does not know raises ``SlotNotLoadedError``."""
         self._forget_refusal(slot_id)
-        reply = await self._unfenced(SLOT_SCRIPTS[name], self._keys.slot_family(slot_id), args)
+        reply = await self._unfenced(SLOT_SCRIPTS[name], self._keys.family(slot_id), args)
         if _text(reply[0]) == "MISSING":
             refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         return reply

@@ -13,7 +13,7 @@ local FENCE = KEYS[7]        -- string: a rebuild's token while it reloads this 
 -- A hold is live while now < expires_at_ms; a returning unit is unavailable while
 -- now < return_at_ms. Removing what has run out before counting is what makes a timer
 -- unnecessary for correctness. Holds go in batches so unpack() stays far below Lua's limit.
-local function purge(now)
+local function purge_holds(now)
   while true do
     local expired = redis.call('ZRANGEBYSCORE', HOLD_EXPIRY, '-inf', now, 'LIMIT', 0, 500)
     if #expired == 0 then break end
@@ -21,6 +21,10 @@ local function purge(now)
     redis.call('HDEL', HOLD_OWNER, unpack(expired))
     if #expired < 500 then break end
   end
+end
+
+local function purge(now)
+  purge_holds(now)
   redis.call('ZREMRANGEBYSCORE', RETURNING, '-inf', now)
 end
 

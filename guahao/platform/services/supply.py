@@ -164,20 +164,19 @@ class SupplyService:
                 if loading is not None:
                     await loading
                 # New slots: nothing in Redis to merge with, nobody can have held a unit yet,
-                # and a lazy load racing this one loads the same state (``load_if_missing``).
+                # and a lazy load racing this one loads the same state (``load_missing``).
                 # Loaded while the next batch is written to SQL: the two servers work at once.
-                loading = asyncio.gather(
-                    *(
-                        self._p.inventory.load(
+                loading = asyncio.ensure_future(
+                    self._p.inventory.load_missing(
+                        [
                             SlotState(
                                 slot_id=slot["id"],
                                 capacity=slot["online_quota"],
                                 booked=0,
                                 release_at_ms=to_epoch_ms(slot["release_at"]),
-                            ),
-                            only_if_missing=True,
-                        )
-                        for slot in slots_added
+                            )
+                            for slot in slots_added
+                        ]
                     )
                 )
                 created += len(sessions_added)

@@ -1,0 +1,135 @@
+"""What a grant costs Redis itself: CPU per call of ``hold.lua`` and of variants of it.
+
+Not a test. ``release_surge.py``'s ``cpu µs/dec`` column gives the servers' CPU per decision
+over a whole surge; this isolates the hold script. 20 000 grants (200 slots of 250 units,
+each attempt a new account) go through the inventory's own automatic pipeline, 200 callers
+at once; Redis's ``used_cpu_user + used_cpu_sys`` (``INFO cpu``) before and after, divided
+by the calls. CPU time, unlike ``usec_per_call`` (wall time inside Redis), is barely moved by
+a loaded machine. Rows:
+
+- ``hold``: the script as the adapter runs it (a grant on one server, marker included);
+- ``empty``: the slot prelude and an immediate reply, the same keys and arguments: what a
+  call costs before its first ``redis.call`` (parsing, the pipeline, the reply);
+- one row per ``--variant FILE``: the body of another hold script (for instance an older
+  ``hold.lua`` from git, or one without some command) behind the same prelude.
+
+    .venv/bin/python bench/hold_script_cost.py --variant /tmp/old_hold.lua --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+import uvloop
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
+from guahao.platform.inventory import RedisInventory  # noqa: E402
+from guahao.platform.inventory.lua_scripts import SLOT_SCRIPTS, LuaScript  # noqa: E402
+from guahao.platform.inventory.redis_inventory import MARKER_GRACE_MS  # noqa: E402
+from guahao.platform.inventory.slot_keys import KeyNames  # noqa: E402
+from guahao.platform.ports import SlotState  # noqa: E402
+
+RELEASE_MS = 1_780_000_000_000
+TTL_MS = 15 * 60 * 1000
+GRANTS = 20_000
+SLOTS = 200
+
+
+def scripts(variants: list[Path]) -> dict[str, LuaScript]:
+    source = SLOT_SCRIPTS["hold"].source
+    prelude = source.split("-- Reserve one unit.")[0]
+    found = {"hold": SLOT_SCRIPTS["hold"], "empty": LuaScript("empty", prelude + "return {1}")}
+    for path in variants:
+        found[path.name] = LuaScript(path.name, prelude + path.read_text())
+    return found
+
+
+async def redis_cpu(client: aioredis.Redis) -> float:
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def one_row(client: aioredis.Redis, script: LuaScript) -> tuple[float, int]:
+    await client.flushdb()
+    inventory = RedisInventory(client, key_prefix="cost:")
+    keys = KeyNames("cost:")
+    for s in range(SLOTS):
+        await inventory.load(
+            SlotState(slot_id=f"s{s}", capacity=250, booked=0, release_at_ms=RELEASE_MS)
+        )
+    expires = RELEASE_MS + TTL_MS
+    calls = []
+    for n in range(GRANTS):
+        slot = f"s{n % SLOTS}"
+        calls.append(
+            (
+                [
+                    *keys.slot_family(slot),
+                    keys.replay_record(slot, f"k{n}"),
+                    keys.account_marker(f"a{n}"),
+                ],
+                [
+                    f"h{n}",
+                    f"a{n}",
+                    RELEASE_MS,
+                    expires,
+                    86_400_000,
+                    f'["{slot}","h{n}","{expires}"]',
+                    TTL_MS + MARKER_GRACE_MS,
+                ],
+            )
+        )
+    pipeline = inventory._pipeline  # the adapter's own batching, as a worker runs it
+    await pipeline.run(script, calls[0][0], ["warm", "warm", 0, 1, 1])  # loads the script
+    todo = iter(calls)
+    granted = 0
+
+    async def caller() -> None:
+        nonlocal granted
+        for call_keys, args in todo:
+            reply: Any = await pipeline.run(script, call_keys, args)
+            granted += reply[0] == b"GRANTED"
+
+    before = await redis_cpu(client)
+    await asyncio.gather(*(caller() for _ in range(200)))
+    return (await redis_cpu(client) - before) / GRANTS * 1e6, granted
+
+
+async def measure(url: str, variants: list[Path], rounds: int) -> None:
+    client = aioredis.Redis(
+        connection_pool=aioredis.BlockingConnectionPool.from_url(url, max_connections=16)
+    )
+    try:
+        for round_ in range(rounds):
+            for name, script in scripts(variants).items():
+                micros, granted = await one_row(client, script)
+                print(f"round {round_}  {name:28} Redis CPU {micros:6.1f} µs/call  {granted=}")
+    finally:
+        await client.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", type=Path, action="append", default=[])
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
+    server = EmbeddedRedis()
+    url = server.start()
+    try:
+        uvloop.run(measure(url, args.variant, args.rounds))
+    finally:
+        server.stop()
+    print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
+
+
+if __name__ == "__main__":
+    main()
