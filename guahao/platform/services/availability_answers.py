@@ -8,7 +8,8 @@ the encoded bytes per doctor and date range, and drops them when the answer can 
 
 - **at once**, for every step any process takes on one of its slots: the pool's scripts
   announce a unit given back, a session stopped or reopened, a capacity change, a slot loaded
-  or rebuilt (``<prefix>guahao:slot-returns``) and every grant (``<prefix>guahao:slot-takes``);
+  again or rebuilt (``<prefix>guahao:slot-returns``) and every grant (``<prefix>guahao:slot-takes``;
+  a slot published for the first time is announced by nothing: the last point covers it);
   the steps this process takes itself drop the answer before their reply is even read;
 - **at its instant**, by the platform's clock, for what changes with time alone: a release, a
   slot's start, a hold running out, a cancelled unit's return delay ending (the counts script
