@@ -116,6 +116,9 @@ def main() -> None:
     parser.add_argument("--other", type=Path, help="the tree to compare with")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--grants", type=int, default=3000, help="requests per round and tree")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy each round's child (raw folded stacks here)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--tree", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -167,8 +170,14 @@ def main() -> None:
                 )
                 step += options.grants
                 load = _load_average()
+                command = [sys.executable, str(Path(__file__).resolve()), "--child", str(spec)]
+                if options.profile:
+                    options.profile.mkdir(parents=True, exist_ok=True)
+                    folded = options.profile / f"grant-cpu-{name}-{round_no}.folded"
+                    spy = [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--rate", "250"]
+                    command = [*spy, "--format", "raw", "--output", str(folded), "--", *command]
                 done = subprocess.run(
-                    [sys.executable, str(Path(__file__).resolve()), "--child", str(spec)],
+                    command,
                     env=os.environ | {"PYTHONPATH": tree},
                     cwd=tree,
                     capture_output=True,
