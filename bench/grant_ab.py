@@ -6,8 +6,9 @@ PostgreSQL and one Redis are seeded once (``http_surge``'s seeding, 40 000 accou
 grants), then the granted row (``POST /api/v1/holds`` on open slots, each request an account
 of its own, 64 connections) is served by each tree's ``guahao serve`` in turn, A B A B …,
 every round on fresh accounts; the plain-Litestar ceiling runs between rounds. Every round's
-figures are printed with the load average; the end check is ``http_surge``'s (oversold 0,
-SQL and Redis agreeing).
+figures are printed with the load average and the server's CPU per request (the granted
+row's and the ceiling's: a ratio that the machine's load moves less than the rates); the end
+check is ``http_surge``'s (oversold 0, SQL and Redis agreeing).
 
     .venv/bin/python bench/grant_ab.py --other /path/to/main-export --rounds 3 --seconds 6
 
@@ -29,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.http_surge import (  # noqa: E402
     GRANT_ACCOUNTS,
+    SERVED,
     SOLD_OUT_ACCOUNTS,
     Row,
     _check,
@@ -71,6 +73,7 @@ def main() -> None:
         target = asyncio.run(_seed(env, work / "files", 2))
         ceiling_port = _free_port()
         ceiling_server = _serve_ceiling(row_lock_dsn, ceiling_port)
+        SERVED["ceiling"] = ceiling_server.pid
         plain = work / "plain.txt"
         plain.write_text("/plain\n")
         per_round = GRANT_ACCOUNTS // (2 * options.rounds)
@@ -86,6 +89,7 @@ def main() -> None:
                 port = _free_port()
                 server_env = env | ({"PYTHONPATH": tree} if tree else {})
                 server = _serve_platform(server_env, port, 1, work / f"server-{name}.log")
+                SERVED["platform"] = server.pid
                 try:
                     load = _load_average()
                     row = _wrk(
@@ -117,6 +121,8 @@ def main() -> None:
                     "ratio": round(row.per_s / ceiling.per_s, 3) if ceiling.per_s else 0.0,
                     "p50_ms": row.p50_ms,
                     "p99_ms": row.p99_ms,
+                    "cpu_ms": round(row.cpu_ms, 3),
+                    "ceiling_cpu_ms": round(ceiling.cpu_ms, 3),
                     "statuses": row.statuses,
                     "load": load,
                 }
@@ -132,7 +138,8 @@ def main() -> None:
         mine = [r for r in results if r["tree"] == name]
         print(
             f"{name}: granted/s {[r['granted_per_s'] for r in mine]}, "
-            f"ratio to the ceiling {[r['ratio'] for r in mine]}"
+            f"ratio to the ceiling {[r['ratio'] for r in mine]}, "
+            f"server CPU ms per grant {[r['cpu_ms'] for r in mine]}"
         )
     print(f"load average after: {_load_average()}")
 

@@ -47,6 +47,7 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import psutil
 import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +96,9 @@ class Row:
     socket_errors: int = 0
     ceiling_per_s: float = 0.0
     ratio: float = 0.0
+    cpu_ms: float = 0.0
+    """CPU time of the serving processes (all workers) per answered request: whether a row
+    is bound by the server's CPU (``cpu_ms * req/s`` near 1 000 per worker) or waits."""
 
 
 @dataclass
@@ -276,6 +280,25 @@ async def _check(environ: dict[str, str], granted: int) -> dict[str, Any]:
 PROFILE: dict[str, Any] = {}
 """``--profile DIR``: the directory and the served platform's pid, set while it runs."""
 
+SERVED: dict[str, int] = {}
+"""The pid of the server each kind of row runs against (``platform``, ``ceiling``), for
+the CPU it spends per request."""
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    """User and system CPU of ``pid`` and its children (a supervisor's workers)."""
+    if pid is None:
+        return 0.0
+    try:
+        process = psutil.Process(pid)
+        total = 0.0
+        for each in [process, *process.children(recursive=True)]:
+            times = each.cpu_times()
+            total += times.user + times.system
+    except psutil.Error:
+        return 0.0
+    return total
+
 
 def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
     threads = 2
@@ -290,7 +313,7 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
                 str(PROFILE["pid"]),
                 "--duration",
                 str(max(1, seconds - 1)),
-                "--gil",
+                *(["--idle"] if PROFILE.get("idle") else ["--gil"]),
                 "--nonblocking",
                 "--rate",
                 "200",
@@ -317,7 +340,9 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
         str(threads),
         *args[4:],
     ]
+    cpu_before = _cpu_seconds(SERVED.get(row.server))
     done = subprocess.run(command, capture_output=True, text=True, check=True)
+    cpu_spent = _cpu_seconds(SERVED.get(row.server)) - cpu_before
     if spy is not None:
         spy.wait()
     found = re.search(r"^WRK-RESULT (.*)$", done.stdout, re.MULTILINE)
@@ -329,6 +354,7 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
     row.per_s = row.requests / row.seconds
     row.p50_ms = result["p50_us"] / 1000
     row.p99_ms = result["p99_us"] / 1000
+    row.cpu_ms = cpu_spent * 1000 / row.requests if row.requests else 0.0
     row.statuses = {str(k): v for k, v in result["statuses"].items()}
     row.socket_errors = sum(
         result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
@@ -431,8 +457,10 @@ def _ratio(row: Row, ceiling: Row) -> Row:
 
 def _print(rows: list[Row]) -> None:
     print(
-        f"\n| {'row':<44} | conns | req/s   | ceiling | ratio | p50 ms | p99 ms | statuses |\n"
-        f"| {'-' * 44} | ----- | ------- | ------- | ----- | ------ | ------ | -------- |"
+        f"\n| {'row':<44} | conns | req/s   | ceiling | ratio | p50 ms | p99 ms | cpu ms/req "
+        f"| statuses |\n"
+        f"| {'-' * 44} | ----- | ------- | ------- | ----- | ------ | ------ | ---------- "
+        f"| -------- |"
     )
     for r in rows:
         statuses = " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items()))
@@ -440,7 +468,8 @@ def _print(rows: list[Row]) -> None:
             statuses += f" socket-errors:{r.socket_errors}"
         print(
             f"| {r.name:<44} | {r.connections:>5} | {r.per_s:>7.0f} | {r.ceiling_per_s:>7.0f} "
-            f"| {r.ratio:>5.2f} | {r.p50_ms:>6.1f} | {r.p99_ms:>6.1f} | {statuses} |"
+            f"| {r.ratio:>5.2f} | {r.p50_ms:>6.1f} | {r.p99_ms:>6.1f} | {r.cpu_ms:>10.3f} "
+            f"| {statuses} |"
         )
 
 
@@ -545,6 +574,12 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="py-spy the platform during its rows (folded stacks here)"
     )
+    parser.add_argument(
+        "--profile-idle",
+        action="store_true",
+        help="sample the waiting loop too (py-spy --idle instead of --gil): how much of the "
+        "worker's time is spent waiting on the network",
+    )
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="guahao-http-surge-"))
     work.chmod(0o755)  # the cluster runs as the postgres user when we are root
@@ -569,6 +604,7 @@ def main() -> None:
         pg = asyncio.run(_seed(pg_env, work / "pg-files", options.days))
         ceiling_port = _free_port()
         servers.append(_serve_ceiling(row_lock_dsn, ceiling_port))
+        SERVED["ceiling"] = SERVED["row lock"] = servers[-1].pid
         ceiling_url = f"http://127.0.0.1:{ceiling_port}"
         plain = work / "plain.txt"
         plain.write_text("/plain\n")
@@ -584,9 +620,10 @@ def main() -> None:
             port = _free_port()
             server = _serve_platform(pg_env, port, workers, work / "server-pg.log")
             servers.append(server)
+            SERVED["platform"] = server.pid
             if options.profile and workers == 1:
                 options.profile.mkdir(parents=True, exist_ok=True)
-                PROFILE.update(pid=server.pid, dir=options.profile)
+                PROFILE.update(pid=server.pid, dir=options.profile, idle=options.profile_idle)
             url = f"http://127.0.0.1:{port}"
             label = f"PostgreSQL, {workers} worker{'s' if workers > 1 else ''}"
             if "sold-out" in options.only or "crowd" in options.only:
@@ -679,6 +716,7 @@ def main() -> None:
             lite = asyncio.run(_seed(lite_env, work / "lite-files", options.days))
             port = _free_port()
             server = _serve_platform(lite_env, port, 1, work / "server-lite.log")
+            SERVED["platform"] = server.pid
             servers.append(server)
             url = f"http://127.0.0.1:{port}"
             if "sold-out" in options.only:

@@ -13,6 +13,13 @@ so repeating it is safe, and a hold refused before release time must succeed whe
 after it. A route whose writes must carry a key (the hospital push API) says so with
 ``opt={IDEMPOTENCY_KEY_OPT: "required"}``; a signed-in write there without one is refused
 ``VALIDATION_FAILED`` before it runs.
+
+A route whose service already keeps a replay record under the key says so with
+``opt={IDEMPOTENCY_KEY_OPT: "kept_by_route"}`` (``POST /api/v1/holds``: the hold pool's own
+record, written in the same script as the grant, answers a repeat with its first hold). The
+middleware only checks the key there and keeps no record of its own: a second record of the
+same fact cost every grant a claim and an answer in Redis, in sequence with the grant
+(bench/profiles/grant3-*).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from guahao.web.request_bodies import BodyTooLargeError, body_limit_of, read_bou
 
 __all__ = [
     "IDEMPOTENCY_KEY_OPT",
+    "KEPT_BY_ROUTE",
     "LEASE_SECONDS",
     "IdempotencyMiddleware",
     "IdempotencyRecords",
@@ -50,7 +58,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 IDEMPOTENCY_KEY_OPT = "idempotency_key"
-"""Route ``opt`` naming whether its writes must carry ``Idempotency-Key`` (``"required"``)."""
+"""Route ``opt`` naming whether its writes must carry ``Idempotency-Key`` (``"required"``), or
+that the route keeps the key's replay record itself (``KEPT_BY_ROUTE``)."""
+KEPT_BY_ROUTE = "kept_by_route"
+"""``IDEMPOTENCY_KEY_OPT`` of a route whose service answers a repeated key with its first
+answer and a concurrent repeat with the same result or ``REQUEST_IN_PROGRESS``, so the
+middleware keeps no record for it."""
 MAX_KEY_LENGTH = 100
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LEASE_SECONDS = 5
@@ -90,12 +103,15 @@ class IdempotencyMiddleware:
         method: str = scope["method"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         key = headers.get("idempotency-key", "")
+        route = scope.get("route_handler")
+        if route is not None and route.opt.get(IDEMPOTENCY_KEY_OPT) == KEPT_BY_ROUTE:
+            await self._pass_kept_by_route(scope, receive, send, key, headers)
+            return
         principal = self._principal(scope, headers.get("authorization", ""))
         if principal is None:
             await self.app(scope, receive, send)
             return
         if not key or len(key) > MAX_KEY_LENGTH:
-            route = scope.get("route_handler")
             required = route is not None and route.opt.get(IDEMPOTENCY_KEY_OPT) == "required"
             if required or key:
                 reason = "required on these writes" if not key else "at most 100 characters"
@@ -158,6 +174,21 @@ class IdempotencyMiddleware:
                     _Stored(fingerprint, captured["status"], captured["type"], captured["body"])
                 )
             await records.settle(record, lease, answer)
+
+    async def _pass_kept_by_route(
+        self, scope: Scope, receive: Receive, send: Send, key: str, headers: dict[str, str]
+    ) -> None:
+        """A route keeping its own replay record: refuse a key too long as every write
+        does (before it runs, signed in), and let everything else through unrecorded. The
+        token is decoded here only for that rare refusal; the route's guard decodes it
+        anyway."""
+        if len(key) > MAX_KEY_LENGTH and self._principal(scope, headers.get("authorization", "")):
+            status, payload = _error_response(
+                "VALIDATION_FAILED", 422, field="Idempotency-Key", reason="at most 100 characters"
+            )
+            await _respond(send, status, "application/json", payload, replayed=False)
+            return
+        await self.app(scope, receive, send)
 
     def _records_for(self, redis: aioredis.Redis) -> IdempotencyRecords:
         """The records kept in ``redis`` (the platform's client), made on first use."""

@@ -59,7 +59,7 @@ def test_every_named_dependency_is_a_platform_field_or_the_request_context(
     tmp_path: Path,
 ) -> None:
     declared = named_dependencies(_app(tmp_path))
-    assert declared["holdSlot"] == {"bookings", "queries", "client"}
+    assert declared["holdSlot"] == {"bookings"}  # one dependency: no task group per grant
     assert declared["health"] == {"readiness"}
     # ``page`` (language, elderly mode, the signed-in account) exists on the pages' router only;
     # the identity provider's relying party and the session seam are the app's own

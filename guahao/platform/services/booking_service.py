@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,9 +57,35 @@ from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFacts
 
-__all__ = ["PAYMENT_GRACE", "BookingService", "PaymentOutcome"]
+__all__ = ["PAYMENT_GRACE", "BookingService", "HoldOutcome", "PaymentOutcome"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HoldOutcome:
+    """What ``BookingService.grant_hold`` made of a request."""
+
+    booking: Booking
+    """The booking as it stands now (a repeat's may have moved on since its hold)."""
+    granted: Booking
+    """The booking as its hold was first answered: what a repeat is answered again."""
+    replayed: bool
+    """Whether another request under the same key made the hold (this one repeats it)."""
+
+
+def _as_granted(row: BookingRow, expires_at: datetime) -> Booking:
+    """A recorded booking as the grant of its hold showed it (held until the hold's first
+    expiry, nothing chosen yet), whatever happened to it since."""
+    return Booking(
+        id=row.id,
+        account_id=row.account_id,
+        slot_id=row.slot_id,
+        session_id=row.session_id,
+        status=BookingStatus.HELD,
+        hold_expires_at=expires_at,
+        fee_cents=row.fee_cents,
+    )
 
 
 class BookingService:
@@ -84,11 +111,32 @@ class BookingService:
         idempotency_key: str,
         client: ClientContext | None = None,
     ) -> Booking:
-        """锁号: reserve one unit for this account for the hospital's hold time.
+        """锁号: reserve one unit for this account for the hospital's hold time; a repeated
+        key answers the booking its first request made, as it stands now.
 
         Rate limits per account, device and address come first: a bot that hammers the
         release moment is turned away before it costs the slot pool anything.
         """
+        outcome = await self.grant_hold(
+            account_id=account_id,
+            slot_id=slot_id,
+            idempotency_key=idempotency_key,
+            client=client,
+        )
+        return outcome.booking
+
+    async def grant_hold(
+        self,
+        *,
+        account_id: str,
+        slot_id: str,
+        idempotency_key: str,
+        client: ClientContext | None = None,
+    ) -> HoldOutcome:
+        """``hold``, telling a repeat apart and giving the hold as its first request was
+        answered: the API's ``POST /api/v1/holds`` answers repeats from the pool's replay
+        record through this, with no idempotency record of its own (docs/architecture.md,
+        "Idempotency keys on every write")."""
         if not idempotency_key or len(idempotency_key) > 100:
             refuse("VALIDATION_FAILED", field="idempotency_key")
         client = client or ClientContext()
@@ -124,7 +172,7 @@ class BookingService:
                 grant = await self._sync.with_slot_loaded(slot_id, attempt)
             except GuahaoError as exc:
                 if exc.code != "HOLD_ALREADY_ACTIVE" or not await self._stale_claim_cleared(
-                    account_id, exc.detail, now
+                    account_id, exc.detail, now, key=idempotency_key, slot_id=slot_id
                 ):
                     raise
                 grant = await self._sync.with_slot_loaded(slot_id, attempt)
@@ -132,11 +180,16 @@ class BookingService:
             if exc.code == "SLOT_SOLD_OUT" and self._p.refused_demand is not None:
                 self._p.refused_demand.note(facts.session_id, account_id)  # unmet demand
             raise
+        # Another request's hold under this key (not this call's own resend of the script).
+        repeat = grant.replayed and grant.hold_id != booking_id
+        expires_at = datetime.fromtimestamp(grant.expires_at_ms / 1000, now.tzinfo)
         if grant.replayed:
             async with self._p.sessions() as session:
                 existing = await session.get(BookingRow, grant.hold_id)
                 if existing is not None:
-                    return to_domain(existing)
+                    return HoldOutcome(
+                        to_domain(existing), _as_granted(existing, expires_at), replayed=repeat
+                    )
             booking_id = grant.hold_id  # the first attempt died before writing SQL
         his = self._p.his_inventory
         if his is not None and not await his.owns(facts.hospital_id):
@@ -156,7 +209,6 @@ class BookingService:
                 with contextlib.suppress(Exception):
                     await his.release(facts.hospital_id, slot_id, booking_id)
 
-        expires_at = datetime.fromtimestamp(grant.expires_at_ms / 1000, now.tzinfo)
         booking = Booking(
             id=booking_id,
             account_id=account_id,
@@ -197,7 +249,7 @@ class BookingService:
             if same is not None and same.id == booking.id:
                 # A repeat of this request was answered our grant and recorded it first: the
                 # hold is ours and recorded, so it must not be given back.
-                return to_domain(same)
+                return HoldOutcome(to_domain(same), _as_granted(same, expires_at), replayed=repeat)
             if not grant.replayed:
                 # Our own fresh hold cannot be recorded: give it back. A replayed grant is the
                 # first request's hold, which that request is recording right now.
@@ -206,7 +258,8 @@ class BookingService:
                 )
                 await give_back_his()
             if same is not None and same.slot_id == slot_id:
-                return to_domain(same)
+                answered = to_domain(same)
+                return HoldOutcome(answered, answered, replayed=True)
             refuse("IDEMPOTENCY_KEY_REUSED", idempotency_key=idempotency_key)
         except (SQLAlchemyError, ConnectionError) as exc:
             # The record cannot be written (database away): give the unit back rather than
@@ -226,7 +279,7 @@ class BookingService:
             await give_back_his()
             refuse("SLOT_SOLD_OUT", slot_id=slot_id, reason="hold_lost_with_redis")
         await self.records.schedule_expiry(expires_at)
-        return booking
+        return HoldOutcome(booking, booking, replayed=repeat)
 
     async def _hold_survived(self, slot_id: str, hold_id: str, now_ms: int) -> bool:
         """Whether the pool still knows a hold now that its record is written.
@@ -328,24 +381,30 @@ class BookingService:
         return booking
 
     async def _stale_claim_cleared(
-        self, account_id: str, detail: dict[str, Any], now: datetime
+        self, account_id: str, detail: dict[str, Any], now: datetime, *, key: str, slot_id: str
     ) -> bool:
         """A refusal ``HOLD_ALREADY_ACTIVE`` naming a booking the record says no longer holds
         (it was left or expired while Redis was away, or Redis came back from an old
         snapshot): give that hold back in Redis so the account can hold again. A booking not
-        in SQL at all may be a concurrent hold still being written, so it stands."""
-        hold_id, slot_id = detail.get("active_hold_id"), detail.get("active_slot_id")
-        if not isinstance(hold_id, str) or not isinstance(slot_id, str):
+        in SQL at all may be a concurrent hold still being written, so it stands.
+
+        The booking holding may be this very key's, made on another slot: the key was reused
+        for another request (``IDEMPOTENCY_KEY_REUSED``, as the web layer's record said before
+        the holds route answered repeats from the pool's own record)."""
+        hold_id, active_slot = detail.get("active_hold_id"), detail.get("active_slot_id")
+        if not isinstance(hold_id, str) or not isinstance(active_slot, str):
             return False
         async with self._p.sessions() as session:
             row = await session.get(BookingRow, hold_id)
         if row is None or row.account_id != account_id:
             return False
+        if row.idempotency_key == key and row.slot_id != slot_id:
+            refuse("IDEMPOTENCY_KEY_REUSED", idempotency_key=key)
         if BookingStatus(row.status) in flow.HOLDING_STATUSES:
             return False
         try:
             await self._p.inventory.release(
-                slot_id, hold_id=hold_id, account_id=account_id, now_ms=to_epoch_ms(now)
+                active_slot, hold_id=hold_id, account_id=account_id, now_ms=to_epoch_ms(now)
             )
         except GuahaoError:
             return False
