@@ -25,6 +25,7 @@ from guahao.web.auth import TokenIssuer
 from guahao.web.citizen_session import PageSessions
 from guahao.web.dependencies import platform_dependencies
 from guahao.web.errors import exception_handlers
+from guahao.web.front_answers import FrontAnswers
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
 from guahao.web.metrics import WebMetrics, metrics_endpoint, telemetry_middleware
@@ -225,4 +226,7 @@ def create_app(
         debug=False,
     )
     declare_security(app.routes)
+    # the crowd's sold-out holds and remembered reads, answered before Litestar's routing
+    # and middleware (guahao/web/front_answers.py); everything else passes through
+    app.asgi_handler = FrontAnswers(app.asgi_handler, metrics)
     return app
