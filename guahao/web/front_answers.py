@@ -203,6 +203,7 @@ class FrontAnswers:
         length = headers.get(b"content-length", b"")
         if (
             account is None
+            or _MANY in headers.values()
             or not 0 < len(key) <= MAX_KEY_LENGTH
             or not length.isdigit()
             or int(length) > API_BODY_LIMIT
@@ -240,6 +241,10 @@ class FrontAnswers:
                 scope, send, status, encode_json(payload), response, HOLD_ROUTE, started, exc.code
             )
             return
+        except Exception:  # an outage before the limits were counted: the route answers it
+            # the facts or the rules could not be read (nothing is counted before them):
+            # ``hold`` meets the same outage and answers it as the exception handlers do
+            pass
         # the view no longer refuses (a unit came back meanwhile): ``hold`` decides
         await self.app(scope, replaying(body, receive), send)
 
@@ -255,7 +260,7 @@ class FrontAnswers:
             else:
                 route = AVAILABILITY_ROUTE
                 body = _availability(platform.availability_answers, scope)
-        except (_FallThroughError, GuahaoError, msgspec.ValidationError):
+        except Exception:  # a read changes nothing: the route answers (or refuses) it
             body = None
         if body is None:
             await self.app(scope, receive, send)

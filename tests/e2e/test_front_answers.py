@@ -180,6 +180,40 @@ async def test_the_front_answers_exactly_as_the_framework_does(
         ("guahao_http_request_duration_seconds_count", {"route": "/api/v1/search"}),
     ):
         assert sample(f_metrics, name, **labels) == sample(p_metrics, name, **labels) > 0, name
+    # a citizen over the hold limit: 429 with Retry-After, from the front as from the route
+    for _ in range(60):
+        status, _h, _b = await sent(fast, "POST", "/api/v1/holds", _hold_headers(citizen), hold)
+        if status == 429:
+            break
+    assert status == 429
+    answered = front_of(app).answered
+    before = [await limited(http, platform) for http in (fast, plain)]
+    headers = _hold_headers(citizen) | {"x-request-id": "compare-limited"}
+    f_status, f_headers, f_raw = await sent(fast, "POST", "/api/v1/holds", headers, hold)
+    p_status, p_headers, p_raw = await sent(plain, "POST", "/api/v1/holds", headers, hold)
+    assert (f_status, same_second(f_headers)) == (p_status, same_second(p_headers))
+    assert b"retry-after" in dict(f_headers)
+    assert decoded(f_headers, f_raw)["code"] == decoded(p_headers, p_raw)["code"] == "RATE_LIMITED"
+    assert front_of(app).answered == answered + 1
+    after = [await limited(http, platform) for http in (fast, plain)]
+    assert [(a[0] - b[0], a[1] - b[1]) for a, b in zip(after, before, strict=True)] == [
+        (1, 1),
+        (1, 1),
+    ]
+
+
+async def limited(http: httpx.AsyncClient, platform: Platform) -> tuple[float, float]:
+    """(429 answers to holds, RATE_LIMITED hold outcomes) in a server's ``/metrics``."""
+    text = (await http.get("/metrics", headers=scraper(platform))).text
+    return (
+        sample(text, "guahao_http_requests_total", route="/api/v1/holds", status="429"),
+        sample(text, "guahao_hold_outcomes_total", outcome="RATE_LIMITED"),
+    )
+
+
+def same_second(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``Retry-After`` may tick over a second between the two answers."""
+    return [(k, b"(seconds)" if k == b"retry-after" else v) for k, v in headers]
 
 
 def _hold_headers(citizen: Citizen) -> dict[str, str]:
