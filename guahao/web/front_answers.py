@@ -16,12 +16,14 @@ own plain answer (bench/profiles/front-1-*). ``FrontAnswers`` wraps Litestar's A
 - ``GET /api/v1/doctors/{id}/availability`` and ``GET /api/v1/search`` whose answer is
   remembered, with query parameters this module reads exactly as the routes do.
 
-The answers are the framework's, byte for byte: status, body, headers (``Content-Type``,
+The answers are the framework's: status, body, headers (``Content-Type``,
 ``Content-Length``, gzip with ``Content-Encoding`` and ``Vary`` when the client accepts it and
 the body reaches the compression's minimum, ``Retry-After`` on a limit), the request id, the
 request metrics and hold outcomes, and the request log line
 (tests/e2e/test_front_answers.py sends each request both ways and compares). A remembered
-body is gzipped once (``GzipBodies``), off the event loop when it is large.
+body is gzipped once (``GzipBodies``), off the event loop when it is large, into the bytes
+Litestar's compression writes but for the gzip header's time field. A refusal carries a new
+``hold_id`` each time, as through the route.
 
 Everything else falls through untouched, and so does anything in doubt: another route or
 method, a token not verified yet, a missing or too long key, a chunked or too large body, a
