@@ -79,10 +79,12 @@ SEARCH_ROUTE = "/api/v1/search"
 """The route templates the metrics and logs name (Litestar's, for the same requests)."""
 
 GZIP_MINIMUM_SIZE = 500
-"""The app's ``CompressionConfig.minimum_size``: smaller bodies go out as they are."""
+"""The app's ``CompressionConfig.minimum_size`` (set from here): smaller bodies go out as
+they are."""
 
 GZIP_LEVEL = 9
-"""``CompressionConfig.gzip_compress_level``'s default, so the bytes are the framework's."""
+"""The app's ``CompressionConfig.gzip_compress_level`` (set from here), so the bytes are the
+framework's."""
 
 GZIP_INLINE_LIMIT = 8 * 1024
 """Bodies above this are compressed in a worker thread (a 50 kB answer at level 9 is about a
