@@ -173,6 +173,13 @@ class SearchService:
         result = await self._search(query, today, key)
         return self.answers.encoded(key) or msgspec.json.encode(result)
 
+    def remembered(self, query: SearchQuery) -> bytes | None:
+        """``search_encoded``'s answer when it is remembered, else None (never searches: the
+        front answers, ``guahao.web.front_answers``, leave a miss to the route); refuses as
+        ``search`` does."""
+        self._check(query)
+        return self.answers.encoded(self.answers.key(query, self._today()))
+
     async def _search(self, query: SearchQuery, today: date, key: Any) -> SearchResult:
         ticket = self.answers.ticket()
         request, rules = plan(query, self.analyzer, today)

@@ -25,6 +25,7 @@ from guahao.web.auth import TokenIssuer
 from guahao.web.citizen_session import PageSessions
 from guahao.web.dependencies import platform_dependencies
 from guahao.web.errors import exception_handlers
+from guahao.web.front_answers import GZIP_LEVEL, GZIP_MINIMUM_SIZE, FrontAnswers
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
 from guahao.web.metrics import WebMetrics, metrics_endpoint, telemetry_middleware
@@ -181,7 +182,9 @@ def create_app(
         # not, so that every event leaves at once.
         compression_config=CompressionConfig(
             backend="gzip",
-            minimum_size=500,
+            # one source with the front answers, which send the same gzip themselves
+            minimum_size=GZIP_MINIMUM_SIZE,
+            gzip_compress_level=GZIP_LEVEL,
             # streams must not wait in a compressor; the console's chart script and the
             # static files are gzipped once per process, off the event loop
             exclude=["^/live/", "^/console/hospital/live", "^/console/assets/", "^/static/"],
@@ -225,4 +228,7 @@ def create_app(
         debug=False,
     )
     declare_security(app.routes)
+    # the crowd's sold-out holds and remembered reads, answered before Litestar's routing
+    # and middleware (guahao/web/front_answers.py); everything else passes through
+    app.asgi_handler = FrontAnswers(app.asgi_handler, metrics)
     return app

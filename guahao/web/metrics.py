@@ -45,6 +45,8 @@ __all__ = [
     "WebMetrics",
     "bearer_matches",
     "metrics_endpoint",
+    "request_id_of",
+    "requests_telemetry",
     "telemetry_middleware",
 ]
 
@@ -200,7 +202,8 @@ class WebMetrics:
             self._delays_read_at = time.monotonic()
 
 
-def _request_id(scope: Scope) -> str:
+def request_id_of(scope: Scope) -> str:
+    """The proxy's ``X-Request-ID`` when it is well formed, else a new one."""
     for name, value in scope.get("headers", ()):
         if name == b"x-request-id":
             text = value.decode("latin-1")
@@ -208,6 +211,32 @@ def _request_id(scope: Scope) -> str:
                 return text
             break
     return os.urandom(8).hex()
+
+
+def requests_telemetry(
+    metrics: WebMetrics,
+    method: str,
+    route: str,
+    status: int,
+    seconds: float,
+    request_id: str,
+    error_code: str | None,
+) -> None:
+    """Count and log one answered request: the one place for the telemetry middleware and
+    the answers given before the framework (``guahao.web.front_answers``), so an operator
+    sees the same figures and lines whichever answered."""
+    metrics.observe(method, route, status, seconds)
+    if route == HOLD_ROUTE and method == "POST":
+        metrics.hold_outcome("granted" if status < 300 else error_code or str(status))
+    if _REQUEST_LINES.isEnabledFor(logging.INFO):  # render nothing nobody keeps
+        request_log.info(
+            "request",
+            method=method,
+            route=route,
+            status=status,
+            ms=round(seconds * 1000, 2),
+            request_id=request_id,
+        )
 
 
 def telemetry_middleware(metrics: WebMetrics) -> Callable[[ASGIApp], ASGIApp]:
@@ -219,7 +248,7 @@ def telemetry_middleware(metrics: WebMetrics) -> Callable[[ASGIApp], ASGIApp]:
             if scope["type"] != ScopeType.HTTP:
                 await app(scope, receive, send)
                 return
-            request_id = _request_id(scope)
+            request_id = request_id_of(scope)
             # for the server's log of connections lost before their answer (http_server.py)
             scope.setdefault("state", {})["request_id"] = request_id
             header = request_id.encode()
@@ -237,22 +266,16 @@ def telemetry_middleware(metrics: WebMetrics) -> Callable[[ASGIApp], ASGIApp]:
             try:
                 await app(scope, receive, send_with_id)
             finally:
-                seconds = time.perf_counter() - started
-                route = scope.get("path_template") or "unmatched"
-                method = str(scope.get("method", ""))
-                metrics.observe(method, route, status, seconds)
-                if route == HOLD_ROUTE and method == "POST":
-                    state = scope.get("state") or {}
-                    outcome = "granted" if status < 300 else state.get("error_code", str(status))
-                    metrics.hold_outcome(outcome)
-                if _REQUEST_LINES.isEnabledFor(logging.INFO):  # render nothing nobody keeps
-                    request_log.info(
-                        "request",
-                        method=method,
-                        route=route,
-                        status=status,
-                        ms=round(seconds * 1000, 2),
-                    )
+                state = scope.get("state") or {}
+                requests_telemetry(
+                    metrics,
+                    str(scope.get("method", "")),
+                    scope.get("path_template") or "unmatched",
+                    status,
+                    time.perf_counter() - started,
+                    request_id,
+                    state.get("error_code"),
+                )
                 structlog.contextvars.reset_contextvars(**tokens)
 
         return middleware

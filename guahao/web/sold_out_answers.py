@@ -9,6 +9,10 @@ give-back announcements), the request goes straight to ``BookingService.hold``, 
 counts the rate limits and the unmet demand and refuses from memory, and the refusal is sent
 as the exception handler would send it (same status, body and headers).
 
+The crowd's repeats are answered earlier still, before Litestar's routing
+(``guahao.web.front_answers``); what reaches this middleware is what the front could not
+vouch for, chiefly a token this process has not verified yet, which is verified here.
+
 Everything else passes through untouched: another route, a request the guard or the
 validation would refuse (no valid token, no usable ``Idempotency-Key``, a body that does not
 decode), and every slot not known to be sold out. A refusal changes nothing, so no

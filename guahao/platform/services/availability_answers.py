@@ -108,14 +108,9 @@ class AvailabilityAnswers:
     async def answer(self, doctor_id: str, *, start: date, end: date) -> bytes:
         """The JSON of ``QueryService.doctor_availability`` for these arguments."""
         key = (doctor_id, start, end)
-        found = self._answers.get(key)
-        if found is not None and self._view.live:
-            if self._ticker() < found.fresh_until and (
-                found.changes_at is None or self._clock.now() < found.changes_at
-            ):
-                self._answers.move_to_end(key)
-                return found.body
-            self._forget(key)
+        found = self.remembered(doctor_id, start=start, end=end)
+        if found is not None:
+            return found
         loading = self._loading.get(key)
         if loading is None:
             loading = asyncio.ensure_future(self._read(key))
@@ -123,6 +118,21 @@ class AvailabilityAnswers:
             loading.add_done_callback(lambda _done: self._loading.pop(key, None))
         # shielded: one caller's cancellation must not cancel the read the others wait for
         return await asyncio.shield(loading)
+
+    def remembered(self, doctor_id: str, *, start: date, end: date) -> bytes | None:
+        """The remembered answer if it is still true, else None (never reads: the front
+        answers, ``guahao.web.front_answers``, leave a miss to the route)."""
+        key = (doctor_id, start, end)
+        found = self._answers.get(key)
+        if found is None or not self._view.live:
+            return None
+        if self._ticker() < found.fresh_until and (
+            found.changes_at is None or self._clock.now() < found.changes_at
+        ):
+            self._answers.move_to_end(key)
+            return found.body
+        self._forget(key)
+        return None
 
     async def _read(self, key: _Key) -> bytes:
         ticket = (self._epoch, self._heard)

@@ -569,3 +569,45 @@ class BookingService:
     async def mark_due_no_shows(self) -> int:
         """Sweep: every finished session not yet examined."""
         return await self.hospital_actions.mark_due_no_shows()
+
+    # ------------------------------------------------------------------ sold-out refusals
+
+    async def refuse_known_sold_out(
+        self, *, account_id: str, slot_id: str, client: ClientContext | None = None
+    ) -> None:
+        """Refuse a hold on a slot this process knows to be sold out, without ``hold``'s work.
+
+        The front answers (``guahao.web.front_answers``) call this for the crowd's repeated
+        attempts on slots already gone. It returns normally when it cannot decide the
+        refusal from memory (the sold-out view does not refuse now, the slot has started):
+        the caller then takes ``hold``'s path with nothing counted yet. Otherwise it raises
+        the refusal ``hold`` would give, counted the same way: the rate limits (a client
+        over them is refused ``RATE_LIMITED`` as by ``hold``) and the unmet demand.
+
+        The view is asked after the last await before the limits: a unit given back is
+        dropped from the view when its announcement arrives, so a request asked after that
+        is never refused here. The limits are counted after the decision, and their refusal
+        comes first, as in ``hold``.
+        """
+        inventory = self._p.inventory
+        if not inventory.refuses_sold_out(slot_id, account_id, to_epoch_ms(self._p.clock.now())):
+            return
+        facts = await self.slot_facts(slot_id)
+        limits = (await self._rules.region()).rate_limits if self._p.limiter else None
+        now = self._p.clock.now()
+        if now >= facts.starts_at or not inventory.refuses_sold_out(
+            slot_id, account_id, to_epoch_ms(now)
+        ):
+            return
+        client = client or ClientContext()
+        if self._p.limiter is not None and limits is not None:
+            await self._p.limiter.hit(
+                [
+                    ("hold:account", limits.hold_per_account, account_id),
+                    ("hold:device", limits.hold_per_device, client.device_hash),
+                    ("hold:ip", limits.hold_per_ip, client.ip_hash),
+                ]
+            )
+        if self._p.refused_demand is not None:
+            self._p.refused_demand.note(facts.session_id, account_id)  # unmet demand
+        refuse("SLOT_SOLD_OUT", slot_id=slot_id, hold_id=new_id(), answered="locally")

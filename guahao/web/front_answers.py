@@ -1,0 +1,459 @@
+"""The release crowd's hottest requests, answered from memory before the framework.
+
+At a release most of what arrives is one of three requests: a hold on a slot already sold
+out, a doctor's availability and a search, and the answer to each is already in the process's
+memory (the sold-out view, ``AvailabilityAnswers``, ``SearchAnswers``). Through Litestar each
+still paid the routing, the middleware stack, the dependency resolution, the response objects
+and, for the reads, a gzip of the whole body per request: two to three times the framework's
+own plain answer (bench/profiles/front-1-*). ``FrontAnswers`` wraps Litestar's ASGI handler
+(inside ``Litestar.__call__``, outside its routing and middleware) and answers exactly these:
+
+- ``POST /api/v1/holds`` with a bearer token this process has already verified (the
+  verified-token memory), a usable ``Idempotency-Key``, an announced body within the API's
+  limit that decodes, and a slot the sold-out view refuses for that account: the refusal is
+  ``BookingService.refuse_known_sold_out``'s, which still counts the rate limits and the
+  unmet demand;
+- ``GET /api/v1/doctors/{id}/availability`` and ``GET /api/v1/search`` whose answer is
+  remembered, with query parameters this module reads exactly as the routes do.
+
+The answers are the framework's: status, body, headers (``Content-Type``,
+``Content-Length``, gzip with ``Content-Encoding`` and ``Vary`` when the client accepts it and
+the body reaches the compression's minimum, ``Retry-After`` on a limit), the request id, the
+request metrics and hold outcomes, and the request log line
+(tests/e2e/test_front_answers.py sends each request both ways and compares). A remembered
+body is gzipped once (``GzipBodies``), off the event loop when it is large, into the bytes
+Litestar's compression writes but for the gzip header's time field. A refusal carries a new
+``hold_id`` each time, as through the route.
+
+Everything else falls through untouched, and so does anything in doubt: another route or
+method, a token not verified yet, a missing or too long key, a chunked or too large body, a
+slot the view does not refuse (a unit given back is dropped from the view when its
+announcement arrives, so the very next request goes to ``hold``), a query parameter the
+route would read differently, an answer not remembered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import re
+import time
+from collections import OrderedDict
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from guahao.platform.client_context import ClientContext
+from guahao.platform.clock import to_epoch_ms
+from guahao.platform.errors import GuahaoError
+from guahao.platform.personal_data import PersonalDataVault
+from guahao.search.query import SearchQuery
+from guahao.web.dependencies import client_context
+from guahao.web.errors import refusal_answer
+from guahao.web.idempotency import MAX_KEY_LENGTH
+from guahao.web.metrics import HOLD_ROUTE, WebMetrics, request_id_of, requests_telemetry
+from guahao.web.request_bodies import (
+    API_BODY_LIMIT,
+    BodyTooLargeError,
+    read_bounded,
+    replaying,
+)
+from guahao.web.schemas import HoldCreate
+
+__all__ = [
+    "AVAILABILITY_ROUTE",
+    "GZIP_LEVEL",
+    "GZIP_MINIMUM_SIZE",
+    "SEARCH_ROUTE",
+    "FrontAnswers",
+    "GzipBodies",
+]
+
+AVAILABILITY_ROUTE = "/api/v1/doctors/{doctor_id}/availability"
+SEARCH_ROUTE = "/api/v1/search"
+"""The route templates the metrics and logs name (Litestar's, for the same requests)."""
+
+GZIP_MINIMUM_SIZE = 500
+"""The app's ``CompressionConfig.minimum_size`` (set from here): smaller bodies go out as
+they are."""
+
+GZIP_LEVEL = 9
+"""The app's ``CompressionConfig.gzip_compress_level`` (set from here), so the bytes are the
+framework's."""
+
+GZIP_INLINE_LIMIT = 8 * 1024
+"""Bodies above this are compressed in a worker thread (a 50 kB answer at level 9 is about a
+millisecond of CPU the event loop must not spend)."""
+
+_AVAILABILITY_PREFIX = "/api/v1/doctors/"
+_AVAILABILITY_SUFFIX = "/availability"
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_COUNT = re.compile(r"^[1-9][0-9]{0,5}$")
+_MAX_Q = 100  # the route's ``max_length``
+_SCALAR_PARAMS = frozenset(
+    ["q", "category", "withinDays", "date", "sort", "page", "pageSize", "facets"]
+)
+_LIST_PARAMS = {
+    "kind": "kind",
+    "district": "district",
+    "grade": "grade",
+    "catalogCode": "catalogCode",
+    "title": "title",
+    "hospitalId": "hospitalId",
+}
+_JSON = (b"content-type", b"application/json")
+_hold_decoder = msgspec.json.Decoder(HoldCreate)
+_encoder = msgspec.json.Encoder()  # a refusal's body: strings and numbers, as Litestar writes
+_CLIENTS_KEPT = 50_000  # address and device pairs whose hashes are remembered (~10 MB)
+_DEVICE_KEPT = 200
+
+
+class _FallThroughError(Exception):
+    """The request is not one this module answers: the framework does."""
+
+
+class GzipBodies:
+    """The gzip of each remembered body, made once per body (an LRU of ``size``).
+
+    Keyed by the body itself: a cache's answer is one ``bytes`` object per generation, whose
+    hash Python computes once, so a hit is a dictionary lookup; a new generation is a new
+    body and gets its own gzip. The bytes are what Litestar's compression writes (one
+    ``GzipFile`` write, a flush and the close), so ``Content-Length`` is the framework's too.
+    """
+
+    def __init__(self, size: int = 2_000) -> None:
+        self._size = size
+        self._made: OrderedDict[bytes, bytes] = OrderedDict()
+        self._making: dict[bytes, asyncio.Future[bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+    async def of(self, body: bytes) -> bytes:
+        made = self._made.get(body)
+        if made is not None:
+            self._made.move_to_end(body)
+            return made
+        if len(body) <= GZIP_INLINE_LIMIT:
+            return self._keep(body, compress(body))
+        making = self._making.get(body)
+        if making is None:
+            making = asyncio.ensure_future(asyncio.to_thread(compress, body))
+            self._making[body] = making
+            making.add_done_callback(lambda _done: self._making.pop(body, None))
+        # shielded: one client going away must not cancel the gzip the others wait for
+        return self._keep(body, await asyncio.shield(making))
+
+    def _keep(self, body: bytes, made: bytes) -> bytes:
+        self._made[body] = made
+        self._made.move_to_end(body)
+        while len(self._made) > self._size:
+            self._made.popitem(last=False)
+        return made
+
+
+def compress(body: bytes) -> bytes:
+    """``body`` gzipped as Litestar's ``GzipCompression`` does (the header's time is zero:
+    the framework writes its own clock there, four bytes that change nothing decoded).
+
+    >>> gzip.decompress(compress(b'{"a":1}'))
+    b'{"a":1}'
+    """
+    buffer = io.BytesIO()
+    compressor = gzip.GzipFile(mode="wb", fileobj=buffer, compresslevel=GZIP_LEVEL, mtime=0)
+    compressor.write(body)
+    compressor.flush()
+    compressor.close()
+    return buffer.getvalue()
+
+
+class FrontAnswers:
+    """ASGI app around Litestar's handler (``app.asgi_handler``); reads the platform and the
+    token issuer from ``scope["app"].state`` at each request, as the routes do."""
+
+    def __init__(
+        self, app: ASGIApp, metrics: WebMetrics, *, gzip_bodies: GzipBodies | None = None
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.gzip_bodies = gzip_bodies or GzipBodies()
+        self._clients: dict[tuple[str, bytes], ClientContext] = {}
+        self._clients_vault: PersonalDataVault | None = None
+        self.answered = 0
+        """Requests answered here since the start (tests and the bench's report)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            method = scope["method"]
+            path = scope["path"]
+            if method == "POST" and path == HOLD_ROUTE:
+                await self._hold(scope, receive, send)
+                return
+            if method == "GET" and (
+                path == SEARCH_ROUTE
+                or (path.startswith(_AVAILABILITY_PREFIX) and path.endswith(_AVAILABILITY_SUFFIX))
+            ):
+                await self._read(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    # ------------------------------------------------------------------ sold-out holds
+
+    async def _hold(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = _headers(scope)
+        state = scope["app"].state
+        account = _account(state.tokens, headers.get(b"authorization"))
+        key = headers.get(b"idempotency-key", b"")
+        length = headers.get(b"content-length", b"")
+        if (
+            account is None
+            or _MANY in headers.values()
+            or not 0 < len(key) <= MAX_KEY_LENGTH
+            or not length.isdigit()
+            or int(length) > API_BODY_LIMIT
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await read_bounded(scope, receive, API_BODY_LIMIT)
+        except BodyTooLargeError:  # more bytes than announced: the route's answer for it
+            await self.app(scope, replaying(b"", receive), send)
+            return
+        try:
+            slot_id = _hold_decoder.decode(body).slot_id
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            slot_id = None
+        platform = state.platform
+        now_ms = to_epoch_ms(platform.ports.clock.now())
+        if slot_id is None or not platform.ports.inventory.refuses_sold_out(
+            slot_id, account, now_ms
+        ):
+            await self.app(scope, replaying(body, receive), send)
+            return
+        client = scope.get("client")
+        context = self._client(
+            platform.ports.vault, client[0] if client else "", headers.get(b"x-device-id", b"")
+        )
+        try:
+            await platform.bookings.refuse_known_sold_out(
+                account_id=account, slot_id=slot_id, client=context
+            )
+        except GuahaoError as exc:
+            status, payload, extra = refusal_answer(exc)
+            response = [_JSON, (b"content-length", b"")]
+            response += [(n.lower().encode(), v.encode("latin-1")) for n, v in extra.items()]
+            body = _encoder.encode(payload)
+            await self._answer(scope, send, status, body, response, HOLD_ROUTE, started, exc.code)
+            return
+        except Exception:  # an outage before the limits were counted: the route answers it
+            # the facts or the rules could not be read (nothing is counted before them):
+            # ``hold`` meets the same outage and answers it as the exception handlers do
+            pass
+        # the view no longer refuses (a unit came back meanwhile): ``hold`` decides
+        await self.app(scope, replaying(body, receive), send)
+
+    def _client(self, vault: PersonalDataVault, host: str, device: bytes) -> ClientContext:
+        """``client_context`` of an address and a device, remembered: two keyed hashes per
+        request were 4 % of a sold-out answer (bench/profiles/front-2-*), for a crowd
+        behind a few thousand addresses."""
+        if len(device) > _DEVICE_KEPT:  # cut at 200 characters anyway: never remembered
+            return client_context(vault, host, device.decode("latin-1"))
+        key = (host, device)
+        found = self._clients.get(key)
+        if found is None or self._clients_vault is not vault:
+            if len(self._clients) >= _CLIENTS_KEPT or self._clients_vault is not vault:
+                self._clients.clear()
+                self._clients_vault = vault
+            found = client_context(vault, host, device.decode("latin-1"))
+            self._clients[key] = found
+        return found
+
+    # ------------------------------------------------------------------ remembered reads
+
+    async def _read(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        platform = scope["app"].state.platform
+        try:
+            if scope["path"] == SEARCH_ROUTE:
+                route = SEARCH_ROUTE
+                body = platform.search.remembered(_search_query(scope["query_string"]))
+            else:
+                route = AVAILABILITY_ROUTE
+                body = _availability(platform.availability_answers, scope)
+        except Exception:  # a read changes nothing: the route answers (or refuses) it
+            body = None
+        if body is None:
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        accepted = headers.get(b"accept-encoding")
+        if accepted is _MANY:
+            await self.app(scope, receive, send)
+            return
+        response = [_JSON, (b"content-length", b"")]
+        if accepted is not None and b"gzip" in accepted and len(body) >= GZIP_MINIMUM_SIZE:
+            body = await self.gzip_bodies.of(body)
+            response += [(b"content-encoding", b"gzip"), (b"vary", b"Accept-Encoding")]
+        await self._answer(scope, send, 200, body, response, route, started, None)
+
+    # ------------------------------------------------------------------ the answer
+
+    async def _answer(
+        self,
+        scope: Scope,
+        send: Send,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+        route: str,
+        started: float,
+        error_code: str | None,
+    ) -> None:
+        """Send one whole answer, then count and log it as the telemetry middleware does."""
+        request_id = request_id_of(scope)
+        scope["state"]["request_id"] = request_id  # the server's log of lost connections
+        headers[1] = (b"content-length", str(len(body)).encode())
+        headers.append((b"x-request-id", request_id.encode()))
+        self.answered += 1
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        finally:
+            requests_telemetry(
+                self.metrics,
+                str(scope.get("method", "")),
+                route,
+                status,
+                time.perf_counter() - started,
+                request_id,
+                error_code,
+            )
+
+
+_MANY = b"\x00many"  # a header sent more than once: fall through
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    """The request headers this module reads; one sent twice maps to ``_MANY``."""
+    found: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        lowered = name.lower()
+        if lowered in _WANTED:
+            found[lowered] = _MANY if lowered in found else value
+    return found
+
+
+_WANTED = frozenset(
+    [b"authorization", b"idempotency-key", b"content-length", b"x-device-id", b"accept-encoding"]
+)
+
+
+def _account(tokens: Any, authorization: bytes | None) -> str | None:
+    """The citizen a bearer token names if this process verified it already, else None."""
+    if authorization is None or authorization is _MANY:
+        return None
+    scheme, _sep, token = authorization.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    account: str | None = tokens.remembered(token.strip())
+    return account
+
+
+def _parameters(query_string: bytes) -> list[tuple[str, str]]:
+    """``a=1&b=2`` as the route reads it (``+`` a space, percent-escapes UTF-8); anything
+    unusual (a name without ``=``, bytes that are not UTF-8) falls through."""
+    found: list[tuple[str, str]] = []
+    if not query_string:
+        return found
+    for part in query_string.split(b"&"):
+        if not part:
+            continue
+        name, equals, value = part.partition(b"=")
+        if not equals:
+            raise _FallThroughError
+        try:
+            found.append((_unquote(name), _unquote(value)))
+        except UnicodeDecodeError as exc:
+            raise _FallThroughError from exc
+    return found
+
+
+def _unquote(raw: bytes) -> str:
+    return unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+
+
+def _search_query(query_string: bytes) -> SearchQuery:
+    """The route's ``SearchQuery`` for these parameters, or ``_FallThroughError``."""
+    scalars: dict[str, str] = {}
+    lists: dict[str, list[str]] = {}
+    for name, value in _parameters(query_string):
+        if name in _LIST_PARAMS:
+            lists.setdefault(name, []).append(value)
+        elif name in _SCALAR_PARAMS and name not in scalars:
+            scalars[name] = value
+        else:  # a parameter the route does not read, or one given twice
+            raise _FallThroughError
+    q = scalars.get("q", "")
+    if len(q) > _MAX_Q:
+        raise _FallThroughError
+    on_date = scalars.get("date")
+    if on_date is not None and not _ISO_DATE.match(on_date):
+        raise _FallThroughError
+    facets = scalars.get("facets", "true")
+    if facets not in ("true", "false"):
+        raise _FallThroughError
+    return msgspec.convert(
+        {
+            "q": q,
+            "filters": {
+                **{field: lists.get(name, []) for name, field in _LIST_PARAMS.items()},
+                "category": scalars.get("category"),
+                "withinDays": _count(scalars.get("withinDays")),
+                "onDate": date.fromisoformat(on_date).isoformat() if on_date else None,
+            },
+            "sort": scalars.get("sort", "relevance"),
+            "page": _count(scalars.get("page")) or 1,
+            "pageSize": _count(scalars.get("pageSize")) or 20,
+            "facets": facets == "true",
+        },
+        SearchQuery,
+    )
+
+
+def _count(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not _COUNT.match(text):
+        raise _FallThroughError
+    return int(text)
+
+
+def _availability(answers: Any, scope: Scope) -> bytes | None:
+    """The remembered answer of the availability route for this request, or None."""
+    path: str = scope["path"]
+    doctor_id = path[len(_AVAILABILITY_PREFIX) : -len(_AVAILABILITY_SUFFIX)]
+    if not doctor_id or "/" in doctor_id:
+        return None
+    start: date | None = None
+    end: date | None = None
+    for name, value in _parameters(scope["query_string"]):
+        if not _ISO_DATE.match(value):
+            raise _FallThroughError
+        if name == "from" and start is None:
+            start = date.fromisoformat(value)
+        elif name == "to" and end is None:
+            end = date.fromisoformat(value)
+        else:
+            raise _FallThroughError
+    first = start or answers.today()
+    last = end or first + timedelta(days=14)
+    if last < first or (last - first).days > 31:  # the route refuses it
+        raise _FallThroughError
+    body: bytes | None = answers.remembered(doctor_id, start=first, end=last)
+    return body
