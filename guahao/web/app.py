@@ -55,7 +55,6 @@ from guahao.web.routes.rebooking import (
 from guahao.web.routes.rules import RulesController
 from guahao.web.routes.search import SearchController
 from guahao.web.routes.waitlist import LotteryController, WaitlistController
-from guahao.web.sold_out_answers import SoldOutAnswers
 from guahao.web.staff_auth import StaffTokenIssuer
 
 __all__ = ["create_app"]
@@ -195,8 +194,9 @@ def create_app(
         # rendered request line per request (guahao.requests) whatever the operator's
         # log_level: the root logger is the operator's (``guahao`` sets it from settings).
         logging_config=LoggingConfig(configure_root_logger=False),
-        # sold-out holds are answered before the idempotency store: a refusal records nothing
-        middleware=[telemetry_middleware(metrics), SoldOutAnswers, IdempotencyMiddleware],
+        # sold-out holds are answered before all of this (``FrontAnswers``): a refusal records
+        # nothing
+        middleware=[telemetry_middleware(metrics), IdempotencyMiddleware],
         lifespan=[lifespan, relying_party_open],
         state=State(
             {

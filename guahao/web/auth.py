@@ -134,15 +134,6 @@ class TokenIssuer:
         self._verified[token] = (account, expiry)
         return account
 
-    def remembered(self, token: str) -> str | None:
-        """The account of a token this process already verified and that has not expired,
-        else None; verifies nothing (the front answers, ``guahao.web.front_answers``, leave
-        every other token to the guard)."""
-        known = self._verified.get(token)
-        if known is None or known[1] <= self._now():
-            return None
-        return known[0]
-
     def _verified_claims(self, token: str) -> _Claims:
         """The claims of a token whose signature and header pass (``ValueError`` and its
         kin otherwise); the claims' values are judged by the caller."""

@@ -57,7 +57,7 @@ def _body(code: str, zh: str, en: str, detail: dict[str, Any]) -> dict[str, Any]
 
 def refusal_answer(exc: GuahaoError) -> tuple[int, dict[str, Any], dict[str, str]]:
     """Status, body and headers of a refusal: one place, for the exception handler and for
-    the answers given before Litestar (``guahao.web.sold_out_answers``)."""
+    the answers given before Litestar (``guahao.web.front_answers``)."""
     status = STATUS_BY_CODE.get(exc.code, STATUS_BY_KIND.get(exc.kind, 400))
     headers = {}
     retry = exc.detail.get("retry_after_seconds")

@@ -8,11 +8,11 @@ and, for the reads, a gzip of the whole body per request: two to three times the
 own plain answer (bench/profiles/front-1-*). ``FrontAnswers`` wraps Litestar's ASGI handler
 (inside ``Litestar.__call__``, outside its routing and middleware) and answers exactly these:
 
-- ``POST /api/v1/holds`` with a bearer token this process has already verified (the
-  verified-token memory), a usable ``Idempotency-Key``, an announced body within the API's
-  limit that decodes, and a slot the sold-out view refuses for that account: the refusal is
-  ``BookingService.refuse_known_sold_out``'s, which still counts the rate limits and the
-  unmet demand;
+- ``POST /api/v1/holds`` with a valid bearer token (verified as the guard verifies it; the
+  verified-token memory answers the crowd's repeats), a usable ``Idempotency-Key``, an
+  announced body within the API's limit that decodes, and a slot the sold-out view refuses
+  for that account: the refusal is ``BookingService.refuse_known_sold_out``'s, which still
+  counts the rate limits and the unmet demand;
 - ``GET /api/v1/doctors/{id}/availability`` and ``GET /api/v1/search`` whose answer is
   remembered, with query parameters this module reads exactly as the routes do.
 
@@ -26,7 +26,7 @@ Litestar's compression writes but for the gzip header's time field. A refusal ca
 ``hold_id`` each time, as through the route.
 
 Everything else falls through untouched, and so does anything in doubt: another route or
-method, a token not verified yet, a missing or too long key, a chunked or too large body, a
+method, a token the guard would refuse, a missing or too long key, a chunked or too large body, a
 slot the view does not refuse (a unit given back is dropped from the view when its
 announcement arrives, so the very next request goes to ``hold``), a query parameter the
 route would read differently, an answer not remembered.
@@ -107,6 +107,7 @@ _LIST_PARAMS = {
     "hospitalId": "hospitalId",
 }
 _JSON = (b"content-type", b"application/json")
+_NO_LENGTH_YET = (b"content-length", b"")  # set by ``_answer`` once the body is known
 _hold_decoder = msgspec.json.Decoder(HoldCreate)
 _encoder = msgspec.json.Encoder()  # a refusal's body: strings and numbers, as Litestar writes
 _CLIENTS_KEPT = 50_000  # address and device pairs whose hashes are remembered (~10 MB)
@@ -246,8 +247,9 @@ class FrontAnswers:
             )
         except GuahaoError as exc:
             status, payload, extra = refusal_answer(exc)
-            response = [_JSON, (b"content-length", b"")]
-            response += [(n.lower().encode(), v.encode("latin-1")) for n, v in extra.items()]
+            # the exception handler's order: its extra headers (Retry-After) first
+            response = [(n.lower().encode(), v.encode("latin-1")) for n, v in extra.items()]
+            response += [_JSON, _NO_LENGTH_YET]
             body = _encoder.encode(payload)
             await self._answer(scope, send, status, body, response, HOLD_ROUTE, started, exc.code)
             return
@@ -296,7 +298,7 @@ class FrontAnswers:
         if accepted is _MANY:
             await self.app(scope, receive, send)
             return
-        response = [_JSON, (b"content-length", b"")]
+        response = [_JSON, _NO_LENGTH_YET]
         if accepted is not None and b"gzip" in accepted and len(body) >= GZIP_MINIMUM_SIZE:
             body = await self.gzip_bodies.of(body)
             response += [(b"content-encoding", b"gzip"), (b"vary", b"Accept-Encoding")]
@@ -318,7 +320,7 @@ class FrontAnswers:
         """Send one whole answer, then count and log it as the telemetry middleware does."""
         request_id = request_id_of(scope)
         scope["state"]["request_id"] = request_id  # the server's log of lost connections
-        headers[1] = (b"content-length", str(len(body)).encode())
+        headers[headers.index(_NO_LENGTH_YET)] = (b"content-length", str(len(body)).encode())
         headers.append((b"x-request-id", request_id.encode()))
         self.answered += 1
         try:
@@ -355,13 +357,17 @@ _WANTED = frozenset(
 
 
 def _account(tokens: Any, authorization: bytes | None) -> str | None:
-    """The citizen a bearer token names if this process verified it already, else None."""
+    """The citizen a valid bearer token names, or None for anything the guard would refuse
+    (the guard then answers it)."""
     if authorization is None or authorization is _MANY:
         return None
     scheme, _sep, token = authorization.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token:
         return None
-    account: str | None = tokens.remembered(token.strip())
+    try:
+        account: str = tokens.account_of(token.strip())
+    except GuahaoError:
+        return None
     return account
 
 
