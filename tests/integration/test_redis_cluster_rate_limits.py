@@ -28,6 +28,9 @@ async def _crowd_on(limiter: RequestLimiter) -> None:
         *(limiter.hit([("cluster:crowd", "5/minute", c)]) for c in clients for _ in range(7)),
         return_exceptions=True,
     )
+    unexpected = [o for o in outcomes if isinstance(o, BaseException)]
+    unexpected = [o for o in unexpected if not isinstance(o, GuahaoError)]
+    assert not unexpected, unexpected
     refused = [o for o in outcomes if isinstance(o, GuahaoError)]
     assert len(refused) == 2 * len(clients)
     assert {o.code for o in refused} == {"RATE_LIMITED"}
