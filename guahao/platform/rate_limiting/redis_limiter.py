@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 
 import redis.asyncio as aioredis
-from limits import RateLimitItem, parse_many
+from limits import RateLimitItem, WindowStats, parse_many
 from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -167,6 +167,8 @@ class RequestLimiter:
         self._unsent: dict[tuple[str, str, int, str], _Counter] = {}
         self._sync_timer: asyncio.TimerHandle | None = None
         self._syncs: set[asyncio.Task[None]] = set()
+        self._first_stats = asyncio.Lock()
+        self._stats_read = False
         if is_cluster_url(redis_url):
             client = shared_client(redis_url, max_connections=POOL_SIZE, timeout=10.0)
             scheme, _, rest = cluster_node_url(redis_url).partition("://")
@@ -272,9 +274,25 @@ class RequestLimiter:
         for counter, ok in zip(counters, results, strict=True):
             if not ok:
                 name, _spec, _index, ident = counter.key
-                stats = await self._limiter.get_window_stats(counter.item, name, ident)
+                stats = await self._window_stats(counter.item, name, ident)
                 retry = max(1, int(stats.reset_time - time.time()) + 1)
                 refuse("RATE_LIMITED", limit=name, retry_after_seconds=retry)
+
+    async def _window_stats(self, item: RateLimitItem, name: str, ident: str) -> WindowStats:
+        """The library's statistics of one counter, its first read made alone.
+
+        The first read opens the library's own client and loads its script; on a cluster,
+        redis-py's client asked that by a crowd at once (every refusal of a burst) connected to
+        each node concurrently and, one connection failing, re-read the cluster's layout and
+        closed connections the others were still setting up: ``AttributeError: 'NoneType'
+        object has no attribute 'writelines'`` instead of an answer (1 burst in 10 on a fresh
+        three-master cluster, ``tests/integration/test_redis_cluster_rate_limits.py``)."""
+        if not self._stats_read:
+            async with self._first_stats:
+                stats = await self._limiter.get_window_stats(item, name, ident)
+                self._stats_read = True
+                return stats
+        return await self._limiter.get_window_stats(item, name, ident)
 
     async def sync(self) -> None:
         """Send every hit admitted from memory to Redis now, and forget idle counters."""
