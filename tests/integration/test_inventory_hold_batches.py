@@ -167,6 +167,19 @@ async def test_a_grant_is_announced_once_per_slot_and_batch_in_the_takes_format(
     assert sorted(heard) == [b"a", b"b"]
 
 
+async def until_busy(url: str) -> None:
+    """Return once the server no longer answers a PING at once (a script is running)."""
+    while True:
+        probe = aioredis.Redis.from_url(url)
+        try:
+            await asyncio.wait_for(probe.ping(), timeout=0.05)
+        except TimeoutError:
+            return
+        finally:
+            await probe.aclose()
+        await asyncio.sleep(0.01)
+
+
 async def test_a_lost_server_answers_every_caller_of_a_batch_with_an_error_and_applies_nothing(
     tmp_path: Path,
 ) -> None:
@@ -193,7 +206,7 @@ async def test_a_lost_server_answers_every_caller_of_a_batch_with_an_error_and_a
                 0,
             )
         )
-        await asyncio.sleep(0.1)  # the spin runs: the batch will wait behind it
+        await until_busy(server.url)  # the spin runs: the batch will wait behind it
         batch = asyncio.gather(*(attempt(inventory, request) for request in REQUESTS[:8]))
         await asyncio.sleep(0.2)  # the batch is sent and queued on the server
         os.kill(pid, signal.SIGKILL)
