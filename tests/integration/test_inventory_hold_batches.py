@@ -263,3 +263,18 @@ async def test_a_crowd_on_one_hot_slot_in_large_batches_gets_exactly_its_units(
     assert {o for o in outcomes if not isinstance(o, HoldGrant)} == {"SLOT_SOLD_OUT"}
     counts = (await inventories[0].counts(["hot"], now_ms=RELEASE))["hot"]
     assert (counts.held, counts.available) == (37, 0)
+
+
+async def test_a_fenced_slot_in_a_batch_waits_for_its_rebuild_while_the_others_are_answered(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    inventory = RedisInventory(slot_pool_redis, key_prefix="fenced:")
+    await load_slots(inventory)
+    assert await inventory.fence("a", token="t1", ttl_ms=10_000) is not None
+    on_a = asyncio.ensure_future(attempt(inventory, ("a", "h1", "acct1", "k1", RELEASE)))
+    on_b = asyncio.ensure_future(attempt(inventory, ("b", "h2", "acct2", "k2", RELEASE)))
+    assert await asyncio.wait_for(on_b, 5) == ("granted", "h2", False)
+    await asyncio.sleep(0.1)
+    assert not on_a.done()  # nothing is decided on a slot a rebuild is reloading
+    await inventory.unfence("a", token="t1")
+    assert await asyncio.wait_for(on_a, 5) == ("granted", "h1", False)

@@ -3,8 +3,9 @@
 -- hold made Redis pay a script call's fixed cost (the call, its KEYS and ARGV tables, the
 -- prelude) and the slot's reads for every hold: a grant cost 25-58 µs of Redis time against
 -- 3 µs for the ceiling's decrement (bench/profiles/engine3-*). Here the fixed cost is paid
--- once a batch and a slot's facts once a slot a batch, and its new holds are written with one
--- ZADD and one HSET, its grants announced with one PUBLISH.
+-- once a batch; the fences and the idempotency records are read for the whole call (one
+-- EXISTS, one MGET); a slot's facts are read once a slot a call, its new holds written with
+-- one ZADD and one HSET, its grants announced with one PUBLISH.
 --
 -- KEYS: the seven family keys (as slot_prelude.lua names them) of each of the batch's slots,
 -- slot after slot; then per hold its idempotency record and, when ARGV[4] is '1' (one
@@ -40,6 +41,19 @@ local function write_pending(s)
   end
 end
 
+-- Whether any of the call's slots is fenced by a rebuild: one EXISTS over every fence (a
+-- rebuild is rare); only when one is, each slot's own fence is looked at.
+local fences = {}
+for n = 1, slots do fences[n] = KEYS[(n - 1) * 7 + 7] end
+local any_fenced = redis.call('EXISTS', unpack(fences)) > 0
+
+-- Every hold's first answer, if its idempotency key was used before: one MGET for the call.
+-- Records written by this call are kept in `answered` for a repeat later in the same call.
+local replay_keys = {}
+for i = 1, holds do replay_keys[i] = KEYS[first_hold_key + (i - 1) * per_hold + 1] end
+local priors = redis.call('MGET', unpack(replay_keys))
+local answered = {}
+
 local function slot_state(n)
   local s = state[n]
   if s then return s end
@@ -47,7 +61,7 @@ local function slot_state(n)
   s = {meta = meta, hold_expiry = hold_expiry, hold_owner = hold_owner, returning = returning,
     confirmed = confirmed, expiry = {}, owners = {}, new = {}, taken = false}
   state[n] = s
-  if redis.call('EXISTS', fence) == 1 then s.fenced = true return s end
+  if any_fenced and redis.call('EXISTS', fence) == 1 then s.fenced = true return s end
   s.m = redis.call('HMGET', meta, 'capacity', 'booked', 'release_at_ms', 'status')
   return s
 end
@@ -101,7 +115,7 @@ local function decide(i)
   local m = s.m
   if not m[4] then return {'MISSING'} end
 
-  local prior = redis.call('GET', replay_key)
+  local prior = answered[replay_key] or priors[i]
   if prior then
     local grant = cjson.decode(prior)
     if grant[1] ~= account_id then return {'REFUSED', 'IDEMPOTENCY_KEY_REUSED'} end
@@ -141,7 +155,9 @@ local function decide(i)
   s.new[hold_id] = true
   s.held = s.held + 1
   s.taken = true
-  redis.call('SET', replay_key, cjson.encode({account_id, hold_id, expires}), 'PX', replay_ttl)
+  local record = cjson.encode({account_id, hold_id, expires})
+  redis.call('SET', replay_key, record, 'PX', replay_ttl)
+  answered[replay_key] = record
   return {'GRANTED', hold_id, expires}
 end
 
