@@ -1,6 +1,7 @@
 """The hot slot pool (号源池) in Redis: the ``Inventory`` port over Lua scripts.
 
-Each method is one script on one slot, so a step is atomic and a crowd cannot oversell. The
+Each method is one script on one slot (holds: one script call for the holds of a loop turn,
+decided in order, see ``hold_batches``), so a step is atomic and a crowd cannot oversell. The
 "one unfinished hold per account" rule is kept by a marker under the account's own hash tag.
 On one server the hold script claims it in the same step as the grant; on Redis Cluster, where
 a script may not touch two hash tags, a grant claims it in a second script and is undone at
