@@ -3,9 +3,11 @@
 -- hold made Redis pay a script call's fixed cost (the call, its KEYS and ARGV tables, the
 -- prelude) and the slot's reads for every hold: a grant cost 25-58 µs of Redis time against
 -- 3 µs for the ceiling's decrement (bench/profiles/engine3-*). Here the fixed cost is paid
--- once a batch; the fences and the idempotency records are read for the whole call (one
+-- once a call; the fences and the idempotency records are read for the whole call (one
 -- EXISTS, one MGET); a slot's facts are read once a slot a call, its new holds written with
--- one ZADD and one HSET, its grants announced with one PUBLISH.
+-- one ZADD and one HSET, its grants announced with one PUBLISH. On a few hot slots that took
+-- about a third off Redis's CPU per grant; on holds spread over many slots, each still paying
+-- its own slot's work, nothing measurable (bench/README.md, branch engine3).
 --
 -- KEYS: the seven family keys (as slot_prelude.lua names them) of each of the batch's slots,
 -- slot after slot; then per hold its idempotency record and, when ARGV[4] is '1' (one
