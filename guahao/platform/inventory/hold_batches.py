@@ -64,6 +64,8 @@ class HoldBatcher:
         replay_ttl_ms: int,
         max_holds: int = HOLD_BATCH,
     ) -> None:
+        if max_holds < 1:
+            raise ValueError("max_holds must be at least 1")
         self._pipeline = pipeline
         self._cluster = cluster
         self._replay_ttl_ms = replay_ttl_ms
