@@ -94,6 +94,8 @@ class Run:
     oversold: int = 0
     worker_cpu_us_per_decision: float = 0.0
     redis_cpu_us_per_decision: float = 0.0
+    script_calls: int = 0
+    redis_us_per_script_call: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -258,6 +260,21 @@ def redis_cpu_s(node_urls: list[str]) -> float:
     return total
 
 
+def redis_script_stats(node_urls: list[str]) -> tuple[int, float]:
+    """Script calls (EVALSHA and EVAL) the Redis servers have run so far, and the
+    microseconds of their own time those calls took (``INFO commandstats``, all nodes): the
+    server's side of a decision, beside the worker's, without a profiler on Redis."""
+    calls, usec = 0, 0.0
+    for node_url in node_urls:
+        sync = __import__("redis").Redis.from_url(node_url)
+        stats = sync.info("commandstats")
+        sync.close()
+        for name in ("cmdstat_evalsha", "cmdstat_eval"):
+            calls += int(stats.get(name, {}).get("calls", 0))
+            usec += float(stats.get(name, {}).get("usec", 0))
+    return calls, usec
+
+
 def crowd(
     kind: str,
     target: str,
@@ -298,9 +315,11 @@ def crowd(
     ]
     time.sleep(1.5)  # let every process import and wait at the gate
     redis_before = redis_cpu_s(redis_nodes) if redis_nodes else 0.0
+    scripts_before = redis_script_stats(redis_nodes) if redis_nodes else (0, 0.0)
     go.set()
     parts = [out.get() for _ in workers]
     redis_used = redis_cpu_s(redis_nodes) - redis_before if redis_nodes else 0.0
+    scripts_after = redis_script_stats(redis_nodes) if redis_nodes else (0, 0.0)
     for spy in spies:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -317,6 +336,9 @@ def crowd(
     run.attempts = len(lat)
     run.worker_cpu_us_per_decision = sum(p["cpu_s"] for p in parts) / run.attempts * 1e6
     run.redis_cpu_us_per_decision = redis_used / run.attempts * 1e6
+    run.script_calls = scripts_after[0] - scripts_before[0]
+    if run.script_calls:
+        run.redis_us_per_script_call = (scripts_after[1] - scripts_before[1]) / run.script_calls
     run.granted = outcomes.pop("granted", 0)
     run.refused = outcomes.pop("refused", 0)
     run.errors = sum(outcomes.values())
@@ -494,9 +516,15 @@ def main() -> None:
         sync.set("bench:{stock}", 10**12)
         sha = sync.script_load(DECREMENT_LUA)
         sync.close()
+        ceiling_before = redis_script_stats([url])
         report["redis_benchmark"] = redis_benchmark(
             port, sha, args.connections, args.benchmark_requests
         )
+        ceiling_after = redis_script_stats([url])
+        if ceiling_after[0] > ceiling_before[0]:
+            report["redis_benchmark"]["redis_us_per_script_call"] = (
+                ceiling_after[1] - ceiling_before[1]
+            ) / (ceiling_after[0] - ceiling_before[0])
         report["redis_server"] = server_version(url)
     finally:
         server.stop()
@@ -588,7 +616,10 @@ def print_table(runs: list[Run], report: dict[str, Any]) -> None:
     )
     head = f"{'backend':<10}{'procs':>6}{'decisions/s':>13}{'admissions/s':>14}{'sell-out s':>11}"
     head += f"{'p50 ms':>9}{'p99 ms':>9}{'grant p50':>10}{'grant p99':>10}"
-    print(head + f"{'granted':>9}{'refused':>9}{'errors':>8}{'oversold':>10}{'cpu µs/dec':>13}")
+    print(
+        head + f"{'granted':>9}{'refused':>9}{'errors':>8}{'oversold':>10}{'cpu µs/dec':>13}"
+        f"{'scripts':>9}{'µs/script':>10}"
+    )
     for r in runs:
         print(
             f"{r.backend:<10}{r.processes:>6}{r.decisions_per_s:>13.0f}"
@@ -596,10 +627,14 @@ def print_table(runs: list[Run], report: dict[str, Any]) -> None:
             f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.grant_p50_ms:>10.2f}{r.grant_p99_ms:>10.2f}"
             f"{r.granted:>9}{r.refused:>9}{r.errors:>8}{r.oversold:>10}"
             f"{r.worker_cpu_us_per_decision:>7.0f}+{r.redis_cpu_us_per_decision:<5.0f}"
+            f"{r.script_calls:>9}{r.redis_us_per_script_call:>10.1f}"
         )
     rb = report["redis_benchmark"]
     if rb.get("available"):
-        print(f"{'redis-benchmark EVALSHA decrement (ceiling)':<44}{rb['ops_per_s']:>12.0f} ops/s")
+        print(
+            f"{'redis-benchmark EVALSHA decrement (ceiling)':<44}{rb['ops_per_s']:>12.0f} ops/s"
+            f"   {rb.get('redis_us_per_script_call', 0.0):.1f} µs/script in Redis"
+        )
     else:
         print(f"redis-benchmark: {rb.get('why')}")
     for k, v in report["ratios"].items():

@@ -26,8 +26,11 @@ async def test_crowd_at_release_gets_exactly_capacity_holds_and_the_rest_sold_ou
     redis_url: str,
 ) -> None:
     clients = [connected(redis_url, 32) for _ in range(CLIENTS)]
-    # Small pipelines, so the crowd's scripts interleave over many connections at once.
-    inventories = [RedisInventory(c, key_prefix="surge:", pipeline_batch=4) for c in clients]
+    # Small batches of holds and small pipelines, so the crowd's scripts interleave over many
+    # connections at once.
+    inventories = [
+        RedisInventory(c, key_prefix="surge:", pipeline_batch=4, hold_batch=2) for c in clients
+    ]
     try:
         await clients[0].flushdb()
         await inventories[0].load(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from importlib.resources import files
 
-__all__ = ["ACCOUNT_SCRIPTS", "LOAD_MISSING", "SLOT_SCRIPTS", "LuaScript"]
+__all__ = ["ACCOUNT_SCRIPTS", "HOLD_MANY", "LOAD_MISSING", "SLOT_SCRIPTS", "LuaScript"]
 
 _PACKAGE = "guahao.platform.inventory"
 
@@ -75,3 +75,8 @@ ACCOUNT_SCRIPTS: dict[str, LuaScript] = {
 LOAD_MISSING = LuaScript.from_package("load_missing")
 """``load_if_missing`` for a batch of new slots in one call (KEYS: 7 per slot, any number of
 slots whose keys one call may touch: see ``RedisInventory.load_missing``)."""
+
+HOLD_MANY = LuaScript.from_package("hold_many")
+"""``hold`` for a batch of holds in one call, decided in order (KEYS: 7 per slot, then the
+holds' idempotency records and, on one server, their account markers; see ``hold_many.lua``
+and ``hold_batches.HoldBatcher``)."""

@@ -1,6 +1,7 @@
 """The hot slot pool (号源池) in Redis: the ``Inventory`` port over Lua scripts.
 
-Each method is one script on one slot, so a step is atomic and a crowd cannot oversell. The
+Each method is one script on one slot (holds: one script call for the holds of a loop turn,
+decided in order, see ``hold_batches``), so a step is atomic and a crowd cannot oversell. The
 "one unfinished hold per account" rule is kept by a marker under the account's own hash tag.
 On one server the hold script claims it in the same step as the grant; on Redis Cluster, where
 a script may not touch two hash tags, a grant claims it in a second script and is undone at
@@ -19,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from guahao.platform.error_codes import error, refuse
+from guahao.platform.inventory.hold_batches import HOLD_BATCH, HoldBatcher
 from guahao.platform.inventory.lua_scripts import (
     ACCOUNT_SCRIPTS,
     LOAD_MISSING,
@@ -107,12 +109,14 @@ class RedisInventory:
         *,
         replay_ttl_ms: int = DEFAULT_REPLAY_TTL_MS,
         pipeline_batch: int = 256,
+        hold_batch: int = HOLD_BATCH,
         refusal_memory: int = REFUSAL_MEMORY,
         follow_takes: bool = False,
     ) -> None:
         """``follow_takes``: the view's subscription also hears every grant, for listeners
         such as the availability answers (each grant then costs every such process a message,
-        so a process with no use for them, like the engine bench's workers, leaves it off)."""
+        so a process with no use for them, like the engine bench's workers, leaves it off).
+        ``hold_batch``: how many holds of one loop turn one script call decides."""
         self._redis = redis
         self._cluster = redis if isinstance(redis, RedisCluster) else None
         self._pipeline = AutoPipeline(redis, max_batch=pipeline_batch)
@@ -137,6 +141,13 @@ class RedisInventory:
         """Slots this worker knows to be sold out, kept true by the give-back channel; blind
         (so every attempt asks Redis) until ``follow_returns`` has subscribed."""
         self._replay_ttl_ms = replay_ttl_ms
+        # The holds of one loop turn go to Redis as a few hold_many calls (hold_batches.py).
+        self._holds = HoldBatcher(
+            self._pipeline,
+            cluster=self._cluster,
+            replay_ttl_ms=replay_ttl_ms,
+            max_holds=hold_batch,
+        )
 
     async def load(
         self, state: SlotState, *, only_if_missing: bool = False, fence_token: str | None = None
@@ -288,20 +299,46 @@ class RedisInventory:
         ticket = self.sold_out.ticket()
         expires_at_ms = now_ms + ttl_ms
         marker = self._keys.account_marker(account_id)
-        slot_keys = [*self._keys.family(slot_id), replay_key]
-        args: list[str | int] = [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms]
+        family = self._keys.family(slot_id)
         # The slot decides first: at a release surge most attempts are refused (sold out, not
-        # yet released), and a refusal then costs one script and touches no marker. Only a
-        # grant claims the account's marker: on one server in the same script (one call per
-        # grant); on a cluster, whose scripts cannot span the slot's and the account's hash
-        # tags, in a second script, the grant undone at once if the account already holds
-        # elsewhere (two concurrent holds of one account may both be granted for that instant
-        # there, but only the one that claims the marker survives).
-        if self._claims_in_slot_script:
-            slot_keys.append(marker)
-            args += [_marker(slot_id, hold_id, expires_at_ms), ttl_ms + MARKER_GRACE_MS]
-        reply = await self._unfenced(SLOT_SCRIPTS["hold"], slot_keys, args)
+        # yet released), and a refusal then touches no marker. Only a grant claims the
+        # account's marker: on one server in the same script; on a cluster, whose scripts
+        # cannot span the slot's and the account's hash tags, in a second script, the grant
+        # undone at once if the account already holds elsewhere (two concurrent holds of one
+        # account may both be granted for that instant there, but only the one that claims
+        # the marker survives). The hold is decided together with the other holds this worker
+        # makes in the same loop turn, one script call for them all (hold_batches.py), exactly
+        # as hold.lua would decide it alone.
+        claims = self._claims_in_slot_script
+        marker_value = _marker(slot_id, hold_id, expires_at_ms) if claims else ""
+        try:
+            reply = await self._holds.submit(
+                family,
+                replay_key,
+                marker if claims else None,
+                hold_id=hold_id,
+                account_id=account_id,
+                now_ms=now_ms,
+                expires_at_ms=expires_at_ms,
+                marker_value=marker_value,
+                marker_px=ttl_ms + MARKER_GRACE_MS,
+            )
+        except UNAVAILABLE as exc:
+            raise error("INVENTORY_UNAVAILABLE", operation="hold") from exc
         outcome = _text(reply[0])
+        if outcome == "FENCED":  # a rebuild holds the slot: wait for it, this hold alone
+            args: list[str | int] = [
+                hold_id,
+                account_id,
+                now_ms,
+                expires_at_ms,
+                self._replay_ttl_ms,
+            ]
+            if claims:
+                args += [marker_value, ttl_ms + MARKER_GRACE_MS]
+            slot_keys = [*family, replay_key, marker] if claims else [*family, replay_key]
+            reply = await self._unfenced(SLOT_SCRIPTS["hold"], slot_keys, args)
+            outcome = _text(reply[0])
         if outcome == "REPLAYED":
             first = HoldGrant(hold_id=_text(reply[1]), expires_at_ms=int(reply[2]), replayed=True)
             if first.hold_id != hold_id:  # an earlier request's hold: it claimed its marker
@@ -324,7 +361,9 @@ class RedisInventory:
                 [_marker(slot_id, hold_id, expires_at_ms), now_ms, ttl_ms + MARKER_GRACE_MS],
             )
             if _text(claim[0]) == "TAKEN" and _text(claim[2]) != hold_id:
-                await self._unfenced(SLOT_SCRIPTS["unhold"], slot_keys[:8], [hold_id, account_id])
+                await self._unfenced(
+                    SLOT_SCRIPTS["unhold"], [*family, replay_key], [hold_id, account_id]
+                )
                 _refuse_held_elsewhere(slot_id, claim[1], claim[2])
         self._granted[replay_key] = None
         if len(self._granted) > GRANTED_MEMORY:

@@ -1,0 +1,171 @@
+"""Holds made in the same event-loop turn decided together: one ``hold_many.lua`` call a batch.
+
+At a release a worker's hundreds of concurrent holds reach Redis in the same loop turn. The
+automatic pipeline already sends them in one packet, but each was still its own script call,
+and Redis, not the worker, was then the bound: a grant's script cost Redis 25-58 µs against 3 µs
+for the ceiling's decrement (``bench/profiles/engine3-*``). Decided together, a call's fixed
+cost is paid once and a hot slot's reads, writes and announcement once per call: on a few hot
+slots Redis's CPU per grant fell by about a third; holds spread over many slots still pay
+their own slot's work each (bench/README.md, branch engine3). ``HoldBatcher`` queues the holds
+of one loop turn and sends
+them as a few ``hold_many`` calls, each deciding its holds in the order they were asked, each
+exactly as ``hold.lua`` would alone; every caller gets its own reply, or the batch's error.
+
+On one server a call may take any slots (up to ``HOLD_BATCH`` holds); on Redis Cluster a call
+only takes slots of one hash slot, so each call runs on one shard and the pipeline routes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio.cluster import RedisCluster
+
+from guahao.platform.inventory.lua_scripts import HOLD_MANY
+from guahao.platform.inventory.pipelining import AutoPipeline
+
+__all__ = ["HOLD_BATCH", "HoldBatcher", "HoldRequest"]
+
+HOLD_BATCH = 64
+"""How many holds one ``hold_many`` call decides. Redis runs nothing else meanwhile: 64
+grants keep a call near a millisecond on a loaded machine, while a batch of 200 callers still
+pays the call's fixed cost only four times."""
+
+
+@dataclass(slots=True)
+class HoldRequest:
+    """One caller's hold as ``hold.lua`` takes it: the slot's seven keys, the idempotency
+    record, and (on one server) the account's marker with the value and PX to write."""
+
+    family: Sequence[str]
+    replay_key: str
+    marker: str | None
+    hold_id: str
+    account_id: str
+    now_ms: int
+    expires_at_ms: int
+    marker_value: str
+    marker_px: int
+    future: asyncio.Future[Any] = field(repr=False)
+
+
+class HoldBatcher:
+    """Queues holds and sends those of one loop turn as ``hold_many`` calls through the
+    automatic pipeline (which still shares one packet among everything else queued)."""
+
+    def __init__(
+        self,
+        pipeline: AutoPipeline,
+        *,
+        cluster: RedisCluster | None,
+        replay_ttl_ms: int,
+        max_holds: int = HOLD_BATCH,
+    ) -> None:
+        if max_holds < 1:
+            raise ValueError("max_holds must be at least 1")
+        self._pipeline = pipeline
+        self._cluster = cluster
+        self._replay_ttl_ms = replay_ttl_ms
+        self._max_holds = max_holds
+        self._queue: list[HoldRequest] = []
+        self._scheduled = False
+
+    def submit(
+        self,
+        family: Sequence[str],
+        replay_key: str,
+        marker: str | None,
+        *,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        expires_at_ms: int,
+        marker_value: str = "",
+        marker_px: int = 0,
+    ) -> asyncio.Future[Any]:
+        """Queue one hold; the future's result is its ``hold.lua``-shaped reply. Holds with
+        a marker and holds without may not share a batcher (see ``RedisInventory``)."""
+        loop = asyncio.get_running_loop()
+        request = HoldRequest(
+            family,
+            replay_key,
+            marker,
+            hold_id,
+            account_id,
+            now_ms,
+            expires_at_ms,
+            marker_value,
+            marker_px,
+            loop.create_future(),
+        )
+        self._queue.append(request)
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return request.future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        queue, self._queue = self._queue, []
+        if self._cluster is None:
+            groups = [queue]
+        else:
+            by_hash_slot: dict[int, list[HoldRequest]] = {}
+            keyslot = self._cluster.keyslot
+            for request in queue:
+                by_hash_slot.setdefault(keyslot(request.family[0]), []).append(request)
+            groups = list(by_hash_slot.values())
+        for group in groups:
+            for start in range(0, len(group), self._max_holds):
+                self._send(group[start : start + self._max_holds])
+
+    def _send(self, batch: list[HoldRequest]) -> None:
+        slot_numbers: dict[str, int] = {}
+        keys: list[str] = []
+        for request in batch:
+            if request.family[0] not in slot_numbers:
+                slot_numbers[request.family[0]] = len(slot_numbers) + 1
+                keys += request.family
+        claims = batch[0].marker is not None
+        args: list[str | int] = [len(slot_numbers), len(batch), self._replay_ttl_ms, int(claims)]
+        for request in batch:
+            keys.append(request.replay_key)
+            if request.marker is not None:
+                keys.append(request.marker)
+            args += [
+                slot_numbers[request.family[0]],
+                request.hold_id,
+                request.account_id,
+                request.now_ms,
+                request.expires_at_ms,
+                request.marker_value,
+                request.marker_px,
+            ]
+        reply = self._pipeline.submit(HOLD_MANY, keys, args)
+        reply.add_done_callback(lambda done: _answer(batch, done))
+
+
+def _answer(batch: list[HoldRequest], done: asyncio.Future[Any]) -> None:
+    """Each caller its own reply; on an error (a lost connection, say) every caller the same
+    error: the call either ran whole or not at all, so nobody is told a half."""
+    if done.cancelled():
+        for request in batch:
+            if not request.future.done():
+                request.future.cancel()
+        return
+    error = done.exception()
+    if error is not None:
+        for request in batch:
+            if not request.future.done():
+                request.future.set_exception(error)
+        return
+    for request, reply in zip(batch, done.result(), strict=True):
+        if request.future.done():
+            continue
+        if isinstance(reply, BaseException):  # that hold's own error reply
+            request.future.set_exception(reply)
+        else:
+            request.future.set_result(reply)

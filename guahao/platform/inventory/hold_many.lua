@@ -1,0 +1,188 @@
+-- Decide many holds in one call, in order, each exactly as hold.lua would decide it alone.
+-- At a release most of a worker's concurrent holds arrive in the same loop turn; one call per
+-- hold made Redis pay a script call's fixed cost (the call, its KEYS and ARGV tables, the
+-- prelude) and the slot's reads for every hold: a grant cost 25-58 µs of Redis time against
+-- 3 µs for the ceiling's decrement (bench/profiles/engine3-*). Here the fixed cost is paid
+-- once a call; the fences and the idempotency records are read for the whole call (one
+-- EXISTS, one MGET); a slot's facts are read once a slot a call, its new holds written with
+-- one ZADD and one HSET, its grants announced with one PUBLISH. On a few hot slots that took
+-- about a third off Redis's CPU per grant; on holds spread over many slots, each still paying
+-- its own slot's work, nothing measurable (bench/README.md, branch engine3).
+--
+-- KEYS: the seven family keys (as slot_prelude.lua names them) of each of the batch's slots,
+-- slot after slot; then per hold its idempotency record and, when ARGV[4] is '1' (one
+-- server), its account's marker. On Redis Cluster the caller sends only slots of one hash
+-- slot in a call and claims the markers afterwards, as for hold.lua.
+-- ARGV: slots, holds, replay_ttl_ms, claims_marker ('1' or '0'), then per hold seven values:
+-- slot number (1-based, into the families), hold_id, account_id, now_ms, expires_at_ms,
+-- marker, marker_px (the last two empty without a marker).
+-- Reply: one reply per hold, in order, each as hold.lua's.
+local slots, holds, replay_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local claims = ARGV[4] == '1'
+local per_hold = claims and 2 or 1
+local first_hold_key = slots * 7
+
+-- What a slot's decisions share within this call: read on its first hold, then kept in step
+-- with what this call does to it. `now` is the caller time the counts were taken at (a hold
+-- at another time sweeps and counts again, as it would alone).
+local state = {}
+
+local function family(n)
+  local base = (n - 1) * 7
+  return KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5],
+    KEYS[base + 6], KEYS[base + 7]
+end
+
+-- The holds granted on a slot and not yet written: written before anything reads the
+-- slot's holds again, and at the end.
+local function write_pending(s)
+  if #s.expiry > 0 then
+    redis.call('ZADD', s.hold_expiry, unpack(s.expiry))
+    redis.call('HSET', s.hold_owner, unpack(s.owners))
+    s.expiry, s.owners, s.new = {}, {}, {}
+  end
+end
+
+-- Whether any of the call's slots is fenced by a rebuild: one EXISTS over every fence (a
+-- rebuild is rare); only when one is, each slot's own fence is looked at.
+local fences = {}
+for n = 1, slots do fences[n] = KEYS[(n - 1) * 7 + 7] end
+local any_fenced = redis.call('EXISTS', unpack(fences)) > 0
+
+-- Every hold's first answer, if its idempotency key was used before: one MGET for the call.
+-- Records written by this call are kept in `answered` for a repeat later in the same call.
+local replay_keys = {}
+for i = 1, holds do replay_keys[i] = KEYS[first_hold_key + (i - 1) * per_hold + 1] end
+local priors = redis.call('MGET', unpack(replay_keys))
+local answered = {}
+
+local function slot_state(n)
+  local s = state[n]
+  if s then return s end
+  local meta, hold_expiry, hold_owner, returning, confirmed, _, fence = family(n)
+  s = {meta = meta, hold_expiry = hold_expiry, hold_owner = hold_owner, returning = returning,
+    confirmed = confirmed, expiry = {}, owners = {}, new = {}, taken = false}
+  state[n] = s
+  if any_fenced and redis.call('EXISTS', fence) == 1 then s.fenced = true return s end
+  s.m = redis.call('HMGET', meta, 'capacity', 'booked', 'release_at_ms', 'status')
+  return s
+end
+
+-- Sweep what has run out by `now` and count, as hold.lua does before every decision.
+local function count_at(s, now)
+  if s.now == now then return end
+  write_pending(s)
+  while true do
+    local expired = redis.call('ZRANGEBYSCORE', s.hold_expiry, '-inf', now, 'LIMIT', 0, 500)
+    if #expired == 0 then break end
+    redis.call('ZREM', s.hold_expiry, unpack(expired))
+    redis.call('HDEL', s.hold_owner, unpack(expired))
+    if #expired < 500 then break end
+  end
+  local returning = redis.call('ZCARD', s.returning)
+  if returning > 0 then
+    returning = returning - redis.call('ZREMRANGEBYSCORE', s.returning, '-inf', now)
+  end
+  s.returning_count = returning
+  s.held = redis.call('ZCARD', s.hold_expiry)
+  s.now = now
+  s.sold_out = nil
+end
+
+local function sold_out_reply(s)
+  if s.sold_out then return s.sold_out end
+  write_pending(s)
+  local next_free = nil
+  local first_hold = redis.call('ZRANGE', s.hold_expiry, 0, 0, 'WITHSCORES')
+  if first_hold[2] then next_free = tonumber(first_hold[2]) end
+  local first_return = redis.call('ZRANGE', s.returning, 0, 0, 'WITHSCORES')
+  if first_return[2] and (next_free == nil or tonumber(first_return[2]) < next_free) then
+    next_free = tonumber(first_return[2])
+  end
+  local reply = {'REFUSED', 'SLOT_SOLD_OUT', tostring(next_free or -1)}
+  for _, owner in ipairs(redis.call('HVALS', s.hold_owner)) do reply[#reply + 1] = owner end
+  for _, owner in ipairs(redis.call('HVALS', s.confirmed)) do reply[#reply + 1] = owner end
+  -- the same answer for the slot's later holds in this call, until a grant or a sweep
+  s.sold_out = reply
+  return reply
+end
+
+local function decide(i)
+  local a = 4 + (i - 1) * 7
+  local n = tonumber(ARGV[a + 1])
+  local hold_id, account_id, now, expires = ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local replay_key = KEYS[first_hold_key + (i - 1) * per_hold + 1]
+  local s = slot_state(n)
+  if s.fenced then return {'FENCED'} end
+  local m = s.m
+  if not m[4] then return {'MISSING'} end
+
+  local prior = answered[replay_key] or priors[i]
+  if prior then
+    local grant = cjson.decode(prior)
+    if grant[1] ~= account_id then return {'REFUSED', 'IDEMPOTENCY_KEY_REUSED'} end
+    return {'REPLAYED', grant[2], grant[3]}
+  end
+
+  count_at(s, now)
+  if redis.call('HEXISTS', s.confirmed, hold_id) == 1 then
+    return {'REFUSED', 'VALIDATION_FAILED'}
+  end
+  if s.new[hold_id] or redis.call('HEXISTS', s.hold_owner, hold_id) == 1 then
+    return {'REFUSED', 'VALIDATION_FAILED'}
+  end
+
+  if m[4] == 'lottery' then return {'REFUSED', 'SESSION_IS_LOTTERY'} end
+  if m[4] ~= 'open' then return {'REFUSED', 'SLOT_CLOSED'} end
+  if tonumber(now) < tonumber(m[3]) then return {'REFUSED', 'SLOT_NOT_RELEASED', m[3]} end
+  local available = tonumber(m[1]) - tonumber(m[2]) - s.held - s.returning_count
+  if available <= 0 then return sold_out_reply(s) end
+
+  if claims then
+    local marker = KEYS[first_hold_key + (i - 1) * per_hold + 2]
+    if not redis.call('SET', marker, ARGV[a + 6], 'PX', ARGV[a + 7], 'NX') then
+      local held = cjson.decode(redis.call('GET', marker))
+      if tonumber(held[3]) > tonumber(now) then
+        if held[2] ~= hold_id then return {'REFUSED', 'HOLD_ALREADY_ACTIVE', held[1], held[2]} end
+      else
+        redis.call('SET', marker, ARGV[a + 6], 'PX', ARGV[a + 7])
+      end
+    end
+  end
+
+  local e = #s.expiry
+  s.expiry[e + 1], s.expiry[e + 2] = expires, hold_id
+  e = #s.owners
+  s.owners[e + 1], s.owners[e + 2] = hold_id, account_id
+  s.new[hold_id] = true
+  s.held = s.held + 1
+  s.taken = true
+  local record = cjson.encode({account_id, hold_id, expires})
+  redis.call('SET', replay_key, record, 'PX', replay_ttl)
+  answered[replay_key] = record
+  return {'GRANTED', hold_id, expires}
+end
+
+-- A hold whose step fails in Redis (an error reply from a command) is answered with that
+-- error alone; the holds before and after it are decided as they would be without it.
+local replies = {}
+for i = 1, holds do
+  local ok, reply = pcall(decide, i)
+  if ok then
+    replies[i] = reply
+  else
+    replies[i] = redis.error_reply(type(reply) == 'table' and reply.err or tostring(reply))
+  end
+end
+for n = 1, slots do
+  local s = state[n]
+  if s and not s.fenced then
+    write_pending(s)
+    if s.taken then
+      -- the slot-takes message, once for all of this call's grants on the slot
+      local prefix, slot = string.match(s.meta, '^(.-){slot:(.-)}')
+      redis.call('PUBLISH', prefix .. 'guahao:slot-takes', slot)
+    end
+  end
+end
+return replies

@@ -1,0 +1,280 @@
+"""Holds made in the same loop turn are decided together, and exactly as one by one.
+
+A worker's concurrent holds go to Redis as one ``hold_many`` call (one per hash slot on a
+cluster): each caller must still get the answer it would have had alone, in the order the
+holds were asked, with the slot's units, replay records and account markers as they would
+be. These cases run the same requests both ways on one server and on the three-master
+cluster, and lose the server under a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from guahao.platform.embedded_redis import EmbeddedRedis
+from guahao.platform.errors import GuahaoError
+from guahao.platform.inventory import RedisInventory
+from guahao.platform.inventory.slot_keys import KeyNames
+from guahao.platform.ports import HoldGrant, SlotState
+
+RELEASE = 1_780_000_000_000
+TTL = 15 * 60 * 1000
+
+# (slot, hold id, account, idempotency key, caller time): a release on two hot slots with
+# everything that can happen to a hold in one loop turn.
+REQUESTS = [
+    ("a", "h1", "acct1", "k1", RELEASE),
+    ("a", "h2", "acct2", "k2", RELEASE),
+    ("a", "h3", "acct3", "k3", RELEASE),  # a's two units are gone: sold out mid-batch
+    ("a", "h1b", "acct1", "k1", RELEASE),  # a repeat of k1: h1 again
+    ("a", "h4", "acct5", "k2", RELEASE),  # k2 is acct2's request, not acct5's
+    ("b", "h6", "acct1", "k6", RELEASE),  # acct1 already holds h1
+    ("b", "h7", "acct7", "k7", RELEASE),
+    ("b", "h7", "acct8", "k8", RELEASE),  # h7 names a hold on b already
+    ("later", "h9", "acct9", "k9", RELEASE),  # released tomorrow
+    ("closed", "h10", "acct10", "k10", RELEASE),
+    ("nowhere", "h11", "acct11", "k11", RELEASE),  # never loaded
+    ("b", "h12", "acct12", "k12", RELEASE + 5),  # another caller time: counted again
+    ("a", "h13", "acct13", "k13", RELEASE + 5),  # still sold out at that time
+]
+
+EXPECTED = [
+    ("granted", "h1", False),
+    ("granted", "h2", False),
+    "SLOT_SOLD_OUT",
+    ("granted", "h1", True),
+    "IDEMPOTENCY_KEY_REUSED",
+    "HOLD_ALREADY_ACTIVE",
+    ("granted", "h7", False),
+    "VALIDATION_FAILED",
+    "SLOT_NOT_RELEASED",
+    "SLOT_CLOSED",
+    "SLOT_NOT_LOADED",
+    ("granted", "h12", False),
+    "SLOT_SOLD_OUT",
+]
+
+
+async def load_slots(inventory: RedisInventory) -> None:
+    await inventory.load(SlotState(slot_id="a", capacity=2, booked=0, release_at_ms=RELEASE))
+    await inventory.load(SlotState(slot_id="b", capacity=5, booked=0, release_at_ms=RELEASE))
+    await inventory.load(
+        SlotState(slot_id="later", capacity=5, booked=0, release_at_ms=RELEASE + 86_400_000)
+    )
+    await inventory.load(
+        SlotState(slot_id="closed", capacity=5, booked=0, release_at_ms=RELEASE, status="closed")
+    )
+
+
+async def attempt(
+    inventory: RedisInventory, request: tuple[str, str, str, str, int]
+) -> tuple[str, str, bool] | str:
+    slot_id, hold_id, account_id, key, now_ms = request
+    try:
+        grant = await inventory.hold(
+            slot_id,
+            hold_id=hold_id,
+            account_id=account_id,
+            now_ms=now_ms,
+            ttl_ms=TTL,
+            idempotency_key=key,
+        )
+    except GuahaoError as err:
+        return err.code
+    assert grant.expires_at_ms > now_ms
+    return ("granted", grant.hold_id, grant.replayed)
+
+
+async def what_redis_holds(client: aioredis.Redis, prefix: str) -> dict[str, object]:
+    """The state the requests left: each slot's counts, every account's marker."""
+    inventory = RedisInventory(client, key_prefix=prefix)
+    counts = await inventory.counts(["a", "b", "later", "closed"], now_ms=RELEASE + 5)
+    keys = KeyNames(prefix)
+    markers = {}
+    for n in range(14):
+        marker = await client.get(keys.account_marker(f"acct{n}"))
+        if marker is not None:
+            markers[f"acct{n}"] = marker
+    return {
+        "counts": {slot: (c.held, c.available) for slot, c in counts.items()},
+        "markers": markers,
+    }
+
+
+async def script_calls(client: aioredis.Redis) -> int:
+    stats = await client.info("commandstats")
+    return sum(
+        int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval")
+    )
+
+
+async def test_a_batch_of_holds_is_decided_in_order_exactly_as_one_by_one(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    alone = RedisInventory(slot_pool_redis, key_prefix="alone:")
+    together = RedisInventory(slot_pool_redis, key_prefix="together:")
+    await load_slots(alone)
+    await load_slots(together)
+
+    one_by_one = [await attempt(alone, request) for request in REQUESTS]
+    # the same requests in one loop turn: one batch
+    batched = await asyncio.gather(*(attempt(together, request) for request in REQUESTS))
+
+    assert one_by_one == EXPECTED
+    assert batched == EXPECTED
+    assert await what_redis_holds(slot_pool_redis, "together:") == await what_redis_holds(
+        slot_pool_redis, "alone:"
+    )
+
+
+async def test_on_one_server_a_loop_turns_holds_are_one_script_call(
+    redis_client: aioredis.Redis,
+) -> None:
+    inventory = RedisInventory(redis_client, key_prefix="one-call:")
+    await load_slots(inventory)
+    await attempt(inventory, ("b", "h0", "acct0", "k0", RELEASE))  # the script is loaded
+    await redis_client.config_resetstat()
+    outcomes = await asyncio.gather(*(attempt(inventory, request) for request in REQUESTS))
+    assert outcomes == EXPECTED
+    assert await script_calls(redis_client) == 1
+
+
+async def test_a_grant_is_announced_once_per_slot_and_batch_in_the_takes_format(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Listeners of ``slot-takes`` drop a slot's remembered count on its id: one message per
+    slot that gave units in a batch says it, in the message format they already read."""
+    inventory = RedisInventory(redis_client, key_prefix="takes:")
+    await load_slots(inventory)
+    listener = redis_client.pubsub()
+    await listener.subscribe(KeyNames("takes:").takes_channel())
+    try:
+        await listener.get_message(timeout=1.0)  # the subscription's confirmation
+        await asyncio.gather(*(attempt(inventory, request) for request in REQUESTS))
+        heard = []
+        while (message := await listener.get_message(timeout=0.3)) is not None:
+            heard.append(message["data"])
+    finally:
+        await listener.aclose()
+    assert sorted(heard) == [b"a", b"b"]
+
+
+async def until_busy(url: str) -> None:
+    """Return once the server no longer answers a PING at once (a script is running)."""
+    while True:
+        probe = aioredis.Redis.from_url(url)
+        try:
+            await asyncio.wait_for(probe.ping(), timeout=0.05)
+        except TimeoutError:
+            return
+        finally:
+            await probe.aclose()
+        await asyncio.sleep(0.01)
+
+
+async def test_a_lost_server_answers_every_caller_of_a_batch_with_an_error_and_applies_nothing(
+    tmp_path: Path,
+) -> None:
+    """The server dies while the batch waits behind another client's script: every caller is
+    told the inventory is unavailable (none is left waiting, none told a grant), and the
+    server's data, back from its append-only file, has none of the batch's holds."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = EmbeddedRedis(tmp_path / "lost", port=port, persist=True)
+    await asyncio.to_thread(server.start)
+    client = aioredis.Redis.from_url(server.url)
+    blocker = aioredis.Redis.from_url(server.url)
+    try:
+        inventory = RedisInventory(client, key_prefix="lost:")
+        await load_slots(inventory)
+        await attempt(inventory, ("b", "h0", "acct0", "k0", RELEASE))  # warm: script, socket
+        pid = int((await client.info("server"))["process_id"])
+        await blocker.ping()
+        spin = asyncio.create_task(
+            blocker.eval(
+                "local t = redis.call('TIME') local e = t[1] * 1000000 + t[2] + 2000000 "
+                "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= e return 1",
+                0,
+            )
+        )
+        await until_busy(server.url)  # the spin runs: the batch will wait behind it
+        batch = asyncio.gather(*(attempt(inventory, request) for request in REQUESTS[:8]))
+        await asyncio.sleep(0.2)  # the batch is sent and queued on the server
+        os.kill(pid, signal.SIGKILL)
+        outcomes = await asyncio.wait_for(batch, timeout=30)
+        with pytest.raises(RedisConnectionError):  # the other client lost it too
+            await spin
+        assert outcomes == ["INVENTORY_UNAVAILABLE"] * 8
+    finally:
+        await client.aclose()
+        await blocker.aclose()
+        await asyncio.to_thread(server.stop)
+    # back from disk: the warm-up hold only
+    again = EmbeddedRedis(tmp_path / "lost", port=port, persist=True)
+    await asyncio.to_thread(again.start)
+    client = aioredis.Redis.from_url(again.url)
+    try:
+        state = await what_redis_holds(client, "lost:")
+        assert state["counts"] == {"a": (0, 2), "b": (1, 4), "later": (0, 5), "closed": (0, 5)}
+        assert set(state["markers"]) == {"acct0"}  # type: ignore[arg-type]
+        assert await client.keys("lost:*:replay:*") == [b"lost:{slot:b}:replay:k0"]
+    finally:
+        await client.aclose()
+        await asyncio.to_thread(again.stop)
+
+
+async def test_a_crowd_on_one_hot_slot_in_large_batches_gets_exactly_its_units(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """Several workers, each sending its crowd's holds in batches of the default size: the
+    batches of different workers interleave on the server, and still the slot gives exactly
+    its capacity, the rest sold out."""
+    inventories = [RedisInventory(slot_pool_redis, key_prefix="hot:") for _ in range(3)]
+    await inventories[0].load(
+        SlotState(slot_id="hot", capacity=37, booked=0, release_at_ms=RELEASE)
+    )
+
+    async def one(n: int) -> HoldGrant | str:
+        try:
+            return await inventories[n % 3].hold(
+                "hot",
+                hold_id=f"h{n}",
+                account_id=f"acct{n}",
+                now_ms=RELEASE,
+                ttl_ms=TTL,
+                idempotency_key=f"k{n}",
+            )
+        except GuahaoError as err:
+            return err.code
+
+    outcomes = await asyncio.gather(*(one(n) for n in range(600)))
+    grants = [o for o in outcomes if isinstance(o, HoldGrant)]
+    assert len(grants) == 37
+    assert len({g.hold_id for g in grants}) == 37
+    assert {o for o in outcomes if not isinstance(o, HoldGrant)} == {"SLOT_SOLD_OUT"}
+    counts = (await inventories[0].counts(["hot"], now_ms=RELEASE))["hot"]
+    assert (counts.held, counts.available) == (37, 0)
+
+
+async def test_a_fenced_slot_in_a_batch_waits_for_its_rebuild_while_the_others_are_answered(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    inventory = RedisInventory(slot_pool_redis, key_prefix="fenced:")
+    await load_slots(inventory)
+    assert await inventory.fence("a", token="t1", ttl_ms=10_000) is not None
+    on_a = asyncio.ensure_future(attempt(inventory, ("a", "h1", "acct1", "k1", RELEASE)))
+    on_b = asyncio.ensure_future(attempt(inventory, ("b", "h2", "acct2", "k2", RELEASE)))
+    assert await asyncio.wait_for(on_b, 5) == ("granted", "h2", False)
+    await asyncio.sleep(0.1)
+    assert not on_a.done()  # nothing is decided on a slot a rebuild is reloading
+    await inventory.unfence("a", token="t1")
+    assert await asyncio.wait_for(on_a, 5) == ("granted", "h1", False)
