@@ -604,8 +604,8 @@ class RedisInventory:
             keys: list[str] = []
             args: list[str | int] = []
             for slot_id, hold_id, now_ms in group:
-                meta, expiry, _owner, _returning, confirmed, _cancelled, fence = (
-                    self._keys.family(slot_id)
+                meta, expiry, _owner, _returning, confirmed, _cancelled, fence = self._keys.family(
+                    slot_id
                 )
                 keys += [meta, expiry, confirmed, fence]
                 args += [hold_id, now_ms]
