@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.bookings import Booking
 from guahao.platform.errors import GuahaoError
-from guahao.platform.persistence.tables import BookingRow
+from guahao.platform.persistence.tables import BookingRow, OutboxRow
 from guahao.platform.services.hold_commits import HoldCommits
 from tests.fixtures.platforms import (
     bulk_accounts,
@@ -274,3 +274,53 @@ async def test_the_pool_vouches_only_for_the_holds_it_knows(platform):
         "survival-0": False
     }
     assert await inventory.holds_all([(slots[0], "survival-0", now_ms)]) == {"survival-0": True}
+
+
+async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platform):
+    slots = await publish_clinic(platform, clinic(units=2))
+    accounts = await bulk_accounts(platform, 1)
+    session_id = await session_of(platform, slots[0])
+    now = platform.ports.clock.now()
+    row = {
+        "id": "columns-0",
+        "account_id": accounts[0],
+        "slot_id": slots[0],
+        "session_id": session_id,
+        "status": "held",
+        "idempotency_key": "k",
+        "fee_cents": 500,
+        "hold_expires_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "ip_hash": "ip",
+        "device_hash": "",
+    }
+    payload = {"booking_id": "columns-0", "fee_cents": 500, "nested": {"when": now.isoformat()}}
+
+    await HoldCommits(platform.ports).record(row, payload, now)
+
+    async with platform.ports.sessions() as session:
+        booking = await session.get(BookingRow, "columns-0")
+        event = await session.scalar(select(OutboxRow).where(OutboxRow.aggregate_id == "columns-0"))
+    assert booking is not None
+    assert event is not None
+    assert {name: getattr(booking, name) for name in row} == row  # aware UTC times back
+    # the columns the row leaves out get the model's defaults
+    assert (booking.kind, booking.origin, booking.version, booking.paid) == (
+        "regular",
+        "patient",
+        1,
+        False,
+    )
+    assert (booking.payment_required, booking.follow_up_visits, booking.patient_id) == (
+        False,
+        0,
+        None,
+    )
+    assert (event.topic, event.payload, event.created_at, event.attempts) == (
+        "booking.held",
+        payload,
+        now,
+        0,
+    )
+    assert event.dispatched_at is None
