@@ -33,8 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert
-from sqlalchemy.engine import Dialect
+from sqlalchemy import Table, insert
 from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.persistence.outbox import event_values
@@ -179,81 +178,11 @@ class HoldCommits:
     async def _insert(self, batch: list[_Waiting]) -> None:
         self.transactions += 1
         async with self._p.sessions() as session, session.begin():
-            # The rows as the driver's parameters (``_RowsStatement``): SQLAlchemy's Core
-            # insert built each row's parameters afresh, a tenth of a grant's CPU
-            # (bench/profiles/grant4-25-*); the ORM's bulk path cost more still (surge-grant2-*)
+            # Core inserts of the tables: the ORM's bulk path per row cost more than the
+            # statement (bench/profiles/surge-grant2-*)
             connection = await session.connection()
-            dialect = connection.dialect
-            for table, rows in (
-                (BOOKINGS, [w.booking for w in batch]),
-                (OUTBOX, [w.event for w in batch]),
-            ):
-                statement = _statement(table, dialect, frozenset(rows[0]))
-                if not statement.takes(rows):  # rows of other columns: Core's insert
-                    await connection.execute(insert(table), rows)
-                    continue
-                await connection.exec_driver_sql(statement.sql, statement.parameters(rows))
-
-
-class _RowsStatement:
-    """One table's ``INSERT`` for rows of one set of columns, compiled once per dialect:
-    the SQL in the driver's parameter style and each column's bind processor and scalar
-    default (what Core's insert applies per row: the columns of ``UTCDateTime`` and
-    ``JSON``, the Python-side defaults of the columns the rows leave out)."""
-
-    def __init__(self, table: Table, dialect: Dialect, given: frozenset[str]) -> None:
-        defaults: dict[str, Any] = {}
-        for column in table.columns:
-            default = column.default
-            if column.name in given or default is None:
-                continue
-            if not default.is_scalar:  # a callable default: never met in these two tables
-                raise ValueError(f"{table.name}.{column.name} has a default to call")
-            defaults[column.name] = getattr(default, "arg", None)
-        self.given = given
-        self.defaults = defaults
-        names = [c.name for c in table.columns if c.name in given or c.name in defaults]
-        compiled = (
-            insert(table).values({name: bindparam(name) for name in names}).compile(dialect=dialect)
-        )
-        self.sql = compiled.string
-        self.positional = bool(compiled.positional)
-        order = list(compiled.positiontup or names)
-        self.order = order
-        processors = {
-            c.name: c.type.dialect_impl(dialect).bind_processor(dialect) for c in table.columns
-        }
-        self.processors = [processors.get(name) for name in order]
-
-    def takes(self, rows: list[dict[str, Any]]) -> bool:
-        return all(row.keys() == self.given for row in rows)
-
-    def parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
-        """The rows as the driver's parameters (tuples, or mappings for a named style)."""
-        defaults, order, processors = self.defaults, self.order, self.processors
-        made: list[Any] = []
-        for row in rows:
-            values = [
-                process(value) if process is not None else value
-                for value, process in zip(
-                    [row[name] if name in row else defaults[name] for name in order],
-                    processors,
-                    strict=True,
-                )
-            ]
-            made.append(tuple(values) if self.positional else dict(zip(order, values, strict=True)))
-        return made
-
-
-_statements: dict[tuple[str, type[Dialect], frozenset[str]], _RowsStatement] = {}
-
-
-def _statement(table: Table, dialect: Dialect, given: frozenset[str]) -> _RowsStatement:
-    key = (table.name, type(dialect), given)
-    found = _statements.get(key)
-    if found is None:
-        found = _statements[key] = _RowsStatement(table, dialect, given)
-    return found
+            await connection.execute(insert(BOOKINGS), [w.booking for w in batch])
+            await connection.execute(insert(OUTBOX), [w.event for w in batch])
 
 
 def _settle(waiting: _Waiting, outcome: BaseException | None) -> None:
