@@ -185,6 +185,11 @@ class Inventory(Protocol):
         grant and the record no longer knows it."""
         ...
 
+    async def holds_all(self, checks: Sequence[tuple[str, str, int]]) -> dict[str, bool]:
+        """``holds`` for many ``(slot_id, hold_id, now_ms)`` at once, by hold id: True when
+        the pool knows the hold, False when it cannot say so now (ask ``holds`` alone)."""
+        ...
+
     async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
         """Give a held unit back now; False if there was nothing to give back."""
         ...

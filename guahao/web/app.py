@@ -25,7 +25,8 @@ from guahao.web.auth import TokenIssuer
 from guahao.web.citizen_session import PageSessions
 from guahao.web.dependencies import platform_dependencies
 from guahao.web.errors import exception_handlers
-from guahao.web.front_answers import GZIP_LEVEL, GZIP_MINIMUM_SIZE, FrontAnswers
+from guahao.web.front_answers import GZIP_LEVEL, GZIP_MINIMUM_SIZE, FrontAnswers, compress
+from guahao.web.front_grants import FrontGrants
 from guahao.web.hospital_auth import HospitalTokens, token_endpoint
 from guahao.web.idempotency import IdempotencyMiddleware
 from guahao.web.metrics import WebMetrics, metrics_endpoint, telemetry_middleware
@@ -230,5 +231,7 @@ def create_app(
     declare_security(app.routes)
     # the crowd's sold-out holds and remembered reads, answered before Litestar's routing
     # and middleware (guahao/web/front_answers.py); everything else passes through
-    app.asgi_handler = FrontAnswers(app.asgi_handler, metrics)
+    # and so are granted holds, by the route's own call (guahao/web/front_grants.py)
+    grants = FrontGrants(minimum_size=GZIP_MINIMUM_SIZE, compress=compress)
+    app.asgi_handler = FrontAnswers(app.asgi_handler, metrics, grants=grants)
     return app

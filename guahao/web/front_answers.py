@@ -55,6 +55,7 @@ from guahao.platform.personal_data import PersonalDataVault
 from guahao.search.query import SearchQuery
 from guahao.web.dependencies import client_context
 from guahao.web.errors import refusal_answer
+from guahao.web.front_grants import FrontGrants
 from guahao.web.idempotency import MAX_KEY_LENGTH
 from guahao.web.metrics import HOLD_ROUTE, WebMetrics, request_id_of, requests_telemetry
 from guahao.web.request_bodies import (
@@ -178,9 +179,16 @@ class FrontAnswers:
     token issuer from ``scope["app"].state`` at each request, as the routes do."""
 
     def __init__(
-        self, app: ASGIApp, metrics: WebMetrics, *, gzip_bodies: GzipBodies | None = None
+        self,
+        app: ASGIApp,
+        metrics: WebMetrics,
+        *,
+        gzip_bodies: GzipBodies | None = None,
+        grants: FrontGrants | None = None,
     ) -> None:
         self.app = app
+        self.grants = grants
+        """The lean grant path (None: every grant through the framework)."""
         self.metrics = metrics
         self.gzip_bodies = gzip_bodies or GzipBodies()
         self._clients: dict[tuple[str, bytes], ClientContext] = {}
@@ -235,6 +243,24 @@ class FrontAnswers:
         if slot_id is None or not platform.ports.inventory.refuses_sold_out(
             slot_id, account, now_ms
         ):
+            # a hold to grant: the lean path (guahao/web/front_grants.py), the route's answer
+            if slot_id is not None and self.grants is not None:
+                client = scope.get("client")
+                answer = await self.grants.grant(
+                    platform.bookings,
+                    account_id=account,
+                    slot_id=slot_id,
+                    idempotency_key=key.decode("latin-1"),
+                    client=self._client(
+                        platform.ports.vault,
+                        client[0] if client else "",
+                        headers.get(b"x-device-id", b""),
+                    ),
+                    accepted=headers.get(b"accept-encoding"),
+                )
+                status, body, response, code = answer
+                await self._answer(scope, send, status, body, response, HOLD_ROUTE, started, code)
+                return
             await self.app(scope, replaying(body, receive), send)
             return
         client = scope.get("client")

@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from guahao.platform.bookings import Booking
 from guahao.platform.errors import GuahaoError
-from guahao.platform.persistence.tables import BookingRow
+from guahao.platform.persistence.tables import BookingRow, OutboxRow
 from guahao.platform.services.hold_commits import HoldCommits
 from tests.fixtures.platforms import (
     bulk_accounts,
@@ -90,7 +90,7 @@ async def test_a_row_breaking_a_rule_is_refused_alone_and_the_rest_of_its_batch_
         return_exceptions=True,
     )
 
-    assert results[:4] == [None] * 4
+    assert results[:4] == [False] * 4  # committed; no survival check was asked for
     assert isinstance(results[4], IntegrityError)
     # the first alone, the batch of five (refused), then each of the five alone
     assert commits.transactions == 1 + 1 + 5
@@ -189,3 +189,138 @@ async def test_a_crowd_granted_in_one_second_schedules_one_expiry_job_that_expir
     assert statuses == {"expired"}
     snap = await counts(platform, slots[0])
     assert (snap.held, snap.available) == (0, CROWD)
+
+
+async def test_a_commits_holds_are_checked_in_the_pool_in_one_call_not_one_per_grant(
+    platform, monkeypatch
+):
+    slots = await publish_clinic(platform, clinic(units=CROWD))
+    crowd = await bulk_accounts(platform, CROWD)
+    await platform.bookings.slot_facts(slots[0])
+    inventory = platform.ports.inventory
+    asked: list[str] = []
+    alone, together = inventory.holds, inventory.holds_all
+
+    async def holds(slot_id: str, *, hold_id: str, now_ms: int) -> bool:
+        asked.append("alone")
+        return await alone(slot_id, hold_id=hold_id, now_ms=now_ms)
+
+    async def holds_all(checks):
+        asked.append("together")
+        return await together(checks)
+
+    monkeypatch.setattr(inventory, "holds", holds)
+    monkeypatch.setattr(inventory, "holds_all", holds_all)
+    results = await asyncio.gather(
+        *(
+            platform.bookings.hold(account_id=a, slot_id=slots[0], idempotency_key=f"g{n}")
+            for n, a in enumerate(crowd)
+        )
+    )
+
+    assert len({r.id for r in results}) == CROWD
+    assert "alone" not in asked  # the pool vouched for every hold of every commit
+    assert 1 <= asked.count("together") <= CROWD // 4, asked
+
+
+async def test_the_pool_vouches_only_for_the_holds_it_knows(platform):
+    slots = await publish_clinic(platform, clinic(units=4))
+    accounts = await bulk_accounts(platform, 2)
+    session_id = await session_of(platform, slots[0])
+    now = platform.ports.clock.now()
+    now_ms = int(now.timestamp() * 1000)
+    await platform.bookings.slot_facts(slots[0])  # the slot loaded in the pool
+    await platform.ports.inventory.hold(
+        slots[0],
+        hold_id="survival-0",
+        account_id=accounts[0],
+        now_ms=now_ms,
+        ttl_ms=600_000,
+        idempotency_key=f"{accounts[0]}:k0",
+    )
+    commits = HoldCommits(platform.ports)
+
+    def booking(n: int) -> dict[str, object]:
+        return {
+            "id": f"survival-{n}",
+            "account_id": accounts[n],
+            "slot_id": slots[0],
+            "session_id": session_id,
+            "status": "held",
+            "idempotency_key": f"k{n}",
+            "fee_cents": 500,
+            "hold_expires_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    known, unknown = await asyncio.gather(
+        *(
+            commits.record(booking(n), {"booking_id": f"survival-{n}"}, now, check=check)
+            for n, check in (
+                (0, (slots[0], "survival-0", now_ms)),
+                (1, (slots[0], "survival-1", now_ms)),  # never held in the pool
+            )
+        )
+    )
+
+    assert (known, unknown) == (True, False)
+    # a slot the pool does not know, and a hold that ran out, are not vouched for either
+    inventory = platform.ports.inventory
+    assert await inventory.holds_all([("no-such-slot", "survival-0", now_ms)]) == {
+        "survival-0": False
+    }
+    assert await inventory.holds_all([(slots[0], "survival-0", now_ms + 600_001)]) == {
+        "survival-0": False
+    }
+    assert await inventory.holds_all([(slots[0], "survival-0", now_ms)]) == {"survival-0": True}
+
+
+async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platform):
+    slots = await publish_clinic(platform, clinic(units=2))
+    accounts = await bulk_accounts(platform, 1)
+    session_id = await session_of(platform, slots[0])
+    now = platform.ports.clock.now()
+    row = {
+        "id": "columns-0",
+        "account_id": accounts[0],
+        "slot_id": slots[0],
+        "session_id": session_id,
+        "status": "held",
+        "idempotency_key": "k",
+        "fee_cents": 500,
+        "hold_expires_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "ip_hash": "ip",
+        "device_hash": "",
+    }
+    payload = {"booking_id": "columns-0", "fee_cents": 500, "nested": {"when": now.isoformat()}}
+
+    await HoldCommits(platform.ports).record(row, payload, now)
+
+    async with platform.ports.sessions() as session:
+        booking = await session.get(BookingRow, "columns-0")
+        event = await session.scalar(select(OutboxRow).where(OutboxRow.aggregate_id == "columns-0"))
+    assert booking is not None
+    assert event is not None
+    assert {name: getattr(booking, name) for name in row} == row  # aware UTC times back
+    # the columns the row leaves out get the model's defaults
+    assert (booking.kind, booking.origin, booking.version, booking.paid) == (
+        "regular",
+        "patient",
+        1,
+        False,
+    )
+    assert (booking.payment_required, booking.follow_up_visits, booking.patient_id) == (
+        False,
+        0,
+        None,
+    )
+    assert (event.topic, event.payload, event.created_at, event.attempts) == (
+        "booking.held",
+        payload,
+        now,
+        0,
+    )
+    assert event.dispatched_at is None

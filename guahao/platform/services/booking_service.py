@@ -219,8 +219,9 @@ class BookingService:
             fee_cents=facts.fee_cents,
         )
         try:
-            # written together with the grants this process makes meanwhile (group commit)
-            await self._hold_commits.record(
+            # written together with the grants this process makes meanwhile (group commit),
+            # whose holds the pool is then asked about in one call
+            survived = await self._hold_commits.record(
                 {
                     "id": booking.id,
                     "account_id": account_id,
@@ -237,6 +238,7 @@ class BookingService:
                 },
                 event_payload(booking),
                 now,
+                check=(slot_id, booking.id, to_epoch_ms(now)),
             )
         except IntegrityError:
             async with self._p.sessions() as session:
@@ -274,7 +276,7 @@ class BookingService:
                     )
                 await give_back_his()
             raise error("DATABASE_UNAVAILABLE", operation="hold") from exc
-        if not await self._hold_survived(slot_id, booking.id, to_epoch_ms(now)):
+        if not survived and not await self._hold_survived(slot_id, booking.id, to_epoch_ms(now)):
             await self.steps.expire(booking.id, force=True)
             await give_back_his()
             refuse("SLOT_SOLD_OUT", slot_id=slot_id, reason="hold_lost_with_redis")

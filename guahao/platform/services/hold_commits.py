@@ -17,6 +17,12 @@ Every guarantee of a grant written alone holds:
   alone, and the others are recorded;
 - any other failure (the database away) is raised to every caller of the batch, and each gives
   its unit back in Redis as it did when its own transaction failed.
+
+Once a transaction committed, the pool is asked in one call whether it still knows the holds of
+the batch (``Inventory.holds_all``: the survival check ``BookingService.grant_hold`` made per
+grant, a seventh of a grant's CPU, bench/profiles/grant4-*). ``record`` tells its caller whether
+the pool said so; a hold it did not vouch for (gone, fenced, not loaded, the pool away) is
+checked by the caller alone, as before, so the batch only ever saves the checks that pass.
 """
 
 from __future__ import annotations
@@ -54,6 +60,9 @@ class _Waiting:
     booking: dict[str, Any]
     event: dict[str, Any]
     committed: asyncio.Future[None] = field(repr=False)
+    check: tuple[str, str, int] | None = None
+    """(slot id, hold id, the grant's now in ms) for the pool's survival check, or None."""
+    survived: asyncio.Future[bool] | None = field(default=None, repr=False)
 
 
 class HoldCommits:
@@ -67,25 +76,40 @@ class HoldCommits:
         self._most = most
         self._queue: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
+        self._asking: set[asyncio.Task[None]] = set()  # survival checks in flight
         self.transactions = 0
         """Transactions committed or tried (for tests and the bench: grants per transaction)."""
 
-    async def record(self, booking: dict[str, Any], payload: dict[str, Any], now: datetime) -> None:
+    async def record(
+        self,
+        booking: dict[str, Any],
+        payload: dict[str, Any],
+        now: datetime,
+        *,
+        check: tuple[str, str, int] | None = None,
+    ) -> bool:
         """Write a granted hold's booking row (``booking``: its columns) and its
-        ``booking.held`` event; returns once both are committed.
+        ``booking.held`` event; returns once both are committed, with whether the pool
+        still knows the hold ``check`` names (``(slot_id, hold_id, now_ms)``, asked with the
+        batch's others after the commit). False says only that the pool did not vouch for
+        it: the caller asks alone.
 
         Raises ``IntegrityError`` when this row breaks a constraint, or the database's error
         when the transaction could not be written.
         """
+        loop = asyncio.get_running_loop()
         waiting = _Waiting(
             booking=booking,
             event=event_values(HELD_TOPIC, booking["id"], payload, now),
-            committed=asyncio.get_running_loop().create_future(),
+            committed=loop.create_future(),
+            check=check,
+            survived=loop.create_future() if check is not None else None,
         )
         self._queue.append(waiting)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_queue(), name="hold-commits")
         await waiting.committed
+        return waiting.survived is not None and await waiting.survived
 
     async def _write_queue(self) -> None:
         """Write batches until nothing waits. Requests arriving during a transaction are
@@ -118,6 +142,7 @@ class HoldCommits:
                 except Exception as alone:
                     _settle(waiting, alone)
                 else:
+                    self._ask_pool([waiting])
                     _settle(waiting, None)
         except BaseException as exc:
             for waiting in batch:
@@ -125,8 +150,30 @@ class HoldCommits:
             if not isinstance(exc, Exception):
                 raise
         else:
+            self._ask_pool(batch)
             for waiting in batch:
                 _settle(waiting, None)
+
+    def _ask_pool(self, committed: list[_Waiting]) -> None:
+        """Ask the pool about the committed holds in the background (the next transaction
+        does not wait for it); each caller awaits its own answer after its commit."""
+        asked = [w for w in committed if w.check is not None]
+        if asked:
+            task = asyncio.create_task(self._survival(asked), name="hold-commits-survival")
+            self._asking.add(task)
+            task.add_done_callback(self._asking.discard)
+
+    async def _survival(self, asked: list[_Waiting]) -> None:
+        found: dict[str, bool] = {}
+        try:
+            found = await self._p.inventory.holds_all([w.check for w in asked if w.check])
+        except Exception as exc:  # the pool could not be asked: each grant asks alone
+            log.info("the survival check of %d holds failed: %r", len(asked), exc)
+        finally:  # answered even when cancelled: nobody may wait forever
+            for waiting in asked:
+                if waiting.survived is not None and not waiting.survived.done():
+                    assert waiting.check is not None
+                    waiting.survived.set_result(found.get(waiting.check[1], False))
 
     async def _insert(self, batch: list[_Waiting]) -> None:
         self.transactions += 1

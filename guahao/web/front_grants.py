@@ -1,0 +1,128 @@
+"""Granted holds answered before the framework: the lean path of ``POST /api/v1/holds``.
+
+At a release the holds that are granted cost the server about seven times a plain JSON
+answer, and half of that was Litestar around the route, not the grant: the routing, the
+telemetry, idempotency, compression and exception middlewares, the guard's copy of the
+handler, the signature model and the response objects (bench/profiles/grant4-23-*).
+``FrontAnswers`` already reads everything a hold needs before the framework (a token the
+guard would accept, a usable ``Idempotency-Key``, an announced body within the limit that
+decodes to a ``HoldCreate``); when the sold-out view does not refuse the slot it hands the
+request here instead of to the framework, and ``FrontGrants`` makes the route's call
+(``BookingService.grant_hold``, which keeps every rule of a hold: the rate limits, the slot's
+facts, the pool's own idempotency record, the group commit and the survival check after it)
+and returns the route's answer:
+
+- a grant: 201 with the ``BookingDetail`` of ``held_answer``, ``Idempotent-Replayed: true``
+  on a repeated key, gzipped as the compression middleware would when the client accepts it
+  and the body reaches its minimum;
+- a refusal: ``refusal_answer``'s status, body and ``Retry-After``, as the exception
+  handler writes it;
+- anything else raised (the database or Redis away): the answer of the app's exception
+  handler for it (``guahao.web.errors.exception_handlers``, looked up as Litestar does).
+
+``FrontAnswers`` sends it, counts it and logs it as the telemetry middleware does (with the
+refusal's code for the hold outcomes). tests/e2e/test_front_grants.py sends the same requests
+both ways and compares the answers, the metrics and the log lines.
+
+Requests this module cannot vouch for never reach it: a body that does not decode, a key or
+token the framework would refuse, an ``Accept-Encoding`` sent twice. They go to the
+framework, which answers them as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from inspect import getmro
+from typing import Any
+
+import msgspec
+
+from guahao.platform.client_context import ClientContext
+from guahao.platform.errors import GuahaoError
+from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.queries import held_answer
+from guahao.web.errors import exception_handlers, refusal_answer
+
+__all__ = ["FrontGrants", "GrantAnswer"]
+
+GrantAnswer = tuple[int, bytes, list[tuple[bytes, bytes]], str | None]
+"""(status, body, headers, the refusal's code): what ``FrontAnswers._answer`` sends, with
+``(b"content-length", b"")`` among the headers for it to fill in."""
+
+_JSON = (b"content-type", b"application/json")
+_NO_LENGTH_YET = (b"content-length", b"")  # ``FrontAnswers._answer`` fills it in
+_REPLAYED = (b"idempotent-replayed", b"true")
+_GZIPPED = [(b"content-encoding", b"gzip"), (b"vary", b"Accept-Encoding")]
+_encoder = msgspec.json.Encoder()  # the bytes Litestar's msgspec encoder writes
+
+
+class FrontGrants:
+    """The lean grant path (see the module docstring); one per app, held by ``FrontAnswers``.
+
+    ``minimum_size`` and ``compress`` are the front's gzip (``GZIP_MINIMUM_SIZE`` and
+    ``compress``), passed in so that both write the compression middleware's bytes from one
+    source.
+    """
+
+    def __init__(
+        self,
+        *,
+        minimum_size: int,
+        compress: Any,
+        handlers: Mapping[type[Exception] | int, Any] = exception_handlers,
+    ) -> None:
+        self._minimum_size = minimum_size
+        self._compress = compress
+        self._handlers = handlers
+        self.answered = 0
+        """Holds answered here since the start (tests and the bench's report)."""
+
+    async def grant(
+        self,
+        bookings: BookingService,
+        *,
+        account_id: str,
+        slot_id: str,
+        idempotency_key: str,
+        client: ClientContext,
+        accepted: bytes | None,
+    ) -> GrantAnswer:
+        """The holds route's answer to this request, made by the route's own call."""
+        self.answered += 1
+        try:
+            outcome = await bookings.grant_hold(
+                account_id=account_id,
+                slot_id=slot_id,
+                idempotency_key=idempotency_key,
+                client=client,
+            )
+            granted = outcome.granted
+            detail = held_answer(granted, await bookings.slot_facts(granted.slot_id))
+        except GuahaoError as exc:
+            status, payload, extra = refusal_answer(exc)
+            # the exception handler's order: its extra headers (Retry-After) first
+            headers = [(n.lower().encode(), v.encode("latin-1")) for n, v in extra.items()]
+            return status, _encoder.encode(payload), [*headers, _JSON, _NO_LENGTH_YET], exc.code
+        except Exception as exc:  # an outage: the exception handler's answer, as the route's
+            return self._handled(exc)
+        body = _encoder.encode(detail)
+        headers = [_REPLAYED] if outcome.replayed else []
+        headers += [_JSON, _NO_LENGTH_YET]
+        if accepted is not None and b"gzip" in accepted and len(body) >= self._minimum_size:
+            body = self._compress(body)
+            headers += _GZIPPED
+        return 201, body, headers, None
+
+    def _handled(self, exc: Exception) -> GrantAnswer:
+        """What the app's exception handler for ``exc`` answers (the first class of its MRO
+        in the table, as Litestar looks it up). The handlers other than ``GuahaoError``'s do
+        not read the request."""
+        handler = next(
+            (self._handlers[cls] for cls in getmro(type(exc)) if cls in self._handlers), None
+        )
+        if handler is None:  # the table ends with ``Exception``: never reached
+            raise exc
+        response = handler(None, exc)
+        headers = [(n.lower().encode(), v.encode("latin-1")) for n, v in response.headers.items()]
+        body = _encoder.encode(response.content)
+        return response.status_code, body, [*headers, _JSON, _NO_LENGTH_YET], None
