@@ -296,17 +296,23 @@ def serve(
     """Serve the platform with the configured database and Redis."""
     settings = _settings(host=host, port=port)
     if workers > 1:
-        from guahao.worker_processes import bind_listener, migrate_once, refusal, supervise
+        from guahao.worker_processes import bind_listeners, migrate_once, refusal, supervise
 
         problem = refusal(settings)
         if problem is not None:
             raise click.UsageError(problem)
         migrate_once(settings)
-        listener = bind_listener(settings.host, settings.port, settings.http_backlog)
-        bound = listener.getsockname()[1]
+        listeners = bind_listeners(
+            settings.host,
+            settings.port,
+            workers,
+            settings.http_backlog,
+            balance=settings.http_accept_balance,
+        )
+        bound = listeners[0].getsockname()[1]
         click.echo(f"Guahao is running at http://{settings.host}:{bound}/ with {workers} workers")
         click.echo("Press Ctrl+C to stop.")
-        raise SystemExit(supervise(listener, workers))
+        raise SystemExit(supervise(listeners, workers))
     if worker_index > 0:
         # One worker of several: the region-wide start-up work is worker 0's, and the MLLP
         # port is bound once.

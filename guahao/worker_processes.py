@@ -1,14 +1,28 @@
-"""Several ``guahao serve`` processes behind one listening socket (``--workers N``).
+"""Several ``guahao serve`` processes on one port (``--workers N``).
 
 One Python process answers on one core at most; a region's release peak needs more. The
-parent binds the socket once and starts N children that inherit it, each a whole platform
-process (its own pools, caches and event loop), so the kernel spreads new connections over
-them and they share nothing but what the settings point at: PostgreSQL, Redis and
-Meilisearch. The parent serves nothing itself; it restarts a child that dies, replaces them
-one at a time on SIGHUP (each drained first: it stops accepting and finishes its requests,
-while the parent's socket keeps queueing new connections for the others), and stops them all
-on SIGTERM or Ctrl+C. Children die with the parent even when it is killed outright
-(``child_processes.die_with_parent``), so no orphan keeps the port.
+parent binds the port and starts N children that inherit its listening sockets, each a whole
+platform process (its own pools, caches and event loop), sharing nothing but what the
+settings point at: PostgreSQL, Redis and Meilisearch. The parent serves nothing itself; it
+restarts a child that dies, replaces them one at a time on SIGHUP (each drained first: it
+stops accepting and finishes its requests, while the parent's sockets keep queueing new
+connections), and stops them all on SIGTERM or Ctrl+C. Children die with the parent even when
+it is killed outright (``child_processes.die_with_parent``), so no orphan keeps the port.
+
+How the connections are spread (``http_accept_balance``):
+
+- ``reuseport`` (the default): one ``SO_REUSEPORT`` socket per worker, all bound to the port,
+  and the kernel hands each new connection to one of them by a hash of its addresses, so each
+  worker gets about 1/N of the crowd. With one shared socket, every worker's event loop
+  (libuv) accepts whatever is queued in one go when it wakes, so a crowd opening 1 000
+  connections at once was split 621 : 379 between two workers (bench/README.md, "tail"), and
+  the busier worker's queue made the tail: p99 65 ms at 70 % of capacity, 11.5 ms with one
+  worker. The price: a connection hashed to a worker that is stopped, being replaced or
+  stalled waits in that worker's socket for it (or its successor), where a shared socket
+  would have let another worker take it.
+- ``shared``: one socket every worker accepts from (the first worker to wake takes the
+  connection): a stalled or replaced worker's share goes to the others at once, at the cost
+  of an uneven spread under a crowd.
 """
 
 from __future__ import annotations
@@ -25,7 +39,15 @@ from types import FrameType
 from guahao.config import Settings
 from guahao.platform.child_processes import die_with_parent
 
-__all__ = ["bind_listener", "migrate_once", "refusal", "serve_command", "supervise"]
+__all__ = [
+    "ACCEPT_BALANCES",
+    "bind_listener",
+    "bind_listeners",
+    "migrate_once",
+    "refusal",
+    "serve_command",
+    "supervise",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +90,11 @@ def migrate_once(settings: Settings) -> None:
     upgrade(settings.resolved_database_url())
 
 
-def bind_listener(host: str, port: int, backlog: int = 4096) -> socket.socket:
-    """The listening socket every worker inherits (``port`` 0 picks a free one).
+def bind_listener(
+    host: str, port: int, backlog: int = 4096, *, reuse_port: bool = False
+) -> socket.socket:
+    """A listening socket workers inherit (``port`` 0 picks a free one); ``reuse_port``: one
+    of a ``SO_REUSEPORT`` group (``bind_listeners``).
 
     The parent keeps it open for the workers' whole life, so a connection arriving while a
     worker is replaced waits in the ``backlog`` queue instead of being refused.
@@ -77,10 +102,42 @@ def bind_listener(host: str, port: int, backlog: int = 4096) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     listener.bind((host, port))
     listener.listen(backlog)
     listener.set_inheritable(True)
     return listener
+
+
+ACCEPT_BALANCES = ("reuseport", "shared")
+"""The ways ``bind_listeners`` spreads connections over the workers (module docstring)."""
+
+
+def bind_listeners(
+    host: str, port: int, workers: int, backlog: int = 4096, *, balance: str = "reuseport"
+) -> list[socket.socket]:
+    """The listening sockets of ``workers`` workers on one port (``port`` 0 picks a free
+    one): worker ``i`` accepts on ``sockets[i % len(sockets)]``.
+
+    ``reuseport``: one ``SO_REUSEPORT`` socket per worker, so the kernel spreads new
+    connections evenly over them; ``shared``: one socket for all. The parent keeps them open
+    for the workers' whole life, so connections arriving while a worker is replaced queue.
+    """
+    if balance not in ACCEPT_BALANCES:
+        raise ValueError(f"unknown accept balance {balance!r}; one of {ACCEPT_BALANCES}")
+    if balance == "shared" or workers == 1:
+        return [bind_listener(host, port, backlog)]
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(workers):
+            sockets.append(bind_listener(host, port, backlog, reuse_port=True))
+            port = sockets[0].getsockname()[1]  # the others join the first one's port
+    except BaseException:
+        for each in sockets:
+            each.close()
+        raise
+    return sockets
 
 
 class _StopRequestedError(Exception):
@@ -122,16 +179,19 @@ def serve_command(listen_fd: int, index: int) -> list[str]:
 
 
 def supervise(
-    listener: socket.socket,
+    listeners: socket.socket | list[socket.socket],
     workers: int,
     command: Callable[[int, int], list[str]] = serve_command,
 ) -> int:
-    """Run ``workers`` children, ``command(listener's fd, index)`` each, until SIGTERM or
-    SIGINT; the exit status. SIGHUP replaces the children one after another, each drained
+    """Run ``workers`` children, ``command(fd of its listener, index)`` each, until SIGTERM
+    or SIGINT; the exit status. Worker ``index`` accepts on ``listeners[index % len]`` (one
+    socket: all share it). SIGHUP replaces the children one after another, each drained
     before its successor starts (two workers of one index at once would both bind worker 0's
     MLLP port)."""
+    sockets = listeners if isinstance(listeners, list) else [listeners]
 
     def start(index: int) -> subprocess.Popen[bytes]:
+        listener = sockets[index % len(sockets)]
         return subprocess.Popen(
             command(listener.fileno(), index),
             pass_fds=(listener.fileno(),),
@@ -178,7 +238,8 @@ def supervise(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         _stop_all(list(children.values()))
-        listener.close()
+        for listener in sockets:
+            listener.close()
 
 
 def _stop_all(children: list[subprocess.Popen[bytes]]) -> None:
