@@ -459,19 +459,31 @@ def _serve_platform(
     return process
 
 
-def _serve_ceiling(dsn: str, port: int) -> subprocess.Popen[bytes]:
-    command = [
-        str(ROOT / ".venv" / "bin" / "uvicorn"),
-        "bench.http_ceiling:app",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--log-level",
-        "warning",
-    ]
+_CEILING_SERVER = """
+import sys, uvicorn
+from guahao.http_server import DropLoggingHttpToolsProtocol
+uvicorn.run("bench.http_ceiling:app", port=int(sys.argv[1]), loop="uvloop",
+            http=DropLoggingHttpToolsProtocol, log_level="warning")
+"""
+
+
+def _serve_ceiling(dsn: str, port: int, *, stock: bool = False) -> subprocess.Popen[bytes]:
+    """The plain route on the platform's own HTTP protocol (``guahao.http_server``: same
+    server settings), or with ``stock`` on uvicorn's httptools protocol as it ships."""
+    command = [sys.executable, "-c", _CEILING_SERVER, str(port)]
+    if stock:
+        command = [
+            str(ROOT / ".venv" / "bin" / "uvicorn"),
+            "bench.http_ceiling:app",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+        ]
     process = subprocess.Popen(
         command, env=os.environ | {"BENCH_PG_DSN": dsn}, cwd=ROOT, start_new_session=True
     )
@@ -730,6 +742,21 @@ def main() -> None:
             seconds,
         )
         rows.append(_ratio(ceiling, ceiling))
+        stock_port = _free_port()
+        servers.append(_serve_ceiling(row_lock_dsn, stock_port, stock=True))
+        SERVED["stock ceiling"] = servers[-1].pid
+        rows.append(
+            _ratio(
+                _wrk(
+                    Row("ceiling on uvicorn's own protocol (reference)", "stock ceiling", c),
+                    f"http://127.0.0.1:{stock_port}",
+                    ["get", "-", str(plain), "0"],
+                    seconds,
+                ),
+                ceiling,
+            )
+        )
+        _stop(servers.pop())
         granted_total = 0
         servings = [
             (workers, balance)

@@ -109,6 +109,57 @@ def test_a_keep_alive_connection_idle_past_uvicorns_five_seconds_is_still_served
         assert _get(connection, "/").startswith(b"HTTP/1.1 200")
 
 
+def _writes_of(thread: threading.Thread) -> int:
+    """Write system calls a thread has made (``syscw`` of its ``/proc`` task)."""
+    io = Path(f"/proc/self/task/{thread.native_id}/io").read_text()
+    return int(re.search(r"^syscw: (\d+)$", io, re.MULTILINE)[1])  # type: ignore[index]
+
+
+def _whole_answer(connection: socket.socket, path: str, extra: str = "") -> bytes:
+    """One request and its whole answer (head and ``Content-Length`` bytes of body)."""
+    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n{extra}\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += connection.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE)[1])  # type: ignore[index]
+    while len(body) < length:
+        body += connection.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_an_answer_goes_to_the_socket_in_one_write(serve: Any) -> None:
+    """uvicorn writes an answer's head and body separately: two system calls, two wake-ups
+    of the reader per answer (44 % of a sold-out answer's samples, bench/profiles/tail-1-*).
+    The server sends them as one."""
+    running = serve()
+    with socket.create_connection(("127.0.0.1", running.port)) as connection:
+        first = _whole_answer(connection, "/")
+        assert first.startswith(b"HTTP/1.1 200")
+        assert first.endswith(str(os.getpid()).encode())
+        before = _writes_of(running.thread)
+        answers = [_whole_answer(connection, "/") for _ in range(40)]
+        writes = _writes_of(running.thread) - before
+    assert all(
+        a.startswith(b"HTTP/1.1 200") and a.endswith(b"\r\n\r\n" + first.rpartition(b"\r\n\r\n")[2])
+        for a in answers
+    )
+    assert writes <= 45  # one a whole answer (two each without: 80 or more)
+
+
+def test_a_streamed_answer_still_arrives_piece_by_piece(serve: Any) -> None:
+    """Holding writes back lasts one turn of the event loop only: a live stream's head and
+    each of its events reach the reader while the stream goes on."""
+    running = serve(http_graceful_shutdown_seconds=1)  # the stream never ends by itself
+    with socket.create_connection(("127.0.0.1", running.port), timeout=5) as connection:
+        connection.sendall(b"GET /stream HTTP/1.1\r\nHost: test\r\n\r\n")
+        received = b""
+        while received.count(b"data: tick") < 3:
+            received += connection.recv(65536)
+    assert received.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding: chunked" in received
+
+
 def test_the_server_keeps_idle_connections_longer_than_the_ingress_does() -> None:
     """Only the proxy may close an idle connection between them (docs/operations.md)."""
     ingress = (ROOT / "infra" / "kubernetes" / "ingress.yaml").read_text()
