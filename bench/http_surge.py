@@ -108,6 +108,11 @@ class Row:
     cores_others: float = 0.0
     """Cores every other process on the machine used over the row (``/proc/stat``'s busy
     time less the server's and wrk's): other people's work competing for the cores."""
+    cpu_ratio: float = 0.0
+    """The ceiling's CPU per answer over this row's (from the same ceiling row as ``ratio``):
+    the answers per second the row would give beside the ceiling if both had the same share
+    of the cores. Less moved than ``ratio`` by other work taking cores during one of the two
+    rows, though not immune (a contended core also costs more CPU per answer)."""
     per_worker: list[int] = field(default_factory=list)
     """Several workers: the connections each worker held halfway through the row (how
     evenly the kernel handed out the crowd's connections)."""
@@ -535,15 +540,16 @@ async def _row_lock_balance(dsn: str, units: int) -> dict[str, int]:
 def _ratio(row: Row, ceiling: Row) -> Row:
     row.ceiling_per_s = ceiling.per_s
     row.ratio = row.per_s / ceiling.per_s if ceiling.per_s else 0.0
+    row.cpu_ratio = ceiling.cpu_ms / row.cpu_ms if row.cpu_ms else 0.0
     return row
 
 
 def _print(rows: list[Row]) -> None:
     print(
         f"\n| {'row':<48} | conns | req/s   | ceiling | ratio | p50 ms | p99 ms | cpu ms/req "
-        f"| cores srv/wrk/other | statuses |\n"
+        f"| cpu ratio | cores srv/wrk/other | statuses |\n"
         f"| {'-' * 48} | ----- | ------- | ------- | ----- | ------ | ------ | ---------- "
-        f"| ------------------- | -------- |"
+        f"| --------- | ------------------- | -------- |"
     )
     for r in rows:
         statuses = " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items()))
@@ -555,7 +561,7 @@ def _print(rows: list[Row]) -> None:
         print(
             f"| {r.name:<48} | {r.connections:>5} | {r.per_s:>7.0f} | {r.ceiling_per_s:>7.0f} "
             f"| {r.ratio:>5.2f} | {r.p50_ms:>6.1f} | {r.p99_ms:>6.1f} | {r.cpu_ms:>10.3f} "
-            f"| {cores:>19} | {statuses} |"
+            f"| {r.cpu_ratio:>9.2f} | {cores:>19} | {statuses} |"
         )
 
 
@@ -819,6 +825,8 @@ def main() -> None:
                         "ratios": [round(r.ratio, 3) for r in pairs],
                         "median_ratio": round(_median([r.ratio for r in pairs]), 3),
                         "median_per_s": round(_median([r.per_s for r in pairs])),
+                        "cpu_ratios": [round(r.cpu_ratio, 3) for r in pairs],
+                        "median_cpu_ratio": round(_median([r.cpu_ratio for r in pairs]), 3),
                     }
                 # the paced row offers a share of what this row answered (the median pair)
                 sold_out = sorted(pairs, key=lambda r: r.per_s)[len(pairs) // 2]
@@ -942,7 +950,8 @@ def main() -> None:
     for name, summary in medians.items():
         print(
             f"\n{name}: ratios to the ceiling beside each {summary['ratios']}, "
-            f"median {summary['median_ratio']} ({summary['median_per_s']} req/s)"
+            f"median {summary['median_ratio']} ({summary['median_per_s']} req/s); "
+            f"CPU ratios {summary['cpu_ratios']}, median {summary['median_cpu_ratio']}"
         )
     print(f"\nend checks: {json.dumps(checks)}")
     print(f"load average before {load_before}, after {load_after}")

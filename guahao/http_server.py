@@ -17,7 +17,13 @@ logged (issue 13). Three causes, each settled here (bench/README.md, "Connection
   sent, which is exactly the case where the client cannot know whether its request took
   effect. :class:`DropLoggingHttpToolsProtocol` logs it with the request id.
 
-Apart from resets, one cost: uvicorn writes an answer's head and its body to the socket
+Two costs at a release crowd, apart from resets. **Accepting.** libuv (under uvloop)
+accepts one connection per turn of the event loop and per listening handle (libuv/libuv#3696):
+a worker busy answering, whose turns take milliseconds each, let a crowd's new connections
+wait in the kernel's queue, a thousand of them for seconds (bench/README.md, "tail": 484 of
+1 000 wrk connections accepted after 3 s, 515 still queued). :func:`accepting_sockets` gives
+the loop ``ACCEPTS_PER_TURN`` handles on the one listening socket, each accepting one
+connection per turn. **Writing.** uvicorn writes an answer's head and its body to the socket
 separately, two system calls per answer, each waking the client (on loopback, a proxy or a
 load generator, often on the same core). At a release that was the largest single cost of a
 sold-out answer (``RequestResponseCycle.send``, 44 % of its samples,
@@ -29,6 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -38,7 +46,13 @@ if TYPE_CHECKING:
 
     from guahao.config import Settings
 
-__all__ = ["CoalescingTransport", "DropLoggingHttpToolsProtocol", "server_config"]
+__all__ = [
+    "ACCEPTS_PER_TURN",
+    "CoalescingTransport",
+    "DropLoggingHttpToolsProtocol",
+    "accepting_sockets",
+    "server_config",
+]
 
 log = logging.getLogger("guahao.http_server")
 
@@ -46,6 +60,24 @@ IDLE_DRAIN_SECONDS = 1.0
 """How long a stopping server still answers requests on idle keep-alive connections (each
 answer closing its connection) before it closes them; a client that has just sent on one is
 served instead of reset. Counts against ``http_graceful_shutdown_seconds``."""
+
+
+ACCEPTS_PER_TURN = 64
+"""New connections one worker takes per turn of its event loop at most (one per handle on
+the listening socket). A turn answering a busy crowd takes a few milliseconds, so a thousand
+connections arriving together are all accepted within a few dozen milliseconds; an idle
+worker pays for the spare handles only when a connection arrives (each of them wakes, and all
+but one find the queue empty)."""
+
+
+def accepting_sockets(listener: socket.socket) -> list[socket.socket]:
+    """``listener`` and ``ACCEPTS_PER_TURN - 1`` duplicates of its descriptor, to hand to
+    ``uvicorn.Server.serve(sockets=...)``: the kernel keeps one queue of new connections for
+    the socket, and the event loop watches each descriptor on its own, so each turn accepts up
+    to one connection per descriptor instead of one in all (module docstring)."""
+    return [listener] + [
+        socket.socket(fileno=os.dup(listener.fileno())) for _ in range(ACCEPTS_PER_TURN - 1)
+    ]
 
 
 _JOIN_UP_TO = 16 * 1024

@@ -29,7 +29,8 @@ import pytest
 import uvicorn
 
 from guahao.config import Settings
-from guahao.http_server import server_config
+from guahao.http_server import accepting_sockets, server_config
+from guahao.worker_processes import bind_listener
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +49,8 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
         while True:
             await send({"type": "http.response.body", "body": b"data: tick\n\n", "more_body": True})
             await asyncio.sleep(0.2)
+    if path == "/busy":  # holds the event loop itself, as a turn answering a crowd does
+        time.sleep(0.1)  # noqa: ASYNC251 - the point: a long turn of the loop
     if path == "/slow":
         if scope["query_string"]:  # ?<file>: say the request is in the application
             Path(scope["query_string"].decode()).touch()  # noqa: ASYNC240 - a test marker
@@ -74,10 +77,10 @@ def serve() -> Iterator[Any]:
     """Start ``server_config``'s uvicorn on ``_app`` in a thread of its own; stopped after."""
     running: list[_RunningServer] = []
 
-    def start(**settings: Any) -> _RunningServer:
+    def start(*, sockets: list[socket.socket] | None = None, **settings: Any) -> _RunningServer:
         config = server_config(_app, msgspec.structs.replace(Settings(), port=0, **settings))
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 10
         while not server.started:
@@ -145,6 +148,43 @@ def test_an_answer_goes_to_the_socket_in_one_write(serve: Any) -> None:
         for a in answers
     )
     assert writes <= 45  # one a whole answer (two each without: 80 or more)
+
+
+def test_a_crowd_connecting_at_once_to_a_busy_server_is_accepted_within_a_few_turns(
+    serve: Any,
+) -> None:
+    """libuv accepts one connection per turn of the loop and per descriptor: with turns of
+    100 ms (a worker busy with a crowd), 90 connections opened at once waited about 90 turns,
+    some seconds, in the kernel's queue. With ``accepting_sockets`` the loop takes up to 64
+    per turn."""
+    running = serve(sockets=accepting_sockets(bind_listener("127.0.0.1", 0)))
+    address = ("127.0.0.1", running.port)
+    stop = threading.Event()
+
+    def keep_busy() -> None:  # one client whose requests each hold the loop for 100 ms
+        with socket.create_connection(address, timeout=10) as busy:
+            while not stop.is_set():
+                _whole_answer(busy, "/busy")
+
+    keeper = threading.Thread(target=keep_busy)
+    keeper.start()
+    try:
+        time.sleep(0.3)  # the loop is now in its long turns
+        started = time.monotonic()
+        crowd = [socket.create_connection(address, timeout=10) for _ in range(90)]
+        try:
+            for connection in crowd:
+                connection.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            for connection in crowd:
+                assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+            took = time.monotonic() - started
+        finally:
+            for connection in crowd:
+                connection.close()
+    finally:
+        stop.set()
+        keeper.join(timeout=10)
+    assert took < 1.5, f"90 connections answered after {took:.2f} s"  # one a turn: ~3 s or more
 
 
 def test_a_streamed_answer_still_arrives_piece_by_piece(serve: Any) -> None:
@@ -246,7 +286,8 @@ import sys, msgspec, uvicorn, socket
 sys.path.insert(0, sys.argv[2])
 from tests.integration.test_http_server import _app
 from guahao.config import Settings
-from guahao.http_server import server_config
+from guahao.http_server import accepting_sockets, server_config
+from guahao.worker_processes import bind_listener
 server = uvicorn.Server(server_config(_app, Settings()))
 server.run(sockets=[socket.socket(fileno=int(sys.argv[1]))])
 """
