@@ -466,15 +466,18 @@ def _serve_platform(
 
 _CEILING_SERVER = """
 import sys, uvicorn
-from guahao.http_server import DropLoggingHttpToolsProtocol
-uvicorn.run("bench.http_ceiling:app", port=int(sys.argv[1]), loop="uvloop",
-            http=DropLoggingHttpToolsProtocol, log_level="warning")
+from guahao.http_server import DropLoggingHttpToolsProtocol, accepting_sockets
+from guahao.worker_processes import bind_listener
+config = uvicorn.Config("bench.http_ceiling:app", loop="uvloop",
+                        http=DropLoggingHttpToolsProtocol, log_level="warning")
+uvicorn.Server(config).run(sockets=accepting_sockets(bind_listener("127.0.0.1", int(sys.argv[1]))))
 """
 
 
 def _serve_ceiling(dsn: str, port: int, *, stock: bool = False) -> subprocess.Popen[bytes]:
-    """The plain route on the platform's own HTTP protocol (``guahao.http_server``: same
-    server settings), or with ``stock`` on uvicorn's httptools protocol as it ships."""
+    """The plain route served as ``guahao serve`` serves (``guahao.http_server``: the same
+    protocol and accepting sockets), or with ``stock`` by uvicorn's own command line as it
+    ships (httptools, one descriptor on the listening socket)."""
     command = [sys.executable, "-c", _CEILING_SERVER, str(port)]
     if stock:
         command = [
@@ -578,7 +581,7 @@ def _paced_row(
     target: Target,
     url: str,
     label: str,
-    closed_loop: Row,
+    closed_loop: Row | None,
     crowd: Row,
     ceiling: Row,
     seconds: int,
@@ -591,7 +594,8 @@ def _paced_row(
     with no pause, whose latency is the queue Little's law predicts. Each request's latency is
     measured from its send, so the figures are the answer time of a request arriving at that
     rate."""
-    offered = options.paced_rate or options.paced_share * min(closed_loop.per_s, crowd.per_s)
+    capacity = min(closed_loop.per_s, crowd.per_s) if closed_loop else crowd.per_s
+    offered = options.paced_rate or options.paced_share * capacity
     pause_ms = max(1, round(options.crowd / offered * 1000)) if offered > 0 else 1000
     pace = f"{offered:.0f}/s" if options.paced_rate else f"{options.paced_share:.0%}"
     row = Row(
@@ -648,7 +652,8 @@ def _row_lock_rows(
 
 ROW_KINDS = ("sold-out", "availability", "search", "granted", "crowd", "row-lock")
 """The rows ``--only`` selects (``crowd``: the 1 000-connection rows, closed loop and paced;
-it needs ``sold-out``'s row for its pace)."""
+it paces from ``sold-out``'s row too when that runs, else from its own closed loop, unless
+``--paced-rate`` sets the pace)."""
 
 
 def main() -> None:
@@ -778,6 +783,7 @@ def main() -> None:
                 options.profile.mkdir(parents=True, exist_ok=True)
                 PROFILE.update(pid=server.pid, dir=options.profile, idle=options.profile_idle)
             url = f"http://127.0.0.1:{port}"
+            sold_out: Row | None = None  # the 64-connection sold-out row, when it runs
             label = f"PostgreSQL, {workers} worker{'s' if workers > 1 else ''}"
             if workers > 1 and len(options.balance) > 1:
                 label += f", {balance}"
