@@ -20,8 +20,9 @@ logged (issue 13). Three causes, each settled here (bench/README.md, "Connection
 Two costs at a release crowd, apart from resets. **Accepting.** libuv (under uvloop)
 accepts one connection per turn of the event loop and per listening handle (libuv/libuv#3696):
 a worker busy answering, whose turns take milliseconds each, let a crowd's new connections
-wait in the kernel's queue, a thousand of them for seconds (bench/README.md, "tail": 484 of
-1 000 wrk connections accepted after 3 s, 515 still queued). :func:`accepting_sockets` gives
+wait in the kernel's queue, a thousand of them for seconds (484 of 1 000 wrk connections
+accepted after 3 s, 515 still queued; bench/README.md, "Sold-out answers reliably, and the
+two-worker tail"). :func:`accepting_sockets` gives
 the loop ``ACCEPTS_PER_TURN`` handles on the one listening socket, each accepting one
 connection per turn. **Writing.** uvicorn writes an answer's head and its body to the socket
 separately, two system calls per answer, each waking the client (on loopback, a proxy or a

@@ -14,12 +14,13 @@ How the connections are spread (``http_accept_balance``):
 - ``reuseport`` (the default): one ``SO_REUSEPORT`` socket per worker, all bound to the port,
   and the kernel hands each new connection to one of them by a hash of its addresses, so each
   worker gets about 1/N of the crowd. With one shared socket, every worker's event loop
-  (libuv) accepts whatever is queued in one go when it wakes, so a crowd opening 1 000
-  connections at once was split 621 : 379 between two workers (bench/README.md, "tail"), and
-  the busier worker's queue made the tail: p99 65 ms at 70 % of capacity, 11.5 ms with one
-  worker. The price: a connection hashed to a worker that is stopped, being replaced or
-  stalled waits in that worker's socket for it (or its successor), where a shared socket
-  would have let another worker take it.
+  (libuv) accepts what is queued when it wakes, so a crowd opening 1 000 connections at
+  once was split 621 : 379 and 165 : 835 between two workers in two bench runs; at the same
+  offered load a socket per worker cut the two-worker p99 from 49.3 to 11.5 ms and from 5.2
+  to 2.8 ms (bench/README.md, "Sold-out answers reliably, and the two-worker tail"). The
+  price: a connection hashed to a worker that is stopped, being replaced or stalled waits in
+  that worker's socket for it (or its successor), where a shared socket would have let
+  another worker take it.
 - ``shared``: one socket every worker accepts from (the first worker to wake takes the
   connection): a stalled or replaced worker's share goes to the others at once, at the cost
   of an uneven spread under a crowd.

@@ -205,7 +205,7 @@ def test_each_worker_accepts_on_a_socket_of_its_own_and_the_kernel_spreads_the_c
 ) -> None:
     """One ``SO_REUSEPORT`` socket per worker (the default balance): the kernel hands each
     worker about half the new connections, where one shared socket let whichever worker woke
-    first take a crowd's connections (621 : 379 at 1 000, bench/README.md "tail"); a worker
+    first take a crowd's connections (621 : 379 at 1 000 in a bench run); a worker
     that dies is replaced on its own socket, which the supervisor kept open."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}/"
