@@ -321,7 +321,10 @@ def serve(
         bound = listeners[0].getsockname()[1]
         click.echo(f"Guahao is running at http://{settings.host}:{bound}/ with {workers} workers")
         click.echo("Press Ctrl+C to stop.")
-        raise SystemExit(supervise(listeners, workers))
+        # a successor may start beside the worker it replaces unless both would bind the
+        # MLLP port (worker 0's, when configured)
+        overlaps = (lambda index: True) if settings.hl7_mllp_port < 0 else (lambda i: i > 0)
+        raise SystemExit(supervise(listeners, workers, overlaps=overlaps))
     if worker_index > 0:
         # One worker of several: the region-wide start-up work is worker 0's, and the MLLP
         # port is bound once.

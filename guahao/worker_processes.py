@@ -4,9 +4,10 @@ One Python process answers on one core at most; a region's release peak needs mo
 parent binds the port and starts N children that inherit its listening sockets, each a whole
 platform process (its own pools, caches and event loop), sharing nothing but what the
 settings point at: PostgreSQL, Redis and Meilisearch. The parent serves nothing itself; it
-restarts a child that dies, replaces them one at a time on SIGHUP (each drained first: it
-stops accepting and finishes its requests, while the parent's sockets keep queueing new
-connections), and stops them all on SIGTERM or Ctrl+C. Children die with the parent even when
+restarts a child that dies, replaces them one at a time on SIGHUP (each drained: it stops
+accepting and finishes its requests, while the parent's sockets keep queueing new connections
+for the others or its successor; ``supervise`` says in which order), and stops them all on
+SIGTERM or Ctrl+C. Children die with the parent even when
 it is killed outright (``child_processes.die_with_parent``), so no orphan keeps the port.
 
 How the connections are spread (``http_accept_balance``):
@@ -18,9 +19,10 @@ How the connections are spread (``http_accept_balance``):
   once was split 621 : 379 and 165 : 835 between two workers in two bench runs; at the same
   offered load a socket per worker cut the two-worker p99 from 49.3 to 11.5 ms and from 5.2
   to 2.8 ms (bench/README.md, "Sold-out answers reliably, and the two-worker tail"). The
-  price: a connection hashed to a worker that is stopped, being replaced or stalled waits in
-  that worker's socket for it (or its successor), where a shared socket would have let
-  another worker take it.
+  price: a connection hashed to a worker that is stalled or has died waits in that worker's
+  socket for it (or its successor), where a shared socket would have let another worker take
+  it; a worker replaced on SIGHUP has its successor accepting on its socket before it is
+  drained (but worker 0 when it binds the HL7 MLLP port).
 - ``shared``: one socket every worker accepts from (the first worker to wake takes the
   connection): a stalled or replaced worker's share goes to the others at once, at the cost
   of an uneven spread under a crowd.
@@ -29,12 +31,14 @@ How the connections are spread (``http_accept_balance``):
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 from guahao.config import Settings
@@ -42,6 +46,7 @@ from guahao.platform.child_processes import die_with_parent
 
 __all__ = [
     "ACCEPT_BALANCES",
+    "accepts_on",
     "bind_listener",
     "bind_listeners",
     "migrate_once",
@@ -141,6 +146,45 @@ def bind_listeners(
     return sockets
 
 
+READY_WAIT_SECONDS = 120.0
+"""How long a successor started beside the worker it replaces may take to start accepting
+before that worker is drained anyway (a platform process opens its pools and caches first)."""
+
+
+def accepts_on(pid: int, listener: socket.socket) -> bool:
+    """Whether process ``pid``'s event loop watches ``listener``: one of its epoll instances
+    lists the socket (Linux's ``/proc/PID/fdinfo``, by the socket's inode). A worker registers
+    its listening socket only once its platform is open and the server started, so this is
+    "ready to accept" without any help from the worker."""
+    inode = f"ino:{os.fstat(listener.fileno()).st_ino:x}"
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fdinfo")
+    except OSError:
+        return False
+    for descriptor in descriptors:
+        try:
+            info = Path(f"/proc/{pid}/fdinfo/{descriptor}").read_text()
+        except OSError:  # closed meanwhile
+            continue
+        for line in info.splitlines():
+            if line.startswith("tfd:") and inode in line.split():
+                return True
+    return False
+
+
+def _accepting_within(child: subprocess.Popen[bytes], listener: socket.socket) -> bool:
+    """Wait until ``child`` accepts on ``listener`` (True), dies or ``READY_WAIT_SECONDS``
+    pass (False)."""
+    deadline = time.monotonic() + READY_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            return False
+        if accepts_on(child.pid, listener):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 class _StopRequestedError(Exception):
     """Raised in the parent by SIGTERM or SIGINT."""
 
@@ -183,12 +227,19 @@ def supervise(
     listeners: socket.socket | list[socket.socket],
     workers: int,
     command: Callable[[int, int], list[str]] = serve_command,
+    *,
+    overlaps: Callable[[int], bool] = lambda index: index > 0,
 ) -> int:
     """Run ``workers`` children, ``command(fd of its listener, index)`` each, until SIGTERM
     or SIGINT; the exit status. Worker ``index`` accepts on ``listeners[index % len]`` (one
-    socket: all share it). SIGHUP replaces the children one after another, each drained
-    before its successor starts (two workers of one index at once would both bind worker 0's
-    MLLP port)."""
+    socket: all share it). SIGHUP replaces the children one after another.
+
+    With one shared socket each worker is drained before its successor starts (the others
+    take the new connections meanwhile). With a socket per worker nobody else accepts on the
+    replaced worker's socket, so when ``overlaps(index)`` the successor is started first and
+    the worker drained once the successor accepts (``accepts_on``); otherwise (worker 0 when
+    it binds the HL7 MLLP port, which two processes of one index cannot both hold) the
+    connections hashed to its socket wait there for its successor."""
     sockets = listeners if isinstance(listeners, list) else [listeners]
 
     def start(index: int) -> subprocess.Popen[bytes]:
@@ -218,6 +269,20 @@ def supervise(
             if replace_requested:
                 replace_requested = False
                 for index, child in list(children.items()):
+                    if len(sockets) > 1 and overlaps(index):
+                        successor = start(index)
+                        ready = _accepting_within(successor, sockets[index % len(sockets)])
+                        drained = _drain(child)
+                        log.warning(
+                            "worker %d (pid %d) drained (%d) after its successor (pid %d) %s",
+                            index,
+                            child.pid,
+                            drained,
+                            successor.pid,
+                            "started accepting" if ready else "did not start accepting in time",
+                        )
+                        children[index] = successor  # a dead one is restarted below
+                        continue
                     drained = _drain(child)
                     log.warning(
                         "worker %d (pid %d) drained (%d); replacing it", index, child.pid, drained

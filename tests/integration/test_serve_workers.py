@@ -269,6 +269,77 @@ def test_a_shared_socket_is_one_socket_for_every_worker(
     assert len({inode for _, inode in _who_answers(url, 40)}) == 1
 
 
+_SLOW_STARTING_DRAINING_SERVER = """
+import asyncio, os, signal, socket, sys
+async def main():
+    listener = socket.socket(fileno=int(sys.argv[1]))
+    body = str(os.getpid()).encode()
+    async def answer(reader, writer):
+        await reader.readuntil(b"\\r\\n\\r\\n")
+        writer.write(b"HTTP/1.0 200 OK\\r\\n\\r\\n" + body)
+        await writer.drain()
+        writer.close()
+    await asyncio.sleep(0.3)  # a platform opens its pools before it serves
+    server = await asyncio.start_server(answer, sock=listener)
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    await stopping.wait()
+    server.close()  # stops accepting at once,
+    await asyncio.sleep(1.5)  # then drains (a live stream ends only at the grace's end)
+asyncio.run(main())
+"""
+
+_OVERLAPPING_SUPERVISOR = """
+import sys
+from guahao.worker_processes import bind_listeners, supervise
+script, port = sys.argv[1], int(sys.argv[2])
+command = lambda fd, index: [sys.executable, "-c", script, str(fd)]
+listeners = bind_listeners("127.0.0.1", port, 2, balance="reuseport")
+raise SystemExit(supervise(listeners, 2, command, overlaps=lambda index: True))
+"""
+
+
+def test_with_a_socket_per_worker_a_successor_accepts_before_its_predecessor_drains(
+    supervisor_of: list[subprocess.Popen[bytes]],
+) -> None:
+    """SIGHUP with a socket per worker: nobody else accepts on a replaced worker's socket, so
+    its successor is started first and the worker drained once the successor accepts; new
+    connections never wait for a drain (1.5 s here, 20 s with live streams) and a start."""
+    port = _free_port()
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", _OVERLAPPING_SUPERVISOR, _SLOW_STARTING_DRAINING_SERVER, str(port)],
+        cwd=ROOT,
+    )
+    supervisor_of.append(supervisor)
+
+    def ask() -> tuple[int, float]:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            answer = b""
+            while chunk := connection.recv(4096):
+                answer += chunk
+        return int(answer.rpartition(b"\r\n\r\n")[2]), time.monotonic() - started
+
+    _wait_for(lambda: len(_children(supervisor.pid)) == 2, 20, "two workers")
+    _wait_for(lambda: len({ask()[0] for _ in range(20)}) == 2, 20, "both workers answering")
+    before = set(_children(supervisor.pid))
+    supervisor.send_signal(signal.SIGHUP)
+    answers = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        answers.append(ask())
+        if len(_children(supervisor.pid)) == 2 and not before & set(_children(supervisor.pid)):
+            break  # both replaced and drained
+        time.sleep(0.02)
+    after = set(_children(supervisor.pid))
+    assert len(after) == 2
+    assert not before & after
+    slowest = max(took for _, took in answers)
+    assert slowest < 1.0, f"a connection waited {slowest:.2f} s during the replacement"
+    assert {pid for pid, _ in answers} & after  # the successors answered during it
+
+
 @pytest.mark.postgres
 def test_two_workers_serve_one_region(
     postgres_url: str,
