@@ -12,7 +12,13 @@ from __future__ import annotations
 import argparse
 
 from guahao.config import load_settings
-from guahao.worker_processes import ACCEPT_BALANCES, bind_listeners, migrate_once, supervise
+from guahao.worker_processes import (
+    ACCEPT_BALANCES,
+    bind_listeners,
+    migrate_once,
+    replaced_side_by_side,
+    supervise,
+)
 
 
 def main() -> None:
@@ -34,7 +40,9 @@ def main() -> None:
         settings.http_backlog,
         balance=options.balance or settings.http_accept_balance,
     )
-    raise SystemExit(supervise(listeners, options.workers))
+    raise SystemExit(
+        supervise(listeners, options.workers, overlaps=replaced_side_by_side(settings))
+    )
 
 
 if __name__ == "__main__":

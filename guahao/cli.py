@@ -305,7 +305,13 @@ def serve(
     """Serve the platform with the configured database and Redis."""
     settings = _settings(host=host, port=port)
     if workers > 1:
-        from guahao.worker_processes import bind_listeners, migrate_once, refusal, supervise
+        from guahao.worker_processes import (
+            bind_listeners,
+            migrate_once,
+            refusal,
+            replaced_side_by_side,
+            supervise,
+        )
 
         problem = refusal(settings)
         if problem is not None:
@@ -321,9 +327,7 @@ def serve(
         bound = listeners[0].getsockname()[1]
         click.echo(f"Guahao is running at http://{settings.host}:{bound}/ with {workers} workers")
         click.echo("Press Ctrl+C to stop.")
-        # a successor may start beside the worker it replaces unless both would bind the
-        # MLLP port (worker 0's, when configured)
-        overlaps = (lambda index: True) if settings.hl7_mllp_port < 0 else (lambda i: i > 0)
+        overlaps = replaced_side_by_side(settings)
         raise SystemExit(supervise(listeners, workers, overlaps=overlaps))
     if worker_index > 0:
         # One worker of several: the region-wide start-up work is worker 0's, and the MLLP

@@ -51,6 +51,7 @@ __all__ = [
     "bind_listeners",
     "migrate_once",
     "refusal",
+    "replaced_side_by_side",
     "serve_command",
     "supervise",
 ]
@@ -85,6 +86,15 @@ def refusal(settings: Settings) -> str | None:
         + "; ".join(reasons)
         + ". 多进程需要共享的 PostgreSQL、Redis 和 Meilisearch。"
     )
+
+
+def replaced_side_by_side(settings: Settings) -> Callable[[int], bool]:
+    """Which workers' successors may start beside them on SIGHUP (``supervise``'s
+    ``overlaps``): all, but worker 0 when it binds the HL7 MLLP port, which two processes
+    cannot hold at once."""
+    if settings.hl7_mllp_port < 0:
+        return lambda _index: True
+    return lambda index: index > 0
 
 
 def migrate_once(settings: Settings) -> None:
