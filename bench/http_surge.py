@@ -32,6 +32,7 @@ import base64
 import json
 import os
 import re
+import resource
 import secrets
 import signal
 import socket
@@ -65,6 +66,7 @@ from guahao.platform.persistence.tables import (  # noqa: E402
     SlotRow,
 )
 from guahao.web.auth import TokenIssuer  # noqa: E402
+from guahao.worker_processes import ACCEPT_BALANCES  # noqa: E402
 from infra import local_postgres  # noqa: E402
 
 LUA = ROOT / "bench" / "wrk" / "surge.lua"
@@ -99,6 +101,21 @@ class Row:
     cpu_ms: float = 0.0
     """CPU time of the serving processes (all workers) per answered request: whether a row
     is bound by the server's CPU (``cpu_ms * req/s`` near 1 000 per worker) or waits."""
+    cores_server: float = 0.0
+    """Cores the serving processes used over the row (CPU seconds ÷ wall seconds)."""
+    cores_wrk: float = 0.0
+    """Cores wrk used over the row: the load generator shares the machine's 2 cores."""
+    cores_others: float = 0.0
+    """Cores every other process on the machine used over the row (``/proc/stat``'s busy
+    time less the server's and wrk's): other people's work competing for the cores."""
+    cpu_ratio: float = 0.0
+    """The ceiling's CPU per answer over this row's (from the same ceiling row as ``ratio``):
+    the answers per second the row would give beside the ceiling if both had the same share
+    of the cores. Less moved than ``ratio`` by other work taking cores during one of the two
+    rows, though not immune (a contended core also costs more CPU per answer)."""
+    per_worker: list[int] = field(default_factory=list)
+    """Several workers: the connections each worker held halfway through the row (how
+    evenly the kernel handed out the crowd's connections)."""
 
 
 @dataclass
@@ -307,6 +324,38 @@ def _cpu_seconds(pid: int | None) -> float:
     return total
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy since boot (``/proc/stat``, every core)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle and iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_seconds() -> float:
+    """CPU seconds of this script's waited-for children (wrk, once it has exited)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _connections_per_worker(pid: int | None, port: int) -> list[int]:
+    """Established connections on ``port`` held by each child of ``pid`` (a supervisor's
+    workers), in the order of their pids; empty for a single process."""
+    if pid is None or not port:
+        return []
+    try:
+        workers = sorted(psutil.Process(pid).children(), key=lambda p: p.pid)
+        return [
+            sum(
+                1
+                for c in worker.net_connections(kind="tcp")
+                if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
+            )
+            for worker in workers
+        ]
+    except psutil.Error:
+        return []
+
+
 def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
     threads = 2
     spy = None
@@ -347,14 +396,32 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
         str(threads),
         *args[4:],
     ]
-    cpu_before = _cpu_seconds(SERVED.get(row.server))
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
-    cpu_spent = _cpu_seconds(SERVED.get(row.server)) - cpu_before
+    served = SERVED.get(row.server)
+    cpu_before = _cpu_seconds(served)
+    wrk_before = _children_seconds()
+    busy_before = _busy_seconds()
+    started = time.monotonic()
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if served is not None and psutil.Process(served).children():
+        try:
+            driver.wait(timeout=seconds / 2)
+        except subprocess.TimeoutExpired:
+            row.per_worker = _connections_per_worker(served, int(url.rsplit(":", 1)[1]))
+    stdout, stderr = driver.communicate()
+    wall = time.monotonic() - started
+    cpu_spent = _cpu_seconds(served) - cpu_before
+    wrk_spent = _children_seconds() - wrk_before
+    busy = _busy_seconds() - busy_before
+    row.cores_server = cpu_spent / wall
+    row.cores_wrk = wrk_spent / wall
+    row.cores_others = max(0.0, busy - cpu_spent - wrk_spent) / wall
     if spy is not None:
         spy.wait()
-    found = re.search(r"^WRK-RESULT (.*)$", done.stdout, re.MULTILINE)
+    if driver.returncode != 0:
+        raise RuntimeError(f"wrk failed ({driver.returncode}):\n{stdout}\n{stderr}")
+    found = re.search(r"^WRK-RESULT (.*)$", stdout, re.MULTILINE)
     if found is None:
-        raise RuntimeError(f"wrk gave no result:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"wrk gave no result:\n{stdout}\n{stderr}")
     result = json.loads(found.group(1))
     row.requests = result["requests"]
     row.seconds = result["seconds"]
@@ -370,7 +437,7 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
 
 
 def _serve_platform(
-    environ: dict[str, str], port: int, workers: int, log: Path
+    environ: dict[str, str], port: int, workers: int, log: Path, balance: str = "reuseport"
 ) -> subprocess.Popen[bytes]:
     command = [str(ROOT / ".venv" / "bin" / "guahao"), "serve", "--port", str(port)]
     if workers > 1:  # the supervisor of `guahao serve --workers`, on the embedded search
@@ -382,6 +449,8 @@ def _serve_platform(
             str(port),
             "--workers",
             str(workers),
+            "--balance",
+            balance,
         ]
     process = subprocess.Popen(
         command,
@@ -395,19 +464,34 @@ def _serve_platform(
     return process
 
 
-def _serve_ceiling(dsn: str, port: int) -> subprocess.Popen[bytes]:
-    command = [
-        str(ROOT / ".venv" / "bin" / "uvicorn"),
-        "bench.http_ceiling:app",
-        "--port",
-        str(port),
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-        "--log-level",
-        "warning",
-    ]
+_CEILING_SERVER = """
+import sys, uvicorn
+from guahao.http_server import DropLoggingHttpToolsProtocol, accepting_sockets
+from guahao.worker_processes import bind_listener
+config = uvicorn.Config("bench.http_ceiling:app", loop="uvloop",
+                        http=DropLoggingHttpToolsProtocol, log_level="warning")
+uvicorn.Server(config).run(sockets=accepting_sockets(bind_listener("127.0.0.1", int(sys.argv[1]))))
+"""
+
+
+def _serve_ceiling(dsn: str, port: int, *, stock: bool = False) -> subprocess.Popen[bytes]:
+    """The plain route served as ``guahao serve`` serves (``guahao.http_server``: the same
+    protocol and accepting sockets), or with ``stock`` by uvicorn's own command line as it
+    ships (httptools, one descriptor on the listening socket)."""
+    command = [sys.executable, "-c", _CEILING_SERVER, str(port)]
+    if stock:
+        command = [
+            str(ROOT / ".venv" / "bin" / "uvicorn"),
+            "bench.http_ceiling:app",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--log-level",
+            "warning",
+        ]
     process = subprocess.Popen(
         command, env=os.environ | {"BENCH_PG_DSN": dsn}, cwd=ROOT, start_new_session=True
     )
@@ -459,25 +543,37 @@ async def _row_lock_balance(dsn: str, units: int) -> dict[str, int]:
 def _ratio(row: Row, ceiling: Row) -> Row:
     row.ceiling_per_s = ceiling.per_s
     row.ratio = row.per_s / ceiling.per_s if ceiling.per_s else 0.0
+    row.cpu_ratio = ceiling.cpu_ms / row.cpu_ms if row.cpu_ms else 0.0
     return row
 
 
 def _print(rows: list[Row]) -> None:
     print(
-        f"\n| {'row':<44} | conns | req/s   | ceiling | ratio | p50 ms | p99 ms | cpu ms/req "
-        f"| statuses |\n"
-        f"| {'-' * 44} | ----- | ------- | ------- | ----- | ------ | ------ | ---------- "
-        f"| -------- |"
+        f"\n| {'row':<48} | conns | req/s   | ceiling | ratio | p50 ms | p99 ms | cpu ms/req "
+        f"| cpu ratio | cores srv/wrk/other | statuses |\n"
+        f"| {'-' * 48} | ----- | ------- | ------- | ----- | ------ | ------ | ---------- "
+        f"| --------- | ------------------- | -------- |"
     )
     for r in rows:
         statuses = " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items()))
         if r.socket_errors:
             statuses += f" socket-errors:{r.socket_errors}"
+        if r.per_worker:
+            statuses += " conns/worker:" + "+".join(str(n) for n in r.per_worker)
+        cores = f"{r.cores_server:.2f}/{r.cores_wrk:.2f}/{r.cores_others:.2f}"
         print(
-            f"| {r.name:<44} | {r.connections:>5} | {r.per_s:>7.0f} | {r.ceiling_per_s:>7.0f} "
+            f"| {r.name:<48} | {r.connections:>5} | {r.per_s:>7.0f} | {r.ceiling_per_s:>7.0f} "
             f"| {r.ratio:>5.2f} | {r.p50_ms:>6.1f} | {r.p99_ms:>6.1f} | {r.cpu_ms:>10.3f} "
-            f"| {statuses} |"
+            f"| {r.cpu_ratio:>9.2f} | {cores:>19} | {statuses} |"
         )
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def _paced_row(
@@ -485,7 +581,7 @@ def _paced_row(
     target: Target,
     url: str,
     label: str,
-    closed_loop: Row,
+    closed_loop: Row | None,
     crowd: Row,
     ceiling: Row,
     seconds: int,
@@ -498,10 +594,12 @@ def _paced_row(
     with no pause, whose latency is the queue Little's law predicts. Each request's latency is
     measured from its send, so the figures are the answer time of a request arriving at that
     rate."""
-    offered = options.paced_share * min(closed_loop.per_s, crowd.per_s)
+    capacity = min(closed_loop.per_s, crowd.per_s) if closed_loop else crowd.per_s
+    offered = options.paced_rate or options.paced_share * capacity
     pause_ms = max(1, round(options.crowd / offered * 1000)) if offered > 0 else 1000
+    pace = f"{offered:.0f}/s" if options.paced_rate else f"{options.paced_share:.0%}"
     row = Row(
-        f"sold-out holds, paced {options.paced_share:.0%} ({label})",
+        f"sold-out holds, paced {pace} ({label})",
         "platform",
         options.crowd,
     )
@@ -554,7 +652,8 @@ def _row_lock_rows(
 
 ROW_KINDS = ("sold-out", "availability", "search", "granted", "crowd", "row-lock")
 """The rows ``--only`` selects (``crowd``: the 1 000-connection rows, closed loop and paced;
-it needs ``sold-out``'s row for its pace)."""
+it paces from ``sold-out``'s row too when that runs, else from its own closed loop, unless
+``--paced-rate`` sets the pace)."""
 
 
 def main() -> None:
@@ -568,7 +667,22 @@ def main() -> None:
         default=0.7,
         help="the paced row's offered rate, a share of the closed-loop sold-out rate",
     )
+    parser.add_argument(
+        "--paced-rate",
+        type=float,
+        default=0.0,
+        help="the paced rows' offered rate in requests/s instead of a share (the same load "
+        "for every worker count and balance of the run)",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1])
+    parser.add_argument(
+        "--balance",
+        nargs="+",
+        choices=ACCEPT_BALANCES,
+        default=["reuseport"],
+        help="how several workers share the port (each is run in turn): a SO_REUSEPORT "
+        "socket each, or one shared socket (guahao/worker_processes.py)",
+    )
     parser.add_argument("--days", type=int, default=2, help="demo days published")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument(
@@ -596,11 +710,19 @@ def main() -> None:
         "SECONDS of the same requests unrecorded: a crowd whose tokens each worker has "
         "already verified, retrying (0: every account in turn, each token new)",
     )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="the 64-connection sold-out row this many times, each right after a ceiling "
+        "row of its own (its ratio is to that one), and the median of the ratios",
+    )
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="guahao-http-surge-"))
     work.chmod(0o755)  # the cluster runs as the postgres user when we are root
     rows: list[Row] = []
     checks: dict[str, Any] = {}
+    medians: dict[str, dict[str, Any]] = {}
     load_before = _load_average()
     print(f"load average before: {load_before}")
     seconds, c = options.seconds, options.connections
@@ -631,17 +753,40 @@ def main() -> None:
             seconds,
         )
         rows.append(_ratio(ceiling, ceiling))
+        stock_port = _free_port()
+        servers.append(_serve_ceiling(row_lock_dsn, stock_port, stock=True))
+        SERVED["stock ceiling"] = servers[-1].pid
+        rows.append(
+            _ratio(
+                _wrk(
+                    Row("ceiling on uvicorn's own protocol (reference)", "stock ceiling", c),
+                    f"http://127.0.0.1:{stock_port}",
+                    ["get", "-", str(plain), "0"],
+                    seconds,
+                ),
+                ceiling,
+            )
+        )
+        _stop(servers.pop())
         granted_total = 0
-        for workers in options.workers:
+        servings = [
+            (workers, balance)
+            for workers in options.workers
+            for balance in (options.balance if workers > 1 else ["-"])
+        ]
+        for workers, balance in servings:
             port = _free_port()
-            server = _serve_platform(pg_env, port, workers, work / "server-pg.log")
+            server = _serve_platform(pg_env, port, workers, work / "server-pg.log", balance)
             servers.append(server)
             SERVED["platform"] = server.pid
             if options.profile and workers == 1:
                 options.profile.mkdir(parents=True, exist_ok=True)
                 PROFILE.update(pid=server.pid, dir=options.profile, idle=options.profile_idle)
             url = f"http://127.0.0.1:{port}"
+            sold_out: Row | None = None  # the 64-connection sold-out row, when it runs
             label = f"PostgreSQL, {workers} worker{'s' if workers > 1 else ''}"
+            if workers > 1 and len(options.balance) > 1:
+                label += f", {balance}"
             if "sold-out" in options.only or "crowd" in options.only:
                 hold_tokens = pg.crowd_tokens if options.signed_in else pg.tokens
                 if options.signed_in:  # each worker verifies the crowd's tokens first
@@ -651,23 +796,46 @@ def main() -> None:
                         ["hold", str(hold_tokens), str(pg.sold_out), "0"],
                         options.signed_in,
                     )
-                rows.append(
-                    _ratio(
-                        _wrk(
-                            Row(
-                                f"sold-out holds ({label}"
-                                + (", signed in)" if options.signed_in else ")"),
-                                "platform",
-                                c,
-                            ),
-                            url,
-                            ["hold", str(hold_tokens), str(pg.sold_out), "0"],
+                name = f"sold-out holds ({label}" + (", signed in)" if options.signed_in else ")")
+                pairs: list[Row] = []
+                for repeat in range(options.repeats):
+                    # each repeat measures the ceiling right before its sold-out row: a ratio
+                    # of two rows a few seconds apart, not of rows minutes apart
+                    beside = ceiling
+                    if options.repeats > 1:
+                        beside = _wrk(
+                            Row(f"ceiling (pair {repeat + 1})", "ceiling", c),
+                            ceiling_url,
+                            ["get", "-", str(plain), "0"],
                             seconds,
-                        ),
-                        ceiling,
+                        )
+                        rows.append(_ratio(beside, beside))
+                    rows.append(
+                        _ratio(
+                            _wrk(
+                                Row(
+                                    name + (f" pair {repeat + 1}" if options.repeats > 1 else ""),
+                                    "platform",
+                                    c,
+                                ),
+                                url,
+                                ["hold", str(hold_tokens), str(pg.sold_out), "0"],
+                                seconds,
+                            ),
+                            beside,
+                        )
                     )
-                )
-                sold_out = rows[-1]  # the paced row offers a share of what this row answered
+                    pairs.append(rows[-1])
+                if options.repeats > 1:
+                    medians[name] = {
+                        "ratios": [round(r.ratio, 3) for r in pairs],
+                        "median_ratio": round(_median([r.ratio for r in pairs]), 3),
+                        "median_per_s": round(_median([r.per_s for r in pairs])),
+                        "cpu_ratios": [round(r.cpu_ratio, 3) for r in pairs],
+                        "median_cpu_ratio": round(_median([r.cpu_ratio for r in pairs]), 3),
+                    }
+                # the paced row offers a share of what this row answered (the median pair)
+                sold_out = sorted(pairs, key=lambda r: r.per_s)[len(pairs) // 2]
             if "availability" in options.only:
                 rows.append(
                     _ratio(
@@ -785,6 +953,12 @@ def main() -> None:
     load_after = _load_average()
     print(f"server logs in {work}")
     _print(rows)
+    for name, summary in medians.items():
+        print(
+            f"\n{name}: ratios to the ceiling beside each {summary['ratios']}, "
+            f"median {summary['median_ratio']} ({summary['median_per_s']} req/s); "
+            f"CPU ratios {summary['cpu_ratios']}, median {summary['median_cpu_ratio']}"
+        )
     print(f"\nend checks: {json.dumps(checks)}")
     print(f"load average before {load_before}, after {load_after}")
     out = ROOT / "bench" / "results"
@@ -795,6 +969,7 @@ def main() -> None:
             {
                 "rows": [asdict(r) for r in rows],
                 "checks": checks,
+                "medians": medians,
                 "load_before": load_before,
                 "load_after": load_after,
                 "options": {

@@ -12,16 +12,37 @@ from __future__ import annotations
 import argparse
 
 from guahao.config import load_settings
-from guahao.worker_processes import bind_listener, migrate_once, supervise
+from guahao.worker_processes import (
+    ACCEPT_BALANCES,
+    bind_listeners,
+    migrate_once,
+    replaced_side_by_side,
+    supervise,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, required=True)
+    parser.add_argument(
+        "--balance",
+        choices=ACCEPT_BALANCES,
+        help="how connections are spread over the workers (default: the settings')",
+    )
     options = parser.parse_args()
-    migrate_once(load_settings())
-    raise SystemExit(supervise(bind_listener("127.0.0.1", options.port), options.workers))
+    settings = load_settings()
+    migrate_once(settings)
+    listeners = bind_listeners(
+        "127.0.0.1",
+        options.port,
+        options.workers,
+        settings.http_backlog,
+        balance=options.balance or settings.http_accept_balance,
+    )
+    raise SystemExit(
+        supervise(listeners, options.workers, overlaps=replaced_side_by_side(settings))
+    )
 
 
 if __name__ == "__main__":

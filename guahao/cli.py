@@ -90,11 +90,20 @@ async def _serve(platform: Platform, settings: Settings, *, listen_fd: int | Non
     supervisor bound (guahao/worker_processes.py), which announces the address itself."""
     import uvicorn
 
-    from guahao.http_server import server_config
+    from guahao.http_server import accepting_sockets, server_config
     from guahao.web.app import create_app
+    from guahao.worker_processes import bind_listener
 
     app = create_app(settings, platform=platform)
     server = uvicorn.Server(server_config(app, settings))
+    # bound here rather than by uvicorn: the loop watches the socket through several
+    # descriptors, so a crowd's connections are accepted several per turn (http_server.py)
+    listener = (
+        socket.socket(fileno=listen_fd)
+        if listen_fd is not None
+        else bind_listener(settings.host, settings.port, settings.http_backlog)
+    )
+    sockets = accepting_sockets(listener)
     _freeze_long_lived_heap()
 
     async def announce() -> None:
@@ -110,12 +119,12 @@ async def _serve(platform: Platform, settings: Settings, *, listen_fd: int | Non
     if listen_fd is not None:
         watch = asyncio.create_task(_exit_when_orphaned(server, os.getppid()))
         try:
-            await server.serve(sockets=[socket.socket(fileno=listen_fd)])
+            await server.serve(sockets=sockets)
         finally:
             watch.cancel()
         return
     task = asyncio.create_task(announce())
-    await server.serve()
+    await server.serve(sockets=sockets)
     task.cancel()
 
 
@@ -296,17 +305,30 @@ def serve(
     """Serve the platform with the configured database and Redis."""
     settings = _settings(host=host, port=port)
     if workers > 1:
-        from guahao.worker_processes import bind_listener, migrate_once, refusal, supervise
+        from guahao.worker_processes import (
+            bind_listeners,
+            migrate_once,
+            refusal,
+            replaced_side_by_side,
+            supervise,
+        )
 
         problem = refusal(settings)
         if problem is not None:
             raise click.UsageError(problem)
         migrate_once(settings)
-        listener = bind_listener(settings.host, settings.port, settings.http_backlog)
-        bound = listener.getsockname()[1]
+        listeners = bind_listeners(
+            settings.host,
+            settings.port,
+            workers,
+            settings.http_backlog,
+            balance=settings.http_accept_balance,
+        )
+        bound = listeners[0].getsockname()[1]
         click.echo(f"Guahao is running at http://{settings.host}:{bound}/ with {workers} workers")
         click.echo("Press Ctrl+C to stop.")
-        raise SystemExit(supervise(listener, workers))
+        overlaps = replaced_side_by_side(settings)
+        raise SystemExit(supervise(listeners, workers, overlaps=overlaps))
     if worker_index > 0:
         # One worker of several: the region-wide start-up work is worker 0's, and the MLLP
         # port is bound once.

@@ -77,6 +77,13 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     being replaced (capped by ``net.core.somaxconn``); a release crowd opens thousands at
     once, and a full queue drops new ones."""
 
+    http_accept_balance: Literal["reuseport", "shared"] = "reuseport"
+    """How ``guahao serve --workers N`` spreads new connections over its workers:
+    ``reuseport``, a ``SO_REUSEPORT`` socket per worker, evenly by the kernel (a crowd's
+    connections no longer pile onto whichever worker woke first: the two-worker tail at
+    1 000 connections); ``shared``, one socket, so a stalled or dead worker's share goes to the
+    others at once (guahao/worker_processes.py)."""
+
     http_graceful_shutdown_seconds: Annotated[int, msgspec.Meta(ge=1)] = 20
     """How long a stopping server lets requests in flight finish before cancelling what is
     left (live-availability streams never finish on their own). Keep it below the

@@ -16,11 +16,28 @@ logged (issue 13). Three causes, each settled here (bench/README.md, "Connection
 - **Silence.** uvicorn logs nothing when a client's connection is lost before its answer was
   sent, which is exactly the case where the client cannot know whether its request took
   effect. :class:`DropLoggingHttpToolsProtocol` logs it with the request id.
+
+Two costs at a release crowd, apart from resets. **Accepting.** libuv (under uvloop)
+accepts one connection per turn of the event loop and per listening handle (libuv/libuv#3696):
+a worker busy answering, whose turns take milliseconds each, let a crowd's new connections
+wait in the kernel's queue, a thousand of them for seconds (484 of 1 000 wrk connections
+accepted after 3 s, 515 still queued; bench/README.md, "Sold-out answers reliably, and the
+two-worker tail"). :func:`accepting_sockets` gives
+the loop ``ACCEPTS_PER_TURN`` handles on the one listening socket, each accepting one
+connection per turn. **Writing.** uvicorn writes an answer's head and its body to the socket
+separately, two system calls per answer, each waking the client (on loopback, a proxy or a
+load generator, often on the same core). At a release that was the largest single cost of a
+sold-out answer (``RequestResponseCycle.send``, 44 % of its samples,
+bench/profiles/tail-1-*): :class:`CoalescingTransport` sends what one turn of the event loop
+wrote as one write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -30,7 +47,13 @@ if TYPE_CHECKING:
 
     from guahao.config import Settings
 
-__all__ = ["DropLoggingHttpToolsProtocol", "server_config"]
+__all__ = [
+    "ACCEPTS_PER_TURN",
+    "CoalescingTransport",
+    "DropLoggingHttpToolsProtocol",
+    "accepting_sockets",
+    "server_config",
+]
 
 log = logging.getLogger("guahao.http_server")
 
@@ -38,6 +61,82 @@ IDLE_DRAIN_SECONDS = 1.0
 """How long a stopping server still answers requests on idle keep-alive connections (each
 answer closing its connection) before it closes them; a client that has just sent on one is
 served instead of reset. Counts against ``http_graceful_shutdown_seconds``."""
+
+
+ACCEPTS_PER_TURN = 64
+"""New connections one worker takes per turn of its event loop at most (one per handle on
+the listening socket). A turn answering a busy crowd takes a few milliseconds, so a thousand
+connections arriving together are all accepted within a few dozen milliseconds; an idle
+worker pays for the spare handles only when a connection arrives (each of them wakes, and all
+but one find the queue empty)."""
+
+
+def accepting_sockets(listener: socket.socket) -> list[socket.socket]:
+    """``listener`` and ``ACCEPTS_PER_TURN - 1`` duplicates of its descriptor, to hand to
+    ``uvicorn.Server.serve(sockets=...)``: the kernel keeps one queue of new connections for
+    the socket, and the event loop watches each descriptor on its own, so each turn accepts up
+    to one connection per descriptor instead of one in all (module docstring)."""
+    return [listener] + [
+        socket.socket(fileno=os.dup(listener.fileno())) for _ in range(ACCEPTS_PER_TURN - 1)
+    ]
+
+
+_JOIN_UP_TO = 16 * 1024
+"""Pieces written in one turn are joined into one ``bytes`` up to this size (a copy cheaper
+than a vectored write); beyond it they go as one vectored write, uncopied."""
+
+
+class CoalescingTransport:
+    """The connection's transport, holding back what is written until the end of the event
+    loop's current turn and then sending it in one write.
+
+    uvicorn writes a response's head (``http.response.start``) and its body as two
+    ``transport.write`` calls, and an application sends both in one turn (nothing in between
+    waits): a whole answer becomes one system call and one wake-up of the reader instead of
+    two. A streamed body's later chunks, written in later turns, each go in their own turn as
+    before; nothing is held longer than the turn it was written in. Closing sends what is held
+    first. Everything else is the transport's own (flow control reads and pauses the real
+    transport, whose buffer limits still apply).
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(data)
+
+    def flush(self) -> None:
+        """Send what is held now (one write)."""
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        if self._transport.is_closing():  # the connection is gone: as a write would, drop it
+            return
+        if len(held) == 1:
+            self._transport.write(held[0])
+        elif sum(len(piece) for piece in held) <= _JOIN_UP_TO:
+            self._transport.write(b"".join(held))
+        else:
+            self._transport.writelines(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class DropLoggingHttpToolsProtocol(HttpToolsProtocol):
@@ -51,6 +150,11 @@ class DropLoggingHttpToolsProtocol(HttpToolsProtocol):
     """
 
     _draining = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # uvicorn's flow control keeps the real transport; every write goes through this one
+        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
 
     def shutdown(self) -> None:
         """Stop this connection gracefully: a request in flight is answered with

@@ -29,7 +29,8 @@ import pytest
 import uvicorn
 
 from guahao.config import Settings
-from guahao.http_server import server_config
+from guahao.http_server import accepting_sockets, server_config
+from guahao.worker_processes import bind_listener
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +49,8 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
         while True:
             await send({"type": "http.response.body", "body": b"data: tick\n\n", "more_body": True})
             await asyncio.sleep(0.2)
+    if path == "/busy":  # holds the event loop itself, as a turn answering a crowd does
+        time.sleep(0.1)  # noqa: ASYNC251 - the point: a long turn of the loop
     if path == "/slow":
         if scope["query_string"]:  # ?<file>: say the request is in the application
             Path(scope["query_string"].decode()).touch()  # noqa: ASYNC240 - a test marker
@@ -74,10 +77,10 @@ def serve() -> Iterator[Any]:
     """Start ``server_config``'s uvicorn on ``_app`` in a thread of its own; stopped after."""
     running: list[_RunningServer] = []
 
-    def start(**settings: Any) -> _RunningServer:
+    def start(*, sockets: list[socket.socket] | None = None, **settings: Any) -> _RunningServer:
         config = server_config(_app, msgspec.structs.replace(Settings(), port=0, **settings))
         server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
         thread.start()
         deadline = time.monotonic() + 10
         while not server.started:
@@ -107,6 +110,94 @@ def test_a_keep_alive_connection_idle_past_uvicorns_five_seconds_is_still_served
         assert _get(connection, "/").startswith(b"HTTP/1.1 200")
         time.sleep(5.5)
         assert _get(connection, "/").startswith(b"HTTP/1.1 200")
+
+
+def _writes_of(thread: threading.Thread) -> int:
+    """Write system calls a thread has made (``syscw`` of its ``/proc`` task)."""
+    io = Path(f"/proc/self/task/{thread.native_id}/io").read_text()
+    return int(re.search(r"^syscw: (\d+)$", io, re.MULTILINE)[1])  # type: ignore[index]
+
+
+def _whole_answer(connection: socket.socket, path: str, extra: str = "") -> bytes:
+    """One request and its whole answer (head and ``Content-Length`` bytes of body)."""
+    connection.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n{extra}\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += connection.recv(65536)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE)[1])  # type: ignore[index]
+    while len(body) < length:
+        body += connection.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_an_answer_goes_to_the_socket_in_one_write(serve: Any) -> None:
+    """uvicorn writes an answer's head and body separately: two system calls, two wake-ups
+    of the reader per answer (44 % of a sold-out answer's samples, bench/profiles/tail-1-*).
+    The server sends them as one."""
+    running = serve()
+    with socket.create_connection(("127.0.0.1", running.port)) as connection:
+        first = _whole_answer(connection, "/")
+        assert first.startswith(b"HTTP/1.1 200")
+        assert first.endswith(str(os.getpid()).encode())
+        before = _writes_of(running.thread)
+        answers = [_whole_answer(connection, "/") for _ in range(40)]
+        writes = _writes_of(running.thread) - before
+    assert all(
+        a.startswith(b"HTTP/1.1 200") and a.endswith(b"\r\n\r\n" + first.rpartition(b"\r\n\r\n")[2])
+        for a in answers
+    )
+    assert writes <= 45  # one a whole answer (two each without: 80 or more)
+
+
+def test_a_crowd_connecting_at_once_to_a_busy_server_is_accepted_within_a_few_turns(
+    serve: Any,
+) -> None:
+    """libuv accepts one connection per turn of the loop and per descriptor: with turns of
+    100 ms (a worker busy with a crowd), 90 connections opened at once waited about 90 turns,
+    some seconds, in the kernel's queue. With ``accepting_sockets`` the loop takes up to 64
+    per turn."""
+    running = serve(sockets=accepting_sockets(bind_listener("127.0.0.1", 0)))
+    address = ("127.0.0.1", running.port)
+    stop = threading.Event()
+
+    def keep_busy() -> None:  # one client whose requests each hold the loop for 100 ms
+        with socket.create_connection(address, timeout=10) as busy:
+            while not stop.is_set():
+                _whole_answer(busy, "/busy")
+
+    keeper = threading.Thread(target=keep_busy)
+    keeper.start()
+    try:
+        time.sleep(0.3)  # the loop is now in its long turns
+        started = time.monotonic()
+        crowd = [socket.create_connection(address, timeout=10) for _ in range(90)]
+        try:
+            for connection in crowd:
+                connection.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            for connection in crowd:
+                assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+            took = time.monotonic() - started
+        finally:
+            for connection in crowd:
+                connection.close()
+    finally:
+        stop.set()
+        keeper.join(timeout=10)
+    assert took < 1.5, f"90 connections answered after {took:.2f} s"  # one a turn: ~3 s or more
+
+
+def test_a_streamed_answer_still_arrives_piece_by_piece(serve: Any) -> None:
+    """Holding writes back lasts one turn of the event loop only: a live stream's head and
+    each of its events reach the reader while the stream goes on."""
+    running = serve(http_graceful_shutdown_seconds=1)  # the stream never ends by itself
+    with socket.create_connection(("127.0.0.1", running.port), timeout=5) as connection:
+        connection.sendall(b"GET /stream HTTP/1.1\r\nHost: test\r\n\r\n")
+        received = b""
+        while received.count(b"data: tick") < 3:
+            received += connection.recv(65536)
+    assert received.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding: chunked" in received
 
 
 def test_the_server_keeps_idle_connections_longer_than_the_ingress_does() -> None:
@@ -195,7 +286,8 @@ import sys, msgspec, uvicorn, socket
 sys.path.insert(0, sys.argv[2])
 from tests.integration.test_http_server import _app
 from guahao.config import Settings
-from guahao.http_server import server_config
+from guahao.http_server import accepting_sockets, server_config
+from guahao.worker_processes import bind_listener
 server = uvicorn.Server(server_config(_app, Settings()))
 server.run(sockets=[socket.socket(fileno=int(sys.argv[1]))])
 """
