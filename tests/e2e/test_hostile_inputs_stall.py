@@ -29,12 +29,13 @@ from tests.fixtures.his_simulator import LOOPBACK_SENDERS, SIM_HOSPITAL, sim_hos
 ALLOWED_GROWTH = 10
 """How many times the baseline p95 the p95 under attack may reach (plus ``SLACK``)."""
 
-SLACK = 1.0
+SLACK = 1.5
 """Seconds added to the bound: a few scheduler hiccups on a shared machine are no stall (the
 whole suite on 2 cores measured /health's p95 at 484 and 577 ms during the sign-in burst, its
-scrypt thread and the other test worker sharing the cores). The stalls the review found were
-seconds (above), and the sign-in burst is forty sign-ins, so that scrypt back on the event
-loop gives a p95 of 2.1 s (measured), well past the bound."""
+scrypt thread and the other test worker sharing the cores, and 1 111 ms once during the API
+explorer's bundles, which measure 32–110 ms alone). The stalls the review found were seconds
+(above), and the sign-in burst is sixty sign-ins, so that scrypt back on the event loop gives a
+p95 of 3.2–3.4 s (measured), well past the bound."""
 
 
 def _p95(latencies: list[float]) -> float:
@@ -94,7 +95,7 @@ async def _unknown_oauth_clients(http: httpx.AsyncClient) -> None:
                 data={"grant_type": "client_credentials"},
                 auth=(f"unknown-{n}", "a-guessed-secret"),
             )
-            for n in range(40)
+            for n in range(60)
         )
     )
     assert {a.status_code for a in answers} <= {401, 429}
@@ -135,7 +136,7 @@ async def _password_burst(http: httpx.AsyncClient) -> None:
     answers = await asyncio.gather(
         *(
             http.post("/api/v1/auth/token", json={"phone": f"135{n:08d}", "password": "guess-1234"})
-            for n in range(40)
+            for n in range(60)
         )
     )
     assert {a.status_code for a in answers} <= {401, 429}
