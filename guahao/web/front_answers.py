@@ -54,8 +54,7 @@ from guahao.platform.errors import GuahaoError
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.search.query import SearchQuery
 from guahao.web.dependencies import client_context
-from guahao.web.errors import refusal_answer
-from guahao.web.front_grants import FrontGrants
+from guahao.web.front_grants import GZIPPED, JSON, LENGTH_LATER, FrontGrants, refused
 from guahao.web.idempotency import MAX_KEY_LENGTH
 from guahao.web.metrics import HOLD_ROUTE, WebMetrics, request_id_of, requests_telemetry
 from guahao.web.request_bodies import (
@@ -107,10 +106,7 @@ _LIST_PARAMS = {
     "title": "title",
     "hospitalId": "hospitalId",
 }
-_JSON = (b"content-type", b"application/json")
-_NO_LENGTH_YET = (b"content-length", b"")  # set by ``_answer`` once the body is known
 _hold_decoder = msgspec.json.Decoder(HoldCreate)
-_encoder = msgspec.json.Encoder()  # a refusal's body: strings and numbers, as Litestar writes
 _CLIENTS_KEPT = 50_000  # address and device pairs whose hashes are remembered (~10 MB)
 _DEVICE_KEPT = 200
 
@@ -272,12 +268,8 @@ class FrontAnswers:
                 account_id=account, slot_id=slot_id, client=context
             )
         except GuahaoError as exc:
-            status, payload, extra = refusal_answer(exc)
-            # the exception handler's order: its extra headers (Retry-After) first
-            response = [(n.lower().encode(), v.encode("latin-1")) for n, v in extra.items()]
-            response += [_JSON, _NO_LENGTH_YET]
-            body = _encoder.encode(payload)
-            await self._answer(scope, send, status, body, response, HOLD_ROUTE, started, exc.code)
+            status, body, response, code = refused(exc)
+            await self._answer(scope, send, status, body, response, HOLD_ROUTE, started, code)
             return
         except Exception:  # an outage before the limits were counted: the route answers it
             # the facts or the rules could not be read (nothing is counted before them):
@@ -324,10 +316,10 @@ class FrontAnswers:
         if accepted is _MANY:
             await self.app(scope, receive, send)
             return
-        response = [_JSON, _NO_LENGTH_YET]
+        response = [JSON, LENGTH_LATER]
         if accepted is not None and b"gzip" in accepted and len(body) >= GZIP_MINIMUM_SIZE:
             body = await self.gzip_bodies.of(body)
-            response += [(b"content-encoding", b"gzip"), (b"vary", b"Accept-Encoding")]
+            response += GZIPPED
         await self._answer(scope, send, 200, body, response, route, started, None)
 
     # ------------------------------------------------------------------ the answer
@@ -346,7 +338,7 @@ class FrontAnswers:
         """Send one whole answer, then count and log it as the telemetry middleware does."""
         request_id = request_id_of(scope)
         scope["state"]["request_id"] = request_id  # the server's log of lost connections
-        headers[headers.index(_NO_LENGTH_YET)] = (b"content-length", str(len(body)).encode())
+        headers[headers.index(LENGTH_LATER)] = (b"content-length", str(len(body)).encode())
         headers.append((b"x-request-id", request_id.encode()))
         self.answered += 1
         try:

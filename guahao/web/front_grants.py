@@ -43,17 +43,27 @@ from guahao.platform.services.booking_service import BookingService
 from guahao.platform.services.queries import held_answer
 from guahao.web.errors import exception_handlers, refusal_answer
 
-__all__ = ["FrontGrants", "GrantAnswer"]
+__all__ = ["GZIPPED", "JSON", "LENGTH_LATER", "FrontGrants", "GrantAnswer", "refused"]
 
 GrantAnswer = tuple[int, bytes, list[tuple[bytes, bytes]], str | None]
 """(status, body, headers, the refusal's code): what ``FrontAnswers._answer`` sends, with
-``(b"content-length", b"")`` among the headers for it to fill in."""
+``LENGTH_LATER`` among the headers for it to fill in."""
 
-_JSON = (b"content-type", b"application/json")
-_NO_LENGTH_YET = (b"content-length", b"")  # ``FrontAnswers._answer`` fills it in
+JSON = (b"content-type", b"application/json")
+LENGTH_LATER = (b"content-length", b"")
+"""A placeholder ``FrontAnswers._answer`` replaces with the body's length once it is known."""
+GZIPPED = [(b"content-encoding", b"gzip"), (b"vary", b"Accept-Encoding")]
+"""The headers the compression middleware adds to a body it gzipped."""
 _REPLAYED = (b"idempotent-replayed", b"true")
-_GZIPPED = [(b"content-encoding", b"gzip"), (b"vary", b"Accept-Encoding")]
 _encoder = msgspec.json.Encoder()  # the bytes Litestar's msgspec encoder writes
+
+
+def refused(exc: GuahaoError) -> GrantAnswer:
+    """A refusal as the exception handler writes it (``refusal_answer``): its extra headers
+    (``Retry-After``) first, then the JSON type; for every answer made before the framework."""
+    status, payload, extra = refusal_answer(exc)
+    headers = [(n.lower().encode(), v.encode("latin-1")) for n, v in extra.items()]
+    return status, _encoder.encode(payload), [*headers, JSON, LENGTH_LATER], exc.code
 
 
 class FrontGrants:
@@ -99,18 +109,15 @@ class FrontGrants:
             granted = outcome.granted
             detail = held_answer(granted, await bookings.slot_facts(granted.slot_id))
         except GuahaoError as exc:
-            status, payload, extra = refusal_answer(exc)
-            # the exception handler's order: its extra headers (Retry-After) first
-            headers = [(n.lower().encode(), v.encode("latin-1")) for n, v in extra.items()]
-            return status, _encoder.encode(payload), [*headers, _JSON, _NO_LENGTH_YET], exc.code
+            return refused(exc)
         except Exception as exc:  # an outage: the exception handler's answer, as the route's
             return self._handled(exc)
         body = _encoder.encode(detail)
         headers = [_REPLAYED] if outcome.replayed else []
-        headers += [_JSON, _NO_LENGTH_YET]
+        headers += [JSON, LENGTH_LATER]
         if accepted is not None and b"gzip" in accepted and len(body) >= self._minimum_size:
             body = self._compress(body)
-            headers += _GZIPPED
+            headers += GZIPPED
         return 201, body, headers, None
 
     def _handled(self, exc: Exception) -> GrantAnswer:
@@ -125,4 +132,4 @@ class FrontGrants:
         response = handler(None, exc)
         headers = [(n.lower().encode(), v.encode("latin-1")) for n, v in response.headers.items()]
         body = _encoder.encode(response.content)
-        return response.status_code, body, [*headers, _JSON, _NO_LENGTH_YET], None
+        return response.status_code, body, [*headers, JSON, LENGTH_LATER], None

@@ -13,7 +13,12 @@ import re
 import pytest
 from redis.crc import key_slot
 
-from guahao.platform.inventory.lua_scripts import ACCOUNT_SCRIPTS, HOLD_MANY, SLOT_SCRIPTS
+from guahao.platform.inventory.lua_scripts import (
+    ACCOUNT_SCRIPTS,
+    HELD_ALL,
+    HOLD_MANY,
+    SLOT_SCRIPTS,
+)
 from guahao.platform.inventory.slot_keys import KeyNames
 from guahao.platform.jobs import SaqJobs
 from guahao.platform.payments import sandbox
@@ -60,7 +65,7 @@ def test_no_inventory_script_names_a_key_of_its_own() -> None:
     a slot script, say) is not declared, so a cluster client cannot route by it and the shard
     may not hold it."""
     literal_key = re.compile(r"redis\.call\(\s*'[A-Za-z]+'\s*,\s*['\"]")
-    for script in (*SLOT_SCRIPTS.values(), *ACCOUNT_SCRIPTS.values(), HOLD_MANY):
+    for script in (*SLOT_SCRIPTS.values(), *ACCOUNT_SCRIPTS.values(), HOLD_MANY, HELD_ALL):
         assert not literal_key.search(script.source), script.name
         assert "..KEYS" not in script.source.replace(" ", ""), script.name
 

@@ -11,7 +11,14 @@ from __future__ import annotations
 import hashlib
 from importlib.resources import files
 
-__all__ = ["ACCOUNT_SCRIPTS", "HOLD_MANY", "LOAD_MISSING", "SLOT_SCRIPTS", "LuaScript"]
+__all__ = [
+    "ACCOUNT_SCRIPTS",
+    "HELD_ALL",
+    "HOLD_MANY",
+    "LOAD_MISSING",
+    "SLOT_SCRIPTS",
+    "LuaScript",
+]
 
 _PACKAGE = "guahao.platform.inventory"
 
@@ -80,3 +87,7 @@ HOLD_MANY = LuaScript.from_package("hold_many")
 """``hold`` for a batch of holds in one call, decided in order (KEYS: 7 per slot, then the
 holds' idempotency records and, on one server, their account markers; see ``hold_many.lua``
 and ``hold_batches.HoldBatcher``)."""
+
+HELD_ALL = LuaScript.from_package("held_all")
+"""``held`` for many holds in one call (KEYS: four per hold, over as many slots as one call
+may touch; no slot prelude; see ``RedisInventory.holds_all``)."""

@@ -23,6 +23,7 @@ from guahao.platform.error_codes import error, refuse
 from guahao.platform.inventory.hold_batches import HOLD_BATCH, HoldBatcher
 from guahao.platform.inventory.lua_scripts import (
     ACCOUNT_SCRIPTS,
+    HELD_ALL,
     LOAD_MISSING,
     SLOT_SCRIPTS,
     LuaScript,
@@ -404,6 +405,33 @@ class RedisInventory:
         reply = await self._slot("held", slot_id, [hold_id, now_ms])
         return _text(reply[0]) == "HELD"
 
+    async def holds_all(self, checks: Sequence[tuple[str, str, int]]) -> dict[str, bool]:
+        """``holds`` for many ``(slot_id, hold_id, now_ms)`` at once: each hold id maps to
+        True when the pool knows the hold, False when it cannot say so now (gone, a fence
+        standing, the slot not loaded: the caller then asks ``holds`` alone, which waits out
+        a fence and loads). One script for all on one server, one per slot on a cluster (a
+        script touches one hash tag there); writes nothing.
+
+        The group commit of granted holds asks this once per transaction: a survival check
+        per grant was a seventh of a grant's CPU (bench/profiles/grant4-*)."""
+        groups: dict[str, list[tuple[str, str, int]]] = {}
+        for check in checks:
+            groups.setdefault("" if self._cluster is None else check[0], []).append(check)
+        found: dict[str, bool] = {}
+        for group in groups.values():
+            keys: list[str] = []
+            args: list[str | int] = []
+            for slot_id, hold_id, now_ms in group:
+                meta, expiry, _owner, _returning, confirmed, _cancelled, fence = self._keys.family(
+                    slot_id
+                )
+                keys += [meta, expiry, confirmed, fence]
+                args += [hold_id, now_ms]
+            reply = await self._run(HELD_ALL, keys, args)
+            for (_slot_id, hold_id, _now_ms), answer in zip(group, reply, strict=True):
+                found[hold_id] = _text(answer) == "HELD"
+        return found
+
     async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
         reply = await self._slot("release", slot_id, [hold_id, account_id, now_ms])
         outcome = _text(reply[0])
@@ -626,33 +654,6 @@ class RedisInventory:
 
     # ------------------------------------------------------------------ a commit's holds
 
-    async def holds_all(self, checks: Sequence[tuple[str, str, int]]) -> dict[str, bool]:
-        """``holds`` for many ``(slot_id, hold_id, now_ms)`` at once: each hold id maps to
-        True when the pool knows the hold, False when it cannot say so now (gone, a fence
-        standing, the slot not loaded: the caller then asks ``holds`` alone, which waits out
-        a fence and loads). One script for all on one server, one per slot on a cluster (a
-        script touches one hash tag there); writes nothing.
-
-        The group commit of granted holds asks this once per transaction: a survival check
-        per grant was a seventh of a grant's CPU (bench/profiles/grant4-*)."""
-        groups: dict[str, list[tuple[str, str, int]]] = {}
-        for check in checks:
-            groups.setdefault("" if self._cluster is None else check[0], []).append(check)
-        found: dict[str, bool] = {}
-        for group in groups.values():
-            keys: list[str] = []
-            args: list[str | int] = []
-            for slot_id, hold_id, now_ms in group:
-                meta, expiry, _owner, _returning, confirmed, _cancelled, fence = self._keys.family(
-                    slot_id
-                )
-                keys += [meta, expiry, confirmed, fence]
-                args += [hold_id, now_ms]
-            reply = await self._run(HELD_ALL, keys, args)
-            for (_slot_id, hold_id, _now_ms), answer in zip(group, reply, strict=True):
-                found[hold_id] = _text(answer) == "HELD"
-        return found
-
 
 def _marker(slot_id: str, hold_id: str, expires_at_ms: int) -> str:
     return _marker_encoder.encode([slot_id, hold_id, str(expires_at_ms)]).decode()
@@ -707,8 +708,3 @@ def _check_state(state: SlotState) -> None:
             slot_id=state.slot_id,
             reason=f"booked + held + returning = {taken} exceeds capacity {state.capacity}",
         )
-
-
-HELD_ALL = LuaScript.from_package("held_all")
-"""``RedisInventory.holds_all``'s script: the survival of many holds, over as many slots as
-the call's keys name (no slot prelude: its keys are four per hold)."""
