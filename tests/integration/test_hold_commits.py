@@ -5,6 +5,10 @@ recorded, a row breaking a rule is refused alone, its unit goes back to the pool
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import event, func, select
@@ -13,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from guahao.platform.bookings import Booking
 from guahao.platform.errors import GuahaoError
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
-from guahao.platform.services.hold_commits import HoldCommits
+from guahao.platform.services.hold_commits import IN_FLIGHT, HoldCommits
 from tests.fixtures.platforms import (
     bulk_accounts,
     clinic,
@@ -278,7 +282,7 @@ async def test_the_pool_vouches_only_for_the_holds_it_knows(platform):
 
 async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platform):
     slots = await publish_clinic(platform, clinic(units=2))
-    accounts = await bulk_accounts(platform, 1)
+    accounts = await bulk_accounts(platform, 2)
     session_id = await session_of(platform, slots[0])
     now = platform.ports.clock.now()
     row = {
@@ -297,14 +301,43 @@ async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platfor
     }
     payload = {"booking_id": "columns-0", "fee_cents": 500, "nested": {"when": now.isoformat()}}
 
-    await HoldCommits(platform.ports).record(row, payload, now)
+    # a second row in the same transaction (one statement of both tables on PostgreSQL)
+    later = now + timedelta(minutes=3)
+    other = row | {
+        "id": "columns-1",
+        "account_id": accounts[1],
+        "idempotency_key": "k2",
+        "fee_cents": 0,
+        "hold_expires_at": later,
+        "ip_hash": "",
+        "device_hash": "device",
+    }
+    other_payload = {"booking_id": "columns-1", "list": [1, "二"], "none": None}
+    commits = HoldCommits(platform.ports)
 
+    await asyncio.gather(
+        commits.record(row, payload, now), commits.record(other, other_payload, later)
+    )
+
+    assert commits.transactions == 1
     async with platform.ports.sessions() as session:
         booking = await session.get(BookingRow, "columns-0")
+        second = await session.get(BookingRow, "columns-1")
         event = await session.scalar(select(OutboxRow).where(OutboxRow.aggregate_id == "columns-0"))
+        events = (
+            await session.scalars(
+                select(OutboxRow).where(OutboxRow.topic == "booking.held").order_by(OutboxRow.id)
+            )
+        ).all()
     assert booking is not None
+    assert second is not None
     assert event is not None
     assert {name: getattr(booking, name) for name in row} == row  # aware UTC times back
+    assert {name: getattr(second, name) for name in other} == other
+    assert [(e.aggregate_id, e.payload, e.created_at) for e in events] == [
+        ("columns-0", payload, now),
+        ("columns-1", other_payload, later),
+    ]  # in the order of the batch
     # the columns the row leaves out get the model's defaults
     assert (booking.kind, booking.origin, booking.version, booking.paid) == (
         "regular",
@@ -324,3 +357,74 @@ async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platfor
         0,
     )
     assert event.dispatched_at is None
+
+
+@asynccontextmanager
+async def bookings_locked(platform) -> AsyncIterator[None]:
+    """No row can be written into bookings until the block ends: another connection holds
+    the table (PostgreSQL) or the database's write lock (SQLite)."""
+    if platform.engine.dialect.name == "postgresql":
+        async with platform.engine.begin() as connection:
+            await connection.exec_driver_sql("LOCK TABLE bookings IN EXCLUSIVE MODE")
+            yield
+        return
+    holder = sqlite3.connect(platform.engine.url.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+        holder.execute("COMMIT")
+    finally:
+        holder.close()
+
+
+async def test_a_batch_is_written_beside_one_in_flight_on_postgresql_and_after_it_on_sqlite(
+    platform,
+):
+    slots = await publish_clinic(platform, clinic(units=8))
+    accounts = await bulk_accounts(platform, 6)
+    session_id = await session_of(platform, slots[0])
+    now = platform.ports.clock.now()
+    commits = HoldCommits(platform.ports)
+    in_flight = IN_FLIGHT if platform.engine.dialect.name == "postgresql" else 1
+    assert IN_FLIGHT > 1
+
+    def booking(n: int) -> dict[str, object]:
+        return {
+            "id": f"flight-{n}",
+            "account_id": accounts[n],
+            "slot_id": slots[0],
+            "session_id": session_id,
+            "status": "held",
+            "idempotency_key": "k",
+            "fee_cents": 500,
+            "hold_expires_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    async def started(transactions: int) -> None:
+        for _ in range(250):  # until that many writers wait on the lock
+            if commits.transactions >= transactions:
+                return
+            await asyncio.sleep(0.02)
+
+    def write(n: int) -> asyncio.Task[bool]:
+        return asyncio.create_task(commits.record(booking(n), {"booking_id": f"flight-{n}"}, now))
+
+    async with bookings_locked(platform):
+        writes = [write(0)]
+        await started(1)
+        writes += [write(n) for n in range(1, 6)]  # while the first transaction waits
+        await started(in_flight)
+        await asyncio.sleep(0.2)
+        # PostgreSQL: the five in a second transaction, waiting on the lock beside the first;
+        # SQLite: the five wait for the first to end
+        assert commits.transactions == in_flight
+        assert not any(w.done() for w in writes)
+
+    await asyncio.gather(*writes)
+    async with platform.ports.sessions() as session:
+        recorded = set((await session.scalars(select(BookingRow.id))).all())
+    assert recorded == {f"flight-{n}" for n in range(6)}
+    assert (await outbox_topics(platform))["booking.held"] == 6
+    assert commits.transactions == 2  # the five together, on both
