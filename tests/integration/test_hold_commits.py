@@ -8,7 +8,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import event, func, select
@@ -29,6 +29,25 @@ from tests.fixtures.platforms import (
 )
 
 CROWD = 40
+
+
+def held_row(
+    booking_id: str, account_id: str, slot_id: str, session_id: str, key: str, now: datetime
+) -> dict[str, object]:
+    """A granted hold's columns as ``grant_hold`` gives them to ``HoldCommits.record`` (the
+    client's hashes left to the model's defaults)."""
+    return {
+        "id": booking_id,
+        "account_id": account_id,
+        "slot_id": slot_id,
+        "session_id": session_id,
+        "status": "held",
+        "idempotency_key": key,
+        "fee_cents": 500,
+        "hold_expires_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def test_concurrent_grants_share_a_few_transactions_and_all_are_recorded(platform):
@@ -70,18 +89,7 @@ async def test_a_row_breaking_a_rule_is_refused_alone_and_the_rest_of_its_batch_
     commits = HoldCommits(platform.ports)
 
     def booking(n: int, account: str, key: str) -> dict[str, object]:
-        return {
-            "id": f"commit-test-{n}",
-            "account_id": account,
-            "slot_id": slots[0],
-            "session_id": session_id,
-            "status": "held",
-            "idempotency_key": key,
-            "fee_cents": 500,
-            "hold_expires_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        return held_row(f"commit-test-{n}", account, slots[0], session_id, key, now)
 
     await commits.record(booking(0, accounts[0], "k"), {"booking_id": "commit-test-0"}, now)
     results = await asyncio.gather(
@@ -245,18 +253,7 @@ async def test_the_pool_vouches_only_for_the_holds_it_knows(platform):
     commits = HoldCommits(platform.ports)
 
     def booking(n: int) -> dict[str, object]:
-        return {
-            "id": f"survival-{n}",
-            "account_id": accounts[n],
-            "slot_id": slots[0],
-            "session_id": session_id,
-            "status": "held",
-            "idempotency_key": f"k{n}",
-            "fee_cents": 500,
-            "hold_expires_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        return held_row(f"survival-{n}", accounts[n], slots[0], session_id, f"k{n}", now)
 
     known, unknown = await asyncio.gather(
         *(
@@ -389,18 +386,7 @@ async def test_a_batch_is_written_beside_one_in_flight_on_postgresql_and_after_i
     assert IN_FLIGHT > 1
 
     def booking(n: int) -> dict[str, object]:
-        return {
-            "id": f"flight-{n}",
-            "account_id": accounts[n],
-            "slot_id": slots[0],
-            "session_id": session_id,
-            "status": "held",
-            "idempotency_key": "k",
-            "fee_cents": 500,
-            "hold_expires_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        return held_row(f"flight-{n}", accounts[n], slots[0], session_id, "k", now)
 
     async def started(transactions: int) -> None:
         for _ in range(250):  # until that many writers wait on the lock
