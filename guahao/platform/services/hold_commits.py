@@ -47,10 +47,6 @@ __all__ = ["MAX_BATCH", "HoldCommits"]
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200
-IN_FLIGHT = 2
-"""Transactions of one process in flight at once on PostgreSQL: while one batch is in the
-server, the next is written beside it rather than waiting for it (the server has cores to
-spare for it; SQLite has one writer, so there one at a time)."""
 """The most grants one transaction carries: a release's burst is split into transactions of
 this size, so one statement's parameters stay far below every driver's limits."""
 
@@ -82,10 +78,7 @@ class HoldCommits:
         self._p = ports
         self._most = most
         self._queue: list[_Waiting] = []
-        bind = ports.sessions.kw.get("bind")
-        self._postgres = bind is not None and bind.dialect.name == "postgresql"
-        self._in_flight = IN_FLIGHT if self._postgres else 1
-        self._writers: set[asyncio.Task[None]] = set()
+        self._writer: asyncio.Task[None] | None = None
         self._asking: set[asyncio.Task[None]] = set()  # survival checks in flight
         self._statements: dict[tuple[tuple[str, ...], tuple[str, ...]], UnnestInsert] = {}
         self.transactions = 0
@@ -117,8 +110,8 @@ class HoldCommits:
             survived=loop.create_future() if check is not None else None,
         )
         self._queue.append(waiting)
-        if len(self._writers) < self._in_flight:
-            self._writers.add(asyncio.create_task(self._write_queue(), name="hold-commits"))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_queue(), name="hold-commits")
         await waiting.committed
         return waiting.survived is not None and await waiting.survived
 
@@ -136,8 +129,8 @@ class HoldCommits:
                 _settle(waiting, exc)
             self._queue.clear()
             raise
-        finally:  # in the step that found the queue empty: a later record starts a writer
-            self._writers.discard(cast("asyncio.Task[None]", asyncio.current_task()))
+        finally:
+            self._writer = None
 
     async def _write_batch(self, batch: list[_Waiting]) -> None:
         try:
@@ -189,7 +182,7 @@ class HoldCommits:
     async def _insert(self, batch: list[_Waiting]) -> None:
         self.transactions += 1
         async with self._p.sessions() as session:
-            if self._postgres:
+            if session.get_bind().dialect.name == "postgresql":
                 # both tables in one statement, its own transaction: one round trip
                 connection = await session.connection(execution_options=AUTOCOMMIT)
                 statement = self._statement(connection.dialect, batch[0])
