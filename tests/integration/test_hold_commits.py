@@ -5,9 +5,6 @@ recorded, a row breaking a rule is refused alone, its unit goes back to the pool
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import pytest
@@ -17,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from guahao.platform.bookings import Booking
 from guahao.platform.errors import GuahaoError
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
-from guahao.platform.services.hold_commits import IN_FLIGHT, HoldCommits
+from guahao.platform.services.hold_commits import HoldCommits
 from tests.fixtures.platforms import (
     bulk_accounts,
     clinic,
@@ -354,63 +351,3 @@ async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platfor
         0,
     )
     assert event.dispatched_at is None
-
-
-@asynccontextmanager
-async def bookings_locked(platform) -> AsyncIterator[None]:
-    """No row can be written into bookings until the block ends: another connection holds
-    the table (PostgreSQL) or the database's write lock (SQLite)."""
-    if platform.engine.dialect.name == "postgresql":
-        async with platform.engine.begin() as connection:
-            await connection.exec_driver_sql("LOCK TABLE bookings IN EXCLUSIVE MODE")
-            yield
-        return
-    holder = sqlite3.connect(platform.engine.url.database, isolation_level=None)
-    try:
-        holder.execute("BEGIN IMMEDIATE")
-        yield
-        holder.execute("COMMIT")
-    finally:
-        holder.close()
-
-
-async def test_a_batch_is_written_beside_one_in_flight_on_postgresql_and_after_it_on_sqlite(
-    platform,
-):
-    slots = await publish_clinic(platform, clinic(units=8))
-    accounts = await bulk_accounts(platform, 6)
-    session_id = await session_of(platform, slots[0])
-    now = platform.ports.clock.now()
-    commits = HoldCommits(platform.ports)
-    in_flight = IN_FLIGHT if platform.engine.dialect.name == "postgresql" else 1
-    assert IN_FLIGHT > 1
-
-    def booking(n: int) -> dict[str, object]:
-        return held_row(f"flight-{n}", accounts[n], slots[0], session_id, "k", now)
-
-    async def started(transactions: int) -> None:
-        for _ in range(250):  # until that many writers wait on the lock
-            if commits.transactions >= transactions:
-                return
-            await asyncio.sleep(0.02)
-
-    def write(n: int) -> asyncio.Task[bool]:
-        return asyncio.create_task(commits.record(booking(n), {"booking_id": f"flight-{n}"}, now))
-
-    async with bookings_locked(platform):
-        writes = [write(0)]
-        await started(1)
-        writes += [write(n) for n in range(1, 6)]  # while the first transaction waits
-        await started(in_flight)
-        await asyncio.sleep(0.2)
-        # PostgreSQL: the five in a second transaction, waiting on the lock beside the first;
-        # SQLite: the five wait for the first to end
-        assert commits.transactions == in_flight
-        assert not any(w.done() for w in writes)
-
-    await asyncio.gather(*writes)
-    async with platform.ports.sessions() as session:
-        recorded = set((await session.scalars(select(BookingRow.id))).all())
-    assert recorded == {f"flight-{n}" for n in range(6)}
-    assert (await outbox_topics(platform))["booking.held"] == 6
-    assert commits.transactions == 2  # the five together, on both
