@@ -75,7 +75,7 @@ class UnnestInsert:
             self._parts.append(
                 _TablePart(
                     carried=tuple(carried),
-                    processors=tuple(c.type._cached_bind_processor(dialect) for c in columns),
+                    processors=tuple(c.type.bind_processor(dialect) for c in columns),
                     defaults=tuple(_processed_default(c, dialect) for c in left_out),
                 )
             )
@@ -101,5 +101,5 @@ def _scalar_default(column: Column[Any]) -> bool:
 
 def _processed_default(column: Column[Any], dialect: Dialect) -> Any:
     value = getattr(column.default, "arg", None)
-    process = column.type._cached_bind_processor(dialect)
+    process = column.type.bind_processor(dialect)
     return value if process is None else process(value)
