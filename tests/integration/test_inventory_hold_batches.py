@@ -278,3 +278,56 @@ async def test_a_fenced_slot_in_a_batch_waits_for_its_rebuild_while_the_others_a
     assert not on_a.done()  # nothing is decided on a slot a rebuild is reloading
     await inventory.unfence("a", token="t1")
     assert await asyncio.wait_for(on_a, 5) == ("granted", "h1", False)
+
+
+async def test_the_platforms_offer_on_a_fenced_slot_waits_for_its_rebuild_and_claims_no_marker(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """An offer is one hold sent alone (a ``hold_many`` call of one, without a marker)."""
+    inventory = RedisInventory(slot_pool_redis, key_prefix="offer:")
+    await load_slots(inventory)
+    assert await inventory.fence("a", token="t1", ttl_ms=10_000) is not None
+    offer = asyncio.ensure_future(
+        inventory.offer_hold(
+            "a", hold_id="o1", account_id="acct1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="o1"
+        )
+    )
+    await asyncio.sleep(0.1)
+    assert not offer.done()
+    await inventory.unfence("a", token="t1")
+    grant = await asyncio.wait_for(offer, 5)
+    assert (grant.hold_id, grant.replayed) == ("o1", False)
+    assert await slot_pool_redis.exists(KeyNames("offer:").account_marker("acct1")) == 0
+    # the account may still hold a unit of its own, on the same slot
+    assert await attempt(inventory, ("a", "h1", "acct1", "k1", RELEASE)) == ("granted", "h1", False)
+    assert await attempt(inventory, ("a", "h2", "acct2", "k2", RELEASE)) == "SLOT_SOLD_OUT"
+    again = await inventory.offer_hold(
+        "a", hold_id="o1", account_id="acct1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="o1"
+    )
+    assert (again.hold_id, again.replayed) == ("o1", True)
+
+
+async def test_asking_whether_a_hold_stands_waits_out_a_fence_and_knows_confirmed_holds(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """``holds`` is ``held_all.lua`` asked about one hold: it waits for a rebuild where
+    ``holds_all`` answers that it cannot say."""
+    inventory = RedisInventory(slot_pool_redis, key_prefix="stands:")
+    await load_slots(inventory)
+    await attempt(inventory, ("a", "h1", "acct1", "k1", RELEASE))
+    await attempt(inventory, ("b", "h2", "acct2", "k2", RELEASE))
+    await inventory.confirm("b", hold_id="h2", account_id="acct2", now_ms=RELEASE)
+    assert await inventory.holds("a", hold_id="h1", now_ms=RELEASE) is True
+    assert await inventory.holds("a", hold_id="h1", now_ms=RELEASE + TTL) is False  # ran out
+    assert await inventory.holds("a", hold_id="nobody", now_ms=RELEASE) is False
+    assert await inventory.holds("b", hold_id="h2", now_ms=RELEASE + TTL) is True  # confirmed
+    with pytest.raises(GuahaoError) as caught:
+        await inventory.holds("nowhere", hold_id="h1", now_ms=RELEASE)
+    assert caught.value.code == "SLOT_NOT_LOADED"
+    assert await inventory.fence("a", token="t1", ttl_ms=10_000) is not None
+    assert await inventory.holds_all([("a", "h1", RELEASE)]) == {"h1": False}
+    asked = asyncio.ensure_future(inventory.holds("a", hold_id="h1", now_ms=RELEASE))
+    await asyncio.sleep(0.1)
+    assert not asked.done()
+    await inventory.unfence("a", token="t1")
+    assert await asyncio.wait_for(asked, 5) is True

@@ -1,5 +1,6 @@
--- Decide many holds in one call, in order, each exactly as hold.lua would decide it alone.
--- At a release most of a worker's concurrent holds arrive in the same loop turn; one call per
+-- The hold script: reserve one unit per hold, deciding a batch of holds in one call, in order,
+-- each exactly as a call of its own would decide it (a hold that must wait alone, on a fenced
+-- slot or for the platform's own offer, is a call of one). At a release most of a worker's concurrent holds arrive in the same loop turn; one call per
 -- hold made Redis pay a script call's fixed cost (the call, its KEYS and ARGV tables, the
 -- prelude) and the slot's reads for every hold: a grant cost 25-58 µs of Redis time against
 -- 3 µs for the ceiling's decrement (bench/profiles/engine3-*). Here the fixed cost is paid
@@ -11,12 +12,17 @@
 --
 -- KEYS: the seven family keys (as slot_prelude.lua names them) of each of the batch's slots,
 -- slot after slot; then per hold its idempotency record and, when ARGV[4] is '1' (one
--- server), its account's marker. On Redis Cluster the caller sends only slots of one hash
--- slot in a call and claims the markers afterwards, as for hold.lua.
+-- server), its account's marker: a grant then claims the account's one unfinished hold in
+-- this same call (as account_claim.lua would), so an account that already holds elsewhere is
+-- refused before anything is granted. A cluster cannot run a script over two hash tags: there
+-- the caller sends only slots of one hash slot in a call and claims the markers afterwards.
 -- ARGV: slots, holds, replay_ttl_ms, claims_marker ('1' or '0'), then per hold seven values:
 -- slot number (1-based, into the families), hold_id, account_id, now_ms, expires_at_ms,
 -- marker, marker_px (the last two empty without a marker).
--- Reply: one reply per hold, in order, each as hold.lua's.
+-- Reply: one reply per hold, in order: {'GRANTED', hold_id, expires}, {'REPLAYED', hold_id,
+-- expires} (a repeated idempotency key gets its first answer back, whatever happened since),
+-- {'REFUSED', code, ...}, {'FENCED'} or {'MISSING'} (a slot Redis does not know: load.lua
+-- writes every field, so a slot without a status).
 local slots, holds, replay_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local claims = ARGV[4] == '1'
 local per_hold = claims and 2 or 1
@@ -68,7 +74,8 @@ local function slot_state(n)
   return s
 end
 
--- Sweep what has run out by `now` and count, as hold.lua does before every decision.
+-- Sweep what has run out by `now` and count, before a slot's first decision at that time:
+-- removing what has run out before counting is what makes a timer unnecessary.
 local function count_at(s, now)
   if s.now == now then return end
   write_pending(s)
@@ -89,6 +96,10 @@ local function count_at(s, now)
   s.sold_out = nil
 end
 
+-- A sold-out refusal carries the earliest time the answer could change on its own (the first
+-- hold to run out or unit to return), so a worker can refuse repeats locally until then, and
+-- the accounts holding or having booked a unit here: a repeat of theirs may be owed its first
+-- grant, so a worker remembering this answer still sends them to Redis.
 local function sold_out_reply(s)
   if s.sold_out then return s.sold_out end
   write_pending(s)
@@ -125,6 +136,7 @@ local function decide(i)
   end
 
   count_at(s, now)
+  -- a hold id names one hold on this slot for good: live (hold owner) or confirmed
   if redis.call('HEXISTS', s.confirmed, hold_id) == 1 then
     return {'REFUSED', 'VALIDATION_FAILED'}
   end
@@ -132,12 +144,16 @@ local function decide(i)
     return {'REFUSED', 'VALIDATION_FAILED'}
   end
 
+  -- A lottery session (摇号) takes requests, not holds, until its draw.
   if m[4] == 'lottery' then return {'REFUSED', 'SESSION_IS_LOTTERY'} end
   if m[4] ~= 'open' then return {'REFUSED', 'SLOT_CLOSED'} end
   if tonumber(now) < tonumber(m[3]) then return {'REFUSED', 'SLOT_NOT_RELEASED', m[3]} end
   local available = tonumber(m[1]) - tonumber(m[2]) - s.held - s.returning_count
   if available <= 0 then return sold_out_reply(s) end
 
+  -- The marker: written when the account has none (the common case, one command); otherwise
+  -- a marker naming a live hold elsewhere refuses, and one whose hold ran out by the caller's
+  -- clock is overwritten (as account_claim.lua).
   if claims then
     local marker = KEYS[first_hold_key + (i - 1) * per_hold + 2]
     if not redis.call('SET', marker, ARGV[a + 6], 'PX', ARGV[a + 7], 'NX') then
