@@ -10,6 +10,7 @@ cluster, and lose the server under a batch.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from guahao.platform.embedded_redis import EmbeddedRedis
 from guahao.platform.errors import GuahaoError
 from guahao.platform.inventory import RedisInventory
+from guahao.platform.inventory.redis_inventory import MARKER_GRACE_MS
 from guahao.platform.inventory.slot_keys import KeyNames
 from guahao.platform.ports import HoldGrant, SlotState
 
@@ -331,3 +333,31 @@ async def test_asking_whether_a_hold_stands_waits_out_a_fence_and_knows_confirme
     assert not asked.done()
     await inventory.unfence("a", token="t1")
     assert await asyncio.wait_for(asked, 5) is True
+
+
+async def test_on_one_server_a_grant_writes_the_accounts_marker_as_the_rebuild_would(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The marker the hold script writes on one server is the JSON ``load`` claims after a
+    Redis loss, with a PX of the hold's time plus the grace, also for a slot id JSON has to
+    escape."""
+    inventory = RedisInventory(redis_client, key_prefix="marker:")
+    slot_id = 'slot/"中文"\\x'
+    await inventory.load(SlotState(slot_id=slot_id, capacity=2, booked=0, release_at_ms=RELEASE))
+    grant = await inventory.hold(
+        slot_id, hold_id="h1", account_id="acct1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k1"
+    )
+    marker = KeyNames("marker:").account_marker("acct1")
+    written = await redis_client.get(marker)
+    assert written is not None
+    assert json.loads(written) == [slot_id, "h1", str(grant.expires_at_ms)]
+    assert TTL + MARKER_GRACE_MS - 5_000 < await redis_client.pttl(marker) <= TTL + MARKER_GRACE_MS
+    await inventory.load(SlotState(slot_id="s2", capacity=2, booked=0, release_at_ms=RELEASE))
+    with pytest.raises(GuahaoError) as caught:
+        await inventory.hold(
+            "s2", hold_id="h2", account_id="acct1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k2"
+        )
+    assert caught.value.code == "HOLD_ALREADY_ACTIVE"
+    assert caught.value.detail["active_slot_id"] == slot_id
+    assert await inventory.release(slot_id, hold_id="h1", account_id="acct1", now_ms=RELEASE)
+    assert await redis_client.exists(marker) == 0  # released: the marker named this hold
