@@ -74,7 +74,7 @@ def test_a_hold_call_on_a_cluster_gets_its_slots_keys_in_one_hash_slot() -> None
                 for n in range(3)
             ]
             keys, args = hold_many_call(requests, 60_000)
-            assert len(keys) == 7 + 3
+            assert len(keys) == 6 + 3
             assert args[:4] == [1, 3, 60_000, 0]
             assert one_slot(keys), keys
 

@@ -38,7 +38,7 @@ pays the call's fixed cost only four times."""
 
 @dataclass(slots=True)
 class HoldRequest:
-    """One caller's hold as ``hold_many.lua`` takes it: the slot's seven keys, the idempotency
+    """One caller's hold as ``hold_many.lua`` takes it: the slot's family, the idempotency
     record, and (on one server) the account's marker with the value and PX to write. Not
     frozen: a frozen dataclass's ``__init__`` cost a tenth of a hold's Python."""
 
@@ -65,7 +65,8 @@ def hold_many_call(
     for request in requests:
         if request.family[0] not in slot_numbers:
             slot_numbers[request.family[0]] = len(slot_numbers) + 1
-            keys += request.family
+            meta, hold_expiry, hold_owner, returning, confirmed, _cancelled, fence = request.family
+            keys += (meta, hold_expiry, hold_owner, returning, confirmed, fence)
     claims = requests[0].marker is not None
     args: list[str | int] = [len(slot_numbers), len(requests), replay_ttl_ms, int(claims)]
     for request in requests:

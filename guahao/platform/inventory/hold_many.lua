@@ -1,21 +1,25 @@
--- The hold script: reserve one unit per hold, deciding a batch of holds in one call, in order,
--- each exactly as a call of its own would decide it (a hold that must wait alone, on a fenced
--- slot or for the platform's own offer, is a call of one). At a release most of a worker's concurrent holds arrive in the same loop turn; one call per
--- hold made Redis pay a script call's fixed cost (the call, its KEYS and ARGV tables, the
--- prelude) and the slot's reads for every hold: a grant cost 25-58 µs of Redis time against
--- 3 µs for the ceiling's decrement (bench/profiles/engine3-*). Here the fixed cost is paid
--- once a call; the fences and the idempotency records are read for the whole call (one
--- EXISTS, one MGET); a slot's facts are read once a slot a call, its new holds written with
--- one ZADD and one HSET, its grants announced with one PUBLISH. On a few hot slots that took
--- about a third off Redis's CPU per grant; on holds spread over many slots, each still paying
--- its own slot's work, nothing measurable (bench/README.md, branch engine3).
+-- The hold script: reserve one unit per hold, deciding a batch of holds in one call, in
+-- order, each exactly as a call of its own would decide it (a hold that must wait alone, on a
+-- fenced slot or for the platform's own offer, is a call of one). At a release most of a
+-- worker's concurrent holds arrive in the same loop turn; one call per hold made Redis pay a
+-- script call's fixed cost (the call, its KEYS and ARGV tables, the prelude) and the slot's
+-- reads for every hold: a grant cost 25-58 µs of Redis time against 3 µs for the ceiling's
+-- decrement (bench/profiles/engine3-*). Here the fixed cost is paid once a call; the fences
+-- and the idempotency records are read for the whole call (one EXISTS, one MGET); a slot's
+-- facts are read once a slot a call, its new holds written with one ZADD and one HSET, its
+-- grants announced with one PUBLISH. On a few hot slots that took about a third off Redis's
+-- CPU per grant; on holds spread over many slots, each still paying its own slot's work,
+-- nothing measurable (bench/README.md, branch engine3).
 --
--- KEYS: the seven family keys (as slot_prelude.lua names them) of each of the batch's slots,
--- slot after slot; then per hold its idempotency record and, when ARGV[4] is '1' (one
--- server), its account's marker: a grant then claims the account's one unfinished hold in
--- this same call (as account_claim.lua would), so an account that already holds elsewhere is
--- refused before anything is granted. A cluster cannot run a script over two hash tags: there
--- the caller sends only slots of one hash slot in a call and claims the markers afterwards.
+-- KEYS: six family keys of each of the batch's slots, slot after slot (slot_prelude.lua's
+-- order without CANCELLED, which a hold never reads: on spread slots each hold carries its
+-- slot's keys, and every byte is packed and written by the worker and parsed by Redis; see
+-- bench/README.md, branch engine4); then per hold its idempotency record and, when ARGV[4] is
+-- '1' (one server), its account's marker: a grant then claims the account's one unfinished
+-- hold in this same call (as account_claim.lua would), so an account that already holds
+-- elsewhere is refused before anything is granted. A cluster cannot run a script over two
+-- hash tags: there the caller sends only slots of one hash slot in a call and claims the
+-- markers afterwards.
 -- ARGV: slots, holds, replay_ttl_ms, claims_marker ('1' or '0'), then per hold seven values:
 -- slot number (1-based, into the families), hold_id, account_id, now_ms, expires_at_ms,
 -- marker, marker_px (the last two empty without a marker).
@@ -26,7 +30,7 @@
 local slots, holds, replay_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local claims = ARGV[4] == '1'
 local per_hold = claims and 2 or 1
-local first_hold_key = slots * 7
+local first_hold_key = slots * 6
 
 -- What a slot's decisions share within this call: read on its first hold, then kept in step
 -- with what this call does to it. `now` is the caller time the counts were taken at (a hold
@@ -34,9 +38,9 @@ local first_hold_key = slots * 7
 local state = {}
 
 local function family(n)
-  local base = (n - 1) * 7
+  local base = (n - 1) * 6
   return KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5],
-    KEYS[base + 6], KEYS[base + 7]
+    KEYS[base + 6]
 end
 
 -- The holds granted on a slot and not yet written: written before anything reads the
@@ -52,7 +56,7 @@ end
 -- Whether any of the call's slots is fenced by a rebuild: one EXISTS over every fence (a
 -- rebuild is rare); only when one is, each slot's own fence is looked at.
 local fences = {}
-for n = 1, slots do fences[n] = KEYS[(n - 1) * 7 + 7] end
+for n = 1, slots do fences[n] = KEYS[(n - 1) * 6 + 6] end
 local any_fenced = redis.call('EXISTS', unpack(fences)) > 0
 
 -- Every hold's first answer, if its idempotency key was used before: one MGET for the call.
@@ -65,7 +69,7 @@ local answered = {}
 local function slot_state(n)
   local s = state[n]
   if s then return s end
-  local meta, hold_expiry, hold_owner, returning, confirmed, _, fence = family(n)
+  local meta, hold_expiry, hold_owner, returning, confirmed, fence = family(n)
   s = {meta = meta, hold_expiry = hold_expiry, hold_owner = hold_owner, returning = returning,
     confirmed = confirmed, expiry = {}, owners = {}, new = {}, taken = false}
   state[n] = s

@@ -82,7 +82,7 @@ LOAD_MISSING = LuaScript.from_package("load_missing")
 slots whose keys one call may touch: see ``RedisInventory.load_missing``)."""
 
 HOLD_MANY = LuaScript.from_package("hold_many")
-"""The one hold script: a batch of holds in one call, decided in order (KEYS: 7 per slot, then
+"""The one hold script: a batch of holds in one call, decided in order (KEYS: 6 per slot, then
 the holds' idempotency records and, on one server, their account markers; see
 ``hold_many.lua`` and ``hold_batches``). A hold that waits alone is a call of one."""
 
