@@ -76,6 +76,14 @@ async def load_slots(inventory: RedisInventory) -> None:
     )
 
 
+async def with_a_fenced(client: aioredis.Redis, prefix: str) -> RedisInventory:
+    """The slots loaded, and slot ``a`` fenced by a rebuild (token ``t1``) until unfenced."""
+    inventory = RedisInventory(client, key_prefix=prefix)
+    await load_slots(inventory)
+    assert await inventory.fence("a", token="t1", ttl_ms=10_000) is not None
+    return inventory
+
+
 async def attempt(
     inventory: RedisInventory, request: tuple[str, str, str, str, int]
 ) -> tuple[str, str, bool] | str:
@@ -270,9 +278,7 @@ async def test_a_crowd_on_one_hot_slot_in_large_batches_gets_exactly_its_units(
 async def test_a_fenced_slot_in_a_batch_waits_for_its_rebuild_while_the_others_are_answered(
     slot_pool_redis: aioredis.Redis,
 ) -> None:
-    inventory = RedisInventory(slot_pool_redis, key_prefix="fenced:")
-    await load_slots(inventory)
-    assert await inventory.fence("a", token="t1", ttl_ms=10_000) is not None
+    inventory = await with_a_fenced(slot_pool_redis, "fenced:")
     on_a = asyncio.ensure_future(attempt(inventory, ("a", "h1", "acct1", "k1", RELEASE)))
     on_b = asyncio.ensure_future(attempt(inventory, ("b", "h2", "acct2", "k2", RELEASE)))
     assert await asyncio.wait_for(on_b, 5) == ("granted", "h2", False)
@@ -286,9 +292,7 @@ async def test_the_platforms_offer_on_a_fenced_slot_waits_for_its_rebuild_and_cl
     slot_pool_redis: aioredis.Redis,
 ) -> None:
     """An offer is one hold sent alone (a ``hold_many`` call of one, without a marker)."""
-    inventory = RedisInventory(slot_pool_redis, key_prefix="offer:")
-    await load_slots(inventory)
-    assert await inventory.fence("a", token="t1", ttl_ms=10_000) is not None
+    inventory = await with_a_fenced(slot_pool_redis, "offer:")
     offer = asyncio.ensure_future(
         inventory.offer_hold(
             "a", hold_id="o1", account_id="acct1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="o1"
