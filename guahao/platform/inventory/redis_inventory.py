@@ -139,6 +139,8 @@ class RedisInventory:
         # back, never a remembered refusal. (Repeats reaching another worker pass its view
         # because the sold-out answer names the accounts holding there.)
         self._granted: OrderedDict[str, None] = OrderedDict()
+        # the last sold-out answer's accounts, raw and as a set (see _holders)
+        self._last_holders: tuple[str, Sequence[Any], frozenset[str]] | None = None
         self._keys = KeyNames(key_prefix)
         self.sold_out = SoldOutView(
             self._keys.returns_channel(),
@@ -638,7 +640,7 @@ class RedisInventory:
             # give-back is announced), and never for the accounts holding there
             next_free = int(reply[2])
             until = next_free if next_free >= 0 else _NEVER_MS
-            self.sold_out.mark(slot_id, ticket, until, (_text(owner) for owner in reply[3:]))
+            self.sold_out.mark(slot_id, ticket, until, self._holders(slot_id, reply[3:]))
             return
         if code != "SLOT_NOT_RELEASED":
             return
@@ -647,6 +649,22 @@ class RedisInventory:
         self._refusals.move_to_end(slot_id)
         while len(self._refusals) > self._refusal_memory:
             self._refusals.popitem(last=False)
+
+    def _holders(self, slot_id: str, owners: Sequence[Any]) -> frozenset[str]:
+        """The accounts a sold-out answer names, as the view keeps them. The holds of one call
+        refused on one slot get the same answer, which names every account holding or having
+        booked there (thousands on a hot slot): building the set for each refusal was a third
+        of the worker's time at a hot release (bench/profiles/engine4-6-*), so the last
+        answer's set is kept and reused when the next answer names the same accounts."""
+        last = self._last_holders
+        if last is not None and last[0] == slot_id and last[1] == owners:
+            return last[2]
+        if owners and isinstance(owners[0], bytes):
+            holders = frozenset(map(bytes.decode, owners))
+        else:
+            holders = frozenset(map(_text, owners))
+        self._last_holders = (slot_id, owners, holders)
+        return holders
 
     @property
     def remembered_refusals(self) -> int:
