@@ -153,10 +153,14 @@ def _answer(futures: list[asyncio.Future[Any]], done: asyncio.Future[Any]) -> No
             if not future.done():
                 future.set_exception(error)
         return
-    for future, reply in zip(futures, done.result(), strict=True):
+    replies = done.result()
+    for future, reply in zip(futures, replies, strict=True):
         if future.done():
             continue
         if isinstance(reply, BaseException):  # that hold's own error reply
             future.set_exception(reply)
+        elif len(reply) == 4 and isinstance(reply[3], int):
+            # a sold-out answer given in full to an earlier hold of the call (hold_many.lua)
+            future.set_result(replies[reply[3] - 1])
         else:
             future.set_result(reply)

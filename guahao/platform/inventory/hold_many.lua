@@ -25,8 +25,9 @@
 -- marker, marker_px (the last two empty without a marker).
 -- Reply: one reply per hold, in order: {'GRANTED', hold_id, expires}, {'REPLAYED', hold_id,
 -- expires} (a repeated idempotency key gets its first answer back, whatever happened since),
--- {'REFUSED', code, ...}, {'FENCED'} or {'MISSING'} (a slot Redis does not know: load.lua
--- writes every field, so a slot without a status).
+-- {'REFUSED', code, ...} (a sold-out answer may refer to an earlier one, see sold_out_reply),
+-- {'FENCED'} or {'MISSING'} (a slot Redis does not know: load.lua writes every field, so a
+-- slot without a status).
 local slots, holds, replay_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local claims = ARGV[4] == '1'
 local per_hold = claims and 2 or 1
@@ -103,9 +104,14 @@ end
 -- A sold-out refusal carries the earliest time the answer could change on its own (the first
 -- hold to run out or unit to return), so a worker can refuse repeats locally until then, and
 -- the accounts holding or having booked a unit here: a repeat of theirs may be owed its first
--- grant, so a worker remembering this answer still sends them to Redis.
-local function sold_out_reply(s)
-  if s.sold_out then return s.sold_out end
+-- grant, so a worker remembering this answer still sends them to Redis. The slot's later holds
+-- in this call (until a grant or a sweep) get the same answer by reference: {'REFUSED',
+-- 'SLOT_SOLD_OUT', next_free, i}, i (an integer, never an account) the hold whose reply holds
+-- it in full. On a hot slot the answer names thousands of accounts, and repeated for each
+-- refused hold of a call it was most of what Redis wrote and the worker parsed at the moment
+-- the slot sold out (bench/profiles/engine4-7-*).
+local function sold_out_reply(s, i)
+  if s.sold_out then return {'REFUSED', 'SLOT_SOLD_OUT', s.sold_out[3], s.sold_out_at} end
   write_pending(s)
   local next_free = nil
   local first_hold = redis.call('ZRANGE', s.hold_expiry, 0, 0, 'WITHSCORES')
@@ -118,7 +124,7 @@ local function sold_out_reply(s)
   for _, owner in ipairs(redis.call('HVALS', s.hold_owner)) do reply[#reply + 1] = owner end
   for _, owner in ipairs(redis.call('HVALS', s.confirmed)) do reply[#reply + 1] = owner end
   -- the same answer for the slot's later holds in this call, until a grant or a sweep
-  s.sold_out = reply
+  s.sold_out, s.sold_out_at = reply, i
   return reply
 end
 
@@ -153,7 +159,7 @@ local function decide(i)
   if m[4] ~= 'open' then return {'REFUSED', 'SLOT_CLOSED'} end
   if tonumber(now) < tonumber(m[3]) then return {'REFUSED', 'SLOT_NOT_RELEASED', m[3]} end
   local available = tonumber(m[1]) - tonumber(m[2]) - s.held - s.returning_count
-  if available <= 0 then return sold_out_reply(s) end
+  if available <= 0 then return sold_out_reply(s, i) end
 
   -- The marker: written when the account has none (the common case, one command); otherwise
   -- a marker naming a live hold elsewhere refuses, and one whose hold ran out by the caller's
