@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from guahao.platform.embedded_redis import EmbeddedRedis
@@ -38,7 +39,7 @@ REQUESTS = [
     ("a", "h3", "acct3", "k3", RELEASE),  # a's two units are gone: sold out mid-batch
     ("a", "h1b", "acct1", "k1", RELEASE),  # a repeat of k1: h1 again
     ("a", "h4", "acct5", "k2", RELEASE),  # k2 is acct2's request, not acct5's
-    ("b", "h6", "acct1", "k6", RELEASE),  # acct1 already holds h1
+    ("b", "h6", "acct1", "k6", RELEASE),  # acct1 already holds h1 (ACROSS_SLOTS)
     ("b", "h7", "acct7", "k7", RELEASE),
     ("b", "h7", "acct8", "k8", RELEASE),  # h7 names a hold on b already
     ("later", "h9", "acct9", "k9", RELEASE),  # released tomorrow
@@ -47,6 +48,9 @@ REQUESTS = [
     ("b", "h12", "acct12", "k12", RELEASE + 5),  # another caller time: counted again
     ("a", "h13", "acct13", "k13", RELEASE + 5),  # still sold out at that time
 ]
+
+ACROSS_SLOTS = REQUESTS[5]
+"""One account's second hold, on another slot than its first."""
 
 EXPECTED = [
     ("granted", "h1", False),
@@ -135,14 +139,46 @@ async def test_a_batch_of_holds_is_decided_in_order_exactly_as_one_by_one(
     await load_slots(together)
 
     one_by_one = [await attempt(alone, request) for request in REQUESTS]
-    # the same requests in one loop turn: one batch
-    batched = await asyncio.gather(*(attempt(together, request) for request in REQUESTS))
+    if isinstance(slot_pool_redis, RedisCluster):
+        # a cluster decides each hash slot's holds in a call of their own, on its own shard,
+        # and those calls are in no fixed order: acct1's hold on ``b`` would race its hold on
+        # ``a`` for the account's marker (either may win: see the next test), so it is asked
+        # in the next loop turn
+        first_turn = [r for r in REQUESTS if r is not ACROSS_SLOTS]
+        batched = await asyncio.gather(*(attempt(together, r) for r in first_turn))
+        batched.insert(REQUESTS.index(ACROSS_SLOTS), await attempt(together, ACROSS_SLOTS))
+    else:
+        # the same requests in one loop turn: one batch
+        batched = await asyncio.gather(*(attempt(together, request) for request in REQUESTS))
 
     assert one_by_one == EXPECTED
     assert batched == EXPECTED
     assert await what_redis_holds(slot_pool_redis, "together:") == await what_redis_holds(
         slot_pool_redis, "alone:"
     )
+
+
+async def test_one_accounts_holds_on_two_slots_in_one_turn_grant_exactly_one(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """Asked together, neither hold comes first: on a cluster they are calls to two shards,
+    so which one is granted is not fixed, but never both and never neither."""
+    inventory = RedisInventory(slot_pool_redis, key_prefix="two-slots:")
+    await load_slots(inventory)
+    for round_ in range(5):
+        account = f"acct-two-{round_}"
+        outcomes = await asyncio.gather(
+            attempt(inventory, ("a", f"x{round_}", account, f"kx{round_}", RELEASE)),
+            attempt(inventory, ("b", f"y{round_}", account, f"ky{round_}", RELEASE)),
+        )
+        granted = [
+            (slot, o) for slot, o in zip("ab", outcomes, strict=True) if isinstance(o, tuple)
+        ]
+        assert len(granted) == 1, outcomes
+        assert "HOLD_ALREADY_ACTIVE" in outcomes
+        slot, (_granted, hold_id, _replayed) = granted[0]
+        # given back, so the account may hold again in the next round
+        assert await inventory.release(slot, hold_id=hold_id, account_id=account, now_ms=RELEASE)
 
 
 async def test_on_one_server_a_loop_turns_holds_are_one_script_call(

@@ -14,6 +14,9 @@ error.
 
 On one server a call may take any slots (up to ``HOLD_BATCH`` holds); on Redis Cluster a call
 only takes slots of one hash slot, so each call runs on one shard and the pipeline routes it.
+Calls to different shards are in no fixed order, so on a cluster one account's holds on two
+slots asked in the same turn are not decided in the order asked: one of them is granted,
+whichever claims the account's marker first (tests/integration/test_inventory_hold_batches.py).
 """
 
 from __future__ import annotations
