@@ -64,6 +64,7 @@ from guahao.web.request_bodies import (
     replaying,
 )
 from guahao.web.schemas import HoldCreate
+from guahao.web.sold_out_refusals import SoldOutRefusals
 
 __all__ = [
     "AVAILABILITY_ROUTE",
@@ -187,6 +188,7 @@ class FrontAnswers:
         """The lean grant path (None: every grant through the framework)."""
         self.metrics = metrics
         self.gzip_bodies = gzip_bodies or GzipBodies()
+        self.sold_out = SoldOutRefusals()
         self._clients: dict[tuple[str, bytes], ClientContext] = {}
         self._clients_vault: PersonalDataVault | None = None
         self.answered = 0
@@ -264,19 +266,22 @@ class FrontAnswers:
             platform.ports.vault, client[0] if client else "", headers.get(b"x-device-id", b"")
         )
         try:
-            await platform.bookings.refuse_known_sold_out(
+            hold_id = await platform.bookings.refuse_known_sold_out(
                 account_id=account, slot_id=slot_id, client=context
             )
-        except GuahaoError as exc:
+        except GuahaoError as exc:  # over a rate limit
             status, body, response, code = refused(exc)
             await self._answer(scope, send, status, body, response, HOLD_ROUTE, started, code)
             return
         except Exception:  # an outage before the limits were counted: the route answers it
             # the facts or the rules could not be read (nothing is counted before them):
             # ``hold`` meets the same outage and answers it as the exception handlers do
-            pass
-        # the view no longer refuses (a unit came back meanwhile): ``hold`` decides
-        await self.app(scope, replaying(body, receive), send)
+            hold_id = None
+        if hold_id is None:  # the view no longer refuses (a unit came back): ``hold`` decides
+            await self.app(scope, replaying(body, receive), send)
+            return
+        status, body, response, code = self.sold_out.answer(slot_id, hold_id)
+        await self._answer(scope, send, status, body, response, HOLD_ROUTE, started, code)
 
     def _client(self, vault: PersonalDataVault, host: str, device: bytes) -> ClientContext:
         """``client_context`` of an address and a device, remembered: two keyed hashes per
