@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -45,6 +46,8 @@ async def _drive(environ: dict[str, str], tokens: list[str], slot: str, requests
     async with open_platform(settings, migrate=False) as platform:
         app = create_app(settings, platform=platform)
         app.state.platform = platform  # what the lifespan does
+        gc.collect()  # what ``guahao serve`` does before its first request (cli.py)
+        gc.freeze()
 
         async def one(n: int) -> None:
             scope = {
