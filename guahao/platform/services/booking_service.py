@@ -613,7 +613,7 @@ class BookingService:
         inventory = self._p.inventory
         if not inventory.refuses_sold_out(slot_id, account_id, to_epoch_ms(self._p.clock.now())):
             return None
-        facts = await self.slot_facts(slot_id)
+        facts = await self.records.slot_facts(slot_id)
         limits = (await self._rules.region()).rate_limits if self._p.limiter else None
         now = self._p.clock.now()
         if now >= facts.starts_at or not inventory.refuses_sold_out(
