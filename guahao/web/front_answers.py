@@ -66,7 +66,7 @@ from guahao.web.metrics import HOLD_ROUTE, WebMetrics, request_id_from, requests
 from guahao.web.request_bodies import (
     API_BODY_LIMIT,
     BodyTooLargeError,
-    read_bounded,
+    read_within,
     replaying,
 )
 from guahao.web.schemas import HoldCreate
@@ -234,7 +234,7 @@ class FrontAnswers:
             await self.app(scope, receive, send)
             return
         try:
-            body = await read_bounded(scope, receive, API_BODY_LIMIT)
+            body = await read_within(receive, API_BODY_LIMIT)  # the length judged above
         except BodyTooLargeError:  # more bytes than announced: the route's answer for it
             await self.app(scope, replaying(b"", receive), send)
             return
