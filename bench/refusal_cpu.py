@@ -20,16 +20,14 @@ import argparse
 import asyncio
 import gc
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import uvloop
+from in_app_holds import child_result, hold, in_parallel, seeded  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,51 +48,10 @@ async def _drive(environ: dict[str, str], tokens: list[str], slot: str, requests
         gc.freeze()
 
         async def one(n: int) -> None:
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "POST",
-                "scheme": "http",
-                "path": "/api/v1/holds",
-                "raw_path": b"/api/v1/holds",
-                "query_string": b"",
-                "root_path": "",
-                "headers": [
-                    (b"host", b"bench"),
-                    (b"authorization", f"Bearer {tokens[n % len(tokens)]}".encode()),
-                    (b"idempotency-key", f"k{n}-{time.time_ns()}".encode()),
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-                # wrk's addresses (bench/wrk/surge.lua), as the proxy-headers middleware sets them
-                "client": (f"10.{n % 250}.{(n // 250) % 8}.7", 40000),
-                "server": ("127.0.0.1", 80),
-                "state": {},
-            }
-            sent = False
-
-            async def receive() -> dict[str, Any]:
-                nonlocal sent
-                if sent:
-                    await asyncio.sleep(3600)  # a client that stays connected
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            async def send(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    statuses[message["status"]] += 1
-
-            await app(scope, receive, send)  # type: ignore[arg-type]
+            await hold(app, tokens[n % len(tokens)], body, n, statuses)
 
         async def run(numbers: range) -> None:
-            queue = iter(numbers)
-
-            async def worker() -> None:
-                for n in queue:
-                    await one(n)
-
-            await asyncio.gather(*(worker() for _ in range(64)))
+            await in_parallel(numbers, one)
 
         await run(range(len(tokens)))  # every token verified once: the crowd is signed in
         statuses.clear()
@@ -123,29 +80,18 @@ def main() -> None:
         result = uvloop.run(  # the loop ``guahao serve`` runs on
             _drive(spec["environ"], spec["tokens"], spec["slot"], spec["requests"])
         )
-        print("REFUSAL-CPU " + json.dumps(result), flush=True)
+        print("RESULT " + json.dumps(result), flush=True)
         return
     if options.other is None:
         parser.error("--other is required")
     sys.path.insert(0, str(ROOT))
-    from bench.http_surge import _check, _environment, _free_port, _load_average, _seed
-    from guahao.platform.embedded_redis import EmbeddedRedis
-    from infra import local_postgres
+    from bench.http_surge import _check, _load_average
 
-    work = Path(tempfile.mkdtemp(prefix="guahao-refusal-cpu-"))
-    work.chmod(0o755)  # the cluster runs as the postgres user when we are root
-    pg_dir = work / "pg"
     trees = {"other": str(options.other.resolve()), "this": str(ROOT)}
     print(f"load average before: {_load_average()}", flush=True)
-    local_postgres.start(pg_dir)
-    redis = EmbeddedRedis(work / "redis", port=_free_port())
-    redis.start()
     results: list[dict[str, Any]] = []
-    try:
-        environ = _environment(work / "data", local_postgres.createdb(pg_dir, "guahao"), redis.url)
-        (work / "files").mkdir()
-        target = asyncio.run(_seed(environ, work / "files", 2))
-        spec = work / "spec.json"
+    with seeded("guahao-refusal-cpu-") as (environ, target):
+        spec = target.tokens.parent / "spec.json"
         spec.write_text(
             json.dumps(
                 {
@@ -159,22 +105,12 @@ def main() -> None:
         for round_no in range(options.rounds):
             for name, tree in trees.items():
                 load = _load_average()
-                command = [sys.executable, str(Path(__file__).resolve()), "--child", str(spec)]
-                if options.profile:
-                    options.profile.mkdir(parents=True, exist_ok=True)
-                    folded = options.profile / f"refusal-cpu-{name}-{round_no}.folded"
-                    spy = [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--rate", "250"]
-                    command = [*spy, "--format", "raw", "--output", str(folded), "--", *command]
-                done = subprocess.run(
-                    command,
-                    env=os.environ | {"PYTHONPATH": tree},
-                    cwd=tree,
-                    capture_output=True,
-                    text=True,
-                    check=True,
+                folded = (
+                    options.profile / f"refusal-cpu-{name}-{round_no}.folded"
+                    if options.profile
+                    else None
                 )
-                line = next(r for r in done.stdout.splitlines() if r.startswith("REFUSAL-CPU "))
-                result = json.loads(line.removeprefix("REFUSAL-CPU ")) | {
+                result = child_result(Path(__file__).resolve(), spec, tree, folded) | {
                     "round": round_no,
                     "tree": name,
                     "load": load,
@@ -182,9 +118,6 @@ def main() -> None:
                 results.append(result)
                 print(json.dumps(result), flush=True)
         print("end checks:", json.dumps(asyncio.run(_check(environ, 0))))
-    finally:
-        redis.stop()
-        local_postgres.stop(pg_dir)
     for name in trees:
         mine = sorted(r["cpu_us_per_refusal"] for r in results if r["tree"] == name)
         print(f"{name}: CPU µs per refusal {mine}, median {mine[len(mine) // 2]}")
