@@ -1,19 +1,20 @@
-"""What a grant costs Redis itself: CPU per call of ``hold.lua`` and of variants of it.
+"""What a grant costs Redis itself: CPU per grant of ``hold_many.lua`` and of variants of it.
 
 Not a test. ``release_surge.py``'s ``cpu µs/dec`` column gives the servers' CPU per decision
 over a whole surge; this isolates the hold script. 20 000 grants (200 slots of 250 units,
 each attempt a new account) go through the inventory's own automatic pipeline, 200 callers
 at once; Redis's ``used_cpu_user + used_cpu_sys`` (``INFO cpu``) before and after, divided
-by the calls. CPU time, unlike ``usec_per_call`` (wall time inside Redis), is barely moved by
-a loaded machine. Rows:
+by the grants. CPU time, unlike ``usec_per_call`` (wall time inside Redis), is barely moved
+by a loaded machine. Rows, each with a call of one hold and with calls of ``HOLD_BATCH``:
 
-- ``hold``: the script as the adapter runs it (a grant on one server, marker included);
-- ``empty``: the slot prelude and an immediate reply, the same keys and arguments: what a
-  call costs before its first ``redis.call`` (parsing, the pipeline, the reply);
-- one row per ``--variant FILE``: the body of another hold script (for instance an older
-  ``hold.lua`` from git, or one without some command) behind the same prelude.
+- ``hold_many``: the script as the adapter runs it (grants on one server, marker included;
+  a call of one is how a hold on a fenced slot or the platform's offer is sent);
+- ``empty``: an immediate reply, the same keys and arguments: what a call costs before its
+  first ``redis.call`` (parsing, the pipeline, the reply);
+- one row per ``--variant FILE``: another hold script (for instance an older
+  ``hold_many.lua`` from git, or one without some command), the same keys and arguments.
 
-    .venv/bin/python bench/hold_script_cost.py --variant /tmp/old_hold.lua --rounds 2
+    .venv/bin/python bench/hold_script_cost.py --variant /tmp/old_hold_many.lua --rounds 2
 """
 
 from __future__ import annotations
@@ -32,23 +33,27 @@ sys.path.insert(0, str(ROOT))
 
 from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from guahao.platform.inventory import RedisInventory  # noqa: E402
-from guahao.platform.inventory.lua_scripts import SLOT_SCRIPTS, LuaScript  # noqa: E402
+from guahao.platform.inventory.hold_batches import (  # noqa: E402
+    HOLD_BATCH,
+    HoldRequest,
+    hold_many_call,
+)
+from guahao.platform.inventory.lua_scripts import HOLD_MANY, LuaScript  # noqa: E402
 from guahao.platform.inventory.redis_inventory import MARKER_GRACE_MS  # noqa: E402
 from guahao.platform.inventory.slot_keys import KeyNames  # noqa: E402
 from guahao.platform.ports import SlotState  # noqa: E402
 
 RELEASE_MS = 1_780_000_000_000
 TTL_MS = 15 * 60 * 1000
+REPLAY_TTL_MS = 86_400_000
 GRANTS = 20_000
 SLOTS = 200
 
 
 def scripts(variants: list[Path]) -> dict[str, LuaScript]:
-    source = SLOT_SCRIPTS["hold"].source
-    prelude = source.split("-- Reserve one unit.")[0]
-    found = {"hold": SLOT_SCRIPTS["hold"], "empty": LuaScript("empty", prelude + "return {1}")}
+    found = {"hold_many": HOLD_MANY, "empty": LuaScript("empty", "return {}")}
     for path in variants:
-        found[path.name] = LuaScript(path.name, prelude + path.read_text())
+        found[path.name] = LuaScript(path.name, path.read_text())
     return found
 
 
@@ -57,49 +62,51 @@ async def redis_cpu(client: aioredis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def one_row(client: aioredis.Redis, script: LuaScript) -> tuple[float, int]:
+def requests() -> list[HoldRequest]:
+    keys = KeyNames("cost:")
+    expires = RELEASE_MS + TTL_MS
+    return [
+        HoldRequest(
+            keys.slot_family(f"s{n % SLOTS}"),
+            keys.replay_record(f"s{n % SLOTS}", f"k{n}"),
+            keys.account_marker(f"a{n}"),
+            f"h{n}",
+            f"a{n}",
+            RELEASE_MS,
+            expires,
+            f'["s{n % SLOTS}","h{n}","{expires}"]',
+            TTL_MS + MARKER_GRACE_MS,
+        )
+        for n in range(GRANTS)
+    ]
+
+
+async def one_row(client: aioredis.Redis, script: LuaScript, per_call: int) -> tuple[float, int]:
     await client.flushdb()
     inventory = RedisInventory(client, key_prefix="cost:")
-    keys = KeyNames("cost:")
     for s in range(SLOTS):
         await inventory.load(
             SlotState(slot_id=f"s{s}", capacity=250, booked=0, release_at_ms=RELEASE_MS)
         )
-    expires = RELEASE_MS + TTL_MS
-    calls = []
-    for n in range(GRANTS):
-        slot = f"s{n % SLOTS}"
-        calls.append(
-            (
-                [
-                    *keys.slot_family(slot),
-                    keys.replay_record(slot, f"k{n}"),
-                    keys.account_marker(f"a{n}"),
-                ],
-                [
-                    f"h{n}",
-                    f"a{n}",
-                    RELEASE_MS,
-                    expires,
-                    86_400_000,
-                    f'["{slot}","h{n}","{expires}"]',
-                    TTL_MS + MARKER_GRACE_MS,
-                ],
-            )
-        )
+    holds = requests()
+    calls = [
+        hold_many_call(holds[start : start + per_call], REPLAY_TTL_MS)
+        for start in range(0, GRANTS, per_call)
+    ]
     pipeline = inventory._pipeline  # the adapter's own batching, as a worker runs it
-    await pipeline.run(script, calls[0][0], ["warm", "warm", 0, 1, 1])  # loads the script
+    warm = HoldRequest(holds[0].family, "warm", "warm-marker", "warm", "warm", 0, 1)
+    await pipeline.run(script, *hold_many_call([warm], REPLAY_TTL_MS))  # loads the script
     todo = iter(calls)
     granted = 0
 
     async def caller() -> None:
         nonlocal granted
         for call_keys, args in todo:
-            reply: Any = await pipeline.run(script, call_keys, args)
-            granted += reply[0] == b"GRANTED"
+            replies: Any = await pipeline.run(script, call_keys, args)
+            granted += sum(1 for reply in replies if reply[0] == b"GRANTED")
 
     before = await redis_cpu(client)
-    await asyncio.gather(*(caller() for _ in range(200)))
+    await asyncio.gather(*(caller() for _ in range(max(1, 200 // per_call))))
     return (await redis_cpu(client) - before) / GRANTS * 1e6, granted
 
 
@@ -110,8 +117,12 @@ async def measure(url: str, variants: list[Path], rounds: int) -> None:
     try:
         for round_ in range(rounds):
             for name, script in scripts(variants).items():
-                micros, granted = await one_row(client, script)
-                print(f"round {round_}  {name:28} Redis CPU {micros:6.1f} µs/call  {granted=}")
+                for per_call in (1, HOLD_BATCH):
+                    micros, granted = await one_row(client, script, per_call)
+                    print(
+                        f"round {round_}  {name:28} {per_call:3} a call"
+                        f"  Redis CPU {micros:6.1f} µs/grant  {granted=}"
+                    )
     finally:
         await client.aclose()
 

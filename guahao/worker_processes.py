@@ -238,7 +238,7 @@ def supervise(
     workers: int,
     command: Callable[[int, int], list[str]] = serve_command,
     *,
-    overlaps: Callable[[int], bool] = lambda index: index > 0,
+    overlaps: Callable[[int], bool] = lambda _index: True,
 ) -> int:
     """Run ``workers`` children, ``command(fd of its listener, index)`` each, until SIGTERM
     or SIGINT; the exit status. Worker ``index`` accepts on ``listeners[index % len]`` (one
@@ -247,8 +247,8 @@ def supervise(
     With one shared socket each worker is drained before its successor starts (the others
     take the new connections meanwhile). With a socket per worker nobody else accepts on the
     replaced worker's socket, so when ``overlaps(index)`` the successor is started first and
-    the worker drained once the successor accepts (``accepts_on``); otherwise (worker 0 when
-    it binds the HL7 MLLP port, which two processes of one index cannot both hold) the
+    the worker drained once the successor accepts (``accepts_on``); otherwise (a worker
+    holding something two processes cannot hold at once: ``replaced_side_by_side``) the
     connections hashed to its socket wait there for its successor."""
     sockets = listeners if isinstance(listeners, list) else [listeners]
 

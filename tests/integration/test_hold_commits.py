@@ -5,6 +5,7 @@ recorded, a row breaking a rule is refused alone, its unit goes back to the pool
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import event, func, select
@@ -27,6 +28,25 @@ from tests.fixtures.platforms import (
 CROWD = 40
 
 
+def held_row(
+    booking_id: str, account_id: str, slot_id: str, session_id: str, key: str, now: datetime
+) -> dict[str, object]:
+    """A granted hold's columns as ``grant_hold`` gives them to ``HoldCommits.record`` (the
+    client's hashes left to the model's defaults)."""
+    return {
+        "id": booking_id,
+        "account_id": account_id,
+        "slot_id": slot_id,
+        "session_id": session_id,
+        "status": "held",
+        "idempotency_key": key,
+        "fee_cents": 500,
+        "hold_expires_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 async def test_concurrent_grants_share_a_few_transactions_and_all_are_recorded(platform):
     slots = await publish_clinic(platform, clinic(units=CROWD))
     crowd = await bulk_accounts(platform, CROWD)
@@ -34,7 +54,7 @@ async def test_concurrent_grants_share_a_few_transactions_and_all_are_recorded(p
     inserts: list[str] = []
 
     def count_inserts(*args: object, **kw: object) -> None:
-        if str(args[2]).lstrip().upper().startswith("INSERT INTO BOOKINGS"):
+        if "INSERT INTO BOOKINGS" in str(args[2]).upper():  # alone, or with the outbox's
             inserts.append(str(args[2]))
 
     event.listen(platform.engine.sync_engine, "before_cursor_execute", count_inserts)
@@ -66,18 +86,7 @@ async def test_a_row_breaking_a_rule_is_refused_alone_and_the_rest_of_its_batch_
     commits = HoldCommits(platform.ports)
 
     def booking(n: int, account: str, key: str) -> dict[str, object]:
-        return {
-            "id": f"commit-test-{n}",
-            "account_id": account,
-            "slot_id": slots[0],
-            "session_id": session_id,
-            "status": "held",
-            "idempotency_key": key,
-            "fee_cents": 500,
-            "hold_expires_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        return held_row(f"commit-test-{n}", account, slots[0], session_id, key, now)
 
     await commits.record(booking(0, accounts[0], "k"), {"booking_id": "commit-test-0"}, now)
     results = await asyncio.gather(
@@ -241,18 +250,7 @@ async def test_the_pool_vouches_only_for_the_holds_it_knows(platform):
     commits = HoldCommits(platform.ports)
 
     def booking(n: int) -> dict[str, object]:
-        return {
-            "id": f"survival-{n}",
-            "account_id": accounts[n],
-            "slot_id": slots[0],
-            "session_id": session_id,
-            "status": "held",
-            "idempotency_key": f"k{n}",
-            "fee_cents": 500,
-            "hold_expires_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
+        return held_row(f"survival-{n}", accounts[n], slots[0], session_id, f"k{n}", now)
 
     known, unknown = await asyncio.gather(
         *(
@@ -278,7 +276,7 @@ async def test_the_pool_vouches_only_for_the_holds_it_knows(platform):
 
 async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platform):
     slots = await publish_clinic(platform, clinic(units=2))
-    accounts = await bulk_accounts(platform, 1)
+    accounts = await bulk_accounts(platform, 2)
     session_id = await session_of(platform, slots[0])
     now = platform.ports.clock.now()
     row = {
@@ -297,14 +295,43 @@ async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platfor
     }
     payload = {"booking_id": "columns-0", "fee_cents": 500, "nested": {"when": now.isoformat()}}
 
-    await HoldCommits(platform.ports).record(row, payload, now)
+    # a second row in the same transaction (one statement of both tables on PostgreSQL)
+    later = now + timedelta(minutes=3)
+    other = row | {
+        "id": "columns-1",
+        "account_id": accounts[1],
+        "idempotency_key": "k2",
+        "fee_cents": 0,
+        "hold_expires_at": later,
+        "ip_hash": "",
+        "device_hash": "device",
+    }
+    other_payload = {"booking_id": "columns-1", "list": [1, "二"], "none": None}
+    commits = HoldCommits(platform.ports)
 
+    await asyncio.gather(
+        commits.record(row, payload, now), commits.record(other, other_payload, later)
+    )
+
+    assert commits.transactions == 1
     async with platform.ports.sessions() as session:
         booking = await session.get(BookingRow, "columns-0")
+        second = await session.get(BookingRow, "columns-1")
         event = await session.scalar(select(OutboxRow).where(OutboxRow.aggregate_id == "columns-0"))
+        events = (
+            await session.scalars(
+                select(OutboxRow).where(OutboxRow.topic == "booking.held").order_by(OutboxRow.id)
+            )
+        ).all()
     assert booking is not None
+    assert second is not None
     assert event is not None
     assert {name: getattr(booking, name) for name in row} == row  # aware UTC times back
+    assert {name: getattr(second, name) for name in other} == other
+    assert [(e.aggregate_id, e.payload, e.created_at) for e in events] == [
+        ("columns-0", payload, now),
+        ("columns-1", other_payload, later),
+    ]  # in the order of the batch
     # the columns the row leaves out get the model's defaults
     assert (booking.kind, booking.origin, booking.version, booking.paid) == (
         "regular",

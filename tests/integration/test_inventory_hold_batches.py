@@ -10,6 +10,7 @@ cluster, and lose the server under a batch.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -22,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from guahao.platform.embedded_redis import EmbeddedRedis
 from guahao.platform.errors import GuahaoError
 from guahao.platform.inventory import RedisInventory
+from guahao.platform.inventory.redis_inventory import MARKER_GRACE_MS
 from guahao.platform.inventory.slot_keys import KeyNames
 from guahao.platform.ports import HoldGrant, SlotState
 
@@ -72,6 +74,14 @@ async def load_slots(inventory: RedisInventory) -> None:
     await inventory.load(
         SlotState(slot_id="closed", capacity=5, booked=0, release_at_ms=RELEASE, status="closed")
     )
+
+
+async def with_a_fenced(client: aioredis.Redis, prefix: str) -> RedisInventory:
+    """The slots loaded, and slot ``a`` fenced by a rebuild (token ``t1``) until unfenced."""
+    inventory = RedisInventory(client, key_prefix=prefix)
+    await load_slots(inventory)
+    assert await inventory.fence("a", token="t1", ttl_ms=10_000) is not None
+    return inventory
 
 
 async def attempt(
@@ -268,9 +278,7 @@ async def test_a_crowd_on_one_hot_slot_in_large_batches_gets_exactly_its_units(
 async def test_a_fenced_slot_in_a_batch_waits_for_its_rebuild_while_the_others_are_answered(
     slot_pool_redis: aioredis.Redis,
 ) -> None:
-    inventory = RedisInventory(slot_pool_redis, key_prefix="fenced:")
-    await load_slots(inventory)
-    assert await inventory.fence("a", token="t1", ttl_ms=10_000) is not None
+    inventory = await with_a_fenced(slot_pool_redis, "fenced:")
     on_a = asyncio.ensure_future(attempt(inventory, ("a", "h1", "acct1", "k1", RELEASE)))
     on_b = asyncio.ensure_future(attempt(inventory, ("b", "h2", "acct2", "k2", RELEASE)))
     assert await asyncio.wait_for(on_b, 5) == ("granted", "h2", False)
@@ -278,3 +286,82 @@ async def test_a_fenced_slot_in_a_batch_waits_for_its_rebuild_while_the_others_a
     assert not on_a.done()  # nothing is decided on a slot a rebuild is reloading
     await inventory.unfence("a", token="t1")
     assert await asyncio.wait_for(on_a, 5) == ("granted", "h1", False)
+
+
+async def test_the_platforms_offer_on_a_fenced_slot_waits_for_its_rebuild_and_claims_no_marker(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """An offer is one hold sent alone (a ``hold_many`` call of one, without a marker)."""
+    inventory = await with_a_fenced(slot_pool_redis, "offer:")
+    offer = asyncio.ensure_future(
+        inventory.offer_hold(
+            "a", hold_id="o1", account_id="acct1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="o1"
+        )
+    )
+    await asyncio.sleep(0.1)
+    assert not offer.done()
+    await inventory.unfence("a", token="t1")
+    grant = await asyncio.wait_for(offer, 5)
+    assert (grant.hold_id, grant.replayed) == ("o1", False)
+    assert await slot_pool_redis.exists(KeyNames("offer:").account_marker("acct1")) == 0
+    # the account may still hold a unit of its own, on the same slot
+    assert await attempt(inventory, ("a", "h1", "acct1", "k1", RELEASE)) == ("granted", "h1", False)
+    assert await attempt(inventory, ("a", "h2", "acct2", "k2", RELEASE)) == "SLOT_SOLD_OUT"
+    again = await inventory.offer_hold(
+        "a", hold_id="o1", account_id="acct1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="o1"
+    )
+    assert (again.hold_id, again.replayed) == ("o1", True)
+
+
+async def test_asking_whether_a_hold_stands_waits_out_a_fence_and_knows_confirmed_holds(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """``holds`` is ``held_all.lua`` asked about one hold: it waits for a rebuild where
+    ``holds_all`` answers that it cannot say."""
+    inventory = RedisInventory(slot_pool_redis, key_prefix="stands:")
+    await load_slots(inventory)
+    await attempt(inventory, ("a", "h1", "acct1", "k1", RELEASE))
+    await attempt(inventory, ("b", "h2", "acct2", "k2", RELEASE))
+    await inventory.confirm("b", hold_id="h2", account_id="acct2", now_ms=RELEASE)
+    assert await inventory.holds("a", hold_id="h1", now_ms=RELEASE) is True
+    assert await inventory.holds("a", hold_id="h1", now_ms=RELEASE + TTL) is False  # ran out
+    assert await inventory.holds("a", hold_id="nobody", now_ms=RELEASE) is False
+    assert await inventory.holds("b", hold_id="h2", now_ms=RELEASE + TTL) is True  # confirmed
+    with pytest.raises(GuahaoError) as caught:
+        await inventory.holds("nowhere", hold_id="h1", now_ms=RELEASE)
+    assert caught.value.code == "SLOT_NOT_LOADED"
+    assert await inventory.fence("a", token="t1", ttl_ms=10_000) is not None
+    assert await inventory.holds_all([("a", "h1", RELEASE)]) == {"h1": False}
+    asked = asyncio.ensure_future(inventory.holds("a", hold_id="h1", now_ms=RELEASE))
+    await asyncio.sleep(0.1)
+    assert not asked.done()
+    await inventory.unfence("a", token="t1")
+    assert await asyncio.wait_for(asked, 5) is True
+
+
+async def test_on_one_server_a_grant_writes_the_accounts_marker_as_the_rebuild_would(
+    redis_client: aioredis.Redis,
+) -> None:
+    """The marker the hold script writes on one server is the JSON ``load`` claims after a
+    Redis loss, with a PX of the hold's time plus the grace, also for a slot id JSON has to
+    escape."""
+    inventory = RedisInventory(redis_client, key_prefix="marker:")
+    slot_id = 'slot/"中文"\\x'
+    await inventory.load(SlotState(slot_id=slot_id, capacity=2, booked=0, release_at_ms=RELEASE))
+    grant = await inventory.hold(
+        slot_id, hold_id="h1", account_id="acct1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k1"
+    )
+    marker = KeyNames("marker:").account_marker("acct1")
+    written = await redis_client.get(marker)
+    assert written is not None
+    assert json.loads(written) == [slot_id, "h1", str(grant.expires_at_ms)]
+    assert TTL + MARKER_GRACE_MS - 5_000 < await redis_client.pttl(marker) <= TTL + MARKER_GRACE_MS
+    await inventory.load(SlotState(slot_id="s2", capacity=2, booked=0, release_at_ms=RELEASE))
+    with pytest.raises(GuahaoError) as caught:
+        await inventory.hold(
+            "s2", hold_id="h2", account_id="acct1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k2"
+        )
+    assert caught.value.code == "HOLD_ALREADY_ACTIVE"
+    assert caught.value.detail["active_slot_id"] == slot_id
+    assert await inventory.release(slot_id, hold_id="h1", account_id="acct1", now_ms=RELEASE)
+    assert await redis_client.exists(marker) == 0  # released: the marker named this hold

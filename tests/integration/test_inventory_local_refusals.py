@@ -163,6 +163,28 @@ async def test_an_account_holding_there_is_never_refused_from_memory(
     assert (grant.hold_id, grant.replayed) == ("h1", True)
 
 
+async def test_the_accounts_named_follow_each_sold_out_answer_of_a_slot(
+    worker: RedisInventory, other_worker: RedisInventory
+) -> None:
+    """The worker reuses the set of accounts of the last answer when the next names the same
+    ones (one call's refusals on a hot slot): an answer naming others must replace it."""
+    await load(worker, SlotState(slot_id="s1", capacity=1, booked=0, release_at_ms=RELEASE))
+    assert await attempt(other_worker, 1, RELEASE) == "granted"
+    refusals = await asyncio.gather(*(attempt(worker, n, RELEASE + 1) for n in (2, 3, 4)))
+    assert refusals == ["SLOT_SOLD_OUT"] * 3  # one call, the same answer three times
+    assert not worker.refuses_sold_out("s1", "a1", RELEASE + 2)
+    assert worker.refuses_sold_out("s1", "a5", RELEASE + 2)
+    # a1 lets go (announced: the view forgets the slot); a5 takes the unit
+    seen = worker.sold_out.announcements
+    await other_worker.release("s1", hold_id="h1", account_id="a1", now_ms=RELEASE + 3)
+    await announced(worker, seen + 1)
+    assert await attempt(other_worker, 5, RELEASE + 4) == "granted"
+    assert await attempt(worker, 6, RELEASE + 5) == "SLOT_SOLD_OUT"
+    assert worker.refuses_sold_out("s1", "a1", RELEASE + 6)
+    assert not worker.refuses_sold_out("s1", "a5", RELEASE + 6)
+    assert await attempt(worker, 1, RELEASE + 6, key="again") == "SLOT_SOLD_OUT/local"
+
+
 async def test_a_worker_that_loses_its_subscription_drops_the_whole_view(
     worker: RedisInventory, other_worker: RedisInventory, redis_client: aioredis.Redis
 ) -> None:

@@ -295,7 +295,7 @@ from guahao.worker_processes import bind_listeners, supervise
 script, port = sys.argv[1], int(sys.argv[2])
 command = lambda fd, index: [sys.executable, "-c", script, str(fd)]
 listeners = bind_listeners("127.0.0.1", port, 2, balance="reuseport")
-raise SystemExit(supervise(listeners, 2, command, overlaps=lambda index: True))
+raise SystemExit(supervise(listeners, 2, command))
 """
 
 

@@ -13,6 +13,7 @@ import re
 import pytest
 from redis.crc import key_slot
 
+from guahao.platform.inventory.hold_batches import HoldRequest, hold_many_call
 from guahao.platform.inventory.lua_scripts import (
     ACCOUNT_SCRIPTS,
     HELD_ALL,
@@ -47,12 +48,35 @@ def test_each_slot_script_gets_all_its_keys_in_the_slots_one_hash_slot(name: str
         names = KeyNames(prefix)
         for slot_id in IDS:
             keys = names.slot_family(slot_id)
-            if name in ("hold", "unhold"):  # the request's idempotency record rides along
+            if name == "unhold":  # the request's idempotency record rides along
                 keys = [*keys, names.replay_record(slot_id, "idem-key")]
-            # hold's KEYS[9], the account's marker, is passed only on one server, never to a
-            # cluster (the script reads it only when given)
-            assert keys_used(script.source) <= len(keys) + (name == "hold"), name
+            assert keys_used(script.source) <= len(keys), name
             assert one_slot(keys), (name, keys)
+
+
+def test_a_hold_call_on_a_cluster_gets_its_slots_keys_in_one_hash_slot() -> None:
+    """``hold_many.lua`` reads its keys by computed index, so the audit above cannot count
+    them: the call ``hold_many_call`` builds for holds of one slot (as the batcher sends on a
+    cluster, with no account marker) must fall in that slot's hash slot."""
+    for prefix in PREFIXES:
+        names = KeyNames(prefix)
+        for slot_id in IDS:
+            requests = [
+                HoldRequest(
+                    names.slot_family(slot_id),
+                    names.replay_record(slot_id, f"idem-{n}"),
+                    None,
+                    f"h{n}",
+                    f"a{n}",
+                    0,
+                    1,
+                )
+                for n in range(3)
+            ]
+            keys, args = hold_many_call(requests, 60_000)
+            assert len(keys) == 6 + 3
+            assert args[:4] == [1, 3, 60_000, 0]
+            assert one_slot(keys), keys
 
 
 @pytest.mark.parametrize("name", sorted(ACCOUNT_SCRIPTS))

@@ -1,6 +1,9 @@
--- Whether each hold of a group is still in the pool: held.lua for many holds at once, asked
--- by the group commit of granted holds once their records are written (one call for the
--- whole commit on one server; on Redis Cluster one call per slot, every key under its tag).
+-- Whether each hold of a group is still in the pool, asked by the group commit of granted
+-- holds once their records are written (one call for the whole commit on one server; on Redis
+-- Cluster one call per slot, every key under its tag), and by the hold path about one hold
+-- (RedisInventory.holds, which waits out a FENCED answer and refuses a MISSING slot): once a
+-- hold's record is written, whether a Redis lost and reloaded meanwhile (from a SQL read that
+-- could not see the record yet) still knows the hold.
 -- Writes nothing. A confirmed hold counts as held.
 -- KEYS: for each hold i, its slot's meta, hold_expiry, confirmed and fence keys
 -- (KEYS[4i-3 .. 4i]). ARGV: for each hold i, its hold id and the caller's now_ms

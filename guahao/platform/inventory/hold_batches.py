@@ -9,7 +9,8 @@ slots Redis's CPU per grant fell by about a third; holds spread over many slots 
 their own slot's work each (bench/README.md, branch engine3). ``HoldBatcher`` queues the holds
 of one loop turn and sends
 them as a few ``hold_many`` calls, each deciding its holds in the order they were asked, each
-exactly as ``hold.lua`` would alone; every caller gets its own reply, or the batch's error.
+as it would be decided alone (a call of one); every caller gets its own reply, or the batch's
+error.
 
 On one server a call may take any slots (up to ``HOLD_BATCH`` holds); on Redis Cluster a call
 only takes slots of one hash slot, so each call runs on one shard and the pipeline routes it.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -27,7 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from guahao.platform.inventory.lua_scripts import HOLD_MANY
 from guahao.platform.inventory.pipelining import AutoPipeline
 
-__all__ = ["HOLD_BATCH", "HoldBatcher", "HoldRequest"]
+__all__ = ["HOLD_BATCH", "HoldBatcher", "HoldRequest", "hold_many_call"]
 
 HOLD_BATCH = 64
 """How many holds one ``hold_many`` call decides. Redis runs nothing else meanwhile: 64
@@ -37,8 +38,9 @@ pays the call's fixed cost only four times."""
 
 @dataclass(slots=True)
 class HoldRequest:
-    """One caller's hold as ``hold.lua`` takes it: the slot's seven keys, the idempotency
-    record, and (on one server) the account's marker with the value and PX to write."""
+    """One caller's hold as ``hold_many.lua`` takes it: the slot's family, the idempotency
+    record, and (on one server) the account's marker with the value and PX to write. Not
+    frozen: a frozen dataclass's ``__init__`` cost a tenth of a hold's Python."""
 
     family: Sequence[str]
     replay_key: str
@@ -47,9 +49,40 @@ class HoldRequest:
     account_id: str
     now_ms: int
     expires_at_ms: int
-    marker_value: str
-    marker_px: int
-    future: asyncio.Future[Any] = field(repr=False)
+    marker_value: str = ""
+    marker_px: int = 0
+
+
+def hold_many_call(
+    requests: Sequence[HoldRequest], replay_ttl_ms: int
+) -> tuple[list[str], list[str | int]]:
+    """The KEYS and ARGV of one ``hold_many`` call deciding ``requests`` in order (all with a
+    marker or all without). The batcher sends a loop turn's holds this way, and a hold that
+    must wait alone (a fenced slot, the platform's own offer) is a call of one: there is one
+    hold script."""
+    slot_numbers: dict[str, int] = {}
+    keys: list[str] = []
+    for request in requests:
+        if request.family[0] not in slot_numbers:
+            slot_numbers[request.family[0]] = len(slot_numbers) + 1
+            meta, hold_expiry, hold_owner, returning, confirmed, _cancelled, fence = request.family
+            keys += (meta, hold_expiry, hold_owner, returning, confirmed, fence)
+    claims = requests[0].marker is not None
+    args: list[str | int] = [len(slot_numbers), len(requests), replay_ttl_ms, int(claims)]
+    for request in requests:
+        keys.append(request.replay_key)
+        if request.marker is not None:
+            keys.append(request.marker)
+        args += [
+            slot_numbers[request.family[0]],
+            request.hold_id,
+            request.account_id,
+            request.now_ms,
+            request.expires_at_ms,
+            request.marker_value,
+            request.marker_px,
+        ]
+    return keys, args
 
 
 class HoldBatcher:
@@ -70,42 +103,19 @@ class HoldBatcher:
         self._cluster = cluster
         self._replay_ttl_ms = replay_ttl_ms
         self._max_holds = max_holds
-        self._queue: list[HoldRequest] = []
+        self._queue: list[tuple[HoldRequest, asyncio.Future[Any]]] = []
         self._scheduled = False
 
-    def submit(
-        self,
-        family: Sequence[str],
-        replay_key: str,
-        marker: str | None,
-        *,
-        hold_id: str,
-        account_id: str,
-        now_ms: int,
-        expires_at_ms: int,
-        marker_value: str = "",
-        marker_px: int = 0,
-    ) -> asyncio.Future[Any]:
-        """Queue one hold; the future's result is its ``hold.lua``-shaped reply. Holds with
-        a marker and holds without may not share a batcher (see ``RedisInventory``)."""
+    def submit(self, request: HoldRequest) -> asyncio.Future[Any]:
+        """Queue one hold; the future's result is its reply from ``hold_many.lua``. Holds
+        with a marker and holds without may not share a batcher (see ``RedisInventory``)."""
         loop = asyncio.get_running_loop()
-        request = HoldRequest(
-            family,
-            replay_key,
-            marker,
-            hold_id,
-            account_id,
-            now_ms,
-            expires_at_ms,
-            marker_value,
-            marker_px,
-            loop.create_future(),
-        )
-        self._queue.append(request)
+        future = loop.create_future()
+        self._queue.append((request, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return request.future
+        return future
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -113,59 +123,44 @@ class HoldBatcher:
         if self._cluster is None:
             groups = [queue]
         else:
-            by_hash_slot: dict[int, list[HoldRequest]] = {}
+            by_hash_slot: dict[int, list[tuple[HoldRequest, asyncio.Future[Any]]]] = {}
             keyslot = self._cluster.keyslot
-            for request in queue:
-                by_hash_slot.setdefault(keyslot(request.family[0]), []).append(request)
+            for queued in queue:
+                by_hash_slot.setdefault(keyslot(queued[0].family[0]), []).append(queued)
             groups = list(by_hash_slot.values())
         for group in groups:
             for start in range(0, len(group), self._max_holds):
                 self._send(group[start : start + self._max_holds])
 
-    def _send(self, batch: list[HoldRequest]) -> None:
-        slot_numbers: dict[str, int] = {}
-        keys: list[str] = []
-        for request in batch:
-            if request.family[0] not in slot_numbers:
-                slot_numbers[request.family[0]] = len(slot_numbers) + 1
-                keys += request.family
-        claims = batch[0].marker is not None
-        args: list[str | int] = [len(slot_numbers), len(batch), self._replay_ttl_ms, int(claims)]
-        for request in batch:
-            keys.append(request.replay_key)
-            if request.marker is not None:
-                keys.append(request.marker)
-            args += [
-                slot_numbers[request.family[0]],
-                request.hold_id,
-                request.account_id,
-                request.now_ms,
-                request.expires_at_ms,
-                request.marker_value,
-                request.marker_px,
-            ]
+    def _send(self, batch: list[tuple[HoldRequest, asyncio.Future[Any]]]) -> None:
+        keys, args = hold_many_call([request for request, _ in batch], self._replay_ttl_ms)
+        futures = [future for _, future in batch]
         reply = self._pipeline.submit(HOLD_MANY, keys, args)
-        reply.add_done_callback(lambda done: _answer(batch, done))
+        reply.add_done_callback(lambda done: _answer(futures, done))
 
 
-def _answer(batch: list[HoldRequest], done: asyncio.Future[Any]) -> None:
+def _answer(futures: list[asyncio.Future[Any]], done: asyncio.Future[Any]) -> None:
     """Each caller its own reply; on an error (a lost connection, say) every caller the same
     error: the call either ran whole or not at all, so nobody is told a half."""
     if done.cancelled():
-        for request in batch:
-            if not request.future.done():
-                request.future.cancel()
+        for future in futures:
+            if not future.done():
+                future.cancel()
         return
     error = done.exception()
     if error is not None:
-        for request in batch:
-            if not request.future.done():
-                request.future.set_exception(error)
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
         return
-    for request, reply in zip(batch, done.result(), strict=True):
-        if request.future.done():
+    replies = done.result()
+    for future, reply in zip(futures, replies, strict=True):
+        if future.done():
             continue
         if isinstance(reply, BaseException):  # that hold's own error reply
-            request.future.set_exception(reply)
+            future.set_exception(reply)
+        elif len(reply) == 4 and isinstance(reply[3], int):
+            # a sold-out answer given in full to an earlier hold of the call (hold_many.lua)
+            future.set_result(replies[reply[3] - 1])
         else:
-            request.future.set_result(reply)
+            future.set_result(reply)

@@ -1,26 +1,37 @@
--- Decide many holds in one call, in order, each exactly as hold.lua would decide it alone.
--- At a release most of a worker's concurrent holds arrive in the same loop turn; one call per
--- hold made Redis pay a script call's fixed cost (the call, its KEYS and ARGV tables, the
--- prelude) and the slot's reads for every hold: a grant cost 25-58 µs of Redis time against
--- 3 µs for the ceiling's decrement (bench/profiles/engine3-*). Here the fixed cost is paid
--- once a call; the fences and the idempotency records are read for the whole call (one
--- EXISTS, one MGET); a slot's facts are read once a slot a call, its new holds written with
--- one ZADD and one HSET, its grants announced with one PUBLISH. On a few hot slots that took
--- about a third off Redis's CPU per grant; on holds spread over many slots, each still paying
--- its own slot's work, nothing measurable (bench/README.md, branch engine3).
+-- The hold script: reserve one unit per hold, deciding a batch of holds in one call, in
+-- order, each exactly as a call of its own would decide it (a hold that must wait alone, on a
+-- fenced slot or for the platform's own offer, is a call of one). At a release most of a
+-- worker's concurrent holds arrive in the same loop turn; one call per hold made Redis pay a
+-- script call's fixed cost (the call, its KEYS and ARGV tables, the prelude) and the slot's
+-- reads for every hold: a grant cost 25-58 µs of Redis time against 3 µs for the ceiling's
+-- decrement (bench/profiles/engine3-*). Here the fixed cost is paid once a call; the fences
+-- and the idempotency records are read for the whole call (one EXISTS, one MGET); a slot's
+-- facts are read once a slot a call, its new holds written with one ZADD and one HSET, its
+-- grants announced with one PUBLISH. On a few hot slots that took about a third off Redis's
+-- CPU per grant; on holds spread over many slots, each still paying its own slot's work,
+-- nothing measurable (bench/README.md, branch engine3).
 --
--- KEYS: the seven family keys (as slot_prelude.lua names them) of each of the batch's slots,
--- slot after slot; then per hold its idempotency record and, when ARGV[4] is '1' (one
--- server), its account's marker. On Redis Cluster the caller sends only slots of one hash
--- slot in a call and claims the markers afterwards, as for hold.lua.
+-- KEYS: six family keys of each of the batch's slots, slot after slot (slot_prelude.lua's
+-- order without CANCELLED, which a hold never reads: on spread slots each hold carries its
+-- slot's keys, and every byte is packed and written by the worker and parsed by Redis; see
+-- bench/README.md, branch engine4); then per hold its idempotency record and, when ARGV[4] is
+-- '1' (one server), its account's marker: a grant then claims the account's one unfinished
+-- hold in this same call (as account_claim.lua would), so an account that already holds
+-- elsewhere is refused before anything is granted. A cluster cannot run a script over two
+-- hash tags: there the caller sends only slots of one hash slot in a call and claims the
+-- markers afterwards.
 -- ARGV: slots, holds, replay_ttl_ms, claims_marker ('1' or '0'), then per hold seven values:
 -- slot number (1-based, into the families), hold_id, account_id, now_ms, expires_at_ms,
 -- marker, marker_px (the last two empty without a marker).
--- Reply: one reply per hold, in order, each as hold.lua's.
+-- Reply: one reply per hold, in order: {'GRANTED', hold_id, expires}, {'REPLAYED', hold_id,
+-- expires} (a repeated idempotency key gets its first answer back, whatever happened since),
+-- {'REFUSED', code, ...} (a sold-out answer may refer to an earlier one, see sold_out_reply),
+-- {'FENCED'} or {'MISSING'} (a slot Redis does not know: load.lua writes every field, so a
+-- slot without a status).
 local slots, holds, replay_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local claims = ARGV[4] == '1'
 local per_hold = claims and 2 or 1
-local first_hold_key = slots * 7
+local first_hold_key = slots * 6
 
 -- What a slot's decisions share within this call: read on its first hold, then kept in step
 -- with what this call does to it. `now` is the caller time the counts were taken at (a hold
@@ -28,9 +39,9 @@ local first_hold_key = slots * 7
 local state = {}
 
 local function family(n)
-  local base = (n - 1) * 7
+  local base = (n - 1) * 6
   return KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], KEYS[base + 5],
-    KEYS[base + 6], KEYS[base + 7]
+    KEYS[base + 6]
 end
 
 -- The holds granted on a slot and not yet written: written before anything reads the
@@ -46,7 +57,7 @@ end
 -- Whether any of the call's slots is fenced by a rebuild: one EXISTS over every fence (a
 -- rebuild is rare); only when one is, each slot's own fence is looked at.
 local fences = {}
-for n = 1, slots do fences[n] = KEYS[(n - 1) * 7 + 7] end
+for n = 1, slots do fences[n] = KEYS[(n - 1) * 6 + 6] end
 local any_fenced = redis.call('EXISTS', unpack(fences)) > 0
 
 -- Every hold's first answer, if its idempotency key was used before: one MGET for the call.
@@ -59,7 +70,7 @@ local answered = {}
 local function slot_state(n)
   local s = state[n]
   if s then return s end
-  local meta, hold_expiry, hold_owner, returning, confirmed, _, fence = family(n)
+  local meta, hold_expiry, hold_owner, returning, confirmed, fence = family(n)
   s = {meta = meta, hold_expiry = hold_expiry, hold_owner = hold_owner, returning = returning,
     confirmed = confirmed, expiry = {}, owners = {}, new = {}, taken = false}
   state[n] = s
@@ -68,7 +79,8 @@ local function slot_state(n)
   return s
 end
 
--- Sweep what has run out by `now` and count, as hold.lua does before every decision.
+-- Sweep what has run out by `now` and count, before a slot's first decision at that time:
+-- removing what has run out before counting is what makes a timer unnecessary.
 local function count_at(s, now)
   if s.now == now then return end
   write_pending(s)
@@ -89,8 +101,17 @@ local function count_at(s, now)
   s.sold_out = nil
 end
 
-local function sold_out_reply(s)
-  if s.sold_out then return s.sold_out end
+-- A sold-out refusal carries the earliest time the answer could change on its own (the first
+-- hold to run out or unit to return), so a worker can refuse repeats locally until then, and
+-- the accounts holding or having booked a unit here: a repeat of theirs may be owed its first
+-- grant, so a worker remembering this answer still sends them to Redis. The slot's later holds
+-- in this call (until a grant or a sweep) get the same answer by reference: {'REFUSED',
+-- 'SLOT_SOLD_OUT', next_free, i}, i (an integer, never an account) the hold whose reply holds
+-- it in full. On a hot slot the answer names thousands of accounts, and repeated for each
+-- refused hold of a call it was most of what Redis wrote and the worker parsed at the moment
+-- the slot sold out (bench/profiles/engine4-7-*).
+local function sold_out_reply(s, i)
+  if s.sold_out then return {'REFUSED', 'SLOT_SOLD_OUT', s.sold_out[3], s.sold_out_at} end
   write_pending(s)
   local next_free = nil
   local first_hold = redis.call('ZRANGE', s.hold_expiry, 0, 0, 'WITHSCORES')
@@ -103,7 +124,7 @@ local function sold_out_reply(s)
   for _, owner in ipairs(redis.call('HVALS', s.hold_owner)) do reply[#reply + 1] = owner end
   for _, owner in ipairs(redis.call('HVALS', s.confirmed)) do reply[#reply + 1] = owner end
   -- the same answer for the slot's later holds in this call, until a grant or a sweep
-  s.sold_out = reply
+  s.sold_out, s.sold_out_at = reply, i
   return reply
 end
 
@@ -125,6 +146,7 @@ local function decide(i)
   end
 
   count_at(s, now)
+  -- a hold id names one hold on this slot for good: live (hold owner) or confirmed
   if redis.call('HEXISTS', s.confirmed, hold_id) == 1 then
     return {'REFUSED', 'VALIDATION_FAILED'}
   end
@@ -132,12 +154,16 @@ local function decide(i)
     return {'REFUSED', 'VALIDATION_FAILED'}
   end
 
+  -- A lottery session (摇号) takes requests, not holds, until its draw.
   if m[4] == 'lottery' then return {'REFUSED', 'SESSION_IS_LOTTERY'} end
   if m[4] ~= 'open' then return {'REFUSED', 'SLOT_CLOSED'} end
   if tonumber(now) < tonumber(m[3]) then return {'REFUSED', 'SLOT_NOT_RELEASED', m[3]} end
   local available = tonumber(m[1]) - tonumber(m[2]) - s.held - s.returning_count
-  if available <= 0 then return sold_out_reply(s) end
+  if available <= 0 then return sold_out_reply(s, i) end
 
+  -- The marker: written when the account has none (the common case, one command); otherwise
+  -- a marker naming a live hold elsewhere refuses, and one whose hold ran out by the caller's
+  -- clock is overwritten (as account_claim.lua).
   if claims then
     local marker = KEYS[first_hold_key + (i - 1) * per_hold + 2]
     if not redis.call('SET', marker, ARGV[a + 6], 'PX', ARGV[a + 7], 'NX') then

@@ -40,7 +40,6 @@ class LuaScript:
 def _slot_scripts() -> dict[str, LuaScript]:
     prelude = files(_PACKAGE).joinpath("slot_prelude.lua").read_text(encoding="utf-8")
     names = (
-        "hold",
         "extend",
         "confirm",
         "release",
@@ -55,7 +54,6 @@ def _slot_scripts() -> dict[str, LuaScript]:
         "grant_drawn",
         "fence",
         "unfence",
-        "held",
     )
     return {name: LuaScript.from_package(name, prelude=prelude) for name in names}
 
@@ -71,7 +69,7 @@ SLOT_SCRIPTS["load_if_missing"] = LuaScript(
         1,
     ),
 )
-"""Scripts on one slot's key family (KEYS[1..7], plus the idempotency record for hold)."""
+"""Scripts on one slot's key family (KEYS[1..7], plus the idempotency record for unhold)."""
 
 ACCOUNT_SCRIPTS: dict[str, LuaScript] = {
     name: LuaScript.from_package(name)
@@ -84,10 +82,11 @@ LOAD_MISSING = LuaScript.from_package("load_missing")
 slots whose keys one call may touch: see ``RedisInventory.load_missing``)."""
 
 HOLD_MANY = LuaScript.from_package("hold_many")
-"""``hold`` for a batch of holds in one call, decided in order (KEYS: 7 per slot, then the
-holds' idempotency records and, on one server, their account markers; see ``hold_many.lua``
-and ``hold_batches.HoldBatcher``)."""
+"""The one hold script: a batch of holds in one call, decided in order (KEYS: 6 per slot, then
+the holds' idempotency records and, on one server, their account markers; see
+``hold_many.lua`` and ``hold_batches``). A hold that waits alone is a call of one."""
 
 HELD_ALL = LuaScript.from_package("held_all")
-"""``held`` for many holds in one call (KEYS: four per hold, over as many slots as one call
-may touch; no slot prelude; see ``RedisInventory.holds_all``)."""
+"""Whether holds are still in the pool, many in one call (KEYS: four per hold, over as many
+slots as one call may touch; no slot prelude; see ``RedisInventory.holds_all``); ``holds``
+asks it about one."""

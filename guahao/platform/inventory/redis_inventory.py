@@ -20,10 +20,16 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from guahao.platform.error_codes import error, refuse
-from guahao.platform.inventory.hold_batches import HOLD_BATCH, HoldBatcher
+from guahao.platform.inventory.hold_batches import (
+    HOLD_BATCH,
+    HoldBatcher,
+    HoldRequest,
+    hold_many_call,
+)
 from guahao.platform.inventory.lua_scripts import (
     ACCOUNT_SCRIPTS,
     HELD_ALL,
+    HOLD_MANY,
     LOAD_MISSING,
     SLOT_SCRIPTS,
     LuaScript,
@@ -133,6 +139,8 @@ class RedisInventory:
         # back, never a remembered refusal. (Repeats reaching another worker pass its view
         # because the sold-out answer names the accounts holding there.)
         self._granted: OrderedDict[str, None] = OrderedDict()
+        # the last sold-out answer's accounts, raw and as a set (see _holders)
+        self._last_holders: tuple[str, Sequence[Any], frozenset[str]] | None = None
         self._keys = KeyNames(key_prefix)
         self.sold_out = SoldOutView(
             self._keys.returns_channel(),
@@ -309,36 +317,26 @@ class RedisInventory:
         # account may both be granted for that instant there, but only the one that claims
         # the marker survives). The hold is decided together with the other holds this worker
         # makes in the same loop turn, one script call for them all (hold_batches.py), exactly
-        # as hold.lua would decide it alone.
+        # as a call of its own would decide it.
         claims = self._claims_in_slot_script
-        marker_value = _marker(slot_id, hold_id, expires_at_ms) if claims else ""
+        request = HoldRequest(
+            family,
+            replay_key,
+            marker if claims else None,
+            hold_id,
+            account_id,
+            now_ms,
+            expires_at_ms,
+            _marker(slot_id, hold_id, expires_at_ms) if claims else "",
+            ttl_ms + MARKER_GRACE_MS,
+        )
         try:
-            reply = await self._holds.submit(
-                family,
-                replay_key,
-                marker if claims else None,
-                hold_id=hold_id,
-                account_id=account_id,
-                now_ms=now_ms,
-                expires_at_ms=expires_at_ms,
-                marker_value=marker_value,
-                marker_px=ttl_ms + MARKER_GRACE_MS,
-            )
+            reply = await self._holds.submit(request)
         except UNAVAILABLE as exc:
             raise error("INVENTORY_UNAVAILABLE", operation="hold") from exc
         outcome = _text(reply[0])
         if outcome == "FENCED":  # a rebuild holds the slot: wait for it, this hold alone
-            args: list[str | int] = [
-                hold_id,
-                account_id,
-                now_ms,
-                expires_at_ms,
-                self._replay_ttl_ms,
-            ]
-            if claims:
-                args += [marker_value, ttl_ms + MARKER_GRACE_MS]
-            slot_keys = [*family, replay_key, marker] if claims else [*family, replay_key]
-            reply = await self._unfenced(SLOT_SCRIPTS["hold"], slot_keys, args)
+            reply = await self._hold_alone(request)
             outcome = _text(reply[0])
         if outcome == "REPLAYED":
             first = HoldGrant(hold_id=_text(reply[1]), expires_at_ms=int(reply[2]), replayed=True)
@@ -402,7 +400,14 @@ class RedisInventory:
         return outcome == "CONFIRMED"
 
     async def holds(self, slot_id: str, *, hold_id: str, now_ms: int) -> bool:
-        reply = await self._slot("held", slot_id, [hold_id, now_ms])
+        """Whether the pool knows the hold: ``held_all.lua`` asked about one hold, waiting
+        out a rebuild's fence (``holds_all`` answers "cannot say" instead)."""
+        self._forget_refusal(slot_id)
+        reply = await self._unfenced(
+            HELD_ALL, _held_keys(self._keys.family(slot_id)), [hold_id, now_ms]
+        )
+        if _text(reply[0]) == "MISSING":
+            refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         return _text(reply[0]) == "HELD"
 
     async def holds_all(self, checks: Sequence[tuple[str, str, int]]) -> dict[str, bool]:
@@ -422,10 +427,7 @@ class RedisInventory:
             keys: list[str] = []
             args: list[str | int] = []
             for slot_id, hold_id, now_ms in group:
-                meta, expiry, _owner, _returning, confirmed, _cancelled, fence = self._keys.family(
-                    slot_id
-                )
-                keys += [meta, expiry, confirmed, fence]
+                keys += _held_keys(self._keys.family(slot_id))
                 args += [hold_id, now_ms]
             reply = await self._run(HELD_ALL, keys, args)
             for (_slot_id, hold_id, _now_ms), answer in zip(group, reply, strict=True):
@@ -510,10 +512,16 @@ class RedisInventory:
             refuse("VALIDATION_FAILED", field="ttl_ms", reason="must be positive")
         self._forget_refusal(slot_id)
         expires_at_ms = now_ms + ttl_ms
-        reply = await self._unfenced(
-            SLOT_SCRIPTS["hold"],
-            [*self._keys.family(slot_id), self._keys.replay_record(slot_id, idempotency_key)],
-            [hold_id, account_id, now_ms, expires_at_ms, self._replay_ttl_ms],
+        reply = await self._hold_alone(
+            HoldRequest(
+                self._keys.family(slot_id),
+                self._keys.replay_record(slot_id, idempotency_key),
+                None,
+                hold_id,
+                account_id,
+                now_ms,
+                expires_at_ms,
+            )
         )
         outcome = _text(reply[0])
         if outcome == "MISSING":
@@ -577,16 +585,32 @@ class RedisInventory:
             refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         return reply
 
+    async def _hold_alone(self, request: HoldRequest) -> Any:
+        """One hold as a ``hold_many`` call of its own, waiting out a rebuild's fence: the
+        batch's fenced holds and the platform's own offers. Its reply, or its error raised."""
+        keys, args = hold_many_call([request], self._replay_ttl_ms)
+        return await self._unfenced(HOLD_MANY, keys, args, one_of_many=True)
+
     async def _unfenced(
-        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int]
+        self,
+        script: LuaScript,
+        keys: Sequence[str],
+        args: Sequence[str | int],
+        *,
+        one_of_many: bool = False,
     ) -> Any:
         """Run a slot script, waiting (without blocking the loop) while a rebuild's fence
         stands on the slot: the rebuild's load follows within milliseconds, and the step then
-        runs on the rebuilt state, so nothing it does is lost or counted twice."""
+        runs on the rebuilt state, so nothing it does is lost or counted twice.
+        ``one_of_many``: the script answers a list of replies (``hold_many``), here of one."""
         waited_ms = 0.0
         poll = 0
         while True:
             reply = await self._run(script, keys, args)
+            if one_of_many:
+                reply = reply[0]
+                if isinstance(reply, BaseException):  # the hold's own error reply
+                    raise reply
             if _text(reply[0]) != "FENCED":
                 return reply
             if waited_ms >= FENCE_WAIT_MS:
@@ -616,7 +640,7 @@ class RedisInventory:
             # give-back is announced), and never for the accounts holding there
             next_free = int(reply[2])
             until = next_free if next_free >= 0 else _NEVER_MS
-            self.sold_out.mark(slot_id, ticket, until, (_text(owner) for owner in reply[3:]))
+            self.sold_out.mark(slot_id, ticket, until, self._holders(slot_id, reply[3:]))
             return
         if code != "SLOT_NOT_RELEASED":
             return
@@ -625,6 +649,22 @@ class RedisInventory:
         self._refusals.move_to_end(slot_id)
         while len(self._refusals) > self._refusal_memory:
             self._refusals.popitem(last=False)
+
+    def _holders(self, slot_id: str, owners: Sequence[Any]) -> frozenset[str]:
+        """The accounts a sold-out answer names, as the view keeps them. The holds of one call
+        refused on one slot get the same answer, which names every account holding or having
+        booked there (thousands on a hot slot): building the set for each refusal was a third
+        of the worker's time at a hot release (bench/profiles/engine4-6-*), so the last
+        answer's set is kept and reused when the next answer names the same accounts."""
+        last = self._last_holders
+        if last is not None and last[0] == slot_id and last[1] == owners:
+            return last[2]
+        if owners and isinstance(owners[0], bytes):
+            holders = frozenset(map(bytes.decode, owners))
+        else:
+            holders = frozenset(map(_text, owners))
+        self._last_holders = (slot_id, owners, holders)
+        return holders
 
     @property
     def remembered_refusals(self) -> int:
@@ -652,11 +692,15 @@ class RedisInventory:
     async def _forget_marker(self, marker: str, hold_id: str) -> None:
         await self._run(ACCOUNT_SCRIPTS["account_forget"], [marker], [hold_id])
 
-    # ------------------------------------------------------------------ a commit's holds
-
 
 def _marker(slot_id: str, hold_id: str, expires_at_ms: int) -> str:
     return _marker_encoder.encode([slot_id, hold_id, str(expires_at_ms)]).decode()
+
+
+def _held_keys(family: Sequence[str]) -> list[str]:
+    """The four keys ``held_all.lua`` reads of a hold's slot: meta, hold expiry, confirmed,
+    fence."""
+    return [family[0], family[1], family[4], family[6]]
 
 
 def _text(value: bytes | str) -> str:

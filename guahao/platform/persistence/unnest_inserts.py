@@ -1,0 +1,105 @@
+"""Many rows into several tables in one PostgreSQL statement: ``INSERT ... SELECT FROM
+unnest(...)``, the tables joined as data-modifying ``WITH`` clauses.
+
+A group commit of granted holds wrote its two tables with Core's ``executemany``: ``BEGIN``,
+a statement per table, ``COMMIT``, four round trips, and SQLAlchemy building every row's
+parameters (a fifth of a grant's CPU, bench/profiles/grant4-25-*, grant5-26-*). Here each
+column travels as one array, every table is written by the one statement, and a single
+statement outside a transaction block is its own transaction on PostgreSQL: one round trip,
+all rows or none.
+
+The rows are the ones Core's ``insert`` would write: each value goes through its column
+type's bind processor (JSON serialised, times as the model keeps them), and a column the
+rows leave out gets the model's scalar default (``kind``, ``version``, ``attempts`` ...), or
+the server's, exactly as ``insert(table)`` fills them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import JSON, Column, Table
+from sqlalchemy.engine import Dialect
+
+__all__ = ["UnnestInsert"]
+
+
+@dataclass(frozen=True)
+class _TablePart:
+    """How one table's rows become parameters: a column's array per carried column, and
+    the model's defaults, sent once, for the columns the rows leave out."""
+
+    carried: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+    defaults: tuple[Any, ...]
+
+
+class UnnestInsert:
+    """One statement inserting rows into each of ``tables`` (in order), for rows that all
+    carry the columns named beside each table.
+
+    >>> from sqlalchemy import Integer, MetaData, String
+    >>> from sqlalchemy.dialects import postgresql
+    >>> t = Table("t", MetaData(), Column("id", String(8), primary_key=True),
+    ...           Column("n", Integer, default=0))
+    >>> print(UnnestInsert(postgresql.dialect(), (t, ("id",))).sql)
+    INSERT INTO t (id, n) SELECT r.id, $2::INTEGER FROM unnest($1::VARCHAR(8)[]) AS r(id)
+    """
+
+    def __init__(self, dialect: Dialect, *tables: tuple[Table, Sequence[str]]) -> None:
+        quote = dialect.identifier_preparer.quote
+        statements: list[str] = []
+        self._parts: list[_TablePart] = []
+        number = 0
+        for table, carried in tables:
+            columns = [table.c[name] for name in carried]
+            left_out = [c for c in table.columns if c.name not in carried and _scalar_default(c)]
+            arrays, selected = [], []
+            for column in columns:
+                number += 1
+                json = isinstance(column.type, JSON)
+                element = "TEXT" if json else column.type.compile(dialect=dialect)
+                arrays.append(f"${number}::{element}[]")
+                selected.append(f"r.{quote(column.name)}" + ("::JSON" if json else ""))
+            for column in left_out:
+                number += 1
+                selected.append(f"${number}::{column.type.compile(dialect=dialect)}")
+            names = ", ".join(quote(c.name) for c in columns + left_out)
+            statements.append(
+                f"INSERT INTO {quote(table.name)} ({names}) SELECT {', '.join(selected)} "
+                f"FROM unnest({', '.join(arrays)}) "
+                f"AS r({', '.join(quote(c.name) for c in columns)})"
+            )
+            self._parts.append(
+                _TablePart(
+                    carried=tuple(carried),
+                    processors=tuple(c.type.bind_processor(dialect) for c in columns),
+                    defaults=tuple(_processed_default(c, dialect) for c in left_out),
+                )
+            )
+        *first, last = statements
+        ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(first))
+        self.sql = f"WITH {ctes} {last}" if first else last
+
+    def parameters(self, *rows: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
+        """The statement's parameters for ``rows``, one sequence of rows per table."""
+        values: list[Any] = []
+        for part, table_rows in zip(self._parts, rows, strict=True):
+            for name, process in zip(part.carried, part.processors, strict=True):
+                column = [row[name] for row in table_rows]
+                values.append(column if process is None else [process(v) for v in column])
+            values.extend(part.defaults)
+        return tuple(values)
+
+
+def _scalar_default(column: Column[Any]) -> bool:
+    default = column.default
+    return default is not None and getattr(default, "is_scalar", False)
+
+
+def _processed_default(column: Column[Any], dialect: Dialect) -> Any:
+    value = getattr(column.default, "arg", None)
+    process = column.type.bind_processor(dialect)
+    return value if process is None else process(value)
