@@ -112,17 +112,14 @@ def main() -> None:
                     )
                 )
                 step += options.grants
-                load = _load_average()
-                folded = (
-                    options.profile / f"grant-cpu-{name}-{round_no}.folded"
-                    if options.profile
-                    else None
+                result = child_result(
+                    Path(__file__).resolve(),
+                    spec,
+                    tree,
+                    name=name,
+                    round_no=round_no,
+                    profile=options.profile,
                 )
-                result = child_result(Path(__file__).resolve(), spec, tree, folded) | {
-                    "round": round_no,
-                    "tree": name,
-                    "load": load,
-                }
                 granted += int(result["statuses"].get("201", 0))
                 results.append(result)
                 print(json.dumps(result), flush=True)

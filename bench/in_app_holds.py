@@ -73,12 +73,18 @@ async def in_parallel(numbers: range, one: Callable[[int], Awaitable[None]]) -> 
     await asyncio.gather(*(worker() for _ in range(64)))
 
 
-def child_result(script: Path, spec: Path, tree: str, folded: Path | None) -> dict[str, Any]:
-    """Run ``script --child spec`` with ``tree`` first on its path (under py-spy, raw folded
-    stacks into ``folded``, if given) and return the JSON it prints after ``RESULT ``."""
+def child_result(
+    script: Path, spec: Path, tree: str, *, name: str, round_no: int, profile: Path | None
+) -> dict[str, Any]:
+    """Run ``script --child spec`` with ``tree`` first on its path (under py-spy if
+    ``profile``: raw folded stacks there, named after the script, tree and round) and return
+    the JSON it prints after ``RESULT ``, with the round, the tree's name and the load average
+    before it."""
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     command = [sys.executable, str(script), "--child", str(spec)]
-    if folded is not None:
-        folded.parent.mkdir(parents=True, exist_ok=True)
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
+        folded = profile / f"{script.stem.replace('_', '-')}-{name}-{round_no}.folded"
         spy = [str(ROOT / ".venv" / "bin" / "py-spy")]
         spy += ["record", "--rate", "250", "--format", "raw", "--output", str(folded), "--"]
         command = [*spy, *command]
@@ -92,7 +98,7 @@ def child_result(script: Path, spec: Path, tree: str, folded: Path | None) -> di
     )
     line = next(row for row in done.stdout.splitlines() if row.startswith("RESULT "))
     result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-    return result
+    return result | {"round": round_no, "tree": name, "load": load}
 
 
 @contextlib.contextmanager

@@ -104,17 +104,14 @@ def main() -> None:
         )
         for round_no in range(options.rounds):
             for name, tree in trees.items():
-                load = _load_average()
-                folded = (
-                    options.profile / f"refusal-cpu-{name}-{round_no}.folded"
-                    if options.profile
-                    else None
+                result = child_result(
+                    Path(__file__).resolve(),
+                    spec,
+                    tree,
+                    name=name,
+                    round_no=round_no,
+                    profile=options.profile,
                 )
-                result = child_result(Path(__file__).resolve(), spec, tree, folded) | {
-                    "round": round_no,
-                    "tree": name,
-                    "load": load,
-                }
                 results.append(result)
                 print(json.dumps(result), flush=True)
         print("end checks:", json.dumps(asyncio.run(_check(environ, 0))))
