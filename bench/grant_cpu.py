@@ -19,16 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import uvloop
+from in_app_holds import child_result, hold, in_parallel, seeded  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,50 +45,10 @@ async def _drive(environ: dict[str, str], tokens: list[str], slots: list[str]) -
 
         async def one(n: int) -> None:
             body = json.dumps({"slotId": slots[n % len(slots)]}).encode()
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "POST",
-                "scheme": "http",
-                "path": "/api/v1/holds",
-                "raw_path": b"/api/v1/holds",
-                "query_string": b"",
-                "root_path": "",
-                "headers": [
-                    (b"host", b"bench"),
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"authorization", f"Bearer {tokens[n]}".encode()),
-                    (b"idempotency-key", f"cpu-{n}-{time.time_ns()}".encode()),
-                ],
-                "client": (f"10.{n % 250}.{(n // 250) % 8}.7", 40000),
-                "server": ("127.0.0.1", 80),
-                "state": {},
-            }
-            sent = False
-
-            async def receive() -> dict[str, Any]:
-                nonlocal sent
-                if sent:
-                    await asyncio.sleep(3600)  # a client that stays connected
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-
-            async def send(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    statuses[message["status"]] += 1
-
-            await app(scope, receive, send)  # type: ignore[arg-type]
+            await hold(app, tokens[n], body, n, statuses)
 
         async def run(numbers: range) -> None:
-            queue = iter(numbers)
-
-            async def worker() -> None:
-                for n in queue:
-                    await one(n)
-
-            await asyncio.gather(*(worker() for _ in range(64)))
+            await in_parallel(numbers, one)
 
         warm = max(1, len(tokens) // 10)
         await run(range(warm))  # caches, prepared statements, connections
@@ -111,7 +69,7 @@ def _child(options: argparse.Namespace) -> None:
     spec = json.loads(Path(options.child).read_text())
     # the loop ``guahao serve`` runs on
     result = uvloop.run(_drive(spec["environ"], spec["tokens"], spec["slots"]))
-    print("GRANT-CPU " + json.dumps(result), flush=True)
+    print("RESULT " + json.dumps(result), flush=True)
 
 
 def main() -> None:
@@ -131,37 +89,19 @@ def main() -> None:
     if options.other is None:
         parser.error("--other is required")
     sys.path.insert(0, str(ROOT))
-    from bench.http_surge import (
-        SOLD_OUT_ACCOUNTS,
-        _check,
-        _environment,
-        _free_port,
-        _load_average,
-        _seed,
-    )
-    from guahao.platform.embedded_redis import EmbeddedRedis
-    from infra import local_postgres
+    from bench.http_surge import SOLD_OUT_ACCOUNTS, _check, _load_average
 
-    work = Path(tempfile.mkdtemp(prefix="guahao-grant-cpu-"))
-    work.chmod(0o755)  # the cluster runs as the postgres user when we are root
-    pg_dir = work / "pg"
     trees = {"other": str(options.other.resolve()), "this": str(ROOT)}
     print(f"load average before: {_load_average()}", flush=True)
-    local_postgres.start(pg_dir)
-    redis = EmbeddedRedis(work / "redis", port=_free_port())
-    redis.start()
     results: list[dict[str, Any]] = []
     granted = 0
-    try:
-        environ = _environment(work / "data", local_postgres.createdb(pg_dir, "guahao"), redis.url)
-        (work / "files").mkdir()
-        target = asyncio.run(_seed(environ, work / "files", 2))
+    with seeded("guahao-grant-cpu-") as (environ, target):
         tokens = target.tokens.read_text().split()
         slots = target.open_slots.read_text().split()
         step = SOLD_OUT_ACCOUNTS
         for round_no in range(options.rounds):
             for name, tree in trees.items():
-                spec = work / f"round-{round_no}-{name}.json"
+                spec = target.tokens.parent / f"round-{round_no}-{name}.json"
                 spec.write_text(
                     json.dumps(
                         {
@@ -172,34 +112,18 @@ def main() -> None:
                     )
                 )
                 step += options.grants
-                load = _load_average()
-                command = [sys.executable, str(Path(__file__).resolve()), "--child", str(spec)]
-                if options.profile:
-                    options.profile.mkdir(parents=True, exist_ok=True)
-                    folded = options.profile / f"grant-cpu-{name}-{round_no}.folded"
-                    spy = [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--rate", "250"]
-                    command = [*spy, "--format", "raw", "--output", str(folded), "--", *command]
-                done = subprocess.run(
-                    command,
-                    env=os.environ | {"PYTHONPATH": tree},
-                    cwd=tree,
-                    capture_output=True,
-                    text=True,
-                    check=True,
+                result = child_result(
+                    Path(__file__).resolve(),
+                    spec,
+                    tree,
+                    name=name,
+                    round_no=round_no,
+                    profile=options.profile,
                 )
-                line = next(row for row in done.stdout.splitlines() if row.startswith("GRANT-CPU "))
-                result = json.loads(line.removeprefix("GRANT-CPU ")) | {
-                    "round": round_no,
-                    "tree": name,
-                    "load": load,
-                }
                 granted += int(result["statuses"].get("201", 0))
                 results.append(result)
                 print(json.dumps(result), flush=True)
         print("end checks:", json.dumps(asyncio.run(_check(environ, granted))))
-    finally:
-        redis.stop()
-        local_postgres.stop(pg_dir)
     for name in trees:
         mine = [r["cpu_ms_per_grant"] for r in results if r["tree"] == name]
         print(f"{name}: CPU ms per grant {mine}")

@@ -65,7 +65,9 @@ class RefusedDemandCounter:
         if self._size >= MAX_PENDING:
             self.dropped += 1
             return
-        accounts = self._pending.setdefault(session_id, set())
+        accounts = self._pending.get(session_id)
+        if accounts is None:
+            accounts = self._pending[session_id] = set()
         if account_id not in accounts:
             accounts.add(account_id)
             self._size += 1

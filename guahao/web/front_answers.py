@@ -49,21 +49,28 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from guahao.platform.client_context import ClientContext
-from guahao.platform.clock import to_epoch_ms
 from guahao.platform.errors import GuahaoError
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.search.query import SearchQuery
 from guahao.web.dependencies import client_context
-from guahao.web.front_grants import GZIPPED, JSON, LENGTH_LATER, FrontGrants, refused
+from guahao.web.front_grants import (
+    GZIPPED,
+    JSON,
+    LENGTH_LATER,
+    FrontGrants,
+    GrantAnswer,
+    refused,
+)
 from guahao.web.idempotency import MAX_KEY_LENGTH
-from guahao.web.metrics import HOLD_ROUTE, WebMetrics, request_id_of, requests_telemetry
+from guahao.web.metrics import HOLD_ROUTE, WebMetrics, request_id_from, requests_telemetry
 from guahao.web.request_bodies import (
     API_BODY_LIMIT,
     BodyTooLargeError,
-    read_bounded,
+    read_within,
     replaying,
 )
 from guahao.web.schemas import HoldCreate
+from guahao.web.sold_out_refusals import SoldOutRefusals
 
 __all__ = [
     "AVAILABILITY_ROUTE",
@@ -187,6 +194,7 @@ class FrontAnswers:
         """The lean grant path (None: every grant through the framework)."""
         self.metrics = metrics
         self.gzip_bodies = gzip_bodies or GzipBodies()
+        self.sold_out = SoldOutRefusals()
         self._clients: dict[tuple[str, bytes], ClientContext] = {}
         self._clients_vault: PersonalDataVault | None = None
         self.answered = 0
@@ -226,7 +234,7 @@ class FrontAnswers:
             await self.app(scope, receive, send)
             return
         try:
-            body = await read_bounded(scope, receive, API_BODY_LIMIT)
+            body = await read_within(receive, API_BODY_LIMIT)  # the length judged above
         except BodyTooLargeError:  # more bytes than announced: the route's answer for it
             await self.app(scope, replaying(b"", receive), send)
             return
@@ -234,49 +242,43 @@ class FrontAnswers:
             slot_id = _hold_decoder.decode(body).slot_id
         except (msgspec.DecodeError, UnicodeDecodeError):
             slot_id = None
-        platform = state.platform
-        now_ms = to_epoch_ms(platform.ports.clock.now())
-        if slot_id is None or not platform.ports.inventory.refuses_sold_out(
-            slot_id, account, now_ms
-        ):
-            # a hold to grant: the lean path (guahao/web/front_grants.py), the route's answer
-            if slot_id is not None and self.grants is not None:
-                client = scope.get("client")
-                answer = await self.grants.grant(
-                    platform.bookings,
-                    account_id=account,
-                    slot_id=slot_id,
-                    idempotency_key=key.decode("latin-1"),
-                    client=self._client(
-                        platform.ports.vault,
-                        client[0] if client else "",
-                        headers.get(b"x-device-id", b""),
-                    ),
-                    accepted=headers.get(b"accept-encoding"),
-                )
-                status, body, response, code = answer
-                await self._answer(scope, send, status, body, response, HOLD_ROUTE, started, code)
-                return
+        if slot_id is None:
             await self.app(scope, replaying(body, receive), send)
             return
+        platform = state.platform
         client = scope.get("client")
         context = self._client(
             platform.ports.vault, client[0] if client else "", headers.get(b"x-device-id", b"")
         )
-        try:
-            await platform.bookings.refuse_known_sold_out(
+        try:  # the service asks the sold-out view (None: it does not refuse)
+            hold_id = await platform.bookings.refuse_known_sold_out(
                 account_id=account, slot_id=slot_id, client=context
             )
-        except GuahaoError as exc:
-            status, body, response, code = refused(exc)
-            await self._answer(scope, send, status, body, response, HOLD_ROUTE, started, code)
+        except GuahaoError as exc:  # over a rate limit
+            await self._answer(scope, send, refused(exc), HOLD_ROUTE, started, headers)
             return
         except Exception:  # an outage before the limits were counted: the route answers it
             # the facts or the rules could not be read (nothing is counted before them):
             # ``hold`` meets the same outage and answers it as the exception handlers do
-            pass
-        # the view no longer refuses (a unit came back meanwhile): ``hold`` decides
-        await self.app(scope, replaying(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
+            return
+        if hold_id is not None:
+            answer = self.sold_out.answer(slot_id, hold_id)
+            await self._answer(scope, send, answer, HOLD_ROUTE, started, headers)
+            return
+        if self.grants is None:  # the view does not refuse: ``hold`` decides
+            await self.app(scope, replaying(body, receive), send)
+            return
+        # a hold to grant: the lean path (guahao/web/front_grants.py), the route's answer
+        answer = await self.grants.grant(
+            platform.bookings,
+            account_id=account,
+            slot_id=slot_id,
+            idempotency_key=key.decode("latin-1"),
+            client=context,
+            accepted=headers.get(b"accept-encoding"),
+        )
+        await self._answer(scope, send, answer, HOLD_ROUTE, started, headers)
 
     def _client(self, vault: PersonalDataVault, host: str, device: bytes) -> ClientContext:
         """``client_context`` of an address and a device, remembered: two keyed hashes per
@@ -320,7 +322,7 @@ class FrontAnswers:
         if accepted is not None and b"gzip" in accepted and len(body) >= GZIP_MINIMUM_SIZE:
             body = await self.gzip_bodies.of(body)
             response += GZIPPED
-        await self._answer(scope, send, 200, body, response, route, started, None)
+        await self._answer(scope, send, (200, body, response, None), route, started, headers)
 
     # ------------------------------------------------------------------ the answer
 
@@ -328,15 +330,15 @@ class FrontAnswers:
         self,
         scope: Scope,
         send: Send,
-        status: int,
-        body: bytes,
-        headers: list[tuple[bytes, bytes]],
+        answer: GrantAnswer,
         route: str,
         started: float,
-        error_code: str | None,
+        request: dict[bytes, bytes],
     ) -> None:
-        """Send one whole answer, then count and log it as the telemetry middleware does."""
-        request_id = request_id_of(scope)
+        """Send one whole answer (status, body, headers, the refusal's code), then count and
+        log it as the telemetry middleware does (``request``: ``_headers``' reading)."""
+        status, body, headers, error_code = answer
+        request_id = request_id_from(request.get(b"x-request-id"))
         scope["state"]["request_id"] = request_id  # the server's log of lost connections
         headers[headers.index(LENGTH_LATER)] = (b"content-length", str(len(body)).encode())
         headers.append((b"x-request-id", request_id.encode()))
@@ -365,12 +367,23 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     for name, value in scope["headers"]:
         lowered = name.lower()
         if lowered in _WANTED:
-            found[lowered] = _MANY if lowered in found else value
+            if lowered not in found:
+                found[lowered] = value
+            elif lowered != _REQUEST_ID:  # the first request id is the one (request_id_of)
+                found[lowered] = _MANY
     return found
 
 
+_REQUEST_ID = b"x-request-id"
 _WANTED = frozenset(
-    [b"authorization", b"idempotency-key", b"content-length", b"x-device-id", b"accept-encoding"]
+    [
+        b"authorization",
+        b"idempotency-key",
+        b"content-length",
+        b"x-device-id",
+        b"accept-encoding",
+        _REQUEST_ID,
+    ]
 )
 
 

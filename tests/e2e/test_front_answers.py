@@ -304,3 +304,40 @@ async def test_what_the_front_cannot_vouch_for_falls_through(
     assert (await fast.get(availability + "?from=2026-03-01&to=2026-05-01")).status_code == 422
     assert (await fast.get("/api/v1/search?q=x&unknown=1")).status_code == 200
     assert front.answered == answered + 2
+
+
+async def test_each_sold_out_refusal_is_the_frameworks_bytes_with_a_new_hold_id(
+    platform: Platform, servers: tuple[Litestar, httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    app, fast, plain = servers
+    slot_id, _open = await sold_out_slot(platform, fast)
+    citizen = await Citizen.sign_up(fast)
+    hold = json.dumps({"slotId": slot_id}).encode()
+    for http in (fast, plain):  # the first refusal of each server: Redis's, through the route
+        await sent(http, "POST", "/api/v1/holds", _hold_headers(citizen), hold)
+    answered = front_of(app).answered
+    # the proxy's request id sent twice: the first is the one, on both paths
+    twice = [*_hold_headers(citizen).items(), ("x-request-id", "edge-1"), ("x-request-id", "x")]
+    answers = []
+    for http in (fast, fast, fast, plain):
+        async with http.stream("POST", "/api/v1/holds", headers=twice, content=hold) as answer:
+            raw = b"".join([chunk async for chunk in answer.aiter_raw()])
+            assert answer.headers.get_list("x-request-id") == ["edge-1"]
+            answers.append((answer.status_code, raw))
+    assert front_of(app).answered == answered + 3  # the three of ``fast``, the same template
+    hold_ids = [json.loads(raw)["detail"]["hold_id"] for _status, raw in answers]
+    assert len(set(hold_ids)) == 4
+    for hold_id in hold_ids:
+        assert (uuid.UUID(hold_id).hex, uuid.UUID(hold_id).version) == (hold_id, 4)
+    same = {
+        (status, raw.replace(h.encode(), b"<id>"))
+        for (status, raw), h in zip(answers, hold_ids, strict=True)
+    }
+    assert len(same) == 1  # byte for byte the exception handler's answer but the id
+    ((status, raw),) = same
+    assert status == 409
+    assert json.loads(raw)["detail"] == {
+        "slot_id": slot_id,
+        "hold_id": "<id>",
+        "answered": "locally",
+    }

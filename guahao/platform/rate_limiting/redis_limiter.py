@@ -118,7 +118,11 @@ class _Counter:
     """(limit name, spec, the item's index in the spec, identifier)"""
     item: RateLimitItem
     current: str
-    """The counter's current-window key in Redis (the previous window's is ``current/-1``)."""
+    """The counter's current-window key in Redis."""
+    previous: str
+    """The previous window's key (``current/-1``, the library's naming)."""
+    expiry: int
+    """The item's window in seconds (``RateLimitItem.get_expiry``), which the scripts take."""
     known: int = 0
     """Its weighted count as Redis last reported it, this process's sent hits included."""
     pending: int = 0
@@ -234,14 +238,20 @@ class RequestLimiter:
         an admitted request and leaves a refused one uncounted, so a client hammering past
         its limit stays limited.
         """
-        counters = [
-            self._counter(name, spec, index, item, ident)
-            for name, spec, ident in checks
-            if ident
-            for index, item in enumerate(self._items(spec))
-        ]
+        counters: list[_Counter] = []
+        known = self._counters
+        for name, spec, ident in checks:
+            if ident:
+                for index, item in enumerate(self._items(spec)):
+                    counter = known.get((name, spec, index, ident))
+                    if counter is None:
+                        counter = self._counter(name, spec, index, item, ident)
+                    counters.append(counter)
         now = time.monotonic()
-        if all(counter.admits_from_memory(now) for counter in counters):
+        for counter in counters:
+            if not counter.admits_from_memory(now):
+                break
+        else:  # every counter admits: counted here, sent with the next sync
             for counter in counters:
                 if not counter.pending:
                     self._unsent[counter.key] = counter
@@ -308,7 +318,9 @@ class RequestLimiter:
         counter = self._counters.get(key)
         if counter is None:
             current = f"{self._key_prefix}:{{{item.key_for(name, ident)}}}"
-            counter = self._counters[key] = _Counter(key, item, current, used=time.monotonic())
+            counter = self._counters[key] = _Counter(
+                key, item, current, f"{current}/-1", item.get_expiry(), used=time.monotonic()
+            )
         return counter
 
     def _start_sync(self) -> None:
@@ -379,8 +391,8 @@ class RequestLimiter:
             *(
                 self._pipeline.run(
                     ADD_TO_WINDOWS,
-                    [key for c, _ in batch for key in (f"{c.current}/-1", c.current)],
-                    [arg for c, a in batch for arg in (c.item.get_expiry(), a)],
+                    [key for c, _ in batch for key in (c.previous, c.current)],
+                    [arg for c, a in batch for arg in (c.expiry, a)],
                 )
                 for batch in batches
             )
@@ -399,8 +411,9 @@ class RequestLimiter:
     async def _acquire(self, counter: _Counter) -> bool:
         """``SlidingWindowCounterRateLimiter.hit`` through the pipeline: the same script on
         the same keys (``prefix:{key}`` and ``prefix:{key}/-1``, one hash slot)."""
-        item, current = counter.item, counter.current
         acquired = await self._pipeline.run(
-            SLIDING_WINDOW, [f"{current}/-1", current], [item.amount, item.get_expiry(), 1]
+            SLIDING_WINDOW,
+            [counter.previous, counter.current],
+            [counter.item.amount, counter.expiry, 1],
         )
         return bool(acquired)

@@ -57,7 +57,13 @@ from guahao.platform.services.person_locks import lock_person
 from guahao.platform.services.rule_book import RuleBook
 from guahao.platform.services.runtime import Ports, SlotFacts
 
-__all__ = ["PAYMENT_GRACE", "BookingService", "HoldOutcome", "PaymentOutcome"]
+__all__ = [
+    "PAYMENT_GRACE",
+    "BookingService",
+    "HoldOutcome",
+    "PaymentOutcome",
+    "sold_out_refusal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +78,16 @@ class HoldOutcome:
     """The booking as its hold was first answered: what a repeat is answered again."""
     replayed: bool
     """Whether another request under the same key made the hold (this one repeats it)."""
+
+
+def sold_out_refusal(slot_id: str, hold_id: str) -> GuahaoError:
+    """The refusal of a hold ``refuse_known_sold_out`` decided from memory: ``hold``'s own
+    ``SLOT_SOLD_OUT`` for a slot the worker's view knows to be gone.
+
+    >>> sold_out_refusal("s1", "h1").detail
+    {'slot_id': 's1', 'hold_id': 'h1', 'answered': 'locally'}
+    """
+    return error("SLOT_SOLD_OUT", slot_id=slot_id, hold_id=hold_id, answered="locally")
 
 
 def _as_granted(row: BookingRow, expires_at: datetime) -> Booking:
@@ -576,15 +592,18 @@ class BookingService:
 
     async def refuse_known_sold_out(
         self, *, account_id: str, slot_id: str, client: ClientContext | None = None
-    ) -> None:
+    ) -> str | None:
         """Refuse a hold on a slot this process knows to be sold out, without ``hold``'s work.
 
         The front answers (``guahao.web.front_answers``) call this for the crowd's repeated
-        attempts on slots already gone. It returns normally when it cannot decide the
-        refusal from memory (the sold-out view does not refuse now, the slot has started):
-        the caller then takes ``hold``'s path with nothing counted yet. Otherwise it raises
-        the refusal ``hold`` would give, counted the same way: the rate limits (a client
-        over them is refused ``RATE_LIMITED`` as by ``hold``) and the unmet demand.
+        attempts on slots already gone. It returns None when it cannot decide the refusal
+        from memory (the sold-out view does not refuse now, the slot has started): the caller
+        then takes ``hold``'s path with nothing counted yet. Otherwise it counts the refusal
+        as ``hold`` would, the rate limits (a client over them is refused ``RATE_LIMITED``,
+        raised, as by ``hold``) and the unmet demand, and returns the refusal's new hold id:
+        the caller answers ``SLOT_SOLD_OUT`` with ``sold_out_refusal``'s detail. Returned, not
+        raised: an exception raised through the awaits and caught per request was a tenth of
+        a refusal's cost at a release (bench/profiles/refuse-1-*).
 
         The view is asked after the last await before the limits: a unit given back is
         dropped from the view when its announcement arrives, so a request asked after that
@@ -593,14 +612,14 @@ class BookingService:
         """
         inventory = self._p.inventory
         if not inventory.refuses_sold_out(slot_id, account_id, to_epoch_ms(self._p.clock.now())):
-            return
-        facts = await self.slot_facts(slot_id)
+            return None
+        facts = await self.records.slot_facts(slot_id)
         limits = (await self._rules.region()).rate_limits if self._p.limiter else None
         now = self._p.clock.now()
         if now >= facts.starts_at or not inventory.refuses_sold_out(
             slot_id, account_id, to_epoch_ms(now)
         ):
-            return
+            return None
         client = client or ClientContext()
         if self._p.limiter is not None and limits is not None:
             await self._p.limiter.hit(
@@ -612,4 +631,4 @@ class BookingService:
             )
         if self._p.refused_demand is not None:
             self._p.refused_demand.note(facts.session_id, account_id)  # unmet demand
-        refuse("SLOT_SOLD_OUT", slot_id=slot_id, hold_id=new_id(), answered="locally")
+        return new_id()
