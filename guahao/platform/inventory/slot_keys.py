@@ -1,8 +1,9 @@
 """Redis key names: one hash tag per slot and one per account.
 
 Everything a slot script touches shares the tag ``{slot:<id>}`` so that, on Redis Cluster,
-the script runs on one shard. The account marker has its own tag ``{acct:<id>}`` and is
-therefore changed by its own scripts, never inside a slot script.
+the script runs on one shard. The account marker has its own tag ``{acct:<id>}``: on a
+cluster it lives on another shard, so it is changed by its own scripts there; on one server
+the hold script claims it in the same call as the unit (``hold_many.lua``'s ``claims_marker``).
 """
 
 from __future__ import annotations
