@@ -62,8 +62,14 @@ def refused(exc: GuahaoError) -> GrantAnswer:
     """A refusal as the exception handler writes it (``refusal_answer``): its extra headers
     (``Retry-After``) first, then the JSON type; for every answer made before the framework."""
     status, payload, extra = refusal_answer(exc)
+    return _framed(status, payload, extra, exc.code)
+
+
+def _framed(status: int, content: Any, extra: Mapping[str, str], code: str | None) -> GrantAnswer:
+    """An error answer as the framework writes it: the handler's extra headers first, then
+    the JSON type, the body encoded by Litestar's encoder."""
     headers = [(n.lower().encode(), v.encode("latin-1")) for n, v in extra.items()]
-    return status, _encoder.encode(payload), [*headers, JSON, LENGTH_LATER], exc.code
+    return status, _encoder.encode(content), [*headers, JSON, LENGTH_LATER], code
 
 
 class FrontGrants:
@@ -130,6 +136,4 @@ class FrontGrants:
         if handler is None:  # the table ends with ``Exception``: never reached
             raise exc
         response = handler(None, exc)
-        headers = [(n.lower().encode(), v.encode("latin-1")) for n, v in response.headers.items()]
-        body = _encoder.encode(response.content)
-        return response.status_code, body, [*headers, JSON, LENGTH_LATER], None
+        return _framed(response.status_code, response.content, response.headers, None)

@@ -402,12 +402,8 @@ class RedisInventory:
     async def holds(self, slot_id: str, *, hold_id: str, now_ms: int) -> bool:
         """Whether the pool knows the hold: ``held_all.lua`` asked about one hold, waiting
         out a rebuild's fence (``holds_all`` answers "cannot say" instead)."""
-        self._forget_refusal(slot_id)
-        reply = await self._unfenced(
-            HELD_ALL, _held_keys(self._keys.family(slot_id)), [hold_id, now_ms]
-        )
-        if _text(reply[0]) == "MISSING":
-            refuse("SLOT_NOT_LOADED", slot_id=slot_id)
+        keys = _held_keys(self._keys.family(slot_id))
+        reply = await self._on_slot(HELD_ALL, slot_id, keys, [hold_id, now_ms])
         return _text(reply[0]) == "HELD"
 
     async def holds_all(self, checks: Sequence[tuple[str, str, int]]) -> dict[str, bool]:
@@ -422,17 +418,22 @@ class RedisInventory:
         groups: dict[str, list[tuple[str, str, int]]] = {}
         for check in checks:
             groups.setdefault("" if self._cluster is None else check[0], []).append(check)
-        found: dict[str, bool] = {}
-        for group in groups.values():
+
+        async def ask(group: list[tuple[str, str, int]]) -> Any:
             keys: list[str] = []
             args: list[str | int] = []
             for slot_id, hold_id, now_ms in group:
                 keys += _held_keys(self._keys.family(slot_id))
                 args += [hold_id, now_ms]
-            reply = await self._run(HELD_ALL, keys, args)
-            for (_slot_id, hold_id, _now_ms), answer in zip(group, reply, strict=True):
-                found[hold_id] = _text(answer) == "HELD"
-        return found
+            return await self._run(HELD_ALL, keys, args)
+
+        # a cluster's calls together: the pipeline sends them at once, each to its shard
+        replies = await asyncio.gather(*(ask(group) for group in groups.values()))
+        return {
+            hold_id: _text(answer) == "HELD"
+            for group, reply in zip(groups.values(), replies, strict=True)
+            for (_slot_id, hold_id, _now_ms), answer in zip(group, reply, strict=True)
+        }
 
     async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
         reply = await self._slot("release", slot_id, [hold_id, account_id, now_ms])
@@ -579,8 +580,14 @@ class RedisInventory:
 
     async def _slot(self, name: str, slot_id: str, args: Sequence[str | int]) -> Any:
         """Run a slot script; a slot Redis does not know raises ``SlotNotLoadedError``."""
+        return await self._on_slot(SLOT_SCRIPTS[name], slot_id, self._keys.family(slot_id), args)
+
+    async def _on_slot(
+        self, script: LuaScript, slot_id: str, keys: Sequence[str], args: Sequence[str | int]
+    ) -> Any:
+        """``_slot`` for a script on some of the slot's keys (``held_all.lua``, say)."""
         self._forget_refusal(slot_id)
-        reply = await self._unfenced(SLOT_SCRIPTS[name], self._keys.family(slot_id), args)
+        reply = await self._unfenced(script, keys, args)
         if _text(reply[0]) == "MISSING":
             refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         return reply
