@@ -368,6 +368,15 @@ async def test_reused_hold_id_is_invalid(inventory: RedisInventory) -> None:
     assert (await inventory.counts(["s1"], now_ms=RELEASE))["s1"].held == 1
 
 
+async def test_a_confirmed_hold_id_is_not_held_again(inventory: RedisInventory) -> None:
+    await slot(inventory, capacity=3)
+    await hold(inventory, account="a1", hold_id="booked", key="k1")
+    assert await inventory.confirm("s1", hold_id="booked", account_id="a1", now_ms=RELEASE)
+    err = await refusal(hold(inventory, account="a2", hold_id="booked", key="k2"))
+    assert (err.code, err.detail["field"]) == ("VALIDATION_FAILED", "hold_id")
+    assert (await inventory.counts(["s1"], now_ms=RELEASE))["s1"].held == 0
+
+
 async def test_non_positive_ttl_is_invalid(inventory: RedisInventory) -> None:
     await slot(inventory)
     err = await refusal(

@@ -172,8 +172,11 @@ local function decide(i)
   end
 
   count_at(s, now)
-  -- a hold id names one hold on this slot for good: live (hold owner) or confirmed
-  if redis.call('HEXISTS', s.confirmed, hold_id) == 1 then
+  -- a hold id names one hold on this slot for good: live (hold owner) or confirmed. Whether
+  -- the slot has any confirmed hold is asked once a call: at a release it has none, and on a
+  -- hot slot that spares a command a hold.
+  if s.confirms == nil then s.confirms = redis.call('EXISTS', s.confirmed) == 1 end
+  if s.confirms and redis.call('HEXISTS', s.confirmed, hold_id) == 1 then
     return {'REFUSED', 'VALIDATION_FAILED'}
   end
   local available = tonumber(m[1]) - tonumber(m[2]) - s.held - s.returning_count
