@@ -12,6 +12,7 @@ sets after every kind of change. Every case runs on one server and on the cluste
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypedDict
 
 import pytest
 import redis.asyncio as aioredis
@@ -114,20 +115,24 @@ async def earlier_return(inventory: RedisInventory) -> None:
     await inventory.cancel_booked("s1", unit_id="b", now_ms=RELEASE, return_at_ms=RELEASE + MINUTE)
 
 
+class Claim(TypedDict):
+    unit_id: str
+    hold_id: str
+    account_id: str
+    now_ms: int
+
+
+CLAIM: Claim = {"unit_id": "b", "hold_id": "claim", "account_id": "acct-claim", "now_ms": RELEASE}
+"""The waiting patient's claim on the cancelled unit ``b`` (and its undoing)."""
+
+
 async def returning_claimed(inventory: RedisInventory, expires_at_ms: int) -> None:
     """A booked unit cancelled (returning in 30 minutes), then offered to a waiting patient."""
     await with_booked_unit(inventory)
     await inventory.cancel_booked(
         "s1", unit_id="b", now_ms=RELEASE, return_at_ms=RELEASE + 30 * MINUTE
     )
-    assert await inventory.claim_returning(
-        "s1",
-        unit_id="b",
-        hold_id="claim",
-        account_id="acct-claim",
-        now_ms=RELEASE,
-        expires_at_ms=expires_at_ms,
-    )
+    assert await inventory.claim_returning("s1", **CLAIM, expires_at_ms=expires_at_ms)
 
 
 async def earlier_claim(inventory: RedisInventory) -> None:
@@ -136,14 +141,7 @@ async def earlier_claim(inventory: RedisInventory) -> None:
 
 async def earlier_unclaim(inventory: RedisInventory) -> None:
     await returning_claimed(inventory, RELEASE + 10 * MINUTE)
-    assert await inventory.unclaim_returning(
-        "s1",
-        unit_id="b",
-        hold_id="claim",
-        account_id="acct-claim",
-        now_ms=RELEASE,
-        return_at_ms=RELEASE + MINUTE,
-    )
+    assert await inventory.unclaim_returning("s1", **CLAIM, return_at_ms=RELEASE + MINUTE)
 
 
 async def earlier_drawn(inventory: RedisInventory) -> None:
@@ -218,7 +216,7 @@ async def test_a_slot_written_without_due_is_swept_and_then_kept(
     meta = KeyNames(PREFIX).slot_family("s1")[0]
     await slot_pool_redis.hdel(meta, "due")
     assert await granted_at(slot_pool_redis, RELEASE + MINUTE)
-    assert int(await slot_pool_redis.hget(meta, "due")) == RELEASE + MINUTE + TTL
+    assert await slot_pool_redis.hget(meta, "due") == str(RELEASE + MINUTE + TTL).encode()
 
 
 async def recount(client: aioredis.Redis) -> tuple[int, int]:
@@ -229,7 +227,9 @@ async def recount(client: aioredis.Redis) -> tuple[int, int]:
         first = await client.zrange(key, 0, 0, withscores=True)
         if first:
             earliest = min(earliest, int(first[0][1]))
-    return int(await client.hget(meta, "due")), earliest
+    due = await client.hget(meta, "due")
+    assert due is not None
+    return int(due), earliest
 
 
 async def test_the_kept_due_is_never_after_anything_that_can_run_out(
