@@ -31,8 +31,8 @@ end
 -- META's `due`: no hold runs out and no returning unit returns before it (it is at or before
 -- every score in HOLD_EXPIRY and RETURNING), so the hold script sweeps only once the caller's
 -- time reaches it; absent, the next hold sweeps and sets it. Removing entries leaves it true;
--- every script that adds a hold or a returning unit keeps it so with lower_due, and a load
--- sets it. A `due` earlier than need be only costs a sweep that finds nothing.
+-- every script that adds a hold or a returning unit keeps it so (with lower_due; hold_many.lua
+-- within its call), and a load sets it. A `due` earlier than need be only costs a sweep that finds nothing.
 local NEVER = '9007199254740991'  -- the `due` of a slot with nothing to run out
 
 local function lower_due(at)
