@@ -1,11 +1,12 @@
 """What a grant costs Redis itself: CPU per grant of ``hold_many.lua`` and of variants of it.
 
 Not a test. ``release_surge.py``'s ``cpu µs/dec`` column gives the servers' CPU per decision
-over a whole surge; this isolates the hold script. 20 000 grants (200 slots of 250 units,
-each attempt a new account) go through the inventory's own automatic pipeline, 200 callers
-at once; Redis's ``used_cpu_user + used_cpu_sys`` (``INFO cpu``) before and after, divided
-by the grants. CPU time, unlike ``usec_per_call`` (wall time inside Redis), is barely moved
-by a loaded machine. Rows, each with a call of one hold and with calls of ``HOLD_BATCH``:
+over a whole surge; this isolates the hold script. 20 000 grants (200 slots of 100 units by
+default, each attempt a new account; ``--slots 5``: a hot release's few slots) go through the
+inventory's own automatic pipeline, 200 callers at once; Redis's ``used_cpu_user +
+used_cpu_sys`` (``INFO cpu``) before and after, divided by the grants. CPU time, unlike
+``usec_per_call`` (wall time inside Redis), is barely moved by a loaded machine. Rows, each
+with a call of one hold and with calls of ``HOLD_BATCH``:
 
 - ``hold_many``: the script as the adapter runs it (grants on one server, marker included;
   a call of one is how a hold on a fenced slot or the platform's offer is sent);
@@ -15,6 +16,7 @@ by a loaded machine. Rows, each with a call of one hold and with calls of ``HOLD
   ``hold_many.lua`` from git, or one without some command), the same keys and arguments.
 
     .venv/bin/python bench/hold_script_cost.py --variant /tmp/old_hold_many.lua --rounds 2
+    .venv/bin/python bench/hold_script_cost.py --slots 5      # a hot release
 """
 
 from __future__ import annotations
@@ -62,33 +64,35 @@ async def redis_cpu(client: aioredis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def requests() -> list[HoldRequest]:
+def requests(slots: int) -> list[HoldRequest]:
     keys = KeyNames("cost:")
     expires = RELEASE_MS + TTL_MS
     return [
         HoldRequest(
-            keys.slot_family(f"s{n % SLOTS}"),
-            keys.replay_record(f"s{n % SLOTS}", f"k{n}"),
+            keys.slot_family(f"s{n % slots}"),
+            keys.replay_record(f"s{n % slots}", f"k{n}"),
             keys.account_marker(f"a{n}"),
             f"h{n}",
             f"a{n}",
             RELEASE_MS,
             expires,
-            f'["s{n % SLOTS}","h{n}","{expires}"]',
+            f'["s{n % slots}","h{n}","{expires}"]',
             TTL_MS + MARKER_GRACE_MS,
         )
         for n in range(GRANTS)
     ]
 
 
-async def one_row(client: aioredis.Redis, script: LuaScript, per_call: int) -> tuple[float, int]:
+async def one_row(
+    client: aioredis.Redis, script: LuaScript, per_call: int, slots: int
+) -> tuple[float, int]:
     await client.flushdb()
     inventory = RedisInventory(client, key_prefix="cost:")
-    for s in range(SLOTS):
+    for s in range(slots):
         await inventory.load(
-            SlotState(slot_id=f"s{s}", capacity=250, booked=0, release_at_ms=RELEASE_MS)
+            SlotState(slot_id=f"s{s}", capacity=GRANTS // slots, booked=0, release_at_ms=RELEASE_MS)
         )
-    holds = requests()
+    holds = requests(slots)
     calls = [
         hold_many_call(holds[start : start + per_call], REPLAY_TTL_MS)
         for start in range(0, GRANTS, per_call)
@@ -110,7 +114,7 @@ async def one_row(client: aioredis.Redis, script: LuaScript, per_call: int) -> t
     return (await redis_cpu(client) - before) / GRANTS * 1e6, granted
 
 
-async def measure(url: str, variants: list[Path], rounds: int) -> None:
+async def measure(url: str, variants: list[Path], rounds: int, slots: int) -> None:
     client = aioredis.Redis(
         connection_pool=aioredis.BlockingConnectionPool.from_url(url, max_connections=16)
     )
@@ -118,7 +122,7 @@ async def measure(url: str, variants: list[Path], rounds: int) -> None:
         for round_ in range(rounds):
             for name, script in scripts(variants).items():
                 for per_call in (1, HOLD_BATCH):
-                    micros, granted = await one_row(client, script, per_call)
+                    micros, granted = await one_row(client, script, per_call, slots)
                     print(
                         f"round {round_}  {name:28} {per_call:3} a call"
                         f"  Redis CPU {micros:6.1f} µs/grant  {granted=}"
@@ -131,12 +135,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", type=Path, action="append", default=[])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--slots", type=int, default=SLOTS, help="the grants spread over this many slots"
+    )
     args = parser.parse_args()
     print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")
     server = EmbeddedRedis()
     url = server.start()
     try:
-        uvloop.run(measure(url, args.variant, args.rounds))
+        uvloop.run(measure(url, args.variant, args.rounds, args.slots))
     finally:
         server.stop()
     print(f"load average {Path('/proc/loadavg').read_text().split()[:3]}")

@@ -143,6 +143,23 @@ async def test_second_hold_of_one_account_is_refused(inventory: RedisInventory) 
     assert (await inventory.counts(["s2"], now_ms=RELEASE))["s2"].held == 0
 
 
+async def test_a_hold_refused_for_the_accounts_hold_elsewhere_leaves_nothing_behind(
+    inventory: RedisInventory,
+) -> None:
+    """The hold script writes a grant's owner before it claims the account's marker, and
+    takes it back when the marker refuses: the hold id stays unused, the account unnamed."""
+    await slot(inventory, "s1")
+    await slot(inventory, "s2", capacity=1)
+    await hold(inventory, "s1", account="a1", hold_id="first")
+    err = await refusal(hold(inventory, "s2", account="a1", hold_id="second"))
+    assert err.code == "HOLD_ALREADY_ACTIVE"
+    snapshot = await inventory.fence("s2", token="look", ttl_ms=10_000)
+    assert snapshot is not None
+    assert snapshot.holds == ()
+    await inventory.unfence("s2", token="look")
+    assert (await hold(inventory, "s2", account="a2", hold_id="second")).hold_id == "second"
+
+
 async def test_account_may_hold_again_once_its_hold_expired(inventory: RedisInventory) -> None:
     await slot(inventory, capacity=2)
     grant = await hold(inventory, account="a1", hold_id="first")
@@ -349,6 +366,15 @@ async def test_reused_hold_id_is_invalid(inventory: RedisInventory) -> None:
     err = await refusal(hold(inventory, account="a2", hold_id="same", key="k2"))
     assert (err.code, err.detail["field"]) == ("VALIDATION_FAILED", "hold_id")
     assert (await inventory.counts(["s1"], now_ms=RELEASE))["s1"].held == 1
+
+
+async def test_a_confirmed_hold_id_is_not_held_again(inventory: RedisInventory) -> None:
+    await slot(inventory, capacity=3)
+    await hold(inventory, account="a1", hold_id="booked", key="k1")
+    assert await inventory.confirm("s1", hold_id="booked", account_id="a1", now_ms=RELEASE)
+    err = await refusal(hold(inventory, account="a2", hold_id="booked", key="k2"))
+    assert (err.code, err.detail["field"]) == ("VALIDATION_FAILED", "hold_id")
+    assert (await inventory.counts(["s1"], now_ms=RELEASE))["s1"].held == 0
 
 
 async def test_non_positive_ttl_is_invalid(inventory: RedisInventory) -> None:

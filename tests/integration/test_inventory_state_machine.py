@@ -4,8 +4,9 @@ Hypothesis drives ``RedisInventory`` itself through holds, confirmations, releas
 extensions, expiries (by moving ``now_ms``), cancellations, restocks, stops and rebuilds.
 After every step the pool must balance (available + held + booked + returning == capacity,
 nothing negative) and agree with a plain-Python model of the rules, refusal code by refusal
-code. Hypothesis' stateful runner is synchronous, so each machine owns an event loop and
-runs every async step to completion on it.
+code, and the slot's kept ``due`` must be at or before every hold expiry and return time.
+Hypothesis' stateful runner is synchronous, so each machine owns an event loop and runs every
+async step to completion on it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from guahao.platform.errors import GuahaoError
 from guahao.platform.inventory import RedisInventory
+from guahao.platform.inventory.slot_keys import KeyNames
 from guahao.platform.ports import HeldUnit, HoldGrant, ReturningUnit, SlotState, SlotStatus
 
 T = TypeVar("T")
@@ -336,6 +338,26 @@ class SlotPoolMachine(RuleBasedStateMachine):
                 len(slot.returning),
                 slot.status,
             )
+
+    @invariant()
+    def the_kept_due_is_never_after_anything_that_can_run_out(self) -> None:
+        """The hold script sweeps only once the caller's time reaches the slot's ``due``
+        (``slot_prelude.lua``), so no step may leave a hold or a returning unit before it."""
+        for slot_id in SLOTS:
+            due, earliest = self.run(self.due_and_earliest(slot_id))
+            if due is not None and earliest is not None:
+                assert due <= earliest, slot_id
+
+    async def due_and_earliest(self, slot_id: str) -> tuple[int | None, int | None]:
+        """The slot's kept ``due`` and the earliest hold expiry or return time in Redis."""
+        meta, hold_expiry, _owner, returning, *_ = KeyNames("machine:").slot_family(slot_id)
+        due = await self.client.hget(meta, "due")
+        times = [
+            int(first[0][1])
+            for key in (hold_expiry, returning)
+            if (first := await self.client.zrange(key, 0, 0, withscores=True))
+        ]
+        return (None if due is None else int(due)), min(times, default=None)
 
 
 def _run_machine(redis_url: str, max_examples: int) -> None:

@@ -11,6 +11,7 @@ end
 redis.call('HINCRBY', META, 'booked', -1)
 if tonumber(return_at) > tonumber(now) then
   redis.call('ZADD', RETURNING, return_at, unit_id)
+  lower_due(return_at)
 end
 redis.call('SADD', CANCELLED, unit_id)
 announce()

@@ -22,4 +22,5 @@ if not redis.call('ZSCORE', RETURNING, unit_id) then return {'REFUSED', 'UNIT_NO
 redis.call('ZREM', RETURNING, unit_id)
 redis.call('ZADD', HOLD_EXPIRY, expires, hold_id)
 redis.call('HSET', HOLD_OWNER, hold_id, account_id)
+lower_due(expires)
 return {'GRANTED', expires}

@@ -18,5 +18,6 @@ if t[7] ~= 'lottery' then return {'REFUSED', 'SESSION_NOT_LOTTERY'} end
 if t[5] <= 0 then return {'REFUSED', 'SLOT_SOLD_OUT', '-1'} end
 redis.call('ZADD', HOLD_EXPIRY, expires, hold_id)
 redis.call('HSET', HOLD_OWNER, hold_id, account_id)
+lower_due(expires)
 announce_take()
 return {'GRANTED', expires}

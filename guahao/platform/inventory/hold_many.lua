@@ -6,10 +6,12 @@
 -- reads for every hold: a grant cost 25-58 µs of Redis time against 3 µs for the ceiling's
 -- decrement (bench/profiles/engine3-*). Here the fixed cost is paid once a call; the fences
 -- and the idempotency records are read for the whole call (one EXISTS, one MGET); a slot's
--- facts are read once a slot a call, its new holds written with one ZADD and one HSET, its
--- grants announced with one PUBLISH. On a few hot slots that took about a third off Redis's
--- CPU per grant; on holds spread over many slots, each still paying its own slot's work,
--- nothing measurable (bench/README.md, branch engine3).
+-- facts are read once a slot a call (one HMGET, two ZCARDs; the sweep only when something
+-- can have run out, see `due` in slot_prelude.lua), its new holds' expiries written with one
+-- ZADD, its grants announced with one PUBLISH. On a few hot slots that took about a third off
+-- Redis's CPU per grant; on holds spread over many slots, each still paying its own slot's
+-- work, nothing measurable (bench/README.md, branch engine3). A grant's owner is written with
+-- HSETNX, which is also the check that its hold id is new (bench/README.md, branch engine5).
 --
 -- KEYS: six family keys of each of the batch's slots, slot after slot (slot_prelude.lua's
 -- order without CANCELLED, which a hold never reads: on spread slots each hold carries its
@@ -32,6 +34,7 @@ local slots, holds, replay_ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local claims = ARGV[4] == '1'
 local per_hold = claims and 2 or 1
 local first_hold_key = slots * 6
+local NEVER = '9007199254740991'  -- slot_prelude.lua's: `due` with nothing to run out
 
 -- What a slot's decisions share within this call: read on its first hold, then kept in step
 -- with what this call does to it. `now` is the caller time the counts were taken at (a hold
@@ -44,13 +47,14 @@ local function family(n)
     KEYS[base + 6]
 end
 
--- The holds granted on a slot and not yet written: written before anything reads the
--- slot's holds again, and at the end.
+-- The expiries of the holds granted on a slot and not yet written (their owners are written
+-- at the grant), with `due` if a grant lowered it: written before anything reads the slot's
+-- holds again, and at the end.
 local function write_pending(s)
   if #s.expiry > 0 then
     redis.call('ZADD', s.hold_expiry, unpack(s.expiry))
-    redis.call('HSET', s.hold_owner, unpack(s.owners))
-    s.expiry, s.owners, s.new = {}, {}, {}
+    s.expiry = {}
+    if s.lowered then redis.call('HSET', s.meta, 'due', s.lowered) s.lowered = nil end
   end
 end
 
@@ -72,18 +76,16 @@ local function slot_state(n)
   if s then return s end
   local meta, hold_expiry, hold_owner, returning, confirmed, fence = family(n)
   s = {meta = meta, hold_expiry = hold_expiry, hold_owner = hold_owner, returning = returning,
-    confirmed = confirmed, expiry = {}, owners = {}, new = {}, taken = false}
+    confirmed = confirmed, expiry = {}, taken = false}
   state[n] = s
   if any_fenced and redis.call('EXISTS', fence) == 1 then s.fenced = true return s end
-  s.m = redis.call('HMGET', meta, 'capacity', 'booked', 'release_at_ms', 'status')
+  s.m = redis.call('HMGET', meta, 'capacity', 'booked', 'release_at_ms', 'status', 'due')
+  s.due = tonumber(s.m[5])
   return s
 end
 
--- Sweep what has run out by `now` and count, before a slot's first decision at that time:
--- removing what has run out before counting is what makes a timer unnecessary.
-local function count_at(s, now)
-  if s.now == now then return end
-  write_pending(s)
+-- Remove what has run out by `now`, and keep in `due` the earliest time left in either set.
+local function sweep(s, now)
   while true do
     local expired = redis.call('ZRANGEBYSCORE', s.hold_expiry, '-inf', now, 'LIMIT', 0, 500)
     if #expired == 0 then break end
@@ -91,11 +93,25 @@ local function count_at(s, now)
     redis.call('HDEL', s.hold_owner, unpack(expired))
     if #expired < 500 then break end
   end
-  local returning = redis.call('ZCARD', s.returning)
-  if returning > 0 then
-    returning = returning - redis.call('ZREMRANGEBYSCORE', s.returning, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', s.returning, '-inf', now)
+  local due = NEVER
+  for _, key in ipairs({s.hold_expiry, s.returning}) do
+    local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if first[2] and tonumber(first[2]) < tonumber(due) then due = first[2] end
   end
-  s.returning_count = returning
+  redis.call('HSET', s.meta, 'due', due)
+  s.due = tonumber(due)
+end
+
+-- Count before a slot's first decision at a caller time, sweeping first when something can
+-- have run out by then (`due`, slot_prelude.lua): removing what has run out before counting
+-- is what makes a timer unnecessary; skipping the sweep while nothing can have run out is one
+-- of the cuts that took 5-8 % off Redis's CPU a grant (bench/README.md, branch engine5).
+local function count_at(s, now)
+  if s.now == now then return end
+  write_pending(s)
+  if s.due == nil or tonumber(now) >= s.due then sweep(s, now) end
+  s.returning_count = redis.call('ZCARD', s.returning)
   s.held = redis.call('ZCARD', s.hold_expiry)
   s.now = now
   s.sold_out = nil
@@ -113,19 +129,29 @@ end
 local function sold_out_reply(s, i)
   if s.sold_out then return {'REFUSED', 'SLOT_SOLD_OUT', s.sold_out[3], s.sold_out_at} end
   write_pending(s)
-  local next_free = nil
-  local first_hold = redis.call('ZRANGE', s.hold_expiry, 0, 0, 'WITHSCORES')
-  if first_hold[2] then next_free = tonumber(first_hold[2]) end
-  local first_return = redis.call('ZRANGE', s.returning, 0, 0, 'WITHSCORES')
-  if first_return[2] and (next_free == nil or tonumber(first_return[2]) < next_free) then
-    next_free = tonumber(first_return[2])
-  end
-  local reply = {'REFUSED', 'SLOT_SOLD_OUT', tostring(next_free or -1)}
+  -- `due` after count_at: later than the caller's time, at or before anything can run out
+  local next_free = s.due < tonumber(NEVER) and string.format('%d', s.due) or '-1'
+  local reply = {'REFUSED', 'SLOT_SOLD_OUT', next_free}
   for _, owner in ipairs(redis.call('HVALS', s.hold_owner)) do reply[#reply + 1] = owner end
   for _, owner in ipairs(redis.call('HVALS', s.confirmed)) do reply[#reply + 1] = owner end
   -- the same answer for the slot's later holds in this call, until a grant or a sweep
   s.sold_out, s.sold_out_at = reply, i
   return reply
+end
+
+-- The account's marker: written when the account has none (the common case, one command);
+-- otherwise a marker naming a live hold elsewhere refuses (the refusal is returned), and one
+-- whose hold ran out by the caller's clock is overwritten (as account_claim.lua).
+local function claim_marker(i, a, hold_id, now)
+  local marker = KEYS[first_hold_key + (i - 1) * per_hold + 2]
+  if redis.call('SET', marker, ARGV[a + 6], 'PX', ARGV[a + 7], 'NX') then return nil end
+  local held = cjson.decode(redis.call('GET', marker))
+  if tonumber(held[3]) > tonumber(now) then
+    if held[2] ~= hold_id then return {'REFUSED', 'HOLD_ALREADY_ACTIVE', held[1], held[2]} end
+  else
+    redis.call('SET', marker, ARGV[a + 6], 'PX', ARGV[a + 7])
+  end
+  return nil
 end
 
 local function decide(i)
@@ -146,41 +172,41 @@ local function decide(i)
   end
 
   count_at(s, now)
-  -- a hold id names one hold on this slot for good: live (hold owner) or confirmed
-  if redis.call('HEXISTS', s.confirmed, hold_id) == 1 then
+  -- a hold id names one hold on this slot for good: live (hold owner) or confirmed. Whether
+  -- the slot has any confirmed hold is asked once a call: at a release it has none, and on a
+  -- hot slot that spares a command a hold.
+  if s.confirms == nil then s.confirms = redis.call('EXISTS', s.confirmed) == 1 end
+  if s.confirms and redis.call('HEXISTS', s.confirmed, hold_id) == 1 then
     return {'REFUSED', 'VALIDATION_FAILED'}
   end
-  if s.new[hold_id] or redis.call('HEXISTS', s.hold_owner, hold_id) == 1 then
-    return {'REFUSED', 'VALIDATION_FAILED'}
-  end
-
-  -- A lottery session (摇号) takes requests, not holds, until its draw.
-  if m[4] == 'lottery' then return {'REFUSED', 'SESSION_IS_LOTTERY'} end
-  if m[4] ~= 'open' then return {'REFUSED', 'SLOT_CLOSED'} end
-  if tonumber(now) < tonumber(m[3]) then return {'REFUSED', 'SLOT_NOT_RELEASED', m[3]} end
   local available = tonumber(m[1]) - tonumber(m[2]) - s.held - s.returning_count
-  if available <= 0 then return sold_out_reply(s, i) end
-
-  -- The marker: written when the account has none (the common case, one command); otherwise
-  -- a marker naming a live hold elsewhere refuses, and one whose hold ran out by the caller's
-  -- clock is overwritten (as account_claim.lua).
+  if m[4] ~= 'open' or tonumber(now) < tonumber(m[3]) or available <= 0 then
+    if redis.call('HEXISTS', s.hold_owner, hold_id) == 1 then
+      return {'REFUSED', 'VALIDATION_FAILED'}
+    end
+    -- A lottery session (摇号) takes requests, not holds, until its draw.
+    if m[4] == 'lottery' then return {'REFUSED', 'SESSION_IS_LOTTERY'} end
+    if m[4] ~= 'open' then return {'REFUSED', 'SLOT_CLOSED'} end
+    if tonumber(now) < tonumber(m[3]) then return {'REFUSED', 'SLOT_NOT_RELEASED', m[3]} end
+    return sold_out_reply(s, i)
+  end
+  -- A grant's owner is written now: one command both checks that the hold id is new on the
+  -- slot and records it (taken back if the account's marker refuses).
+  if redis.call('HSETNX', s.hold_owner, hold_id, account_id) == 0 then
+    return {'REFUSED', 'VALIDATION_FAILED'}
+  end
   if claims then
-    local marker = KEYS[first_hold_key + (i - 1) * per_hold + 2]
-    if not redis.call('SET', marker, ARGV[a + 6], 'PX', ARGV[a + 7], 'NX') then
-      local held = cjson.decode(redis.call('GET', marker))
-      if tonumber(held[3]) > tonumber(now) then
-        if held[2] ~= hold_id then return {'REFUSED', 'HOLD_ALREADY_ACTIVE', held[1], held[2]} end
-      else
-        redis.call('SET', marker, ARGV[a + 6], 'PX', ARGV[a + 7])
-      end
+    local ok, refusal = pcall(claim_marker, i, a, hold_id, now)
+    if not ok or refusal then
+      redis.call('HDEL', s.hold_owner, hold_id)
+      if not ok then error(refusal) end
+      return refusal
     end
   end
 
   local e = #s.expiry
   s.expiry[e + 1], s.expiry[e + 2] = expires, hold_id
-  e = #s.owners
-  s.owners[e + 1], s.owners[e + 2] = hold_id, account_id
-  s.new[hold_id] = true
+  if tonumber(expires) < s.due then s.due, s.lowered = tonumber(expires), expires end
   s.held = s.held + 1
   s.taken = true
   local record = cjson.encode({account_id, hold_id, expires})

@@ -8,7 +8,8 @@
 -- KEYS: each slot's family of 7 (meta, hold_expiry, hold_owner, returning, confirmed,
 -- cancelled, fence) one slot after another; on Redis Cluster the caller groups slots whose
 -- families share a hash slot, on one server any slots.
--- ARGV: capacity, booked, release_at_ms, status for each slot, in the same order.
+-- ARGV: capacity, booked, release_at_ms, status for each slot, in the same order. A new slot
+-- has nothing to run out: its `due` is slot_prelude.lua's NEVER.
 -- Reply: one letter a slot: L loaded, P present (left untouched), F fenced by a rebuild
 -- (nothing done; the caller loads it alone, waiting for the fence).
 local reply = {}
@@ -22,7 +23,7 @@ for n = 0, #KEYS / 7 - 1 do
   else
     redis.call('DEL', KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6])
     redis.call('HSET', meta, 'capacity', ARGV[a + 1], 'booked', ARGV[a + 2],
-      'release_at_ms', ARGV[a + 3], 'status', ARGV[a + 4])
+      'release_at_ms', ARGV[a + 3], 'status', ARGV[a + 4], 'due', '9007199254740991')
     reply[n + 1] = 'L'
   end
 end

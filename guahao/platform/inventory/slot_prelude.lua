@@ -2,7 +2,7 @@
 -- KEYS[1..7] are the slot's family, all under one hash tag {slot:<id>} so a script touches
 -- one cluster shard. Times are epoch milliseconds passed in by the caller (never the Redis
 -- clock), so that the service's clock, not the server's, decides when a hold is over.
-local META = KEYS[1]         -- hash: capacity, booked, release_at_ms, status
+local META = KEYS[1]         -- hash: capacity, booked, release_at_ms, status, due (below)
 local HOLD_EXPIRY = KEYS[2]  -- zset: hold_id -> expires_at_ms
 local HOLD_OWNER = KEYS[3]   -- hash: hold_id -> account_id
 local RETURNING = KEYS[4]    -- zset: unit_id -> return_at_ms
@@ -26,6 +26,18 @@ end
 local function purge(now)
   purge_holds(now)
   redis.call('ZREMRANGEBYSCORE', RETURNING, '-inf', now)
+end
+
+-- META's `due`: no hold runs out and no returning unit returns before it (it is at or before
+-- every score in HOLD_EXPIRY and RETURNING), so the hold script sweeps only once the caller's
+-- time reaches it; absent, the next hold sweeps and sets it. Removing entries leaves it true;
+-- every script that adds a hold or a returning unit keeps it so (with lower_due; hold_many.lua
+-- within its call), and a load sets it. A `due` earlier than need be only costs a sweep that finds nothing.
+local NEVER = '9007199254740991'  -- the `due` of a slot with nothing to run out
+
+local function lower_due(at)
+  local due = redis.call('HGET', META, 'due')
+  if due and tonumber(at) < tonumber(due) then redis.call('HSET', META, 'due', at) end
 end
 
 -- The snapshot every caller sees, read after purge(): capacity, booked, held, returning,

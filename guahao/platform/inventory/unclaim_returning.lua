@@ -9,6 +9,7 @@ redis.call('ZREM', HOLD_EXPIRY, hold_id)
 redis.call('HDEL', HOLD_OWNER, hold_id)
 if tonumber(return_at) > tonumber(now) then
   redis.call('ZADD', RETURNING, return_at, unit_id)
+  lower_due(return_at)
 end
 announce()
 return {'UNDONE'}
