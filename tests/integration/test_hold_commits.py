@@ -351,3 +351,45 @@ async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platfor
         0,
     )
     assert event.dispatched_at is None
+
+
+async def test_rows_of_other_columns_in_one_crowd_are_each_written_with_their_own_columns(
+    platform,
+):
+    slots = await publish_clinic(platform, clinic(units=4))
+    accounts = await bulk_accounts(platform, 4)
+    session_id = await session_of(platform, slots[0])
+    now = platform.ports.clock.now()
+    commits = HoldCommits(platform.ports)
+
+    def booking(n: int) -> dict[str, object]:
+        return held_row(f"shape-{n}", accounts[n], slots[0], session_id, f"k{n}", now)
+
+    # the first row leaves the client's hashes to the defaults, the next two carry them: a
+    # statement made for the first row's columns would lack them for the others (a KeyError
+    # once, a 500), or for the last row's, drop the middle ones' hashes
+    rows = [
+        booking(0),
+        booking(1) | {"ip_hash": "ip-1", "device_hash": "device-1"},
+        booking(2) | {"ip_hash": "ip-2", "device_hash": "device-2"},
+        booking(3),
+    ]
+    results = await asyncio.gather(
+        *(commits.record(row, {"booking_id": row["id"]}, now) for row in rows)
+    )
+
+    assert results == [False] * 4  # all committed
+    # one transaction per run of rows of one shape, in the crowd's order
+    assert commits.transactions == 3
+    async with platform.ports.sessions() as session:
+        written = {
+            b.id: (b.ip_hash, b.device_hash)
+            for b in await session.scalars(select(BookingRow).where(BookingRow.id.like("shape-%")))
+        }
+    assert written == {
+        "shape-0": ("", ""),
+        "shape-1": ("ip-1", "device-1"),
+        "shape-2": ("ip-2", "device-2"),
+        "shape-3": ("", ""),
+    }
+    assert (await outbox_topics(platform))["booking.held"] == 4

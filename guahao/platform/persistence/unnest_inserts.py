@@ -23,7 +23,11 @@ from typing import Any
 from sqlalchemy import JSON, Column, Table
 from sqlalchemy.engine import Dialect
 
-__all__ = ["UnnestInsert"]
+__all__ = ["MissingColumnError", "UnnestInsert"]
+
+
+class MissingColumnError(ValueError):
+    """A row lacks a column its statement carries: nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class _TablePart:
     """How one table's rows become parameters: a column's array per carried column, and
     the model's defaults, sent once, for the columns the rows leave out."""
 
+    table: str
     carried: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
     defaults: tuple[Any, ...]
@@ -74,6 +79,7 @@ class UnnestInsert:
             )
             self._parts.append(
                 _TablePart(
+                    table=table.name,
                     carried=tuple(carried),
                     processors=tuple(c.type.bind_processor(dialect) for c in columns),
                     defaults=tuple(_processed_default(c, dialect) for c in left_out),
@@ -84,14 +90,39 @@ class UnnestInsert:
         self.sql = f"WITH {ctes} {last}" if first else last
 
     def parameters(self, *rows: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
-        """The statement's parameters for ``rows``, one sequence of rows per table."""
+        """The statement's parameters for ``rows``, one sequence of rows per table.
+
+        Every row must carry the statement's columns (a caller batches rows of one shape:
+        ``HoldCommits`` does); one that lacks one is refused with ``MissingColumnError``
+        before anything is sent, rather than a bare ``KeyError``.
+
+        >>> from sqlalchemy import MetaData, String
+        >>> from sqlalchemy.dialects import postgresql
+        >>> t = Table("t", MetaData(), Column("id", String(8), primary_key=True),
+        ...           Column("name", String(8)))
+        >>> insert = UnnestInsert(postgresql.dialect(), (t, ("id", "name")))
+        >>> insert.parameters([{"id": "a", "name": "x"}, {"id": "b", "name": "y"}])
+        (['a', 'b'], ['x', 'y'])
+        >>> insert.parameters([{"id": "a", "name": "x"}, {"id": "b"}])
+        Traceback (most recent call last):
+        ...
+        guahao.platform.persistence.unnest_inserts.MissingColumnError: row 1 for t lacks name
+        """
         values: list[Any] = []
         for part, table_rows in zip(self._parts, rows, strict=True):
             for name, process in zip(part.carried, part.processors, strict=True):
-                column = [row[name] for row in table_rows]
+                try:
+                    column = [row[name] for row in table_rows]
+                except KeyError:
+                    raise _missing(part, table_rows, name) from None
                 values.append(column if process is None else [process(v) for v in column])
             values.extend(part.defaults)
         return tuple(values)
+
+
+def _missing(part: _TablePart, rows: Sequence[Mapping[str, Any]], name: str) -> MissingColumnError:
+    first = next(n for n, row in enumerate(rows) if name not in row)
+    return MissingColumnError(f"row {first} for {part.table} lacks {name}")
 
 
 def _scalar_default(column: Column[Any]) -> bool:

@@ -78,6 +78,9 @@ class HoldOutcome:
     """The booking as its hold was first answered: what a repeat is answered again."""
     replayed: bool
     """Whether another request under the same key made the hold (this one repeats it)."""
+    facts: SlotFacts | None = None
+    """The granted slot's facts when this call granted it (so its answer needs no second
+    look-up); None for an answer read back from SQL, whose slot the caller looks up."""
 
 
 def sold_out_refusal(slot_id: str, hold_id: str) -> GuahaoError:
@@ -297,7 +300,7 @@ class BookingService:
             await give_back_his()
             refuse("SLOT_SOLD_OUT", slot_id=slot_id, reason="hold_lost_with_redis")
         await self.records.schedule_expiry(expires_at)
-        return HoldOutcome(booking, booking, replayed=repeat)
+        return HoldOutcome(booking, booking, replayed=repeat, facts=facts)
 
     async def _hold_survived(self, slot_id: str, hold_id: str, now_ms: int) -> bool:
         """Whether the pool still knows a hold now that its record is written.
