@@ -8,13 +8,16 @@ import asyncio
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import event, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from guahao.platform.bookings import Booking
 from guahao.platform.errors import GuahaoError
+from guahao.platform.persistence.outages import is_database_outage
+from guahao.platform.persistence.outbox import event_values
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
-from guahao.platform.services.hold_commits import HoldCommits
+from guahao.platform.persistence.unnest_inserts import UnnestInsert
+from guahao.platform.services.hold_commits import BOOKINGS, OUTBOX, HoldCommits
 from tests.fixtures.platforms import (
     bulk_accounts,
     clinic,
@@ -51,26 +54,20 @@ async def test_concurrent_grants_share_a_few_transactions_and_all_are_recorded(p
     slots = await publish_clinic(platform, clinic(units=CROWD))
     crowd = await bulk_accounts(platform, CROWD)
     await platform.bookings.slot_facts(slots[0])  # warm: the surge's reads are not the subject
-    inserts: list[str] = []
+    # the service's own writer (on PostgreSQL its statement goes to asyncpg directly, past
+    # SQLAlchemy's cursor events)
+    commits: HoldCommits = platform.bookings._hold_commits
 
-    def count_inserts(*args: object, **kw: object) -> None:
-        if "INSERT INTO BOOKINGS" in str(args[2]).upper():  # alone, or with the outbox's
-            inserts.append(str(args[2]))
-
-    event.listen(platform.engine.sync_engine, "before_cursor_execute", count_inserts)
-    try:
-        results = await asyncio.gather(
-            *(
-                platform.bookings.hold(account_id=a, slot_id=slots[0], idempotency_key=f"g{n}")
-                for n, a in enumerate(crowd)
-            )
+    results = await asyncio.gather(
+        *(
+            platform.bookings.hold(account_id=a, slot_id=slots[0], idempotency_key=f"g{n}")
+            for n, a in enumerate(crowd)
         )
-    finally:
-        event.remove(platform.engine.sync_engine, "before_cursor_execute", count_inserts)
+    )
 
     assert all(isinstance(r, Booking) for r in results)
-    # Forty grants, written alone, would be forty inserts; together they take a handful.
-    assert 1 <= len(inserts) <= CROWD // 4, len(inserts)
+    # Forty grants, written alone, would be forty transactions; together they take a handful.
+    assert 1 <= commits.transactions <= CROWD // 4, commits.transactions
     async with platform.ports.sessions() as session:
         recorded = set((await session.scalars(select(BookingRow.id))).all())
     assert recorded == {r.id for r in results}
@@ -393,3 +390,27 @@ async def test_rows_of_other_columns_in_one_crowd_are_each_written_with_their_ow
         "shape-3": ("", ""),
     }
     assert (await outbox_topics(platform))["booking.held"] == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+async def test_a_batch_sent_on_a_broken_link_is_an_outage_and_its_connection_is_replaced(platform):
+    slots = await publish_clinic(platform, clinic(units=2))
+    accounts = await bulk_accounts(platform, 1)
+    session_id = await session_of(platform, slots[0])
+    now = platform.ports.clock.now()
+    row = held_row("link-0", accounts[0], slots[0], session_id, "k", now)
+    held = event_values("booking.held", "link-0", {"booking_id": "link-0"}, now)
+    statement = UnnestInsert(platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held)))
+
+    async with platform.engine.connect() as connection:
+        (await connection.get_raw_connection()).driver_connection.terminate()
+        with pytest.raises(OperationalError) as raised:
+            await statement.execute(connection, [row], [held])
+        assert connection.invalidated  # the pool does not lend the dead link again
+
+    # what grant_hold answers DATABASE_UNAVAILABLE for, and a retry may succeed
+    assert is_database_outage(raised.value)
+    assert await HoldCommits(platform.ports).record(row, {"booking_id": "link-0"}, now) is False
+    async with platform.ports.sessions() as session:
+        assert (await session.get(BookingRow, "link-0")) is not None

@@ -22,6 +22,8 @@ from typing import Any
 
 from sqlalchemy import JSON, Column, Table
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["MissingColumnError", "UnnestInsert"]
 
@@ -118,6 +120,32 @@ class UnnestInsert:
                 values.append(column if process is None else [process(v) for v in column])
             values.extend(part.defaults)
         return tuple(values)
+
+    async def execute(
+        self, connection: AsyncConnection, *rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Send the statement for ``rows`` (as ``parameters``) on ``connection``, in no
+        transaction block: the statement is its own transaction.
+
+        Sent by asyncpg itself, not through SQLAlchemy's cursor: its cursor, prepared
+        statement cache and greenlet cost more a batch than building the rows' arrays
+        (bench/profiles/grant6-*). So no ``before_cursor_execute`` event sees it, and its
+        errors come back as SQLAlchemy's would: a broken constraint (SQLSTATE class 23) as
+        ``IntegrityError``, any other error of the server as ``DBAPIError``, and a broken link
+        (the connection's state unknown) as ``OperationalError`` after the connection is
+        invalidated, so the pool replaces it.
+        """
+        parameters = self.parameters(*rows)
+        raw = await connection.get_raw_connection()
+        try:
+            await raw.driver_connection.execute(self.sql, *parameters)  # type: ignore[union-attr]
+        except Exception as exc:
+            sqlstate = getattr(exc, "sqlstate", None)
+            if not isinstance(sqlstate, str):
+                await connection.invalidate(exc)
+                raise OperationalError(self.sql, None, exc, connection_invalidated=True) from exc
+            error = IntegrityError if sqlstate.startswith("23") else DBAPIError
+            raise error(self.sql, None, exc) from exc
 
 
 def _missing(part: _TablePart, rows: Sequence[Mapping[str, Any]], name: str) -> MissingColumnError:

@@ -36,6 +36,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guahao.platform.persistence.outbox import event_values
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
@@ -53,7 +54,6 @@ this size, so one statement's parameters stay far below every driver's limits.""
 HELD_TOPIC = "booking.held"
 BOOKINGS = cast("Table", BookingRow.__table__)
 OUTBOX = cast("Table", OutboxRow.__table__)
-AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 @dataclass(slots=True)
@@ -182,22 +182,22 @@ class HoldCommits:
 
     async def _insert(self, batch: list[_Waiting]) -> None:
         self.transactions += 1
-        async with self._p.sessions() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                # both tables in one statement, its own transaction: one round trip
-                connection = await session.connection(execution_options=AUTOCOMMIT)
+        engine = self._p.sessions.kw.get("bind")
+        if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
+            # both tables in one statement, its own transaction (nothing here begins one:
+            # the statement goes to asyncpg directly): one round trip
+            async with engine.connect() as connection:
                 statement = self._statement(connection.dialect, batch[0])
-                bookings, events = [w.booking for w in batch], [w.event for w in batch]
-                await connection.exec_driver_sql(
-                    statement.sql, statement.parameters(bookings, events)
+                await statement.execute(
+                    connection, [w.booking for w in batch], [w.event for w in batch]
                 )
-                return
-            async with session.begin():
-                # Core inserts of the tables: the ORM's bulk path per row cost more than the
-                # statement (bench/profiles/surge-grant2-*)
-                connection = await session.connection()
-                await connection.execute(insert(BOOKINGS), [w.booking for w in batch])
-                await connection.execute(insert(OUTBOX), [w.event for w in batch])
+            return
+        async with self._p.sessions() as session, session.begin():
+            # Core inserts of the tables: the ORM's bulk path per row cost more than the
+            # statement (bench/profiles/surge-grant2-*)
+            connection = await session.connection()
+            await connection.execute(insert(BOOKINGS), [w.booking for w in batch])
+            await connection.execute(insert(OUTBOX), [w.event for w in batch])
 
     def _statement(self, dialect: Dialect, first: _Waiting) -> UnnestInsert:
         """The statement for rows carrying ``first``'s columns (a batch's rows all do, see
