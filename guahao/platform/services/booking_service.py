@@ -168,8 +168,9 @@ class BookingService:
                     ("hold:ip", limits.hold_per_ip, client.ip_hash),
                 ]
             )
-        facts = await self.slot_facts(slot_id)
+        facts = await self.records.slot_facts(slot_id)
         now = self._p.clock.now()
+        now_ms = to_epoch_ms(now)
         if now >= facts.starts_at:
             refuse("SLOT_IN_PAST", slot_id=slot_id)
         ttl_ms = facts.policies.hold_minutes * 60_000
@@ -181,7 +182,7 @@ class BookingService:
                 slot_id,
                 hold_id=booking_id,
                 account_id=account_id,
-                now_ms=to_epoch_ms(now),
+                now_ms=now_ms,
                 ttl_ms=ttl_ms,
                 idempotency_key=redis_key,
             )
@@ -219,7 +220,7 @@ class BookingService:
                 await his.hold(facts.hospital_id, slot_id, booking_id)
             except BaseException:
                 await self._p.inventory.release(
-                    slot_id, hold_id=booking_id, account_id=account_id, now_ms=to_epoch_ms(now)
+                    slot_id, hold_id=booking_id, account_id=account_id, now_ms=now_ms
                 )
                 raise
 
@@ -257,7 +258,7 @@ class BookingService:
                 },
                 event_payload(booking),
                 now,
-                check=(slot_id, booking.id, to_epoch_ms(now)),
+                check=(slot_id, booking.id, now_ms),
             )
         except IntegrityError:
             async with self._p.sessions() as session:
@@ -275,7 +276,7 @@ class BookingService:
                 # Our own fresh hold cannot be recorded: give it back. A replayed grant is the
                 # first request's hold, which that request is recording right now.
                 await self._p.inventory.release(
-                    slot_id, hold_id=booking.id, account_id=account_id, now_ms=to_epoch_ms(now)
+                    slot_id, hold_id=booking.id, account_id=account_id, now_ms=now_ms
                 )
                 await give_back_his()
             if same is not None and same.slot_id == slot_id:
@@ -291,11 +292,11 @@ class BookingService:
                         slot_id,
                         hold_id=booking.id,
                         account_id=account_id,
-                        now_ms=to_epoch_ms(now),
+                        now_ms=now_ms,
                     )
                 await give_back_his()
             raise error("DATABASE_UNAVAILABLE", operation="hold") from exc
-        if not survived and not await self._hold_survived(slot_id, booking.id, to_epoch_ms(now)):
+        if not survived and not await self._hold_survived(slot_id, booking.id, now_ms):
             await self.steps.expire(booking.id, force=True)
             await give_back_his()
             refuse("SLOT_SOLD_OUT", slot_id=slot_id, reason="hold_lost_with_redis")
