@@ -9,8 +9,9 @@ throwaway PostgreSQL (``infra/local_postgres.py``), for batches of ``--rows``, i
 - ``unnest``: both tables in one ``INSERT ... SELECT FROM unnest(...)`` statement on an
   autocommit connection of a session (``UnnestInsert``, branch grant5's way);
 - ``driver``: the same statement sent by asyncpg itself on a connection of the engine, without
-  SQLAlchemy's session and cursor around it (``UnnestInsert.execute``, what ``HoldCommits``
-  does since branch grant6).
+  SQLAlchemy's session and cursor around it (``UnnestInsert.execute``), a checkout per batch;
+- ``kept``: the same on one connection kept from batch to batch (what ``HoldCommits`` does
+  since branch grant6 while batches follow each other).
 
 The process's CPU time and the wall time are divided by the rows written. The tables are copies
 of ``bookings`` and ``outbox`` without their foreign keys, so no accounts or slots are seeded.
@@ -107,10 +108,16 @@ async def _measure(url: str, sizes: list[int], repeats: int) -> None:
         async with engine.connect() as connection:
             await statement.execute(connection, [b for b, _ in batch], [e for _, e in batch])
 
+    kept_connection = await engine.connect()
+
+    async def kept(batch: Batch) -> None:
+        await statement.execute(kept_connection, [b for b, _ in batch], [e for _, e in batch])
+
     ways: dict[str, Callable[[Batch], Awaitable[None]]] = {
         "core": core,
         "unnest": unnest,
         "driver": driver,
+        "kept": kept,
     }
     print("| rows a batch | way | CPU µs a row | wall µs a row | ms a batch |")
     print("| --- | --- | --- | --- | --- |")
@@ -130,6 +137,7 @@ async def _measure(url: str, sizes: list[int], repeats: int) -> None:
                     f"{wall * 1e6 / written:.1f} | {wall * 1e3 / 180:.2f} |",
                     flush=True,
                 )
+    await kept_connection.close()
     await engine.dispose()
 
 

@@ -8,7 +8,7 @@ import asyncio
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from guahao.platform.bookings import Booking
@@ -408,9 +408,50 @@ async def test_a_batch_sent_on_a_broken_link_is_an_outage_and_its_connection_is_
         with pytest.raises(OperationalError) as raised:
             await statement.execute(connection, [row], [held])
         assert connection.invalidated  # the pool does not lend the dead link again
+        # what grant_hold answers DATABASE_UNAVAILABLE for
+        assert is_database_outage(raised.value)
 
-    # what grant_hold answers DATABASE_UNAVAILABLE for, and a retry may succeed
-    assert is_database_outage(raised.value)
-    assert await HoldCommits(platform.ports).record(row, {"booking_id": "link-0"}, now) is False
+        # the writer keeps its connection for the next batch: a new link replaces the dead one
+        await statement.execute(connection, [row], [held])
+
     async with platform.ports.sessions() as session:
         assert (await session.get(BookingRow, "link-0")) is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+async def test_batches_that_follow_each_other_share_one_connection_given_back_after(platform):
+    slots = await publish_clinic(platform, clinic(units=5))
+    accounts = await bulk_accounts(platform, 5)
+    session_id = await session_of(platform, slots[0])
+    now = platform.ports.clock.now()
+    commits = HoldCommits(platform.ports, most=1)  # a batch per row
+    checkouts: list[object] = []
+
+    def checked_out(*_: object) -> None:
+        checkouts.append(_)
+
+    pool = platform.engine.sync_engine.pool
+    event.listen(pool, "checkout", checked_out)
+    try:
+        await asyncio.gather(
+            *(
+                commits.record(
+                    held_row(f"kept-{n}", accounts[n], slots[0], session_id, "k", now),
+                    {"booking_id": f"kept-{n}"},
+                    now,
+                )
+                for n in range(5)
+            )
+        )
+    finally:
+        event.remove(pool, "checkout", checked_out)
+
+    assert commits.transactions == 5
+    assert len(checkouts) == 1  # one checkout for the five statements
+    assert pool.checkedout() == 0  # given back once the queue ran dry
+    async with platform.ports.sessions() as session:
+        written = await session.scalar(
+            select(func.count()).select_from(BookingRow).where(BookingRow.id.like("kept-%"))
+        )
+    assert written == 5

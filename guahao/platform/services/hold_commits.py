@@ -28,6 +28,7 @@ checked by the caller alone, as before, so the batch only ever saves the checks 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +37,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guahao.platform.persistence.outbox import event_values
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
@@ -82,6 +83,8 @@ class HoldCommits:
         self._most = most
         self._queue: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
+        self._connection: AsyncConnection | None = None
+        """PostgreSQL: the writer's connection while batches follow each other."""
         self._asking: set[asyncio.Task[None]] = set()  # survival checks in flight
         self._statements: dict[tuple[tuple[str, ...], tuple[str, ...]], UnnestInsert] = {}
         self.transactions = 0
@@ -131,6 +134,10 @@ class HoldCommits:
             raise
         finally:
             self._writer = None
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                with contextlib.suppress(Exception):  # back to the pool, or dropped by it
+                    await connection.close()
 
     async def _write_batch(self, batch: list[_Waiting]) -> None:
         try:
@@ -184,13 +191,18 @@ class HoldCommits:
         self.transactions += 1
         engine = self._p.sessions.kw.get("bind")
         if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
-            # both tables in one statement, its own transaction (nothing here begins one:
-            # the statement goes to asyncpg directly): one round trip
-            async with engine.connect() as connection:
-                statement = self._statement(connection.dialect, batch[0])
-                await statement.execute(
-                    connection, [w.booking for w in batch], [w.event for w in batch]
-                )
+            # Both tables in one statement, its own transaction (nothing here begins one:
+            # the statement goes to asyncpg directly): one round trip. The connection is kept
+            # while batches follow each other (``_write_queue`` gives it back when the queue
+            # runs dry): a checkout and return cost as much client CPU as a SELECT 1 twice
+            # over (bench/profiles/grant6-*). One the statement found broken was invalidated
+            # and is replaced by the next use.
+            if self._connection is None:
+                self._connection = await engine.connect()
+            statement = self._statement(engine.dialect, batch[0])
+            await statement.execute(
+                self._connection, [w.booking for w in batch], [w.event for w in batch]
+            )
             return
         async with self._p.sessions() as session, session.begin():
             # Core inserts of the tables: the ORM's bulk path per row cost more than the
