@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from guahao.bootstrap import Platform
 from guahao.platform.bookings import Booking
 from guahao.platform.errors import GuahaoError
 from guahao.platform.persistence.outages import is_database_outage
@@ -48,6 +49,16 @@ def held_row(
         "created_at": now,
         "updated_at": now,
     }
+
+
+async def a_slot_and_accounts(
+    platform: Platform, units: int, accounts: int
+) -> tuple[str, list[str], str, datetime]:
+    """A published slot of ``units``, ``accounts`` new accounts, the slot's session and the
+    clock's now: what a test of the writer alone needs for its rows."""
+    slots = await publish_clinic(platform, clinic(units=units))
+    crowd = await bulk_accounts(platform, accounts)
+    return slots[0], crowd, await session_of(platform, slots[0]), platform.ports.clock.now()
 
 
 async def test_concurrent_grants_share_a_few_transactions_and_all_are_recorded(platform):
@@ -353,26 +364,24 @@ async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platfor
 async def test_rows_of_other_columns_in_one_crowd_are_each_written_with_their_own_columns(
     platform,
 ):
-    slots = await publish_clinic(platform, clinic(units=4))
-    accounts = await bulk_accounts(platform, 4)
-    session_id = await session_of(platform, slots[0])
-    now = platform.ports.clock.now()
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 4, 4)
     commits = HoldCommits(platform.ports)
 
     def booking(n: int) -> dict[str, object]:
-        return held_row(f"shape-{n}", accounts[n], slots[0], session_id, f"k{n}", now)
+        return held_row(f"shape-{n}", accounts[n], slot, session_id, f"k{n}", now)
 
-    # the first row leaves the client's hashes to the defaults, the next two carry them: a
-    # statement made for the first row's columns would lack them for the others (a KeyError
-    # once, a 500), or for the last row's, drop the middle ones' hashes
+    # the first row carries the client's hashes, the next two leave them to the defaults: a
+    # statement made for the first row's columns lacks them for those two (a KeyError for the
+    # whole batch once, a 500 to all four)
     rows = [
-        booking(0),
-        booking(1) | {"ip_hash": "ip-1", "device_hash": "device-1"},
-        booking(2) | {"ip_hash": "ip-2", "device_hash": "device-2"},
-        booking(3),
+        booking(0) | {"ip_hash": "ip-0", "device_hash": "device-0"},
+        booking(1),
+        booking(2),
+        booking(3) | {"ip_hash": "ip-3", "device_hash": "device-3"},
     ]
     results = await asyncio.gather(
-        *(commits.record(row, {"booking_id": row["id"]}, now) for row in rows)
+        *(commits.record(row, {"booking_id": row["id"]}, now) for row in rows),
+        return_exceptions=True,
     )
 
     assert results == [False] * 4  # all committed
@@ -384,10 +393,10 @@ async def test_rows_of_other_columns_in_one_crowd_are_each_written_with_their_ow
             for b in await session.scalars(select(BookingRow).where(BookingRow.id.like("shape-%")))
         }
     assert written == {
-        "shape-0": ("", ""),
-        "shape-1": ("ip-1", "device-1"),
-        "shape-2": ("ip-2", "device-2"),
-        "shape-3": ("", ""),
+        "shape-0": ("ip-0", "device-0"),
+        "shape-1": ("", ""),
+        "shape-2": ("", ""),
+        "shape-3": ("ip-3", "device-3"),
     }
     assert (await outbox_topics(platform))["booking.held"] == 4
 
@@ -395,11 +404,8 @@ async def test_rows_of_other_columns_in_one_crowd_are_each_written_with_their_ow
 @pytest.mark.postgres
 @pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
 async def test_a_batch_sent_on_a_broken_link_is_an_outage_and_its_connection_is_replaced(platform):
-    slots = await publish_clinic(platform, clinic(units=2))
-    accounts = await bulk_accounts(platform, 1)
-    session_id = await session_of(platform, slots[0])
-    now = platform.ports.clock.now()
-    row = held_row("link-0", accounts[0], slots[0], session_id, "k", now)
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
+    row = held_row("link-0", accounts[0], slot, session_id, "k", now)
     held = event_values("booking.held", "link-0", {"booking_id": "link-0"}, now)
     statement = UnnestInsert(platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held)))
 
@@ -421,10 +427,7 @@ async def test_a_batch_sent_on_a_broken_link_is_an_outage_and_its_connection_is_
 @pytest.mark.postgres
 @pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
 async def test_batches_that_follow_each_other_share_one_connection_given_back_after(platform):
-    slots = await publish_clinic(platform, clinic(units=5))
-    accounts = await bulk_accounts(platform, 5)
-    session_id = await session_of(platform, slots[0])
-    now = platform.ports.clock.now()
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 5, 5)
     commits = HoldCommits(platform.ports, most=1)  # a batch per row
     checkouts: list[object] = []
 
@@ -437,7 +440,7 @@ async def test_batches_that_follow_each_other_share_one_connection_given_back_af
         await asyncio.gather(
             *(
                 commits.record(
-                    held_row(f"kept-{n}", accounts[n], slots[0], session_id, "k", now),
+                    held_row(f"kept-{n}", accounts[n], slot, session_id, "k", now),
                     {"booking_id": f"kept-{n}"},
                     now,
                 )
