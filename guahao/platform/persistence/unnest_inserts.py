@@ -127,13 +127,14 @@ class UnnestInsert:
         """Send the statement for ``rows`` (as ``parameters``) on ``connection``, in no
         transaction block: the statement is its own transaction.
 
-        Sent by asyncpg itself, not through SQLAlchemy's cursor: its cursor, prepared
-        statement cache and greenlet cost more a batch than building the rows' arrays
-        (bench/profiles/grant6-*). So no ``before_cursor_execute`` event sees it, and its
-        errors come back as SQLAlchemy's would: a broken constraint (SQLSTATE class 23) as
-        ``IntegrityError``, any other error of the server as ``DBAPIError``, and a broken link
-        (the connection's state unknown) as ``OperationalError`` after the connection is
-        invalidated, so the pool replaces it.
+        Sent by asyncpg itself, not through SQLAlchemy's cursor: its session, cursor,
+        prepared statement cache and greenlet cost 100-180 µs of client CPU a batch
+        (bench/group_commit_cost.py, ``driver`` against ``unnest``; bench/profiles/grant6-29).
+        So no ``before_cursor_execute`` event sees it, and its errors come back as
+        SQLAlchemy's would: a broken constraint (SQLSTATE class 23) as ``IntegrityError``,
+        any other error of the server as ``DBAPIError``, and a broken link (the connection's
+        state unknown) as ``OperationalError`` after the connection is invalidated, so the
+        pool replaces it.
         """
         parameters = self.parameters(*rows)
         raw = await connection.get_raw_connection()
