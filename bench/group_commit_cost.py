@@ -7,9 +7,11 @@ throwaway PostgreSQL (``infra/local_postgres.py``), for batches of ``--rows``, i
 - ``core``: ``BEGIN``, Core's ``insert`` of each table with ``executemany``, ``COMMIT`` (main's
   way before branch grant5);
 - ``unnest``: both tables in one ``INSERT ... SELECT FROM unnest(...)`` statement on an
-  autocommit connection of a session (``UnnestInsert``, what ``HoldCommits`` does now);
-- ``driver``: the same statement sent by asyncpg itself, without SQLAlchemy's session and
-  connection around it (a candidate, not used: its errors are asyncpg's, not SQLAlchemy's).
+  autocommit connection of a session (``UnnestInsert``, branch grant5's way);
+- ``driver``: the same statement sent by asyncpg itself on a connection of the engine, without
+  SQLAlchemy's session and cursor around it (``UnnestInsert.execute``), a checkout per batch;
+- ``kept``: the same on one connection kept from batch to batch (what ``HoldCommits`` does
+  since branch grant6 while batches follow each other).
 
 The process's CPU time and the wall time are divided by the rows written. The tables are copies
 of ``bookings`` and ``outbox`` without their foreign keys, so no accounts or slots are seeded.
@@ -41,10 +43,11 @@ from guahao.platform.persistence.database import (
 )
 from guahao.platform.persistence.outbox import event_values
 from guahao.platform.persistence.unnest_inserts import UnnestInsert
-from guahao.platform.services.hold_commits import AUTOCOMMIT, BOOKINGS, OUTBOX
+from guahao.platform.services.hold_commits import BOOKINGS, OUTBOX
 from infra import local_postgres
 
 Batch = list[tuple[dict[str, Any], dict[str, Any]]]
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def _batch(rows: int) -> Batch:
@@ -103,13 +106,18 @@ async def _measure(url: str, sizes: list[int], repeats: int) -> None:
 
     async def driver(batch: Batch) -> None:
         async with engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            await raw.driver_connection.execute(statement.sql, *parameters(batch))  # type: ignore[union-attr]
+            await statement.execute(connection, [b for b, _ in batch], [e for _, e in batch])
+
+    kept_connection = await engine.connect()
+
+    async def kept(batch: Batch) -> None:
+        await statement.execute(kept_connection, [b for b, _ in batch], [e for _, e in batch])
 
     ways: dict[str, Callable[[Batch], Awaitable[None]]] = {
         "core": core,
         "unnest": unnest,
         "driver": driver,
+        "kept": kept,
     }
     print("| rows a batch | way | CPU µs a row | wall µs a row | ms a batch |")
     print("| --- | --- | --- | --- | --- |")
@@ -129,6 +137,7 @@ async def _measure(url: str, sizes: list[int], repeats: int) -> None:
                     f"{wall * 1e6 / written:.1f} | {wall * 1e3 / 180:.2f} |",
                     flush=True,
                 )
+    await kept_connection.close()
     await engine.dispose()
 
 

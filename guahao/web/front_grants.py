@@ -112,8 +112,8 @@ class FrontGrants:
                 idempotency_key=idempotency_key,
                 client=client,
             )
-            granted = outcome.granted
-            detail = held_answer(granted, await bookings.slot_facts(granted.slot_id))
+            granted, facts = outcome.granted, outcome.facts
+            detail = held_answer(granted, facts or await bookings.slot_facts(granted.slot_id))
         except GuahaoError as exc:
             return refused(exc)
         except Exception as exc:  # an outage: the exception handler's answer, as the route's

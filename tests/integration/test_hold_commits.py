@@ -9,12 +9,16 @@ from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import event, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from guahao.bootstrap import Platform
 from guahao.platform.bookings import Booking
 from guahao.platform.errors import GuahaoError
+from guahao.platform.persistence.outages import is_database_outage
+from guahao.platform.persistence.outbox import event_values
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
-from guahao.platform.services.hold_commits import HoldCommits
+from guahao.platform.persistence.unnest_inserts import UnnestInsert
+from guahao.platform.services.hold_commits import BOOKINGS, OUTBOX, HoldCommits
 from tests.fixtures.platforms import (
     bulk_accounts,
     clinic,
@@ -47,30 +51,34 @@ def held_row(
     }
 
 
+async def a_slot_and_accounts(
+    platform: Platform, units: int, accounts: int
+) -> tuple[str, list[str], str, datetime]:
+    """A published slot of ``units``, ``accounts`` new accounts, the slot's session and the
+    clock's now: what a test of the writer alone needs for its rows."""
+    slots = await publish_clinic(platform, clinic(units=units))
+    crowd = await bulk_accounts(platform, accounts)
+    return slots[0], crowd, await session_of(platform, slots[0]), platform.ports.clock.now()
+
+
 async def test_concurrent_grants_share_a_few_transactions_and_all_are_recorded(platform):
     slots = await publish_clinic(platform, clinic(units=CROWD))
     crowd = await bulk_accounts(platform, CROWD)
     await platform.bookings.slot_facts(slots[0])  # warm: the surge's reads are not the subject
-    inserts: list[str] = []
+    # the service's own writer (on PostgreSQL its statement goes to asyncpg directly, past
+    # SQLAlchemy's cursor events)
+    commits: HoldCommits = platform.bookings._hold_commits
 
-    def count_inserts(*args: object, **kw: object) -> None:
-        if "INSERT INTO BOOKINGS" in str(args[2]).upper():  # alone, or with the outbox's
-            inserts.append(str(args[2]))
-
-    event.listen(platform.engine.sync_engine, "before_cursor_execute", count_inserts)
-    try:
-        results = await asyncio.gather(
-            *(
-                platform.bookings.hold(account_id=a, slot_id=slots[0], idempotency_key=f"g{n}")
-                for n, a in enumerate(crowd)
-            )
+    results = await asyncio.gather(
+        *(
+            platform.bookings.hold(account_id=a, slot_id=slots[0], idempotency_key=f"g{n}")
+            for n, a in enumerate(crowd)
         )
-    finally:
-        event.remove(platform.engine.sync_engine, "before_cursor_execute", count_inserts)
+    )
 
     assert all(isinstance(r, Booking) for r in results)
-    # Forty grants, written alone, would be forty inserts; together they take a handful.
-    assert 1 <= len(inserts) <= CROWD // 4, len(inserts)
+    # Forty grants, written alone, would be forty transactions; together they take a handful.
+    assert 1 <= commits.transactions <= CROWD // 4, commits.transactions
     async with platform.ports.sessions() as session:
         recorded = set((await session.scalars(select(BookingRow.id))).all())
     assert recorded == {r.id for r in results}
@@ -351,3 +359,102 @@ async def test_a_granted_holds_rows_are_written_as_core_would_write_them(platfor
         0,
     )
     assert event.dispatched_at is None
+
+
+async def test_rows_of_other_columns_in_one_crowd_are_each_written_with_their_own_columns(
+    platform,
+):
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 4, 4)
+    commits = HoldCommits(platform.ports)
+
+    def booking(n: int) -> dict[str, object]:
+        return held_row(f"shape-{n}", accounts[n], slot, session_id, f"k{n}", now)
+
+    # the first row carries the client's hashes, the next two leave them to the defaults: a
+    # statement made for the first row's columns lacks them for those two (a KeyError for the
+    # whole batch once, a 500 to all four)
+    rows = [
+        booking(0) | {"ip_hash": "ip-0", "device_hash": "device-0"},
+        booking(1),
+        booking(2),
+        booking(3) | {"ip_hash": "ip-3", "device_hash": "device-3"},
+    ]
+    results = await asyncio.gather(
+        *(commits.record(row, {"booking_id": row["id"]}, now) for row in rows),
+        return_exceptions=True,
+    )
+
+    assert results == [False] * 4  # all committed
+    # one transaction per run of rows of one shape, in the crowd's order
+    assert commits.transactions == 3
+    async with platform.ports.sessions() as session:
+        written = {
+            b.id: (b.ip_hash, b.device_hash)
+            for b in await session.scalars(select(BookingRow).where(BookingRow.id.like("shape-%")))
+        }
+    assert written == {
+        "shape-0": ("ip-0", "device-0"),
+        "shape-1": ("", ""),
+        "shape-2": ("", ""),
+        "shape-3": ("ip-3", "device-3"),
+    }
+    assert (await outbox_topics(platform))["booking.held"] == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+async def test_a_batch_sent_on_a_broken_link_is_an_outage_and_its_connection_is_replaced(platform):
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
+    row = held_row("link-0", accounts[0], slot, session_id, "k", now)
+    held = event_values("booking.held", "link-0", {"booking_id": "link-0"}, now)
+    statement = UnnestInsert(platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held)))
+
+    async with platform.engine.connect() as connection:
+        (await connection.get_raw_connection()).driver_connection.terminate()
+        with pytest.raises(OperationalError) as raised:
+            await statement.execute(connection, [row], [held])
+        assert connection.invalidated  # the pool does not lend the dead link again
+        # what grant_hold answers DATABASE_UNAVAILABLE for
+        assert is_database_outage(raised.value)
+
+        # the writer keeps its connection for the next batch: a new link replaces the dead one
+        await statement.execute(connection, [row], [held])
+
+    async with platform.ports.sessions() as session:
+        assert (await session.get(BookingRow, "link-0")) is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+async def test_batches_that_follow_each_other_share_one_connection_given_back_after(platform):
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 5, 5)
+    commits = HoldCommits(platform.ports, most=1)  # a batch per row
+    checkouts: list[object] = []
+
+    def checked_out(*_: object) -> None:
+        checkouts.append(_)
+
+    pool = platform.engine.sync_engine.pool
+    event.listen(pool, "checkout", checked_out)
+    try:
+        await asyncio.gather(
+            *(
+                commits.record(
+                    held_row(f"kept-{n}", accounts[n], slot, session_id, "k", now),
+                    {"booking_id": f"kept-{n}"},
+                    now,
+                )
+                for n in range(5)
+            )
+        )
+    finally:
+        event.remove(pool, "checkout", checked_out)
+
+    assert commits.transactions == 5
+    assert len(checkouts) == 1  # one checkout for the five statements
+    assert pool.checkedout() == 0  # given back once the queue ran dry
+    async with platform.ports.sessions() as session:
+        written = await session.scalar(
+            select(func.count()).select_from(BookingRow).where(BookingRow.id.like("kept-%"))
+        )
+    assert written == 5

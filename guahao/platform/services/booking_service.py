@@ -78,6 +78,9 @@ class HoldOutcome:
     """The booking as its hold was first answered: what a repeat is answered again."""
     replayed: bool
     """Whether another request under the same key made the hold (this one repeats it)."""
+    facts: SlotFacts | None = None
+    """The granted slot's facts when this call granted it (so its answer needs no second
+    look-up); None for an answer read back from SQL, whose slot the caller looks up."""
 
 
 def sold_out_refusal(slot_id: str, hold_id: str) -> GuahaoError:
@@ -165,8 +168,9 @@ class BookingService:
                     ("hold:ip", limits.hold_per_ip, client.ip_hash),
                 ]
             )
-        facts = await self.slot_facts(slot_id)
+        facts = await self.records.slot_facts(slot_id)
         now = self._p.clock.now()
+        now_ms = to_epoch_ms(now)
         if now >= facts.starts_at:
             refuse("SLOT_IN_PAST", slot_id=slot_id)
         ttl_ms = facts.policies.hold_minutes * 60_000
@@ -178,7 +182,7 @@ class BookingService:
                 slot_id,
                 hold_id=booking_id,
                 account_id=account_id,
-                now_ms=to_epoch_ms(now),
+                now_ms=now_ms,
                 ttl_ms=ttl_ms,
                 idempotency_key=redis_key,
             )
@@ -216,7 +220,7 @@ class BookingService:
                 await his.hold(facts.hospital_id, slot_id, booking_id)
             except BaseException:
                 await self._p.inventory.release(
-                    slot_id, hold_id=booking_id, account_id=account_id, now_ms=to_epoch_ms(now)
+                    slot_id, hold_id=booking_id, account_id=account_id, now_ms=now_ms
                 )
                 raise
 
@@ -254,7 +258,7 @@ class BookingService:
                 },
                 event_payload(booking),
                 now,
-                check=(slot_id, booking.id, to_epoch_ms(now)),
+                check=(slot_id, booking.id, now_ms),
             )
         except IntegrityError:
             async with self._p.sessions() as session:
@@ -272,7 +276,7 @@ class BookingService:
                 # Our own fresh hold cannot be recorded: give it back. A replayed grant is the
                 # first request's hold, which that request is recording right now.
                 await self._p.inventory.release(
-                    slot_id, hold_id=booking.id, account_id=account_id, now_ms=to_epoch_ms(now)
+                    slot_id, hold_id=booking.id, account_id=account_id, now_ms=now_ms
                 )
                 await give_back_his()
             if same is not None and same.slot_id == slot_id:
@@ -288,16 +292,16 @@ class BookingService:
                         slot_id,
                         hold_id=booking.id,
                         account_id=account_id,
-                        now_ms=to_epoch_ms(now),
+                        now_ms=now_ms,
                     )
                 await give_back_his()
             raise error("DATABASE_UNAVAILABLE", operation="hold") from exc
-        if not survived and not await self._hold_survived(slot_id, booking.id, to_epoch_ms(now)):
+        if not survived and not await self._hold_survived(slot_id, booking.id, now_ms):
             await self.steps.expire(booking.id, force=True)
             await give_back_his()
             refuse("SLOT_SOLD_OUT", slot_id=slot_id, reason="hold_lost_with_redis")
         await self.records.schedule_expiry(expires_at)
-        return HoldOutcome(booking, booking, replayed=repeat)
+        return HoldOutcome(booking, booking, replayed=repeat, facts=facts)
 
     async def _hold_survived(self, slot_id: str, hold_id: str, now_ms: int) -> bool:
         """Whether the pool still knows a hold now that its record is written.

@@ -28,6 +28,7 @@ checked by the caller alone, as before, so the batch only ever saves the checks 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,7 @@ from typing import Any, cast
 from sqlalchemy import Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guahao.platform.persistence.outbox import event_values
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
@@ -53,19 +55,21 @@ this size, so one statement's parameters stay far below every driver's limits.""
 HELD_TOPIC = "booking.held"
 BOOKINGS = cast("Table", BookingRow.__table__)
 OUTBOX = cast("Table", OutboxRow.__table__)
-AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
-@dataclass
+@dataclass(slots=True)
 class _Waiting:
-    """One grant's record and the future its request awaits."""
+    """One grant's record and the one future its request awaits: the commit and the pool's
+    survival check after it answer together, so a grant suspends once for both, not once
+    for each (bench/profiles/grant6-*)."""
 
     booking: dict[str, Any]
     event: dict[str, Any]
-    committed: asyncio.Future[None] = field(repr=False)
+    answered: asyncio.Future[bool] = field(repr=False)
+    """Whether the pool vouched for the committed hold; the database's error if the row
+    was not committed."""
     check: tuple[str, str, int] | None = None
     """(slot id, hold id, the grant's now in ms) for the pool's survival check, or None."""
-    survived: asyncio.Future[bool] | None = field(default=None, repr=False)
 
 
 class HoldCommits:
@@ -79,6 +83,8 @@ class HoldCommits:
         self._most = most
         self._queue: list[_Waiting] = []
         self._writer: asyncio.Task[None] | None = None
+        self._connection: AsyncConnection | None = None
+        """PostgreSQL: the writer's connection while batches follow each other."""
         self._asking: set[asyncio.Task[None]] = set()  # survival checks in flight
         self._statements: dict[tuple[tuple[str, ...], tuple[str, ...]], UnnestInsert] = {}
         self.transactions = 0
@@ -101,19 +107,16 @@ class HoldCommits:
         Raises ``IntegrityError`` when this row breaks a constraint, or the database's error
         when the transaction could not be written.
         """
-        loop = asyncio.get_running_loop()
         waiting = _Waiting(
-            booking=booking,
-            event=event_values(HELD_TOPIC, booking["id"], payload, now),
-            committed=loop.create_future(),
-            check=check,
-            survived=loop.create_future() if check is not None else None,
+            booking,
+            event_values(HELD_TOPIC, booking["id"], payload, now),
+            asyncio.get_running_loop().create_future(),
+            check,
         )
         self._queue.append(waiting)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_queue(), name="hold-commits")
-        await waiting.committed
-        return waiting.survived is not None and await waiting.survived
+        return await waiting.answered
 
     async def _write_queue(self) -> None:
         """Write batches until nothing waits. Requests arriving during a transaction are
@@ -121,7 +124,7 @@ class HoldCommits:
         that checks it, so no request is left behind."""
         try:
             while self._queue:
-                batch = self._queue[: self._most]
+                batch = _alike(self._queue[: self._most])
                 del self._queue[: len(batch)]
                 await self._write_batch(batch)
         except BaseException as exc:  # cancelled with the process: nobody may wait forever
@@ -131,6 +134,10 @@ class HoldCommits:
             raise
         finally:
             self._writer = None
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                with contextlib.suppress(Exception):  # back to the pool, or dropped by it
+                    await connection.close()
 
     async def _write_batch(self, batch: list[_Waiting]) -> None:
         try:
@@ -146,22 +153,24 @@ class HoldCommits:
                 except Exception as alone:
                     _settle(waiting, alone)
                 else:
-                    self._ask_pool([waiting])
-                    _settle(waiting, None)
+                    self._committed([waiting])
         except BaseException as exc:
             for waiting in batch:
                 _settle(waiting, exc)
             if not isinstance(exc, Exception):
                 raise
         else:
-            self._ask_pool(batch)
-            for waiting in batch:
-                _settle(waiting, None)
+            self._committed(batch)
 
-    def _ask_pool(self, committed: list[_Waiting]) -> None:
-        """Ask the pool about the committed holds in the background (the next transaction
-        does not wait for it); each caller awaits its own answer after its commit."""
-        asked = [w for w in committed if w.check is not None]
+    def _committed(self, committed: list[_Waiting]) -> None:
+        """Answer the committed grants that asked for no check, and ask the pool about the
+        others' holds in the background (the next transaction does not wait for it)."""
+        asked = []
+        for waiting in committed:
+            if waiting.check is None:
+                _settle(waiting, False)
+            else:
+                asked.append(waiting)
         if asked:
             task = asyncio.create_task(self._survival(asked), name="hold-commits-survival")
             self._asking.add(task)
@@ -175,32 +184,36 @@ class HoldCommits:
             log.info("the survival check of %d holds failed: %r", len(asked), exc)
         finally:  # answered even when cancelled: nobody may wait forever
             for waiting in asked:
-                if waiting.survived is not None and not waiting.survived.done():
-                    assert waiting.check is not None
-                    waiting.survived.set_result(found.get(waiting.check[1], False))
+                assert waiting.check is not None
+                _settle(waiting, found.get(waiting.check[1], False))
 
     async def _insert(self, batch: list[_Waiting]) -> None:
         self.transactions += 1
-        async with self._p.sessions() as session:
-            if session.get_bind().dialect.name == "postgresql":
-                # both tables in one statement, its own transaction: one round trip
-                connection = await session.connection(execution_options=AUTOCOMMIT)
-                statement = self._statement(connection.dialect, batch[0])
-                bookings, events = [w.booking for w in batch], [w.event for w in batch]
-                await connection.exec_driver_sql(
-                    statement.sql, statement.parameters(bookings, events)
-                )
-                return
-            async with session.begin():
-                # Core inserts of the tables: the ORM's bulk path per row cost more than the
-                # statement (bench/profiles/surge-grant2-*)
-                connection = await session.connection()
-                await connection.execute(insert(BOOKINGS), [w.booking for w in batch])
-                await connection.execute(insert(OUTBOX), [w.event for w in batch])
+        engine = self._p.sessions.kw.get("bind")
+        if isinstance(engine, AsyncEngine) and engine.dialect.name == "postgresql":
+            # Both tables in one statement, its own transaction (nothing here begins one:
+            # the statement goes to asyncpg directly): one round trip. The connection is kept
+            # while batches follow each other (``_write_queue`` gives it back when the queue
+            # runs dry): a checkout and its return cost 55-90 µs of client CPU a batch
+            # (bench/group_commit_cost.py, ``kept`` against ``driver``). One the statement
+            # found broken was invalidated and is replaced by the next use.
+            if self._connection is None:
+                self._connection = await engine.connect()
+            statement = self._statement(engine.dialect, batch[0])
+            await statement.execute(
+                self._connection, [w.booking for w in batch], [w.event for w in batch]
+            )
+            return
+        async with self._p.sessions() as session, session.begin():
+            # Core inserts of the tables: the ORM's bulk path per row cost more than the
+            # statement (bench/profiles/surge-grant2-*)
+            connection = await session.connection()
+            await connection.execute(insert(BOOKINGS), [w.booking for w in batch])
+            await connection.execute(insert(OUTBOX), [w.event for w in batch])
 
     def _statement(self, dialect: Dialect, first: _Waiting) -> UnnestInsert:
-        """The statement for rows carrying ``first``'s columns (a batch's rows all do: Core's
-        ``executemany`` asks the same), made once per set of columns."""
+        """The statement for rows carrying ``first``'s columns (a batch's rows all do, see
+        ``_alike``), made once per set of columns."""
         columns = (tuple(first.booking), tuple(first.event))
         statement = self._statements.get(columns)
         if statement is None:
@@ -209,13 +222,28 @@ class HoldCommits:
         return statement
 
 
-def _settle(waiting: _Waiting, outcome: BaseException | None) -> None:
-    """Answer the waiting request, unless it went away (its client disconnected)."""
-    if waiting.committed.done():
+def _alike(waiting: list[_Waiting]) -> list[_Waiting]:
+    """The longest run of ``waiting`` from its first whose rows carry the first's columns
+    (of both tables): one statement's rows. A row with other columns starts the next batch,
+    so a statement never meets a row it lacks a column for (a ``KeyError`` in
+    ``UnnestInsert.parameters``, Core's "a value is required" in ``executemany``), nor one
+    whose extra column it would drop."""
+    booking, event = waiting[0].booking.keys(), waiting[0].event.keys()
+    for n, later in enumerate(waiting):
+        if later.booking.keys() != booking or later.event.keys() != event:
+            return waiting[:n]
+    return waiting
+
+
+def _settle(waiting: _Waiting, outcome: BaseException | bool) -> None:
+    """Answer the waiting request (committed: whether the pool vouched for its hold),
+    unless it went away (its client disconnected)."""
+    answered = waiting.answered
+    if answered.done():
         return
-    if outcome is None:
-        waiting.committed.set_result(None)
+    if isinstance(outcome, bool):
+        answered.set_result(outcome)
     elif isinstance(outcome, Exception):
-        waiting.committed.set_exception(outcome)
+        answered.set_exception(outcome)
     else:  # cancelled before its transaction ended: whether it committed is unknown
-        waiting.committed.cancel()
+        answered.cancel()
