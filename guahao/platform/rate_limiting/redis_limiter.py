@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -56,6 +56,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from guahao.platform.error_codes import refuse
 from guahao.platform.inventory.lua_scripts import LuaScript
 from guahao.platform.inventory.pipelining import AutoPipeline
+from guahao.platform.rate_limiting.packed_commands import bulk, evalsha_head
 from guahao.platform.redis_pools import (
     blocking_pool,
     cluster_node_url,
@@ -77,10 +78,12 @@ FRESH_SECONDS = 1.0
 before asking Redis again (the other processes may have counted meanwhile)."""
 
 FORGET_SECONDS = 60.0
-"""Counters idle this long are forgotten (a later hit starts from one admitted hit)."""
+"""Counters idle this long are forgotten, within as long again (a later hit starts from one
+admitted hit)."""
 
-COUNTERS_KEPT = 100_000
-"""Counters one process remembers at most (a few hundred bytes each); the longest idle go
+LIMITS_KEPT = 50_000
+"""Limits of one identifier (one counter per item of the limit, a few hundred bytes each)
+one process remembers at most; past it, those not used since they were last looked at go
 first."""
 
 _SYNC_BATCH = 256
@@ -123,6 +126,12 @@ class _Counter:
     """The previous window's key (``current/-1``, the library's naming)."""
     expiry: int
     """The item's window in seconds (``RateLimitItem.get_expiry``), which the scripts take."""
+    packed_keys: bytes
+    """``previous`` and ``current`` as the sync sends them (RESP, made once)."""
+    packed_expiry: bytes
+    """``expiry`` as the sync sends it."""
+    packed_hit: bytes
+    """``expiry`` and one hit, the arguments the sync sends most (a hit since the last one)."""
     known: int = 0
     """Its weighted count as Redis last reported it, this process's sent hits included."""
     pending: int = 0
@@ -133,6 +142,9 @@ class _Counter:
     """Done when the hits now on their way to Redis are counted there."""
     used: float = 0.0
     """``time.monotonic()`` of the last report or decision of Redis's (for forgetting)."""
+    placed: float = 0.0
+    """``time.monotonic()`` when its limit was last put at the end of the process's memory
+    (``RequestLimiter._forget_idle``)."""
     decided: int = 0
     """How many times Redis's own script decided for this counter: a report sent before the
     latest such decision may be older than it, so it may raise ``known``, never lower it."""
@@ -164,11 +176,12 @@ class RequestLimiter:
         self._key_prefix = key_prefix
         self._url = redis_url
         self._parsed: dict[str, list[RateLimitItem]] = {}
-        # (limit name, spec, item's index, identifier) -> this process's view; ordered from
-        # the longest unused (each report or decision of Redis's moves a counter to the end)
-        self._counters: dict[tuple[str, str, int, str], _Counter] = {}
-        # the counters with hits not yet sent (a sync must not walk every counter kept)
-        self._unsent: dict[tuple[str, str, int, str], _Counter] = {}
+        # (limit name, spec, identifier) -> this process's view, a counter per item of the
+        # spec; in the order they were put at the end (``_forget_idle`` looks at the oldest)
+        self._counters: dict[tuple[str, str, str], tuple[_Counter, ...]] = {}
+        # every counter with hits not yet sent (a sync must not walk every counter kept);
+        # one listed twice, or with none left, is sent once or not at all
+        self._unsent: list[_Counter] = []
         self._sync_timer: asyncio.TimerHandle | None = None
         self._syncs: set[asyncio.Task[None]] = set()
         self._first_stats = asyncio.Lock()
@@ -242,19 +255,19 @@ class RequestLimiter:
         known = self._counters
         for name, spec, ident in checks:
             if ident:
-                for index, item in enumerate(self._items(spec)):
-                    counter = known.get((name, spec, index, ident))
-                    if counter is None:
-                        counter = self._counter(name, spec, index, item, ident)
-                    counters.append(counter)
+                kept = known.get((name, spec, ident))
+                if kept is None:
+                    kept = self._remember(name, spec, ident)
+                counters += kept
         now = time.monotonic()
         for counter in counters:
             if not counter.admits_from_memory(now):
                 break
         else:  # every counter admits: counted here, sent with the next sync
+            unsent = self._unsent
             for counter in counters:
                 if not counter.pending:
-                    self._unsent[counter.key] = counter
+                    unsent.append(counter)
                 counter.pending += 1
             if counters and self._sync_timer is None:
                 self._sync_timer = asyncio.get_running_loop().call_later(
@@ -265,9 +278,9 @@ class RequestLimiter:
             counter.decided += 1
             counter.deciding += 1
             counter.heard = 0.0
-            self._touch(counter, now)
+            counter.used = now
         try:
-            await self._send([c for c in counters if c.pending], hear=False)
+            await self._send(counters, hear=False)
             # the library's script must see every hit already admitted, another sync's too
             on_their_way = {c.sending for c in counters if c.sending is not None}
             if on_their_way:
@@ -306,22 +319,34 @@ class RequestLimiter:
 
     async def sync(self) -> None:
         """Send every hit admitted from memory to Redis now, and forget idle counters."""
-        due = [c for c in self._unsent.values() if c.pending]
-        self._unsent.clear()
-        await self._send(due)
+        unsent, self._unsent = self._unsent, []
+        await self._send(unsent)
         self._forget_idle(time.monotonic())
 
-    def _counter(
-        self, name: str, spec: str, index: int, item: RateLimitItem, ident: str
-    ) -> _Counter:
-        key = (name, spec, index, ident)
-        counter = self._counters.get(key)
-        if counter is None:
+    def _remember(self, name: str, spec: str, ident: str) -> tuple[_Counter, ...]:
+        """New counters for a limit of an identifier, one per item of the limit's spec."""
+        now = time.monotonic()
+        counters = []
+        for index, item in enumerate(self._items(spec)):
             current = f"{self._key_prefix}:{{{item.key_for(name, ident)}}}"
-            counter = self._counters[key] = _Counter(
-                key, item, current, f"{current}/-1", item.get_expiry(), used=time.monotonic()
+            previous = f"{current}/-1"
+            expiry = item.get_expiry()
+            counters.append(
+                _Counter(
+                    (name, spec, index, ident),
+                    item,
+                    current,
+                    previous,
+                    expiry,
+                    bulk(previous) + bulk(current),
+                    bulk(expiry),
+                    bulk(expiry) + bulk(1),
+                    used=now,
+                    placed=now,
+                )
             )
-        return counter
+        kept = self._counters[name, spec, ident] = tuple(counters)
+        return kept
 
     def _start_sync(self) -> None:
         self._sync_timer = None
@@ -339,33 +364,35 @@ class RequestLimiter:
                     SYNC_SECONDS, self._start_sync
                 )
 
-    async def _send(self, due: list[_Counter], *, hear: bool = True) -> None:
-        """Add the pending hits of ``due`` to Redis and take its counts as known (as fresh
-        if ``hear`` and no decision of Redis's own came between). The hits are taken off the
-        counters before the await (another sync may run meanwhile), put back on failure."""
+    async def _send(self, counters: Iterable[_Counter], *, hear: bool = True) -> None:
+        """Add the pending hits of ``counters`` to Redis and take its counts as known (as
+        fresh if ``hear`` and no decision of Redis's own came between). The hits are taken
+        off the counters before the await (another sync may run meanwhile; a counter listed
+        twice is sent once), put back on failure."""
+        due: list[tuple[_Counter, int, int, int]] = []  # with its hits, decisions, deciding
+        for counter in counters:
+            if counter.pending:
+                due.append((counter, counter.pending, counter.decided, counter.deciding))
+                counter.pending = 0
         if not due:
             return
-        amounts = [counter.pending for counter in due]
-        decided = [counter.decided for counter in due]
-        busy = [counter.deciding for counter in due]
         sent = asyncio.get_running_loop().create_future()
-        for counter in due:
-            counter.pending = 0
+        for counter, *_ in due:
             counter.sending = sent
         try:
-            totals = await self._add_to_windows(due, amounts)
+            totals = await self._add_to_windows(due)
         except BaseException:
-            for counter, amount in zip(due, amounts, strict=True):
+            for counter, amount, *_ in due:
                 counter.pending += amount
-                self._unsent[counter.key] = counter
+                self._unsent.append(counter)
             raise
         finally:
             sent.set_result(None)
-            for counter in due:
+            for counter, *_ in due:
                 if counter.sending is sent:
                     counter.sending = None
         heard = time.monotonic()
-        for counter, total, before, was_busy in zip(due, totals, decided, busy, strict=True):
+        for (counter, _amount, before, was_busy), total in zip(due, totals, strict=True):
             # a decision of Redis's under way when the hits were sent, or since, may or may
             # not be in ``total``: the report may then raise ``known``, never lower it
             if not hear or counter.decided != before or was_busy or counter.deciding:
@@ -373,40 +400,60 @@ class RequestLimiter:
                 continue
             counter.known = total
             counter.heard = heard
-            self._touch(counter, heard)
+            counter.used = heard
 
-    def _touch(self, counter: _Counter, now: float) -> None:
-        """Mark ``counter`` used now and move it to the end: the dict stays ordered by use."""
-        counter.used = now
-        if self._counters.pop(counter.key, None) is counter:
-            self._counters[counter.key] = counter
-
-    async def _add_to_windows(self, due: list[_Counter], amounts: list[int]) -> list[int]:
+    async def _add_to_windows(self, due: list[tuple[_Counter, int, int, int]]) -> list[int]:
+        """Redis's counts after adding each counter's hits (``due``: ``_send``'s), the calls
+        written from the counters' own RESP (``packed_commands``)."""
         if is_cluster_url(self._url):  # one call per counter, routed by its hash slot
-            batches = [[(c, a)] for c, a in zip(due, amounts, strict=True)]
-        else:
-            pairs = list(zip(due, amounts, strict=True))
-            batches = [pairs[i : i + _SYNC_BATCH] for i in range(0, len(pairs), _SYNC_BATCH)]
-        replies = await asyncio.gather(
-            *(
+            head = evalsha_head(ADD_TO_WINDOWS, 2, 2)
+            calls = [
                 self._pipeline.run(
                     ADD_TO_WINDOWS,
-                    [key for c, _ in batch for key in (c.previous, c.current)],
-                    [arg for c, a in batch for arg in (c.expiry, a)],
+                    [c.previous, c.current],
+                    [c.expiry, amount],
+                    packed=head + c.packed_keys + _packed_args(c, amount),
                 )
-                for batch in batches
-            )
-        )
-        return [int(total) for reply in replies for total in reply]
+                for c, amount, _, _ in due
+            ]
+        else:  # the keys on a single server serve no routing: only the packed call is sent
+            calls = []
+            for start in range(0, len(due), _SYNC_BATCH):
+                batch = due[start : start + _SYNC_BATCH]
+                head = evalsha_head(ADD_TO_WINDOWS, 2 * len(batch), 2 * len(batch))
+                keys = [c.packed_keys for c, _, _, _ in batch]
+                args = [  # ``_packed_args``, its usual case without the call
+                    c.packed_hit if amount == 1 else _packed_args(c, amount)
+                    for c, amount, _, _ in batch
+                ]
+                packed = b"".join([head, *keys, *args])
+                calls.append(self._pipeline.run(ADD_TO_WINDOWS, (), (), packed=packed))
+        replies = await asyncio.gather(*calls)
+        return [total for reply in replies for total in reply]
 
     def _forget_idle(self, now: float) -> None:
-        while self._counters:
-            key, counter = next(iter(self._counters.items()))
-            if counter.pending or (
-                now - counter.used < FORGET_SECONDS and len(self._counters) <= COUNTERS_KEPT
+        """Forget the limits whose counters were idle ``FORGET_SECONDS`` and, past
+        ``LIMITS_KEPT``, those not used since they were last looked at.
+
+        Kept in the order they were put at the end, not in the order of use: moving a
+        limit to the end at each report of Redis's was a dictionary pop and insert per
+        counter per sync, paid by every refusal of a release crowd (bench/profiles/
+        refuse2-*). So only a limit put there ``FORGET_SECONDS`` ago or more is looked at
+        (or any, past ``LIMITS_KEPT``): used since (or with hits to send), it goes to the end
+        again, else it is forgotten. Each limit is looked at once per call at most."""
+        memory = self._counters
+        for _ in range(len(memory)):
+            key, kept = next(iter(memory.items()))
+            over = len(memory) > LIMITS_KEPT
+            if not over and now - kept[0].placed < FORGET_SECONDS:
+                return  # and so were all put there after it
+            del memory[key]
+            if any(c.pending for c in kept) or any(
+                now - c.used < FORGET_SECONDS and (not over or c.used > c.placed) for c in kept
             ):
-                return
-            del self._counters[key]
+                for counter in kept:
+                    counter.placed = now
+                memory[key] = kept
 
     async def _acquire(self, counter: _Counter) -> bool:
         """``SlidingWindowCounterRateLimiter.hit`` through the pipeline: the same script on
@@ -417,3 +464,8 @@ class RequestLimiter:
             [counter.item.amount, counter.expiry, 1],
         )
         return bool(acquired)
+
+
+def _packed_args(counter: _Counter, amount: int) -> bytes:
+    """A counter's arguments to ``add_to_windows.lua``: its window and the hits to add."""
+    return counter.packed_hit if amount == 1 else counter.packed_expiry + bulk(amount)
