@@ -369,30 +369,37 @@ class RequestLimiter:
         fresh if ``hear`` and no decision of Redis's own came between). The hits are taken
         off the counters before the await (another sync may run meanwhile; a counter listed
         twice is sent once), put back on failure."""
-        due: list[tuple[_Counter, int, int, int]] = []  # with its hits, decisions, deciding
+        sent = asyncio.get_running_loop().create_future()
+        # each counter sent, with its hits, its decisions and those under way when sent
+        # (parallel lists: a tuple per counter was a young object for the collector)
+        due: list[_Counter] = []
+        amounts: list[int] = []
+        decided: list[int] = []
+        busy: list[int] = []
         for counter in counters:
             if counter.pending:
-                due.append((counter, counter.pending, counter.decided, counter.deciding))
+                due.append(counter)
+                amounts.append(counter.pending)
+                decided.append(counter.decided)
+                busy.append(counter.deciding)
                 counter.pending = 0
+                counter.sending = sent
         if not due:
             return
-        sent = asyncio.get_running_loop().create_future()
-        for counter, *_ in due:
-            counter.sending = sent
         try:
-            totals = await self._add_to_windows(due)
+            totals = await self._add_to_windows(due, amounts)
         except BaseException:
-            for counter, amount, *_ in due:
+            for counter, amount in zip(due, amounts, strict=True):
                 counter.pending += amount
                 self._unsent.append(counter)
             raise
         finally:
             sent.set_result(None)
-            for counter, *_ in due:
+            for counter in due:
                 if counter.sending is sent:
                     counter.sending = None
         heard = time.monotonic()
-        for (counter, _amount, before, was_busy), total in zip(due, totals, strict=True):
+        for counter, total, before, was_busy in zip(due, totals, decided, busy, strict=True):
             # a decision of Redis's under way when the hits were sent, or since, may or may
             # not be in ``total``: the report may then raise ``known``, never lower it
             if not hear or counter.decided != before or was_busy or counter.deciding:
@@ -402,8 +409,8 @@ class RequestLimiter:
             counter.heard = heard
             counter.used = heard
 
-    async def _add_to_windows(self, due: list[tuple[_Counter, int, int, int]]) -> list[int]:
-        """Redis's counts after adding each counter's hits (``due``: ``_send``'s), the calls
+    async def _add_to_windows(self, due: list[_Counter], amounts: list[int]) -> list[int]:
+        """Redis's counts after adding ``amounts`` hits to the counters ``due``, the calls
         written from the counters' own RESP (``packed_commands``)."""
         if is_cluster_url(self._url):  # one call per counter, routed by its hash slot
             head = evalsha_head(ADD_TO_WINDOWS, 2, 2)
@@ -414,17 +421,17 @@ class RequestLimiter:
                     [c.expiry, amount],
                     packed=head + c.packed_keys + _packed_args(c, amount),
                 )
-                for c, amount, _, _ in due
+                for c, amount in zip(due, amounts, strict=True)
             ]
         else:  # the keys on a single server serve no routing: only the packed call is sent
             calls = []
             for start in range(0, len(due), _SYNC_BATCH):
                 batch = due[start : start + _SYNC_BATCH]
                 head = evalsha_head(ADD_TO_WINDOWS, 2 * len(batch), 2 * len(batch))
-                keys = [c.packed_keys for c, _, _, _ in batch]
+                keys = [c.packed_keys for c in batch]
                 args = [  # ``_packed_args``, its usual case without the call
                     c.packed_hit if amount == 1 else _packed_args(c, amount)
-                    for c, amount, _, _ in batch
+                    for c, amount in zip(batch, amounts[start : start + _SYNC_BATCH], strict=True)
                 ]
                 packed = b"".join([head, *keys, *args])
                 calls.append(self._pipeline.run(ADD_TO_WINDOWS, (), (), packed=packed))
