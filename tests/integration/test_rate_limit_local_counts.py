@@ -161,9 +161,7 @@ async def test_a_limit_idle_past_the_forgetting_time_is_forgotten_and_one_in_use
 ) -> None:
     monkeypatch.setattr(redis_limiter, "FORGET_SECONDS", 0.2)
     limiter, _ = limiters
-    for ident in ("idle", "in-use"):
-        assert await _admitted(limiter, "600/minute;6000/hour", ident)
-    await limiter.sync()
+    await _counted_once_each(limiter, "600/minute;6000/hour", ["idle", "in-use"])
     await asyncio.sleep(0.25)
     assert await _admitted(limiter, "600/minute;6000/hour", "in-use")
     await limiter.sync()  # reports "in-use", then forgets "idle"
@@ -182,9 +180,8 @@ async def test_past_the_limits_kept_those_unused_since_last_looked_at_go_first(
 ) -> None:
     monkeypatch.setattr(redis_limiter, "LIMITS_KEPT", 2)
     limiter, _ = limiters
-    for ident in ("first", "second", "third"):
-        assert await _admitted(limiter, "600/minute", ident)
-    await limiter.sync()  # all three reported since they were remembered: all kept
+    # all three reported since they were remembered: all kept
+    await _counted_once_each(limiter, "600/minute", ["first", "second", "third"])
     assert _remembered(limiter) == {"first", "second", "third"}
     assert await _admitted(limiter, "600/minute", "second")
     await limiter.sync()  # over by one: the first, unused since, goes
@@ -194,3 +191,10 @@ async def test_past_the_limits_kept_those_unused_since_last_looked_at_go_first(
 
 def _remembered(limiter: RequestLimiter) -> set[str]:
     return {ident for _name, _spec, ident in limiter._counters}
+
+
+async def _counted_once_each(limiter: RequestLimiter, limit: str, idents: list[str]) -> None:
+    """One hit each, admitted from memory, then the sync that reports them."""
+    for ident in idents:
+        assert await _admitted(limiter, limit, ident)
+    await limiter.sync()
