@@ -5,7 +5,8 @@ port): the limiter is asked as ``refuse_known_sold_out`` asks it, an account's
 ``30/minute;300/hour``, no device, an address's ``600/minute``, by 20 000 accounts behind
 2 000 addresses, 64 requests at a time, and its own 50 ms syncs run as they do in a worker.
 The process's CPU time per request, less a pass that awaits nothing, is the limiter's
-(``hit`` and its share of the syncs). Trees in turn, A B A B:
+(``hit`` and its share of the syncs); Redis's own CPU per request (``INFO cpu``, the whole
+child run, every pass) beside it. Trees in turn, A B A B:
 
     .venv/bin/python bench/limiter_cpu.py --other /path/to/main-export --rounds 3
 """
@@ -64,6 +65,15 @@ async def _measure(url: str, hits: int, rounds: int) -> dict[str, Any]:
     return {"us_per_hit": [round(r, 2) for r in results], "driver_us": round(idle, 2)}
 
 
+def _redis_cpu(port: int) -> float:
+    """The Redis server's CPU seconds so far (user and system)."""
+    info = subprocess.run(
+        ["redis-cli", "-p", str(port), "info", "cpu"], capture_output=True, text=True, check=True
+    ).stdout
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--other", type=Path, help="the tree to compare with")
@@ -87,9 +97,11 @@ def main() -> None:
     try:
         time.sleep(0.5)
         found: dict[str, list[float]] = {"other": [], "this": []}
+        redis_us: dict[str, list[float]] = {"other": [], "this": []}
         child = [sys.executable, __file__, "--hits", str(options.hits), "--child"]
         for round_no in range(options.rounds):
             for name, tree in (("other", options.other.resolve()), ("this", ROOT)):
+                before = _redis_cpu(port)
                 done = subprocess.run(
                     [*child, f"redis://127.0.0.1:{port}/0"],
                     env=os.environ | {"PYTHONPATH": str(tree)},
@@ -98,10 +110,14 @@ def main() -> None:
                     check=True,
                 )
                 result = json.loads(done.stdout.strip().splitlines()[-1])
+                hits = options.hits * 4  # the first pass and three measured ones
+                result["redis_us_per_hit"] = round((_redis_cpu(port) - before) * 1e6 / hits, 2)
                 found[name] += result["us_per_hit"]
+                redis_us[name].append(result["redis_us_per_hit"])
                 print(round_no, name, result, flush=True)
         for name, values in found.items():
             print(f"{name}: µs per hit, median {statistics.median(values):.2f} of {values}")
+            print(f"{name}: Redis µs per hit {redis_us[name]}")
     finally:
         server.terminate()
         server.wait()

@@ -198,3 +198,29 @@ async def _counted_once_each(limiter: RequestLimiter, limit: str, idents: list[s
     for ident in idents:
         assert await _admitted(limiter, limit, ident)
     await limiter.sync()
+
+
+async def test_a_sync_after_the_window_passed_shifts_it_as_the_library_does(
+    limiters: tuple[RequestLimiter, RequestLimiter], redis_url: str
+) -> None:
+    """Ten hits in one second's window, then five after it: the ten move to the previous
+    window (its time left kept), the five start the current one, which lives a window
+    longer, as the library's own script leaves them."""
+    limiter, _ = limiters
+    for _ in range(10):
+        assert await _admitted(limiter, "100/second", "shifting")
+    await limiter.sync()
+    await asyncio.sleep(1.1)
+    for _ in range(5):
+        assert await _admitted(limiter, "100/second", "shifting")
+    await limiter.sync()
+    (counter,) = limiter._counters["local:test", "100/second", "shifting"]
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        assert int(await client.get(counter.previous)) == 10
+        assert int(await client.get(counter.current)) == 5
+        assert 0 < await client.pttl(counter.previous) <= 1_000
+        assert 1_000 < await client.pttl(counter.current) <= 2_000
+    finally:
+        await client.aclose()
+    assert 5 <= counter.known <= 15  # the ten weighed by the previous window's time left
