@@ -224,3 +224,19 @@ async def test_a_sync_after_the_window_passed_shifts_it_as_the_library_does(
     finally:
         await client.aclose()
     assert 5 <= counter.known <= 15  # the ten weighed by the previous window's time left
+
+
+async def test_a_crowd_coming_of_age_at_once_is_looked_at_a_share_per_sync(
+    limiters: tuple[RequestLimiter, RequestLimiter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limits of a whole release crowd pass the forgetting time together: each sync
+    looks at a bounded share of them, so none stalls the loop walking them all."""
+    monkeypatch.setattr(redis_limiter, "_LOOKED_AT_PER_SYNC", 2)
+    limiter, _ = limiters
+    await _counted_once_each(limiter, "600/minute", [f"citizen-{n}" for n in range(5)])
+    later = time.monotonic() + redis_limiter.FORGET_SECONDS + 1
+    remembered = []
+    for _ in range(3):
+        limiter._forget_idle(later)
+        remembered.append(len(_remembered(limiter)))
+    assert remembered == [3, 1, 0]
