@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import secrets
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,7 +15,7 @@ import redis.asyncio as aioredis
 from limits import parse
 
 from guahao.platform.errors import GuahaoError
-from guahao.platform.rate_limiting import SYNC_SECONDS, RequestLimiter
+from guahao.platform.rate_limiting import SYNC_SECONDS, RequestLimiter, redis_limiter
 
 
 @pytest.fixture
@@ -141,3 +142,101 @@ async def test_a_staggered_crowd_on_one_process_never_passes_a_limit(
                 await asyncio.sleep(pace.random() * 0.004)
         outcomes = await asyncio.gather(*tasks)
         assert outcomes.count(True) == 30, f"trial {trial}: {outcomes.count(True)} admitted"
+
+
+async def test_a_counter_listed_twice_for_the_sync_is_counted_once(
+    limiters: tuple[RequestLimiter, RequestLimiter],
+) -> None:
+    """A hit from memory, one decided by Redis (which sends the first on its way), and one
+    from memory again: the counter is listed for the sync twice and its hits go once."""
+    limiter, _ = limiters
+    for _ in range(3):
+        assert await _admitted(limiter, "600/minute", "listed-twice")
+    await limiter.sync()
+    assert await _remaining(limiter, "600/minute", "listed-twice") == 597
+
+
+async def test_a_limit_idle_past_the_forgetting_time_is_forgotten_and_one_in_use_kept(
+    limiters: tuple[RequestLimiter, RequestLimiter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_limiter, "FORGET_SECONDS", 0.2)
+    limiter, _ = limiters
+    await _counted_once_each(limiter, "600/minute;6000/hour", ["idle", "in-use"])
+    await asyncio.sleep(0.25)
+    assert await _admitted(limiter, "600/minute;6000/hour", "in-use")
+    await limiter.sync()  # reports "in-use", then forgets "idle"
+    assert _remembered(limiter) == {"in-use"}
+    await asyncio.sleep(0.25)
+    assert await _admitted(limiter, "600/minute", "pending")
+    limiter._forget_idle(time.monotonic() + 1)  # hits not yet in Redis are never forgotten
+    assert _remembered(limiter) == {"pending"}
+    await limiter.sync()
+    assert await _remaining(limiter, "600/minute", "pending") == 599
+    assert await _remaining(limiter, "600/minute;6000/hour", "in-use") == 598
+
+
+async def test_past_the_limits_kept_those_unused_since_last_looked_at_go_first(
+    limiters: tuple[RequestLimiter, RequestLimiter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_limiter, "LIMITS_KEPT", 2)
+    limiter, _ = limiters
+    # all three reported since they were remembered: all kept
+    await _counted_once_each(limiter, "600/minute", ["first", "second", "third"])
+    assert _remembered(limiter) == {"first", "second", "third"}
+    assert await _admitted(limiter, "600/minute", "second")
+    await limiter.sync()  # over by one: the first, unused since, goes
+    assert _remembered(limiter) == {"second", "third"}
+    assert await _remaining(limiter, "600/minute", "first") == 599
+
+
+def _remembered(limiter: RequestLimiter) -> set[str]:
+    return {ident for _name, _spec, ident in limiter._counters}
+
+
+async def _counted_once_each(limiter: RequestLimiter, limit: str, idents: list[str]) -> None:
+    """One hit each, admitted from memory, then the sync that reports them."""
+    for ident in idents:
+        assert await _admitted(limiter, limit, ident)
+    await limiter.sync()
+
+
+async def test_a_sync_after_the_window_passed_shifts_it_as_the_library_does(
+    limiters: tuple[RequestLimiter, RequestLimiter], redis_url: str
+) -> None:
+    """Ten hits in one second's window, then five after it: the ten move to the previous
+    window (its time left kept), the five start the current one, which lives a window
+    longer, as the library's own script leaves them."""
+    limiter, _ = limiters
+    for _ in range(10):
+        assert await _admitted(limiter, "100/second", "shifting")
+    await limiter.sync()
+    await asyncio.sleep(1.1)
+    for _ in range(5):
+        assert await _admitted(limiter, "100/second", "shifting")
+    await limiter.sync()
+    (counter,) = limiter._counters["local:test", "100/second", "shifting"]
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        assert int(await client.get(counter.previous)) == 10
+        assert int(await client.get(counter.current)) == 5
+        assert 0 < await client.pttl(counter.previous) <= 1_000
+        assert 1_000 < await client.pttl(counter.current) <= 2_000
+    finally:
+        await client.aclose()
+    assert 5 <= counter.known <= 15  # the ten weighed by the previous window's time left
+
+
+async def test_a_crowd_coming_of_age_at_once_is_looked_at_a_share_per_sync(
+    limiters: tuple[RequestLimiter, RequestLimiter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limits of a whole release crowd pass the forgetting time together: each sync
+    looks at a bounded share of them, so none stalls the loop walking them all."""
+    monkeypatch.setattr(redis_limiter, "_LOOKED_AT_PER_SYNC", 2)
+    limiter, _ = limiters
+    await _counted_once_each(limiter, "600/minute", [f"citizen-{n}" for n in range(5)])
+    later = time.monotonic() + redis_limiter.FORGET_SECONDS + 1
+    remembered = []
+    for _ in range(3):
+        limiter._forget_idle(later)
+        remembered.append(len(_remembered(limiter)))
+    assert remembered == [3, 1, 0]

@@ -58,6 +58,8 @@ class _Call:
     keys: Sequence[str]
     args: Sequence[str | int | bytes]
     future: asyncio.Future[Any] = field(repr=False)
+    packed: bytes | None = field(default=None, repr=False)
+    """The call already in RESP, as ``hiredis.pack_command`` makes it (None: packed here)."""
 
 
 class AutoPipeline:
@@ -80,19 +82,33 @@ class AutoPipeline:
         self._draining: set[str] = set()
 
     async def run(
-        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int | bytes]
+        self,
+        script: LuaScript,
+        keys: Sequence[str],
+        args: Sequence[str | int | bytes],
+        *,
+        packed: bytes | None = None,
     ) -> Any:
         """The script's reply; its own errors (and connection errors) are raised here."""
-        return await self.submit(script, keys, args)
+        return await self.submit(script, keys, args, packed=packed)
 
     def submit(
-        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int | bytes]
+        self,
+        script: LuaScript,
+        keys: Sequence[str],
+        args: Sequence[str | int | bytes],
+        *,
+        packed: bytes | None = None,
     ) -> asyncio.Future[Any]:
         """Queue a call and hand back the future of its reply, without a coroutine: a caller
         with thousands of calls at once (publishing a schedule's slots) awaits the futures
-        together instead of paying a coroutine, a task and a wake-up for each."""
+        together instead of paying a coroutine, a task and a wake-up for each.
+
+        ``packed``: the call's ``EVALSHA`` in RESP, from a caller that keeps its keys' bytes
+        (the rate limiter's sync); sent as it is (``keys`` and ``args`` still route it on a
+        cluster and resend it alone there)."""
         loop = asyncio.get_running_loop()
-        call = _Call(script, keys, args, loop.create_future())
+        call = _Call(script, keys, args, loop.create_future(), packed)
         self._queue.append(call)
         if not self._scheduled:
             self._scheduled = True
@@ -264,6 +280,8 @@ class AutoPipeline:
             hiredis.pack_command(
                 ("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)  # type: ignore[arg-type]
             )
+            if call.packed is None
+            else call.packed
             for call in batch
         )
         connection = await acquire()

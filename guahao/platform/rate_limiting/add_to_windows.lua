@@ -4,6 +4,10 @@
 -- library's get_window_stats reads what was added here. Unlike the library's script it adds
 -- unconditionally: the process already admitted these hits against its own view.
 --
+-- Four commands a counter, not seven: the current window's PTTL also says whether it exists
+-- (-2), and the count after the addition is the INCRBY's reply (or the amount set), not read
+-- again. At a release crowd a sync carries about three counters per refusal.
+--
 -- For counter i: KEYS[2i-1] its previous window, KEYS[2i] its current window; ARGV[2i-1] the
 -- window in seconds, ARGV[2i] the hits to add. Returns each counter's weighted count after.
 local counts = {}
@@ -14,20 +18,22 @@ for i = 1, #KEYS / 2 do
   local amount = tonumber(ARGV[2 * i])
 
   local current_ttl = tonumber(redis.call('pttl', current))
+  local current_count
   if current_ttl > 0 and current_ttl < expiry then
-    -- the current window expired: shift it to the previous one, as the library does
+    -- the current window expired: shift it to the previous one, as the library does (it
+    -- sets the new window to 0 and adds: the same count and expiry as setting the amount)
     redis.call('rename', current, previous)
-    redis.call('set', current, 0, 'PX', current_ttl + expiry)
-  end
-  if redis.call('exists', current) == 1 then
-    redis.call('incrby', current, amount)
-  else
+    redis.call('set', current, amount, 'PX', current_ttl + expiry)
+    current_count = amount
+  elseif current_ttl == -2 then  -- no such key
     redis.call('set', current, amount, 'PX', expiry * 2)
+    current_count = amount
+  else
+    current_count = redis.call('incrby', current, amount)
   end
 
   local previous_count = tonumber(redis.call('get', previous)) or 0
   local previous_ttl = tonumber(redis.call('pttl', previous)) or 0
-  local current_count = tonumber(redis.call('get', current)) or 0
   if previous_ttl <= 0 then
     previous_ttl = 0
   end

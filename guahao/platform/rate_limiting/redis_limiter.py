@@ -43,7 +43,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
@@ -56,6 +56,7 @@ from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from guahao.platform.error_codes import refuse
 from guahao.platform.inventory.lua_scripts import LuaScript
 from guahao.platform.inventory.pipelining import AutoPipeline
+from guahao.platform.rate_limiting.packed_commands import bulk, evalsha_head
 from guahao.platform.redis_pools import (
     blocking_pool,
     cluster_node_url,
@@ -77,14 +78,19 @@ FRESH_SECONDS = 1.0
 before asking Redis again (the other processes may have counted meanwhile)."""
 
 FORGET_SECONDS = 60.0
-"""Counters idle this long are forgotten (a later hit starts from one admitted hit)."""
+"""Counters idle this long are forgotten, within as long again (a later hit starts from one
+admitted hit)."""
 
-COUNTERS_KEPT = 100_000
-"""Counters one process remembers at most (a few hundred bytes each); the longest idle go
+LIMITS_KEPT = 50_000
+"""Limits of one identifier (one counter per item of the limit, a few hundred bytes each)
+one process remembers at most; past it, those not used since they were last looked at go
 first."""
 
 _SYNC_BATCH = 256
 """Counters per script call when syncing (one call holds all on a single Redis)."""
+
+_LOOKED_AT_PER_SYNC = 512
+"""Limits ``_forget_idle`` looks at per sync at most, beyond those past ``LIMITS_KEPT``."""
 
 _log = logging.getLogger(__name__)
 
@@ -123,6 +129,12 @@ class _Counter:
     """The previous window's key (``current/-1``, the library's naming)."""
     expiry: int
     """The item's window in seconds (``RateLimitItem.get_expiry``), which the scripts take."""
+    packed_keys: bytes
+    """``previous`` and ``current`` as the sync sends them (RESP, made once)."""
+    packed_expiry: bytes
+    """``expiry`` as the sync sends it."""
+    packed_hit: bytes
+    """``expiry`` and one hit, the arguments the sync sends most (a hit since the last one)."""
     known: int = 0
     """Its weighted count as Redis last reported it, this process's sent hits included."""
     pending: int = 0
@@ -133,6 +145,9 @@ class _Counter:
     """Done when the hits now on their way to Redis are counted there."""
     used: float = 0.0
     """``time.monotonic()`` of the last report or decision of Redis's (for forgetting)."""
+    placed: float = 0.0
+    """``time.monotonic()`` when its limit was last put at the end of the process's memory
+    (``RequestLimiter._forget_idle``)."""
     decided: int = 0
     """How many times Redis's own script decided for this counter: a report sent before the
     latest such decision may be older than it, so it may raise ``known``, never lower it."""
@@ -164,11 +179,12 @@ class RequestLimiter:
         self._key_prefix = key_prefix
         self._url = redis_url
         self._parsed: dict[str, list[RateLimitItem]] = {}
-        # (limit name, spec, item's index, identifier) -> this process's view; ordered from
-        # the longest unused (each report or decision of Redis's moves a counter to the end)
-        self._counters: dict[tuple[str, str, int, str], _Counter] = {}
-        # the counters with hits not yet sent (a sync must not walk every counter kept)
-        self._unsent: dict[tuple[str, str, int, str], _Counter] = {}
+        # (limit name, spec, identifier) -> this process's view, a counter per item of the
+        # spec; in the order they were put at the end (``_forget_idle`` looks at the oldest)
+        self._counters: dict[tuple[str, str, str], tuple[_Counter, ...]] = {}
+        # every counter with hits not yet sent (a sync must not walk every counter kept);
+        # one listed twice, or with none left, is sent once or not at all
+        self._unsent: list[_Counter] = []
         self._sync_timer: asyncio.TimerHandle | None = None
         self._syncs: set[asyncio.Task[None]] = set()
         self._first_stats = asyncio.Lock()
@@ -242,19 +258,19 @@ class RequestLimiter:
         known = self._counters
         for name, spec, ident in checks:
             if ident:
-                for index, item in enumerate(self._items(spec)):
-                    counter = known.get((name, spec, index, ident))
-                    if counter is None:
-                        counter = self._counter(name, spec, index, item, ident)
-                    counters.append(counter)
+                kept = known.get((name, spec, ident))
+                if kept is None:
+                    kept = self._remember(name, spec, ident)
+                counters += kept
         now = time.monotonic()
         for counter in counters:
             if not counter.admits_from_memory(now):
                 break
         else:  # every counter admits: counted here, sent with the next sync
+            unsent = self._unsent
             for counter in counters:
                 if not counter.pending:
-                    self._unsent[counter.key] = counter
+                    unsent.append(counter)
                 counter.pending += 1
             if counters and self._sync_timer is None:
                 self._sync_timer = asyncio.get_running_loop().call_later(
@@ -265,9 +281,9 @@ class RequestLimiter:
             counter.decided += 1
             counter.deciding += 1
             counter.heard = 0.0
-            self._touch(counter, now)
+            counter.used = now
         try:
-            await self._send([c for c in counters if c.pending], hear=False)
+            await self._send(counters, hear=False)
             # the library's script must see every hit already admitted, another sync's too
             on_their_way = {c.sending for c in counters if c.sending is not None}
             if on_their_way:
@@ -306,22 +322,34 @@ class RequestLimiter:
 
     async def sync(self) -> None:
         """Send every hit admitted from memory to Redis now, and forget idle counters."""
-        due = [c for c in self._unsent.values() if c.pending]
-        self._unsent.clear()
-        await self._send(due)
+        unsent, self._unsent = self._unsent, []
+        await self._send(unsent)
         self._forget_idle(time.monotonic())
 
-    def _counter(
-        self, name: str, spec: str, index: int, item: RateLimitItem, ident: str
-    ) -> _Counter:
-        key = (name, spec, index, ident)
-        counter = self._counters.get(key)
-        if counter is None:
+    def _remember(self, name: str, spec: str, ident: str) -> tuple[_Counter, ...]:
+        """New counters for a limit of an identifier, one per item of the limit's spec."""
+        now = time.monotonic()
+        counters = []
+        for index, item in enumerate(self._items(spec)):
             current = f"{self._key_prefix}:{{{item.key_for(name, ident)}}}"
-            counter = self._counters[key] = _Counter(
-                key, item, current, f"{current}/-1", item.get_expiry(), used=time.monotonic()
+            previous = f"{current}/-1"
+            expiry = item.get_expiry()
+            counters.append(
+                _Counter(
+                    (name, spec, index, ident),
+                    item,
+                    current,
+                    previous,
+                    expiry,
+                    bulk(previous) + bulk(current),
+                    bulk(expiry),
+                    bulk(expiry) + bulk(1),
+                    used=now,
+                    placed=now,
+                )
             )
-        return counter
+        kept = self._counters[name, spec, ident] = tuple(counters)
+        return kept
 
     def _start_sync(self) -> None:
         self._sync_timer = None
@@ -339,25 +367,34 @@ class RequestLimiter:
                     SYNC_SECONDS, self._start_sync
                 )
 
-    async def _send(self, due: list[_Counter], *, hear: bool = True) -> None:
-        """Add the pending hits of ``due`` to Redis and take its counts as known (as fresh
-        if ``hear`` and no decision of Redis's own came between). The hits are taken off the
-        counters before the await (another sync may run meanwhile), put back on failure."""
+    async def _send(self, counters: Iterable[_Counter], *, hear: bool = True) -> None:
+        """Add the pending hits of ``counters`` to Redis and take its counts as known (as
+        fresh if ``hear`` and no decision of Redis's own came between). The hits are taken
+        off the counters before the await (another sync may run meanwhile; a counter listed
+        twice is sent once), put back on failure."""
+        sent = asyncio.get_running_loop().create_future()
+        # each counter sent, with its hits, its decisions and those under way when sent
+        # (parallel lists: a tuple per counter was a young object for the collector)
+        due: list[_Counter] = []
+        amounts: list[int] = []
+        decided: list[int] = []
+        busy: list[int] = []
+        for counter in counters:
+            if counter.pending:
+                due.append(counter)
+                amounts.append(counter.pending)
+                decided.append(counter.decided)
+                busy.append(counter.deciding)
+                counter.pending = 0
+                counter.sending = sent
         if not due:
             return
-        amounts = [counter.pending for counter in due]
-        decided = [counter.decided for counter in due]
-        busy = [counter.deciding for counter in due]
-        sent = asyncio.get_running_loop().create_future()
-        for counter in due:
-            counter.pending = 0
-            counter.sending = sent
         try:
             totals = await self._add_to_windows(due, amounts)
         except BaseException:
             for counter, amount in zip(due, amounts, strict=True):
                 counter.pending += amount
-                self._unsent[counter.key] = counter
+                self._unsent.append(counter)
             raise
         finally:
             sent.set_result(None)
@@ -373,40 +410,71 @@ class RequestLimiter:
                 continue
             counter.known = total
             counter.heard = heard
-            self._touch(counter, heard)
-
-    def _touch(self, counter: _Counter, now: float) -> None:
-        """Mark ``counter`` used now and move it to the end: the dict stays ordered by use."""
-        counter.used = now
-        if self._counters.pop(counter.key, None) is counter:
-            self._counters[counter.key] = counter
+            counter.used = heard
 
     async def _add_to_windows(self, due: list[_Counter], amounts: list[int]) -> list[int]:
+        """Redis's counts after adding ``amounts`` hits to the counters ``due``, the calls
+        written from the counters' own RESP (``packed_commands``)."""
         if is_cluster_url(self._url):  # one call per counter, routed by its hash slot
-            batches = [[(c, a)] for c, a in zip(due, amounts, strict=True)]
-        else:
-            pairs = list(zip(due, amounts, strict=True))
-            batches = [pairs[i : i + _SYNC_BATCH] for i in range(0, len(pairs), _SYNC_BATCH)]
-        replies = await asyncio.gather(
-            *(
+            head = evalsha_head(ADD_TO_WINDOWS, 2, 2)
+            calls = [
                 self._pipeline.run(
                     ADD_TO_WINDOWS,
-                    [key for c, _ in batch for key in (c.previous, c.current)],
-                    [arg for c, a in batch for arg in (c.expiry, a)],
+                    [c.previous, c.current],
+                    [c.expiry, amount],
+                    packed=head + c.packed_keys + _packed_args(c, amount),
                 )
-                for batch in batches
-            )
-        )
-        return [int(total) for reply in replies for total in reply]
+                for c, amount in zip(due, amounts, strict=True)
+            ]
+        else:  # the keys on a single server serve no routing: only the packed call is sent
+            calls = []
+            for start in range(0, len(due), _SYNC_BATCH):
+                batch = due[start : start + _SYNC_BATCH]
+                head = evalsha_head(ADD_TO_WINDOWS, 2 * len(batch), 2 * len(batch))
+                keys = [c.packed_keys for c in batch]
+                args = [  # ``_packed_args``, its usual case without the call
+                    c.packed_hit if amount == 1 else _packed_args(c, amount)
+                    for c, amount in zip(batch, amounts[start : start + _SYNC_BATCH], strict=True)
+                ]
+                packed = b"".join([head, *keys, *args])
+                calls.append(self._pipeline.run(ADD_TO_WINDOWS, (), (), packed=packed))
+        replies = await asyncio.gather(*calls)
+        return [total for reply in replies for total in reply]
 
     def _forget_idle(self, now: float) -> None:
-        while self._counters:
-            key, counter = next(iter(self._counters.items()))
-            if counter.pending or (
-                now - counter.used < FORGET_SECONDS and len(self._counters) <= COUNTERS_KEPT
+        """Forget the limits whose counters were idle ``FORGET_SECONDS`` and, past
+        ``LIMITS_KEPT``, those not used since they were last looked at.
+
+        Kept in the order they were put at the end, not in the order of use: moving a
+        limit to the end at each report of Redis's was a dictionary pop and insert per
+        counter per sync, paid by every refusal of a release crowd (bench/profiles/
+        refuse2-*). So only a limit put there ``FORGET_SECONDS`` ago or more is looked at
+        (or any, past ``LIMITS_KEPT``): used since (or with hits to send), it goes to the end
+        again, else it is forgotten. A crowd's limits come of age together, a minute after
+        the release: ``_LOOKED_AT_PER_SYNC`` are looked at a sync (past ``LIMITS_KEPT``, as
+        many as it takes to come back under it), in one walk, never from the dictionary's
+        front again after each removal (40 000 at once stalled the loop for 220 ms: the
+        front's removed entries were scanned again at every step)."""
+        memory = self._counters
+        size = len(memory)  # as it will be once the limits looked at so far are forgotten
+        looked: list[tuple[tuple[str, str, str], tuple[_Counter, ...], bool]] = []
+        for key, kept in memory.items():
+            over = size > LIMITS_KEPT
+            if not over and (
+                now - kept[0].placed < FORGET_SECONDS or len(looked) >= _LOOKED_AT_PER_SYNC
             ):
-                return
-            del self._counters[key]
+                break  # the rest were put there later still, or wait for the next sync
+            in_use = any(c.pending for c in kept) or any(
+                now - c.used < FORGET_SECONDS and (not over or c.used > c.placed) for c in kept
+            )
+            size -= not in_use
+            looked.append((key, kept, in_use))
+        for key, kept, in_use in looked:
+            del memory[key]
+            if in_use:
+                for counter in kept:
+                    counter.placed = now
+                memory[key] = kept
 
     async def _acquire(self, counter: _Counter) -> bool:
         """``SlidingWindowCounterRateLimiter.hit`` through the pipeline: the same script on
@@ -417,3 +485,8 @@ class RequestLimiter:
             [counter.item.amount, counter.expiry, 1],
         )
         return bool(acquired)
+
+
+def _packed_args(counter: _Counter, amount: int) -> bytes:
+    """A counter's arguments to ``add_to_windows.lua``: its window and the hits to add."""
+    return counter.packed_hit if amount == 1 else counter.packed_expiry + bulk(amount)
