@@ -240,3 +240,31 @@ async def test_a_crowd_coming_of_age_at_once_is_looked_at_a_share_per_sync(
         limiter._forget_idle(later)
         remembered.append(len(_remembered(limiter)))
     assert remembered == [3, 1, 0]
+
+
+async def test_past_the_limits_kept_with_every_limit_in_use_a_sync_looks_at_a_bounded_share(
+    limiters: tuple[RequestLimiter, RequestLimiter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crowd larger than the memory, every limit in use: each sync looks at a bounded
+    share (a walk bounded only by coming back under the memory looked at all of them at
+    every sync and stalled the loop), and memory still comes back under its bound once the
+    crowd's limits go unused."""
+    limiter, _ = limiters
+    await _counted_once_each(limiter, "600/minute", [f"citizen-{n}" for n in range(10)])
+    monkeypatch.setattr(redis_limiter, "LIMITS_KEPT", 2)
+    monkeypatch.setattr(redis_limiter, "_LOOKED_AT_PER_SYNC", 1)
+    monkeypatch.setattr(redis_limiter, "_LOOKED_AT_MOST", 3)
+    later = time.monotonic() + 1
+    limiter._forget_idle(later)
+    looked = [
+        ident for (_n, _s, ident), kept in limiter._counters.items() if kept[0].placed == later
+    ]
+    assert looked == ["citizen-0", "citizen-1", "citizen-2"]  # in use: kept, put at the end
+    assert len(limiter._counters) == 10
+    sizes = []
+    for step in range(8):
+        limiter._forget_idle(later + step + 1)
+        sizes.append(len(limiter._counters))
+    # three looked at a sync: the rest of the first look kept (used since put there), then
+    # those unused since their last look forgotten, down to the memory's bound
+    assert sizes == [10, 10, 8, 5, 2, 2, 2, 2]
