@@ -112,8 +112,7 @@ class FrontGrants:
                 idempotency_key=idempotency_key,
                 client=client,
             )
-            granted, facts = outcome.granted, outcome.facts
-            detail = held_answer(granted, facts or await bookings.slot_facts(granted.slot_id))
+            detail = held_answer(outcome.granted, outcome.facts)
         except GuahaoError as exc:
             return refused(exc)
         except Exception as exc:  # an outage: the exception handler's answer, as the route's

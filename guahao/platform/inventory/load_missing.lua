@@ -12,6 +12,7 @@
 -- has nothing to run out: its `due` is slot_prelude.lua's NEVER.
 -- Reply: one letter a slot: L loaded, P present (left untouched), F fenced by a rebuild
 -- (nothing done; the caller loads it alone, waiting for the fence).
+local NEVER = '9007199254740991'  -- slot_prelude.lua's: `due` with nothing to run out
 local reply = {}
 for n = 0, #KEYS / 7 - 1 do
   local k, a = n * 7, n * 4
@@ -23,7 +24,7 @@ for n = 0, #KEYS / 7 - 1 do
   else
     redis.call('DEL', KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5], KEYS[k + 6])
     redis.call('HSET', meta, 'capacity', ARGV[a + 1], 'booked', ARGV[a + 2],
-      'release_at_ms', ARGV[a + 3], 'status', ARGV[a + 4], 'due', '9007199254740991')
+      'release_at_ms', ARGV[a + 3], 'status', ARGV[a + 4], 'due', NEVER)
     reply[n + 1] = 'L'
   end
 end

@@ -439,8 +439,8 @@ class RequestLimiter:
                 batch = due[start : start + _SYNC_BATCH]
                 head = evalsha_head(ADD_TO_WINDOWS, 2 * len(batch), 2 * len(batch))
                 keys = [c.packed_keys for c in batch]
-                args = [  # ``_packed_args``, its usual case without the call
-                    c.packed_hit if amount == 1 else _packed_args(c, amount)
+                args = [
+                    _packed_args(c, amount)
                     for c, amount in zip(batch, amounts[start : start + _SYNC_BATCH], strict=True)
                 ]
                 packed = b"".join([head, *keys, *args])

@@ -78,9 +78,9 @@ class HoldOutcome:
     """The booking as its hold was first answered: what a repeat is answered again."""
     replayed: bool
     """Whether another request under the same key made the hold (this one repeats it)."""
-    facts: SlotFacts | None = None
-    """The granted slot's facts when this call granted it (so its answer needs no second
-    look-up); None for an answer read back from SQL, whose slot the caller looks up."""
+    facts: SlotFacts
+    """The slot's facts, read for the hold (every outcome is of the slot asked: a repeat's
+    replay record lives in that slot's keys), so its answer needs no second look-up."""
 
 
 def sold_out_refusal(slot_id: str, hold_id: str) -> GuahaoError:
@@ -207,9 +207,8 @@ class BookingService:
             async with self._p.sessions() as session:
                 existing = await session.get(BookingRow, grant.hold_id)
                 if existing is not None:
-                    return HoldOutcome(
-                        to_domain(existing), _as_granted(existing, expires_at), replayed=repeat
-                    )
+                    granted = _as_granted(existing, expires_at)
+                    return HoldOutcome(to_domain(existing), granted, repeat, facts)
             booking_id = grant.hold_id  # the first attempt died before writing SQL
         his = self._p.his_inventory
         if his is not None and not await his.owns(facts.hospital_id):
@@ -271,7 +270,7 @@ class BookingService:
             if same is not None and same.id == booking.id:
                 # A repeat of this request was answered our grant and recorded it first: the
                 # hold is ours and recorded, so it must not be given back.
-                return HoldOutcome(to_domain(same), _as_granted(same, expires_at), replayed=repeat)
+                return HoldOutcome(to_domain(same), _as_granted(same, expires_at), repeat, facts)
             if not grant.replayed:
                 # Our own fresh hold cannot be recorded: give it back. A replayed grant is the
                 # first request's hold, which that request is recording right now.
@@ -281,7 +280,7 @@ class BookingService:
                 await give_back_his()
             if same is not None and same.slot_id == slot_id:
                 answered = to_domain(same)
-                return HoldOutcome(answered, answered, replayed=True)
+                return HoldOutcome(answered, answered, True, facts)
             refuse("IDEMPOTENCY_KEY_REUSED", idempotency_key=idempotency_key)
         except (SQLAlchemyError, ConnectionError) as exc:
             # The record cannot be written (database away): give the unit back rather than
@@ -301,7 +300,7 @@ class BookingService:
             await give_back_his()
             refuse("SLOT_SOLD_OUT", slot_id=slot_id, reason="hold_lost_with_redis")
         await self.records.schedule_expiry(expires_at)
-        return HoldOutcome(booking, booking, replayed=repeat, facts=facts)
+        return HoldOutcome(booking, booking, repeat, facts)
 
     async def _hold_survived(self, slot_id: str, hold_id: str, now_ms: int) -> bool:
         """Whether the pool still knows a hold now that its record is written.

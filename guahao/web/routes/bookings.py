@@ -70,8 +70,7 @@ class BookingController(Controller):
             idempotency_key=idempotency_key,
             client=provide_client(request, request.app.state),
         )
-        granted = outcome.granted
-        detail = held_answer(granted, await bookings.slot_facts(granted.slot_id))
+        detail = held_answer(outcome.granted, outcome.facts)
         headers = {"Idempotent-Replayed": "true"} if outcome.replayed else None
         return Response(detail, status_code=201, headers=headers)
 
