@@ -22,6 +22,7 @@ from guahao.outbox_cli import outbox
 from guahao.payments_cli import payments
 from guahao.platform.task_stops import cancel_and_wait, raise_if_cancelling
 from guahao.search_cli import search as search_commands
+from guahao.web.request_logs import standard_log_handler
 
 __all__ = ["main"]
 
@@ -58,7 +59,7 @@ def _settings(**overrides: Any) -> Settings:
 @click.version_option(package_name="guahao")
 def main() -> None:
     """Guahao 区域统一预约挂号平台 — regional unified booking platform."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, handlers=[standard_log_handler()])
 
 
 def _freeze_long_lived_heap() -> None:

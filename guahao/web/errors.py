@@ -146,6 +146,25 @@ def _unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     return response
 
 
+def _raised_inside_redis(exc: BaseException) -> bool:
+    traceback = exc.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    module = "" if traceback is None else str(traceback.tb_frame.f_globals.get("__name__", ""))
+    return module.startswith("redis.")
+
+
+def _redis_fault(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """redis-py fails a command on a connection another task was closing (a reset, a
+    cluster's layout re-read) with ``AttributeError: 'NoneType' object has no attribute
+    'writelines'`` or a ``TypeError`` instead of its ``ConnectionError`` (redis-py issues
+    #4287, #3835). Raised inside redis-py it is Redis away for this request: a 503 as any
+    outage; raised in our own code it is still our fault, a logged 500."""
+    if _raised_inside_redis(exc):
+        return _unavailable(request, exc)
+    return _internal(request, exc)
+
+
 def _database(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[dict[str, Any]]:
     """Any other driver error: 503 when the database is only away (shutting down, starting up,
     locked), a logged 500 when it is a fault of ours (a violated constraint, a bad query)."""
@@ -166,6 +185,8 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     ClusterDownError: _unavailable,
     TryAgainError: _unavailable,
     RedisClusterException: _unavailable,
+    AttributeError: _redis_fault,
+    TypeError: _redis_fault,
     GuahaoError: _guahao,
     ValidationException: _validation,
     HTTPException: _http,

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure_logging", "redact", "request_log"]
+__all__ = ["StandardLines", "configure_logging", "redact", "request_log", "standard_log_handler"]
 
 _ID_NUMBER = re.compile(r"(?<![0-9])[1-9][0-9]{5}(?:19|20)[0-9]{2}[01][0-9][0-3][0-9]{4}[0-9Xx]")
 _PHONE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
@@ -65,5 +65,48 @@ def configure_logging() -> None:
     _configured = True
 
 
-request_log = structlog.get_logger("guahao.requests")
+REQUEST_LOGGER = "guahao.requests"
+
+request_log = structlog.get_logger(REQUEST_LOGGER)
 """The logger of the request telemetry (one line per request)."""
+
+
+class StandardLines(structlog.stdlib.ProcessorFormatter):
+    """The standard library's records (ours, uvicorn's, saq's, the drivers') as the same JSON
+    lines as the request lines: level, logger, time, the request id bound while serving, the
+    message and any traceback, masked by the same last step.
+
+    Without it they were plain text with no request id and nothing masked, and an exception's
+    text (a driver's error quoting the row it refused) is where a phone number would slip
+    into a log. The request lines themselves are rendered and masked by structlog already and
+    pass through as they are.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.processors.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+                structlog.processors.StackInfoRenderer(),
+                _redact_event,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(ensure_ascii=False),
+            ],
+        )
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == REQUEST_LOGGER:
+            return record.getMessage()
+        return super().format(record)
+
+
+def standard_log_handler() -> logging.Handler:
+    """The root handler of a Guahao process (standard error, one JSON object a line)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(StandardLines())
+    return handler
