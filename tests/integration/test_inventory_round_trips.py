@@ -161,3 +161,27 @@ async def test_on_a_cluster_calls_for_a_busy_node_wait_and_go_in_one_packet(
         assert int((await busy.info("clients"))["connected_clients"]) <= clients_before + 1
     finally:
         await busy.aclose()
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_and_the_hold_answered(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    """The pipeline writes its packet itself (not through redis-py's ``wait_for``), under the
+    batch's one deadline: a pooled connection the server dropped meanwhile still fails as a
+    ``ConnectionError``, so the packet goes again on a fresh connection and the caller is
+    answered, not refused."""
+    inventory = RedisInventory(redis_client, key_prefix="dropped:")
+    await inventory.load(SlotState(slot_id="s1", capacity=3, booked=0, release_at_ms=RELEASE))
+    await inventory.hold(  # the pipeline's connection is pooled from here on
+        "s1", hold_id="h0", account_id="a0", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k0"
+    )
+    killer = aioredis.Redis.from_url(redis_url)
+    try:
+        assert await killer.client_kill_filter(_type="normal", skipme=True) >= 1
+    finally:
+        await killer.aclose()
+    granted = await inventory.hold(
+        "s1", hold_id="h1", account_id="a1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k1"
+    )
+    assert granted.hold_id == "h1" and not granted.replayed
+    assert (await inventory.counts(["s1"], now_ms=RELEASE))["s1"].held == 2
