@@ -17,14 +17,13 @@ import asyncio
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from in_app_holds import hold, in_parallel, seeded  # beside this script
+from in_app_holds import child_result, hold, in_parallel, seeded  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 _SYSCALLS = "write,writev,sendto,sendmsg,read,recvfrom,recvmsg,epoll_wait,epoll_pwait"
@@ -75,8 +74,7 @@ async def _drive(environ: dict[str, str], tokens: list[str], slots: list[str]) -
         asyncio.Handle._run = counted_run  # type: ignore[method-assign]
         loop.create_future = counted_future  # type: ignore[method-assign]
         loop.set_task_factory(counted_task)
-        print("MARK", flush=True)  # the system calls are counted from here (see _syscalls)
-        os.write(2, b"grant-count: start\n")
+        os.write(2, b"grant-count: start\n")  # the system calls are counted from here
         await in_parallel(range(warm, len(tokens)), one)
         os.write(2, b"grant-count: end\n")
         asyncio.Handle._run = run_handle  # type: ignore[method-assign]
@@ -134,24 +132,21 @@ def main() -> None:
             env = environ | {"GRANT_COUNT_DETAIL": "1" if options.detail else "0"}
             spec.write_text(json.dumps({"environ": env, "tokens": chosen, "slots": slots}))
             with tempfile.NamedTemporaryFile(suffix=".strace") as trace:
-                command = ["strace", "-f", "-e", f"trace={_SYSCALLS}", "-o", trace.name]
-                command += [sys.executable, __file__, "--child", str(spec)]
-                done = subprocess.run(
-                    command,
-                    env=os.environ | {"PYTHONPATH": tree},
-                    cwd=tree,
-                    capture_output=True,
-                    text=True,
-                    check=True,
+                result = child_result(
+                    Path(__file__).resolve(),
+                    spec,
+                    tree,
+                    name=name,
+                    round_no=0,
+                    profile=None,
+                    wrapper=["strace", "-f", "-e", f"trace={_SYSCALLS}", "-o", trace.name],
                 )
                 calls = _syscalls(Path(trace.name).read_text())
-            line = next(r for r in done.stdout.splitlines() if r.startswith("RESULT "))
-            result = json.loads(line.removeprefix("RESULT "))
             grants = result["grants"] or 1
             result["syscalls_per_grant"] = {
-                name: round(n / grants, 2) for name, n in sorted(calls.items())
+                call: round(n / grants, 2) for call, n in sorted(calls.items())
             }
-            print(json.dumps({"tree": name} | result), flush=True)
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

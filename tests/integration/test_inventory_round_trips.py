@@ -183,5 +183,6 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_and_the_hold_an
     granted = await inventory.hold(
         "s1", hold_id="h1", account_id="a1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k1"
     )
-    assert granted.hold_id == "h1" and not granted.replayed
+    assert granted.hold_id == "h1"
+    assert not granted.replayed
     assert (await inventory.counts(["s1"], now_ms=RELEASE))["s1"].held == 2
