@@ -38,6 +38,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from guahao.platform.inventory.lua_scripts import LuaScript
 from guahao.platform.redis_pools import RETRIES_ON_BROKEN_CONNECTION
@@ -297,6 +298,9 @@ class AutoPipeline:
                         replies.append(await connection.read_response(timeout=math.inf))
                     except ResponseError as exc:
                         replies.append(exc)
+        except TimeoutError as exc:  # asyncio's, the deadline's: Redis's own, so a 503
+            await connection.disconnect()
+            raise RedisTimeoutError(f"no reply within {self._reply_timeout} s") from exc
         except BaseException:
             await connection.disconnect()
             raise
