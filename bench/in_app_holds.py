@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +74,22 @@ async def in_parallel(numbers: range, one: Callable[[int], Awaitable[None]]) -> 
 
 
 def child_result(
-    script: Path, spec: Path, tree: str, *, name: str, round_no: int, profile: Path | None
+    script: Path,
+    spec: Path,
+    tree: str,
+    *,
+    name: str,
+    round_no: int,
+    profile: Path | None,
+    wrapper: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run ``script --child spec`` with ``tree`` first on its path (under py-spy if
-    ``profile``: raw folded stacks there, named after the script, tree and round) and return
+    ``profile``: raw folded stacks there, named after the script, tree and round; after the
+    ``wrapper`` command, such as ``strace``, if one is given) and return
     the JSON it prints after ``RESULT ``, with the round, the tree's name and the load average
     before it."""
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    command = [sys.executable, str(script), "--child", str(spec)]
+    command = [*wrapper, sys.executable, str(script), "--child", str(spec)]
     if profile is not None:
         profile.mkdir(parents=True, exist_ok=True)
         folded = profile / f"{script.stem.replace('_', '-')}-{name}-{round_no}.folded"

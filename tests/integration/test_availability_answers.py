@@ -130,6 +130,36 @@ async def test_a_grant_in_another_instance_shows_at_once(platform, other_instanc
     assert (await shown(answers, doctor))[slots[0]] == 3
 
 
+async def test_grants_on_several_slots_in_one_batch_elsewhere_all_show_at_once(
+    platform, other_instance
+):
+    """Another instance's holds of one loop turn are one script call, announced in one
+    message naming each slot (tests/integration/test_inventory_hold_batches.py): every slot
+    it names shows its new count."""
+    slots = await publish_clinic(platform)
+    answers = await following(platform, Ticker(), slots)
+    doctor = await doctor_of(platform)
+    before = await shown(answers, doctor)
+    now_ms = int(START.timestamp() * 1000)
+    inventory = view_of(other_instance)
+    await asyncio.gather(
+        *(
+            inventory.hold(
+                slot_id,
+                hold_id=f"batch-{n}",
+                account_id=f"batch-account-{n}",
+                now_ms=now_ms,
+                ttl_ms=60_000,
+                idempotency_key=f"batch-key-{n}",
+            )
+            for n, slot_id in enumerate(slots[:3])
+        )
+    )
+    await taken(platform, 3)
+    after = await shown(answers, doctor)
+    assert [after[slot_id] for slot_id in slots[:3]] == [before[s] - 1 for s in slots[:3]]
+
+
 async def test_a_hold_running_out_shows_at_its_instant(platform, other_instance):
     slots = await publish_clinic(platform)
     await hold(other_instance, await new_account(other_instance), slots[0])

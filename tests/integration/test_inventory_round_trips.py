@@ -13,9 +13,13 @@ import itertools
 import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from guahao.platform.errors import GuahaoError
 from guahao.platform.inventory import RedisInventory
+from guahao.platform.inventory.lua_scripts import LuaScript
+from guahao.platform.inventory.pipelining import AutoPipeline
+from guahao.platform.inventory.redis_errors import UNAVAILABLE
 from guahao.platform.inventory.slot_keys import KeyNames
 from guahao.platform.ports import SlotState
 
@@ -161,3 +165,51 @@ async def test_on_a_cluster_calls_for_a_busy_node_wait_and_go_in_one_packet(
         assert int((await busy.info("clients"))["connected_clients"]) <= clients_before + 1
     finally:
         await busy.aclose()
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_and_the_hold_answered(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    """The pipeline writes its packet itself (not through redis-py's ``wait_for``), under the
+    batch's one deadline: a pooled connection the server dropped meanwhile still fails as a
+    ``ConnectionError``, so the packet goes again on a fresh connection and the caller is
+    answered, not refused."""
+    inventory = RedisInventory(redis_client, key_prefix="dropped:")
+    await inventory.load(SlotState(slot_id="s1", capacity=3, booked=0, release_at_ms=RELEASE))
+    await inventory.hold(  # the pipeline's connection is pooled from here on
+        "s1", hold_id="h0", account_id="a0", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k0"
+    )
+    killer = aioredis.Redis.from_url(redis_url)
+    try:
+        assert await killer.client_kill_filter(_type="normal", skipme=True) >= 1
+    finally:
+        await killer.aclose()
+    granted = await inventory.hold(
+        "s1", hold_id="h1", account_id="a1", now_ms=RELEASE, ttl_ms=TTL, idempotency_key="k1"
+    )
+    assert granted.hold_id == "h1"
+    assert not granted.replayed
+    assert (await inventory.counts(["s1"], now_ms=RELEASE))["s1"].held == 2
+
+
+async def test_a_batch_past_its_deadline_fails_as_redis_timing_out_never_a_bare_timeout(
+    redis_client: aioredis.Redis, redis_url: str
+) -> None:
+    """A server that does not answer within the batch's deadline (busy with another client's
+    long script) fails the batch with redis-py's ``TimeoutError``, which the inventory answers
+    as ``INVENTORY_UNAVAILABLE`` and the web as 503; asyncio's own ``TimeoutError`` is no
+    Redis error, so it went on as an unknown error (a 500)."""
+    pipeline = AutoPipeline(redis_client, reply_timeout=0.2)
+    script = LuaScript("one", "return 1")
+    assert await pipeline.run(script, [], []) == 1  # loaded: the next call is one EVALSHA
+    busy = aioredis.Redis.from_url(redis_url)
+    try:
+        await busy.ping()  # connected: the spin goes out as soon as its task runs
+        spin = asyncio.create_task(busy.eval(SPIN_LUA, 0, BUSY_MS))
+        await asyncio.sleep(0.1)  # the spin has reached the server
+        with pytest.raises(RedisTimeoutError):
+            await pipeline.run(script, [], [])
+        await spin
+    finally:
+        await busy.aclose()
+    assert isinstance(RedisTimeoutError(), UNAVAILABLE)

@@ -8,8 +8,8 @@
 -- and the idempotency records are read for the whole call (one EXISTS, one MGET); a slot's
 -- facts are read once a slot a call (one HMGET, two ZCARDs; the sweep only when something
 -- can have run out, see `due` in slot_prelude.lua), its new holds' expiries written with one
--- ZADD, its grants announced with one PUBLISH. On a few hot slots that took about a third off
--- Redis's CPU per grant; on holds spread over many slots, each still paying its own slot's
+-- ZADD; the call's grants are announced with one PUBLISH. On a few hot slots that took about a
+-- third off Redis's CPU per grant; on holds spread over many slots, each still paying its own slot's
 -- work, nothing measurable (bench/README.md, branch engine3). A grant's owner is written with
 -- HSETNX, which is also the check that its hold id is new (bench/README.md, branch engine5).
 --
@@ -226,15 +226,21 @@ for i = 1, holds do
     replies[i] = redis.error_reply(type(reply) == 'table' and reply.err or tostring(reply))
   end
 end
+-- The slot-takes message, once for all of this call's grants: the ids of the slots that gave
+-- units, joined by '}' (which no slot id holds, slot_keys.py). On holds spread over many slots
+-- a message a slot was a message a grant, which every platform process read and parsed
+-- (bench/README.md, branch grant7).
+local taken, prefix = {}, nil
 for n = 1, slots do
   local s = state[n]
   if s and not s.fenced then
     write_pending(s)
     if s.taken then
-      -- the slot-takes message, once for all of this call's grants on the slot
-      local prefix, slot = string.match(s.meta, '^(.-){slot:(.-)}')
-      redis.call('PUBLISH', prefix .. 'guahao:slot-takes', slot)
+      local slot
+      prefix, slot = string.match(s.meta, '^(.-){slot:(.-)}')
+      taken[#taken + 1] = slot
     end
   end
 end
+if prefix then redis.call('PUBLISH', prefix .. 'guahao:slot-takes', table.concat(taken, '}')) end
 return replies

@@ -38,6 +38,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from guahao.platform.inventory.lua_scripts import LuaScript
 from guahao.platform.redis_pools import RETRIES_ON_BROKEN_CONNECTION
@@ -286,22 +287,45 @@ class AutoPipeline:
         )
         connection = await acquire()
         try:
-            await connection.send_packed_command(packet, check_health=False)
             replies: list[Any] = []
-            # One deadline for the whole batch instead of a timer per reply (the replies
-            # arrive together; per-reply timers were a third of the surge's CPU).
+            # One deadline for the whole batch, its write and its replies, instead of a timer
+            # per reply (the replies arrive together; per-reply timers were a third of the
+            # surge's CPU).
             async with asyncio.timeout(self._reply_timeout):
+                await _write(connection, packet)
                 for _ in batch:
                     try:
                         replies.append(await connection.read_response(timeout=math.inf))
                     except ResponseError as exc:
                         replies.append(exc)
+        except TimeoutError as exc:  # asyncio's, the deadline's: Redis's own, so a 503
+            await connection.disconnect()
+            raise RedisTimeoutError(f"no reply within {self._reply_timeout} s") from exc
         except BaseException:
             await connection.disconnect()
             raise
         finally:
             await release(connection)
         return replies
+
+
+async def _write(connection: AbstractConnection, packet: bytes) -> None:
+    """``send_packed_command`` without its deadline: redis-py wraps the write of a
+    connection with a socket timeout in ``asyncio.wait_for``, a task, a timer and a loop
+    turn of their own for every packet (0.12 of a task a grant, bench/grant_count.py), while
+    ``_execute``'s one deadline already bounds the write with the replies. An ``OSError``
+    is raised as redis-py's ``ConnectionError`` (``_execute_retrying`` tries a fresh
+    connection on it); the caller disconnects on any error, as redis-py does."""
+    if not connection.is_connected:  # a cluster node's connection, taken before its first use
+        await connection.connect_check_health(check_health=False)
+    writer = connection._writer
+    if writer is None:
+        raise RedisConnectionError("the connection closed before its packet was written")
+    try:
+        writer.write(packet)
+        await writer.drain()
+    except OSError as exc:
+        raise RedisConnectionError(f"Error while writing to socket: {exc!r}") from exc
 
 
 def _resolve(calls: list[_Call], replies: list[Any]) -> None:

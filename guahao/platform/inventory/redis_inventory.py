@@ -427,8 +427,10 @@ class RedisInventory:
                 args += [hold_id, now_ms]
             return await self._run(HELD_ALL, keys, args)
 
-        # a cluster's calls together: the pipeline sends them at once, each to its shard
-        replies = await asyncio.gather(*(ask(group) for group in groups.values()))
+        if len(groups) == 1:  # one server: one call, without gather's task
+            replies = [await ask(next(iter(groups.values())))]
+        else:  # a cluster's calls together: the pipeline sends them at once, each to its shard
+            replies = await asyncio.gather(*(ask(group) for group in groups.values()))
         return {
             hold_id: _text(answer) == "HELD"
             for group, reply in zip(groups.values(), replies, strict=True)

@@ -12,7 +12,11 @@ from functools import lru_cache
 
 from guahao.platform.error_codes import refuse
 
-__all__ = ["FAMILY_MEMORY", "KeyNames"]
+__all__ = ["FAMILY_MEMORY", "TAKES_SEPARATOR", "KeyNames"]
+
+TAKES_SEPARATOR = "}"
+"""Between the slot ids of one ``slot-takes`` message (``hold_many.lua`` announces a call's
+grants in one): no slot id may hold a brace (``_tag_safe``)."""
 
 FAMILY_MEMORY = 65_536
 """How many slots' key names a worker keeps built (a few MB at most)."""
@@ -68,7 +72,9 @@ class KeyNames:
         return f"{self.prefix}guahao:slot-returns"
 
     def takes_channel(self) -> str:
-        """The channel on which slot scripts announce a unit taken (``announce_take()``).
+        """The channel on which slot scripts announce units taken: a slot id
+        (``announce_take()``), or a ``hold_many`` call's slot ids joined by
+        ``TAKES_SEPARATOR``.
 
         >>> KeyNames("gh:").takes_channel()
         'gh:guahao:slot-takes'

@@ -35,6 +35,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 
 from guahao.platform.channel_follower import ChannelFollower
+from guahao.platform.inventory.slot_keys import TAKES_SEPARATOR
 
 __all__ = ["SOLD_OUT_VIEW_SIZE", "SlotChangeListener", "SoldOutView"]
 
@@ -205,7 +206,8 @@ class _ViewFollowing:
 
     def message(self, channel: str, data: str) -> None:
         if self._takes is not None and channel == self._takes:
-            self._view._taken_elsewhere(data)
+            for slot_id in data.split(TAKES_SEPARATOR):
+                self._view._taken_elsewhere(slot_id)
         else:
             self._view.announced(data)
 
