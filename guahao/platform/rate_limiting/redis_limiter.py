@@ -32,15 +32,19 @@ answered, one call a counter (``decide_in_window.lua``) adds the counter's pendi
 decides the hit as the library's script does and reads the window back, so a refusal's
 ``Retry-After`` is Redis's, and the count it reports is the view's again: a counter whose
 window has room once more is admitted from memory at the next request (a crowd behind a
-carrier address near its limit is decided by Redis only while it is at the limit).
+carrier address near its limit is decided by Redis only while it is at the limit). A refusal
+also tells when the window frees a hit (the library's ``reset_time``): until then the
+process refuses that counter from memory, as Redis would (time only frees hits, other
+processes only add them), so a client hammering past its limit costs Redis one call a
+window's free hit, not one a request.
 
 What that means for a limit (docs/operations.md, "Rate limits with several workers"): within
 one process nothing changes (the view is exact). With N processes, a process learns of the
 others' hits at its next sync, so one client spreading its requests over N processes can pass
 a limit by what the other N − 1 processes admitted for it in one sync interval (at most one
 hit each for a counter they had not synced for a second). A client hammering one process is
-cut off at the limit as before: once its counter is full in the view, each of its requests is
-decided, and refused, by the library's script in Redis.
+cut off at the limit as before: once its counter is full in the view, its requests are
+decided, and refused, by Redis, or from memory while Redis's last refusal holds.
 """
 
 from __future__ import annotations
@@ -153,6 +157,10 @@ class _Counter:
     """Its weighted count as Redis last reported it, this process's sent hits included."""
     pending: int = 0
     """Hits this process admitted that Redis has not been told of."""
+    refused_until: float = 0.0
+    """``time.monotonic()`` before which Redis's window has no room (set by a refusal, from
+    the time its call was sent): the process refuses from memory until then, as Redis would
+    (other processes' hits only add), with the same ``Retry-After``."""
     sent: int = 0
     """Hits this process admitted that are on their way to Redis (a sync's or a decision's
     call not answered yet): in no report yet, so the view counts them beside ``known``."""
@@ -272,9 +280,10 @@ class RequestLimiter:
         is over. Checks with an empty identifier (unknown device, say) are skipped.
 
         Admitted from this process's view when every counter is clearly below its limit
-        (module docstring); otherwise Redis decides with the library's script, which counts
-        an admitted request and leaves a refused one uncounted, so a client hammering past
-        its limit stays limited.
+        (module docstring); refused from memory while Redis's last refusal of a counter
+        holds; otherwise Redis decides as the library's script does, counting an admitted
+        request and leaving a refused one uncounted, so a client hammering past its limit
+        stays limited.
         """
         counters: list[_Counter] = []
         known = self._counters
@@ -299,6 +308,10 @@ class RequestLimiter:
                     SYNC_SECONDS, self._start_sync
                 )
             return
+        for counter in counters:  # refused by Redis, its window without room yet
+            if counter.refused_until > now:
+                retry = _retry_after(counter.refused_until - now)
+                refuse("RATE_LIMITED", limit=counter.key[0], retry_after_seconds=retry)
         for counter in counters:
             counter.deciding += 1
             counter.used = now
@@ -325,6 +338,7 @@ class RequestLimiter:
         counter.exchanges += 1
         sent_as, alone = counter.exchanges, counter.flying == 0
         counter.flying += 1
+        asked = time.monotonic()
         try:
             reply = await self._pipeline.run(
                 DECIDE_IN_WINDOW,
@@ -349,7 +363,9 @@ class RequestLimiter:
         counter.used = heard
         if admitted:
             return 0
-        return _retry_after(counter.expiry, *(int(value) for value in reply[2:6]))
+        reset_in = _reset_in(counter.expiry, *(int(value) for value in reply[2:6]))
+        counter.refused_until = max(counter.refused_until, asked + reset_in)
+        return _retry_after(reset_in)
 
     async def sync(self) -> None:
         """Send every hit admitted from memory to Redis now, and forget idle counters."""
@@ -515,26 +531,32 @@ class RequestLimiter:
                 memory[key] = kept
 
 
-def _retry_after(
-    window: int, previous: int, previous_ms: int, current: int, current_ms: int
-) -> int:
-    """Whole seconds until a counter refused next has room again, as the library's
-    ``get_window_stats`` tells it (its ``reset_time``, one second added and at least one), from
-    the windows' counts and milliseconds to live: the previous window frees a hit each
-    ``window / previous`` seconds, the current one all at its shift.
+def _reset_in(window: int, previous: int, previous_ms: int, current: int, current_ms: int) -> float:
+    """Seconds until a refused counter frees a hit, as the library's ``get_window_stats``
+    tells it (its ``reset_time``), from the windows' counts and milliseconds to live: the
+    previous window frees one each ``window / previous`` seconds, the current one all at its
+    shift.
 
-    >>> _retry_after(60, 600, 30_000, 0, 90_000)  # a hit freed each 0.1 s: the next in 0 s
-    1
-    >>> _retry_after(60, 0, 0, 10, 100_500)  # the current window shifts in 40.5 s
-    41
+    >>> _reset_in(60, 600, 30_050, 0, 90_000)  # one freed each 0.1 s: the next in 0.05 s
+    0.05
+    >>> _reset_in(60, 0, 0, 10, 100_500)  # the current window shifts in 40.5 s
+    40.5
     """
     reset_in = math.inf
     if previous:
-        reset_in = (previous_ms / 1000) % (window / previous)
+        reset_in = round((previous_ms / 1000) % (window / previous), 6)
     if current:
         reset_in = min(reset_in, (current_ms / 1000) % window)
-    if math.isinf(reset_in):
-        return 1
+    return 0.0 if math.isinf(reset_in) else reset_in
+
+
+def _retry_after(reset_in: float) -> int:
+    """The ``Retry-After`` of a refusal, as the library's statistics give it: whole seconds,
+    one added, at least one.
+
+    >>> _retry_after(0.05), _retry_after(40.5)
+    (1, 41)
+    """
     return max(1, int(reset_in) + 1)
 
 
