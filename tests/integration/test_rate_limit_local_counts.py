@@ -357,3 +357,62 @@ async def test_hits_on_their_way_in_a_sync_count_in_the_view(
     await sync
     assert admitted == 30
     assert await _remaining(limiter, "30/minute", "in-flight") == 0
+
+
+async def test_a_client_hammering_two_processes_is_cut_off_within_one_sync_of_the_other(
+    limiters: tuple[RequestLimiter, RequestLimiter], redis_url: str
+) -> None:
+    """One client sending to two processes every 5 ms, their syncs running on their own:
+    the region admits the limit plus at most what the other process admitted in one sync
+    interval and its round trip (10 hits at this pace; 20 allowed for a slow machine), and
+    once cut off every request of it is refused by both, mostly without asking Redis."""
+    first, second = limiters
+    admitted = 0
+    for _ in range(100):
+        for limiter in (first, second):
+            admitted += await _admitted(limiter, "40/minute", "two-hammers")
+        await asyncio.sleep(0.005)
+    assert 40 <= admitted <= 40 + 20
+    before = await _script_calls(redis_url)
+    for _ in range(20):
+        assert not await _admitted(first, "40/minute", "two-hammers")
+        assert not await _admitted(second, "40/minute", "two-hammers")
+    assert await _script_calls(redis_url) - before <= 2  # Redis's refusals hold
+    assert await _remaining(first, "40/minute", "two-hammers") == 0
+
+
+async def test_one_sync_at_a_time_keeps_a_busy_counter_fresh_when_replies_are_slow(
+    limiters: tuple[RequestLimiter, RequestLimiter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Round trips of 150 ms (a loaded loop's), a counter hit every 10 ms: syncs side by side
+    (three here) made each other's reports inexact, so the counter stopped hearing from Redis
+    and, a second on, its requests were decided by Redis. One sync at a time: every report
+    exact, the view fresh, the hits from memory (but the first two) and all counted."""
+    limiter, _ = limiters
+    real = limiter._add_to_windows
+    on_their_way = []
+    most = 0
+
+    async def slow(due: list[redis_limiter._Counter], amounts: list[int]) -> list[int]:
+        nonlocal most
+        on_their_way.append(1)
+        most = max(most, len(on_their_way))
+        try:
+            totals = await real(due, amounts)
+            await asyncio.sleep(0.15)
+            return totals
+        finally:
+            on_their_way.pop()
+
+    monkeypatch.setattr(limiter, "_add_to_windows", slow)
+    decided = 0
+    for _ in range(150):
+        kept = limiter._counters.get(("local:test", "6000/minute", "busy"))
+        if kept is None or not kept[0].admits_from_memory(time.monotonic()):
+            decided += 1
+        assert await _admitted(limiter, "6000/minute", "busy")
+        await asyncio.sleep(0.01)
+    assert most == 1
+    assert decided <= 2  # the first hits, before the first report
+    await limiter.sync()
+    assert await _remaining(limiter, "6000/minute", "busy") == 6000 - 150
