@@ -41,11 +41,10 @@ window's free hit, not one a request.
 What that means for a limit (docs/operations.md, "Rate limits with several workers"): within
 one process nothing changes (the view is exact). With N processes, a process learns of the
 others' hits at its next sync, so one client spreading its requests over N processes can pass
-a limit by what the other N − 1 processes admitted for it in one sync interval, or one sync's
-round trip if longer (at most one hit each for a counter they had not synced for a second).
-A client hammering one process is cut off at the limit as before: once its counter is full in
-the view, its requests are decided, and refused, by Redis, or from memory while Redis's last
-refusal holds.
+a limit by what the other N − 1 processes admitted for it in one sync interval (at most one
+hit each for a counter they had not synced for a second). A client hammering one process is
+cut off at the limit as before: once its counter is full in the view, its requests are
+decided, and refused, by Redis, or from memory while Redis's last refusal holds.
 """
 
 from __future__ import annotations
@@ -82,11 +81,7 @@ POOL_SIZE = 50
 
 SYNC_SECONDS = 0.05
 """How often a process sends the hits it admitted to Redis and reads the counts back: the
-longest a hit stays unknown to the other processes, or the sync's round trip if longer. One
-sync at a time: the next begins this long after the previous one began, or when it is
-answered. Syncs on their way side by side (a loaded loop's round trips of 200-480 ms) made
-each other's reports inexact, so a busy counter's view went stale and each of its requests
-was decided by Redis (bench/profiles/tail2-2-*)."""
+longest a hit stays unknown to the other processes."""
 
 FRESH_SECONDS = 1.0
 """A counter whose last word from Redis is older admits one more hit from memory at most
@@ -221,7 +216,6 @@ class RequestLimiter:
         self._unsent: list[_Counter] = []
         self._sync_timer: asyncio.TimerHandle | None = None
         self._syncs: set[asyncio.Task[None]] = set()
-        self._syncing = False
         # ``_limiter`` is the library's own reader of the same windows: nothing here asks it
         # (the exact path reads the windows back itself); it stays the check, in the tests,
         # that the library reads what was counted
@@ -309,7 +303,7 @@ class RequestLimiter:
                 if not counter.pending:
                     unsent.append(counter)
                 counter.pending += 1
-            if counters and self._sync_timer is None and not self._syncing:
+            if counters and self._sync_timer is None:
                 self._sync_timer = asyncio.get_running_loop().call_later(
                     SYNC_SECONDS, self._start_sync
                 )
@@ -406,25 +400,19 @@ class RequestLimiter:
 
     def _start_sync(self) -> None:
         self._sync_timer = None
-        self._syncing = True
         task = asyncio.get_running_loop().create_task(self._background_sync())
         self._syncs.add(task)
         task.add_done_callback(self._syncs.discard)
 
     async def _background_sync(self) -> None:
-        """One sync, then the next one's time if hits came meanwhile (``SYNC_SECONDS``)."""
-        began = time.monotonic()
         try:
             await self.sync()
         except Exception:  # Redis unreachable: the hits stay pending and go with the next
             _log.warning("rate-limit hits not sent to Redis; retrying", exc_info=True)
-            began = time.monotonic()
-        finally:
-            self._syncing = False
-        if self._unsent and self._sync_timer is None:
-            self._sync_timer = asyncio.get_running_loop().call_later(
-                max(0.0, began + SYNC_SECONDS - time.monotonic()), self._start_sync
-            )
+            if self._sync_timer is None:
+                self._sync_timer = asyncio.get_running_loop().call_later(
+                    SYNC_SECONDS, self._start_sync
+                )
 
     async def _send(self, counters: Iterable[_Counter]) -> None:
         """Add the pending hits of ``counters`` to Redis and take its counts as known (as
