@@ -581,12 +581,14 @@ CROWD_ADDRESSES = 2000
 """The ``X-Forwarded-For`` addresses ``bench/wrk/surge.lua`` spreads every row over."""
 
 
-async def _addresses_at_limit(environ: dict[str, str]) -> int:
-    """Put every crowd address's ``hold:ip`` counter at its limit as a minute above it leaves
-    it: the previous window full and expiring over the next one, the current window empty (the
-    full two-worker sequence brings the addresses there, on a fast machine only: a reproducer
-    of the limiter's exact path that does not depend on the rates of the rows before). The keys
-    are the ``limits`` library's, as the limiter names them."""
+async def _addresses_at_limit(environ: dict[str, str], window: str) -> int:
+    """Put every crowd address's ``hold:ip`` counter at its limit: as a minute above it leaves
+    it (``window`` "previous": the previous window full and expiring over the next one, the
+    current one empty, so the window frees hits as the crowd sends them), or as a client
+    hammering leaves it ("current": the current window full, every request refused until it
+    shifts). The full two-worker sequence brings the addresses near the first, on a fast
+    machine only: a reproducer of the limiter's exact path that does not depend on the rates
+    of the rows before. The keys are the ``limits`` library's, as the limiter names them."""
     settings = load_settings(environ)
     async with open_platform(settings) as platform:
         spec = (await platform.rules.region()).rate_limits.hold_per_ip
@@ -597,8 +599,12 @@ async def _addresses_at_limit(environ: dict[str, str]) -> int:
                 address = f"10.{n % 250}.{n // 250 % 8}.7"
                 ident = platform.ports.vault.index("ip", address)
                 current = f"guahao-limits:{{{item.key_for('hold:ip', ident)}}}"
-                pipe.set(f"{current}/-1", item.amount, px=window_ms)
-                pipe.delete(current)
+                if window == "previous":
+                    pipe.set(f"{current}/-1", item.amount, px=window_ms)
+                    pipe.delete(current)
+                else:
+                    pipe.delete(f"{current}/-1")
+                    pipe.set(current, item.amount, px=2 * window_ms)
             await pipe.execute()
         return item.amount
 
@@ -746,9 +752,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--addresses-at-limit",
-        action="store_true",
+        choices=["previous", "current"],
         help="a reproducer of the crowd at its address limits: before each 1 000-connection "
-        "pair, every address's hold counter is put where a minute above the limit leaves it",
+        "pair, every address's hold counter is put where a minute above the limit leaves it "
+        "(previous: its previous window full) or where a client hammering leaves it "
+        "(current: its current window full, every request refused)",
     )
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="guahao-http-surge-"))
@@ -908,7 +916,7 @@ def main() -> None:
                 rows.append(granted)
             if "crowd" in options.only:
                 if options.addresses_at_limit:
-                    limit = asyncio.run(_addresses_at_limit(pg_env))
+                    limit = asyncio.run(_addresses_at_limit(pg_env, options.addresses_at_limit))
                     print(f"  {CROWD_ADDRESSES} addresses put at their limit ({limit}/minute)")
                 crowd = _ratio(
                     _wrk(
