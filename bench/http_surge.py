@@ -50,6 +50,7 @@ import asyncpg
 import msgspec
 import psutil
 import sqlalchemy as sa
+from limits import parse_many
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -576,6 +577,38 @@ def _median(values: list[float]) -> float:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
+CROWD_ADDRESSES = 2000
+"""The ``X-Forwarded-For`` addresses ``bench/wrk/surge.lua`` spreads every row over."""
+
+
+async def _addresses_at_limit(environ: dict[str, str], window: str) -> int:
+    """Put every crowd address's ``hold:ip`` counter at its limit: as a minute above it leaves
+    it (``window`` "previous": the previous window full and expiring over the next one, the
+    current one empty, so the window frees hits as the crowd sends them), or as a client
+    hammering leaves it ("current": the current window full, every request refused until it
+    shifts). The full two-worker sequence brings the addresses near the first, on a fast
+    machine only: a reproducer of the limiter's exact path that does not depend on the rates
+    of the rows before. The keys are the ``limits`` library's, as the limiter names them."""
+    settings = load_settings(environ)
+    async with open_platform(settings) as platform:
+        spec = (await platform.rules.region()).rate_limits.hold_per_ip
+        (item,) = parse_many(spec)
+        window_ms = item.get_expiry() * 1000
+        async with platform.redis.pipeline(transaction=False) as pipe:
+            for n in range(CROWD_ADDRESSES):  # the addresses of surge.lua's ``request()``
+                address = f"10.{n % 250}.{n // 250 % 8}.7"
+                ident = platform.ports.vault.index("ip", address)
+                current = f"guahao-limits:{{{item.key_for('hold:ip', ident)}}}"
+                if window == "previous":
+                    pipe.set(f"{current}/-1", item.amount, px=window_ms)
+                    pipe.delete(current)
+                else:
+                    pipe.delete(f"{current}/-1")
+                    pipe.set(current, item.amount, px=2 * window_ms)
+            await pipe.execute()
+        return item.amount
+
+
 def _paced_row(
     options: argparse.Namespace,
     target: Target,
@@ -716,6 +749,14 @@ def main() -> None:
         default=1,
         help="the 64-connection sold-out row this many times, each right after a ceiling "
         "row of its own (its ratio is to that one), and the median of the ratios",
+    )
+    parser.add_argument(
+        "--addresses-at-limit",
+        choices=["previous", "current"],
+        help="a reproducer of the crowd at its address limits: before each 1 000-connection "
+        "pair, every address's hold counter is put where a minute above the limit leaves it "
+        "(previous: its previous window full) or where a client hammering leaves it "
+        "(current: its current window full, every request refused)",
     )
     options = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="guahao-http-surge-"))
@@ -874,6 +915,9 @@ def main() -> None:
                 granted_total += granted.statuses.get("201", 0)
                 rows.append(granted)
             if "crowd" in options.only:
+                if options.addresses_at_limit:
+                    limit = asyncio.run(_addresses_at_limit(pg_env, options.addresses_at_limit))
+                    print(f"  {CROWD_ADDRESSES} addresses put at their limit ({limit}/minute)")
                 crowd = _ratio(
                     _wrk(
                         Row(f"sold-out holds ({label})", "platform", options.crowd),

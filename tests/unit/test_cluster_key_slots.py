@@ -23,7 +23,7 @@ from guahao.platform.inventory.lua_scripts import (
 from guahao.platform.inventory.slot_keys import KeyNames
 from guahao.platform.jobs import SaqJobs
 from guahao.platform.payments import sandbox
-from guahao.platform.rate_limiting.redis_limiter import SLIDING_WINDOW
+from guahao.platform.rate_limiting.redis_limiter import DECIDE_IN_WINDOW
 from guahao.platform.refused_demand import DIRTY_KEY, refused_key
 from guahao.platform.services import refusal_fold, registrations, sign_in_codes
 from guahao.web import idempotency
@@ -128,8 +128,8 @@ def test_a_payment_refund_keeps_order_and_refunds_under_the_order_number() -> No
 
 
 def test_the_rate_limit_counter_keys_share_their_tag() -> None:
-    """The pipelined sliding window reads ``prefix:{key}/-1`` and ``prefix:{key}``."""
-    assert keys_used(SLIDING_WINDOW.source) == 2
+    """The exact path's script reads ``prefix:{key}/-1`` and ``prefix:{key}``."""
+    assert keys_used(DECIDE_IN_WINDOW.source) == 2
     for ident in IDS:
         current = f"guahao-limits:{{LIMITER/hold/{ident}/5/1/second}}"
         assert one_slot([f"{current}/-1", current])

@@ -6,12 +6,13 @@ edge, which is exactly when slots are released). The limits are region rules
 (``RegionRules.rate_limits``); the keys are the account, the device, the address and the
 phone, each as given by the caller (addresses and devices as keyed hashes, never raw).
 
-The counting itself is the library's own sliding-window script (``acquire_sliding_window.lua``
-from the ``limits`` package, its keys named as the library names them, so its
-``get_window_stats`` reads what was counted), sent through the inventory's automatic
-pipeline: the limits of every request in one event-loop turn share one round trip, where the
-library sent one script per limit per request, each on a connection of its own. At a release
-surge that was three round trips per hold before the slot pool was even asked.
+The counting is the library's sliding window (``acquire_sliding_window.lua`` from the
+``limits`` package: its keys named as the library names them, its shift of windows and its
+test, so its ``get_window_stats`` reads what was counted), in scripts of ours sent through
+the inventory's automatic pipeline: the limits of every request in one event-loop turn share
+one round trip, where the library sent one script per limit per request, each on a
+connection of its own. At a release surge that was three round trips per hold before the
+slot pool was even asked.
 
 On Redis Cluster (a ``redis+cluster://`` URL) the library's cluster storage reads the windows'
 statistics and the automatic pipeline routes each count to the node of its keys' hash slot
@@ -26,29 +27,38 @@ without Redis, and the pending hits of all counters go to Redis together every
 ``SYNC_SECONDS`` (one script call, ``add_to_windows.lua``, the library's windows), which
 reports each counter's region-wide count back. A request the view would refuse, or whose
 counter the process has not heard about from Redis for ``FRESH_SECONDS`` and has admitted
-another hit for already, takes the exact path: the counter's pending hits are sent, then the
-library's own script decides in Redis as before (so a refusal's ``Retry-After`` is Redis's).
+another hit for already, takes the exact path: once any sync carrying its counters' hits is
+answered, one call a counter (``decide_in_window.lua``) adds the counter's pending hits,
+decides the hit as the library's script does and reads the window back, so a refusal's
+``Retry-After`` is Redis's, and the count it reports is the view's again: a counter whose
+window has room once more is admitted from memory at the next request (a crowd behind a
+carrier address near its limit is decided by Redis only while it is at the limit). A refusal
+also tells when the window frees a hit (the library's ``reset_time``): until then the
+process refuses that counter from memory, as Redis would (time only frees hits, other
+processes only add them), so a client hammering past its limit costs Redis one call a
+window's free hit, not one a request.
 
 What that means for a limit (docs/operations.md, "Rate limits with several workers"): within
 one process nothing changes (the view is exact). With N processes, a process learns of the
 others' hits at its next sync, so one client spreading its requests over N processes can pass
 a limit by what the other N − 1 processes admitted for it in one sync interval (at most one
 hit each for a counter they had not synced for a second). A client hammering one process is
-cut off at the limit as before: once its counter is full in the view, each of its requests is
-decided, and refused, by the library's script in Redis.
+cut off at the limit as before: once its counter is full in the view, its requests are
+decided, and refused, by Redis, or from memory while Redis's last refusal holds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
 
 import redis.asyncio as aioredis
-from limits import RateLimitItem, WindowStats, parse_many
+from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisClusterStorage, RedisStorage
 from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
@@ -101,13 +111,14 @@ crowd 145-169 ms instead of 10-16; bench/README.md, "Session 10's final code")."
 
 _log = logging.getLogger(__name__)
 
-SLIDING_WINDOW = LuaScript(
-    "limits_acquire_sliding_window",
-    files("limits")
-    .joinpath("resources/redis/lua_scripts/acquire_sliding_window.lua")
+DECIDE_IN_WINDOW = LuaScript(
+    "guahao_decide_in_window",
+    files("guahao.platform.rate_limiting")
+    .joinpath("decide_in_window.lua")
     .read_text(encoding="utf-8"),
 )
-"""The ``limits`` library's own counting script, run here through the automatic pipeline."""
+"""Adds a counter's pending hits, decides one more as the library's script does, and reads
+the window back (the exact path in one round trip)."""
 
 ADD_TO_WINDOWS = LuaScript(
     "guahao_add_to_windows",
@@ -146,21 +157,32 @@ class _Counter:
     """Its weighted count as Redis last reported it, this process's sent hits included."""
     pending: int = 0
     """Hits this process admitted that Redis has not been told of."""
+    refused_until: float = 0.0
+    """``time.monotonic()`` before which Redis's window has no room (set by a refusal, from
+    the time its call was sent): the process refuses from memory until then, as Redis would
+    (other processes' hits only add), with the same ``Retry-After``."""
+    sent: int = 0
+    """Hits this process admitted that are on their way to Redis (a sync's or a decision's
+    call not answered yet): in no report yet, so the view counts them beside ``known``."""
     heard: float = 0.0
     """``time.monotonic()`` of Redis's last report (0: never)."""
     sending: asyncio.Future[None] | None = None
-    """Done when the hits now on their way to Redis are counted there."""
+    """Done when the hits a sync has on their way to Redis are counted there."""
     used: float = 0.0
     """``time.monotonic()`` of the last report or decision of Redis's (for forgetting)."""
     placed: float = 0.0
     """``time.monotonic()`` when its limit was last put at the end of the process's memory
     (``RequestLimiter._forget_idle``)."""
-    decided: int = 0
-    """How many times Redis's own script decided for this counter: a report sent before the
-    latest such decision may be older than it, so it may raise ``known``, never lower it."""
+    exchanges: int = 0
+    """Calls to Redis that carried this counter (syncs and decisions), ever: a report is
+    exact only if no other call of the counter's was sent while it was on its way."""
+    flying: int = 0
+    """Those calls not answered yet: a report of a call sent beside another may miss that
+    one's hits, so it may raise ``known``, never lower it."""
     deciding: int = 0
-    """Hits whose decision by Redis's script is on its way: each may be counted there already
-    and is in no report yet, so the view counts them as admitted until their answers come."""
+    """Hits waiting for Redis's decision or on their way to it: each may be counted there
+    already and is in no report yet, so the view counts them as admitted until their answers
+    come."""
 
     def admits_from_memory(self, now: float) -> bool:
         """Below the limit in this view, and the view either fresh or without any hit of
@@ -169,10 +191,10 @@ class _Counter:
         are always Redis's to decide: one hit over them matters, and they are never hot."""
         return (
             self.item.amount > EXACT_UP_TO
-            and self.known + self.pending + self.deciding < self.item.amount
+            and self.known + self.pending + self.sent + self.deciding < self.item.amount
             and (
                 now - self.heard <= FRESH_SECONDS
-                or (self.pending == 0 and self.sending is None and self.deciding == 0)
+                or (self.pending == 0 and self.sent == 0 and self.deciding == 0)
             )
         )
 
@@ -194,8 +216,9 @@ class RequestLimiter:
         self._unsent: list[_Counter] = []
         self._sync_timer: asyncio.TimerHandle | None = None
         self._syncs: set[asyncio.Task[None]] = set()
-        self._first_stats = asyncio.Lock()
-        self._stats_read = False
+        # ``_limiter`` is the library's own reader of the same windows: nothing here asks it
+        # (the exact path reads the windows back itself); it stays the check, in the tests,
+        # that the library reads what was counted
         if is_cluster_url(redis_url):
             client = shared_client(redis_url, max_connections=POOL_SIZE, timeout=10.0)
             scheme, _, rest = cluster_node_url(redis_url).partition("://")
@@ -257,9 +280,10 @@ class RequestLimiter:
         is over. Checks with an empty identifier (unknown device, say) are skipped.
 
         Admitted from this process's view when every counter is clearly below its limit
-        (module docstring); otherwise Redis decides with the library's script, which counts
-        an admitted request and leaves a refused one uncounted, so a client hammering past
-        its limit stays limited.
+        (module docstring); refused from memory while Redis's last refusal of a counter
+        holds; otherwise Redis decides as the library's script does, counting an admitted
+        request and leaving a refused one uncounted, so a client hammering past its limit
+        stays limited.
         """
         counters: list[_Counter] = []
         known = self._counters
@@ -284,48 +308,64 @@ class RequestLimiter:
                     SYNC_SECONDS, self._start_sync
                 )
             return
-        for counter in counters:  # until Redis reports again, this view is not fresh
-            counter.decided += 1
+        for counter in counters:  # refused by Redis, its window without room yet
+            if counter.refused_until > now:
+                retry = _retry_after(counter.refused_until - now)
+                refuse("RATE_LIMITED", limit=counter.key[0], retry_after_seconds=retry)
+        for counter in counters:
             counter.deciding += 1
-            counter.heard = 0.0
             counter.used = now
         try:
-            await self._send(counters, hear=False)
-            # the library's script must see every hit already admitted, another sync's too
+            # the decision must see every hit already admitted, those of a sync on its way
+            # too (calls on two connections reach Redis in either order)
             on_their_way = {c.sending for c in counters if c.sending is not None}
             if on_their_way:
                 await asyncio.wait(on_their_way)
-            results = await asyncio.gather(*(self._acquire(c) for c in counters))
+            retries = await asyncio.gather(*(self._decide(c) for c in counters))
         finally:
             for counter in counters:
                 counter.deciding -= 1
-        for counter, ok in zip(counters, results, strict=True):
-            if ok:
-                counter.known += 1
-            else:
-                counter.known = max(counter.known, counter.item.amount)
-        for counter, ok in zip(counters, results, strict=True):
-            if not ok:
-                name, _spec, _index, ident = counter.key
-                stats = await self._window_stats(counter.item, name, ident)
-                retry = max(1, int(stats.reset_time - time.time()) + 1)
-                refuse("RATE_LIMITED", limit=name, retry_after_seconds=retry)
+        for counter, retry in zip(counters, retries, strict=True):
+            if retry:
+                refuse("RATE_LIMITED", limit=counter.key[0], retry_after_seconds=retry)
 
-    async def _window_stats(self, item: RateLimitItem, name: str, ident: str) -> WindowStats:
-        """The library's statistics of one counter, its first read made alone.
-
-        The first read opens the library's own client and loads its script; on a cluster,
-        redis-py's client asked that by a crowd at once (every refusal of a burst) connected to
-        each node concurrently and, one connection failing, re-read the cluster's layout and
-        closed connections the others were still setting up: ``AttributeError: 'NoneType'
-        object has no attribute 'writelines'`` instead of an answer (1 burst in 10 on a fresh
-        three-master cluster, ``tests/integration/test_redis_cluster_rate_limits.py``)."""
-        if not self._stats_read:
-            async with self._first_stats:
-                stats = await self._limiter.get_window_stats(item, name, ident)
-                self._stats_read = True
-                return stats
-        return await self._limiter.get_window_stats(item, name, ident)
+    async def _decide(self, counter: _Counter) -> int:
+        """Redis's decision of one hit of ``counter``, its pending hits added first: 0 if
+        admitted, else the seconds to wait. Redis's count becomes the view's (fresh, if no
+        other call of the counter's was on its way meanwhile)."""
+        pending, counter.pending = counter.pending, 0
+        counter.sent += pending
+        counter.exchanges += 1
+        sent_as, alone = counter.exchanges, counter.flying == 0
+        counter.flying += 1
+        asked = time.monotonic()
+        try:
+            reply = await self._pipeline.run(
+                DECIDE_IN_WINDOW,
+                [counter.previous, counter.current],
+                [counter.item.amount, counter.expiry, pending],
+            )
+        except BaseException:
+            if pending:
+                counter.pending += pending
+                self._unsent.append(counter)
+            raise
+        finally:
+            counter.flying -= 1
+            counter.sent -= pending
+        admitted, total = int(reply[0]), int(reply[1])
+        heard = time.monotonic()
+        if alone and counter.exchanges == sent_as:
+            counter.known = total
+            counter.heard = heard
+        else:  # others' hits may be missing from ``total``; this call's are in the view
+            counter.known = max(counter.known + pending + admitted, total)
+        counter.used = heard
+        if admitted:
+            return 0
+        reset_in = _reset_in(counter.expiry, *(int(value) for value in reply[2:6]))
+        counter.refused_until = max(counter.refused_until, asked + reset_in)
+        return _retry_after(reset_in)
 
     async def sync(self) -> None:
         """Send every hit admitted from memory to Redis now, and forget idle counters."""
@@ -374,24 +414,28 @@ class RequestLimiter:
                     SYNC_SECONDS, self._start_sync
                 )
 
-    async def _send(self, counters: Iterable[_Counter], *, hear: bool = True) -> None:
+    async def _send(self, counters: Iterable[_Counter]) -> None:
         """Add the pending hits of ``counters`` to Redis and take its counts as known (as
-        fresh if ``hear`` and no decision of Redis's own came between). The hits are taken
+        fresh if no other call of the counter's was on its way meanwhile). The hits are taken
         off the counters before the await (another sync may run meanwhile; a counter listed
         twice is sent once), put back on failure."""
         sent = asyncio.get_running_loop().create_future()
-        # each counter sent, with its hits, its decisions and those under way when sent
-        # (parallel lists: a tuple per counter was a young object for the collector)
+        # each counter sent, with its hits, its calls counted with this one and whether
+        # another was on its way (parallel lists: a tuple per counter was a young object
+        # for the collector)
         due: list[_Counter] = []
         amounts: list[int] = []
-        decided: list[int] = []
-        busy: list[int] = []
+        sent_as: list[int] = []
+        alone: list[bool] = []
         for counter in counters:
             if counter.pending:
                 due.append(counter)
                 amounts.append(counter.pending)
-                decided.append(counter.decided)
-                busy.append(counter.deciding)
+                counter.exchanges += 1
+                sent_as.append(counter.exchanges)
+                alone.append(counter.flying == 0)
+                counter.flying += 1
+                counter.sent += counter.pending
                 counter.pending = 0
                 counter.sending = sent
         if not due:
@@ -405,15 +449,19 @@ class RequestLimiter:
             raise
         finally:
             sent.set_result(None)
-            for counter in due:
+            for counter, amount in zip(due, amounts, strict=True):
+                counter.flying -= 1
+                counter.sent -= amount
                 if counter.sending is sent:
                     counter.sending = None
         heard = time.monotonic()
-        for counter, total, before, was_busy in zip(due, totals, decided, busy, strict=True):
-            # a decision of Redis's under way when the hits were sent, or since, may or may
-            # not be in ``total``: the report may then raise ``known``, never lower it
-            if not hear or counter.decided != before or was_busy or counter.deciding:
-                counter.known = max(counter.known, total)
+        reports = zip(due, amounts, totals, sent_as, alone, strict=True)
+        for counter, amount, total, number, was_alone in reports:
+            # another call of the counter's on its way when the hits were sent, or sent
+            # since, may or may not be in ``total``: the report may then raise the view
+            # (which has this call's hits either way), never lower it
+            if not was_alone or counter.exchanges != number:
+                counter.known = max(counter.known + amount, total)
                 continue
             counter.known = total
             counter.heard = heard
@@ -482,15 +530,34 @@ class RequestLimiter:
                     counter.placed = now
                 memory[key] = kept
 
-    async def _acquire(self, counter: _Counter) -> bool:
-        """``SlidingWindowCounterRateLimiter.hit`` through the pipeline: the same script on
-        the same keys (``prefix:{key}`` and ``prefix:{key}/-1``, one hash slot)."""
-        acquired = await self._pipeline.run(
-            SLIDING_WINDOW,
-            [counter.previous, counter.current],
-            [counter.item.amount, counter.expiry, 1],
-        )
-        return bool(acquired)
+
+def _reset_in(window: int, previous: int, previous_ms: int, current: int, current_ms: int) -> float:
+    """Seconds until a refused counter frees a hit, as the library's ``get_window_stats``
+    tells it (its ``reset_time``), from the windows' counts and milliseconds to live: the
+    previous window frees one each ``window / previous`` seconds, the current one all at its
+    shift.
+
+    >>> _reset_in(60, 600, 30_050, 0, 90_000)  # one freed each 0.1 s: the next in 0.05 s
+    0.05
+    >>> _reset_in(60, 0, 0, 10, 100_500)  # the current window shifts in 40.5 s
+    40.5
+    """
+    reset_in = math.inf
+    if previous:
+        reset_in = round((previous_ms / 1000) % (window / previous), 6)
+    if current:
+        reset_in = min(reset_in, (current_ms / 1000) % window)
+    return 0.0 if math.isinf(reset_in) else reset_in
+
+
+def _retry_after(reset_in: float) -> int:
+    """The ``Retry-After`` of a refusal, as the library's statistics give it: whole seconds,
+    one added, at least one.
+
+    >>> _retry_after(0.05), _retry_after(40.5)
+    (1, 41)
+    """
+    return max(1, int(reset_in) + 1)
 
 
 def _packed_args(counter: _Counter, amount: int) -> bytes:
