@@ -71,16 +71,19 @@ STEPS = ("1 hold", "2 leave", "3 choose patient", "4 submit", "5 pay", "6 view",
 CONFIRMED = ("confirmed", "checked_in", "no_show")
 
 
-async def _seed(environ: dict[str, str], out: Path, accounts: int, days: int) -> dict[str, Any]:
-    """The demo region with one-minute holds, ``accounts`` accounts with a patient each and
-    their tokens, and the slots the crowd aims at (released, and far enough ahead that the
-    hospitals' cancellation deadlines have not passed)."""
+async def _seed(
+    environ: dict[str, str], out: Path, accounts: int, days: int, hold_minutes: int = 1
+) -> dict[str, Any]:
+    """The demo region with holds of ``hold_minutes`` (one: expiry happens within the run),
+    ``accounts`` accounts with a patient each and their tokens, and the slots the crowd aims
+    at (released, and far enough ahead that the hospitals' cancellation deadlines have not
+    passed)."""
     settings = load_settings(environ)
     region = build_demo_region()
     async with open_platform(settings) as platform:
         today = platform.ports.clock.now().date()
         for hospital in region.hospitals:
-            policies = msgspec.structs.replace(hospital.policies, hold_minutes=1)
+            policies = msgspec.structs.replace(hospital.policies, hold_minutes=hold_minutes)
             await platform.supply.register_hospital(
                 msgspec.structs.replace(hospital, policies=policies)
             )
