@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -51,6 +51,19 @@ from guahao.platform.services.runtime import Ports
 __all__ = ["BookingSteps"]
 
 log = logging.getLogger(__name__)
+
+# Built once, the values bound at each execution: building them at each confirmation was a
+# fifth of its cost (bench/profiles/flow2-*).
+_COUNT_BOOKED = (
+    update(SlotRow)
+    .where(SlotRow.id == bindparam("slot"))
+    .values(online_booked=SlotRow.online_booked + bindparam("by"))
+)
+_ORDER_PAID = (
+    update(PaymentOrderRow)
+    .where(PaymentOrderRow.order_no == bindparam("order"))
+    .values(status="paid", paid_at=bindparam("paid_at"))
+)
 
 
 class BookingSteps:
@@ -92,16 +105,9 @@ class BookingSteps:
                         refuse("BOOKING_ALREADY_CONFIRMED", booking_id=booking.id)
                     refuse("BOOKING_STATE_INVALID", booking_id=booking.id, status=row.status)
                 apply_to_row(row, booking, now)
-                await session.execute(
-                    update(SlotRow)
-                    .where(SlotRow.id == booking.slot_id)
-                    .values(online_booked=SlotRow.online_booked + 1)
-                )
-                if order_no is not None:
-                    order = await session.get(PaymentOrderRow, order_no)
-                    if order is not None:
-                        order.status = "paid"
-                        order.paid_at = paid_at
+                await session.execute(_COUNT_BOOKED, {"slot": booking.slot_id, "by": 1})
+                if order_no is not None:  # written, not loaded: nothing else of it is needed
+                    await session.execute(_ORDER_PAID, {"order": order_no, "paid_at": paid_at})
                 if notice is not None:  # recorded with its outcome, or not at all
                     session.add(notice)
                 if also is not None:
@@ -264,11 +270,7 @@ class BookingSteps:
             apply_to_row(row, booking, now)
             row.unit_returns_at = returns_at if row.kind != "add_on" else None
             if counted:
-                await s.execute(
-                    update(SlotRow)
-                    .where(SlotRow.id == booking.slot_id)
-                    .values(online_booked=SlotRow.online_booked - 1)
-                )
+                await s.execute(_COUNT_BOOKED, {"slot": booking.slot_id, "by": -1})
             refund_no = None
             if booking.paid and booking.payment_order_no:
                 order = await s.get(PaymentOrderRow, booking.payment_order_no)
