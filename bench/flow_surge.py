@@ -138,6 +138,14 @@ async def _seed(
         }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time a process and its waited-for children have used (``/proc``), so a run
+    reports the server's CPU per request beside rates that move with the shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _locust(
     url: str, seeded: dict[str, Any], users: int, seconds: int, shares: str, think: float, out: Path
 ) -> dict[str, Any]:
@@ -259,10 +267,17 @@ def _print(result: dict[str, Any], seconds: int) -> None:
                 f" | {s['p95_ms']:.0f} | {s['p99_ms']:.0f} | {s['failures']} |"
             )
     views = steps.get("6 view", {}).get("requests", 0)
+    answered = sum(s["requests"] for s in steps.values())
+    cpu = result["server_cpu_s"]
     print(
         f"\njourneys reaching their booking: {views} in {seconds} s = {views / seconds:.0f}/s;"
         f" Locust used {result['locust_cpu_s']:.0f} s of CPU in {result['wall_s']:.0f} s"
     )
+    if views and answered:
+        print(
+            f"the server used {cpu:.1f} s of CPU: {cpu * 1000 / answered:.2f} ms a request,"
+            f" {cpu * 1000 / views:.1f} ms a journey reaching its booking"
+        )
     print("\nerrors by step, status and code:")
     for error, count in sorted(result["errors"].items(), key=lambda kv: -kv[1]):
         print(f"  {count:>7}  {error}")
@@ -303,6 +318,7 @@ def main() -> None:
         print(f"  {seeded['units']} units open on {seeded['open_slots']} slots")
         port = _free_port()
         server = _serve_platform(environ, port, options.workers, work / "server.log")
+        server_cpu = _cpu_seconds(server.pid)
         result = _locust(
             f"http://127.0.0.1:{port}",
             seeded,
@@ -312,6 +328,7 @@ def main() -> None:
             options.think,
             work,
         )
+        result["server_cpu_s"] = _cpu_seconds(server.pid) - server_cpu
         _print(result, options.seconds)
         print("\nsettling: waiting for the holds left behind to expire …")
         result["checks"] = asyncio.run(_settle_and_check(environ, wait_s=150))
