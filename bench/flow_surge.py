@@ -27,6 +27,7 @@ import asyncio
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -144,6 +145,21 @@ def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _spy(pid: int, folder: Path, seconds: int) -> subprocess.Popen[bytes]:
+    """py-spy on the server from a fifth of the run to four fifths (the crowd all in, Locust
+    not yet stopping), raw folded stacks for ``bench/profile_summary.py``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%H%M%S")
+    command = [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid", str(pid)]
+    command += ["--rate", "200", "--nonblocking", "--format", "raw"]
+    command += ["--duration", str(max(1, seconds * 3 // 5))]
+    command += ["--output", str(folder / f"flow-surge-server-{stamp}.folded")]
+    later = f"sleep {seconds / 5:.0f}; exec {shlex.join(command)}"  # Locust starts meanwhile
+    return subprocess.Popen(
+        ["sh", "-c", later], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def _locust(
@@ -296,6 +312,11 @@ def main() -> None:
     )
     parser.add_argument("--think", type=float, default=1.0, help="seconds between steps, at most")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the server through the middle of the run (raw folded stacks here)",
+    )
     options = parser.parse_args()
     if not (LOCUST_ENV / "bin" / "locust").exists():
         raise SystemExit("Locust's environment is missing: run `bash bench/run.sh flow-surge`")
@@ -319,6 +340,7 @@ def main() -> None:
         port = _free_port()
         server = _serve_platform(environ, port, options.workers, work / "server.log")
         server_cpu = _cpu_seconds(server.pid)
+        spy = _spy(server.pid, options.profile, options.seconds) if options.profile else None
         result = _locust(
             f"http://127.0.0.1:{port}",
             seeded,
@@ -329,6 +351,8 @@ def main() -> None:
             work,
         )
         result["server_cpu_s"] = _cpu_seconds(server.pid) - server_cpu
+        if spy is not None:
+            spy.wait()
         _print(result, options.seconds)
         print("\nsettling: waiting for the holds left behind to expire …")
         result["checks"] = asyncio.run(_settle_and_check(environ, wait_s=150))
