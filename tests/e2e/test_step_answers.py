@@ -47,20 +47,29 @@ async def _answer_is_the_view(citizen: Citizen, answer: httpx.Response) -> dict[
     return shown
 
 
-async def test_choosing_submitting_and_cancelling_answer_the_booking_as_read_back(
+async def _chosen_and_submitted(
     platform: Platform, http: httpx.AsyncClient, citizen: Citizen
-) -> None:
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """A held unit, its patient chosen, submitted for self-pay: the booking's path and the
+    answers of both steps, each checked against the booking read back."""
     patient = await citizen.add_patient("张三", VALID_ID)
     booking = await _held(platform, http, citizen)
     path = f"/api/v1/bookings/{booking['id']}"
-
     chosen = await _answer_is_the_view(
         citizen, await citizen.put(f"{path}/patient", json={"patientId": patient["id"]})
     )
-    assert (chosen["status"], chosen["patientId"]) == ("patient_chosen", patient["id"])
+    assert chosen["patientId"] == patient["id"]
     awaiting = await _answer_is_the_view(
         citizen, await citizen.post(f"{path}/submit", json={"channel": "self_pay"})
     )
+    return path, chosen, awaiting
+
+
+async def test_choosing_submitting_and_cancelling_answer_the_booking_as_read_back(
+    platform: Platform, http: httpx.AsyncClient, citizen: Citizen
+) -> None:
+    path, chosen, awaiting = await _chosen_and_submitted(platform, http, citizen)
+    assert chosen["status"] == "patient_chosen"
     assert awaiting["status"] == "awaiting_payment"
     assert awaiting["payUrl"].endswith(f"/sandbox/pay/{awaiting['paymentOrderNo']}")
     assert awaiting["paymentExpiresAt"]
@@ -75,15 +84,7 @@ async def test_choosing_submitting_and_cancelling_answer_the_booking_as_read_bac
 async def test_leaving_with_an_open_order_answers_it_closed_as_read_back(
     platform: Platform, http: httpx.AsyncClient, citizen: Citizen
 ) -> None:
-    patient = await citizen.add_patient("张三", VALID_ID)
-    booking = await _held(platform, http, citizen)
-    path = f"/api/v1/bookings/{booking['id']}"
-    await _answer_is_the_view(
-        citizen, await citizen.put(f"{path}/patient", json={"patientId": patient["id"]})
-    )
-    awaiting = await _answer_is_the_view(
-        citizen, await citizen.post(f"{path}/submit", json={"channel": "self_pay"})
-    )
+    path, _, awaiting = await _chosen_and_submitted(platform, http, citizen)
 
     left = await _answer_is_the_view(citizen, await citizen.post(f"{path}/leave"))
     assert left["status"] == "abandoned"

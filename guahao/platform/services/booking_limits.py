@@ -93,20 +93,13 @@ async def admit(
     await session.execute(_ACCOUNT_TURN, {"account": account_id})
     tally = await _tally(session, rules, person_id, account_id, sess, now, exclude_booking_id)
     limits = rules.limits
-    if tally.last_cancelled_in_session is not None and limits.rebook_same_session_wait_minutes:
-        wait = timedelta(minutes=limits.rebook_same_session_wait_minutes)
-        refuse(
-            "REBOOK_TOO_SOON",
-            retry_after=(tally.last_cancelled_in_session + wait).isoformat(),
-            scope="session",
-        )
-    if tally.last_cancelled_in_department is not None and limits.rebook_department_wait_minutes:
-        wait = timedelta(minutes=limits.rebook_department_wait_minutes)
-        refuse(
-            "REBOOK_TOO_SOON",
-            retry_after=(tally.last_cancelled_in_department + wait).isoformat(),
-            scope="department",
-        )
+    for last, minutes, scope in (
+        (tally.last_cancelled_in_session, limits.rebook_same_session_wait_minutes, "session"),
+        (tally.last_cancelled_in_department, limits.rebook_department_wait_minutes, "department"),
+    ):
+        if last is not None and minutes:  # a wait of 0 minutes is no wait
+            retry_after = last + timedelta(minutes=minutes)
+            refuse("REBOOK_TOO_SOON", retry_after=retry_after.isoformat(), scope=scope)
     if tally.in_session:
         refuse("PATIENT_ALREADY_BOOKED_SESSION", session_id=sess.id)
     if tally.in_department_that_day >= limits.per_patient_department_day:
