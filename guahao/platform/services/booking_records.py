@@ -311,13 +311,18 @@ class BookingRecords:
         return row
 
     async def get(self, booking_id: str, *, account_id: str | None = None) -> Booking:
-        """The booking as it is now (the account's own when ``account_id`` is given).
+        """The booking as it is now (the account's own when ``account_id`` is given)."""
+        return to_domain(await self.row(booking_id, account_id=account_id))
+
+    async def row(self, booking_id: str, *, account_id: str | None = None) -> BookingRow:
+        """The booking's row as it is now, detached: a step may hand it to the transaction
+        that changes it (``BookingSteps``), whose update its version then guards.
 
         One statement, read in autocommit: no BEGIN and ROLLBACK around it (two round trips
         of three, as in ``QueryService.booking``)."""
         async with self._p.sessions() as session:
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            return to_domain(await self.booking_row(session, booking_id, account_id))
+            return await self.booking_row(session, booking_id, account_id)
 
     async def patient_choice(
         self, booking_id: str, account_id: str, patient_id: str

@@ -435,7 +435,8 @@ class BookingService:
     ) -> tuple[Booking, PaymentOrderRow | None]:
         """Commit to the chosen patient: confirm now, or open a payment order."""
         now = self._p.clock.now()
-        booking = await self.records.get(booking_id, account_id=account_id)
+        row = await self.records.row(booking_id, account_id=account_id)
+        booking = to_domain(row)
         facts = await self.slot_facts(booking.slot_id)
         required = facts.policies.payment_mode.online_payment_required(channel)
         if required is None:
@@ -447,11 +448,15 @@ class BookingService:
         required = required and booking.fee_cents > 0
         if not required:
             flow.submit(booking, channel=channel, payment_required=False, now=now)
-            await self.steps.confirm(booking, now, topic_extra={"paid_online": False})
+            await self.steps.confirm(booking, now, topic_extra={"paid_online": False}, read=row)
             return booking, None
         try:
             order = await self.steps.open_payment_order(
-                booking, channel=channel, minutes=facts.policies.payment_minutes, now=now
+                booking,
+                channel=channel,
+                minutes=facts.policies.payment_minutes,
+                now=now,
+                read=row,
             )
         except ConflictError as exc:
             if exc.code == "HOLD_EXPIRED":

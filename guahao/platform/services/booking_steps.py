@@ -83,8 +83,11 @@ class BookingSteps:
         paid_at: datetime | None = None,
         notice: PaymentNotificationRow | None = None,
         also: Callable[[AsyncSession], Awaitable[object]] | None = None,
+        read: BookingRow | None = None,
     ) -> None:
         """Record a confirmation in SQL and Redis together (减量).
+
+        ``read`` is the booking's row as the caller read it (``_row_in``).
 
         ``also`` writes more in the same transaction (a prepaid wait's money becoming the
         booking's payment), so the confirmation and what it rests on commit together.
@@ -99,7 +102,7 @@ class BookingSteps:
         confirmed_in_redis = False
         try:
             async with self._p.sessions() as session, session.begin():
-                row = await self._records.booking_row(session, booking.id, None)
+                row = await self._row_in(session, booking, read)
                 if row.status != started_from.value:
                     if row.status == BookingStatus.CONFIRMED.value:
                         refuse("BOOKING_ALREADY_CONFIRMED", booking_id=booking.id)
@@ -149,13 +152,14 @@ class BookingSteps:
         channel: PaymentChannel,
         minutes: int,
         now: datetime,
+        read: BookingRow | None = None,
         **extra: Any,
     ) -> PaymentOrderRow:
         """Move a booking with its patient chosen to awaiting payment: an order of
         ``minutes`` at the gateway, the unit held until its end (plus the grace), and the
         order, the new state and ``booking.awaiting_payment`` (with ``extra``) recorded
         together. Whatever fails after the gateway made the order closes it again, so it never
-        stays payable for a booking that did not move."""
+        stays payable for a booking that did not move. ``read``: as for ``confirm``."""
         order_no = new_order_no(now)
         order_expires = now + timedelta(minutes=minutes)
         flow.submit(
@@ -192,7 +196,7 @@ class BookingSteps:
         )
         try:
             async with self._p.sessions() as session, session.begin():
-                row = await self._records.booking_row(session, booking.id, None)
+                row = await self._row_in(session, booking, read)
                 if row.status != BookingStatus.PATIENT_CHOSEN.value:
                     refuse("BOOKING_STATE_INVALID", booking_id=booking.id, status=row.status)
                 apply_to_row(row, booking, now)
@@ -219,6 +223,20 @@ class BookingSteps:
                 refuse("BOOKING_STATE_INVALID", booking_id=booking.id, reason="changed_meanwhile")
             raise
         return order
+
+    async def _row_in(
+        self, session: AsyncSession, booking: Booking, read: BookingRow | None
+    ) -> BookingRow:
+        """The booking's row in ``session``: the one its caller read a moment ago (the same
+        request, in autocommit), taken into the session, or else read now. Its version makes
+        the update refuse (``StaleDataError``, answered ``changed_meanwhile``) if anything
+        moved the booking since it was read, so the state checked is the state changed: the
+        read again inside each step's transaction was a statement of every step
+        (bench/profiles/flow2-4-*)."""
+        if read is None:
+            return await self._records.booking_row(session, booking.id, None)
+        session.add(read)
+        return read
 
     async def expire(self, booking_id: str, *, force: bool = False) -> bool:
         """Time ran out: mark the booking expired and give its unit back. Safe to repeat."""

@@ -95,7 +95,8 @@ class PaymentNotices:
         if await self._prepayments.owns(notice.order_no):  # 候补预付: a wait's money
             booking_id, result = await self._prepayments.take_notice(notice)
             return PaymentOutcome(booking_id, notice.order_no, result)
-        order_status, booking = await self._paid_order(notice)
+        order_status, row = await self._paid_order(notice)
+        booking = to_domain(row)
 
         def record() -> PaymentNotificationRow:
             return PaymentNotificationRow(
@@ -120,7 +121,7 @@ class PaymentNotices:
                 and notice.paid_at < booking.payment_expires_at
             )
             if in_time:
-                outcome = await self._confirm_paid(booking, notice, now, record())
+                outcome = await self._confirm_paid(booking, notice, now, record(), read=row)
                 if outcome is not None:
                     return outcome
         except IntegrityError:
@@ -149,9 +150,9 @@ class PaymentNotices:
         )
         return PaymentOutcome(booking.id, notice.order_no, "refunded_late_payment")
 
-    async def _paid_order(self, notice: PaymentNotification) -> tuple[str, Booking]:
-        """The notice's order's status and its booking, refusing a replayed notice, an
-        unknown order and a wrong amount (in that order).
+    async def _paid_order(self, notice: PaymentNotification) -> tuple[str, BookingRow]:
+        """The notice's order's status and its booking's row (detached), refusing a replayed
+        notice, an unknown order and a wrong amount (in that order).
 
         One statement read in autocommit (no BEGIN and ROLLBACK): the notice, the order and
         the booking were three, in a transaction, a third of a payment's statements
@@ -180,7 +181,7 @@ class PaymentNotices:
             )
         if row is None:
             refuse("BOOKING_NOT_FOUND", booking_id=booking_id)
-        return status, to_domain(row)
+        return status, row
 
     async def _confirm_paid(
         self,
@@ -188,8 +189,11 @@ class PaymentNotices:
         notice: PaymentNotification,
         now: datetime,
         notice_row: PaymentNotificationRow,
+        *,
+        read: BookingRow,
     ) -> PaymentOutcome | None:
-        """Confirm a booking paid in time; None when its hold was lost (the caller refunds)."""
+        """Confirm a booking paid in time; None when its hold was lost (the caller refunds).
+        ``read`` is its row as the notice found it (``BookingSteps.confirm``)."""
         booking.paid = True
         booking.status = BookingStatus.CONFIRMED
         booking.confirmed_at = now
@@ -201,6 +205,7 @@ class PaymentNotices:
                 order_no=notice.order_no,
                 paid_at=notice.paid_at,
                 notice=notice_row,
+                read=read,
             )
             return PaymentOutcome(booking.id, notice.order_no, "confirmed")
         except ConflictError as exc:
