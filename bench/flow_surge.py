@@ -27,6 +27,7 @@ import asyncio
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -71,16 +72,19 @@ STEPS = ("1 hold", "2 leave", "3 choose patient", "4 submit", "5 pay", "6 view",
 CONFIRMED = ("confirmed", "checked_in", "no_show")
 
 
-async def _seed(environ: dict[str, str], out: Path, accounts: int, days: int) -> dict[str, Any]:
-    """The demo region with one-minute holds, ``accounts`` accounts with a patient each and
-    their tokens, and the slots the crowd aims at (released, and far enough ahead that the
-    hospitals' cancellation deadlines have not passed)."""
+async def _seed(
+    environ: dict[str, str], out: Path, accounts: int, days: int, hold_minutes: int = 1
+) -> dict[str, Any]:
+    """The demo region with holds of ``hold_minutes`` (one: expiry happens within the run),
+    ``accounts`` accounts with a patient each and their tokens, and the slots the crowd aims
+    at (released, and far enough ahead that the hospitals' cancellation deadlines have not
+    passed)."""
     settings = load_settings(environ)
     region = build_demo_region()
     async with open_platform(settings) as platform:
         today = platform.ports.clock.now().date()
         for hospital in region.hospitals:
-            policies = msgspec.structs.replace(hospital.policies, hold_minutes=1)
+            policies = msgspec.structs.replace(hospital.policies, hold_minutes=hold_minutes)
             await platform.supply.register_hospital(
                 msgspec.structs.replace(hospital, policies=policies)
             )
@@ -133,6 +137,29 @@ async def _seed(environ: dict[str, str], out: Path, accounts: int, days: int) ->
             "units": sum(counts[s].available for s in open_slots),
             "open_slots": len(open_slots),
         }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The CPU time a process and its waited-for children have used (``/proc``), so a run
+    reports the server's CPU per request beside rates that move with the shared machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _spy(pid: int, folder: Path, seconds: int) -> subprocess.Popen[bytes]:
+    """py-spy on the server from a fifth of the run to four fifths (the crowd all in, Locust
+    not yet stopping), raw folded stacks for ``bench/profile_summary.py``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%H%M%S")
+    command = [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid", str(pid)]
+    command += ["--rate", "200", "--nonblocking", "--format", "raw"]
+    command += ["--duration", str(max(1, seconds * 3 // 5))]
+    command += ["--output", str(folder / f"flow-surge-server-{stamp}.folded")]
+    later = f"sleep {seconds / 5:.0f}; exec {shlex.join(command)}"  # Locust starts meanwhile
+    return subprocess.Popen(
+        ["sh", "-c", later], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def _locust(
@@ -256,10 +283,17 @@ def _print(result: dict[str, Any], seconds: int) -> None:
                 f" | {s['p95_ms']:.0f} | {s['p99_ms']:.0f} | {s['failures']} |"
             )
     views = steps.get("6 view", {}).get("requests", 0)
+    answered = sum(s["requests"] for s in steps.values())
+    cpu = result["server_cpu_s"]
     print(
         f"\njourneys reaching their booking: {views} in {seconds} s = {views / seconds:.0f}/s;"
         f" Locust used {result['locust_cpu_s']:.0f} s of CPU in {result['wall_s']:.0f} s"
     )
+    if views and answered:
+        print(
+            f"the server used {cpu:.1f} s of CPU: {cpu * 1000 / answered:.2f} ms a request,"
+            f" {cpu * 1000 / views:.1f} ms a journey reaching its booking"
+        )
     print("\nerrors by step, status and code:")
     for error, count in sorted(result["errors"].items(), key=lambda kv: -kv[1]):
         print(f"  {count:>7}  {error}")
@@ -278,6 +312,11 @@ def main() -> None:
     )
     parser.add_argument("--think", type=float, default=1.0, help="seconds between steps, at most")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the server through the middle of the run (raw folded stacks here)",
+    )
     options = parser.parse_args()
     if not (LOCUST_ENV / "bin" / "locust").exists():
         raise SystemExit("Locust's environment is missing: run `bash bench/run.sh flow-surge`")
@@ -300,6 +339,8 @@ def main() -> None:
         print(f"  {seeded['units']} units open on {seeded['open_slots']} slots")
         port = _free_port()
         server = _serve_platform(environ, port, options.workers, work / "server.log")
+        server_cpu = _cpu_seconds(server.pid)
+        spy = _spy(server.pid, options.profile, options.seconds) if options.profile else None
         result = _locust(
             f"http://127.0.0.1:{port}",
             seeded,
@@ -309,6 +350,9 @@ def main() -> None:
             options.think,
             work,
         )
+        result["server_cpu_s"] = _cpu_seconds(server.pid) - server_cpu
+        if spy is not None:
+            spy.wait()
         _print(result, options.seconds)
         print("\nsettling: waiting for the holds left behind to expire …")
         result["checks"] = asyncio.run(_settle_and_check(environ, wait_s=150))

@@ -17,6 +17,7 @@ from guahao.platform.bookings import Booking, BookingStatus
 from guahao.platform.errors import GuahaoError
 from guahao.platform.hospitals import PaymentMode
 from guahao.platform.persistence.tables import BookingRow, PaymentOrderRow
+from guahao.platform.services.booking_records import to_domain
 from tests.fixtures.platforms import (
     assert_refused,
     booking_row,
@@ -264,3 +265,35 @@ async def test_two_concurrent_cancellations_end_the_booking_once(platform):
     assert (await counts(platform, slots[0])).booked == 0
     assert (await outbox_topics(platform))["booking.cancelled_by_patient"] == 1
     assert len(await platform.bookings.pending_refunds()) == 1
+
+
+async def test_a_step_given_its_booking_as_read_before_the_booking_moved_writes_nothing(
+    platform,
+):
+    """The steps take the row their request read a moment before into their transaction
+    instead of reading it again: its version must refuse the write if the booking moved in
+    between (here another patient chosen), or the order would carry the old patient."""
+    slots = await publish_clinic(platform)
+    account, first, booking_id = await held_with_patient(platform, slots[0])
+    read = await platform.bookings.records.row(booking_id, account_id=account)
+    second = await new_patient(platform, account, name="李四")
+    await platform.bookings.choose_patient(
+        account_id=account, booking_id=booking_id, patient_id=second
+    )
+
+    with pytest.raises(GuahaoError) as refused:
+        await platform.bookings.steps.open_payment_order(
+            to_domain(read),
+            channel="self_pay",
+            minutes=15,
+            now=platform.ports.clock.now(),
+            read=read,
+        )
+
+    assert refused.value.code == "BOOKING_STATE_INVALID"
+    assert refused.value.detail["reason"] == "changed_meanwhile"
+    row = await booking_row(platform, booking_id)
+    assert (row.status, row.patient_id, row.payment_order_no) == ("patient_chosen", second, None)
+    async with platform.ports.sessions() as session:
+        assert (await session.scalars(select(PaymentOrderRow))).all() == []
+    assert first != second

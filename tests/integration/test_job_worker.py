@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import select
 
 from guahao.bootstrap import Platform, open_platform
+from guahao.platform.bookings import PAYMENT_GRACE
 from guahao.platform.clock import ManualClock
 from guahao.platform.persistence.tables import NotificationRow, OutboxRow, RefundRow
 from tests.fixtures.platforms import (
@@ -107,6 +108,35 @@ async def test_an_expire_booking_job_expires_a_hold_whose_time_ran_out(worker_pl
     job = await job_done(platform, key)
     assert job.result is True  # this job expired it, not the periodic sweep
     assert job.function == "expire_booking"
+
+
+async def test_a_payment_deadline_is_expired_by_its_seconds_job_not_one_of_its_own(
+    worker_platform,
+):
+    platform = worker_platform
+    slots = await publish_clinic(platform)
+    clock = manual_clock(platform)
+    account_id, _, booking_id = await held_with_patient(platform, slots[0])
+    await platform.bookings.submit(account_id=account_id, booking_id=booking_id, channel="self_pay")
+    row = await booking_row(platform, booking_id)
+    assert row.status == "awaiting_payment"
+    assert row.payment_expires_at is not None
+    held_until = row.payment_expires_at + PAYMENT_GRACE
+    key = f"expire-due:{int(held_until.timestamp())}"
+
+    # The submit scheduled its deadline's second (in the real past: run at once, too early for
+    # the manual clock, so it leaves the booking), and no job of the booking's own.
+    early = await job_done(platform, key)
+    assert (early.function, early.result) == ("expire_due_bookings", 0)
+    assert await platform.jobs.queue.job(f"expire:{booking_id}:payment") is None
+    assert (await booking_row(platform, booking_id)).status == "awaiting_payment"
+
+    await clear_of_the_sweep()
+    clock.set(held_until)
+    await platform.jobs.schedule("expire_due_bookings", key=key, at=clock.now())
+    done = await job_done(platform, key)
+    assert done.result == 1  # this job expired it, not the periodic sweep
+    assert (await booking_row(platform, booking_id)).status == "expired"
 
 
 async def test_the_outbox_cron_delivers_events_without_anyone_calling_the_dispatcher(

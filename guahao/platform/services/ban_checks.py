@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.error_codes import error
@@ -31,6 +31,21 @@ APPEAL_PATH = "/api/v1/appeals"
 """Where a banned patient appeals (``POST``); the refusal names it so clients need not."""
 
 
+_BAN_IN_FORCE = (
+    select(BlacklistEntryRow)
+    .where(
+        BlacklistEntryRow.person_id == bindparam("person"),
+        BlacklistEntryRow.lifted_at.is_(None),
+        BlacklistEntryRow.starts_at <= bindparam("now"),
+        BlacklistEntryRow.ends_at > bindparam("now"),
+    )
+    .order_by(BlacklistEntryRow.ends_at.desc())
+    .limit(1)
+)
+"""Built once: building it at each patient choice was half its cost
+(bench/profiles/flow2-*)."""
+
+
 async def active_ban(
     session: AsyncSession, person_id: str, now: datetime
 ) -> BlacklistEntryRow | None:
@@ -40,15 +55,7 @@ async def active_ban(
     until ``ends_at`` unless lifted; it expires by itself.
     """
     found: BlacklistEntryRow | None = await session.scalar(
-        select(BlacklistEntryRow)
-        .where(
-            BlacklistEntryRow.person_id == person_id,
-            BlacklistEntryRow.lifted_at.is_(None),
-            BlacklistEntryRow.starts_at <= now,
-            BlacklistEntryRow.ends_at > now,
-        )
-        .order_by(BlacklistEntryRow.ends_at.desc())
-        .limit(1)
+        _BAN_IN_FORCE, {"person": person_id, "now": now}
     )
     return found
 

@@ -35,9 +35,7 @@ from guahao.platform.patient_proof import refuse_unless_bookable
 from guahao.platform.persistence.outbox import record_event
 from guahao.platform.persistence.tables import (
     BookingRow,
-    PatientRow,
     PaymentOrderRow,
-    SessionRow,
 )
 from guahao.platform.ports import HoldGrant
 from guahao.platform.services.booking_limits import admit
@@ -334,17 +332,14 @@ class BookingService:
         """选择就诊人: one of the account's own patients, admitted by the region's rules
         (blacklist, filing, per-person and per-account limits, rebooking waits)."""
         now = self._p.clock.now()
-        async with self._p.sessions() as session:
-            row = await self.records.booking_row(session, booking_id, account_id)
-            patient = await session.get(PatientRow, patient_id)
-            if patient is None or patient.removed_at is not None:
-                refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
-            if patient.account_id != account_id:
-                refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
-            refuse_unless_bookable(patient)
-            sess = await session.get(SessionRow, row.session_id)
-            assert sess is not None
-        facts = await self.slot_facts(row.slot_id)
+        choice = await self.records.patient_choice(booking_id, account_id, patient_id)
+        patient, sess = choice.patient, choice.sess
+        if patient is None or patient.removed_at is not None:
+            refuse("PATIENT_NOT_FOUND", patient_id=patient_id)
+        if patient.account_id != account_id:
+            refuse("PATIENT_NOT_OWNED", patient_id=patient_id)
+        refuse_unless_bookable(patient)
+        facts = await self.slot_facts(choice.slot_id)
         rules = await self._rules.for_hospital(sess.hospital_id)
         try:
             async with self._p.sessions() as session, session.begin():
@@ -361,6 +356,7 @@ class BookingService:
                     sess=sess,
                     now=now,
                     exclude_booking_id=booking.id,
+                    department=choice.department,
                 )
                 apply_to_row(row, booking, now)
                 describe_visit(row, sess, patient.person_id)
@@ -439,9 +435,8 @@ class BookingService:
     ) -> tuple[Booking, PaymentOrderRow | None]:
         """Commit to the chosen patient: confirm now, or open a payment order."""
         now = self._p.clock.now()
-        async with self._p.sessions() as session:
-            row = await self.records.booking_row(session, booking_id, account_id)
-            booking = to_domain(row)
+        row = await self.records.row(booking_id, account_id=account_id)
+        booking = to_domain(row)
         facts = await self.slot_facts(booking.slot_id)
         required = facts.policies.payment_mode.online_payment_required(channel)
         if required is None:
@@ -453,22 +448,23 @@ class BookingService:
         required = required and booking.fee_cents > 0
         if not required:
             flow.submit(booking, channel=channel, payment_required=False, now=now)
-            await self.steps.confirm(booking, now, topic_extra={"paid_online": False})
+            await self.steps.confirm(booking, now, topic_extra={"paid_online": False}, read=row)
             return booking, None
         try:
             order = await self.steps.open_payment_order(
-                booking, channel=channel, minutes=facts.policies.payment_minutes, now=now
+                booking,
+                channel=channel,
+                minutes=facts.policies.payment_minutes,
+                now=now,
+                read=row,
             )
         except ConflictError as exc:
             if exc.code == "HOLD_EXPIRED":
                 await self.steps.expire(booking_id)
             raise
-        await self.records.schedule(
-            "expire_booking",
-            key=f"expire:{booking.id}:payment",
-            at=booking.unit_held_until(),
-            booking_id=booking.id,
-        )
+        # the second's expiry job, as for holds: one job a second of payment deadlines
+        # instead of one per order, which cost a submit a round trip to the queue
+        await self.records.schedule_expiry(booking.unit_held_until())
         return booking, order
 
     async def expire_all_due(self) -> int:

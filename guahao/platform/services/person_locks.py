@@ -5,7 +5,7 @@ they read before the other committed."""
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.error_codes import refuse
@@ -14,14 +14,18 @@ from guahao.platform.persistence.tables import PersonRow
 __all__ = ["lock_person", "try_lock_person"]
 
 
+_TAKE_TURN = (
+    update(PersonRow)
+    .where(PersonRow.id == bindparam("person"))
+    .values(lock_version=PersonRow.lock_version + 1)
+)
+"""Built once: building it at each call was a fifth of its cost (bench/profiles/flow2-*)."""
+
+
 async def try_lock_person(session: AsyncSession, person_id: str) -> bool:
     """Take the person's turn; False if there is no such person. Must be the first statement
     of the caller's transaction."""
-    result = await session.execute(
-        update(PersonRow)
-        .where(PersonRow.id == person_id)
-        .values(lock_version=PersonRow.lock_version + 1)
-    )
+    result = await session.execute(_TAKE_TURN, {"person": person_id})
     return bool(getattr(result, "rowcount", 0))
 
 

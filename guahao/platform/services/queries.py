@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from guahao.platform.bookings import Booking
 from guahao.platform.clock import to_epoch_ms
@@ -33,6 +33,7 @@ __all__ = [
     "QueryService",
     "SessionAvailability",
     "SlotAvailability",
+    "booking_answer",
     "held_answer",
 ]
 
@@ -109,6 +110,41 @@ class BookingDetail(msgspec.Struct, frozen=True, rename="camel"):
     department_name: str
     hospital_name: str
     end_reason: str | None
+
+
+_BOOKING_VIEW = (
+    select(
+        BookingRow.id,
+        BookingRow.status,
+        BookingRow.slot_id,
+        BookingRow.session_id,
+        BookingRow.patient_id,
+        BookingRow.fee_cents,
+        BookingRow.channel,
+        BookingRow.hold_expires_at,
+        BookingRow.payment_order_no,
+        BookingRow.payment_expires_at,
+        PaymentOrderRow.status,
+        PaymentOrderRow.pay_url,
+        BookingRow.paid,
+        SlotRow.starts_at,
+        SlotRow.ends_at,
+        DoctorRow.name,
+        DepartmentRow.name,
+        HospitalRow.name,
+        BookingRow.end_reason,
+        BookingRow.account_id,
+    )
+    .join(SlotRow, SlotRow.id == BookingRow.slot_id)
+    .join(SessionRow, SessionRow.id == BookingRow.session_id)
+    .join(DoctorRow, DoctorRow.id == SessionRow.doctor_id)
+    .join(DepartmentRow, DepartmentRow.id == SessionRow.department_id)
+    .join(HospitalRow, HospitalRow.id == SessionRow.hospital_id)
+    .outerjoin(PaymentOrderRow, PaymentOrderRow.order_no == BookingRow.payment_order_no)
+    .where(BookingRow.id == bindparam("booking"))
+)
+"""``QueryService.booking``'s statement, built once, the booking's id bound at each execution:
+building it at each view was two fifths of the view's statement (bench/profiles/flow2-*)."""
 
 
 class QueryService:
@@ -318,41 +354,7 @@ class QueryService:
             connection = await session.connection(
                 execution_options={"isolation_level": "AUTOCOMMIT"}
             )
-            found = (
-                await connection.execute(
-                    select(
-                        BookingRow.id,
-                        BookingRow.status,
-                        BookingRow.slot_id,
-                        BookingRow.session_id,
-                        BookingRow.patient_id,
-                        BookingRow.fee_cents,
-                        BookingRow.channel,
-                        BookingRow.hold_expires_at,
-                        BookingRow.payment_order_no,
-                        BookingRow.payment_expires_at,
-                        PaymentOrderRow.status,
-                        PaymentOrderRow.pay_url,
-                        BookingRow.paid,
-                        SlotRow.starts_at,
-                        SlotRow.ends_at,
-                        DoctorRow.name,
-                        DepartmentRow.name,
-                        HospitalRow.name,
-                        BookingRow.end_reason,
-                        BookingRow.account_id,
-                    )
-                    .join(SlotRow, SlotRow.id == BookingRow.slot_id)
-                    .join(SessionRow, SessionRow.id == BookingRow.session_id)
-                    .join(DoctorRow, DoctorRow.id == SessionRow.doctor_id)
-                    .join(DepartmentRow, DepartmentRow.id == SessionRow.department_id)
-                    .join(HospitalRow, HospitalRow.id == SessionRow.hospital_id)
-                    .outerjoin(
-                        PaymentOrderRow, PaymentOrderRow.order_no == BookingRow.payment_order_no
-                    )
-                    .where(BookingRow.id == booking_id)
-                )
-            ).first()
+            found = (await connection.execute(_BOOKING_VIEW, {"booking": booking_id})).first()
         if found is None or (account_id is not None and found[-1] != account_id):
             refuse("BOOKING_NOT_FOUND", booking_id=booking_id)
         (
@@ -446,4 +448,19 @@ def held_answer(booking: Booking, facts: SlotFacts) -> BookingDetail:
         department_name=facts.department_name,
         hospital_name=facts.hospital_name,
         end_reason=booking.end_reason,
+    )
+
+
+def booking_answer(booking: Booking, facts: SlotFacts, *, pay_url: str | None) -> BookingDetail:
+    """A booking a command has just changed, as its view shows it, without reading it back.
+
+    The command's booking carries every field the view reads from its row (it wrote them),
+    and the slot's cached facts the rest; ``pay_url`` is the link of the order the command
+    opened, None when no order is open (the view shows a link only while it can be paid).
+    The read back cost each step after the hold a connection, a statement and a second
+    dependency of the route, about a tenth of the step (bench/profiles/flow2-*)."""
+    return msgspec.structs.replace(
+        held_answer(booking, facts),
+        payment_order_no=booking.payment_order_no,
+        pay_url=pay_url,
     )

@@ -70,6 +70,7 @@ class RuleBook:
         self._region: tuple[float, int, RegionRules] | None = None
         self._hospitals: OrderedDict[str, tuple[float, RegionRules]] = OrderedDict()
         self._loading: asyncio.Future[tuple[int, RegionRules]] | None = None
+        self._hospitals_loading: dict[str, asyncio.Future[RegionRules]] = {}
         self._generation = 0
         """Bumped by ``forget``: a read that started before a change never caches its result."""
 
@@ -84,6 +85,7 @@ class RuleBook:
         self._region = None
         self._loading = None
         self._hospitals.clear()
+        self._hospitals_loading.clear()
 
     async def region(self) -> RegionRules:
         """The region's rules in force."""
@@ -133,6 +135,22 @@ class RuleBook:
         cached = self._hospitals.get(hospital_id)
         if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
             return cached[1]
+        # As for the region: the patient choices arriving while the hospital's rules are read
+        # share that read instead of each making one (bench/profiles/flow2-*).
+        loading = self._hospitals_loading.get(hospital_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_hospital(hospital_id))
+            self._hospitals_loading[hospital_id] = loading
+            loading.add_done_callback(
+                lambda done: (
+                    self._hospitals_loading.pop(hospital_id, None)
+                    if self._hospitals_loading.get(hospital_id) is done
+                    else None
+                )
+            )
+        return await asyncio.shield(loading)
+
+    async def _load_hospital(self, hospital_id: str) -> RegionRules:
         generation = self._generation
         region = await self.region()
         async with self._p.sessions() as session:

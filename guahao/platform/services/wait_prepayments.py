@@ -50,6 +50,10 @@ ENDING_TOPICS = frozenset(
 )
 """The events of a wait that ended unserved: its prepayment is refunded in full."""
 
+PREPAYMENT_PREFIX = "WP"
+"""What every prepayment's order number starts with (a booking's: ``GH``). Stored in every
+order number, at the gateway and here: never to change."""
+
 
 class Prepayment(msgspec.Struct, frozen=True, rename="camel"):
     """A wait's prepayment as its patient sees it."""
@@ -136,7 +140,7 @@ class WaitPrepayments:
             quiet_start=waitlist.quiet_hours_start,
             quiet_end=waitlist.quiet_hours_end,
         )
-        order_no = new_order_no(now, prefix="WP")
+        order_no = new_order_no(now, prefix=PREPAYMENT_PREFIX)
         intent = await self._p.gateway.create_order(
             order_no=order_no,
             amount_cents=amount_cents,
@@ -164,7 +168,12 @@ class WaitPrepayments:
     # ------------------------------------------------------------------ paying
 
     async def owns(self, order_no: str) -> bool:
-        """Whether this gateway order is a wait's prepayment (not a booking's order)."""
+        """Whether this gateway order is a wait's prepayment (not a booking's order).
+
+        Only an order numbered with ``PREPAYMENT_PREFIX`` can be: a booking's order
+        is answered without a read (every payment made one, bench/profiles/flow2-*)."""
+        if not order_no.startswith(PREPAYMENT_PREFIX):
+            return False
         async with self._p.sessions() as session:
             found = await session.scalar(
                 select(WaitPrepaymentRow.entry_id).where(WaitPrepaymentRow.order_no == order_no)
