@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from limits import parse
 
 from guahao.bootstrap import Platform
 from guahao.platform.errors import GuahaoError
 from guahao.platform.rate_limiting import RequestLimiter
+from tests.fixtures.limit_windows import window_stats
 
 
 def _limiter(platform: Platform) -> RequestLimiter:
@@ -25,7 +25,7 @@ async def test_the_library_reads_back_what_the_pipeline_counted(platform: Platfo
     await limiter.hit([("count:readback", "5/minute", "client-a")])
     await limiter.hit([("count:readback", "5/minute", "client-a")])
     await limiter.sync()  # hits admitted from the process's memory reach Redis at its sync
-    stats = await limiter._limiter.get_window_stats(parse("5/minute"), "count:readback", "client-a")
+    stats = await window_stats(limiter, "5/minute", "count:readback", "client-a")
     assert stats.remaining == 3
 
 

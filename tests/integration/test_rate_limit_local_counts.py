@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
-from limits import parse
 
 from guahao.platform.errors import GuahaoError
 from guahao.platform.rate_limiting import SYNC_SECONDS, RequestLimiter, redis_limiter
+from tests.fixtures.limit_windows import window_stats
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ async def _admitted(limiter: RequestLimiter, limit: str, ident: str) -> bool:
 
 
 async def _remaining(limiter: RequestLimiter, limit: str, ident: str) -> int:
-    stats = await limiter._limiter.get_window_stats(parse(limit), "local:test", ident)
+    stats = await window_stats(limiter, limit, "local:test", ident)
     return stats.remaining
 
 
@@ -319,7 +319,7 @@ async def test_a_refusal_takes_one_call_a_counter_and_those_after_it_none_until_
             await limiter.hit([("local:test", "25/minute", "hammer")])
         retries.append(refused.value.detail["retry_after_seconds"])
     assert await _script_calls(redis_url) == before + 1
-    stats = await limiter._limiter.get_window_stats(parse("25/minute"), "local:test", "hammer")
+    stats = await window_stats(limiter, "25/minute", "local:test", "hammer")
     expected = max(1, int(stats.reset_time - time.time()) + 1)
     assert all(abs(retry - expected) <= 1 for retry in retries), (retries, expected)
     assert stats.remaining == 0

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from limits import parse
 
 from guahao.platform.errors import GuahaoError
 from guahao.platform.rate_limiting import RequestLimiter
+from tests.fixtures.limit_windows import window_stats
 
 
 async def test_counts_on_a_cluster_are_read_back_and_the_excess_refused(
@@ -35,7 +35,7 @@ async def _crowd_on(limiter: RequestLimiter) -> None:
     assert len(refused) == 2 * len(clients)
     assert {o.code for o in refused} == {"RATE_LIMITED"}
     assert all(o.detail["retry_after_seconds"] >= 1 for o in refused)
-    stats = await limiter._limiter.get_window_stats(parse("5/minute"), "cluster:crowd", clients[0])
+    stats = await window_stats(limiter, "5/minute", "cluster:crowd", clients[0])
     assert stats.remaining == 0
     with pytest.raises(GuahaoError):
         await limiter.hit([("cluster:crowd", "5/minute", clients[0])])

@@ -59,9 +59,6 @@ from importlib.resources import files
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import RedisClusterStorage, RedisStorage
-from limits.aio.storage.redis.redispy import RedispyBridge
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.inventory.lua_scripts import LuaScript
@@ -69,7 +66,6 @@ from guahao.platform.inventory.pipelining import AutoPipeline
 from guahao.platform.rate_limiting.packed_commands import bulk, evalsha_head
 from guahao.platform.redis_pools import (
     blocking_pool,
-    cluster_node_url,
     is_cluster_url,
     shared_client,
 )
@@ -216,37 +212,15 @@ class RequestLimiter:
         self._unsent: list[_Counter] = []
         self._sync_timer: asyncio.TimerHandle | None = None
         self._syncs: set[asyncio.Task[None]] = set()
-        # ``_limiter`` is the library's own reader of the same windows: nothing here asks it
-        # (the exact path reads the windows back itself); it stays the check, in the tests,
-        # that the library reads what was counted
+        # The windows are the ``limits`` library's (its keys and arithmetic, in this module's
+        # scripts), but nothing here asks the library: the exact path reads them back itself.
         if is_cluster_url(redis_url):
-            client = shared_client(redis_url, max_connections=POOL_SIZE, timeout=10.0)
-            scheme, _, rest = cluster_node_url(redis_url).partition("://")
-            # The library's scheme has no TLS variant: TLS is its client's ``ssl`` option.
-            self._storage: RedisStorage = RedisClusterStorage(
-                f"async+redis+cluster://{rest.partition('/')[0]}",
-                implementation="redispy",
-                key_prefix=key_prefix,
-                ssl=scheme == "rediss",
-            )
-            self._limiter = SlidingWindowCounterRateLimiter(self._storage)
-            self._client = client
-            self._pipeline = AutoPipeline(client)
-            return
-        scheme, _, rest = redis_url.partition("://")
-        if scheme == "unix":  # the library names a socket path ``redis+unix``
-            scheme = "redis+unix"
-        # A blocking pool of its own: at a release surge requests wait their turn for a
-        # connection instead of failing (the library's default pool refuses past its size).
-        pool = blocking_pool(redis_url, max_connections=POOL_SIZE, timeout=10.0)
-        self._storage = RedisStorage(
-            f"async+{scheme}://{rest}",
-            implementation="redispy",
-            key_prefix=key_prefix,
-            connection_pool=pool,  # type: ignore[arg-type]  # passed through to redis-py
-        )
-        self._limiter = SlidingWindowCounterRateLimiter(self._storage)
-        self._client = aioredis.Redis(connection_pool=pool)
+            self._client = shared_client(redis_url, max_connections=POOL_SIZE, timeout=10.0)
+        else:
+            # A blocking pool: at a release surge requests wait their turn for a connection
+            # instead of failing.
+            pool = blocking_pool(redis_url, max_connections=POOL_SIZE, timeout=10.0)
+            self._client = aioredis.Redis(connection_pool=pool)
         self._pipeline = AutoPipeline(self._client)
 
     async def close(self) -> None:
@@ -262,11 +236,7 @@ class RequestLimiter:
         except Exception:  # Redis gone at shutdown: those hits are lost, nothing else is
             _log.warning("rate-limit hits not sent to Redis at shutdown", exc_info=True)
         await self._client.aclose()
-        if is_cluster_url(self._url):
-            bridge = self._storage.bridge  # the library's own cluster client is inside
-            assert isinstance(bridge, RedispyBridge)
-            await bridge.storage.aclose()
-        else:  # the pool was handed to both clients, so neither closes it by itself
+        if not is_cluster_url(self._url):  # a pool handed in is not closed by its client
             await self._client.connection_pool.disconnect()
 
     def _items(self, spec: str) -> list[RateLimitItem]:
