@@ -282,7 +282,11 @@ async def open_platform(
         redis_url = embedded.start()
         log.info("started embedded redis at %s", redis_url)
     database_url = settings.resolved_database_url()
-    engine = create_engine(database_url)
+    engine = create_engine(
+        database_url,
+        pool_size=settings.database_pool_size,
+        pool_timeout=settings.database_pool_timeout_seconds,
+    )
     # A blocking pool: past REDIS_POOL_SIZE concurrent commands a request waits its turn
     # (as with the SQL pool) instead of failing with INVENTORY_UNAVAILABLE, which the plain
     # pool (max 100 in redis-py 8) did to most of a release surge. A redis+cluster:// URL

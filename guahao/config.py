@@ -40,6 +40,18 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """SQLAlchemy async URL of the record of truth; empty means SQLite in ``data_dir``.
     Production: ``postgresql+asyncpg://user:password@host:5432/guahao``."""
 
+    database_pool_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 40
+    """PostgreSQL connections each process keeps, and never more (SQLite ignores it). The
+    database must allow workers × this (``max_connections``), or a PgBouncer in front must pool
+    them: 24 workers at 40 are 960 connections (docs/operations.md, the capacity plan)."""
+
+    database_pool_timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=300)] = 30.0
+    """How long a request waits for a connection when every one of its process's is busy,
+    before it is answered 503 ``SERVICE_UNAVAILABLE`` with Retry-After. A crowd larger than the
+    pool queues meanwhile; lower it to turn citizens away sooner (their page retries) rather
+    than keep them waiting, and keep it below the load balancer's request timeout, or the
+    balancer answers first and the request still runs behind it."""
+
     redis_url: str = ""
     """Redis for the hot slot pool, holds, rate limits and jobs; empty means the app starts a
     private ``redis-server`` in ``data_dir`` and stops it on exit. Production:

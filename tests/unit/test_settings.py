@@ -174,3 +174,19 @@ def test_processes_starting_together_share_one_complete_secret(tmp_path: Path) -
         assert len(set(keys)) == 1
         assert len(base64.b64decode(keys[0])) == 32
         assert os.listdir(tmp_path / f"data-{trial}" / "keys") == ["secret_key"]
+
+
+def test_the_pool_settings_come_from_the_environment_and_refuse_nonsense() -> None:
+    settings = load_settings(
+        {"GUAHAO_DATABASE_POOL_SIZE": "12", "GUAHAO_DATABASE_POOL_TIMEOUT_SECONDS": "2.5"}
+    )
+    assert (settings.database_pool_size, settings.database_pool_timeout_seconds) == (12, 2.5)
+    defaults = load_settings({})
+    assert (defaults.database_pool_size, defaults.database_pool_timeout_seconds) == (40, 30.0)
+    for name, value in [
+        ("GUAHAO_DATABASE_POOL_SIZE", "0"),
+        ("GUAHAO_DATABASE_POOL_TIMEOUT_SECONDS", "0"),
+        ("GUAHAO_DATABASE_POOL_TIMEOUT_SECONDS", "-1"),
+    ]:
+        with pytest.raises(msgspec.ValidationError):
+            load_settings({name: value})

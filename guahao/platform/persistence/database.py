@@ -25,11 +25,16 @@ __all__ = ["alembic_config", "create_engine", "session_factory", "upgrade", "upg
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 POOL_SIZE = 40
-"""PostgreSQL connections one process keeps, and never more: a request that finds them all
-busy waits for one rather than opening a connection that is closed again on its return (the
-profile of granted holds spent a tenth of its time connecting, TLS negotiation included, with
-a pool of 20 plus 20 overflow under 64 connections; bench/profiles/). Last in, first out:
-at a moderate rate a few connections stay hot and the rest idle, rather than all lukewarm."""
+"""PostgreSQL connections one process keeps by default (``database_pool_size``), and never
+more: a request that finds them all busy waits for one rather than opening a connection that
+is closed again on its return (the profile of granted holds spent a tenth of its time
+connecting, TLS negotiation included, with a pool of 20 plus 20 overflow under 64 connections;
+bench/profiles/). Last in, first out: at a moderate rate a few connections stay hot and the
+rest idle, rather than all lukewarm."""
+
+POOL_TIMEOUT_SECONDS = 30.0
+"""How long a request waits for a busy pool's connection by default
+(``database_pool_timeout_seconds``) before it is answered 503 with Retry-After."""
 
 IDLE_PING_SECONDS = 10.0
 """A pooled connection idle longer than this is pinged before use, one used more recently is
@@ -42,8 +47,17 @@ a seventh of a granted hold, bench/profiles/)."""
 _CHECKED_IN_AT = "guahao_checked_in_at"
 
 
-def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """An async engine tuned for the backend named by ``url``."""
+def create_engine(
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = POOL_SIZE,
+    pool_timeout: float = POOL_TIMEOUT_SECONDS,
+) -> AsyncEngine:
+    """An async engine tuned for the backend named by ``url``.
+
+    The pool's size and wait apply to PostgreSQL: a SQLite file is one process's, and its
+    writers queue on the database's lock (the busy timeout), not on connections."""
     parsed = make_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
@@ -51,7 +65,9 @@ def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=POOL_SIZE, max_overflow=0, pool_use_lifo=True)
+        kwargs.update(
+            pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout, pool_use_lifo=True
+        )
     engine = create_async_engine(url, **kwargs)
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
