@@ -8,11 +8,11 @@ counted, and each hospital connector's health. No label ever holds a person's da
 methods, templates, status codes, refusal codes, subscriber names and hospital codes.
 
 The per-request cost is one ASGI wrapper, a perf counter, a few additions to plain tallies
-and one log line. The tallies are folded into the Prometheus metrics whenever the registry
-is read (``/metrics``, or any ``collect``): a request no longer takes the client library's
-locks four times (its counters, the histogram's bucket and sum, the hold outcome), which
-was 1.6 µs of a 33 µs sold-out refusal (bench/profiles/refuse-*). The tallies belong to the
-event loop's thread, where the requests are answered and the registry is read.
+and one log line. The tallies are the request and hold figures themselves, read by a custom
+collector whenever the registry is read (``/metrics``, or any ``collect``): a request takes
+none of the client library's locks (its counters, the histogram's bucket and sum and the
+hold outcome took four, 1.6 µs of a 33 µs sold-out refusal: bench/profiles/refuse-*), and
+nothing reaches into the library's private storage to add tallies to its metrics.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Final
 
 import structlog
@@ -34,8 +35,9 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.platform.error_codes import refuse
@@ -68,30 +70,79 @@ _BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 @dataclass(slots=True)
 class _Tally:
-    """The requests of one method, route and status answered since the metrics were read,
-    beside the metric children they go to (made at the first request, as before)."""
+    """The requests of one method, route and status answered so far: counts only go up, and
+    Prometheus reads them as they are (counters and histograms are cumulative)."""
 
-    requests: Any
-    latency: Any
     count: int = 0
     seconds: float = 0.0
     buckets: list[int] = field(default_factory=lambda: [0] * (len(_BUCKETS) + 1))
-    """Per histogram bucket, not cumulative (the client's own storage), ``+Inf`` last."""
+    """Per histogram bucket, not cumulative, ``+Inf`` last."""
+    created: float = field(default_factory=time.time)
+
+    def add(self, other: _Tally) -> None:
+        self.count += other.count
+        self.seconds += other.seconds
+        self.buckets = [
+            mine + theirs for mine, theirs in zip(self.buckets, other.buckets, strict=True)
+        ]
 
 
-class _FoldFirst:
-    """A collector of nothing, registered before every metric of the registry: reading the
-    registry runs ``fold`` first, so what it reads includes every request answered."""
+@dataclass(slots=True)
+class _Count:
+    n: int = 0
+    created: float = field(default_factory=time.time)
 
-    def __init__(self, fold: Callable[[], None]) -> None:
-        self._fold = fold
 
-    def describe(self) -> Iterable[Any]:
-        return ()
+_BOUNDS = (*(repr(bound) for bound in _BUCKETS), "+Inf")
+"""The buckets' ``le`` labels as the client library writes its own (``0.002`` … ``5.0``)."""
 
-    def collect(self) -> Iterable[Any]:
-        self._fold()
-        return ()
+
+class _RequestFigures:
+    """The request counts, their latency histogram and the hold outcomes, read from plain
+    tallies whenever the registry is read (a custom collector, the client library's public
+    way to expose figures kept elsewhere). The tallies belong to the event loop's thread,
+    where requests are answered and the registry is read."""
+
+    def __init__(self) -> None:
+        self.tallies: dict[tuple[str, str, int], _Tally] = {}
+        self.outcomes: dict[str, _Count] = {}
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
+        requests, latency, holds = families
+        by_route: dict[tuple[str, str], _Tally] = {}  # the histogram is per route, all statuses
+        for (method, route, status), tally in self.tallies.items():
+            requests.add_metric([method, route, str(status)], tally.count, created=tally.created)
+            by_route.setdefault((method, route), _Tally()).add(tally)
+        for (method, route), tally in by_route.items():
+            cumulative = zip(_BOUNDS, accumulate(tally.buckets), strict=True)
+            latency.add_metric([method, route], list(cumulative), tally.seconds)
+        for outcome, count in self.outcomes.items():
+            holds.add_metric([outcome], count.n, created=count.created)
+        return families
+
+    @staticmethod
+    def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily, CounterMetricFamily]:
+        return (
+            CounterMetricFamily(
+                "guahao_http_requests",
+                "HTTP requests answered, by method, route template and status",
+                labels=["method", "route", "status"],
+            ),
+            HistogramMetricFamily(
+                "guahao_http_request_duration_seconds",
+                "Time to answer, by method and route template",
+                labels=["method", "route"],
+            ),
+            CounterMetricFamily(
+                "guahao_hold_outcomes",
+                "Hold attempts by outcome (granted or refusal code)",
+                labels=["outcome"],
+            ),
+        )
 
 
 class WebMetrics:
@@ -100,26 +151,8 @@ class WebMetrics:
     def __init__(self, *, delays_seconds: float = SUBSCRIBER_DELAYS_SECONDS) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        r.register(_FoldFirst(self.fold))
-        self.requests = Counter(
-            "guahao_http_requests",
-            "HTTP requests answered, by method, route template and status",
-            ["method", "route", "status"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "guahao_http_request_duration_seconds",
-            "Time to answer, by method and route template",
-            ["method", "route"],
-            buckets=_BUCKETS,
-            registry=r,
-        )
-        self.holds = Counter(
-            "guahao_hold_outcomes",
-            "Hold attempts by outcome (granted or refusal code)",
-            ["outcome"],
-            registry=r,
-        )
+        self._figures = _RequestFigures()
+        r.register(self._figures)
         self.outbox_pending = Gauge(
             "guahao_outbox_pending_events",
             "Outbox rows not yet delivered to every subscriber",
@@ -175,47 +208,23 @@ class WebMetrics:
             ["hospital", "kind"],
             registry=r,
         )
-        self._tallies: dict[tuple[str, str, int], _Tally] = {}
-        self._hold_outcomes: dict[str, Any] = {}
-        self._outcome_tallies: dict[str, int] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count one answered request and its time (in the metrics at the next read)."""
-        tally = self._tallies.get((method, route, status))
+        """Count one answered request and its time."""
+        tallies = self._figures.tallies
+        tally = tallies.get((method, route, status))
         if tally is None:
-            tally = self._tallies[method, route, status] = _Tally(
-                self.requests.labels(method, route, str(status)),
-                self.latency.labels(method, route),
-            )
+            tally = tallies[method, route, status] = _Tally()
         tally.count += 1
         tally.seconds += seconds
         tally.buckets[bisect_left(_BUCKETS, seconds)] += 1  # the first bound >= seconds
 
     def hold_outcome(self, outcome: str) -> None:
-        """Count one hold attempt's outcome (in the metrics at the next read)."""
-        if outcome not in self._hold_outcomes:  # the child made at the first, as before
-            self._hold_outcomes[outcome] = self.holds.labels(outcome)
-        self._outcome_tallies[outcome] = self._outcome_tallies.get(outcome, 0) + 1
-
-    def fold(self) -> None:
-        """Add the tallies to the metrics and start them again (every read of the registry
-        does it first). The histogram's children are given whole buckets and sums through
-        the client's own per-bucket values: ``observe`` once per request would take its locks
-        as before (``tests/unit/test_web_metrics.py`` compares the exposition with a
-        histogram fed request by request)."""
-        for tally in self._tallies.values():
-            if not tally.count:
-                continue
-            count, seconds, buckets = tally.count, tally.seconds, tally.buckets
-            tally.count, tally.seconds, tally.buckets = 0, 0.0, [0] * len(buckets)
-            tally.requests.inc(count)
-            tally.latency._sum.inc(seconds)
-            for value, n in zip(tally.latency._buckets, buckets, strict=True):
-                if n:
-                    value.inc(n)
-        outcomes, self._outcome_tallies = self._outcome_tallies, {}
-        for outcome, n in outcomes.items():
-            self._hold_outcomes[outcome].inc(n)
+        """Count one hold attempt's outcome."""
+        count = self._figures.outcomes.get(outcome)
+        if count is None:
+            count = self._figures.outcomes[outcome] = _Count()
+        count.n += 1
 
     async def collect_platform(
         self,

@@ -1,4 +1,4 @@
-"""The request metrics are tallied per request and folded in when read: what Prometheus reads
+"""The request metrics are tallied per request and read by a collector: what Prometheus reads
 must be what the client library's own counters and histogram, fed request by request, give."""
 
 from __future__ import annotations
@@ -65,12 +65,12 @@ def request_lines(registry: CollectorRegistry) -> list[str]:
     return lines
 
 
-def test_the_folded_tallies_read_as_the_client_library_fed_request_by_request() -> None:
+def test_the_tallies_read_as_the_client_library_fed_request_by_request() -> None:
     metrics = WebMetrics()
     for n, seconds in enumerate(TIMES):
         for method, route, status, code in REQUESTS[: 1 + n % len(REQUESTS)]:
             requests_telemetry(metrics, method, route, status, seconds, "r", code)
-        if n == 5:  # a scrape in between: what it folded is not folded again
+        if n == 5:  # a scrape in between changes nothing
             assert request_lines(metrics.registry)
     expected = request_lines(fed_one_by_one())
     assert len(expected) == 35  # 4 series of requests, 2 histograms of 14 lines, 3 outcomes
