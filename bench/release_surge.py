@@ -2,8 +2,9 @@
 
 Not a test: it prints a table and writes ``bench/results/release_surge-<time>.json``.
 
-1. **surge** - ``RedisInventory.hold`` exactly as a platform worker calls it: one request, one
-   ``await``, no batching across requests (a web worker cannot pipeline separate people's
+1. **surge** - ``RedisInventory.hold_or_refusal`` (``hold`` with its refusals returned, not
+   raised, as the platform's front answers sold out) as a platform worker calls it: one
+   request, one ``await``, no batching across requests (a web worker cannot pipeline separate people's
    requests). Many coroutines share a blocking pool of TCP connections to a loopback Redis, in
    one or more worker processes. Every attempt is a new account on a random slot, so most
    attempts after sell-out are refusals, as at a real release. A grant costs one script on
@@ -51,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
-from guahao.platform.errors import GuahaoError  # noqa: E402
+from guahao.platform.error_codes import Refusal  # noqa: E402
 from guahao.platform.inventory import RedisInventory  # noqa: E402
 from guahao.platform.ports import SlotState  # noqa: E402
 from guahao.platform.redis_pools import is_cluster_url, shared_client  # noqa: E402
@@ -128,21 +129,22 @@ async def _redis_worker(url: str, plan: Plan, share: int, seed: int, prefix: str
         for n in range(share)
     ]
     todo = iter(attempts)
-    hold = inventory.hold
+    # the refusals answered as values, as a worker's hot path takes them (an exception per
+    # refusal was a tenth of the worker, bench/profiles/engine6-1-*)
+    hold = inventory.hold_or_refusal
 
     async def hold_once(attempt: tuple[str, str, str, str]) -> str:
         slot_id, hold_id, account_id, key = attempt
-        try:
-            await hold(
-                slot_id,
-                hold_id=hold_id,
-                account_id=account_id,
-                now_ms=RELEASE_MS,
-                ttl_ms=TTL_MS,
-                idempotency_key=key,
-            )
-        except GuahaoError as err:
-            return "refused" if err.code == "SLOT_SOLD_OUT" else err.code
+        answer = await hold(
+            slot_id,
+            hold_id=hold_id,
+            account_id=account_id,
+            now_ms=RELEASE_MS,
+            ttl_ms=TTL_MS,
+            idempotency_key=key,
+        )
+        if isinstance(answer, Refusal):
+            return "refused" if answer.code == "SLOT_SOLD_OUT" else answer.code
         return "granted"
 
     await client.ping()  # connect before the clock starts
