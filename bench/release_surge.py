@@ -4,9 +4,9 @@ Not a test: it prints a table and writes ``bench/results/release_surge-<time>.js
 
 1. **surge** - ``RedisInventory.hold_or_refusal`` (``hold`` with its refusals returned, not
    raised, as the platform's front answers sold out) as a platform worker calls it: one
-   request, one ``await``, no batching across requests (a web worker cannot pipeline separate people's
-   requests). Many coroutines share a blocking pool of TCP connections to a loopback Redis, in
-   one or more worker processes. Every attempt is a new account on a random slot, so most
+   request, one ``await``, no batching across requests (a web worker cannot pipeline separate
+   people's requests). Many coroutines share a blocking pool of TCP connections to a loopback
+   Redis, in one or more worker processes. Every attempt is a new account on a random slot, so most
    attempts after sell-out are refusals, as at a real release. A grant costs one script on
    one server (the slot's script claims the account's marker too) and two on a cluster (the
    marker's hash tag is another shard's); a refusal costs one, or none once the worker's
