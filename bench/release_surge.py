@@ -96,6 +96,7 @@ class Run:
     worker_cpu_us_per_decision: float = 0.0
     redis_cpu_us_per_decision: float = 0.0
     script_calls: int = 0
+    redis_reads: int = 0
     redis_us_per_script_call: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -262,6 +263,18 @@ def redis_cpu_s(node_urls: list[str]) -> float:
     return total
 
 
+def redis_reads(node_urls: list[str]) -> int:
+    """Reads the Redis servers have made from their clients so far (``total_reads_processed``,
+    all nodes): fewer a decision means the workers' pipelines sent larger packets, and each
+    read (and its reply's write) is Redis CPU beside the scripts' own."""
+    total = 0
+    for node_url in node_urls:
+        sync = __import__("redis").Redis.from_url(node_url)
+        total += int(sync.info("stats")["total_reads_processed"])
+        sync.close()
+    return total
+
+
 def redis_script_stats(node_urls: list[str]) -> tuple[int, float]:
     """Script calls (EVALSHA and EVAL) the Redis servers have run so far, and the
     microseconds of their own time those calls took (``INFO commandstats``, all nodes): the
@@ -318,10 +331,12 @@ def crowd(
     time.sleep(1.5)  # let every process import and wait at the gate
     redis_before = redis_cpu_s(redis_nodes) if redis_nodes else 0.0
     scripts_before = redis_script_stats(redis_nodes) if redis_nodes else (0, 0.0)
+    reads_before = redis_reads(redis_nodes) if redis_nodes else 0
     go.set()
     parts = [out.get() for _ in workers]
     redis_used = redis_cpu_s(redis_nodes) - redis_before if redis_nodes else 0.0
     scripts_after = redis_script_stats(redis_nodes) if redis_nodes else (0, 0.0)
+    reads_after = redis_reads(redis_nodes) if redis_nodes else 0
     for spy in spies:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -339,6 +354,7 @@ def crowd(
     run.worker_cpu_us_per_decision = sum(p["cpu_s"] for p in parts) / run.attempts * 1e6
     run.redis_cpu_us_per_decision = redis_used / run.attempts * 1e6
     run.script_calls = scripts_after[0] - scripts_before[0]
+    run.redis_reads = reads_after - reads_before
     if run.script_calls:
         run.redis_us_per_script_call = (scripts_after[1] - scripts_before[1]) / run.script_calls
     run.granted = outcomes.pop("granted", 0)
