@@ -2,10 +2,11 @@
 
 Not a test: it prints a table and writes ``bench/results/release_surge-<time>.json``.
 
-1. **surge** - ``RedisInventory.hold`` exactly as a platform worker calls it: one request, one
-   ``await``, no batching across requests (a web worker cannot pipeline separate people's
-   requests). Many coroutines share a blocking pool of TCP connections to a loopback Redis, in
-   one or more worker processes. Every attempt is a new account on a random slot, so most
+1. **surge** - ``RedisInventory.hold_or_refusal`` (``hold`` with its refusals returned, not
+   raised, as the platform's front answers sold out) as a platform worker calls it: one
+   request, one ``await``, no batching across requests (a web worker cannot pipeline separate
+   people's requests). Many coroutines share a blocking pool of TCP connections to a loopback
+   Redis, in one or more worker processes. Every attempt is a new account on a random slot, so most
    attempts after sell-out are refusals, as at a real release. A grant costs one script on
    one server (the slot's script claims the account's marker too) and two on a cluster (the
    marker's hash tag is another shard's); a refusal costs one, or none once the worker's
@@ -51,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
-from guahao.platform.errors import GuahaoError  # noqa: E402
+from guahao.platform.error_codes import Refusal  # noqa: E402
 from guahao.platform.inventory import RedisInventory  # noqa: E402
 from guahao.platform.ports import SlotState  # noqa: E402
 from guahao.platform.redis_pools import is_cluster_url, shared_client  # noqa: E402
@@ -95,6 +96,7 @@ class Run:
     worker_cpu_us_per_decision: float = 0.0
     redis_cpu_us_per_decision: float = 0.0
     script_calls: int = 0
+    redis_reads: int = 0
     redis_us_per_script_call: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -128,21 +130,22 @@ async def _redis_worker(url: str, plan: Plan, share: int, seed: int, prefix: str
         for n in range(share)
     ]
     todo = iter(attempts)
-    hold = inventory.hold
+    # the refusals answered as values, as a worker's hot path takes them (an exception per
+    # refusal was a tenth of the worker, bench/profiles/engine6-1-*)
+    hold = inventory.hold_or_refusal
 
     async def hold_once(attempt: tuple[str, str, str, str]) -> str:
         slot_id, hold_id, account_id, key = attempt
-        try:
-            await hold(
-                slot_id,
-                hold_id=hold_id,
-                account_id=account_id,
-                now_ms=RELEASE_MS,
-                ttl_ms=TTL_MS,
-                idempotency_key=key,
-            )
-        except GuahaoError as err:
-            return "refused" if err.code == "SLOT_SOLD_OUT" else err.code
+        answer = await hold(
+            slot_id,
+            hold_id=hold_id,
+            account_id=account_id,
+            now_ms=RELEASE_MS,
+            ttl_ms=TTL_MS,
+            idempotency_key=key,
+        )
+        if isinstance(answer, Refusal):
+            return "refused" if answer.code == "SLOT_SOLD_OUT" else answer.code
         return "granted"
 
     await client.ping()  # connect before the clock starts
@@ -260,6 +263,18 @@ def redis_cpu_s(node_urls: list[str]) -> float:
     return total
 
 
+def redis_reads(node_urls: list[str]) -> int:
+    """Reads the Redis servers have made from their clients so far (``total_reads_processed``,
+    all nodes): fewer a decision means the workers' pipelines sent larger packets, and each
+    read (and its reply's write) is Redis CPU beside the scripts' own."""
+    total = 0
+    for node_url in node_urls:
+        sync = __import__("redis").Redis.from_url(node_url)
+        total += int(sync.info("stats")["total_reads_processed"])
+        sync.close()
+    return total
+
+
 def redis_script_stats(node_urls: list[str]) -> tuple[int, float]:
     """Script calls (EVALSHA and EVAL) the Redis servers have run so far, and the
     microseconds of their own time those calls took (``INFO commandstats``, all nodes): the
@@ -316,10 +331,12 @@ def crowd(
     time.sleep(1.5)  # let every process import and wait at the gate
     redis_before = redis_cpu_s(redis_nodes) if redis_nodes else 0.0
     scripts_before = redis_script_stats(redis_nodes) if redis_nodes else (0, 0.0)
+    reads_before = redis_reads(redis_nodes) if redis_nodes else 0
     go.set()
     parts = [out.get() for _ in workers]
     redis_used = redis_cpu_s(redis_nodes) - redis_before if redis_nodes else 0.0
     scripts_after = redis_script_stats(redis_nodes) if redis_nodes else (0, 0.0)
+    reads_after = redis_reads(redis_nodes) if redis_nodes else 0
     for spy in spies:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -337,6 +354,7 @@ def crowd(
     run.worker_cpu_us_per_decision = sum(p["cpu_s"] for p in parts) / run.attempts * 1e6
     run.redis_cpu_us_per_decision = redis_used / run.attempts * 1e6
     run.script_calls = scripts_after[0] - scripts_before[0]
+    run.redis_reads = reads_after - reads_before
     if run.script_calls:
         run.redis_us_per_script_call = (scripts_after[1] - scripts_before[1]) / run.script_calls
     run.granted = outcomes.pop("granted", 0)

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from guahao.platform.errors import GuahaoError
+from guahao.platform.error_codes import Refusal
+from guahao.platform.errors import GuahaoError, SlotNotLoadedError
 from guahao.platform.inventory import RedisInventory
-from guahao.platform.ports import SlotState
+from guahao.platform.ports import HoldGrant, SlotState
 
 RELEASE = 1_780_000_000_000
 TTL = 60_000
@@ -276,3 +277,60 @@ async def test_a_worker_remembers_refusals_of_a_bounded_number_of_slots(
     ] * 3
     assert await attempt_on("s0", 20) == "SLOT_NOT_RELEASED"
     assert worker.remembered_refusals == 3
+
+
+async def test_hold_or_refusal_returns_the_refusals_hold_raises(worker: RedisInventory) -> None:
+    """The hot path's answer: a refusal from Redis or from memory comes back as a value with
+    the code and detail ``hold`` raises, its error built only when asked for."""
+    await load(worker, SlotState(slot_id="s1", capacity=1, booked=0, release_at_ms=RELEASE))
+
+    async def answer(n: int, now: int) -> HoldGrant | Refusal:
+        return await worker.hold_or_refusal(
+            "s1",
+            hold_id=f"h{n}",
+            account_id=f"a{n}",
+            now_ms=now,
+            ttl_ms=TTL,
+            idempotency_key=f"k{n}",
+        )
+
+    assert await answer(1, RELEASE - 1) == Refusal(
+        "SLOT_NOT_RELEASED", {"slot_id": "s1", "hold_id": "h1"}
+    )
+    assert await answer(2, RELEASE - 1) == Refusal(
+        "SLOT_NOT_RELEASED", {"slot_id": "s1", "hold_id": "h2", "answered": "locally"}
+    )
+    granted = await answer(3, RELEASE)
+    assert isinstance(granted, HoldGrant)
+    assert granted.hold_id == "h3"
+    assert await answer(4, RELEASE) == Refusal("SLOT_SOLD_OUT", {"slot_id": "s1", "hold_id": "h4"})
+    local = await answer(5, RELEASE + 1)
+    assert local == Refusal(
+        "SLOT_SOLD_OUT", {"slot_id": "s1", "hold_id": "h5", "answered": "locally"}
+    )
+    assert isinstance(local, Refusal)
+    error = local.error()
+    assert (type(error).__name__, error.message_en) == (
+        "ConflictError",
+        "This slot is fully booked",
+    )
+    assert await attempt(worker, 6, RELEASE + 1) == "SLOT_SOLD_OUT/local"  # hold raises it
+
+
+async def test_hold_or_refusal_raises_what_keeps_the_pool_from_answering(
+    worker: RedisInventory,
+) -> None:
+    with pytest.raises(SlotNotLoadedError):
+        await worker.hold_or_refusal(
+            "unknown",
+            hold_id="h1",
+            account_id="a1",
+            now_ms=RELEASE,
+            ttl_ms=TTL,
+            idempotency_key="k1",
+        )
+    with pytest.raises(GuahaoError) as raised:
+        await worker.hold_or_refusal(
+            "s1", hold_id="h1", account_id="a1", now_ms=RELEASE, ttl_ms=0, idempotency_key="k1"
+        )
+    assert raised.value.code == "VALIDATION_FAILED"
