@@ -56,7 +56,8 @@ class _Watch:
             f"{c['sync_ms'] / syncs:>6.1f} | lag max {c['lag_max']:>6.1f} ms "
             f">20 {c['lag20']:>3.0f} >50 {c['lag50']:>3.0f} mean {c['lag_sum'] / ticks:>5.2f} "
             f"| gc0 {c['gc0']:>4.0f} {c['gc0_ms']:>6.1f}ms gc1 {c['gc1']:>3.0f} "
-            f"{c['gc1_ms']:>6.1f}ms/{c['gc1_freed']:.0f} gc2 {c['gc2']:>2.0f} {c['gc2_ms']:>6.1f}ms "
+            f"{c['gc1_ms']:>6.1f}ms/{c['gc1_freed']:.0f} "
+            f"gc2 {c['gc2']:>2.0f} {c['gc2_ms']:>6.1f}ms "
             f"max {c['gc_max']:>6.1f}ms cpu2 {c['gc2_cpu']:>6.1f}ms\n"
         )
         if _TYPES and c["gc2"]:
@@ -71,10 +72,14 @@ class _Watch:
 
         kinds = Counter(type(o).__qualname__ for o in gc.get_objects(generation=2))
         top = ", ".join(f"{name} {n}" for name, n in kinds.most_common(12))
-        self.out.write(f"     gen2 {sum(kinds.values())} objects, frozen {gc.get_freeze_count()}: {top}\n")
+        frozen = gc.get_freeze_count()
+        self.out.write(f"     gen2 {sum(kinds.values())} objects, frozen {frozen}: {top}\n")
         sizes = sorted(
-            ((len(o), type(o).__qualname__) for o in gc.get_objects(generation=2)
-             if isinstance(o, (list, dict, tuple, set, frozenset)) and len(o) > 1000),
+            (
+                (len(o), type(o).__qualname__)
+                for o in gc.get_objects(generation=2)
+                if isinstance(o, (list, dict, tuple, set, frozenset)) and len(o) > 1000
+            ),
             reverse=True,
         )
         self.out.write(f"     gen2 large containers: {sizes[:12]}\n")

@@ -22,7 +22,8 @@ statistics and the automatic pipeline routes each count to the node of its keys'
 a sold-out refusal (``bench/profiles/11-*``, ``14-surge-soldout-*``), paid by every request of
 a crowd that is nowhere near its limits. So each process keeps its own view of every counter
 it touched: the weighted count Redis last reported (``known``) and the hits it admitted since
-(``pending``). A request whose every counter is below its limit in that view is admitted
+(``pending``), in arrays (``counter_views``: a counter is a number, not an object for every
+full collection of the garbage collector to walk). A request whose every counter is below its limit in that view is admitted
 without Redis, and the pending hits of all counters go to Redis together every
 ``SYNC_SECONDS`` (one script call, ``add_to_windows.lua``, the library's windows), which
 reports each counter's region-wide count back. A request the view would refuse, or whose
