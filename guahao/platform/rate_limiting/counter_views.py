@@ -1,6 +1,6 @@
-"""One process's view of every sliding-window counter it touched, in parallel arrays.
+"""One process's view of every sliding-window counter it touched, in parallel lists.
 
-A counter is a number; its view is the arrays' items at that number. Not an object a counter:
+A counter is a number; its view is the lists' items at that number. Not an object a counter:
 a release crowd leaves tens of thousands of counters in each worker (an account's, a device's
 and an address's for every citizen), and as objects (one each and a tuple per limit) they were
 two thirds of what every full collection of the garbage collector walks (42 000 counters and
@@ -8,9 +8,9 @@ two thirds of what every full collection of the garbage collector walks (42 000 
 collection; a crowd refused at its address limits makes more each second, an account's
 counters with its first request, and that brought a full collection into every paced row:
 the loop stood still for it and the paced p99 went over 100 ms; bench/README.md, "issue 15,
-branch tail3"). Numbers in arrays are no objects to the collector, and the strings and bytes
-of a list are not walked: however many counters a process keeps, a full collection walks the
-same two dozen containers.
+branch tail3"). Kept in lists, a counter's numbers, strings and bytes are no objects the
+collector tracks (it walks a list as one, looking at each item's type only): however many
+counters a process keeps, a full collection walks the same two dozen lists.
 
 The numbers of forgotten counters are used again (``release``, ``add``): only counters with
 no call of theirs on its way to Redis are released, so a reply never lands on a counter that
@@ -20,7 +20,6 @@ has since become another's.
 from __future__ import annotations
 
 import asyncio
-from array import array
 
 from guahao.platform.rate_limiting.packed_commands import bulk
 
@@ -36,8 +35,31 @@ before asking Redis again (the other processes may have counted meanwhile)."""
 
 
 class CounterViews:
-    """Every counter's view, one item of each array a counter (the attributes' docstrings
+    """Every counter's view, one item of each list a counter (the attributes' docstrings
     say what an item holds)."""
+
+    __slots__ = (
+        "_released",
+        "amount",
+        "current",
+        "deciding",
+        "exchanges",
+        "expiry",
+        "flying",
+        "heard",
+        "known",
+        "limit_name",
+        "packed_expiry",
+        "packed_hit",
+        "packed_keys",
+        "pending",
+        "placed",
+        "previous",
+        "refused_until",
+        "sending",
+        "sent",
+        "used",
+    )
 
     def __init__(self) -> None:
         self.limit_name: list[str] = []
@@ -46,9 +68,9 @@ class CounterViews:
         """The counter's current-window key in Redis."""
         self.previous: list[str] = []
         """The previous window's key (``current/-1``, the library's naming)."""
-        self.amount = array("q")
+        self.amount: list[int] = []
         """The hits the counter's limit item allows a window."""
-        self.expiry = array("q")
+        self.expiry: list[int] = []
         """The item's window in seconds (``RateLimitItem.get_expiry``), which the scripts
         take."""
         self.packed_keys: list[bytes] = []
@@ -58,35 +80,35 @@ class CounterViews:
         self.packed_hit: list[bytes] = []
         """``expiry`` and one hit, the arguments the sync sends most (a hit since the last
         one)."""
-        self.known = array("q")
+        self.known: list[int] = []
         """Its weighted count as Redis last reported it, this process's sent hits
         included."""
-        self.pending = array("q")
+        self.pending: list[int] = []
         """Hits this process admitted that Redis has not been told of."""
-        self.sent = array("q")
+        self.sent: list[int] = []
         """Hits this process admitted that are on their way to Redis (a sync's or a
         decision's call not answered yet): in no report yet, so the view counts them beside
         ``known``."""
-        self.deciding = array("q")
+        self.deciding: list[int] = []
         """Hits waiting for Redis's decision or on their way to it: each may be counted
         there already and is in no report yet, so the view counts them as admitted until
         their answers come."""
-        self.exchanges = array("q")
+        self.exchanges: list[int] = []
         """Calls to Redis that carried this counter (syncs and decisions), ever: a report is
         exact only if no other call of the counter's was sent while it was on its way."""
-        self.flying = array("q")
+        self.flying: list[int] = []
         """Those calls not answered yet: a report of a call sent beside another may miss
         that one's hits, so it may raise ``known``, never lower it."""
-        self.refused_until = array("d")
+        self.refused_until: list[float] = []
         """``time.monotonic()`` before which Redis's window has no room (set by a refusal,
         from the time its call was sent): the process refuses from memory until then, as
         Redis would (other processes' hits only add), with the same ``Retry-After``."""
-        self.heard = array("d")
+        self.heard: list[float] = []
         """``time.monotonic()`` of Redis's last report (0: never)."""
-        self.used = array("d")
+        self.used: list[float] = []
         """``time.monotonic()`` of the last report or decision of Redis's (for
         forgetting)."""
-        self.placed = array("d")
+        self.placed: list[float] = []
         """``time.monotonic()`` when its limit was last put at the end of the process's
         memory (``RequestLimiter._forget_idle``)."""
         self.sending: dict[int, asyncio.Future[None]] = {}
@@ -102,7 +124,7 @@ class CounterViews:
         """A new counter's number: its keys and limit set, nothing counted, heard never."""
         if self._released:
             number = self._released.pop()
-        else:  # one more item in every array, set below
+        else:  # one more item in every list, set below
             number = len(self.known)
             for names in (self.limit_name, self.current, self.previous):
                 names.append("")
@@ -127,7 +149,7 @@ class CounterViews:
         self.used[number] = self.placed[number] = now
         return number
 
-    def _counts(self) -> tuple[array[int], ...]:
+    def _counts(self) -> tuple[list[int], ...]:
         return (
             self.amount,
             self.expiry,
@@ -149,16 +171,22 @@ class CounterViews:
         """Whether a call carrying the counter is on its way to Redis or about to be."""
         return self.flying[number] > 0 or self.deciding[number] > 0
 
-    def admits_from_memory(self, number: int, now: float) -> bool:
-        """Below the limit in this view, and the view either fresh or without any hit of
-        this process still unheard by Redis (so one hit at most rides on a stale view).
-        Small limits (``EXACT_UP_TO`` a window or fewer: secrets guessed, codes sent,
-        sign-ins) are always Redis's to decide: one hit over them matters, and they are never
-        hot."""
-        amount = self.amount[number]
-        unheard = self.pending[number] + self.sent[number] + self.deciding[number]
-        return (
-            amount > EXACT_UP_TO
-            and self.known[number] + unheard < amount
-            and (now - self.heard[number] <= FRESH_SECONDS or unheard == 0)
-        )
+    def admit_from_memory(self, counters: list[int], now: float) -> bool:
+        """Whether every one of ``counters`` is below its limit in this view, its view either
+        fresh or without any hit of this process still unheard by Redis (so one hit at most
+        rides on a stale view). Small limits (``EXACT_UP_TO`` a window or fewer: secrets
+        guessed, codes sent, sign-ins) are always Redis's to decide: one hit over them
+        matters, and they are never hot. (One call for a request's counters, the lists
+        looked up once: the check runs for every request.)"""
+        amount, known, heard = self.amount, self.known, self.heard
+        pending, sent, deciding = self.pending, self.sent, self.deciding
+        for counter in counters:
+            limit = amount[counter]
+            unheard = pending[counter] + sent[counter] + deciding[counter]
+            if not (
+                limit > EXACT_UP_TO
+                and known[counter] + unheard < limit
+                and (now - heard[counter] <= FRESH_SECONDS or unheard == 0)
+            ):
+                return False
+        return True

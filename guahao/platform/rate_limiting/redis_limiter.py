@@ -18,26 +18,25 @@ On Redis Cluster (a ``redis+cluster://`` URL) the library's cluster storage read
 statistics and the automatic pipeline routes each count to the node of its keys' hash slot
 (the library tags both keys of a counter alike, ``prefix:{key}`` and ``prefix:{key}/-1``).
 
-**Counted here first, in Redis within 50 ms.** Even pipelined, that round trip was 12–15 % of
-a sold-out refusal (``bench/profiles/11-*``, ``14-surge-soldout-*``), paid by every request of
-a crowd that is nowhere near its limits. So each process keeps its own view of every counter
-it touched: the weighted count Redis last reported (``known``) and the hits it admitted since
-(``pending``), in arrays (``counter_views``: a counter is a number, not an object for every
-full collection of the garbage collector to walk). A request whose every counter is below its limit in that view is admitted
-without Redis, and the pending hits of all counters go to Redis together every
-``SYNC_SECONDS`` (one script call, ``add_to_windows.lua``, the library's windows), which
-reports each counter's region-wide count back. A request the view would refuse, or whose
-counter the process has not heard about from Redis for ``FRESH_SECONDS`` and has admitted
-another hit for already, takes the exact path: once any sync carrying its counters' hits is
-answered, one call a counter (``decide_in_window.lua``) adds the counter's pending hits,
-decides the hit as the library's script does and reads the window back, so a refusal's
+**Counted here first, in Redis within 50 ms.** Even pipelined, that round trip was 12–15 % of a
+sold-out refusal (``bench/profiles/11-*``, ``14-surge-soldout-*``), paid by every request of a
+crowd that is nowhere near its limits. So each process keeps its own view of every counter it
+touched: the weighted count Redis last reported (``known``) and the hits it admitted since
+(``pending``), in lists (``counter_views``: a counter is a number, not an object for every full
+collection of the garbage collector to walk). A request whose every counter is below its limit
+in that view is admitted without Redis, and the pending hits of all counters go to Redis
+together every ``SYNC_SECONDS`` (one script call, ``add_to_windows.lua``, the library's
+windows), which reports each counter's region-wide count back. A request the view would refuse,
+or whose counter the process has not heard about from Redis for ``FRESH_SECONDS`` and has
+admitted another hit for already, takes the exact path: once any sync carrying its counters'
+hits is answered, one call a counter (``decide_in_window.lua``) adds the counter's pending
+hits, decides the hit as the library's script does and reads the window back, so a refusal's
 ``Retry-After`` is Redis's, and the count it reports is the view's again: a counter whose
-window has room once more is admitted from memory at the next request (a crowd behind a
-carrier address near its limit is decided by Redis only while it is at the limit). A refusal
-also tells when the window frees a hit (the library's ``reset_time``): until then the
-process refuses that counter from memory, as Redis would (time only frees hits, other
-processes only add them), so a client hammering past its limit costs Redis one call a
-window's free hit, not one a request.
+window has room once more is admitted from memory at the next request (a crowd behind a carrier
+address near its limit is decided by Redis only while it is at the limit). A refusal also tells
+when the window frees a hit (the library's ``reset_time``): until then the process refuses that
+counter from memory, as Redis would (time only frees hits, other processes only add them), so a
+client hammering past its limit costs Redis one call a window's free hit, not one a request.
 
 What that means for a limit (docs/operations.md, "Rate limits with several workers"): within
 one process nothing changes (the view is exact). With N processes, a process learns of the
@@ -195,10 +194,7 @@ class RequestLimiter:
                 counters += kept
         views = self._views
         now = time.monotonic()
-        for counter in counters:
-            if not views.admits_from_memory(counter, now):
-                break
-        else:  # every counter admits: counted here, sent with the next sync
+        if views.admit_from_memory(counters, now):  # counted here, sent with the next sync
             pending, unsent = views.pending, self._unsent
             for counter in counters:
                 if not pending[counter]:
