@@ -111,9 +111,9 @@ class CounterViews:
         self.placed: list[float] = []
         """``time.monotonic()`` when its limit was last put at the end of the process's
         memory (``RequestLimiter._forget_idle``)."""
-        self.sending: dict[int, asyncio.Future[None]] = {}
-        """Counters whose hits a sync has on their way to Redis: done when they are
-        counted there."""
+        self.sending: list[asyncio.Future[None] | None] = []
+        """Done when the hits a sync has on their way to Redis are counted there (None: no
+        sync carries the counter's hits)."""
         self._released: list[int] = []
 
     def __len__(self) -> int:
@@ -134,6 +134,7 @@ class CounterViews:
                 counts.append(0)
             for times in (self.refused_until, self.heard, self.used, self.placed):
                 times.append(0.0)
+            self.sending.append(None)
         previous = f"{current}/-1"
         self.limit_name[number] = limit_name
         self.current[number] = current
@@ -146,6 +147,7 @@ class CounterViews:
         for counts in self._counts()[2:]:
             counts[number] = 0
         self.refused_until[number] = self.heard[number] = 0.0
+        self.sending[number] = None
         self.used[number] = self.placed[number] = now
         return number
 

@@ -218,7 +218,7 @@ class RequestLimiter:
             # the decision must see every hit already admitted, those of a sync on its way
             # too (calls on two connections reach Redis in either order)
             sending = views.sending
-            on_their_way = {sending[c] for c in counters if c in sending}
+            on_their_way = {sync for c in counters if (sync := sending[c]) is not None}
             if on_their_way:
                 await asyncio.wait(on_their_way)
             retries = await asyncio.gather(*(self._decide(c) for c in counters))
@@ -347,8 +347,8 @@ class RequestLimiter:
             for counter, amount in zip(due, amounts, strict=True):
                 flying[counter] -= 1
                 views.sent[counter] -= amount
-                if views.sending.get(counter) is sent:
-                    del views.sending[counter]
+                if views.sending[counter] is sent:
+                    views.sending[counter] = None
         heard = time.monotonic()
         known = views.known
         reports = zip(due, amounts, totals, sent_as, alone, strict=True)
