@@ -1,16 +1,16 @@
 """One process's view of every sliding-window counter it touched, in parallel lists.
 
-A counter is a number; its view is the lists' items at that number. Not an object a counter:
-a release crowd leaves tens of thousands of counters in each worker (an account's, a device's
-and an address's for every citizen), and as objects (one each and a tuple per limit) they were
-two thirds of what every full collection of the garbage collector walks (42 000 counters and
-24 000 tuples of the 90 000-110 000 objects of a worker's oldest generation, 40-110 ms of CPU a
-collection; a crowd refused at its address limits makes more each second, an account's
-counters with its first request, and that brought a full collection into every paced row:
-the loop stood still for it and the paced p99 went over 100 ms; bench/README.md, "issue 15,
-branch tail3"). Kept in lists, a counter's numbers, strings and bytes are no objects the
-collector tracks (it walks a list as one, looking at each item's type only): however many
-counters a process keeps, a full collection walks the same two dozen lists.
+A counter is a number; its view is the lists' items at that number. Not an object a counter: a
+release crowd leaves tens of thousands of counters in each worker (an account's, a device's and
+an address's for every citizen), and as objects (one each and a tuple per limit) they were two
+thirds of what every full collection of the garbage collector walks (42 000-59 000 counters and
+23 000-31 000 tuples of the 84 000-112 000 objects of a worker's oldest generation, 40-107 ms
+of CPU a collection; a crowd refused at its address limits makes more each second, an account's
+counters with its first request, and that brought about one full collection into each paced row: the
+loop stood still for it and the paced p99 went over 100 ms; bench/README.md, "issue 15, branch
+tail3"). Kept in lists, a counter's numbers, strings and bytes are no objects the collector
+tracks (it walks a list as one, looking at each item's type only): however many counters a
+process keeps, a full collection walks the same two dozen lists.
 
 The numbers of forgotten counters are used again (``release``, ``add``): only counters with
 no call of theirs on its way to Redis are released, so a reply never lands on a counter that
@@ -116,10 +116,6 @@ class CounterViews:
         sync carries the counter's hits)."""
         self._released: list[int] = []
 
-    def __len__(self) -> int:
-        """Counters in use (numbers released are not)."""
-        return len(self.known) - len(self._released)
-
     def add(self, limit_name: str, current: str, amount: int, expiry: int, now: float) -> int:
         """A new counter's number: its keys and limit set, nothing counted, heard never."""
         if self._released:
@@ -130,8 +126,8 @@ class CounterViews:
                 names.append("")
             for packed in (self.packed_keys, self.packed_expiry, self.packed_hit):
                 packed.append(b"")
-            for counts in self._counts():
-                counts.append(0)
+            for numbers in (self.amount, self.expiry, *self._tallies()):
+                numbers.append(0)
             for times in (self.refused_until, self.heard, self.used, self.placed):
                 times.append(0.0)
             self.sending.append(None)
@@ -144,17 +140,16 @@ class CounterViews:
         self.packed_keys[number] = bulk(previous) + bulk(current)
         self.packed_expiry[number] = bulk(expiry)
         self.packed_hit[number] = bulk(expiry) + bulk(1)
-        for counts in self._counts()[2:]:
-            counts[number] = 0
+        for tally in self._tallies():
+            tally[number] = 0
         self.refused_until[number] = self.heard[number] = 0.0
         self.sending[number] = None
         self.used[number] = self.placed[number] = now
         return number
 
-    def _counts(self) -> tuple[list[int], ...]:
+    def _tallies(self) -> tuple[list[int], ...]:
+        """The counts a counter starts from nothing."""
         return (
-            self.amount,
-            self.expiry,
             self.known,
             self.pending,
             self.sent,
