@@ -18,25 +18,25 @@ On Redis Cluster (a ``redis+cluster://`` URL) the library's cluster storage read
 statistics and the automatic pipeline routes each count to the node of its keys' hash slot
 (the library tags both keys of a counter alike, ``prefix:{key}`` and ``prefix:{key}/-1``).
 
-**Counted here first, in Redis within 50 ms.** Even pipelined, that round trip was 12–15 % of
-a sold-out refusal (``bench/profiles/11-*``, ``14-surge-soldout-*``), paid by every request of
-a crowd that is nowhere near its limits. So each process keeps its own view of every counter
-it touched: the weighted count Redis last reported (``known``) and the hits it admitted since
-(``pending``). A request whose every counter is below its limit in that view is admitted
-without Redis, and the pending hits of all counters go to Redis together every
-``SYNC_SECONDS`` (one script call, ``add_to_windows.lua``, the library's windows), which
-reports each counter's region-wide count back. A request the view would refuse, or whose
-counter the process has not heard about from Redis for ``FRESH_SECONDS`` and has admitted
-another hit for already, takes the exact path: once any sync carrying its counters' hits is
-answered, one call a counter (``decide_in_window.lua``) adds the counter's pending hits,
-decides the hit as the library's script does and reads the window back, so a refusal's
+**Counted here first, in Redis within 50 ms.** Even pipelined, that round trip was 12–15 % of a
+sold-out refusal (``bench/profiles/11-*``, ``14-surge-soldout-*``), paid by every request of a
+crowd that is nowhere near its limits. So each process keeps its own view of every counter it
+touched: the weighted count Redis last reported (``known``) and the hits it admitted since
+(``pending``), in lists (``counter_views``: a counter is a number, not an object for every full
+collection of the garbage collector to walk). A request whose every counter is below its limit
+in that view is admitted without Redis, and the pending hits of all counters go to Redis
+together every ``SYNC_SECONDS`` (one script call, ``add_to_windows.lua``, the library's
+windows), which reports each counter's region-wide count back. A request the view would refuse,
+or whose counter the process has not heard about from Redis for ``FRESH_SECONDS`` and has
+admitted another hit for already, takes the exact path: once any sync carrying its counters'
+hits is answered, one call a counter (``decide_in_window.lua``) adds the counter's pending
+hits, decides the hit as the library's script does and reads the window back, so a refusal's
 ``Retry-After`` is Redis's, and the count it reports is the view's again: a counter whose
-window has room once more is admitted from memory at the next request (a crowd behind a
-carrier address near its limit is decided by Redis only while it is at the limit). A refusal
-also tells when the window frees a hit (the library's ``reset_time``): until then the
-process refuses that counter from memory, as Redis would (time only frees hits, other
-processes only add them), so a client hammering past its limit costs Redis one call a
-window's free hit, not one a request.
+window has room once more is admitted from memory at the next request (a crowd behind a carrier
+address near its limit is decided by Redis only while it is at the limit). A refusal also tells
+when the window frees a hit (the library's ``reset_time``): until then the process refuses that
+counter from memory, as Redis would (time only frees hits, other processes only add them), so a
+client hammering past its limit costs Redis one call a window's free hit, not one a request.
 
 What that means for a limit (docs/operations.md, "Rate limits with several workers"): within
 one process nothing changes (the view is exact). With N processes, a process learns of the
@@ -54,7 +54,6 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from importlib.resources import files
 
 import redis.asyncio as aioredis
@@ -63,6 +62,7 @@ from limits import RateLimitItem, parse_many
 from guahao.platform.error_codes import refuse
 from guahao.platform.inventory.lua_scripts import LuaScript
 from guahao.platform.inventory.pipelining import AutoPipeline
+from guahao.platform.rate_limiting.counter_views import FRESH_SECONDS, CounterViews
 from guahao.platform.rate_limiting.packed_commands import bulk, evalsha_head
 from guahao.platform.redis_pools import (
     blocking_pool,
@@ -78,10 +78,6 @@ POOL_SIZE = 50
 SYNC_SECONDS = 0.05
 """How often a process sends the hits it admitted to Redis and reads the counts back: the
 longest a hit stays unknown to the other processes."""
-
-FRESH_SECONDS = 1.0
-"""A counter whose last word from Redis is older admits one more hit from memory at most
-before asking Redis again (the other processes may have counted meanwhile)."""
 
 FORGET_SECONDS = 60.0
 """Counters idle this long are forgotten, within as long again (a later hit starts from one
@@ -125,76 +121,6 @@ ADD_TO_WINDOWS = LuaScript(
 """Adds a process's admitted hits to the library's windows and reads the counts back."""
 
 
-EXACT_UP_TO = 20
-"""Limits of at most this many hits a window are decided by Redis's own script every time
-(the whole suite once saw a 5/minute limit pass one hit too many from memory under a burst)."""
-
-
-@dataclass(slots=True)
-class _Counter:
-    """One process's view of one sliding-window counter (a limit item for one identifier)."""
-
-    key: tuple[str, str, int, str]
-    """(limit name, spec, the item's index in the spec, identifier)"""
-    item: RateLimitItem
-    current: str
-    """The counter's current-window key in Redis."""
-    previous: str
-    """The previous window's key (``current/-1``, the library's naming)."""
-    expiry: int
-    """The item's window in seconds (``RateLimitItem.get_expiry``), which the scripts take."""
-    packed_keys: bytes
-    """``previous`` and ``current`` as the sync sends them (RESP, made once)."""
-    packed_expiry: bytes
-    """``expiry`` as the sync sends it."""
-    packed_hit: bytes
-    """``expiry`` and one hit, the arguments the sync sends most (a hit since the last one)."""
-    known: int = 0
-    """Its weighted count as Redis last reported it, this process's sent hits included."""
-    pending: int = 0
-    """Hits this process admitted that Redis has not been told of."""
-    refused_until: float = 0.0
-    """``time.monotonic()`` before which Redis's window has no room (set by a refusal, from
-    the time its call was sent): the process refuses from memory until then, as Redis would
-    (other processes' hits only add), with the same ``Retry-After``."""
-    sent: int = 0
-    """Hits this process admitted that are on their way to Redis (a sync's or a decision's
-    call not answered yet): in no report yet, so the view counts them beside ``known``."""
-    heard: float = 0.0
-    """``time.monotonic()`` of Redis's last report (0: never)."""
-    sending: asyncio.Future[None] | None = None
-    """Done when the hits a sync has on their way to Redis are counted there."""
-    used: float = 0.0
-    """``time.monotonic()`` of the last report or decision of Redis's (for forgetting)."""
-    placed: float = 0.0
-    """``time.monotonic()`` when its limit was last put at the end of the process's memory
-    (``RequestLimiter._forget_idle``)."""
-    exchanges: int = 0
-    """Calls to Redis that carried this counter (syncs and decisions), ever: a report is
-    exact only if no other call of the counter's was sent while it was on its way."""
-    flying: int = 0
-    """Those calls not answered yet: a report of a call sent beside another may miss that
-    one's hits, so it may raise ``known``, never lower it."""
-    deciding: int = 0
-    """Hits waiting for Redis's decision or on their way to it: each may be counted there
-    already and is in no report yet, so the view counts them as admitted until their answers
-    come."""
-
-    def admits_from_memory(self, now: float) -> bool:
-        """Below the limit in this view, and the view either fresh or without any hit of
-        this process still unheard by Redis (so one hit at most rides on a stale view).
-        Small limits (``EXACT_UP_TO`` a window or fewer: secrets guessed, codes sent, sign-ins)
-        are always Redis's to decide: one hit over them matters, and they are never hot."""
-        return (
-            self.item.amount > EXACT_UP_TO
-            and self.known + self.pending + self.sent + self.deciding < self.item.amount
-            and (
-                now - self.heard <= FRESH_SECONDS
-                or (self.pending == 0 and self.sent == 0 and self.deciding == 0)
-            )
-        )
-
-
 class RequestLimiter:
     """Checks and counts requests against named limits; refuses with ``RATE_LIMITED``.
 
@@ -204,12 +130,15 @@ class RequestLimiter:
         self._key_prefix = key_prefix
         self._url = redis_url
         self._parsed: dict[str, list[RateLimitItem]] = {}
-        # (limit name, spec, identifier) -> this process's view, a counter per item of the
-        # spec; in the order they were put at the end (``_forget_idle`` looks at the oldest)
-        self._counters: dict[tuple[str, str, str], tuple[_Counter, ...]] = {}
+        # this process's view of every counter it keeps (``counter_views``: a counter is a
+        # number there, not an object the garbage collector walks)
+        self._views = CounterViews()
+        # (limit name, spec, identifier) -> its counters' numbers, one per item of the spec;
+        # in the order they were put at the end (``_forget_idle`` looks at the oldest)
+        self._counters: dict[tuple[str, str, str], tuple[int, ...]] = {}
         # every counter with hits not yet sent (a sync must not walk every counter kept);
         # one listed twice, or with none left, is sent once or not at all
-        self._unsent: list[_Counter] = []
+        self._unsent: list[int] = []
         self._sync_timer: asyncio.TimerHandle | None = None
         self._syncs: set[asyncio.Task[None]] = set()
         # The windows are the ``limits`` library's (its keys and arithmetic, in this module's
@@ -255,7 +184,7 @@ class RequestLimiter:
         request and leaving a refused one uncounted, so a client hammering past its limit
         stays limited.
         """
-        counters: list[_Counter] = []
+        counters: list[int] = []
         known = self._counters
         for name, spec, ident in checks:
             if ident:
@@ -263,78 +192,81 @@ class RequestLimiter:
                 if kept is None:
                     kept = self._remember(name, spec, ident)
                 counters += kept
+        views = self._views
         now = time.monotonic()
-        for counter in counters:
-            if not counter.admits_from_memory(now):
-                break
-        else:  # every counter admits: counted here, sent with the next sync
-            unsent = self._unsent
+        if views.admit_from_memory(counters, now):  # counted here, sent with the next sync
+            pending, unsent = views.pending, self._unsent
             for counter in counters:
-                if not counter.pending:
+                if not pending[counter]:
                     unsent.append(counter)
-                counter.pending += 1
+                pending[counter] += 1
             if counters and self._sync_timer is None:
                 self._sync_timer = asyncio.get_running_loop().call_later(
                     SYNC_SECONDS, self._start_sync
                 )
             return
+        refused_until = views.refused_until
         for counter in counters:  # refused by Redis, its window without room yet
-            if counter.refused_until > now:
-                retry = _retry_after(counter.refused_until - now)
-                refuse("RATE_LIMITED", limit=counter.key[0], retry_after_seconds=retry)
+            if refused_until[counter] > now:
+                retry = _retry_after(refused_until[counter] - now)
+                refuse("RATE_LIMITED", limit=views.limit_name[counter], retry_after_seconds=retry)
+        deciding = views.deciding
         for counter in counters:
-            counter.deciding += 1
-            counter.used = now
+            deciding[counter] += 1
+            views.used[counter] = now
         try:
             # the decision must see every hit already admitted, those of a sync on its way
             # too (calls on two connections reach Redis in either order)
-            on_their_way = {c.sending for c in counters if c.sending is not None}
+            sending = views.sending
+            on_their_way = {sync for c in counters if (sync := sending[c]) is not None}
             if on_their_way:
                 await asyncio.wait(on_their_way)
             retries = await asyncio.gather(*(self._decide(c) for c in counters))
         finally:
             for counter in counters:
-                counter.deciding -= 1
+                deciding[counter] -= 1
         for counter, retry in zip(counters, retries, strict=True):
             if retry:
-                refuse("RATE_LIMITED", limit=counter.key[0], retry_after_seconds=retry)
+                refuse("RATE_LIMITED", limit=views.limit_name[counter], retry_after_seconds=retry)
 
-    async def _decide(self, counter: _Counter) -> int:
+    async def _decide(self, counter: int) -> int:
         """Redis's decision of one hit of ``counter``, its pending hits added first: 0 if
         admitted, else the seconds to wait. Redis's count becomes the view's (fresh, if no
         other call of the counter's was on its way meanwhile)."""
-        pending, counter.pending = counter.pending, 0
-        counter.sent += pending
-        counter.exchanges += 1
-        sent_as, alone = counter.exchanges, counter.flying == 0
-        counter.flying += 1
+        views = self._views
+        pending = views.pending[counter]
+        views.pending[counter] = 0
+        views.sent[counter] += pending
+        views.exchanges[counter] += 1
+        sent_as, alone = views.exchanges[counter], views.flying[counter] == 0
+        views.flying[counter] += 1
         asked = time.monotonic()
         try:
             reply = await self._pipeline.run(
                 DECIDE_IN_WINDOW,
-                [counter.previous, counter.current],
-                [counter.item.amount, counter.expiry, pending],
+                [views.previous[counter], views.current[counter]],
+                [views.amount[counter], views.expiry[counter], pending],
             )
         except BaseException:
             if pending:
-                counter.pending += pending
+                views.pending[counter] += pending
                 self._unsent.append(counter)
             raise
         finally:
-            counter.flying -= 1
-            counter.sent -= pending
+            views.flying[counter] -= 1
+            views.sent[counter] -= pending
         admitted, total = int(reply[0]), int(reply[1])
         heard = time.monotonic()
-        if alone and counter.exchanges == sent_as:
-            counter.known = total
-            counter.heard = heard
+        if alone and views.exchanges[counter] == sent_as:
+            views.known[counter] = total
+            views.heard[counter] = heard
         else:  # others' hits may be missing from ``total``; this call's are in the view
-            counter.known = max(counter.known + pending + admitted, total)
-        counter.used = heard
+            views.known[counter] = max(views.known[counter] + pending + admitted, total)
+        views.used[counter] = heard
         if admitted:
             return 0
-        reset_in = _reset_in(counter.expiry, *(int(value) for value in reply[2:6]))
-        counter.refused_until = max(counter.refused_until, asked + reset_in)
+        reset_in = _reset_in(views.expiry[counter], *(int(value) for value in reply[2:6]))
+        views.refused_until[counter] = max(views.refused_until[counter], asked + reset_in)
         return _retry_after(reset_in)
 
     async def sync(self) -> None:
@@ -343,29 +275,20 @@ class RequestLimiter:
         await self._send(unsent)
         self._forget_idle(time.monotonic())
 
-    def _remember(self, name: str, spec: str, ident: str) -> tuple[_Counter, ...]:
+    def _remember(self, name: str, spec: str, ident: str) -> tuple[int, ...]:
         """New counters for a limit of an identifier, one per item of the limit's spec."""
         now = time.monotonic()
-        counters = []
-        for index, item in enumerate(self._items(spec)):
-            current = f"{self._key_prefix}:{{{item.key_for(name, ident)}}}"
-            previous = f"{current}/-1"
-            expiry = item.get_expiry()
-            counters.append(
-                _Counter(
-                    (name, spec, index, ident),
-                    item,
-                    current,
-                    previous,
-                    expiry,
-                    bulk(previous) + bulk(current),
-                    bulk(expiry),
-                    bulk(expiry) + bulk(1),
-                    used=now,
-                    placed=now,
-                )
+        views = self._views
+        kept = self._counters[name, spec, ident] = tuple(
+            views.add(
+                name,
+                f"{self._key_prefix}:{{{item.key_for(name, ident)}}}",
+                item.amount,
+                item.get_expiry(),
+                now,
             )
-        kept = self._counters[name, spec, ident] = tuple(counters)
+            for item in self._items(spec)
+        )
         return kept
 
     def _start_sync(self) -> None:
@@ -384,70 +307,74 @@ class RequestLimiter:
                     SYNC_SECONDS, self._start_sync
                 )
 
-    async def _send(self, counters: Iterable[_Counter]) -> None:
+    async def _send(self, counters: Iterable[int]) -> None:
         """Add the pending hits of ``counters`` to Redis and take its counts as known (as
         fresh if no other call of the counter's was on its way meanwhile). The hits are taken
         off the counters before the await (another sync may run meanwhile; a counter listed
         twice is sent once), put back on failure."""
         sent = asyncio.get_running_loop().create_future()
+        views = self._views
+        pending, exchanges, flying = views.pending, views.exchanges, views.flying
         # each counter sent, with its hits, its calls counted with this one and whether
-        # another was on its way (parallel lists: a tuple per counter was a young object
-        # for the collector)
-        due: list[_Counter] = []
+        # another was on its way (parallel lists)
+        due: list[int] = []
         amounts: list[int] = []
         sent_as: list[int] = []
         alone: list[bool] = []
         for counter in counters:
-            if counter.pending:
+            amount = pending[counter]
+            if amount:
                 due.append(counter)
-                amounts.append(counter.pending)
-                counter.exchanges += 1
-                sent_as.append(counter.exchanges)
-                alone.append(counter.flying == 0)
-                counter.flying += 1
-                counter.sent += counter.pending
-                counter.pending = 0
-                counter.sending = sent
+                amounts.append(amount)
+                exchanges[counter] += 1
+                sent_as.append(exchanges[counter])
+                alone.append(flying[counter] == 0)
+                flying[counter] += 1
+                views.sent[counter] += amount
+                pending[counter] = 0
+                views.sending[counter] = sent
         if not due:
             return
         try:
             totals = await self._add_to_windows(due, amounts)
         except BaseException:
             for counter, amount in zip(due, amounts, strict=True):
-                counter.pending += amount
+                pending[counter] += amount
                 self._unsent.append(counter)
             raise
         finally:
             sent.set_result(None)
             for counter, amount in zip(due, amounts, strict=True):
-                counter.flying -= 1
-                counter.sent -= amount
-                if counter.sending is sent:
-                    counter.sending = None
+                flying[counter] -= 1
+                views.sent[counter] -= amount
+                if views.sending[counter] is sent:
+                    views.sending[counter] = None
         heard = time.monotonic()
+        known = views.known
         reports = zip(due, amounts, totals, sent_as, alone, strict=True)
         for counter, amount, total, number, was_alone in reports:
             # another call of the counter's on its way when the hits were sent, or sent
             # since, may or may not be in ``total``: the report may then raise the view
             # (which has this call's hits either way), never lower it
-            if not was_alone or counter.exchanges != number:
-                counter.known = max(counter.known + amount, total)
+            if not was_alone or exchanges[counter] != number:
+                known[counter] = max(known[counter] + amount, total)
                 continue
-            counter.known = total
-            counter.heard = heard
-            counter.used = heard
+            known[counter] = total
+            views.heard[counter] = heard
+            views.used[counter] = heard
 
-    async def _add_to_windows(self, due: list[_Counter], amounts: list[int]) -> list[int]:
+    async def _add_to_windows(self, due: list[int], amounts: list[int]) -> list[int]:
         """Redis's counts after adding ``amounts`` hits to the counters ``due``, the calls
         written from the counters' own RESP (``packed_commands``)."""
+        views = self._views
         if is_cluster_url(self._url):  # one call per counter, routed by its hash slot
             head = evalsha_head(ADD_TO_WINDOWS, 2, 2)
             calls = [
                 self._pipeline.run(
                     ADD_TO_WINDOWS,
-                    [c.previous, c.current],
-                    [c.expiry, amount],
-                    packed=head + c.packed_keys + _packed_args(c, amount),
+                    [views.previous[c], views.current[c]],
+                    [views.expiry[c], amount],
+                    packed=head + views.packed_keys[c] + _packed_args(views, c, amount),
                 )
                 for c, amount in zip(due, amounts, strict=True)
             ]
@@ -456,9 +383,9 @@ class RequestLimiter:
             for start in range(0, len(due), _SYNC_BATCH):
                 batch = due[start : start + _SYNC_BATCH]
                 head = evalsha_head(ADD_TO_WINDOWS, 2 * len(batch), 2 * len(batch))
-                keys = [c.packed_keys for c in batch]
+                keys = [views.packed_keys[c] for c in batch]
                 args = [
-                    _packed_args(c, amount)
+                    _packed_args(views, c, amount)
                     for c, amount in zip(batch, amounts[start : start + _SYNC_BATCH], strict=True)
                 ]
                 packed = b"".join([head, *keys, *args])
@@ -474,22 +401,25 @@ class RequestLimiter:
         limit to the end at each report of Redis's was a dictionary pop and insert per
         counter per sync, paid by every refusal of a release crowd (bench/profiles/
         refuse2-*). So only a limit put there ``FORGET_SECONDS`` ago or more is looked at
-        (or any, past ``LIMITS_KEPT``): used since (or with hits to send), it goes to the end
-        again, else it is forgotten. A crowd's limits come of age together, a minute after
+        (or any, past ``LIMITS_KEPT``): used since (or with hits to send, or a call to Redis
+        on its way), it goes to the end again, else it is forgotten and its counters'
+        numbers are free for others. A crowd's limits come of age together, a minute after
         the release: ``_LOOKED_AT_PER_SYNC`` are looked at a sync (past ``LIMITS_KEPT``, as
         many more as it is past, up to ``_LOOKED_AT_MOST``), in one walk, never from the
         dictionary's front again after each removal (40 000 at once stalled the loop for
         220 ms: the front's removed entries were scanned again at every step)."""
         memory = self._counters
+        views = self._views
+        pending, used, placed = views.pending, views.used, views.placed
         size = len(memory)  # as it will be once the limits looked at so far are forgotten
         share = min(_LOOKED_AT_MOST, _LOOKED_AT_PER_SYNC + max(0, size - LIMITS_KEPT))
-        looked: list[tuple[tuple[str, str, str], tuple[_Counter, ...], bool]] = []
+        looked: list[tuple[tuple[str, str, str], tuple[int, ...], bool]] = []
         for key, kept in memory.items():
             over = size > LIMITS_KEPT
-            if len(looked) >= share or (not over and now - kept[0].placed < FORGET_SECONDS):
+            if len(looked) >= share or (not over and now - placed[kept[0]] < FORGET_SECONDS):
                 break  # wait for the next sync, or the rest were put there later still
-            in_use = any(c.pending for c in kept) or any(
-                now - c.used < FORGET_SECONDS and (not over or c.used > c.placed) for c in kept
+            in_use = any(pending[c] or views.on_its_way(c) for c in kept) or any(
+                now - used[c] < FORGET_SECONDS and (not over or used[c] > placed[c]) for c in kept
             )
             size -= not in_use
             looked.append((key, kept, in_use))
@@ -497,8 +427,11 @@ class RequestLimiter:
             del memory[key]
             if in_use:
                 for counter in kept:
-                    counter.placed = now
+                    placed[counter] = now
                 memory[key] = kept
+            else:
+                for counter in kept:
+                    views.release(counter)
 
 
 def _reset_in(window: int, previous: int, previous_ms: int, current: int, current_ms: int) -> float:
@@ -530,6 +463,6 @@ def _retry_after(reset_in: float) -> int:
     return max(1, int(reset_in) + 1)
 
 
-def _packed_args(counter: _Counter, amount: int) -> bytes:
+def _packed_args(views: CounterViews, counter: int, amount: int) -> bytes:
     """A counter's arguments to ``add_to_windows.lua``: its window and the hits to add."""
-    return counter.packed_hit if amount == 1 else counter.packed_expiry + bulk(amount)
+    return views.packed_hit[counter] if amount == 1 else views.packed_expiry[counter] + bulk(amount)
