@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import msgspec
 
@@ -21,6 +21,7 @@ __all__ = [
     "GatewayOrder",
     "HeldUnit",
     "HisInventory",
+    "HoldAsked",
     "HoldGrant",
     "Inventory",
     "JobScheduler",
@@ -116,6 +117,17 @@ class HoldGrant(msgspec.Struct, frozen=True):
     replayed: bool = False
 
 
+class HoldAsked(NamedTuple):
+    """One hold of ``Inventory.hold_all``: ``hold``'s arguments."""
+
+    slot_id: str
+    hold_id: str
+    account_id: str
+    now_ms: int
+    ttl_ms: int
+    idempotency_key: str
+
+
 class Inventory(Protocol):
     """The hot slot pool. Every method is one atomic step on one slot.
 
@@ -161,6 +173,11 @@ class Inventory(Protocol):
         idempotency_key: str,
     ) -> HoldGrant:
         """Reserve one unit for ``account_id``; at most one unfinished hold per account."""
+        ...
+
+    async def hold_all(self, asked: Sequence[HoldAsked]) -> list[HoldGrant | Exception]:
+        """``hold`` for each of a loop turn's holds, awaited once for them all: each its grant
+        or its own error (a ``SlotNotLoadedError`` too), in the order asked."""
         ...
 
     def refuses_sold_out(self, slot_id: str, account_id: str, now_ms: int) -> bool:

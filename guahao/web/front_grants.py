@@ -31,7 +31,9 @@ framework, which answers them as before.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from inspect import getmro
 from typing import Any
 
@@ -39,7 +41,7 @@ import msgspec
 
 from guahao.platform.client_context import ClientContext
 from guahao.platform.errors import GuahaoError
-from guahao.platform.services.booking_service import BookingService
+from guahao.platform.services.booking_service import BookingService, HoldAsk, HoldOutcome
 from guahao.platform.services.queries import held_answer
 from guahao.web.errors import exception_handlers, refusal_answer
 
@@ -72,6 +74,20 @@ def _framed(status: int, content: Any, extra: Mapping[str, str], code: str | Non
     return status, _encoder.encode(content), [*headers, JSON, LENGTH_LATER], code
 
 
+@dataclass(slots=True)
+class _Asked:
+    """One request in a loop turn's batch, and the future its request awaits."""
+
+    ask: HoldAsk
+    accepted: bytes | None
+    answer: asyncio.Future[GrantAnswer]
+
+
+def _settle(answer: asyncio.Future[GrantAnswer], made: GrantAnswer) -> None:
+    if not answer.done():  # its client went away meanwhile: nobody to answer
+        answer.set_result(made)
+
+
 class FrontGrants:
     """The lean grant path (see the module docstring); one per app, held by ``FrontAnswers``.
 
@@ -92,6 +108,9 @@ class FrontGrants:
         self._handlers = handlers
         self.answered = 0
         """Holds answered here since the start (tests and the bench's report)."""
+        self._waiting: list[_Asked] = []
+        """The grants asked in this loop turn, for the batch that starts at its end."""
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def grant(
         self,
@@ -103,15 +122,38 @@ class FrontGrants:
         client: ClientContext,
         accepted: bytes | None,
     ) -> GrantAnswer:
-        """The holds route's answer to this request, made by the route's own call."""
+        """The holds route's answer to this request, made by the route's own service, with
+        the other grants asked in the same loop turn (``BookingService.grant_holds``)."""
         self.answered += 1
+        answer: asyncio.Future[GrantAnswer] = asyncio.get_running_loop().create_future()
+        if not self._waiting:  # the turn's first: its batch starts once the turn's others are in
+            task = asyncio.create_task(self._answer_turn(bookings), name="front-grants")
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
+        self._waiting.append(
+            _Asked(HoldAsk(account_id, slot_id, idempotency_key, client), accepted, answer)
+        )
+        return await answer
+
+    async def _answer_turn(self, bookings: BookingService) -> None:
+        """Grant the requests waiting and answer each, its refusal or fault its own."""
+        batch, self._waiting = self._waiting, []
         try:
-            outcome = await bookings.grant_hold(
-                account_id=account_id,
-                slot_id=slot_id,
-                idempotency_key=idempotency_key,
-                client=client,
-            )
+            outcomes = await bookings.grant_holds([asked.ask for asked in batch])
+            for asked, outcome in zip(batch, outcomes, strict=True):
+                _settle(asked.answer, self._answer(outcome, asked.accepted))
+        except Exception as exc:  # the batch itself failed: each the handler's answer for it
+            for asked in batch:
+                _settle(asked.answer, self._handled(exc))
+        finally:  # cancelled with the process: nobody may wait forever
+            for asked in batch:
+                asked.answer.cancel()
+
+    def _answer(self, outcome: HoldOutcome | Exception, accepted: bytes | None) -> GrantAnswer:
+        """A grant's 201, or the answer to its refusal or fault."""
+        try:
+            if isinstance(outcome, Exception):
+                raise outcome
             detail = held_answer(outcome.granted, outcome.facts)
         except GuahaoError as exc:
             return refused(exc)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn, cast
 
 import msgspec
@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from guahao.platform.error_codes import Refusal, error, refuse
+from guahao.platform.errors import GuahaoError
 from guahao.platform.inventory.hold_batches import (
     HOLD_BATCH,
     HoldBatcher,
@@ -41,6 +42,7 @@ from guahao.platform.inventory.sold_out_view import SoldOutView
 from guahao.platform.ports import (
     ConfirmedUnit,
     HeldUnit,
+    HoldAsked,
     HoldGrant,
     SlotCounts,
     SlotSnapshot,
@@ -322,9 +324,65 @@ class RedisInventory:
         caught at once was a tenth of the worker's time (bench/profiles/engine6-1-*). What
         keeps the question from being answered (bad input, a slot Redis does not know, Redis
         unavailable) is still raised."""
+        asked = HoldAsked(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
+        prepared = self._hold_request(asked)
+        if isinstance(prepared, Refusal):
+            return prepared
+        request, ticket = prepared
+        try:
+            reply = await self._holds.submit(request)
+        except UNAVAILABLE as exc:
+            raise error("INVENTORY_UNAVAILABLE", operation="hold") from exc
+        return await self._held(slot_id, request, reply, ticket)
+
+    async def hold_all(self, asked: Sequence[HoldAsked]) -> list[HoldGrant | Exception]:
+        if not self._claims_in_slot_script:  # a cluster claims each marker in a call of its own
+            holds = (self._hold_asked(one) for one in asked)
+            return cast("list[HoldGrant | Exception]", await _each(holds))
+        answers: dict[int, HoldGrant | Exception] = {}
+        sent: list[tuple[int, HoldRequest, tuple[int, int], asyncio.Future[Any]]] = []
+        for n, one in enumerate(asked):
+            try:
+                prepared = self._hold_request(one)
+            except GuahaoError as exc:
+                answers[n] = exc
+                continue
+            if isinstance(prepared, Refusal):
+                answers[n] = prepared.error()
+            else:
+                request, ticket = prepared
+                sent.append((n, request, ticket, self._holds.submit(request)))
+        await _all_done(reply for *_, reply in sent)
+        for n, request, ticket, reply in sent:
+            try:
+                failed = reply.exception()
+                if isinstance(failed, UNAVAILABLE):
+                    raise error("INVENTORY_UNAVAILABLE", operation="hold") from failed
+                if failed is not None:
+                    raise failed
+                held = await self._held(asked[n].slot_id, request, reply.result(), ticket)
+                answers[n] = held.error() if isinstance(held, Refusal) else held
+            except Exception as exc:
+                answers[n] = exc
+        return [answers[n] for n in range(len(asked))]
+
+    async def _hold_asked(self, asked: HoldAsked) -> HoldGrant:
+        return await self.hold(
+            asked.slot_id,
+            hold_id=asked.hold_id,
+            account_id=asked.account_id,
+            now_ms=asked.now_ms,
+            ttl_ms=asked.ttl_ms,
+            idempotency_key=asked.idempotency_key,
+        )
+
+    def _hold_request(self, asked: HoldAsked) -> tuple[HoldRequest, tuple[int, int]] | Refusal:
+        """The hold's ``hold_many`` request and the sold-out view's ticket, or the refusal this
+        process can make without a round trip."""
+        slot_id, hold_id, account_id, now_ms, ttl_ms = asked[:5]
         if ttl_ms <= 0:
             refuse("VALIDATION_FAILED", field="ttl_ms", reason="must be positive")
-        replay_key = self._keys.replay_record(slot_id, idempotency_key)
+        replay_key = self._keys.replay_record(slot_id, asked.idempotency_key)
         if self.sold_out.refuses(slot_id, account_id, now_ms) and replay_key not in self._granted:
             return Refusal(
                 "SLOT_SOLD_OUT", {"slot_id": slot_id, "hold_id": hold_id, "answered": "locally"}
@@ -339,8 +397,6 @@ class RedisInventory:
                 del self._refusals[slot_id]
         ticket = self.sold_out.ticket()
         expires_at_ms = now_ms + ttl_ms
-        marker = self._keys.account_marker(account_id)
-        family = self._keys.family(slot_id)
         # The slot decides first: at a release surge most attempts are refused (sold out, not
         # yet released), and a refusal then touches no marker. Only a grant claims the
         # account's marker: on one server in the same script; on a cluster, whose scripts
@@ -352,9 +408,9 @@ class RedisInventory:
         # as a call of its own would decide it.
         claims = self._claims_in_slot_script
         request = HoldRequest(
-            family,
+            self._keys.family(slot_id),
             replay_key,
-            marker if claims else None,
+            self._keys.account_marker(account_id) if claims else None,
             hold_id,
             account_id,
             now_ms,
@@ -362,10 +418,16 @@ class RedisInventory:
             _marker(slot_id, hold_id, expires_at_ms) if claims else "",
             ttl_ms + MARKER_GRACE_MS,
         )
-        try:
-            reply = await self._holds.submit(request)
-        except UNAVAILABLE as exc:
-            raise error("INVENTORY_UNAVAILABLE", operation="hold") from exc
+        return request, ticket
+
+    async def _held(
+        self, slot_id: str, request: HoldRequest, reply: Any, ticket: tuple[int, int]
+    ) -> HoldGrant | Refusal:
+        """The grant ``hold_many``'s ``reply`` to ``request`` makes, or its refusal."""
+        hold_id, account_id, now_ms = request.hold_id, request.account_id, request.now_ms
+        expires_at_ms = request.expires_at_ms
+        ttl_ms = expires_at_ms - now_ms
+        replay_key, family = request.replay_key, request.family
         outcome = _text(reply[0])
         if outcome == "FENCED":  # a rebuild holds the slot: wait for it, this hold alone
             reply = await self._hold_alone(request)
@@ -386,6 +448,7 @@ class RedisInventory:
             return _refusal(reply, slot_id, hold_id=hold_id)
         self.sold_out.taken(slot_id)  # the availability answers' counts moved
         if outcome == "REPLAYED" or not self._claims_in_slot_script:
+            marker = self._keys.account_marker(account_id)
             claim = await self._run(
                 ACCOUNT_SCRIPTS["account_claim"],
                 [marker],
@@ -802,3 +865,17 @@ def _check_state(state: SlotState) -> None:
             slot_id=state.slot_id,
             reason=f"booked + held + returning = {taken} exceeds capacity {state.capacity}",
         )
+
+
+async def _each(holds: Any) -> list[Any]:
+    """Each awaitable's result or exception, in order."""
+    return await asyncio.gather(*holds, return_exceptions=True)
+
+
+async def _all_done(futures: Iterable[asyncio.Future[Any]]) -> None:
+    """Wait until every future is done, without a callback each (``asyncio.wait``'s): the
+    replies of a loop turn's holds come in one packet, so the first wait is nearly always
+    the only one."""
+    for future in futures:
+        if not future.done():
+            await asyncio.wait([future])

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from sqlalchemy import bindparam, select
@@ -155,6 +156,27 @@ class BookingRecords:
         facts = self._p.slot_facts.get(slot_id)
         if facts is not None:
             return facts
+        return await asyncio.shield(self._loading(slot_id))
+
+    async def slot_facts_all(self, slot_ids: Sequence[str]) -> list[SlotFacts | Exception]:
+        """``slot_facts`` of each slot (a loop turn's grants), the misses read together and
+        awaited once: each its facts or its own error, in order."""
+        await self._p.slot_facts.refresh()
+        cached = self._p.slot_facts.get
+        found = [cached(slot_id) or self._loading(slot_id) for slot_id in slot_ids]
+        answers: list[SlotFacts | Exception] = []
+        for facts in found:
+            if isinstance(facts, asyncio.Future):
+                if not facts.done():  # not cancelled with this caller: others share it
+                    await asyncio.wait([facts])
+                failed = facts.exception()
+                answers.append(facts.result() if failed is None else cast("Exception", failed))
+            else:
+                answers.append(facts)
+        return answers
+
+    def _loading(self, slot_id: str) -> asyncio.Future[SlotFacts]:
+        """The read of a slot's facts the cache misses, shared by every caller meanwhile."""
         loading = self._facts_loading.get(slot_id)
         if loading is None:
             loading = asyncio.get_running_loop().create_future()
@@ -164,7 +186,7 @@ class BookingRecords:
                 self._facts_reader = asyncio.create_task(
                     self._read_wanted_facts(), name="slot-facts-reads"
                 )
-        return await asyncio.shield(loading)
+        return loading
 
     async def _read_wanted_facts(self) -> None:
         """Read the facts of the slots wanted, a batch per statement, until none is wanted.

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -52,6 +53,9 @@ MAX_BATCH = 200
 """The most grants one transaction carries: a release's burst is split into transactions of
 this size, so one statement's parameters stay far below every driver's limits."""
 
+Check = tuple[str, str, int]
+"""(slot id, hold id, the grant's now in ms): a hold the pool is asked about after the commit."""
+
 HELD_TOPIC = "booking.held"
 BOOKINGS = cast("Table", BookingRow.__table__)
 OUTBOX = cast("Table", OutboxRow.__table__)
@@ -68,7 +72,7 @@ class _Waiting:
     answered: asyncio.Future[bool] = field(repr=False)
     """Whether the pool vouched for the committed hold; the database's error if the row
     was not committed."""
-    check: tuple[str, str, int] | None = None
+    check: Check | None = None
     """(slot id, hold id, the grant's now in ms) for the pool's survival check, or None."""
 
 
@@ -96,7 +100,7 @@ class HoldCommits:
         payload: dict[str, Any],
         now: datetime,
         *,
-        check: tuple[str, str, int] | None = None,
+        check: Check | None = None,
     ) -> bool:
         """Write a granted hold's booking row (``booking``: its columns) and its
         ``booking.held`` event; returns once both are committed, with whether the pool
@@ -107,6 +111,26 @@ class HoldCommits:
         Raises ``IntegrityError`` when this row breaks a constraint, or the database's error
         when the transaction could not be written.
         """
+        return await self._queued(booking, payload, now, check)
+
+    async def record_all(
+        self, grants: Sequence[tuple[dict[str, Any], dict[str, Any], datetime, Check | None]]
+    ) -> list[bool | Exception]:
+        """``record`` for each of a loop turn's grants (``(booking, payload, now, check)``),
+        awaited once for them all: each its answer or its own error, in order."""
+        answers = [self._queued(*grant) for grant in grants]
+        for answer in answers:  # settled in the order queued: nearly always one wait
+            if not answer.done():
+                await asyncio.wait([answer])
+        return [_outcome(answer) for answer in answers]
+
+    def _queued(
+        self,
+        booking: dict[str, Any],
+        payload: dict[str, Any],
+        now: datetime,
+        check: Check | None,
+    ) -> asyncio.Future[bool]:
         waiting = _Waiting(
             booking,
             event_values(HELD_TOPIC, booking["id"], payload, now),
@@ -116,7 +140,7 @@ class HoldCommits:
         self._queue.append(waiting)
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_queue(), name="hold-commits")
-        return await waiting.answered
+        return waiting.answered
 
     async def _write_queue(self) -> None:
         """Write batches until nothing waits. Requests arriving during a transaction are
@@ -247,3 +271,13 @@ def _settle(waiting: _Waiting, outcome: BaseException | bool) -> None:
         answered.set_exception(outcome)
     else:  # cancelled before its transaction ended: whether it committed is unknown
         answered.cancel()
+
+
+def _outcome(answer: asyncio.Future[bool]) -> bool | Exception:
+    """A settled record's answer, or its error (a cancellation is raised)."""
+    failed = answer.exception()
+    if failed is None:
+        return answer.result()
+    if isinstance(failed, Exception):
+        return failed
+    raise failed
