@@ -134,6 +134,7 @@ class _Granting:
     now_ms: int = field(init=False)
     booking_id: str = field(default_factory=new_id)
     grant: HoldGrant | None = None
+    repeat: bool = False
     his: HisInventory | None = None
     outcome: HoldOutcome | Exception | None = None
     held: Booking | None = None
@@ -155,11 +156,11 @@ class _Granting:
         assert self.grant is not None
         return datetime.fromtimestamp(self.grant.expires_at_ms / 1000, self.now.tzinfo)
 
-    def repeat(self) -> bool:
-        """Another request's hold under this key (not this call's own resend of the script)."""
-        return (
-            self.grant is not None and self.grant.replayed and self.grant.hold_id != self.booking_id
-        )
+    def granted(self, grant: HoldGrant) -> None:
+        """The pool's grant; ``repeat``: it is another request's hold under this key (not
+        this call's own resend of the script)."""
+        self.grant = grant
+        self.repeat = grant.replayed and grant.hold_id != self.booking_id
 
     def booking(self) -> Booking:
         if self.held is not None:
@@ -273,7 +274,7 @@ class BookingService:
         alone: list[_Granting] = []
         for g, grant in zip(admitted, pooled, strict=True):
             if isinstance(grant, HoldGrant):
-                g.grant = grant
+                g.granted(grant)
                 g.his = await self._his_owning(g.facts)
                 (alone if grant.replayed or g.his is not None else together).append(g)
             elif isinstance(grant, GuahaoError) and grant.code in _HELD_ALONE:
@@ -383,24 +384,25 @@ class BookingService:
 
             try:
                 try:
-                    g.grant = await self._sync.with_slot_loaded(slot_id, attempt)
+                    g.granted(await self._sync.with_slot_loaded(slot_id, attempt))
                 except GuahaoError as exc:
                     if exc.code != "HOLD_ALREADY_ACTIVE" or not await self._stale_claim_cleared(
                         account_id, exc.detail, now, key=ask.idempotency_key, slot_id=slot_id
                     ):
                         raise
-                    g.grant = await self._sync.with_slot_loaded(slot_id, attempt)
+                    g.granted(await self._sync.with_slot_loaded(slot_id, attempt))
             except GuahaoError as exc:
                 self._refused(g, exc)
                 raise
             g.his = await self._his_owning(facts)
         grant = g.grant
+        assert grant is not None
         if grant.replayed:
             async with self._p.sessions() as session:
                 existing = await session.get(BookingRow, grant.hold_id)
                 if existing is not None:
                     granted = _as_granted(existing, g.expires_at())
-                    return HoldOutcome(to_domain(existing), granted, g.repeat(), facts)
+                    return HoldOutcome(to_domain(existing), granted, g.repeat, facts)
             g.booking_id = grant.hold_id  # the first attempt died before writing SQL
         his = g.his
         if his is not None:
@@ -439,7 +441,7 @@ class BookingService:
                 # A repeat of this request was answered our grant and recorded it first: the
                 # hold is ours and recorded, so it must not be given back.
                 granted = _as_granted(same, g.expires_at())
-                return HoldOutcome(to_domain(same), granted, g.repeat(), facts)
+                return HoldOutcome(to_domain(same), granted, g.repeat, facts)
             if not grant.replayed:
                 # Our own fresh hold cannot be recorded: give it back. A replayed grant is the
                 # first request's hold, which that request is recording right now.
@@ -467,7 +469,7 @@ class BookingService:
             await self.steps.expire(booking.id, force=True)
             await give_back_his()
             refuse("SLOT_SOLD_OUT", slot_id=slot_id, reason="hold_lost_with_redis")
-        return HoldOutcome(booking, booking, g.repeat(), facts)
+        return HoldOutcome(booking, booking, g.repeat, facts)
 
     async def _hold_survived(self, slot_id: str, hold_id: str, now_ms: int) -> bool:
         """Whether the pool still knows a hold now that its record is written.
