@@ -108,9 +108,11 @@ class FrontGrants:
         self._handlers = handlers
         self.answered = 0
         """Holds answered here since the start (tests and the bench's report)."""
+        self.batches = 0
+        """Batches granted here since the start (tests and the bench's report)."""
         self._waiting: list[_Asked] = []
         """The grants asked in this loop turn, for the batch that starts at its end."""
-        self._batches: set[asyncio.Task[None]] = set()
+        self._running: set[asyncio.Task[None]] = set()
 
     async def grant(
         self,
@@ -128,8 +130,8 @@ class FrontGrants:
         answer: asyncio.Future[GrantAnswer] = asyncio.get_running_loop().create_future()
         if not self._waiting:  # the turn's first: its batch starts once the turn's others are in
             task = asyncio.create_task(self._answer_turn(bookings), name="front-grants")
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
         self._waiting.append(
             _Asked(HoldAsk(account_id, slot_id, idempotency_key, client), accepted, answer)
         )
@@ -138,6 +140,7 @@ class FrontGrants:
     async def _answer_turn(self, bookings: BookingService) -> None:
         """Grant the requests waiting and answer each, its refusal or fault its own."""
         batch, self._waiting = self._waiting, []
+        self.batches += 1
         try:
             outcomes = await bookings.grant_holds([asked.ask for asked in batch])
             for asked, outcome in zip(batch, outcomes, strict=True):
