@@ -67,7 +67,7 @@ async def test_concurrent_grants_share_a_few_transactions_and_all_are_recorded(p
     await platform.bookings.slot_facts(slots[0])  # warm: the surge's reads are not the subject
     # the service's own writer (on PostgreSQL its statement goes to asyncpg directly, past
     # SQLAlchemy's cursor events)
-    commits: HoldCommits = platform.bookings._hold_commits
+    commits: HoldCommits = platform.bookings._grants._hold_commits
 
     results = await asyncio.gather(
         *(
