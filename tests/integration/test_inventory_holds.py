@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from guahao.platform.errors import GuahaoError
 from guahao.platform.inventory import RedisInventory
-from guahao.platform.ports import HoldGrant, SlotState, SlotStatus
+from guahao.platform.ports import HoldAsked, HoldGrant, SlotState, SlotStatus
 
 RELEASE = 1_780_000_000_000
 TTL = 15 * 60 * 1000
@@ -385,3 +385,40 @@ async def test_non_positive_ttl_is_invalid(inventory: RedisInventory) -> None:
         )
     )
     assert (err.code, err.detail["field"]) == ("VALIDATION_FAILED", "ttl_ms")
+
+
+async def test_holds_asked_together_are_each_decided_as_alone_in_the_order_asked(
+    inventory: RedisInventory,
+) -> None:
+    await slot(inventory, "one", capacity=1)
+    await slot(inventory, "two", capacity=3)
+    await slot(inventory, "three", capacity=1)
+    await hold(inventory, "two", account="a9", hold_id="first", key="same")
+    await hold(inventory, "two", account="a6", hold_id="before")
+
+    def asked(slot_id: str, account: str, hold_id: str, key: str = "") -> HoldAsked:
+        return HoldAsked(slot_id, hold_id, account, RELEASE, TTL, key or f"k-{hold_id}")
+
+    answers = await inventory.hold_all(
+        [
+            asked("one", "a1", "h1"),  # the last unit
+            asked("one", "a2", "h2"),  # asked after it: sold out
+            asked("never-loaded", "a3", "h3"),
+            asked("two", "a9", "again", key="same"),  # the key's first hold, replayed
+            asked("two", "a4", "h4"),
+            asked("three", "a6", "h5"),  # a6 holds on "two" already
+            asked("three", "a5", "h6")._replace(ttl_ms=0),  # refused before Redis
+        ]
+    )
+
+    assert [a.code if isinstance(a, GuahaoError) else a for a in answers] == [
+        HoldGrant(hold_id="h1", expires_at_ms=RELEASE + TTL),
+        "SLOT_SOLD_OUT",
+        "SLOT_NOT_LOADED",
+        HoldGrant(hold_id="first", expires_at_ms=RELEASE + TTL, replayed=True),
+        HoldGrant(hold_id="h4", expires_at_ms=RELEASE + TTL),
+        "HOLD_ALREADY_ACTIVE",
+        "VALIDATION_FAILED",
+    ]
+    counts = await inventory.counts(["one", "two", "three"], now_ms=RELEASE)
+    assert [counts[s].held for s in ("one", "two", "three")] == [1, 3, 0]

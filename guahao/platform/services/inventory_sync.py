@@ -296,7 +296,7 @@ def _merged(
     # When the quota cannot cover every live hold (a hold lost with Redis came back from
     # SQL after its unit was granted again), the holds Redis still has are kept first: a
     # hold its citizen may already have been told about is never dropped for one the pool
-    # had forgotten (whose hold path refuses it, see ``BookingService._hold_survived``).
+    # had forgotten (whose hold path refuses it, see ``HoldGrants._hold_survived``).
     holds.sort(key=lambda held: held.hold_id not in in_redis)
     status_name: SlotStatus = (
         "stopped"
