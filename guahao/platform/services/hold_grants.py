@@ -302,6 +302,9 @@ class HoldGrants:
             g.outcome = exc
 
     async def _hold_alone(self, g: _Granting) -> HoldOutcome:
+        """The pool asked again if it did not grant (the slot loaded from SQL first, or the
+        account's stale claim cleared), a repeat's record read, the HIS hold, the record:
+        every branch of a grant, for one request."""
         ask, facts, now = g.ask, g.facts, g.now
         account_id, slot_id = ask.account_id, ask.slot_id
         if g.grant is None:
