@@ -444,3 +444,9 @@ class RequestLimits(Protocol):
         """Count one request against every ``(limit name, spec, identifier)``; refuse with
         ``RATE_LIMITED`` if any is over. Checks with an empty identifier are skipped."""
         ...
+
+    def hit_from_memory(self, checks: Sequence[tuple[str, str, str]]) -> bool:
+        """``hit`` when the process can answer alone: True if admitted (counted),
+        ``RATE_LIMITED`` raised if refused, False when only the shared store can decide
+        (nothing counted: call ``hit``)."""
+        ...

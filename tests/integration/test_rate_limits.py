@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from guahao.bootstrap import Platform
 from guahao.platform.client_context import ClientContext
+from guahao.platform.errors import GuahaoError
+from guahao.platform.rate_limiting import RequestLimiter
+from guahao.platform.services.hold_grants import HoldAsk, HoldOutcome
 from guahao.platform.services.staff import StaffActor, StaffRole
 from tests.fixtures.platforms import assert_refused, hold, new_account, publish_clinic
 
@@ -107,3 +110,46 @@ async def test_registrations_from_one_address_are_limited(platform: Platform) ->
         platform.accounts.register(phone="13800000003", password="password-1", client=farm),
     )
     assert refused.detail["limit"] == "register:ip"
+
+
+async def test_a_batchs_limits_only_redis_can_decide_are_asked_together_not_in_turn(
+    platform: Platform,
+) -> None:
+    """A loop turn's grants (``grant_holds``) whose limits this process cannot decide alone
+    (here a small per-account limit, always Redis's to decide) ask Redis side by side: in
+    turn, a crowd near its limits would hold the whole batch for a round trip each."""
+    limiter = platform.ports.limiter
+    assert isinstance(limiter, RequestLimiter)
+    slots = await publish_clinic(platform)
+    await tighten(platform, hold_per_account="10/minute")
+    asked = [
+        HoldAsk(await new_account(platform), slots[n], f"k{n}", ClientContext()) for n in range(4)
+    ]
+    in_flight = most = 0
+    decide = limiter._decide
+
+    async def counted(counter: int) -> int:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            return await decide(counter)
+        finally:
+            in_flight -= 1
+
+    limiter._decide = counted  # type: ignore[method-assign]
+    outcomes = await platform.bookings.grant_holds(asked)
+    assert [type(o).__name__ for o in outcomes] == ["HoldOutcome"] * 4
+    assert most == 4  # each request's account counter, all four on their way at once
+    # a refusal by Redis among them is still only that request's
+    over = asked[0].account_id
+    for _ in range(9):  # with the batch's hit, ten: the account's window is full
+        await limiter.hit([("hold:account", "10/minute", over)])
+    again = [
+        HoldAsk(over, slots[4], "k-over", ClientContext()),
+        HoldAsk(await new_account(platform), slots[5], "k5", ClientContext()),
+    ]
+    refused, granted = await platform.bookings.grant_holds(again)
+    assert isinstance(refused, GuahaoError)
+    assert (refused.code, refused.detail["limit"]) == ("RATE_LIMITED", "hold:account")
+    assert isinstance(granted, HoldOutcome)

@@ -184,6 +184,19 @@ class RequestLimiter:
         request and leaving a refused one uncounted, so a client hammering past its limit
         stays limited.
         """
+        counters = self._counters_of(checks)
+        if not self._answered_from_memory(counters):
+            await self._decided_by_redis(counters)
+
+    def hit_from_memory(self, checks: Sequence[tuple[str, str, str]]) -> bool:
+        """``hit``, when this process can answer it alone: True if admitted (counted),
+        ``RATE_LIMITED`` raised while Redis's last refusal of a counter holds, False when
+        only Redis can decide (nothing counted: ``hit`` then asks it). A caller deciding many
+        requests at once (a loop turn's grants) asks Redis only for the False ones, and for
+        those together, rather than a round trip after another."""
+        return self._answered_from_memory(self._counters_of(checks))
+
+    def _counters_of(self, checks: Sequence[tuple[str, str, str]]) -> list[int]:
         counters: list[int] = []
         known = self._counters
         for name, spec, ident in checks:
@@ -192,6 +205,9 @@ class RequestLimiter:
                 if kept is None:
                     kept = self._remember(name, spec, ident)
                 counters += kept
+        return counters
+
+    def _answered_from_memory(self, counters: list[int]) -> bool:
         views = self._views
         now = time.monotonic()
         if views.admit_from_memory(counters, now):  # counted here, sent with the next sync
@@ -204,12 +220,17 @@ class RequestLimiter:
                 self._sync_timer = asyncio.get_running_loop().call_later(
                     SYNC_SECONDS, self._start_sync
                 )
-            return
+            return True
         refused_until = views.refused_until
         for counter in counters:  # refused by Redis, its window without room yet
             if refused_until[counter] > now:
                 retry = _retry_after(refused_until[counter] - now)
                 refuse("RATE_LIMITED", limit=views.limit_name[counter], retry_after_seconds=retry)
+        return False
+
+    async def _decided_by_redis(self, counters: list[int]) -> None:
+        views = self._views
+        now = time.monotonic()
         deciding = views.deciding
         for counter in counters:
             deciding[counter] += 1

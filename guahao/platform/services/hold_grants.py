@@ -229,24 +229,37 @@ class HoldGrants:
     async def _admit(self, granting: list[_Granting]) -> None:
         """Each request's key and rate limits, then the slots' facts: rate limits per
         account, device and address first, so a bot that hammers the release moment is
-        turned away before it costs the slot pool anything."""
-        limits = None
+        turned away before it costs the slot pool anything. The limits this process cannot
+        decide alone (a counter near its limit, or not heard from Redis lately) are asked of
+        Redis together, not a round trip after another: a crowd behind one carrier address
+        near its limit would otherwise hold the whole turn's grants for a round trip each."""
+        limiter = self._p.limiter
+        limits = (await self._rules.region()).rate_limits if limiter is not None else None
+        undecided: list[tuple[_Granting, list[tuple[str, str, str]]]] = []
         for g in granting:
             ask = g.ask
             try:
                 if not ask.idempotency_key or len(ask.idempotency_key) > 100:
                     refuse("VALIDATION_FAILED", field="idempotency_key")
-                if self._p.limiter is not None:
-                    limits = limits or (await self._rules.region()).rate_limits
-                    await self._p.limiter.hit(
-                        [
-                            ("hold:account", limits.hold_per_account, ask.account_id),
-                            ("hold:device", limits.hold_per_device, ask.client.device_hash),
-                            ("hold:ip", limits.hold_per_ip, ask.client.ip_hash),
-                        ]
-                    )
+                if limiter is not None and limits is not None:
+                    checks = [
+                        ("hold:account", limits.hold_per_account, ask.account_id),
+                        ("hold:device", limits.hold_per_device, ask.client.device_hash),
+                        ("hold:ip", limits.hold_per_ip, ask.client.ip_hash),
+                    ]
+                    if not limiter.hit_from_memory(checks):
+                        undecided.append((g, checks))
             except Exception as exc:
                 g.outcome = exc
+        if undecided and limiter is not None:
+            decided = await asyncio.gather(
+                *(limiter.hit(checks) for _, checks in undecided), return_exceptions=True
+            )
+            for (g, _), outcome in zip(undecided, decided, strict=True):
+                if isinstance(outcome, BaseException):
+                    if not isinstance(outcome, Exception):
+                        raise outcome
+                    g.outcome = outcome
         admitted = [g for g in granting if g.outcome is None]
         try:
             found = await self.records.slot_facts_all([g.ask.slot_id for g in admitted])
