@@ -272,6 +272,7 @@ class FrontAnswers:
             await self.app(scope, replaying(body, receive), send)
             return
         # a hold to grant: the lean path (guahao/web/front_grants.py), the route's answer
+        request_id = request_id_from(headers.get(b"x-request-id"))
         answer = await self.grants.grant(
             platform.bookings,
             account_id=account,
@@ -279,8 +280,9 @@ class FrontAnswers:
             idempotency_key=key.decode("latin-1"),
             client=context,
             accepted=headers.get(b"accept-encoding"),
+            request_id=request_id,
         )
-        await self._answer(scope, send, answer, HOLD_ROUTE, started, headers)
+        await self._answer(scope, send, answer, HOLD_ROUTE, started, headers, request_id)
 
     def _client(self, vault: PersonalDataVault, host: str, device: bytes) -> ClientContext:
         """``client_context`` of an address and a device, remembered: two keyed hashes per
@@ -336,11 +338,14 @@ class FrontAnswers:
         route: str,
         started: float,
         request: dict[bytes, bytes],
+        request_id: str | None = None,
     ) -> None:
         """Send one whole answer (status, body, headers, the refusal's code), then count and
-        log it as the telemetry middleware does (``request``: ``_headers``' reading)."""
+        log it as the telemetry middleware does (``request``: ``_headers``' reading;
+        ``request_id``: the id already given to the request, if any)."""
         status, body, headers, error_code = answer
-        request_id = request_id_from(request.get(b"x-request-id"))
+        if request_id is None:
+            request_id = request_id_from(request.get(b"x-request-id"))
         scope["state"]["request_id"] = request_id  # the server's log of lost connections
         headers[headers.index(LENGTH_LATER)] = (b"content-length", str(len(body)).encode())
         headers.append((b"x-request-id", request_id.encode()))

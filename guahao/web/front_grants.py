@@ -39,6 +39,7 @@ from inspect import getmro
 from typing import Any
 
 import msgspec
+import structlog
 
 from guahao.platform.client_context import ClientContext
 from guahao.platform.errors import GuahaoError
@@ -81,6 +82,7 @@ class _Asked:
 
     ask: HoldAsk
     accepted: bytes | None
+    request_id: str
     answer: asyncio.Future[GrantAnswer]
 
 
@@ -125,15 +127,19 @@ class FrontGrants:
         idempotency_key: str,
         client: ClientContext,
         accepted: bytes | None,
+        request_id: str,
     ) -> GrantAnswer:
         """The holds route's answer to this request, made by the route's own service, with
-        the other grants asked in the same loop turn (``BookingService.grant_holds``)."""
+        the other grants asked in the same loop turn (``BookingService.grant_holds``);
+        ``request_id`` goes on the log lines its fault's answer writes."""
         self.answered += 1
         answer: asyncio.Future[GrantAnswer] = asyncio.get_running_loop().create_future()
         if not self._waiting:  # the turn's first: the batch starts once the others are in
             asyncio.get_running_loop().call_soon(self._start, bookings)
         self._waiting.append(
-            _Asked(HoldAsk(account_id, slot_id, idempotency_key, client), accepted, answer)
+            _Asked(
+                HoldAsk(account_id, slot_id, idempotency_key, client), accepted, request_id, answer
+            )
         )
         return await answer
 
@@ -153,15 +159,15 @@ class FrontGrants:
         try:
             outcomes = await bookings.grant_holds([asked.ask for asked in batch])
             for asked, outcome in zip(batch, outcomes, strict=True):
-                _settle(asked.answer, self._answer(outcome, asked.accepted))
+                _settle(asked.answer, self._answer(outcome, asked))
         except Exception as exc:  # the batch itself failed: each the handler's answer for it
             for asked in batch:
-                _settle(asked.answer, self._handled(exc))
+                _settle(asked.answer, self._handled(exc, asked.request_id))
         finally:  # cancelled with the process: nobody may wait forever
             for asked in batch:
                 asked.answer.cancel()
 
-    def _answer(self, outcome: HoldOutcome | Exception, accepted: bytes | None) -> GrantAnswer:
+    def _answer(self, outcome: HoldOutcome | Exception, asked: _Asked) -> GrantAnswer:
         """A grant's 201, or the answer to its refusal or fault."""
         try:
             if isinstance(outcome, Exception):
@@ -170,23 +176,26 @@ class FrontGrants:
         except GuahaoError as exc:
             return refused(exc)
         except Exception as exc:  # an outage: the exception handler's answer, as the route's
-            return self._handled(exc)
+            return self._handled(exc, asked.request_id)
         body = _encoder.encode(detail)
         headers = [_REPLAYED] if outcome.replayed else []
         headers += [JSON, LENGTH_LATER]
+        accepted = asked.accepted
         if accepted is not None and b"gzip" in accepted and len(body) >= self._minimum_size:
             body = self._compress(body)
             headers += GZIPPED
         return 201, body, headers, None
 
-    def _handled(self, exc: Exception) -> GrantAnswer:
+    def _handled(self, exc: Exception, request_id: str) -> GrantAnswer:
         """What the app's exception handler for ``exc`` answers (the first class of its MRO
         in the table, as Litestar looks it up). The handlers other than ``GuahaoError``'s do
-        not read the request."""
+        not read the request; what they log carries the request's id, as on the framework's
+        path (the batch runs in a task of its own, outside every request's context)."""
         handler = next(
             (self._handlers[cls] for cls in getmro(type(exc)) if cls in self._handlers), None
         )
         if handler is None:  # the table ends with ``Exception``: never reached
             raise exc
-        response = handler(None, exc)
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            response = handler(None, exc)
         return _framed(response.status_code, response.content, response.headers, None)

@@ -13,13 +13,17 @@ alone, the granted holds recorded, and the refused one's unit back in the pool.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import uuid
 from typing import Any
 
 from guahao.bootstrap import Platform
 from guahao.platform.clock import to_epoch_ms
+from guahao.platform.persistence.database import create_engine, session_factory
 from guahao.web.app import create_app
+from guahao.web.request_logs import StandardLines
 from tests.e2e.support import Citizen
 from tests.e2e.test_front_answers import RELEASE_DAY, served
 from tests.e2e.test_front_grants import grants_of
@@ -134,3 +138,51 @@ async def test_a_refusal_or_fault_of_one_request_in_a_batch_is_never_anothers(
         )
         # the two granted holds stand; the refused row's unit went back to the pool
         assert [counts[s].held for s in (slots[0], slots[2], slots[3])] == [1, 1, 0]
+
+
+async def test_a_fault_answered_on_the_lean_path_is_logged_with_its_requests_id(
+    platform: Platform,
+) -> None:
+    """The batch runs in a task of its own, outside every request's context: the exception
+    handler's log line of a fault (here the database away) must still name the request it
+    answered, as on the framework's path."""
+    app = create_app(platform.settings, platform=platform)
+    slots = await publish_clinic(platform, clinic(units=2))
+    manual_clock(platform).set(at_local(RELEASE_DAY, 9))
+    lines = io.StringIO()
+    handler = logging.StreamHandler(lines)
+    handler.setFormatter(StandardLines())  # as `guahao serve` formats them
+    logging.getLogger("guahao.web.errors").addHandler(handler)
+    try:
+        async with served(app) as http:
+            citizens = [await Citizen.sign_up(http) for _ in range(2)]
+            answered = grants_of(app).answered
+            working = platform.ports.sessions
+            dead = create_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+            platform.ports.sessions = session_factory(dead)  # the database is away
+            try:
+                answers = await asyncio.gather(
+                    *(
+                        http.post(
+                            "/api/v1/holds",
+                            json={"slotId": slots[n]},
+                            headers={
+                                "authorization": f"Bearer {citizen.token}",
+                                "idempotency-key": f"k{n}",
+                                "x-request-id": f"edge-{n}",
+                            },
+                        )
+                        for n, citizen in enumerate(citizens)
+                    )
+                )
+            finally:
+                platform.ports.sessions = working
+                await dead.dispose()
+    finally:
+        logging.getLogger("guahao.web.errors").removeHandler(handler)
+    assert grants_of(app).answered == answered + 2  # the lean path answered both
+    assert [a.status_code for a in answers] == [503, 503]
+    assert [a.headers["x-request-id"] for a in answers] == ["edge-0", "edge-1"]
+    logged = [json.loads(line) for line in lines.getvalue().splitlines()]
+    faults = [line for line in logged if line["event"].startswith("dependency unavailable")]
+    assert sorted(str(line.get("request_id")) for line in faults) == ["edge-0", "edge-1"], logged
