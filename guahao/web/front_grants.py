@@ -153,16 +153,24 @@ class FrontGrants:
         task.add_done_callback(self._running.discard)
 
     async def _answer_turn(self, bookings: BookingService) -> None:
-        """Grant the requests waiting and answer each, its refusal or fault its own."""
+        """Grant the requests waiting and answer each as soon as its outcome is known (one
+        that goes on alone, an HIS's hold say, does not hold up the others), its refusal or
+        fault its own."""
         batch, self._waiting = self._waiting, []
         self.batches += 1
+
+        def answered(n: int, outcome: HoldOutcome | Exception) -> None:
+            _settle(batch[n].answer, self._answer(outcome, batch[n]))
+
         try:
-            outcomes = await bookings.grant_holds([asked.ask for asked in batch])
-            for asked, outcome in zip(batch, outcomes, strict=True):
-                _settle(asked.answer, self._answer(outcome, asked))
+            outcomes = await bookings.grant_holds([asked.ask for asked in batch], answered)
+            for n, outcome in enumerate(outcomes):
+                if not batch[n].answer.done():
+                    answered(n, outcome)
         except Exception as exc:  # the batch itself failed: each the handler's answer for it
             for asked in batch:
-                _settle(asked.answer, self._handled(exc, asked.request_id))
+                if not asked.answer.done():
+                    _settle(asked.answer, self._handled(exc, asked.request_id))
         finally:  # cancelled with the process: nobody may wait forever
             for asked in batch:
                 asked.answer.cancel()

@@ -5,11 +5,15 @@ a patient leaving and a cancellation give it back; other hospitals never reach t
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import httpx
 
 from guahao.hospital_connectors.simulator.store import HisStore
+from guahao.platform.client_context import ClientContext
+from guahao.platform.services.hold_grants import HoldAsk, HoldOutcome
 from tests.fixtures.his_simulator import SIM_HOSPITAL, sim_hospital
 from tests.fixtures.platforms import (
     assert_refused,
@@ -20,6 +24,7 @@ from tests.fixtures.platforms import (
     hold,
     manual_clock,
     new_account,
+    publish_clinic,
 )
 from tests.integration.test_hl7_mllp import first_slot
 
@@ -142,3 +147,40 @@ async def test_a_hospital_whose_platform_owns_the_inventory_never_reaches_the_hi
     await confirmed_booking(platform, slot_id)
     await platform.dispatcher.dispatch_pending()
     assert appointments(tmp_path) == {}
+
+
+async def test_a_slow_his_hold_in_a_batch_does_not_hold_up_the_others_answers(
+    platform, his_simulator
+):
+    """A loop turn's grants go as one batch; one whose hospital's HIS owns the unit goes on
+    alone (a call to the hospital's system), and the batch's other grants are answered as
+    soon as their own records are written, not when the HIS has answered."""
+    _, his_slot = await owning(platform, his_simulator)
+    his_hospital = (await platform.bookings.slot_facts(his_slot)).hospital_id
+    plain_slot = ""
+    for slot in await publish_clinic(platform):  # the HIS hospital's slots are listed too
+        if (await platform.bookings.slot_facts(slot)).hospital_id != his_hospital:
+            plain_slot = slot
+            break
+    his = platform.ports.his_inventory
+    hold_in_his = his.hold
+
+    async def slow_hold(hospital_id, slot_id, booking_id):
+        await asyncio.sleep(1.0)  # a hospital's system answering slowly
+        await hold_in_his(hospital_id, slot_id, booking_id)
+
+    his.hold = slow_hold
+    asked = [
+        HoldAsk(await new_account(platform), his_slot, "k-his", ClientContext()),
+        HoldAsk(await new_account(platform), plain_slot, "k-plain", ClientContext()),
+    ]
+    started = time.monotonic()
+    answered_after: dict[int, float] = {}
+
+    def answered(n, outcome):
+        assert isinstance(outcome, HoldOutcome), outcome
+        answered_after[n] = time.monotonic() - started
+
+    outcomes = await platform.bookings.grant_holds(asked, answered)
+    assert [type(o).__name__ for o in outcomes] == ["HoldOutcome", "HoldOutcome"]
+    assert answered_after[1] < 0.5 <= 1.0 <= answered_after[0]

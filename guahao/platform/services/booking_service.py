@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from redis.exceptions import RedisError
@@ -129,10 +129,15 @@ class BookingService:
             raise outcome
         return outcome
 
-    async def grant_holds(self, asked: Sequence[HoldAsk]) -> list[HoldOutcome | Exception]:
+    async def grant_holds(
+        self,
+        asked: Sequence[HoldAsk],
+        answered: Callable[[int, HoldOutcome | Exception], None] | None = None,
+    ) -> list[HoldOutcome | Exception]:
         """``grant_hold`` for each of a loop turn's requests, carried through together
-        (hold_grants.py): each its own outcome, in the order asked."""
-        return await self._grants.grant_all(asked)
+        (hold_grants.py): each its own outcome, in the order asked, and told to ``answered``
+        as soon as it is known."""
+        return await self._grants.grant_all(asked, answered)
 
     async def choose_patient(self, *, account_id: str, booking_id: str, patient_id: str) -> Booking:
         """选择就诊人: one of the account's own patients, admitted by the region's rules

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -101,6 +101,8 @@ class _Granting:
     outcome once it has one (its ``HoldOutcome``, or its own error)."""
 
     ask: HoldAsk
+    index: int
+    """Its place in the batch (``grant_all``'s ``answered`` names it so)."""
     facts: SlotFacts = field(init=False)
     now: datetime = field(init=False)
     now_ms: int = field(init=False)
@@ -191,7 +193,11 @@ class HoldGrants:
         self.steps = steps
         self._hold_commits = HoldCommits(ports)
 
-    async def grant_all(self, asked: Sequence[HoldAsk]) -> list[HoldOutcome | Exception]:
+    async def grant_all(
+        self,
+        asked: Sequence[HoldAsk],
+        answered: Callable[[int, HoldOutcome | Exception], None] | None = None,
+    ) -> list[HoldOutcome | Exception]:
         """``grant_hold`` for each of a loop turn's requests, carried through together: the
         limits and the facts in a loop, the pool's holds and the records each awaited once
         for them all. Each request gets its own outcome, its grant or its own error, in the
@@ -199,9 +205,13 @@ class HoldGrants:
 
         The plain grant (fresh, in the platform's own pool) goes the batch's way; a repeat, a
         hold the hospital's HIS must make too, a slot to load or a stale claim to clear go on
-        alone, as ``grant_hold`` always took them, meanwhile.
+        alone, as ``grant_hold`` always took them, meanwhile. ``answered`` is told each
+        request's outcome (by its place in ``asked``) as soon as that request's part is done:
+        the refusals once the pool has answered, the batch's grants once their group commit
+        is, so one that goes on alone (an HIS's hold is a call to a hospital's system) never
+        holds up the others' answers.
         """
-        granting = [_Granting(ask) for ask in asked]
+        granting = [_Granting(ask, n) for n, ask in enumerate(asked)]
         await self._admit(granting)
         admitted = [g for g in granting if g.outcome is None]
         pooled = await self._p.inventory.hold_all([g.hold_asked() for g in admitted])
@@ -216,14 +226,28 @@ class HoldGrants:
                 alone.append(g)  # held again alone: the slot loaded, or the stale claim cleared
             else:
                 self._refused(g, grant)
-        steps = [self._record_together(together), *(self._grant_alone(g) for g in alone)]
+
+        def tell(group: Sequence[_Granting]) -> None:
+            if answered is not None:
+                for g in group:
+                    answered(g.index, g.answered())
+
+        async def finished(step: Awaitable[None], group: Sequence[_Granting]) -> None:
+            await step
+            for g in group:
+                if isinstance(g.outcome, HoldOutcome):
+                    try:
+                        await self.records.schedule_expiry(g.outcome.granted.hold_expires_at)
+                    except Exception as exc:  # recorded, but the client is told to retry
+                        g.outcome = exc
+            tell(group)
+
+        tell([g for g in granting if g.outcome is not None])  # refused: nothing to wait for
+        steps = [
+            finished(self._record_together(together), together),
+            *(finished(self._grant_alone(g), [g]) for g in alone),
+        ]
         await (steps[0] if len(steps) == 1 else asyncio.gather(*steps))
-        for g in granting:
-            if isinstance(g.outcome, HoldOutcome):
-                try:
-                    await self.records.schedule_expiry(g.outcome.granted.hold_expires_at)
-                except Exception as exc:  # recorded, but the client is told to retry
-                    g.outcome = exc
         return [g.answered() for g in granting]
 
     async def _admit(self, granting: list[_Granting]) -> None:
