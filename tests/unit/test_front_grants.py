@@ -37,7 +37,7 @@ async def test_an_outage_is_answered_as_the_frameworks_exception_handler_answers
         answer = await client.post("/raise")
     status, body, headers, code = FrontGrants(
         minimum_size=GZIP_MINIMUM_SIZE, compress=compress
-    )._handled(outage)
+    )._handled(outage, "r-1")
 
     assert status == answer.status_code == 503
     assert code is None  # the hold outcome is the status, as through the route

@@ -59,7 +59,7 @@ async def test_an_attribute_error_is_an_outage_only_when_redis_py_raised_it(
         answer = await client.post("/raise")
     lean_status, _, lean_headers, _ = FrontGrants(
         minimum_size=GZIP_MINIMUM_SIZE, compress=compress
-    )._handled(raised)
+    )._handled(raised, "r-1")
 
     assert answer.status_code == lean_status == status
     assert answer.json()["code"] == code
