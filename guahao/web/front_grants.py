@@ -162,11 +162,8 @@ class FrontGrants:
         def answered(n: int, outcome: HoldOutcome | Exception) -> None:
             _settle(batch[n].answer, self._answer(outcome, batch[n]))
 
-        try:
-            outcomes = await bookings.grant_holds([asked.ask for asked in batch], answered)
-            for n, outcome in enumerate(outcomes):
-                if not batch[n].answer.done():
-                    answered(n, outcome)
+        try:  # every request is answered through ``answered``, as its outcome is known
+            await bookings.grant_holds([asked.ask for asked in batch], answered)
         except Exception as exc:  # the batch itself failed: each the handler's answer for it
             for asked in batch:
                 if not asked.answer.done():

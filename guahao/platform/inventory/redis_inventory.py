@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, NoReturn, cast
 
 import msgspec
@@ -286,7 +286,7 @@ class RedisInventory:
     async def unfence(self, slot_id: str, *, token: str) -> None:
         await self._run(SLOT_SCRIPTS["unfence"], self._keys.family(slot_id), [token])
 
-    async def hold(
+    def hold(
         self,
         slot_id: str,
         *,
@@ -295,20 +295,12 @@ class RedisInventory:
         now_ms: int,
         ttl_ms: int,
         idempotency_key: str,
-    ) -> HoldGrant:
-        answer = await self.hold_or_refusal(
-            slot_id,
-            hold_id=hold_id,
-            account_id=account_id,
-            now_ms=now_ms,
-            ttl_ms=ttl_ms,
-            idempotency_key=idempotency_key,
+    ) -> Coroutine[Any, Any, HoldGrant]:
+        return self._hold_asked(
+            HoldAsked(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
         )
-        if isinstance(answer, Refusal):
-            raise answer.error()
-        return answer
 
-    async def hold_or_refusal(
+    def hold_or_refusal(
         self,
         slot_id: str,
         *,
@@ -317,23 +309,17 @@ class RedisInventory:
         now_ms: int,
         ttl_ms: int,
         idempotency_key: str,
-    ) -> HoldGrant | Refusal:
+    ) -> Coroutine[Any, Any, HoldGrant | Refusal]:
         """``hold`` with the pool's answer returned whether it grants or refuses (sold out,
         not released, closed, held elsewhere, ...): at a release most attempts are refused,
         most from this worker's memory, and raising each refusal through the awaits to be
         caught at once was a tenth of the worker's time (bench/profiles/engine6-1-*). What
         keeps the question from being answered (bad input, a slot Redis does not know, Redis
-        unavailable) is still raised."""
-        asked = HoldAsked(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
-        prepared = self._hold_request(asked)
-        if isinstance(prepared, Refusal):
-            return prepared
-        request, ticket = prepared
-        try:
-            reply = await self._holds.submit(request)
-        except UNAVAILABLE as exc:
-            raise error("INVENTORY_UNAVAILABLE", operation="hold") from exc
-        return await self._held(slot_id, request, reply, ticket)
+        unavailable) is still raised. (Both return ``_answer``'s coroutine itself: no frame of
+        their own on the hold path.)"""
+        return self._answer(
+            HoldAsked(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
+        )
 
     async def hold_all(self, asked: Sequence[HoldAsked]) -> list[HoldGrant | Exception]:
         if not self._claims_in_slot_script:  # a cluster claims each marker in a call of its own
@@ -367,14 +353,23 @@ class RedisInventory:
         return [answers[n] for n in range(len(asked))]
 
     async def _hold_asked(self, asked: HoldAsked) -> HoldGrant:
-        return await self.hold(
-            asked.slot_id,
-            hold_id=asked.hold_id,
-            account_id=asked.account_id,
-            now_ms=asked.now_ms,
-            ttl_ms=asked.ttl_ms,
-            idempotency_key=asked.idempotency_key,
-        )
+        """``hold``: the answer, its refusal raised."""
+        answer = await self._answer(asked)
+        if isinstance(answer, Refusal):
+            raise answer.error()
+        return answer
+
+    async def _answer(self, asked: HoldAsked) -> HoldGrant | Refusal:
+        """One hold's grant or refusal, its call in this loop turn's ``hold_many`` batch."""
+        prepared = self._hold_request(asked)
+        if isinstance(prepared, Refusal):
+            return prepared
+        request, ticket = prepared
+        try:
+            reply = await self._holds.submit(request)
+        except UNAVAILABLE as exc:
+            raise error("INVENTORY_UNAVAILABLE", operation="hold") from exc
+        return await self._held(asked.slot_id, request, reply, ticket)
 
     def _hold_request(self, asked: HoldAsked) -> tuple[HoldRequest, tuple[int, int]] | Refusal:
         """The hold's ``hold_many`` request and the sold-out view's ticket, or the refusal this
