@@ -68,6 +68,10 @@ class Variant:
     """Indexes (by their real name) left out."""
     where: dict[str, str] = field(default_factory=dict)
     """Indexes (by their real name) made partial with this predicate."""
+    slot_and_session: bool = False
+    """The slot and session foreign keys as one: ``(slot_id, session_id)`` referencing the
+    slot's ``(id, session_id)`` (the session's existence then follows from the slot's own
+    foreign key)."""
     outbox: bool = True
     synchronous_commit: str | None = None
 
@@ -90,6 +94,14 @@ def _variants(booking_fks: list[str], indexes: list[str]) -> list[Variant]:
             "0014: - ix_bookings_account_id, ix_bookings_person_visit partial",
             drop_indexes=frozenset({"ix_bookings_account_id"}),
             where={"ix_bookings_person_visit": "person_id IS NOT NULL"},
+        )
+    )
+    out.append(
+        Variant(
+            "0014 and one foreign key (slot_id, session_id) for the two",
+            drop_indexes=frozenset({"ix_bookings_account_id"}),
+            where={"ix_bookings_person_visit": "person_id IS NOT NULL"},
+            slot_and_session=True,
         )
     )
     out.append(
@@ -137,14 +149,19 @@ class Copies:
             self.fks[r["column"]] = (r["parent"], "")
 
     async def make_parents(self) -> None:
-        for parent in sorted({p for p, _ in self.fks.values()}):
+        for parent in sorted({p for p, _ in self.fks.values()} - {"slots"}):
             await self.connection.execute(f"CREATE TABLE bp_{parent} (id VARCHAR(32) PRIMARY KEY)")
+        await self.connection.execute(
+            "CREATE TABLE bp_slots (id VARCHAR(32) PRIMARY KEY, session_id VARCHAR(32), "
+            "UNIQUE (id, session_id))"
+        )
         await self.connection.execute(
             "INSERT INTO bp_accounts SELECT md5(g::text) FROM generate_series(1, $1) g",
             ACCOUNTS,
         )
         await self.connection.execute(
-            "INSERT INTO bp_slots SELECT 'slot' || g FROM generate_series(1, $1) g", HOT_SLOTS
+            "INSERT INTO bp_slots SELECT 'slot' || g, 'session1' FROM generate_series(1, $1) g",
+            HOT_SLOTS,
         )
         await self.connection.execute("INSERT INTO bp_sessions VALUES ('session1')")
         await self.connection.execute("VACUUM ANALYZE")
@@ -164,8 +181,14 @@ class Copies:
                 if name in variant.where:
                     sql += f" WHERE {variant.where[name]}"
                 await self.connection.execute(sql)
+        together = {"slot_id", "session_id"} if variant.slot_and_session else set()
+        if together:
+            await self.connection.execute(
+                f"ALTER TABLE bookings_{suffix} ADD CONSTRAINT fk_{suffix}_slot_session "
+                "FOREIGN KEY (slot_id, session_id) REFERENCES bp_slots (id, session_id)"
+            )
         for column, (parent, _) in self.fks.items():
-            if column in variant.drop_fks:
+            if column in variant.drop_fks or column in together:
                 continue
             await self.connection.execute(
                 f"ALTER TABLE bookings_{suffix} ADD CONSTRAINT fk_{suffix}_{column} "

@@ -107,6 +107,11 @@ class Base(DeclarativeBase):
 
 ID = String(32)
 ACTIVE_WITH_PATIENT = "status IN ('patient_chosen', 'awaiting_payment', 'confirmed', 'checked_in')"
+CUTOFF_EVENTS = "topic = 'session.cutoff'"
+"""The only events read by their aggregate (the units a session's cut-off moved on-site, read
+by the supply and demand rollups' rebuild, with this very condition written into the
+statement): the outbox's aggregate index leaves every other event, a granted hold's
+``booking.held`` among them, out of it (migration 0014)."""
 WITH_PERSON = "person_id IS NOT NULL"
 """Bookings whose patient was chosen: a hold has no person yet, and every read by person names
 one (``person_id = ...``, which implies this), so the person's index leaves holds out
@@ -833,13 +838,21 @@ class OutboxRow(Base):
     """Events written in the same transaction as the change they describe."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "dispatched_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "dispatched_at", "id"),
+        Index(
+            "ix_outbox_aggregate_id",
+            "aggregate_id",
+            sqlite_where=text(CUTOFF_EVENTS),
+            postgresql_where=text(CUTOFF_EVENTS),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
     topic: Mapped[str] = mapped_column(String(64))
-    aggregate_id: Mapped[str] = mapped_column(String(64), index=True)
+    aggregate_id: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column()
     dispatched_at: Mapped[datetime | None] = mapped_column(default=None)
