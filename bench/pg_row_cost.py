@@ -29,6 +29,7 @@ import argparse
 import os
 import random
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -346,6 +347,7 @@ def main() -> None:
         uvloop.run(_measure(url, options))
     finally:
         local_postgres.stop(directory)
+        shutil.rmtree(directory, ignore_errors=True)  # a run leaves 1-3 GB of WAL and tables
 
 
 if __name__ == "__main__":
