@@ -114,6 +114,9 @@ class Row:
     the answers per second the row would give beside the ceiling if both had the same share
     of the cores. Less moved than ``ratio`` by other work taking cores during one of the two
     rows, though not immune (a contended core also costs more CPU per answer)."""
+    pg_cpu_ms: float = 0.0
+    """CPU time of the PostgreSQL cluster (the postmaster and every backend and helper it
+    started) per answered request: what each request cost the database sharing the cores."""
     per_worker: list[int] = field(default_factory=list)
     """Several workers: the connections each worker held halfway through the row (how
     evenly the kernel handed out the crowd's connections)."""
@@ -306,7 +309,8 @@ PROFILE: dict[str, Any] = {}
 """``--profile DIR``: the directory and the served platform's pid, set while it runs."""
 
 SERVED: dict[str, int] = {}
-"""The pid of the server each kind of row runs against (``platform``, ``ceiling``), for
+"""The pid of the server each kind of row runs against (``platform``, ``ceiling``; and
+``postgresql``, the cluster's postmaster, whose backends are its children), for
 the CPU it spends per request."""
 
 
@@ -399,6 +403,7 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
     ]
     served = SERVED.get(row.server)
     cpu_before = _cpu_seconds(served)
+    pg_before = _cpu_seconds(SERVED.get("postgresql"))
     wrk_before = _children_seconds()
     busy_before = _busy_seconds()
     started = time.monotonic()
@@ -411,6 +416,7 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
     stdout, stderr = driver.communicate()
     wall = time.monotonic() - started
     cpu_spent = _cpu_seconds(served) - cpu_before
+    pg_spent = _cpu_seconds(SERVED.get("postgresql")) - pg_before
     wrk_spent = _children_seconds() - wrk_before
     busy = _busy_seconds() - busy_before
     row.cores_server = cpu_spent / wall
@@ -430,6 +436,7 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
     row.p50_ms = result["p50_us"] / 1000
     row.p99_ms = result["p99_us"] / 1000
     row.cpu_ms = cpu_spent * 1000 / row.requests if row.requests else 0.0
+    row.pg_cpu_ms = pg_spent * 1000 / row.requests if row.requests else 0.0
     row.statuses = {str(k): v for k, v in result["statuses"].items()}
     row.socket_errors = sum(
         result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
@@ -559,6 +566,8 @@ def _print(rows: list[Row]) -> None:
         statuses = " ".join(f"{k}:{v}" for k, v in sorted(r.statuses.items()))
         if r.socket_errors:
             statuses += f" socket-errors:{r.socket_errors}"
+        if r.pg_cpu_ms >= 0.001:
+            statuses += f" pg-cpu-ms:{r.pg_cpu_ms:.3f}"
         if r.per_worker:
             statuses += " conns/worker:" + "+".join(str(n) for n in r.per_worker)
         cores = f"{r.cores_server:.2f}/{r.cores_wrk:.2f}/{r.cores_others:.2f}"
@@ -772,6 +781,7 @@ def main() -> None:
     redises: list[EmbeddedRedis] = []
     try:
         local_postgres.start(pg_dir)
+        SERVED["postgresql"] = int((pg_dir / "data" / "postmaster.pid").read_text().split()[0])
         pg_url = local_postgres.createdb(pg_dir, "guahao")
         row_lock_dsn = local_postgres.createdb(pg_dir, "rowlock").replace("+asyncpg", "", 1)
         redis = EmbeddedRedis(work / "redis-pg", port=_free_port())

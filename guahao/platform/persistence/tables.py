@@ -107,6 +107,15 @@ class Base(DeclarativeBase):
 
 ID = String(32)
 ACTIVE_WITH_PATIENT = "status IN ('patient_chosen', 'awaiting_payment', 'confirmed', 'checked_in')"
+CUTOFF_EVENTS = "topic = 'session.cutoff'"
+"""The only events read by their aggregate (the units a session's cut-off moved on-site, read
+by the supply and demand rollups' rebuild, with this very condition written into the
+statement): the outbox's aggregate index leaves every other event, a granted hold's
+``booking.held`` among them, out of it (migration 0014)."""
+WITH_PERSON = "person_id IS NOT NULL"
+"""Bookings whose patient was chosen: a hold has no person yet, and every read by person names
+one (``person_id = ...``, which implies this), so the person's index leaves holds out
+(migration 0014)."""
 
 
 class HospitalRow(Base):
@@ -348,14 +357,22 @@ class BookingRow(Base):
             postgresql_where=text(ACTIVE_WITH_PATIENT),
         ),
         Index("ix_bookings_status_deadline", "status", "hold_expires_at"),
-        Index("ix_bookings_person_visit", "person_id", "visit_date"),
+        Index(
+            "ix_bookings_person_visit",
+            "person_id",
+            "visit_date",
+            sqlite_where=text(WITH_PERSON),
+            postgresql_where=text(WITH_PERSON),
+        ),
         Index("ix_bookings_device_time", "device_hash", "created_at"),
         Index("ix_bookings_ip_time", "ip_hash", "created_at"),
         CheckConstraint("kind IN ('regular', 'waitlist', 'lottery', 'add_on')", name="kind_known"),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    """Read by ``(account_id, idempotency_key)``'s unique index, which leads with it (an index
+    of its own was one more btree insert a hold: dropped by migration 0014)."""
     slot_id: Mapped[str] = mapped_column(ForeignKey("slots.id"), index=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id"), index=True)
     patient_id: Mapped[str | None] = mapped_column(ForeignKey("patients.id"), default=None)
@@ -821,13 +838,21 @@ class OutboxRow(Base):
     """Events written in the same transaction as the change they describe."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "dispatched_at", "id"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "dispatched_at", "id"),
+        Index(
+            "ix_outbox_aggregate_id",
+            "aggregate_id",
+            sqlite_where=text(CUTOFF_EVENTS),
+            postgresql_where=text(CUTOFF_EVENTS),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
     topic: Mapped[str] = mapped_column(String(64))
-    aggregate_id: Mapped[str] = mapped_column(String(64), index=True)
+    aggregate_id: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = mapped_column()
     dispatched_at: Mapped[datetime | None] = mapped_column(default=None)

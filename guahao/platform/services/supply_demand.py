@@ -24,12 +24,13 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
-from sqlalchemy import case, delete, func, select, tuple_, update
+from sqlalchemy import case, delete, func, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guahao.platform.persistence.outbox import OutboxEvent
 from guahao.platform.persistence.tables import (
+    CUTOFF_EVENTS,
     AddOnUnitRow,
     BookingRow,
     DepartmentRow,
@@ -516,11 +517,12 @@ class SupplyDemandRollups:
                 t.online_released += online
                 minutes = int((ends_at - starts_at).total_seconds() // 60)
                 t.max_segment_minutes = max(t.max_segment_minutes, minutes)
-            # units moved on-site at the cut-off were opened online all the same
+            # units moved on-site at the cut-off were opened online all the same (the
+            # condition written out as the partial index's own, so every plan can use it)
             for aggregate_id, payload in (
                 await session.execute(
                     select(OutboxRow.aggregate_id, OutboxRow.payload).where(
-                        OutboxRow.topic == "session.cutoff", OutboxRow.aggregate_id.in_(chunk)
+                        text(CUTOFF_EVENTS), OutboxRow.aggregate_id.in_(chunk)
                     )
                 )
             ).all():
