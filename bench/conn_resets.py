@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.http_surge import _environment, _free_port, _load_average, _wait_http  # noqa: E402
+from bench.work_dirs import tidy  # noqa: E402
 from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from infra import local_postgres  # noqa: E402
 
@@ -259,6 +260,7 @@ def main() -> None:
             _stop(server)
         redis.stop()
         local_postgres.stop(pg_dir)
+        tidy(work)
     load_after = _load_average()
     print(f"\nload average before {load_before}, after {load_after}")
     print(f"{'row':32} {'server':7} {'requests':>9} {'failed':>7} {'seen by app':>11}  errors")

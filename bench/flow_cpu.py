@@ -234,6 +234,7 @@ def _seeded(citizens: int, sqlite: bool) -> Iterator[tuple[dict[str, str], dict[
     sys.path.insert(0, str(ROOT))
     from bench.flow_surge import _seed
     from bench.http_surge import _environment, _free_port
+    from bench.work_dirs import tidy
     from guahao.platform.embedded_redis import EmbeddedRedis
     from infra import local_postgres
 
@@ -255,6 +256,7 @@ def _seeded(citizens: int, sqlite: bool) -> Iterator[tuple[dict[str, str], dict[
         redis.stop()
         if not sqlite:
             local_postgres.stop(pg_dir)
+        tidy(work)
 
 
 def main() -> None:

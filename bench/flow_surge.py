@@ -51,6 +51,7 @@ from bench.http_surge import (  # noqa: E402
     _serve_platform,
     _stop,
 )
+from bench.work_dirs import tidy  # noqa: E402
 from guahao.bootstrap import open_platform  # noqa: E402
 from guahao.config import load_settings  # noqa: E402
 from guahao.platform.demo_region import build_demo_region  # noqa: E402
@@ -383,6 +384,7 @@ def main() -> None:
         if redis is not None:
             redis.stop()
         local_postgres.stop(pg_dir)
+        tidy(work)
 
 
 if __name__ == "__main__":

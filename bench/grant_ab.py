@@ -43,6 +43,7 @@ from bench.http_surge import (  # noqa: E402
     _stop,
     _wrk,
 )
+from bench.work_dirs import tidy  # noqa: E402
 from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from infra import local_postgres  # noqa: E402
 
@@ -134,6 +135,7 @@ def main() -> None:
             _stop(ceiling_server)
         redis.stop()
         local_postgres.stop(pg_dir)
+        tidy(work)
     for name in trees:
         mine = [r for r in results if r["tree"] == name]
         print(

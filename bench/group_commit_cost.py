@@ -36,6 +36,7 @@ from sqlalchemy import MetaData, insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.work_dirs import tidy
 from guahao.platform.persistence.database import (
     create_engine,
     session_factory,
@@ -152,6 +153,7 @@ def main() -> None:
         uvloop.run(_measure(url, options.rows, options.repeats))
     finally:
         local_postgres.stop(directory)
+        tidy(directory)
 
 
 if __name__ == "__main__":

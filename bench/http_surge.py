@@ -55,6 +55,7 @@ from limits import parse_many
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.work_dirs import tidy  # noqa: E402
 from guahao.bootstrap import open_platform  # noqa: E402
 from guahao.config import load_settings  # noqa: E402
 from guahao.platform.bookings import ACTIVE_STATUSES  # noqa: E402
@@ -1004,6 +1005,7 @@ def main() -> None:
         for redis_server in redises:
             redis_server.stop()
         local_postgres.stop(pg_dir)
+        tidy(work)
     load_after = _load_average()
     print(f"server logs in {work}")
     _print(rows)

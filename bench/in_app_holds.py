@@ -116,6 +116,7 @@ def seeded(prefix: str) -> Iterator[tuple[dict[str, str], Any]]:
     environment, ``http_surge.Target``). Both are stopped at the end."""
     sys.path.insert(0, str(ROOT))
     from bench.http_surge import _environment, _free_port, _seed
+    from bench.work_dirs import tidy
     from guahao.platform.embedded_redis import EmbeddedRedis
     from infra import local_postgres
 
@@ -132,3 +133,4 @@ def seeded(prefix: str) -> Iterator[tuple[dict[str, str], Any]]:
     finally:
         redis.stop()
         local_postgres.stop(pg_dir)
+        tidy(work)

@@ -18,6 +18,7 @@ import asyncio
 import gc
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
+        shutil.rmtree(work, ignore_errors=True)  # Redis's directory: nothing to keep
 
 
 if __name__ == "__main__":
