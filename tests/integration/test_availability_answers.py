@@ -23,10 +23,7 @@ from guahao.bootstrap import Platform, open_platform
 from guahao.platform.clock import ManualClock
 from guahao.platform.inventory import RedisInventory
 from guahao.platform.persistence.tables import DoctorRow
-from guahao.platform.services.availability_answers import (
-    ANSWER_MAX_AGE_SECONDS,
-    AvailabilityAnswers,
-)
+from guahao.platform.services.availability_answers import AvailabilityAnswers
 from tests.fixtures.platforms import (
     SESSION_DAY,
     START,
@@ -121,30 +118,6 @@ async def test_repeated_reads_are_answered_from_memory(platform):
     # the encoded answer is the service's own, byte for byte
     direct = await platform.queries.doctor_availability(doctor, start=FIRST, end=LAST)
     assert await answers.answer(doctor, start=FIRST, end=LAST) == msgspec.json.encode(direct)
-
-
-async def test_answers_read_together_run_out_spread_over_their_max_age_never_after(platform):
-    """Every answer is kept for half to all of the max age, each for its own share: answers read
-    in one moment (a worker's first second at a release) ran out in one moment again and were
-    all read again together, a tail for everyone reading then."""
-    slots = await publish_clinic(platform)
-    ticker = Ticker()
-    answers = await following(platform, ticker, slots)
-    doctor = await doctor_of(platform)
-    ranges = [(FIRST, LAST + timedelta(days=n)) for n in range(40)]
-    for start, end in ranges:
-        await answers.answer(doctor, start=start, end=end)
-    assert answers.reads == 40
-
-    def kept() -> int:
-        return sum(answers.remembered(doctor, start=s, end=e) is not None for s, e in ranges)
-
-    ticker.now += 0.49 * ANSWER_MAX_AGE_SECONDS
-    assert kept() == 40  # none before half of it
-    ticker.now += 0.26 * ANSWER_MAX_AGE_SECONDS
-    assert 0 < kept() < 40  # at three quarters, some and not all (all or none: 2 in 2**40)
-    ticker.now += 0.26 * ANSWER_MAX_AGE_SECONDS
-    assert kept() == 0  # none after it
 
 
 async def test_a_grant_in_another_instance_shows_at_once(platform, other_instance):

@@ -14,8 +14,7 @@ the encoded bytes per doctor and date range, and drops them when the answer can 
 - **at its instant**, by the platform's clock, for what changes with time alone: a release, a
   slot's start, a hold running out, a cancelled unit's return delay ending (the counts script
   names the first such instant of each slot);
-- **within ``ANSWER_MAX_AGE_SECONDS`` (10 s; each answer a random 5-10 s, so that answers read
-  together do not all run out together)** for a session newly published for the doctor
+- **within ``ANSWER_MAX_AGE_SECONDS`` (10 s)** for a session newly published for the doctor
   (its slots are new to the answer, and their announcements cannot be tied to the doctor
   without a read). Schedules are published hours or days before their release, so that bound
   costs nobody a unit.
@@ -31,7 +30,6 @@ answer read a moment before a grant can still show the unit, and the hold then r
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -48,10 +46,7 @@ __all__ = ["ANSWERS_SIZE", "ANSWER_MAX_AGE_SECONDS", "AvailabilityAnswers"]
 
 ANSWER_MAX_AGE_SECONDS = 10.0
 """How long an answer is kept at most: the bound for a session newly published for the
-doctor, the one change no message names. Each answer is kept for a random share of it, from
-half to all (``_lifetime``): answers read in one moment (every popular doctor in a worker's first
-second at a release) otherwise ran out in one moment again and were all read again together,
-the reads' p99 at 64 connections 58.6 ms against a p50 of 3.2 (bench/README.md, session 13)."""
+doctor, the one change no message names."""
 
 ANSWERS_SIZE = 20_000
 """Answers kept at most (doctor × date range); past it the least recently used goes."""
@@ -89,7 +84,6 @@ class AvailabilityAnswers:
         self._size = size
         self._max_age = max_age_seconds
         self._ticker = ticker
-        self._spread = random.Random()  # spreads expiries: nothing here to guess
         self._encoder = msgspec.json.Encoder()
         self._answers: OrderedDict[_Key, _Answer] = OrderedDict()
         self._keys_of_slot: dict[str, set[_Key]] = {}
@@ -142,7 +136,7 @@ class AvailabilityAnswers:
 
     async def _read(self, key: _Key) -> bytes:
         ticket = (self._epoch, self._heard)
-        fresh_until = self._ticker() + self._lifetime()
+        fresh_until = self._ticker() + self._max_age
         doctor_id, start, end = key
         self.reads += 1
         sessions, counts_change_at = await self._queries.doctor_availability_until(
@@ -159,10 +153,6 @@ class AvailabilityAnswers:
                 changes_at = counts_change_at
             self._keep(key, _Answer(body, fresh_until, changes_at, slot_ids))
         return body
-
-    def _lifetime(self) -> float:
-        """Between half and all of the max age, drawn for each answer (a spread, not a secret)."""
-        return self._max_age * (0.5 + 0.5 * self._spread.random())
 
     def _still_true(self, ticket: tuple[int, int], slot_ids: tuple[str, ...]) -> bool:
         epoch, heard = ticket
