@@ -5,9 +5,11 @@ Put this directory on ``PYTHONPATH`` and set ``GUAHAO_LOOP_WATCH`` to a director
 ``<dir>/<pid>.txt``: the event loop's lateness (a callback asked for every 5 ms: its worst
 delay and how many were 20 / 50 ms late), the garbage collector's pauses by generation, and
 the rate limiter's outcomes (hits, refusals, calls to Redis on the exact path and their round
-trips, syncs and theirs). Nothing in the platform imports it; it wraps the limiter's methods
-from outside, so the same file measures any tree whose limiter has them (session 11's and
-the code before tail2: ``_decide`` or ``_acquire``).
+trips, syncs and theirs). The lines start at the app's first call (its lifespan's start): a
+process serving only reads never asks the limiter, and wrote none when the limiter's first
+request started them. Nothing in the platform imports it; it wraps Litestar's and the
+limiter's methods from outside, so the same file measures any tree whose limiter has them
+(session 11's and the code before tail2: ``_decide`` or ``_acquire``).
 """
 
 from __future__ import annotations
@@ -137,7 +139,8 @@ class _WrapOnImport:
         self.watch = watch
 
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name != "guahao.platform.rate_limiting.redis_limiter":
+        wrap = _WRAPS.get(name)
+        if wrap is None:
             return None
         import importlib.machinery
 
@@ -149,13 +152,25 @@ class _WrapOnImport:
         class Loader(type(loader)):  # type: ignore[misc]
             def exec_module(self, module: Any) -> None:
                 loader.exec_module(module)
-                _wrap_limiter(watch, module.RequestLimiter)
+                wrap(watch, module)
 
         spec.loader = Loader(loader.name, loader.path)  # type: ignore[attr-defined]
         return spec
 
 
-def _wrap_limiter(watch: _Watch, limiter: Any) -> None:
+def _wrap_app(watch: _Watch, module: Any) -> None:
+    """Start the watch at the app's first call: the lifespan's start, before any request."""
+    call = module.Litestar.__call__
+
+    async def watched_call(self: Any, scope: Any, receive: Any, send: Any) -> None:
+        watch.start()
+        await call(self, scope, receive, send)
+
+    module.Litestar.__call__ = watched_call
+
+
+def _wrap_limiter(watch: _Watch, module: Any) -> None:
+    limiter = module.RequestLimiter
     hit = limiter.hit
 
     async def watched_hit(self: Any, checks: Any) -> None:
@@ -168,6 +183,22 @@ def _wrap_limiter(watch: _Watch, limiter: Any) -> None:
             raise
 
     limiter.hit = watched_hit  # type: ignore[method-assign]
+    from_memory = getattr(limiter, "hit_from_memory", None)
+    if from_memory is not None:  # the front's reads and a loop turn's grants ask this, not hit
+
+        def watched_from_memory(self: Any, checks: Any, _from_memory: Any = from_memory) -> bool:
+            watch.start()
+            try:
+                admitted: bool = _from_memory(self, checks)
+            except Exception:
+                watch.add("hits")
+                watch.add("refused")
+                raise
+            if admitted:  # False: only Redis decides, and the caller's hit counts it there
+                watch.add("hits")
+            return admitted
+
+        limiter.hit_from_memory = watched_from_memory  # type: ignore[method-assign]
     for name in ("_decide", "_acquire"):
         exact = getattr(limiter, name, None)
         if exact is None:
@@ -199,6 +230,8 @@ def _wrap_limiter(watch: _Watch, limiter: Any) -> None:
 
     limiter._send = watched_send  # type: ignore[method-assign]
 
+
+_WRAPS = {"litestar.app": _wrap_app, "guahao.platform.rate_limiting.redis_limiter": _wrap_limiter}
 
 if _DIR and "serve" in sys.argv:
     _WATCH = _Watch(_DIR)
