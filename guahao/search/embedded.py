@@ -260,7 +260,9 @@ class _Index:
         self.db.execute("PRAGMA cache_size = -262144")
         self.db.execute("PRAGMA mmap_size = 1073741824")
         self.db.execute("PRAGMA temp_store = MEMORY")
-        self.db.executescript(_SCHEMA)
+        # one transaction: a schema created whole or not at all, and one commit's syncs
+        # rather than one a statement (~4x faster to open a new index)
+        self.db.executescript(f"BEGIN;{_SCHEMA}COMMIT;")
         self.db.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
         )
