@@ -36,7 +36,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import http_surge  # noqa: E402
-from bench.http_surge import SERVED, Row, _free_port, _load_average, _median, _ratio, _stop  # noqa: E402
+from bench.http_surge import (  # noqa: E402
+    SERVED,
+    Row,
+    _cpu_seconds,
+    _free_port,
+    _load_average,
+    _median,
+    _ratio,
+    _stop,
+)
 from bench.work_dirs import tidy  # noqa: E402
 from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
 from infra import local_postgres  # noqa: E402
@@ -107,11 +116,6 @@ async def _check(dsn: str, redis_url: str, granted: dict[str, int]) -> dict[str,
     }
 
 
-def _cpu(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return times.user + times.system
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=6)
@@ -164,10 +168,12 @@ def main() -> None:
         first = 0
 
         def row(name: str, args: list[str], seconds: int) -> FloorRow:
-            redis_before = _cpu(redis_pid)
+            redis_before = _cpu_seconds(redis_pid)
             done = FloorRow(name, "floor", c)
             http_surge._wrk(done, url, args, seconds)
-            done.redis_cpu_ms = (_cpu(redis_pid) - redis_before) * 1000 / max(1, done.requests)
+            done.redis_cpu_ms = (
+                (_cpu_seconds(redis_pid) - redis_before) * 1000 / max(1, done.requests)
+            )
             return done
 
         for kind in ("redis", "pg"):  # warm-up: connections opened, the script loaded
