@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import msgspec
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from tenacity import (
     AsyncRetrying,
@@ -27,6 +26,7 @@ from guahao.hospital_connectors.canonical import Refusal
 from guahao.hospital_connectors.failures import PermanentError, RetryableError
 from guahao.hospital_connectors.fhir_mapping import decode_resources
 from guahao.hospital_connectors.fhir_resources import Appointment, Bundle, Patient
+from guahao.platform.oauth_client import AsyncOAuth2Client
 
 __all__ = ["FhirClient"]
 

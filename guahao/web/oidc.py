@@ -28,7 +28,6 @@ import httpx
 import msgspec
 from authlib.common.urls import add_params_to_uri
 from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.oauth2.rfc7523 import PrivateKeyJWT
 from authlib.oidc.core import CodeIDToken
 from joserfc import jwt
@@ -40,6 +39,7 @@ from guahao.config import Settings
 from guahao.platform.clock import Clock
 from guahao.platform.error_codes import refuse
 from guahao.platform.errors import GuahaoError
+from guahao.platform.oauth_client import AsyncOAuth2Client
 from guahao.platform.services.federated_identities import (
     FederatedIdentity,
     national_mobile_number,

@@ -72,6 +72,9 @@ def test_the_cli_process_writes_its_warnings_as_these_lines() -> None:
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
+    # every line is one of these: nothing printed beside them (Authlib's notice about httpx2
+    # was two plain lines at every start, guahao.platform.oauth_client)
+    assert [text for text in done.stderr.splitlines() if not text.startswith("{")] == []
     [line] = [text for text in done.stderr.splitlines() if text.startswith("{")]
     fields = json.loads(line)
     assert fields["event"] == "could not send to [phone]"
