@@ -269,6 +269,20 @@ async def publish_afternoon(platform: Platform) -> None:
     )
 
 
+async def answered_then_outdated(
+    platform: Platform,
+) -> tuple[list[str], Ticker, AvailabilityAnswers, str, bytes]:
+    """The clinic's doctor answered, then a session published for it: the answer kept is
+    now behind by what only its age bounds (the slots, ticker, answers, doctor and answer)."""
+    slots = await publish_clinic(platform)
+    ticker = Ticker()
+    answers = await following(platform, ticker, slots)
+    doctor = await doctor_of(platform)
+    old = await answers.answer(doctor, start=FIRST, end=LAST)
+    await publish_afternoon(platform)
+    return slots, ticker, answers, doctor, old
+
+
 def periods(body: bytes) -> list[str]:
     return [session["period"] for session in msgspec.json.decode(body)]
 
@@ -301,12 +315,7 @@ class PausedReads(QueryService):
 
 
 async def test_an_answer_late_in_its_life_is_read_again_once_while_it_is_still_served(platform):
-    slots = await publish_clinic(platform)
-    ticker = Ticker()
-    answers = await following(platform, ticker, slots)
-    doctor = await doctor_of(platform)
-    old = await answers.answer(doctor, start=FIRST, end=LAST)
-    await publish_afternoon(platform)
+    _slots, ticker, answers, doctor, old = await answered_then_outdated(platform)
     ticker.now += LATE
     served = [answers.remembered(doctor, start=FIRST, end=LAST) for _ in range(20)]
     served += await asyncio.gather(
@@ -363,12 +372,7 @@ async def test_a_refresh_whose_read_heard_of_a_grant_is_not_kept(platform, other
 async def test_a_failed_refresh_leaves_the_old_answer_until_its_max_age(
     platform, redis_url, caplog
 ):
-    slots = await publish_clinic(platform)
-    ticker = Ticker()
-    answers = await following(platform, ticker, slots)
-    doctor = await doctor_of(platform)
-    old = await answers.answer(doctor, start=FIRST, end=LAST)
-    await publish_afternoon(platform)
+    slots, ticker, answers, doctor, old = await answered_then_outdated(platform)
     # the pool's record of the first slot made unreadable (a key of another type): the
     # counts script fails on it, as a read would on a Redis in trouble; nothing announces it
     meta = KeyNames().family(slots[0])[0]
