@@ -19,13 +19,14 @@ the encoded bytes per doctor and date range, and drops them when the answer can 
   without a read). Schedules are published hours or days before their release, so that bound
   costs nobody a unit.
 
-An answer asked for in the last part of its life (from a point drawn for each answer between
-``REFRESH_AHEAD`` of the max age) is read again once in the background while the remembered
-one is still served: a popular doctor's readers never wait for its read, and the answers read
-in one moment (every doctor in a worker's first second at a release) are read again spread
-over that part instead of all running out, and all being read again while their readers wait,
-in one moment (the read rows' p99, bench/README.md, sessions 13 and 14). The refreshed answer
-counts its max age from its own read's start and is kept under the same ticket as any other.
+An answer asked for in the last part of its life (past a point drawn for each answer within
+``REFRESH_AHEAD``, shares of the max age) is read again once in the background while the
+remembered one is still served: a popular doctor's readers never wait for its read, and the
+answers read in one moment (every doctor in a worker's first second at a release) are read
+again spread over that part instead of all running out, and all being read again while their
+readers wait, in one moment (the read rows' p99, bench/README.md, sessions 13 and 14). The
+refreshed answer counts its max age from its own read's start and is kept under the same
+ticket as any other.
 
 A process that lost its subscription (starting, connection lost, Redis restarted) empties the
 cache and keeps nothing until it is subscribed again, as the sold-out view does, whose
