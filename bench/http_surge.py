@@ -650,6 +650,46 @@ def _paced_row(
     return _ratio(_wrk(row, url, [*args, str(pause_ms)], seconds), ceiling)
 
 
+def _read_rows(
+    name: str, url: str, paths: Path, ceiling: Row, options: argparse.Namespace
+) -> list[Row]:
+    """A read row (``name`` without its closing parenthesis); with ``--warm-up`` the same
+    requests first for that many seconds on the same server, reported as the cold row: the
+    measured row then starts with every answer remembered, as a release's crowd finds them
+    minutes in, where the cold row reads each first answer while its connections wait."""
+    rows: list[Row] = []
+    suffix = ")"
+    if options.warm_up:
+        rows.append(
+            _ratio(
+                _wrk(
+                    Row(
+                        f"{name}, cold: warm-up {options.warm_up} s)",
+                        "platform",
+                        options.connections,
+                    ),
+                    url,
+                    ["get", "-", str(paths), "0"],
+                    options.warm_up,
+                ),
+                ceiling,
+            )
+        )
+        suffix = ", warm)"
+    rows.append(
+        _ratio(
+            _wrk(
+                Row(name + suffix, "platform", options.connections),
+                url,
+                ["get", "-", str(paths), "0"],
+                options.seconds,
+            ),
+            ceiling,
+        )
+    )
+    return rows
+
+
 def _row_lock_rows(
     options: argparse.Namespace,
     pg: Target,
@@ -752,6 +792,15 @@ def main() -> None:
         help="the 64-connection sold-out row by the 20 000 sold-out accounts only, after "
         "SECONDS of the same requests unrecorded: a crowd whose tokens each worker has "
         "already verified, retrying (0: every account in turn, each token new)",
+    )
+    parser.add_argument(
+        "--warm-up",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="each read row (availability, search) first driven SECONDS on the same server "
+        "and reported as its cold row, then measured warm (0: the read rows cold only, as "
+        "tables before session 14)",
     )
     parser.add_argument(
         "--repeats",
@@ -889,29 +938,11 @@ def main() -> None:
                 # the paced row offers a share of what this row answered (the median pair)
                 sold_out = sorted(pairs, key=lambda r: r.per_s)[len(pairs) // 2]
             if "availability" in options.only:
-                rows.append(
-                    _ratio(
-                        _wrk(
-                            Row(f"availability reads ({label})", "platform", c),
-                            url,
-                            ["get", "-", str(pg.availability), "0"],
-                            seconds,
-                        ),
-                        ceiling,
-                    )
+                rows += _read_rows(
+                    f"availability reads ({label}", url, pg.availability, ceiling, options
                 )
             if "search" in options.only:
-                rows.append(
-                    _ratio(
-                        _wrk(
-                            Row(f"search reads ({label})", "platform", c),
-                            url,
-                            ["get", "-", str(pg.searches), "0"],
-                            seconds,
-                        ),
-                        ceiling,
-                    )
-                )
+                rows += _read_rows(f"search reads ({label}", url, pg.searches, ceiling, options)
             if "granted" in options.only:
                 first = SOLD_OUT_ACCOUNTS + (workers - 1) * GRANT_ACCOUNTS // 2
                 granted = _ratio(

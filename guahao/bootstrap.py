@@ -303,6 +303,7 @@ async def open_platform(
     search: SearchService | None = None
     ports: Ports | None = None
     inventory: RedisInventory | None = None
+    availability_answers: AvailabilityAnswers | None = None
     try:
         if migrate:
             await upgrade_async(database_url)
@@ -465,6 +466,7 @@ async def open_platform(
         reconciliation = PaymentReconciliation(ports, bookings.payments)
         pool_recovery = PoolRecovery(client, sync)
         queries = QueryService(ports)
+        availability_answers = AvailabilityAnswers(queries, inventory.sold_out, ports.clock)
         platform = Platform(
             settings=settings,
             ports=ports,
@@ -527,7 +529,7 @@ async def open_platform(
             payment_reconciliation=reconciliation,
             hospital_console=HospitalConsole(ports, filings),
             department_policies=DepartmentPolicies(ports, sync, rules),
-            availability_answers=AvailabilityAnswers(queries, inventory.sold_out, ports.clock),
+            availability_answers=availability_answers,
         )
         if settings.hl7_mllp_port >= 0:
             await connectors.start_mllp(
@@ -544,6 +546,8 @@ async def open_platform(
             await platform.start_worker()
         yield platform
     finally:
+        if availability_answers is not None:  # its refreshes read through the engine and Redis
+            await availability_answers.close()
         if inventory is not None:
             await inventory.stop_following()
         if calibration is not None:

@@ -4,14 +4,16 @@ The promise (docs/api.md): whatever any process does to a slot (a grant, a unit 
 session stopped) shows at once in every process; what changes with time alone (a hold running
 out, a slot's start) shows at its instant; a process that lost the pool's channel forgets every
 answer. Each test reads through ``AvailabilityAnswers`` with a ticker of its own that stands
-still, so "at once" cannot be the answer's age running out.
+still, so "at once" cannot be the answer's age running out; the refresh tests move it into the
+last part of an answer's life, where the first reader starts one read ahead of the expiry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import msgspec
@@ -21,12 +23,20 @@ from sqlalchemy import select
 
 from guahao.bootstrap import Platform, open_platform
 from guahao.platform.clock import ManualClock
+from guahao.platform.hospitals import Period
 from guahao.platform.inventory import RedisInventory
+from guahao.platform.inventory.slot_keys import KeyNames
 from guahao.platform.persistence.tables import DoctorRow
-from guahao.platform.services.availability_answers import AvailabilityAnswers
+from guahao.platform.services.availability_answers import (
+    ANSWER_MAX_AGE_SECONDS,
+    REFRESH_AHEAD,
+    AvailabilityAnswers,
+)
+from guahao.platform.services.queries import QueryService, SessionAvailability
 from tests.fixtures.platforms import (
     SESSION_DAY,
     START,
+    clinic,
     hold,
     manual_clock,
     new_account,
@@ -55,13 +65,18 @@ def view_of(platform: Platform) -> RedisInventory:
     return inventory
 
 
-async def following(platform: Platform, ticker: Ticker, slots: list[str]) -> AvailabilityAnswers:
+async def following(
+    platform: Platform, ticker: Ticker, slots: list[str], queries: QueryService | None = None
+) -> AvailabilityAnswers:
     """Answers of ``platform``'s process, once it is subscribed. Publishing ``slots``
     announced nothing (a slot new to Redis has nothing remembered anywhere to drop:
     ``RedisInventory.load_missing``), so no late announcement can drop the first answer and
     make a later test pass for the wrong reason."""
     answers = AvailabilityAnswers(
-        platform.queries, view_of(platform).sold_out, platform.ports.clock, ticker=ticker
+        queries or platform.queries,
+        view_of(platform).sold_out,
+        platform.ports.clock,
+        ticker=ticker,
     )
     async with asyncio.timeout(5):
         await view_of(platform).sold_out.subscribed()
@@ -237,3 +252,170 @@ async def test_a_lost_subscription_empties_the_cache(platform, redis_url):
     await shown(answers, doctor)  # read afresh from the pool, and kept again
     assert answers.reads == 2
     assert len(answers) == 1
+
+
+LATE = ANSWER_MAX_AGE_SECONDS * (REFRESH_AHEAD[1] + 1.0) / 2
+"""An age past every answer's refresh point and short of the max age."""
+
+
+async def publish_afternoon(platform: Platform) -> None:
+    """A second session for the clinic's doctor in the week: new slots, which nothing
+    announces (the one change an answer learns of only by its age)."""
+    spec = clinic()
+    afternoon = msgspec.structs.replace(spec.roster[0], period=Period.AFTERNOON)
+    spec = msgspec.structs.replace(spec, roster=(afternoon,))
+    await platform.supply.publish_sessions(
+        platform.supply.sessions_from_roster(spec, [SESSION_DAY])
+    )
+
+
+async def answered_then_outdated(
+    platform: Platform,
+) -> tuple[list[str], Ticker, AvailabilityAnswers, str, bytes]:
+    """The clinic's doctor answered, then a session published for it: the answer kept is
+    now behind by what only its age bounds (the slots, ticker, answers, doctor and answer)."""
+    slots = await publish_clinic(platform)
+    ticker = Ticker()
+    answers = await following(platform, ticker, slots)
+    doctor = await doctor_of(platform)
+    old = await answers.answer(doctor, start=FIRST, end=LAST)
+    await publish_afternoon(platform)
+    return slots, ticker, answers, doctor, old
+
+
+def periods(body: bytes) -> list[str]:
+    return [session["period"] for session in msgspec.json.decode(body)]
+
+
+async def refreshed(answers: AvailabilityAnswers) -> None:
+    """Wait (at most 5 s) until no refresh is under way."""
+    async with asyncio.timeout(5):
+        while answers.refreshing:  # noqa: ASYNC110 (a count of tasks)
+            await asyncio.sleep(0.001)
+
+
+class PausedReads(QueryService):
+    """The platform's own reads, each held after it has read until the test lets it end: a
+    step taken elsewhere can then fall between a read's start and its end."""
+
+    def __init__(self, platform: Platform) -> None:
+        super().__init__(platform.ports)
+        self.paused = False
+        self.waiting = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def doctor_availability_until(
+        self, doctor_id: str, *, start: date, end: date
+    ) -> tuple[list[SessionAvailability], datetime | None]:
+        found = await super().doctor_availability_until(doctor_id, start=start, end=end)
+        if self.paused:
+            self.waiting.set()
+            await self.go_on.wait()
+        return found
+
+
+async def test_an_answer_late_in_its_life_is_read_again_once_while_it_is_still_served(platform):
+    _slots, ticker, answers, doctor, old = await answered_then_outdated(platform)
+    ticker.now += LATE
+    served = [answers.remembered(doctor, start=FIRST, end=LAST) for _ in range(20)]
+    served += await asyncio.gather(
+        *(answers.answer(doctor, start=FIRST, end=LAST) for _ in range(20))
+    )
+    assert served == [old] * 40  # nobody waits for the refresh, nobody sees a half
+    assert answers.refreshes == 1
+    await refreshed(answers)
+    new = answers.remembered(doctor, start=FIRST, end=LAST)
+    assert new is not None
+    assert periods(old) == ["morning"]
+    assert periods(new) == ["morning", "afternoon"]
+    assert answers.reads == 2
+    # the refreshed answer's max age counts from its own read: past the old one's, still kept
+    ticker.now += ANSWER_MAX_AGE_SECONDS - LATE + 1
+    assert answers.remembered(doctor, start=FIRST, end=LAST) == new
+    assert answers.reads == 2
+
+
+async def test_an_answer_read_early_in_its_life_is_not_read_again(platform):
+    slots = await publish_clinic(platform)
+    ticker = Ticker()
+    answers = await following(platform, ticker, slots)
+    doctor = await doctor_of(platform)
+    await shown(answers, doctor)
+    ticker.now += ANSWER_MAX_AGE_SECONDS * REFRESH_AHEAD[0] - 0.1
+    await shown(answers, doctor)
+    assert answers.refreshing == 0
+    assert answers.reads == 1
+
+
+async def test_a_refresh_whose_read_heard_of_a_grant_is_not_kept(platform, other_instance):
+    slots = await publish_clinic(platform)
+    ticker = Ticker()
+    queries = PausedReads(platform)
+    answers = await following(platform, ticker, slots, queries)
+    doctor = await doctor_of(platform)
+    assert (await shown(answers, doctor))[slots[0]] == 4
+    queries.paused = True
+    ticker.now += LATE
+    assert answers.remembered(doctor, start=FIRST, end=LAST) is not None
+    async with asyncio.timeout(5):
+        await queries.waiting.wait()  # the refresh has read: 4 units, before the grant
+    await hold(other_instance, await new_account(other_instance), slots[0])
+    await taken(platform, 1)
+    queries.go_on.set()
+    await refreshed(answers)
+    assert answers.refreshes == 1
+    assert len(answers) == 0  # the grant dropped the old answer, and the refresh kept nothing
+    assert (await shown(answers, doctor))[slots[0]] == 3
+    assert answers.reads == 3
+
+
+async def test_a_failed_refresh_leaves_the_old_answer_until_its_max_age(
+    platform, redis_url, caplog
+):
+    slots, ticker, answers, doctor, old = await answered_then_outdated(platform)
+    # the pool's record of the first slot made unreadable (a key of another type): the
+    # counts script fails on it, as a read would on a Redis in trouble; nothing announces it
+    meta = KeyNames().family(slots[0])[0]
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        record = await client.dump(meta)
+        assert record is not None
+        await client.delete(meta)
+        await client.set(meta, "unreadable")
+        ticker.now += LATE
+        with caplog.at_level(logging.WARNING):
+            assert answers.remembered(doctor, start=FIRST, end=LAST) == old
+            await refreshed(answers)
+        assert "not refreshed" in caplog.text
+        assert answers.refreshes == 1
+        # the old answer still served, and the failure starts no read per reader
+        for _ in range(5):
+            assert await answers.answer(doctor, start=FIRST, end=LAST) == old
+        assert answers.refreshes == 1
+        assert answers.reads == 2
+        await client.delete(meta)
+        await client.restore(meta, 0, record)
+    finally:
+        await client.aclose()
+    ticker.now += ANSWER_MAX_AGE_SECONDS - LATE
+    new = await answers.answer(doctor, start=FIRST, end=LAST)
+    assert periods(new) == ["morning", "afternoon"]
+    assert answers.reads == 3
+
+
+async def test_stopping_ends_a_refresh_under_way(platform):
+    slots = await publish_clinic(platform)
+    ticker = Ticker()
+    queries = PausedReads(platform)
+    answers = await following(platform, ticker, slots, queries)
+    doctor = await doctor_of(platform)
+    old = await answers.answer(doctor, start=FIRST, end=LAST)
+    queries.paused = True
+    ticker.now += LATE
+    assert answers.remembered(doctor, start=FIRST, end=LAST) == old
+    async with asyncio.timeout(5):
+        await queries.waiting.wait()
+        await answers.close()
+    assert answers.refreshing == 0
+    assert answers.remembered(doctor, start=FIRST, end=LAST) == old  # starts no other
+    assert answers.refreshing == 0

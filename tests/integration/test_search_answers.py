@@ -80,6 +80,26 @@ async def test_a_repeated_search_is_answered_from_memory(platform):
     assert len(platform.search.answers) == 1
 
 
+async def test_the_same_search_asked_at_once_is_searched_once(platform):
+    """A release's first moment: every connection asks the few popular words before any
+    answer is remembered; the index searches each once, not once per caller."""
+    await following(platform)
+    await indexed_clinic(platform)
+    found = await asyncio.gather(*(platform.search.search(DOCTORS_FREE) for _ in range(20)))
+    assert free_units(found[0]) > 0
+    assert all(result is found[0] for result in found)  # one search's answer, given to all
+
+
+async def test_a_search_asked_after_an_index_write_does_not_join_one_begun_before(platform):
+    await following(platform)
+    await indexed_clinic(platform)
+    before = asyncio.ensure_future(platform.search.search(DOCTORS_FREE))
+    await asyncio.sleep(0)  # that search is under way, on the index as it was
+    platform.search.changes.moved()  # what a finished write does here
+    after = await platform.search.search(DOCTORS_FREE)
+    assert after is not await before
+
+
 async def test_a_search_after_an_index_change_sees_the_change(platform):
     await following(platform)
     slots, doctor = await indexed_clinic(platform)

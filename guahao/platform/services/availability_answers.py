@@ -19,6 +19,15 @@ the encoded bytes per doctor and date range, and drops them when the answer can 
   without a read). Schedules are published hours or days before their release, so that bound
   costs nobody a unit.
 
+An answer asked for in the last part of its life (past a point drawn for each answer within
+``REFRESH_AHEAD``, shares of the max age) is read again once in the background while the
+remembered one is still served: a popular doctor's readers never wait for its read, and the
+answers read in one moment (every doctor in a worker's first second at a release) are read
+again spread over that part instead of all running out, and all being read again while their
+readers wait, in one moment (the read rows' p99, bench/README.md, sessions 13 and 14). The
+refreshed answer counts its max age from its own read's start and is kept under the same
+ticket as any other.
+
 A process that lost its subscription (starting, connection lost, Redis restarted) empties the
 cache and keeps nothing until it is subscribed again, as the sold-out view does, whose
 subscription this cache shares (``SoldOutView.listen``). An answer is only kept when nothing
@@ -30,10 +39,13 @@ answer read a moment before a grant can still show the unit, and the hold then r
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import msgspec
@@ -41,12 +53,23 @@ import msgspec
 from guahao.platform.clock import Clock
 from guahao.platform.inventory.sold_out_view import SoldOutView
 from guahao.platform.services.queries import QueryService, SessionAvailability
+from guahao.platform.task_stops import cancel_and_wait
 
-__all__ = ["ANSWERS_SIZE", "ANSWER_MAX_AGE_SECONDS", "AvailabilityAnswers"]
+__all__ = ["ANSWERS_SIZE", "ANSWER_MAX_AGE_SECONDS", "REFRESH_AHEAD", "AvailabilityAnswers"]
+
+log = logging.getLogger(__name__)
 
 ANSWER_MAX_AGE_SECONDS = 10.0
 """How long an answer is kept at most: the bound for a session newly published for the
 doctor, the one change no message names."""
+
+REFRESH_AHEAD = (0.85, 0.95)
+"""The shares of the max age between which each answer's refresh point is drawn: late enough
+that a hot answer is read hardly more often than its max age allows (0.7-0.9 read it every
+8 s instead of 10 and cost the warm read row 7 % of its ratio to the ceiling; bench/README.md,
+session 14), spread so that answers read together are not read again together, early enough
+that the refresh's read (milliseconds, more in a loaded loop) ends before the old answer runs
+out (0.5 s at least)."""
 
 ANSWERS_SIZE = 20_000
 """Answers kept at most (doctor × date range); past it the least recently used goes."""
@@ -61,6 +84,7 @@ _Key = tuple[str, date, date]
 class _Answer:
     body: bytes
     fresh_until: float  # on the monotonic ticker
+    refresh_at: float  # on the ticker too: the first reader from here on starts a refresh
     changes_at: datetime | None  # the next release or slot start, by the platform's clock
     slot_ids: tuple[str, ...]
 
@@ -76,6 +100,7 @@ class AvailabilityAnswers:
         *,
         size: int = ANSWERS_SIZE,
         max_age_seconds: float = ANSWER_MAX_AGE_SECONDS,
+        refresh_ahead: tuple[float, float] = REFRESH_AHEAD,
         ticker: Callable[[], float] = time.monotonic,
     ) -> None:
         self._queries = queries
@@ -83,11 +108,15 @@ class AvailabilityAnswers:
         self._clock = clock
         self._size = size
         self._max_age = max_age_seconds
+        self._refresh_ahead = refresh_ahead
+        self._spread = random.Random()  # spreads refresh points: nothing here to guess
         self._ticker = ticker
         self._encoder = msgspec.json.Encoder()
         self._answers: OrderedDict[_Key, _Answer] = OrderedDict()
         self._keys_of_slot: dict[str, set[_Key]] = {}
         self._loading: dict[_Key, asyncio.Future[bytes]] = {}
+        self._refreshing: dict[_Key, asyncio.Task[None]] = {}
+        self._closed = False
         # slot changes heard, and the count at each slot's latest one (bounded like the
         # answers; ``_forgotten_at`` covers the slots dropped from that memory)
         self._heard = 0
@@ -96,6 +125,8 @@ class AvailabilityAnswers:
         self._epoch = 0
         self.reads = 0
         """Answers read from SQL and Redis since the start (tests and the bench's report)."""
+        self.refreshes = 0
+        """Of those, the reads started ahead of an answer's expiry."""
         view.listen(self)
 
     def __len__(self) -> int:
@@ -126,17 +157,51 @@ class AvailabilityAnswers:
         found = self._answers.get(key)
         if found is None or not self._view.live:
             return None
-        if self._ticker() < found.fresh_until and (
+        now = self._ticker()
+        if now < found.fresh_until and (
             found.changes_at is None or self._clock.now() < found.changes_at
         ):
             self._answers.move_to_end(key)
+            if now >= found.refresh_at and key not in self._refreshing and not self._closed:
+                self._refresh(key, found)
             return found.body
         self._forget(key)
         return None
 
+    async def close(self) -> None:
+        """Cancel the refreshes under way and wait for their end (the platform's stop: a
+        read must not outlive the engine and the Redis client it uses)."""
+        self._closed = True
+        for task in tuple(self._refreshing.values()):
+            await cancel_and_wait(task)
+
+    @property
+    def refreshing(self) -> int:
+        """Refreshes under way (tests)."""
+        return len(self._refreshing)
+
+    def _refresh(self, key: _Key, found: _Answer) -> None:
+        """Start the one background read of ``key``; its readers go on with the old answer,
+        which starts no other: if this read fails, it runs out as it would have without."""
+        self._answers[key] = replace(found, refresh_at=math.inf)
+        self.refreshes += 1
+        task = asyncio.ensure_future(self._read_ahead(key))
+        self._refreshing[key] = task
+        task.add_done_callback(lambda _done: self._refreshing.pop(key, None))
+
+    async def _read_ahead(self, key: _Key) -> None:
+        """``_read`` for a refresh: its failure is no reader's, so it is logged here and the
+        old answer runs out as it would have without the refresh."""
+        try:
+            await self._read(key)
+        except Exception:
+            log.warning("availability answer of %s not refreshed", key[0], exc_info=True)
+
     async def _read(self, key: _Key) -> bytes:
         ticket = (self._epoch, self._heard)
-        fresh_until = self._ticker() + self._max_age
+        started = self._ticker()
+        fresh_until = started + self._max_age
+        refresh_at = started + self._max_age * self._spread.uniform(*self._refresh_ahead)
         doctor_id, start, end = key
         self.reads += 1
         sessions, counts_change_at = await self._queries.doctor_availability_until(
@@ -151,7 +216,7 @@ class AvailabilityAnswers:
                 changes_at is None or counts_change_at < changes_at
             ):
                 changes_at = counts_change_at
-            self._keep(key, _Answer(body, fresh_until, changes_at, slot_ids))
+            self._keep(key, _Answer(body, fresh_until, refresh_at, changes_at, slot_ids))
         return body
 
     def _still_true(self, ticket: tuple[int, int], slot_ids: tuple[str, ...]) -> bool:
