@@ -76,12 +76,16 @@ SECRET = base64.b64encode(b"http-surge-bench-secret-key-0123456789ab").decode()
 DATA_KEY = base64.b64encode(b"http-surge-bench-data-key-012345").decode()
 SEARCHES = ["心内科", "儿科", "头痛", "xnk", "眼科", "发烧", "皮肤科", "王"]
 SOLD_OUT_ACCOUNTS = 20_000
-GRANT_ACCOUNTS = 40_000
+GRANT_ACCOUNTS = 80_000
+"""Accounts of the granted rows, half for the one-worker row and half for the two-worker row:
+each account holds once (its marker refuses a second unfinished hold with a 409), so a row must
+not grant more than its half. At 40 000 a one-worker row of 6 s granting 4 200 /s ran into the
+two-worker row's accounts, which then answered 5 664 409s (session 14)."""
 GRANT_DAYS = 4
 """Days after the demo's own set apart for the granted rows, their sessions' units scaled by
 ``GRANT_SCALE``: the whole row must grant (the demo's own two days hold about 850 open units,
 a few hundred milliseconds of grants), so a 409 in it means a unit ran out, not the bench."""
-GRANT_SCALE = 25
+GRANT_SCALE = 50
 
 
 @dataclass
