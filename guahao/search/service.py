@@ -7,7 +7,6 @@ same catalog department with free units at other hospitals, nearest district fir
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from datetime import date, timedelta
@@ -22,6 +21,7 @@ from guahao.platform.error_codes import refuse
 from guahao.platform.errors import GuahaoError
 from guahao.platform.reference.catalog import load_catalog
 from guahao.platform.services.runtime import Ports
+from guahao.platform.shared_calls import SharedCalls
 from guahao.search.answers import SearchAnswers
 from guahao.search.availability import HORIZON_DAYS, local_today
 from guahao.search.backend import Progress, SearchBackend
@@ -72,7 +72,7 @@ class SearchService:
         self.changes = IndexChanges()
         """The index's generation, moved by every write here or (when following) anywhere."""
         self.answers = SearchAnswers(self.changes)
-        self._searching: dict[tuple[Any, int], asyncio.Future[SearchResult]] = {}
+        self._searching: SharedCalls[tuple[Any, int], SearchResult] = SharedCalls()
         # every write goes through the indexer, so every write moves the generation
         self.indexer = SearchIndexer(ports, AnnouncingBackend(backend, self.changes), self.builder)
         self._districts = districts or load_districts()
@@ -188,14 +188,9 @@ class SearchService:
         connections asking 8 words each waited for a search of their own, one behind the
         other (the search row's cold p99 150 ms against 8.5 warm, bench/README.md session 14).
         A miss after an index write starts its own: it must see the write."""
-        flight = (key, self.answers.ticket())
-        searching = self._searching.get(flight)
-        if searching is None:
-            searching = asyncio.ensure_future(self._search_once(query, today, key))
-            self._searching[flight] = searching
-            searching.add_done_callback(lambda _done: self._searching.pop(flight, None))
-        # shielded: one caller's cancellation must not cancel the search the others wait for
-        return await asyncio.shield(searching)
+        return await self._searching(
+            (key, self.answers.ticket()), lambda: self._search_once(query, today, key)
+        )
 
     async def _search_once(self, query: SearchQuery, today: date, key: Any) -> SearchResult:
         ticket = self.answers.ticket()

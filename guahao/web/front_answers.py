@@ -51,6 +51,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from guahao.platform.client_context import ClientContext
 from guahao.platform.errors import GuahaoError
 from guahao.platform.personal_data import PersonalDataVault
+from guahao.platform.shared_calls import SharedCalls
 from guahao.search.query import SearchQuery
 from guahao.web.dependencies import client_context
 from guahao.web.front_grants import (
@@ -134,7 +135,7 @@ class GzipBodies:
     def __init__(self, size: int = 2_000) -> None:
         self._size = size
         self._made: OrderedDict[bytes, bytes] = OrderedDict()
-        self._making: dict[bytes, asyncio.Future[bytes]] = {}
+        self._making: SharedCalls[bytes, bytes] = SharedCalls()
 
     def __len__(self) -> int:
         return len(self._made)
@@ -146,13 +147,7 @@ class GzipBodies:
             return made
         if len(body) <= GZIP_INLINE_LIMIT:
             return self._keep(body, compress(body))
-        making = self._making.get(body)
-        if making is None:
-            making = asyncio.ensure_future(asyncio.to_thread(compress, body))
-            self._making[body] = making
-            making.add_done_callback(lambda _done: self._making.pop(body, None))
-        # shielded: one client going away must not cancel the gzip the others wait for
-        return self._keep(body, await asyncio.shield(making))
+        return self._keep(body, await self._making(body, lambda: asyncio.to_thread(compress, body)))
 
     def _keep(self, body: bytes, made: bytes) -> bytes:
         self._made[body] = made

@@ -53,6 +53,7 @@ import msgspec
 from guahao.platform.clock import Clock
 from guahao.platform.inventory.sold_out_view import SoldOutView
 from guahao.platform.services.queries import QueryService, SessionAvailability
+from guahao.platform.shared_calls import SharedCalls
 from guahao.platform.task_stops import cancel_and_wait
 
 __all__ = ["ANSWERS_SIZE", "ANSWER_MAX_AGE_SECONDS", "REFRESH_AHEAD", "AvailabilityAnswers"]
@@ -114,7 +115,7 @@ class AvailabilityAnswers:
         self._encoder = msgspec.json.Encoder()
         self._answers: OrderedDict[_Key, _Answer] = OrderedDict()
         self._keys_of_slot: dict[str, set[_Key]] = {}
-        self._loading: dict[_Key, asyncio.Future[bytes]] = {}
+        self._loading: SharedCalls[_Key, bytes] = SharedCalls()
         self._refreshing: dict[_Key, asyncio.Task[None]] = {}
         self._closed = False
         # slot changes heard, and the count at each slot's latest one (bounded like the
@@ -142,13 +143,7 @@ class AvailabilityAnswers:
         found = self.remembered(doctor_id, start=start, end=end)
         if found is not None:
             return found
-        loading = self._loading.get(key)
-        if loading is None:
-            loading = asyncio.ensure_future(self._read(key))
-            self._loading[key] = loading
-            loading.add_done_callback(lambda _done: self._loading.pop(key, None))
-        # shielded: one caller's cancellation must not cancel the read the others wait for
-        return await asyncio.shield(loading)
+        return await self._loading(key, lambda: self._read(key))
 
     def remembered(self, doctor_id: str, *, start: date, end: date) -> bytes | None:
         """The remembered answer if it is still true, else None (never reads: the front

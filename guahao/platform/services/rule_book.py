@@ -36,6 +36,7 @@ from guahao.platform.region_rules import (
 from guahao.platform.services.audit import record_audit
 from guahao.platform.services.runtime import Ports
 from guahao.platform.services.staff import StaffActor, StaffRole, require_role
+from guahao.platform.shared_calls import SharedCalls
 
 __all__ = ["CACHE_SECONDS", "RuleBook", "RuleVersion"]
 
@@ -70,7 +71,7 @@ class RuleBook:
         self._region: tuple[float, int, RegionRules] | None = None
         self._hospitals: OrderedDict[str, tuple[float, RegionRules]] = OrderedDict()
         self._loading: asyncio.Future[tuple[int, RegionRules]] | None = None
-        self._hospitals_loading: dict[str, asyncio.Future[RegionRules]] = {}
+        self._hospitals_loading: SharedCalls[str, RegionRules] = SharedCalls()
         self._generation = 0
         """Bumped by ``forget``: a read that started before a change never caches its result."""
 
@@ -137,18 +138,7 @@ class RuleBook:
             return cached[1]
         # As for the region: the patient choices arriving while the hospital's rules are read
         # share that read instead of each making one (bench/profiles/flow2-*).
-        loading = self._hospitals_loading.get(hospital_id)
-        if loading is None:
-            loading = asyncio.ensure_future(self._load_hospital(hospital_id))
-            self._hospitals_loading[hospital_id] = loading
-            loading.add_done_callback(
-                lambda done: (
-                    self._hospitals_loading.pop(hospital_id, None)
-                    if self._hospitals_loading.get(hospital_id) is done
-                    else None
-                )
-            )
-        return await asyncio.shield(loading)
+        return await self._hospitals_loading(hospital_id, lambda: self._load_hospital(hospital_id))
 
     async def _load_hospital(self, hospital_id: str) -> RegionRules:
         generation = self._generation
