@@ -25,7 +25,7 @@ import hmac
 import os
 import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -80,7 +80,16 @@ class _Refusal(msgspec.Struct):
     code: str
 
 
-_Pending = tuple[str, str, str, str, int, bool, "asyncio.Future[str]"]
+class _Pending(NamedTuple):
+    """A hold waiting for its loop turn's script (and, ``with_row``, its row)."""
+
+    slot_id: str
+    replay: str
+    hold_id: str
+    account: str
+    expires: int
+    with_row: bool
+    future: asyncio.Future[str]
 
 
 class Floor:
@@ -145,9 +154,8 @@ class Floor:
         expires = int(time.time() * 1000) + HOLD_SECONDS * 1000
         who = account.decode()
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.pending.append(
-            (slot_id, f"r:{who}:{key.decode()}", hold_id, who, expires, with_row, future)
-        )
+        replay = f"r:{who}:{key.decode()}"
+        self.pending.append(_Pending(slot_id, replay, hold_id, who, expires, with_row, future))
         if not self.scheduled:
             self.scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -168,32 +176,32 @@ class Floor:
         assert self.pool is not None
         keys: list[str] = []
         args: list[str | int] = []
-        for slot_id, replay, hold_id, account, expires, _row, _future in batch:
-            keys += [f"slot:{slot_id}", replay]
-            args += [hold_id, expires, f"{account}:{hold_id}"]
+        for p in batch:
+            keys += [f"slot:{p.slot_id}", p.replay]
+            args += [p.hold_id, p.expires, f"{p.account}:{p.hold_id}"]
         try:
             replies = await self.redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
             outcomes = [r.decode() for r in replies]
             rows = [
-                b
-                for b, outcome in zip(batch, outcomes, strict=True)
-                if b[5] and outcome == "GRANTED"
+                p
+                for p, outcome in zip(batch, outcomes, strict=True)
+                if p.with_row and outcome == "GRANTED"
             ]
             if rows:
                 await self.pool.execute(
                     INSERT,
-                    [r[2] for r in rows],
-                    [r[0] for r in rows],
-                    [r[3] for r in rows],
-                    [r[4] for r in rows],
+                    [r.hold_id for r in rows],
+                    [r.slot_id for r in rows],
+                    [r.account for r in rows],
+                    [r.expires for r in rows],
                 )
         except Exception as exc:
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            for p in batch:
+                if not p.future.done():
+                    p.future.set_exception(exc)
             raise
-        for (*_, future), outcome in zip(batch, outcomes, strict=True):
-            future.set_result(outcome)
+        for p, outcome in zip(batch, outcomes, strict=True):
+            p.future.set_result(outcome)
 
 
 async def _respond(send: Any, status: int, body: bytes) -> None:
