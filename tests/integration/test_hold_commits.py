@@ -16,8 +16,8 @@ from guahao.platform.bookings import Booking
 from guahao.platform.errors import GuahaoError
 from guahao.platform.persistence.outages import is_database_outage
 from guahao.platform.persistence.outbox import event_values
+from guahao.platform.persistence.recordset_inserts import RecordsetInsert
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
-from guahao.platform.persistence.unnest_inserts import UnnestInsert
 from guahao.platform.services.hold_commits import BOOKINGS, OUTBOX, HoldCommits
 from tests.fixtures.platforms import (
     bulk_accounts,
@@ -407,7 +407,9 @@ async def test_a_batch_sent_on_a_broken_link_is_an_outage_and_its_connection_is_
     slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
     row = held_row("link-0", accounts[0], slot, session_id, "k", now)
     held = event_values("booking.held", "link-0", {"booking_id": "link-0"}, now)
-    statement = UnnestInsert(platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held)))
+    statement = RecordsetInsert(
+        platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held))
+    )
 
     async with platform.engine.connect() as connection:
         (await connection.get_raw_connection()).driver_connection.terminate()
