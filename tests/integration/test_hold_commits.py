@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, func, select
@@ -16,7 +17,7 @@ from guahao.platform.bookings import Booking
 from guahao.platform.errors import GuahaoError
 from guahao.platform.persistence.outages import is_database_outage
 from guahao.platform.persistence.outbox import event_values
-from guahao.platform.persistence.recordset_inserts import RecordsetInsert
+from guahao.platform.persistence.recordset_inserts import MissingColumnError, RecordsetInsert
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
 from guahao.platform.services.hold_commits import BOOKINGS, OUTBOX, HoldCommits
 from tests.fixtures.platforms import (
@@ -460,3 +461,56 @@ async def test_batches_that_follow_each_other_share_one_connection_given_back_af
             select(func.count()).select_from(BookingRow).where(BookingRow.id.like("kept-%"))
         )
     assert written == 5
+
+
+async def test_a_granted_holds_text_and_zoned_times_come_back_as_they_were_given(platform):
+    # On PostgreSQL a batch's rows travel as one JSON document (RecordsetInsert): every
+    # character JSON escapes, and a time given in another zone, must come back unchanged.
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
+    shanghai = now.astimezone(ZoneInfo("Asia/Shanghai"))
+    key = "q\"uote \\back\nslash\t二 \u2028 🏥 </x> ' ,{}[]"
+    row = held_row("text-0", accounts[0], slot, session_id, key, shanghai)
+    row |= {"ip_hash": "\\u0041", "device_hash": "null"}
+    payload = {"booking_id": "text-0", "note": key, "at": shanghai.isoformat(), "n": 2**40}
+
+    await HoldCommits(platform.ports).record(row, payload, shanghai)
+
+    async with platform.ports.sessions() as session:
+        booking = await session.get(BookingRow, "text-0")
+        event = await session.scalar(select(OutboxRow).where(OutboxRow.aggregate_id == "text-0"))
+    assert booking is not None
+    assert event is not None
+    assert {name: getattr(booking, name) for name in row} == row
+    assert booking.created_at.utcoffset() == timedelta(0)  # the same instant, stored as UTC
+    assert (event.payload, event.created_at) == (payload, shanghai)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+async def test_a_batch_with_a_naive_time_or_a_stray_column_is_refused_before_it_is_sent(platform):
+    # A key missing from a row's JSON object would be a silent NULL in json_to_recordset, and a
+    # naive time would be read in the server's zone: both are refused before anything is sent.
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
+    row = held_row("refused-0", accounts[0], slot, session_id, "k", now)
+    held = event_values("booking.held", "refused-0", {"booking_id": "refused-0"}, now)
+    statement = RecordsetInsert(
+        platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held))
+    )
+    naive = row | {"hold_expires_at": now.replace(tzinfo=None)}
+    stray = row | {"channel": "app"}
+    lacking = {name: value for name, value in row.items() if name != "fee_cents"}
+
+    async with platform.engine.connect() as connection:
+        with pytest.raises(ValueError, match="naive"):
+            await statement.execute(connection, [row, naive], [held, held])
+        with pytest.raises(MissingColumnError, match="row 1 for bookings lacks channel"):
+            await statement.execute(connection, [row, stray], [held, held])
+        with pytest.raises(MissingColumnError, match="row 0 for bookings lacks fee_cents"):
+            await statement.execute(connection, [lacking], [held])
+        with pytest.raises(ValueError, match="naive"):
+            await statement.execute(
+                connection, [row], [held | {"created_at": naive["hold_expires_at"]}]
+            )
+
+    async with platform.ports.sessions() as session:
+        assert (await session.get(BookingRow, "refused-0")) is None
