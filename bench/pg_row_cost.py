@@ -8,8 +8,10 @@ real tables' indexes (from ``pg_indexes``) and foreign keys (from ``pg_constrain
 parents of the foreign keys being one-column copies of the referenced tables (``id`` alone:
 a foreign-key check is a probe of the parent's primary key and a ``FOR KEY SHARE`` lock of
 its row, neither of which depends on the parent's other columns). Then a variant removes or
-changes one thing: a foreign key, an index, the outbox part, or ``synchronous_commit`` (the
-throwaway cluster runs with ``fsync`` off: the commit's own flush is not in these figures).
+changes one thing: a foreign key, an index, the outbox part, ``synchronous_commit`` (the
+throwaway cluster runs with ``fsync`` off: the commit's own flush is not in these figures), or
+the way the rows travel (``recordset``: each table's rows one JSON document, as
+``HoldCommits`` sends them since branch commit3).
 
 Per variant, in rounds that take the variants in turn: the backend's CPU (``/proc/PID/schedstat``
 of the connection's backend, nanoseconds on a core) and the WAL it wrote

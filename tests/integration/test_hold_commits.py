@@ -62,6 +62,20 @@ async def a_slot_and_accounts(
     return slots[0], crowd, await session_of(platform, slots[0]), platform.ports.clock.now()
 
 
+async def a_lone_statement(
+    platform: Platform, booking_id: str
+) -> tuple[dict[str, object], dict[str, object], RecordsetInsert]:
+    """A granted hold's booking row and event on a slot of its own, and the PostgreSQL
+    statement ``HoldCommits`` would write them with: for tests of the statement alone."""
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
+    row = held_row(booking_id, accounts[0], slot, session_id, "k", now)
+    held = event_values("booking.held", booking_id, {"booking_id": booking_id}, now)
+    statement = RecordsetInsert(
+        platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held))
+    )
+    return row, held, statement
+
+
 async def test_concurrent_grants_share_a_few_transactions_and_all_are_recorded(platform):
     slots = await publish_clinic(platform, clinic(units=CROWD))
     crowd = await bulk_accounts(platform, CROWD)
@@ -405,12 +419,7 @@ async def test_rows_of_other_columns_in_one_crowd_are_each_written_with_their_ow
 @pytest.mark.postgres
 @pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
 async def test_a_batch_sent_on_a_broken_link_is_an_outage_and_its_connection_is_replaced(platform):
-    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
-    row = held_row("link-0", accounts[0], slot, session_id, "k", now)
-    held = event_values("booking.held", "link-0", {"booking_id": "link-0"}, now)
-    statement = RecordsetInsert(
-        platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held))
-    )
+    row, held, statement = await a_lone_statement(platform, "link-0")
 
     async with platform.engine.connect() as connection:
         (await connection.get_raw_connection()).driver_connection.terminate()
@@ -490,13 +499,8 @@ async def test_a_granted_holds_text_and_zoned_times_come_back_as_they_were_given
 async def test_a_batch_with_a_naive_time_or_a_stray_column_is_refused_before_it_is_sent(platform):
     # A key missing from a row's JSON object would be a silent NULL in json_to_recordset, and a
     # naive time would be read in the server's zone: both are refused before anything is sent.
-    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
-    row = held_row("refused-0", accounts[0], slot, session_id, "k", now)
-    held = event_values("booking.held", "refused-0", {"booking_id": "refused-0"}, now)
-    statement = RecordsetInsert(
-        platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held))
-    )
-    naive = row | {"hold_expires_at": now.replace(tzinfo=None)}
+    row, held, statement = await a_lone_statement(platform, "refused-0")
+    naive = row | {"hold_expires_at": held["created_at"].replace(tzinfo=None)}
     stray = row | {"channel": "app"}
     lacking = {name: value for name, value in row.items() if name != "fee_cents"}
 

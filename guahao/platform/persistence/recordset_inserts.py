@@ -30,7 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guahao.platform.persistence.tables import UTCDateTime
 
-__all__ = ["MissingColumnError", "RecordsetInsert"]
+__all__ = [
+    "MissingColumnError",
+    "RecordsetInsert",
+    "execute_alone",
+    "left_out",
+    "processed_default",
+]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -91,14 +97,14 @@ class RecordsetInsert:
         number = 0
         for table, carried in tables:
             columns = [table.c[name] for name in carried]
-            left_out = [c for c in table.columns if c.name not in carried and _scalar_default(c)]
+            omitted = left_out(table, carried)
             number += 1
             document = number
             selected = [f"r.{quote(c.name)}" for c in columns]
-            for column in left_out:
+            for column in omitted:
                 number += 1
                 selected.append(f"${number}::{column.type.compile(dialect=dialect)}")
-            names = ", ".join(quote(c.name) for c in columns + left_out)
+            names = ", ".join(quote(c.name) for c in columns + omitted)
             fields = ", ".join(
                 f"{quote(c.name)} {c.type.compile(dialect=dialect)}" for c in columns
             )
@@ -117,7 +123,7 @@ class RecordsetInsert:
                         if not isinstance(c.type, JSON | UTCDateTime)
                         and (process := c.type.bind_processor(dialect)) is not None
                     ),
-                    defaults=tuple(_processed_default(c, dialect) for c in left_out),
+                    defaults=tuple(processed_default(c, dialect) for c in omitted),
                 )
             )
         *first, last = statements
@@ -153,29 +159,39 @@ class RecordsetInsert:
     async def execute(
         self, connection: AsyncConnection, *rows: Sequence[Mapping[str, Any]]
     ) -> None:
-        """Send the statement for ``rows`` (as ``parameters``) on ``connection``, in no
-        transaction block: the statement is its own transaction.
+        """Send the statement for ``rows`` (as ``parameters``) on ``connection`` by
+        ``execute_alone``: its own transaction."""
+        await execute_alone(connection, self.sql, self.parameters(*rows))
 
-        Sent by asyncpg itself, not through SQLAlchemy's cursor: its session, cursor,
-        prepared statement cache and greenlet cost 100-180 µs of client CPU a batch
-        (bench/group_commit_cost.py, ``driver`` against ``unnest``; bench/profiles/grant6-29).
-        So no ``before_cursor_execute`` event sees it, and its errors come back as
-        SQLAlchemy's would: a broken constraint (SQLSTATE class 23) as ``IntegrityError``,
-        any other error of the server as ``DBAPIError``, and a broken link (the connection's
-        state unknown) as ``OperationalError`` after the connection is invalidated, so the
-        pool replaces it.
-        """
-        parameters = self.parameters(*rows)
-        raw = await connection.get_raw_connection()
-        try:
-            await raw.driver_connection.execute(self.sql, *parameters)  # type: ignore[union-attr]
-        except Exception as exc:
-            sqlstate = getattr(exc, "sqlstate", None)
-            if not isinstance(sqlstate, str):
-                await connection.invalidate(exc)
-                raise OperationalError(self.sql, None, exc, connection_invalidated=True) from exc
-            error = IntegrityError if sqlstate.startswith("23") else DBAPIError
-            raise error(self.sql, None, exc) from exc
+
+async def execute_alone(connection: AsyncConnection, sql: str, parameters: Sequence[Any]) -> None:
+    """Send ``sql`` with ``parameters`` on ``connection`` in no transaction block: on
+    PostgreSQL a single statement is then its own transaction.
+
+    Sent by asyncpg itself, not through SQLAlchemy's cursor: its session, cursor, prepared
+    statement cache and greenlet cost 100-180 µs of client CPU a batch
+    (bench/group_commit_cost.py, ``driver`` against ``unnest``; bench/profiles/grant6-29). So
+    no ``before_cursor_execute`` event sees it, and its errors come back as SQLAlchemy's
+    would: a broken constraint (SQLSTATE class 23) as ``IntegrityError``, any other error of
+    the server as ``DBAPIError``, and a broken link (the connection's state unknown) as
+    ``OperationalError`` after the connection is invalidated, so the pool replaces it.
+    """
+    raw = await connection.get_raw_connection()
+    try:
+        await raw.driver_connection.execute(sql, *parameters)  # type: ignore[union-attr]
+    except Exception as exc:
+        sqlstate = getattr(exc, "sqlstate", None)
+        if not isinstance(sqlstate, str):
+            await connection.invalidate(exc)
+            raise OperationalError(sql, None, exc, connection_invalidated=True) from exc
+        error = IntegrityError if sqlstate.startswith("23") else DBAPIError
+        raise error(sql, None, exc) from exc
+
+
+def left_out(table: Table, carried: Sequence[str]) -> list[Column[Any]]:
+    """The columns of ``table`` that rows carrying ``carried`` leave out and the model fills
+    in with a scalar default (the server's own defaults are left to the server)."""
+    return [c for c in table.columns if c.name not in carried and _scalar_default(c)]
 
 
 def _scalar_default(column: Column[Any]) -> bool:
@@ -183,7 +199,8 @@ def _scalar_default(column: Column[Any]) -> bool:
     return default is not None and getattr(default, "is_scalar", False)
 
 
-def _processed_default(column: Column[Any], dialect: Dialect) -> Any:
+def processed_default(column: Column[Any], dialect: Dialect) -> Any:
+    """The model's scalar default of ``column`` as its bind processor sends it."""
     value = getattr(column.default, "arg", None)
     process = column.type.bind_processor(dialect)
     return value if process is None else process(value)
