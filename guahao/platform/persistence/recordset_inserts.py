@@ -18,6 +18,7 @@ scalar default (``kind``, ``version``, ``attempts`` ...), or the server's, as
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,8 +34,9 @@ from guahao.platform.persistence.tables import UTCDateTime
 __all__ = [
     "MissingColumnError",
     "RecordsetInsert",
-    "execute_alone",
+    "RowsInsert",
     "left_out",
+    "one_statement",
     "processed_default",
 ]
 
@@ -75,7 +77,45 @@ class _TablePart:
         return _encode(rows).decode()
 
 
-class RecordsetInsert:
+class RowsInsert(ABC):
+    """One statement writing many rows of several tables, sent as its own transaction; its
+    kinds differ in how the rows travel (``RecordsetInsert``, ``UnnestInsert``)."""
+
+    sql: str
+
+    @abstractmethod
+    def parameters(self, *rows: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
+        """The statement's parameters for ``rows``, one sequence of rows per table."""
+
+    async def execute(
+        self, connection: AsyncConnection, *rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Send the statement for ``rows`` (as ``parameters``) on ``connection`` in no
+        transaction block: on PostgreSQL a single statement is then its own transaction.
+
+        Sent by asyncpg itself, not through SQLAlchemy's cursor: its session, cursor,
+        prepared statement cache and greenlet cost 100-180 µs of client CPU a batch
+        (bench/group_commit_cost.py, ``driver`` against ``unnest``; bench/profiles/grant6-29).
+        So no ``before_cursor_execute`` event sees it, and its errors come back as
+        SQLAlchemy's would: a broken constraint (SQLSTATE class 23) as ``IntegrityError``,
+        any other error of the server as ``DBAPIError``, and a broken link (the connection's
+        state unknown) as ``OperationalError`` after the connection is invalidated, so the
+        pool replaces it.
+        """
+        parameters, sql = self.parameters(*rows), self.sql
+        raw = await connection.get_raw_connection()
+        try:
+            await raw.driver_connection.execute(sql, *parameters)  # type: ignore[union-attr]
+        except Exception as exc:
+            sqlstate = getattr(exc, "sqlstate", None)
+            if not isinstance(sqlstate, str):
+                await connection.invalidate(exc)
+                raise OperationalError(sql, None, exc, connection_invalidated=True) from exc
+            error = IntegrityError if sqlstate.startswith("23") else DBAPIError
+            raise error(sql, None, exc) from exc
+
+
+class RecordsetInsert(RowsInsert):
     """One statement inserting rows into each of ``tables`` (in order), for rows that all
     carry exactly the columns named beside each table.
 
@@ -126,9 +166,7 @@ class RecordsetInsert:
                     defaults=tuple(processed_default(c, dialect) for c in omitted),
                 )
             )
-        *first, last = statements
-        ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(first))
-        self.sql = f"WITH {ctes} {last}" if first else last
+        self.sql = one_statement(statements)
 
     def parameters(self, *rows: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
         """The statement's parameters for ``rows``, one sequence of rows per table.
@@ -156,36 +194,16 @@ class RecordsetInsert:
             values.extend(part.defaults)
         return tuple(values)
 
-    async def execute(
-        self, connection: AsyncConnection, *rows: Sequence[Mapping[str, Any]]
-    ) -> None:
-        """Send the statement for ``rows`` (as ``parameters``) on ``connection`` by
-        ``execute_alone``: its own transaction."""
-        await execute_alone(connection, self.sql, self.parameters(*rows))
 
+def one_statement(inserts: Sequence[str]) -> str:
+    """``inserts`` as one statement: all but the last as data-modifying ``WITH`` clauses.
 
-async def execute_alone(connection: AsyncConnection, sql: str, parameters: Sequence[Any]) -> None:
-    """Send ``sql`` with ``parameters`` on ``connection`` in no transaction block: on
-    PostgreSQL a single statement is then its own transaction.
-
-    Sent by asyncpg itself, not through SQLAlchemy's cursor: its session, cursor, prepared
-    statement cache and greenlet cost 100-180 µs of client CPU a batch
-    (bench/group_commit_cost.py, ``driver`` against ``unnest``; bench/profiles/grant6-29). So
-    no ``before_cursor_execute`` event sees it, and its errors come back as SQLAlchemy's
-    would: a broken constraint (SQLSTATE class 23) as ``IntegrityError``, any other error of
-    the server as ``DBAPIError``, and a broken link (the connection's state unknown) as
-    ``OperationalError`` after the connection is invalidated, so the pool replaces it.
+    >>> one_statement(["INSERT INTO a SELECT 1", "INSERT INTO b SELECT 2"])
+    'WITH w0 AS (INSERT INTO a SELECT 1) INSERT INTO b SELECT 2'
     """
-    raw = await connection.get_raw_connection()
-    try:
-        await raw.driver_connection.execute(sql, *parameters)  # type: ignore[union-attr]
-    except Exception as exc:
-        sqlstate = getattr(exc, "sqlstate", None)
-        if not isinstance(sqlstate, str):
-            await connection.invalidate(exc)
-            raise OperationalError(sql, None, exc, connection_invalidated=True) from exc
-        error = IntegrityError if sqlstate.startswith("23") else DBAPIError
-        raise error(sql, None, exc) from exc
+    *first, last = inserts
+    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(first))
+    return f"WITH {ctes} {last}" if first else last
 
 
 def left_out(table: Table, carried: Sequence[str]) -> list[Column[Any]]:

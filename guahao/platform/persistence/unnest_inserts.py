@@ -26,12 +26,12 @@ from typing import Any
 
 from sqlalchemy import JSON, Table
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guahao.platform.persistence.recordset_inserts import (
     MissingColumnError,
-    execute_alone,
+    RowsInsert,
     left_out,
+    one_statement,
     processed_default,
 )
 
@@ -49,7 +49,7 @@ class _TablePart:
     defaults: tuple[Any, ...]
 
 
-class UnnestInsert:
+class UnnestInsert(RowsInsert):
     """One statement inserting rows into each of ``tables`` (in order), for rows that all
     carry the columns named beside each table.
 
@@ -93,9 +93,7 @@ class UnnestInsert:
                     defaults=tuple(processed_default(c, dialect) for c in omitted),
                 )
             )
-        *first, last = statements
-        ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(first))
-        self.sql = f"WITH {ctes} {last}" if first else last
+        self.sql = one_statement(statements)
 
     def parameters(self, *rows: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
         """The statement's parameters for ``rows``, one sequence of rows per table.
@@ -126,13 +124,6 @@ class UnnestInsert:
                 values.append(column if process is None else [process(v) for v in column])
             values.extend(part.defaults)
         return tuple(values)
-
-    async def execute(
-        self, connection: AsyncConnection, *rows: Sequence[Mapping[str, Any]]
-    ) -> None:
-        """Send the statement for ``rows`` (as ``parameters``) on ``connection`` by
-        ``execute_alone``: its own transaction."""
-        await execute_alone(connection, self.sql, self.parameters(*rows))
 
 
 def _missing(part: _TablePart, rows: Sequence[Mapping[str, Any]], name: str) -> MissingColumnError:
