@@ -325,6 +325,69 @@ async def test_a_fenced_slot_in_a_batch_waits_for_its_rebuild_while_the_others_a
     assert await asyncio.wait_for(on_a, 5) == ("granted", "h1", False)
 
 
+async def with_a_returning_unit(inventory: RedisInventory) -> None:
+    """Slot ``back``: its one unit booked and cancelled, returning to the pool only at
+    ``RELEASE + 1000`` (until then it is sold out)."""
+    await inventory.load(SlotState(slot_id="back", capacity=1, booked=1, release_at_ms=RELEASE))
+    assert await inventory.cancel_booked(
+        "back", unit_id="u1", now_ms=RELEASE, return_at_ms=RELEASE + 1000
+    )
+
+
+async def test_a_batch_counts_returning_units_and_confirmed_holds_where_its_slots_have_them(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """The hold script asks once a call whether any of its slots has a fence, a returning
+    unit or a confirmed hold (at a release none has), and only then each slot for its own: a
+    slot that has them, decided in one call beside slots that have none, must still count
+    its returning unit and know its confirmed hold id."""
+    inventory = RedisInventory(slot_pool_redis, key_prefix="kept:")
+    await load_slots(inventory)
+    await with_a_returning_unit(inventory)
+    await inventory.load(SlotState(slot_id="done", capacity=5, booked=0, release_at_ms=RELEASE))
+    assert await attempt(inventory, ("done", "h1", "acct1", "k1", RELEASE)) == (
+        "granted",
+        "h1",
+        False,
+    )
+    assert await inventory.confirm("done", hold_id="h1", account_id="acct1", now_ms=RELEASE)
+
+    outcomes = await asyncio.gather(
+        attempt(inventory, ("b", "h2", "acct2", "k2", RELEASE)),
+        attempt(inventory, ("back", "h3", "acct3", "k3", RELEASE)),
+        attempt(inventory, ("done", "h1", "acct4", "k4", RELEASE)),  # h1 names a booked unit
+        attempt(inventory, ("a", "h5", "acct5", "k5", RELEASE)),
+    )
+    assert outcomes == [
+        ("granted", "h2", False),
+        "SLOT_SOLD_OUT",
+        "VALIDATION_FAILED",
+        ("granted", "h5", False),
+    ]
+    counts = await inventory.counts(["back", "done"], now_ms=RELEASE)
+    assert (counts["back"].returning, counts["back"].available) == (1, 0)
+    assert (counts["done"].booked, counts["done"].held) == (1, 0)
+    # the unit is back at its time
+    back = await attempt(inventory, ("back", "h6", "acct6", "k6", RELEASE + 1000))
+    assert back == ("granted", "h6", False)
+
+
+async def test_a_fenced_slot_and_a_slot_with_a_returning_unit_in_one_batch(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """Both kinds in one call: the fenced slot's hold waits for the rebuild, the other slot
+    still counts its returning unit."""
+    inventory = await with_a_fenced(slot_pool_redis, "fenced-kept:")
+    await with_a_returning_unit(inventory)
+    on_a = asyncio.ensure_future(attempt(inventory, ("a", "h1", "acct1", "k1", RELEASE)))
+    on_back = asyncio.ensure_future(attempt(inventory, ("back", "h2", "acct2", "k2", RELEASE)))
+    assert await asyncio.wait_for(on_back, 5) == "SLOT_SOLD_OUT"
+    await asyncio.sleep(0.1)
+    assert not on_a.done()
+    await inventory.unfence("a", token="t1")
+    assert await asyncio.wait_for(on_a, 5) == ("granted", "h1", False)
+
+
 async def test_the_platforms_offer_on_a_fenced_slot_waits_for_its_rebuild_and_claims_no_marker(
     slot_pool_redis: aioredis.Redis,
 ) -> None:
