@@ -439,6 +439,79 @@ async def test_asking_whether_a_hold_stands_waits_out_a_fence_and_knows_confirme
     assert await asyncio.wait_for(asked, 5) is True
 
 
+async def test_a_commits_holds_over_several_slots_are_each_answered_as_alone(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """``holds_all`` sends the holds grouped by slot (``held_all.lua`` reads a slot's fence
+    and meta once for all its holds): asked in any order, over slots fenced, missing or
+    loaded, each hold gets the answer it gets alone."""
+    inventory = RedisInventory(slot_pool_redis, key_prefix="grouped:")
+    await load_slots(inventory)
+    await inventory.load(SlotState(slot_id="c", capacity=5, booked=0, release_at_ms=RELEASE))
+    early, now = RELEASE, RELEASE + TTL // 2
+    for request in [
+        ("a", "h2", "acct2", "k2", early),  # runs out before the others
+        ("a", "h1", "acct1", "k1", now),
+        ("b", "h3", "acct3", "k3", now),
+        ("b", "h4", "acct4", "k4", now),
+        ("c", "h5", "acct5", "k5", now),
+    ]:
+        assert (await attempt(inventory, request))[0] == "granted"  # type: ignore[index]
+    await inventory.confirm("b", hold_id="h4", account_id="acct4", now_ms=now)
+    assert await inventory.fence("c", token="t1", ttl_ms=10_000) is not None
+    later = early + TTL + 1  # h2 ran out, the others stand
+    checks = [
+        ("a", "h1", later),
+        ("b", "h3", later),
+        ("nowhere", "h6", later),  # the slot is not loaded
+        ("a", "nobody", later),  # never held
+        ("c", "h5", later),  # a rebuild's fence stands
+        ("b", "h4", now + 2 * TTL),  # confirmed: held however late
+        ("a", "h2", later),  # ran out
+        ("b", "h3", now + 2 * TTL),  # asked again, later: ran out by then
+    ]
+
+    together = await inventory.holds_all(checks)
+
+    assert together == {
+        "h1": True,
+        "h3": False,  # the last answer about h3 (its later time) stands
+        "h6": False,
+        "nobody": False,
+        "h5": False,
+        "h4": True,
+        "h2": False,
+    }
+    for slot_id, hold_id, now_ms in checks:
+        if slot_id not in ("nowhere", "c"):  # holds alone refuses the one, waits out the other
+            alone = await inventory.holds(slot_id, hold_id=hold_id, now_ms=now_ms)
+            assert alone is (await inventory.holds_all([(slot_id, hold_id, now_ms)]))[hold_id]
+    await inventory.unfence("c", token="t1")
+    assert await inventory.holds_all([("c", "h5", later), ("a", "h1", later)]) == {
+        "h5": True,
+        "h1": True,
+    }
+
+
+async def test_a_commits_survival_check_reads_each_slot_once_not_each_hold(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Twenty holds of one slot (a release's grants crowd onto a few): the fence and the meta
+    are read once, each hold's expiry once."""
+    inventory = RedisInventory(redis_client, key_prefix="once:")
+    await inventory.load(SlotState(slot_id="s", capacity=20, booked=0, release_at_ms=RELEASE))
+    for n in range(20):
+        await attempt(inventory, ("s", f"h{n}", f"acct{n}", f"k{n}", RELEASE))
+    await redis_client.config_resetstat()
+
+    held = await inventory.holds_all([("s", f"h{n}", RELEASE) for n in range(20)])
+
+    assert held == {f"h{n}": True for n in range(20)}
+    stats = await redis_client.info("commandstats")
+    assert stats["cmdstat_exists"]["calls"] == 2  # the fence and the meta: once for the slot
+    assert stats["cmdstat_zscore"]["calls"] == 20
+
+
 async def test_on_one_server_a_grant_writes_the_accounts_marker_as_the_rebuild_would(
     redis_client: aioredis.Redis,
 ) -> None:
