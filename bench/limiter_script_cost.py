@@ -3,7 +3,7 @@
 Not a test. The HTTP granted row's Redis CPU a grant (``http_surge.py``'s ``redis-cpu-ms``)
 holds the hold script, the commit's survival check and the sockets beside the limiter's sync,
 and moves by more than the sync costs on a shared machine. Here one ``redis-server`` of its
-own (from the PATH) runs only the sync's calls as a release crowd makes them: per grant, the
+own runs only the sync's calls as a release crowd makes them: per grant, the
 two counters of a new account (``30/minute;300/hour``, the counter's first call) and its
 address's counter (``600/minute``, one of 2 000), 85 grants a call (255 counters, about the
 sync's batch of 256), 400 calls a round, each tree's script in turn on keys of its own. Redis's
@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
-import subprocess
-import tempfile
-import time
+import sys
 from pathlib import Path
 
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from guahao.platform.embedded_redis import EmbeddedRedis  # noqa: E402
+
 SCRIPT = Path("guahao/platform/rate_limiting/add_to_windows.lua")
 GRANTS_A_CALL = 85
 CALLS = 400
@@ -81,15 +82,9 @@ def main() -> None:
     parser.add_argument("--other", type=Path, required=True, help="the tree to compare with")
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
-    port = 17_000 + os.getpid() % 1_000
-    work = Path(tempfile.mkdtemp(prefix="guahao-limiter-script-"))
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--dir", str(work)],
-        stdout=subprocess.DEVNULL,
-    )
+    server = EmbeddedRedis()
     try:
-        time.sleep(0.5)
-        client = redis.Redis(port=port)
+        client = redis.Redis.from_url(server.start())
         found: dict[str, list[float]] = {"other": [], "this": []}
         print(f"load average before: {os.getloadavg()}")
         for round_no in range(options.rounds):
@@ -104,9 +99,7 @@ def main() -> None:
             print(f"{name}: Redis µs a grant, median {statistics.median(values):.2f} of {rounded}")
         print(f"load average after: {os.getloadavg()}")
     finally:
-        server.terminate()
-        server.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        server.stop()
 
 
 if __name__ == "__main__":
