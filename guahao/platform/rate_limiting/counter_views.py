@@ -9,8 +9,9 @@ of CPU a collection; a crowd refused at its address limits makes more each secon
 counters with its first request, and that brought about one full collection into each paced row: the
 loop stood still for it and the paced p99 went over 100 ms; bench/README.md, "issue 15, branch
 tail3"). Kept in lists, a counter's numbers, strings and bytes are no objects the collector
-tracks (it walks a list as one, looking at each item's type only): however many counters a
-process keeps, a full collection walks the same two dozen lists.
+tracks (it walks a list as one, looking at each item's type only), and its limit item is one
+of a few shared by all counters: however many counters a process keeps, a full collection
+walks the same score of lists.
 
 The numbers of forgotten counters are used again (``release``, ``add``): only counters with
 no call of theirs on its way to Redis are released, so a reply never lands on a counter that
