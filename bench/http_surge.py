@@ -122,6 +122,11 @@ class Row:
     pg_cpu_ms: float = 0.0
     """CPU time of the PostgreSQL cluster (the postmaster and every backend and helper it
     started) per answered request: what each request cost the database sharing the cores."""
+    redis_cpu_ms: float = 0.0
+    """CPU time of the platform's Redis per answered request (the same sharing)."""
+    redis_commands: dict[str, float] = field(default_factory=dict)
+    """The commands Redis ran per answered request (``INFO commandstats``; those a script
+    runs counted under their own names and in its ``evalsha``)."""
     per_worker: list[int] = field(default_factory=list)
     """Several workers: the connections each worker held halfway through the row (how
     evenly the kernel handed out the crowd's connections)."""
@@ -328,6 +333,29 @@ SERVED: dict[str, int] = {}
 the CPU it spends per request."""
 
 
+def _redis_pid(port: int) -> int:
+    info = subprocess.run(
+        ["redis-cli", "-p", str(port), "info", "server"], capture_output=True, text=True, check=True
+    ).stdout
+    found = re.search(r"^process_id:(\d+)", info, re.MULTILINE)
+    assert found is not None
+    return int(found.group(1))
+
+
+def _redis_commands() -> dict[str, int]:
+    """Calls of each command the platform's Redis has run so far (none: no such Redis)."""
+    if "redis port" not in SERVED:
+        return {}
+    info = subprocess.run(
+        ["redis-cli", "-p", str(SERVED["redis port"]), "info", "commandstats"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    found = re.findall(r"^cmdstat_([^:]+):calls=(\d+)", info, re.MULTILINE)
+    return {name: int(calls) for name, calls in found}
+
+
 def _cpu_seconds(pid: int | None) -> float:
     """User and system CPU of ``pid`` and its children (a supervisor's workers)."""
     if pid is None:
@@ -418,6 +446,8 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
     served = SERVED.get(row.server)
     cpu_before = _cpu_seconds(served)
     pg_before = _cpu_seconds(SERVED.get("postgresql"))
+    redis_before = _cpu_seconds(SERVED.get("redis"))
+    commands_before = _redis_commands()
     wrk_before = _children_seconds()
     busy_before = _busy_seconds()
     started = time.monotonic()
@@ -431,6 +461,8 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
     wall = time.monotonic() - started
     cpu_spent = _cpu_seconds(served) - cpu_before
     pg_spent = _cpu_seconds(SERVED.get("postgresql")) - pg_before
+    redis_spent = _cpu_seconds(SERVED.get("redis")) - redis_before
+    commands = _redis_commands()
     wrk_spent = _children_seconds() - wrk_before
     busy = _busy_seconds() - busy_before
     row.cores_server = cpu_spent / wall
@@ -451,6 +483,13 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
     row.p99_ms = result["p99_us"] / 1000
     row.cpu_ms = cpu_spent * 1000 / row.requests if row.requests else 0.0
     row.pg_cpu_ms = pg_spent * 1000 / row.requests if row.requests else 0.0
+    row.redis_cpu_ms = redis_spent * 1000 / row.requests if row.requests else 0.0
+    if row.requests and row.server == "platform":
+        row.redis_commands = {
+            name: (calls - commands_before.get(name, 0)) / row.requests
+            for name, calls in sorted(commands.items())
+            if calls > commands_before.get(name, 0)
+        }
     row.statuses = {str(k): v for k, v in result["statuses"].items()}
     row.socket_errors = sum(
         result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
@@ -582,6 +621,8 @@ def _print(rows: list[Row]) -> None:
             statuses += f" socket-errors:{r.socket_errors}"
         if r.pg_cpu_ms >= 0.001:
             statuses += f" pg-cpu-ms:{r.pg_cpu_ms:.3f}"
+        if r.redis_cpu_ms >= 0.001:
+            statuses += f" redis-cpu-ms:{r.redis_cpu_ms:.3f}"
         if r.per_worker:
             statuses += " conns/worker:" + "+".join(str(n) for n in r.per_worker)
         cores = f"{r.cores_server:.2f}/{r.cores_wrk:.2f}/{r.cores_others:.2f}"
@@ -590,6 +631,10 @@ def _print(rows: list[Row]) -> None:
             f"| {r.ratio:>5.2f} | {r.p50_ms:>6.1f} | {r.p99_ms:>6.1f} | {r.cpu_ms:>10.3f} "
             f"| {r.cpu_ratio:>9.2f} | {cores:>19} | {statuses} |"
         )
+    for r in rows:
+        if r.redis_commands:
+            each = ", ".join(f"{name} {calls:.2f}" for name, calls in r.redis_commands.items())
+            print(f"Redis's commands a request, {r.name}: {each}")
 
 
 def _median(values: list[float]) -> float:
@@ -850,6 +895,9 @@ def main() -> None:
         redis = EmbeddedRedis(work / "redis-pg", port=_free_port())
         redis.start()
         redises.append(redis)
+        assert redis.port is not None
+        SERVED["redis port"] = redis.port
+        SERVED["redis"] = _redis_pid(redis.port)
         pg_env = _environment(work / "data-pg", pg_url, redis.url)
         print("seeding the PostgreSQL platform …")
         (work / "pg-files").mkdir()

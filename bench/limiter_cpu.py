@@ -9,6 +9,10 @@ The process's CPU time per request, less a pass that awaits nothing, is the limi
 child run, every pass) beside it. Trees in turn, A B A B:
 
     .venv/bin/python bench/limiter_cpu.py --other /path/to/main-export --rounds 3
+
+``--new-accounts``: every request by an account new to the process and to Redis, as the
+HTTP granted row (each citizen holds once at a release): two new counters a request, sent at
+the next sync; the addresses as before.
 """
 
 from __future__ import annotations
@@ -32,16 +36,17 @@ ACCOUNTS = [f"account-{n:05d}-{'x' * 20}" for n in range(20_000)]
 ADDRESSES = [f"address-hash-{n:04d}-{'y' * 40}" for n in range(2_000)]
 
 
-async def _measure(url: str, hits: int, rounds: int) -> dict[str, Any]:
+async def _measure(url: str, hits: int, rounds: int, new_accounts: bool) -> dict[str, Any]:
     """In a child whose ``sys.path`` starts with the tree under test."""
     from guahao.platform.rate_limiting import RequestLimiter
 
     limiter = RequestLimiter(url, key_prefix=f"bench-{time.time_ns()}")
+    accounts = [f"new-{n:07d}-{'x' * 20}" for n in range(hits * 4)] if new_accounts else ACCOUNTS
 
     async def counted(n: int) -> None:
         await limiter.hit(
             [
-                ("hold:account", "30/minute;300/hour", ACCOUNTS[n % len(ACCOUNTS)]),
+                ("hold:account", "30/minute;300/hour", accounts[n % len(accounts)]),
                 ("hold:device", "60/minute;600/hour", ""),
                 ("hold:ip", "600/minute", ADDRESSES[n % len(ADDRESSES)]),
             ]
@@ -80,12 +85,16 @@ def main() -> None:
     parser.add_argument("--other", type=Path, help="the tree to compare with")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hits", type=int, default=40_000)
+    parser.add_argument("--new-accounts", action="store_true", help="every request a new account")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
         import uvloop
 
-        print(json.dumps(uvloop.run(_measure(options.child, options.hits, 3))), flush=True)
+        print(
+            json.dumps(uvloop.run(_measure(options.child, options.hits, 3, options.new_accounts))),
+            flush=True,
+        )
         return
     if options.other is None:
         parser.error("--other is required")
@@ -100,6 +109,8 @@ def main() -> None:
         found: dict[str, list[float]] = {"other": [], "this": []}
         redis_us: dict[str, list[float]] = {"other": [], "this": []}
         child = [sys.executable, __file__, "--hits", str(options.hits), "--child"]
+        if options.new_accounts:
+            child.insert(-1, "--new-accounts")
         for round_no in range(options.rounds):
             for name, tree in (("other", options.other.resolve()), ("this", ROOT)):
                 before = _redis_cpu(port)

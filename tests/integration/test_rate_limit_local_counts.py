@@ -201,31 +201,35 @@ async def _counted_once_each(limiter: RequestLimiter, limit: str, idents: list[s
     await limiter.sync()
 
 
+@pytest.mark.parametrize("later_by", ["the same process", "another, its first call"])
 async def test_a_sync_after_the_window_passed_shifts_it_as_the_library_does(
-    limiters: tuple[RequestLimiter, RequestLimiter], redis_url: str
+    limiters: tuple[RequestLimiter, RequestLimiter], redis_url: str, later_by: str
 ) -> None:
-    """Ten hits in one second's window, then five after it: the ten move to the previous
-    window (its time left kept), the five start the current one, which lives a window
-    longer, as the library's own script leaves them."""
-    limiter, _ = limiters
+    """Ten hits in one second's window, then more after it (five by the same process, or
+    the one a process new to the counter admits before asking Redis): the ten move to the
+    previous window (its time left kept), the later ones start the current one, which lives
+    a window longer, as the library's own script leaves them."""
+    first, second = limiters
+    later, hits_later = (first, 5) if later_by == "the same process" else (second, 1)
     for _ in range(10):
-        assert await _admitted(limiter, "100/second", "shifting")
-    await limiter.sync()
+        assert await _admitted(first, "100/second", "shifting")
+    await first.sync()
     await asyncio.sleep(1.1)
-    for _ in range(5):
-        assert await _admitted(limiter, "100/second", "shifting")
-    await limiter.sync()
-    (counter,) = limiter._counters["local:test", "100/second", "shifting"]
-    views = limiter._views
+    for _ in range(hits_later):
+        assert await _admitted(later, "100/second", "shifting")
+    await later.sync()
+    (counter,) = later._counters["local:test", "100/second", "shifting"]
+    views = later._views
     client = aioredis.Redis.from_url(redis_url)
     try:
-        assert int(await client.get(views.previous[counter])) == 10
-        assert int(await client.get(views.current[counter])) == 5
-        assert 0 < await client.pttl(views.previous[counter]) <= 1_000
+        assert int(await client.get(views.previous(counter))) == 10
+        assert int(await client.get(views.current[counter])) == hits_later
+        assert 0 < await client.pttl(views.previous(counter)) <= 1_000
         assert 1_000 < await client.pttl(views.current[counter]) <= 2_000
     finally:
         await client.aclose()
-    assert 5 <= views.known[counter] <= 15  # the ten weighed by the previous window's time left
+    # the ten weighed by the previous window's time left
+    assert hits_later <= views.known[counter] <= 10 + hits_later
 
 
 async def test_a_crowd_coming_of_age_at_once_is_looked_at_a_share_per_sync(
@@ -439,3 +443,56 @@ async def test_a_limit_with_a_decision_on_its_way_is_not_forgotten(
     limiter._forget_idle(time.monotonic() + redis_limiter.FORGET_SECONDS + 1)
     await deciding
     assert _remembered(limiter) == {"asking"}
+
+
+# A counter's first call to Redis: at a release every grant is by a citizen who holds once,
+# so its account's counters are new to Redis, and ``add_to_windows.lua`` creates each in one
+# command (``SET ... NX``) instead of asking first. A counter another process already counted
+# (or this one, before forgetting it) takes the usual way: its hits are added to the window,
+# which shifts as the library's does, never set anew.
+
+
+async def _commands(redis_url: str) -> dict[str, int]:
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        stats = await client.info("commandstats")
+    finally:
+        await client.aclose()
+    return {name.removeprefix("cmdstat_"): int(found["calls"]) for name, found in stats.items()}
+
+
+async def _hits(limiter: RequestLimiter, spec: str, ident: str, times: int) -> None:
+    for _ in range(times):
+        await limiter.hit([("local:test", spec, ident)])
+
+
+async def test_a_new_citizens_counters_reach_redis_in_one_command_each(
+    limiters: tuple[RequestLimiter, RequestLimiter], redis_url: str
+) -> None:
+    """Two windows (a minute's and an hour's), two commands in all: no PTTL of a key that is
+    not there, no GET of a previous window a new key cannot have."""
+    limiter, _ = limiters
+    await _hits(limiter, "30/minute;300/hour", "new-citizen", 1)
+    before = await _commands(redis_url)
+    await limiter.sync()
+    after = await _commands(redis_url)
+    ran = {name: after.get(name, 0) - before.get(name, 0) for name in ("set", "pttl", "get")}
+    assert ran == {"set": 2, "pttl": 0, "get": 0}
+    for window in ("30/minute", "300/hour"):
+        stats = await window_stats(limiter, window, "local:test", "new-citizen")
+        assert stats.remaining == int(window.split("/")[0]) - 1
+
+
+async def test_a_first_call_for_a_counter_another_process_counted_adds_to_it(
+    limiters: tuple[RequestLimiter, RequestLimiter],
+) -> None:
+    """(A counter never heard from Redis admits one hit from memory: its first call is a
+    sync of that one hit.)"""
+    first, second = limiters
+    await _hits(first, "30/minute", "spread", 5)
+    await first.sync()
+    await _hits(second, "30/minute", "spread", 1)  # new to the second process
+    await second.sync()
+    (counter,) = second._counters["local:test", "30/minute", "spread"]
+    assert second._views.known[counter] == 6
+    assert (await window_stats(second, "30/minute", "local:test", "spread")).remaining == 24

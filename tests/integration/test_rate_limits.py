@@ -10,6 +10,7 @@ from guahao.platform.errors import GuahaoError
 from guahao.platform.rate_limiting import RequestLimiter
 from guahao.platform.services.hold_grants import HoldAsk, HoldOutcome
 from guahao.platform.services.staff import StaffActor, StaffRole
+from tests.fixtures.limit_windows import window_stats
 from tests.fixtures.platforms import assert_refused, hold, new_account, publish_clinic
 
 ADMIN = StaffActor(id="s1", username="admin", role=StaffRole.AUTHORITY_ADMIN)
@@ -153,3 +154,29 @@ async def test_a_batchs_limits_only_redis_can_decide_are_asked_together_not_in_t
     assert isinstance(refused, GuahaoError)
     assert (refused.code, refused.detail["limit"]) == ("RATE_LIMITED", "hold:account")
     assert isinstance(granted, HoldOutcome)
+
+
+async def test_a_new_citizens_hold_is_counted_in_the_librarys_windows_of_each_limit(
+    platform: Platform,
+) -> None:
+    """The region's own limits (two windows an account, one an address): what a hold
+    counted, its counters new to the process and to Redis, is what the library reads back
+    for each window, and a second citizen behind the address adds to the address's."""
+    limits = (await platform.rules.region()).rate_limits
+    assert (limits.hold_per_account, limits.hold_per_ip) == ("30/minute;300/hour", "600/minute")
+    limiter = platform.ports.limiter
+    assert isinstance(limiter, RequestLimiter)
+    slots = await publish_clinic(platform)
+    office = ClientContext(ip_hash="ip-release-office")
+    citizens = [await new_account(platform) for _ in range(2)]
+    for n, citizen in enumerate(citizens):
+        await platform.bookings.hold(
+            account_id=citizen, slot_id=slots[n], idempotency_key="k", client=office
+        )
+        await limiter.sync()
+    for window, left in (("30/minute", 29), ("300/hour", 299)):
+        for citizen in citizens:
+            stats = await window_stats(limiter, window, "hold:account", citizen)
+            assert stats.remaining == left
+    address = await window_stats(limiter, "600/minute", "hold:ip", "ip-release-office")
+    assert address.remaining == 598

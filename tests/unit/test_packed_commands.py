@@ -7,7 +7,7 @@ import hiredis
 import pytest
 
 from guahao.platform.inventory.lua_scripts import LuaScript
-from guahao.platform.rate_limiting.packed_commands import bulk, evalsha_head
+from guahao.platform.rate_limiting.packed_commands import bulk, evalsha_head, window_keys
 
 SCRIPT = LuaScript("any", "return #KEYS")
 
@@ -32,3 +32,9 @@ def test_a_call_put_together_from_kept_bytes_is_hiredis_own(
 
 def test_a_multibyte_key_is_framed_by_its_bytes_not_its_characters() -> None:
     assert bulk("账") == b"$3\r\n\xe8\xb4\xa6\r\n"
+
+
+@pytest.mark.parametrize("current", ["p:{k}", "guahao-limits:{LIMITER/hold:ip/账号/600/1/minute}"])
+def test_a_counters_two_keys_are_packed_as_hiredis_packs_them(current: str) -> None:
+    packed = evalsha_head(SCRIPT, 2, 0) + window_keys(current)
+    assert packed == hiredis.pack_command(("EVALSHA", SCRIPT.sha, 2, f"{current}/-1", current))

@@ -4,12 +4,22 @@
 -- library's get_window_stats reads what was added here. Unlike the library's script it adds
 -- unconditionally: the process already admitted these hits against its own view.
 --
--- Four commands a counter, not seven: the current window's PTTL also says whether it exists
--- (-2), and the count after the addition is the INCRBY's reply (or the amount set), not read
--- again. At a release crowd a sync carries about three counters per refusal.
+-- Four commands a counter at most, not seven: the current window's PTTL also says whether it
+-- exists (-2), and the count after the addition is the INCRBY's reply (or the amount set), not
+-- read again. Fewer where the others would tell nothing (at a release, each citizen holds
+-- once: two counters new to Redis a grant, and they were two thirds of the sync's commands):
+-- * a counter's first call (its hits negative) is most often for a key no process counted
+--   yet: SET ... NX sets it as the missing-key branch below would, and then its previous
+--   window does not exist either (it only comes from a shift, which leaves the current
+--   window a window longer to live, so it never outlives it; Redis must not evict keys,
+--   docs/operations.md): one command, not four. If the key is there after all (another
+--   process counted it, or this one before forgetting it), the usual branches follow;
+-- * a previous window that GET does not find has no time to live worth asking (a counter in
+--   its first window).
 --
 -- For counter i: KEYS[2i-1] its previous window, KEYS[2i] its current window; ARGV[2i-1] the
--- window in seconds, ARGV[2i] the hits to add. Returns each counter's weighted count after.
+-- window in seconds, ARGV[2i] the hits to add, negative for the counter's first call. Returns
+-- each counter's weighted count after.
 local counts = {}
 for i = 1, #KEYS / 2 do
   local previous = KEYS[2 * i - 1]
@@ -17,26 +27,37 @@ for i = 1, #KEYS / 2 do
   local expiry = tonumber(ARGV[2 * i - 1]) * 1000
   local amount = tonumber(ARGV[2 * i])
 
-  local current_ttl = tonumber(redis.call('pttl', current))
   local current_count
-  if current_ttl > 0 and current_ttl < expiry then
-    -- the current window expired: shift it to the previous one, as the library does (it
-    -- sets the new window to 0 and adds: the same count and expiry as setting the amount)
-    redis.call('rename', current, previous)
-    redis.call('set', current, amount, 'PX', current_ttl + expiry)
+  local created = false
+  if amount < 0 then
+    amount = -amount
+    created = redis.call('set', current, amount, 'PX', expiry * 2, 'NX') ~= false
     current_count = amount
-  elseif current_ttl == -2 then  -- no such key
-    redis.call('set', current, amount, 'PX', expiry * 2)
-    current_count = amount
-  else
-    current_count = redis.call('incrby', current, amount)
+  end
+  if not created then
+    local current_ttl = tonumber(redis.call('pttl', current))
+    if current_ttl > 0 and current_ttl < expiry then
+      -- the current window expired: shift it to the previous one, as the library does (it
+      -- sets the new window to 0 and adds: the same count and expiry as setting the amount)
+      redis.call('rename', current, previous)
+      redis.call('set', current, amount, 'PX', current_ttl + expiry)
+      current_count = amount
+    elseif current_ttl == -2 then  -- no such key
+      redis.call('set', current, amount, 'PX', expiry * 2)
+      current_count = amount
+    else
+      current_count = redis.call('incrby', current, amount)
+    end
   end
 
-  local previous_count = tonumber(redis.call('get', previous)) or 0
-  local previous_ttl = tonumber(redis.call('pttl', previous)) or 0
-  if previous_ttl <= 0 then
-    previous_ttl = 0
+  local weighted = current_count
+  local previous_count = not created and tonumber(redis.call('get', previous))
+  if previous_count then
+    local previous_ttl = tonumber(redis.call('pttl', previous))
+    if previous_ttl > 0 then
+      weighted = weighted + math.floor(previous_count * previous_ttl / expiry)
+    end
   end
-  counts[i] = math.floor(previous_count * previous_ttl / expiry) + current_count
+  counts[i] = weighted
 end
 return counts

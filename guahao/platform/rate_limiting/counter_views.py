@@ -9,8 +9,9 @@ of CPU a collection; a crowd refused at its address limits makes more each secon
 counters with its first request, and that brought about one full collection into each paced row: the
 loop stood still for it and the paced p99 went over 100 ms; bench/README.md, "issue 15, branch
 tail3"). Kept in lists, a counter's numbers, strings and bytes are no objects the collector
-tracks (it walks a list as one, looking at each item's type only): however many counters a
-process keeps, a full collection walks the same two dozen lists.
+tracks (it walks a list as one, looking at each item's type only), and its limit item is one
+of a few shared by all counters: however many counters a process keeps, a full collection
+walks the same score of lists.
 
 The numbers of forgotten counters are used again (``release``, ``add``): only counters with
 no call of theirs on its way to Redis are released, so a reply never lands on a counter that
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import asyncio
 
-from guahao.platform.rate_limiting.packed_commands import bulk
+from guahao.platform.rate_limiting.limit_items import LimitItem
+from guahao.platform.rate_limiting.packed_commands import window_keys
 
 __all__ = ["EXACT_UP_TO", "FRESH_SECONDS", "CounterViews"]
 
@@ -32,6 +34,9 @@ EXACT_UP_TO = 20
 FRESH_SECONDS = 1.0
 """A counter whose last word from Redis is older admits one more hit from memory at most
 before asking Redis again (the other processes may have counted meanwhile)."""
+
+_GROWTH = 1024
+"""Counters the lists grow by when every number is in use."""
 
 
 class CounterViews:
@@ -44,17 +49,13 @@ class CounterViews:
         "current",
         "deciding",
         "exchanges",
-        "expiry",
         "flying",
         "heard",
+        "item",
         "known",
-        "limit_name",
-        "packed_expiry",
-        "packed_hit",
         "packed_keys",
         "pending",
         "placed",
-        "previous",
         "refused_until",
         "sending",
         "sent",
@@ -62,24 +63,17 @@ class CounterViews:
     )
 
     def __init__(self) -> None:
-        self.limit_name: list[str] = []
-        """The name of the counter's limit, as a refusal names it."""
+        self.item: list[LimitItem | None] = []
+        """The limit item the counter counts (its name, window and bytes: a few objects
+        shared by all counters, not one a counter)."""
         self.current: list[str] = []
         """The counter's current-window key in Redis."""
-        self.previous: list[str] = []
-        """The previous window's key (``current/-1``, the library's naming)."""
         self.amount: list[int] = []
-        """The hits the counter's limit item allows a window."""
-        self.expiry: list[int] = []
-        """The item's window in seconds (``RateLimitItem.get_expiry``), which the scripts
-        take."""
+        """The hits its item allows a window (the item's, kept beside the tallies the check
+        of every request compares it with)."""
         self.packed_keys: list[bytes] = []
-        """``previous`` and ``current`` as the sync sends them (RESP, made once)."""
-        self.packed_expiry: list[bytes] = []
-        """``expiry`` as the sync sends it."""
-        self.packed_hit: list[bytes] = []
-        """``expiry`` and one hit, the arguments the sync sends most (a hit since the last
-        one)."""
+        """The previous and the current window's keys as the sync sends them (RESP, made
+        once)."""
         self.known: list[int] = []
         """Its weighted count as Redis last reported it, this process's sent hits
         included."""
@@ -95,7 +89,8 @@ class CounterViews:
         their answers come."""
         self.exchanges: list[int] = []
         """Calls to Redis that carried this counter (syncs and decisions), ever: a report is
-        exact only if no other call of the counter's was sent while it was on its way."""
+        exact only if no other call of the counter's was sent while it was on its way (and
+        none at all: the counter is new to this process, most likely to Redis too)."""
         self.flying: list[int] = []
         """Those calls not answered yet: a report of a call sent beside another may miss
         that one's hits, so it may raise ``known``, never lower it."""
@@ -116,36 +111,37 @@ class CounterViews:
         sync carries the counter's hits)."""
         self._released: list[int] = []
 
-    def add(self, limit_name: str, current: str, amount: int, expiry: int, now: float) -> int:
-        """A new counter's number: its keys and limit set, nothing counted, heard never."""
-        if self._released:
-            number = self._released.pop()
-        else:  # one more item in every list, set below
-            number = len(self.known)
-            for names in (self.limit_name, self.current, self.previous):
-                names.append("")
-            for packed in (self.packed_keys, self.packed_expiry, self.packed_hit):
-                packed.append(b"")
-            for numbers in (self.amount, self.expiry, *self._tallies()):
-                numbers.append(0)
-            for times in (self.refused_until, self.heard, self.used, self.placed):
-                times.append(0.0)
-            self.sending.append(None)
-        previous = f"{current}/-1"
-        self.limit_name[number] = limit_name
+    def add(self, item: LimitItem, identifier: str, now: float) -> int:
+        """A new counter's number: its keys and limit set, nothing counted, heard never.
+
+        A released number's tallies other than ``known`` and ``exchanges`` are 0 already
+        (only a counter with no hits pending and no call on its way is released)."""
+        if not self._released:
+            self._grow()
+        number = self._released.pop()
+        current = item.key(identifier)
+        self.item[number] = item
         self.current[number] = current
-        self.previous[number] = previous
-        self.amount[number] = amount
-        self.expiry[number] = expiry
-        self.packed_keys[number] = bulk(previous) + bulk(current)
-        self.packed_expiry[number] = bulk(expiry)
-        self.packed_hit[number] = bulk(expiry) + bulk(1)
-        for tally in self._tallies():
-            tally[number] = 0
+        self.amount[number] = item.amount
+        self.packed_keys[number] = window_keys(current)
+        self.known[number] = self.exchanges[number] = 0
         self.refused_until[number] = self.heard[number] = 0.0
-        self.sending[number] = None
         self.used[number] = self.placed[number] = now
         return number
+
+    def _grow(self) -> None:
+        """``_GROWTH`` more numbers, released: a release crowd's new counters came one item
+        of each list at a time, about a microsecond a counter."""
+        start, more = len(self.known), _GROWTH
+        self.item.extend([None] * more)
+        self.current.extend([""] * more)
+        self.packed_keys.extend([b""] * more)
+        for numbers in (self.amount, *self._tallies()):
+            numbers.extend([0] * more)
+        for times in (self.refused_until, self.heard, self.used, self.placed):
+            times.extend([0.0] * more)
+        self.sending.extend([None] * more)
+        self._released.extend(range(start + more - 1, start - 1, -1))  # the lowest first
 
     def _tallies(self) -> tuple[list[int], ...]:
         """The counts a counter starts from nothing."""
@@ -160,9 +156,20 @@ class CounterViews:
 
     def release(self, number: int) -> None:
         """Let ``number`` be used for another counter (its keys dropped)."""
-        self.limit_name[number] = self.current[number] = self.previous[number] = ""
-        self.packed_keys[number] = self.packed_expiry[number] = self.packed_hit[number] = b""
+        self.item[number] = None
+        self.current[number] = ""
+        self.packed_keys[number] = b""
         self._released.append(number)
+
+    def limit_item(self, number: int) -> LimitItem:
+        """The limit item of a counter in use."""
+        item = self.item[number]
+        assert item is not None  # a released number is in no check and no call
+        return item
+
+    def previous(self, number: int) -> str:
+        """The counter's previous-window key (``current/-1``, the library's naming)."""
+        return f"{self.current[number]}/-1"
 
     def on_its_way(self, number: int) -> bool:
         """Whether a call carrying the counter is on its way to Redis or about to be."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from guahao.platform.inventory.lua_scripts import LuaScript
 
-__all__ = ["bulk", "evalsha_head"]
+__all__ = ["bulk", "evalsha_head", "window_keys"]
 
 
 def bulk(value: str | int) -> bytes:
@@ -27,6 +27,18 @@ def bulk(value: str | int) -> bytes:
     """
     data = str(value).encode()
     return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def window_keys(current: str) -> bytes:
+    """A counter's previous window's key (``current/-1``) and its current window's, as two
+    bulk strings: the name encoded once for both.
+
+    >>> window_keys("p:{k}") == bulk("p:{k}/-1") + bulk("p:{k}")
+    True
+    """
+    data = current.encode()
+    size = len(data)
+    return b"$%d\r\n%b/-1\r\n$%d\r\n%b\r\n" % (size + 3, data, size, data)
 
 
 def evalsha_head(script: LuaScript, keys: int, args: int) -> bytes:

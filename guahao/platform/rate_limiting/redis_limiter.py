@@ -57,12 +57,13 @@ from collections.abc import Iterable, Sequence
 from importlib.resources import files
 
 import redis.asyncio as aioredis
-from limits import RateLimitItem, parse_many
+from limits import parse_many
 
 from guahao.platform.error_codes import refuse
 from guahao.platform.inventory.lua_scripts import LuaScript
 from guahao.platform.inventory.pipelining import AutoPipeline
 from guahao.platform.rate_limiting.counter_views import FRESH_SECONDS, CounterViews
+from guahao.platform.rate_limiting.limit_items import LimitItem
 from guahao.platform.rate_limiting.packed_commands import bulk, evalsha_head
 from guahao.platform.redis_pools import (
     blocking_pool,
@@ -129,7 +130,8 @@ class RequestLimiter:
     def __init__(self, redis_url: str, *, key_prefix: str = "guahao-limits") -> None:
         self._key_prefix = key_prefix
         self._url = redis_url
-        self._parsed: dict[str, list[RateLimitItem]] = {}
+        # (limit name, spec) -> its items, as their counters share them
+        self._items: dict[tuple[str, str], tuple[LimitItem, ...]] = {}
         # this process's view of every counter it keeps (``counter_views``: a counter is a
         # number there, not an object the garbage collector walks)
         self._views = CounterViews()
@@ -167,12 +169,6 @@ class RequestLimiter:
         await self._client.aclose()
         if not is_cluster_url(self._url):  # a pool handed in is not closed by its client
             await self._client.connection_pool.disconnect()
-
-    def _items(self, spec: str) -> list[RateLimitItem]:
-        items = self._parsed.get(spec)
-        if items is None:
-            items = self._parsed[spec] = parse_many(spec)
-        return items
 
     async def hit(self, checks: Sequence[tuple[str, str, str]]) -> None:
         """Count one request against every ``(limit name, spec, identifier)``; refuse if any
@@ -225,7 +221,11 @@ class RequestLimiter:
         for counter in counters:  # refused by Redis, its window without room yet
             if refused_until[counter] > now:
                 retry = _retry_after(refused_until[counter] - now)
-                refuse("RATE_LIMITED", limit=views.limit_name[counter], retry_after_seconds=retry)
+                refuse(
+                    "RATE_LIMITED",
+                    limit=views.limit_item(counter).limit_name,
+                    retry_after_seconds=retry,
+                )
         return False
 
     async def _decided_by_redis(self, counters: list[int]) -> None:
@@ -248,7 +248,11 @@ class RequestLimiter:
                 deciding[counter] -= 1
         for counter, retry in zip(counters, retries, strict=True):
             if retry:
-                refuse("RATE_LIMITED", limit=views.limit_name[counter], retry_after_seconds=retry)
+                refuse(
+                    "RATE_LIMITED",
+                    limit=views.limit_item(counter).limit_name,
+                    retry_after_seconds=retry,
+                )
 
     async def _decide(self, counter: int) -> int:
         """Redis's decision of one hit of ``counter``, its pending hits added first: 0 if
@@ -262,11 +266,12 @@ class RequestLimiter:
         sent_as, alone = views.exchanges[counter], views.flying[counter] == 0
         views.flying[counter] += 1
         asked = time.monotonic()
+        expiry = views.limit_item(counter).expiry
         try:
             reply = await self._pipeline.run(
                 DECIDE_IN_WINDOW,
-                [views.previous[counter], views.current[counter]],
-                [views.amount[counter], views.expiry[counter], pending],
+                [views.previous(counter), views.current[counter]],
+                [views.amount[counter], expiry, pending],
             )
         except BaseException:
             if pending:
@@ -286,7 +291,7 @@ class RequestLimiter:
         views.used[counter] = heard
         if admitted:
             return 0
-        reset_in = _reset_in(views.expiry[counter], *(int(value) for value in reply[2:6]))
+        reset_in = _reset_in(expiry, *(int(value) for value in reply[2:6]))
         views.refused_until[counter] = max(views.refused_until[counter], asked + reset_in)
         return _retry_after(reset_in)
 
@@ -298,18 +303,13 @@ class RequestLimiter:
 
     def _remember(self, name: str, spec: str, ident: str) -> tuple[int, ...]:
         """New counters for a limit of an identifier, one per item of the limit's spec."""
-        now = time.monotonic()
-        views = self._views
-        kept = self._counters[name, spec, ident] = tuple(
-            views.add(
-                name,
-                f"{self._key_prefix}:{{{item.key_for(name, ident)}}}",
-                item.amount,
-                item.get_expiry(),
-                now,
+        items = self._items.get((name, spec))
+        if items is None:
+            items = self._items[name, spec] = tuple(
+                LimitItem.of(self._key_prefix, name, item) for item in parse_many(spec)
             )
-            for item in self._items(spec)
-        )
+        now, add = time.monotonic(), self._views.add
+        kept = self._counters[name, spec, ident] = tuple([add(item, ident, now) for item in items])
         return kept
 
     def _start_sync(self) -> None:
@@ -337,9 +337,11 @@ class RequestLimiter:
         views = self._views
         pending, exchanges, flying = views.pending, views.exchanges, views.flying
         # each counter sent, with its hits, its calls counted with this one and whether
-        # another was on its way (parallel lists)
+        # another was on its way (parallel lists); the hits as the script takes them,
+        # negative for a counter's first call (``add_to_windows.lua``)
         due: list[int] = []
         amounts: list[int] = []
+        hits: list[int] = []
         sent_as: list[int] = []
         alone: list[bool] = []
         for counter in counters:
@@ -348,6 +350,7 @@ class RequestLimiter:
                 due.append(counter)
                 amounts.append(amount)
                 exchanges[counter] += 1
+                hits.append(-amount if exchanges[counter] == 1 else amount)
                 sent_as.append(exchanges[counter])
                 alone.append(flying[counter] == 0)
                 flying[counter] += 1
@@ -357,7 +360,7 @@ class RequestLimiter:
         if not due:
             return
         try:
-            totals = await self._add_to_windows(due, amounts)
+            totals = await self._add_to_windows(due, hits)
         except BaseException:
             for counter, amount in zip(due, amounts, strict=True):
                 pending[counter] += amount
@@ -384,20 +387,22 @@ class RequestLimiter:
             views.heard[counter] = heard
             views.used[counter] = heard
 
-    async def _add_to_windows(self, due: list[int], amounts: list[int]) -> list[int]:
-        """Redis's counts after adding ``amounts`` hits to the counters ``due``, the calls
-        written from the counters' own RESP (``packed_commands``)."""
+    async def _add_to_windows(self, due: list[int], hits: list[int]) -> list[int]:
+        """Redis's counts after adding ``hits`` to the counters ``due`` (negative: the
+        counter's first call), the calls written from the counters' own RESP
+        (``packed_commands``)."""
         views = self._views
+        items = views.item
         if is_cluster_url(self._url):  # one call per counter, routed by its hash slot
             head = evalsha_head(ADD_TO_WINDOWS, 2, 2)
             calls = [
                 self._pipeline.run(
                     ADD_TO_WINDOWS,
-                    [views.previous[c], views.current[c]],
-                    [views.expiry[c], amount],
-                    packed=head + views.packed_keys[c] + _packed_args(views, c, amount),
+                    [views.previous(c), views.current[c]],
+                    [views.limit_item(c).expiry, amount],
+                    packed=head + views.packed_keys[c] + _packed_args(items[c], amount),
                 )
-                for c, amount in zip(due, amounts, strict=True)
+                for c, amount in zip(due, hits, strict=True)
             ]
         else:  # the keys on a single server serve no routing: only the packed call is sent
             calls = []
@@ -406,8 +411,8 @@ class RequestLimiter:
                 head = evalsha_head(ADD_TO_WINDOWS, 2 * len(batch), 2 * len(batch))
                 keys = [views.packed_keys[c] for c in batch]
                 args = [
-                    _packed_args(views, c, amount)
-                    for c, amount in zip(batch, amounts[start : start + _SYNC_BATCH], strict=True)
+                    _packed_args(items[c], amount)
+                    for c, amount in zip(batch, hits[start : start + _SYNC_BATCH], strict=True)
                 ]
                 packed = b"".join([head, *keys, *args])
                 calls.append(self._pipeline.run(ADD_TO_WINDOWS, (), (), packed=packed))
@@ -484,6 +489,12 @@ def _retry_after(reset_in: float) -> int:
     return max(1, int(reset_in) + 1)
 
 
-def _packed_args(views: CounterViews, counter: int, amount: int) -> bytes:
-    """A counter's arguments to ``add_to_windows.lua``: its window and the hits to add."""
-    return views.packed_hit[counter] if amount == 1 else views.packed_expiry[counter] + bulk(amount)
+def _packed_args(item: LimitItem | None, hits: int) -> bytes:
+    """A counter's arguments to ``add_to_windows.lua``: its window and the hits to add
+    (negative: the counter's first call)."""
+    assert item is not None  # counters with hits on their way are never released
+    if hits == 1:
+        return item.packed_hit
+    if hits == -1:
+        return item.packed_first_hit
+    return item.packed_expiry + bulk(hits)
