@@ -221,11 +221,14 @@ class HoldGrants:
         pooled = await self._p.inventory.hold_all([g.hold_asked() for g in admitted])
         together: list[_Granting] = []
         alone: list[_Granting] = []
-        his = self._p.his_inventory  # None: no hospital's HIS to ask, and no await per grant
+        his_of: dict[str, HisInventory | None] = {}  # asked once per hospital of the batch
         for g, grant in zip(admitted, pooled, strict=True):
             if isinstance(grant, HoldGrant):
                 g.granted(grant)
-                g.his = None if his is None else await self._his_owning(g.facts)
+                hospital = g.facts.hospital_id
+                if hospital not in his_of:
+                    his_of[hospital] = await self._his_owning(g.facts)
+                g.his = his_of[hospital]
                 (alone if grant.replayed or g.his is not None else together).append(g)
             elif isinstance(grant, GuahaoError) and grant.code in _HELD_ALONE:
                 alone.append(g)  # held again alone: the slot loaded, or the stale claim cleared
