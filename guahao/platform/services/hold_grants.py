@@ -25,7 +25,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -80,10 +80,9 @@ def _as_granted(row: BookingRow, expires_at: datetime) -> Booking:
     )
 
 
-class HoldAsk(NamedTuple):
-    """One request of ``HoldGrants.grant_all``: ``BookingService.grant_hold``'s arguments. A
-    named tuple, immutable as a frozen dataclass is, made without its ``object.__setattr__``
-    per field (one per granted hold, made in the front's request)."""
+@dataclass(frozen=True, slots=True)
+class HoldAsk:
+    """One request of ``HoldGrants.grant_all``: ``BookingService.grant_hold``'s arguments."""
 
     account_id: str
     slot_id: str
