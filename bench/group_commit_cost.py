@@ -11,7 +11,9 @@ throwaway PostgreSQL (``infra/local_postgres.py``), for batches of ``--rows``, i
 - ``driver``: the same statement sent by asyncpg itself on a connection of the engine, without
   SQLAlchemy's session and cursor around it (``UnnestInsert.execute``), a checkout per batch;
 - ``kept``: the same on one connection kept from batch to batch (what ``HoldCommits`` does
-  since branch grant6 while batches follow each other).
+  since branch grant6 while batches follow each other);
+- ``recordset``: as ``kept``, each table's rows one JSON document parsed by PostgreSQL
+  (``RecordsetInsert``, ``json_to_recordset``: what ``HoldCommits`` sends since branch commit3).
 
 The process's CPU time and the wall time are divided by the rows written. The tables are copies
 of ``bookings`` and ``outbox`` without their foreign keys, so no accounts or slots are seeded.
@@ -43,6 +45,7 @@ from guahao.platform.persistence.database import (
     upgrade_async,
 )
 from guahao.platform.persistence.outbox import event_values
+from guahao.platform.persistence.recordset_inserts import RecordsetInsert
 from guahao.platform.persistence.unnest_inserts import UnnestInsert
 from guahao.platform.services.hold_commits import BOOKINGS, OUTBOX
 from infra import local_postgres
@@ -71,12 +74,20 @@ def _batch(rows: int) -> Batch:
             "ip_hash": "a" * 64,
             "device_hash": "b" * 64,
         }
-        payload = {"booking_id": booking_id, "status": "held", "fee_cents": 500}
+        payload = {  # event_payload's keys
+            "booking_id": booking_id,
+            "account_id": booking["account_id"],
+            "slot_id": booking["slot_id"],
+            "session_id": booking["session_id"],
+            "patient_id": None,
+            "status": "held",
+            "end_reason": None,
+        }
         out.append((booking, event_values("booking.held", booking_id, payload, now)))
     return out
 
 
-async def _measure(url: str, sizes: list[int], repeats: int) -> None:
+async def _measure(url: str, sizes: list[int], repeats: int, only: list[str]) -> None:
     await upgrade_async(url)
     engine = create_engine(url)
     sessions = session_factory(engine)
@@ -90,6 +101,9 @@ async def _measure(url: str, sizes: list[int], repeats: int) -> None:
         await connection.exec_driver_sql("CREATE TABLE bench_outbox (LIKE outbox INCLUDING ALL)")
     first = _batch(1)[0]
     statement = UnnestInsert(engine.dialect, (bookings, tuple(first[0])), (outbox, tuple(first[1])))
+    documents = RecordsetInsert(
+        engine.dialect, (bookings, tuple(first[0])), (outbox, tuple(first[1]))
+    )
 
     def parameters(batch: Batch) -> tuple[Any, ...]:
         return statement.parameters([b for b, _ in batch], [e for _, e in batch])
@@ -114,17 +128,23 @@ async def _measure(url: str, sizes: list[int], repeats: int) -> None:
     async def kept(batch: Batch) -> None:
         await statement.execute(kept_connection, [b for b, _ in batch], [e for _, e in batch])
 
+    async def recordset(batch: Batch) -> None:
+        await documents.execute(kept_connection, [b for b, _ in batch], [e for _, e in batch])
+
     ways: dict[str, Callable[[Batch], Awaitable[None]]] = {
         "core": core,
         "unnest": unnest,
         "driver": driver,
         "kept": kept,
+        "recordset": recordset,
     }
     print("| rows a batch | way | CPU µs a row | wall µs a row | ms a batch |")
     print("| --- | --- | --- | --- | --- |")
     for rows in sizes:
         for _ in range(repeats):
             for name, write in ways.items():
+                if only and name not in only:
+                    continue
                 batches = [_batch(rows) for _ in range(200)]
                 for batch in batches[:20]:  # connections, prepared statements
                     await write(batch)
@@ -146,11 +166,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[4, 32, 128])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--ways", nargs="+", default=[], help="only these ways (all by default)")
     options = parser.parse_args()
     directory = tempfile.mkdtemp(prefix="guahao-group-commit-")
     url = local_postgres.start(directory)
     try:
-        uvloop.run(_measure(url, options.rows, options.repeats))
+        uvloop.run(_measure(url, options.rows, options.repeats, options.ways))
     finally:
         local_postgres.stop(directory)
         tidy(directory)

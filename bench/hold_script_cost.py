@@ -5,7 +5,8 @@ over a whole surge; this isolates the hold script. 20 000 grants (200 slots of 1
 default, each attempt a new account; ``--slots 5``: a hot release's few slots) go through the
 inventory's own automatic pipeline, 200 callers at once; Redis's ``used_cpu_user +
 used_cpu_sys`` (``INFO cpu``) before and after, divided by the grants. CPU time, unlike
-``usec_per_call`` (wall time inside Redis), is barely moved by a loaded machine. Rows, each
+``usec_per_call`` (wall time inside Redis), is less moved by a loaded machine; beside it the
+commands the scripts ran a grant (``INFO commandstats``), a count no load moves. Rows, each
 with a call of one hold and with calls of ``HOLD_BATCH``:
 
 - ``hold_many``: the script as the adapter runs it (grants on one server, marker included;
@@ -85,7 +86,7 @@ def requests(slots: int) -> list[HoldRequest]:
 
 async def one_row(
     client: aioredis.Redis, script: LuaScript, per_call: int, slots: int
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
     await client.flushdb()
     inventory = RedisInventory(client, key_prefix="cost:")
     for s in range(slots):
@@ -109,9 +110,20 @@ async def one_row(
             replies: Any = await pipeline.run(script, call_keys, args)
             granted += sum(1 for reply in replies if reply[0] == b"GRANTED")
 
+    await client.config_resetstat()
     before = await redis_cpu(client)
     await asyncio.gather(*(caller() for _ in range(max(1, 200 // per_call))))
-    return (await redis_cpu(client) - before) / GRANTS * 1e6, granted
+    micros = (await redis_cpu(client) - before) / GRANTS * 1e6
+    return micros, granted, await commands_inside(client) / GRANTS
+
+
+async def commands_inside(client: aioredis.Redis) -> int:
+    """The commands the scripts ran (every command counted since the row began but the
+    script calls themselves and the CPU reading): a count, steady where CPU time is not on a
+    shared machine."""
+    stats = await client.info("commandstats")
+    outside = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_info", "cmdstat_config"}
+    return sum(int(v["calls"]) for k, v in stats.items() if k not in outside)
 
 
 async def measure(url: str, variants: list[Path], rounds: int, slots: int) -> None:
@@ -122,10 +134,11 @@ async def measure(url: str, variants: list[Path], rounds: int, slots: int) -> No
         for round_ in range(rounds):
             for name, script in scripts(variants).items():
                 for per_call in (1, HOLD_BATCH):
-                    micros, granted = await one_row(client, script, per_call, slots)
+                    micros, granted, commands = await one_row(client, script, per_call, slots)
                     print(
                         f"round {round_}  {name:28} {per_call:3} a call"
-                        f"  Redis CPU {micros:6.1f} µs/grant  {granted=}"
+                        f"  Redis CPU {micros:6.1f} µs/grant  {commands:5.2f} commands/grant"
+                        f"  {granted=}"
                     )
     finally:
         await client.aclose()

@@ -294,6 +294,14 @@ async def _check(environ: dict[str, str], granted: int) -> dict[str, Any]:
                     )
                 ).all()
             )
+            per_transaction = None
+            if connection.dialect.name == "postgresql":  # rows of one transaction share xmin
+                per_transaction = await connection.scalar(
+                    sa.text(
+                        "SELECT round(count(*)::numeric / greatest(count(DISTINCT xmin::text), 1),"
+                        " 1) FROM bookings WHERE status = 'held'"
+                    )
+                )
         counts = await platform.ports.inventory.counts(slot_ids, now_ms=int(now.timestamp() * 1000))
     oversold = sum(
         1
@@ -307,6 +315,7 @@ async def _check(environ: dict[str, str], granted: int) -> dict[str, Any]:
         "sql_redis_disagreeing_slots": disagree,
         "active_bookings": sum(active.values()),
         "grants_answered": granted,
+        "held_rows_a_transaction": None if per_transaction is None else float(per_transaction),
     }
 
 

@@ -8,8 +8,10 @@ real tables' indexes (from ``pg_indexes``) and foreign keys (from ``pg_constrain
 parents of the foreign keys being one-column copies of the referenced tables (``id`` alone:
 a foreign-key check is a probe of the parent's primary key and a ``FOR KEY SHARE`` lock of
 its row, neither of which depends on the parent's other columns). Then a variant removes or
-changes one thing: a foreign key, an index, the outbox part, or ``synchronous_commit`` (the
-throwaway cluster runs with ``fsync`` off: the commit's own flush is not in these figures).
+changes one thing: a foreign key, an index, the outbox part, ``synchronous_commit`` (the
+throwaway cluster runs with ``fsync`` off: the commit's own flush is not in these figures), or
+the way the rows travel (``recordset``: each table's rows one JSON document, as
+``HoldCommits`` sends them since branch commit3).
 
 Per variant, in rounds that take the variants in turn: the backend's CPU (``/proc/PID/schedstat``
 of the connection's backend, nanoseconds on a core) and the WAL it wrote
@@ -48,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from guahao.platform.persistence.database import upgrade_async
 from guahao.platform.persistence.outbox import event_values
+from guahao.platform.persistence.recordset_inserts import RecordsetInsert
 from guahao.platform.persistence.unnest_inserts import UnnestInsert
 from guahao.platform.services.hold_commits import BOOKINGS, OUTBOX
 from infra import local_postgres
@@ -75,6 +78,9 @@ class Variant:
     foreign key)."""
     outbox: bool = True
     synchronous_commit: str | None = None
+    recordset: bool = False
+    """Each table's rows sent as one JSON document (``RecordsetInsert``) instead of a
+    column's array each (``UnnestInsert``)."""
 
 
 def _variants(booking_fks: list[str], indexes: list[str]) -> list[Variant]:
@@ -115,6 +121,7 @@ def _variants(booking_fks: list[str], indexes: list[str]) -> list[Variant]:
             },
         )
     )
+    out.append(Variant("recordset: each table's rows one JSON document", recordset=True))
     return out
 
 
@@ -218,7 +225,15 @@ def _rows(count: int, accounts: list[str]) -> tuple[list[dict[str, Any]], list[d
                 "device_hash": secrets.token_hex(32),
             }
         )
-        payload = {"booking_id": booking_id, "status": "held", "fee_cents": 500}
+        payload = {  # event_payload's keys
+            "booking_id": booking_id,
+            "account_id": bookings[-1]["account_id"],
+            "slot_id": bookings[-1]["slot_id"],
+            "session_id": "session1",
+            "patient_id": None,
+            "status": "held",
+            "end_reason": None,
+        }
         events.append(event_values("booking.held", booking_id, payload, now))
     return bookings, events
 
@@ -234,7 +249,8 @@ class Writer:
         parts = [(bookings, tuple(sample[0][0]))]
         if variant.outbox:
             parts.append((outbox, tuple(sample[1][0])))
-        self.statement = UnnestInsert(dialect, *parts)
+        way = RecordsetInsert if variant.recordset else UnnestInsert
+        self.statement: RecordsetInsert | UnnestInsert = way(dialect, *parts)
         self.variant = variant
 
     def parameters(self, rows: tuple[list[Any], list[Any]]) -> tuple[Any, ...]:

@@ -98,6 +98,7 @@ class Run:
     script_calls: int = 0
     redis_reads: int = 0
     redis_us_per_script_call: float = 0.0
+    redis_commands_per_decision: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -275,19 +276,29 @@ def redis_reads(node_urls: list[str]) -> int:
     return total
 
 
-def redis_script_stats(node_urls: list[str]) -> tuple[int, float]:
-    """Script calls (EVALSHA and EVAL) the Redis servers have run so far, and the
-    microseconds of their own time those calls took (``INFO commandstats``, all nodes): the
-    server's side of a decision, beside the worker's, without a profiler on Redis."""
-    calls, usec = 0, 0.0
+SCRIPT_CALLS = ("cmdstat_evalsha", "cmdstat_eval")
+NOT_THE_WORKERS = ("cmdstat_info", "cmdstat_config")
+"""The bench's own questions to the servers, left out of the commands counted."""
+
+
+def redis_script_stats(node_urls: list[str]) -> tuple[int, float, int]:
+    """Script calls (EVALSHA and EVAL) the Redis servers have run so far, the microseconds
+    of their own time those calls took, and every other command run (nearly all of them by
+    the scripts: ``INFO commandstats`` counts a script's commands too), all nodes: the
+    server's side of a decision, beside the worker's, without a profiler on Redis. The count
+    of commands is the one figure here no load on the machine moves."""
+    calls, usec, commands = 0, 0.0, 0
     for node_url in node_urls:
         sync = __import__("redis").Redis.from_url(node_url)
         stats = sync.info("commandstats")
         sync.close()
-        for name in ("cmdstat_evalsha", "cmdstat_eval"):
-            calls += int(stats.get(name, {}).get("calls", 0))
-            usec += float(stats.get(name, {}).get("usec", 0))
-    return calls, usec
+        for name, stat in stats.items():
+            if name in SCRIPT_CALLS:
+                calls += int(stat.get("calls", 0))
+                usec += float(stat.get("usec", 0))
+            elif name not in NOT_THE_WORKERS:
+                commands += int(stat.get("calls", 0))
+    return calls, usec, commands
 
 
 def crowd(
@@ -330,12 +341,12 @@ def crowd(
     ]
     time.sleep(1.5)  # let every process import and wait at the gate
     redis_before = redis_cpu_s(redis_nodes) if redis_nodes else 0.0
-    scripts_before = redis_script_stats(redis_nodes) if redis_nodes else (0, 0.0)
+    scripts_before = redis_script_stats(redis_nodes) if redis_nodes else (0, 0.0, 0)
     reads_before = redis_reads(redis_nodes) if redis_nodes else 0
     go.set()
     parts = [out.get() for _ in workers]
     redis_used = redis_cpu_s(redis_nodes) - redis_before if redis_nodes else 0.0
-    scripts_after = redis_script_stats(redis_nodes) if redis_nodes else (0, 0.0)
+    scripts_after = redis_script_stats(redis_nodes) if redis_nodes else (0, 0.0, 0)
     reads_after = redis_reads(redis_nodes) if redis_nodes else 0
     for spy in spies:
         if spy is not None:
@@ -354,6 +365,7 @@ def crowd(
     run.worker_cpu_us_per_decision = sum(p["cpu_s"] for p in parts) / run.attempts * 1e6
     run.redis_cpu_us_per_decision = redis_used / run.attempts * 1e6
     run.script_calls = scripts_after[0] - scripts_before[0]
+    run.redis_commands_per_decision = (scripts_after[2] - scripts_before[2]) / run.attempts
     run.redis_reads = reads_after - reads_before
     if run.script_calls:
         run.redis_us_per_script_call = (scripts_after[1] - scripts_before[1]) / run.script_calls
@@ -636,7 +648,7 @@ def print_table(runs: list[Run], report: dict[str, Any]) -> None:
     head += f"{'p50 ms':>9}{'p99 ms':>9}{'grant p50':>10}{'grant p99':>10}"
     print(
         head + f"{'granted':>9}{'refused':>9}{'errors':>8}{'oversold':>10}{'cpu µs/dec':>13}"
-        f"{'scripts':>9}{'µs/script':>10}"
+        f"{'scripts':>9}{'µs/script':>10}{'cmds/dec':>10}"
     )
     for r in runs:
         print(
@@ -644,8 +656,9 @@ def print_table(runs: list[Run], report: dict[str, Any]) -> None:
             f"{r.admissions_per_s:>14.0f}{r.sell_out_s:>11.2f}"
             f"{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}{r.grant_p50_ms:>10.2f}{r.grant_p99_ms:>10.2f}"
             f"{r.granted:>9}{r.refused:>9}{r.errors:>8}{r.oversold:>10}"
-            f"{r.worker_cpu_us_per_decision:>7.0f}+{r.redis_cpu_us_per_decision:<5.0f}"
+            f"{r.worker_cpu_us_per_decision:>7.1f}+{r.redis_cpu_us_per_decision:<5.1f}"
             f"{r.script_calls:>9}{r.redis_us_per_script_call:>10.1f}"
+            f"{r.redis_commands_per_decision:>10.2f}"
         )
     rb = report["redis_benchmark"]
     if rb.get("available"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, func, select
@@ -16,8 +17,8 @@ from guahao.platform.bookings import Booking
 from guahao.platform.errors import GuahaoError
 from guahao.platform.persistence.outages import is_database_outage
 from guahao.platform.persistence.outbox import event_values
+from guahao.platform.persistence.recordset_inserts import MissingColumnError, RecordsetInsert
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
-from guahao.platform.persistence.unnest_inserts import UnnestInsert
 from guahao.platform.services.hold_commits import BOOKINGS, OUTBOX, HoldCommits
 from tests.fixtures.platforms import (
     bulk_accounts,
@@ -59,6 +60,20 @@ async def a_slot_and_accounts(
     slots = await publish_clinic(platform, clinic(units=units))
     crowd = await bulk_accounts(platform, accounts)
     return slots[0], crowd, await session_of(platform, slots[0]), platform.ports.clock.now()
+
+
+async def a_lone_statement(
+    platform: Platform, booking_id: str
+) -> tuple[dict[str, object], dict[str, object], RecordsetInsert]:
+    """A granted hold's booking row and event on a slot of its own, and the PostgreSQL
+    statement ``HoldCommits`` would write them with: for tests of the statement alone."""
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
+    row = held_row(booking_id, accounts[0], slot, session_id, "k", now)
+    held = event_values("booking.held", booking_id, {"booking_id": booking_id}, now)
+    statement = RecordsetInsert(
+        platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held))
+    )
+    return row, held, statement
 
 
 async def test_concurrent_grants_share_a_few_transactions_and_all_are_recorded(platform):
@@ -404,10 +419,7 @@ async def test_rows_of_other_columns_in_one_crowd_are_each_written_with_their_ow
 @pytest.mark.postgres
 @pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
 async def test_a_batch_sent_on_a_broken_link_is_an_outage_and_its_connection_is_replaced(platform):
-    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
-    row = held_row("link-0", accounts[0], slot, session_id, "k", now)
-    held = event_values("booking.held", "link-0", {"booking_id": "link-0"}, now)
-    statement = UnnestInsert(platform.engine.dialect, (BOOKINGS, tuple(row)), (OUTBOX, tuple(held)))
+    row, held, statement = await a_lone_statement(platform, "link-0")
 
     async with platform.engine.connect() as connection:
         (await connection.get_raw_connection()).driver_connection.terminate()
@@ -458,3 +470,51 @@ async def test_batches_that_follow_each_other_share_one_connection_given_back_af
             select(func.count()).select_from(BookingRow).where(BookingRow.id.like("kept-%"))
         )
     assert written == 5
+
+
+async def test_a_granted_holds_text_and_zoned_times_come_back_as_they_were_given(platform):
+    # On PostgreSQL a batch's rows travel as one JSON document (RecordsetInsert): every
+    # character JSON escapes, and a time given in another zone, must come back unchanged.
+    slot, accounts, session_id, now = await a_slot_and_accounts(platform, 2, 1)
+    shanghai = now.astimezone(ZoneInfo("Asia/Shanghai"))
+    key = "q\"uote \\back\nslash\t二 \u2028 🏥 </x> ' ,{}[]"
+    row = held_row("text-0", accounts[0], slot, session_id, key, shanghai)
+    row |= {"ip_hash": "\\u0041", "device_hash": "null"}
+    payload = {"booking_id": "text-0", "note": key, "at": shanghai.isoformat(), "n": 2**40}
+
+    await HoldCommits(platform.ports).record(row, payload, shanghai)
+
+    async with platform.ports.sessions() as session:
+        booking = await session.get(BookingRow, "text-0")
+        event = await session.scalar(select(OutboxRow).where(OutboxRow.aggregate_id == "text-0"))
+    assert booking is not None
+    assert event is not None
+    assert {name: getattr(booking, name) for name in row} == row
+    assert booking.created_at.utcoffset() == timedelta(0)  # the same instant, stored as UTC
+    assert (event.payload, event.created_at) == (payload, shanghai)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+async def test_a_batch_with_a_naive_time_or_a_stray_column_is_refused_before_it_is_sent(platform):
+    # A key missing from a row's JSON object would be a silent NULL in json_to_recordset, and a
+    # naive time would be read in the server's zone: both are refused before anything is sent.
+    row, held, statement = await a_lone_statement(platform, "refused-0")
+    naive = row | {"hold_expires_at": held["created_at"].replace(tzinfo=None)}
+    stray = row | {"channel": "app"}
+    lacking = {name: value for name, value in row.items() if name != "fee_cents"}
+
+    async with platform.engine.connect() as connection:
+        with pytest.raises(ValueError, match="naive"):
+            await statement.execute(connection, [row, naive], [held, held])
+        with pytest.raises(MissingColumnError, match="row 1 for bookings lacks channel"):
+            await statement.execute(connection, [row, stray], [held, held])
+        with pytest.raises(MissingColumnError, match="row 0 for bookings lacks fee_cents"):
+            await statement.execute(connection, [lacking], [held])
+        with pytest.raises(ValueError, match="naive"):
+            await statement.execute(
+                connection, [row], [held | {"created_at": naive["hold_expires_at"]}]
+            )
+
+    async with platform.ports.sessions() as session:
+        assert (await session.get(BookingRow, "refused-0")) is None

@@ -325,6 +325,69 @@ async def test_a_fenced_slot_in_a_batch_waits_for_its_rebuild_while_the_others_a
     assert await asyncio.wait_for(on_a, 5) == ("granted", "h1", False)
 
 
+async def with_a_returning_unit(inventory: RedisInventory) -> None:
+    """Slot ``back``: its one unit booked and cancelled, returning to the pool only at
+    ``RELEASE + 1000`` (until then it is sold out)."""
+    await inventory.load(SlotState(slot_id="back", capacity=1, booked=1, release_at_ms=RELEASE))
+    assert await inventory.cancel_booked(
+        "back", unit_id="u1", now_ms=RELEASE, return_at_ms=RELEASE + 1000
+    )
+
+
+async def test_a_batch_counts_returning_units_and_confirmed_holds_where_its_slots_have_them(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """The hold script asks once a call whether any of its slots has a fence, a returning
+    unit or a confirmed hold (at a release none has), and only then each slot for its own: a
+    slot that has them, decided in one call beside slots that have none, must still count
+    its returning unit and know its confirmed hold id."""
+    inventory = RedisInventory(slot_pool_redis, key_prefix="kept:")
+    await load_slots(inventory)
+    await with_a_returning_unit(inventory)
+    await inventory.load(SlotState(slot_id="done", capacity=5, booked=0, release_at_ms=RELEASE))
+    assert await attempt(inventory, ("done", "h1", "acct1", "k1", RELEASE)) == (
+        "granted",
+        "h1",
+        False,
+    )
+    assert await inventory.confirm("done", hold_id="h1", account_id="acct1", now_ms=RELEASE)
+
+    outcomes = await asyncio.gather(
+        attempt(inventory, ("b", "h2", "acct2", "k2", RELEASE)),
+        attempt(inventory, ("back", "h3", "acct3", "k3", RELEASE)),
+        attempt(inventory, ("done", "h1", "acct4", "k4", RELEASE)),  # h1 names a booked unit
+        attempt(inventory, ("a", "h5", "acct5", "k5", RELEASE)),
+    )
+    assert outcomes == [
+        ("granted", "h2", False),
+        "SLOT_SOLD_OUT",
+        "VALIDATION_FAILED",
+        ("granted", "h5", False),
+    ]
+    counts = await inventory.counts(["back", "done"], now_ms=RELEASE)
+    assert (counts["back"].returning, counts["back"].available) == (1, 0)
+    assert (counts["done"].booked, counts["done"].held) == (1, 0)
+    # the unit is back at its time
+    back = await attempt(inventory, ("back", "h6", "acct6", "k6", RELEASE + 1000))
+    assert back == ("granted", "h6", False)
+
+
+async def test_a_fenced_slot_and_a_slot_with_a_returning_unit_in_one_batch(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """Both kinds in one call: the fenced slot's hold waits for the rebuild, the other slot
+    still counts its returning unit."""
+    inventory = await with_a_fenced(slot_pool_redis, "fenced-kept:")
+    await with_a_returning_unit(inventory)
+    on_a = asyncio.ensure_future(attempt(inventory, ("a", "h1", "acct1", "k1", RELEASE)))
+    on_back = asyncio.ensure_future(attempt(inventory, ("back", "h2", "acct2", "k2", RELEASE)))
+    assert await asyncio.wait_for(on_back, 5) == "SLOT_SOLD_OUT"
+    await asyncio.sleep(0.1)
+    assert not on_a.done()
+    await inventory.unfence("a", token="t1")
+    assert await asyncio.wait_for(on_a, 5) == ("granted", "h1", False)
+
+
 async def test_the_platforms_offer_on_a_fenced_slot_waits_for_its_rebuild_and_claims_no_marker(
     slot_pool_redis: aioredis.Redis,
 ) -> None:
@@ -374,6 +437,79 @@ async def test_asking_whether_a_hold_stands_waits_out_a_fence_and_knows_confirme
     assert not asked.done()
     await inventory.unfence("a", token="t1")
     assert await asyncio.wait_for(asked, 5) is True
+
+
+async def test_a_commits_holds_over_several_slots_are_each_answered_as_alone(
+    slot_pool_redis: aioredis.Redis,
+) -> None:
+    """``holds_all`` sends the holds grouped by slot (``held_all.lua`` reads a slot's fence
+    and meta once for all its holds): asked in any order, over slots fenced, missing or
+    loaded, each hold gets the answer it gets alone."""
+    inventory = RedisInventory(slot_pool_redis, key_prefix="grouped:")
+    await load_slots(inventory)
+    await inventory.load(SlotState(slot_id="c", capacity=5, booked=0, release_at_ms=RELEASE))
+    early, now = RELEASE, RELEASE + TTL // 2
+    for request in [
+        ("a", "h2", "acct2", "k2", early),  # runs out before the others
+        ("a", "h1", "acct1", "k1", now),
+        ("b", "h3", "acct3", "k3", now),
+        ("b", "h4", "acct4", "k4", now),
+        ("c", "h5", "acct5", "k5", now),
+    ]:
+        assert (await attempt(inventory, request))[0] == "granted"  # type: ignore[index]
+    await inventory.confirm("b", hold_id="h4", account_id="acct4", now_ms=now)
+    assert await inventory.fence("c", token="t1", ttl_ms=10_000) is not None
+    later = early + TTL + 1  # h2 ran out, the others stand
+    checks = [
+        ("a", "h1", later),
+        ("b", "h3", later),
+        ("nowhere", "h6", later),  # the slot is not loaded
+        ("a", "nobody", later),  # never held
+        ("c", "h5", later),  # a rebuild's fence stands
+        ("b", "h4", now + 2 * TTL),  # confirmed: held however late
+        ("a", "h2", later),  # ran out
+        ("b", "h3", now + 2 * TTL),  # asked again, later: ran out by then
+    ]
+
+    together = await inventory.holds_all(checks)
+
+    assert together == {
+        "h1": True,
+        "h3": False,  # the last answer about h3 (its later time) stands
+        "h6": False,
+        "nobody": False,
+        "h5": False,
+        "h4": True,
+        "h2": False,
+    }
+    for slot_id, hold_id, now_ms in checks:
+        if slot_id not in ("nowhere", "c"):  # holds alone refuses the one, waits out the other
+            alone = await inventory.holds(slot_id, hold_id=hold_id, now_ms=now_ms)
+            assert alone is (await inventory.holds_all([(slot_id, hold_id, now_ms)]))[hold_id]
+    await inventory.unfence("c", token="t1")
+    assert await inventory.holds_all([("c", "h5", later), ("a", "h1", later)]) == {
+        "h5": True,
+        "h1": True,
+    }
+
+
+async def test_a_commits_survival_check_reads_each_slot_once_not_each_hold(
+    redis_client: aioredis.Redis,
+) -> None:
+    """Twenty holds of one slot (a release's grants crowd onto a few): the fence and the meta
+    are read once, each hold's expiry once."""
+    inventory = RedisInventory(redis_client, key_prefix="once:")
+    await inventory.load(SlotState(slot_id="s", capacity=20, booked=0, release_at_ms=RELEASE))
+    for n in range(20):
+        await attempt(inventory, ("s", f"h{n}", f"acct{n}", f"k{n}", RELEASE))
+    await redis_client.config_resetstat()
+
+    held = await inventory.holds_all([("s", f"h{n}", RELEASE) for n in range(20)])
+
+    assert held == {f"h{n}": True for n in range(20)}
+    stats = await redis_client.info("commandstats")
+    assert stats["cmdstat_exists"]["calls"] == 2  # the fence and the meta: once for the slot
+    assert stats["cmdstat_zscore"]["calls"] == 20
 
 
 async def test_on_one_server_a_grant_writes_the_accounts_marker_as_the_rebuild_would(

@@ -4,25 +4,37 @@
 -- (RedisInventory.holds, which waits out a FENCED answer and refuses a MISSING slot): once a
 -- hold's record is written, whether a Redis lost and reloaded meanwhile (from a SQL read that
 -- could not see the record yet) still knows the hold.
+-- The holds come grouped by slot: a slot's fence and meta are read once for all its holds
+-- (a release's grants crowd onto a few slots), then each hold's own expiry.
 -- Writes nothing. A confirmed hold counts as held.
--- KEYS: for each hold i, its slot's meta, hold_expiry, confirmed and fence keys
--- (KEYS[4i-3 .. 4i]). ARGV: for each hold i, its hold id and the caller's now_ms
--- (ARGV[2i-1], ARGV[2i]). Returns one word per hold: HELD, GONE, FENCED or MISSING.
-local answers = {}
-for i = 1, #ARGV / 2 do
-  local meta, expiry, confirmed, fence = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
-  local hold_id, now = ARGV[2 * i - 1], tonumber(ARGV[2 * i])
-  local answer = 'GONE'
+-- KEYS: for each slot s, its meta, hold_expiry, confirmed and fence keys (KEYS[4s-3 .. 4s]).
+-- ARGV: for each slot in the same order, the number n of its holds, then n pairs of a hold id
+-- and the caller's now_ms. Returns one word per hold, in ARGV's order: HELD, GONE, FENCED or
+-- MISSING.
+local answers, answered = {}, 0
+local at = 1
+for s = 1, #KEYS / 4 do
+  local meta, expiry, confirmed, fence = KEYS[4 * s - 3], KEYS[4 * s - 2], KEYS[4 * s - 1], KEYS[4 * s]
+  local holds = tonumber(ARGV[at])
+  local whole = nil -- the slot's answer for every hold, when it has one
   if redis.call('EXISTS', fence) == 1 then
-    answer = 'FENCED'
+    whole = 'FENCED'
   elseif redis.call('EXISTS', meta) == 0 then
-    answer = 'MISSING'
-  else
-    local expires = redis.call('ZSCORE', expiry, hold_id)
-    if (expires and tonumber(expires) > now) or redis.call('HEXISTS', confirmed, hold_id) == 1 then
-      answer = 'HELD'
-    end
+    whole = 'MISSING'
   end
-  answers[i] = answer
+  for i = 1, holds do
+    local hold_id, now = ARGV[at + 2 * i - 1], tonumber(ARGV[at + 2 * i])
+    local answer = whole
+    if answer == nil then
+      answer = 'GONE'
+      local expires = redis.call('ZSCORE', expiry, hold_id)
+      if (expires and tonumber(expires) > now) or redis.call('HEXISTS', confirmed, hold_id) == 1 then
+        answer = 'HELD'
+      end
+    end
+    answered = answered + 1
+    answers[answered] = answer
+  end
+  at = at + 1 + 2 * holds
 end
 return answers

@@ -4,11 +4,13 @@
 -- worker's concurrent holds arrive in the same loop turn; one call per hold made Redis pay a
 -- script call's fixed cost (the call, its KEYS and ARGV tables, the prelude) and the slot's
 -- reads for every hold: a grant cost 25-58 µs of Redis time against 3 µs for the ceiling's
--- decrement (bench/profiles/engine3-*). Here the fixed cost is paid once a call; the fences
--- and the idempotency records are read for the whole call (one EXISTS, one MGET); a slot's
--- facts are read once a slot a call (one HMGET, two ZCARDs; the sweep only when something
--- can have run out, see `due` in slot_prelude.lua), its new holds' expiries written with one
--- ZADD; the call's grants are announced with one PUBLISH. On a few hot slots that took about a
+-- decrement (bench/profiles/engine3-*). Here the fixed cost is paid once a call; whether any
+-- of the call's slots has a fence, a returning unit or a confirmed hold (at a release none
+-- has) and the idempotency records are read for the whole call (one EXISTS, one MGET); a
+-- slot's facts are read once a slot a call (one HMGET, one ZCARD, and the returning units'
+-- ZCARD only when the call has any; the sweep only when something can have run out, see
+-- `due` in slot_prelude.lua), its new holds' expiries written with one ZADD; the call's
+-- grants are announced with one PUBLISH. On a few hot slots that took about a
 -- third off Redis's CPU per grant; on holds spread over many slots, each still paying its own slot's
 -- work, nothing measurable (bench/README.md, branch engine3). A grant's owner is written with
 -- HSETNX, which is also the check that its hold id is new (bench/README.md, branch engine5).
@@ -58,11 +60,24 @@ local function write_pending(s)
   end
 end
 
--- Whether any of the call's slots is fenced by a rebuild: one EXISTS over every fence (a
--- rebuild is rare); only when one is, each slot's own fence is looked at.
-local fences = {}
-for n = 1, slots do fences[n] = KEYS[(n - 1) * 6 + 6] end
-local any_fenced = redis.call('EXISTS', unpack(fences)) > 0
+-- What a release's slots almost never have: a rebuild's fence, a unit on its way back, a
+-- confirmed hold. One EXISTS over those three keys of every slot of the call; only when it
+-- finds some is each slot asked on its own (a second EXISTS over the fences tells which kind).
+-- Asked slot by slot, the returning units' ZCARD and the confirmed holds' EXISTS were two
+-- commands a slot and call, on spread slots nearly two a grant (bench/README.md, branch
+-- engine7). Nothing in this script adds either kind, so what is empty now stays empty.
+local fences, rare = {}, {}
+for n = 1, slots do
+  local base = (n - 1) * 6
+  fences[n] = KEYS[base + 6]
+  rare[#rare + 1], rare[#rare + 2], rare[#rare + 3] = KEYS[base + 6], KEYS[base + 4],
+    KEYS[base + 5]
+end
+local rare_count = redis.call('EXISTS', unpack(rare))
+local fenced_count = rare_count > 0 and redis.call('EXISTS', unpack(fences)) or 0
+local any_fenced = fenced_count > 0
+-- some slot of the call has returning units or confirmed holds: each slot counts its own
+local any_kept = rare_count > fenced_count
 
 -- Every hold's first answer, if its idempotency key was used before: one MGET for the call.
 -- Records written by this call are kept in `answered` for a repeat later in the same call.
@@ -111,7 +126,7 @@ local function count_at(s, now)
   if s.now == now then return end
   write_pending(s)
   if s.due == nil or tonumber(now) >= s.due then sweep(s, now) end
-  s.returning_count = redis.call('ZCARD', s.returning)
+  s.returning_count = any_kept and redis.call('ZCARD', s.returning) or 0
   s.held = redis.call('ZCARD', s.hold_expiry)
   s.now = now
   s.sold_out = nil
@@ -133,7 +148,9 @@ local function sold_out_reply(s, i)
   local next_free = s.due < tonumber(NEVER) and string.format('%d', s.due) or '-1'
   local reply = {'REFUSED', 'SLOT_SOLD_OUT', next_free}
   for _, owner in ipairs(redis.call('HVALS', s.hold_owner)) do reply[#reply + 1] = owner end
-  for _, owner in ipairs(redis.call('HVALS', s.confirmed)) do reply[#reply + 1] = owner end
+  if any_kept then
+    for _, owner in ipairs(redis.call('HVALS', s.confirmed)) do reply[#reply + 1] = owner end
+  end
   -- the same answer for the slot's later holds in this call, until a grant or a sweep
   s.sold_out, s.sold_out_at = reply, i
   return reply
@@ -173,9 +190,12 @@ local function decide(i)
 
   count_at(s, now)
   -- a hold id names one hold on this slot for good: live (hold owner) or confirmed. Whether
-  -- the slot has any confirmed hold is asked once a call: at a release it has none, and on a
-  -- hot slot that spares a command a hold.
-  if s.confirms == nil then s.confirms = redis.call('EXISTS', s.confirmed) == 1 end
+  -- the slot has any confirmed hold is asked once a call, and only when the call's slots have
+  -- any (`any_kept`): at a release they have none, and on a hot slot that spares a command a
+  -- hold.
+  if s.confirms == nil then
+    s.confirms = any_kept and redis.call('EXISTS', s.confirmed) == 1
+  end
   if s.confirms and redis.call('HEXISTS', s.confirmed, hold_id) == 1 then
     return {'REFUSED', 'VALIDATION_FAILED'}
   end

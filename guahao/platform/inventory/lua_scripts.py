@@ -87,6 +87,6 @@ the holds' idempotency records and, on one server, their account markers; see
 ``hold_many.lua`` and ``hold_batches``). A hold that waits alone is a call of one."""
 
 HELD_ALL = LuaScript.from_package("held_all")
-"""Whether holds are still in the pool, many in one call (KEYS: four per hold, over as many
-slots as one call may touch; no slot prelude; see ``RedisInventory.holds_all``); ``holds``
-asks it about one."""
+"""Whether holds are still in the pool, many in one call (KEYS: four per slot, over as many
+slots as one call may touch, ARGV: each slot's count of holds, then their ids and nows; no
+slot prelude; see ``RedisInventory.holds_all``); ``holds`` asks it about one."""

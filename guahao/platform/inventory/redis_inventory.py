@@ -493,7 +493,7 @@ class RedisInventory:
         """Whether the pool knows the hold: ``held_all.lua`` asked about one hold, waiting
         out a rebuild's fence (``holds_all`` answers "cannot say" instead)."""
         keys = _held_keys(self._keys.family(slot_id))
-        reply = await self._on_slot(HELD_ALL, slot_id, keys, [hold_id, now_ms])
+        reply = await self._on_slot(HELD_ALL, slot_id, keys, [1, hold_id, now_ms])
         return _text(reply[0]) == "HELD"
 
     async def holds_all(self, checks: Sequence[tuple[str, str, int]]) -> dict[str, bool]:
@@ -501,31 +501,35 @@ class RedisInventory:
         True when the pool knows the hold, False when it cannot say so now (gone, a fence
         standing, the slot not loaded: the caller then asks ``holds`` alone, which waits out
         a fence and loads). One script for all on one server, one per slot on a cluster (a
-        script touches one hash tag there); writes nothing.
+        script touches one hash tag there); writes nothing. A slot's keys are sent, and its
+        fence and meta read, once for all its holds: a release's grants crowd onto a few
+        slots (bench/survival_check_cost.py).
 
         The group commit of granted holds asks this once per transaction: a survival check
         per grant was a seventh of a grant's CPU (bench/profiles/grant4-*)."""
-        groups: dict[str, list[tuple[str, str, int]]] = {}
-        for check in checks:
-            groups.setdefault("" if self._cluster is None else check[0], []).append(check)
+        by_slot: dict[str, list[tuple[str, int]]] = {}
+        for slot_id, hold_id, now_ms in checks:
+            by_slot.setdefault(slot_id, []).append((hold_id, now_ms))
+        slots = list(by_slot.items())
+        calls = [slots] if self._cluster is None else [[slot] for slot in slots]
 
-        async def ask(group: list[tuple[str, str, int]]) -> Any:
+        async def ask(call: list[tuple[str, list[tuple[str, int]]]]) -> Any:
             keys: list[str] = []
             args: list[str | int] = []
-            for slot_id, hold_id, now_ms in group:
+            for slot_id, holds in call:  # a slot's keys once, its holds after their count
                 keys += _held_keys(self._keys.family(slot_id))
-                args += [hold_id, now_ms]
+                args.append(len(holds))
+                for hold_id, now_ms in holds:
+                    args += [hold_id, now_ms]
             return await self._run(HELD_ALL, keys, args)
 
-        if len(groups) == 1:  # one server: one call, without gather's task
-            replies = [await ask(next(iter(groups.values())))]
+        if len(calls) == 1:  # one server: one call, without gather's task
+            replies = [await ask(calls[0])]
         else:  # a cluster's calls together: the pipeline sends them at once, each to its shard
-            replies = await asyncio.gather(*(ask(group) for group in groups.values()))
-        return {
-            hold_id: _text(answer) == "HELD"
-            for group, reply in zip(groups.values(), replies, strict=True)
-            for (_slot_id, hold_id, _now_ms), answer in zip(group, reply, strict=True)
-        }
+            replies = await asyncio.gather(*(ask(call) for call in calls))
+        asked = [hold_id for _slot_id, holds in slots for hold_id, _now_ms in holds]
+        answers = [_text(answer) for reply in replies for answer in reply]
+        return {hold_id: answer == "HELD" for hold_id, answer in zip(asked, answers, strict=True)}
 
     async def release(self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int) -> bool:
         reply = await self._slot("release", slot_id, [hold_id, account_id, now_ms])

@@ -41,8 +41,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guahao.platform.persistence.outbox import event_values
+from guahao.platform.persistence.recordset_inserts import RecordsetInsert
 from guahao.platform.persistence.tables import BookingRow, OutboxRow
-from guahao.platform.persistence.unnest_inserts import UnnestInsert
 from guahao.platform.services.runtime import Ports
 
 __all__ = ["MAX_BATCH", "HoldCommits"]
@@ -90,7 +90,7 @@ class HoldCommits:
         self._connection: AsyncConnection | None = None
         """PostgreSQL: the writer's connection while batches follow each other."""
         self._asking: set[asyncio.Task[None]] = set()  # survival checks in flight
-        self._statements: dict[tuple[tuple[str, ...], tuple[str, ...]], UnnestInsert] = {}
+        self._statements: dict[tuple[tuple[str, ...], tuple[str, ...]], RecordsetInsert] = {}
         self.transactions = 0
         """Transactions committed or tried (for tests and the bench: grants per transaction)."""
 
@@ -235,13 +235,13 @@ class HoldCommits:
             await connection.execute(insert(BOOKINGS), [w.booking for w in batch])
             await connection.execute(insert(OUTBOX), [w.event for w in batch])
 
-    def _statement(self, dialect: Dialect, first: _Waiting) -> UnnestInsert:
+    def _statement(self, dialect: Dialect, first: _Waiting) -> RecordsetInsert:
         """The statement for rows carrying ``first``'s columns (a batch's rows all do, see
         ``_alike``), made once per set of columns."""
         columns = (tuple(first.booking), tuple(first.event))
         statement = self._statements.get(columns)
         if statement is None:
-            statement = UnnestInsert(dialect, (BOOKINGS, columns[0]), (OUTBOX, columns[1]))
+            statement = RecordsetInsert(dialect, (BOOKINGS, columns[0]), (OUTBOX, columns[1]))
             self._statements[columns] = statement
         return statement
 
@@ -250,7 +250,7 @@ def _alike(waiting: list[_Waiting]) -> list[_Waiting]:
     """The longest run of ``waiting`` from its first whose rows carry the first's columns
     (of both tables): one statement's rows. A row with other columns starts the next batch,
     so a statement never meets a row it lacks a column for (a ``KeyError`` in
-    ``UnnestInsert.parameters``, Core's "a value is required" in ``executemany``), nor one
+    ``RecordsetInsert.parameters``, Core's "a value is required" in ``executemany``), nor one
     whose extra column it would drop."""
     booking, event = waiting[0].booking.keys(), waiting[0].event.keys()
     for n, later in enumerate(waiting):
