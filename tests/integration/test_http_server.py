@@ -150,6 +150,16 @@ def test_an_answer_goes_to_the_socket_in_one_write(serve: Any) -> None:
     assert writes <= 45  # one a whole answer (two each without: 80 or more)
 
 
+def test_an_answer_makes_no_access_line(serve: Any) -> None:
+    """uvicorn's access line was never written at the server's log level, but every answer
+    formatted its client and path first: a connection makes it only while ``uvicorn.access``
+    has a handler, and the server leaves it none (the app logs each request itself)."""
+    running = serve()
+    with socket.create_connection(("127.0.0.1", running.port)) as connection:
+        assert _whole_answer(connection, "/").startswith(b"HTTP/1.1 200")
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
+
+
 def test_a_crowd_connecting_at_once_to_a_busy_server_is_accepted_within_a_few_turns(
     serve: Any,
 ) -> None:

@@ -17,7 +17,7 @@ from joserfc.jwk import OctKey
 from guahao.platform.clock import ManualClock, SystemClock
 from guahao.platform.errors import GuahaoError
 from guahao.platform.shared_clock import SharedClock
-from guahao.web.auth import TokenIssuer
+from guahao.web.auth import HEADERS_KEPT, TokenIssuer
 
 SECRET = "a-signing-secret-of-at-least-32-characters"
 
@@ -105,6 +105,33 @@ def test_a_header_naming_another_algorithm_is_refused_even_with_a_good_mac(alg: 
     assert TokenIssuer(SECRET, 5).account_of(  # the same, naming HS256, passes
         _hs256(_part({"alg": "HS256", "typ": "JWT"}), _part(_claims()))
     )
+
+
+def test_a_header_is_judged_by_its_own_text_after_another_passed() -> None:
+    """The header every token shares is checked once per process: a worker that has passed
+    it still refuses another header, every time it is sent, and remembers only what passed."""
+    issuer = TokenIssuer(SECRET, 5)
+    assert issuer.account_of(issuer.issue("acct-1")) == "acct-1"
+    forged = _hs256(_part({"alg": "HS512", "typ": "JWT"}), _part(_claims()))
+    for _ in range(2):
+        with pytest.raises(GuahaoError):
+            issuer.account_of(forged)
+    assert len(issuer._headers) == 1
+
+
+def test_the_headers_remembered_are_bounded_and_the_others_still_checked() -> None:
+    issuer = TokenIssuer(SECRET, 5)
+    for n in range(HEADERS_KEPT * 3):
+        token = _hs256(_part({"alg": "HS256", "typ": f"JWT-{n}"}), _part(_claims()))
+        assert issuer.account_of(token) == "acct-1"
+    assert len(issuer._headers) == HEADERS_KEPT
+    assert _refused_by(issuer, _hs256(_part({"alg": "none", "typ": "JWT"}), _part(_claims())))
+
+
+def _refused_by(issuer: TokenIssuer, token: str) -> bool:
+    with pytest.raises(GuahaoError) as refusal:
+        issuer.account_of(token)
+    return refusal.value.code == "UNAUTHENTICATED"
 
 
 def test_an_unsigned_token_is_refused() -> None:

@@ -90,6 +90,9 @@ class HoldAsk:
     client: ClientContext
 
 
+_HELD = BookingStatus.HELD.value
+"""The status a grant records (``.value`` is a property of the enum's, read once here)."""
+
 _HELD_ALONE = frozenset(["SLOT_NOT_LOADED", "HOLD_ALREADY_ACTIVE"])
 """The pool's answers a request is held again for, alone: a slot to load from SQL, an
 account's claim that may be stale."""
@@ -159,7 +162,7 @@ class _Granting:
             "account_id": ask.account_id,
             "slot_id": ask.slot_id,
             "session_id": booking.session_id,
-            "status": booking.status.value,
+            "status": _HELD,
             "idempotency_key": ask.idempotency_key,
             "fee_cents": booking.fee_cents,
             "hold_expires_at": booking.hold_expires_at,
@@ -217,10 +220,14 @@ class HoldGrants:
         pooled = await self._p.inventory.hold_all([g.hold_asked() for g in admitted])
         together: list[_Granting] = []
         alone: list[_Granting] = []
+        his_of: dict[str, HisInventory | None] = {}  # asked once per hospital of the batch
         for g, grant in zip(admitted, pooled, strict=True):
             if isinstance(grant, HoldGrant):
                 g.granted(grant)
-                g.his = await self._his_owning(g.facts)
+                hospital = g.facts.hospital_id
+                if hospital not in his_of:
+                    his_of[hospital] = await self._his_owning(g.facts)
+                g.his = his_of[hospital]
                 (alone if grant.replayed or g.his is not None else together).append(g)
             elif isinstance(grant, GuahaoError) and grant.code in _HELD_ALONE:
                 alone.append(g)  # held again alone: the slot loaded, or the stale claim cleared
@@ -234,10 +241,15 @@ class HoldGrants:
 
         async def finished(step: Awaitable[None], group: Sequence[_Granting]) -> None:
             await step
+            scheduled: datetime | None = None  # a batch's grants mostly expire together
             for g in group:
                 if isinstance(g.outcome, HoldOutcome):
+                    at = g.outcome.granted.hold_expires_at
+                    if at == scheduled:
+                        continue
                     try:
-                        await self.records.schedule_expiry(g.outcome.granted.hold_expires_at)
+                        await self.records.schedule_expiry(at)
+                        scheduled = at
                     except Exception as exc:  # recorded, but the client is told to retry
                         g.outcome = exc
             tell(group)
