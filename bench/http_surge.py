@@ -530,7 +530,8 @@ import sys, uvicorn
 from guahao.http_server import DropLoggingHttpToolsProtocol, accepting_sockets
 from guahao.worker_processes import bind_listener
 config = uvicorn.Config("bench.http_ceiling:app", loop="uvloop",
-                        http=DropLoggingHttpToolsProtocol, log_level="warning")
+                        http=DropLoggingHttpToolsProtocol, log_level="warning",
+                        access_log=False)
 uvicorn.Server(config).run(sockets=accepting_sockets(bind_listener("127.0.0.1", int(sys.argv[1]))))
 """
 
