@@ -1,9 +1,9 @@
 """One call at a time per key, its result shared by every caller who asks meanwhile.
 
 At a release the crowd misses the same cold entries at once: a doctor's availability, a
-search, a hospital's rules, a body's gzip. One read each instead of one a caller is what keeps
-those misses off the database, the index and the cores (bench/README.md: surge-reads, flow2,
-fresh). Four services wrote this by hand; it is kept here once.
+search, the region's and a hospital's rules, a body's gzip. One read each instead of one a
+caller is what keeps those misses off the database, the index and the cores (bench/README.md:
+surge-reads, flow2, fresh). Each of those services wrote this by hand; it is kept here once.
 """
 
 from __future__ import annotations

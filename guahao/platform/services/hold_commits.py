@@ -249,9 +249,9 @@ class HoldCommits:
 def _alike(waiting: list[_Waiting]) -> list[_Waiting]:
     """The longest run of ``waiting`` from its first whose rows carry the first's columns
     (of both tables): one statement's rows. A row with other columns starts the next batch,
-    so a statement never meets a row it lacks a column for (a ``KeyError`` in
-    ``RecordsetInsert.parameters``, Core's "a value is required" in ``executemany``), nor one
-    whose extra column it would drop."""
+    so a statement never meets a row it lacks a column for, nor one whose extra column it
+    would drop (refused as ``MissingColumnError`` by ``RecordsetInsert.parameters``; Core's
+    "a value is required", or a column left out, in ``executemany``)."""
     booking, event = waiting[0].booking.keys(), waiting[0].event.keys()
     for n, later in enumerate(waiting):
         if later.booking.keys() != booking or later.event.keys() != event:

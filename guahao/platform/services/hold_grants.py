@@ -241,15 +241,10 @@ class HoldGrants:
 
         async def finished(step: Awaitable[None], group: Sequence[_Granting]) -> None:
             await step
-            scheduled: datetime | None = None  # a batch's grants mostly expire together
             for g in group:
                 if isinstance(g.outcome, HoldOutcome):
-                    at = g.outcome.granted.hold_expires_at
-                    if at == scheduled:
-                        continue
-                    try:
-                        await self.records.schedule_expiry(at)
-                        scheduled = at
+                    try:  # once a second of expiry per process: ``schedule_expiry`` skips repeats
+                        await self.records.schedule_expiry(g.outcome.granted.hold_expires_at)
                     except Exception as exc:  # recorded, but the client is told to retry
                         g.outcome = exc
             tell(group)

@@ -9,7 +9,6 @@ within ``CACHE_SECONDS`` without a database read on every booking.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from typing import Any
@@ -70,7 +69,7 @@ class RuleBook:
         self._hospital_memory = hospital_memory
         self._region: tuple[float, int, RegionRules] | None = None
         self._hospitals: OrderedDict[str, tuple[float, RegionRules]] = OrderedDict()
-        self._loading: asyncio.Future[tuple[int, RegionRules]] | None = None
+        self._region_loading: SharedCalls[None, tuple[int, RegionRules]] = SharedCalls()
         self._hospitals_loading: SharedCalls[str, RegionRules] = SharedCalls()
         self._generation = 0
         """Bumped by ``forget``: a read that started before a change never caches its result."""
@@ -84,7 +83,7 @@ class RuleBook:
         """Drop the cache (after a change made by another process, in tests)."""
         self._generation += 1
         self._region = None
-        self._loading = None
+        self._region_loading.clear()
         self._hospitals.clear()
         self._hospitals_loading.clear()
 
@@ -102,13 +101,7 @@ class RuleBook:
             return cached[1], cached[2]
         # A release surge arrives on a cold (or just expired) cache all at once: one read
         # serves every waiting request instead of one read each.
-        loading = self._loading
-        if loading is None:
-            loading = self._loading = asyncio.ensure_future(self._load_region())
-            loading.add_done_callback(
-                lambda done: setattr(self, "_loading", None) if self._loading is done else None
-            )
-        return await asyncio.shield(loading)
+        return await self._region_loading(None, self._load_region)
 
     async def _load_region(self) -> tuple[int, RegionRules]:
         generation = self._generation
