@@ -48,9 +48,16 @@ async def _drive(
         app.state.platform = platform  # what the lifespan does
         # what ``guahao serve`` does before its first request (cli.py): without it a full
         # collection of the whole unfrozen heap now and then weighed on one round and not on
-        # the next (bench/profiles/grant6-*)
-        gc.collect()
-        gc.freeze()
+        # the next (bench/profiles/grant6-*); a tree with ``collector_settings`` (front4)
+        # sets the young generation's threshold too
+        threshold = getattr(settings, "gc_young_threshold", None)
+        if threshold is None:
+            gc.collect()
+            gc.freeze()
+        else:
+            from guahao.collector_settings import settle_collector
+
+            settle_collector(threshold)
 
         async def one(n: int) -> None:
             body = json.dumps({"slotId": slots[n % len(slots)]}).encode()
