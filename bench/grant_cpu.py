@@ -32,8 +32,11 @@ from in_app_holds import child_result, hold, in_parallel, seeded  # beside this 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def _drive(environ: dict[str, str], tokens: list[str], slots: list[str]) -> dict[str, Any]:
-    """In a child process whose ``sys.path`` starts with the tree under test."""
+async def _drive(
+    environ: dict[str, str], tokens: list[str], slots: list[str], *, garbage: bool = False
+) -> dict[str, Any]:
+    """In a child process whose ``sys.path`` starts with the tree under test; ``garbage``:
+    count the objects the grants left in reference cycles (what only the collector frees)."""
     from guahao.bootstrap import open_platform
     from guahao.config import load_settings
     from guahao.web.app import create_app
@@ -45,9 +48,16 @@ async def _drive(environ: dict[str, str], tokens: list[str], slots: list[str]) -
         app.state.platform = platform  # what the lifespan does
         # what ``guahao serve`` does before its first request (cli.py): without it a full
         # collection of the whole unfrozen heap now and then weighed on one round and not on
-        # the next (bench/profiles/grant6-*)
-        gc.collect()
-        gc.freeze()
+        # the next (bench/profiles/grant6-*); a tree with ``collector_settings`` (front4)
+        # sets the young generation's threshold too
+        threshold = getattr(settings, "gc_young_threshold", None)
+        if threshold is None:
+            gc.collect()
+            gc.freeze()
+        else:
+            from guahao.collector_settings import settle_collector
+
+            settle_collector(threshold)
 
         async def one(n: int) -> None:
             body = json.dumps({"slotId": slots[n % len(slots)]}).encode()
@@ -59,12 +69,36 @@ async def _drive(environ: dict[str, str], tokens: list[str], slots: list[str]) -
         warm = max(1, len(tokens) // 10)
         await run(range(warm))  # caches, prepared statements, connections
         statuses.clear()
+        if garbage:  # every cycle the grants leave is kept, to be counted by type below
+            gc.collect()
+            before = Counter(type(o).__qualname__ for o in gc.get_objects())
+            gc.set_debug(gc.DEBUG_SAVEALL)
+        collections = [s["collections"] for s in gc.get_stats()]
         cpu, wall = time.process_time(), time.perf_counter()
         await run(range(warm, len(tokens)))
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        collections = [
+            s["collections"] - c for s, c in zip(gc.get_stats(), collections, strict=True)
+        ]
     grants = statuses.get(201, 0)
+    cycles: dict[str, float] = {}
+    kept: dict[str, float] = {}
+    if garbage and grants:
+        gc.collect()
+        gc.set_debug(0)
+        kinds = Counter(type(o).__qualname__ for o in gc.garbage)
+        cycles = {k: round(n / grants, 2) for k, n in kinds.most_common(25)}
+        cycles["(all)"] = round(len(gc.garbage) / grants, 2)
+        gc.garbage.clear()
+        gc.collect()
+        after = Counter(type(o).__qualname__ for o in gc.get_objects())
+        after.subtract(before)
+        kept = {k: round(n / grants, 2) for k, n in after.most_common(25)}
+        kept["(all)"] = round(sum(after.values()) / grants, 2)
     return {
         "grants": grants,
+        "collections": collections,
+        **({"cyclic_garbage_per_grant": cycles, "kept_per_grant": kept} if garbage else {}),
         "statuses": dict(statuses),
         "cpu_ms_per_grant": round(cpu * 1000 / grants, 3) if grants else None,
         "wall_s": round(wall, 2),
@@ -74,7 +108,9 @@ async def _drive(environ: dict[str, str], tokens: list[str], slots: list[str]) -
 def _child(options: argparse.Namespace) -> None:
     spec = json.loads(Path(options.child).read_text())
     # the loop ``guahao serve`` runs on
-    result = uvloop.run(_drive(spec["environ"], spec["tokens"], spec["slots"]))
+    result = uvloop.run(
+        _drive(spec["environ"], spec["tokens"], spec["slots"], garbage=spec.get("garbage", False))
+    )
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -85,6 +121,12 @@ def main() -> None:
     parser.add_argument("--grants", type=int, default=3000, help="requests per round and tree")
     parser.add_argument(
         "--profile", type=Path, help="py-spy each round's child (raw folded stacks here)"
+    )
+    parser.add_argument(
+        "--garbage",
+        action="store_true",
+        help="count the objects each grant leaves in reference cycles, by type (slower: "
+        "every cycle is kept until the round's end)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--tree", help=argparse.SUPPRESS)
@@ -114,6 +156,7 @@ def main() -> None:
                             "environ": environ,
                             "tokens": tokens[step : step + options.grants],
                             "slots": slots,
+                            "garbage": options.garbage,
                         }
                     )
                 )

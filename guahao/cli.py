@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import socket
@@ -16,6 +15,7 @@ import click
 import msgspec
 
 from guahao.bootstrap import Platform, describe_database, open_platform
+from guahao.collector_settings import settle_collector
 from guahao.config import Settings, load_settings
 from guahao.lottery_cli import lottery
 from guahao.outbox_cli import outbox
@@ -62,18 +62,6 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, handlers=[standard_log_handler()])
 
 
-def _freeze_long_lived_heap() -> None:
-    """Move everything alive before the first request out of the garbage collector's sight.
-
-    The open platform holds a large heap that lives as long as the process (the search
-    planner's dictionaries, the demo and ORM mappings, compiled templates); every full
-    collection walked all of it, and a profile of sold-out holds put about half the serving
-    time in collections triggered while spawning the dependencies' tasks (bench/profiles/).
-    """
-    gc.collect()
-    gc.freeze()
-
-
 async def _exit_when_orphaned(server: Any, supervisor: int) -> None:
     """Stop a worker whose supervisor is gone, even if it missed the parent-death signal.
 
@@ -105,7 +93,7 @@ async def _serve(platform: Platform, settings: Settings, *, listen_fd: int | Non
         else bind_listener(settings.host, settings.port, settings.http_backlog)
     )
     sockets = accepting_sockets(listener)
-    _freeze_long_lived_heap()
+    settle_collector(settings.gc_young_threshold)
 
     async def announce() -> None:
         while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event

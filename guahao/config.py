@@ -89,6 +89,12 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     being replaced (capped by ``net.core.somaxconn``); a release crowd opens thousands at
     once, and a full queue drops new ones."""
 
+    gc_young_threshold: Annotated[int, msgspec.Meta(ge=700)] = 20_000
+    """Objects a serving process may gain before the garbage collector looks at its youngest
+    ones (``gc.set_threshold``'s first figure; Python's default is 700). At 700 the young
+    collections caught each loop turn's requests in flight and promoted them, which set off a
+    full collection of 13-100 ms every second at a release (guahao/collector_settings.py)."""
+
     http_accept_balance: Literal["reuseport", "shared"] = "reuseport"
     """How ``guahao serve --workers N`` spreads new connections over its workers:
     ``reuseport``, a ``SO_REUSEPORT`` socket per worker, evenly by the kernel (a crowd's
