@@ -13,8 +13,7 @@ throwaway PostgreSQL (``infra/local_postgres.py``), for batches of ``--rows``, i
 - ``kept``: the same on one connection kept from batch to batch (what ``HoldCommits`` does
   since branch grant6 while batches follow each other);
 - ``recordset``: as ``kept``, each table's rows one JSON document parsed by PostgreSQL
-  (``RecordsetInsert``: what ``HoldCommits`` sends since branch commit3; a row an array of
-  its values since branch pgrow2).
+  (``RecordsetInsert``, ``json_to_recordset``: what ``HoldCommits`` sends since branch commit3).
 
 The process's CPU time and the wall time are divided by the rows written. The tables are copies
 of ``bookings`` and ``outbox`` without their foreign keys, so no accounts or slots are seeded.

@@ -11,8 +11,7 @@ its row, neither of which depends on the parent's other columns). Then a variant
 changes one thing: a foreign key, an index, the outbox part, ``synchronous_commit`` (the
 throwaway cluster runs with ``fsync`` off: the commit's own flush is not in these figures), or
 the way the rows travel (``recordset``: each table's rows one JSON document, as
-``HoldCommits`` sends them since branch commit3, a row an array of its values since
-branch pgrow2).
+``HoldCommits`` sends them since branch commit3).
 
 Per variant, in rounds that take the variants in turn: the backend's CPU (``/proc/PID/schedstat``
 of the connection's backend, nanoseconds on a core) and the WAL it wrote

@@ -1,6 +1,5 @@
 """Many rows into several tables in one PostgreSQL statement, each table's rows sent as one
-JSON document, an array of each row's values in the statement's column order: ``INSERT ...
-SELECT (e->>0)::type, ... FROM json_array_elements($n) AS r(e)``, the tables joined as
+JSON document: ``INSERT ... SELECT FROM json_to_recordset($n)``, the tables joined as
 data-modifying ``WITH`` clauses.
 
 ``UnnestInsert`` (unnest_inserts.py) sent each column as an array: asyncpg's array encoder
@@ -8,9 +7,7 @@ checks every element against ``collections.abc`` (``ABCMeta.__instancecheck__``,
 an element: 16 a granted hold) and every JSON value went through the stdlib's ``json.dumps``
 by SQLAlchemy's bind processor (bench/profiles/session14-1). Here a table's rows are one
 ``msgspec`` encoding (their JSON columns nested in it, not encoded apart), one text parameter
-that PostgreSQL parses (bench/profiles/commit3-*). Each row is an array, not an object:
-``json_to_recordset`` builds a hash table of every object's keys and cost PostgreSQL 5.5 µs a
-booking row against 2.9 for positions read from the array (bench/profiles/pgrow2-*).
+that PostgreSQL parses (bench/profiles/commit3-*).
 
 The rows are the ones Core's ``insert`` would write: an aware time as the instant it names
 (a naive one is refused, as ``UTCDateTime`` refuses it), a column whose type has any other
@@ -24,11 +21,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import msgspec
-from sqlalchemy import JSON, Column, Enum, String, Table
+from sqlalchemy import JSON, Column, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -60,16 +56,13 @@ class _TablePart:
 
     table: str
     carried: frozenset[str]
-    values: Callable[[Mapping[str, Any]], tuple[Any, ...]]
-    """A row's values in the statement's column order (an ``itemgetter`` of them)."""
     aware: tuple[str, ...]
     processors: tuple[tuple[str, Callable[[Any], Any]], ...]
     defaults: tuple[Any, ...]
 
     def document(self, rows: Sequence[Mapping[str, Any]]) -> str:
-        """The rows as one JSON array of arrays (each row's values in the statement's column
-        order), refused before anything is sent when a row does not carry exactly the
-        statement's columns or names a time without its zone."""
+        """The rows as one JSON array of objects, refused before anything is sent when a row
+        does not carry exactly the statement's columns or names a time without its zone."""
         carried, aware, processors = self.carried, self.aware, self.processors
         for n, row in enumerate(rows):
             if row.keys() != carried:
@@ -81,7 +74,7 @@ class _TablePart:
                     raise ValueError("naive datetimes are not stored")
         if processors:
             rows = [{**row, **{name: p(row[name]) for name, p in processors}} for row in rows]
-        return _encode(list(map(self.values, rows))).decode()
+        return _encode(rows).decode()
 
 
 class RowsInsert(ABC):
@@ -132,9 +125,9 @@ class RecordsetInsert(RowsInsert):
     ...           Column("n", Integer, default=0))
     >>> insert, rows = RecordsetInsert(postgresql.dialect(), (t, ("id",))).sql.split(" FROM ")
     >>> insert
-    'INSERT INTO t (id, n) SELECT r.e->>0, $2::INTEGER'
+    'INSERT INTO t (id, n) SELECT r.id, $2::INTEGER'
     >>> rows
-    'json_array_elements($1::JSON) AS r(e)'
+    'json_to_recordset($1::JSON) AS r(id VARCHAR(8))'
     """
 
     def __init__(self, dialect: Dialect, *tables: tuple[Table, Sequence[str]]) -> None:
@@ -147,20 +140,22 @@ class RecordsetInsert(RowsInsert):
             omitted = left_out(table, carried)
             number += 1
             document = number
-            selected = [_value_at(n, c, dialect) for n, c in enumerate(columns)]
+            selected = [f"r.{quote(c.name)}" for c in columns]
             for column in omitted:
                 number += 1
                 selected.append(f"${number}::{column.type.compile(dialect=dialect)}")
             names = ", ".join(quote(c.name) for c in columns + omitted)
+            fields = ", ".join(
+                f"{quote(c.name)} {c.type.compile(dialect=dialect)}" for c in columns
+            )
             statements.append(
                 f"INSERT INTO {quote(table.name)} ({names}) SELECT {', '.join(selected)} "
-                f"FROM json_array_elements(${document}::JSON) AS r(e)"
+                f"FROM json_to_recordset(${document}::JSON) AS r({fields})"
             )
             self._parts.append(
                 _TablePart(
                     table=table.name,
                     carried=frozenset(carried),
-                    values=_values_of(carried),
                     aware=tuple(c.name for c in columns if isinstance(c.type, UTCDateTime)),
                     processors=tuple(
                         (c.name, process)
@@ -178,16 +173,16 @@ class RecordsetInsert(RowsInsert):
 
         Every row must carry exactly the statement's columns (a caller batches rows of one
         shape: ``HoldCommits`` does); one that does not is refused with
-        ``MissingColumnError`` before anything is sent (a missing key, or one more, would
-        put every later value of the row in another column).
+        ``MissingColumnError`` before anything is sent (a missing key would be a silent
+        ``NULL`` in ``json_to_recordset``).
 
         >>> from sqlalchemy import MetaData, String
         >>> from sqlalchemy.dialects import postgresql
         >>> t = Table("t", MetaData(), Column("id", String(8), primary_key=True),
         ...           Column("name", String(8)))
         >>> insert = RecordsetInsert(postgresql.dialect(), (t, ("id", "name")))
-        >>> insert.parameters([{"id": "a", "name": "x"}, {"name": "y", "id": "b"}])
-        ('[["a","x"],["b","y"]]',)
+        >>> insert.parameters([{"id": "a", "name": "x"}, {"id": "b", "name": "y"}])
+        ('[{"id":"a","name":"x"},{"id":"b","name":"y"}]',)
         >>> insert.parameters([{"id": "a", "name": "x"}, {"id": "b"}])
         Traceback (most recent call last):
         ...
@@ -198,35 +193,6 @@ class RecordsetInsert(RowsInsert):
             values.append(part.document(table_rows))
             values.extend(part.defaults)
         return tuple(values)
-
-
-def _value_at(position: int, column: Column[Any], dialect: Dialect) -> str:
-    """The SQL reading ``column``'s value from its ``position`` in a row's array ``r.e``.
-
-    A JSON column takes the element as it was sent; a string column its text as it is, so that
-    the column's length is checked when it is assigned, as Core's insert has it checked (a cast
-    to ``VARCHAR(n)`` would cut a longer value short); any other type is cast from the text.
-
-    >>> from sqlalchemy import Integer, String
-    >>> from sqlalchemy.dialects import postgresql
-    >>> [_value_at(n, Column("c", t), postgresql.dialect())
-    ...  for n, t in enumerate([String(8), Integer(), JSON()])]
-    ['r.e->>0', '(r.e->>1)::INTEGER', '(r.e->2)::JSON']
-    """
-    type_ = column.type
-    if isinstance(type_, JSON):
-        return f"(r.e->{position})::{type_.compile(dialect=dialect)}"
-    if isinstance(type_, String) and not isinstance(type_, Enum):
-        return f"r.e->>{position}"
-    return f"(r.e->>{position})::{type_.compile(dialect=dialect)}"
-
-
-def _values_of(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """A function giving a row's values of ``names``, in that order, as a tuple."""
-    if len(names) == 1:
-        (name,) = names
-        return lambda row: (row[name],)
-    return itemgetter(*names)
 
 
 def one_statement(inserts: Sequence[str]) -> str:
