@@ -122,6 +122,7 @@ def _variants(booking_fks: list[str], indexes: list[str]) -> list[Variant]:
         )
     )
     out.append(Variant("recordset: each table's rows one JSON document", recordset=True))
+    out.append(Variant("one foreign key (slot_id, session_id) for the two", slot_and_session=True))
     return out
 
 
