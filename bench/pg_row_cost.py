@@ -23,6 +23,7 @@ foreign key's checks.
 
     .venv/bin/python bench/pg_row_cost.py --rows 16 --batches 300 --rounds 7
     .venv/bin/python bench/pg_row_cost.py --schema 0013 --only 0014 --rounds 15
+    .venv/bin/python bench/pg_row_cost.py --schema 0014 --only "one foreign key" --rounds 11
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def _variants(booking_fks: list[str], indexes: list[str]) -> list[Variant]:
         )
     )
     out.append(Variant("recordset: each table's rows one JSON document", recordset=True))
+    out.append(Variant("one foreign key (slot_id, session_id) for the two", slot_and_session=True))
     return out
 
 
@@ -141,6 +143,9 @@ class Copies:
         self.index_defs: dict[str, dict[str, str]] = {}
         self.fks: dict[str, tuple[str, str]] = {}
         """bookings' foreign-key column → (referenced table, constraint definition)."""
+        self.slot_and_session = False
+        """Whether the schema has migration 0015's one foreign key ``(slot_id, session_id)``
+        (then every copy has it: compare it with the two by ``--schema 0014``)."""
 
     async def read_schema(self) -> None:
         for table in ("bookings", "outbox"):
@@ -149,11 +154,14 @@ class Copies:
             )
             self.index_defs[table] = {r["indexname"]: r["indexdef"] for r in rows}
         for r in await self.connection.fetch(
-            "SELECT a.attname AS column, c.confrelid::regclass::text AS parent "
-            "FROM pg_constraint c JOIN pg_attribute a "
+            "SELECT a.attname AS column, c.confrelid::regclass::text AS parent, "
+            "cardinality(c.conkey) AS columns FROM pg_constraint c JOIN pg_attribute a "
             "ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
             "WHERE c.conrelid = 'bookings'::regclass AND c.contype = 'f'"
         ):
+            if r["columns"] > 1:
+                self.slot_and_session = True
+                continue
             self.fks[r["column"]] = (r["parent"], "")
 
     async def make_parents(self) -> None:
@@ -189,7 +197,8 @@ class Copies:
                 if name in variant.where:
                     sql += f" WHERE {variant.where[name]}"
                 await self.connection.execute(sql)
-        together = {"slot_id", "session_id"} if variant.slot_and_session else set()
+        one_key = variant.slot_and_session or self.slot_and_session
+        together = {"slot_id", "session_id"} if one_key else set()
         if together:
             await self.connection.execute(
                 f"ALTER TABLE bookings_{suffix} ADD CONSTRAINT fk_{suffix}_slot_session "

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from guahao.bootstrap import Platform
 from guahao.platform.bookings import Booking
@@ -518,3 +518,19 @@ async def test_a_batch_with_a_naive_time_or_a_stray_column_is_refused_before_it_
 
     async with platform.ports.sessions() as session:
         assert (await session.get(BookingRow, "refused-0")) is None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("migrated_database_url", ["postgresql"], indirect=True)
+async def test_a_value_longer_than_its_column_is_refused_not_cut_short(platform):
+    # Core's insert has PostgreSQL refuse a string longer than its column; read from the JSON
+    # document, the value must meet the same check (a cast to VARCHAR(n) would cut it short).
+    row, held, statement = await a_lone_statement(platform, "long-0")
+    long_key = row | {"idempotency_key": "k" * 101}
+
+    async with platform.engine.connect() as connection:
+        with pytest.raises(DBAPIError, match="too long"):
+            await statement.execute(connection, [long_key], [held])
+
+    async with platform.ports.sessions() as session:
+        assert (await session.get(BookingRow, "long-0")) is None

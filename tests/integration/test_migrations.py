@@ -11,11 +11,16 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, inspect, text, update
+from sqlalchemy import insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from guahao.platform.persistence.database import alembic_config, create_engine, upgrade_async
+from guahao.platform.persistence.database import (
+    alembic_config,
+    create_engine,
+    of_backend,
+    upgrade_async,
+)
 from guahao.platform.persistence.tables import (
     AccountRow,
     Base,
@@ -39,7 +44,10 @@ async def _downgrade(url: str, revision: str = "base") -> None:
 
 
 def _schema_differences(connection: Any) -> list[Any]:
-    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    context = MigrationContext.configure(
+        connection,
+        opts={"compare_type": True, "include_object": of_backend(connection.dialect.name)},
+    )
     return list(compare_metadata(context, Base.metadata))
 
 
@@ -320,6 +328,42 @@ async def test_database_refuses_to_oversell_a_slot(database_url: str) -> None:
                 await connection.execute(text("SELECT online_booked FROM slots WHERE id = 'sl1'"))
             ).scalar_one()
         assert booked == 2
+    finally:
+        await engine.dispose()
+
+
+async def test_a_bookings_slot_and_session_are_checked_and_on_postgresql_must_agree(
+    database_url: str,
+) -> None:
+    await upgrade_async(database_url)
+    engine = create_engine(database_url)
+    try:
+        await _seed(engine)
+        async with engine.begin() as connection:  # a second session of the doctor, slot-less
+            session_row = (
+                (await connection.execute(select(SessionRow).where(SessionRow.id == "s1")))
+                .one()
+                ._asdict()
+            )
+            await connection.execute(
+                insert(SessionRow), [session_row | {"id": "s2", "period": "afternoon"}]
+            )
+        for wrong in ({"slot_id": "nowhere"}, {"session_id": "nowhere"}):
+            with pytest.raises(IntegrityError):
+                async with engine.begin() as connection:
+                    await connection.execute(insert(BookingRow), [_booking("b1", "held") | wrong])
+        elsewhere = _booking("b2", "held") | {"session_id": "s2"}  # both exist, not a pair
+        if engine.dialect.name == "postgresql":  # one foreign key to the slot's own pair (0015)
+            with pytest.raises(IntegrityError, match="fk_bookings_slot_id_session_id_slots"):
+                async with engine.begin() as connection:
+                    await connection.execute(insert(BookingRow), [elsewhere])
+        else:  # SQLite keeps a foreign key each (tables.SLOT_AND_SESSION)
+            async with engine.begin() as connection:
+                await connection.execute(insert(BookingRow), [elsewhere])
+        async with engine.begin() as connection:
+            await connection.execute(insert(BookingRow), [_booking("b3", "held")])
+            recorded = (await connection.execute(select(BookingRow.id))).scalars().all()
+        assert sorted(recorded) == (["b2", "b3"] if engine.dialect.name == "sqlite" else ["b3"])
     finally:
         await engine.dispose()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
-__all__ = ["alembic_config", "create_engine", "session_factory", "upgrade", "upgrade_async"]
+__all__ = [
+    "alembic_config",
+    "create_engine",
+    "of_backend",
+    "session_factory",
+    "upgrade",
+    "upgrade_async",
+]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -45,6 +53,28 @@ load no request pays a round trip for the ping (``pool_pre_ping`` pinged on ever
 a seventh of a granted hold, bench/profiles/)."""
 
 _CHECKED_IN_AT = "guahao_checked_in_at"
+
+
+def of_backend(backend: str) -> Callable[..., bool]:
+    """Alembic's ``include_object`` for ``backend`` (a dialect's name): the models' constraints
+    and indexes made on another backend only (``ddl_if(dialect=...)``: a booking's foreign keys
+    to its slot and session, tables.py) are not expected in this one's schema.
+
+    >>> from sqlalchemy import Column, Index, Integer, MetaData, Table
+    >>> t = Table("t", MetaData(), Column("a", Integer))
+    >>> only_pg = Index("ix_t_a", t.c.a).ddl_if(dialect="postgresql")
+    >>> of_backend("postgresql")(only_pg, "ix_t_a", "index", False, None)
+    True
+    >>> of_backend("sqlite")(only_pg, "ix_t_a", "index", False, None)
+    False
+    """
+
+    def include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        ddl_if = None if reflected else getattr(obj, "_ddl_if", None)
+        dialect = getattr(ddl_if, "dialect", None)
+        return dialect is None or backend in ((dialect,) if isinstance(dialect, str) else dialect)
+
+    return include
 
 
 def create_engine(

@@ -7,7 +7,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from guahao.platform.persistence.database import create_engine
+from guahao.platform.persistence.database import create_engine, of_backend
 from guahao.platform.persistence.tables import Base
 
 target_metadata = Base.metadata
@@ -19,6 +19,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_object=of_backend(connection.dialect.name),
     )
     with context.begin_transaction():
         context.run_migrations()
