@@ -11,7 +11,10 @@ code's CPU per grant, and the difference between trees is what a change saved.
 
     .venv/bin/python bench/grant_cpu.py --other /path/to/main-export --rounds 3 --grants 3000
 
-``--other`` is a tree of the same schema (``git archive main | tar -x``).
+``--other`` is a tree of the same schema (``git archive main | tar -x``). Beside each round,
+Redis's CPU (``INFO cpu``) over the child's run divided by the requests it sent (its warm-up
+included): what the tree's calls cost Redis a request, the same for both trees but for
+their code.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import redis
 import uvloop
 from in_app_holds import child_result, hold, in_parallel, seeded  # beside this script
 
@@ -161,6 +165,7 @@ def main() -> None:
                     )
                 )
                 step += options.grants
+                redis_before = _redis_cpu(environ["GUAHAO_REDIS_URL"])
                 result = child_result(
                     Path(__file__).resolve(),
                     spec,
@@ -169,6 +174,8 @@ def main() -> None:
                     round_no=round_no,
                     profile=options.profile,
                 )
+                redis_spent = _redis_cpu(environ["GUAHAO_REDIS_URL"]) - redis_before
+                result["redis_ms_per_request"] = round(redis_spent * 1000 / options.grants, 4)
                 granted += int(result["statuses"].get("201", 0))
                 results.append(result)
                 print(json.dumps(result), flush=True)
@@ -176,7 +183,19 @@ def main() -> None:
     for name in trees:
         mine = [r["cpu_ms_per_grant"] for r in results if r["tree"] == name]
         print(f"{name}: CPU ms per grant {mine}")
+        spent = [r["redis_ms_per_request"] for r in results if r["tree"] == name]
+        print(f"{name}: Redis CPU ms per request {spent}")
     print(f"load average after: {_load_average()}")
+
+
+def _redis_cpu(url: str) -> float:
+    """Redis's user and system CPU seconds so far."""
+    client = redis.Redis.from_url(url)
+    try:
+        found = client.info("cpu")
+    finally:
+        client.close()
+    return float(found["used_cpu_user"]) + float(found["used_cpu_sys"])
 
 
 if __name__ == "__main__":

@@ -127,6 +127,9 @@ class Row:
     redis_commands: dict[str, float] = field(default_factory=dict)
     """The commands Redis ran per answered request (``INFO commandstats``; those a script
     runs counted under their own names and in its ``evalsha``)."""
+    redis_usec: dict[str, float] = field(default_factory=dict)
+    """The microseconds Redis spent in each command per answered request (the same
+    ``commandstats``; a script's ``evalsha`` includes the commands it ran)."""
     per_worker: list[int] = field(default_factory=list)
     """Several workers: the connections each worker held halfway through the row (how
     evenly the kernel handed out the crowd's connections)."""
@@ -342,8 +345,9 @@ def _redis_pid(port: int) -> int:
     return int(found.group(1))
 
 
-def _redis_commands() -> dict[str, int]:
-    """Calls of each command the platform's Redis has run so far (none: no such Redis)."""
+def _redis_commands() -> dict[str, tuple[int, int]]:
+    """Calls and microseconds of each command the platform's Redis has run so far (none: no
+    such Redis)."""
     if "redis port" not in SERVED:
         return {}
     info = subprocess.run(
@@ -352,8 +356,8 @@ def _redis_commands() -> dict[str, int]:
         text=True,
         check=True,
     ).stdout
-    found = re.findall(r"^cmdstat_([^:]+):calls=(\d+)", info, re.MULTILINE)
-    return {name: int(calls) for name, calls in found}
+    found = re.findall(r"^cmdstat_([^:]+):calls=(\d+),usec=(\d+)", info, re.MULTILINE)
+    return {name: (int(calls), int(usec)) for name, calls, usec in found}
 
 
 def _cpu_seconds(pid: int | None) -> float:
@@ -485,11 +489,14 @@ def _wrk(row: Row, url: str, args: list[str], seconds: int) -> Row:
     row.pg_cpu_ms = pg_spent * 1000 / row.requests if row.requests else 0.0
     row.redis_cpu_ms = redis_spent * 1000 / row.requests if row.requests else 0.0
     if row.requests and row.server == "platform":
-        row.redis_commands = {
-            name: (calls - commands_before.get(name, 0)) / row.requests
-            for name, calls in sorted(commands.items())
-            if calls > commands_before.get(name, 0)
+        ran = {
+            name: (calls - before[0], usec - before[1])
+            for name, (calls, usec) in sorted(commands.items())
+            for before in [commands_before.get(name, (0, 0))]
+            if calls > before[0]
         }
+        row.redis_commands = {name: calls / row.requests for name, (calls, _) in ran.items()}
+        row.redis_usec = {name: usec / row.requests for name, (_, usec) in ran.items()}
     row.statuses = {str(k): v for k, v in result["statuses"].items()}
     row.socket_errors = sum(
         result[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
@@ -636,6 +643,8 @@ def _print(rows: list[Row]) -> None:
         if r.redis_commands:
             each = ", ".join(f"{name} {calls:.2f}" for name, calls in r.redis_commands.items())
             print(f"Redis's commands a request, {r.name}: {each}")
+            each = ", ".join(f"{name} {usec:.2f}" for name, usec in r.redis_usec.items())
+            print(f"Redis's usec a request by command, {r.name}: {each}")
 
 
 def _median(values: list[float]) -> float:

@@ -11,6 +11,10 @@ CPU (``INFO cpu``) and its commands (``INFO commandstats``) per grant:
 
     .venv/bin/python bench/limiter_script_cost.py --other /path/to/main-export --rounds 3
 
+``--aged``: every address's counter older than its window, as a crowd's carrier addresses are
+a minute into a release (a previous window counted, the current one shifted 30 s ago) instead
+of new in its first window as in the HTTP rows.
+
 A tree without ``rate_limiting/limit_items.py`` (before branch limiter3) is sent its counters'
 first calls as any other call (its script takes no negative hits).
 """
@@ -39,9 +43,18 @@ def _takes_first_calls(tree: Path) -> bool:
     return (tree / "guahao/platform/rate_limiting/limit_items.py").exists()
 
 
-def _round(client: redis.Redis, tree: Path, prefix: str) -> tuple[float, dict[str, float]]:
+def _round(
+    client: redis.Redis, tree: Path, prefix: str, *, aged: bool
+) -> tuple[float, dict[str, float]]:
     sha = client.script_load((tree / SCRIPT).read_text(encoding="utf-8"))
     first_hit = -1 if _takes_first_calls(tree) else 1
+    if aged:  # as a shift 30 s ago leaves them: the previous window runs out a window earlier
+        seeding = client.pipeline(transaction=False)
+        for address in range(2000):
+            key = f"{prefix}:{{LIMITER/hold:ip/address-{address}/600/1/minute}}"
+            seeding.set(f"{key}/-1", 300, px=30_000)
+            seeding.set(key, 100, px=90_000)
+        seeding.execute()
     client.config_resetstat()
     before = _cpu(client)
     pipeline = client.pipeline(transaction=False)
@@ -81,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--other", type=Path, required=True, help="the tree to compare with")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--aged", action="store_true", help="addresses' counters past a window")
     options = parser.parse_args()
     server = EmbeddedRedis()
     try:
@@ -89,7 +103,7 @@ def main() -> None:
         print(f"load average before: {os.getloadavg()}")
         for round_no in range(options.rounds):
             for name, tree in (("other", options.other.resolve()), ("this", ROOT)):
-                us, commands = _round(client, tree, f"{name}-{round_no}")
+                us, commands = _round(client, tree, f"{name}-{round_no}", aged=options.aged)
                 found[name].append(us)
                 each = ", ".join(f"{c} {n:.2f}" for c, n in sorted(commands.items()))
                 print(f"{round_no} {name}: Redis {us:.2f} µs a grant; commands a grant: {each}")

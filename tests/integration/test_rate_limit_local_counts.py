@@ -496,3 +496,31 @@ async def test_a_first_call_for_a_counter_another_process_counted_adds_to_it(
     (counter,) = second._counters["local:test", "30/minute", "spread"]
     assert second._views.known[counter] == 6
     assert (await window_stats(second, "30/minute", "local:test", "spread")).remaining == 24
+
+
+async def test_a_counter_past_its_shift_is_weighed_as_the_library_does_with_one_pttl(
+    limiters: tuple[RequestLimiter, RequestLimiter], redis_url: str
+) -> None:
+    """A counter a minute into a release (its previous window counted, the current one shifted
+    29 s ago): the sync weighs the previous window by the time it has left, as the library's
+    statistics do, from the current window's time to live (a shift leaves the previous one a
+    window less): one PTTL, not one a window."""
+    limiter, _ = limiters
+    await _hits(limiter, "100/minute", "aged", 1)
+    (counter,) = limiter._counters["local:test", "100/minute", "aged"]
+    current = limiter._views.current[counter]
+    client = aioredis.Redis.from_url(redis_url)
+    try:  # as a shift 29 s ago leaves them (RENAME, then the new window a window longer)
+        await client.set(limiter._views.previous(counter), 30, px=31_000)
+        await client.set(current, 5, px=91_000)
+        before = await _commands(redis_url)
+        await limiter.sync()
+        after = await _commands(redis_url)
+    finally:
+        await client.aclose()
+    assert after.get("pttl", 0) - before.get("pttl", 0) == 1
+    # 6 in the current window, and the previous window's 30 weighed by the 31 s of its 60 left
+    # (floored: 15 for a second yet)
+    assert limiter._views.known[counter] == 6 + 15
+    stats = await window_stats(limiter, "100/minute", "local:test", "aged")
+    assert stats.remaining == 100 - 21
