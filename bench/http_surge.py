@@ -328,6 +328,17 @@ async def _check(environ: dict[str, str], granted: int) -> dict[str, Any]:
 
 
 PROFILE: dict[str, Any] = {}
+PINNED: dict[str, set[int]] = {}
+"""With ``--pin``: ``server`` the cores of the server under test, ``rest`` everyone else's."""
+
+
+def _on_server_cores() -> None:
+    """Popen's ``preexec_fn``: the server under test (the ceiling's and the platform's alike)
+    runs on its own core, as it would on a machine of its own."""
+    if PINNED:
+        os.sched_setaffinity(0, PINNED["server"])
+
+
 """``--profile DIR``: the directory and the served platform's pid, set while it runs."""
 
 SERVED: dict[str, int] = {}
@@ -527,6 +538,7 @@ def _serve_platform(
         start_new_session=True,
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
+        preexec_fn=_on_server_cores,
     )
     _wait_http(f"http://127.0.0.1:{port}/health")
     return process
@@ -562,7 +574,11 @@ def _serve_ceiling(dsn: str, port: int, *, stock: bool = False) -> subprocess.Po
             "warning",
         ]
     process = subprocess.Popen(
-        command, env=os.environ | {"BENCH_PG_DSN": dsn}, cwd=ROOT, start_new_session=True
+        command,
+        env=os.environ | {"BENCH_PG_DSN": dsn},
+        cwd=ROOT,
+        start_new_session=True,
+        preexec_fn=_on_server_cores,
     )
     _wait_http(f"http://127.0.0.1:{port}/plain")
     return process
@@ -837,6 +853,14 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=2, help="demo days published")
     parser.add_argument("--no-sqlite", action="store_true")
     parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="one worker only: the server under test (ceiling and platform alike) alone on "
+        "core 0, PostgreSQL, Redis, wrk and this script on the other cores, as when they run "
+        "on machines of their own; without it the kernel lets Redis and PostgreSQL run on the "
+        "server's core whenever the server's write wakes them",
+    )
+    parser.add_argument(
         "--only",
         nargs="+",
         choices=ROW_KINDS,
@@ -886,6 +910,13 @@ def main() -> None:
         "(current: its current window full, every request refused)",
     )
     options = parser.parse_args()
+    if options.pin:
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < 2 or options.workers != [1]:
+            parser.error("--pin needs two cores or more and --workers 1")
+        PINNED.update(server={cores[0]}, rest=set(cores[1:]))
+        os.sched_setaffinity(0, PINNED["rest"])  # PostgreSQL, Redis and wrk inherit it
+        print(f"pinned: servers on core {cores[0]}, the rest on {cores[1:]}")
     work = Path(tempfile.mkdtemp(prefix="guahao-http-surge-"))
     work.chmod(0o755)  # the cluster runs as the postgres user when we are root
     rows: list[Row] = []
