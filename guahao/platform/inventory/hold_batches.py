@@ -63,32 +63,12 @@ def hold_many_call(
     requests: Sequence[HoldRequest], replay_ttl_ms: int
 ) -> tuple[list[str], list[str | int]]:
     """The KEYS and ARGV of one ``hold_many`` call deciding ``requests`` in order (all with a
-    marker or all without). The batcher sends a loop turn's holds this way, and a hold that
-    must wait alone (a fenced slot, the platform's own offer) is a call of one: there is one
-    hold script."""
-    slot_numbers: dict[str, int] = {}
-    keys: list[str] = []
-    for request in requests:
-        if request.family[0] not in slot_numbers:
-            slot_numbers[request.family[0]] = len(slot_numbers) + 1
-            meta, hold_expiry, hold_owner, returning, confirmed, _cancelled, fence = request.family
-            keys += (meta, hold_expiry, hold_owner, returning, confirmed, fence)
-    claims = requests[0].marker is not None
-    args: list[str | int] = [len(slot_numbers), len(requests), replay_ttl_ms, int(claims)]
-    for request in requests:
-        keys.append(request.replay_key)
-        if request.marker is not None:
-            keys.append(request.marker)
-        args += [
-            slot_numbers[request.family[0]],
-            request.hold_id,
-            request.account_id,
-            request.now_ms,
-            request.expires_at_ms,
-            request.marker_value,
-            request.marker_px,
-        ]
-    return keys, args
+    marker or all without). The batcher sends a loop turn's holds this way on a cluster, and
+    a hold that must wait alone (a fenced slot, the platform's own offer) is a call of one:
+    there is one hold script."""
+    families, hold_keys, head, hold_args = _call_parts(requests, replay_ttl_ms)
+    keys = [key for family in families for key in _script_family(family)]
+    return [*keys, *hold_keys], [*head, *hold_args]
 
 
 def packed_hold_many(requests: Sequence[HoldRequest], replay_ttl_ms: int) -> bytes:
@@ -97,17 +77,31 @@ def packed_hold_many(requests: Sequence[HoldRequest], replay_ttl_ms: int) -> byt
 
     On slots spread over a release the families were a third of a call's arguments, and
     packing was the largest piece of a grant's Python after the awaits
-    (bench/profiles/engine8-*). Only for one server: a cluster routes a call by its keys.
+    (bench/profiles/engine8-1-*). Only for one server: a cluster routes a call by its keys.
     """
+    families, hold_keys, head, hold_args = _call_parts(requests, replay_ttl_ms)
+    keys = 6 * len(families) + len(hold_keys)
+    rest = _bulk_strings(hiredis.pack_command((*hold_keys, *head, *hold_args)))  # type: ignore[arg-type]
+    # the call's count of bulk strings: EVALSHA, the SHA, the keys' count, keys, arguments
+    start = b"*%d\r\n" % (3 + keys + len(head) + len(hold_args))
+    start += _bulk_strings(hiredis.pack_command(("EVALSHA", HOLD_MANY.sha, keys)))  # type: ignore[arg-type]
+    return b"".join([start, *map(_packed_family, families), rest])
+
+
+def _call_parts(
+    requests: Sequence[HoldRequest], replay_ttl_ms: int
+) -> tuple[list[tuple[str, ...]], list[str], list[str | int], list[str | int]]:
+    """A call's slot families (in the order its holds first name them), its holds' keys, the
+    four arguments ahead of the holds' and the holds' seven each."""
     slot_numbers: dict[str, int] = {}
-    families: list[bytes] = []
+    families: list[tuple[str, ...]] = []
     hold_keys: list[str] = []
     hold_args: list[str | int] = []
     for request in requests:
         number = slot_numbers.get(request.family[0])
         if number is None:
             number = slot_numbers[request.family[0]] = len(slot_numbers) + 1
-            families.append(_packed_family(request.family))
+            families.append(request.family)
         hold_keys.append(request.replay_key)
         if request.marker is not None:
             hold_keys.append(request.marker)
@@ -121,13 +115,14 @@ def packed_hold_many(requests: Sequence[HoldRequest], replay_ttl_ms: int) -> byt
             request.marker_px,
         )
     claims = int(requests[0].marker is not None)
-    head: tuple[int, ...] = (len(slot_numbers), len(requests), replay_ttl_ms, claims)
-    keys = 6 * len(families) + len(hold_keys)
-    rest = _bulk_strings(hiredis.pack_command((*hold_keys, *head, *hold_args)))  # type: ignore[arg-type]
-    # the call's count of bulk strings: EVALSHA, the SHA, the keys' count, keys, arguments
-    start = b"*%d\r\n" % (3 + keys + len(head) + len(hold_args))
-    start += _bulk_strings(hiredis.pack_command(("EVALSHA", HOLD_MANY.sha, keys)))  # type: ignore[arg-type]
-    return b"".join([start, *families, rest])
+    return families, hold_keys, [len(families), len(requests), replay_ttl_ms, claims], hold_args
+
+
+def _script_family(family: tuple[str, ...]) -> tuple[str, ...]:
+    """The six of a slot's family keys ``hold_many.lua`` takes (no CANCELLED: a hold never
+    reads it)."""
+    meta, hold_expiry, hold_owner, returning, confirmed, _cancelled, fence = family
+    return meta, hold_expiry, hold_owner, returning, confirmed, fence
 
 
 def _bulk_strings(packed: bytes) -> bytes:
@@ -137,11 +132,8 @@ def _bulk_strings(packed: bytes) -> bytes:
 
 @lru_cache(maxsize=FAMILY_MEMORY)
 def _packed_family(family: tuple[str, ...]) -> bytes:
-    """The six key names of a slot's family ``hold_many.lua`` takes, as bulk strings."""
-    meta, hold_expiry, hold_owner, returning, confirmed, _cancelled, fence = family
-    return _bulk_strings(
-        hiredis.pack_command((meta, hold_expiry, hold_owner, returning, confirmed, fence))  # type: ignore[arg-type]
-    )
+    """A slot's ``_script_family`` as bulk strings."""
+    return _bulk_strings(hiredis.pack_command(_script_family(family)))  # type: ignore[arg-type]
 
 
 class HoldBatcher:

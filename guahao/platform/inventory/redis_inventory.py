@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from typing import Any, NoReturn, cast
 
 import msgspec
@@ -296,7 +296,7 @@ class RedisInventory:
         ttl_ms: int,
         idempotency_key: str,
     ) -> Coroutine[Any, Any, HoldGrant]:
-        return self._hold_asked(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
+        return _raising(self._answer(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key))
 
     def hold_or_refusal(
         self,
@@ -319,7 +319,7 @@ class RedisInventory:
 
     async def hold_all(self, asked: Sequence[HoldAsked]) -> list[HoldGrant | Exception]:
         if not self._claims_in_slot_script:  # a cluster claims each marker in a call of its own
-            holds = (self._hold_asked(*one) for one in asked)
+            holds = (_raising(self._answer(*one)) for one in asked)
             return cast("list[HoldGrant | Exception]", await _each(holds))
         answers: dict[int, HoldGrant | Exception] = {}
         sent: list[tuple[int, HoldRequest, tuple[int, int], asyncio.Future[Any]]] = []
@@ -350,21 +350,6 @@ class RedisInventory:
             except Exception as exc:
                 answers[n] = exc
         return [answers[n] for n in range(len(asked))]
-
-    async def _hold_asked(
-        self,
-        slot_id: str,
-        hold_id: str,
-        account_id: str,
-        now_ms: int,
-        ttl_ms: int,
-        idempotency_key: str,
-    ) -> HoldGrant:
-        """``hold``: the answer, its refusal raised."""
-        answer = await self._answer(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
-        if isinstance(answer, Refusal):
-            raise answer.error()
-        return answer
 
     async def _answer(
         self,
@@ -845,6 +830,14 @@ class RedisInventory:
 
     async def _forget_marker(self, marker: str, hold_id: str) -> None:
         await self._run(ACCOUNT_SCRIPTS["account_forget"], [marker], [hold_id])
+
+
+async def _raising(answer: Awaitable[HoldGrant | Refusal]) -> HoldGrant:
+    """``hold``: the answer, its refusal raised."""
+    granted = await answer
+    if isinstance(granted, Refusal):
+        raise granted.error()
+    return granted
 
 
 def _marker(slot_id: str, hold_id: str, expires_at_ms: int) -> str:
