@@ -70,7 +70,7 @@ def requests(slots: int) -> list[HoldRequest]:
     expires = RELEASE_MS + TTL_MS
     return [
         HoldRequest(
-            keys.slot_family(f"s{n % slots}"),
+            keys.family(f"s{n % slots}"),
             keys.replay_record(f"s{n % slots}", f"k{n}"),
             keys.account_marker(f"a{n}"),
             f"h{n}",

@@ -271,7 +271,7 @@ async def test_a_hold_resent_after_a_lost_reply_keeps_the_account_marked(
     await inventory.load(SlotState(slot_id="s1", capacity=2, booked=0, release_at_ms=RELEASE))
     keys = KeyNames("test:")
     first_send = HoldRequest(
-        keys.slot_family("s1"),
+        keys.family("s1"),
         keys.replay_record("s1", "k1"),
         None,
         "h1",

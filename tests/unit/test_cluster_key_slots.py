@@ -63,7 +63,7 @@ def test_a_hold_call_on_a_cluster_gets_its_slots_keys_in_one_hash_slot() -> None
         for slot_id in IDS:
             requests = [
                 HoldRequest(
-                    names.slot_family(slot_id),
+                    names.family(slot_id),
                     names.replay_record(slot_id, f"idem-{n}"),
                     None,
                     f"h{n}",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Sequence
 from typing import Any, NoReturn, cast
 
 import msgspec
@@ -296,9 +296,7 @@ class RedisInventory:
         ttl_ms: int,
         idempotency_key: str,
     ) -> Coroutine[Any, Any, HoldGrant]:
-        return self._hold_asked(
-            HoldAsked(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
-        )
+        return _raising(self._answer(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key))
 
     def hold_or_refusal(
         self,
@@ -316,20 +314,18 @@ class RedisInventory:
         caught at once was a tenth of the worker's time (bench/profiles/engine6-1-*). What
         keeps the question from being answered (bad input, a slot Redis does not know, Redis
         unavailable) is still raised. (Both return ``_answer``'s coroutine itself: no frame of
-        their own on the hold path.)"""
-        return self._answer(
-            HoldAsked(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
-        )
+        their own on the hold path, and no ``HoldAsked`` made only to be unpacked.)"""
+        return self._answer(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
 
     async def hold_all(self, asked: Sequence[HoldAsked]) -> list[HoldGrant | Exception]:
         if not self._claims_in_slot_script:  # a cluster claims each marker in a call of its own
-            holds = (self._hold_asked(one) for one in asked)
+            holds = (_raising(self._answer(*one)) for one in asked)
             return cast("list[HoldGrant | Exception]", await _each(holds))
         answers: dict[int, HoldGrant | Exception] = {}
         sent: list[tuple[int, HoldRequest, tuple[int, int], asyncio.Future[Any]]] = []
         for n, one in enumerate(asked):
             try:
-                prepared = self._hold_request(one)
+                prepared = self._hold_request(*one)
             except GuahaoError as exc:
                 answers[n] = exc
                 continue
@@ -346,22 +342,26 @@ class RedisInventory:
                     raise error("INVENTORY_UNAVAILABLE", operation="hold") from failed
                 if failed is not None:
                     raise failed
-                held = await self._held(asked[n].slot_id, request, reply.result(), ticket)
+                slot_id = asked[n].slot_id
+                held = self._decided(slot_id, request, reply.result(), ticket)
+                if held is None:  # more to ask Redis
+                    held = await self._held(slot_id, request, reply.result(), ticket)
                 answers[n] = held.error() if isinstance(held, Refusal) else held
             except Exception as exc:
                 answers[n] = exc
         return [answers[n] for n in range(len(asked))]
 
-    async def _hold_asked(self, asked: HoldAsked) -> HoldGrant:
-        """``hold``: the answer, its refusal raised."""
-        answer = await self._answer(asked)
-        if isinstance(answer, Refusal):
-            raise answer.error()
-        return answer
-
-    async def _answer(self, asked: HoldAsked) -> HoldGrant | Refusal:
+    async def _answer(
+        self,
+        slot_id: str,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        ttl_ms: int,
+        idempotency_key: str,
+    ) -> HoldGrant | Refusal:
         """One hold's grant or refusal, its call in this loop turn's ``hold_many`` batch."""
-        prepared = self._hold_request(asked)
+        prepared = self._hold_request(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
         if isinstance(prepared, Refusal):
             return prepared
         request, ticket = prepared
@@ -369,15 +369,25 @@ class RedisInventory:
             reply = await self._holds.submit(request)
         except UNAVAILABLE as exc:
             raise error("INVENTORY_UNAVAILABLE", operation="hold") from exc
-        return await self._held(asked.slot_id, request, reply, ticket)
+        answer = self._decided(slot_id, request, reply, ticket)
+        if answer is None:  # more to ask Redis
+            return await self._held(slot_id, request, reply, ticket)
+        return answer
 
-    def _hold_request(self, asked: HoldAsked) -> tuple[HoldRequest, tuple[int, int]] | Refusal:
+    def _hold_request(
+        self,
+        slot_id: str,
+        hold_id: str,
+        account_id: str,
+        now_ms: int,
+        ttl_ms: int,
+        idempotency_key: str,
+    ) -> tuple[HoldRequest, tuple[int, int]] | Refusal:
         """The hold's ``hold_many`` request and the sold-out view's ticket, or the refusal this
         process can make without a round trip."""
-        slot_id, hold_id, account_id, now_ms, ttl_ms = asked[:5]
         if ttl_ms <= 0:
             refuse("VALIDATION_FAILED", field="ttl_ms", reason="must be positive")
-        replay_key = self._keys.replay_record(slot_id, asked.idempotency_key)
+        replay_key = self._keys.replay_record(slot_id, idempotency_key)
         if self.sold_out.refuses(slot_id, account_id, now_ms) and replay_key not in self._granted:
             return Refusal(
                 "SLOT_SOLD_OUT", {"slot_id": slot_id, "hold_id": hold_id, "answered": "locally"}
@@ -415,10 +425,44 @@ class RedisInventory:
         )
         return request, ticket
 
+    def _decided(
+        self, slot_id: str, request: HoldRequest, reply: Any, ticket: tuple[int, int]
+    ) -> HoldGrant | Refusal | None:
+        """The grant or the refusal ``hold_many``'s ``reply`` to ``request`` makes, or None
+        when Redis must be asked more first (``_held``: a fenced slot, a replayed grant, a
+        cluster's marker). Not a coroutine: at a release nearly every reply is decided here,
+        and a coroutine's frame and await a reply were a twentieth of a grant's Python
+        (bench/profiles/engine8-*)."""
+        outcome = _text(reply[0])
+        if outcome == "GRANTED" and self._claims_in_slot_script:
+            self.sold_out.taken(slot_id)  # the availability answers' counts moved
+            return self._granted_now(request, request.expires_at_ms, replayed=False)
+        if outcome == "REFUSED":
+            return self._refused(slot_id, request.hold_id, reply, ticket)
+        return None  # a fenced slot, a replayed grant, a cluster's grant; MISSING raised there
+
+    def _refused(self, slot_id: str, hold_id: str, reply: Any, ticket: tuple[int, int]) -> Refusal:
+        """A ``{'REFUSED', code, ...}`` reply as the refusal, remembered as the view's
+        ``ticket`` allows."""
+        self._remember_refusal(slot_id, reply, ticket)
+        if _text(reply[1]) == "HOLD_ALREADY_ACTIVE":
+            return _held_elsewhere(slot_id, reply[2], reply[3])
+        return _refusal(reply, slot_id, hold_id=hold_id)
+
+    def _granted_now(
+        self, request: HoldRequest, expires_at_ms: int, *, replayed: bool
+    ) -> HoldGrant:
+        """A grant whose marker is claimed, remembered for its repeats."""
+        self._granted[request.replay_key] = None
+        if len(self._granted) > GRANTED_MEMORY:
+            self._granted.popitem(last=False)
+        return HoldGrant(hold_id=request.hold_id, expires_at_ms=expires_at_ms, replayed=replayed)
+
     async def _held(
         self, slot_id: str, request: HoldRequest, reply: Any, ticket: tuple[int, int]
     ) -> HoldGrant | Refusal:
-        """The grant ``hold_many``'s ``reply`` to ``request`` makes, or its refusal."""
+        """The grant ``hold_many``'s ``reply`` to ``request`` makes, or its refusal, when
+        ``_decided`` could not tell without asking Redis more."""
         hold_id, account_id, now_ms = request.hold_id, request.account_id, request.now_ms
         expires_at_ms = request.expires_at_ms
         ttl_ms = expires_at_ms - now_ms
@@ -437,10 +481,7 @@ class RedisInventory:
         elif outcome == "MISSING":
             refuse("SLOT_NOT_LOADED", slot_id=slot_id)
         elif outcome != "GRANTED":
-            self._remember_refusal(slot_id, reply, ticket)
-            if _text(reply[1]) == "HOLD_ALREADY_ACTIVE":
-                return _held_elsewhere(slot_id, reply[2], reply[3])
-            return _refusal(reply, slot_id, hold_id=hold_id)
+            return self._refused(slot_id, hold_id, reply, ticket)
         self.sold_out.taken(slot_id)  # the availability answers' counts moved
         if outcome == "REPLAYED" or not self._claims_in_slot_script:
             marker = self._keys.account_marker(account_id)
@@ -454,12 +495,7 @@ class RedisInventory:
                     SLOT_SCRIPTS["unhold"], [*family, replay_key], [hold_id, account_id]
                 )
                 return _held_elsewhere(slot_id, claim[1], claim[2])
-        self._granted[replay_key] = None
-        if len(self._granted) > GRANTED_MEMORY:
-            self._granted.popitem(last=False)
-        return HoldGrant(
-            hold_id=hold_id, expires_at_ms=expires_at_ms, replayed=outcome == "REPLAYED"
-        )
+        return self._granted_now(request, expires_at_ms, replayed=outcome == "REPLAYED")
 
     async def extend(
         self, slot_id: str, *, hold_id: str, account_id: str, now_ms: int, until_ms: int
@@ -794,6 +830,14 @@ class RedisInventory:
 
     async def _forget_marker(self, marker: str, hold_id: str) -> None:
         await self._run(ACCOUNT_SCRIPTS["account_forget"], [marker], [hold_id])
+
+
+async def _raising(answer: Awaitable[HoldGrant | Refusal]) -> HoldGrant:
+    """``hold``: the answer, its refusal raised."""
+    granted = await answer
+    if isinstance(granted, Refusal):
+        raise granted.error()
+    return granted
 
 
 def _marker(slot_id: str, hold_id: str, expires_at_ms: int) -> str:
