@@ -11,9 +11,7 @@ by an imitation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -21,44 +19,8 @@ import uvicorn
 
 from guahao.bootstrap import Platform
 from guahao.web.app import create_app
+from tests.e2e.in_process_server import InProcessServer
 from tests.e2e.support import Citizen
-
-
-class _InProcessServer(uvicorn.Server):
-    """uvicorn without its signal handlers (Ctrl+C must still reach pytest) that stops when told.
-
-    uvicorn's own main loop looks at ``should_exit`` every 0.1 s and its shutdown sleeps 0.1 s
-    for open connections to close: with ~280 live-server tests that was ~40 s of workers idle.
-    Here the loop waits for ``stop()``, and a shutdown with no connection or task left skips
-    the sleep; the lifespan's shutdown runs as before."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self._stopping = asyncio.Event()
-
-    def stop(self) -> None:
-        self.should_exit = True
-        self._stopping.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def main_loop(self) -> None:
-        await self.on_tick(0)  # sets the default headers (the date), as uvicorn's first tick
-        await self._stopping.wait()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        if self.server_state.connections or self.server_state.tasks:
-            await super().shutdown(sockets)
-            return
-        for server in self.servers:
-            server.close()
-        for sock in sockets or []:
-            sock.close()
-        for server in self.servers:
-            await server.wait_closed()
-        await self.lifespan.shutdown()
 
 
 @pytest.fixture
@@ -73,7 +35,7 @@ async def live_server(platform: Platform) -> AsyncIterator[str]:
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
-    server = _InProcessServer(config)
+    server = InProcessServer(config)
     task = asyncio.create_task(server.serve(), name="e2e-uvicorn")
     try:
         async with asyncio.timeout(15):
