@@ -11,8 +11,7 @@ by an imitation.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -20,15 +19,8 @@ import uvicorn
 
 from guahao.bootstrap import Platform
 from guahao.web.app import create_app
+from tests.e2e.in_process_server import InProcessServer
 from tests.e2e.support import Citizen
-
-
-class _InProcessServer(uvicorn.Server):
-    """uvicorn without its signal handlers: Ctrl+C must still reach pytest."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @pytest.fixture
@@ -43,7 +35,7 @@ async def live_server(platform: Platform) -> AsyncIterator[str]:
         log_level="warning",
         timeout_graceful_shutdown=5,
     )
-    server = _InProcessServer(config)
+    server = InProcessServer(config)
     task = asyncio.create_task(server.serve(), name="e2e-uvicorn")
     try:
         async with asyncio.timeout(15):
@@ -55,7 +47,7 @@ async def live_server(platform: Platform) -> AsyncIterator[str]:
         port = server.servers[0].sockets[0].getsockname()[1]
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
+        server.stop()
         async with asyncio.timeout(15):
             await task
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,7 @@ from guahao.web.auth import TokenIssuer
 from guahao.web.citizen_session import SESSION_COOKIE
 from guahao.web.citizen_session import CitizenSessions as SessionStore
 from guahao.web.oidc import FLOW_COOKIE, ID_TOKEN_COOKIE
+from tests.e2e.in_process_server import InProcessServer
 from tests.e2e.support import register
 from tests.fixtures.identity_provider import (
     CLIENT_ID,
@@ -42,12 +43,6 @@ from tests.fixtures.identity_provider import (
     new_signing_key,
     start_identity_provider,
 )
-
-
-class _InProcessServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 @dataclass
@@ -149,7 +144,7 @@ async def open_site(
         )
         clock = ManualClock(datetime.now(UTC))
         app = create_app(settings, platform=platform, identity_clock=clock)
-        server = _InProcessServer(
+        server = InProcessServer(
             uvicorn.Config(app, lifespan="on", log_level="warning", timeout_graceful_shutdown=5)
         )
         task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -161,7 +156,7 @@ async def open_site(
                     await asyncio.sleep(0.01)
             yield Site(base, provider, clock, platform, app.state.tokens)
         finally:
-            server.should_exit = True
+            server.stop()
             async with asyncio.timeout(15):
                 await task
             sock.close()
