@@ -35,6 +35,9 @@ class _Watch:
         self.gc_started = 0.0
         self.gc_cpu_started = 0.0
         self.started = False
+        self.young = ""
+        """GUAHAO_LOOP_WATCH_TYPES: the first young or middle collection of a second, what it
+        walks (the generation's objects by type, before it runs)."""
 
     def add(self, name: str, value: float = 1.0) -> None:
         self.counts[name] += value
@@ -60,8 +63,12 @@ class _Watch:
             f"| gc0 {c['gc0']:>4.0f} {c['gc0_ms']:>6.1f}ms gc1 {c['gc1']:>3.0f} "
             f"{c['gc1_ms']:>6.1f}ms/{c['gc1_freed']:.0f} "
             f"gc2 {c['gc2']:>2.0f} {c['gc2_ms']:>6.1f}ms "
-            f"max {c['gc_max']:>6.1f}ms cpu2 {c['gc2_cpu']:>6.1f}ms\n"
+            f"max {c['gc_max']:>6.1f}ms cpu2 {c['gc2_cpu']:>6.1f}ms "
+            f"cpu0 {c['gc0_cpu']:>6.1f}ms cpu1 {c['gc1_cpu']:>6.1f}ms\n"
         )
+        if self.young:
+            self.out.write(self.young)
+            self.young = ""
         if _TYPES and c["gc2"]:
             self.write_types()
         self.counts = defaultdict(float)
@@ -91,6 +98,23 @@ class _Watch:
         if phase == "start":
             if _TYPES and generation == 2:
                 gc.set_debug(gc.DEBUG_SAVEALL)
+            if _TYPES and generation < 2 and not self.young:
+                from collections import Counter
+
+                objects = [o for g in range(generation + 1) for o in gc.get_objects(g)]
+                kinds = Counter(type(o).__qualname__ for o in objects)
+                top = ", ".join(f"{name} {n}" for name, n in kinds.most_common(14))
+                self.young = f"     gen{generation} walks {len(objects)}: {top}\n"
+                tuples = [o for o in objects if type(o) is tuple]
+                shapes = Counter(
+                    (len(t), tuple(type(i).__qualname__ for i in t[:4])) for t in tuples
+                )
+                self.young += f"     its tuples by shape: {shapes.most_common(6)}\n"
+                if tuples:
+                    sample = tuples[len(tuples) // 2]
+                    holders = [type(r).__qualname__ for r in gc.get_referrers(sample)][:4]
+                    self.young += f"     one: {sample!r:.160} held by {holders}\n"
+                del objects
             self.gc_started = time.perf_counter()
             self.gc_cpu_started = time.thread_time()
             return

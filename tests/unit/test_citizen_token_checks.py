@@ -5,6 +5,7 @@ algorithm, tampered with anywhere, or carrying a claim of the wrong type."""
 from __future__ import annotations
 
 import base64
+import gc
 import hmac
 import json
 import time
@@ -213,3 +214,43 @@ def test_a_test_clock_is_not_followed() -> None:
     issuer = TokenIssuer(SECRET, 5)
     issuer.keep_time_with(ManualClock(datetime(2030, 1, 1, tzinfo=UTC)))
     assert issuer.account_of(issuer.issue("acct-1")) == "acct-1"
+
+
+def test_a_crowds_new_tokens_leave_nothing_a_young_collection_walks() -> None:
+    """A verified token is remembered as strings and a number. As an (account, expiry) tuple
+    each, a release crowd's new tokens stayed tracked until the next young collection, and
+    the frees of older objects kept that collection from coming while they piled up (one
+    young collection then walked tens of thousands: the paced crowd's tail). On the previous
+    code this counted 2 002."""
+    issuer = TokenIssuer(SECRET, 5)
+    tokens = [issuer.issue(f"acct-{n}") for n in range(2_000)]
+    gc.collect()
+    gc.disable()  # nothing untracked meanwhile: what is tracked is what a collection walks
+    try:
+        before = len(gc.get_objects())
+        accounts = [issuer.account_of(token) for token in tokens]
+        grown = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert accounts[-1] == "acct-1999"
+    assert grown < 200
+
+
+def test_the_oldest_verified_token_is_forgotten_first_and_verified_again() -> None:
+    issuer = TokenIssuer(SECRET, 5, kept=2)
+    first, second, third = (issuer.issue(f"acct-{n}") for n in range(3))
+    assert [issuer.account_of(t) for t in (first, second, third)] == ["acct-0", "acct-1", "acct-2"]
+    assert list(issuer._verified) == [second, third]
+    assert issuer.account_of(first) == "acct-0"  # verified again, from its signature
+    assert list(issuer._verified) == [third, first]
+
+
+def test_a_full_memory_of_tokens_forgets_its_oldest_eighth_at_once() -> None:
+    """Not one key a new token: the slots of the keys taken from a dictionary's front stay
+    until it is resized, and finding the oldest walked past all of them each time."""
+    issuer = TokenIssuer(SECRET, 5, kept=16)
+    tokens = [issuer.issue(f"acct-{n}") for n in range(17)]
+    for token in tokens:
+        issuer.account_of(token)
+    assert list(issuer._verified) == tokens[2:]
+    assert list(issuer._expiries) == tokens[2:]

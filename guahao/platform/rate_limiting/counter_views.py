@@ -50,6 +50,7 @@ class CounterViews:
         "deciding",
         "exchanges",
         "flying",
+        "following",
         "heard",
         "item",
         "known",
@@ -106,6 +107,9 @@ class CounterViews:
         self.placed: list[float] = []
         """``time.monotonic()`` when its limit was last put at the end of the process's
         memory (``RequestLimiter._forget_idle``)."""
+        self.following: list[int] = []
+        """The next counter of the same limit of the same identifier, -1 after its last (set
+        by the limiter: a limit's counters are found from its first)."""
         self.sending: list[asyncio.Future[None] | None] = []
         """Done when the hits a sync has on their way to Redis are counted there (None: no
         sync carries the counter's hits)."""
@@ -141,6 +145,7 @@ class CounterViews:
         for times in (self.refused_until, self.heard, self.used, self.placed):
             times.extend([0.0] * more)
         self.sending.extend([None] * more)
+        self.following.extend([-1] * more)
         self._released.extend(range(start + more - 1, start - 1, -1))  # the lowest first
 
     def _tallies(self) -> tuple[list[int], ...]:

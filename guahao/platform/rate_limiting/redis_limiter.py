@@ -54,6 +54,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from importlib.resources import files
 
 import redis.asyncio as aioredis
@@ -130,14 +131,13 @@ class RequestLimiter:
     def __init__(self, redis_url: str, *, key_prefix: str = "guahao-limits") -> None:
         self._key_prefix = key_prefix
         self._url = redis_url
-        # (limit name, spec) -> its items, as their counters share them
-        self._items: dict[tuple[str, str], tuple[LimitItem, ...]] = {}
+        # (limit name, spec) -> the limit: its items and its identifiers' counters
+        self._limits: dict[tuple[str, str], _Limit] = {}
         # this process's view of every counter it keeps (``counter_views``: a counter is a
         # number there, not an object the garbage collector walks)
         self._views = CounterViews()
-        # (limit name, spec, identifier) -> its counters' numbers, one per item of the spec;
-        # in the order they were put at the end (``_forget_idle`` looks at the oldest)
-        self._counters: dict[tuple[str, str, str], tuple[int, ...]] = {}
+        self._kept = 0
+        """Identifiers' limits kept, of every limit (``LIMITS_KEPT``)."""
         # every counter with hits not yet sent (a sync must not walk every counter kept);
         # one listed twice, or with none left, is sent once or not at all
         self._unsent: list[int] = []
@@ -194,13 +194,16 @@ class RequestLimiter:
 
     def _counters_of(self, checks: Sequence[tuple[str, str, str]]) -> list[int]:
         counters: list[int] = []
-        known = self._counters
+        limits, following = self._limits, self._views.following
         for name, spec, ident in checks:
             if ident:
-                kept = known.get((name, spec, ident))
-                if kept is None:
-                    kept = self._remember(name, spec, ident)
-                counters += kept
+                limit = limits.get((name, spec))
+                counter = None if limit is None else limit.counters.get(ident)
+                if counter is None:
+                    counter = self._remember(name, spec, ident)
+                while counter >= 0:  # the limit's counters, one per item of its spec
+                    counters.append(counter)
+                    counter = following[counter]
         return counters
 
     def _answered_from_memory(self, counters: list[int]) -> bool:
@@ -301,15 +304,35 @@ class RequestLimiter:
         await self._send(unsent)
         self._forget_idle(time.monotonic())
 
-    def _remember(self, name: str, spec: str, ident: str) -> tuple[int, ...]:
-        """New counters for a limit of an identifier, one per item of the limit's spec."""
-        items = self._items.get((name, spec))
-        if items is None:
-            items = self._items[name, spec] = tuple(
-                LimitItem.of(self._key_prefix, name, item) for item in parse_many(spec)
-            )
-        now, add = time.monotonic(), self._views.add
-        kept = self._counters[name, spec, ident] = tuple([add(item, ident, now) for item in items])
+    def _remember(self, name: str, spec: str, ident: str) -> int:
+        """New counters for a limit of an identifier, one per item of the limit's spec,
+        linked in the views (``CounterViews.following``): the first one's number."""
+        limit = self._limits.get((name, spec))
+        if limit is None:
+            items = tuple(LimitItem.of(self._key_prefix, name, item) for item in parse_many(spec))
+            limit = self._limits[name, spec] = _Limit(items)
+        now, views = time.monotonic(), self._views
+        first = -1
+        for item in reversed(limit.items):
+            counter = views.add(item, ident, now)
+            views.following[counter] = first
+            first = counter
+        limit.counters[ident] = first
+        self._kept += 1
+        return first
+
+    def kept_counters(self) -> dict[tuple[str, str, str], tuple[int, ...]]:
+        """Every identifier's limit this process keeps, with its counters' numbers (for
+        tests and diagnosis: made on each call)."""
+        following = self._views.following
+        kept = {}
+        for (name, spec), limit in self._limits.items():
+            for ident, counter in limit.counters.items():
+                numbers = []
+                while counter >= 0:
+                    numbers.append(counter)
+                    counter = following[counter]
+                kept[name, spec, ident] = tuple(numbers)
         return kept
 
     def _start_sync(self) -> None:
@@ -434,30 +457,55 @@ class RequestLimiter:
         many more as it is past, up to ``_LOOKED_AT_MOST``), in one walk, never from the
         dictionary's front again after each removal (40 000 at once stalled the loop for
         220 ms: the front's removed entries were scanned again at every step)."""
-        memory = self._counters
         views = self._views
-        pending, used, placed = views.pending, views.used, views.placed
-        size = len(memory)  # as it will be once the limits looked at so far are forgotten
+        pending, used, placed, following = views.pending, views.used, views.placed, views.following
+        size = self._kept  # as it will be once the limits looked at so far are forgotten
         share = min(_LOOKED_AT_MOST, _LOOKED_AT_PER_SYNC + max(0, size - LIMITS_KEPT))
-        looked: list[tuple[tuple[str, str, str], tuple[int, ...], bool]] = []
-        for key, kept in memory.items():
-            over = size > LIMITS_KEPT
-            if len(looked) >= share or (not over and now - placed[kept[0]] < FORGET_SECONDS):
-                break  # wait for the next sync, or the rest were put there later still
-            in_use = any(pending[c] or views.on_its_way(c) for c in kept) or any(
-                now - used[c] < FORGET_SECONDS and (not over or used[c] > placed[c]) for c in kept
-            )
-            size -= not in_use
-            looked.append((key, kept, in_use))
-        for key, kept, in_use in looked:
-            del memory[key]
+        looked: list[tuple[dict[str, int], str, int, bool]] = []
+        for limit in self._limits.values():  # each limit's identifiers, the oldest first
+            for ident, first in limit.counters.items():
+                over = size > LIMITS_KEPT
+                if len(looked) >= share or (not over and now - placed[first] < FORGET_SECONDS):
+                    break  # the next sync's, or the rest were put there later still
+                in_use = False
+                counter = first
+                while counter >= 0 and not in_use:
+                    in_use = bool(pending[counter]) or views.on_its_way(counter)
+                    in_use = in_use or (
+                        now - used[counter] < FORGET_SECONDS
+                        and (not over or used[counter] > placed[counter])
+                    )
+                    counter = following[counter]
+                size -= not in_use
+                looked.append((limit.counters, ident, first, in_use))
+        for counters, ident, first, in_use in looked:
+            del counters[ident]
+            counter = first
             if in_use:
-                for counter in kept:
+                counters[ident] = first
+                while counter >= 0:
                     placed[counter] = now
-                memory[key] = kept
+                    counter = following[counter]
             else:
-                for counter in kept:
-                    views.release(counter)
+                self._kept -= 1
+                while counter >= 0:
+                    counter, forgotten = following[counter], counter
+                    views.release(forgotten)
+
+
+@dataclass(slots=True)
+class _Limit:
+    """A limit (a name and a spec) as this process keeps it."""
+
+    items: tuple[LimitItem, ...]
+    """Its items (its windows), shared by every identifier's counters."""
+    counters: dict[str, int] = field(default_factory=dict)
+    """identifier -> the number of its first counter, the others linked from it
+    (``CounterViews.following``), in the order they were put at the end (``_forget_idle``
+    looks at the oldest). Strings and numbers, nothing the garbage collector walks: as a
+    tuple key and a tuple of numbers an identifier, a release crowd's new citizens left two
+    tuples each, and every young collection walked the ones made since the last (tens of
+    thousands, 15-30 ms; bench/README.md, session 17, "the paced tail")."""
 
 
 def _reset_in(window: int, previous: int, previous_ms: int, current: int, current_ms: int) -> float:
