@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,14 @@ of 100 000 doctors make 14 MB at most)."""
 _KIND_RANK = {"hospital": 0, "department": 1, "doctor": 2}
 _NO_DAY = np.int32(2**31 - 1)
 IntArray = npt.NDArray[np.int32]
+
+
+def _forget_oldest(kept: dict[Any, Any]) -> None:
+    """The oldest eighth of a full memory at once: the slots of the keys taken from a
+    dictionary's front stay until it is resized, and finding one oldest key a miss walked
+    past all of them (a few hundred here) each time."""
+    for oldest in list(islice(kept, KEPT_NEEDLES // 8)):
+        del kept[oldest]
 
 
 class Interned:
@@ -368,7 +377,8 @@ class Columns:
         """Which interned names hold a Chinese needle, kept for the next query with it (医院,
         心内科 and the like come back all day): names are only ever added, and an interned
         name's text never changes, so a kept answer is extended to the names added since and
-        never recomputed. At most ``KEPT_NEEDLES`` answers are kept, the oldest dropped."""
+        never recomputed. At most ``KEPT_NEEDLES`` answers are kept; past that the oldest eighth
+        goes."""
         names = len(self.name.values)
         kept = self._containing.pop(needle, None)
         if kept is None:
@@ -378,7 +388,7 @@ class Columns:
             kept = np.concatenate([kept, fresh])
         self._containing[needle] = kept  # last used last
         if len(self._containing) > KEPT_NEEDLES:
-            del self._containing[next(iter(self._containing))]
+            _forget_oldest(self._containing)
         return kept
 
     def _aliases_containing(self, key: str) -> npt.NDArray[np.bool_]:
@@ -400,7 +410,7 @@ class Columns:
         assert kept is not None
         self._containing[slot] = kept  # last used last
         if len(self._containing) > KEPT_NEEDLES:
-            del self._containing[next(iter(self._containing))]
+            _forget_oldest(self._containing)
         return kept
 
     def _sorted_names(self, column: str) -> tuple[npt.NDArray[np.str_], IntArray]:
@@ -433,7 +443,7 @@ class Columns:
             kept = self._in_catalog[key] = np.flatnonzero(mask).astype(np.int32)
             kept.flags.writeable = False  # handed out as is
             if len(self._in_catalog) > KEPT_NEEDLES:
-                del self._in_catalog[next(iter(self._in_catalog))]
+                _forget_oldest(self._in_catalog)
         if rows.shape[0] == 0:
             return kept
         mask = np.zeros(size, dtype=np.bool_)

@@ -41,7 +41,7 @@ import re
 import time
 from collections import OrderedDict
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import msgspec
@@ -53,7 +53,7 @@ from guahao.platform.errors import GuahaoError
 from guahao.platform.personal_data import PersonalDataVault
 from guahao.platform.shared_calls import SharedCalls
 from guahao.search.query import SearchQuery
-from guahao.web.dependencies import client_context
+from guahao.web.dependencies import device_hash, ip_hash
 from guahao.web.front_grants import (
     GZIPPED,
     JSON,
@@ -115,8 +115,18 @@ _LIST_PARAMS = {
     "hospitalId": "hospitalId",
 }
 _hold_decoder = msgspec.json.Decoder(HoldCreate)
-_CLIENTS_KEPT = 50_000  # address and device pairs whose hashes are remembered (~10 MB)
+_CLIENTS_KEPT = 50_000  # addresses, and devices, whose hashes are remembered (~10 MB each)
 _DEVICE_KEPT = 200
+_Key = TypeVar("_Key", str, bytes)
+
+
+def _remember(memory: dict[_Key, str], key: _Key, hashed: str) -> str:
+    """``hashed``, remembered under ``key``; a full memory is emptied first (at once: taking
+    the oldest key one by one would walk past the emptied slots at the dictionary's front)."""
+    if len(memory) >= _CLIENTS_KEPT:
+        memory.clear()
+    memory[key] = hashed
+    return hashed
 
 
 class _FallThroughError(Exception):
@@ -190,7 +200,8 @@ class FrontAnswers:
         self.metrics = metrics
         self.gzip_bodies = gzip_bodies or GzipBodies()
         self.sold_out = SoldOutRefusals()
-        self._clients: dict[tuple[str, bytes], ClientContext] = {}
+        self._ip_hashes: dict[str, str] = {}
+        self._device_hashes: dict[bytes, str] = {}
         self._clients_vault: PersonalDataVault | None = None
         self.answered = 0
         """Requests answered here since the start (tests and the bench's report)."""
@@ -280,20 +291,30 @@ class FrontAnswers:
         await self._answer(scope, send, answer, HOLD_ROUTE, started, headers, request_id)
 
     def _client(self, vault: PersonalDataVault, host: str, device: bytes) -> ClientContext:
-        """``client_context`` of an address and a device, remembered: two keyed hashes per
-        request were 4 % of a sold-out answer (bench/profiles/front-2-*), for a crowd
-        behind a few thousand addresses."""
+        """``client_context`` of an address and a device, its two keyed hashes remembered
+        apart: computed per request they were 4 % of a sold-out answer (bench/profiles/
+        front-2-*), for a crowd behind a few thousand addresses.
+
+        What is remembered is strings under strings and bytes, which the garbage collector
+        does not track; the context is made per request and freed by reference counting. An
+        (address, device) tuple and a context remembered per new citizen stayed in the young
+        generation while the frees of older objects kept its collection away, and one young
+        collection then walked tens of thousands (bench/README.md, issue 15)."""
+        if self._clients_vault is not vault:
+            self._ip_hashes.clear()
+            self._device_hashes.clear()
+            self._clients_vault = vault
+        ip = self._ip_hashes.get(host)
+        if ip is None:
+            ip = _remember(self._ip_hashes, host, ip_hash(vault, host))
         if len(device) > _DEVICE_KEPT:  # cut at 200 characters anyway: never remembered
-            return client_context(vault, host, device.decode("latin-1"))
-        key = (host, device)
-        found = self._clients.get(key)
-        if found is None or self._clients_vault is not vault:
-            if len(self._clients) >= _CLIENTS_KEPT or self._clients_vault is not vault:
-                self._clients.clear()
-                self._clients_vault = vault
-            found = client_context(vault, host, device.decode("latin-1"))
-            self._clients[key] = found
-        return found
+            return ClientContext(ip, device_hash(vault, device.decode("latin-1")))
+        hashed = self._device_hashes.get(device)
+        if hashed is None:
+            hashed = _remember(
+                self._device_hashes, device, device_hash(vault, device.decode("latin-1"))
+            )
+        return ClientContext(ip, hashed)
 
     # ------------------------------------------------------------------ remembered reads
 

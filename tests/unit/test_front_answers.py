@@ -4,23 +4,38 @@ the search parameters read exactly as the route reads them (or not at all)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import gc
 import gzip
 import io
 from datetime import date
+from typing import Any
 
 import pytest
 from litestar.config.compression import CompressionConfig
 from litestar.middleware.compression.gzip_facade import GzipCompression
 
+from guahao.platform.client_context import ClientContext
+from guahao.platform.personal_data import PersonalDataVault
 from guahao.search.query import SearchFilters, SearchQuery
+from guahao.web import front_answers
+from guahao.web.dependencies import client_context
 from guahao.web.front_answers import (
     GZIP_INLINE_LIMIT,
+    FrontAnswers,
     GzipBodies,
     _FallThroughError,
     _parameters,
     _search_query,
     compress,
 )
+from guahao.web.metrics import WebMetrics
+
+VAULT = PersonalDataVault(base64.b64encode(bytes(range(32))).decode())
+
+
+async def nothing_behind(scope: Any, receive: Any, send: Any) -> None:
+    raise AssertionError("no request goes through in these tests")
 
 
 def litestar_gzip(body: bytes) -> bytes:
@@ -100,3 +115,51 @@ def test_parameters_decode_as_litestars_parser_decodes_them(query_string: bytes)
     from litestar._parsers import parse_query_string  # the framework's reading, for the test
 
     assert _parameters(query_string) == list(parse_query_string(query_string))
+
+
+def test_a_crowds_new_devices_leave_nothing_a_young_collection_walks() -> None:
+    """A device's keyed hash is remembered as a string under its bytes and the context is
+    made per request, untracked. As an (address, device) tuple and a dataclass context each,
+    a release crowd's new citizens stayed tracked until the next young collection, while
+    the frees of older objects kept that collection from coming (one young collection then
+    walked tens of thousands: the paced crowd's tail). On the previous code this counted
+    4 000."""
+    front = FrontAnswers(nothing_behind, WebMetrics())
+    devices = [f"phone-{n}".encode() for n in range(2_000)]
+    front._client(VAULT, "10.0.0.1", b"phone-warm")
+    gc.collect()
+    gc.disable()  # nothing untracked meanwhile: what is tracked is what a collection walks
+    try:
+        before = len(gc.get_objects())
+        for device in devices:
+            last = front._client(VAULT, "10.0.0.1", device)
+        grown = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert last == client_context(VAULT, "10.0.0.1", "phone-1999")
+    assert grown < 200
+
+
+@pytest.mark.parametrize(
+    ("host", "device"),
+    [("10.0.0.1", b"phone-1"), ("", b"phone-1"), ("10.0.0.1", b""), ("", b""), ("::1", b"x" * 201)],
+)
+def test_a_remembered_client_is_the_one_the_routes_see(host: str, device: bytes) -> None:
+    front = FrontAnswers(nothing_behind, WebMetrics())
+    expected = client_context(VAULT, host, device.decode("latin-1"))
+    assert front._client(VAULT, host, device) == expected
+    assert front._client(VAULT, host, device) == expected  # remembered
+    other = PersonalDataVault(base64.b64encode(bytes(32)).decode())  # a new data key
+    assert front._client(other, host, device) == client_context(other, host, device.decode())
+
+
+def test_a_full_memory_of_clients_starts_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(front_answers, "_CLIENTS_KEPT", 3)
+    front = FrontAnswers(nothing_behind, WebMetrics())
+    for n in range(4):
+        context = front._client(VAULT, f"10.0.0.{n}", f"phone-{n}".encode())
+        assert context == ClientContext(
+            VAULT.index("ip", f"10.0.0.{n}"), VAULT.index("device", f"phone-{n}")
+        )
+    assert list(front._device_hashes) == [b"phone-3"]
+    assert list(front._ip_hashes) == ["10.0.0.3"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from guahao.search.availability import Availability
-from guahao.search.columns import Columns, IntArray
+from guahao.search.columns import KEPT_NEEDLES, Columns, IntArray
 from guahao.search.documents import DocumentBuilder, SearchDocument
 
 NOW = datetime(2026, 11, 26, 1, 0, tzinfo=UTC)
@@ -184,3 +184,18 @@ def test_alias_matches_of_a_broad_query_see_alias_sets_added_later(
     rows = np.asarray([1, 2, 3, 4], dtype=np.int32)
     assert columns.weight(rows, ["小儿"]).tolist() == [1, 1, 1, 2]
     assert columns.weight(rows, ["血管"]).tolist() == [1, 2, 1, 1]
+
+
+def test_a_full_memory_of_needles_forgets_its_oldest_eighth_at_once() -> None:
+    """Not one key a miss: the slots of the keys taken from a dictionary's front stay until it
+    is resized, and finding the oldest walked past all of them each time (on the previous
+    code the 257th needle dropped only the first: 256 stayed)."""
+    columns = Columns(date(2026, 11, 19))
+    needles = [f"心内科{n}" for n in range(KEPT_NEEDLES + 1)]
+    for needle in needles:
+        columns._names_containing(needle)
+    assert list(columns._containing) == needles[KEPT_NEEDLES // 8 :]
+    codes = [f"A{n:03d}" for n in range(KEPT_NEEDLES + 1)]
+    for code in codes:
+        columns.with_catalog(np.zeros(0, dtype=np.int32), [code])
+    assert list(columns._in_catalog) == [(code,) for code in codes[KEPT_NEEDLES // 8 :]]

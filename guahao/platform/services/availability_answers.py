@@ -45,7 +45,6 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 import msgspec
@@ -81,8 +80,11 @@ _HEARD_MEMORY = 100_000
 _Key = tuple[str, date, date]
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
+class _Answer(msgspec.Struct, frozen=True, gc=False):
+    """Never tracked by the garbage collector (bytes, numbers, a datetime and a tuple of
+    strings: nothing that could point back): a new doctor's answer is nothing a young
+    collection walks."""
+
     body: bytes
     fresh_until: float  # on the monotonic ticker
     refresh_at: float  # on the ticker too: the first reader from here on starts a refresh
@@ -114,7 +116,11 @@ class AvailabilityAnswers:
         self._ticker = ticker
         self._encoder = msgspec.json.Encoder()
         self._answers: OrderedDict[_Key, _Answer] = OrderedDict()
-        self._keys_of_slot: dict[str, set[_Key]] = {}
+        # the answer a slot is in, and the slot's other answers (another date range of its
+        # doctor) apart: not a set a slot, which every new doctor's answer made for each of
+        # its slots and the young collections walked (bench/README.md, issue 15)
+        self._key_of_slot: dict[str, _Key] = {}
+        self._more_keys_of_slot: dict[str, set[_Key]] = {}
         self._loading: SharedCalls[_Key, bytes] = SharedCalls()
         self._refreshing: dict[_Key, asyncio.Task[None]] = {}
         self._closed = False
@@ -178,7 +184,7 @@ class AvailabilityAnswers:
     def _refresh(self, key: _Key, found: _Answer) -> None:
         """Start the one background read of ``key``; its readers go on with the old answer,
         which starts no other: if this read fails, it runs out as it would have without."""
-        self._answers[key] = replace(found, refresh_at=math.inf)
+        self._answers[key] = msgspec.structs.replace(found, refresh_at=math.inf)
         self.refreshes += 1
         task = asyncio.ensure_future(self._read_ahead(key))
         self._refreshing[key] = task
@@ -223,8 +229,11 @@ class AvailabilityAnswers:
     def _keep(self, key: _Key, answer: _Answer) -> None:
         self._forget(key)
         self._answers[key] = answer
+        key_of_slot = self._key_of_slot
         for slot_id in answer.slot_ids:
-            self._keys_of_slot.setdefault(slot_id, set()).add(key)
+            first = key_of_slot.setdefault(slot_id, key)
+            if first is not key and first != key:
+                self._more_keys_of_slot.setdefault(slot_id, set()).add(key)
         while len(self._answers) > self._size:
             self._forget(next(iter(self._answers)))
 
@@ -232,12 +241,18 @@ class AvailabilityAnswers:
         answer = self._answers.pop(key, None)
         if answer is None:
             return
+        key_of_slot, more_keys = self._key_of_slot, self._more_keys_of_slot
         for slot_id in answer.slot_ids:
-            keys = self._keys_of_slot.get(slot_id)
-            if keys is not None:
-                keys.discard(key)
-                if not keys:
-                    del self._keys_of_slot[slot_id]
+            others = more_keys.get(slot_id)
+            if key_of_slot.get(slot_id) == key:
+                if others is None:
+                    del key_of_slot[slot_id]
+                    continue
+                key_of_slot[slot_id] = others.pop()  # the slot stays in its other answer
+            elif others is not None:
+                others.discard(key)
+            if others is not None and not others:
+                del more_keys[slot_id]
 
     # ------------------------------------------------------------------ SlotChangeListener
 
@@ -248,13 +263,16 @@ class AvailabilityAnswers:
         while len(self._heard_at) > _HEARD_MEMORY:
             _slot, count = self._heard_at.popitem(last=False)
             self._forgotten_at = max(self._forgotten_at, count)
-        for key in tuple(self._keys_of_slot.get(slot_id, ())):
-            self._forget(key)
+        first = self._key_of_slot.get(slot_id)
+        if first is not None:
+            for key in (first, *self._more_keys_of_slot.get(slot_id, ())):
+                self._forget(key)
 
     def blind(self) -> None:
         self._epoch += 1
         self._answers.clear()
-        self._keys_of_slot.clear()
+        self._key_of_slot.clear()
+        self._more_keys_of_slot.clear()
         self._heard_at.clear()
         self._forgotten_at = self._heard
 
