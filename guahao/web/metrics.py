@@ -18,6 +18,7 @@ nothing reaches into the library's private storage to add tallies to its metrics
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import logging
 import math
@@ -37,7 +38,12 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 
 from guahao.hospital_connectors.hub import ConnectorHub
 from guahao.platform.error_codes import refuse
@@ -145,6 +151,29 @@ class _RequestFigures:
         )
 
 
+class _CollectorSettings:
+    """How this process's garbage collector is set (``guahao/collector_settings.py``), read
+    when the registry is: a young threshold set through ``GUAHAO_GC_YOUNG_THRESHOLD`` shows
+    here as what the serving process applied, and a worker started some other way (without
+    ``settle_collector``) shows Python's 700 and nothing frozen."""
+
+    def describe(self) -> Iterable[Metric]:
+        return self.collect()
+
+    def collect(self) -> Iterable[Metric]:
+        young = GaugeMetricFamily(
+            "guahao_gc_young_threshold",
+            "Objects the garbage collector's young generation is collected at",
+        )
+        young.add_metric([], gc.get_threshold()[0])
+        frozen = GaugeMetricFamily(
+            "guahao_gc_frozen_objects",
+            "Objects frozen at start-up, which no collection walks",
+        )
+        frozen.add_metric([], gc.get_freeze_count())
+        return [young, frozen]
+
+
 class WebMetrics:
     """The metrics of one app, in their own registry (several apps may share a process)."""
 
@@ -153,6 +182,7 @@ class WebMetrics:
         r = self.registry
         self._figures = _RequestFigures()
         r.register(self._figures)
+        r.register(_CollectorSettings())
         self.outbox_pending = Gauge(
             "guahao_outbox_pending_events",
             "Outbox rows not yet delivered to every subscriber",

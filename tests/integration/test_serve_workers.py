@@ -371,6 +371,8 @@ def test_two_workers_serve_one_region(
         "GUAHAO_REDIS_URL": redis_url,
         "GUAHAO_SEARCH_INDEX_DIR": str(tmp_path / "search"),
         "GUAHAO_RUN_JOBS": "false",  # serving is what is tested; jobs only slow the start
+        "GUAHAO_GC_YOUNG_THRESHOLD": "12345",
+        "GUAHAO_METRICS_TOKEN": "a-scrapers-token-of-32-characters-at-least",
     }
     # The bench's launcher: the supervisor and workers of `guahao serve --workers`, without its
     # refusal of the embedded search index (nothing here changes what a search would see).
@@ -440,6 +442,20 @@ def test_two_workers_serve_one_region(
         finally:
             os.kill(second, signal.SIGCONT)
         assert mine.status_code == 200, mine.text
+
+        # each worker set its collector as `guahao serve` does (collector_settings.py)
+        scraper = {"Authorization": "Bearer a-scrapers-token-of-32-characters-at-least"}
+        for stopped in (first, second):
+            os.kill(stopped, signal.SIGSTOP)
+            try:
+                exposed = http.get("/metrics", headers=scraper)
+            finally:
+                os.kill(stopped, signal.SIGCONT)
+            assert exposed.status_code == 200, exposed.text
+            assert "\nguahao_gc_young_threshold 12345.0\n" in exposed.text
+            frozen = re.search(r"\nguahao_gc_frozen_objects (\d+)\.0\n", exposed.text)
+            assert frozen is not None
+            assert int(frozen[1]) > 10_000
 
     supervisor.kill()  # no clean-up code runs in the supervisor: the workers stop by themselves
     supervisor.wait()
