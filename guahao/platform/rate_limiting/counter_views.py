@@ -166,6 +166,14 @@ class CounterViews:
         self.packed_keys[number] = b""
         self._released.append(number)
 
+    def chain(self, first: int) -> list[int]:
+        """A limit's counters from its first (``following``), in order."""
+        counters = []
+        while first >= 0:
+            counters.append(first)
+            first = self.following[first]
+        return counters
+
     def limit_item(self, number: int) -> LimitItem:
         """The limit item of a counter in use."""
         item = self.item[number]

@@ -136,8 +136,6 @@ class RequestLimiter:
         # this process's view of every counter it keeps (``counter_views``: a counter is a
         # number there, not an object the garbage collector walks)
         self._views = CounterViews()
-        self._kept = 0
-        """Identifiers' limits kept, of every limit (``LIMITS_KEPT``)."""
         # every counter with hits not yet sent (a sync must not walk every counter kept);
         # one listed twice, or with none left, is sent once or not at all
         self._unsent: list[int] = []
@@ -318,22 +316,17 @@ class RequestLimiter:
             views.following[counter] = first
             first = counter
         limit.counters[ident] = first
-        self._kept += 1
         return first
 
     def kept_counters(self) -> dict[tuple[str, str, str], tuple[int, ...]]:
         """Every identifier's limit this process keeps, with its counters' numbers (for
         tests and diagnosis: made on each call)."""
-        following = self._views.following
-        kept = {}
-        for (name, spec), limit in self._limits.items():
-            for ident, counter in limit.counters.items():
-                numbers = []
-                while counter >= 0:
-                    numbers.append(counter)
-                    counter = following[counter]
-                kept[name, spec, ident] = tuple(numbers)
-        return kept
+        chain = self._views.chain
+        return {
+            (name, spec, ident): tuple(chain(first))
+            for (name, spec), limit in self._limits.items()
+            for ident, first in limit.counters.items()
+        }
 
     def _start_sync(self) -> None:
         self._sync_timer = None
@@ -458,8 +451,9 @@ class RequestLimiter:
         dictionary's front again after each removal (40 000 at once stalled the loop for
         220 ms: the front's removed entries were scanned again at every step)."""
         views = self._views
-        pending, used, placed, following = views.pending, views.used, views.placed, views.following
-        size = self._kept  # as it will be once the limits looked at so far are forgotten
+        pending, used, placed = views.pending, views.used, views.placed
+        # as it will be once the limits looked at so far are forgotten
+        size = sum(len(limit.counters) for limit in self._limits.values())
         share = min(_LOOKED_AT_MOST, _LOOKED_AT_PER_SYNC + max(0, size - LIMITS_KEPT))
         looked: list[tuple[dict[str, int], str, int, bool]] = []
         for limit in self._limits.values():  # each limit's identifiers, the oldest first
@@ -467,30 +461,22 @@ class RequestLimiter:
                 over = size > LIMITS_KEPT
                 if len(looked) >= share or (not over and now - placed[first] < FORGET_SECONDS):
                     break  # the next sync's, or the rest were put there later still
-                in_use = False
-                counter = first
-                while counter >= 0 and not in_use:
-                    in_use = bool(pending[counter]) or views.on_its_way(counter)
-                    in_use = in_use or (
-                        now - used[counter] < FORGET_SECONDS
-                        and (not over or used[counter] > placed[counter])
-                    )
-                    counter = following[counter]
+                kept = views.chain(first)
+                in_use = any(pending[c] or views.on_its_way(c) for c in kept) or any(
+                    now - used[c] < FORGET_SECONDS and (not over or used[c] > placed[c])
+                    for c in kept
+                )
                 size -= not in_use
                 looked.append((limit.counters, ident, first, in_use))
         for counters, ident, first, in_use in looked:
             del counters[ident]
-            counter = first
             if in_use:
                 counters[ident] = first
-                while counter >= 0:
+                for counter in views.chain(first):
                     placed[counter] = now
-                    counter = following[counter]
             else:
-                self._kept -= 1
-                while counter >= 0:
-                    counter, forgotten = following[counter], counter
-                    views.release(forgotten)
+                for counter in views.chain(first):
+                    views.release(counter)
 
 
 @dataclass(slots=True)

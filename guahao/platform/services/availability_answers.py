@@ -232,7 +232,7 @@ class AvailabilityAnswers:
         key_of_slot = self._key_of_slot
         for slot_id in answer.slot_ids:
             first = key_of_slot.setdefault(slot_id, key)
-            if first is not key and first != key:
+            if first != key:
                 self._more_keys_of_slot.setdefault(slot_id, set()).add(key)
         while len(self._answers) > self._size:
             self._forget(next(iter(self._answers)))
