@@ -135,6 +135,8 @@ class Row:
     redis_usec: dict[str, float] = field(default_factory=dict)
     """The microseconds Redis spent in each command per answered request (the same
     ``commandstats``; a script's ``evalsha`` includes the commands it ran)."""
+    ceiling_cpu_ms: float = 0.0
+    """The ceiling row's server CPU per answer (``cpu_ratio``'s numerator)."""
     per_worker: list[int] = field(default_factory=list)
     """Several workers: the connections each worker held halfway through the row (how
     evenly the kernel handed out the crowd's connections)."""
@@ -634,7 +636,32 @@ def _ratio(row: Row, ceiling: Row) -> Row:
     row.ceiling_per_s = ceiling.per_s
     row.ratio = row.per_s / ceiling.per_s if ceiling.per_s else 0.0
     row.cpu_ratio = ceiling.cpu_ms / row.cpu_ms if row.cpu_ms else 0.0
+    row.ceiling_cpu_ms = ceiling.cpu_ms
     return row
+
+
+def _machine_bound(row: Row, cores: int) -> str | None:
+    """What the processes beside the server leave a row on this machine, or None for a row
+    that measured none of them (the reads, the ceilings).
+
+    PostgreSQL, Redis and wrk take ``rest`` ms of CPU a request whatever the server's code
+    does. Were the server's answer to cost no more than the ceiling's plain JSON, ``cores``
+    cores entirely busy would answer at most ``cores / (ceiling's cpu + rest)`` a ms, and with
+    the server pinned to a core of its own (``--pin``) the other cores at most
+    ``(cores - 1) / rest``: both as ratios to the ceiling, the bound any server code meets
+    at this row's cost to the others (issue 15's granted target is 0.5)."""
+    if row.pg_cpu_ms < 0.001 or not row.per_s or not row.ceiling_per_s:
+        return None
+    wrk = row.cores_wrk / row.per_s * 1000
+    rest = row.pg_cpu_ms + row.redis_cpu_ms + wrk
+    free = cores * 1000 / (row.ceiling_cpu_ms + rest) / row.ceiling_per_s
+    pinned = (cores - 1) * 1000 / rest / row.ceiling_per_s
+    return (
+        f"What the rest of the machine leaves, {row.name}: PostgreSQL {row.pg_cpu_ms:.3f} + "
+        f"Redis {row.redis_cpu_ms:.3f} + wrk {wrk:.3f} = {rest:.3f} ms a request; a server "
+        f"answering it at the ceiling's {row.ceiling_cpu_ms:.3f} ms would reach at most "
+        f"{free:.2f} of the ceiling with {cores} cores entirely busy, {pinned:.2f} pinned"
+    )
 
 
 def _print(rows: list[Row]) -> None:
@@ -666,6 +693,10 @@ def _print(rows: list[Row]) -> None:
             print(f"Redis's commands a request, {r.name}: {each}")
             each = ", ".join(f"{name} {usec:.2f}" for name, usec in r.redis_usec.items())
             print(f"Redis's usec a request by command, {r.name}: {each}")
+    for r in rows:
+        bound = _machine_bound(r, os.cpu_count() or 1)
+        if bound is not None:
+            print(bound)
 
 
 def _median(values: list[float]) -> float:
