@@ -31,8 +31,10 @@ DAYS = 64
 it; dates outside count as without free units)."""
 
 KEPT_NEEDLES = 256
-"""Chinese needles whose matching names are kept (a byte per interned name each: 54 000 names
-of 100 000 doctors make 14 MB at most)."""
+"""Answers each of the columns' memories keeps: Chinese needles' matching names and keys'
+matching alias sets together (``_containing``, a byte per interned name or alias set each:
+54 000 names of 100 000 doctors make 14 MB at most), and catalog code sets' live rowids
+(``_in_catalog``, 4 bytes a matching row). Past it the oldest eighth goes."""
 
 _KIND_RANK = {"hospital": 0, "department": 1, "doctor": 2}
 _NO_DAY = np.int32(2**31 - 1)
@@ -84,12 +86,12 @@ class Columns:
         self.exact_alias: dict[str, set[int]] = {}
         self._keys: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
         self._inheritable: dict[int, tuple[str, str]] = {}
+        """A hospital's names and its Latin tokens, each joined with ``|``: what it passes on."""
         self._joined: dict[int, str] = {}
         self._sorted: dict[str, tuple[int, npt.NDArray[np.str_], IntArray]] = {}
         self._containing: dict[str, npt.NDArray[np.bool_]] = {}
         self._in_catalog: dict[tuple[str, ...], IntArray] = {}
         """Live rowids of catalog codes, kept until a document is added, dropped or moves."""
-        """A hospital's names (joined) and their pinyin tokens: what it passes on."""
         # Each interned name's text, full pinyin and initials, for vectorised matching.
         self._name_text = np.zeros(1024, dtype="<U64")
         self._name_full = np.zeros(1024, dtype="<U64")
@@ -140,6 +142,8 @@ class Columns:
         self._size = size
 
     def put(self, rowid: int, doc: SearchDocument) -> None:
+        """Set ``rowid``'s columns from ``doc``, growing the arrays if needed; a new row or a
+        changed catalog code forgets the kept catalog answers."""
         if rowid >= self._size:
             self._grow(max(rowid + 1, self._size * 2))
         code = doc.catalog_code
@@ -183,6 +187,8 @@ class Columns:
             )
 
     def drop(self, rowid: int) -> None:
+        """Mark ``rowid`` no longer live and forget its exact-name and alias keys (nothing if
+        it was not live)."""
         if rowid >= self._size or not self.alive[rowid]:
             return
         self.alive[rowid] = False
@@ -256,6 +262,7 @@ class Columns:
         return found
 
     def among(self, rows: IntArray, column: IntArray, codes: Sequence[int]) -> IntArray:
+        """The ``rows`` whose value in ``column`` is one of the interned ``codes``."""
         kept: IntArray = rows[np.isin(column[rows], np.asarray(codes, dtype=np.int32))]
         return kept
 
@@ -266,6 +273,8 @@ class Columns:
     def with_free_units(
         self, rows: IntArray, days: Sequence[date], category: str | None
     ) -> IntArray:
+        """The ``rows`` with a free unit on any of ``days`` inside the grid, of ``category``
+        if given."""
         offsets = [o for o in ((d - self.first_day).days for d in days) if 0 <= o < DAYS]
         if not offsets:
             return rows[:0]
@@ -278,6 +287,7 @@ class Columns:
         return kept
 
     def offering(self, rows: IntArray, category: str) -> IntArray:
+        """The ``rows`` that offer ``category`` at all."""
         kept: IntArray = rows[self.offers[rows, CATEGORIES.index(category)]]
         return kept
 
@@ -464,6 +474,8 @@ class Columns:
         return out
 
     def facets(self, rows: IntArray) -> dict[str, list[tuple[str, int]]]:
+        """Counts of ``rows`` by kind, district, grade, catalog code, title and category, as
+        (value, count) for each value present (the empty value left out)."""
         out: dict[str, list[tuple[str, int]]] = {}
         for name, column, interned in (
             ("kind", self.kind_of, self.kind),

@@ -123,6 +123,8 @@ class TokenIssuer:
         return int(time.time() + offset)
 
     def issue(self, account_id: str) -> str:
+        """A new citizen token for ``account_id``: HS256, ``sub``, ``iat`` and ``exp`` on the
+        region's shared time (``keep_time_with``), ``scope`` ``citizen``."""
         now = self._now()
         claims = {"sub": account_id, "iat": now, "exp": now + self._seconds, "scope": "citizen"}
         return jwt.encode({"alg": "HS256"}, claims, self._key)

@@ -1,4 +1,5 @@
-"""The release crowd's hottest requests, answered from memory before the framework.
+"""The release crowd's hottest requests, answered before the framework: from memory, or, for
+a granted hold, by the route's own service call.
 
 At a release most of what arrives is one of three requests: a hold on a slot already sold
 out, a doctor's availability and a search, and the answer to each is already in the process's
@@ -13,6 +14,9 @@ own plain answer (bench/profiles/front-1-*). ``FrontAnswers`` wraps Litestar's A
   announced body within the API's limit that decodes, and a slot the sold-out view refuses
   for that account: the refusal is ``BookingService.refuse_known_sold_out``'s, which still
   counts the rate limits and the unmet demand;
+- the same ``POST /api/v1/holds`` on a slot the view does not refuse, when a ``FrontGrants`` is
+  given (``create_app`` always gives one): granted with the loop turn's other grants by
+  ``BookingService.grant_holds`` and answered as the route would (guahao/web/front_grants.py);
 - ``GET /api/v1/doctors/{id}/availability`` and ``GET /api/v1/search`` whose answer is
   remembered, with query parameters this module reads exactly as the routes do.
 
@@ -27,9 +31,9 @@ Litestar's compression writes but for the gzip header's time field. A refusal ca
 
 Everything else falls through untouched, and so does anything in doubt: another route or
 method, a token the guard would refuse, a missing or too long key, a chunked or too large body, a
-slot the view does not refuse (a unit given back is dropped from the view when its
-announcement arrives, so the very next request goes to ``hold``), a query parameter the
-route would read differently, an answer not remembered.
+slot the view does not refuse when no ``FrontGrants`` is given (a unit given back is dropped
+from the view when its announcement arrives, so the very next request goes to ``hold``), a
+query parameter the route would read differently, an answer not remembered.
 """
 
 from __future__ import annotations
@@ -116,7 +120,7 @@ _LIST_PARAMS = {
 }
 _hold_decoder = msgspec.json.Decoder(HoldCreate)
 _CLIENTS_KEPT = 50_000  # addresses, and devices, whose hashes are remembered (~10 MB each)
-_DEVICE_KEPT = 200
+_DEVICE_LONGEST_KEPT = 200  # a longer device id (device_hash cuts it at 200) is not kept
 _Key = TypeVar("_Key", str, bytes)
 
 
@@ -151,6 +155,9 @@ class GzipBodies:
         return len(self._made)
 
     async def of(self, body: bytes) -> bytes:
+        """``body`` gzipped, made once and kept (the latest asked last); one over
+        ``GZIP_INLINE_LIMIT`` is compressed in a worker thread, once however many requests
+        ask for it meanwhile."""
         made = self._made.get(body)
         if made is not None:
             self._made.move_to_end(body)
@@ -221,7 +228,7 @@ class FrontAnswers:
                 return
         await self.app(scope, receive, send)
 
-    # ------------------------------------------------------------------ sold-out holds
+    # ---------------------------------- holds: sold-out refusals here, grants by front_grants
 
     async def _hold(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -307,7 +314,7 @@ class FrontAnswers:
         ip = self._ip_hashes.get(host)
         if ip is None:
             ip = _remember(self._ip_hashes, host, ip_hash(vault, host))
-        if len(device) > _DEVICE_KEPT:  # cut at 200 characters anyway: never remembered
+        if len(device) > _DEVICE_LONGEST_KEPT:  # cut at 200 characters anyway: never remembered
             return ClientContext(ip, device_hash(vault, device.decode("latin-1")))
         hashed = self._device_hashes.get(device)
         if hashed is None:

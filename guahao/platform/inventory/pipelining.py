@@ -5,8 +5,10 @@ coroutine that needs one or two tiny scripts run. Sent one by one, every script 
 write and read in Python (on the order of 100 µs here) while Redis itself runs it in a few
 microseconds, so the worker, not Redis, would cap the surge. Calls queued during one turn of
 the event loop are instead sent as one non-transactional pipeline. Each script stays atomic
-on its own; batching changes only how many calls share a packet, never their meaning or the
-order of one coroutine's calls (a coroutine awaits each call before making the next).
+on its own; batching changes only how many calls share a packet, never their meaning. A
+coroutine that awaits each call before the next sees them run in its order; calls queued
+together with ``submit`` keep their order on one server, but on a cluster calls to different
+nodes run in no fixed order (hold_batches.py).
 
 On Redis Cluster a batch is split by the node that serves each call's hash slot (every script
 keeps its keys under one hash tag, so each call has one slot); each node has a lane with one

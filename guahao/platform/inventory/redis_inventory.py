@@ -104,8 +104,11 @@ class RedisInventory:
     """``Inventory`` on a real Redis (6.2 or later): a standalone or Sentinel-managed server,
     or a Redis Cluster (given a ``RedisCluster`` client, see ``redis_pools.shared_client``).
 
-    Every script touches one hash tag, so each runs on one cluster shard; the automatic
-    pipeline sends each batch's calls to the nodes that serve their slots.
+    On Redis Cluster every call touches one hash slot (batched holds, loads and survival checks
+    are grouped by hash slot, and the account's marker is claimed in a call of its own), so
+    each runs on one shard; the automatic pipeline sends each batch's calls to the nodes that
+    serve their slots. On one server a call may take any slots, and the hold script claims the
+    marker itself.
 
     Times are the caller's epoch milliseconds, never the Redis clock: the service's clock
     decides when holds run out, and tests walk through time without sleeping.
@@ -313,8 +316,9 @@ class RedisInventory:
         most from this worker's memory, and raising each refusal through the awaits to be
         caught at once was a tenth of the worker's time (bench/profiles/engine6-1-*). What
         keeps the question from being answered (bad input, a slot Redis does not know, Redis
-        unavailable) is still raised. (Both return ``_answer``'s coroutine itself: no frame of
-        their own on the hold path, and no ``HoldAsked`` made only to be unpacked.)"""
+        unavailable) is still raised. (Neither is a coroutine function: this returns
+        ``_answer``'s coroutine itself and ``hold`` wraps it in ``_raising``, which raises the
+        refusal; no ``HoldAsked`` is made only to be unpacked.)"""
         return self._answer(slot_id, hold_id, account_id, now_ms, ttl_ms, idempotency_key)
 
     async def hold_all(self, asked: Sequence[HoldAsked]) -> list[HoldGrant | Exception]:
@@ -826,6 +830,8 @@ class RedisInventory:
         self.sold_out.start(self._redis)
 
     async def stop_following(self) -> None:
+        """Stop following the give-back channel (at shutdown): the sold-out view is blind
+        again."""
         await self.sold_out.stop()
 
     async def _forget_marker(self, marker: str, hold_id: str) -> None:

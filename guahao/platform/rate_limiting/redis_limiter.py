@@ -1,8 +1,8 @@
 """Request rate limits on the shared Redis, with the ``limits`` library.
 
-Sliding-window counters: two small keys per limit, one round trip per check, and no burst at a
-window's edge (a fixed window lets a bot spend two windows' worth in the second around the
-edge, which is exactly when slots are released). The limits are region rules
+Sliding-window counters: two small keys per counter (one item of a limit for one identifier),
+and no burst at a window's edge (a fixed window lets a bot spend two windows' worth in the
+second around the edge, which is exactly when slots are released). The limits are region rules
 (``RegionRules.rate_limits``); the keys are the account, the device, the address and the
 phone, each as given by the caller (addresses and devices as keyed hashes, never raw).
 
@@ -14,9 +14,10 @@ one round trip, where the library sent one script per limit per request, each on
 connection of its own. At a release surge that was three round trips per hold before the
 slot pool was even asked.
 
-On Redis Cluster (a ``redis+cluster://`` URL) the library's cluster storage reads the windows'
-statistics and the automatic pipeline routes each count to the node of its keys' hash slot
-(the library tags both keys of a counter alike, ``prefix:{key}`` and ``prefix:{key}/-1``).
+On Redis Cluster (a ``redis+cluster://`` URL) the automatic pipeline routes each count to the
+node of its keys' hash slot (the library tags both keys of a counter alike, ``prefix:{key}``
+and ``prefix:{key}/-1``). Nothing here reads the windows through the library; the tests do
+(tests/fixtures/limit_windows.py).
 
 **Counted here first, in Redis within 50 ms.** Even pipelined, that round trip was 12–15 % of a
 sold-out refusal (``bench/profiles/11-*``, ``14-surge-soldout-*``), paid by every request of a
@@ -25,18 +26,19 @@ touched: the weighted count Redis last reported (``known``) and the hits it admi
 (``pending``), in lists (``counter_views``: a counter is a number, not an object for every full
 collection of the garbage collector to walk). A request whose every counter is below its limit
 in that view is admitted without Redis, and the pending hits of all counters go to Redis
-together every ``SYNC_SECONDS`` (one script call, ``add_to_windows.lua``, the library's
-windows), which reports each counter's region-wide count back. A request the view would refuse,
-or whose counter the process has not heard about from Redis for ``FRESH_SECONDS`` and has
-admitted another hit for already, takes the exact path: once any sync carrying its counters'
-hits is answered, one call a counter (``decide_in_window.lua``) adds the counter's pending
-hits, decides the hit as the library's script does and reads the window back, so a refusal's
-``Retry-After`` is Redis's, and the count it reports is the view's again: a counter whose
-window has room once more is admitted from memory at the next request (a crowd behind a carrier
-address near its limit is decided by Redis only while it is at the limit). A refusal also tells
-when the window frees a hit (the library's ``reset_time``): until then the process refuses that
-counter from memory, as Redis would (time only frees hits, other processes only add them), so a
-client hammering past its limit costs Redis one call a window's free hit, not one a request.
+together every ``SYNC_SECONDS`` (``add_to_windows.lua`` on the library's windows,
+``_SYNC_BATCH`` counters a call, the calls pipelined together), which reports each counter's
+region-wide count back. A request the view would refuse, or whose counter the process has not
+heard about from Redis for ``FRESH_SECONDS`` and has admitted another hit for already, takes the
+exact path: once any sync carrying its counters' hits is answered, one call a counter
+(``decide_in_window.lua``) adds the counter's pending hits, decides the hit as the library's
+script does and reads the window back, so a refusal's ``Retry-After`` is Redis's, and the count
+it reports is the view's again: a counter whose window has room once more is admitted from
+memory at the next request (a crowd behind a carrier address near its limit is decided by Redis
+only while it is at the limit). A refusal also tells when the window frees a hit (the library's
+``reset_time``): until then the process refuses that counter from memory, as Redis would (time
+only frees hits, other processes only add them), so a client hammering past its limit costs
+Redis one call a window's free hit, not one a request.
 
 What that means for a limit (docs/operations.md, "Rate limits with several workers"): within
 one process nothing changes (the view is exact). With N processes, a process learns of the
@@ -63,7 +65,7 @@ from limits import parse_many
 from guahao.platform.error_codes import refuse
 from guahao.platform.inventory.lua_scripts import LuaScript
 from guahao.platform.inventory.pipelining import AutoPipeline
-from guahao.platform.rate_limiting.counter_views import FRESH_SECONDS, CounterViews
+from guahao.platform.rate_limiting.counter_views import CounterViews
 from guahao.platform.rate_limiting.limit_items import LimitItem
 from guahao.platform.rate_limiting.packed_commands import bulk, evalsha_head
 from guahao.platform.redis_pools import (
@@ -72,7 +74,7 @@ from guahao.platform.redis_pools import (
     shared_client,
 )
 
-__all__ = ["FRESH_SECONDS", "POOL_SIZE", "SYNC_SECONDS", "RequestLimiter"]
+__all__ = ["POOL_SIZE", "SYNC_SECONDS", "RequestLimiter"]
 
 POOL_SIZE = 50
 """Connections the limiter keeps to Redis."""
@@ -91,7 +93,8 @@ one process remembers at most; past it, those not used since they were last look
 first."""
 
 _SYNC_BATCH = 256
-"""Counters per script call when syncing (one call holds all on a single Redis)."""
+"""Counters per script call when syncing on one server (a cluster gets one call per counter,
+routed by its hash slot)."""
 
 _LOOKED_AT_PER_SYNC = 512
 """Limits ``_forget_idle`` looks at per sync, and as many more as memory is past
@@ -154,7 +157,7 @@ class RequestLimiter:
 
     async def close(self) -> None:
         """Send the hits not yet counted in Redis, then close the connections this limiter
-        opened (its pool, or its cluster clients)."""
+        opened (its pool, or its cluster client)."""
         if self._sync_timer is not None:
             self._sync_timer.cancel()
             self._sync_timer = None

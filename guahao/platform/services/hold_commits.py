@@ -19,8 +19,9 @@ Every guarantee of a grant written alone holds:
   its unit back in Redis as it did when its own transaction failed.
 
 Once a transaction committed, the pool is asked in one call whether it still knows the holds of
-the batch (``Inventory.holds_all``: the survival check ``BookingService.grant_hold`` made per
-grant, a seventh of a grant's CPU, bench/profiles/grant4-*). ``record`` tells its caller whether
+the batch (``Inventory.holds_all``: the survival check each grant used to make alone, a
+seventh of a grant's CPU, bench/profiles/grant4-*; made alone now only for a hold the batch
+did not vouch for, ``HoldGrants._hold_survived``). ``record`` tells its caller whether
 the pool said so; a hold it did not vouch for (gone, fenced, not loaded, the pool away) is
 checked by the caller alone, as before, so the batch only ever saves the checks that pass.
 """

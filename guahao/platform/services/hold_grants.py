@@ -13,8 +13,10 @@ once for them all, and a request wakes once, with its answer (bench/README.md, b
 Each request still gets exactly the outcome it would get alone, its grant or its own error:
 a refusal or a fault of one never fails another. The plain grant (fresh, in the platform's
 own pool) goes the batch's way; a repeat, a hold the hospital's HIS must make too, a slot to
-load from SQL, a stale claim to clear, a record the database refused or a hold the pool did
-not vouch for go on alone, as ``grant_hold`` always took them, meanwhile.
+load from SQL or a stale claim to clear go on alone, as ``grant_hold`` always took them,
+meanwhile. A record the database refused, or a hold the pool did not vouch for, is then
+answered one by one inside the batch (``_answer_recorded``), and the batch's other answers
+wait for it.
 """
 
 from __future__ import annotations
@@ -210,9 +212,10 @@ class HoldGrants:
         hold the hospital's HIS must make too, a slot to load or a stale claim to clear go on
         alone, as ``grant_hold`` always took them, meanwhile. ``answered`` is told each
         request's outcome (by its place in ``asked``) as soon as that request's part is done:
-        the refusals once the pool has answered, the batch's grants once their group commit
-        is, so one that goes on alone (an HIS's hold is a call to a hospital's system) never
-        holds up the others' answers.
+        the refusals once the pool has answered, the batch's grants once their group commit,
+        and any of the batch's records answered one by one after it, are done, so one that
+        goes on alone (an HIS's hold is a call to a hospital's system) never holds up the
+        others' answers.
         """
         granting = [_Granting(ask, n) for n, ask in enumerate(asked)]
         await self._admit(granting)
@@ -324,7 +327,7 @@ class HoldGrants:
     async def _record_together(self, together: list[_Granting]) -> None:
         """The plain grants' records, written with the process's other grants (group commit)
         and awaited once; a record that failed, or a hold the pool did not vouch for, is
-        answered alone (``_answer_recorded``)."""
+        answered one by one (``_answer_recorded``) before any of the batch is told."""
         if not together:
             return
         recorded = await self._hold_commits.record_all([g.record() for g in together])
