@@ -458,7 +458,7 @@ class RequestLimiter:
         # as it will be once the limits looked at so far are forgotten
         size = sum(len(limit.counters) for limit in self._limits.values())
         share = min(_LOOKED_AT_MOST, _LOOKED_AT_PER_SYNC + max(0, size - LIMITS_KEPT))
-        looked: list[tuple[dict[str, int], str, int, bool]] = []
+        looked: list[tuple[dict[str, int], str, list[int], bool]] = []
         for limit in self._limits.values():  # each limit's identifiers, the oldest first
             for ident, first in limit.counters.items():
                 over = size > LIMITS_KEPT
@@ -470,15 +470,15 @@ class RequestLimiter:
                     for c in kept
                 )
                 size -= not in_use
-                looked.append((limit.counters, ident, first, in_use))
-        for counters, ident, first, in_use in looked:
+                looked.append((limit.counters, ident, kept, in_use))
+        for counters, ident, kept, in_use in looked:
             del counters[ident]
             if in_use:
-                counters[ident] = first
-                for counter in views.chain(first):
+                counters[ident] = kept[0]
+                for counter in kept:
                     placed[counter] = now
             else:
-                for counter in views.chain(first):
+                for counter in kept:
                     views.release(counter)
 
 
